@@ -1,0 +1,3 @@
+from genvault.cli import main
+
+main()

@@ -1,0 +1,161 @@
+"""How one chat turn changes the stored chat before the model is called, and after.
+
+`prepare_turn` runs inside the transaction that also inserts the pending generation, so the
+user's message, the truncation an edit or regenerate implies, and the pending record land
+together or not at all. The server never trusts the client's copy of older messages: it keeps
+only the new user message, or, for a tool-result continuation, the client-side tool outputs,
+and reads everything else from the database.
+
+- submit-message with a new user message: it is appended.
+- submit-message with a user message whose id is stored (an edit, or a retry): that message and
+  everything after it are replaced by it.
+- submit-message with an assistant message that is the stored last message (a tool-result
+  continuation): its client-side tool outputs are merged, and the reply continues that message.
+- regenerate-message: the reply to regenerate is dropped (the last assistant message; or the one
+  `message_id` names, with everything after it; or everything after the user message it names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genvault.errors import Conflict, InvalidRequest, NotFound
+from genvault.ids import new_id
+from genvault.messages.ui import message_to_json, parse_ui_message
+from genvault.store import chats as chat_store
+from genvault.store import generations as gen_store
+from genvault.tools import Tool
+
+__all__ = ["Trigger", "TurnPlan", "merge_tool_outputs", "prepare_turn"]
+
+Trigger = Literal["submit-message", "regenerate-message"]
+TITLE_CHARS = 80
+
+
+@dataclass
+class TurnPlan:
+    assistant_id: str
+    # The stored assistant message the reply continues (tool-result continuation), else None.
+    continued: dict[str, Any] | None
+    # The whole chat as the model should see it.
+    history: list[dict[str, Any]]
+
+
+def _title_from(message: dict[str, Any] | None) -> str | None:
+    if message is None or message.get("role") != "user":
+        return None
+    text = " ".join(p["text"] for p in message["parts"] if p.get("type") == "text").strip()
+    if not text:
+        return None
+    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def merge_tool_outputs(stored: dict[str, Any], incoming: dict[str, Any], tools: dict[str, Tool]) -> dict[str, Any]:
+    """The stored assistant message with the client's results for its client-side tool calls.
+
+    Only parts the client may answer change: a static tool part, not provider-executed, of a
+    tool without a server executor, waiting in `input-available`. Everything else stays as stored.
+    """
+    answers = {
+        p["toolCallId"]: p
+        for p in incoming["parts"]
+        if p["type"].startswith("tool-") and p.get("state") in ("output-available", "output-error")
+    }
+    merged_parts = []
+    for part in stored["parts"]:
+        answer = answers.get(part.get("toolCallId", "")) if part["type"].startswith("tool-") else None
+        name = part["type"][len("tool-") :] if part["type"].startswith("tool-") else ""
+        tool = tools.get(name)
+        client_side = tool is None or not tool.runs_on_server
+        if (
+            answer is not None
+            and answer["type"] == part["type"]
+            and part.get("state") == "input-available"
+            and not part.get("providerExecuted")
+            and client_side
+        ):
+            updated = {k: v for k, v in part.items() if k not in ("output", "errorText", "preliminary")}
+            updated["state"] = answer["state"]
+            if answer["state"] == "output-available":
+                updated["output"] = answer.get("output")
+            else:
+                updated["errorText"] = answer.get("errorText", "the tool failed")
+            merged_parts.append(updated)
+        else:
+            merged_parts.append(part)
+    return {**stored, "parts": merged_parts}
+
+
+async def prepare_turn(
+    conn: AsyncConnection,
+    *,
+    chat_id: str,
+    user_id: str,
+    trigger: Trigger,
+    message: dict[str, Any] | None,
+    message_id: str | None,
+    tools: dict[str, Tool],
+    generation_id: str,
+) -> TurnPlan:
+    chat = await chat_store.ensure_chat(conn, chat_id, user_id, title=_title_from(message))
+    if chat.active_generation_id is not None:
+        active = await gen_store.get(conn, chat.active_generation_id)
+        if not active.is_final:
+            raise Conflict(
+                f"chat {chat_id!r} is still generating a reply ({active.id}); "
+                "wait for it, resume it, or cancel it first"
+            )
+
+    continued: dict[str, Any] | None = None
+    assistant_id = new_id("msg")
+    if trigger == "regenerate-message":
+        await _drop_reply(conn, chat_id, user_id, message_id)
+    elif message is None:
+        raise InvalidRequest("submit-message needs a message: send `messages` (or `message`) with the new message")
+    elif message["role"] == "user":
+        if await _exists(conn, chat_id, message["id"]):
+            await chat_store.truncate_after(conn, chat_id, user_id, message["id"], inclusive=True)
+        await chat_store.append_messages(conn, chat_id, user_id, [message])
+    elif message["role"] == "assistant":
+        history = await chat_store.load_messages(conn, chat_id, limit=1)
+        last = history.messages[-1] if history.messages else None
+        if last is None or last["id"] != message["id"] or last["role"] != "assistant":
+            raise Conflict(
+                f"message {message['id']!r} is not the chat's last assistant message; "
+                "only the last assistant message can be continued with tool results"
+            )
+        continued = merge_tool_outputs(last, message, tools)
+        # Normalize through the model so the stored JSON is exactly what loads back.
+        continued = message_to_json(parse_ui_message(continued))
+        await chat_store.upsert_message(conn, chat_id, user_id, continued)
+        assistant_id = continued["id"]
+    else:
+        raise InvalidRequest(f"cannot submit a {message['role']} message; send a user message")
+
+    await chat_store.set_active_generation(conn, chat_id, generation_id)
+    history_all = await chat_store.load_all_messages(conn, chat_id)
+    if not any(m["role"] == "user" for m in history_all):
+        raise InvalidRequest(f"chat {chat_id!r} has no user message to answer")
+    return TurnPlan(assistant_id=assistant_id, continued=continued, history=history_all)
+
+
+async def _exists(conn: AsyncConnection, chat_id: str, message_id: str) -> bool:
+    try:
+        await chat_store.get_message(conn, chat_id, message_id)
+    except NotFound:
+        return False
+    return True
+
+
+async def _drop_reply(conn: AsyncConnection, chat_id: str, user_id: str, message_id: str | None) -> None:
+    if message_id is not None:
+        target = await chat_store.get_message(conn, chat_id, message_id)
+        # An assistant message goes with everything after it; a user message keeps itself.
+        await chat_store.truncate_after(conn, chat_id, user_id, message_id, inclusive=target["role"] == "assistant")
+        return
+    page = await chat_store.load_messages(conn, chat_id, limit=1)
+    if page.messages and page.messages[-1]["role"] == "assistant":
+        await chat_store.delete_message(conn, chat_id, user_id, page.messages[-1]["id"])

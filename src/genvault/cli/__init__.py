@@ -1,0 +1,16 @@
+"""The `genvault` command line (Typer + Rich), split by noun: one module per command group.
+
+Each command builds the settings from flags and `GENVAULT_*` variables, opens a `Vault`, calls it,
+and renders the result. Errors the caller can fix print one line (exit 2); failures exit 1.
+"""
+
+from __future__ import annotations
+
+from genvault.cli import chats, db, generate, logs, serve, usage, users  # noqa: F401  (registers the commands)
+from genvault.cli._app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

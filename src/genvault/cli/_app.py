@@ -1,0 +1,113 @@
+"""The Typer app, the shared options, and how a command runs a Vault."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from genvault.errors import CallerError, GenvaultError
+from genvault.settings import Settings
+from genvault.vault import Vault
+
+__all__ = ["app", "console", "err_console", "parse_time", "run_with_vault", "settings_from"]
+
+app = typer.Typer(
+    name="genvault",
+    help="Keep every AI generation: IDs before the call, saved while streaming, priced, addressable.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+class _State:
+    database_url: str | None = None
+    data_dir: Path | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def _global(
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="sqlite:///path or postgresql://… (env GENVAULT_DATABASE_URL)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the SQLite file lives (env GENVAULT_DATA_DIR)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what genvault does")] = False,
+) -> None:
+    state.database_url = database_url
+    state.data_dir = data_dir
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def settings_from(**overrides: Any) -> Settings:
+    try:
+        return Settings().with_overrides(database_url=state.database_url, data_dir=state.data_dir, **overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        fail(f"invalid configuration: {problems}", code=2)
+        raise  # unreachable; fail() exits
+
+
+def fail(message: str, *, code: int) -> None:
+    err_console.print(f"[bold red]Error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def run_with_vault(body: Callable[[Vault], Awaitable[T]], *, settings: Settings | None = None) -> T:
+    """Open a Vault, run `body` with it, close it; genvault errors become one-line messages."""
+
+    async def runner() -> T:
+        async with Vault(settings or settings_from()) as vault:
+            return await body(vault)
+
+    try:
+        return asyncio.run(runner())
+    except CallerError as exc:
+        fail(exc.message, code=2)
+    except GenvaultError as exc:
+        fail(exc.message, code=1)
+    raise AssertionError("unreachable")
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(value: str | None, *, option: str) -> datetime | None:
+    """`2026-11-01`, `2026-11-01T10:00`, or a span back from now: `30m`, `2h`, `7d`, `1w`."""
+    if value is None:
+        return None
+    text = value.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        return datetime.now(UTC) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} {value!r} is not a date (2026-11-01), a time (2026-11-01T10:00) or a span (2h, 7d)", code=2)
+        raise
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

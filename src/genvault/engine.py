@@ -1,0 +1,545 @@
+"""The life of a generation, start to finish. Read this module to follow one.
+
+1. `Engine.start` validates the request and resolves the provider (bad input fails here, before
+   any row exists), mints the ID, and commits a `pending` row with a lease. Only then is the
+   provider called, in a task that belongs to the engine, not to whoever asked: a consumer that
+   goes away stops nothing.
+2. `_run` streams provider events, translates them to UI message stream chunks, publishes each to
+   the hub (live followers, replay from any index) and folds it into the run's state. The first
+   event moves the record to `streaming` with `first_token_at`.
+3. `_checkpointer`, beside it, writes the partial output and renews the lease at least every
+   `checkpoint_ms`: a crash loses at most that window.
+4. `_finalize` writes status, output, usage, cost and timings in one transaction, guarded by the
+   current status, so it happens once. Provider failure → `error`, cancel → `cancelled`, both
+   keeping the partial output; a dead process → `interrupted` by `sweep` (start-up and periodic),
+   from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genvault import pricing
+from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
+from genvault.ids import new_id
+from genvault.providers.base import (
+    ModelRequest,
+    Provider,
+    StreamFinish,
+    StreamTextDelta,
+    StreamToolCall,
+    StreamUsage,
+)
+from genvault.providers.registry import ProviderRegistry
+from genvault.records import Generation, GenerationKind, nano_to_usd
+from genvault.settings import Settings
+from genvault.store import Store
+from genvault.store import generations as gen_store
+from genvault.store.schema import generations
+from genvault.streams import StreamHub
+from genvault.tools import Tool
+from genvault.translate import ChunkTranslator
+
+__all__ = ["Engine", "Run"]
+
+log = logging.getLogger(__name__)
+
+Chunk = dict[str, Any]
+# Called inside the finalize transaction (chat turns write the assistant message there).
+FinalizeHook = Callable[[AsyncConnection, "Run", str], Awaitable[None]]
+# Folds each chunk into richer state (chat turns run the UIMessage assembler).
+ChunkSink = Callable[[Chunk], None]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Run:
+    """What one running generation has produced so far (in memory; checkpoints copy it out)."""
+
+    generation_id: str
+    kind: GenerationKind
+    user_id: str
+    provider: str
+    model: str
+    message_id: str
+    text: list[str] = field(default_factory=list)
+    usage: StreamUsage | None = None
+    finish_reason: str | None = None
+    started_at: datetime | None = None
+    first_token_at: datetime | None = None
+    chunk_count: int = 0
+    dirty: bool = False
+    # For chat turns: returns the assistant UIMessage JSON assembled so far.
+    snapshot: Callable[[], dict[str, Any]] | None = None
+    cancel_requested: bool = False
+    cost: pricing.Cost | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def result_text(self) -> str:
+        return "".join(self.text)
+
+    def add_usage(self, usage: StreamUsage) -> None:
+        """Usage summed over the model calls of a multi-step turn (None + None stays None)."""
+        if self.usage is None:
+            self.usage = usage
+            return
+
+        def add(a: int | None, b: int | None) -> int | None:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+
+        self.usage = StreamUsage(
+            input_tokens=add(self.usage.input_tokens, usage.input_tokens),
+            output_tokens=add(self.usage.output_tokens, usage.output_tokens),
+            cached_input_tokens=add(self.usage.cached_input_tokens, usage.cached_input_tokens),
+            cache_write_tokens=add(self.usage.cache_write_tokens, usage.cache_write_tokens),
+            reasoning_tokens=add(self.usage.reasoning_tokens, usage.reasoning_tokens),
+            total_tokens=add(self.usage.total_tokens, usage.total_tokens),
+        )
+
+
+def _sdk_usage(usage: StreamUsage) -> dict[str, int]:
+    """AI SDK `LanguageModelUsage` JSON (spec §9.1): absent fields omitted."""
+    fields = {
+        "inputTokens": usage.input_tokens,
+        "outputTokens": usage.output_tokens,
+        "totalTokens": usage.total_tokens,
+        "reasoningTokens": usage.reasoning_tokens,
+        "cachedInputTokens": usage.cached_input_tokens,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+class Engine:
+    def __init__(self, store: Store, hub: StreamHub, registry: ProviderRegistry, settings: Settings) -> None:
+        self.store = store
+        self.hub = hub
+        self.registry = registry
+        self.settings = settings
+        # Identifies this process in leases: host, pid, and a nonce in case the pid is reused.
+        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._runs: dict[str, Run] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._shutting_down = False
+        # Called with each record this process finalizes (metrics, tests).
+        self.listeners: list[Callable[[Generation], None]] = []
+
+    @property
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    # -- 1. start ------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        kind: GenerationKind,
+        user_id: str,
+        model: str,
+        request_json: dict[str, Any],
+        model_request: ModelRequest,
+        idempotency_key: str | None = None,
+        chat_id: str | None = None,
+        message_id: str | None = None,
+        message_id_factory: Callable[[], str] | None = None,
+        before_insert: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+        chunk_sink: ChunkSink | None = None,
+        snapshot: Callable[[], dict[str, Any]] | None = None,
+        finalize_hook: FinalizeHook | None = None,
+        first_chunks: list[Chunk] | None = None,
+        tools: Mapping[str, Tool] | None = None,
+        next_messages: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> Generation:
+        """Commit the pending record, start the provider call in the background, return the record.
+
+        `before_insert(conn, generation_id)` runs in the same transaction as the pending insert
+        (chat turns append the user message there). With an `idempotency_key` already used by
+        this user for the same request, the existing record comes back and nothing runs.
+        """
+        provider, bare_model = self.registry.resolve(model)  # raises InvalidRequest: nothing written yet
+        provider_name = model.split("/", 1)[0]  # as asked for; prices are looked up under it
+        model_request.model = bare_model
+
+        if idempotency_key is not None:
+            async with self.store.read() as conn:
+                existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key)
+            if existing is not None:
+                return self._same_request(existing, request_json)
+
+        generation_id = new_id("gen")
+        now = _now()
+        async with self.store.write() as conn:
+            if before_insert is not None:
+                await before_insert(conn, generation_id)
+            # A chat turn decides its assistant message id inside the transaction.
+            message_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+            record = await gen_store.insert_pending(
+                conn,
+                {
+                    "id": generation_id,
+                    "kind": kind,
+                    "user_id": user_id,
+                    "chat_id": chat_id,
+                    "message_id": message_id,
+                    "model": model,
+                    "provider": provider_name,
+                    "request": request_json,
+                    "created_at": now,
+                    "lease_owner": self.owner_id,
+                    "lease_expires_at": now + self._lease,
+                    "idempotency_key": idempotency_key,
+                },
+            )
+        if record is None:  # lost a race for the idempotency key
+            async with self.store.read() as conn:
+                existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
+            if existing is None:  # pragma: no cover - the conflicting row cannot vanish
+                raise Conflict(f"idempotency key {idempotency_key!r} is in use")
+            return self._same_request(existing, request_json)
+
+        run = Run(
+            generation_id=generation_id,
+            kind=kind,
+            user_id=user_id,
+            provider=provider_name,
+            model=model,
+            message_id=message_id,
+            snapshot=snapshot,
+        )
+        self._runs[generation_id] = run
+        await self.hub.open(generation_id)
+        task = asyncio.create_task(
+            self._run(
+                run, provider, model_request, chunk_sink, finalize_hook, first_chunks or [], tools or {}, next_messages
+            ),
+            name=f"genvault:{generation_id}",
+        )
+        self._tasks[generation_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(generation_id, None))
+        return record
+
+    @staticmethod
+    def _same_request(existing: Generation, request_json: dict[str, Any]) -> Generation:
+        if existing.request != request_json:
+            raise Conflict(
+                f"idempotency key {existing.idempotency_key!r} was already used for a different request "
+                f"(generation {existing.id}); use a new key for a new request"
+            )
+        return existing
+
+    # -- 2. stream -----------------------------------------------------------------------------
+
+    async def _publish(self, run: Run, chunks: list[Chunk], sink: ChunkSink | None) -> None:
+        for chunk in chunks:
+            if sink is not None:
+                sink(chunk)
+            await self.hub.publish(run.generation_id, chunk)
+            run.chunk_count += 1
+        if chunks:
+            run.dirty = True
+
+    async def _run(
+        self,
+        run: Run,
+        provider: Provider,
+        request: ModelRequest,
+        sink: ChunkSink | None,
+        finalize_hook: FinalizeHook | None,
+        first_chunks: list[Chunk],
+        tools: Mapping[str, Tool],
+        next_messages: Callable[[], list[dict[str, Any]]] | None,
+    ) -> None:
+        translator = ChunkTranslator()
+        checkpointer = asyncio.create_task(self._checkpointer(run))
+        status, error = "complete", None
+        step_open = False
+        run.started_at = _now()
+        try:
+            await self._publish(run, [{"type": "start", "messageId": run.message_id}, *first_chunks], sink)
+            for step in range(self.settings.max_steps):
+                await self._publish(run, translator.start_step(), sink)
+                step_open = True
+                calls: list[StreamToolCall] = []
+                async for event in provider.stream(request):
+                    if run.first_token_at is None:
+                        await self._mark_streaming(run)
+                    if isinstance(event, StreamUsage):
+                        run.add_usage(event)
+                    elif isinstance(event, StreamFinish):
+                        run.finish_reason = event.reason
+                    else:
+                        if isinstance(event, StreamTextDelta):
+                            run.text.append(event.text)
+                        elif isinstance(event, StreamToolCall) and not event.provider_executed:
+                            calls.append(event)
+                        await self._publish(run, translator.translate(event), sink)
+                runnable = [c for c in calls if c.name in tools and tools[c.name].runs_on_server]
+                for call in runnable:
+                    await self._publish(run, [await self._execute(tools[call.name], call)], sink)
+                await self._publish(run, translator.finish_step(), sink)
+                step_open = False
+                # Another model call only when every call was answered here; a client-side tool
+                # ends the turn, and the client's next request continues it.
+                if not calls or len(runnable) != len(calls) or next_messages is None:
+                    break
+                if step == self.settings.max_steps - 1:
+                    log.warning("generation %s stopped after %d steps", run.generation_id, self.settings.max_steps)
+                    break
+                request.messages = next_messages()
+            await self._publish(run, [self._finish_chunk(run)], sink)
+        except asyncio.CancelledError:
+            if self._shutting_down and not run.cancel_requested:
+                status, error = "interrupted", "the server shut down before this generation finished"
+            else:
+                status, error = "cancelled", None
+            await self._publish(run, [{"type": "abort"}], sink)
+        except ProviderError as exc:
+            status, error = "error", exc.message
+            tail: list[Chunk] = [{"type": "error", "errorText": exc.message}]
+            if step_open:
+                tail.append({"type": "finish-step"})
+            await self._publish(run, [*tail, {"type": "finish"}], sink)
+        except Exception as exc:  # a bug: keep the record honest and the partial output
+            log.exception("generation %s failed", run.generation_id)
+            status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
+            await self._publish(run, [{"type": "error", "errorText": "internal error"}], sink)
+        finally:
+            checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpointer
+            try:
+                await asyncio.shield(self._finalize(run, status, error, finalize_hook))
+            finally:
+                await self.hub.close(run.generation_id)
+                self._runs.pop(run.generation_id, None)
+                run.done.set()
+
+    @staticmethod
+    async def _execute(tool: Tool, call: StreamToolCall) -> Chunk:
+        assert tool.execute is not None
+        try:
+            output = await tool.execute(call.input)
+        except Exception as exc:  # the tool's failure is the model's to handle, not the turn's
+            log.info("tool %s failed: %s", tool.name, exc)
+            return ChunkTranslator.tool_error(call.call_id, f"{type(exc).__name__}: {exc}")
+        return ChunkTranslator.tool_output(call.call_id, output)
+
+    def _finish_chunk(self, run: Run) -> Chunk:
+        """`finish`, carrying usage and cost as message metadata (the AI SDK's documented way:
+        the client merges it into `message.metadata`, so a UI can show it)."""
+        run.cost = pricing.compute_cost(
+            run.provider, run.model.split("/", 1)[1], run.usage or StreamUsage(), self.settings.price_overrides
+        )
+        metadata: dict[str, Any] = {
+            "genvault": {
+                "generationId": run.generation_id,
+                "model": run.model,
+                "costUsd": None if run.cost.nano_usd is None else str(nano_to_usd(run.cost.nano_usd)),
+            }
+        }
+        if run.usage is not None:
+            metadata["totalUsage"] = _sdk_usage(run.usage)
+        finish: Chunk = {"type": "finish", "messageMetadata": metadata}
+        if run.finish_reason is not None:
+            # Newer clients (5.0.92+) keep it; the server's compat layer strips it for older ones.
+            finish["finishReason"] = run.finish_reason
+        return finish
+
+    async def _mark_streaming(self, run: Run) -> None:
+        run.first_token_at = _now()
+        async with self.store.write() as conn:
+            still_active = await gen_store.mark_streaming(
+                conn,
+                run.generation_id,
+                started_at=run.started_at or run.first_token_at,
+                first_token_at=run.first_token_at,
+                lease_owner=self.owner_id,
+                lease_expires_at=run.first_token_at + self._lease,
+            )
+        if not still_active:
+            raise asyncio.CancelledError  # cancelled or swept elsewhere before the first token
+
+    # -- 3. checkpoint -------------------------------------------------------------------------
+
+    async def _checkpointer(self, run: Run) -> None:
+        interval = self.settings.checkpoint_ms / 1000
+        last_write = asyncio.get_running_loop().time()
+        while True:
+            await asyncio.sleep(interval)
+            now_mono = asyncio.get_running_loop().time()
+            # Renew the lease even when idle (a slow model), well before it would expire.
+            if not run.dirty and now_mono - last_write < self.settings.lease_seconds / 3:
+                continue
+            if not await self._checkpoint(run):
+                log.info("generation %s is no longer active; stopping it", run.generation_id)
+                task = self._tasks.get(run.generation_id)
+                if task is not None:
+                    run.cancel_requested = True
+                    task.cancel()
+                return
+            last_write = now_mono
+
+    async def _checkpoint(self, run: Run) -> bool:
+        run.dirty = False
+        now = _now()
+        try:
+            async with self.store.write() as conn:
+                return await gen_store.checkpoint(
+                    conn,
+                    run.generation_id,
+                    at=now,
+                    lease_expires_at=now + self._lease,
+                    result_text=run.result_text,
+                    result_message=run.snapshot() if run.snapshot else None,
+                )
+        except GenvaultError:
+            # A failed checkpoint must not kill the generation; the next tick tries again.
+            log.warning("checkpoint of %s failed", run.generation_id, exc_info=True)
+            run.dirty = True
+            return True
+
+    # -- 4. finalize ---------------------------------------------------------------------------
+
+    async def _finalize(self, run: Run, status: str, error: str | None, hook: FinalizeHook | None) -> None:
+        usage = run.usage or StreamUsage()
+        cost = run.cost or pricing.compute_cost(
+            run.provider, run.model.split("/", 1)[1], usage, self.settings.price_overrides
+        )
+        values: dict[str, Any] = {
+            "status": status,
+            "error": error,
+            "result_text": run.result_text,
+            "result_message": run.snapshot() if run.snapshot else None,
+            "finish_reason": run.finish_reason if status == "complete" else (run.finish_reason or status),
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "total_tokens": usage.total_tokens,
+            "cost_nano_usd": cost.nano_usd,
+            "unit_prices": cost.unit_prices,
+            "price_source": cost.source,
+            "started_at": run.started_at,
+            "first_token_at": run.first_token_at,
+            "finished_at": _now(),
+        }
+        async with self.store.write() as conn:
+            if not await gen_store.finalize(conn, run.generation_id, values):
+                return  # already final (cancelled or swept elsewhere): keep that outcome
+            if hook is not None:
+                await hook(conn, run, status)
+        if self.listeners:
+            async with self.store.read() as conn:
+                record = await gen_store.get(conn, run.generation_id)
+            for listener in self.listeners:
+                try:
+                    listener(record)
+                except Exception:
+                    log.warning("finalize listener failed", exc_info=True)
+
+    # -- control -------------------------------------------------------------------------------
+
+    def is_running_here(self, generation_id: str) -> bool:
+        return generation_id in self._tasks
+
+    async def wait(self, generation_id: str, *, poll_seconds: float = 0.1) -> None:
+        """Until the generation is final (here or in another process)."""
+        run = self._runs.get(generation_id)
+        if run is not None:
+            await run.done.wait()
+            return
+        while True:
+            async with self.store.read() as conn:
+                status = (
+                    await conn.execute(select(generations.c.status).where(generations.c.id == generation_id))
+                ).scalar()
+            if status is None:
+                raise NotFound(f"no generation {generation_id!r}")
+            if status not in gen_store.ACTIVE:
+                return
+            await asyncio.sleep(poll_seconds)
+
+    async def cancel(self, generation: Generation) -> None:
+        """Stop a running generation, keeping its partial output; the record ends `cancelled`."""
+        if generation.status == "cancelled":
+            return
+        if generation.is_final:
+            raise Conflict(f"generation {generation.id} already ended {generation.status}; nothing to cancel")
+        task = self._tasks.get(generation.id)
+        run = self._runs.get(generation.id)
+        if task is not None and run is not None:
+            run.cancel_requested = True
+            task.cancel()
+            await run.done.wait()
+            return
+        # Running in another process (or nowhere): end the record here; the owner's next
+        # checkpoint sees it is no longer active and stops its provider call.
+        async with self.store.write() as conn:
+            await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+
+    async def sweep(self) -> list[Generation]:
+        """Mark `interrupted` the records whose process died: expired leases, and leases held by a
+        process on this host that no longer exists."""
+        async with self.store.read() as conn:
+            owners = (
+                (
+                    await conn.execute(
+                        select(generations.c.lease_owner)
+                        .where(generations.c.status.in_(gen_store.ACTIVE), generations.c.lease_owner.is_not(None))
+                        .distinct()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        dead = [owner for owner in owners if owner != self.owner_id and _owner_is_dead(owner)]
+        async with self.store.write() as conn:
+            changed = await gen_store.sweep_expired(conn, now=_now(), dead_owners=dead)
+        for record in changed:
+            log.warning("generation %s marked interrupted (owner process gone)", record.id)
+        return changed
+
+    async def aclose(self, *, grace_seconds: float = 5.0) -> None:
+        """Let running generations finish for `grace_seconds`, then stop them; those end
+        `interrupted` (not `cancelled`: nobody asked them to stop), partial output kept."""
+        self._shutting_down = True
+        tasks = list(self._tasks.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+
+def _owner_is_dead(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # another machine: only its lease expiry can tell
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True  # our pid, another nonce: an earlier process with a reused pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,90 @@
+"""Every error genvault raises on purpose.
+
+    GenvaultError
+    ├── CallerError            the request is wrong; retrying it unchanged fails again (HTTP 4xx)
+    │   ├── InvalidRequest     malformed or out-of-range input (400 / 422)
+    │   │   └── PayloadTooLarge  a body or file over a configured limit (413)
+    │   ├── Unauthorized       no or bad credentials (401)
+    │   ├── Forbidden          authenticated, but not allowed (403)
+    │   ├── NotFound           no such record, or not visible to this user (404)
+    │   └── Conflict           the record's state forbids the operation (409)
+    └── RuntimeFailure         something outside the caller's control failed
+        ├── StorageError       the database or blob store failed
+        └── ProviderError      the model provider failed or refused
+
+`server/errors.py` is the only place that maps these to HTTP status codes; store and provider
+code never import FastAPI.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CallerError",
+    "Conflict",
+    "Forbidden",
+    "GenvaultError",
+    "InvalidRequest",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProviderError",
+    "RuntimeFailure",
+    "StorageError",
+    "Unauthorized",
+]
+
+
+class GenvaultError(Exception):
+    """Root of every error genvault raises on purpose. `code` is a stable machine-readable name."""
+
+    code = "genvault_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CallerError(GenvaultError):
+    code = "caller_error"
+
+
+class InvalidRequest(CallerError):
+    code = "invalid_request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    code = "payload_too_large"
+
+
+class Unauthorized(CallerError):
+    code = "unauthorized"
+
+
+class Forbidden(CallerError):
+    code = "forbidden"
+
+
+class NotFound(CallerError):
+    code = "not_found"
+
+
+class Conflict(CallerError):
+    code = "conflict"
+
+
+class RuntimeFailure(GenvaultError):
+    code = "runtime_failure"
+
+
+class StorageError(RuntimeFailure):
+    code = "storage_error"
+
+
+class ProviderError(RuntimeFailure):
+    """A provider call failed. `status` is the provider's HTTP status when there was one."""
+
+    code = "provider_error"
+
+    def __init__(self, message: str, *, provider: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status

@@ -1,0 +1,411 @@
+"""The v5 UI message stream chunks (spec §2.3) and what each client version accepts (§2.2).
+
+Invariant: `chunk_to_json` emits only v5 chunk types and fields, absent optional keys omitted and
+never `null` (except the `unknown`-typed `input`, `output`, `data`, `messageMetadata`), and
+`downgrade_for_client` narrows that further to what a given 5.0.x client's schema accepts. v6/v7
+chunk types are rejected at parse time, so they cannot reach a client.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Literal, cast
+
+from pydantic import Discriminator, Field, StrictStr, Tag, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from genvault.messages._wire import (
+    ABSENT,
+    NOT_NULL,
+    FinishReason,
+    OptBool,
+    OptProviderMetadata,
+    OptStr,
+    Unknown,
+    WireModel,
+)
+from genvault.messages.errors import ChunkValidationError
+
+__all__ = [
+    "CLIENT_5_0_0",
+    "CLIENT_LATEST",
+    "AbortChunk",
+    "Chunk",
+    "DataChunk",
+    "ErrorChunk",
+    "FileChunk",
+    "FinishChunk",
+    "FinishReason",
+    "FinishStepChunk",
+    "MessageMetadataChunk",
+    "ReasoningDeltaChunk",
+    "ReasoningEndChunk",
+    "ReasoningStartChunk",
+    "SourceDocumentChunk",
+    "SourceUrlChunk",
+    "StartChunk",
+    "StartStepChunk",
+    "TextDeltaChunk",
+    "TextEndChunk",
+    "TextStartChunk",
+    "ToolInputAvailableChunk",
+    "ToolInputDeltaChunk",
+    "ToolInputErrorChunk",
+    "ToolInputStartChunk",
+    "ToolOutputAvailableChunk",
+    "ToolOutputErrorChunk",
+    "chunk_to_json",
+    "downgrade_for_client",
+    "parse_chunk",
+]
+
+
+class StartChunk(WireModel):
+    type: Literal["start"] = "start"
+    # Before messageId: the order the official server writes (spec §2.4, verified bytes).
+    message_metadata: Unknown = Field(default=ABSENT, alias="messageMetadata")
+    message_id: OptStr = Field(default=None, alias="messageId")
+
+
+class StartStepChunk(WireModel):
+    type: Literal["start-step"] = "start-step"
+
+
+class FinishStepChunk(WireModel):
+    type: Literal["finish-step"] = "finish-step"
+
+
+class TextStartChunk(WireModel):
+    type: Literal["text-start"] = "text-start"
+    id: StrictStr
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+
+
+class TextDeltaChunk(WireModel):
+    type: Literal["text-delta"] = "text-delta"
+    id: StrictStr
+    delta: StrictStr
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+
+
+class TextEndChunk(WireModel):
+    type: Literal["text-end"] = "text-end"
+    id: StrictStr
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+
+
+class ReasoningStartChunk(WireModel):
+    type: Literal["reasoning-start"] = "reasoning-start"
+    id: StrictStr
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+
+
+class ReasoningDeltaChunk(WireModel):
+    type: Literal["reasoning-delta"] = "reasoning-delta"
+    id: StrictStr
+    delta: StrictStr
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+
+
+class ReasoningEndChunk(WireModel):
+    type: Literal["reasoning-end"] = "reasoning-end"
+    id: StrictStr
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+
+
+class ToolInputStartChunk(WireModel):
+    type: Literal["tool-input-start"] = "tool-input-start"
+    tool_call_id: StrictStr = Field(alias="toolCallId")
+    tool_name: StrictStr = Field(alias="toolName")
+    provider_executed: OptBool = Field(default=None, alias="providerExecuted")
+    dynamic: OptBool = None
+
+
+class ToolInputDeltaChunk(WireModel):
+    type: Literal["tool-input-delta"] = "tool-input-delta"
+    tool_call_id: StrictStr = Field(alias="toolCallId")
+    input_text_delta: StrictStr = Field(alias="inputTextDelta")
+
+
+class ToolInputAvailableChunk(WireModel):
+    type: Literal["tool-input-available"] = "tool-input-available"
+    tool_call_id: StrictStr = Field(alias="toolCallId")
+    tool_name: StrictStr = Field(alias="toolName")
+    # zod types it `unknown`, which also accepts a missing key; the client then has no input.
+    input: Unknown = ABSENT
+    provider_executed: OptBool = Field(default=None, alias="providerExecuted")
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+    dynamic: OptBool = None
+
+
+class ToolInputErrorChunk(WireModel):
+    """An invalid tool call (unknown tool or schema failure); clients ≥ 5.0.7 only."""
+
+    type: Literal["tool-input-error"] = "tool-input-error"
+    tool_call_id: StrictStr = Field(alias="toolCallId")
+    tool_name: StrictStr = Field(alias="toolName")
+    input: Unknown = ABSENT
+    provider_executed: OptBool = Field(default=None, alias="providerExecuted")
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+    dynamic: OptBool = None
+    error_text: StrictStr = Field(alias="errorText")
+
+
+class ToolOutputAvailableChunk(WireModel):
+    type: Literal["tool-output-available"] = "tool-output-available"
+    tool_call_id: StrictStr = Field(alias="toolCallId")
+    output: Unknown = ABSENT
+    provider_executed: OptBool = Field(default=None, alias="providerExecuted")
+    dynamic: OptBool = None
+    preliminary: OptBool = None  # clients ≥ 5.0.11
+
+
+class ToolOutputErrorChunk(WireModel):
+    type: Literal["tool-output-error"] = "tool-output-error"
+    tool_call_id: StrictStr = Field(alias="toolCallId")
+    error_text: StrictStr = Field(alias="errorText")
+    provider_executed: OptBool = Field(default=None, alias="providerExecuted")
+    dynamic: OptBool = None
+
+
+class SourceUrlChunk(WireModel):
+    type: Literal["source-url"] = "source-url"
+    source_id: StrictStr = Field(alias="sourceId")
+    url: StrictStr
+    title: OptStr = None
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+
+
+class SourceDocumentChunk(WireModel):
+    type: Literal["source-document"] = "source-document"
+    source_id: StrictStr = Field(alias="sourceId")
+    media_type: StrictStr = Field(alias="mediaType")
+    title: StrictStr
+    filename: OptStr = None
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+
+
+class FileChunk(WireModel):
+    type: Literal["file"] = "file"
+    url: StrictStr
+    media_type: StrictStr = Field(alias="mediaType")
+    provider_metadata: OptProviderMetadata = Field(default=None, alias="providerMetadata")
+
+
+class DataChunk(WireModel):
+    type: StrictStr  # `data-{name}`
+    id: OptStr = None
+    data: Unknown = ABSENT
+    transient: OptBool = None
+
+    @field_validator("type")
+    @classmethod
+    def _data_prefix(cls, value: str) -> str:
+        if not value.startswith("data-"):
+            raise PydanticCustomError("data_type", "a data chunk's type must start with 'data-'")
+        return value
+
+
+class FinishChunk(WireModel):
+    type: Literal["finish"] = "finish"
+    finish_reason: Annotated[FinishReason | None, NOT_NULL] = Field(default=None, alias="finishReason")
+    message_metadata: Unknown = Field(default=ABSENT, alias="messageMetadata")
+
+
+class ErrorChunk(WireModel):
+    type: Literal["error"] = "error"
+    error_text: StrictStr = Field(alias="errorText")
+
+
+class AbortChunk(WireModel):
+    type: Literal["abort"] = "abort"
+
+
+class MessageMetadataChunk(WireModel):
+    type: Literal["message-metadata"] = "message-metadata"
+    message_metadata: Unknown = Field(default=ABSENT, alias="messageMetadata")
+
+
+_FIXED: Final[dict[str, type[WireModel]]] = {
+    model.model_fields["type"].default: model
+    for model in (
+        StartChunk,
+        StartStepChunk,
+        FinishStepChunk,
+        TextStartChunk,
+        TextDeltaChunk,
+        TextEndChunk,
+        ReasoningStartChunk,
+        ReasoningDeltaChunk,
+        ReasoningEndChunk,
+        ToolInputStartChunk,
+        ToolInputDeltaChunk,
+        ToolInputAvailableChunk,
+        ToolInputErrorChunk,
+        ToolOutputAvailableChunk,
+        ToolOutputErrorChunk,
+        SourceUrlChunk,
+        SourceDocumentChunk,
+        FileChunk,
+        FinishChunk,
+        ErrorChunk,
+        AbortChunk,
+        MessageMetadataChunk,
+    )
+}
+
+
+def _chunk_tag(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if not isinstance(kind, str):
+        return None
+    if kind in _FIXED:
+        return kind
+    return "data" if kind.startswith("data-") else None
+
+
+Chunk = Annotated[
+    Annotated[StartChunk, Tag("start")]
+    | Annotated[StartStepChunk, Tag("start-step")]
+    | Annotated[FinishStepChunk, Tag("finish-step")]
+    | Annotated[TextStartChunk, Tag("text-start")]
+    | Annotated[TextDeltaChunk, Tag("text-delta")]
+    | Annotated[TextEndChunk, Tag("text-end")]
+    | Annotated[ReasoningStartChunk, Tag("reasoning-start")]
+    | Annotated[ReasoningDeltaChunk, Tag("reasoning-delta")]
+    | Annotated[ReasoningEndChunk, Tag("reasoning-end")]
+    | Annotated[ToolInputStartChunk, Tag("tool-input-start")]
+    | Annotated[ToolInputDeltaChunk, Tag("tool-input-delta")]
+    | Annotated[ToolInputAvailableChunk, Tag("tool-input-available")]
+    | Annotated[ToolInputErrorChunk, Tag("tool-input-error")]
+    | Annotated[ToolOutputAvailableChunk, Tag("tool-output-available")]
+    | Annotated[ToolOutputErrorChunk, Tag("tool-output-error")]
+    | Annotated[SourceUrlChunk, Tag("source-url")]
+    | Annotated[SourceDocumentChunk, Tag("source-document")]
+    | Annotated[FileChunk, Tag("file")]
+    | Annotated[DataChunk, Tag("data")]
+    | Annotated[FinishChunk, Tag("finish")]
+    | Annotated[ErrorChunk, Tag("error")]
+    | Annotated[AbortChunk, Tag("abort")]
+    | Annotated[MessageMetadataChunk, Tag("message-metadata")],
+    Discriminator(
+        _chunk_tag,
+        custom_error_type="chunk_type",
+        custom_error_message="not a v5 UI message stream chunk type",
+    ),
+]
+
+_CHUNK_ADAPTER: TypeAdapter[Chunk] = TypeAdapter(Chunk)
+_CHUNK_MODELS: tuple[type[WireModel], ...] = (*_FIXED.values(), DataChunk)
+
+
+def parse_chunk(obj: Any, *, strict: bool = False) -> Chunk:
+    """Validate one chunk JSON object like the v5 client does; raise `ChunkValidationError`.
+
+    By default unknown keys are stripped (clients ≥ 5.0.217 tolerate them). `strict=True` rejects
+    them, as clients 5.0.0–5.0.216 do.
+    """
+    if isinstance(obj, _CHUNK_MODELS):
+        return cast(Chunk, obj)  # already validated: an instance of one of the union's members
+    try:
+        chunk = _CHUNK_ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        raise ChunkValidationError(_describe(obj, exc)) from None
+    if strict:
+        extra = sorted(set(obj) - type(chunk).wire_keys())
+        if extra:
+            raise ChunkValidationError(
+                f"{chunk.type} chunk has keys a 5.0.x (< 5.0.217) client rejects: {', '.join(extra)}"
+            )
+    return chunk
+
+
+def _describe(obj: Any, exc: ValidationError) -> str:
+    kind = obj.get("type") if isinstance(obj, Mapping) else None
+    what = f"{kind} chunk" if isinstance(kind, str) else "chunk"
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [str(segment) for segment in err["loc"][1:]]  # drop the union tag
+        field = ".".join(loc)
+        if err["type"] == "chunk_type":
+            problems.append(f"type {kind!r} is not a v5 UI message stream chunk type")
+        elif err["type"] == "missing":
+            problems.append(f"{field} is required")
+        else:
+            message = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+            problems.append(f"{field}: {message}" if field else message)
+    return f"invalid {what}: " + "; ".join(problems)
+
+
+def chunk_to_json(chunk: Chunk) -> dict[str, Any]:
+    """The exact wire JSON of a chunk (absent optional keys omitted)."""
+    return chunk.to_json()
+
+
+# --- client compatibility --------------------------------------------------------------------
+
+CLIENT_5_0_0: Final = "5.0.0"
+CLIENT_LATEST: Final = "latest"
+
+# The first 5.0.x patch whose chunk schema accepts each feature (spec §2.2).
+_TOOL_INPUT_ERROR = 7
+_PRELIMINARY = 11
+_FINISH_REASON = 92
+
+_VERSION = re.compile(r"^5\.0\.(\d+)$")
+
+
+@functools.lru_cache(maxsize=64)
+def _patch_level(level: str) -> float:
+    if level == CLIENT_LATEST:
+        return float("inf")
+    match = _VERSION.match(level)
+    if match is None:
+        raise ValueError(f"client level must be 'latest' or a 5.0.x version such as '5.0.0', not {level!r}")
+    return int(match.group(1))
+
+
+def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5_0_0) -> list[dict[str, Any]]:
+    """The chunks to send instead of `chunk` so that an `ai@<level>` client accepts them.
+
+    `level` is `"latest"` (every v5 field passes) or a version `"5.0.N"`; the default `"5.0.0"`
+    is the strict GA schema every 5.x client accepts. Unknown keys are always dropped. For older
+    clients:
+
+    * `finish.finishReason` (5.0.92+) is removed;
+    * `tool-output-available.preliminary` (5.0.11+) is removed, and a preliminary output itself
+      is *dropped*: without the flag the client would show a provisional result as final. The
+      final output follows anyway; if the stream dies first the client shows the call as
+      `input-available`, which is the truth;
+    * `tool-input-error` (5.0.7+) becomes `tool-input-available` + `tool-output-error`, giving
+      the same `output-error` part except that the invalid input lands in `input` rather than
+      `rawInput`. Caveat: the client runs `onToolCall` for that `tool-input-available` (a client
+      tool sees the invalid input) before the error overwrites the part.
+    """
+    patch = _patch_level(level)
+    parsed = parse_chunk(chunk) if isinstance(chunk, Mapping) else chunk
+    if isinstance(parsed, FinishChunk) and patch < _FINISH_REASON and parsed.finish_reason is not None:
+        parsed = parsed.model_copy(update={"finish_reason": None})
+    elif isinstance(parsed, ToolOutputAvailableChunk) and patch < _PRELIMINARY and parsed.preliminary is not None:
+        if parsed.preliminary:
+            return []
+        parsed = parsed.model_copy(update={"preliminary": None})
+    elif isinstance(parsed, ToolInputErrorChunk) and patch < _TOOL_INPUT_ERROR:
+        call = ToolInputAvailableChunk(
+            tool_call_id=parsed.tool_call_id,
+            tool_name=parsed.tool_name,
+            input=parsed.input,
+            provider_executed=parsed.provider_executed,
+            provider_metadata=parsed.provider_metadata,
+            dynamic=parsed.dynamic,
+        )
+        error = ToolOutputErrorChunk(
+            tool_call_id=parsed.tool_call_id,
+            error_text=parsed.error_text,
+            provider_executed=parsed.provider_executed,
+            dynamic=parsed.dynamic,
+        )
+        return [call.to_json(), error.to_json()]
+    return [parsed.to_json()]

@@ -1,0 +1,199 @@
+"""The exact cost of a generation, from its token usage.
+
+Invariants:
+- Money is `Decimal` inside and whole nano-USD (10⁻⁹ USD) outside. The one rounding step turns
+  the exact Decimal USD total into nano-USD, half to even (banker's rounding), so rounding errors
+  do not drift one way when many costs are summed.
+- Unknown is not free: a model without a price (the offline test model unless overridden, an
+  unknown model or provider, usage the provider did not report) costs `None`, never 0.
+- Prices come from genai-prices' snapshot bundled with the installed package, never from the
+  network. The library only fetches when someone starts `genai_prices.UpdatePrices`, and even
+  then it swaps the process-wide snapshot; genvault reads its own copy of the bundled data, so a
+  fetched snapshot cannot change what genvault charges. The version in `Cost.source` says which
+  prices were used.
+- A `provider/model` entry in `Settings.price_overrides` wins over genai-prices.
+
+Token accounting follows `StreamUsage`: `input_tokens` includes cached reads and cache writes,
+each billed at its own rate; `output_tokens` includes reasoning tokens, which are not counted
+again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from genvault.providers.base import StreamUsage
+
+if TYPE_CHECKING:
+    from genai_prices.data_snapshot import DataSnapshot
+
+    from genvault.settings import PriceOverride
+
+__all__ = ["Cost", "compute_cost", "estimated_cost_cents", "nano_to_usd", "usd_to_nano"]
+
+logger = logging.getLogger(__name__)
+
+NANO_PER_USD = 10**9
+_TOKENS_PER_MTOK = 10**6
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """A generation's cost. `nano_usd is None` means unknown, which is different from free.
+
+    `unit_prices` holds the USD-per-million-token rates that were applied, as decimal strings,
+    under `input`, `output`, `cache_read` and `cache_write` (the cache ones only when such tokens
+    were billed). `source` names where they came from: `"genai-prices 0.2.3"` or `"override"`.
+    """
+
+    nano_usd: int | None
+    unit_prices: dict[str, str] | None = None
+    source: str | None = None
+
+    @property
+    def usd(self) -> Decimal | None:
+        return None if self.nano_usd is None else nano_to_usd(self.nano_usd)
+
+
+UNKNOWN = Cost(None)
+
+
+def usd_to_nano(usd: Decimal) -> int:
+    """Whole nano-USD, rounded half to even."""
+    return int((usd * NANO_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def nano_to_usd(nano: int) -> Decimal:
+    """Exact: every nano-USD amount is a finite decimal number of dollars."""
+    return Decimal(nano).scaleb(-9)
+
+
+def estimated_cost_cents(nano: int | None) -> Decimal | None:
+    """The cost in US cents for display (1 cent = 10⁷ nano-USD), exact; `None` stays unknown."""
+    return None if nano is None else Decimal(nano).scaleb(-7)
+
+
+def compute_cost(
+    provider: str,
+    model: str,
+    usage: StreamUsage,
+    overrides: Mapping[str, PriceOverride],
+    *,
+    at: datetime | None = None,
+) -> Cost:
+    """The cost of `usage` on `provider/model`; `at` is when the request was made (default: now).
+
+    An override's missing cache rates fall back to its input rate: without a known discount,
+    a cached token is billed as an ordinary input token.
+    """
+    if usage.input_tokens is None or usage.output_tokens is None:
+        return UNKNOWN
+    cache_read = usage.cached_input_tokens or 0
+    cache_write = usage.cache_write_tokens or 0
+    if cache_read + cache_write > usage.input_tokens:
+        logger.warning(
+            "usage for %s/%s is inconsistent (cached %d + cache writes %d > input %d); cost unknown",
+            provider,
+            model,
+            cache_read,
+            cache_write,
+            usage.input_tokens,
+        )
+        return UNKNOWN
+    override = overrides.get(f"{provider}/{model}")
+    if override is not None:
+        return _override_cost(override, usage.input_tokens, cache_read, cache_write, usage.output_tokens)
+    return _genai_prices_cost(provider, model, usage.input_tokens, cache_read, cache_write, usage.output_tokens, at)
+
+
+def _format(price: Decimal) -> str:
+    return format(price.normalize(), "f")
+
+
+def _override_cost(override: PriceOverride, input_tokens: int, cache_read: int, cache_write: int, output: int) -> Cost:
+    read_rate = override.cache_read_mtok if override.cache_read_mtok is not None else override.input_mtok
+    write_rate = override.cache_write_mtok if override.cache_write_mtok is not None else override.input_mtok
+    uncached = input_tokens - cache_read - cache_write
+    total = (
+        uncached * override.input_mtok
+        + cache_read * read_rate
+        + cache_write * write_rate
+        + output * override.output_mtok
+    ) / _TOKENS_PER_MTOK
+    prices = {"input": _format(override.input_mtok), "output": _format(override.output_mtok)}
+    if cache_read:
+        prices["cache_read"] = _format(read_rate)
+    if cache_write:
+        prices["cache_write"] = _format(write_rate)
+    return Cost(usd_to_nano(total), prices, "override")
+
+
+@cache
+def _bundled_snapshot() -> DataSnapshot:
+    # Our own DataSnapshot over the data shipped in the wheel: `genai_prices.calc_price` would
+    # use a snapshot fetched by `UpdatePrices` if anything in the process had started one.
+    from genai_prices.data import providers
+    from genai_prices.data_snapshot import DataSnapshot
+
+    return DataSnapshot(providers=providers, from_auto_update=False)
+
+
+@cache
+def _source() -> str:
+    import genai_prices
+
+    return f"genai-prices {genai_prices.__version__}"
+
+
+def _genai_prices_cost(
+    provider: str, model: str, input_tokens: int, cache_read: int, cache_write: int, output: int, at: datetime | None
+) -> Cost:
+    from genai_prices import Usage
+
+    snapshot = _bundled_snapshot()
+    try:
+        found_provider, found_model = snapshot.find_provider_model(model, None, provider, None)
+    except LookupError:
+        logger.debug("no price known for %s/%s", provider, model)
+        return UNKNOWN
+    tokens = Usage(
+        input_tokens=input_tokens, cache_read_tokens=cache_read, cache_write_tokens=cache_write, output_tokens=output
+    )
+    try:
+        calculation = found_model.calc_price(tokens, found_provider, genai_request_timestamp=at)
+    except ValueError as exc:  # the library's check that the usage adds up
+        logger.warning("cannot price %s/%s: %s", provider, model, exc)
+        return UNKNOWN
+    prices = calculation.model_price
+    rates: dict[str, str] = {}
+    for key, attr, used in (
+        ("input", "input_mtok", True),
+        ("output", "output_mtok", True),
+        ("cache_read", "cache_read_mtok", cache_read > 0),
+        ("cache_write", "cache_write_mtok", cache_write > 0),
+    ):
+        rate = _rate(getattr(prices, attr, None), input_tokens)
+        if used and rate is not None:
+            rates[key] = _format(rate)
+    return Cost(usd_to_nano(calculation.total_price), rates or None, _source())
+
+
+def _rate(price: Any, input_tokens: int) -> Decimal | None:
+    """The per-MTok rate genai-prices applied: a tiered price depends on the request's input size."""
+    if price is None or isinstance(price, Decimal):
+        return price
+    from genai_prices.types import TieredPrices
+
+    if isinstance(price, TieredPrices):
+        # As genai-prices does: crossing a tier's start bills all tokens at that tier's rate.
+        for tier in reversed(price.tiers):
+            if input_tokens > tier.start:
+                return tier.price
+        return price.base
+    return None

@@ -1,0 +1,309 @@
+"""Anthropic Messages API, streaming, through the official `anthropic` SDK.
+
+Invariants:
+- One `stream()` is one streamed `messages.create`; raw events map one to one onto provider
+  events in wire order. A thinking block's signature (and a redacted block's data) follows its
+  text as an empty `StreamReasoningDelta` carrying `{"anthropic": {...}}` provider metadata, so
+  the reasoning can be sent back verbatim next turn.
+- Usage follows base.py's convention, not Anthropic's: `input_tokens` includes cache reads and
+  cache writes (Anthropic reports them apart), `cached_input_tokens` is the cache reads and
+  `cache_write_tokens` the cache writes.
+- Every failure, an HTTP error before streaming or an `event: error` after some text, leaves as
+  `ProviderError` with Anthropic's own message and an HTTP status (a mid-stream error arrives on
+  a 200 response; its status comes from the error type, e.g. `overloaded_error` → 529).
+- The HTTP response is closed however the stream ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import httpx
+import httpx2
+
+from genvault.errors import InvalidRequest, ProviderError
+from genvault.providers._errors import error_message, error_type
+from genvault.providers._httpx_bridge import bridge_client
+from genvault.providers.anthropic_messages import to_anthropic_messages, to_anthropic_params, to_anthropic_tools
+from genvault.providers.base import (
+    FinishReason,
+    ModelRequest,
+    ProviderEvent,
+    StreamFinish,
+    StreamReasoningDelta,
+    StreamSource,
+    StreamTextDelta,
+    StreamToolCall,
+    StreamToolInputDelta,
+    StreamToolInputStart,
+    StreamUsage,
+)
+
+__all__ = ["AnthropicProvider", "map_stop_reason", "to_anthropic_messages"]
+
+logger = logging.getLogger(__name__)
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool-calls",
+    "refusal": "content-filter",
+    "pause_turn": "other",
+}
+
+# The HTTP status Anthropic uses for each error type (docs: "HTTP errors"); an error event in
+# the middle of a stream names only the type.
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+# Request fields `AsyncMessages.create` takes as keywords (anthropic 2.x).
+_SDK_KEYWORDS = frozenset({"model", "messages", "max_tokens", "stream", "system", "tools", "stop_sequences"})
+
+
+def map_stop_reason(reason: str | None) -> FinishReason:
+    if reason is None:
+        return "unknown"
+    return _STOP_REASONS.get(reason, "other")
+
+
+class AnthropicProvider:
+    """Messages API streaming for `anthropic/<model>`."""
+
+    def __init__(
+        self,
+        name: str = "anthropic",
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
+        max_retries: int = 2,
+    ) -> None:
+        self.name = name
+        # Whatever is created here is closed here; a caller's client stays the caller's.
+        self._bridge: httpx2.AsyncClient | None = None
+        if isinstance(http_client, httpx.AsyncClient):
+            self._bridge = http_client = bridge_client(http_client)
+        self._owns_sdk_client = http_client is None
+        try:
+            self._client = anthropic.AsyncAnthropic(
+                api_key=api_key, base_url=base_url, http_client=http_client, max_retries=max_retries
+            )
+        except anthropic.AnthropicError as exc:
+            raise InvalidRequest(f"cannot configure provider {name!r}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(name={self.name!r}, base_url={str(self._client.base_url)!r})"
+
+    def request_body(self, request: ModelRequest) -> dict[str, Any]:
+        """The JSON body of the Messages call for `request`."""
+        system, messages = to_anthropic_messages(request.messages, request.system)
+        body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True}
+        if system:
+            body["system"] = system
+        if request.tools:
+            body["tools"] = to_anthropic_tools(request.tools)
+        body.update(to_anthropic_params(request.params))
+        return body
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
+        body = self.request_body(request)
+        # The SDK's overloads want TypedDicts; the body is plain JSON already shaped for them.
+        create: Any = self._client.messages.create
+        # anthropic 1.x+ dropped sampling keywords (temperature, top_p, top_k) from `create`; the
+        # API still takes them, so whatever the SDK has no keyword for travels in `extra_body`.
+        extra = {key: body.pop(key) for key in list(body) if key not in _SDK_KEYWORDS}
+        try:
+            stream: anthropic.AsyncStream[Any] = await create(**body, extra_body=extra or None)
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._provider_error(exc) from exc
+        reader = _EventReader()
+        try:
+            async for event in stream:
+                for out in reader.feed(event):
+                    yield out
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._provider_error(exc) from exc
+        finally:
+            await stream.close()
+        for out in reader.close():
+            yield out
+
+    async def aclose(self) -> None:
+        if self._owns_sdk_client:
+            await self._client.close()
+        if self._bridge is not None:
+            await self._bridge.aclose()
+
+    def _provider_error(self, exc: Exception) -> ProviderError:
+        status: int | None = None
+        if isinstance(exc, anthropic.APIStatusError):
+            status = exc.status_code
+            if status < 400:  # an `event: error` inside a 200 stream
+                status = _ERROR_STATUS.get(error_type(exc.body) or "", 500)
+            message = error_message(exc.body, exc.message)
+        elif isinstance(exc, anthropic.APIConnectionError):
+            cause = f": {exc.__cause__}" if exc.__cause__ else ""
+            message = f"{exc.message.rstrip('.')} ({self.name}){cause}"
+        elif isinstance(exc, anthropic.APIError):
+            message = error_message(exc.body, exc.message)
+        elif isinstance(exc, httpx2.HTTPError):
+            message = f"connection to {self.name} failed while streaming: {exc}"
+        else:
+            message = str(exc)
+        logger.debug("%s: provider error (status %s): %s", self.name, status, message)
+        return ProviderError(message, provider=self.name, status=status)
+
+
+@dataclass(slots=True)
+class _ToolBlock:
+    call_id: str
+    name: str
+    provider_executed: bool
+    input_json: str = ""
+
+
+class _EventReader:
+    """Turns raw Messages stream events into provider events; holds open blocks and usage."""
+
+    def __init__(self) -> None:
+        self._tools: dict[int, _ToolBlock] = {}
+        self._input: int | None = None
+        self._cache_read: int | None = None
+        self._cache_write: int | None = None
+        self._output: int | None = None
+        self._reasoning: int | None = None
+        self._stop_reason: str | None = None
+        self._seen_urls: set[str] = set()
+        self._saw_usage = False
+
+    def feed(self, event: Any) -> list[ProviderEvent]:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self._take_usage(event.message.usage)
+            return []
+        if kind == "content_block_start":
+            return self._block_start(event.index, event.content_block)
+        if kind == "content_block_delta":
+            return self._block_delta(event.index, event.delta)
+        if kind == "content_block_stop":
+            return self._block_stop(event.index)
+        if kind == "message_delta":
+            self._stop_reason = event.delta.stop_reason or self._stop_reason
+            self._take_usage(event.usage)
+            return []
+        return []  # message_stop, and event types newer than this code
+
+    def close(self) -> list[ProviderEvent]:
+        events: list[ProviderEvent] = []
+        for index in sorted(self._tools):
+            events.extend(self._block_stop(index))
+        if self._saw_usage:
+            events.append(self._usage())
+        events.append(StreamFinish(map_stop_reason(self._stop_reason)))
+        return events
+
+    def _block_start(self, index: int, block: Any) -> list[ProviderEvent]:
+        kind = getattr(block, "type", None)
+        if kind == "text":
+            return [StreamTextDelta(block.text)] if block.text else []
+        if kind == "thinking":
+            return [StreamReasoningDelta(block.thinking)] if block.thinking else []
+        if kind == "redacted_thinking":
+            return [StreamReasoningDelta("", provider_metadata={"anthropic": {"redactedData": block.data}})]
+        if kind in ("tool_use", "server_tool_use"):
+            tool = self._tools[index] = _ToolBlock(block.id, block.name, provider_executed=kind == "server_tool_use")
+            return [StreamToolInputStart(tool.call_id, tool.name)]
+        logger.debug("Anthropic: ignoring content block of type %s", kind)
+        return []
+
+    def _block_delta(self, index: int, delta: Any) -> list[ProviderEvent]:
+        kind = getattr(delta, "type", None)
+        if kind == "text_delta":
+            return [StreamTextDelta(delta.text)] if delta.text else []
+        if kind == "thinking_delta":
+            return [StreamReasoningDelta(delta.thinking)] if delta.thinking else []
+        if kind == "signature_delta":
+            return [StreamReasoningDelta("", provider_metadata={"anthropic": {"signature": delta.signature}})]
+        if kind == "input_json_delta":
+            tool = self._tools.get(index)
+            if tool is None or not delta.partial_json:
+                return []  # Anthropic opens every tool input with an empty partial
+            tool.input_json += delta.partial_json
+            return [StreamToolInputDelta(tool.call_id, delta.partial_json)]
+        if kind == "citations_delta":
+            return self._citation(delta.citation)
+        return []
+
+    def _block_stop(self, index: int) -> list[ProviderEvent]:
+        tool = self._tools.pop(index, None)
+        if tool is None:
+            return []
+        return [StreamToolCall(tool.call_id, tool.name, _parse_input(tool.input_json), tool.provider_executed)]
+
+    def _citation(self, citation: Any) -> list[ProviderEvent]:
+        url = getattr(citation, "url", None)
+        if not isinstance(url, str) or url in self._seen_urls:
+            return []  # document citations point into the prompt, not at a source to list
+        self._seen_urls.add(url)
+        title = getattr(citation, "title", None)
+        return [StreamSource(f"src_{secrets.token_hex(8)}", url, title if isinstance(title, str) else None)]
+
+    def _take_usage(self, usage: Any) -> None:
+        if usage is None:
+            return
+        self._saw_usage = True
+        # message_delta repeats the counts cumulatively; a field it leaves out keeps its value.
+        for field, attr in (
+            ("_input", "input_tokens"),
+            ("_cache_read", "cache_read_input_tokens"),
+            ("_cache_write", "cache_creation_input_tokens"),
+            ("_output", "output_tokens"),
+        ):
+            value = getattr(usage, attr, None)
+            if isinstance(value, int):
+                setattr(self, field, value)
+        details = getattr(usage, "output_tokens_details", None)
+        thinking = getattr(details, "thinking_tokens", None)
+        if isinstance(thinking, int):
+            self._reasoning = thinking
+
+    def _usage(self) -> StreamUsage:
+        base, cache_read, cache_write, output = self._input, self._cache_read, self._cache_write, self._output
+        input_tokens = None if base is None else base + (cache_read or 0) + (cache_write or 0)
+        total = None if input_tokens is None or output is None else input_tokens + output
+        return StreamUsage(
+            input_tokens=input_tokens,
+            output_tokens=output,
+            cached_input_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=self._reasoning,
+            total_tokens=total,
+        )
+
+
+def _parse_input(text: str) -> Any:
+    if not text.strip():
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text

@@ -1,0 +1,267 @@
+"""OpenAI Chat Completions, streaming, through the official `openai` SDK; also any compatible server.
+
+Invariants:
+- One `stream()` is one streamed `chat.completions.create` with `stream_options.include_usage`,
+  so the last chunk carries usage. Events come out in wire order; usage and the finish reason
+  come last, after every tool call is complete.
+- Every SDK failure, before or during streaming, leaves as `ProviderError` carrying the
+  provider's own message and HTTP status. Earlier deltas were already yielded: the engine keeps
+  them.
+- The HTTP response is closed however the stream ends (done, error, cancelled, abandoned).
+- Under a name other than `openai` (Ollama, vLLM, LM Studio...) the client never sends the
+  OpenAI account's key, organization or project: the key is whatever the caller passed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import openai
+from openai.types.chat import ChatCompletionChunk
+from openai.types.completion_usage import CompletionUsage
+
+from genvault.errors import InvalidRequest, ProviderError
+from genvault.providers._errors import error_message
+from genvault.providers.base import (
+    FinishReason,
+    ModelRequest,
+    ProviderEvent,
+    StreamFinish,
+    StreamReasoningDelta,
+    StreamTextDelta,
+    StreamToolCall,
+    StreamToolInputDelta,
+    StreamToolInputStart,
+    StreamUsage,
+)
+from genvault.providers.openai_messages import to_openai_messages, to_openai_params, to_openai_tools
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["OpenAIProvider", "map_finish_reason", "to_openai_messages"]
+
+logger = logging.getLogger(__name__)
+
+# Compatible servers usually need no key, but the SDK insists on one; this is what they receive.
+_NO_KEY = "no-key"
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool-calls",
+    "function_call": "tool-calls",
+    "content_filter": "content-filter",
+}
+
+
+def map_finish_reason(reason: str | None) -> FinishReason:
+    if reason is None:
+        return "unknown"
+    return _FINISH_REASONS.get(reason, "other")
+
+
+class OpenAIProvider:
+    """Chat Completions streaming for `openai/<model>` or, under another `name`, a compatible server."""
+
+    def __init__(
+        self,
+        name: str = "openai",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        max_retries: int = 2,
+        max_tokens_field: Literal["max_completion_tokens", "max_tokens"] | None = None,
+    ) -> None:
+        self.name = name
+        official = name == "openai"
+        # OpenAI's reasoning models refuse `max_tokens`; most compatible servers only know it.
+        self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if official else "max_tokens")
+        headers: dict[str, Any] | None = None
+        if not official:
+            api_key = api_key or _NO_KEY
+            # The SDK would otherwise read OPENAI_ORG_ID / OPENAI_PROJECT_ID into headers.
+            headers = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
+        self._owns_http_client = http_client is None
+        try:
+            self._client = openai.AsyncOpenAI(
+                api_key=api_key,
+                base_url=base_url,
+                http_client=cast(Any, http_client),  # the SDK takes httpx or httpx2 clients
+                max_retries=max_retries,
+                default_headers=headers,
+            )
+        except openai.OpenAIError as exc:
+            raise InvalidRequest(f"cannot configure provider {name!r}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(name={self.name!r}, base_url={str(self._client.base_url)!r})"
+
+    def request_body(self, request: ModelRequest) -> dict[str, Any]:
+        """The JSON body of the Chat Completions call for `request` (without transport details)."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": to_openai_messages(request.messages, request.system),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.tools:
+            body["tools"] = to_openai_tools(request.tools)
+        body.update(to_openai_params(request.params, max_tokens_field=self.max_tokens_field))
+        return body
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
+        body = self.request_body(request)
+        # The SDK's overloads want TypedDicts; the body is plain JSON already shaped for them.
+        create: Any = self._client.chat.completions.create
+        try:
+            stream: openai.AsyncStream[ChatCompletionChunk] = await create(**body)
+        except openai.OpenAIError as exc:
+            raise self._provider_error(exc) from exc
+        reader = _ChunkReader()
+        try:
+            async for chunk in stream:
+                for event in reader.feed(chunk):
+                    yield event
+        except openai.OpenAIError as exc:
+            raise self._provider_error(exc) from exc
+        finally:
+            await stream.close()
+        for event in reader.close():
+            yield event
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections, unless the HTTP client was the caller's."""
+        if self._owns_http_client:
+            await self._client.close()
+
+    def _provider_error(self, exc: openai.OpenAIError) -> ProviderError:
+        status: int | None = None
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            message = error_message(exc.body, exc.message)
+        elif isinstance(exc, openai.APIConnectionError):
+            cause = f": {exc.__cause__}" if exc.__cause__ else ""
+            message = f"{exc.message.rstrip('.')} ({self.name}){cause}"
+        elif isinstance(exc, openai.APIError):  # an error event in the middle of the stream
+            message = error_message(exc.body, exc.message)
+        else:
+            message = str(exc)
+        logger.debug("%s: provider error (status %s): %s", self.name, status, message)
+        return ProviderError(message, provider=self.name, status=status)
+
+
+@dataclass(slots=True)
+class _ToolCallBuffer:
+    call_id: str
+    name: str
+    arguments: str = ""
+    started: bool = False
+
+
+class _ChunkReader:
+    """Turns `chat.completion.chunk`s into events; holds what spans chunks (tool calls, usage)."""
+
+    def __init__(self) -> None:
+        self._tools: dict[int, _ToolCallBuffer] = {}
+        self._usage: CompletionUsage | None = None
+        self._finish: str | None = None
+        self._called_tools = False
+
+    def feed(self, chunk: ChatCompletionChunk) -> list[ProviderEvent]:
+        events: list[ProviderEvent] = []
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue  # genvault asks for one choice; extra ones are not ours to keep
+            delta = choice.delta
+            # vLLM, DeepSeek and Ollama put reasoning in an extra field; one of the two names.
+            thought = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+            if isinstance(thought, str) and thought:
+                events.append(StreamReasoningDelta(thought))
+            if delta.content:
+                events.append(StreamTextDelta(delta.content))
+            if delta.refusal:
+                events.append(StreamTextDelta(delta.refusal))
+            for call in delta.tool_calls or []:
+                events.extend(self._tool_delta(call.index, call.id, call.function))
+            if choice.finish_reason is not None:
+                self._finish = choice.finish_reason
+                events.extend(self._flush_tools())
+        return events
+
+    def close(self) -> list[ProviderEvent]:
+        events = self._flush_tools()
+        if self._usage is not None:
+            events.append(_stream_usage(self._usage))
+        reason = map_finish_reason(self._finish)
+        if reason == "stop" and self._called_tools:
+            # Some compatible servers (older Ollama) say "stop" after calling tools.
+            reason = "tool-calls"
+        events.append(StreamFinish(reason))
+        return events
+
+    def _tool_delta(self, index: int, call_id: str | None, function: Any) -> list[ProviderEvent]:
+        events: list[ProviderEvent] = []
+        name = getattr(function, "name", None)
+        arguments = getattr(function, "arguments", None) or ""
+        buffer = self._tools.get(index)
+        if buffer is not None and call_id and call_id != buffer.call_id:
+            # A server that reuses an index for a second call: the first one is complete.
+            events.extend(self._complete(self._tools.pop(index)))
+            buffer = None
+        if buffer is None:
+            buffer = self._tools[index] = _ToolCallBuffer(call_id or f"call_{secrets.token_hex(12)}", name or "")
+        elif name and not buffer.started:
+            buffer.name += name
+        buffer.arguments += arguments
+        if not buffer.started and buffer.name:
+            buffer.started = True
+            events.append(StreamToolInputStart(buffer.call_id, buffer.name))
+            if buffer.arguments:
+                events.append(StreamToolInputDelta(buffer.call_id, buffer.arguments))
+        elif buffer.started and arguments:
+            events.append(StreamToolInputDelta(buffer.call_id, arguments))
+        return events
+
+    def _flush_tools(self) -> list[ProviderEvent]:
+        events: list[ProviderEvent] = []
+        for index in sorted(self._tools):
+            events.extend(self._complete(self._tools[index]))
+        self._tools.clear()
+        return events
+
+    def _complete(self, buffer: _ToolCallBuffer) -> list[ProviderEvent]:
+        if not buffer.started:
+            logger.warning("dropping a tool call with no name (id %s)", buffer.call_id)
+            return []
+        self._called_tools = True
+        return [StreamToolCall(buffer.call_id, buffer.name, _parse_arguments(buffer.arguments))]
+
+
+def _parse_arguments(arguments: str) -> Any:
+    if not arguments.strip():
+        return {}
+    try:
+        return json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments  # base.py: the raw string when it does not parse
+
+
+def _stream_usage(usage: CompletionUsage) -> StreamUsage:
+    prompt_details = usage.prompt_tokens_details
+    completion_details = usage.completion_tokens_details
+    return StreamUsage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cached_input_tokens=prompt_details.cached_tokens if prompt_details is not None else None,
+        reasoning_tokens=completion_details.reasoning_tokens if completion_details is not None else None,
+        total_tokens=usage.total_tokens,
+    )

@@ -1,0 +1,133 @@
+"""The public value types genvault hands out: generation records, usage, pages.
+
+One JSON form (`model_dump(mode="json")`) serves the HTTP API, the CLI's `--json` and exports.
+Money is `Decimal` in Python and a string in JSON; the database keeps integer nano-USD.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+__all__ = [
+    "Generation",
+    "GenerationKind",
+    "GenerationStatus",
+    "Page",
+    "Usage",
+    "UsageRow",
+    "nano_to_usd",
+]
+
+GenerationKind = Literal["text", "chat", "image"]
+GenerationStatus = Literal["pending", "streaming", "complete", "error", "cancelled", "interrupted"]
+
+NANO_PER_USD = Decimal(1_000_000_000)
+
+
+def nano_to_usd(nano: int | None) -> Decimal | None:
+    """Integer nano-USD to exact `Decimal` USD (`None` stays unknown)."""
+    return None if nano is None else Decimal(nano) / NANO_PER_USD
+
+
+class Usage(BaseModel):
+    """Token counts; `None` where the provider reported nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class Generation(BaseModel):
+    """One generation record, as stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: GenerationKind
+    user_id: str
+    chat_id: str | None = None
+    message_id: str | None = None
+    status: GenerationStatus
+    model: str
+    provider: str
+    request: dict[str, Any]
+    result_text: str | None = None
+    result_message: dict[str, Any] | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_nano_usd: int | None = None
+    unit_prices: dict[str, Any] | None = None
+    price_source: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    first_token_at: datetime | None = None
+    finished_at: datetime | None = None
+    checkpoint_at: datetime | None = None
+    idempotency_key: str | None = None
+    cache_key: str | None = None
+    cached_from: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return nano_to_usd(self.cost_nano_usd)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def estimated_cost_cents(self) -> Decimal | None:
+        """Cost in US cents, for display (derived; the exact value is `cost_nano_usd`)."""
+        return None if self.cost_nano_usd is None else Decimal(self.cost_nano_usd) / Decimal(10_000_000)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def url(self) -> str:
+        """Where a person looks at this record."""
+        if self.kind == "chat" and self.chat_id:
+            return f"/chat/{self.chat_id}"
+        if self.kind == "image":
+            return f"/image/{self.id}"
+        return f"/generate/{self.id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status not in ("pending", "streaming")
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list; pass `next_cursor` back to get the next page (None: this was the last)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class UsageRow(BaseModel):
+    """Totals for one group (a model, a user or a day) in a usage report."""
+
+    key: str
+    generations: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    cost_nano_usd: int
+    # Generations whose cost is unknown (no price for the model) are counted, not guessed.
+    unpriced_generations: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost_usd(self) -> Decimal:
+        return Decimal(self.cost_nano_usd) / NANO_PER_USD

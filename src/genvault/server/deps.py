@@ -1,0 +1,64 @@
+"""FastAPI dependencies: the Vault, and who is asking (auth is pluggable by settings)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from genvault.errors import Unauthorized
+from genvault.store.keys import user_for_key
+from genvault.store.users import LOCAL_USER_ID
+from genvault.vault import Vault
+
+__all__ = ["OptionalUserDep", "UserDep", "VaultDep", "current_user", "optional_user"]
+
+
+def get_vault(request: Request) -> Vault:
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+VaultDep = Annotated[Vault, Depends(get_vault)]
+
+
+async def optional_user(request: Request, vault: VaultDep) -> str | None:
+    """The acting user's id, or None when the request carries no credentials."""
+    mode = vault.settings.auth
+    if mode == "none":
+        return LOCAL_USER_ID
+    if mode == "header":
+        name = request.headers.get(vault.settings.auth_header, "").strip()
+        if not name:
+            return None
+        if len(name) > 64:
+            raise Unauthorized(f"{vault.settings.auth_header} is longer than 64 characters")
+        # The proxy vouches for the user; the first request creates the account.
+        await vault.ensure_user(name)
+        return name
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        return None
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("use the header Authorization: Bearer <api key>")
+    async with vault.store.read() as conn:
+        user_id = await user_for_key(conn, token.strip())
+    if user_id is None:
+        raise Unauthorized("this API key is not valid (unknown or revoked)")
+    return user_id
+
+
+async def current_user(user: Annotated[str | None, Depends(optional_user)], vault: VaultDep) -> str:
+    if user is None:
+        how = (
+            "an Authorization: Bearer <api key> header"
+            if vault.settings.auth == "api_key"
+            else (f"the {vault.settings.auth_header} header from the proxy")
+        )
+        raise Unauthorized(f"authentication required: send {how}")
+    return user
+
+
+UserDep = Annotated[str, Depends(current_user)]
+OptionalUserDep = Annotated[str | None, Depends(optional_user)]

@@ -1,0 +1,89 @@
+"""The only place genvault errors become HTTP responses.
+
+JSON routes answer `{"error": {"code", "message"}}`; the AI SDK chat routes answer plain text,
+which the `useChat` client shows as `error.message`. No stack trace ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from genvault.errors import (
+    Conflict,
+    Forbidden,
+    GenvaultError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ProviderError,
+    StorageError,
+    Unauthorized,
+)
+
+__all__ = ["error_response", "install_error_handlers", "status_for"]
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[GenvaultError], int]] = [
+    (PayloadTooLarge, 413),
+    (InvalidRequest, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (ProviderError, 502),
+    (StorageError, 503),
+]
+
+
+def status_for(exc: GenvaultError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def _wants_text(request: Request) -> bool:
+    # useChat reads a failed response with response.text(): give it a readable sentence.
+    return request.url.path == "/api/chat" or request.url.path.startswith("/api/chat/")
+
+
+def error_response(request: Request, status: int, code: str, message: str) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if _wants_text(request):
+        return PlainTextResponse(message, status_code=status, headers=headers)
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GenvaultError)
+    async def _genvault(request: Request, exc: GenvaultError) -> Response:
+        status = status_for(exc)
+        if status >= 500:
+            log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
+        return error_response(request, status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        problems = []
+        for err in exc.errors():
+            location = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{location}: {err.get('msg', 'invalid')}")
+        return error_response(request, 422, "invalid_request", "; ".join(problems))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return error_response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "internal_error", "internal server error")

@@ -1,0 +1,113 @@
+"""The AI SDK `useChat` + `DefaultChatTransport` contract (spec §3): send, resume, stop.
+
+`POST /api/chat` accepts the default body `{id, messages, trigger, messageId?, ...extras}` and the
+"last message only" shape `{id, message, ...}`. Only the last message is taken from the client;
+the history comes from the database. Errors before the stream starts are non-2xx with a text
+body (the client shows it as `error.message`); errors while streaming are an `error` chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+
+from genvault.errors import InvalidRequest
+from genvault.records import Generation
+from genvault.server.deps import OptionalUserDep, UserDep, VaultDep
+from genvault.server.streaming import ui_message_stream_response
+
+router = APIRouter(tags=["chat (AI SDK)"])
+
+_TRIGGERS = ("submit-message", "regenerate-message")
+
+
+def _parse_chat_request(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw) if raw else None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest('body must be a JSON object like {"id": "...", "messages": [...], "trigger": "..."}')
+    chat_id = body.get("id", body.get("chatId"))
+    if not isinstance(chat_id, str) or not chat_id:
+        raise InvalidRequest("id: the chat id is required (a non-empty string)")
+    trigger = body.get("trigger", "submit-message")
+    if trigger not in _TRIGGERS:
+        raise InvalidRequest(f"trigger must be one of {', '.join(_TRIGGERS)}, got {trigger!r}")
+    message_id = body.get("messageId")
+    if message_id is not None and not isinstance(message_id, str):
+        raise InvalidRequest("messageId must be a string")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequest("model must be a string like openai/gpt-4o-mini")
+    if "message" in body:
+        message = body["message"]
+    elif "messages" in body:
+        messages = body["messages"]
+        if not isinstance(messages, list):
+            raise InvalidRequest("messages must be an array of UI messages")
+        message = messages[-1] if messages else None
+    else:
+        message = None
+    if message is not None and not isinstance(message, dict):
+        raise InvalidRequest("the last message must be a UI message object")
+    if trigger == "regenerate-message":
+        message = None  # the history to regenerate from is the stored one
+    elif message is None:
+        raise InvalidRequest("send the new message in `messages` (or `message`)")
+    return {"chat_id": chat_id, "trigger": trigger, "message_id": message_id, "model": model, "message": message}
+
+
+@router.post(
+    "/api/chat",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "the UI message stream"}},
+)
+async def post_chat(
+    request: Request,
+    vault: VaultDep,
+    user: UserDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Save the new message, start the reply, and stream it. The reply keeps running if the
+    client goes away; `GET /api/chat/{id}/stream` picks it up again."""
+    parsed = _parse_chat_request(await request.body())
+    turn = await vault.chat(
+        parsed["chat_id"],
+        message=parsed["message"],
+        trigger=parsed["trigger"],
+        message_id=parsed["message_id"],
+        model=parsed["model"],
+        user_id=user,
+        idempotency_key=idempotency_key,
+    )
+    return ui_message_stream_response(
+        vault.replay(turn.generation.id, user_id=None),
+        compat=vault.settings.stream_compat,
+        headers={"X-Genvault-Generation-Id": turn.generation.id},
+    )
+
+
+@router.get("/api/chat/{chat_id}/stream", responses={204: {"description": "no reply is running"}})
+async def resume_chat(chat_id: str, vault: VaultDep, user: OptionalUserDep) -> Response:
+    """The running reply from its first chunk, then live; 204 when nothing is running."""
+    # Anonymous visitors may follow a chat shared by link; `""` matches no owner.
+    chat = await vault.get_chat(chat_id, user_id=user or "", for_reading=True)
+    active = await vault.active_generation(chat.id, user_id=None)
+    if active is None:
+        return Response(status_code=204)
+    return ui_message_stream_response(
+        vault.replay(active.id, user_id=None),
+        compat=vault.settings.stream_compat,
+        headers={"X-Genvault-Generation-Id": active.id},
+    )
+
+
+@router.post("/api/chat/{chat_id}/cancel", response_model=Generation)
+async def cancel_chat(chat_id: str, vault: VaultDep, user: UserDep) -> Generation:
+    """Stop the running reply (not a disconnect): the partial message is saved, the record ends
+    `cancelled`. 409 when nothing is running."""
+    return await vault.cancel_chat(chat_id, user_id=user)

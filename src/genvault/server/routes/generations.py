@@ -1,0 +1,131 @@
+"""Text generations over HTTP: generate-then-redirect, records, replayable streams, cancel."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genvault.errors import InvalidRequest
+from genvault.records import Generation, Page
+from genvault.server.deps import UserDep, VaultDep
+from genvault.server.streaming import ui_message_stream_response
+from genvault.vault import invalid
+
+router = APIRouter(tags=["generations"])
+
+
+class GenerateCreate(BaseModel):
+    """Body of `POST /api/generate` (JSON, or a form with the same field names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    model: str | None = None
+    system: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+class GenerateCreated(BaseModel):
+    id: str
+    url: str
+    status: str
+
+
+async def _read_body(request: Request) -> tuple[GenerateCreate, bool]:
+    """The request as a model, and whether it came from an HTML form (which wants a redirect)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
+        params = {k: data.pop(k) for k in ("temperature", "max_tokens") if k in data}
+        data["params"] = params
+        is_form = True
+    else:
+        raw = await request.body()
+        try:
+            data = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest('body must be a JSON object like {"prompt": "..."}')
+        is_form = False
+    try:
+        return GenerateCreate.model_validate(data), is_form
+    except ValidationError as exc:
+        raise invalid(exc, "request") from None
+
+
+@router.post(
+    "/api/generate",
+    status_code=201,
+    response_model=GenerateCreated,
+    responses={303: {"description": "form posts are redirected to the record's page"}},
+)
+async def create_generation(
+    request: Request,
+    vault: VaultDep,
+    user: UserDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Create the pending record, start the generation, and point at it at once."""
+    body, is_form = await _read_body(request)
+    record = await vault.generate(
+        body.prompt,
+        model=body.model,
+        system=body.system,
+        params=body.params,
+        user_id=user,
+        idempotency_key=body.idempotency_key or idempotency_key,
+    )
+    if is_form:
+        return RedirectResponse(record.url, status_code=303)
+    created = GenerateCreated(id=record.id, url=record.url, status=record.status)
+    return JSONResponse(created.model_dump(), status_code=201, headers={"Location": f"/api/generations/{record.id}"})
+
+
+@router.get("/api/generations", response_model=Page[Generation])
+async def list_generations(
+    vault: VaultDep,
+    user: UserDep,
+    model: str | None = None,
+    status: Literal["pending", "streaming", "complete", "error", "cancelled", "interrupted"] | None = None,
+    kind: Literal["text", "chat", "image"] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+) -> Page[Generation]:
+    return await vault.list_generations(
+        user_id=user, model=model, status=status, kind=kind, since=since, until=until, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/api/generations/{generation_id}", response_model=Generation)
+async def get_generation(generation_id: str, vault: VaultDep, user: UserDep) -> Generation:
+    return await vault.get_generation(generation_id, user_id=user)
+
+
+@router.get("/api/generations/{generation_id}/stream")
+async def stream_generation(
+    generation_id: str,
+    vault: VaultDep,
+    user: UserDep,
+    start: Annotated[int, Query(alias="from", ge=0)] = 0,
+) -> Response:
+    """The UI message stream from chunk `from`: replay, then live until the end. A finished
+    generation replays from its stored record."""
+    await vault.get_generation(generation_id, user_id=user)
+    return ui_message_stream_response(
+        vault.replay(generation_id, start=start, user_id=user), compat=vault.settings.stream_compat
+    )
+
+
+@router.post("/api/generations/{generation_id}/cancel", response_model=Generation)
+async def cancel_generation(generation_id: str, vault: VaultDep, user: UserDep) -> Generation:
+    return await vault.cancel(generation_id, user_id=user)

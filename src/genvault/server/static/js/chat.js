@@ -1,0 +1,235 @@
+// The chat page: what useChat + DefaultChatTransport do (docs/aisdk-v5-protocol.md §3), by hand.
+// Send: POST /api/chat {id, messages, trigger}. Stop: POST /api/chat/{id}/cancel (an explicit
+// stop; closing the tab is not one, and the reply carries on). Load: GET /api/chat/{id}/stream
+// picks up a running reply from its first chunk, so a reload mid-reply shows it continue.
+
+import { MessageAssembler, generateId, readSSE, renderMessage } from "./uimessage.js";
+
+const page = JSON.parse(document.getElementById("page-data").textContent);
+const chatPath = `/api/chat/${encodeURIComponent(page.chatId)}`;
+const chatsPath = `/api/chats/${encodeURIComponent(page.chatId)}`;
+
+const list = document.getElementById("messages");
+const emptyNote = list.querySelector(".empty-chat");
+const errorBox = document.getElementById("error");
+const earlier = document.getElementById("earlier");
+const form = document.getElementById("composer"); // absent on a read-only shared chat
+const input = document.getElementById("input");
+const modelInput = document.getElementById("model");
+const sendButton = document.getElementById("send");
+const stopButton = document.getElementById("stop");
+const statusLine = document.getElementById("status");
+
+const state = { messages: page.messages, status: "ready", hasBefore: page.hasBefore };
+const elements = new Map(); // message object -> its <article>
+
+// -- drawing --------------------------------------------------------------------------------------
+
+function draw(message) {
+  let node = elements.get(message);
+  const fresh = !node;
+  node = renderMessage(message, node);
+  elements.set(message, node);
+  return fresh ? node : null;
+}
+
+function drawAll() {
+  elements.clear();
+  list.replaceChildren(emptyNote, ...state.messages.map((m) => draw(m)));
+  emptyNote.hidden = state.messages.length > 0;
+  earlier.hidden = !state.hasBefore;
+}
+
+function scrollToEnd() {
+  window.scrollTo({ top: document.body.scrollHeight });
+}
+
+/** useChat's list rule (§2.5.7): the same id as the last message replaces it, else append. */
+function upsert(message) {
+  const last = state.messages.at(-1);
+  if (last && last !== message && last.id === message.id) {
+    elements.get(last)?.remove();
+    elements.delete(last);
+    state.messages[state.messages.length - 1] = message;
+  } else if (last !== message) {
+    state.messages.push(message);
+  }
+  const node = draw(message);
+  if (node) list.append(node);
+  emptyNote.hidden = true;
+}
+
+function setStatus(status, note = "") {
+  state.status = status;
+  if (!form) return;
+  const busy = status === "submitted" || status === "streaming";
+  sendButton.disabled = busy;
+  stopButton.hidden = !busy;
+  statusLine.dataset.status = status;
+  statusLine.textContent = note || { submitted: "Sending…", streaming: "Replying…", ready: "", error: "" }[status];
+}
+
+function showError(text) {
+  errorBox.textContent = text;
+  errorBox.hidden = !text;
+}
+
+// -- streams --------------------------------------------------------------------------------------
+
+/**
+ * Fold one UI message stream into a new assistant message and show it as it grows. The first
+ * draw waits for the first chunk, so a `start` whose messageId is the last message's replaces
+ * that message instead of adding a duplicate.
+ */
+async function consume(response) {
+  const assembler = new MessageAssembler();
+  let seen = false;
+  let frame = 0;
+  const update = () => {
+    frame = 0;
+    upsert(assembler.message);
+    scrollToEnd();
+  };
+  try {
+    for await (const chunk of readSSE(response)) {
+      assembler.feed(chunk);
+      seen = true;
+      if (state.status === "submitted" && chunk.type !== "start") setStatus("streaming");
+      if (chunk.type === "error") showError(chunk.errorText);
+      // Coalesce many small deltas into one draw per animation frame.
+      if (!frame) frame = requestAnimationFrame(update);
+    }
+  } catch (err) {
+    showError(`The reply stream broke off: ${err.message}. Reload to pick it up again.`);
+    setStatus("error");
+    return;
+  } finally {
+    if (frame) cancelAnimationFrame(frame);
+    if (seen) update();
+  }
+  setStatus(assembler.errorText ? "error" : "ready", assembler.aborted ? "Stopped." : "");
+}
+
+async function send(text) {
+  showError("");
+  const message = { id: generateId(), role: "user", parts: [{ type: "text", text }] };
+  upsert(message);
+  scrollToEnd();
+  setStatus("submitted");
+  // The default DefaultChatTransport body: the whole list; the server keeps only the new message.
+  const body = { id: page.chatId, messages: state.messages, trigger: "submit-message" };
+  const model = modelInput.value.trim();
+  if (model) body.model = model;
+  let response;
+  try {
+    response = await fetch("/api/chat", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  } catch (err) {
+    showError(`Could not reach the server: ${err.message}`);
+    setStatus("error");
+    return;
+  }
+  if (!response.ok) {
+    // Errors before the stream are a text body (what useChat shows as error.message).
+    showError((await response.text()) || `${response.status} ${response.statusText}`);
+    setStatus("error");
+    return;
+  }
+  page.exists = true;
+  if (document.title.startsWith("New chat")) {
+    const title = text.length > 80 ? `${text.slice(0, 79)}…` : text;
+    document.getElementById("chat-title").textContent = title;
+    document.title = `${title} · genvault`;
+  }
+  await consume(response);
+}
+
+/** Pick up a reply that is running (after a reload, or one started elsewhere). */
+async function resume() {
+  if (!page.exists) return;
+  let response;
+  try {
+    response = await fetch(`${chatPath}/stream`);
+  } catch {
+    return;
+  }
+  if (response.status === 204) {
+    // Nothing runs now. If something ran when the page was drawn, it finished in between:
+    // fetch the history again so its reply shows.
+    if (page.active) await reloadHistory();
+    return;
+  }
+  if (!response.ok) {
+    showError(await response.text());
+    return;
+  }
+  setStatus("streaming");
+  await consume(response);
+}
+
+async function reloadHistory() {
+  const response = await fetch(`${chatsPath}?limit=${page.pageSize}`);
+  if (!response.ok) return;
+  const body = await response.json();
+  state.messages = body.messages;
+  state.hasBefore = body.has_before;
+  drawAll();
+}
+
+async function loadEarlier() {
+  const first = state.messages[0];
+  if (!first) return;
+  const query = new URLSearchParams({ before: first.id, limit: String(page.pageSize) });
+  const response = await fetch(`${chatsPath}/messages?${query}`);
+  if (!response.ok) {
+    showError(`Could not load earlier messages (${response.status}).`);
+    return;
+  }
+  const body = await response.json();
+  state.messages = [...body.messages, ...state.messages];
+  state.hasBefore = body.has_before;
+  const height = document.body.scrollHeight;
+  const nodes = body.messages.map((m) => draw(m));
+  emptyNote.after(...nodes);
+  earlier.hidden = !state.hasBefore;
+  window.scrollBy(0, document.body.scrollHeight - height); // keep the reader's place
+}
+
+async function stop() {
+  stopButton.disabled = true;
+  try {
+    const response = await fetch(`${chatPath}/cancel`, { method: "POST" });
+    // 409: nothing is running any more; the stream is ending on its own.
+    if (!response.ok && response.status !== 409) showError(await response.text());
+  } finally {
+    stopButton.disabled = false;
+  }
+}
+
+// -- wiring ---------------------------------------------------------------------------------------
+
+drawAll();
+earlier.addEventListener("click", loadEarlier);
+if (form) {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text || state.status === "submitted" || state.status === "streaming") return;
+    input.value = "";
+    send(text);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  stopButton.addEventListener("click", stop);
+  setStatus("ready");
+  input.focus();
+}
+scrollToEnd();
+resume();

@@ -1,0 +1,96 @@
+"""Configuration: one explicit object, read from flags and `GENVAULT_*` environment variables.
+
+Nothing here connects to anything; `Vault(settings)` does that when it starts.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["CompatibleProvider", "PriceOverride", "Settings", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """Where the embedded SQLite file and blob directory live: `$XDG_DATA_HOME/genvault`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "genvault"
+
+
+class PriceOverride(BaseModel):
+    """USD per million tokens for a model genai-prices does not know, or priced differently for you."""
+
+    input_mtok: Decimal
+    output_mtok: Decimal
+    cache_read_mtok: Decimal | None = None
+    cache_write_mtok: Decimal | None = None
+
+
+class CompatibleProvider(BaseModel):
+    """An OpenAI-compatible server (Ollama, vLLM, LM Studio, llama.cpp, LiteLLM) under its own name."""
+
+    base_url: str
+    api_key_env: str | None = None  # the environment variable holding its key, if it needs one
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENVAULT_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # `sqlite:///path` or `postgresql://…`; genvault picks the async driver. Default: SQLite in data_dir.
+    database_url: str | None = None
+    # PostgreSQL only: keep genvault's tables in this schema (it must exist).
+    database_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    default_model: str = "offline/test-model"
+    # Partial output is written to the database at least this often while a generation streams.
+    checkpoint_ms: int = Field(default=250, ge=10, le=60_000)
+    # A streaming generation's owner renews its lease this often; a lease this old means the
+    # owner died, and the sweeper marks the record `interrupted`.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # The offline test model's speed, in tokens per second (0 = as fast as possible).
+    test_model_tps: float = Field(default=200.0, ge=0)
+    # A chat turn whose server-side tools keep getting called stops after this many model calls.
+    max_steps: int = Field(default=8, ge=1, le=100)
+    price_overrides: dict[str, PriceOverride] = Field(default_factory=dict)
+    compatible_providers: dict[str, CompatibleProvider] = Field(default_factory=dict)
+    openai_base_url: str | None = None
+    anthropic_base_url: str | None = None
+
+    # -- the HTTP server --------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # `none`: everything belongs to the one local user (the embedded default). `api_key`:
+    # `Authorization: Bearer <key>` (keys from `genvault keys create`). `header`: a trusted reverse
+    # proxy names the user in `auth_header` (only safe behind that proxy).
+    auth: Literal["none", "api_key", "header"] = "none"
+    auth_header: str = "X-Forwarded-User"
+    # Request bodies over this are refused with 413 before they are read in full.
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Which AI SDK 5.x clients the UI message stream must satisfy: `5.0.0` (the strictest: only
+    # fields its schema knows) or `latest`.
+    stream_compat: Literal["5.0.0", "latest"] = "5.0.0"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError(f"database URL must start with sqlite:// or postgresql://, got {scheme}://")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'genvault.db'}"
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with some fields replaced, validated again (used by CLI flags)."""
+        data = self.model_dump()
+        data.update({k: v for k, v in values.items() if v is not None})
+        return Settings.model_validate(data)

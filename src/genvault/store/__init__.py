@@ -1,0 +1,52 @@
+"""Persistence: SQLAlchemy Core over SQLite or PostgreSQL.
+
+`Store` owns the engine and hands out connections: `read()` for queries, `write()` for a
+transaction that commits on success and rolls back on any exception, so a failed operation leaves
+nothing half-written. The table modules (`generations`, `users`, ...) hold the queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from genvault.errors import StorageError
+from genvault.store.db import WRITE_OPTION, create_engine, upgrade
+
+__all__ = ["Store"]
+
+
+class Store:
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_engine(url, schema=schema)
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def upgrade(self) -> None:
+        await upgrade(self.engine)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise StorageError(f"database read failed: {exc.orig}") from exc
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._writer.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise StorageError(f"database write failed: {exc.orig}") from exc
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,409 @@
+"""Chats, their messages and parts: the normalized store for AI SDK v5 UIMessages.
+
+Invariants:
+- Every operation names the acting user and touches only that user's chats (a stranger's chat is
+  `NotFound`, as if it did not exist).
+- A message's `seq` comes from `UPDATE chats SET last_seq = last_seq + n … RETURNING` inside the
+  append transaction: the chat row's lock orders concurrent appends, so seqs never collide,
+  never reorder, and have no gaps.
+- Messages go in as validated UIMessage JSON (`genvault.messages`) and come out as the identical
+  JSON. Saving a message that is already stored unchanged writes nothing; saving a changed one
+  replaces its parts in the same transaction.
+- Functions take a connection; the caller's transaction makes a multi-step change atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import and_, delete, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genvault.errors import Conflict, InvalidRequest, NotFound
+from genvault.records import Page
+from genvault.store.cursors import decode_cursor, encode_cursor
+from genvault.store.parts import part_to_row, row_to_part
+from genvault.store.schema import MISSING, chats, generations, messages, parts
+from genvault.store.text import check_storable
+
+__all__ = [
+    "Chat",
+    "MessagePage",
+    "append_messages",
+    "create_chat",
+    "delete_chat",
+    "delete_message",
+    "ensure_chat",
+    "get_chat",
+    "get_message",
+    "list_chats",
+    "load_messages",
+    "truncate_after",
+    "update_chat",
+    "upsert_message",
+]
+
+Visibility = Literal["private", "link", "public"]
+MAX_PAGE = 1000
+
+
+class Chat(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    user_id: str
+    title: str | None
+    visibility: Visibility
+    last_seq: int
+    active_generation_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def url(self) -> str:
+        return f"/chat/{self.id}"
+
+
+class MessagePage(BaseModel):
+    """Messages in chat order (oldest first) and whether more exist on either side."""
+
+    messages: list[dict[str, Any]]
+    has_before: bool
+    has_after: bool
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- chats ---------------------------------------------------------------------------------------
+
+
+async def create_chat(
+    conn: AsyncConnection,
+    chat_id: str,
+    user_id: str,
+    *,
+    title: str | None = None,
+    visibility: Visibility = "private",
+) -> Chat:
+    if not chat_id or len(chat_id) > 200:
+        raise InvalidRequest("chat id must be 1 to 200 characters")
+    owner = (await conn.execute(select(chats.c.user_id).where(chats.c.id == chat_id))).scalar()
+    if owner is not None:
+        raise Conflict(f"chat id {chat_id!r} is already in use; choose a new id")
+    now = _now()
+    await conn.execute(
+        insert(chats).values(
+            id=chat_id, user_id=user_id, title=title, visibility=visibility, last_seq=0, created_at=now, updated_at=now
+        )
+    )
+    return await get_chat(conn, chat_id, user_id)
+
+
+async def ensure_chat(conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None = None) -> Chat:
+    """The user's chat with this id, created if new. A stranger's id is a `Conflict`."""
+    row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).mappings().first()
+    if row is None:
+        return await create_chat(conn, chat_id, user_id, title=title)
+    if row["user_id"] != user_id:
+        raise Conflict(f"chat id {chat_id!r} is already in use; choose a new id")
+    return Chat.model_validate(dict(row))
+
+
+async def get_chat(conn: AsyncConnection, chat_id: str, user_id: str | None, *, for_reading: bool = False) -> Chat:
+    """The chat if `user_id` owns it — or, with `for_reading`, if it is shared by link or public.
+    `user_id=None` skips the check (admin and internal use)."""
+    row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).mappings().first()
+    if row is None:
+        raise NotFound(f"no chat {chat_id!r}")
+    chat = Chat.model_validate(dict(row))
+    shared = for_reading and chat.visibility in ("link", "public")
+    if user_id is not None and chat.user_id != user_id and not shared:
+        raise NotFound(f"no chat {chat_id!r}")
+    return chat
+
+
+async def update_chat(
+    conn: AsyncConnection,
+    chat_id: str,
+    user_id: str,
+    *,
+    title: Any = MISSING,  # str, None (clear it), or MISSING (keep it)
+    visibility: Visibility | None = None,
+) -> Chat:
+    await get_chat(conn, chat_id, user_id)
+    values: dict[str, Any] = {"updated_at": _now()}
+    if title is not MISSING:
+        values["title"] = title
+    if visibility is not None:
+        values["visibility"] = visibility
+    await conn.execute(update(chats).where(chats.c.id == chat_id).values(**values))
+    return await get_chat(conn, chat_id, user_id)
+
+
+async def set_active_generation(conn: AsyncConnection, chat_id: str, generation_id: str | None) -> None:
+    await conn.execute(update(chats).where(chats.c.id == chat_id).values(active_generation_id=generation_id))
+
+
+async def delete_chat(conn: AsyncConnection, chat_id: str, user_id: str) -> None:
+    """Delete the chat with its messages, parts and generations (cascade)."""
+    await get_chat(conn, chat_id, user_id)
+    # Explicit deletes rather than relying on ON DELETE CASCADE alone: SQLite enforces foreign
+    # keys only when the connection asked for it, and a restore tool might not have.
+    await conn.execute(delete(parts).where(parts.c.chat_id == chat_id))
+    await conn.execute(delete(messages).where(messages.c.chat_id == chat_id))
+    await conn.execute(delete(generations).where(generations.c.chat_id == chat_id))
+    await conn.execute(delete(chats).where(chats.c.id == chat_id))
+
+
+async def list_chats(conn: AsyncConnection, user_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[Chat]:
+    """The user's chats, most recently updated first."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    query = select(chats).where(chats.c.user_id == user_id)
+    if cursor is not None:
+        updated_at, chat_id = decode_cursor(cursor)
+        query = query.where(tuple_(chats.c.updated_at, chats.c.id) < tuple_(updated_at, chat_id))
+    query = query.order_by(chats.c.updated_at.desc(), chats.c.id.desc()).limit(limit + 1)
+    rows = (await conn.execute(query)).mappings().all()
+    items = [Chat.model_validate(dict(row)) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].updated_at, items[-1].id) if len(rows) > limit else None
+    return Page[Chat](items=items, next_cursor=next_cursor)
+
+
+# -- messages ------------------------------------------------------------------------------------
+
+
+async def _take_seqs(conn: AsyncConnection, chat_id: str, user_id: str, count: int) -> int:
+    """Reserve `count` sequence numbers; returns the first. Locks the chat row until commit."""
+    last = (
+        await conn.execute(
+            update(chats)
+            .where(chats.c.id == chat_id, chats.c.user_id == user_id)
+            .values(last_seq=chats.c.last_seq + count, updated_at=_now())
+            .returning(chats.c.last_seq)
+        )
+    ).scalar()
+    if last is None:
+        raise NotFound(f"no chat {chat_id!r}")
+    return int(last) - count + 1
+
+
+async def _insert_parts(
+    conn: AsyncConnection, chat_id: str, user_id: str, message_id: str, message: dict[str, Any]
+) -> None:
+    rows = [
+        {**part_to_row(part), "chat_id": chat_id, "message_id": message_id, "position": position, "user_id": user_id}
+        for position, part in enumerate(message["parts"])
+    ]
+    if rows:
+        await conn.execute(insert(parts), rows)
+
+
+def _check_storable(message: dict[str, Any]) -> None:
+    check_storable(message, f"message {message['id']!r}")
+
+
+def _message_values(message: dict[str, Any]) -> dict[str, Any]:
+    return {"role": message["role"], "metadata": message.get("metadata", MISSING)}
+
+
+async def append_messages(
+    conn: AsyncConnection,
+    chat_id: str,
+    user_id: str,
+    new_messages: Sequence[dict[str, Any]],
+    *,
+    generation_id: str | None = None,
+) -> list[int]:
+    """Append messages in order, atomically; returns their seqs. An id already in the chat is a
+    `Conflict` (use `upsert_message` to save a message that may exist)."""
+    if not new_messages:
+        return []
+    for message in new_messages:
+        _check_storable(message)
+    ids = [m["id"] for m in new_messages]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("the same message id appears twice in one append")
+    taken = (
+        (await conn.execute(select(messages.c.id).where(messages.c.chat_id == chat_id, messages.c.id.in_(ids))))
+        .scalars()
+        .all()
+    )
+    if taken:
+        raise Conflict(f"message {taken[0]!r} is already in chat {chat_id!r}")
+    first = await _take_seqs(conn, chat_id, user_id, len(new_messages))
+    now = _now()
+    await conn.execute(
+        insert(messages),
+        [
+            {
+                "chat_id": chat_id,
+                "id": m["id"],
+                "seq": first + i,
+                "user_id": user_id,
+                "generation_id": generation_id if m["role"] == "assistant" else None,
+                "created_at": now,
+                **_message_values(m),
+            }
+            for i, m in enumerate(new_messages)
+        ],
+    )
+    for m in new_messages:
+        await _insert_parts(conn, chat_id, user_id, m["id"], m)
+    return [first + i for i in range(len(new_messages))]
+
+
+async def upsert_message(
+    conn: AsyncConnection,
+    chat_id: str,
+    user_id: str,
+    message: dict[str, Any],
+    *,
+    generation_id: str | None = None,
+) -> Literal["inserted", "unchanged", "updated"]:
+    """Save a message by id: append it if new; if stored and identical, change nothing; if stored
+    and different, replace its role, metadata and parts (its place in the chat stays)."""
+    await get_chat(conn, chat_id, user_id)
+    _check_storable(message)
+    stored = await _load_message_rows(conn, chat_id, [message["id"]])
+    if not stored:
+        await append_messages(conn, chat_id, user_id, [message], generation_id=generation_id)
+        return "inserted"
+    if stored[0] == message:
+        return "unchanged"
+    values = _message_values(message)
+    if generation_id is not None:
+        values["generation_id"] = generation_id
+    await conn.execute(
+        update(messages).where(messages.c.chat_id == chat_id, messages.c.id == message["id"]).values(**values)
+    )
+    await conn.execute(delete(parts).where(parts.c.chat_id == chat_id, parts.c.message_id == message["id"]))
+    await _insert_parts(conn, chat_id, user_id, message["id"], message)
+    await conn.execute(update(chats).where(chats.c.id == chat_id).values(updated_at=_now()))
+    return "updated"
+
+
+async def _seq_of(conn: AsyncConnection, chat_id: str, message_id: str) -> int:
+    seq = (
+        await conn.execute(select(messages.c.seq).where(messages.c.chat_id == chat_id, messages.c.id == message_id))
+    ).scalar()
+    if seq is None:
+        raise NotFound(f"no message {message_id!r} in chat {chat_id!r}")
+    return int(seq)
+
+
+async def _load_message_rows(conn: AsyncConnection, chat_id: str, message_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The UIMessages with these ids, in chat order: one query for messages, one for parts."""
+    if not message_ids:
+        return []
+    message_rows = (
+        (
+            await conn.execute(
+                select(messages.c.id, messages.c.role, messages.c.metadata)
+                .where(messages.c.chat_id == chat_id, messages.c.id.in_(list(message_ids)))
+                .order_by(messages.c.seq)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    part_rows = (
+        (
+            await conn.execute(
+                select(parts)
+                .where(parts.c.chat_id == chat_id, parts.c.message_id.in_(list(message_ids)))
+                .order_by(parts.c.message_id, parts.c.position)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    by_message: dict[str, list[dict[str, Any]]] = {}
+    for row in part_rows:
+        by_message.setdefault(row["message_id"], []).append(row_to_part(row))
+    result = []
+    for row in message_rows:
+        message: dict[str, Any] = {"id": row["id"], "role": row["role"]}
+        if row["metadata"] is not MISSING:
+            message["metadata"] = row["metadata"]
+        message["parts"] = by_message.get(row["id"], [])
+        result.append(message)
+    return result
+
+
+async def get_message(conn: AsyncConnection, chat_id: str, message_id: str) -> dict[str, Any]:
+    found = await _load_message_rows(conn, chat_id, [message_id])
+    if not found:
+        raise NotFound(f"no message {message_id!r} in chat {chat_id!r}")
+    return found[0]
+
+
+async def load_messages(
+    conn: AsyncConnection,
+    chat_id: str,
+    *,
+    limit: int = 50,
+    before: str | None = None,
+    after: str | None = None,
+) -> MessagePage:
+    """A page of messages, oldest first: the latest `limit`, or the `limit` just before or just
+    after a message id. Reads only the page's rows (the `(chat_id, seq)` index)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    if before is not None and after is not None:
+        raise InvalidRequest("give before or after, not both")
+    query = select(messages.c.id, messages.c.seq).where(messages.c.chat_id == chat_id)
+    if after is not None:
+        query = query.where(messages.c.seq > await _seq_of(conn, chat_id, after)).order_by(messages.c.seq.asc())
+    else:
+        if before is not None:
+            query = query.where(messages.c.seq < await _seq_of(conn, chat_id, before))
+        query = query.order_by(messages.c.seq.desc())
+    rows = (await conn.execute(query.limit(limit + 1))).all()
+    more = len(rows) > limit
+    rows = sorted(rows[:limit], key=lambda r: r.seq)
+    page = await _load_message_rows(conn, chat_id, [r.id for r in rows])
+    # The anchor message itself lies on the other side of the page.
+    if after is not None:
+        return MessagePage(messages=page, has_before=True, has_after=more)
+    return MessagePage(messages=page, has_before=more, has_after=before is not None)
+
+
+async def load_all_messages(conn: AsyncConnection, chat_id: str) -> list[dict[str, Any]]:
+    """Every message of the chat, oldest first (the history a model call needs)."""
+    ids = (
+        (await conn.execute(select(messages.c.id).where(messages.c.chat_id == chat_id).order_by(messages.c.seq)))
+        .scalars()
+        .all()
+    )
+    return await _load_message_rows(conn, chat_id, ids)
+
+
+async def truncate_after(
+    conn: AsyncConnection, chat_id: str, user_id: str, message_id: str, *, inclusive: bool = False
+) -> int:
+    """Delete every message after `message_id` (and it too, with `inclusive`); returns how many.
+    Used by edit (replace a user message) and regenerate (drop the reply)."""
+    await get_chat(conn, chat_id, user_id)
+    seq = await _seq_of(conn, chat_id, message_id)
+    cut = and_(messages.c.chat_id == chat_id, messages.c.seq >= seq if inclusive else messages.c.seq > seq)
+    doomed = (await conn.execute(select(messages.c.id).where(cut))).scalars().all()
+    if doomed:
+        await conn.execute(delete(parts).where(parts.c.chat_id == chat_id, parts.c.message_id.in_(doomed)))
+        await conn.execute(delete(messages).where(cut))
+        await conn.execute(update(chats).where(chats.c.id == chat_id).values(updated_at=_now()))
+    return len(doomed)
+
+
+async def delete_message(conn: AsyncConnection, chat_id: str, user_id: str, message_id: str) -> None:
+    """Delete one message and its parts; the others keep their seqs (gaps are fine after a delete)."""
+    await get_chat(conn, chat_id, user_id)
+    await _seq_of(conn, chat_id, message_id)
+    await conn.execute(delete(parts).where(parts.c.chat_id == chat_id, parts.c.message_id == message_id))
+    await conn.execute(delete(messages).where(messages.c.chat_id == chat_id, messages.c.id == message_id))
+    await conn.execute(update(chats).where(chats.c.id == chat_id).values(updated_at=_now()))

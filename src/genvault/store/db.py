@@ -1,0 +1,112 @@
+"""Turning a database URL into a configured async engine, and creating or upgrading the schema.
+
+Users write plain URLs (`sqlite:///path`, `postgresql://user@host/db`); genvault picks the async
+driver itself (aiosqlite, asyncpg). SQLite runs in WAL mode with foreign keys on and a busy
+timeout, so the embedded default survives a reader and a writer at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from genvault.errors import InvalidRequest
+
+__all__ = ["WRITE_OPTION", "async_url", "create_engine", "is_sqlite", "migrations_dir", "upgrade"]
+
+# Execution option marking a connection that will write (see `_configure_sqlite`).
+WRITE_OPTION = "genvault_write"
+
+log = logging.getLogger(__name__)
+
+
+def async_url(url: str) -> URL:
+    """`sqlite:///x` → `sqlite+aiosqlite:///x`; `postgresql://…` → `postgresql+asyncpg://…`."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InvalidRequest(f"cannot parse database URL {url!r}: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in {"postgresql", "postgres"}:
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise InvalidRequest(f"unsupported database {backend!r}: use sqlite:///path or postgresql://host/db")
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
+    """An async engine for `url`. `schema` puts PostgreSQL tables in that schema (tests isolate with it)."""
+    target = async_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if target.get_backend_name() == "sqlite":
+        database = target.database or ""
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # aiosqlite runs one thread per connection; a small pool of them serves concurrent readers
+        # while SQLite's own lock serializes writers (busy_timeout makes them wait, not fail).
+        kwargs["connect_args"] = {"timeout": 30}
+        if database in {"", ":memory:"}:
+            kwargs["poolclass"] = NullPool
+    else:
+        kwargs["pool_size"] = 10
+        kwargs["max_overflow"] = 20
+        kwargs["pool_pre_ping"] = True
+        if schema:
+            kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+    engine = create_async_engine(target, **kwargs)
+    if target.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's implicit transactions fight SQLAlchemy's; let SQLAlchemy emit BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Writers take the write lock up front (IMMEDIATE): two writers then queue on busy_timeout
+        # instead of deadlocking when both try to upgrade a read lock. Readers stay deferred, so in
+        # WAL mode they never wait for a writer.
+        if connection.get_execution_options().get(WRITE_OPTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+
+def migrations_dir() -> Path:
+    return Path(__file__).with_name("migrations")
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Run the Alembic revisions up to `revision` on `engine` (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    async with engine.begin() as conn:
+
+        def _run(sync_conn: Any) -> None:
+            config.attributes["connection"] = sync_conn
+            command.upgrade(config, revision)
+
+        await conn.run_sync(_run)

@@ -1,0 +1,261 @@
+"""Reads and writes of generation records.
+
+Functions take an open connection so the caller decides the transaction: the engine finalizes a
+chat reply's message and its generation in one. Every state change is guarded by the current
+status, so a record leaves `pending`/`streaming` exactly once: a second finalize, a late
+checkpoint after a cancel, or a sweeper racing the owner all change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genvault.errors import InvalidRequest, NotFound
+from genvault.records import Generation, Page, Usage, UsageRow
+from genvault.store.cursors import decode_cursor, encode_cursor
+from genvault.store.schema import generations
+
+__all__ = [
+    "ACTIVE",
+    "checkpoint",
+    "finalize",
+    "find_by_idempotency_key",
+    "get",
+    "insert_pending",
+    "list_page",
+    "mark_streaming",
+    "sweep_expired",
+    "usage_report",
+]
+
+ACTIVE = ("pending", "streaming")
+_USAGE_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+)
+
+
+def to_record(row: RowMapping) -> Generation:
+    data = dict(row)
+    data["usage"] = Usage(**{name: data.pop(name) for name in _USAGE_COLUMNS})
+    for name in ("lease_owner", "lease_expires_at"):
+        data.pop(name, None)
+    return Generation.model_validate(data)
+
+
+async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Generation | None:
+    """Insert a `pending` row. Returns None when the idempotency key is already taken."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(insert(generations).values(status="pending", **values))
+    except IntegrityError:
+        if values.get("idempotency_key") is None:
+            raise
+        return None
+    return await get(conn, values["id"])
+
+
+async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str) -> Generation | None:
+    row = (
+        (
+            await conn.execute(
+                select(generations).where(generations.c.user_id == user_id, generations.c.idempotency_key == key)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return to_record(row) if row else None
+
+
+async def get(conn: AsyncConnection, generation_id: str, *, user_id: str | None = None) -> Generation:
+    """The record, or `NotFound` (also when it belongs to another user than `user_id`)."""
+    query = select(generations).where(generations.c.id == generation_id)
+    if user_id is not None:
+        query = query.where(generations.c.user_id == user_id)
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise NotFound(f"no generation {generation_id!r}")
+    return to_record(row)
+
+
+async def mark_streaming(
+    conn: AsyncConnection,
+    generation_id: str,
+    *,
+    started_at: datetime,
+    first_token_at: datetime,
+    lease_owner: str,
+    lease_expires_at: datetime,
+) -> bool:
+    result = await conn.execute(
+        update(generations)
+        .where(generations.c.id == generation_id, generations.c.status.in_(ACTIVE))
+        .values(
+            status="streaming",
+            started_at=started_at,
+            first_token_at=first_token_at,
+            lease_owner=lease_owner,
+            lease_expires_at=lease_expires_at,
+        )
+    )
+    return result.rowcount == 1
+
+
+async def checkpoint(
+    conn: AsyncConnection,
+    generation_id: str,
+    *,
+    at: datetime,
+    lease_expires_at: datetime,
+    result_text: str | None = None,
+    result_message: dict[str, Any] | None = None,
+) -> bool:
+    """Save partial output and renew the lease. False when the record is no longer active
+    (cancelled elsewhere, or swept): the owner should stop generating."""
+    values: dict[str, Any] = {"checkpoint_at": at, "lease_expires_at": lease_expires_at}
+    if result_text is not None:
+        values["result_text"] = result_text
+    if result_message is not None:
+        values["result_message"] = result_message
+    result = await conn.execute(
+        update(generations).where(generations.c.id == generation_id, generations.c.status.in_(ACTIVE)).values(**values)
+    )
+    return result.rowcount == 1
+
+
+async def finalize(conn: AsyncConnection, generation_id: str, values: dict[str, Any]) -> bool:
+    """Move an active record to its final status with `values`. False (and no change) when it
+    was already final: finalizing twice is a no-op."""
+    values = {**values, "lease_owner": None, "lease_expires_at": None}
+    result = await conn.execute(
+        update(generations).where(generations.c.id == generation_id, generations.c.status.in_(ACTIVE)).values(**values)
+    )
+    return result.rowcount == 1
+
+
+async def sweep_expired(conn: AsyncConnection, *, now: datetime, dead_owners: Sequence[str] = ()) -> list[Generation]:
+    """Mark `interrupted` every active record whose lease expired or whose owner is known dead.
+    Partial output (the last checkpoint) stays. Returns the records it changed."""
+    expired = or_(generations.c.lease_expires_at < now, generations.c.lease_expires_at.is_(None))
+    condition: ColumnElement[bool] = expired
+    if dead_owners:
+        condition = or_(expired, generations.c.lease_owner.in_(list(dead_owners)))
+    ids = (
+        (await conn.execute(select(generations.c.id).where(generations.c.status.in_(ACTIVE), condition)))
+        .scalars()
+        .all()
+    )
+    changed = []
+    for generation_id in ids:
+        done = await finalize(
+            conn,
+            generation_id,
+            {
+                "status": "interrupted",
+                "finished_at": now,
+                "error": "the process running this generation stopped before it finished",
+            },
+        )
+        if done:
+            changed.append(await get(conn, generation_id))
+    return changed
+
+
+async def list_page(
+    conn: AsyncConnection,
+    *,
+    user_id: str | None = None,
+    model: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    chat_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[Generation]:
+    """Newest first, `limit` per page, continuing after `cursor`."""
+    if limit < 1 or limit > 1000:
+        raise InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
+    query = select(generations)
+    filters = {"user_id": user_id, "model": model, "status": status, "kind": kind, "chat_id": chat_id}
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(generations.c[name] == value)
+    if since is not None:
+        query = query.where(generations.c.created_at >= since)
+    if until is not None:
+        query = query.where(generations.c.created_at < until)
+    if cursor is not None:
+        created_at, generation_id = decode_cursor(cursor)
+        query = query.where(tuple_(generations.c.created_at, generations.c.id) < tuple_(created_at, generation_id))
+    query = query.order_by(generations.c.created_at.desc(), generations.c.id.desc()).limit(limit + 1)
+    rows = (await conn.execute(query)).mappings().all()
+    items = [to_record(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+    return Page[Generation](items=items, next_cursor=next_cursor)
+
+
+async def usage_report(
+    conn: AsyncConnection,
+    *,
+    group_by: Literal["model", "user", "day"] = "model",
+    user_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[UsageRow]:
+    """Token and cost totals per model, user or UTC day, largest cost first (days: newest first)."""
+    if group_by == "model":
+        key: ColumnElement[Any] = generations.c.model
+    elif group_by == "user":
+        key = generations.c.user_id
+    elif group_by == "day":
+        key = (
+            func.date(generations.c.created_at)
+            if conn.dialect.name == "sqlite"
+            else func.to_char(func.timezone("UTC", generations.c.created_at), "YYYY-MM-DD")
+        )
+    else:
+        raise InvalidRequest(f"group_by must be model, user or day, got {group_by!r}")
+    key = key.label("key")
+    conditions = []
+    if user_id is not None:
+        conditions.append(generations.c.user_id == user_id)
+    if since is not None:
+        conditions.append(generations.c.created_at >= since)
+    if until is not None:
+        conditions.append(generations.c.created_at < until)
+    sums = [func.coalesce(func.sum(generations.c[name]), 0).label(name) for name in _USAGE_COLUMNS]
+    cost = func.coalesce(func.sum(generations.c.cost_nano_usd), 0).label("cost_nano_usd")
+    unpriced = func.sum(case((generations.c.cost_nano_usd.is_(None), 1), else_=0)).label("unpriced")
+    query = select(key, func.count().label("generations"), *sums, cost, unpriced).group_by(key)
+    if conditions:
+        query = query.where(and_(*conditions))
+    query = query.order_by(key.desc() if group_by == "day" else cost.desc(), key)
+    rows = (await conn.execute(query)).mappings().all()
+    return [
+        UsageRow(
+            key=str(row["key"]),
+            generations=int(row["generations"]),
+            input_tokens=int(row["input_tokens"]),
+            output_tokens=int(row["output_tokens"]),
+            cached_input_tokens=int(row["cached_input_tokens"]),
+            reasoning_tokens=int(row["reasoning_tokens"]),
+            total_tokens=int(row["total_tokens"]),
+            cost_nano_usd=int(row["cost_nano_usd"]),
+            unpriced_generations=int(row["unpriced"] or 0),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,24 @@
+"""Alembic environment: runs on the connection `genvault.store.db.upgrade` hands over.
+
+`render_as_batch` lets revisions alter tables on SQLite (which recreates them); comparing types
+keeps autogenerate honest about column types on both databases.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from genvault.store.schema import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through `genvault db upgrade` (genvault.store.db.upgrade)")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=True,
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

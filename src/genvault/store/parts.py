@@ -1,0 +1,121 @@
+"""UIMessage part JSON ⇄ one `parts` row.
+
+The law this module keeps: `row_to_part(part_to_row(p)) == p` for every valid v5 part `p`, with
+the same keys (an absent optional key stays absent; a JSON `null` in an `unknown`-typed field
+stays `null`). Parts arrive here already validated by `genvault.messages`; this module only
+moves fields between the JSON and typed columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from genvault.errors import InvalidRequest
+from genvault.store.schema import MISSING
+
+__all__ = ["PART_COLUMNS", "part_to_row", "row_to_part"]
+
+# JSON key → column, per part family. Keys not listed are not part of the v5 schema.
+_TEXT = {"text": "text_text", "state": "state", "providerMetadata": "provider_metadata"}
+_REASONING = {"id": "reasoning_id", "text": "reasoning_text", "state": "state", "providerMetadata": "provider_metadata"}
+_TOOL = {
+    "toolCallId": "tool_call_id",
+    "state": "state",
+    "input": "tool_input",
+    "output": "tool_output",
+    "rawInput": "tool_raw_input",
+    "errorText": "tool_error_text",
+    "providerExecuted": "tool_provider_executed",
+    "preliminary": "tool_preliminary",
+    "callProviderMetadata": "tool_call_provider_metadata",
+}
+_DYNAMIC_TOOL = {**_TOOL, "toolName": "tool_name", "title": "tool_title"}
+_SOURCE_URL = {
+    "sourceId": "source_id",
+    "url": "source_url",
+    "title": "source_title",
+    "providerMetadata": "provider_metadata",
+}
+_SOURCE_DOCUMENT = {
+    "sourceId": "source_id",
+    "mediaType": "source_media_type",
+    "title": "source_title",
+    "filename": "source_filename",
+    "providerMetadata": "provider_metadata",
+}
+_FILE = {
+    "mediaType": "file_media_type",
+    "filename": "file_filename",
+    "url": "file_url",
+    "providerMetadata": "provider_metadata",
+}
+_DATA = {"id": "data_id", "data": "data_data", "transient": "data_transient"}
+
+# Columns written as JSON text: their values may be any JSON, `null` included.
+_JSON_COLUMNS = {
+    "provider_metadata",
+    "tool_input",
+    "tool_output",
+    "tool_raw_input",
+    "tool_call_provider_metadata",
+    "data_data",
+}
+
+PART_COLUMNS = sorted(
+    {c for m in (_TEXT, _REASONING, _DYNAMIC_TOOL, _SOURCE_URL, _SOURCE_DOCUMENT, _FILE, _DATA) for c in m.values()}
+    | {"tool_name"}
+)
+
+
+def _fields(part_type: str) -> dict[str, str]:
+    if part_type == "text":
+        return _TEXT
+    if part_type == "reasoning":
+        return _REASONING
+    if part_type == "dynamic-tool":
+        return _DYNAMIC_TOOL
+    if part_type.startswith("tool-"):
+        return _TOOL
+    if part_type == "source-url":
+        return _SOURCE_URL
+    if part_type == "source-document":
+        return _SOURCE_DOCUMENT
+    if part_type == "file":
+        return _FILE
+    if part_type.startswith("data-"):
+        return _DATA
+    if part_type == "step-start":
+        return {}
+    raise InvalidRequest(f"unknown part type {part_type!r}")
+
+
+def part_to_row(part: dict[str, Any]) -> dict[str, Any]:
+    """Column values for one part (without the key columns)."""
+    part_type = part["type"]
+    fields = _fields(part_type)
+    row: dict[str, Any] = {column: (MISSING if column in _JSON_COLUMNS else None) for column in PART_COLUMNS}
+    row["type"] = part_type
+    for key, value in part.items():
+        if key == "type":
+            continue
+        column = fields.get(key)
+        if column is None:
+            raise InvalidRequest(f"part type {part_type!r} has no field {key!r}")
+        row[column] = value
+    if part_type.startswith("tool-"):
+        row["tool_name"] = part_type[len("tool-") :]
+    return row
+
+
+def row_to_part(row: Any) -> dict[str, Any]:
+    """The part JSON back from a row (a mapping with the part columns)."""
+    part_type = row["type"]
+    part: dict[str, Any] = {"type": part_type}
+    for key, column in _fields(part_type).items():
+        value = row[column]
+        if column in _JSON_COLUMNS:
+            if value is not MISSING:
+                part[key] = value
+        elif value is not None:
+            part[key] = value
+    return part

@@ -1,0 +1,323 @@
+"""The SQL schema, as SQLAlchemy Core tables: the one source the Alembic revisions must match.
+
+The same tables run on SQLite (embedded default) and PostgreSQL (production); a test checks that
+`alembic upgrade head` on an empty database of either kind yields exactly this metadata.
+
+Conventions:
+- Every row that holds user data carries `user_id`, so one statement per table exports or erases a
+  user.
+- Timestamps are timezone-aware UTC (`UTCDateTime`), also on SQLite, which has no time zones.
+- Money is an integer count of nano-USD (1e-9 USD): exact, and sums in SQL without rounding.
+- Client JSON inside messages (`JSONText` columns) distinguishes an absent key (SQL NULL) from
+  JSON `null`, and keeps key order: a stored UIMessage must load back as the identical JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+__all__ = [
+    "GENERATION_KINDS",
+    "GENERATION_STATUSES",
+    "LOCAL_USER_ID",
+    "MISSING",
+    "TERMINAL_STATUSES",
+    "JSONText",
+    "UTCDateTime",
+    "api_keys",
+    "chats",
+    "generations",
+    "messages",
+    "metadata",
+    "parts",
+    "users",
+]
+
+# Constraint names are deterministic so Alembic revisions can refer to them on both databases.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+LOCAL_USER_ID = "local"
+GENERATION_KINDS = ("text", "chat", "image")
+GENERATION_STATUSES = ("pending", "streaming", "complete", "error", "cancelled", "interrupted")
+TERMINAL_STATUSES = ("complete", "error", "cancelled", "interrupted")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        # SQLite keeps no zone: store the UTC wall time and re-attach UTC on the way out.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL (indexable, compact), JSON text on SQLite: for our own records.
+JSONValue: Any = JSON().with_variant(JSONB(), "postgresql")
+
+
+class _Missing:
+    """An absent key, as opposed to a key whose value is JSON null."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Any = _Missing()
+
+
+class JSONText(TypeDecorator[Any]):
+    """Client JSON kept exactly: the text as serialized, key order included, and JSON `null`
+    (stored `'null'`) kept apart from an absent key (`MISSING`, stored SQL NULL).
+
+    JSONB cannot do this (it reorders keys, and its drivers read `null` back as SQL NULL), nor can
+    SQLite's JSON type (its numeric affinity turns `1.0` into a REAL). UIMessage fields typed
+    `unknown` (tool input/output, data, metadata) must load back as the identical JSON.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is MISSING:
+            return None
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return MISSING if value is None else json.loads(value)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    # The key's public prefix identifies it in lists and logs; only the hash of the secret is kept.
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(100), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+chats = Table(
+    "chats",
+    metadata,
+    # Chat IDs may come from the client (useChat mints them); they are global, so a stranger's ID
+    # is simply not found for another user.
+    Column("id", String(200), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(500)),
+    Column("visibility", String(16), nullable=False, default="private"),
+    # Messages take their `seq` from here with one atomic UPDATE … RETURNING in the append
+    # transaction, so concurrent appends never collide or reorder.
+    Column("last_seq", BigInteger, nullable=False, default=0),
+    # The generation currently streaming a reply into this chat (for resume), if any.
+    Column("active_generation_id", String(40)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(_in("visibility", ("private", "link", "public")), name="visibility"),
+    Index(None, "user_id", "updated_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("chat_id", String(200), ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
+    # Message IDs are unique per chat, not globally: client-sent IDs are never trusted across users.
+    Column("id", String(200), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("metadata", JSONText),
+    Column("generation_id", String(40)),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("chat_id", "id"),
+    UniqueConstraint("chat_id", "seq"),
+    CheckConstraint(_in("role", ("system", "user", "assistant")), name="role"),
+    Index(None, "user_id"),
+)
+
+# One row per UIMessage part. Typed columns are prefixed by the part family; tools use generic
+# columns (never a column per tool). CHECK constraints make each part type's required fields
+# required in the database too. (A data part's `data` is typed `unknown`: the AI SDK accepts it
+# absent, so no CHECK requires it.)
+parts = Table(
+    "parts",
+    metadata,
+    Column("chat_id", String(200), nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("state", String(32)),  # text/reasoning streaming|done; tool states
+    Column("provider_metadata", JSONText),
+    Column("text_text", Text),
+    Column("reasoning_id", String(200)),
+    Column("reasoning_text", Text),
+    Column("tool_name", String(200)),
+    Column("tool_call_id", String(200)),
+    Column("tool_input", JSONText),
+    Column("tool_output", JSONText),
+    Column("tool_raw_input", JSONText),
+    Column("tool_error_text", Text),
+    Column("tool_provider_executed", Boolean),
+    Column("tool_preliminary", Boolean),
+    Column("tool_call_provider_metadata", JSONText),
+    Column("tool_title", String(500)),
+    Column("source_id", String(500)),
+    Column("source_url", Text),
+    Column("source_title", Text),
+    Column("source_media_type", String(200)),
+    Column("source_filename", String(500)),
+    Column("file_media_type", String(200)),
+    Column("file_filename", String(500)),
+    Column("file_url", Text),
+    Column("data_id", String(200)),
+    Column("data_data", JSONText),
+    # Kept only because the client keeps it: a `transient: false` data chunk lands in the part.
+    Column("data_transient", Boolean),
+    PrimaryKeyConstraint("chat_id", "message_id", "position"),
+    ForeignKeyConstraint(
+        ["chat_id", "message_id"], ["messages.chat_id", "messages.id"], ondelete="CASCADE", name="fk_parts_message"
+    ),
+    CheckConstraint("type <> 'text' OR text_text IS NOT NULL", name="text_fields"),
+    CheckConstraint("type <> 'reasoning' OR reasoning_text IS NOT NULL", name="reasoning_fields"),
+    CheckConstraint(
+        "NOT (type LIKE 'tool-%' OR type = 'dynamic-tool') "
+        "OR (tool_name IS NOT NULL AND tool_call_id IS NOT NULL AND state IS NOT NULL)",
+        name="tool_fields",
+    ),
+    CheckConstraint(
+        "NOT (type LIKE 'tool-%' OR type = 'dynamic-tool') OR state IN "
+        "('input-streaming', 'input-available', 'output-available', 'output-error')",
+        name="tool_state",
+    ),
+    CheckConstraint("type <> 'source-url' OR (source_id IS NOT NULL AND source_url IS NOT NULL)", name="source_url"),
+    CheckConstraint(
+        "type <> 'source-document' OR "
+        "(source_id IS NOT NULL AND source_media_type IS NOT NULL AND source_title IS NOT NULL)",
+        name="source_document",
+    ),
+    CheckConstraint("type <> 'file' OR (file_media_type IS NOT NULL AND file_url IS NOT NULL)", name="file_fields"),
+    Index(None, "user_id"),
+)
+
+generations = Table(
+    "generations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # A chat's generations hold its content (request messages, reply), so they go with the chat.
+    Column("chat_id", String(200), ForeignKey("chats.id", ondelete="CASCADE")),
+    Column("message_id", String(200)),  # the assistant message this generation writes
+    Column("status", String(16), nullable=False),
+    Column("model", String(200), nullable=False),  # provider/model as asked for
+    Column("provider", String(64), nullable=False),
+    # The prompt or messages and every parameter that changes the output.
+    Column("request", JSONValue, nullable=False),
+    Column("result_text", Text),
+    # Chat generations: the assistant UIMessage as assembled so far (checkpoints) or final.
+    Column("result_message", JSONValue),
+    Column("error", Text),
+    Column("finish_reason", String(32)),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("cached_input_tokens", Integer),
+    Column("cache_write_tokens", Integer),
+    Column("reasoning_tokens", Integer),
+    Column("total_tokens", Integer),
+    # NULL means unknown (no price known for the model), never "free".
+    Column("cost_nano_usd", BigInteger),
+    Column("unit_prices", JSONValue),  # USD per million tokens actually applied, as strings
+    Column("price_source", String(100)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("first_token_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("checkpoint_at", UTCDateTime),
+    # The process running the generation renews this lease; an expired lease on a `pending` or
+    # `streaming` row means its process died, and the sweeper marks it `interrupted`.
+    Column("lease_owner", String(100)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("idempotency_key", String(200)),
+    Column("cache_key", String(100)),
+    Column("cached_from", String(40), ForeignKey("generations.id", ondelete="SET NULL")),
+    CheckConstraint(_in("kind", GENERATION_KINDS), name="kind"),
+    CheckConstraint(_in("status", GENERATION_STATUSES), name="status"),
+    CheckConstraint("cost_nano_usd IS NULL OR cost_nano_usd >= 0", name="cost_not_negative"),
+    # A retried request with the same key returns the same record.
+    UniqueConstraint("user_id", "idempotency_key"),
+    Index(None, "user_id", "created_at"),
+    Index(None, "model", "created_at"),
+    Index(None, "status", "lease_expires_at"),
+    Index(None, "chat_id", "created_at"),
+    Index(None, "cache_key"),
+)

@@ -1,0 +1,7 @@
+"""Live fan-out of running generations: every chunk a generation produces, replayable from any
+index, so any number of clients can follow, join late, or come back after a refresh."""
+
+from genvault.streams.base import StreamHub
+from genvault.streams.memory import MemoryHub
+
+__all__ = ["MemoryHub", "StreamHub"]

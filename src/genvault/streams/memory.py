@@ -1,0 +1,76 @@
+"""The in-process hub: the embedded default, and the twin the Redis hub is tested against.
+
+Closed streams are kept `retain_seconds` so a client that reconnects just after the end still
+gets the whole reply, then forgotten (the database has the final record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MemoryHub"]
+
+
+@dataclass
+class _Stream:
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    closed: bool = False
+    closed_at: float = 0.0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class MemoryHub:
+    def __init__(self, *, retain_seconds: float = 300.0) -> None:
+        self.retain_seconds = retain_seconds
+        self._streams: dict[str, _Stream] = {}
+
+    def _evict(self) -> None:
+        horizon = time.monotonic() - self.retain_seconds
+        stale = [key for key, s in self._streams.items() if s.closed and s.closed_at < horizon]
+        for key in stale:
+            del self._streams[key]
+
+    async def open(self, stream_id: str) -> None:
+        self._evict()
+        self._streams[stream_id] = _Stream()
+
+    async def publish(self, stream_id: str, chunk: dict[str, Any]) -> None:
+        stream = self._streams[stream_id]
+        stream.chunks.append(chunk)
+        # Wake every follower; each re-arms its own wait on a fresh event.
+        stream.changed.set()
+        stream.changed = asyncio.Event()
+
+    async def close(self, stream_id: str) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.closed:
+            return
+        stream.closed = True
+        stream.closed_at = time.monotonic()
+        stream.changed.set()
+
+    async def exists(self, stream_id: str) -> bool:
+        self._evict()
+        return stream_id in self._streams
+
+    async def follow(self, stream_id: str, start: int = 0) -> AsyncIterator[dict[str, Any]]:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        index = max(start, 0)
+        while True:
+            while index < len(stream.chunks):
+                yield stream.chunks[index]
+                index += 1
+            if stream.closed:
+                return
+            await stream.changed.wait()
+
+    async def aclose(self) -> None:
+        for stream in self._streams.values():
+            stream.closed = True
+            stream.changed.set()

@@ -1,0 +1,598 @@
+"""`Vault`: the core that the library, the HTTP server and the CLI all call.
+
+It owns the store, the stream hub, the providers and the engine, checks ownership on every read
+and write, and validates input before anything is written. The life of one generation is in
+`genvault.engine`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genvault.chat_turns import Trigger, TurnPlan, prepare_turn
+from genvault.engine import Engine, Run
+from genvault.errors import Conflict, InvalidRequest, NotFound
+from genvault.ids import new_id
+from genvault.messages.assembler import MessageAssembler, encode_message
+from genvault.messages.convert import to_model_messages
+from genvault.messages.ui import message_to_json, parse_ui_message
+from genvault.messages.validate import ToolSchemas, validate_ui_messages
+from genvault.providers.base import ModelRequest, Provider
+from genvault.providers.registry import ProviderRegistry
+from genvault.records import Generation, Page, UsageRow
+from genvault.settings import Settings
+from genvault.store import Store
+from genvault.store import chats as chat_store
+from genvault.store import generations as gen_store
+from genvault.store.schema import MISSING, users
+from genvault.store.text import check_storable
+from genvault.store.users import LOCAL_USER_ID, ensure_user
+from genvault.streams import MemoryHub, StreamHub
+from genvault.tools import Tool, ToolExecutor
+
+__all__ = ["ChatTurn", "GenerationParams", "Vault"]
+
+log = logging.getLogger(__name__)
+
+MAX_PROMPT_CHARS = 1_000_000
+
+
+class GenerationParams(BaseModel):
+    """Sampling parameters that change the output (and so belong to the request's identity)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    seed: int | None = None
+    stop: list[str] | None = Field(default=None, max_length=4)
+
+
+def invalid(exc: ValidationError, what: str) -> InvalidRequest:
+    """A Pydantic error as one readable sentence per problem, naming the field."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or what}: {err['msg']}" for err in exc.errors(include_url=False)
+    )
+    return InvalidRequest(f"invalid {what}: {problems}")
+
+
+def parse_params(params: dict[str, Any] | GenerationParams | None) -> GenerationParams:
+    if isinstance(params, GenerationParams):
+        return params
+    try:
+        return GenerationParams.model_validate(params or {})
+    except ValidationError as exc:
+        raise invalid(exc, "parameters") from None
+
+
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+USER_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """A started chat turn: its generation record and the assistant message it writes."""
+
+    generation: Generation
+    message_id: str
+    continuation: bool
+
+
+def _known_tools(message: dict[str, Any], schemas: dict[str, ToolSchemas]) -> dict[str, ToolSchemas] | None:
+    """Validate tool parts against registered tools only when every named tool is registered:
+    a message may carry parts of tools this server no longer offers, and those stay valid."""
+    names = {
+        p["type"][len("tool-") :]
+        for p in message.get("parts", [])
+        if isinstance(p, dict) and str(p.get("type", "")).startswith("tool-")
+    }
+    return schemas if names and names <= set(schemas) else None
+
+
+@dataclass
+class _TurnHooks:
+    """The engine's callbacks for one chat turn: fold chunks into the assistant UIMessage,
+    checkpoint it, build the next model call after server-side tools, save it at the end."""
+
+    chat_id: str
+    user_id: str
+    message_id: str = ""
+    assembler: MessageAssembler | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        if self.assembler is not None:
+            self.assembler.feed(chunk)
+
+    def snapshot(self) -> dict[str, Any]:
+        assert self.assembler is not None
+        return message_to_json(self.assembler.message)
+
+    def next_messages(self) -> list[dict[str, Any]]:
+        current = self.snapshot()
+        earlier = [m for m in self.history if m["id"] != current["id"]]
+        return to_model_messages([*earlier, current], ignore_incomplete_tool_calls=True)
+
+    async def finalize(self, conn: AsyncConnection, run: Run, status: str) -> None:
+        """In the finalize transaction: save the assistant message and free the chat."""
+        try:
+            chat = await chat_store.get_chat(conn, self.chat_id, self.user_id)
+        except NotFound:
+            return  # the chat was deleted while the reply ran
+        if self.assembler is not None:
+            message = self.snapshot()
+            has_content = any(p["type"] != "step-start" for p in message["parts"])
+            if has_content:
+                await chat_store.upsert_message(
+                    conn, self.chat_id, self.user_id, message, generation_id=run.generation_id
+                )
+        if chat.active_generation_id == run.generation_id:
+            await chat_store.set_active_generation(conn, self.chat_id, None)
+
+
+def chunks_from_record(record: Generation) -> list[dict[str, Any]]:
+    """The UI message stream of a finished generation, rebuilt from what the record stored."""
+    chunks: list[dict[str, Any]] = [{"type": "start", "messageId": record.message_id or record.id}]
+    if record.result_message is not None:
+        encoded = encode_message(parse_ui_message(record.result_message))
+        chunks += [c for c in encoded if c["type"] not in ("start", "finish")]
+    else:
+        chunks.append({"type": "start-step"})
+        if record.result_text:
+            chunks += [
+                {"type": "text-start", "id": "t1"},
+                {"type": "text-delta", "id": "t1", "delta": record.result_text},
+                {"type": "text-end", "id": "t1"},
+            ]
+        chunks.append({"type": "finish-step"})
+    if record.status == "error":
+        chunks.append({"type": "error", "errorText": record.error or "the generation failed"})
+    elif record.status in ("cancelled", "interrupted"):
+        chunks.append({"type": "abort"})
+        return chunks
+    chunks.append({"type": "finish"})
+    return chunks
+
+
+class Vault:
+    """Keeps every generation. Use as `async with Vault(settings) as vault: ...`."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        providers: dict[str, Provider] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        hub: StreamHub | None = None,
+        database_schema: str | None = None,
+        migrate: bool = True,
+        sweep_interval: float | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
+        self.hub: StreamHub = hub or MemoryHub()
+        self.registry = ProviderRegistry(self.settings, http_client=http_client, providers=providers)
+        self.engine = Engine(self.store, self.hub, self.registry, self.settings)
+        self._migrate = migrate
+        self._sweep_interval = sweep_interval if sweep_interval is not None else self.settings.lease_seconds / 2
+        self._sweeper: asyncio.Task[None] | None = None
+        self._started = False
+        self.tools: dict[str, Tool] = {}
+        # The system prompt of chat turns (the AI SDK docs: set it on the server, not in the UI).
+        self.chat_system: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Upgrade the schema (unless `migrate=False`), ensure the local user, sweep records left
+        active by a dead process, and keep sweeping periodically."""
+        if self._started:
+            return
+        if self._migrate:
+            await self.store.upgrade()
+        async with self.store.write() as conn:
+            await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
+        await self.engine.sweep()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="genvault:sweeper")
+        self._started = True
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                await self.engine.sweep()
+            except Exception:
+                log.warning("sweep failed", exc_info=True)
+
+    async def aclose(self, *, grace_seconds: float = 5.0) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.engine.aclose(grace_seconds=grace_seconds)
+        await self.hub.aclose()
+        await self.registry.aclose()
+        await self.store.aclose()
+        self._started = False
+
+    async def __aenter__(self) -> Vault:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- users ----------------------------------------------------------------------------------
+
+    async def ensure_user(self, user_id: str, name: str | None = None, *, is_admin: bool = False) -> None:
+        async with self.store.write() as conn:
+            await ensure_user(conn, user_id, name, is_admin=is_admin)
+
+    async def create_user(self, user_id: str, name: str | None = None, *, is_admin: bool = False) -> None:
+        """Like `ensure_user`, after checking the id is a sensible account name."""
+        if not USER_ID.match(user_id):
+            raise InvalidRequest(f"user id {user_id!r} must be 1-64 letters, digits or . _ - @")
+        await self.ensure_user(user_id, name, is_admin=is_admin)
+
+    # -- text generations -----------------------------------------------------------------------
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        params: dict[str, Any] | GenerationParams | None = None,
+        user_id: str = LOCAL_USER_ID,
+        idempotency_key: str | None = None,
+    ) -> Generation:
+        """Start a text generation and return its `pending` record at once.
+
+        The model runs in the background; follow it with `stream(id)`, wait with `wait(id)`.
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequest("prompt is empty: give the text to send to the model")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+            raise InvalidRequest("idempotency key must be 1 to 200 characters")
+        check_storable([prompt, system or "", idempotency_key or ""], "the request")
+        model = model or self.settings.default_model
+        sampling = parse_params(params)
+        param_json = sampling.model_dump(exclude_none=True)
+        request_json: dict[str, Any] = {"prompt": prompt, "params": param_json}
+        if system:
+            request_json["system"] = system
+        model_request = ModelRequest(
+            model=model,
+            messages=[{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+            system=system,
+            params=param_json,
+        )
+        return await self.engine.start(
+            kind="text",
+            user_id=user_id,
+            model=model,
+            request_json=request_json,
+            model_request=model_request,
+            idempotency_key=idempotency_key,
+        )
+
+    # -- tools ----------------------------------------------------------------------------------
+
+    def register_tool(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        execute: ToolExecutor | None = None,
+    ) -> Tool:
+        """Offer a tool to the model in chat turns. With `execute` it runs here; without, the
+        client answers it (the AI SDK's client-side tools)."""
+        if not TOOL_NAME.match(name):
+            raise InvalidRequest(f"tool name {name!r} must be letters, digits, _ or -, at most 64")
+        tool = Tool(
+            name=name,
+            description=description,
+            input_schema=input_schema or {"type": "object", "properties": {}},
+            output_schema=output_schema,
+            execute=execute,
+        )
+        self.tools[name] = tool
+        return tool
+
+    # -- chats ----------------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        chat_id: str,
+        *,
+        message: dict[str, Any] | None = None,
+        trigger: Trigger = "submit-message",
+        message_id: str | None = None,
+        model: str | None = None,
+        params: dict[str, Any] | GenerationParams | None = None,
+        user_id: str = LOCAL_USER_ID,
+        idempotency_key: str | None = None,
+    ) -> ChatTurn:
+        """Start a chat turn: save the user's message (or the client's tool results), mint the
+        assistant message id, and start the reply. Returns at once; follow it with
+        `stream(turn.generation.id)`.
+
+        `message` is the AI SDK UIMessage the client sent last; history always comes from the
+        database. See `genvault.chat_turns` for what each trigger does.
+        """
+        if trigger not in ("submit-message", "regenerate-message"):
+            raise InvalidRequest(f"trigger must be submit-message or regenerate-message, got {trigger!r}")
+        if not chat_id or len(chat_id) > 200:
+            raise InvalidRequest("chat id must be 1 to 200 characters")
+        incoming = None
+        if message is not None:
+            schemas = {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in self.tools.values()}
+            validated = validate_ui_messages([message], tools=_known_tools(message, schemas))
+            incoming = message_to_json(validated[0])
+        model = model or self.settings.default_model
+        sampling = parse_params(params)
+        param_json = sampling.model_dump(exclude_none=True)
+        model_request = ModelRequest(
+            model=model,
+            messages=[],
+            system=self.chat_system,
+            tools=[t.spec for t in self.tools.values()],
+            params=param_json,
+        )
+        plan: dict[str, TurnPlan] = {}
+
+        async def before_insert(conn: AsyncConnection, generation_id: str) -> None:
+            turn = await prepare_turn(
+                conn,
+                chat_id=chat_id,
+                user_id=user_id,
+                trigger=trigger,
+                message=incoming,
+                message_id=message_id,
+                tools=self.tools,
+                generation_id=generation_id,
+            )
+            plan["turn"] = turn
+            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
+            request_json["messages_before"] = len(turn.history)
+            hooks.message_id = turn.assistant_id
+            hooks.assembler = MessageAssembler(
+                parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
+            )
+            hooks.history = turn.history
+
+        request_json: dict[str, Any] = {
+            "chat_id": chat_id,
+            "trigger": trigger,
+            "message": incoming,
+            "params": param_json,
+        }
+        if message_id is not None:
+            request_json["message_id"] = message_id
+        hooks = _TurnHooks(chat_id=chat_id, user_id=user_id)
+        record = await self.engine.start(
+            kind="chat",
+            user_id=user_id,
+            model=model,
+            request_json=request_json,
+            model_request=model_request,
+            idempotency_key=idempotency_key,
+            chat_id=chat_id,
+            message_id_factory=lambda: hooks.message_id,
+            before_insert=before_insert,
+            chunk_sink=hooks.feed,
+            snapshot=hooks.snapshot,
+            finalize_hook=hooks.finalize,
+            tools=self.tools,
+            next_messages=hooks.next_messages,
+        )
+        turn = plan.get("turn")
+        return ChatTurn(
+            generation=record,
+            message_id=turn.assistant_id if turn else (record.message_id or ""),
+            continuation=bool(turn and turn.continued),
+        )
+
+    async def create_chat(
+        self, chat_id: str | None = None, *, title: str | None = None, user_id: str = LOCAL_USER_ID
+    ) -> chat_store.Chat:
+        async with self.store.write() as conn:
+            return await chat_store.create_chat(conn, chat_id or new_id("chat"), user_id, title=title)
+
+    async def get_chat(
+        self, chat_id: str, *, user_id: str | None = LOCAL_USER_ID, for_reading: bool = False
+    ) -> chat_store.Chat:
+        async with self.store.read() as conn:
+            return await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
+
+    async def list_chats(
+        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None
+    ) -> Page[chat_store.Chat]:
+        async with self.store.read() as conn:
+            return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor)
+
+    async def chat_messages(
+        self,
+        chat_id: str,
+        *,
+        user_id: str | None = LOCAL_USER_ID,
+        limit: int = 50,
+        before: str | None = None,
+        after: str | None = None,
+        for_reading: bool = True,
+    ) -> chat_store.MessagePage:
+        """A page of UIMessages, oldest first. Shared (link/public) chats are readable by others."""
+        async with self.store.read() as conn:
+            await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
+            return await chat_store.load_messages(conn, chat_id, limit=limit, before=before, after=after)
+
+    async def update_chat(
+        self,
+        chat_id: str,
+        *,
+        user_id: str = LOCAL_USER_ID,
+        title: Any = MISSING,
+        visibility: Literal["private", "link", "public"] | None = None,
+    ) -> chat_store.Chat:
+        if isinstance(title, str) and len(title) > 500:
+            raise InvalidRequest("title must be at most 500 characters")
+        async with self.store.write() as conn:
+            return await chat_store.update_chat(conn, chat_id, user_id, title=title, visibility=visibility)
+
+    async def delete_chat(self, chat_id: str, *, user_id: str = LOCAL_USER_ID) -> None:
+        chat = await self.get_chat(chat_id, user_id=user_id)
+        if chat.active_generation_id and self.engine.is_running_here(chat.active_generation_id):
+            await self.cancel(chat.active_generation_id, user_id=user_id)
+        async with self.store.write() as conn:
+            await chat_store.delete_chat(conn, chat_id, user_id)
+
+    async def delete_message(self, chat_id: str, message_id: str, *, user_id: str = LOCAL_USER_ID) -> None:
+        async with self.store.write() as conn:
+            await chat_store.delete_message(conn, chat_id, user_id, message_id)
+
+    async def import_chat(
+        self,
+        chat_id: str,
+        messages: list[dict[str, Any]],
+        *,
+        user_id: str = LOCAL_USER_ID,
+        title: str | None = None,
+    ) -> dict[str, int]:
+        """Store a whole chat (validated UIMessages, ids kept) in one transaction. Importing the
+        same chat again changes nothing; returns counts of inserted/unchanged/updated messages."""
+        validated = [message_to_json(m) for m in validate_ui_messages(messages)]
+        counts = {"inserted": 0, "unchanged": 0, "updated": 0}
+        async with self.store.write() as conn:
+            await ensure_user(conn, user_id)
+            await chat_store.ensure_chat(conn, chat_id, user_id, title=title)
+            for message in validated:
+                counts[await chat_store.upsert_message(conn, chat_id, user_id, message)] += 1
+        return counts
+
+    async def active_generation(self, chat_id: str, *, user_id: str | None = LOCAL_USER_ID) -> Generation | None:
+        """The chat's reply that is still running, if any."""
+        chat = await self.get_chat(chat_id, user_id=user_id, for_reading=True)
+        if chat.active_generation_id is None:
+            return None
+        record = await self.get_generation(chat.active_generation_id, user_id=None)
+        return None if record.is_final else record
+
+    async def cancel_chat(self, chat_id: str, *, user_id: str = LOCAL_USER_ID) -> Generation:
+        await self.get_chat(chat_id, user_id=user_id)
+        active = await self.active_generation(chat_id, user_id=user_id)
+        if active is None:
+            raise Conflict(f"chat {chat_id!r} has no reply running; nothing to cancel")
+        return await self.cancel(active.id, user_id=user_id)
+
+    # -- reading records ------------------------------------------------------------------------
+
+    async def get_generation(self, generation_id: str, *, user_id: str | None = LOCAL_USER_ID) -> Generation:
+        """The record; `NotFound` if missing or owned by someone else (`user_id=None`: anyone's)."""
+        async with self.store.read() as conn:
+            return await gen_store.get(conn, generation_id, user_id=user_id)
+
+    async def list_generations(
+        self,
+        *,
+        user_id: str | None = LOCAL_USER_ID,
+        model: str | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Generation]:
+        async with self.store.read() as conn:
+            return await gen_store.list_page(
+                conn,
+                user_id=user_id,
+                model=model,
+                status=status,
+                kind=kind,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+
+    async def usage(
+        self,
+        *,
+        group_by: Literal["model", "user", "day"] = "model",
+        user_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        async with self.store.read() as conn:
+            return await gen_store.usage_report(conn, group_by=group_by, user_id=user_id, since=since, until=until)
+
+    # -- following and controlling running generations ------------------------------------------
+
+    async def stream(
+        self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The generation's UI message stream chunks from index `start`: replay, then live.
+
+        Empty when the generation is no longer live in the hub (its record has the result)."""
+        await self.get_generation(generation_id, user_id=user_id)  # ownership
+        if start < 0:
+            raise InvalidRequest(f"start must be 0 or more, got {start}")
+        async for chunk in self.hub.follow(generation_id, start):
+            yield chunk
+
+    async def replay(
+        self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Like `stream`, but a generation no longer live in the hub is replayed from its stored
+        record, so a stream URL works for as long as the record exists."""
+        record = await self.get_generation(generation_id, user_id=user_id)
+        if start < 0:
+            raise InvalidRequest(f"start must be 0 or more, got {start}")
+        if await self.hub.exists(generation_id):
+            async for chunk in self.hub.follow(generation_id, start):
+                yield chunk
+            return
+        if not record.is_final:
+            # Running in a process whose hub we cannot see: wait for the record, then replay it.
+            await self.engine.wait(generation_id)
+            record = await self.get_generation(generation_id, user_id=user_id)
+        for chunk in chunks_from_record(record)[start:]:
+            yield chunk
+
+    async def is_admin(self, user_id: str) -> bool:
+        async with self.store.read() as conn:
+            flag = (await conn.execute(select(users.c.is_admin).where(users.c.id == user_id))).scalar()
+        return bool(flag)
+
+    async def wait(self, generation_id: str, *, user_id: str | None = LOCAL_USER_ID) -> Generation:
+        """Wait until the generation is final and return its record."""
+        await self.get_generation(generation_id, user_id=user_id)
+        await self.engine.wait(generation_id)
+        return await self.get_generation(generation_id, user_id=user_id)
+
+    async def cancel(self, generation_id: str, *, user_id: str | None = LOCAL_USER_ID) -> Generation:
+        """Stop it; the partial output is kept and the record ends `cancelled`."""
+        record = await self.get_generation(generation_id, user_id=user_id)
+        await self.engine.cancel(record)
+        return await self.get_generation(generation_id, user_id=user_id)

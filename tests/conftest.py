@@ -1,0 +1,157 @@
+"""Shared fixtures: isolated databases on SQLite and the real PostgreSQL, a network guard.
+
+Every test that takes `db_url` runs once per backend. PostgreSQL tests get a fresh schema inside a
+database made for this test session (dropped at the end), because the server keeps state between
+sessions. Locally a missing PostgreSQL skips those tests with the reason; under CI (`CI=true`)
+it fails them instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("GENVAULT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+# -- no real network in tests ------------------------------------------------------------------
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    host = address[0] if isinstance(address, tuple) else address
+    local = isinstance(host, str) and (host.startswith("127.") or host in ("::1", "localhost"))
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not local:
+        raise RuntimeError(f"tests may not reach the network (tried {address!r}); use httpx.MockTransport")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _block_network() -> Iterator[None]:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's real keys must never make a test reach a real provider.
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("GENVAULT_")]:
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def _service_unavailable(what: str, exc: BaseException) -> None:
+    message = f"{what} is not reachable ({exc}); start it as the README says"
+    if IN_CI:
+        pytest.fail(f"under CI every service must be up: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A database created for this test session on the real server; yields its URL."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    name = f"gvtest_{uuid.uuid4().hex[:12]}"
+    admin = PG_ADMIN_URL
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(create())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        _service_unavailable(f"PostgreSQL at {admin}", exc)
+    base = admin.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def pg_schema(pg_database: str) -> Iterator[tuple[str, str]]:
+    """(url, schema): an empty schema of its own for one test."""
+    import asyncpg
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(pg_database)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE SCHEMA "{schema}"'))
+    yield pg_database, schema
+    asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    """(url, schema) of an empty database: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'genvault.db'}", None
+    url, schema = request.getfixturevalue("pg_schema")
+    return url, schema
+
+
+# -- vaults --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, database: tuple[str, str | None]) -> Any:
+    from genvault.settings import Settings
+
+    url, _schema = database
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"data_dir": tmp_path / "data", "database_url": url, "test_model_tps": 0}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def vault_factory(database: tuple[str, str | None], settings_factory: Any) -> AsyncIterator[Any]:
+    """Builds started Vaults on the test's database; all are closed at the end."""
+    from genvault.vault import Vault
+
+    _url, schema = database
+    opened: list[Vault] = []
+
+    async def make(**kwargs: Any) -> Vault:
+        settings = kwargs.pop("settings", None) or settings_factory(**kwargs.pop("settings_overrides", {}))
+        vault = Vault(settings, database_schema=schema, **kwargs)
+        await vault.start()
+        opened.append(vault)
+        return vault
+
+    yield make
+    for vault in opened:
+        await vault.aclose(grace_seconds=0)

@@ -1,0 +1,1 @@
+"""Tests of genvault.messages, the pure AI SDK v5 data model."""

@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genvault.errors import InvalidRequest
+from genvault.messages import (
+    CLIENT_5_0_0,
+    CLIENT_LATEST,
+    ChunkValidationError,
+    assemble,
+    chunk_to_json,
+    downgrade_for_client,
+    message_to_json,
+    parse_chunk,
+)
+from genvault.messages.chunks import FinishChunk, TextDeltaChunk, ToolOutputAvailableChunk
+
+# One example of every v5 chunk type, with optional keys present.
+EVERY_CHUNK: list[dict[str, Any]] = [
+    {"type": "start", "messageMetadata": {"createdAt": 1}, "messageId": "msg-1"},
+    {"type": "start-step"},
+    {"type": "text-start", "id": "t", "providerMetadata": {"openai": {"itemId": "x"}}},
+    {"type": "text-delta", "id": "t", "delta": "Hé", "providerMetadata": {"p": {}}},
+    {"type": "text-end", "id": "t", "providerMetadata": {"p": {"k": [1]}}},
+    {"type": "reasoning-start", "id": "r"},
+    {"type": "reasoning-delta", "id": "r", "delta": "hmm"},
+    {"type": "reasoning-end", "id": "r", "providerMetadata": {"anthropic": {"signature": "sig"}}},
+    {"type": "tool-input-start", "toolCallId": "c", "toolName": "t", "providerExecuted": True, "dynamic": True},
+    {"type": "tool-input-delta", "toolCallId": "c", "inputTextDelta": '{"a":'},
+    {
+        "type": "tool-input-available",
+        "toolCallId": "c",
+        "toolName": "t",
+        "input": {"a": 1},
+        "providerExecuted": False,
+        "providerMetadata": {"p": {"k": 1}},
+        "dynamic": False,
+    },
+    {
+        "type": "tool-input-error",
+        "toolCallId": "c",
+        "toolName": "t",
+        "input": "{oops",
+        "providerExecuted": False,
+        "providerMetadata": {"p": {}},
+        "dynamic": True,
+        "errorText": "invalid",
+    },
+    {
+        "type": "tool-output-available",
+        "toolCallId": "c",
+        "output": None,
+        "providerExecuted": True,
+        "dynamic": True,
+        "preliminary": True,
+    },
+    {"type": "tool-output-error", "toolCallId": "c", "errorText": "boom", "providerExecuted": True, "dynamic": False},
+    {"type": "source-url", "sourceId": "s", "url": "https://x", "title": "X", "providerMetadata": {"p": {}}},
+    {"type": "source-document", "sourceId": "s", "mediaType": "application/pdf", "title": "Doc", "filename": "d.pdf"},
+    {"type": "file", "url": "data:image/png;base64,AA", "mediaType": "image/png", "providerMetadata": {"p": {}}},
+    {"type": "data-weather", "id": "w", "data": {"t": 1}, "transient": False},
+    {"type": "finish-step"},
+    {"type": "finish", "finishReason": "tool-calls", "messageMetadata": {"u": 1}},
+    {"type": "error", "errorText": "An error occurred."},
+    {"type": "abort"},
+    {"type": "message-metadata", "messageMetadata": None},
+]
+
+
+@pytest.mark.parametrize("chunk", EVERY_CHUNK, ids=lambda c: c["type"])
+def test_every_chunk_type_round_trips_exactly_including_key_order(chunk: dict[str, Any]) -> None:
+    out = chunk_to_json(parse_chunk(chunk))
+    assert out == chunk
+    assert list(out) == list(chunk)
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        {"type": "start"},
+        {"type": "finish"},
+        {"type": "data-x", "data": None},
+        {"type": "tool-output-available", "toolCallId": "c"},
+        {"type": "tool-input-available", "toolCallId": "c", "toolName": "t"},
+    ],
+)
+def test_absent_optional_and_unknown_keys_stay_absent(chunk: dict[str, Any]) -> None:
+    assert chunk_to_json(parse_chunk(chunk)) == chunk
+
+
+@pytest.mark.parametrize(
+    ("chunk", "message"),
+    [
+        # The verified rejections of spec §2.2.
+        ({"type": "text-start", "id": "a", "providerMetadata": None}, "must be omitted rather than null"),
+        ({"type": "start", "messageId": None}, "must be omitted rather than null"),
+        ({"type": "tool-approval-request", "approvalId": "a", "toolCallId": "c"}, "not a v5 UI message stream chunk"),
+        ({"type": "reasoning-file", "url": "u", "mediaType": "m"}, "not a v5 UI message stream chunk"),
+        ({"type": "text-delta", "id": "a"}, "delta is required"),
+        ({"type": "finish", "finishReason": "done"}, "finishReason"),
+        ({"type": "source-document", "sourceId": "s", "mediaType": "m"}, "title is required"),
+        ({"type": "tool-output-available", "toolCallId": "c", "preliminary": "yes"}, "preliminary"),
+        ({"delta": "x"}, "not a v5 UI message stream chunk"),
+    ],
+)
+def test_chunks_a_v5_client_rejects_are_rejected(chunk: dict[str, Any], message: str) -> None:
+    with pytest.raises(ChunkValidationError, match=message) as info:
+        parse_chunk(chunk)
+    assert isinstance(info.value, InvalidRequest)
+
+
+def test_unknown_keys_are_stripped_by_default_and_rejected_in_strict_mode() -> None:
+    chunk = {"type": "text-start", "id": "a", "foo": 1}
+    assert chunk_to_json(parse_chunk(chunk)) == {"type": "text-start", "id": "a"}
+    with pytest.raises(ChunkValidationError, match="foo"):
+        parse_chunk(chunk, strict=True)
+
+
+def test_a_parsed_chunk_passes_through_parse_chunk_unchanged() -> None:
+    chunk = TextDeltaChunk(id="a", delta="x")
+    assert parse_chunk(chunk) is chunk
+
+
+class TestDowngrade:
+    def test_finish_reason_is_dropped_for_clients_older_than_5_0_92(self) -> None:
+        finish = {"type": "finish", "finishReason": "stop", "messageMetadata": {"u": 1}}
+        assert downgrade_for_client(finish) == [{"type": "finish", "messageMetadata": {"u": 1}}]
+        assert downgrade_for_client(finish, "5.0.91") == [{"type": "finish", "messageMetadata": {"u": 1}}]
+        assert downgrade_for_client(finish, "5.0.92") == [finish]
+        assert downgrade_for_client(finish, CLIENT_LATEST) == [finish]
+
+    def test_preliminary_outputs_are_withheld_from_clients_that_cannot_mark_them(self) -> None:
+        preliminary = {"type": "tool-output-available", "toolCallId": "c", "output": 1, "preliminary": True}
+        final = {"type": "tool-output-available", "toolCallId": "c", "output": 2, "preliminary": False}
+        assert downgrade_for_client(preliminary) == []
+        assert downgrade_for_client(final) == [{"type": "tool-output-available", "toolCallId": "c", "output": 2}]
+        assert downgrade_for_client(preliminary, "5.0.11") == [preliminary]
+        assert downgrade_for_client(final, "5.0.11") == [final]
+
+    def test_tool_input_error_becomes_a_call_and_an_error_for_clients_older_than_5_0_7(self) -> None:
+        error = {
+            "type": "tool-input-error",
+            "toolCallId": "c",
+            "toolName": "weather",
+            "input": "{oops",
+            "providerMetadata": {"p": {"k": 1}},
+            "errorText": "invalid",
+        }
+        old = downgrade_for_client(error, "5.0.6")
+        assert old == [
+            {
+                "type": "tool-input-available",
+                "toolCallId": "c",
+                "toolName": "weather",
+                "input": "{oops",
+                "providerMetadata": {"p": {"k": 1}},
+            },
+            {"type": "tool-output-error", "toolCallId": "c", "errorText": "invalid"},
+        ]
+        assert downgrade_for_client(error, "5.0.7") == [error]
+        # The old client ends with the same error part, the invalid input in `input`.
+        part = message_to_json(assemble([{"type": "start", "messageId": "m"}, *old]))["parts"][0]
+        assert part == {
+            "type": "tool-weather",
+            "toolCallId": "c",
+            "state": "output-error",
+            "input": "{oops",
+            "errorText": "invalid",
+            "callProviderMetadata": {"p": {"k": 1}},
+        }
+
+    def test_dynamic_tool_input_errors_stay_dynamic_when_downgraded(self) -> None:
+        error = {
+            "type": "tool-input-error",
+            "toolCallId": "c",
+            "toolName": "t",
+            "input": 1,
+            "dynamic": True,
+            "errorText": "e",
+        }
+        chunks = downgrade_for_client(error)
+        assert [c.get("dynamic") for c in chunks] == [True, True]
+        assert message_to_json(assemble(chunks))["parts"][0]["type"] == "dynamic-tool"
+
+    def test_chunks_every_client_accepts_pass_unchanged(self) -> None:
+        for chunk in EVERY_CHUNK:
+            if chunk["type"] in ("finish", "tool-output-available", "tool-input-error"):
+                continue
+            assert downgrade_for_client(chunk) == [chunk]
+
+    def test_extra_keys_never_reach_any_client(self) -> None:
+        chunk = {"type": "tool-input-start", "toolCallId": "c", "toolName": "t", "title": "v6 field"}
+        assert downgrade_for_client(chunk, CLIENT_LATEST) == [
+            {"type": "tool-input-start", "toolCallId": "c", "toolName": "t"}
+        ]
+
+    def test_models_are_accepted_as_input(self) -> None:
+        assert downgrade_for_client(FinishChunk(finish_reason="stop")) == [{"type": "finish"}]
+        assert downgrade_for_client(ToolOutputAvailableChunk(tool_call_id="c", output=1, preliminary=True)) == []
+
+    @pytest.mark.parametrize("level", ["5", "6.0.0", "5.0", "newest", "5.0.x"])
+    def test_an_unknown_client_level_is_a_programming_error(self, level: str) -> None:
+        with pytest.raises(ValueError, match=r"5\.0\.x version"):
+            downgrade_for_client({"type": "abort"}, level)
+
+    def test_v6_chunk_types_are_refused_rather_than_downgraded(self) -> None:
+        with pytest.raises(ChunkValidationError):
+            downgrade_for_client({"type": "tool-output-denied", "toolCallId": "c"}, CLIENT_LATEST)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from(EVERY_CHUNK), st.integers(min_value=0, max_value=300))
+    def test_downgraded_chunks_validate_against_the_strict_schema_of_that_client(
+        self, chunk: dict[str, Any], patch: int
+    ) -> None:
+        level = f"5.0.{patch}"
+        for out in downgrade_for_client(chunk, level):
+            parse_chunk(out, strict=True)
+            if patch < 7:
+                assert out["type"] != "tool-input-error"
+            if patch < 11:
+                assert "preliminary" not in out
+            if patch < 92:
+                assert "finishReason" not in out
+        assert CLIENT_5_0_0 == "5.0.0"

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genvault.messages import (
+    SSE_DONE,
+    UI_MESSAGE_STREAM_HEADERS,
+    chunk_to_json,
+    encode_sse,
+    parse_chunk,
+    parse_sse,
+)
+
+from .strategies import json_values
+
+# Spec §2.4: the verified bytes of streamText(...).toUIMessageStreamResponse(...) on ai@5.0.244.
+VERIFIED_BODY = (
+    b'data: {"type":"start","messageMetadata":{"createdAt":1},"messageId":"msg-1"}\n\n'
+    b'data: {"type":"start-step"}\n\n'
+    b'data: {"type":"reasoning-start","id":"r0"}\n\n'
+    b'data: {"type":"reasoning-delta","id":"r0","delta":"hmm"}\n\n'
+    b'data: {"type":"reasoning-end","id":"r0"}\n\n'
+    b'data: {"type":"text-start","id":"txt-0"}\n\n'
+    b'data: {"type":"text-delta","id":"txt-0","delta":"Hello"}\n\n'
+    b'data: {"type":"text-end","id":"txt-0"}\n\n'
+    b'data: {"type":"finish-step"}\n\n'
+    b'data: {"type":"finish","finishReason":"stop","messageMetadata":{"totalUsage":'
+    b'{"inputTokens":12,"outputTokens":3,"totalTokens":15,"cachedInputTokens":4}}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+VERIFIED_CHUNKS: list[dict[str, Any]] = [
+    {"type": "start", "messageMetadata": {"createdAt": 1}, "messageId": "msg-1"},
+    {"type": "start-step"},
+    {"type": "reasoning-start", "id": "r0"},
+    {"type": "reasoning-delta", "id": "r0", "delta": "hmm"},
+    {"type": "reasoning-end", "id": "r0"},
+    {"type": "text-start", "id": "txt-0"},
+    {"type": "text-delta", "id": "txt-0", "delta": "Hello"},
+    {"type": "text-end", "id": "txt-0"},
+    {"type": "finish-step"},
+    {
+        "type": "finish",
+        "finishReason": "stop",
+        "messageMetadata": {
+            "totalUsage": {"inputTokens": 12, "outputTokens": 3, "totalTokens": 15, "cachedInputTokens": 4}
+        },
+    },
+]
+
+
+def test_encoding_the_verified_chunks_gives_the_verified_bytes() -> None:
+    body = b"".join(encode_sse(chunk_to_json(parse_chunk(chunk))) for chunk in VERIFIED_CHUNKS) + SSE_DONE
+    assert body == VERIFIED_BODY
+
+
+def test_parsing_the_verified_bytes_gives_the_chunks_and_done() -> None:
+    assert parse_sse(VERIFIED_BODY) == [*VERIFIED_CHUNKS, "[DONE]"]
+
+
+def test_non_ascii_is_written_as_utf8_not_escaped() -> None:
+    assert encode_sse({"type": "text-delta", "id": "t", "delta": "21°C ☀"}) == (
+        'data: {"type":"text-delta","id":"t","delta":"21°C ☀"}\n\n'.encode()
+    )
+
+
+def test_non_finite_numbers_cannot_be_encoded() -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        encode_sse({"type": "data-x", "data": float("nan")})
+
+
+def test_the_five_default_headers_of_the_ui_message_stream() -> None:
+    assert dict(UI_MESSAGE_STREAM_HEADERS) == {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        "connection": "keep-alive",
+        "x-vercel-ai-ui-message-stream": "v1",
+        "x-accel-buffering": "no",
+    }
+
+
+class TestParse:
+    def test_comment_lines_such_as_keepalive_pings_are_ignored(self) -> None:
+        assert parse_sse(b': ping\n\ndata: {"type":"abort"}\n\n: ping\n\n') == [{"type": "abort"}]
+
+    def test_several_data_lines_of_one_event_are_joined_with_a_newline(self) -> None:
+        assert parse_sse('data: {"type":\ndata: "abort"}\n\n') == [{"type": "abort"}]
+
+    def test_cr_crlf_and_lf_line_endings_are_all_accepted(self) -> None:
+        body = 'data: {"type":"abort"}\r\n\r\ndata:{"type":"start-step"}\r\rdata: [DONE]\n\n'
+        assert parse_sse(body) == [{"type": "abort"}, {"type": "start-step"}, "[DONE]"]
+
+    def test_the_space_after_data_colon_is_optional(self) -> None:
+        assert parse_sse(b'data:{"type":"abort"}\n\n') == [{"type": "abort"}]
+
+    def test_other_fields_are_ignored_and_events_without_data_are_not_dispatched(self) -> None:
+        assert parse_sse(b'event: x\nid: 1\nretry: 10\n\nevent: y\ndata: {"type":"abort"}\n\n') == [{"type": "abort"}]
+
+    def test_an_event_without_its_blank_line_is_discarded(self) -> None:
+        assert parse_sse(b'data: {"type":"abort"}\n\ndata: {"type":"start"}\n') == [{"type": "abort"}]
+
+    def test_a_leading_byte_order_mark_is_skipped(self) -> None:
+        assert parse_sse('\ufeffdata: {"type":"abort"}\n\n'.encode()) == [{"type": "abort"}]
+
+    @pytest.mark.parametrize("body", [b"data: nope\n\n", b"data: [1]\n\n", b"data: NaN\n\n", b"data:\n\n"])
+    def test_event_data_that_is_not_a_json_object_is_an_error(self, body: bytes) -> None:
+        with pytest.raises(ValueError, match="SSE event"):
+            parse_sse(body)
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.dictionaries(st.text(max_size=5), json_values(), max_size=3).map(lambda d: {**d, "type": "x"})))
+    def test_parse_reads_back_whatever_encode_wrote(self, chunks: list[dict[str, Any]]) -> None:
+        body = b"".join(encode_sse(chunk) for chunk in chunks) + SSE_DONE
+        assert parse_sse(body) == [*chunks, "[DONE]"]

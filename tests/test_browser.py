@@ -1,0 +1,341 @@
+"""The pages in a real browser: Debian's Chromium, driven by Playwright, against a real uvicorn
+server in the test's event loop, with the scripted offline model.
+
+Locally a missing /usr/bin/chromium skips these tests with the reason; under CI (`CI=true`) it
+fails them. Set GENVAULT_TEST_SCREENSHOTS=<dir> to keep a screenshot of every page looked at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_playwright, expect
+
+from genvault.providers import testmodel as tm
+from genvault.server import create_app
+from genvault.store import chats as chat_store
+from genvault.store.users import LOCAL_USER_ID
+from genvault.vault import Vault
+from live_server import serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HAVE_CHROMIUM = CHROMIUM.exists()
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# Read at import: the autouse fixture in conftest clears GENVAULT_* variables for each test.
+SCREENSHOTS = os.environ.get("GENVAULT_TEST_SCREENSHOTS")
+# A 1×1 PNG, for an image the model "draws".
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+EVIL = '<img src=x onerror=alert(1)><script>alert("xss")</script><b>not bold</b>'
+
+# Only SQLite: what is tested here is the browser side; the routes run on both backends elsewhere.
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
+
+
+@pytest.fixture
+def provider() -> tm.TestProvider:
+    # Slow enough to watch: a reply of 20 tokens takes about a second.
+    return tm.TestProvider(tokens_per_second=20)
+
+
+@pytest.fixture
+async def vault(vault_factory: Any, provider: tm.TestProvider) -> Vault:
+    made: Vault = await vault_factory(providers={"offline": provider})
+    return made
+
+
+@pytest.fixture
+async def base_url(vault: Vault) -> AsyncIterator[str]:
+    async with serve(create_app(vault=vault)) as url:
+        yield url
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not HAVE_CHROMIUM:
+        reason = f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(f"under CI the browser must be installed: {reason}")
+        pytest.skip(reason)
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class PageProblems:
+    """Everything the page complained about: script errors, console errors, alert() dialogs."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        page.on("console", self._console)
+        page.on("dialog", self._dialog)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    async def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1100, "height": 800})
+    opened = await context.new_page()
+    opened.set_default_timeout(10_000)
+    problems = PageProblems(opened)
+    opened.problems = problems  # type: ignore[attr-defined]
+    try:
+        yield opened
+    finally:
+        await context.close()
+    assert problems.errors == []
+    assert problems.dialogs == []
+
+
+async def screenshot(page: Page, name: str, tmp_path: Path) -> None:
+    """For a person to look at: kept only when GENVAULT_TEST_SCREENSHOTS names a directory."""
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+async def settle(vault: Vault) -> None:
+    for run in list(vault.engine._runs.values()):
+        await run.done.wait()
+
+
+async def page_data(page: Page) -> Any:
+    return await page.evaluate("JSON.parse(document.getElementById('page-data').textContent)")
+
+
+async def test_a_reload_mid_reply_shows_the_reply_continue_and_finish_and_it_is_saved(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
+) -> None:
+    provider.enqueue(
+        tm.text("The first half arrives."), tm.delay(3.0), tm.text(" The second half comes after the reload.")
+    )
+    await page.goto(f"{base_url}/chat/browser-chat")
+    await page.fill("#input", "Hello from the browser")
+    await page.press("#input", "Enter")
+    assistant = page.locator(".msg-assistant .part-text")
+    await expect(assistant).to_have_text("The first half arrives.")
+    await expect(page.locator("#stop")).to_be_visible()
+
+    await page.reload()
+    # The reload landed mid-reply: the server drew the page while the reply still ran.
+    assert (await page_data(page))["active"] is True
+    await expect(page.locator(".msg-user")).to_have_count(1)
+    await expect(page.locator(".msg-user")).to_contain_text("Hello from the browser")
+    await expect(assistant).to_have_text("The first half arrives. The second half comes after the reload.")
+    await expect(page.locator(".msg-assistant")).to_have_count(1)
+    await expect(page.locator("#stop")).to_be_hidden()
+    await screenshot(page, "chat", tmp_path)
+
+    await settle(vault)
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        stored = (await http.get("/api/chats/browser-chat")).json()
+    assert stored["active"] is False
+    assert stored["chat"]["title"] == "Hello from the browser"
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
+    text = "".join(p["text"] for p in stored["messages"][1]["parts"] if p["type"] == "text")
+    assert text == "The first half arrives. The second half comes after the reload."
+    # The id the page showed is the stored message's id.
+    shown_id = await page.locator(".msg-assistant").get_attribute("data-id")
+    assert shown_id == stored["messages"][1]["id"]
+
+
+async def test_stop_cancels_the_reply_and_keeps_what_was_said(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider
+) -> None:
+    provider.enqueue(tm.text("Words before the stop."), tm.delay(30), tm.text(" Never said."))
+    await page.goto(f"{base_url}/chat/stop-chat")
+    await page.fill("#input", "Talk slowly")
+    await page.click("#send")
+    await expect(page.locator(".msg-assistant .part-text")).to_have_text("Words before the stop.")
+    await page.click("#stop")
+    await expect(page.locator("#status")).to_have_text("Stopped.")
+    await expect(page.locator("#send")).to_be_enabled()
+    await settle(vault)
+    records = await vault.list_generations(kind="chat")
+    assert [r.status for r in records.items] == ["cancelled"]
+    messages = (await vault.chat_messages("stop-chat")).messages
+    assert messages[-1]["parts"][-1]["text"] == "Words before the stop."
+
+
+async def test_reasoning_tools_sources_and_files_are_drawn_as_they_stream(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
+) -> None:
+    provider.enqueue(
+        tm.reasoning("Looking up the weather first."),
+        tm.tool_call("weather", {"city": "Paris"}, call_id="call_1", provider_executed=True),
+        tm.source("https://example.com/paris", "Paris weather"),
+        tm.file("image/png", PNG),
+        tm.text("It is sunny in Paris."),
+    )
+    await page.goto(f"{base_url}/chat/rich-chat")
+    await page.fill("#input", "Weather in Paris?")
+    await page.press("#input", "Enter")
+    reply = page.locator(".msg-assistant")
+    await expect(reply.locator(".part-text")).to_have_text("It is sunny in Paris.")
+    await expect(reply.locator(".part-reasoning .reasoning-text")).to_have_text("Looking up the weather first.")
+    await expect(reply.locator(".part-tool .tool-name")).to_have_text("Tool: weather")
+    await reply.locator(".part-tool summary").click()
+    await expect(reply.locator(".part-tool .tool-input")).to_contain_text('"city": "Paris"')
+    link = reply.locator(".part-source a")
+    await expect(link).to_have_text("Paris weather")
+    assert await link.get_attribute("href") == "https://example.com/paris"
+    image = reply.locator(".part-file img")
+    await expect(image).to_have_count(1)
+    assert (await image.get_attribute("src") or "").startswith("data:image/png;base64,")
+    await screenshot(page, "chat-parts", tmp_path)
+    # Drawn from the stored message after a reload: the same parts in the same order.
+    live_kinds = await reply.locator(".msg-body > *").evaluate_all("nodes => nodes.map(n => n.dataset.kind)")
+    await settle(vault)
+    await page.reload()
+    await expect(reply.locator(".part-text")).to_have_text("It is sunny in Paris.")
+    stored_kinds = await reply.locator(".msg-body > *").evaluate_all("nodes => nodes.map(n => n.dataset.kind)")
+    assert stored_kinds == live_kinds
+
+
+async def test_earlier_messages_load_above_on_request(page: Page, base_url: str, vault: Vault) -> None:
+    await vault.create_chat("long-chat", title="A long chat")
+    history = [
+        {
+            "id": f"m{i:02}",
+            "role": "user" if i % 2 == 0 else "assistant",
+            "parts": [{"type": "text", "text": f"message {i}"}],
+        }
+        for i in range(60)
+    ]
+    async with vault.store.write() as conn:
+        await chat_store.append_messages(conn, "long-chat", LOCAL_USER_ID, history)
+    await page.goto(f"{base_url}/chat/long-chat")
+    messages = page.locator(".msg")
+    await expect(messages).to_have_count(50)
+    await expect(messages.first).to_have_text(re.compile("message 10$"))
+    await page.click("#earlier")
+    await expect(messages).to_have_count(60)
+    await expect(messages.first).to_have_text(re.compile("message 0$"))
+    await expect(messages.last).to_have_text(re.compile("message 59$"))
+    await expect(page.locator("#earlier")).to_be_hidden()
+
+
+async def test_the_generate_form_redirects_to_the_record_which_streams_then_shows_final_metadata(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
+) -> None:
+    provider.enqueue(tm.text("Streaming into the record page,"), tm.delay(1.0), tm.text(" then done."))
+    await page.goto(f"{base_url}/")
+    await screenshot(page, "home-empty", tmp_path)
+    await page.fill("textarea[name=prompt]", "Describe a heron")
+    await page.click("#generate-form button[type=submit]")
+    await page.wait_for_url(re.compile(r"/generate/gen_[0-9a-z]{26}$"))
+    assert (await page_data(page))["final"] is False  # the page had to follow the stream
+
+    await expect(page.locator("#output")).to_have_text("Streaming into the record page, then done.")
+    meta = page.locator(".meta")
+    await expect(meta.locator('dd[data-field="status"]')).to_have_text("complete")
+    await expect(page.locator('.badge[data-field="status"]')).to_have_text("complete")
+    await expect(meta.locator('[data-field="output_tokens"]')).to_have_text("7")
+    await expect(meta.locator('[data-field="finish_reason"]')).to_have_text("stop")
+    await expect(meta.locator('[data-field="cost_usd"]')).to_have_text("unknown")
+    await expect(meta.locator('[data-field="finished_at"]')).to_have_text(
+        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
+    )
+    await expect(page.locator("#cancel")).to_be_hidden()
+    await screenshot(page, "generation", tmp_path)
+
+    record_id = page.url.rsplit("/", 1)[1]
+    record = await vault.get_generation(record_id)
+    assert record.request["prompt"] == "Describe a heron"
+    assert record.result_text == "Streaming into the record page, then done."
+    # What the script filled in is what the server renders for the finished record.
+    await page.reload()
+    await expect(meta.locator('[data-field="output_tokens"]')).to_have_text("7")
+    await page.goto(f"{base_url}/")
+    await expect(page.locator(f'a[href="/generate/{record_id}"]')).to_have_count(1)
+    await screenshot(page, "home", tmp_path)
+
+
+async def test_markup_in_a_reply_renders_as_text_live_and_after_a_reload(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
+) -> None:
+    provider.enqueue(tm.text(EVIL))
+    await page.goto(f"{base_url}/chat/xss-chat")
+    await page.fill("#input", EVIL)
+    await page.press("#input", "Enter")
+    reply = page.locator(".msg-assistant .part-text")
+    await expect(reply).to_have_text(EVIL)
+    await settle(vault)
+    for _ in range(2):  # as streamed, then as loaded from the database
+        await expect(reply).to_have_text(EVIL)
+        await expect(page.locator(".msg-user .part-text")).to_have_text(EVIL)
+        assert await page.locator("#messages img, #messages script, #messages b").count() == 0
+        await page.reload()
+    await asyncio.sleep(0.2)  # an onerror handler would have fired by now
+    assert page.problems.dialogs == []  # type: ignore[attr-defined]
+    await screenshot(page, "chat-markup", tmp_path)
+
+    provider.enqueue(tm.text(EVIL))
+    record = await vault.generate("x")
+    await page.goto(f"{base_url}/generate/{record.id}")
+    await expect(page.locator("#output")).to_have_text(EVIL)
+    assert await page.locator("#output img, #output script, #output b").count() == 0
+
+
+async def test_the_usage_page_draws_its_charts_as_inline_svg(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
+) -> None:
+    provider.tokens_per_second = 0
+    provider.enqueue(tm.text("one"), tm.usage(input=1200, output=300))
+    provider.enqueue(tm.text("two"), tm.usage(input=400, output=900))
+    for prompt in ("a", "b"):
+        await vault.wait((await vault.generate(prompt)).id)
+    await page.goto(f"{base_url}/usage")
+    charts = page.locator("figure.chart svg")
+    await expect(charts).to_have_count(2)
+    tokens = charts.nth(0)
+    await expect(tokens.locator("rect.bar")).to_have_count(2)  # today: input and output, stacked
+    box = await tokens.bounding_box()
+    assert box is not None
+    assert box["width"] > 500
+    assert box["height"] > 100
+    bar_titles = await tokens.locator("rect.bar title").all_text_contents()
+    assert any(t.endswith("input: 1.6k") for t in bar_titles)
+    assert any(t.endswith("output: 1.2k") for t in bar_titles)
+    await expect(page.locator(".stat-value").first).to_have_text("2")
+    await screenshot(page, "usage", tmp_path)
+
+
+async def test_an_unknown_record_is_the_404_page(page: Page, base_url: str, tmp_path: Path) -> None:
+    response = await page.goto(f"{base_url}/generate/gen_unknown")
+    assert response is not None
+    assert response.status == 404
+    # Chromium logs every 4xx document as a console error; this one is the point of the test.
+    page.problems.errors[:] = [e for e in page.problems.errors if "status of 404" not in e]  # type: ignore[attr-defined]
+    await expect(page.locator("h1")).to_have_text("Not found")
+    await screenshot(page, "not-found", tmp_path)

@@ -1,0 +1,343 @@
+"""The normalized chat store on SQLite and PostgreSQL: exact round trips, atomic ordered appends,
+idempotent upserts, pagination by cursor, truncation, deletion and ownership."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
+from genvault.store import Store
+from genvault.store import chats as chat_store
+from genvault.store.schema import chats, messages, metadata, parts
+from genvault.store.users import ensure_user
+
+RICH_ASSISTANT: dict[str, Any] = {
+    "id": "m1",
+    "role": "assistant",
+    "metadata": {"a": {"b": 1, "c": 2}, "u": 1},
+    "parts": [
+        {"type": "step-start"},
+        {"type": "reasoning", "id": "r1", "text": "think", "state": "done"},
+        {"type": "text", "text": "Hello", "state": "done", "providerMetadata": {"openai": {"itemId": "x"}}},
+        {
+            "type": "tool-weather",
+            "toolCallId": "c1",
+            "state": "output-available",
+            "input": {"city": "Paris"},
+            "output": {"t": 2},
+            "callProviderMetadata": {"x": {"y": 1}},
+        },
+        {"type": "tool-bad", "toolCallId": "c2", "state": "output-error", "rawInput": "{oops", "errorText": "invalid"},
+        {"type": "tool-pending", "toolCallId": "c3", "state": "input-streaming"},
+        {"type": "tool-nulls", "toolCallId": "c4", "state": "output-available", "input": None, "output": None},
+        {
+            "type": "dynamic-tool",
+            "toolName": "mcp-search",
+            "toolCallId": "c5",
+            "state": "output-available",
+            "input": [1, "two", 3.0],
+            "output": "done",
+            "preliminary": True,
+            "providerExecuted": False,
+        },
+        {"type": "data-w", "id": "d1", "data": {"c": 3}},
+        {"type": "data-n", "data": None},
+        {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,AA"},
+        {"type": "file", "mediaType": "text/plain", "filename": "a.txt", "url": "https://x/a.txt"},
+        {"type": "source-url", "sourceId": "s1", "url": "https://x"},
+        {
+            "type": "source-document",
+            "sourceId": "s2",
+            "mediaType": "application/pdf",
+            "title": "Doc",
+            "filename": "d.pdf",
+        },
+        {"type": "text", "text": "Ünïcödé ✓ 🎉"},
+    ],
+}
+
+
+def user_message(message_id: str, content: str = "hi") -> dict[str, Any]:
+    return {"id": message_id, "role": "user", "parts": [{"type": "text", "text": content}]}
+
+
+@pytest.fixture
+async def store(database: tuple[str, str | None]) -> Any:
+    url, schema = database
+    s = Store(url, schema=schema)
+    async with s.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    async with s.write() as conn:
+        await ensure_user(conn, "alice")
+        await ensure_user(conn, "bob")
+        await chat_store.create_chat(conn, "c1", "alice", title="First")
+    yield s
+    await s.aclose()
+
+
+async def load_all(store: Store, chat_id: str = "c1") -> list[dict[str, Any]]:
+    async with store.read() as conn:
+        return await chat_store.load_all_messages(conn, chat_id)
+
+
+class TestRoundTrip:
+    async def test_a_rich_message_loads_back_as_identical_json(self, store: Store) -> None:
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message("u1"), RICH_ASSISTANT])
+        loaded = await load_all(store)
+        assert loaded == [user_message("u1"), RICH_ASSISTANT]
+        # Same keys, so absent stays absent and null stays null.
+        assert [sorted(p) for p in loaded[1]["parts"]] == [sorted(p) for p in RICH_ASSISTANT["parts"]]
+
+    async def test_metadata_null_and_absent_stay_distinct(self, store: Store) -> None:
+        with_null = {**user_message("u1"), "metadata": None}
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [with_null, user_message("u2")])
+        loaded = await load_all(store)
+        assert loaded[0] == with_null
+        assert "metadata" not in loaded[1]
+
+    async def test_an_unknown_part_type_is_refused_and_nothing_is_stored(self, store: Store) -> None:
+        bad = {"id": "u1", "role": "user", "parts": [{"type": "mystery", "x": 1}]}
+        with pytest.raises(InvalidRequest, match="unknown part type 'mystery'"):
+            async with store.write() as conn:
+                await chat_store.append_messages(conn, "c1", "alice", [bad])
+        assert await load_all(store) == []
+
+
+class TestAppend:
+    async def test_seqs_follow_append_order(self, store: Store) -> None:
+        async with store.write() as conn:
+            first = await chat_store.append_messages(conn, "c1", "alice", [user_message("a"), user_message("b")])
+            second = await chat_store.append_messages(conn, "c1", "alice", [user_message("c")])
+        assert first == [1, 2]
+        assert second == [3]
+        assert [m["id"] for m in await load_all(store)] == ["a", "b", "c"]
+
+    async def test_a_failure_in_the_middle_of_an_append_leaves_the_chat_exactly_as_before(self, store: Store) -> None:
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message("a")])
+        async with store.read() as conn:
+            before_chat = await chat_store.get_chat(conn, "c1", "alice")
+        broken = {"id": "x2", "role": "assistant", "parts": [{"type": "file", "mediaType": None, "url": "u"}]}
+        with pytest.raises(StorageError, match=r"(?i)check constraint|ck_parts_file_fields"):
+            async with store.write() as conn:
+                await chat_store.append_messages(conn, "c1", "alice", [user_message("x1"), broken])
+        assert [m["id"] for m in await load_all(store)] == ["a"]
+        async with store.read() as conn:
+            assert await chat_store.get_chat(conn, "c1", "alice") == before_chat
+            assert (await conn.execute(select(func.count()).select_from(parts))).scalar_one() == 1
+
+    async def test_appending_an_id_already_in_the_chat_is_a_conflict(self, store: Store) -> None:
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message("a")])
+        with pytest.raises(Conflict, match="already in chat"):
+            async with store.write() as conn:
+                await chat_store.append_messages(conn, "c1", "alice", [user_message("a")])
+
+    async def test_the_same_message_id_may_live_in_two_users_chats(self, store: Store) -> None:
+        async with store.write() as conn:
+            await chat_store.create_chat(conn, "c2", "bob")
+            await chat_store.append_messages(conn, "c1", "alice", [user_message("same", "alice's")])
+            await chat_store.append_messages(conn, "c2", "bob", [user_message("same", "bob's")])
+        assert (await load_all(store, "c1"))[0]["parts"][0]["text"] == "alice's"
+        assert (await load_all(store, "c2"))[0]["parts"][0]["text"] == "bob's"
+
+
+class TestUpsert:
+    async def test_saving_the_same_message_again_changes_nothing(self, store: Store) -> None:
+        async with store.write() as conn:
+            assert await chat_store.upsert_message(conn, "c1", "alice", RICH_ASSISTANT) == "inserted"
+            assert await chat_store.upsert_message(conn, "c1", "alice", copy.deepcopy(RICH_ASSISTANT)) == "unchanged"
+        assert await load_all(store) == [RICH_ASSISTANT]
+
+    async def test_saving_a_changed_message_replaces_its_parts_in_place(self, store: Store) -> None:
+        changed = {**user_message("u1", "edited"), "metadata": {"v": 2}}
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message("u1"), user_message("u2")])
+            assert await chat_store.upsert_message(conn, "c1", "alice", changed) == "updated"
+        assert await load_all(store) == [changed, user_message("u2")]
+
+
+class TestPages:
+    @pytest.fixture
+    async def hundred(self, store: Store) -> Store:
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message(f"m{i:03}") for i in range(100)])
+        return store
+
+    async def test_the_latest_page_comes_oldest_first(self, hundred: Store) -> None:
+        async with hundred.read() as conn:
+            page = await chat_store.load_messages(conn, "c1", limit=10)
+        assert [m["id"] for m in page.messages] == [f"m{i:03}" for i in range(90, 100)]
+        assert page.has_before
+        assert not page.has_after
+
+    async def test_pages_before_and_after_a_message(self, hundred: Store) -> None:
+        async with hundred.read() as conn:
+            before = await chat_store.load_messages(conn, "c1", limit=5, before="m050")
+            after = await chat_store.load_messages(conn, "c1", limit=5, after="m050")
+            tail = await chat_store.load_messages(conn, "c1", limit=5, after="m097")
+            head = await chat_store.load_messages(conn, "c1", limit=5, before="m003")
+        assert [m["id"] for m in before.messages] == ["m045", "m046", "m047", "m048", "m049"]
+        assert (before.has_before, before.has_after) == (True, True)
+        assert [m["id"] for m in after.messages] == ["m051", "m052", "m053", "m054", "m055"]
+        assert [m["id"] for m in tail.messages] == ["m098", "m099"]
+        assert (tail.has_before, tail.has_after) == (True, False)
+        assert [m["id"] for m in head.messages] == ["m000", "m001", "m002"]
+        assert (head.has_before, head.has_after) == (False, True)
+
+    @pytest.mark.parametrize("kwargs", [{"limit": 0}, {"limit": 5000}, {"before": "a", "after": "b"}])
+    async def test_bad_page_requests_are_refused(self, hundred: Store, kwargs: dict[str, Any]) -> None:
+        async with hundred.read() as conn:
+            with pytest.raises(InvalidRequest):
+                await chat_store.load_messages(conn, "c1", **kwargs)
+
+    async def test_a_cursor_to_an_unknown_message_is_not_found(self, hundred: Store) -> None:
+        async with hundred.read() as conn:
+            with pytest.raises(NotFound):
+                await chat_store.load_messages(conn, "c1", before="nope")
+
+    async def test_loading_the_latest_page_uses_the_chat_seq_index(self, hundred: Store) -> None:
+        query = (
+            select(messages.c.id, messages.c.seq)
+            .where(messages.c.chat_id == "c1")
+            .order_by(messages.c.seq.desc())
+            .limit(51)
+        )
+        async with hundred.read() as conn:
+            compiled = query.compile(conn.sync_connection, compile_kwargs={"literal_binds": True})  # type: ignore[arg-type]
+            if hundred.dialect == "sqlite":
+                plan = " ".join(str(r[-1]) for r in await conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
+                assert "TEMP B-TREE" not in plan  # no sort: the index gives the order
+                # SQLite names the unique constraint's index itself; check which columns it has.
+                index = plan.split("USING INDEX ", 1)[1].split()[0]
+                columns = [r[2] for r in await conn.execute(text(f"PRAGMA index_info('{index}')"))]
+                assert columns == ["chat_id", "seq"]
+            else:
+                await conn.execute(text("SET enable_seqscan = off"))  # a 100-row table would be scanned anyway
+                plan = " ".join(str(r[0]) for r in await conn.execute(text(f"EXPLAIN {compiled}")))
+                assert "uq_messages_chat_id_seq" in plan
+                assert "Sort" not in plan
+
+
+class TestTruncateAndDelete:
+    async def test_truncate_after_drops_the_later_messages_and_their_parts(self, store: Store) -> None:
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message(x) for x in "abcd"])
+            assert await chat_store.truncate_after(conn, "c1", "alice", "b") == 2
+        assert [m["id"] for m in await load_all(store)] == ["a", "b"]
+        async with store.write() as conn:
+            assert await chat_store.truncate_after(conn, "c1", "alice", "b", inclusive=True) == 1
+            # New appends continue after the highest seq ever taken: no reuse.
+            assert await chat_store.append_messages(conn, "c1", "alice", [user_message("e")]) == [5]
+        async with store.read() as conn:
+            assert (await conn.execute(select(func.count()).select_from(parts))).scalar_one() == 2
+
+    async def test_delete_message_and_delete_chat(self, store: Store) -> None:
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message("a"), RICH_ASSISTANT])
+            await chat_store.delete_message(conn, "c1", "alice", "m1")
+        assert [m["id"] for m in await load_all(store)] == ["a"]
+        async with store.write() as conn:
+            await chat_store.delete_chat(conn, "c1", "alice")
+        async with store.read() as conn:
+            for table in (chats, messages, parts):
+                assert (await conn.execute(select(func.count()).select_from(table))).scalar_one() == 0
+
+
+class TestOwnership:
+    @pytest.mark.parametrize(
+        "operation",
+        [
+            lambda conn: chat_store.get_chat(conn, "c1", "bob"),
+            lambda conn: chat_store.append_messages(conn, "c1", "bob", [user_message("x")]),
+            lambda conn: chat_store.upsert_message(conn, "c1", "bob", user_message("x")),
+            lambda conn: chat_store.truncate_after(conn, "c1", "bob", "a"),
+            lambda conn: chat_store.delete_message(conn, "c1", "bob", "a"),
+            lambda conn: chat_store.delete_chat(conn, "c1", "bob"),
+            lambda conn: chat_store.update_chat(conn, "c1", "bob", title="mine now"),
+        ],
+    )
+    async def test_every_operation_on_a_strangers_chat_is_not_found_and_changes_nothing(
+        self, store: Store, operation: Any
+    ) -> None:
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message("a")])
+        with pytest.raises(NotFound):
+            async with store.write() as conn:
+                await operation(conn)
+        assert await load_all(store) == [user_message("a")]
+        async with store.read() as conn:
+            assert (await chat_store.get_chat(conn, "c1", "alice")).title == "First"
+
+    async def test_a_shared_chat_is_readable_by_others_only_when_shared(self, store: Store) -> None:
+        async with store.write() as conn:
+            with pytest.raises(NotFound):
+                await chat_store.get_chat(conn, "c1", "bob", for_reading=True)
+            await chat_store.update_chat(conn, "c1", "alice", visibility="link")
+            assert (await chat_store.get_chat(conn, "c1", "bob", for_reading=True)).id == "c1"
+            with pytest.raises(NotFound):
+                await chat_store.get_chat(conn, "c1", "bob")  # shared for reading, not for writing
+
+    async def test_a_strangers_chat_id_cannot_be_taken(self, store: Store) -> None:
+        async with store.write() as conn:
+            with pytest.raises(Conflict):
+                await chat_store.ensure_chat(conn, "c1", "bob")
+
+
+class TestChatList:
+    async def test_lists_a_users_chats_by_last_update_in_pages(self, store: Store) -> None:
+        async with store.write() as conn:
+            for name in ("c2", "c3", "c4"):
+                await chat_store.create_chat(conn, name, "alice")
+            await chat_store.create_chat(conn, "other", "bob")
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message("a")])  # c1 now newest
+        async with store.read() as conn:
+            first = await chat_store.list_chats(conn, "alice", limit=3)
+            second = await chat_store.list_chats(conn, "alice", limit=3, cursor=first.next_cursor)
+        assert [c.id for c in first.items] == ["c1", "c4", "c3"]
+        assert [c.id for c in second.items] == ["c2"]
+        assert second.next_cursor is None
+
+
+@pytest.mark.postgres
+async def test_fifty_concurrent_writers_on_one_chat_lose_nothing_and_keep_their_order(
+    pg_schema: tuple[str, str],
+) -> None:
+    url, schema = pg_schema
+    store = Store(url, schema=schema)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        async with store.write() as conn:
+            await ensure_user(conn, "alice")
+            await chat_store.create_chat(conn, "busy", "alice")
+
+        async def writer(w: int) -> None:
+            for i in range(4):
+                batch = [user_message(f"w{w:02}-{i}-u"), {**user_message(f"w{w:02}-{i}-a"), "role": "assistant"}]
+                async with store.write() as conn:
+                    await chat_store.append_messages(conn, "busy", "alice", batch)
+
+        await asyncio.gather(*(writer(w) for w in range(50)))
+        async with store.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(messages.c.id, messages.c.seq).where(messages.c.chat_id == "busy").order_by(messages.c.seq)
+                )
+            ).all()
+        assert [r.seq for r in rows] == list(range(1, 401))  # no gaps, no duplicates
+        ids = [r.id for r in rows]
+        assert len(set(ids)) == 400
+        for w in range(50):
+            mine = [i for i in ids if i.startswith(f"w{w:02}-")]
+            assert mine == [f"w{w:02}-{i}-{r}" for i in range(4) for r in ("u", "a")]
+    finally:
+        await store.aclose()

@@ -1,0 +1,91 @@
+"""The command line, run in-process with Typer's runner against a temporary SQLite database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genvault.cli import app
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("GENVAULT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("GENVAULT_TEST_MODEL_TPS", "0")
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal, so tables show whole cells
+    return CliRunner()
+
+
+def test_generate_streams_the_reply_and_prints_id_usage_and_url(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["generate", "Write a haiku about persistence"])
+    assert result.exit_code == 0, result.output
+    assert "gen_" in result.stderr
+    assert "complete" in result.stderr
+    assert "/generate/gen_" in result.stderr
+    assert "cost unknown" in result.stderr  # the offline model has no price
+    assert "offline test model" in result.stdout.lower()
+
+
+def test_generate_json_prints_the_final_record(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["generate", "hello", "--json", "--max-tokens", "5"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["status"] == "complete"
+    assert record["finish_reason"] == "length"
+    assert record["usage"]["output_tokens"] == 5
+    assert record["request"] == {"prompt": "hello", "params": {"max_tokens": 5}}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["generate", ""], "prompt is empty"),
+        (["generate", "x", "-m", "gpt-4o"], "provider/model"),
+        (["generate", "x", "-m", "openai/gpt-4o-mini"], "OPENAI_API_KEY"),
+        (["generate", "x", "--temperature", "9"], "temperature"),
+        (["logs", "-n", "-3"], "limit"),
+        (["logs", "--since", "yesterday-ish"], "--since"),
+        (["show", "gen_nope"], "no generation"),
+    ],
+)
+def test_bad_input_prints_one_clear_line_and_exits_2(cli: CliRunner, args: list[str], message: str) -> None:
+    result = cli.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_logs_show_and_usage_read_back_what_generate_wrote(cli: CliRunner) -> None:
+    for prompt in ("first prompt", "second prompt"):
+        assert cli.invoke(app, ["generate", prompt]).exit_code == 0
+    listed = cli.invoke(app, ["logs", "--json"])
+    assert listed.exit_code == 0, listed.output
+    records = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["request"]["prompt"] for r in records] == ["second prompt", "first prompt"]
+
+    table = cli.invoke(app, ["logs", "--since", "1h", "-m", "offline/test-model"])
+    assert "second prompt" in table.stdout
+    assert "first prompt" in table.stdout
+
+    shown = cli.invoke(app, ["show", records[0]["id"]])
+    assert shown.exit_code == 0, shown.output
+    assert "second prompt" in shown.stdout
+    assert records[0]["id"] in shown.stdout
+
+    usage = cli.invoke(app, ["usage", "--json"])
+    rows = json.loads(usage.stdout)
+    assert rows[0]["key"] == "offline/test-model"
+    assert rows[0]["generations"] == 2
+    by_day = cli.invoke(app, ["usage", "--by", "day"])
+    assert by_day.exit_code == 0
+    assert "total" in by_day.stdout
+
+
+def test_db_upgrade_creates_the_schema_and_is_idempotent(cli: CliRunner, tmp_path: Path) -> None:
+    for _ in range(2):
+        result = cli.invoke(app, ["db", "upgrade"])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "genvault.db").exists()

@@ -78,3 +78,16 @@ async def test_a_key_that_is_not_a_sha256_is_refused_before_touching_storage(blo
 
 async def test_an_empty_store_lists_nothing(blob_store: BlobStore) -> None:
     assert [key async for key in blob_store.iter_keys()] == []
+
+
+async def test_an_object_larger_than_one_upload_part_round_trips(blob_store: BlobStore) -> None:
+    big = hashlib.sha256(b"seed").digest() * (7 * 1024 * 1024 // 32)  # 7 MiB: multipart on S3
+    sha = await blob_store.put(big)
+    assert await blob_store.stat(sha) == len(big)
+    assert await blob_store.get_range(sha, 6 * 1024 * 1024, 6 * 1024 * 1024 + 10) == big[6 * 1024 * 1024 :][:10]
+    assert await blob_store.get(sha) == big
+
+
+async def test_objects_are_listed_under_their_sha256_only(blob_store: BlobStore) -> None:
+    shas = {await blob_store.put(bytes([i]) * i) for i in range(1, 60)}  # more than one list page
+    assert {key async for key in blob_store.iter_keys()} == shas

@@ -89,3 +89,29 @@ def test_db_upgrade_creates_the_schema_and_is_idempotent(cli: CliRunner, tmp_pat
         result = cli.invoke(app, ["db", "upgrade"])
         assert result.exit_code == 0, result.output
     assert (tmp_path / "genvault.db").exists()
+
+
+def test_image_prints_the_permanent_url_and_saves_the_png(cli: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "pictures"
+    result = cli.invoke(app, ["image", "a quiet harbour", "--size", "24x24", "-n", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    urls = result.stdout.split()
+    assert len(urls) == 2
+    assert all(url.startswith("/files/file_") for url in urls)
+    assert "complete" in result.stderr
+    assert "/image/gen_" in result.stderr
+    saved = sorted(out.iterdir())
+    assert len(saved) == 2
+    assert all(p.suffix == ".png" and p.read_bytes().startswith(b"\x89PNG") for p in saved)
+
+
+def test_image_json_and_bad_input(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["image", "a fox", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["kind"] == "image"
+    assert record["status"] == "complete"
+    assert len(record["image_urls"]) == 1
+    bad = cli.invoke(app, ["image", "a fox", "-n", "0"])
+    assert bad.exit_code == 2
+    assert "1 to 10" in bad.stderr

@@ -37,6 +37,7 @@ from genvault.ids import new_id
 from genvault.providers.base import (
     ModelRequest,
     Provider,
+    StreamFile,
     StreamFinish,
     StreamTextDelta,
     StreamToolCall,
@@ -61,6 +62,11 @@ Chunk = dict[str, Any]
 FinalizeHook = Callable[[AsyncConnection, "Run", str], Awaitable[None]]
 # Folds each chunk into richer state (chat turns run the UIMessage assembler).
 ChunkSink = Callable[[Chunk], None]
+# Keeps a file the model produced (blob store + `blobs` row) and returns its permanent URL, so no
+# chunk, checkpoint or record ever carries the file as base64.
+FileSink = Callable[["Run", StreamFile], Awaitable[str]]
+# Completes the model request just before each provider call (e.g. loads stored files' bytes).
+PrepareRequest = Callable[[ModelRequest], Awaitable[None]]
 
 
 def _now() -> datetime:
@@ -164,6 +170,9 @@ class Engine:
         first_chunks: list[Chunk] | None = None,
         tools: Mapping[str, Tool] | None = None,
         next_messages: Callable[[], list[dict[str, Any]]] | None = None,
+        resolved: tuple[Provider, str] | None = None,
+        file_sink: FileSink | None = None,
+        prepare_request: PrepareRequest | None = None,
     ) -> Generation:
         """Commit the pending record, start the provider call in the background, return the record.
 
@@ -171,7 +180,8 @@ class Engine:
         (chat turns append the user message there). With an `idempotency_key` already used by
         this user for the same request, the existing record comes back and nothing runs.
         """
-        provider, bare_model = self.registry.resolve(model)  # raises InvalidRequest: nothing written yet
+        # Raises InvalidRequest: nothing written yet. Image generations bring their own adapter.
+        provider, bare_model = resolved or self.registry.resolve(model)
         provider_name = model.split("/", 1)[0]  # as asked for; prices are looked up under it
         model_request.model = bare_model
 
@@ -225,7 +235,16 @@ class Engine:
         await self.hub.open(generation_id)
         task = asyncio.create_task(
             self._run(
-                run, provider, model_request, chunk_sink, finalize_hook, first_chunks or [], tools or {}, next_messages
+                run,
+                provider,
+                model_request,
+                chunk_sink,
+                finalize_hook,
+                first_chunks or [],
+                tools or {},
+                next_messages,
+                file_sink,
+                prepare_request,
             ),
             name=f"genvault:{generation_id}",
         )
@@ -263,6 +282,8 @@ class Engine:
         first_chunks: list[Chunk],
         tools: Mapping[str, Tool],
         next_messages: Callable[[], list[dict[str, Any]]] | None,
+        file_sink: FileSink | None = None,
+        prepare_request: PrepareRequest | None = None,
     ) -> None:
         translator = ChunkTranslator()
         checkpointer = asyncio.create_task(self._checkpointer(run))
@@ -275,6 +296,8 @@ class Engine:
                 await self._publish(run, translator.start_step(), sink)
                 step_open = True
                 calls: list[StreamToolCall] = []
+                if prepare_request is not None:
+                    await prepare_request(request)
                 async for event in provider.stream(request):
                     if run.first_token_at is None:
                         await self._mark_streaming(run)
@@ -287,6 +310,10 @@ class Engine:
                             run.text.append(event.text)
                         elif isinstance(event, StreamToolCall) and not event.provider_executed:
                             calls.append(event)
+                        if isinstance(event, StreamFile) and file_sink is not None:
+                            url = await file_sink(run, event)
+                            await self._publish(run, translator.stored_file(event.media_type, url), sink)
+                            continue
                         await self._publish(run, translator.translate(event), sink)
                 runnable = [c for c in calls if c.name in tools and tools[c.name].runs_on_server]
                 for call in runnable:

@@ -99,6 +99,14 @@ class Generation(BaseModel):
             return f"/image/{self.id}"
         return f"/generate/{self.id}"
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def image_urls(self) -> list[str]:
+        """Image generations: the permanent URLs of the images made, in order."""
+        if self.kind != "image" or not self.result_message:
+            return []
+        return [p["url"] for p in self.result_message.get("parts", []) if p.get("type") == "file" and "url" in p]
+
     @property
     def is_final(self) -> bool:
         return self.status not in ("pending", "streaming")

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     # PostgreSQL only: keep genvault's tables in this schema (it must exist).
     database_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     default_model: str = "offline/test-model"
+    default_image_model: str = "offline/test-image"
     # Partial output is written to the database at least this often while a generation streams.
     checkpoint_ms: int = Field(default=250, ge=10, le=60_000)
     # A streaming generation's owner renews its lease this often; a lease this old means the

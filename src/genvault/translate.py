@@ -107,6 +107,10 @@ class ChunkTranslator:
                 return []
         raise TypeError(f"unknown provider event {event!r}")  # pragma: no cover - exhaustive above
 
+    def stored_file(self, media_type: str, url: str) -> list[Chunk]:
+        """A file already kept in the blob store, by its permanent URL (instead of a data URL)."""
+        return [*self._close_open(), {"type": "file", "url": url, "mediaType": media_type}]
+
     @staticmethod
     def tool_output(call_id: str, output: Any) -> Chunk:
         return {"type": "tool-output-available", "toolCallId": call_id, "output": output}

@@ -23,15 +23,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.blobs import BlobStore, blob_store_from_settings, check_file
+from genvault.blobs.dataurl import parse_data_url
+from genvault.blobs.parts import file_id_in_url, inline_stored_files
 from genvault.chat_turns import Trigger, TurnPlan, prepare_turn
-from genvault.engine import Engine, Run
-from genvault.errors import Conflict, InvalidRequest, NotFound
+from genvault.engine import Engine, FileSink, Run
+from genvault.errors import CallerError, Conflict, InvalidRequest, NotFound, ProviderError
 from genvault.ids import new_id
 from genvault.messages.assembler import MessageAssembler, encode_message
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.messages.validate import ToolSchemas, validate_ui_messages
-from genvault.providers.base import ModelRequest, Provider
+from genvault.providers.base import ModelRequest, Provider, StreamFile
+from genvault.providers.images import SIZE_PATTERN, ImageProvider, ImageRequest, ImageStream
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import FileRecord, Generation, Page, UsageRow
 from genvault.settings import Settings
@@ -50,6 +53,8 @@ __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 1_000_000
+MAX_IMAGE_PROMPT_CHARS = 32_000
+MAX_IMAGES = 10
 
 
 class GenerationParams(BaseModel):
@@ -146,6 +151,37 @@ class _TurnHooks:
             await chat_store.set_active_generation(conn, self.chat_id, None)
 
 
+@dataclass
+class _ImageHooks:
+    """An image generation's record keeps its images as an assistant UIMessage of file parts
+    (permanent URLs), like a chat reply, so the same replay and pages serve both."""
+
+    assembler: MessageAssembler | None = None
+
+    async def before_insert(self, _conn: AsyncConnection, generation_id: str) -> None:
+        self.assembler = MessageAssembler(None, message_id=generation_id)
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        if self.assembler is not None:
+            self.assembler.feed(chunk)
+
+    def snapshot(self) -> dict[str, Any]:
+        assert self.assembler is not None
+        return message_to_json(self.assembler.message)
+
+
+@dataclass
+class _Upload:
+    """A file part of an incoming message, checked and decoded, waiting for its row."""
+
+    position: int
+    data: bytes
+    media_type: str
+    filename: str | None
+    file_id: str = field(default_factory=lambda: new_id("file"))
+    sha256: str = ""
+
+
 def chunks_from_record(record: Generation) -> list[dict[str, Any]]:
     """The UI message stream of a finished generation, rebuilt from what the record stored."""
     chunks: list[dict[str, Any]] = [{"type": "start", "messageId": record.message_id or record.id}]
@@ -178,6 +214,7 @@ class Vault:
         settings: Settings | None = None,
         *,
         providers: dict[str, Provider] | None = None,
+        image_providers: dict[str, ImageProvider] | None = None,
         http_client: httpx.AsyncClient | None = None,
         hub: StreamHub | None = None,
         blobs: BlobStore | None = None,
@@ -189,7 +226,9 @@ class Vault:
         self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
         self.hub: StreamHub = hub or MemoryHub()
         self.blobs: BlobStore = blobs or blob_store_from_settings(self.settings)
-        self.registry = ProviderRegistry(self.settings, http_client=http_client, providers=providers)
+        self.registry = ProviderRegistry(
+            self.settings, http_client=http_client, providers=providers, image_providers=image_providers
+        )
         self.engine = Engine(self.store, self.hub, self.registry, self.settings)
         self._migrate = migrate
         self._sweep_interval = sweep_interval if sweep_interval is not None else self.settings.lease_seconds / 2
@@ -296,7 +335,113 @@ class Vault:
             request_json=request_json,
             model_request=model_request,
             idempotency_key=idempotency_key,
+            file_sink=self._file_sink(None, None),
         )
+
+    # -- images ---------------------------------------------------------------------------------
+
+    async def generate_image(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        size: str = "auto",
+        n: int = 1,
+        user_id: str = LOCAL_USER_ID,
+        idempotency_key: str | None = None,
+    ) -> Generation:
+        """Start an image generation and return its `pending` record at once. When it completes,
+        `record.image_urls` are the images' permanent URLs (stored in the blob store, linked to
+        the record); `wait(id)` waits for that."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequest("prompt is empty: describe the image to make")
+        if len(prompt) > MAX_IMAGE_PROMPT_CHARS:
+            raise InvalidRequest(f"prompt is {len(prompt)} characters; the limit is {MAX_IMAGE_PROMPT_CHARS}")
+        if not isinstance(size, str) or not SIZE_PATTERN.match(size):
+            raise InvalidRequest(f"size must be WIDTHxHEIGHT (e.g. 1024x1024) or auto, got {str(size)[:50]!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
+            raise InvalidRequest(f"n (how many images) must be 1 to {MAX_IMAGES}, got {n!r}")
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+            raise InvalidRequest("idempotency key must be 1 to 200 characters")
+        check_storable([prompt, idempotency_key or ""], "the request")
+        model = model or self.settings.default_image_model
+        images, bare_model = self.registry.resolve_image(model)
+        images.check(ImageRequest(model=bare_model, prompt=prompt, size=size, n=n))
+        hooks = _ImageHooks()
+        return await self.engine.start(
+            kind="image",
+            user_id=user_id,
+            model=model,
+            request_json={"prompt": prompt, "size": size, "n": n},
+            model_request=ModelRequest(
+                model=bare_model,
+                messages=[{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+                params={"size": size, "n": n},
+            ),
+            idempotency_key=idempotency_key,
+            resolved=(ImageStream(images), bare_model),
+            before_insert=hooks.before_insert,
+            chunk_sink=hooks.feed,
+            snapshot=hooks.snapshot,
+            file_sink=self._file_sink(None, hooks.snapshot),
+        )
+
+    def _file_sink(self, chat_id: str | None, snapshot: Any) -> FileSink:
+        """Where files a model produces go: the blob store, with a row linking them to the
+        generation (and the chat message and part position they land in)."""
+
+        async def sink(run: Run, event: StreamFile) -> str:
+            position = len(snapshot()["parts"]) if snapshot is not None else None
+            try:
+                record = await self.store_file(
+                    event.data,
+                    media_type=event.media_type,
+                    user_id=run.user_id,
+                    generation_id=run.generation_id,
+                    chat_id=chat_id,
+                    message_id=run.message_id,
+                    part_position=position,
+                )
+            except CallerError as exc:
+                raise ProviderError(f"the model sent a file genvault does not keep: {exc.message}") from None
+            return record.url
+
+        return sink
+
+    async def _inline_files(self, request: ModelRequest, user_id: str) -> None:
+        async def load(file_id: str) -> bytes:
+            return await self.read_file(file_id, user_id=user_id)
+
+        await inline_stored_files(request.messages, self.settings.public_url, load)
+
+    async def _stage_uploads(self, message: dict[str, Any], user_id: str) -> list[_Upload]:
+        """Turn the `data:` URL file parts of an incoming message into stored objects with
+        permanent URLs (the message is changed in place). Every part is checked before any byte
+        is written; the rows are inserted later, in the turn's transaction."""
+        uploads: list[_Upload] = []
+        for position, part in enumerate(message.get("parts", [])):
+            if part.get("type") != "file":
+                continue
+            url = str(part.get("url", ""))
+            if url.startswith("data:"):
+                _declared, data = parse_data_url(url, max_bytes=self.settings.max_file_bytes)
+                media_type, filename = check_file(data, part.get("mediaType", ""), part.get("filename"), self.settings)
+                uploads.append(_Upload(position, data, media_type, filename))
+            elif (file_id := file_id_in_url(url, self.settings.public_url)) is not None:
+                await self.get_file(file_id, user_id=user_id)  # one may only cite files one can read
+        for upload in uploads:
+            upload.sha256 = await self.blobs.put(upload.data)
+            message["parts"][upload.position]["url"] = self.file_url(upload.file_id)
+        return uploads
+
+    async def model_messages(self, chat_id: str, *, user_id: str | None = LOCAL_USER_ID) -> list[dict[str, Any]]:
+        """The chat as the provider receives it: AI SDK ModelMessages, with the bytes of stored
+        files in place of their URLs."""
+        chat = await self.get_chat(chat_id, user_id=user_id)
+        page = await self.chat_messages(chat_id, user_id=user_id, limit=chat_store.MAX_PAGE, for_reading=False)
+        request = ModelRequest(model="", messages=to_model_messages(page.messages, ignore_incomplete_tool_calls=True))
+        await self._inline_files(request, chat.user_id)
+        return request.messages
 
     # -- tools ----------------------------------------------------------------------------------
 
@@ -353,6 +498,14 @@ class Vault:
             schemas = {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in self.tools.values()}
             validated = validate_ui_messages([message], tools=_known_tools(message, schemas))
             incoming = message_to_json(validated[0])
+        uploads: list[_Upload] = []
+        if incoming is not None:
+            if incoming.get("role") == "user" and any(p.get("type") == "file" for p in incoming["parts"]):
+                # Before writing any object: a stranger's chat is refused here, not after the upload.
+                with contextlib.suppress(NotFound):
+                    if (await self.get_chat(chat_id, user_id=None)).user_id != user_id:
+                        raise Conflict(f"chat id {chat_id!r} is taken; start a new chat with another id")
+            uploads = await self._stage_uploads(incoming, user_id)
         model = model or self.settings.default_model
         sampling = parse_params(params)
         param_json = sampling.model_dump(exclude_none=True)
@@ -377,6 +530,19 @@ class Vault:
                 generation_id=generation_id,
             )
             plan["turn"] = turn
+            for upload in uploads:
+                await file_store.insert_row(
+                    conn,
+                    id=upload.file_id,
+                    user_id=user_id,
+                    sha256=upload.sha256,
+                    media_type=upload.media_type,
+                    size=len(upload.data),
+                    filename=upload.filename,
+                    chat_id=chat_id,
+                    message_id=incoming["id"] if incoming else None,
+                    part_position=upload.position,
+                )
             model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
             request_json["messages_before"] = len(turn.history)
             hooks.message_id = turn.assistant_id
@@ -409,6 +575,8 @@ class Vault:
             finalize_hook=hooks.finalize,
             tools=self.tools,
             next_messages=hooks.next_messages,
+            file_sink=self._file_sink(chat_id, hooks.snapshot),
+            prepare_request=lambda request: self._inline_files(request, user_id),
         )
         turn = plan.get("turn")
         return ChatTurn(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from genvault.errors import InvalidRequest
 from genvault.providers.base import Provider
+from genvault.providers.images import TEST_IMAGE_MODEL, ImageProvider, TestImageProvider
 from genvault.providers.testmodel import TEST_MODEL, TEST_PROVIDER, TestProvider
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class ProviderRegistry:
         *,
         http_client: httpx.AsyncClient | None = None,
         providers: Mapping[str, Provider] | None = None,
+        image_providers: Mapping[str, ImageProvider] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._settings = settings
@@ -75,6 +77,7 @@ class ProviderRegistry:
         self._injected = dict(providers or {})
         self._environ = os.environ if environ is None else environ
         self._built: dict[str, Provider] = {}
+        self._images: dict[str, ImageProvider] = dict(image_providers or {})
 
     @property
     def names(self) -> list[str]:
@@ -95,6 +98,34 @@ class ProviderRegistry:
         if provider is None:
             provider = self._built[provider_name] = self._build(provider_name, model_name)
         return provider, model
+
+    def resolve_image(self, model_name: str) -> tuple[ImageProvider, str]:
+        """The image provider for `model_name` (`offline/test-image`, `openai/gpt-image-1`, any
+        injected one) and the bare model name."""
+        provider_name, model = parse_model_name(model_name)
+        found = self._images.get(provider_name)
+        if found is None:
+            if provider_name == TEST_PROVIDER:
+                found = TestImageProvider()
+            elif provider_name == "openai" or provider_name in self._settings.compatible_providers:
+                from genvault.providers.openai import OpenAIProvider
+                from genvault.providers.openai_images import OpenAIImageProvider
+
+                chat, _ = self.resolve(model_name)
+                if not isinstance(chat, OpenAIProvider):
+                    raise InvalidRequest(f"provider {provider_name!r} does not generate images")
+                found = OpenAIImageProvider(chat)
+            else:
+                raise InvalidRequest(
+                    f"no image models for provider {provider_name!r}; use {TEST_PROVIDER}/{TEST_IMAGE_MODEL} "
+                    "or openai/gpt-image-1"
+                )
+            self._images[provider_name] = found
+        if isinstance(found, TestImageProvider) and model != TEST_IMAGE_MODEL:
+            raise InvalidRequest(
+                f"the offline provider has one image model, {TEST_PROVIDER}/{TEST_IMAGE_MODEL}; got {model_name!r}"
+            )
+        return found, model
 
     async def aclose(self) -> None:
         built, self._built = self._built, {}

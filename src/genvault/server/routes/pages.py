@@ -290,6 +290,7 @@ async def home(request: Request, vault: VaultDep, user: OptionalUserDep) -> Resp
             "chats": chats.items,
             "generations": generations.items,
             "default_model": vault.settings.default_model,
+            "default_image_model": vault.settings.default_image_model,
             # A fresh id per render: the chat exists once its first message is sent.
             "new_chat_url": f"/chat/{new_id('chat')}",
         },
@@ -366,6 +367,20 @@ async def generation_page(generation_id: str, request: Request, vault: VaultDep,
         "generation.html",
         {"title": f"Generation {record.id}", "record": record, "data": data},
     )
+
+
+@router.get("/image/{generation_id}", response_class=HTMLResponse)
+async def image_page(generation_id: str, request: Request, vault: VaultDep, user: OptionalUserDep) -> Response:
+    if user is None:
+        return sign_in_required(request, vault)
+    try:
+        record = await vault.get_generation(generation_id, user_id=user)
+    except NotFound:
+        return not_found(request, "image")
+    if record.kind != "image":
+        return not_found(request, "image")
+    files = await vault.generation_files(record.id, user_id=user)
+    return page(request, "image.html", {"title": f"Image {record.id}", "record": record, "files": files})
 
 
 @router.get("/usage", response_class=HTMLResponse)

@@ -1,0 +1,85 @@
+"""Image generations over HTTP: `POST /api/images` → pending record → `303` to `/image/{id}` for a
+form, `201` JSON for an API client (follow `/api/generations/{id}` for `image_urls`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from genvault.errors import InvalidRequest
+from genvault.server.deps import UserDep, VaultDep
+from genvault.vault import invalid
+
+router = APIRouter(tags=["images"])
+
+
+class ImageCreate(BaseModel):
+    """Body of `POST /api/images` (JSON, or a form with the same field names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    model: str | None = None
+    size: str = "auto"
+    n: int = 1
+    idempotency_key: str | None = None
+
+
+class ImageCreated(BaseModel):
+    id: str
+    url: str
+    status: str
+    image_urls: list[str]
+
+
+async def _read_body(request: Request) -> tuple[ImageCreate, bool]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
+        is_form = True
+    else:
+        raw = await request.body()
+        try:
+            data = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest('body must be a JSON object like {"prompt": "a red fox"}')
+        is_form = False
+    try:
+        return ImageCreate.model_validate(data), is_form
+    except ValidationError as exc:
+        raise invalid(exc, "request") from None
+
+
+@router.post(
+    "/api/images",
+    status_code=201,
+    response_model=ImageCreated,
+    responses={303: {"description": "form posts are redirected to the image page"}},
+)
+async def create_image(
+    request: Request,
+    vault: VaultDep,
+    user: UserDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Create the pending image record, start the model, and point at the record at once."""
+    body, is_form = await _read_body(request)
+    record = await vault.generate_image(
+        body.prompt,
+        model=body.model,
+        size=body.size,
+        n=body.n,
+        user_id=user,
+        idempotency_key=body.idempotency_key or idempotency_key,
+    )
+    if is_form:
+        return RedirectResponse(record.url, status_code=303)
+    created = ImageCreated(id=record.id, url=record.url, status=record.status, image_urls=record.image_urls)
+    return JSONResponse(created.model_dump(), status_code=201, headers={"Location": f"/api/generations/{record.id}"})

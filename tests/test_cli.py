@@ -115,3 +115,30 @@ def test_image_json_and_bad_input(cli: CliRunner) -> None:
     bad = cli.invoke(app, ["image", "a fox", "-n", "0"])
     assert bad.exit_code == 2
     assert "1 to 10" in bad.stderr
+
+
+def test_files_add_show_and_get_round_trip(cli: CliRunner, tmp_path: Path) -> None:
+    source = tmp_path / "note.txt"
+    source.write_bytes("héllo".encode())
+    added = cli.invoke(app, ["files", "add", str(source)])
+    assert added.exit_code == 0, added.output
+    url = added.stdout.strip()
+    assert url.startswith("/files/file_")
+    file_id = url.rsplit("/", 1)[1]
+    shown = cli.invoke(app, ["files", "show", file_id])
+    assert json.loads(shown.stdout)["media_type"] == "text/plain"
+    assert json.loads(shown.stdout)["filename"] == "note.txt"
+    copy = tmp_path / "copy.txt"
+    assert cli.invoke(app, ["files", "get", file_id, "--out", str(copy)]).exit_code == 0
+    assert copy.read_bytes() == source.read_bytes()
+    stranger = cli.invoke(app, ["files", "show", file_id, "--user", "bob"])
+    assert stranger.exit_code == 2
+    assert "no file" in stranger.stderr
+
+
+def test_files_add_refuses_a_disallowed_type(cli: CliRunner, tmp_path: Path) -> None:
+    source = tmp_path / "tool.exe"
+    source.write_bytes(b"MZ")
+    result = cli.invoke(app, ["files", "add", str(source), "--type", "application/x-msdownload"])
+    assert result.exit_code == 2
+    assert "not accepted" in result.stderr

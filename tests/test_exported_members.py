@@ -11,8 +11,10 @@ def test_all_exports_exist_and_are_sorted() -> None:
 
 def test_the_public_api_is_pinned() -> None:
     assert genvault.__all__ == [
+        "BlobNotFound",
         "CallerError",
         "Conflict",
+        "FileRecord",
         "Forbidden",
         "Generation",
         "GenerationParams",
@@ -26,6 +28,7 @@ def test_the_public_api_is_pinned() -> None:
         "Settings",
         "StorageError",
         "Unauthorized",
+        "UnsupportedMediaType",
         "Usage",
         "UsageRow",
         "Vault",

@@ -14,6 +14,7 @@ exact cost, timings and owner::
 """
 
 from genvault.errors import (
+    BlobNotFound,
     CallerError,
     Conflict,
     Forbidden,
@@ -25,14 +26,17 @@ from genvault.errors import (
     RuntimeFailure,
     StorageError,
     Unauthorized,
+    UnsupportedMediaType,
 )
-from genvault.records import Generation, Page, Usage, UsageRow
+from genvault.records import FileRecord, Generation, Page, Usage, UsageRow
 from genvault.settings import Settings
 from genvault.vault import GenerationParams, Vault
 
 __all__ = [
+    "BlobNotFound",
     "CallerError",
     "Conflict",
+    "FileRecord",
     "Forbidden",
     "Generation",
     "GenerationParams",
@@ -46,6 +50,7 @@ __all__ = [
     "Settings",
     "StorageError",
     "Unauthorized",
+    "UnsupportedMediaType",
     "Usage",
     "UsageRow",
     "Vault",

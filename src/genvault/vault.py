@@ -27,7 +27,7 @@ from genvault.blobs.dataurl import parse_data_url
 from genvault.blobs.parts import file_id_in_url, inline_stored_files
 from genvault.chat_turns import Trigger, TurnPlan, prepare_turn
 from genvault.engine import Engine, FileSink, Run
-from genvault.errors import CallerError, Conflict, InvalidRequest, NotFound, ProviderError
+from genvault.errors import CallerError, Conflict, InvalidRequest, NotFound, ProviderError, StorageError
 from genvault.ids import new_id
 from genvault.messages.assembler import MessageAssembler, encode_message
 from genvault.messages.convert import to_model_messages
@@ -250,6 +250,11 @@ class Vault:
         async with self.store.write() as conn:
             await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
         await self.engine.sweep()
+        try:
+            # Temporary objects of blob writers that died (never under a final key; just litter).
+            await self.blobs.sweep_temporary()
+        except StorageError:
+            log.warning("could not sweep temporary blob objects", exc_info=True)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="genvault:sweeper")
         self._started = True
 

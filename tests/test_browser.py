@@ -211,7 +211,8 @@ async def test_reasoning_tools_sources_and_files_are_drawn_as_they_stream(
     assert await link.get_attribute("href") == "https://example.com/paris"
     image = reply.locator(".part-file img")
     await expect(image).to_have_count(1)
-    assert (await image.get_attribute("src") or "").startswith("data:image/png;base64,")
+    # The model's file was stored as a blob: the page shows it from its permanent URL.
+    assert "/files/file_" in (await image.get_attribute("src") or "")
     await screenshot(page, "chat-parts", tmp_path)
     # Drawn from the stored message after a reload: the same parts in the same order.
     live_kinds = await reply.locator(".msg-body > *").evaluate_all("nodes => nodes.map(n => n.dataset.kind)")

@@ -190,3 +190,18 @@ async def test_a_file_the_model_streams_is_kept_as_a_url_part(
     assert row["generation_id"] is not None
     assert row["message_id"] == reply["id"]
     assert reply["parts"][row["part_position"]] == file_part
+
+
+async def test_a_retried_upload_with_the_same_idempotency_key_is_the_same_turn_and_file(
+    client: httpx.AsyncClient,
+) -> None:
+    vault: Any = client.vault  # type: ignore[attr-defined]
+    body = {"id": "c1", "messages": [with_file("u1", data_url(PNG[:3000]))], "trigger": "submit-message"}
+    first = await client.post("/api/chat", json=body, headers={"Idempotency-Key": "retry-1"})
+    again = await client.post("/api/chat", json=body, headers={"Idempotency-Key": "retry-1"})
+    assert first.status_code == 200, first.text
+    assert again.status_code == 200, again.text
+    stored = await everything_stored(vault)
+    assert len(stored["generations"]) == 1
+    assert len(stored["blobs"]) == 1
+    assert len(stored["objects"]) == 1

@@ -69,6 +69,9 @@ FileSink = Callable[["Run", StreamFile], Awaitable[str]]
 PrepareRequest = Callable[[ModelRequest], Awaitable[None]]
 
 
+_DERIVED_REQUEST_KEYS = ("messages_before",)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -254,7 +257,10 @@ class Engine:
 
     @staticmethod
     def _same_request(existing: Generation, request_json: dict[str, Any]) -> Generation:
-        if existing.request != request_json:
+        # Keys a `before_insert` hook adds from the database (a chat's history length) are not
+        # part of what the caller asked, and a retry never gets that far.
+        asked = {k: v for k, v in existing.request.items() if k not in _DERIVED_REQUEST_KEYS}
+        if asked != request_json:
             raise Conflict(
                 f"idempotency key {existing.idempotency_key!r} was already used for a different request "
                 f"(generation {existing.id}); use a new key for a new request"

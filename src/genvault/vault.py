@@ -180,6 +180,7 @@ class _Upload:
     filename: str | None
     file_id: str = field(default_factory=lambda: new_id("file"))
     sha256: str = ""
+    exists: bool = False  # a row for it is already stored
 
 
 def chunks_from_record(record: Generation) -> list[dict[str, Any]]:
@@ -419,7 +420,7 @@ class Vault:
 
         await inline_stored_files(request.messages, self.settings.public_url, load)
 
-    async def _stage_uploads(self, message: dict[str, Any], user_id: str) -> list[_Upload]:
+    async def _stage_uploads(self, message: dict[str, Any], chat_id: str, user_id: str) -> list[_Upload]:
         """Turn the `data:` URL file parts of an incoming message into stored objects with
         permanent URLs (the message is changed in place). Every part is checked before any byte
         is written; the rows are inserted later, in the turn's transaction."""
@@ -436,6 +437,19 @@ class Vault:
                 await self.get_file(file_id, user_id=user_id)  # one may only cite files one can read
         for upload in uploads:
             upload.sha256 = await self.blobs.put(upload.data)
+            # The same bytes in the same part again (a retried POST, a re-sent message) keep the
+            # URL they got the first time, so the message and the request are unchanged.
+            async with self.store.read() as conn:
+                existing = await file_store.find_upload(
+                    conn,
+                    user_id=user_id,
+                    chat_id=chat_id,
+                    message_id=message["id"],
+                    part_position=upload.position,
+                    sha256=upload.sha256,
+                )
+            if existing is not None:
+                upload.file_id, upload.exists = existing, True
             message["parts"][upload.position]["url"] = self.file_url(upload.file_id)
         return uploads
 
@@ -510,7 +524,7 @@ class Vault:
                 with contextlib.suppress(NotFound):
                     if (await self.get_chat(chat_id, user_id=None)).user_id != user_id:
                         raise Conflict(f"chat id {chat_id!r} is taken; start a new chat with another id")
-            uploads = await self._stage_uploads(incoming, user_id)
+            uploads = await self._stage_uploads(incoming, chat_id, user_id)
         model = model or self.settings.default_model
         sampling = parse_params(params)
         param_json = sampling.model_dump(exclude_none=True)
@@ -536,6 +550,8 @@ class Vault:
             )
             plan["turn"] = turn
             for upload in uploads:
+                if upload.exists:
+                    continue
                 await file_store.insert_row(
                     conn,
                     id=upload.file_id,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.errors import NotFound
 from genvault.store.schema import blobs, chats
 
-__all__ = ["delete_rows", "get_row", "insert_row", "list_for_generation", "references"]
+__all__ = ["delete_rows", "find_upload", "get_row", "insert_row", "list_for_generation", "references"]
 
 
 async def insert_row(conn: AsyncConnection, **values: Any) -> dict[str, Any]:
@@ -39,6 +39,21 @@ async def get_row(conn: AsyncConnection, file_id: str, user_id: str | None) -> d
     if user_id is not None and row["user_id"] != user_id and not shared:
         raise NotFound(f"no file {file_id!r}")
     return {k: v for k, v in row.items() if k != "chat_visibility"}
+
+
+async def find_upload(
+    conn: AsyncConnection, *, user_id: str, chat_id: str, message_id: str, part_position: int, sha256: str
+) -> str | None:
+    """The id of the same bytes already uploaded into the same part (a retried request)."""
+    query = select(blobs.c.id).where(
+        blobs.c.user_id == user_id,
+        blobs.c.chat_id == chat_id,
+        blobs.c.message_id == message_id,
+        blobs.c.part_position == part_position,
+        blobs.c.sha256 == sha256,
+    )
+    found = (await conn.execute(query.order_by(blobs.c.created_at).limit(1))).scalar()
+    return None if found is None else str(found)
 
 
 async def list_for_generation(conn: AsyncConnection, generation_id: str) -> list[dict[str, Any]]:

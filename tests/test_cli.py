@@ -142,3 +142,9 @@ def test_files_add_refuses_a_disallowed_type(cli: CliRunner, tmp_path: Path) -> 
     result = cli.invoke(app, ["files", "add", str(source), "--type", "application/x-msdownload"])
     assert result.exit_code == 2
     assert "not accepted" in result.stderr
+
+
+def test_files_gc_reports_what_it_deleted(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["files", "gc", "--older-than-hours", "0"])
+    assert result.exit_code == 0, result.output
+    assert "deleted 0 unreferenced objects, 0 bytes" in result.stdout

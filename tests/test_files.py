@@ -129,3 +129,15 @@ async def test_a_record_whose_object_vanished_says_so(vault_factory: Any) -> Non
     await vault.blobs.delete(record.sha256)
     with pytest.raises(BlobNotFound, match=record.sha256):
         await vault.read_file(record.id, user_id="local")
+
+
+async def test_the_sweep_deletes_only_objects_no_record_references(vault_factory: Any) -> None:
+    from datetime import timedelta
+
+    vault = await vault_factory()
+    kept = await vault.store_file(PNG, media_type="image/png", user_id="local")
+    orphan = await vault.blobs.put(b"left behind by a failed turn")
+    assert await vault.sweep_unreferenced_blobs() == (0, 0)  # too young to judge
+    assert await vault.sweep_unreferenced_blobs(older_than=timedelta(0)) == (1, len(b"left behind by a failed turn"))
+    assert not await vault.blobs.exists(orphan)
+    assert await vault.read_file(kept.id, user_id="local") == PNG

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
 
@@ -762,6 +762,23 @@ class Vault:
         async with self.store.read() as conn:
             rows = await file_store.list_for_generation(conn, generation_id)
         return [self._file_record(r) for r in rows]
+
+    async def sweep_unreferenced_blobs(self, *, older_than: timedelta = timedelta(hours=1)) -> tuple[int, int]:
+        """Delete objects no `blobs` row names (left by a turn that failed after its upload, or
+        by an erasure that stopped midway); returns (objects deleted, bytes freed). Only objects
+        older than `older_than`: a younger one may belong to a write whose row is not committed."""
+        cutoff = datetime.now(UTC) - older_than
+        candidates = [(sha, size) async for sha, size, modified in self.blobs.iter_objects() if modified < cutoff]
+        deleted = freed = 0
+        for start in range(0, len(candidates), 500):
+            batch = dict(candidates[start : start + 500])
+            async with self.store.read() as conn:
+                keep = await file_store.referenced(conn, list(batch))
+            for sha, size in batch.items():
+                if sha not in keep:
+                    await self.blobs.delete(sha)
+                    deleted, freed = deleted + 1, freed + size
+        return deleted, freed
 
     async def delete_file(self, file_id: str, *, user_id: str) -> None:
         """Forget the file (owner only); its object goes too once nothing else references it."""

@@ -152,6 +152,13 @@ class BlobStore:
             if SHA256_PATTERN.match(name):
                 yield name
 
+    async def iter_objects(self) -> AsyncIterator[tuple[str, int, datetime]]:
+        """(sha256, size, last modified) of every complete object."""
+        async for meta in self._list(_OBJECTS):
+            name = str(meta["path"]).rsplit("/", 1)[-1]
+            if SHA256_PATTERN.match(name):
+                yield name, int(meta["size"]), meta["last_modified"]
+
     async def _list(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
         stream = obstore.list(self.store, prefix)
         try:

@@ -65,3 +65,17 @@ def files_show(file_id: Annotated[str, typer.Argument(help="file_… id")], user
         return await vault.get_file(file_id, user_id=user)
 
     console.print_json(json.dumps(run_with_vault(body).model_dump(mode="json")))
+
+
+@files_app.command("gc")
+def files_gc(
+    older_than_hours: Annotated[float, typer.Option("--older-than-hours", help="Only objects older than this")] = 1.0,
+) -> None:
+    """Delete stored objects that no file record references any more."""
+    from datetime import timedelta
+
+    async def body(vault: Vault) -> tuple[int, int]:
+        return await vault.sweep_unreferenced_blobs(older_than=timedelta(hours=older_than_hours))
+
+    deleted, freed = run_with_vault(body)
+    console.out(f"deleted {deleted} unreferenced objects, {freed} bytes", highlight=False)

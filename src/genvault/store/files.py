@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.errors import NotFound
 from genvault.store.schema import blobs, chats
 
-__all__ = ["delete_rows", "find_upload", "get_row", "insert_row", "list_for_generation", "references"]
+__all__ = ["delete_rows", "find_upload", "get_row", "insert_row", "list_for_generation", "referenced", "references"]
 
 
 async def insert_row(conn: AsyncConnection, **values: Any) -> dict[str, Any]:
@@ -65,6 +65,14 @@ async def references(conn: AsyncConnection, sha256: str) -> int:
     """How many rows name this object; zero means the object may be deleted."""
     count = (await conn.execute(select(func.count()).select_from(blobs).where(blobs.c.sha256 == sha256))).scalar()
     return int(count or 0)
+
+
+async def referenced(conn: AsyncConnection, sha256s: list[str]) -> set[str]:
+    """Which of these objects at least one row names."""
+    if not sha256s:
+        return set()
+    rows = await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256.in_(sha256s)).distinct())
+    return {str(sha) for sha in rows.scalars().all()}
 
 
 async def delete_rows(conn: AsyncConnection, file_ids: list[str]) -> list[str]:

@@ -136,3 +136,60 @@ def test_parse_range_serves_one_range_and_ignores_what_it_does_not_serve(
 def test_parse_range_refuses_ranges_outside_the_file(header: str) -> None:
     with pytest.raises(RangeNotSatisfiable):
         parse_range(header, 10)
+
+
+async def test_uploading_raw_bytes_answers_201_with_the_record(world: dict[str, Any]) -> None:
+    http = world["http"]
+    response = await http.post(
+        "/api/files?filename=pic.png",
+        content=DATA,
+        headers=as_(world, "bob", **{"Content-Type": "image/png"}),
+    )
+    assert response.status_code == 201, response.text
+    record = response.json()
+    assert response.headers["location"] == record["url"]
+    assert (record["user_id"], record["filename"], record["size"]) == ("bob", "pic.png", len(DATA))
+    assert (await http.get(record["url"], headers=as_(world, "bob"))).content == DATA
+    assert (await http.get(record["url"], headers=as_(world, "alice"))).status_code == 404
+
+
+async def test_uploading_a_multipart_form_keeps_the_file_name(world: dict[str, Any]) -> None:
+    files = {"file": ("notes.txt", b"hello", "text/plain")}
+    response = await world["http"].post("/api/files", files=files, headers=as_(world, "alice"))
+    assert response.status_code == 201, response.text
+    assert (response.json()["filename"], response.json()["media_type"]) == ("notes.txt", "text/plain")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"content": b"MZ", "headers": {"Content-Type": "application/x-msdownload"}}, 415, "not accepted"),
+        ({"content": b"x", "headers": {"Content-Type": "image/png"}, "params": {"filename": "../x.png"}}, 400, "path"),
+        ({"content": b"x"}, 400, "Content-Type"),
+    ],
+)
+async def test_a_refused_upload_stores_nothing(
+    world: dict[str, Any], kwargs: dict[str, Any], status: int, message: str
+) -> None:
+    vault = world["vault"]
+    before = [k async for k in vault.blobs.iter_keys()]
+    kwargs = dict(kwargs)  # the parameters are shared by the SQLite and PostgreSQL runs
+    headers = {**as_(world, "alice"), **kwargs.pop("headers", {})}
+    response = await world["http"].post("/api/files", headers=headers, **kwargs)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]["message"]
+    assert [k async for k in vault.blobs.iter_keys()] == before
+
+
+async def test_an_upload_over_the_file_limit_is_413(vault_factory: Any) -> None:
+    vault = await vault_factory(settings_overrides={"max_file_bytes": 10})
+    transport = httpx.ASGITransport(app=create_app(vault=vault))
+    async with httpx.AsyncClient(transport=transport, base_url="http://genvault.test") as http:
+        response = await http.post("/api/files", content=b"x" * 11, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 413
+    assert [k async for k in vault.blobs.iter_keys()] == []
+
+
+async def test_anonymous_uploads_are_401(world: dict[str, Any]) -> None:
+    response = await world["http"].post("/api/files", content=b"x", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 401

@@ -12,13 +12,14 @@ import re
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
 
-from genvault.errors import NotFound
+from genvault.errors import InvalidRequest, NotFound
 from genvault.ids import ID_PATTERN
 from genvault.records import FileRecord
-from genvault.server.deps import OptionalUserDep, VaultDep
+from genvault.server.deps import OptionalUserDep, UserDep, VaultDep
 
 __all__ = ["parse_range", "router"]
 
@@ -111,3 +112,30 @@ async def get_file(
     body = b"" if head else await vault.blobs.get_range(record.sha256, start, end)
     headers.update({"content-range": f"bytes {start}-{end - 1}/{record.size}", "content-length": str(end - start)})
     return Response(content=body, status_code=206, headers=headers)
+
+
+@router.post("/api/files", status_code=201, response_model=FileRecord)
+async def upload_file(
+    request: Request,
+    vault: VaultDep,
+    user: UserDep,
+    filename: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """Store a file: a `multipart/form-data` body with a `file` field, or the raw bytes with their
+    `Content-Type` (and `?filename=`). Answers the file record with its permanent URL."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() == "multipart/form-data":
+        async with request.form() as form:  # closes the spooled upload files
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise InvalidRequest("send the file in a form field named `file`")
+            data = await upload.read()
+            media_type = upload.content_type or ""
+            filename = filename or upload.filename
+    else:
+        data = await request.body()
+        media_type = content_type
+    if not media_type:
+        raise InvalidRequest("say what the file is with a Content-Type header, e.g. image/png")
+    record = await vault.store_file(data, media_type=media_type, user_id=user, filename=filename)
+    return JSONResponse(record.model_dump(mode="json"), status_code=201, headers={"Location": record.url})

@@ -230,3 +230,34 @@ def test_the_test_image_model_is_deterministic_and_prompt_sensitive(tmp_path: Pa
     assert draw("x", 0, 16, 16) != draw("y", 0, 16, 16)
     assert draw("x", 0, 16, 16) != draw("x", 1, 16, 16)
     assert png_size(draw("x", 0, 17, 9)) == (17, 9)
+
+
+async def test_a_retried_image_request_with_the_same_key_is_the_same_record(vault_factory: Any) -> None:
+    vault = await vault_factory()
+    first = await vault.generate_image("a kite", idempotency_key="img-1")
+    again = await vault.generate_image("a kite", idempotency_key="img-1")
+    assert again.id == first.id
+    await vault.wait(first.id)
+    assert len(await vault.generation_files(first.id)) == 1
+    with pytest.raises(Exception, match="different request"):
+        await vault.generate_image("a boat", idempotency_key="img-1")
+
+
+async def test_a_model_file_of_a_refused_type_ends_the_record_in_error_and_stores_nothing(vault_factory: Any) -> None:
+    from genvault.providers.images import GeneratedImage, ImageRequest, ImageResult
+
+    class Executable:
+        name = "evil"
+
+        def check(self, request: ImageRequest) -> None:
+            return None
+
+        async def generate_images(self, request: ImageRequest) -> ImageResult:
+            return ImageResult([GeneratedImage("application/x-msdownload", b"MZ")])
+
+    vault = await vault_factory(image_providers={"evil": Executable()})
+    record = await vault.wait((await vault.generate_image("x", model="evil/exe")).id)
+    assert record.status == "error"
+    assert "not accepted" in (record.error or "")
+    assert record.image_urls == []
+    assert [k async for k in vault.blobs.iter_keys()] == []

@@ -193,3 +193,11 @@ async def test_an_upload_over_the_file_limit_is_413(vault_factory: Any) -> None:
 async def test_anonymous_uploads_are_401(world: dict[str, Any]) -> None:
     response = await world["http"].post("/api/files", content=b"x", headers={"Content-Type": "text/plain"})
     assert response.status_code == 401
+
+
+async def test_a_record_whose_object_is_gone_is_404_on_get_and_head(world: dict[str, Any]) -> None:
+    record = await world["vault"].store_file(b"soon gone", media_type="text/plain", user_id="alice")
+    await world["vault"].blobs.delete(record.sha256)
+    for method in ("GET", "HEAD"):
+        response = await world["http"].request(method, record.url, headers=as_(world, "alice"))
+        assert response.status_code == 404

@@ -95,6 +95,8 @@ async def get_file(
     if if_none_match and (if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]):
         return Response(status_code=304, headers={k: headers[k] for k in ("etag", "cache-control")})
     head = request.method == "HEAD"
+    if head:
+        await vault.blobs.stat(record.sha256)  # a HEAD must not promise bytes that are gone
     if if_range is not None and if_range.strip() != etag:
         range_header = None  # the client's copy is of other bytes: send them all
     try:

@@ -340,3 +340,29 @@ async def test_an_unknown_record_is_the_404_page(page: Page, base_url: str, tmp_
     page.problems.errors[:] = [e for e in page.problems.errors if "status of 404" not in e]  # type: ignore[attr-defined]
     await expect(page.locator("h1")).to_have_text("Not found")
     await screenshot(page, "not-found", tmp_path)
+
+
+async def test_an_attached_image_is_sent_stored_as_a_blob_and_drawn_from_its_url_after_reload(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
+) -> None:
+    picture = tmp_path / "dot.png"
+    picture.write_bytes(PNG)
+    provider.enqueue(tm.text("A single dot."))
+    await page.goto(f"{base_url}/chat/attach-chat")
+    await page.set_input_files("#attach", str(picture))
+    await page.fill("#input", "What is this?")
+    await page.press("#input", "Enter")
+    await expect(page.locator(".msg-assistant .part-text")).to_have_text("A single dot.")
+    await settle(vault)
+    # The stored message holds the permanent URL, not the data URL the page sent.
+    stored = (await vault.chat_messages("attach-chat")).messages
+    [part] = [p for p in stored[0]["parts"] if p["type"] == "file"]
+    assert part["url"].startswith("/files/file_")
+    assert part["filename"] == "dot.png"
+    # The model received the bytes.
+    assert provider.calls[-1].messages[0]["content"][1]["data"] == PNG
+    await page.reload()
+    image = page.locator(".msg-user .part-file img")
+    await expect(image).to_have_count(1)
+    assert "/files/file_" in (await image.get_attribute("src") or "")
+    assert await image.evaluate("img => img.complete && img.naturalWidth") == 1

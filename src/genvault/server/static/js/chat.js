@@ -15,6 +15,7 @@ const errorBox = document.getElementById("error");
 const earlier = document.getElementById("earlier");
 const form = document.getElementById("composer"); // absent on a read-only shared chat
 const input = document.getElementById("input");
+const attachInput = document.getElementById("attach");
 const modelInput = document.getElementById("model");
 const sendButton = document.getElementById("send");
 const stopButton = document.getElementById("stop");
@@ -110,9 +111,36 @@ async function consume(response) {
   setStatus(assembler.errorText ? "error" : "ready", assembler.aborted ? "Stopped." : "");
 }
 
-async function send(text) {
+// Attachments travel as `data:` URLs in file parts, as useChat sends them; the server stores
+// them in its blob store and keeps only their permanent URLs.
+function readAsDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function fileParts(files) {
+  const parts = [];
+  for (const file of files) {
+    const url = await readAsDataUrl(file);
+    parts.push({ type: "file", mediaType: file.type || "application/octet-stream", filename: file.name, url });
+  }
+  return parts;
+}
+
+async function send(text, files = []) {
   showError("");
-  const message = { id: generateId(), role: "user", parts: [{ type: "text", text }] };
+  let attached;
+  try {
+    attached = await fileParts(files);
+  } catch (err) {
+    showError(`Could not read the attached file: ${err.message}`);
+    return;
+  }
+  const message = { id: generateId(), role: "user", parts: [{ type: "text", text }, ...attached] };
   upsert(message);
   scrollToEnd();
   setStatus("submitted");
@@ -219,7 +247,9 @@ if (form) {
     const text = input.value.trim();
     if (!text || state.status === "submitted" || state.status === "streaming") return;
     input.value = "";
-    send(text);
+    const files = attachInput ? [...attachInput.files] : [];
+    if (attachInput) attachInput.value = "";
+    send(text, files);
   });
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

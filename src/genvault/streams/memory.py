@@ -57,6 +57,18 @@ class MemoryHub:
         self._evict()
         return stream_id in self._streams
 
+    def chunks(self, stream_id: str) -> list[dict[str, Any]]:
+        """The chunks published so far (empty for an unknown stream)."""
+        stream = self._streams.get(stream_id)
+        return stream.chunks if stream is not None else []
+
+    async def discard(self, stream_id: str) -> None:
+        """Forget a stream now (erasure); its followers end."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            stream.closed = True
+            stream.changed.set()
+
     async def follow(self, stream_id: str, start: int = 0) -> AsyncIterator[dict[str, Any]]:
         stream = self._streams.get(stream_id)
         if stream is None:

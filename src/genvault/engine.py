@@ -628,6 +628,8 @@ class Engine:
             changed = await gen_store.sweep_expired(conn, now=_now(), dead_owners=dead)
         for record in changed:
             log.warning("generation %s marked interrupted (owner process gone)", record.id)
+            # Its followers (on any process, with Redis) would otherwise wait for chunks that never come.
+            await self.hub.abandon(record.id)
         return changed
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:

@@ -130,6 +130,27 @@ class RedisHub:
         except REDIS_ERRORS as exc:
             self.health.failed(exc, "stopped following %s", stream_id)
 
+    async def abandon(self, stream_id: str) -> None:
+        """End the stream of a generation whose producer died (the sweeper marked it
+        `interrupted`): an `abort` chunk and the end marker, so its followers stop waiting."""
+        if await self.local.exists(stream_id):
+            await self.local.abandon(stream_id)
+            return
+        key = self._key(stream_id)
+        try:
+            last: Any = await self.client.xrevrange(key, count=1)
+            if not last or last[0][1].get("k") == "end":
+                return  # gone, or ended after all
+            fields = last[0][1]
+            index = int(fields["i"]) + 1 if fields.get("k") == "c" else 0
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(key, {"k": "c", "i": index, "d": json.dumps({"type": "abort"})})
+                pipe.xadd(key, {"k": "end", "n": index + 1})
+                pipe.expire(key, max(1, round(self.retain_seconds)))
+                await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc, "followers of %s stop when its stream expires", stream_id)
+
     async def discard(self, generation_id: str) -> None:
         """Forget a stream's buffer everywhere (erasure)."""
         await self.local.discard(generation_id)

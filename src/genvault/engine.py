@@ -426,17 +426,20 @@ class Engine:
             await checkpointer
         try:
             await asyncio.shield(self._finalize(run, status, error, finalize_hook))
-            if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
-                complete = status == "complete" and run.cached_from is None
-                await asyncio.shield(
-                    self.dedup.finished(
-                        run.cache_key, run.generation_id, run.user_id, complete=complete, policy=run.cache_policy
-                    )
-                )
         finally:
-            await self.hub.close(run.generation_id)
-            self._runs.pop(run.generation_id, None)
-            run.done.set()
+            try:
+                # Even when finalize failed: a lead never given up would stall identical requests.
+                if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
+                    complete = status == "complete" and run.cached_from is None
+                    await asyncio.shield(
+                        self.dedup.finished(
+                            run.cache_key, run.generation_id, run.user_id, complete=complete, policy=run.cache_policy
+                        )
+                    )
+            finally:
+                await self.hub.close(run.generation_id)
+                self._runs.pop(run.generation_id, None)
+                run.done.set()
 
     @staticmethod
     async def _execute(tool: Tool, call: StreamToolCall) -> Chunk:

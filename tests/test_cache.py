@@ -262,3 +262,19 @@ class TestChatsAndUsage:
         assert (row.generations, row.cache_hits) == (3, 2)
         assert row.saved_nano_usd == 2 * first.cost_nano_usd
         assert row.cost_nano_usd == first.cost_nano_usd
+
+
+@pytest.mark.redis
+async def test_single_flight_spans_processes_sharing_redis(vault_factory: Any, redis_settings: dict[str, str]) -> None:
+    """Two Vaults on one database and one Redis stand for two server processes."""
+    providers = [tm.TestProvider(tokens_per_second=100), tm.TestProvider(tokens_per_second=100)]
+    vaults = [
+        await vault_factory(providers={"offline": p}, settings_overrides={"price_overrides": PRICES, **redis_settings})
+        for p in providers
+    ]
+    records = await asyncio.gather(*(vaults[i % 2].generate("Across processes") for i in range(20)))
+    finals = [await finished(vaults[0], r) for r in records]
+    assert sum(p.call_count for p in providers) == 1
+    assert {r.status for r in finals} == {"complete"}
+    assert len({r.result_text for r in finals}) == 1
+    assert len([r for r in finals if r.cached_from is None]) == 1

@@ -124,3 +124,24 @@ async def test_a_redis_outage_mid_stream_leaves_no_hole_once_redis_is_back() -> 
         server.kill()
         await producer_client.aclose()
         await follower_client.aclose()
+
+
+async def test_after_a_failure_redis_is_not_called_again_until_the_pause_ends() -> None:
+    from genvault._redis import RedisHealth
+    from redis_server import free_port
+
+    client = connect(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    health = RedisHealth(retry_seconds=3600)
+    hub = RedisHub(client, prefix="gv:", health=health)
+    try:
+        await hub.open("g")
+        for chunk in CHUNKS:
+            await hub.publish("g", chunk)
+        assert health.failures == 1  # one refused connection, then local only
+        assert await hub.exists("g")
+        following = asyncio.create_task(collect(hub, "g"))
+        await hub.close("g")  # the end marker is tried regardless: a second failure
+        assert await following == CHUNKS
+        assert health.failures == 2
+    finally:
+        await client.aclose()

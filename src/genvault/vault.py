@@ -194,7 +194,7 @@ class Vault:
             default_hub = MemoryHub(retain_seconds=self.settings.stream_retain_seconds)
         self.hub: StreamHub = hub or default_hub
         self.registry = ProviderRegistry(self.settings, http_client=http_client, providers=providers)
-        self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health)
+        self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health if self.redis else None)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup)
         self._migrate = migrate
         self._sweep_interval = sweep_interval if sweep_interval is not None else self.settings.lease_seconds / 2

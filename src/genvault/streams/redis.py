@@ -69,6 +69,8 @@ class RedisHub:
         synced = self._synced.get(stream_id, -1)
         key = self._key(stream_id)
         try:
+            if not end:  # the end marker is always tried: followers elsewhere wait for it
+                self.health.check()
             async with self.client.pipeline(transaction=True) as pipe:
                 if synced < 0:
                     pipe.delete(key)
@@ -91,6 +93,7 @@ class RedisHub:
         if await self.local.exists(stream_id):
             return True
         try:
+            self.health.check()
             found = bool(await self.client.exists(self._key(stream_id)))
             self.health.ok()
             return found
@@ -107,6 +110,7 @@ class RedisHub:
         expected = max(start, 0)  # the next index to yield
         last_id = "0-0"
         try:
+            self.health.check()
             if not await self.client.exists(key):
                 return
             while True:

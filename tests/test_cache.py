@@ -295,3 +295,19 @@ async def test_an_erased_original_is_never_served_from_the_cache(make_vault: Any
     assert again.cached_from is None
     assert again.result_text == first.result_text
     assert provider.call_count == 2
+
+
+async def test_a_failing_cache_lookup_still_runs_the_generation(
+    make_vault: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = tm.TestProvider(tokens_per_second=0)
+    vault = await make_vault(provider)
+
+    async def broken(key: str) -> str | None:
+        raise RuntimeError("cache table is gone")
+
+    monkeypatch.setattr(vault.dedup.backend, "get", broken)
+    record = await finished(vault, await vault.generate("Still runs"))
+    assert record.status == "complete"
+    assert provider.call_count == 1
+    assert "dedup lookup" in caplog.text

@@ -254,7 +254,10 @@ class Engine:
         await self.hub.open(generation_id)
         source = None
         if self.dedup is not None and key is not None and cache is not None:
-            source = await self.dedup.decide(key, generation_id, user_id, cache)
+            try:
+                source = await self.dedup.decide(key, generation_id, user_id, cache)
+            except Exception:  # the record is committed: it must run, cache or not
+                log.warning("dedup lookup for %s failed; calling the provider", generation_id, exc_info=True)
         if source is not None:
             work = self._copy(run, source, chunk_sink, finalize_hook)
         else:

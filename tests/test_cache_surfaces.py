@@ -96,6 +96,18 @@ class TestHttp:
         assert two[-2]["messageMetadata"]["genvault"]["costUsd"] == "0"
 
 
+class TestPages:
+    async def test_the_usage_page_and_the_record_page_show_hits_and_savings(self, client: httpx.AsyncClient) -> None:
+        first = await generate(client, prompt="on the page")
+        second = await generate(client, prompt="on the page")
+        usage = (await client.get("/usage")).text
+        assert '<span class="stat-value" data-field="cache_hits">1</span>' in usage
+        assert '<th class="num">Cache hits</th>' in usage
+        record_page = (await client.get(f"/generate/{second['id']}")).text
+        assert f'<a href="/generate/{first["id"]}">{first["id"]}</a>' in record_page
+        assert '<dd data-field="saved_usd">$' in record_page
+
+
 class TestCli:
     @pytest.fixture
     def cli(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:

@@ -145,3 +145,25 @@ async def test_after_a_failure_redis_is_not_called_again_until_the_pause_ends() 
         assert health.failures == 2
     finally:
         await client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_stream_longer_than_its_bound_replays_from_its_oldest_kept_chunk(
+    redis_settings: dict[str, str],
+) -> None:
+    producer_client, follower_client = connect(redis_settings["redis_url"]), connect(redis_settings["redis_url"])
+    prefix = redis_settings["redis_prefix"]
+    producer = RedisHub(producer_client, prefix=prefix, maxlen=100, block_ms=100)
+    follower = RedisHub(follower_client, prefix=prefix, block_ms=100)
+    chunks = [{"type": "text-delta", "id": "t", "delta": str(i)} for i in range(1000)]
+    try:
+        await producer.open("long")
+        for chunk in chunks:
+            await producer.publish("long", chunk)
+        await producer.close("long")
+        got = await asyncio.wait_for(collect(follower, "long"), 10)
+        assert 100 <= len(got) < 1000  # bounded, approximately (MAXLEN ~)
+        assert got == chunks[-len(got) :]  # the newest, in order, without holes
+    finally:
+        await producer_client.aclose()
+        await follower_client.aclose()

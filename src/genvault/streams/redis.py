@@ -120,8 +120,11 @@ class RedisHub:
                         return  # expired: its producer is gone; the record has the rest
                     continue
                 for entry_id, fields in response[0][1]:
-                    last_id = entry_id
                     kind = fields.get("k")
+                    if last_id == "0-0" and kind == "c" and int(fields["i"]) > expected:
+                        # The head was trimmed (a stream longer than `maxlen`): start where it is.
+                        expected = int(fields["i"])
+                    last_id = entry_id
                     if kind == "c":
                         index = int(fields["i"])
                         # Skip what we have; a hole (writes lost while Redis was away) fills when

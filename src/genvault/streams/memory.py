@@ -57,6 +57,25 @@ class MemoryHub:
         self._evict()
         return stream_id in self._streams
 
+    def chunks(self, stream_id: str) -> list[dict[str, Any]]:
+        """The chunks published so far (empty for an unknown stream)."""
+        stream = self._streams.get(stream_id)
+        return stream.chunks if stream is not None else []
+
+    async def abandon(self, stream_id: str) -> None:
+        """End a stream whose producer is gone, with an `abort` chunk (if it is still open)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and not stream.closed:
+            await self.publish(stream_id, {"type": "abort"})
+            await self.close(stream_id)
+
+    async def discard(self, stream_id: str) -> None:
+        """Forget a stream now (erasure); its followers end."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            stream.closed = True
+            stream.changed.set()
+
     async def follow(self, stream_id: str, start: int = 0) -> AsyncIterator[dict[str, Any]]:
         stream = self._streams.get(stream_id)
         if stream is None:

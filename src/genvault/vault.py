@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
@@ -30,6 +31,11 @@ from genvault.messages.assembler import MessageAssembler, encode_message
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.messages.validate import ToolSchemas, validate_ui_messages
+from genvault.ops import archive
+from genvault.ops.backup import BackupManifest, backup
+from genvault.ops.erasure import ErasureReceipt, erase_user
+from genvault.ops.retention import RetentionReport, apply_retention
+from genvault.ops.verify import VerifyReport, verify
 from genvault.providers.base import ModelRequest, Provider
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, Page, UsageRow
@@ -181,6 +187,7 @@ class Vault:
         database_schema: str | None = None,
         migrate: bool = True,
         sweep_interval: float | None = None,
+        run_retention: bool = True,
     ) -> None:
         self.settings = settings or Settings()
         self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
@@ -188,8 +195,11 @@ class Vault:
         self.registry = ProviderRegistry(self.settings, http_client=http_client, providers=providers)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings)
         self._migrate = migrate
+        # The periodic retention task (when retention is configured); one-off commands turn it off.
+        self._run_retention = run_retention
         self._sweep_interval = sweep_interval if sweep_interval is not None else self.settings.lease_seconds / 2
         self._sweeper: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
         self._started = False
         self.tools: dict[str, Tool] = {}
         # The system prompt of chat turns (the AI SDK docs: set it on the server, not in the UI).
@@ -208,7 +218,22 @@ class Vault:
             await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
         await self.engine.sweep()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="genvault:sweeper")
+        if self.retention_enabled and self._run_retention:
+            self._retention = asyncio.create_task(self._retain_forever(), name="genvault:retention")
         self._started = True
+
+    @property
+    def retention_enabled(self) -> bool:
+        s = self.settings
+        return any(d is not None for d in (s.retention_days_chat, s.retention_days_text, s.retention_days_image))
+
+    async def _retain_forever(self) -> None:
+        while True:
+            try:
+                await self.apply_retention()
+            except Exception:
+                log.warning("retention run failed", exc_info=True)
+            await asyncio.sleep(self.settings.retention_interval_seconds)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -219,10 +244,11 @@ class Vault:
                 log.warning("sweep failed", exc_info=True)
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.engine.aclose(grace_seconds=grace_seconds)
         await self.hub.aclose()
         await self.registry.aclose()
@@ -596,3 +622,45 @@ class Vault:
         record = await self.get_generation(generation_id, user_id=user_id)
         await self.engine.cancel(record)
         return await self.get_generation(generation_id, user_id=user_id)
+
+    # -- privacy and operations (genvault.ops) --------------------------------------------------
+
+    async def user_exists(self, user_id: str) -> bool:
+        async with self.store.read() as conn:
+            return (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None
+
+    async def export(
+        self, *, user_id: str | None, progress: Callable[[str, int], None] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The archive of one user (or, with `user_id=None`, the whole database), line by line,
+        read from one consistent snapshot. See docs/archive-format.md."""
+        if user_id is not None and not await self.user_exists(user_id):
+            raise NotFound(f"no user {user_id!r}")
+        async with archive.snapshot(self.store) as conn:
+            async for line in archive.export_lines(conn, user_id=user_id, progress=progress):
+                yield line
+
+    async def import_archive(
+        self,
+        lines: AsyncIterable[bytes] | Iterable[bytes] | Path,
+        *,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Load an archive (a path or its lines) in one transaction: all of it, or nothing."""
+        source = archive.read_archive_lines(lines) if isinstance(lines, Path) else lines
+        async with self.store.write() as conn:
+            return await archive.import_lines(conn, source, progress=progress)
+
+    async def erase_user(self, user_id: str, *, actor_user_id: str | None = None) -> ErasureReceipt:
+        """Remove every trace of the user and return the receipt (see `genvault.ops.erasure`).
+        Erasing a user who is already gone returns a receipt of zeros."""
+        return await erase_user(self, user_id, actor_user_id=actor_user_id)
+
+    async def apply_retention(self, *, now: datetime | None = None) -> RetentionReport:
+        return await apply_retention(self, now=now)
+
+    async def verify(self) -> VerifyReport:
+        return await verify(self.store)
+
+    async def backup(self, path: Path) -> BackupManifest:
+        return await backup(self.store, path)

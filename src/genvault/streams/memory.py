@@ -53,6 +53,13 @@ class MemoryHub:
         stream.closed_at = time.monotonic()
         stream.changed.set()
 
+    async def discard(self, stream_id: str) -> None:
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None and not stream.closed:
+            # Followers of a stream that is still open end as if it closed.
+            stream.closed = True
+            stream.changed.set()
+
     async def exists(self, stream_id: str) -> bool:
         self._evict()
         return stream_id in self._streams

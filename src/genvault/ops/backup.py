@@ -1,0 +1,204 @@
+"""Backups of a running deployment, and restoring one into an empty database.
+
+A backup is a directory:
+
+    manifest.json        format, version, dialect, schema revision, row counts per table
+    database.sqlite3     SQLite: a page-for-page copy made with SQLite's online backup API
+    database.jsonl       PostgreSQL: the whole-database archive (docs/archive-format.md)
+
+Consistency while the server writes: SQLite's backup API copies the database in one step under
+one read transaction (WAL lets writers go on meanwhile), so the copy is one committed state. On
+PostgreSQL the archive is read in one REPEATABLE READ READ ONLY transaction, one snapshot. We use
+the logical archive rather than `pg_dump` because it needs no client binary matching the server's
+major version, restores into SQLite as well as PostgreSQL (it is also how a SQLite deployment
+moves to PostgreSQL), and is checked line by line with the same code as `genvault import`.
+
+The backup is written under `<path>.partial` and renamed when complete, so a directory named
+`path` is always a whole backup. Restore refuses a target that already holds any row, loads the
+backup in one transaction, then checks the row counts against the manifest and runs `verify`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select, text
+
+from genvault.errors import Conflict, InvalidRequest, StorageError
+from genvault.ops.archive import count_rows, export_lines, import_lines, read_archive_lines, snapshot
+from genvault.ops.verify import VerifyReport, verify
+from genvault.store import Store
+from genvault.store.schema import LOCAL_USER_ID, metadata, users
+
+__all__ = ["BACKUP_FORMAT", "BackupManifest", "RestoreReport", "backup", "restore"]
+
+BACKUP_FORMAT = "genvault-backup"
+Progress = Callable[[str, int], None]
+
+
+class BackupManifest(BaseModel):
+    format: str = BACKUP_FORMAT
+    version: int = 1
+    created_at: datetime
+    dialect: str
+    database: str  # the file in the backup directory
+    schema_revision: str | None
+    counts: dict[str, int]
+
+
+class RestoreReport(BaseModel):
+    counts: dict[str, int]
+    verify: VerifyReport
+
+
+async def _revision(conn: Any) -> str | None:
+    try:
+        return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()  # type: ignore[no-any-return]
+    except Exception:  # pragma: no cover - a database older than Alembic
+        return None
+
+
+def _sqlite_path(store: Store) -> Path:
+    database = store.engine.url.database
+    if not database or database == ":memory:":
+        raise InvalidRequest("an in-memory SQLite database cannot be backed up; use a file database")
+    return Path(database)
+
+
+def _online_copy(source: Path, target: Path) -> None:
+    src = sqlite3.connect(source, timeout=30)
+    dst = sqlite3.connect(target)
+    try:
+        # pages=-1: the whole database in one step, so the copy is one committed state.
+        src.backup(dst, pages=-1)
+    finally:
+        dst.close()
+        src.close()
+
+
+def _prepare(path: Path) -> Path:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InvalidRequest(f"{path} already exists; give a new directory for the backup")
+    partial = path.with_name(path.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def _publish(partial: Path, path: Path, manifest: BackupManifest) -> None:
+    """The manifest last, then the rename: a directory named `path` is always a whole backup."""
+    (partial / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")
+    if path.exists():
+        path.rmdir()
+    partial.rename(path)
+
+
+async def backup(store: Store, path: Path, *, progress: Progress | None = None) -> BackupManifest:
+    """Write a consistent backup of the database behind `store` to the new directory `path`."""
+    partial = _prepare(path)
+    try:
+        if store.dialect == "sqlite":
+            target = partial / "database.sqlite3"
+            await asyncio.to_thread(_online_copy, _sqlite_path(store), target)
+            copy = Store(f"sqlite:///{target}")
+            try:
+                async with snapshot(copy) as conn:
+                    counts = await count_rows(conn, "all", None)
+                    revision = await _revision(conn)
+            finally:
+                await copy.aclose()
+            name = "database.sqlite3"
+        else:
+            name = "database.jsonl"
+            async with snapshot(store) as conn:
+                counts = await count_rows(conn, "all", None)
+                revision = await _revision(conn)
+                with (partial / name).open("wb") as out:
+                    async for data in export_lines(conn, progress=progress):
+                        out.write(data)
+        manifest = BackupManifest(
+            created_at=datetime.now(UTC),
+            dialect=store.dialect,
+            database=name,
+            schema_revision=revision,
+            counts=counts,
+        )
+        _publish(partial, path, manifest)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return manifest
+
+
+def read_manifest(path: Path) -> BackupManifest:
+    try:
+        data = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        raise InvalidRequest(f"{path} is not a genvault backup (no readable manifest.json)") from None
+    if data.get("format") != BACKUP_FORMAT or data.get("version") != 1:
+        raise InvalidRequest(f"{path}/manifest.json is not a version 1 genvault backup")
+    return BackupManifest.model_validate(data)
+
+
+async def _table_counts(store: Store) -> dict[str, int]:
+    async with store.read() as conn:
+        return {
+            t.name: int((await conn.execute(select(func.count()).select_from(t))).scalar() or 0)
+            for t in metadata.sorted_tables
+        }
+
+
+async def _only_local_user(store: Store) -> bool:
+    async with store.read() as conn:
+        ids = (await conn.execute(select(users.c.id))).scalars().all()
+    return list(ids) == [LOCAL_USER_ID]
+
+
+async def restore(path: Path, target: Store, *, progress: Progress | None = None) -> RestoreReport:
+    """Load the backup at `path` into `target`, which must hold no rows; then check it."""
+    manifest = read_manifest(path)
+    await target.upgrade()
+    present = {name: n for name, n in (await _table_counts(target)).items() if n}
+    if present == {"users": 1} and await _only_local_user(target):
+        present = {}  # what any Vault creates on start; the backup's row replaces it
+    if present:
+        listing = ", ".join(f"{n} {name}" for name, n in sorted(present.items()))
+        raise Conflict(f"the target database is not empty ({listing}); restore into a new database")
+    source = path / manifest.database
+    if not source.is_file():
+        raise InvalidRequest(f"the backup is missing {manifest.database}")
+    if manifest.dialect == "sqlite":
+        with tempfile.TemporaryDirectory() as scratch:
+            # Work on a copy: bringing an older backup's schema up to date must not change it.
+            copy_path = Path(scratch) / "restore.sqlite3"
+            shutil.copyfile(source, copy_path)
+            copy = Store(f"sqlite:///{copy_path}")
+            try:
+                await copy.upgrade()
+                async with snapshot(copy) as conn, target.write() as out:
+                    await import_lines(out, export_lines(conn), progress=progress)
+            finally:
+                await copy.aclose()
+    else:
+        async with target.write() as out:
+            await import_lines(out, read_archive_lines(source), progress=progress)
+    counts = await _table_counts(target)
+    wrong = {
+        name: (n, counts.get(name, 0))
+        for name, n in manifest.counts.items()
+        if counts.get(name, 0) != n and not (name == "users" and counts.get(name, 0) == n + 1)
+    }
+    if wrong:
+        detail = ", ".join(f"{name}: {want} in the backup, {got} restored" for name, (want, got) in wrong.items())
+        raise StorageError(f"the restored database does not match the backup ({detail})")
+    return RestoreReport(counts=counts, verify=await verify(target))

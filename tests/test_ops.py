@@ -1,0 +1,279 @@
+"""Export, import, erasure, retention and verify through the library, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from genvault.errors import InvalidRequest
+from genvault.ops.archive import export_lines, snapshot
+from genvault.providers import testmodel as tm
+from genvault.settings import Settings
+from genvault.store import Store
+from genvault.store.schema import audit_events, chats, generations, metadata, parts
+from genvault.vault import Vault
+
+USER_MESSAGE = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello there"}]}
+
+
+async def fill(vault: Any, user: str, *, chats_n: int = 2) -> None:
+    """Chats with replies, a text generation, and client JSON with ordered keys and nulls."""
+    await vault.create_user(user)
+    for i in range(chats_n):
+        turn = await vault.chat(f"{user}-chat-{i}", message=USER_MESSAGE, user_id=user)
+        await vault.wait(turn.generation.id, user_id=user)
+    await vault.import_chat(
+        f"{user}-imported",
+        [
+            {"id": "m1", "role": "user", "metadata": {"z": 1, "a": None}, "parts": [{"type": "text", "text": "x"}]},
+            {
+                "id": "m2",
+                "role": "assistant",
+                "parts": [
+                    {
+                        "type": "tool-weather",
+                        "toolCallId": "c1",
+                        "state": "output-available",
+                        "input": {"city": "Oslo", "units": None},
+                        "output": {"temp": 1.5, "b": [1, {"y": 2, "x": 1}]},
+                    }
+                ],
+            },
+        ],
+        user_id=user,
+    )
+    record = await vault.generate(f"{user}'s prompt ✓", user_id=user)
+    await vault.wait(record.id, user_id=user)
+
+
+async def dump_all(store: Store) -> bytes:
+    async with snapshot(store) as conn:
+        return b"".join([line async for line in export_lines(conn)])
+
+
+async def rows_mentioning(store: Store, user: str) -> dict[str, int]:
+    """Rows per table with `user` in any column whose name ends in user_id (or users.id)."""
+    found = {}
+    async with store.read() as conn:
+        for table in metadata.sorted_tables:
+            columns = [
+                c for c in table.columns if c.name.endswith("user_id") or (table.name == "users" and c.name == "id")
+            ]
+            for column in columns:
+                n = (await conn.execute(select(func.count()).select_from(table).where(column == user))).scalar()
+                if n:
+                    found[f"{table.name}.{column.name}"] = n
+    return found
+
+
+@pytest.fixture
+async def vault(vault_factory: Any) -> Any:
+    return await vault_factory(providers={"offline": tm.TestProvider(tokens_per_second=0)})
+
+
+async def test_a_user_export_holds_their_rows_in_order_and_ends_with_counts(vault: Any) -> None:
+    await fill(vault, "alice")
+    await fill(vault, "bob", chats_n=1)
+    lines = [line async for line in vault.export(user_id="alice")]
+    import json
+
+    records = [json.loads(line) for line in lines]
+    assert records[0]["format"] == "genvault-archive"
+    assert records[0]["user_id"] == "alice"
+    rows = [r for r in records if "table" in r]
+    assert {r["row"].get("user_id", r["row"].get("id")) for r in rows} == {"alice"}
+    assert "api_keys" not in {r["table"] for r in rows}
+    end = records[-1]["end"]
+    assert end["rows"]["chats"] == 3
+    assert end["rows"]["generations"] == 3
+    # Client JSON keeps its key order and its nulls; absent keys stay absent.
+    m1 = next(r["row"] for r in rows if r["table"] == "messages" and r["row"]["id"] == "m1")
+    assert json.dumps(m1["metadata"]) == '{"z": 1, "a": null}'
+    assert "metadata" not in next(r["row"] for r in rows if r["table"] == "messages" and r["row"]["id"] == "m2")
+
+
+async def test_exporting_an_unknown_user_is_not_found(vault: Any) -> None:
+    with pytest.raises(Exception, match="no user 'ghost'"):
+        [line async for line in vault.export(user_id="ghost")]
+
+
+@pytest.mark.postgres
+async def test_sqlite_export_import_into_a_fresh_postgres_schema_export_is_byte_identical(
+    pg_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'src.db'}", test_model_tps=0)
+    async with Vault(settings) as vault:
+        await fill(vault, "alice")
+        await fill(vault, "bob", chats_n=1)
+        first = await dump_all(vault.store)
+    url, schema = pg_schema
+    target = Store(url, schema=schema)
+    try:
+        await target.upgrade()
+        async with target.write() as conn:
+            from genvault.ops.archive import import_lines
+
+            await import_lines(conn, first.splitlines(keepends=True))
+        assert await dump_all(target) == first
+    finally:
+        await target.aclose()
+
+
+async def test_a_user_archive_moves_to_another_database_and_back_unchanged(vault: Any, tmp_path: Path) -> None:
+    await fill(vault, "alice")
+    archive = b"".join([line async for line in vault.export(user_id="alice")])
+    other = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        await other.upgrade()
+        async with other.write() as conn:
+            from genvault.ops.archive import import_lines
+
+            result = await import_lines(conn, archive.splitlines(keepends=True))
+        assert result["rows"]["chats"] == 3
+        async with snapshot(other) as conn:
+            again = b"".join([line async for line in export_lines(conn, user_id="alice")])
+        assert again == archive
+    finally:
+        await other.aclose()
+
+
+async def test_importing_into_a_database_that_has_the_rows_changes_nothing(vault: Any) -> None:
+    await fill(vault, "alice", chats_n=1)
+    archive = b"".join([line async for line in vault.export(user_id="alice")])
+    before = await dump_all(vault.store)
+    with pytest.raises(Exception, match="already holds"):
+        await vault.import_archive(archive.splitlines(keepends=True))
+    assert await dump_all(vault.store) == before
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda lines: lines[:-1], "no end line"),
+        (lambda lines: lines[:3] + lines[4:], "does not match|damaged"),
+        (lambda lines: [b'{"format":"zip"}\n', *lines[1:]], "not a genvault archive"),
+        (lambda lines: [lines[0], b"not json\n", *lines[1:]], "line 2: not JSON"),
+        (lambda lines: [lines[0], b'{"table":"nope","row":{}}\n', *lines[1:]], "unknown table"),
+        (lambda lines: [lines[0], b'{"table":"chats","row":{"colour":1}}\n', *lines[1:]], "no column 'colour'"),
+    ],
+)
+async def test_a_damaged_archive_is_refused_with_a_reason_and_nothing_is_written(
+    vault: Any, tmp_path: Path, mangle: Any, message: str
+) -> None:
+    await fill(vault, "alice", chats_n=1)
+    lines = [line async for line in vault.export(user_id="alice")]
+    await vault.erase_user("alice")
+    before = await dump_all(vault.store)
+    with pytest.raises(InvalidRequest, match=message):
+        await vault.import_archive(mangle(lines))
+    assert await dump_all(vault.store) == before
+
+
+async def test_erasing_a_user_leaves_no_row_with_their_id_and_others_untouched(vault: Any) -> None:
+    await fill(vault, "alice")
+    await fill(vault, "bob")
+    bob_before = b"".join([line async for line in vault.export(user_id="bob")])
+    # A live (retained) stream buffer of alice's.
+    turn = await vault.chat("alice-chat-0", message={**USER_MESSAGE, "id": "u2"}, user_id="alice")
+    await vault.wait(turn.generation.id, user_id="alice")
+    assert await vault.hub.exists(turn.generation.id)
+
+    receipt = await vault.erase_user("alice", actor_user_id="local")
+
+    assert await rows_mentioning(vault.store, "alice") == {"audit_events.subject_user_id": 1}
+    assert not await vault.hub.exists(turn.generation.id)
+    assert receipt.counts["chats"] == 3
+    assert receipt.counts["generations"] == 4
+    assert receipt.counts["parts"] > 0
+    assert receipt.counts["users"] == 1
+    assert receipt.counts["stream_buffers"] >= 1
+    assert b"".join([line async for line in vault.export(user_id="bob")]) == bob_before
+    async with vault.store.read() as conn:
+        event = (await conn.execute(select(audit_events))).mappings().one()
+    assert event["action"] == "erase_user"
+    assert event["actor_user_id"] == "local"
+    assert event["counts"] == receipt.counts
+    assert "hello" not in str(dict(event))
+
+
+async def test_erasing_twice_is_safe_and_the_second_receipt_is_all_zeros(vault: Any) -> None:
+    await fill(vault, "alice", chats_n=1)
+    await vault.erase_user("alice")
+    again = await vault.erase_user("alice")
+    assert set(again.counts.values()) == {0}
+
+
+async def test_erasure_stops_a_running_generation_first(vault_factory: Any) -> None:
+    slow = tm.TestProvider(tokens_per_second=5)
+    vault = await vault_factory(providers={"offline": slow})
+    await vault.create_user("alice")
+    record = await vault.generate("a long story " * 20, user_id="alice", params={"max_tokens": 500})
+    receipt = await vault.erase_user("alice")
+    assert receipt.counts["generations"] == 1
+    assert await rows_mentioning(vault.store, "alice") == {"audit_events.subject_user_id": 1}
+    assert not vault.engine.is_running_here(record.id)
+
+
+async def test_another_users_cache_hit_on_an_erased_generation_keeps_only_its_own_data(vault: Any) -> None:
+    await fill(vault, "alice", chats_n=0)
+    await fill(vault, "bob", chats_n=0)
+    async with vault.store.write() as conn:
+        alice_gen = (await conn.execute(select(generations.c.id).where(generations.c.user_id == "alice"))).scalar()
+        await conn.execute(update(generations).where(generations.c.user_id == "bob").values(cached_from=alice_gen))
+    await vault.erase_user("alice")
+    async with vault.store.read() as conn:
+        links = (await conn.execute(select(generations.c.cached_from).where(generations.c.user_id == "bob"))).all()
+    assert links
+    assert all(link[0] is None for link in links)
+
+
+async def test_retention_deletes_old_chats_and_generations_per_kind_only(vault_factory: Any) -> None:
+    vault = await vault_factory(
+        providers={"offline": tm.TestProvider(tokens_per_second=0)},
+        settings_overrides={"retention_days_chat": 30, "retention_days_text": 7},
+    )
+    await fill(vault, "alice")
+    old = datetime.now(UTC) - timedelta(days=40)
+    async with vault.store.write() as conn:
+        await conn.execute(update(chats).where(chats.c.id == "alice-chat-0").values(updated_at=old))
+        await conn.execute(
+            update(generations)
+            .where(generations.c.kind == "text")
+            .values(created_at=datetime.now(UTC) - timedelta(days=8))
+        )
+    report = await vault.apply_retention()
+    assert report.counts["chats"] == 1
+    assert report.counts["generations"] == 2  # the old chat's reply and the old text generation
+    async with vault.store.read() as conn:
+        remaining = set((await conn.execute(select(chats.c.id))).scalars().all())
+        kinds = (await conn.execute(select(generations.c.kind))).scalars().all()
+        orphan_parts = (
+            await conn.execute(select(func.count()).select_from(parts).where(parts.c.chat_id == "alice-chat-0"))
+        ).scalar()
+        event = (await conn.execute(select(audit_events))).mappings().one()
+    assert remaining == {"alice-chat-1", "alice-imported"}
+    assert sorted(kinds) == ["chat"]
+    assert orphan_parts == 0
+    assert event["action"] == "retention"
+    assert event["subject_user_id"] is None
+    assert (await vault.apply_retention()).counts == {}  # nothing more to do, no new event
+
+
+async def test_verify_finds_missing_parts_and_stuck_records(vault: Any) -> None:
+    await fill(vault, "alice", chats_n=1)
+    assert (await vault.verify()).ok
+    async with vault.store.write() as conn:
+        await conn.execute(parts.delete().where(parts.c.chat_id == "alice-chat-0", parts.c.message_id == "u1"))
+        await conn.execute(
+            update(generations)
+            .where(generations.c.kind == "text")
+            .values(status="streaming", lease_expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    report = await vault.verify()
+    assert report.problem_count == 2
+    assert any("message 'u1'" in p and "no parts" in p for p in report.problems)
+    assert any("stuck streaming" in p for p in report.problems)

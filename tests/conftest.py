@@ -120,6 +120,69 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str |
     return url, schema
 
 
+# -- S3 (moto's standalone server on loopback) ------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server for this test session: moto's standalone server, in its own
+    process on a free loopback port. Yields its endpoint URL."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except httpx.TransportError as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    _service_unavailable("moto's S3 server (pip install 'moto[server]')", exc)
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_settings(s3_endpoint: str) -> dict[str, Any]:
+    """Settings values for a fresh, empty bucket of this test's own on the session's S3 server."""
+    import httpx
+
+    bucket = f"gv-{uuid.uuid4().hex[:16]}"
+    httpx.put(f"{s3_endpoint}/{bucket}", timeout=10).raise_for_status()
+    return {
+        "blob_store": "s3",
+        "s3_bucket": bucket,
+        "s3_prefix": "genvault",
+        "s3_endpoint": s3_endpoint,
+        "s3_region": "us-east-1",
+        "s3_access_key_id": "testing",
+        "s3_secret_access_key": "testing",
+        "s3_allow_http": True,
+    }
+
+
 # -- vaults --------------------------------------------------------------------------------------
 
 

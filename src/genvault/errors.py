@@ -3,10 +3,12 @@
     GenvaultError
     ├── CallerError            the request is wrong; retrying it unchanged fails again (HTTP 4xx)
     │   ├── InvalidRequest     malformed or out-of-range input (400 / 422)
-    │   │   └── PayloadTooLarge  a body or file over a configured limit (413)
+    │   │   ├── PayloadTooLarge  a body or file over a configured limit (413)
+    │   │   └── UnsupportedMediaType  a file whose media type is not allowed (415)
     │   ├── Unauthorized       no or bad credentials (401)
     │   ├── Forbidden          authenticated, but not allowed (403)
     │   ├── NotFound           no such record, or not visible to this user (404)
+    │   │   └── BlobNotFound   no object under that sha256 in the blob store
     │   └── Conflict           the record's state forbids the operation (409)
     └── RuntimeFailure         something outside the caller's control failed
         ├── StorageError       the database or blob store failed
@@ -19,6 +21,7 @@ code never import FastAPI.
 from __future__ import annotations
 
 __all__ = [
+    "BlobNotFound",
     "CallerError",
     "Conflict",
     "Forbidden",
@@ -30,6 +33,7 @@ __all__ = [
     "RuntimeFailure",
     "StorageError",
     "Unauthorized",
+    "UnsupportedMediaType",
 ]
 
 
@@ -55,6 +59,10 @@ class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(InvalidRequest):
+    code = "unsupported_media_type"
+
+
 class Unauthorized(CallerError):
     code = "unauthorized"
 
@@ -65,6 +73,16 @@ class Forbidden(CallerError):
 
 class NotFound(CallerError):
     code = "not_found"
+
+
+class BlobNotFound(NotFound):
+    """The blob store has no object under this sha256 (never written, deleted, or erased)."""
+
+    code = "blob_not_found"
+
+    def __init__(self, sha256: str) -> None:
+        super().__init__(f"no stored object with sha256 {sha256}")
+        self.sha256 = sha256
 
 
 class Conflict(CallerError):

@@ -13,6 +13,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 __all__ = [
+    "FileRecord",
     "Generation",
     "GenerationKind",
     "GenerationStatus",
@@ -101,6 +102,26 @@ class Generation(BaseModel):
     @property
     def is_final(self) -> bool:
         return self.status not in ("pending", "streaming")
+
+
+class FileRecord(BaseModel):
+    """One stored file: an upload in a chat, or an image a generation made. `url` is permanent:
+    it answers for as long as the record exists (until its owner erases it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    url: str
+    sha256: str
+    size: int
+    media_type: str
+    filename: str | None = None
+    user_id: str
+    generation_id: str | None = None
+    chat_id: str | None = None
+    message_id: str | None = None
+    part_position: int | None = None
+    created_at: datetime
 
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["CompatibleProvider", "PriceOverride", "Settings", "default_data_dir"]
@@ -68,6 +68,26 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     anthropic_base_url: str | None = None
 
+    # -- files (the blob store) -------------------------------------------------------------
+    # `local`: a directory (`blob_dir`, default `data_dir/blobs`). `s3`: any S3-compatible store.
+    blob_store: Literal["local", "s3"] = "local"
+    blob_dir: Path | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str | None = None  # keys go under this folder of the bucket
+    s3_endpoint: str | None = None  # e.g. http://127.0.0.1:9000 for MinIO; None = AWS
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_allow_http: bool = False  # only for an endpoint on a trusted network
+    # File URLs are `/files/{id}`; with this set (`https://vault.example.com`) they are absolute.
+    public_url: str | None = None
+    # Files uploaded in chats or made by models: larger ones are refused (413), other media types
+    # too (415). Patterns are `type/subtype` or `type/*`.
+    max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    allowed_media_types: list[str] = Field(
+        default_factory=lambda: ["image/*", "audio/*", "video/*", "text/*", "application/pdf", "application/json"]
+    )
+
     # -- the HTTP server --------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -91,6 +111,15 @@ class Settings(BaseSettings):
         if scheme not in {"sqlite", "postgresql", "postgres"}:
             raise ValueError(f"database URL must start with sqlite:// or postgresql://, got {scheme}://")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return self.blob_dir or self.data_dir / "blobs"
 
     @property
     def resolved_database_url(self) -> str:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault.blobs import BlobStore, blob_store_from_settings, check_file
 from genvault.chat_turns import Trigger, TurnPlan, prepare_turn
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound
@@ -38,10 +39,11 @@ from genvault.ops.retention import RetentionReport, apply_retention
 from genvault.ops.verify import VerifyReport, verify
 from genvault.providers.base import ModelRequest, Provider
 from genvault.providers.registry import ProviderRegistry
-from genvault.records import Generation, Page, UsageRow
+from genvault.records import FileRecord, Generation, Page, UsageRow
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import chats as chat_store
+from genvault.store import files as file_store
 from genvault.store import generations as gen_store
 from genvault.store.schema import MISSING, users
 from genvault.store.text import check_storable
@@ -184,6 +186,7 @@ class Vault:
         providers: dict[str, Provider] | None = None,
         http_client: httpx.AsyncClient | None = None,
         hub: StreamHub | None = None,
+        blobs: BlobStore | None = None,
         database_schema: str | None = None,
         migrate: bool = True,
         sweep_interval: float | None = None,
@@ -192,6 +195,7 @@ class Vault:
         self.settings = settings or Settings()
         self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
         self.hub: StreamHub = hub or MemoryHub()
+        self.blobs: BlobStore = blobs or blob_store_from_settings(self.settings)
         self.registry = ProviderRegistry(self.settings, http_client=http_client, providers=providers)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings)
         self._migrate = migrate
@@ -529,6 +533,83 @@ class Vault:
         if active is None:
             raise Conflict(f"chat {chat_id!r} has no reply running; nothing to cancel")
         return await self.cancel(active.id, user_id=user_id)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def file_url(self, file_id: str) -> str:
+        """The file's permanent URL: `/files/{id}`, absolute when `public_url` is set."""
+        return f"{self.settings.public_url or ''}/files/{file_id}"
+
+    def _file_record(self, row: dict[str, Any]) -> FileRecord:
+        return FileRecord.model_validate({**row, "url": self.file_url(row["id"])})
+
+    async def store_file(
+        self,
+        data: bytes,
+        *,
+        media_type: str,
+        user_id: str,
+        filename: str | None = None,
+        generation_id: str | None = None,
+        chat_id: str | None = None,
+        message_id: str | None = None,
+        part_position: int | None = None,
+    ) -> FileRecord:
+        """Keep `data` in the blob store and record who references it; returns the file with its
+        permanent URL. Refused files (media type, size, a path for a name) store nothing."""
+        media_type, filename = check_file(data, media_type, filename, self.settings)
+        data = bytes(data)
+        sha256 = await self.blobs.put(data)
+        async with self.store.write() as conn:
+            await ensure_user(conn, user_id)
+            row = await file_store.insert_row(
+                conn,
+                id=new_id("file"),
+                user_id=user_id,
+                sha256=sha256,
+                media_type=media_type,
+                size=len(data),
+                filename=filename,
+                generation_id=generation_id,
+                chat_id=chat_id,
+                message_id=message_id,
+                part_position=part_position,
+            )
+        # An erasure may have deleted the object between our put and our row's commit (it saw no
+        # reference yet). Now that the row is visible, make sure the object is there.
+        if not await self.blobs.exists(sha256):
+            await self.blobs.put(data)
+        return self._file_record(row)
+
+    async def get_file(self, file_id: str, *, user_id: str | None) -> FileRecord:
+        """The file's record; `NotFound` unless `user_id` owns it or it belongs to a chat shared by
+        link or public (`user_id=None`: anyone's)."""
+        if not isinstance(file_id, str) or not 0 < len(file_id) <= 40:
+            raise NotFound(f"no file {str(file_id)[:50]!r}")
+        async with self.store.read() as conn:
+            return self._file_record(await file_store.get_row(conn, file_id, user_id))
+
+    async def read_file(self, file_id: str, *, user_id: str | None) -> bytes:
+        record = await self.get_file(file_id, user_id=user_id)
+        return await self.blobs.get(record.sha256)
+
+    async def generation_files(self, generation_id: str, *, user_id: str | None = LOCAL_USER_ID) -> list[FileRecord]:
+        """The files a generation made (its images), in order."""
+        await self.get_generation(generation_id, user_id=user_id)
+        async with self.store.read() as conn:
+            rows = await file_store.list_for_generation(conn, generation_id)
+        return [self._file_record(r) for r in rows]
+
+    async def delete_file(self, file_id: str, *, user_id: str) -> None:
+        """Forget the file (owner only); its object goes too once nothing else references it."""
+        record = await self.get_file(file_id, user_id=user_id)
+        if record.user_id != user_id:
+            raise NotFound(f"no file {file_id!r}")
+        async with self.store.write() as conn:
+            await file_store.delete_rows(conn, [file_id])
+            remaining = await file_store.references(conn, record.sha256)
+        if remaining == 0:
+            await self.blobs.delete(record.sha256)
 
     # -- reading records ------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from genvault.errors import (
     ProviderError,
     StorageError,
     Unauthorized,
+    UnsupportedMediaType,
 )
 
 __all__ = ["error_response", "install_error_handlers", "status_for"]
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _STATUS: list[tuple[type[GenvaultError], int]] = [
     (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
     (InvalidRequest, 400),
     (Unauthorized, 401),
     (Forbidden, 403),

@@ -50,6 +50,7 @@ __all__ = [
     "UTCDateTime",
     "api_keys",
     "audit_events",
+    "blobs",
     "chats",
     "generations",
     "messages",
@@ -321,6 +322,29 @@ generations = Table(
     Index(None, "status", "lease_expires_at"),
     Index(None, "chat_id", "created_at"),
     Index(None, "cache_key"),
+)
+
+# One row per reference to a stored file: an upload in a chat message, an image a generation made.
+# The bytes live in the blob store under their sha256, so rows may share one object; an object is
+# deleted only when no row names its sha256 any more. Rows carry `user_id` like every user-data
+# table, so exporting or erasing a user reaches their files.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("id", String(40), primary_key=True),  # file_<ulid>: the permanent URL is /files/{id}
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("sha256", String(64), nullable=False, index=True),  # hex; the object's key in the store
+    Column("media_type", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("filename", String(500)),
+    # What produced or carries the file. No foreign keys: a file outlives nothing it is linked to
+    # by accident, and erasing a chat erases its files explicitly (blobs first, then objects).
+    Column("generation_id", String(40), index=True),
+    Column("chat_id", String(200)),
+    Column("message_id", String(200)),
+    Column("part_position", Integer),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "user_id", "created_at"),
 )
 
 # Who erased or expired what, and how much: kept after the data is gone, as the proof that it is.

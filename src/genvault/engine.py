@@ -9,6 +9,8 @@
    event moves the record to `streaming` with `first_token_at`.
 3. `_checkpointer`, beside it, writes the partial output and renews the lease at least every
    `checkpoint_ms`: a crash loses at most that window.
+   An identical request (same cache key) does not call the provider: `genvault.cache.dedup`
+   decides, and `_copy` replays the earlier or running generation into this record instead.
 4. `_finalize` writes status, output, usage, cost and timings in one transaction, guarded by the
    current status, so it happens once. Provider failure → `error`, cancel → `cancelled`, both
    keeping the partial output; a dead process → `interrupted` by `sweep` (start-up and periodic),
@@ -23,7 +25,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault import pricing
+from genvault.cache.dedup import CachePolicy, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
 from genvault.providers.base import (
@@ -44,6 +47,7 @@ from genvault.providers.base import (
 )
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, GenerationKind, nano_to_usd
+from genvault.replay import chunks_from_record
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
@@ -89,6 +93,11 @@ class Run:
     cancel_requested: bool = False
     cost: pricing.Cost | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    cache_key: str | None = None
+    cache_policy: CachePolicy | None = None
+    # A copy of another generation (a cache hit, or a joined identical request).
+    cached_from: str | None = None
+    saved_nano_usd: int | None = None
 
     @property
     def result_text(self) -> str:
@@ -126,11 +135,19 @@ def _sdk_usage(usage: StreamUsage) -> dict[str, int]:
 
 
 class Engine:
-    def __init__(self, store: Store, hub: StreamHub, registry: ProviderRegistry, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: StreamHub,
+        registry: ProviderRegistry,
+        settings: Settings,
+        dedup: Dedup | None = None,
+    ) -> None:
         self.store = store
         self.hub = hub
         self.registry = registry
         self.settings = settings
+        self.dedup = dedup
         # Identifies this process in leases: host, pid, and a nonce in case the pid is reused.
         self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, Run] = {}
@@ -164,12 +181,14 @@ class Engine:
         first_chunks: list[Chunk] | None = None,
         tools: Mapping[str, Tool] | None = None,
         next_messages: Callable[[], list[dict[str, Any]]] | None = None,
+        cache: CachePolicy | None = None,
     ) -> Generation:
         """Commit the pending record, start the provider call in the background, return the record.
 
         `before_insert(conn, generation_id)` runs in the same transaction as the pending insert
         (chat turns append the user message there). With an `idempotency_key` already used by
-        this user for the same request, the existing record comes back and nothing runs.
+        this user for the same request, the existing record comes back and nothing runs. With a
+        `cache` policy, an identical earlier or running request is copied instead of called.
         """
         provider, bare_model = self.registry.resolve(model)  # raises InvalidRequest: nothing written yet
         provider_name = model.split("/", 1)[0]  # as asked for; prices are looked up under it
@@ -188,6 +207,12 @@ class Engine:
                 await before_insert(conn, generation_id)
             # A chat turn decides its assistant message id inside the transaction.
             message_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+            # After before_insert: a chat turn's messages are known only now.
+            key = (
+                self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
+                if self.dedup
+                else None
+            )
             record = await gen_store.insert_pending(
                 conn,
                 {
@@ -203,6 +228,7 @@ class Engine:
                     "lease_owner": self.owner_id,
                     "lease_expires_at": now + self._lease,
                     "idempotency_key": idempotency_key,
+                    "cache_key": key,
                 },
             )
         if record is None:  # lost a race for the idempotency key
@@ -220,15 +246,22 @@ class Engine:
             model=model,
             message_id=message_id,
             snapshot=snapshot,
+            cache_key=key,
+            cache_policy=cache,
         )
         self._runs[generation_id] = run
+        # Open before deciding, so a request that joins this one finds its stream at once.
         await self.hub.open(generation_id)
-        task = asyncio.create_task(
-            self._run(
+        source = None
+        if self.dedup is not None and key is not None and cache is not None:
+            source = await self.dedup.decide(key, generation_id, user_id, cache)
+        if source is not None:
+            work = self._copy(run, source, chunk_sink, finalize_hook)
+        else:
+            work = self._run(
                 run, provider, model_request, chunk_sink, finalize_hook, first_chunks or [], tools or {}, next_messages
-            ),
-            name=f"genvault:{generation_id}",
-        )
+            )
+        task = asyncio.create_task(work, name=f"genvault:{generation_id}")
         self._tasks[generation_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(generation_id, None))
         return record
@@ -319,15 +352,91 @@ class Engine:
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
             await self._publish(run, [{"type": "error", "errorText": "internal error"}], sink)
         finally:
-            checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checkpointer
-            try:
-                await asyncio.shield(self._finalize(run, status, error, finalize_hook))
-            finally:
-                await self.hub.close(run.generation_id)
-                self._runs.pop(run.generation_id, None)
-                run.done.set()
+            await self._end(run, checkpointer, status, error, finalize_hook)
+
+    async def _copy(self, run: Run, source_id: str, sink: ChunkSink | None, finalize_hook: FinalizeHook | None) -> None:
+        """Run `run` as a copy of generation `source_id`: its stream from the start (live while it
+        runs), then its final text; the provider is not called."""
+        checkpointer = asyncio.create_task(self._checkpointer(run))
+        status, error = "complete", None
+        run.started_at = _now()
+        run.cached_from = source_id
+        run.cost = pricing.Cost(nano_usd=0, source="cache")
+        try:
+            async for chunk in self._source_chunks(source_id):
+                if run.first_token_at is None:
+                    await self._mark_streaming(run)
+                if chunk["type"] == "text-delta":
+                    run.text.append(chunk["delta"])
+                await self._publish(run, [self._retarget(run, chunk)], sink)
+            await self.wait(source_id)
+            async with self.store.read() as conn:
+                source = await gen_store.get(conn, source_id)
+            if source.status == "complete":
+                run.text = [source.result_text or ""]
+                run.finish_reason = source.finish_reason
+                run.saved_nano_usd = source.cost_nano_usd
+            else:
+                status, error = "error", f"the identical generation {source_id} it joined ended {source.status}"
+        except asyncio.CancelledError:
+            status, error = ("interrupted", "the server shut down") if self._shutting_down else ("cancelled", None)
+            await self._publish(run, [{"type": "abort"}], sink)
+        except Exception as exc:
+            log.exception("copy of %s into %s failed", source_id, run.generation_id)
+            status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
+            await self._publish(run, [{"type": "error", "errorText": "internal error"}], sink)
+        finally:
+            await self._end(run, checkpointer, status, error, finalize_hook)
+
+    async def _source_chunks(self, source_id: str) -> AsyncIterator[Chunk]:
+        if await self.hub.exists(source_id):
+            async for chunk in self.hub.follow(source_id):
+                yield chunk
+            return
+        await self.wait(source_id)  # running where this hub cannot see: its record, once final
+        async with self.store.read() as conn:
+            record = await gen_store.get(conn, source_id)
+        for chunk in chunks_from_record(record):
+            yield chunk
+
+    @staticmethod
+    def _retarget(run: Run, chunk: Chunk) -> Chunk:
+        """The source's chunk as this record's: its own message id, and its own id and zero cost
+        in the finish metadata (a new dict: the source's chunk is shared with its followers)."""
+        if chunk["type"] == "start":
+            return {**chunk, "messageId": run.message_id}
+        if chunk["type"] == "finish":
+            genvault = {"generationId": run.generation_id, "model": run.model, "costUsd": "0"}
+            genvault["cachedFrom"] = run.cached_from or ""
+            finish: Chunk = {k: v for k, v in chunk.items() if k != "messageMetadata"}
+            finish["messageMetadata"] = {"genvault": genvault}
+            return finish
+        return chunk
+
+    async def _end(
+        self,
+        run: Run,
+        checkpointer: asyncio.Task[None],
+        status: str,
+        error: str | None,
+        finalize_hook: FinalizeHook | None,
+    ) -> None:
+        checkpointer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await checkpointer
+        try:
+            await asyncio.shield(self._finalize(run, status, error, finalize_hook))
+            if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
+                complete = status == "complete" and run.cached_from is None
+                await asyncio.shield(
+                    self.dedup.finished(
+                        run.cache_key, run.generation_id, run.user_id, complete=complete, policy=run.cache_policy
+                    )
+                )
+        finally:
+            await self.hub.close(run.generation_id)
+            self._runs.pop(run.generation_id, None)
+            run.done.set()
 
     @staticmethod
     async def _execute(tool: Tool, call: StreamToolCall) -> Chunk:
@@ -393,6 +502,8 @@ class Engine:
                     task.cancel()
                 return
             last_write = now_mono
+            if self.dedup is not None and run.cache_key is not None and run.cached_from is None:
+                await self.dedup.renew(run.cache_key, run.generation_id)
 
     async def _checkpoint(self, run: Run) -> bool:
         run.dirty = False
@@ -439,6 +550,10 @@ class Engine:
             "first_token_at": run.first_token_at,
             "finished_at": _now(),
         }
+        if run.cached_from is not None:
+            values.update(
+                cached_from=run.cached_from, saved_nano_usd=run.saved_nano_usd if status == "complete" else None
+            )
         async with self.store.write() as conn:
             if not await gen_store.finalize(conn, run.generation_id, values):
                 return  # already final (cancelled or swept elsewhere): keep that outcome

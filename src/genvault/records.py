@@ -77,11 +77,18 @@ class Generation(BaseModel):
     idempotency_key: str | None = None
     cache_key: str | None = None
     cached_from: str | None = None
+    # On a cache hit: what the original cost (this record's own cost is 0).
+    saved_nano_usd: int | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def cost_usd(self) -> Decimal | None:
         return nano_to_usd(self.cost_nano_usd)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def saved_usd(self) -> Decimal | None:
+        return nano_to_usd(self.saved_nano_usd)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -147,8 +154,17 @@ class UsageRow(BaseModel):
     cost_nano_usd: int
     # Generations whose cost is unknown (no price for the model) are counted, not guessed.
     unpriced_generations: int
+    # Generations answered by the dedup cache (or by joining an identical running request), and
+    # what they would have cost.
+    cache_hits: int = 0
+    saved_nano_usd: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def cost_usd(self) -> Decimal:
         return Decimal(self.cost_nano_usd) / NANO_PER_USD
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def saved_usd(self) -> Decimal:
+        return Decimal(self.saved_nano_usd) / NANO_PER_USD

@@ -63,6 +63,22 @@ class Settings(BaseSettings):
     retention_days_text: int | None = Field(default=None, ge=1)
     retention_days_image: int | None = Field(default=None, ge=1)
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    # The dedup cache: a repeated identical request within this many seconds gets the earlier
+    # result without a provider call (0 turns the cache off; per request: `cache`, `cache_ttl`).
+    cache_ttl_seconds: float = Field(default=3600.0, ge=0)
+    # `user`: the cache key includes the user id, so nobody ever receives a record derived from
+    # another user's request, and a hit's timing reveals nothing about what others asked.
+    # `global`: identical requests share results across users (cheaper; use only when every
+    # user trusts every other, e.g. one team).
+    cache_scope: Literal["user", "global"] = "user"
+    # Redis (`redis://host:6379/0`): the dedup cache, cross-process single-flight and live streams
+    # any process can resume. Unset: an SQL cache table and an in-process stream hub.
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="genvault:", max_length=100)
+    # Redis Streams keep at most about this many chunks per generation, and a finished stream
+    # this long (then the database record is the replay source).
+    stream_maxlen: int = Field(default=100_000, ge=100)
+    stream_retain_seconds: float = Field(default=300.0, gt=0)
     price_overrides: dict[str, PriceOverride] = Field(default_factory=dict)
     compatible_providers: dict[str, CompatibleProvider] = Field(default_factory=dict)
     openai_base_url: str | None = None

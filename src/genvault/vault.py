@@ -23,12 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings, check_file
+from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
 from genvault.chat_turns import Trigger, TurnPlan, prepare_turn
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound
 from genvault.ids import new_id
-from genvault.messages.assembler import MessageAssembler, encode_message
+from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.messages.validate import ToolSchemas, validate_ui_messages
@@ -40,6 +42,7 @@ from genvault.ops.verify import VerifyReport, verify
 from genvault.providers.base import ModelRequest, Provider
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import FileRecord, Generation, Page, UsageRow
+from genvault.replay import chunks_from_record
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import chats as chat_store
@@ -48,7 +51,7 @@ from genvault.store import generations as gen_store
 from genvault.store.schema import MISSING, users
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
-from genvault.streams import MemoryHub, StreamHub
+from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.tools import Tool, ToolExecutor
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
@@ -85,6 +88,17 @@ def parse_params(params: dict[str, Any] | GenerationParams | None) -> Generation
         return GenerationParams.model_validate(params or {})
     except ValidationError as exc:
         raise invalid(exc, "parameters") from None
+
+
+MAX_CACHE_TTL = 30 * 24 * 3600.0
+
+
+def cache_policy(cache: bool, ttl: float | None) -> CachePolicy:
+    if not isinstance(cache, bool):
+        raise InvalidRequest("cache must be true or false")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_CACHE_TTL):
+        raise InvalidRequest(f"cache_ttl must be a number of seconds above 0 and at most {MAX_CACHE_TTL:.0f}")
+    return CachePolicy(enabled=cache, ttl_seconds=None if ttl is None else float(ttl))
 
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -152,30 +166,6 @@ class _TurnHooks:
             await chat_store.set_active_generation(conn, self.chat_id, None)
 
 
-def chunks_from_record(record: Generation) -> list[dict[str, Any]]:
-    """The UI message stream of a finished generation, rebuilt from what the record stored."""
-    chunks: list[dict[str, Any]] = [{"type": "start", "messageId": record.message_id or record.id}]
-    if record.result_message is not None:
-        encoded = encode_message(parse_ui_message(record.result_message))
-        chunks += [c for c in encoded if c["type"] not in ("start", "finish")]
-    else:
-        chunks.append({"type": "start-step"})
-        if record.result_text:
-            chunks += [
-                {"type": "text-start", "id": "t1"},
-                {"type": "text-delta", "id": "t1", "delta": record.result_text},
-                {"type": "text-end", "id": "t1"},
-            ]
-        chunks.append({"type": "finish-step"})
-    if record.status == "error":
-        chunks.append({"type": "error", "errorText": record.error or "the generation failed"})
-    elif record.status in ("cancelled", "interrupted"):
-        chunks.append({"type": "abort"})
-        return chunks
-    chunks.append({"type": "finish"})
-    return chunks
-
-
 class Vault:
     """Keeps every generation. Use as `async with Vault(settings) as vault: ...`."""
 
@@ -194,10 +184,29 @@ class Vault:
     ) -> None:
         self.settings = settings or Settings()
         self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
-        self.hub: StreamHub = hub or MemoryHub()
+        # Redis, when configured, holds the dedup cache and the live streams (any process can
+        # resume any generation); otherwise an SQL table and an in-process hub.
+        self.redis_health = RedisHealth()
+        self.redis = connect(self.settings.redis_url) if self.settings.redis_url else None
+        self.cache: Cache
+        if self.redis is not None:
+            prefix = self.settings.redis_prefix
+            self.cache = RedisCache(self.redis, prefix=prefix)
+            default_hub: StreamHub = RedisHub(
+                self.redis,
+                prefix=prefix,
+                maxlen=self.settings.stream_maxlen,
+                retain_seconds=self.settings.stream_retain_seconds,
+                health=self.redis_health,
+            )
+        else:
+            self.cache = SqlCache(self.store)
+            default_hub = MemoryHub(retain_seconds=self.settings.stream_retain_seconds)
+        self.hub: StreamHub = hub or default_hub
         self.blobs: BlobStore = blobs or blob_store_from_settings(self.settings)
         self.registry = ProviderRegistry(self.settings, http_client=http_client, providers=providers)
-        self.engine = Engine(self.store, self.hub, self.registry, self.settings)
+        self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health)
+        self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -256,6 +265,9 @@ class Vault:
         await self.engine.aclose(grace_seconds=grace_seconds)
         await self.hub.aclose()
         await self.registry.aclose()
+        await self.cache.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.store.aclose()
         self._started = False
 
@@ -291,10 +303,14 @@ class Vault:
         params: dict[str, Any] | GenerationParams | None = None,
         user_id: str = LOCAL_USER_ID,
         idempotency_key: str | None = None,
+        cache: bool = True,
+        cache_ttl: float | None = None,
     ) -> Generation:
         """Start a text generation and return its `pending` record at once.
 
-        The model runs in the background; follow it with `stream(id)`, wait with `wait(id)`.
+        The model runs in the background; follow it with `stream(id)`, wait with `wait(id)`. An
+        identical request within the cache TTL (or still running) is answered from it without a
+        provider call: `cache=False` always calls; `cache_ttl` (seconds) overrides the TTL.
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequest("prompt is empty: give the text to send to the model")
@@ -322,6 +338,7 @@ class Vault:
             request_json=request_json,
             model_request=model_request,
             idempotency_key=idempotency_key,
+            cache=cache_policy(cache, cache_ttl),
         )
 
     # -- tools ----------------------------------------------------------------------------------
@@ -362,6 +379,8 @@ class Vault:
         params: dict[str, Any] | GenerationParams | None = None,
         user_id: str = LOCAL_USER_ID,
         idempotency_key: str | None = None,
+        cache: bool = True,
+        cache_ttl: float | None = None,
     ) -> ChatTurn:
         """Start a chat turn: save the user's message (or the client's tool results), mint the
         assistant message id, and start the reply. Returns at once; follow it with
@@ -390,6 +409,8 @@ class Vault:
             params=param_json,
         )
         plan: dict[str, TurnPlan] = {}
+        # Regenerating asks for a different answer than the cached one, so it always calls.
+        policy = cache_policy(cache and trigger != "regenerate-message", cache_ttl)
 
         async def before_insert(conn: AsyncConnection, generation_id: str) -> None:
             turn = await prepare_turn(
@@ -403,6 +424,9 @@ class Vault:
                 generation_id=generation_id,
             )
             plan["turn"] = turn
+            if turn.continued:
+                # Continuing a message (client tool results) is tied to this chat's own reply.
+                policy.enabled = False
             model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
             request_json["messages_before"] = len(turn.history)
             hooks.message_id = turn.assistant_id
@@ -435,6 +459,7 @@ class Vault:
             finalize_hook=hooks.finalize,
             tools=self.tools,
             next_messages=hooks.next_messages,
+            cache=policy,
         )
         turn = plan.get("turn")
         return ChatTurn(

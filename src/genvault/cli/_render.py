@@ -51,6 +51,8 @@ def summary_line(record: Generation) -> str:
     if u.reasoning_tokens:
         parts.append(f"{tokens(u.reasoning_tokens)} reasoning")
     parts.append(f"cost {usd(record.cost_usd)}")
+    if record.cached_from:
+        parts.append(f"from cache ({record.cached_from}, saved {usd(record.saved_usd)})")
     parts.append(record.url)
     return " · ".join(parts)
 
@@ -84,6 +86,8 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
         "reasoning": sum(r.reasoning_tokens for r in rows),
         "cost": sum((r.cost_usd for r in rows), Decimal(0)),
         "unpriced": sum(r.unpriced_generations for r in rows),
+        "hits": sum(r.cache_hits for r in rows),
+        "saved": sum((r.saved_usd for r in rows), Decimal(0)),
     }
     table.add_column(group_by, footer="total")
     table.add_column("generations", justify="right", footer=f"{totals['generations']:,}")
@@ -93,6 +97,8 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
     table.add_column("reasoning", justify="right", footer=f"{totals['reasoning']:,}")
     table.add_column("cost", justify="right", footer=usd(totals["cost"]))
     table.add_column("unpriced", justify="right", footer=f"{totals['unpriced']:,}")
+    table.add_column("cache hits", justify="right", footer=f"{totals['hits']:,}")
+    table.add_column("saved", justify="right", footer=usd(totals["saved"]))
     for r in rows:
         table.add_row(
             r.key,
@@ -103,5 +109,7 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
             f"{r.reasoning_tokens:,}",
             usd(r.cost_usd),
             f"{r.unpriced_generations:,}",
+            f"{r.cache_hits:,}",
+            usd(r.saved_usd),
         )
     return table

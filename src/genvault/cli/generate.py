@@ -11,6 +11,7 @@ import typer
 from genvault.cli._app import app, console, err_console, run_with_vault
 from genvault.cli._render import summary_line
 from genvault.records import Generation
+from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
 
 
@@ -26,20 +27,27 @@ def generate(
         str | None, typer.Option("--key", help="Idempotency key: running again returns the same record")
     ] = None,
     user: Annotated[str | None, typer.Option("--user", help="Record it for this user id (default: local)")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Always call the model, even for a request answered before")
+    ] = False,
+    cache_ttl: Annotated[
+        float | None, typer.Option("--cache-ttl", help="Reuse an identical answer at most this many seconds old")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final record as JSON instead")] = False,
 ) -> None:
     """Generate text, streaming it while every chunk is saved; prints the record's ID, usage and cost."""
     params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
 
     async def body(vault: Vault) -> Generation:
-        kwargs = {"user_id": user} if user else {}
         record = await vault.generate(
             prompt,
             model=model,
             system=system,
             params={k: v for k, v in params.items() if v is not None},
             idempotency_key=idempotency_key,
-            **kwargs,
+            user_id=user or LOCAL_USER_ID,
+            cache=not no_cache,
+            cache_ttl=cache_ttl,
         )
         owner = record.user_id
         if not as_json:

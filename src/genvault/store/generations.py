@@ -240,7 +240,9 @@ async def usage_report(
     sums = [func.coalesce(func.sum(generations.c[name]), 0).label(name) for name in _USAGE_COLUMNS]
     cost = func.coalesce(func.sum(generations.c.cost_nano_usd), 0).label("cost_nano_usd")
     unpriced = func.sum(case((generations.c.cost_nano_usd.is_(None), 1), else_=0)).label("unpriced")
-    query = select(key, func.count().label("generations"), *sums, cost, unpriced).group_by(key)
+    hits = func.sum(case((generations.c.cached_from.is_not(None), 1), else_=0)).label("cache_hits")
+    saved = func.coalesce(func.sum(generations.c.saved_nano_usd), 0).label("saved_nano_usd")
+    query = select(key, func.count().label("generations"), *sums, cost, unpriced, hits, saved).group_by(key)
     if conditions:
         query = query.where(and_(*conditions))
     query = query.order_by(key.desc() if group_by == "day" else cost.desc(), key)
@@ -256,6 +258,8 @@ async def usage_report(
             total_tokens=int(row["total_tokens"]),
             cost_nano_usd=int(row["cost_nano_usd"]),
             unpriced_generations=int(row["unpriced"] or 0),
+            cache_hits=int(row["cache_hits"] or 0),
+            saved_nano_usd=int(row["saved_nano_usd"]),
         )
         for row in rows
     ]

@@ -51,6 +51,7 @@ __all__ = [
     "api_keys",
     "audit_events",
     "blobs",
+    "cache_entries",
     "chats",
     "generations",
     "messages",
@@ -312,6 +313,9 @@ generations = Table(
     Column("idempotency_key", String(200)),
     Column("cache_key", String(100)),
     Column("cached_from", String(40), ForeignKey("generations.id", ondelete="SET NULL")),
+    # A cache hit (or a joined identical request) costs 0; this is what the original cost, so
+    # usage reports can show what the cache saved. NULL on records that called the provider.
+    Column("saved_nano_usd", BigInteger),
     CheckConstraint(_in("kind", GENERATION_KINDS), name="kind"),
     CheckConstraint(_in("status", GENERATION_STATUSES), name="status"),
     CheckConstraint("cost_nano_usd IS NULL OR cost_nano_usd >= 0", name="cost_not_negative"),
@@ -362,4 +366,19 @@ audit_events = Table(
     Column("subject_user_id", String(64)),
     Column("counts", JSONValue, nullable=False),  # {"chats": 3, "messages": 12, ...}
     Index(None, "subject_user_id", "at"),
+)
+
+# The SQL dedup cache (the embedded default; Redis replaces it when `redis_url` is set). A row
+# maps a request's cache key to the `complete` generation that answered it, until `expires_at`.
+# Erasing a generation drops its rows (CASCADE), so a cache never outlives the data it points to.
+cache_entries = Table(
+    "cache_entries",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("generation_id", String(40), ForeignKey("generations.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index(None, "user_id"),
+    Index(None, "expires_at"),
+    Index(None, "generation_id"),
 )

@@ -3,5 +3,6 @@ index, so any number of clients can follow, join late, or come back after a refr
 
 from genvault.streams.base import StreamHub
 from genvault.streams.memory import MemoryHub
+from genvault.streams.redis import RedisHub
 
-__all__ = ["MemoryHub", "StreamHub"]
+__all__ = ["MemoryHub", "RedisHub", "StreamHub"]

@@ -25,12 +25,12 @@ class StreamHub(Protocol):
         """True while the stream is open or closed but still retained for replay."""
         ...
 
-    async def discard(self, stream_id: str) -> None:
-        """Forget the stream now, retained or not (erasure and retention); unknown ids are fine."""
-        ...
-
     def follow(self, stream_id: str, start: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Chunks from index `start` until the stream closes. Nothing if the stream is unknown."""
+        ...
+
+    async def discard(self, stream_id: str) -> None:
+        """Delete the stream's buffer now, wherever it is kept (erasure); followers end."""
         ...
 
     async def aclose(self) -> None: ...

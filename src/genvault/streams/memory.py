@@ -53,16 +53,21 @@ class MemoryHub:
         stream.closed_at = time.monotonic()
         stream.changed.set()
 
-    async def discard(self, stream_id: str) -> None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is not None and not stream.closed:
-            # Followers of a stream that is still open end as if it closed.
-            stream.closed = True
-            stream.changed.set()
-
     async def exists(self, stream_id: str) -> bool:
         self._evict()
         return stream_id in self._streams
+
+    def chunks(self, stream_id: str) -> list[dict[str, Any]]:
+        """The chunks published so far (empty for an unknown stream)."""
+        stream = self._streams.get(stream_id)
+        return stream.chunks if stream is not None else []
+
+    async def discard(self, stream_id: str) -> None:
+        """Forget a stream now (erasure); its followers end."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            stream.closed = True
+            stream.changed.set()
 
     async def follow(self, stream_id: str, start: int = 0) -> AsyncIterator[dict[str, Any]]:
         stream = self._streams.get(stream_id)

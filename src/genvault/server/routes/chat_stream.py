@@ -58,7 +58,21 @@ def _parse_chat_request(raw: bytes) -> dict[str, Any]:
         message = None  # the history to regenerate from is the stored one
     elif message is None:
         raise InvalidRequest("send the new message in `messages` (or `message`)")
-    return {"chat_id": chat_id, "trigger": trigger, "message_id": message_id, "model": model, "message": message}
+    cache = body.get("cache", True)
+    if not isinstance(cache, bool):
+        raise InvalidRequest("cache must be true or false")
+    cache_ttl = body.get("cache_ttl")
+    if cache_ttl is not None and (isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int | float)):
+        raise InvalidRequest("cache_ttl must be a number of seconds")
+    return {
+        "chat_id": chat_id,
+        "trigger": trigger,
+        "message_id": message_id,
+        "model": model,
+        "message": message,
+        "cache": cache,
+        "cache_ttl": cache_ttl,
+    }
 
 
 @router.post(
@@ -83,6 +97,8 @@ async def post_chat(
         model=parsed["model"],
         user_id=user,
         idempotency_key=idempotency_key,
+        cache=parsed["cache"],
+        cache_ttl=parsed["cache_ttl"],
     )
     return ui_message_stream_response(
         vault.replay(turn.generation.id, user_id=None),

@@ -29,6 +29,9 @@ class GenerateCreate(BaseModel):
     system: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
+    # `false`: always call the model; `cache_ttl`: reuse an identical answer at most this old (s).
+    cache: bool = True
+    cache_ttl: float | None = Field(default=None, gt=0)
 
 
 class GenerateCreated(BaseModel):
@@ -82,6 +85,8 @@ async def create_generation(
         params=body.params,
         user_id=user,
         idempotency_key=body.idempotency_key or idempotency_key,
+        cache=body.cache,
+        cache_ttl=body.cache_ttl,
     )
     if is_form:
         return RedirectResponse(record.url, status_code=303)

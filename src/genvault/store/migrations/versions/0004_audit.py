@@ -1,7 +1,7 @@
 """audit events: erasure and retention receipts
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0002, 0003
 Create Date: 2026-11-23 10:55:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0004"
-down_revision = "0002"
+down_revision = ("0002", "0003")
 branch_labels = None
 depends_on = None
 

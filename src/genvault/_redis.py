@@ -1,0 +1,72 @@
+"""The Redis connection shared by the dedup cache and the stream hub, and how they degrade.
+
+Redis is an accelerator, never the record: every generation is in the database. When Redis is
+unreachable, callers fall back to local behaviour (no shared cache, in-process streams) and log
+one warning per `warn_every` seconds instead of one per chunk; redis-py reconnects on its own, so
+the first command that succeeds after an outage ends the degradation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["REDIS_ERRORS", "RedisHealth", "connect"]
+
+log = logging.getLogger(__name__)
+
+# What an unreachable or failing Redis raises (connection refused, timeouts, server errors).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+try:
+    from redis.exceptions import RedisError
+
+    REDIS_ERRORS = (*REDIS_ERRORS, RedisError)
+except ImportError:  # pragma: no cover - the redis extra is not installed
+    pass
+
+
+def connect(url: str) -> Redis:
+    """A client that fails fast: no retries with backoff inside a call, so a down Redis costs a
+    generation one refused connection, not seconds per chunk."""
+    try:
+        from redis.asyncio import Redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError:  # pragma: no cover - depends on the environment
+        from genvault.errors import InvalidRequest
+
+        raise InvalidRequest(
+            "redis_url is set but the redis package is missing: pip install 'genvault[redis]'"
+        ) from None
+    client: Redis = Redis.from_url(
+        url, socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 0), decode_responses=True
+    )
+    return client
+
+
+class RedisHealth:
+    """Rate-limited logging of Redis failures and of the recovery."""
+
+    def __init__(self, warn_every: float = 30.0) -> None:
+        self.warn_every = warn_every
+        self.down = False
+        self._last_warning = -float("inf")
+        self.failures = 0
+
+    def failed(self, exc: BaseException, fallback: str, *args: Any) -> None:
+        self.failures += 1
+        self.down = True
+        now = time.monotonic()
+        if now - self._last_warning >= self.warn_every:
+            self._last_warning = now
+            log.warning("Redis unavailable (%s: %s); " + fallback, type(exc).__name__, exc, *args)
+
+    def ok(self) -> None:
+        if self.down:
+            self.down = False
+            self._last_warning = -float("inf")
+            log.warning("Redis reachable again; shared cache and streams resumed")

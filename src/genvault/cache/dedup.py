@@ -1,0 +1,136 @@
+"""Never pay twice: decide, for a new generation, whether it copies an earlier one.
+
+`Dedup.decide` runs once per generation, after its `pending` row is committed:
+
+1. a `complete` generation with the same cache key, finished within the TTL → copy it (a hit);
+2. an identical generation running in this process → join it (single-flight, no await between
+   the check and the claim, so any number of concurrent requests elect exactly one leader);
+3. an identical generation leading in another process (Redis `SET NX`) → join it;
+4. otherwise this generation leads, calls the provider, and `finished` remembers a `complete`
+   result for the TTL, then gives up the lead (in that order, so a request arriving in between
+   finds the cache entry instead of leading a second call).
+
+A copy is its own record (`cached_from`, cost 0, `saved_nano_usd`); the engine runs it. Redis
+failures degrade to step 2 only, with a rate-limited warning: generating never depends on Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from genvault._redis import REDIS_ERRORS, RedisHealth
+from genvault.cache.base import Cache
+from genvault.cache.key import cache_key
+from genvault.errors import NotFound
+from genvault.providers.base import ModelRequest
+from genvault.settings import Settings
+from genvault.store import Store
+from genvault.store import generations as gen_store
+
+__all__ = ["CachePolicy", "Dedup"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CachePolicy:
+    """One request's cache choice: `enabled=False` always calls the provider (and neither reads
+    nor fills the cache); `ttl_seconds` overrides the TTL: how old a reused result may be, and how
+    long this request's result stays reusable."""
+
+    enabled: bool = True
+    ttl_seconds: float | None = None
+
+
+class Dedup:
+    def __init__(self, backend: Cache, store: Store, settings: Settings, health: RedisHealth | None = None) -> None:
+        self.backend = backend
+        self.store = store
+        self.settings = settings
+        self.health = health or RedisHealth()
+        self._leading: dict[str, str] = {}  # cache key -> generation id leading it in this process
+
+    def ttl(self, policy: CachePolicy) -> float:
+        return self.settings.cache_ttl_seconds if policy.ttl_seconds is None else policy.ttl_seconds
+
+    def key_for(self, *, model: str, request: ModelRequest, user_id: str, policy: CachePolicy | None) -> str | None:
+        """The request's cache key, or None when this request does not take part in dedup."""
+        if policy is None or not policy.enabled or self.ttl(policy) <= 0:
+            return None
+        scope = user_id if self.settings.cache_scope == "user" else None
+        return cache_key(model=model, request=request, user_id=scope)
+
+    async def decide(self, key: str, generation_id: str, user_id: str, policy: CachePolicy) -> str | None:
+        """The generation to copy, or None when this one leads (and must call the provider)."""
+        hit = await self._lookup(key, user_id, policy)
+        if hit is not None:
+            return hit
+        local = self._leading.get(key)
+        if local is not None:
+            return local
+        self._leading[key] = generation_id
+        try:
+            leader = await self.backend.claim(key, generation_id, self.settings.lease_seconds)
+            self.health.ok()
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc, "single-flight is per process until it returns")
+            return None
+        if leader is not None:
+            return leader  # local followers that joined us get the same stream, one hop later
+        # We lead; a leader that finished between our lookup and our claim left its result.
+        return await self._lookup(key, user_id, policy)
+
+    async def _lookup(self, key: str, user_id: str, policy: CachePolicy) -> str | None:
+        try:
+            found = await self.backend.get(key)
+            self.health.ok()
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc, "the dedup cache is off until it returns")
+            return None
+        if found is None:
+            return None
+        try:
+            async with self.store.read() as conn:
+                record = await gen_store.get(conn, found)
+        except NotFound:
+            record = None
+        oldest = datetime.now(UTC) - timedelta(seconds=self.ttl(policy))
+        usable = (
+            record is not None
+            and record.status == "complete"
+            and record.finished_at is not None
+            and record.finished_at >= oldest
+            and (self.settings.cache_scope == "global" or record.user_id == user_id)
+        )
+        if not usable:
+            return None  # erased, or older than this request accepts: call the provider
+        return found
+
+    async def renew(self, key: str, generation_id: str) -> None:
+        if self._leading.get(key) != generation_id:
+            return
+        try:
+            await self.backend.renew(key, generation_id, self.settings.lease_seconds)
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc, "single-flight is per process until it returns")
+
+    async def finished(
+        self, key: str, generation_id: str, user_id: str, *, complete: bool, policy: CachePolicy
+    ) -> None:
+        """Remember a leader's `complete` result, then give up the lead."""
+        if self._leading.get(key) != generation_id:
+            return  # a follower: nothing of its own to remember
+        try:
+            if complete:
+                await self.backend.put(key, generation_id, user_id, self.ttl(policy))
+            await self.backend.release(key, generation_id)
+            self.health.ok()
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc, "the result of %s is not cached", generation_id)
+        finally:
+            self._leading.pop(key, None)
+
+    async def forget_user(self, user_id: str) -> int:
+        return await self.backend.forget_user(user_id)

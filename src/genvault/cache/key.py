@@ -1,0 +1,36 @@
+"""The dedup cache key: a hash of everything that determines a generation's output.
+
+Canonical JSON (sorted keys, compact, `ensure_ascii=False`) of the provider/model as asked for,
+the messages as converted for the provider (so two chats with the same content share a key, and
+UI-only details such as message ids do not split it), the system prompt, the tools offered and
+the sampling parameters; in `user` scope also the user id. The hash carries its algorithm and a
+version, so a later change of the material is visible in stored keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from genvault.providers.base import ModelRequest
+
+__all__ = ["cache_key"]
+
+_VERSION = 1
+
+
+def cache_key(*, model: str, request: ModelRequest, user_id: str | None) -> str:
+    material: dict[str, Any] = {
+        "v": _VERSION,
+        "model": model,
+        "messages": request.messages,
+        "system": request.system,
+        "tools": [
+            {"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in request.tools
+        ],
+        "params": request.params,
+        "user": user_id,
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

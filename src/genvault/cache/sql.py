@@ -1,0 +1,73 @@
+"""The SQL cache (the embedded default): the `cache_entries` table with an expiry per row.
+
+Rows point at generations with ON DELETE CASCADE, so erasing a generation erases its entries.
+Without Redis, single-flight is per process (`claim` always lets the caller lead): a database
+has no cheap atomic "set if absent with expiry", and ordering by row age across processes can
+make two waiting requests follow each other.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, insert, select, update
+
+from genvault.store import Store
+from genvault.store.schema import cache_entries
+
+__all__ = ["SqlCache"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlCache:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def get(self, key: str) -> str | None:
+        async with self.store.read() as conn:
+            found = (
+                await conn.execute(
+                    select(cache_entries.c.generation_id).where(
+                        cache_entries.c.key == key, cache_entries.c.expires_at > _now()
+                    )
+                )
+            ).scalar()
+        return str(found) if found is not None else None
+
+    async def put(self, key: str, generation_id: str, user_id: str, ttl_seconds: float) -> None:
+        now = _now()
+        values = {
+            "generation_id": generation_id,
+            "user_id": user_id,
+            "expires_at": now + timedelta(seconds=ttl_seconds),
+        }
+        async with self.store.write() as conn:
+            # Expired rows go on the way (the index on expires_at keeps this cheap).
+            await conn.execute(delete(cache_entries).where(cache_entries.c.expires_at <= now))
+            changed = await conn.execute(update(cache_entries).where(cache_entries.c.key == key).values(**values))
+            if changed.rowcount == 0:
+                await conn.execute(insert(cache_entries).values(key=key, **values))
+
+    async def delete(self, key: str) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(delete(cache_entries).where(cache_entries.c.key == key))
+
+    async def forget_user(self, user_id: str) -> int:
+        async with self.store.write() as conn:
+            result = await conn.execute(delete(cache_entries).where(cache_entries.c.user_id == user_id))
+        return int(result.rowcount)
+
+    async def claim(self, key: str, generation_id: str, lease_seconds: float) -> str | None:
+        return None
+
+    async def renew(self, key: str, generation_id: str, lease_seconds: float) -> None:
+        return None  # the generation's own lease is the claim
+
+    async def release(self, key: str, generation_id: str) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

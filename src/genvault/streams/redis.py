@@ -1,0 +1,144 @@
+"""The Redis Streams hub: any process can follow a generation that another process runs.
+
+Each generation's chunks go to the stream `<prefix>stream:<id>` as entries `{k: "c", i, d}`
+(index, JSON chunk) after an `{k: "open"}` entry, and end with `{k: "end", n}`; `XADD MAXLEN ~`
+bounds a runaway stream and `EXPIRE` (renewed on every write) drops it `retain_seconds` after the
+last write, when the database record takes over as the replay source.
+
+The producer also keeps every chunk in a local `MemoryHub`: followers in the same process read it
+directly, and it is the truth the Redis copy is rebuilt from. A write that fails (Redis down)
+marks the stream unsynced; the next write that succeeds rewrites the whole stream, and followers
+skip indexes they already have, so an outage leaves no hole in what they receive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from genvault._redis import REDIS_ERRORS, RedisHealth
+from genvault.streams.memory import MemoryHub
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisHub"]
+
+
+class RedisHub:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str,
+        maxlen: int = 100_000,
+        retain_seconds: float = 300.0,
+        block_ms: int = 1000,
+        health: RedisHealth | None = None,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.maxlen = maxlen
+        self.retain_seconds = retain_seconds
+        self.block_ms = block_ms
+        self.health = health or RedisHealth()
+        self.local = MemoryHub(retain_seconds=retain_seconds)
+        # How many chunks of each local stream Redis holds; -1: unknown, rewrite on next write.
+        self._synced: dict[str, int] = {}
+
+    def _key(self, stream_id: str) -> str:
+        return f"{self.prefix}stream:{stream_id}"
+
+    async def open(self, stream_id: str) -> None:
+        await self.local.open(stream_id)
+        self._synced[stream_id] = -1
+        await self._push(stream_id)
+
+    async def publish(self, stream_id: str, chunk: dict[str, Any]) -> None:
+        await self.local.publish(stream_id, chunk)
+        await self._push(stream_id)
+
+    async def close(self, stream_id: str) -> None:
+        await self.local.close(stream_id)
+        await self._push(stream_id, end=True)
+        self._synced.pop(stream_id, None)
+
+    async def _push(self, stream_id: str, *, end: bool = False) -> None:
+        chunks = self.local.chunks(stream_id)
+        synced = self._synced.get(stream_id, -1)
+        key = self._key(stream_id)
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                if synced < 0:
+                    pipe.delete(key)
+                    pipe.xadd(key, {"k": "open"})
+                    synced = 0
+                for index in range(synced, len(chunks)):
+                    fields = {"k": "c", "i": index, "d": json.dumps(chunks[index], separators=(",", ":"))}
+                    pipe.xadd(key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                if end:
+                    pipe.xadd(key, {"k": "end", "n": len(chunks)})
+                pipe.expire(key, max(1, round(self.retain_seconds)))
+                await pipe.execute()
+            self._synced[stream_id] = len(chunks)
+            self.health.ok()
+        except REDIS_ERRORS as exc:
+            self._synced[stream_id] = -1
+            self.health.failed(exc, "live streams are followed in this process only until it returns")
+
+    async def exists(self, stream_id: str) -> bool:
+        if await self.local.exists(stream_id):
+            return True
+        try:
+            found = bool(await self.client.exists(self._key(stream_id)))
+            self.health.ok()
+            return found
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc, "streams of other processes are replayed from their records")
+            return False
+
+    async def follow(self, stream_id: str, start: int = 0) -> AsyncIterator[dict[str, Any]]:
+        if await self.local.exists(stream_id):
+            async for chunk in self.local.follow(stream_id, start):
+                yield chunk
+            return
+        key = self._key(stream_id)
+        expected = max(start, 0)  # the next index to yield
+        last_id = "0-0"
+        try:
+            if not await self.client.exists(key):
+                return
+            while True:
+                response: Any = await self.client.xread({key: last_id}, count=500, block=self.block_ms)
+                if not response:
+                    if not await self.client.exists(key):
+                        return  # expired: its producer is gone; the record has the rest
+                    continue
+                for entry_id, fields in response[0][1]:
+                    last_id = entry_id
+                    kind = fields.get("k")
+                    if kind == "c":
+                        index = int(fields["i"])
+                        # Skip what we have; a hole (writes lost while Redis was away) fills when
+                        # the producer rewrites the stream.
+                        if index == expected:
+                            expected += 1
+                            yield json.loads(fields["d"])
+                    elif kind == "end" and int(fields["n"]) <= expected:
+                        return
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc, "stopped following %s", stream_id)
+
+    async def discard(self, generation_id: str) -> None:
+        """Forget a stream's buffer everywhere (erasure)."""
+        await self.local.discard(generation_id)
+        self._synced.pop(generation_id, None)
+        try:
+            await self.client.delete(self._key(generation_id))
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc, "stream %s was not deleted from Redis", generation_id)
+            raise
+
+    async def aclose(self) -> None:
+        await self.local.aclose()

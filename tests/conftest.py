@@ -218,3 +218,37 @@ async def vault_factory(database: tuple[str, str | None], settings_factory: Any)
     yield make
     for vault in opened:
         await vault.aclose(grace_seconds=0)
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("GENVAULT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def redis_settings() -> AsyncIterator[dict[str, str]]:
+    """Settings for the real Redis under a random key prefix; every key under it is deleted after."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    prefix = f"gvtest:{uuid.uuid4().hex[:12]}:"
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, RedisError) as exc:
+        await client.aclose()
+        _service_unavailable(f"Redis at {REDIS_URL}", exc)
+    yield {"redis_url": REDIS_URL, "redis_prefix": prefix}
+    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture(params=["sql", pytest.param("redis", marks=pytest.mark.redis)])
+def cache_backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings overrides selecting the dedup cache backend: the SQL table or Redis."""
+    if request.param == "sql":
+        return {}
+    settings: dict[str, str] = request.getfixturevalue("redis_settings")
+    return settings

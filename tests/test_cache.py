@@ -1,0 +1,264 @@
+"""The dedup cache and single-flight through the Vault, for the SQL and the Redis backend, on
+SQLite and PostgreSQL: identical requests never call the provider twice."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from genvault.cache import cache_key
+from genvault.errors import InvalidRequest
+from genvault.providers import testmodel as tm
+from genvault.providers.base import ModelRequest, ToolSpec
+
+PRICES = {"offline/test-model": {"input_mtok": "1", "output_mtok": "2"}}
+
+
+@pytest.fixture
+def make_vault(vault_factory: Any, cache_backend: dict[str, str]) -> Any:
+    async def make(provider: tm.TestProvider, **settings: Any) -> Any:
+        overrides = {"price_overrides": PRICES, **cache_backend, **settings}
+        return await vault_factory(providers={"offline": provider}, settings_overrides=overrides)
+
+    return make
+
+
+async def finished(vault: Any, record: Any, user_id: str = "local") -> Any:
+    return await vault.wait(record.id, user_id=user_id)
+
+
+class TestTheCacheKey:
+    def request(self, **changes: Any) -> ModelRequest:
+        values: dict[str, Any] = {
+            "model": "test-model",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+            "system": None,
+            "params": {"temperature": 0.5},
+        }
+        values.update(changes)
+        return ModelRequest(**values)
+
+    def test_the_same_request_gives_the_same_key_with_its_algorithm_named(self) -> None:
+        a = cache_key(model="offline/test-model", request=self.request(), user_id="u")
+        b = cache_key(model="offline/test-model", request=self.request(), user_id="u")
+        assert a == b
+        assert a.startswith("sha256:")
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"system": "be brief"},
+            {"params": {"temperature": 0.6}},
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi!"}]}]},
+            {"tools": [ToolSpec(name="weather")]},
+        ],
+    )
+    def test_anything_that_changes_the_output_changes_the_key(self, changes: dict[str, Any]) -> None:
+        base = cache_key(model="offline/test-model", request=self.request(), user_id="u")
+        assert cache_key(model="offline/test-model", request=self.request(**changes), user_id="u") != base
+
+    def test_the_model_and_the_user_scope_change_the_key(self) -> None:
+        base = cache_key(model="offline/test-model", request=self.request(), user_id="u")
+        assert cache_key(model="openai/gpt-4o", request=self.request(), user_id="u") != base
+        assert cache_key(model="offline/test-model", request=self.request(), user_id="v") != base
+        assert cache_key(model="offline/test-model", request=self.request(), user_id=None) != base
+
+
+class TestRepeatedRequests:
+    async def test_a_repeated_request_is_answered_from_the_cache_as_its_own_record(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        first = await finished(vault, await vault.generate("What is a vault?"))
+        second = await finished(vault, await vault.generate("What is a vault?"))
+        assert provider.call_count == 1
+        assert first.id != second.id
+        assert (first.status, second.status) == ("complete", "complete")
+        assert second.cached_from == first.id
+        assert second.result_text == first.result_text
+        assert second.cost_nano_usd == 0
+        assert first.cost_nano_usd
+        assert first.cost_nano_usd > 0
+        assert second.saved_nano_usd == first.cost_nano_usd
+        assert first.cached_from is None
+        assert first.saved_nano_usd is None
+        assert first.cache_key == second.cache_key is not None
+
+    async def test_a_hit_streams_the_same_reply_under_its_own_ids(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        first = await finished(vault, await vault.generate("Stream it"))
+        second = await finished(vault, await vault.generate("Stream it"))
+        chunks = [c async for c in vault.replay(second.id)]
+        assert chunks[0] == {"type": "start", "messageId": second.message_id}
+        assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == first.result_text
+        assert chunks[-1]["type"] == "finish"
+
+    async def test_after_the_ttl_the_provider_is_called_again(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider, cache_ttl_seconds=0.3)
+        await finished(vault, await vault.generate("Expiring"))
+        await asyncio.sleep(0.4)
+        again = await finished(vault, await vault.generate("Expiring"))
+        assert provider.call_count == 2
+        assert again.cached_from is None
+
+    async def test_a_per_request_ttl_refuses_an_older_answer(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        await finished(vault, await vault.generate("Fresh only"))
+        await asyncio.sleep(0.2)
+        again = await finished(vault, await vault.generate("Fresh only", cache_ttl=0.1))
+        assert provider.call_count == 2
+        assert again.cached_from is None
+
+    async def test_cache_false_always_calls_the_provider(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        for _ in range(3):
+            record = await finished(vault, await vault.generate("No cache", cache=False))
+            assert record.cached_from is None
+        assert provider.call_count == 3
+
+    async def test_only_complete_results_are_cached(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        provider.enqueue(tm.text("partial"), tm.error("overloaded", status=529))
+        vault = await make_vault(provider)
+        failed = await finished(vault, await vault.generate("Flaky"))
+        assert failed.status == "error"
+        retried = await finished(vault, await vault.generate("Flaky"))
+        assert retried.status == "complete"
+        assert retried.cached_from is None
+        assert provider.call_count == 2
+
+    async def test_a_different_parameter_is_a_different_request(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        await finished(vault, await vault.generate("Params", params={"temperature": 0.1}))
+        other = await finished(vault, await vault.generate("Params", params={"temperature": 0.2}))
+        assert provider.call_count == 2
+        assert other.cached_from is None
+
+    async def test_a_bad_ttl_is_refused_before_anything_is_written(self, make_vault: Any) -> None:
+        vault = await make_vault(tm.TestProvider(tokens_per_second=0))
+        with pytest.raises(InvalidRequest, match="cache_ttl"):
+            await vault.generate("x", cache_ttl=-1)
+        assert (await vault.list_generations()).items == []
+
+
+class TestScope:
+    async def test_by_default_users_never_share_cached_results(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        await vault.ensure_user("alice")
+        await vault.ensure_user("bob")
+        await finished(vault, await vault.generate("Same words", user_id="alice"), "alice")
+        bobs = await finished(vault, await vault.generate("Same words", user_id="bob"), "bob")
+        assert provider.call_count == 2
+        assert bobs.cached_from is None
+
+    async def test_global_scope_shares_identical_requests_across_users(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider, cache_scope="global")
+        await vault.ensure_user("alice")
+        await vault.ensure_user("bob")
+        alices = await finished(vault, await vault.generate("Same words", user_id="alice"), "alice")
+        bobs = await finished(vault, await vault.generate("Same words", user_id="bob"), "bob")
+        assert provider.call_count == 1
+        assert bobs.cached_from == alices.id
+        assert bobs.user_id == "bob"
+
+    async def test_forget_user_deletes_that_users_entries_only(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        await vault.ensure_user("alice")
+        await vault.ensure_user("bob")
+        for prompt in ("one", "two"):
+            await finished(vault, await vault.generate(prompt, user_id="alice"), "alice")
+        await finished(vault, await vault.generate("one", user_id="bob"), "bob")
+        assert await vault.cache.forget_user("alice") == 2
+        assert await vault.cache.forget_user("alice") == 0
+        again = await finished(vault, await vault.generate("one", user_id="alice"), "alice")
+        bobs = await finished(vault, await vault.generate("one", user_id="bob"), "bob")
+        assert again.cached_from is None
+        assert bobs.cached_from is not None
+        assert provider.call_count == 4
+
+
+class TestSingleFlight:
+    async def test_twenty_concurrent_identical_requests_make_one_provider_call(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=200)
+        vault = await make_vault(provider)
+        records = await asyncio.gather(*(vault.generate("All at once, please") for _ in range(20)))
+        finals = [await finished(vault, r) for r in records]
+        assert provider.call_count == 1
+        assert len({r.id for r in finals}) == 20
+        assert {r.status for r in finals} == {"complete"}
+        assert len({r.result_text for r in finals}) == 1
+        leaders = [r for r in finals if r.cached_from is None]
+        assert len(leaders) == 1
+        assert {r.cached_from for r in finals if r.cached_from} == {leaders[0].id}
+
+    async def test_a_joined_request_streams_the_whole_reply_from_the_start(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=100)
+        vault = await make_vault(provider)
+        leader = await vault.generate("Join me mid-way")
+        async for chunk in vault.stream(leader.id):
+            if chunk["type"] == "text-delta":
+                break  # the leader is streaming now
+        joined = await vault.generate("Join me mid-way")
+        chunks = [c async for c in vault.stream(joined.id)]
+        final = await finished(vault, joined)
+        assert provider.call_count == 1
+        assert final.cached_from == leader.id
+        assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == final.result_text
+        assert final.result_text == (await finished(vault, leader)).result_text
+
+    async def test_a_joined_request_fails_when_the_leader_is_cancelled(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=20)
+        vault = await make_vault(provider)
+        leader = await vault.generate("Cancel the leader")
+        joined = await vault.generate("Cancel the leader")
+        await vault.cancel(leader.id)
+        final = await finished(vault, joined)
+        assert final.status == "error"
+        assert leader.id in (final.error or "")
+        assert provider.call_count == 1
+
+
+class TestChatsAndUsage:
+    async def test_an_identical_first_message_in_another_chat_is_answered_from_the_cache(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Hello chat"}]}
+        one = await vault.chat("chat-1", message=message)
+        first = await finished(vault, one.generation)
+        two = await vault.chat("chat-2", message={**message, "id": "u2"})
+        second = await finished(vault, two.generation)
+        assert provider.call_count == 1
+        assert second.cached_from == first.id
+        stored = (await vault.chat_messages("chat-2")).messages
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+        assert stored[1]["id"] == two.message_id != one.message_id
+        assert stored[1]["parts"][-1]["text"] == first.result_text
+
+    async def test_regenerate_always_calls_the_provider(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Again"}]}
+        await finished(vault, (await vault.chat("c", message=message)).generation)
+        again = await finished(vault, (await vault.chat("c", trigger="regenerate-message")).generation)
+        assert provider.call_count == 2
+        assert again.cached_from is None
+
+    async def test_usage_counts_hits_and_what_they_saved(self, make_vault: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await make_vault(provider)
+        first = await finished(vault, await vault.generate("Count me"))
+        for _ in range(2):
+            await finished(vault, await vault.generate("Count me"))
+        [row] = await vault.usage()
+        assert (row.generations, row.cache_hits) == (3, 2)
+        assert row.saved_nano_usd == 2 * first.cost_nano_usd
+        assert row.cost_nano_usd == first.cost_nano_usd

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,13 +12,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from genvault.errors import InvalidRequest
-from genvault.ops.archive import export_lines, snapshot
 from genvault.providers import testmodel as tm
 from genvault.settings import Settings
-from genvault.store import Store
-from genvault.store.schema import audit_events, chats, generations, metadata, parts
+from genvault.store.schema import audit_events, blobs, chats, generations, metadata, parts
 from genvault.vault import Vault
 
+SHARED_BYTES = b"the same file, uploaded by several users"
 USER_MESSAGE = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello there"}]}
 
 
@@ -48,14 +49,17 @@ async def fill(vault: Any, user: str, *, chats_n: int = 2) -> None:
     )
     record = await vault.generate(f"{user}'s prompt ✓", user_id=user)
     await vault.wait(record.id, user_id=user)
+    await vault.store_file(
+        f"{user}'s own picture".encode(), media_type="image/png", user_id=user, generation_id=record.id
+    )
+    await vault.store_file(SHARED_BYTES, media_type="text/plain", user_id=user, chat_id=f"{user}-imported")
 
 
-async def dump_all(store: Store) -> bytes:
-    async with snapshot(store) as conn:
-        return b"".join([line async for line in export_lines(conn)])
+async def dump_all(vault: Any) -> bytes:
+    return b"".join([line async for line in vault.export(user_id=None)])
 
 
-async def rows_mentioning(store: Store, user: str) -> dict[str, int]:
+async def rows_mentioning(store: Any, user: str) -> dict[str, int]:
     """Rows per table with `user` in any column whose name ends in user_id (or users.id)."""
     found = {}
     async with store.read() as conn:
@@ -79,8 +83,6 @@ async def test_a_user_export_holds_their_rows_in_order_and_ends_with_counts(vaul
     await fill(vault, "alice")
     await fill(vault, "bob", chats_n=1)
     lines = [line async for line in vault.export(user_id="alice")]
-    import json
-
     records = [json.loads(line) for line in lines]
     assert records[0]["format"] == "genvault-archive"
     assert records[0]["user_id"] == "alice"
@@ -90,6 +92,10 @@ async def test_a_user_export_holds_their_rows_in_order_and_ends_with_counts(vaul
     end = records[-1]["end"]
     assert end["rows"]["chats"] == 3
     assert end["rows"]["generations"] == 3
+    assert end["rows"]["blobs"] == 2
+    assert end["objects"] == 2
+    objects = [r for r in records if "object" in r]
+    assert [o["object"] for o in objects] == sorted(o["object"] for o in objects)
     # Client JSON keeps its key order and its nulls; absent keys stay absent.
     m1 = next(r["row"] for r in rows if r["table"] == "messages" and r["row"]["id"] == "m1")
     assert json.dumps(m1["metadata"]) == '{"z": 1, "a": null}'
@@ -105,49 +111,44 @@ async def test_exporting_an_unknown_user_is_not_found(vault: Any) -> None:
 async def test_sqlite_export_import_into_a_fresh_postgres_schema_export_is_byte_identical(
     pg_schema: tuple[str, str], tmp_path: Path
 ) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'src.db'}", test_model_tps=0)
-    async with Vault(settings) as vault:
+    source = Settings(data_dir=tmp_path / "src", database_url=f"sqlite:///{tmp_path / 'src.db'}", test_model_tps=0)
+    async with Vault(source) as vault:
         await fill(vault, "alice")
         await fill(vault, "bob", chats_n=1)
-        first = await dump_all(vault.store)
+        first = await dump_all(vault)
+        alice_first = b"".join([line async for line in vault.export(user_id="alice")])
     url, schema = pg_schema
-    target = Store(url, schema=schema)
-    try:
-        await target.upgrade()
-        async with target.write() as conn:
-            from genvault.ops.archive import import_lines
-
-            await import_lines(conn, first.splitlines(keepends=True))
+    async with Vault(Settings(data_dir=tmp_path / "dst", database_url=url), database_schema=schema) as target:
+        result = await target.import_archive(first.splitlines(keepends=True))
+        assert result["objects"] == 3
         assert await dump_all(target) == first
-    finally:
-        await target.aclose()
+        assert b"".join([line async for line in target.export(user_id="alice")]) == alice_first
+        assert (await target.verify()).ok
 
 
 async def test_a_user_archive_moves_to_another_database_and_back_unchanged(vault: Any, tmp_path: Path) -> None:
     await fill(vault, "alice")
-    archive = b"".join([line async for line in vault.export(user_id="alice")])
-    other = Store(f"sqlite:///{tmp_path / 'other.db'}")
-    try:
-        await other.upgrade()
-        async with other.write() as conn:
-            from genvault.ops.archive import import_lines
-
-            result = await import_lines(conn, archive.splitlines(keepends=True))
+    archive = tmp_path / "alice.jsonl"
+    archive.write_bytes(b"".join([line async for line in vault.export(user_id="alice")]))
+    other = Settings(data_dir=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}")
+    async with Vault(other) as target:
+        result = await target.import_archive(archive)
         assert result["rows"]["chats"] == 3
-        async with snapshot(other) as conn:
-            again = b"".join([line async for line in export_lines(conn, user_id="alice")])
-        assert again == archive
-    finally:
-        await other.aclose()
+        again = b"".join([line async for line in target.export(user_id="alice")])
+        assert again == archive.read_bytes()
+        async with target.store.read() as conn:
+            file_ids = (await conn.execute(select(blobs.c.id).where(blobs.c.user_id == "alice"))).scalars().all()
+        contents = {await target.read_file(file_id, user_id="alice") for file_id in file_ids}
+        assert contents == {b"alice's own picture", SHARED_BYTES}
 
 
 async def test_importing_into_a_database_that_has_the_rows_changes_nothing(vault: Any) -> None:
     await fill(vault, "alice", chats_n=1)
     archive = b"".join([line async for line in vault.export(user_id="alice")])
-    before = await dump_all(vault.store)
+    before = await dump_all(vault)
     with pytest.raises(Exception, match="already holds"):
         await vault.import_archive(archive.splitlines(keepends=True))
-    assert await dump_all(vault.store) == before
+    assert await dump_all(vault) == before
 
 
 @pytest.mark.parametrize(
@@ -167,10 +168,10 @@ async def test_a_damaged_archive_is_refused_with_a_reason_and_nothing_is_written
     await fill(vault, "alice", chats_n=1)
     lines = [line async for line in vault.export(user_id="alice")]
     await vault.erase_user("alice")
-    before = await dump_all(vault.store)
+    before = await dump_all(vault)
     with pytest.raises(InvalidRequest, match=message):
         await vault.import_archive(mangle(lines))
-    assert await dump_all(vault.store) == before
+    assert await dump_all(vault) == before
 
 
 async def test_erasing_a_user_leaves_no_row_with_their_id_and_others_untouched(vault: Any) -> None:
@@ -182,9 +183,17 @@ async def test_erasing_a_user_leaves_no_row_with_their_id_and_others_untouched(v
     await vault.wait(turn.generation.id, user_id="alice")
     assert await vault.hub.exists(turn.generation.id)
 
+    objects_before = {key async for key in vault.blobs.iter_keys()}
+
     receipt = await vault.erase_user("alice", actor_user_id="local")
 
     assert await rows_mentioning(vault.store, "alice") == {"audit_events.subject_user_id": 1}
+    # Alice's own picture is gone; the file bob also uploaded stays, for bob.
+    objects_after = {key async for key in vault.blobs.iter_keys()}
+    assert objects_before - objects_after == {hashlib.sha256(b"alice's own picture").hexdigest()}
+    assert hashlib.sha256(SHARED_BYTES).hexdigest() in objects_after
+    assert receipt.counts["blobs"] == 2
+    assert receipt.counts["blob_objects"] == 1
     assert not await vault.hub.exists(turn.generation.id)
     assert receipt.counts["chats"] == 3
     assert receipt.counts["generations"] == 4

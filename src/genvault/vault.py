@@ -743,7 +743,8 @@ class Vault:
         if user_id is not None and not await self.user_exists(user_id):
             raise NotFound(f"no user {user_id!r}")
         async with archive.snapshot(self.store) as conn:
-            async for line in archive.export_lines(conn, user_id=user_id, progress=progress):
+            objects = archive.blob_objects(self.blobs)
+            async for line in archive.export_lines(conn, user_id=user_id, objects=objects, progress=progress):
                 yield line
 
     async def import_archive(
@@ -755,7 +756,7 @@ class Vault:
         """Load an archive (a path or its lines) in one transaction: all of it, or nothing."""
         source = archive.read_archive_lines(lines) if isinstance(lines, Path) else lines
         async with self.store.write() as conn:
-            return await archive.import_lines(conn, source, progress=progress)
+            return await archive.import_lines(conn, source, objects=archive.blob_sink(self.blobs), progress=progress)
 
     async def erase_user(self, user_id: str, *, actor_user_id: str | None = None) -> ErasureReceipt:
         """Remove every trace of the user and return the receipt (see `genvault.ops.erasure`).
@@ -766,7 +767,7 @@ class Vault:
         return await apply_retention(self, now=now)
 
     async def verify(self) -> VerifyReport:
-        return await verify(self.store)
+        return await verify(self.store, blobs=self.blobs)
 
     async def backup(self, path: Path) -> BackupManifest:
-        return await backup(self.store, path)
+        return await backup(self.store, path, blobs=self.blobs)

@@ -30,9 +30,10 @@ from sqlalchemy import JSON, Column, Table, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault.errors import Conflict, InvalidRequest
+from genvault.blobs import BlobStore
+from genvault.errors import Conflict, InvalidRequest, StorageError
 from genvault.store import Store
-from genvault.store.schema import MISSING, JSONText, UTCDateTime, metadata, users
+from genvault.store.schema import MISSING, JSONText, UTCDateTime, blobs, metadata, users
 
 __all__ = [
     "FORMAT",
@@ -62,8 +63,9 @@ ObjectSink = Callable[[str, bytes], Awaitable[None]]
 Progress = Callable[[str, int], None]
 
 # Credentials are not a person's content, and a personal export may be handed to anyone: API key
-# hashes go only into whole-database archives. Audit events are about users, not of them.
-_NOT_PERSONAL = {"api_keys", "audit_events"}
+# hashes go only into whole-database archives. Audit events are about users, not of them; cache
+# entries are derived state.
+_NOT_PERSONAL = {"api_keys", "audit_events", "cache_entries"}
 
 
 def dumps(value: Any) -> str:
@@ -133,10 +135,34 @@ def _decode_row(table: Table, row: Any, line_no: int) -> dict[str, Any]:
     return out
 
 
-def _order(conn: AsyncConnection, table: Table) -> list[Any]:
+def blob_objects(store: BlobStore) -> ObjectSource:
+    """The objects the exported `blobs` rows name, sorted by sha256, each checked against its hash."""
+
+    async def source(conn: AsyncConnection, user_id: str | None) -> AsyncIterator[tuple[str, bytes]]:
+        query = select(blobs.c.sha256).group_by(blobs.c.sha256).order_by(*_order(conn, blobs, [blobs.c.sha256]))
+        if user_id is not None:
+            query = query.where(blobs.c.user_id == user_id)
+        for sha256 in (await conn.execute(query)).scalars().all():
+            data = await store.get(sha256)
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise StorageError(f"blob {sha256} does not match its hash in the blob store; run genvault verify")
+            yield sha256, data
+
+    return source
+
+
+def blob_sink(store: BlobStore) -> ObjectSink:
+    async def sink(sha256: str, data: bytes) -> None:
+        if await store.put(data) != sha256:  # pragma: no cover - the archive line was checked already
+            raise StorageError(f"blob {sha256} changed on its way into the blob store")
+
+    return sink
+
+
+def _order(conn: AsyncConnection, table: Table, columns: Iterable[Any] | None = None) -> list[Any]:
     """Primary-key order, by bytes on every database (PostgreSQL's default collation is not)."""
     keys: list[Any] = []
-    for column in table.primary_key.columns:
+    for column in columns if columns is not None else table.primary_key.columns:
         if conn.dialect.name == "postgresql" and column.type.python_type is str:
             keys.append(column.collate("C"))
         else:

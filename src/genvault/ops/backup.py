@@ -5,6 +5,12 @@ A backup is a directory:
     manifest.json        format, version, dialect, schema revision, row counts per table
     database.sqlite3     SQLite: a page-for-page copy made with SQLite's online backup API
     database.jsonl       PostgreSQL: the whole-database archive (docs/archive-format.md)
+    objects.jsonl        the blob manifest: {"sha256", "size"} of every object the rows name
+    objects/ab/abcd…     those objects' bytes, each checked against its sha256 when copied
+
+Blobs are copied after the database snapshot, by the hashes the snapshot's rows name: objects are
+content-addressed and immutable, so the copy matches the snapshot (an object erased in between is
+reported, not silently skipped).
 
 Consistency while the server writes: SQLite's backup API copies the database in one step under
 one read transaction (WAL lets writers go on meanwhile), so the copy is one committed state. On
@@ -21,6 +27,7 @@ backup in one transaction, then checks the row counts against the manifest and r
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -33,11 +40,12 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import func, select, text
 
+from genvault.blobs import BlobNotFound, BlobStore
 from genvault.errors import Conflict, InvalidRequest, StorageError
 from genvault.ops.archive import count_rows, export_lines, import_lines, read_archive_lines, snapshot
 from genvault.ops.verify import VerifyReport, verify
 from genvault.store import Store
-from genvault.store.schema import LOCAL_USER_ID, metadata, users
+from genvault.store.schema import LOCAL_USER_ID, blobs, metadata, users
 
 __all__ = ["BACKUP_FORMAT", "BackupManifest", "RestoreReport", "backup", "restore"]
 
@@ -53,11 +61,40 @@ class BackupManifest(BaseModel):
     database: str  # the file in the backup directory
     schema_revision: str | None
     counts: dict[str, int]
+    objects: int = 0
 
 
 class RestoreReport(BaseModel):
     counts: dict[str, int]
+    objects: int
     verify: VerifyReport
+
+
+async def _referenced(conn: Any) -> list[tuple[str, int]]:
+    query = select(blobs.c.sha256, func.max(blobs.c.size)).group_by(blobs.c.sha256).order_by(blobs.c.sha256)
+    return [(str(sha), int(size)) for sha, size in (await conn.execute(query)).all()]
+
+
+def _write_object(partial: Path, sha256: str, data: bytes) -> None:
+    folder = partial / "objects" / sha256[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / sha256).write_bytes(data)
+
+
+async def _copy_objects(store: BlobStore, partial: Path, referenced: list[tuple[str, int]]) -> None:
+    lines = []
+    for sha256, size in referenced:
+        try:
+            data = await store.get(sha256)
+        except BlobNotFound:
+            raise StorageError(
+                f"blob {sha256} is referenced but missing from the blob store; run genvault verify"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != sha256 or len(data) != size:
+            raise StorageError(f"blob {sha256} does not match its hash or size; run genvault verify")
+        await asyncio.to_thread(_write_object, partial, sha256, data)
+        lines.append(json.dumps({"sha256": sha256, "size": size}, separators=(",", ":")) + "\n")
+    await asyncio.to_thread((partial / "objects.jsonl").write_text, "".join(lines))
 
 
 async def _revision(conn: Any) -> str | None:
@@ -103,8 +140,11 @@ def _publish(partial: Path, path: Path, manifest: BackupManifest) -> None:
     partial.rename(path)
 
 
-async def backup(store: Store, path: Path, *, progress: Progress | None = None) -> BackupManifest:
-    """Write a consistent backup of the database behind `store` to the new directory `path`."""
+async def backup(
+    store: Store, path: Path, *, blobs: BlobStore | None = None, progress: Progress | None = None
+) -> BackupManifest:
+    """Write a consistent backup of the database behind `store` (and of the objects its rows
+    reference, with `blobs`) to the new directory `path`."""
     partial = _prepare(path)
     try:
         if store.dialect == "sqlite":
@@ -115,6 +155,7 @@ async def backup(store: Store, path: Path, *, progress: Progress | None = None) 
                 async with snapshot(copy) as conn:
                     counts = await count_rows(conn, "all", None)
                     revision = await _revision(conn)
+                    referenced = await _referenced(conn)
             finally:
                 await copy.aclose()
             name = "database.sqlite3"
@@ -123,10 +164,16 @@ async def backup(store: Store, path: Path, *, progress: Progress | None = None) 
             async with snapshot(store) as conn:
                 counts = await count_rows(conn, "all", None)
                 revision = await _revision(conn)
+                referenced = await _referenced(conn)
                 with (partial / name).open("wb") as out:
                     async for data in export_lines(conn, progress=progress):
                         out.write(data)
+        if referenced and blobs is None:
+            raise InvalidRequest("the database references files, but no blob store was given to copy them from")
+        if blobs is not None:
+            await _copy_objects(blobs, partial, referenced)
         manifest = BackupManifest(
+            objects=len(referenced),
             created_at=datetime.now(UTC),
             dialect=store.dialect,
             database=name,
@@ -164,8 +211,35 @@ async def _only_local_user(store: Store) -> bool:
     return list(ids) == [LOCAL_USER_ID]
 
 
-async def restore(path: Path, target: Store, *, progress: Progress | None = None) -> RestoreReport:
-    """Load the backup at `path` into `target`, which must hold no rows; then check it."""
+def _read_object(path: Path, sha256: str, size: int) -> bytes:
+    try:
+        data = (path / "objects" / sha256[:2] / sha256).read_bytes()
+    except OSError:
+        raise InvalidRequest(f"the backup is missing object {sha256}") from None
+    if hashlib.sha256(data).hexdigest() != sha256 or len(data) != size:
+        raise InvalidRequest(f"object {sha256} in the backup does not match its hash or size: the backup is damaged")
+    return data
+
+
+async def _restore_objects(path: Path, manifest: BackupManifest, blobs: BlobStore | None) -> int:
+    listing = path / "objects.jsonl"
+    entries = [json.loads(line) for line in listing.read_text().splitlines()] if manifest.objects else []
+    if len(entries) != manifest.objects:
+        raise InvalidRequest(f"the backup lists {len(entries)} objects, its manifest {manifest.objects}")
+    if entries and blobs is None:
+        raise InvalidRequest("the backup holds files, but no blob store was given to restore them into")
+    for entry in entries:
+        data = await asyncio.to_thread(_read_object, path, str(entry["sha256"]), int(entry["size"]))
+        assert blobs is not None
+        await blobs.put(data)
+    return len(entries)
+
+
+async def restore(
+    path: Path, target: Store, *, blobs: BlobStore | None = None, progress: Progress | None = None
+) -> RestoreReport:
+    """Load the backup at `path` into `target`, which must hold no rows, and its objects into
+    `blobs`; then check counts, hashes and the invariants `verify` checks."""
     manifest = read_manifest(path)
     await target.upgrade()
     present = {name: n for name, n in (await _table_counts(target)).items() if n}
@@ -177,6 +251,7 @@ async def restore(path: Path, target: Store, *, progress: Progress | None = None
     source = path / manifest.database
     if not source.is_file():
         raise InvalidRequest(f"the backup is missing {manifest.database}")
+    objects = await _restore_objects(path, manifest, blobs)
     if manifest.dialect == "sqlite":
         with tempfile.TemporaryDirectory() as scratch:
             # Work on a copy: bringing an older backup's schema up to date must not change it.
@@ -201,4 +276,4 @@ async def restore(path: Path, target: Store, *, progress: Progress | None = None
     if wrong:
         detail = ", ".join(f"{name}: {want} in the backup, {got} restored" for name, (want, got) in wrong.items())
         raise StorageError(f"the restored database does not match the backup ({detail})")
-    return RestoreReport(counts=counts, verify=await verify(target))
+    return RestoreReport(counts=counts, objects=objects, verify=await verify(target, blobs=blobs))

@@ -8,8 +8,8 @@ Invariants:
 - One `audit_events` row records who asked, when, and the counts; never any content.
 - Running it again is safe: it finds nothing and writes a receipt of zeros.
 
-Backends that hold user data outside SQL plug in as one more step in `ERASURE_STEPS` (the dedup
-cache's `forget_user`, the stream hub's `discard`): read the list to see everything that runs.
+Backends that hold user data outside SQL (the dedup cache, the stream hub, the blob store) each
+have a step in `ERASURE_STEPS`: read the list to see everything that runs, in order.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.ids import new_id
+from genvault.store import files as file_store
 from genvault.store import generations as gen_store
-from genvault.store.schema import audit_events, generations, metadata, users
+from genvault.store.schema import audit_events, blobs, generations, metadata, users
 
 if TYPE_CHECKING:
     from genvault.vault import Vault
@@ -113,10 +114,8 @@ async def collect_references(job: Erasure) -> None:
         job.generation_ids = list(
             (await conn.execute(select(generations.c.id).where(generations.c.user_id == job.user_id))).scalars().all()
         )
-        blobs = metadata.tables.get("blobs")
-        if blobs is not None:
-            hashes = await conn.execute(select(blobs.c.sha256).where(blobs.c.user_id == job.user_id).distinct())
-            job.blob_hashes = set(hashes.scalars().all())
+        hashes = await conn.execute(select(blobs.c.sha256).where(blobs.c.user_id == job.user_id).distinct())
+        job.blob_hashes = set(hashes.scalars().all())
 
 
 async def delete_rows(conn: AsyncConnection, user_id: str) -> dict[str, int]:
@@ -169,6 +168,33 @@ async def discard_stream_buffers(job: Erasure) -> None:
     job.counts["stream_buffers"] = discarded
 
 
+async def forget_cache_entries(job: Erasure) -> None:
+    """The dedup cache's entries of the user. The SQL cache's rows already went with the user's
+    rows (`cache_entries`); a Redis cache keeps its own keys, counted here."""
+    job.counts["cache_keys"] = await job.vault.dedup.forget_user(job.user_id)
+
+
+async def delete_unreferenced_objects(vault: Vault, hashes: set[str]) -> int:
+    """Delete the blob objects among `hashes` that no row references any more; returns how many.
+
+    Runs after the rows' deletion committed. A concurrent `store_file` of the same bytes re-puts
+    its object after its row commits, so deleting here never loses someone else's file."""
+    deleted = 0
+    for sha256 in sorted(hashes):
+        async with vault.store.read() as conn:
+            if await file_store.references(conn, sha256):
+                continue
+        if await vault.blobs.exists(sha256):
+            await vault.blobs.delete(sha256)
+            deleted += 1
+    return deleted
+
+
+async def delete_blob_objects(job: Erasure) -> None:
+    """The user's files' bytes, unless another user's row still names the same content."""
+    job.counts["blob_objects"] = await delete_unreferenced_objects(job.vault, job.blob_hashes)
+
+
 async def finish_audit(job: Erasure) -> None:
     """The counts of the steps after the SQL transaction, added to the audit event."""
     async with job.vault.store.write() as conn:
@@ -176,12 +202,14 @@ async def finish_audit(job: Erasure) -> None:
 
 
 # The whole erasure, in order. A backend holding user data outside SQL adds its step before
-# `finish_audit` (the dedup cache's `forget_user`, blob objects no row references any more).
+# `finish_audit`.
 ERASURE_STEPS: list[Step] = [
     stop_running_generations,
     collect_references,
     delete_rows_and_audit,
     discard_stream_buffers,
+    forget_cache_entries,
+    delete_blob_objects,
     finish_audit,
 ]
 

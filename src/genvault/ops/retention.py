@@ -3,9 +3,10 @@
 Invariants:
 - Only finished records go: a chat whose reply is still running, or a generation that is still
   `pending`/`streaming`, waits for the next run.
-- A chat goes whole, with its messages, parts and generations; a text or image generation goes
-  with whatever points at it. Stream buffers of what was deleted are discarded. This is the same
-  cascade as erasure (`genvault.ops.erasure`), chosen by age instead of by owner.
+- A chat goes whole, with its messages, parts, generations and files; a text or image generation
+  goes with whatever points at it (its images, its cache entries). Blob objects no row
+  references any more are deleted from the blob store, and stream buffers are discarded. This is
+  the same cascade as erasure (`genvault.ops.erasure`), chosen by age instead of by owner.
 - Each run that deletes something writes one `audit_events` row (action `retention`) with counts.
 """
 
@@ -20,8 +21,9 @@ from sqlalchemy import Table, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.ids import new_id
+from genvault.ops.erasure import delete_unreferenced_objects
 from genvault.store import generations as gen_store
-from genvault.store.schema import audit_events, chats, generations, messages, metadata, parts
+from genvault.store.schema import audit_events, blobs, chats, generations, messages, metadata, parts
 
 if TYPE_CHECKING:
     from genvault.vault import Vault
@@ -44,7 +46,7 @@ class RetentionReport(BaseModel):
 
 def _referencing(parent: Table) -> list[tuple[Table, Any]]:
     """Tables other than the chat tables that point at `parent` (a cache entry, a blob row)."""
-    core = {"chats", "messages", "parts", "generations"}
+    core = {"chats", "messages", "parts", "generations", "blobs"}
     return [
         (table, fk.parent)
         for table in reversed(metadata.sorted_tables)
@@ -59,10 +61,17 @@ def _add(counts: dict[str, int], name: str, n: int) -> None:
         counts[name] = counts.get(name, 0) + n
 
 
-async def delete_generations(conn: AsyncConnection, ids: list[str], counts: dict[str, int]) -> None:
-    """Delete these generations and the rows that point at them."""
+async def _delete_blob_rows(conn: AsyncConnection, where: Any, counts: dict[str, int], hashes: set[str]) -> None:
+    """File rows linked by id (no foreign key), remembering their objects for the cleanup."""
+    hashes.update((await conn.execute(select(blobs.c.sha256).where(where).distinct())).scalars().all())
+    _add(counts, "blobs", (await conn.execute(delete(blobs).where(where))).rowcount)
+
+
+async def delete_generations(conn: AsyncConnection, ids: list[str], counts: dict[str, int], hashes: set[str]) -> None:
+    """Delete these generations and the rows that point at them (their files' sha256 go to `hashes`)."""
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
+        await _delete_blob_rows(conn, blobs.c.generation_id.in_(chunk), counts, hashes)
         await conn.execute(update(generations).where(generations.c.cached_from.in_(chunk)).values(cached_from=None))
         for table, column in _referencing(generations):
             _add(counts, table.name, (await conn.execute(delete(table).where(column.in_(chunk)))).rowcount)
@@ -71,16 +80,17 @@ async def delete_generations(conn: AsyncConnection, ids: list[str], counts: dict
         )
 
 
-async def delete_chats(conn: AsyncConnection, ids: list[str], counts: dict[str, int]) -> list[str]:
-    """Delete these chats whole; returns the ids of the generations that went with them."""
+async def delete_chats(conn: AsyncConnection, ids: list[str], counts: dict[str, int], hashes: set[str]) -> list[str]:
+    """Delete these chats whole, files included; returns the ids of their generations."""
     gone: list[str] = []
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
         gen_ids = list(
             (await conn.execute(select(generations.c.id).where(generations.c.chat_id.in_(chunk)))).scalars().all()
         )
-        await delete_generations(conn, gen_ids, counts)
+        await delete_generations(conn, gen_ids, counts, hashes)
         gone += gen_ids
+        await _delete_blob_rows(conn, blobs.c.chat_id.in_(chunk), counts, hashes)
         for table, column in _referencing(chats):
             _add(counts, table.name, (await conn.execute(delete(table).where(column.in_(chunk)))).rowcount)
         _add(counts, "parts", (await conn.execute(delete(parts).where(parts.c.chat_id.in_(chunk)))).rowcount)
@@ -104,6 +114,7 @@ async def apply_retention(vault: Vault, *, now: datetime | None = None) -> Reten
     limits = cutoffs(vault, now)
     counts: dict[str, int] = {}
     gone: list[str] = []
+    hashes: set[str] = set()
     audit_id: str | None = None
     async with vault.store.write() as conn:
         if "chat" in limits:
@@ -111,7 +122,7 @@ async def apply_retention(vault: Vault, *, now: datetime | None = None) -> Reten
                 generations.c.id == chats.c.active_generation_id, generations.c.status.in_(gen_store.ACTIVE)
             )
             old = select(chats.c.id).where(chats.c.updated_at < limits["chat"], ~running)
-            gone += await delete_chats(conn, list((await conn.execute(old)).scalars().all()), counts)
+            gone += await delete_chats(conn, list((await conn.execute(old)).scalars().all()), counts, hashes)
         for kind in ("text", "image"):
             if kind not in limits:
                 continue
@@ -123,7 +134,7 @@ async def apply_retention(vault: Vault, *, now: datetime | None = None) -> Reten
                 generations.c.chat_id.is_(None),
             )
             ids = list((await conn.execute(old)).scalars().all())
-            await delete_generations(conn, ids, counts)
+            await delete_generations(conn, ids, counts, hashes)
             gone += ids
         if counts:
             audit_id = new_id("aud")
@@ -134,6 +145,11 @@ async def apply_retention(vault: Vault, *, now: datetime | None = None) -> Reten
             )
     for generation_id in gone:
         await vault.hub.discard(generation_id)
+    objects = await delete_unreferenced_objects(vault, hashes)
+    if objects:
+        counts["blob_objects"] = objects
+        async with vault.store.write() as conn:
+            await conn.execute(update(audit_events).where(audit_events.c.id == audit_id).values(counts=counts))
     if counts:
         log.info("retention deleted %s", counts)
     return RetentionReport(cutoffs=limits, counts=counts, audit_id=audit_id)

@@ -10,15 +10,17 @@ Read-only and safe to run while the server runs (it reads one consistent snapsho
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault.blobs import BlobNotFound, BlobStore
 from genvault.store import Store
 from genvault.store import generations as gen_store
-from genvault.store.schema import generations, messages, parts
+from genvault.store.schema import blobs, generations, messages, parts
 
 __all__ = ["VerifyReport", "verify", "verify_conn"]
 
@@ -35,7 +37,9 @@ class VerifyReport(BaseModel):
         return self.problem_count == 0
 
 
-async def verify_conn(conn: AsyncConnection, *, now: datetime | None = None) -> VerifyReport:
+async def verify_conn(
+    conn: AsyncConnection, *, blob_store: BlobStore | None = None, now: datetime | None = None
+) -> VerifyReport:
     now = now or datetime.now(UTC)
     problems: list[str] = []
     count = 0
@@ -77,11 +81,37 @@ async def verify_conn(conn: AsyncConnection, *, now: datetime | None = None) -> 
                 f"generation {row.id} is stuck {row.status}: its lease expired and no sweeper has marked it "
                 "interrupted (start the server or any genvault command to sweep)"
             )
+    if blob_store is not None:
+        shown_before = count
+        referenced = (
+            await conn.execute(
+                select(blobs.c.sha256, func.max(blobs.c.size)).group_by(blobs.c.sha256).order_by(blobs.c.sha256)
+            )
+        ).all()
+        checked["blob_objects"] = len(referenced)
+        for sha256, size in referenced:
+            problem = await _check_object(blob_store, sha256, int(size))
+            if problem is not None:
+                count += 1
+                if count - shown_before <= SHOWN:
+                    problems.append(problem)
     return VerifyReport(checked=checked, problems=problems, problem_count=count)
 
 
-async def verify(store: Store, *, now: datetime | None = None) -> VerifyReport:
+async def _check_object(store: BlobStore, sha256: str, size: int) -> str | None:
+    try:
+        data = await store.get(sha256)
+    except BlobNotFound:
+        return f"blob {sha256} is referenced but missing from the blob store"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return f"blob {sha256} does not match its sha256 (the stored bytes are damaged)"
+    if len(data) != size:
+        return f"blob {sha256} is {len(data)} bytes, but its rows say {size}"
+    return None
+
+
+async def verify(store: Store, *, blobs: BlobStore | None = None, now: datetime | None = None) -> VerifyReport:
     from genvault.ops.archive import snapshot
 
     async with snapshot(store) as conn:
-        return await verify_conn(conn, now=now)
+        return await verify_conn(conn, blob_store=blobs, now=now)

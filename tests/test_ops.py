@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from genvault.errors import InvalidRequest
+from genvault.blobs import BlobStore
+from genvault.errors import Conflict, InvalidRequest
+from genvault.ops.backup import restore
 from genvault.providers import testmodel as tm
 from genvault.settings import Settings
+from genvault.store import Store
 from genvault.store.schema import audit_events, blobs, chats, generations, metadata, parts
 from genvault.vault import Vault
 
@@ -286,3 +291,121 @@ async def test_verify_finds_missing_parts_and_stuck_records(vault: Any) -> None:
     assert report.problem_count == 2
     assert any("message 'u1'" in p and "no parts" in p for p in report.problems)
     assert any("stuck streaming" in p for p in report.problems)
+
+
+async def test_erasure_with_redis_leaves_none_of_their_cache_keys_or_streams(
+    vault_factory: Any, redis_settings: dict[str, str]
+) -> None:
+    import redis.asyncio as aioredis
+
+    vault = await vault_factory(
+        providers={"offline": tm.TestProvider(tokens_per_second=0)}, settings_overrides=redis_settings
+    )
+    for user in ("alice", "bob"):
+        await vault.create_user(user)
+        for _ in range(2):  # the second is a cache hit: an entry exists
+            record = await vault.generate("the same prompt", user_id=user)
+            await vault.wait(record.id, user_id=user)
+    prefix = redis_settings["redis_prefix"]
+    client = aioredis.Redis.from_url(redis_settings["redis_url"], decode_responses=True)
+    try:
+        alice_keys = {f"{prefix}cache-user:alice"} | {
+            f"{prefix}cache:{k}" for k in await client.smembers(f"{prefix}cache-user:alice")
+        }
+        assert await client.exists(*alice_keys) == len(alice_keys) >= 2
+        before = {k async for k in client.scan_iter(match=f"{prefix}*")}
+
+        receipt = await vault.erase_user("alice")
+
+        after = {k async for k in client.scan_iter(match=f"{prefix}*")}
+        assert not after & alice_keys
+        assert not any("alice" in k for k in after)
+        assert receipt.counts["cache_keys"] >= 1
+        # Bob's entries are untouched.
+        assert {k for k in before if "cache" in k and k not in alice_keys} <= after
+        assert await rows_mentioning(vault.store, "alice") == {"audit_events.subject_user_id": 1}
+    finally:
+        await client.aclose()
+
+
+async def load_chats(vault: Any, stop: asyncio.Event, done: asyncio.Queue[int]) -> None:
+    """Chat turns one after another until told to stop (the write load of a busy server)."""
+    n = 0
+    while not stop.is_set():
+        turn = await vault.chat(f"load-{n % 3}", message={**USER_MESSAGE, "id": f"m{n}"}, user_id="loader")
+        await vault.wait(turn.generation.id, user_id="loader")
+        await vault.store_file(f"file {n}".encode(), media_type="text/plain", user_id="loader", chat_id=f"load-{n % 3}")
+        n += 1
+        done.put_nowait(n)
+
+
+async def test_a_backup_taken_under_chat_load_restores_consistent(
+    vault_factory: Any, tmp_path: Path, pg_database: str
+) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    vault = await vault_factory(providers={"offline": tm.TestProvider(tokens_per_second=400)})
+    await vault.create_user("loader")
+    stop, done = asyncio.Event(), asyncio.Queue[int]()
+    load = asyncio.create_task(load_chats(vault, stop, done))
+    for _ in range(3):
+        await done.get()
+    manifest = await vault.backup(tmp_path / "backup")
+    for _ in range(2):  # the load goes on after the snapshot
+        await done.get()
+    stop.set()
+    await load
+
+    assert manifest.objects >= 3
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [
+        "database.jsonl" if vault.store.dialect == "postgresql" else "database.sqlite3",
+        "manifest.json",
+        "objects",
+        "objects.jsonl",
+    ]
+    # Restore into both kinds of database; each must be consistent and match the manifest.
+    schema = f"r_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(pg_database)
+    await conn.execute(f'CREATE SCHEMA "{schema}"')
+    await conn.close()
+    targets = [
+        (f"sqlite:///{tmp_path / 'restored.db'}", None),
+        (pg_database, schema),
+    ]
+    for url, target_schema in targets:
+        target = Store(url, schema=target_schema)
+        blob_store = BlobStore.local(tmp_path / f"blobs-{target_schema}")
+        try:
+            report = await restore(tmp_path / "backup", target, blobs=blob_store)
+            assert report.verify.ok, report.verify.problems
+            assert report.objects == manifest.objects
+            assert report.verify.checked["blob_objects"] == manifest.objects
+            for name, n in manifest.counts.items():
+                assert report.counts[name] == n, name
+            # Restoring twice into the same database is refused: it is no longer empty.
+            with pytest.raises(Conflict, match="not empty"):
+                await restore(tmp_path / "backup", target, blobs=blob_store)
+        finally:
+            await target.aclose()
+
+
+async def test_a_backup_needs_a_new_directory_and_a_damaged_object_is_refused_on_restore(
+    vault: Any, tmp_path: Path
+) -> None:
+    await fill(vault, "alice", chats_n=1)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    with pytest.raises(InvalidRequest, match="already exists"):
+        await vault.backup(tmp_path / "taken")
+    manifest = await vault.backup(tmp_path / "backup")
+    damaged = next((tmp_path / "backup" / "objects").rglob("*"))
+    while damaged.is_dir():
+        damaged = next(damaged.iterdir())
+    damaged.write_bytes(b"tampered")
+    target = Store(f"sqlite:///{tmp_path / 'restored.db'}")
+    try:
+        with pytest.raises(InvalidRequest, match="does not match its hash"):
+            await restore(tmp_path / "backup", target, blobs=BlobStore.memory())
+    finally:
+        await target.aclose()
+    assert manifest.counts["chats"] == 2

@@ -6,7 +6,7 @@ and renders the result. Errors the caller can fix print one line (exit 2); failu
 
 from __future__ import annotations
 
-from genvault.cli import chats, db, generate, logs, serve, usage, users  # noqa: F401  (registers the commands)
+from genvault.cli import archive, chats, db, generate, logs, ops, serve, usage, users  # noqa: F401  (registers the commands)
 from genvault.cli._app import app
 
 __all__ = ["app", "main"]

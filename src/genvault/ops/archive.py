@@ -194,6 +194,14 @@ async def count_rows(conn: AsyncConnection, scope: Scope, user_id: str | None) -
     return counts
 
 
+async def count_objects(conn: AsyncConnection, user_id: str | None) -> int:
+    """How many distinct blob objects an archive of this scope holds."""
+    query = select(func.count(func.distinct(blobs.c.sha256)))
+    if user_id is not None:
+        query = query.where(blobs.c.user_id == user_id)
+    return int((await conn.execute(query)).scalar() or 0)
+
+
 async def export_lines(
     conn: AsyncConnection,
     *,

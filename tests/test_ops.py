@@ -409,3 +409,23 @@ async def test_a_backup_needs_a_new_directory_and_a_damaged_object_is_refused_on
     finally:
         await target.aclose()
     assert manifest.counts["chats"] == 2
+
+
+async def test_a_started_vault_applies_retention_in_the_background(vault_factory: Any, tmp_path: Path) -> None:
+    first = await vault_factory(providers={"offline": tm.TestProvider(tokens_per_second=0)})
+    await fill(first, "alice", chats_n=0)
+    async with first.store.write() as conn:
+        await conn.execute(update(generations).values(created_at=datetime.now(UTC) - timedelta(days=3)))
+    server = await vault_factory(
+        settings_overrides={"retention_days_text": 2, "retention_interval_seconds": 0.05},
+        providers={"offline": tm.TestProvider(tokens_per_second=0)},
+    )
+    for _ in range(400):  # the task runs at start, then every interval
+        async with server.store.read() as conn:
+            left = (await conn.execute(select(func.count()).select_from(generations))).scalar()
+        if left == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert left == 0
+    # A vault made for one-off work does not run it.
+    assert (await vault_factory(settings_overrides={"retention_days_text": 2}, run_retention=False))._retention is None

@@ -178,8 +178,9 @@ async def snapshot(store: Store) -> AsyncIterator[AsyncConnection]:
             await conn.execution_options(isolation_level="REPEATABLE READ")
             await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
         else:
-            # The first read starts SQLite's WAL snapshot; later reads in this transaction see it.
-            await conn.exec_driver_sql("SELECT 1")
+            # The first read of the file starts SQLite's WAL snapshot (a bare `SELECT 1` would not);
+            # every later read in this transaction sees that same state.
+            await conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")
         yield conn
 
 

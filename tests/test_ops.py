@@ -102,6 +102,12 @@ async def test_a_user_export_holds_their_rows_in_order_and_ends_with_counts(vaul
     objects = [r for r in records if "object" in r]
     assert [o["object"] for o in objects] == sorted(o["object"] for o in objects)
     # Client JSON keeps its key order and its nulls; absent keys stay absent.
+    # Each chat also comes as the UIMessages useChat would load, in chat id order.
+    views = [r for r in records if "chat" in r]
+    assert [v["chat"] for v in views] == sorted(["alice-chat-0", "alice-chat-1", "alice-imported"])
+    page = await vault.chat_messages("alice-imported", user_id="alice")
+    assert views[-1]["messages"] == page.messages
+    assert end["uimessages"] == 3
     m1 = next(r["row"] for r in rows if r["table"] == "messages" and r["row"]["id"] == "m1")
     assert json.dumps(m1["metadata"]) == '{"z": 1, "a": null}'
     assert "metadata" not in next(r["row"] for r in rows if r["table"] == "messages" and r["row"]["id"] == "m2")
@@ -165,6 +171,12 @@ async def test_importing_into_a_database_that_has_the_rows_changes_nothing(vault
         (lambda lines: [lines[0], b"not json\n", *lines[1:]], "line 2: not JSON"),
         (lambda lines: [lines[0], b'{"table":"nope","row":{}}\n', *lines[1:]], "unknown table"),
         (lambda lines: [lines[0], b'{"table":"chats","row":{"colour":1}}\n', *lines[1:]], "no column 'colour'"),
+        (
+            lambda lines: [
+                line.replace(b'"text":"x"', b'"text":"y"') if b'"chat":' in line else line for line in lines
+            ],
+            "differ from its rows",
+        ),
     ],
 )
 async def test_a_damaged_archive_is_refused_with_a_reason_and_nothing_is_written(
@@ -429,3 +441,19 @@ async def test_a_started_vault_applies_retention_in_the_background(vault_factory
     assert left == 0
     # A vault made for one-off work does not run it.
     assert (await vault_factory(settings_overrides={"retention_days_text": 2}, run_retention=False))._retention is None
+
+
+async def test_an_account_larger_than_one_batch_round_trips(vault: Any, tmp_path: Path) -> None:
+    messages = [
+        {"id": f"m{i:04}", "role": "user", "parts": [{"type": "text", "text": f"message {i}"}]} for i in range(1200)
+    ]
+    await vault.import_chat("big", messages, user_id="carol")
+    progress: list[int] = []
+    archive = b"".join(
+        [line async for line in vault.export(user_id="carol", progress=lambda _t, n: progress.append(n))]
+    )
+    assert sum(progress) == 1 + 1 + 1200 + 1200  # user, chat, messages, parts
+    other = Settings(data_dir=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}")
+    async with Vault(other) as target:
+        await target.import_archive(archive.splitlines(keepends=True))
+        assert b"".join([line async for line in target.export(user_id="carol")]) == archive

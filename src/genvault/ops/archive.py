@@ -12,6 +12,8 @@ Invariants (docs/archive-format.md is the reader's version):
   order; an absent key (SQL NULL) is left out of the row, JSON `null` is written as `null`.
   Our own JSON columns are written with sorted keys (JSONB on PostgreSQL does not keep order).
 - Checked: the last line counts what came before, so a truncated archive is refused.
+- Readable: a user's archive also carries each chat as AI SDK UIMessages (derived from the rows;
+  an import rebuilds them from the rows and refuses the archive if they differ).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.blobs import BlobStore
 from genvault.errors import Conflict, InvalidRequest, StorageError
 from genvault.store import Store
-from genvault.store.schema import MISSING, JSONText, UTCDateTime, blobs, metadata, users
+from genvault.store.chats import load_all_messages
+from genvault.store.schema import MISSING, JSONText, UTCDateTime, blobs, chats, metadata, users
 
 __all__ = [
     "FORMAT",
@@ -240,6 +243,14 @@ async def export_lines(
             if progress is not None:
                 progress(table.name, len(batch))
         counts[table.name] = n
+    n_views = 0
+    if user_id is not None:
+        # The user's chats as AI SDK UIMessages, for people and tools that read the archive; an
+        # import rebuilds them from the rows above and checks they are identical.
+        query = select(chats.c.id).where(chats.c.user_id == user_id).order_by(*_order(conn, chats))
+        for chat_id in (await conn.execute(query)).scalars().all():
+            yield line({"chat": chat_id, "messages": await load_all_messages(conn, chat_id)})
+            n_views += 1
     n_objects = 0
     if objects is not None:
         async for sha256, data in objects(conn, user_id):
@@ -248,7 +259,8 @@ async def export_lines(
             if progress is not None:
                 progress("objects", 1)
     # The trailer proves the archive is whole: counts, and the hash of every line before it.
-    yield (dumps({"end": {"rows": counts, "objects": n_objects, "sha256": digest.hexdigest()}}) + "\n").encode()
+    end = {"rows": counts, "uimessages": n_views, "objects": n_objects, "sha256": digest.hexdigest()}
+    yield (dumps({"end": end}) + "\n").encode()
 
 
 async def write_archive(lines: AsyncIterable[bytes], out: IO[bytes]) -> int:
@@ -289,6 +301,8 @@ class _Importer:
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.counts: ArchiveCounts = {}
         self.n_objects = 0
+        self.n_views = 0
+        self.current: Table | None = None
         # Rows of self-referencing tables (generations.cached_from) go in without the reference,
         # which is set once every row exists: an archive's order need not follow those links.
         self.deferred: list[tuple[Table, dict[str, Any], dict[str, Any]]] = []
@@ -297,6 +311,9 @@ class _Importer:
         return [c for c in table.columns if any(fk.column.table is table for fk in c.foreign_keys)]
 
     async def add(self, table: Table, row: dict[str, Any]) -> None:
+        if self.current is not None and self.current is not table:
+            await self.flush(self.current)  # parents are in before their children's first batch
+        self.current = table
         self.pending.setdefault(table.name, []).append(row)
         self.counts[table.name] = self.counts.get(table.name, 0) + 1
         if len(self.pending[table.name]) >= BATCH:
@@ -346,6 +363,7 @@ class _Importer:
         for table, key, links in self.deferred:
             where = and_(*(table.c[name] == value for name, value in key.items()))
             await self.conn.execute(update(table).where(where).values(**links))
+        self.deferred = []
 
 
 async def import_lines(
@@ -400,6 +418,15 @@ async def import_lines(
             await importer.add(table, _decode_row(table, obj.get("row"), line_no))
             if progress is not None:
                 progress(table.name, 1)
+        elif "chat" in obj:
+            await importer.finish()
+            stored = await load_all_messages(conn, str(obj["chat"]))
+            if stored != obj.get("messages"):
+                raise InvalidRequest(
+                    f"line {line_no}: the UIMessages of chat {obj['chat']!r} differ from its rows: "
+                    "the archive is damaged"
+                )
+            importer.n_views += 1
         elif "object" in obj:
             await _import_object(obj, line_no, objects)
             importer.n_objects += 1
@@ -414,7 +441,11 @@ async def import_lines(
         raise InvalidRequest("the archive has no end line: it was cut short; export it again")
     await importer.finish()
     expected_rows = {k: v for k, v in (trailer.get("rows") or {}).items() if v}
-    if {k: v for k, v in importer.counts.items() if v} != expected_rows or trailer.get("objects") != importer.n_objects:
+    if (
+        {k: v for k, v in importer.counts.items() if v} != expected_rows
+        or trailer.get("objects") != importer.n_objects
+        or trailer.get("uimessages", 0) != importer.n_views
+    ):
         raise InvalidRequest("the archive's end line does not match its contents: it is damaged")
     if trailer.get("sha256") != digest.hexdigest():
         raise InvalidRequest("the archive's checksum does not match its contents: it is damaged")

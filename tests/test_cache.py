@@ -7,11 +7,13 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
-from genvault.cache import cache_key
+from genvault.cache import SqlCache, cache_key
 from genvault.errors import InvalidRequest
 from genvault.providers import testmodel as tm
 from genvault.providers.base import ModelRequest, ToolSpec
+from genvault.store.schema import cache_entries
 
 PRICES = {"offline/test-model": {"input_mtok": "1", "output_mtok": "2"}}
 
@@ -262,3 +264,50 @@ class TestChatsAndUsage:
         assert (row.generations, row.cache_hits) == (3, 2)
         assert row.saved_nano_usd == 2 * first.cost_nano_usd
         assert row.cost_nano_usd == first.cost_nano_usd
+
+
+@pytest.mark.redis
+async def test_single_flight_spans_processes_sharing_redis(vault_factory: Any, redis_settings: dict[str, str]) -> None:
+    """Two Vaults on one database and one Redis stand for two server processes."""
+    providers = [tm.TestProvider(tokens_per_second=100), tm.TestProvider(tokens_per_second=100)]
+    vaults = [
+        await vault_factory(providers={"offline": p}, settings_overrides={"price_overrides": PRICES, **redis_settings})
+        for p in providers
+    ]
+    records = await asyncio.gather(*(vaults[i % 2].generate("Across processes") for i in range(20)))
+    finals = [await finished(vaults[0], r) for r in records]
+    assert sum(p.call_count for p in providers) == 1
+    assert {r.status for r in finals} == {"complete"}
+    assert len({r.result_text for r in finals}) == 1
+    assert len([r for r in finals if r.cached_from is None]) == 1
+
+
+async def test_an_erased_original_is_never_served_from_the_cache(make_vault: Any) -> None:
+    provider = tm.TestProvider(tokens_per_second=0)
+    vault = await make_vault(provider)
+    message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Forget me"}]}
+    first = await finished(vault, (await vault.chat("doomed", message=message)).generation)
+    await vault.delete_chat("doomed")  # its generations go with it, and the SQL rows with them
+    if isinstance(vault.cache, SqlCache):
+        async with vault.store.read() as conn:
+            assert (await conn.execute(select(func.count()).select_from(cache_entries))).scalar_one() == 0
+    again = await finished(vault, (await vault.chat("fresh", message=message)).generation)
+    assert again.cached_from is None
+    assert again.result_text == first.result_text
+    assert provider.call_count == 2
+
+
+async def test_a_failing_cache_lookup_still_runs_the_generation(
+    make_vault: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = tm.TestProvider(tokens_per_second=0)
+    vault = await make_vault(provider)
+
+    async def broken(key: str) -> str | None:
+        raise RuntimeError("cache table is gone")
+
+    monkeypatch.setattr(vault.dedup.backend, "get", broken)
+    record = await finished(vault, await vault.generate("Still runs"))
+    assert record.status == "complete"
+    assert provider.call_count == 1
+    assert "dedup lookup" in caplog.text

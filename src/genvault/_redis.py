@@ -2,8 +2,10 @@
 
 Redis is an accelerator, never the record: every generation is in the database. When Redis is
 unreachable, callers fall back to local behaviour (no shared cache, in-process streams) and log
-one warning per `warn_every` seconds instead of one per chunk; redis-py reconnects on its own, so
-the first command that succeeds after an outage ends the degradation.
+one warning per `warn_every` seconds instead of one per chunk. After a failure, callers skip
+Redis for `retry_seconds` (`should_try`), so a Redis that times out instead of refusing does not
+slow every chunk by a connect timeout; redis-py reconnects on its own, so the first command that
+succeeds after an outage ends the degradation.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["REDIS_ERRORS", "RedisHealth", "connect"]
+__all__ = ["REDIS_ERRORS", "RedisHealth", "RedisSkipped", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,10 @@ try:
     REDIS_ERRORS = (*REDIS_ERRORS, RedisError)
 except ImportError:  # pragma: no cover - the redis extra is not installed
     pass
+
+
+class RedisSkipped(ConnectionError):
+    """Raised instead of calling Redis while it is in its retry pause after a failure."""
 
 
 def connect(url: str) -> Redis:
@@ -51,16 +57,30 @@ def connect(url: str) -> Redis:
 class RedisHealth:
     """Rate-limited logging of Redis failures and of the recovery."""
 
-    def __init__(self, warn_every: float = 30.0) -> None:
+    def __init__(self, warn_every: float = 30.0, retry_seconds: float = 1.0) -> None:
         self.warn_every = warn_every
+        self.retry_seconds = retry_seconds
         self.down = False
         self._last_warning = -float("inf")
+        self._retry_at = -float("inf")
         self.failures = 0
 
+    def should_try(self) -> bool:
+        """False for `retry_seconds` after a failure: skip Redis and fall back at once."""
+        return time.monotonic() >= self._retry_at
+
+    def check(self) -> None:
+        """Raise `RedisSkipped` while in the retry pause (callers handle it like a failure)."""
+        if not self.should_try():
+            raise RedisSkipped("Redis is paused after a failure")
+
     def failed(self, exc: BaseException, fallback: str, *args: Any) -> None:
+        if isinstance(exc, RedisSkipped):
+            return  # not a new failure: the pause must not extend itself
         self.failures += 1
         self.down = True
         now = time.monotonic()
+        self._retry_at = now + self.retry_seconds
         if now - self._last_warning >= self.warn_every:
             self._last_warning = now
             log.warning("Redis unavailable (%s: %s); " + fallback, type(exc).__name__, exc, *args)

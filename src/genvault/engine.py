@@ -254,7 +254,10 @@ class Engine:
         await self.hub.open(generation_id)
         source = None
         if self.dedup is not None and key is not None and cache is not None:
-            source = await self.dedup.decide(key, generation_id, user_id, cache)
+            try:
+                source = await self.dedup.decide(key, generation_id, user_id, cache)
+            except Exception:  # the record is committed: it must run, cache or not
+                log.warning("dedup lookup for %s failed; calling the provider", generation_id, exc_info=True)
         if source is not None:
             work = self._copy(run, source, chunk_sink, finalize_hook)
         else:
@@ -426,17 +429,20 @@ class Engine:
             await checkpointer
         try:
             await asyncio.shield(self._finalize(run, status, error, finalize_hook))
-            if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
-                complete = status == "complete" and run.cached_from is None
-                await asyncio.shield(
-                    self.dedup.finished(
-                        run.cache_key, run.generation_id, run.user_id, complete=complete, policy=run.cache_policy
-                    )
-                )
         finally:
-            await self.hub.close(run.generation_id)
-            self._runs.pop(run.generation_id, None)
-            run.done.set()
+            try:
+                # Even when finalize failed: a lead never given up would stall identical requests.
+                if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
+                    complete = status == "complete" and run.cached_from is None
+                    await asyncio.shield(
+                        self.dedup.finished(
+                            run.cache_key, run.generation_id, run.user_id, complete=complete, policy=run.cache_policy
+                        )
+                    )
+            finally:
+                await self.hub.close(run.generation_id)
+                self._runs.pop(run.generation_id, None)
+                run.done.set()
 
     @staticmethod
     async def _execute(tool: Tool, call: StreamToolCall) -> Chunk:
@@ -628,6 +634,8 @@ class Engine:
             changed = await gen_store.sweep_expired(conn, now=_now(), dead_owners=dead)
         for record in changed:
             log.warning("generation %s marked interrupted (owner process gone)", record.id)
+            # Its followers (on any process, with Redis) would otherwise wait for chunks that never come.
+            await self.hub.abandon(record.id)
         return changed
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:

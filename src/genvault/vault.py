@@ -205,7 +205,7 @@ class Vault:
         self.hub: StreamHub = hub or default_hub
         self.blobs: BlobStore = blobs or blob_store_from_settings(self.settings)
         self.registry = ProviderRegistry(self.settings, http_client=http_client, providers=providers)
-        self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health)
+        self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health if self.redis else None)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.

@@ -46,10 +46,13 @@ class CachePolicy:
 
 class Dedup:
     def __init__(self, backend: Cache, store: Store, settings: Settings, health: RedisHealth | None = None) -> None:
+        """`health`: given for a Redis backend, whose failures degrade; an SQL backend's
+        failures are the database's, and propagate."""
         self.backend = backend
         self.store = store
         self.settings = settings
         self.health = health or RedisHealth()
+        self._degradable: tuple[type[BaseException], ...] = REDIS_ERRORS if health is not None else ()
         self._leading: dict[str, str] = {}  # cache key -> generation id leading it in this process
 
     def ttl(self, policy: CachePolicy) -> float:
@@ -72,9 +75,10 @@ class Dedup:
             return local
         self._leading[key] = generation_id
         try:
+            self._check()
             leader = await self.backend.claim(key, generation_id, self.settings.lease_seconds)
             self.health.ok()
-        except REDIS_ERRORS as exc:
+        except self._degradable as exc:
             self.health.failed(exc, "single-flight is per process until it returns")
             return None
         if leader is not None:
@@ -84,9 +88,10 @@ class Dedup:
 
     async def _lookup(self, key: str, user_id: str, policy: CachePolicy) -> str | None:
         try:
+            self._check()
             found = await self.backend.get(key)
             self.health.ok()
-        except REDIS_ERRORS as exc:
+        except self._degradable as exc:
             self.health.failed(exc, "the dedup cache is off until it returns")
             return None
         if found is None:
@@ -112,8 +117,9 @@ class Dedup:
         if self._leading.get(key) != generation_id:
             return
         try:
+            self._check()
             await self.backend.renew(key, generation_id, self.settings.lease_seconds)
-        except REDIS_ERRORS as exc:
+        except self._degradable as exc:
             self.health.failed(exc, "single-flight is per process until it returns")
 
     async def finished(
@@ -123,14 +129,19 @@ class Dedup:
         if self._leading.get(key) != generation_id:
             return  # a follower: nothing of its own to remember
         try:
+            self._check()
             if complete:
                 await self.backend.put(key, generation_id, user_id, self.ttl(policy))
             await self.backend.release(key, generation_id)
             self.health.ok()
-        except REDIS_ERRORS as exc:
+        except self._degradable as exc:
             self.health.failed(exc, "the result of %s is not cached", generation_id)
         finally:
             self._leading.pop(key, None)
+
+    def _check(self) -> None:
+        if self._degradable:
+            self.health.check()
 
     async def forget_user(self, user_id: str) -> int:
         return await self.backend.forget_user(user_id)

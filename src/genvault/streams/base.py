@@ -29,6 +29,10 @@ class StreamHub(Protocol):
         """Chunks from index `start` until the stream closes. Nothing if the stream is unknown."""
         ...
 
+    async def abandon(self, stream_id: str) -> None:
+        """End, with an `abort` chunk, the stream of a generation whose process died."""
+        ...
+
     async def discard(self, stream_id: str) -> None:
         """Delete the stream's buffer now, wherever it is kept (erasure); followers end."""
         ...

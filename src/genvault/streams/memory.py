@@ -62,6 +62,13 @@ class MemoryHub:
         stream = self._streams.get(stream_id)
         return stream.chunks if stream is not None else []
 
+    async def abandon(self, stream_id: str) -> None:
+        """End a stream whose producer is gone, with an `abort` chunk (if it is still open)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and not stream.closed:
+            await self.publish(stream_id, {"type": "abort"})
+            await self.close(stream_id)
+
     async def discard(self, stream_id: str) -> None:
         """Forget a stream now (erasure); its followers end."""
         stream = self._streams.pop(stream_id, None)

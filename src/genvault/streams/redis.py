@@ -69,6 +69,8 @@ class RedisHub:
         synced = self._synced.get(stream_id, -1)
         key = self._key(stream_id)
         try:
+            if not end:  # the end marker is always tried: followers elsewhere wait for it
+                self.health.check()
             async with self.client.pipeline(transaction=True) as pipe:
                 if synced < 0:
                     pipe.delete(key)
@@ -91,6 +93,7 @@ class RedisHub:
         if await self.local.exists(stream_id):
             return True
         try:
+            self.health.check()
             found = bool(await self.client.exists(self._key(stream_id)))
             self.health.ok()
             return found
@@ -107,6 +110,7 @@ class RedisHub:
         expected = max(start, 0)  # the next index to yield
         last_id = "0-0"
         try:
+            self.health.check()
             if not await self.client.exists(key):
                 return
             while True:
@@ -116,8 +120,11 @@ class RedisHub:
                         return  # expired: its producer is gone; the record has the rest
                     continue
                 for entry_id, fields in response[0][1]:
-                    last_id = entry_id
                     kind = fields.get("k")
+                    if last_id == "0-0" and kind == "c" and int(fields["i"]) > expected:
+                        # The head was trimmed (a stream longer than `maxlen`): start where it is.
+                        expected = int(fields["i"])
+                    last_id = entry_id
                     if kind == "c":
                         index = int(fields["i"])
                         # Skip what we have; a hole (writes lost while Redis was away) fills when
@@ -129,6 +136,27 @@ class RedisHub:
                         return
         except REDIS_ERRORS as exc:
             self.health.failed(exc, "stopped following %s", stream_id)
+
+    async def abandon(self, stream_id: str) -> None:
+        """End the stream of a generation whose producer died (the sweeper marked it
+        `interrupted`): an `abort` chunk and the end marker, so its followers stop waiting."""
+        if await self.local.exists(stream_id):
+            await self.local.abandon(stream_id)
+            return
+        key = self._key(stream_id)
+        try:
+            last: Any = await self.client.xrevrange(key, count=1)
+            if not last or last[0][1].get("k") == "end":
+                return  # gone, or ended after all
+            fields = last[0][1]
+            index = int(fields["i"]) + 1 if fields.get("k") == "c" else 0
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(key, {"k": "c", "i": index, "d": json.dumps({"type": "abort"})})
+                pipe.xadd(key, {"k": "end", "n": index + 1})
+                pipe.expire(key, max(1, round(self.retain_seconds)))
+                await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc, "followers of %s stop when its stream expires", stream_id)
 
     async def discard(self, generation_id: str) -> None:
         """Forget a stream's buffer everywhere (erasure)."""

@@ -215,6 +215,8 @@ _USAGE_SUMS = (
     "total_tokens",
     "cost_nano_usd",
     "unpriced_generations",
+    "cache_hits",
+    "saved_nano_usd",
 )
 
 

@@ -1,0 +1,169 @@
+"""One contract for both stream hubs (in-process and Redis Streams), plus what only Redis does:
+following from another process, and surviving an outage without a hole in the stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from genvault._redis import connect
+from genvault.streams import MemoryHub, RedisHub, StreamHub
+from redis_server import RedisServer
+
+CHUNKS = [
+    {"type": "start", "messageId": "m"},
+    *({"type": "text-delta", "id": "t", "delta": f"w{i} "} for i in range(5)),
+]
+
+
+async def collect(hub: StreamHub, stream_id: str, start: int = 0) -> list[dict[str, Any]]:
+    return [chunk async for chunk in hub.follow(stream_id, start)]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def hub_kind(request: pytest.FixtureRequest) -> dict[str, str] | None:
+    """None for the in-process hub; the Redis settings for the Redis hub."""
+    if request.param == "memory":
+        return None
+    settings: dict[str, str] = request.getfixturevalue("redis_settings")
+    return settings
+
+
+@pytest.fixture
+async def hubs(hub_kind: dict[str, str] | None) -> AsyncIterator[Callable[[], StreamHub]]:
+    """Makes hubs sharing one backing store: two Redis hubs stand for two processes."""
+    made: list[Any] = []
+    if hub_kind is None:
+        hub = MemoryHub()
+
+        def make() -> StreamHub:
+            return hub
+    else:
+        settings = hub_kind
+
+        def make() -> StreamHub:
+            client = connect(settings["redis_url"])
+            made.append(client)
+            return RedisHub(client, prefix=settings["redis_prefix"], block_ms=100)
+
+    yield make
+    for client in made:
+        await client.aclose()
+
+
+class TestHubContract:
+    async def test_a_closed_stream_replays_every_chunk_in_order(self, hubs: Callable[[], StreamHub]) -> None:
+        hub = hubs()
+        await hub.open("g1")
+        for chunk in CHUNKS:
+            await hub.publish("g1", chunk)
+        await hub.close("g1")
+        assert await hub.exists("g1")
+        assert await collect(hub, "g1") == CHUNKS
+        assert await collect(hub, "g1", start=4) == CHUNKS[4:]
+
+    async def test_a_follower_gets_the_past_then_the_live_chunks(self, hubs: Callable[[], StreamHub]) -> None:
+        producer, follower = hubs(), hubs()
+        await producer.open("g2")
+        await producer.publish("g2", CHUNKS[0])
+        following = asyncio.create_task(collect(follower, "g2"))
+        await asyncio.sleep(0.05)
+        for chunk in CHUNKS[1:]:
+            await producer.publish("g2", chunk)
+        await producer.close("g2")
+        assert await asyncio.wait_for(following, 10) == CHUNKS
+
+    async def test_an_unknown_stream_yields_nothing(self, hubs: Callable[[], StreamHub]) -> None:
+        hub = hubs()
+        assert not await hub.exists("nope")
+        assert await collect(hub, "nope") == []
+
+    async def test_discard_forgets_the_stream(self, hubs: Callable[[], StreamHub]) -> None:
+        producer, other = hubs(), hubs()
+        await producer.open("g3")
+        await producer.publish("g3", CHUNKS[0])
+        await producer.close("g3")
+        await producer.discard("g3")
+        assert not await other.exists("g3")
+        assert await collect(other, "g3") == []
+
+    async def test_abandon_ends_a_stream_whose_producer_died_with_an_abort(self, hubs: Callable[[], StreamHub]) -> None:
+        producer, sweeper = hubs(), hubs()
+        await producer.open("g4")
+        await producer.publish("g4", CHUNKS[0])
+        following = asyncio.create_task(collect(sweeper, "g4"))
+        await asyncio.sleep(0.05)
+        await sweeper.abandon("g4")
+        assert await asyncio.wait_for(following, 10) == [CHUNKS[0], {"type": "abort"}]
+
+
+@pytest.mark.slow
+async def test_a_redis_outage_mid_stream_leaves_no_hole_once_redis_is_back() -> None:
+    server = RedisServer()
+    server.start()
+    producer_client, follower_client = connect(server.url), connect(server.url)
+    producer = RedisHub(producer_client, prefix="gv:", block_ms=100)
+    follower = RedisHub(follower_client, prefix="gv:", block_ms=100)
+    try:
+        await producer.open("g")
+        await producer.publish("g", CHUNKS[0])
+        server.kill()
+        for chunk in CHUNKS[1:4]:
+            await producer.publish("g", chunk)  # lost by Redis, kept locally; never raises
+        assert producer.health.down
+        server.start()  # an empty Redis: everything it held is gone too
+        for chunk in CHUNKS[4:]:
+            await producer.publish("g", chunk)
+        await producer.close("g")
+        assert not producer.health.down
+        assert await collect(follower, "g") == CHUNKS
+    finally:
+        server.kill()
+        await producer_client.aclose()
+        await follower_client.aclose()
+
+
+async def test_after_a_failure_redis_is_not_called_again_until_the_pause_ends() -> None:
+    from genvault._redis import RedisHealth
+    from redis_server import free_port
+
+    client = connect(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    health = RedisHealth(retry_seconds=3600)
+    hub = RedisHub(client, prefix="gv:", health=health)
+    try:
+        await hub.open("g")
+        for chunk in CHUNKS:
+            await hub.publish("g", chunk)
+        assert health.failures == 1  # one refused connection, then local only
+        assert await hub.exists("g")
+        following = asyncio.create_task(collect(hub, "g"))
+        await hub.close("g")  # the end marker is tried regardless: a second failure
+        assert await following == CHUNKS
+        assert health.failures == 2
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_stream_longer_than_its_bound_replays_from_its_oldest_kept_chunk(
+    redis_settings: dict[str, str],
+) -> None:
+    producer_client, follower_client = connect(redis_settings["redis_url"]), connect(redis_settings["redis_url"])
+    prefix = redis_settings["redis_prefix"]
+    producer = RedisHub(producer_client, prefix=prefix, maxlen=100, block_ms=100)
+    follower = RedisHub(follower_client, prefix=prefix, block_ms=100)
+    chunks = [{"type": "text-delta", "id": "t", "delta": str(i)} for i in range(1000)]
+    try:
+        await producer.open("long")
+        for chunk in chunks:
+            await producer.publish("long", chunk)
+        await producer.close("long")
+        got = await asyncio.wait_for(collect(follower, "long"), 10)
+        assert 100 <= len(got) < 1000  # bounded, approximately (MAXLEN ~)
+        assert got == chunks[-len(got) :]  # the newest, in order, without holes
+    finally:
+        await producer_client.aclose()
+        await follower_client.aclose()

@@ -457,3 +457,14 @@ async def test_an_account_larger_than_one_batch_round_trips(vault: Any, tmp_path
     async with Vault(other) as target:
         await target.import_archive(archive.splitlines(keepends=True))
         assert b"".join([line async for line in target.export(user_id="carol")]) == archive
+
+
+async def test_erasing_the_local_user_leaves_the_embedded_mode_working(vault: Any) -> None:
+    record = await vault.generate("mine")
+    await vault.wait(record.id)
+    receipt = await vault.erase_user("local")
+    assert receipt.counts["generations"] == 1
+    page = await vault.list_generations()
+    assert page.items == []
+    again = await vault.generate("a fresh start")
+    assert (await vault.wait(again.id)).status == "complete"

@@ -14,6 +14,7 @@ import pytest
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.store.keys import create_key
+from live_server import serve
 
 USER_MESSAGE = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
 
@@ -90,3 +91,19 @@ async def test_a_user_erases_themself_and_gets_a_receipt_then_their_key_is_gone(
     assert repeat.status_code == 200
     assert set(repeat.json()["counts"].values()) == {0}
     assert await archive_of(world, "bob") == bob_before
+
+
+async def test_the_export_streams_over_a_real_server_line_by_line(world: dict[str, Any]) -> None:
+    vault = world["vault"]
+    for i in range(30):  # enough lines that the archive arrives in several chunks
+        await vault.import_chat(f"extra-{i}", [{**USER_MESSAGE, "id": f"x{i}"}], user_id="alice")
+    expected = await archive_of(world, "alice")
+    async with (
+        serve(create_app(vault=vault)) as base,
+        httpx.AsyncClient(base_url=base) as http,
+        http.stream("GET", "/api/users/alice/export", headers=auth(world, "alice")) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers.get("transfer-encoding") == "chunked"
+        lines = [line async for line in response.aiter_lines()]
+    assert "\n".join(lines) + "\n" == expected.decode()

@@ -760,8 +760,14 @@ class Vault:
 
     async def erase_user(self, user_id: str, *, actor_user_id: str | None = None) -> ErasureReceipt:
         """Remove every trace of the user and return the receipt (see `genvault.ops.erasure`).
-        Erasing a user who is already gone returns a receipt of zeros."""
-        return await erase_user(self, user_id, actor_user_id=actor_user_id)
+        Erasing a user who is already gone returns a receipt of zeros. The local user (auth
+        `none`) is recreated empty, since that mode always acts as it."""
+        receipt = await erase_user(self, user_id, actor_user_id=actor_user_id)
+        if user_id == LOCAL_USER_ID:
+            # The embedded single-user mode acts as this user: it comes back empty, as at start.
+            async with self.store.write() as conn:
+                await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
+        return receipt
 
     async def apply_retention(self, *, now: datetime | None = None) -> RetentionReport:
         return await apply_retention(self, now=now)

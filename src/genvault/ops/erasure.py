@@ -108,14 +108,14 @@ async def stop_running_generations(job: Erasure) -> None:
             await job.vault.engine.cancel(record)
 
 
-async def collect_references(job: Erasure) -> None:
-    """What lives outside SQL and is found through the rows about to go: stream ids, blob hashes."""
-    async with job.vault.store.read() as conn:
-        job.generation_ids = list(
-            (await conn.execute(select(generations.c.id).where(generations.c.user_id == job.user_id))).scalars().all()
-        )
-        hashes = await conn.execute(select(blobs.c.sha256).where(blobs.c.user_id == job.user_id).distinct())
-        job.blob_hashes = set(hashes.scalars().all())
+async def collect_references(conn: AsyncConnection, job: Erasure) -> None:
+    """What lives outside SQL and is found through the rows about to go: stream ids, blob hashes.
+    Read in the deleting transaction, so a generation started meanwhile is not missed."""
+    job.generation_ids = list(
+        (await conn.execute(select(generations.c.id).where(generations.c.user_id == job.user_id))).scalars().all()
+    )
+    hashes = await conn.execute(select(blobs.c.sha256).where(blobs.c.user_id == job.user_id).distinct())
+    job.blob_hashes = set(hashes.scalars().all())
 
 
 async def delete_rows(conn: AsyncConnection, user_id: str) -> dict[str, int]:
@@ -145,6 +145,7 @@ async def delete_rows(conn: AsyncConnection, user_id: str) -> dict[str, int]:
 async def delete_rows_and_audit(job: Erasure) -> None:
     """All SQL rows in one transaction, with the audit event: either both happen or neither."""
     async with job.vault.store.write() as conn:
+        await collect_references(conn, job)
         job.counts.update(await delete_rows(conn, job.user_id))
         await conn.execute(
             audit_events.insert().values(
@@ -205,7 +206,6 @@ async def finish_audit(job: Erasure) -> None:
 # `finish_audit`.
 ERASURE_STEPS: list[Step] = [
     stop_running_generations,
-    collect_references,
     delete_rows_and_audit,
     discard_stream_buffers,
     forget_cache_entries,

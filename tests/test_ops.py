@@ -201,6 +201,7 @@ async def test_erasing_a_user_leaves_no_row_with_their_id_and_others_untouched(v
     assert await vault.hub.exists(turn.generation.id)
 
     objects_before = {key async for key in vault.blobs.iter_keys()}
+    everything_before = await dump_all(vault)
 
     receipt = await vault.erase_user("alice", actor_user_id="local")
 
@@ -218,6 +219,22 @@ async def test_erasing_a_user_leaves_no_row_with_their_id_and_others_untouched(v
     assert receipt.counts["users"] == 1
     assert receipt.counts["stream_buffers"] >= 1
     assert b"".join([line async for line in vault.export(user_id="bob")]) == bob_before
+    # Every other line of the whole database is exactly as it was.
+    alice_picture = "sha256:" + hashlib.sha256(b"alice's own picture").hexdigest()
+
+    def others(dump: bytes) -> list[bytes]:
+        kept = []
+        for line in dump.splitlines()[1:-1]:
+            record = json.loads(line)
+            row = record.get("row", {})
+            if record.get("table") == "audit_events" or record.get("object") == alice_picture:
+                continue
+            if row.get("user_id") == "alice" or (record.get("table") == "users" and row["id"] == "alice"):
+                continue
+            kept.append(line)
+        return kept
+
+    assert others(await dump_all(vault)) == others(everything_before)
     async with vault.store.read() as conn:
         event = (await conn.execute(select(audit_events))).mappings().one()
     assert event["action"] == "erase_user"

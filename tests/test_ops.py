@@ -291,6 +291,11 @@ async def test_retention_deletes_old_chats_and_generations_per_kind_only(vault_f
     report = await vault.apply_retention()
     assert report.counts["chats"] == 1
     assert report.counts["generations"] == 2  # the old chat's reply and the old text generation
+    # The old text generation's picture goes (row and object); the file of a kept chat stays.
+    assert report.counts["blobs"] == 1
+    assert report.counts["blob_objects"] == 1
+    objects = {key async for key in vault.blobs.iter_keys()}
+    assert objects == {hashlib.sha256(SHARED_BYTES).hexdigest()}
     async with vault.store.read() as conn:
         remaining = set((await conn.execute(select(chats.c.id))).scalars().all())
         kinds = (await conn.execute(select(generations.c.kind))).scalars().all()
@@ -303,6 +308,7 @@ async def test_retention_deletes_old_chats_and_generations_per_kind_only(vault_f
     assert orphan_parts == 0
     assert event["action"] == "retention"
     assert event["subject_user_id"] is None
+    assert event["counts"] == report.counts
     assert (await vault.apply_retention()).counts == {}  # nothing more to do, no new event
 
 

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy import JSON, Column, Table, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -44,13 +44,16 @@ __all__ = [
     "ArchiveCounts",
     "ObjectSink",
     "ObjectSource",
+    "blob_objects",
+    "blob_sink",
+    "count_objects",
+    "count_rows",
     "export_lines",
     "import_lines",
     "open_lines",
     "read_archive_lines",
     "snapshot",
     "tables_for",
-    "write_archive",
 ]
 
 FORMAT = "genvault-archive"
@@ -261,14 +264,6 @@ async def export_lines(
     # The trailer proves the archive is whole: counts, and the hash of every line before it.
     end = {"rows": counts, "uimessages": n_views, "objects": n_objects, "sha256": digest.hexdigest()}
     yield (dumps({"end": end}) + "\n").encode()
-
-
-async def write_archive(lines: AsyncIterable[bytes], out: IO[bytes]) -> int:
-    written = 0
-    async for data in lines:
-        out.write(data)
-        written += len(data)
-    return written
 
 
 def open_lines(path: Path) -> Iterable[bytes]:

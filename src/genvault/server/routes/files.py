@@ -73,7 +73,8 @@ def _headers(record: FileRecord) -> dict[str, str]:
     return headers
 
 
-@router.api_route("/files/{file_id}", methods=["GET", "HEAD"], responses={206: {}, 304: {}, 404: {}, 416: {}})
+@router.head("/files/{file_id}", include_in_schema=False)
+@router.get("/files/{file_id}", responses={206: {}, 304: {}, 404: {}, 416: {}})
 async def get_file(
     file_id: str,
     request: Request,

@@ -117,6 +117,16 @@ def test_erase_user_asks_first_then_prints_the_receipt_and_is_safe_to_repeat(cli
     assert cli.invoke(app, ["export", "--user", "alice", "-o", "-"]).exit_code == 2
     bob = cli.invoke(app, ["export", "--user", "bob", "-o", "-"])
     assert '"table":"chats"' in bob.stdout
+    # Both erasures are in the audit log, with counts and no content.
+    audit = cli.invoke(app, ["audit", "--user", "alice", "--json"])
+    events = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert [e["action"] for e in events] == ["erase_user", "erase_user"]
+    assert events[1]["counts"]["chats"] == 1
+    assert events[1]["actor_user_id"] is None
+    assert "hello" not in audit.stdout
+    table = cli.invoke(app, ["audit"])
+    assert "erase_user" in table.stdout
+    assert "operator" in table.stdout
 
 
 def test_retention_run_deletes_old_text_generations(

@@ -11,15 +11,17 @@ from rich.table import Table
 
 from genvault.blobs import blob_store_from_settings
 from genvault.cli._app import app, console, err_console, fail, run_async, run_with_vault, settings_from
+from genvault.cli._render import when
 from genvault.cli.archive import progress_bar
 from genvault.ops.backup import BackupManifest, RestoreReport, backup, restore
 from genvault.ops.erasure import ErasureReceipt
 from genvault.ops.retention import RetentionReport
 from genvault.ops.verify import VerifyReport, verify
 from genvault.store import Store
+from genvault.store.audit import list_events
 from genvault.vault import Vault
 
-__all__ = ["backup_command", "erase_user", "restore_command", "retention_run", "verify_command"]
+__all__ = ["audit", "backup_command", "erase_user", "restore_command", "retention_run", "verify_command"]
 
 retention_app = typer.Typer(help="Delete what is older than the retention settings.", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
@@ -52,6 +54,37 @@ def erase_user(
         return
     console.print(_counts_table(receipt.counts))
     console.print(f"erased {user_id} · audit event {receipt.audit_id}", highlight=False)
+
+
+@app.command("audit")
+def audit(
+    user: Annotated[str | None, typer.Option("--user", help="Only events about this user id")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List erasures and retention runs, newest first: who, when, how much (never content)."""
+
+    async def body(vault: Vault) -> list[dict[str, object]]:
+        async with vault.store.read() as conn:
+            return await list_events(conn, subject_user_id=user, limit=limit)
+
+    events = run_with_vault(body)
+    if as_json:
+        for event in events:
+            console.out(json.dumps(event, default=str, ensure_ascii=False), highlight=False)
+        return
+    table = Table("id", "at (UTC)", "action", "subject", "by", "counts", box=None, header_style="bold")
+    for event in events:
+        counts = event["counts"] if isinstance(event["counts"], dict) else {}
+        table.add_row(
+            str(event["id"]),
+            when(event["at"]),  # type: ignore[arg-type]
+            str(event["action"]),
+            str(event["subject_user_id"] or ""),
+            str(event["actor_user_id"] or "operator"),
+            ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing",
+        )
+    console.print(table if events else "no audit events")
 
 
 @retention_app.command("run")

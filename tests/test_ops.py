@@ -491,3 +491,26 @@ async def test_erasing_the_local_user_leaves_the_embedded_mode_working(vault: An
     assert page.items == []
     again = await vault.generate("a fresh start")
     assert (await vault.wait(again.id)).status == "complete"
+
+
+async def test_a_restore_marks_generations_the_backup_caught_running_interrupted(vault: Any, tmp_path: Path) -> None:
+    await fill(vault, "alice", chats_n=1)
+    async with vault.store.write() as conn:
+        await conn.execute(
+            update(generations)
+            .where(generations.c.kind == "text")
+            .values(
+                status="streaming", lease_owner="elsewhere:1:x", lease_expires_at=datetime.now(UTC) + timedelta(hours=1)
+            )
+        )
+    await vault.backup(tmp_path / "backup")
+    target = Store(f"sqlite:///{tmp_path / 'restored.db'}")
+    try:
+        report = await restore(tmp_path / "backup", target, blobs=BlobStore.memory())
+        assert report.interrupted == 1
+        assert report.verify.ok, report.verify.problems
+        async with target.read() as conn:
+            statuses = (await conn.execute(select(generations.c.status).where(generations.c.kind == "text"))).scalars()
+            assert list(statuses) == ["interrupted"]
+    finally:
+        await target.aclose()

@@ -21,7 +21,8 @@ moves to PostgreSQL), and is checked line by line with the same code as `genvaul
 
 The backup is written under `<path>.partial` and renamed when complete, so a directory named
 `path` is always a whole backup. Restore refuses a target that already holds any row, loads the
-backup in one transaction, then checks the row counts against the manifest and runs `verify`.
+backup in one transaction, marks `interrupted` the generations the snapshot caught running
+(nothing will finish them), then checks the row counts against the manifest and runs `verify`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from genvault.errors import Conflict, InvalidRequest, StorageError
 from genvault.ops.archive import count_rows, export_lines, import_lines, read_archive_lines, snapshot
 from genvault.ops.verify import VerifyReport, verify
 from genvault.store import Store
-from genvault.store.schema import LOCAL_USER_ID, blobs, metadata, users
+from genvault.store.generations import ACTIVE, sweep_expired
+from genvault.store.schema import LOCAL_USER_ID, blobs, generations, metadata, users
 
 __all__ = ["BACKUP_FORMAT", "BackupManifest", "RestoreReport", "backup", "restore"]
 
@@ -67,6 +69,9 @@ class BackupManifest(BaseModel):
 class RestoreReport(BaseModel):
     counts: dict[str, int]
     objects: int
+    # Generations the backup caught running: nothing runs them after a restore, so they end
+    # `interrupted` with their last checkpoint, as the sweeper would mark them.
+    interrupted: int
     verify: VerifyReport
 
 
@@ -267,6 +272,11 @@ async def restore(
     else:
         async with target.write() as out:
             await import_lines(out, read_archive_lines(source), progress=progress)
+    async with target.write() as conn:
+        owners = (
+            await conn.execute(select(generations.c.lease_owner).where(generations.c.status.in_(ACTIVE)).distinct())
+        ).scalars()
+        swept = await sweep_expired(conn, now=datetime.now(UTC), dead_owners=[o for o in owners if o is not None])
     counts = await _table_counts(target)
     wrong = {
         name: (n, counts.get(name, 0))
@@ -276,4 +286,5 @@ async def restore(
     if wrong:
         detail = ", ".join(f"{name}: {want} in the backup, {got} restored" for name, (want, got) in wrong.items())
         raise StorageError(f"the restored database does not match the backup ({detail})")
-    return RestoreReport(counts=counts, objects=objects, verify=await verify(target, blobs=blobs))
+    report = await verify(target, blobs=blobs)
+    return RestoreReport(counts=counts, objects=objects, interrupted=len(swept), verify=report)

@@ -78,7 +78,7 @@ def export(
                     out_file = _open_out(stack, None if to_stdout else partial, compress=target.suffix == ".gz")
                     async for data in stream:
                         out_file.write(data)
-                        if not data.startswith((b'{"format"', b'{"end"')):
+                        if not data.startswith((b'{"format"', b'{"chat"', b'{"end"')):
                             progress.advance(task)
                     out_file.flush()
             if not to_stdout:

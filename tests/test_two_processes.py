@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from genvault.store import Store
 from redis_server import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -117,17 +118,19 @@ async def start_reply(server: Server, chat_id: str, text: str) -> str:
 async def test_a_reply_started_on_one_process_resumes_whole_on_another(
     env: dict[str, str], servers: list[Server], tmp_path: Path
 ) -> None:
+    # Install the schema first, so the two processes start side by side and both find it current.
+    store = Store(env["GENVAULT_DATABASE_URL"], schema=env["GENVAULT_DATABASE_SCHEMA"])
+    await store.upgrade()
+    await store.aclose()
     a = Server("A", env, tmp_path / "a.log")
-    servers.append(a)
-    await a.ready()  # A installs the schema first; B then finds it current
     b = Server("B", env, tmp_path / "b.log")
-    servers.append(b)
-    await b.ready()
+    servers.extend([a, b])
+    await asyncio.gather(a.ready(), b.ready())
 
     generation_id = await start_reply(a, "shared-chat", "Tell me about two processes.")
     async with httpx.AsyncClient(timeout=30) as client:
         resumed = await client.get(f"{b.url}/api/chat/shared-chat/stream")
-        assert resumed.status_code == 200
+        assert resumed.status_code == 200, "the reply ended before B resumed it (machine too slow?)"
         assert resumed.headers["X-Genvault-Generation-Id"] == generation_id
         original = await client.get(f"{a.url}/api/generations/{generation_id}/stream")
         record = (await client.get(f"{b.url}/api/generations/{generation_id}")).json()
@@ -142,9 +145,10 @@ async def test_a_reply_started_on_one_process_resumes_whole_on_another(
     killed_id = await start_reply(a, "doomed-chat", "Tell me something long before you are killed.")
     async with httpx.AsyncClient(base_url=b.url, timeout=30) as client:
         following = asyncio.create_task(client.get("/api/chat/doomed-chat/stream"))
-        for _ in range(100):
+        for _ in range(300):
             row = (await client.get(f"/api/generations/{killed_id}")).json()
-            if row["status"] == "streaming" and len((row["result_text"] or "").split()) >= 3:
+            assert row["status"] == "streaming", f"it ended before A could be killed: {row['status']}"
+            if len((row["result_text"] or "").split()) >= 3:
                 break
             await asyncio.sleep(0.05)
         a.proc.send_signal(signal.SIGKILL)

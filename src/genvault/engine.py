@@ -378,7 +378,10 @@ class Engine:
             if source.status == "complete":
                 run.text = [source.result_text or ""]
                 run.finish_reason = source.finish_reason
-                run.saved_nano_usd = source.cost_nano_usd
+                # A copy of a copy (joined a request that itself joined another) points at the
+                # original, and saved what the original cost.
+                run.cached_from = source.cached_from or source.id
+                run.saved_nano_usd = source.saved_nano_usd if source.cached_from else source.cost_nano_usd
             else:
                 status, error = "error", f"the identical generation {source_id} it joined ended {source.status}"
         except asyncio.CancelledError:

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     test_model_tps: float = Field(default=200.0, ge=0)
     # A chat turn whose server-side tools keep getting called stops after this many model calls.
     max_steps: int = Field(default=8, ge=1, le=100)
+    # Retention, in days, per kind (None: keep forever). Chats go by their last update, whole;
+    # text and image generations by their creation. Applied by `genvault retention run` and by
+    # the server every `retention_interval_seconds`.
+    retention_days_chat: int | None = Field(default=None, ge=1)
+    retention_days_text: int | None = Field(default=None, ge=1)
+    retention_days_image: int | None = Field(default=None, ge=1)
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
     # The dedup cache: a repeated identical request within this many seconds gets the earlier
     # result without a provider call (0 turns the cache off; per request: `cache`, `cache_ttl`).
     cache_ttl_seconds: float = Field(default=3600.0, ge=0)

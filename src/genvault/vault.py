@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
@@ -34,6 +35,11 @@ from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.messages.validate import ToolSchemas, validate_ui_messages
+from genvault.ops import archive
+from genvault.ops.backup import BackupManifest, backup
+from genvault.ops.erasure import ErasureReceipt, erase_user
+from genvault.ops.retention import RetentionReport, apply_retention
+from genvault.ops.verify import VerifyReport, verify
 from genvault.providers.base import ModelRequest, Provider
 from genvault.providers.images import ImageProvider
 from genvault.providers.registry import ProviderRegistry
@@ -177,6 +183,7 @@ class Vault(FilesMixin):
         database_schema: str | None = None,
         migrate: bool = True,
         sweep_interval: float | None = None,
+        run_retention: bool = True,
     ) -> None:
         self.settings = settings or Settings()
         self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
@@ -206,8 +213,11 @@ class Vault(FilesMixin):
         self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health if self.redis else None)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup)
         self._migrate = migrate
+        # The periodic retention task (when retention is configured); one-off commands turn it off.
+        self._run_retention = run_retention
         self._sweep_interval = sweep_interval if sweep_interval is not None else self.settings.lease_seconds / 2
         self._sweeper: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
         self._started = False
         self.tools: dict[str, Tool] = {}
         # The system prompt of chat turns (the AI SDK docs: set it on the server, not in the UI).
@@ -231,7 +241,22 @@ class Vault(FilesMixin):
         except StorageError:
             log.warning("could not sweep temporary blob objects", exc_info=True)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="genvault:sweeper")
+        if self.retention_enabled and self._run_retention:
+            self._retention = asyncio.create_task(self._retain_forever(), name="genvault:retention")
         self._started = True
+
+    @property
+    def retention_enabled(self) -> bool:
+        s = self.settings
+        return any(d is not None for d in (s.retention_days_chat, s.retention_days_text, s.retention_days_image))
+
+    async def _retain_forever(self) -> None:
+        while True:
+            try:
+                await self.apply_retention()
+            except Exception:
+                log.warning("retention run failed", exc_info=True)
+            await asyncio.sleep(self.settings.retention_interval_seconds)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -242,10 +267,11 @@ class Vault(FilesMixin):
                 log.warning("sweep failed", exc_info=True)
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.engine.aclose(grace_seconds=grace_seconds)
         await self.hub.aclose()
         await self.registry.aclose()
@@ -661,3 +687,52 @@ class Vault(FilesMixin):
         record = await self.get_generation(generation_id, user_id=user_id)
         await self.engine.cancel(record)
         return await self.get_generation(generation_id, user_id=user_id)
+
+    # -- privacy and operations (genvault.ops) --------------------------------------------------
+
+    async def user_exists(self, user_id: str) -> bool:
+        async with self.store.read() as conn:
+            return (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None
+
+    async def export(
+        self, *, user_id: str | None, progress: Callable[[str, int], None] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The archive of one user (or, with `user_id=None`, the whole database), line by line,
+        read from one consistent snapshot. See docs/archive-format.md."""
+        if user_id is not None and not await self.user_exists(user_id):
+            raise NotFound(f"no user {user_id!r}")
+        async with archive.snapshot(self.store) as conn:
+            objects = archive.blob_objects(self.blobs)
+            async for line in archive.export_lines(conn, user_id=user_id, objects=objects, progress=progress):
+                yield line
+
+    async def import_archive(
+        self,
+        lines: AsyncIterable[bytes] | Iterable[bytes] | Path,
+        *,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Load an archive (a path or its lines) in one transaction: all of it, or nothing."""
+        source = archive.read_archive_lines(lines) if isinstance(lines, Path) else lines
+        async with self.store.write() as conn:
+            return await archive.import_lines(conn, source, objects=archive.blob_sink(self.blobs), progress=progress)
+
+    async def erase_user(self, user_id: str, *, actor_user_id: str | None = None) -> ErasureReceipt:
+        """Remove every trace of the user and return the receipt (see `genvault.ops.erasure`).
+        Erasing a user who is already gone returns a receipt of zeros. The local user (auth
+        `none`) is recreated empty, since that mode always acts as it."""
+        receipt = await erase_user(self, user_id, actor_user_id=actor_user_id)
+        if user_id == LOCAL_USER_ID:
+            # The embedded single-user mode acts as this user: it comes back empty, as at start.
+            async with self.store.write() as conn:
+                await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
+        return receipt
+
+    async def apply_retention(self, *, now: datetime | None = None) -> RetentionReport:
+        return await apply_retention(self, now=now)
+
+    async def verify(self) -> VerifyReport:
+        return await verify(self.store, blobs=self.blobs)
+
+    async def backup(self, path: Path) -> BackupManifest:
+        return await backup(self.store, path, blobs=self.blobs)

@@ -6,7 +6,19 @@ and renders the result. Errors the caller can fix print one line (exit 2); failu
 
 from __future__ import annotations
 
-from genvault.cli import chats, db, files, generate, image, logs, serve, usage, users  # noqa: F401  (registers the commands)
+from genvault.cli import (  # noqa: F401  (registers the commands)
+    archive,
+    chats,
+    db,
+    files,
+    generate,
+    image,
+    logs,
+    ops,
+    serve,
+    usage,
+    users,
+)
 from genvault.cli._app import app
 
 __all__ = ["app", "main"]

@@ -19,7 +19,7 @@ from genvault.errors import CallerError, GenvaultError
 from genvault.settings import Settings
 from genvault.vault import Vault
 
-__all__ = ["app", "console", "err_console", "parse_time", "run_with_vault", "settings_from"]
+__all__ = ["app", "console", "err_console", "parse_time", "run_async", "run_with_vault", "settings_from"]
 
 app = typer.Typer(
     name="genvault",
@@ -77,8 +77,19 @@ def run_with_vault(body: Callable[[Vault], Awaitable[T]], *, settings: Settings 
     """Open a Vault, run `body` with it, close it; genvault errors become one-line messages."""
 
     async def runner() -> T:
-        async with Vault(settings or settings_from()) as vault:
+        # One-off commands never start the periodic retention task: `genvault retention run` is
+        # the explicit way, and the server runs it on its schedule.
+        async with Vault(settings or settings_from(), run_retention=False) as vault:
             return await body(vault)
+
+    return run_async(runner())
+
+
+def run_async(work: Awaitable[T]) -> T:
+    """Run a coroutine; genvault errors become one-line messages (exit 2 for the caller's, else 1)."""
+
+    async def runner() -> T:
+        return await work
 
     try:
         return asyncio.run(runner())

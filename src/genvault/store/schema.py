@@ -49,6 +49,7 @@ __all__ = [
     "JSONText",
     "UTCDateTime",
     "api_keys",
+    "audit_events",
     "blobs",
     "cache_entries",
     "chats",
@@ -348,6 +349,23 @@ blobs = Table(
     Column("part_position", Integer),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "user_id", "created_at"),
+)
+
+# Who erased or expired what, and how much: kept after the data is gone, as the proof that it is.
+# No personal content (no titles, prompts or names), only ids and counts. No foreign keys: an
+# event must outlive the users it names. `subject_user_id` is the erased account's id (the
+# operator must be able to show that a request about that id was carried out); NULL for
+# retention runs, which are about age, not about a person.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor_user_id", String(64)),  # NULL: the operator, from the command line or the server itself
+    Column("action", String(32), nullable=False),
+    Column("subject_user_id", String(64)),
+    Column("counts", JSONValue, nullable=False),  # {"chats": 3, "messages": 12, ...}
+    Index(None, "subject_user_id", "at"),
 )
 
 # The SQL dedup cache (the embedded default; Redis replaces it when `redis_url` is set). A row

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -91,12 +90,8 @@ async def _postgres_version() -> str | None:
     return None
 
 
-def machine() -> dict[str, Any]:
-    try:
-        asyncio.get_running_loop()
-        pg = None  # called inside a loop (the smoke test): not worth a thread
-    except RuntimeError:
-        pg = asyncio.run(_postgres_version())
+async def machine() -> dict[str, Any]:
+    pg = await _postgres_version()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

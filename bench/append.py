@@ -93,7 +93,7 @@ async def run(
                 )
     data = {
         "params": {"dbs": dbs, "writers": writer_counts, "seconds": seconds, "rounds": rounds, "peers": peers},
-        "machine": machine() if out_dir is None else {},
+        "machine": await machine(),
         "results": results,
     }
     write_result("append", data, out_dir)

@@ -302,21 +302,24 @@ async def _load_message_rows(conn: AsyncConnection, chat_id: str, message_ids: S
     if not message_ids:
         return []
     message_rows = (
-        (
-            await conn.execute(
-                select(messages.c.id, messages.c.role, messages.c.metadata)
-                .where(messages.c.chat_id == chat_id, messages.c.id.in_(list(message_ids)))
-                .order_by(messages.c.seq)
-            )
+        await conn.execute(
+            select(messages.c.id, messages.c.role, messages.c.metadata)
+            .where(messages.c.chat_id == chat_id, messages.c.id.in_(list(message_ids)))
+            .order_by(messages.c.seq)
         )
-        .mappings()
-        .all()
-    )
+    ).all()
+    return await _with_parts(conn, chat_id, message_rows)
+
+
+async def _with_parts(conn: AsyncConnection, chat_id: str, message_rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """UIMessages from message rows (`id`, `role`, `metadata`, in chat order) and their parts."""
+    if not message_rows:
+        return []
     part_rows = (
         (
             await conn.execute(
                 select(parts)
-                .where(parts.c.chat_id == chat_id, parts.c.message_id.in_(list(message_ids)))
+                .where(parts.c.chat_id == chat_id, parts.c.message_id.in_([row.id for row in message_rows]))
                 .order_by(parts.c.message_id, parts.c.position)
             )
         )
@@ -324,14 +327,14 @@ async def _load_message_rows(conn: AsyncConnection, chat_id: str, message_ids: S
         .all()
     )
     by_message: dict[str, list[dict[str, Any]]] = {}
-    for row in part_rows:
-        by_message.setdefault(row["message_id"], []).append(row_to_part(row))
+    for part_row in part_rows:
+        by_message.setdefault(part_row["message_id"], []).append(row_to_part(part_row))
     result = []
     for row in message_rows:
-        message: dict[str, Any] = {"id": row["id"], "role": row["role"]}
-        if row["metadata"] is not MISSING:
-            message["metadata"] = row["metadata"]
-        message["parts"] = by_message.get(row["id"], [])
+        message: dict[str, Any] = {"id": row.id, "role": row.role}
+        if row.metadata is not MISSING:
+            message["metadata"] = row.metadata
+        message["parts"] = by_message.get(row.id, [])
         result.append(message)
     return result
 
@@ -357,7 +360,10 @@ async def load_messages(
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     if before is not None and after is not None:
         raise InvalidRequest("give before or after, not both")
-    query = select(messages.c.id, messages.c.seq).where(messages.c.chat_id == chat_id)
+    # The page's message rows come with role and metadata, so only their parts need a second query.
+    query = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
+        messages.c.chat_id == chat_id
+    )
     if after is not None:
         query = query.where(messages.c.seq > await _seq_of(conn, chat_id, after)).order_by(messages.c.seq.asc())
     else:
@@ -367,7 +373,7 @@ async def load_messages(
     rows = (await conn.execute(query.limit(limit + 1))).all()
     more = len(rows) > limit
     rows = sorted(rows[:limit], key=lambda r: r.seq)
-    page = await _load_message_rows(conn, chat_id, [r.id for r in rows])
+    page = await _with_parts(conn, chat_id, rows)
     # The anchor message itself lies on the other side of the page.
     if after is not None:
         return MessagePage(messages=page, has_before=True, has_after=more)

@@ -140,12 +140,12 @@ async def run(
                     await _seed_genvault(genvault, genvault.chat_ids[index], size)
                     for contender, seed in live[2:]:
                         await seed(contender, index, size)
+                    print(f"{db}: seeded {size} messages per contender in {time.perf_counter() - started:.1f} s")
                 if db == "postgres":
-                    # Fresh tables have no planner statistics yet; autovacuum would gather them soon
-                    # after a real bulk load. Without them PostgreSQL may scan instead of using the index.
+                    # Fresh tables have no planner statistics yet; autovacuum gathers them soon after
+                    # a real bulk load. Without them PostgreSQL may scan instead of using an index.
                     async with genvault.vault.store.write() as conn:
                         await conn.exec_driver_sql("ANALYZE")
-                    print(f"{db}: seeded {size} messages per contender in {time.perf_counter() - started:.1f} s")
                 for index, size in enumerate(sizes):
                     for contender, _seed in live:
                         expect = size if contender.name == "langchain-postgres" else min(PAGE, size)

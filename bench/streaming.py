@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -81,7 +82,8 @@ async def overhead(
         common = ["--tps", str(tps), "--tokens", str(tokens)]
         modes: dict[str, Any] = {}
         with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
-            async with contextlib_chain(dbs) as urls:
+            async with contextlib.AsyncExitStack() as databases:
+                urls = {db: await databases.enter_async_context(fresh_database(db)) for db in dbs}
                 servers = [("bare", ["bench._server", "--mode", "bare", *common])]
                 for db in dbs:
                     servers.append(
@@ -101,7 +103,8 @@ async def overhead(
                             ],
                         )
                     )
-                with _servers(servers) as running:
+                with contextlib.ExitStack() as processes:
+                    running = {name: processes.enter_context(server(args)) for name, args in servers}
                     async with httpx.AsyncClient(timeout=120) as client:
                         for name, (base, _proc) in running.items():  # warm-up
                             await stream_once(client, base)
@@ -135,44 +138,6 @@ async def overhead(
                 f"CPU/token {row['cpu_per_token_us']:6.1f} us (+{row['added_cpu_per_token_us']:.1f} over bare)"
             )
     return results
-
-
-class contextlib_chain:  # noqa: N801 - reads as a context manager
-    """Fresh databases for several kinds at once: `async with contextlib_chain(dbs) as urls`."""
-
-    def __init__(self, dbs: list[str]) -> None:
-        self.dbs = dbs
-        self._managers: list[Any] = []
-
-    async def __aenter__(self) -> dict[str, str]:
-        urls = {}
-        for db in self.dbs:
-            manager = fresh_database(db)
-            urls[db] = await manager.__aenter__()
-            self._managers.append(manager)
-        return urls
-
-    async def __aexit__(self, *exc: object) -> None:
-        for manager in reversed(self._managers):
-            await manager.__aexit__(None, None, None)
-
-
-class _servers:  # noqa: N801
-    def __init__(self, specs: list[tuple[str, list[str]]]) -> None:
-        self.specs = specs
-        self._managers: list[Any] = []
-
-    def __enter__(self) -> dict[str, tuple[str, Any]]:
-        running = {}
-        for name, args in self.specs:
-            manager = server(args)
-            running[name] = manager.__enter__()
-            self._managers.append(manager)
-        return running
-
-    def __exit__(self, *exc: object) -> None:
-        for manager in reversed(self._managers):
-            manager.__exit__(None, None, None)
 
 
 async def _checkpoint_of(url: str, generation_id: str) -> tuple[float | None, str]:

@@ -46,9 +46,10 @@ async def _seed(url: str, size: int) -> str:
 
 
 def _load(base: str, kind: str, chat: str, concurrency: int, duration: float) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench._load", "--url", base, "--kind", kind, "--chat", chat]
+    command += ["--concurrency", str(concurrency), "--duration", str(duration)]
     out = subprocess.run(
-        [sys.executable, "-m", "bench._load", "--url", base, "--kind", kind, "--chat", chat]
-        + ["--concurrency", str(concurrency), "--duration", str(duration)],
+        command,
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -73,7 +74,7 @@ async def run(
                     "GENVAULT_TEST_MODEL_TPS": "0",
                     "PATH": "/usr/bin:/bin",
                 }
-                proc = subprocess.Popen(
+                proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
                     [sys.executable, "-m", "genvault", "serve", "--port", str(port)],
                     cwd=ROOT,
                     env=env,

@@ -178,26 +178,36 @@ async def list_chats(conn: AsyncConnection, user_id: str, *, limit: int = 50, cu
 # -- messages ------------------------------------------------------------------------------------
 
 
-async def _take_seqs(conn: AsyncConnection, chat_id: str, user_id: str, count: int) -> int:
-    """Reserve `count` sequence numbers; returns the first. Locks the chat row until commit."""
-    last = (
+async def _take_seqs(conn: AsyncConnection, chat_id: str, user_id: str, new_ids: Sequence[str]) -> int:
+    """Reserve one sequence number per new message id; returns the first. Locks the chat row until
+    commit. An id already in the chat is a `Conflict` (checked in the same statement, under the
+    lock: one round trip, not two; the caller's transaction rolls the reservation back)."""
+    taken = (
+        select(messages.c.id)
+        .where(messages.c.chat_id == chat_id, messages.c.id.in_(list(new_ids)))
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = (
         await conn.execute(
             update(chats)
             .where(chats.c.id == chat_id, chats.c.user_id == user_id)
-            .values(last_seq=chats.c.last_seq + count, updated_at=_now())
-            .returning(chats.c.last_seq)
+            .values(last_seq=chats.c.last_seq + len(new_ids), updated_at=_now())
+            .returning(chats.c.last_seq, taken)
         )
-    ).scalar()
-    if last is None:
+    ).first()
+    if row is None:
         raise NotFound(f"no chat {chat_id!r}")
-    return int(last) - count + 1
+    if row[1] is not None:
+        raise Conflict(f"message {row[1]!r} is already in chat {chat_id!r}")
+    return int(row[0]) - len(new_ids) + 1
 
 
-async def _insert_parts(
-    conn: AsyncConnection, chat_id: str, user_id: str, message_id: str, message: dict[str, Any]
-) -> None:
+async def _insert_parts(conn: AsyncConnection, chat_id: str, user_id: str, batch: Sequence[dict[str, Any]]) -> None:
+    """The parts of these messages, in one statement."""
     rows = [
-        {**part_to_row(part), "chat_id": chat_id, "message_id": message_id, "position": position, "user_id": user_id}
+        {**part_to_row(part), "chat_id": chat_id, "message_id": message["id"], "position": position, "user_id": user_id}
+        for message in batch
         for position, part in enumerate(message["parts"])
     ]
     if rows:
@@ -229,14 +239,7 @@ async def append_messages(
     ids = [m["id"] for m in new_messages]
     if len(set(ids)) != len(ids):
         raise InvalidRequest("the same message id appears twice in one append")
-    taken = (
-        (await conn.execute(select(messages.c.id).where(messages.c.chat_id == chat_id, messages.c.id.in_(ids))))
-        .scalars()
-        .all()
-    )
-    if taken:
-        raise Conflict(f"message {taken[0]!r} is already in chat {chat_id!r}")
-    first = await _take_seqs(conn, chat_id, user_id, len(new_messages))
+    first = await _take_seqs(conn, chat_id, user_id, ids)
     now = _now()
     await conn.execute(
         insert(messages),
@@ -253,8 +256,7 @@ async def append_messages(
             for i, m in enumerate(new_messages)
         ],
     )
-    for m in new_messages:
-        await _insert_parts(conn, chat_id, user_id, m["id"], m)
+    await _insert_parts(conn, chat_id, user_id, new_messages)
     return [first + i for i in range(len(new_messages))]
 
 
@@ -283,7 +285,7 @@ async def upsert_message(
         update(messages).where(messages.c.chat_id == chat_id, messages.c.id == message["id"]).values(**values)
     )
     await conn.execute(delete(parts).where(parts.c.chat_id == chat_id, parts.c.message_id == message["id"]))
-    await _insert_parts(conn, chat_id, user_id, message["id"], message)
+    await _insert_parts(conn, chat_id, user_id, [message])
     await conn.execute(update(chats).where(chats.c.id == chat_id).values(updated_at=_now()))
     return "updated"
 

@@ -65,6 +65,12 @@ async def _seed_genvault(contender: Genvault, chat_id: str, count: int) -> None:
         ]
         async with contender.vault.store.write() as conn:
             await conn.execute(insert(messages), message_rows)
+        if contender.vault.store.dialect == "postgresql":
+            # Fresh tables have no statistics: the foreign-key checks of the parts insert would
+            # scan `messages` row by row (quadratic load time) until PostgreSQL learns its size.
+            async with contender.vault.store.write() as conn:
+                await conn.exec_driver_sql("ANALYZE messages")
+        async with contender.vault.store.write() as conn:
             await conn.execute(insert(parts), part_rows)
     async with contender.vault.store.write() as conn:
         await conn.execute(update(chats).where(chats.c.id == chat_id).values(last_seq=count))

@@ -362,20 +362,39 @@ async def load_messages(
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     if before is not None and after is not None:
         raise InvalidRequest("give before or after, not both")
-    # The page's message rows come with role and metadata, so only their parts need a second query.
-    query = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
+    # One statement: the page's message rows (one extra, to learn whether more exist) joined to
+    # their parts. Both sides are read through their primary-key / (chat_id, seq) indexes.
+    page_rows = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
         messages.c.chat_id == chat_id
     )
     if after is not None:
-        query = query.where(messages.c.seq > await _seq_of(conn, chat_id, after)).order_by(messages.c.seq.asc())
+        page_rows = page_rows.where(messages.c.seq > await _seq_of(conn, chat_id, after))
+        page_rows = page_rows.order_by(messages.c.seq.asc())
     else:
         if before is not None:
-            query = query.where(messages.c.seq < await _seq_of(conn, chat_id, before))
-        query = query.order_by(messages.c.seq.desc())
-    rows = (await conn.execute(query.limit(limit + 1))).all()
-    more = len(rows) > limit
-    rows = sorted(rows[:limit], key=lambda r: r.seq)
-    page = await _with_parts(conn, chat_id, rows)
+            page_rows = page_rows.where(messages.c.seq < await _seq_of(conn, chat_id, before))
+        page_rows = page_rows.order_by(messages.c.seq.desc())
+    window = page_rows.limit(limit + 1).subquery("page")
+    joined = (
+        select(window, *[c for c in parts.c if c.name not in ("chat_id", "message_id", "user_id")])
+        .select_from(window.outerjoin(parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == window.c.id)))
+        .order_by(window.c.seq, parts.c.position)
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for row in (await conn.execute(joined)).mappings():
+        message = found.get(row["id"])
+        if message is None:
+            message = {"id": row["id"], "role": row["role"]}
+            if row["metadata"] is not MISSING:
+                message["metadata"] = row["metadata"]
+            message["parts"] = []
+            found[row["id"]] = message
+        if row["type"] is not None:  # a message without parts has one row of NULL part columns
+            message["parts"].append(row_to_part(row))
+    ordered = list(found.values())  # by seq
+    more = len(ordered) > limit
+    # The extra row is the one farthest from the anchor: the oldest, or with `after` the newest.
+    page = (ordered[:limit] if after is not None else ordered[-limit:]) if more else ordered
     # The anchor message itself lies on the other side of the page.
     if after is not None:
         return MessagePage(messages=page, has_before=True, has_after=more)

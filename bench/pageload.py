@@ -24,6 +24,7 @@ from bench._common import DATABASES, fresh_database, machine, ratio, summarize, 
 from bench._contenders import USER, AgentsSession, Contender, Genvault, LangchainPostgres, RawSQL, peers_available
 
 PAGE = 50
+ROUNDS = 5
 BATCH = 5000
 
 
@@ -106,12 +107,10 @@ async def _seed_agents(contender: AgentsSession, writer: int, count: int) -> Non
             await conn.execute(insert(table), rows)
 
 
-async def _measure(contender: Contender, writer: int, seconds: float, expect: int) -> list[float]:
-    for _ in range(3):  # warm-up
-        await contender.latest_page(writer, PAGE)
+async def _measure(contender: Contender, writer: int, seconds: float, expect: int, cap: int) -> list[float]:
     samples: list[float] = []
     deadline = time.perf_counter() + seconds
-    while (time.perf_counter() < deadline or len(samples) < 5) and len(samples) < 2000:
+    while (time.perf_counter() < deadline or len(samples) < 1) and len(samples) < cap:
         start = time.perf_counter()
         got = await contender.latest_page(writer, PAGE)
         samples.append(time.perf_counter() - start)
@@ -153,10 +152,20 @@ async def run(
                     async with genvault.vault.store.write() as conn:
                         await conn.exec_driver_sql("ANALYZE")
                 for index, size in enumerate(sizes):
+                    expects = {c.name: size if c.name == "langchain-postgres" else min(PAGE, size) for c, _seed in live}
+                    samples: dict[str, list[float]] = {c.name: [] for c, _seed in live}
+                    for contender, _seed in live:  # warm-up
+                        await _measure(contender, index, 0, expects[contender.name], 3)
+                    # Rounds alternate the contenders, so a burst of load on the shared machine
+                    # does not land on one of them only.
+                    for round_index in range(ROUNDS):
+                        shift = round_index % len(live)
+                        for contender, _seed in live[shift:] + live[:shift]:
+                            samples[contender.name] += await _measure(
+                                contender, index, seconds / ROUNDS, expects[contender.name], 2000 // ROUNDS
+                            )
                     for contender, _seed in live:
-                        expect = size if contender.name == "langchain-postgres" else min(PAGE, size)
-                        samples = await _measure(contender, index, seconds, expect)
-                        stats = summarize(samples)
+                        stats = summarize(samples[contender.name])
                         results.append({"db": db, "size": size, "contender": contender.name, "latency_s": stats})
                         print(
                             f"{db:8} {size:>7} {contender.name:20} p50 {stats['p50'] * 1000:8.3f} ms "

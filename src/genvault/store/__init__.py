@@ -24,6 +24,14 @@ class Store:
         self.url = url
         self.engine: AsyncEngine = create_engine(url, schema=schema)
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        # PostgreSQL reads run in autocommit: under its default READ COMMITTED every statement takes
+        # its own snapshot with or without BEGIN, so the BEGIN/ROLLBACK round trips bought nothing.
+        # SQLite keeps its read transaction: there it is what gives one snapshot across statements.
+        self._reader = (
+            self.engine
+            if self.engine.dialect.name == "sqlite"
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     @property
     def dialect(self) -> str:
@@ -35,7 +43,7 @@ class Store:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self.engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 yield conn
         except DBAPIError as exc:
             raise StorageError(f"database read failed: {exc.orig}") from exc

@@ -178,26 +178,36 @@ async def list_chats(conn: AsyncConnection, user_id: str, *, limit: int = 50, cu
 # -- messages ------------------------------------------------------------------------------------
 
 
-async def _take_seqs(conn: AsyncConnection, chat_id: str, user_id: str, count: int) -> int:
-    """Reserve `count` sequence numbers; returns the first. Locks the chat row until commit."""
-    last = (
+async def _take_seqs(conn: AsyncConnection, chat_id: str, user_id: str, new_ids: Sequence[str]) -> int:
+    """Reserve one sequence number per new message id; returns the first. Locks the chat row until
+    commit. An id already in the chat is a `Conflict` (checked in the same statement, under the
+    lock: one round trip, not two; the caller's transaction rolls the reservation back)."""
+    taken = (
+        select(messages.c.id)
+        .where(messages.c.chat_id == chat_id, messages.c.id.in_(list(new_ids)))
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = (
         await conn.execute(
             update(chats)
             .where(chats.c.id == chat_id, chats.c.user_id == user_id)
-            .values(last_seq=chats.c.last_seq + count, updated_at=_now())
-            .returning(chats.c.last_seq)
+            .values(last_seq=chats.c.last_seq + len(new_ids), updated_at=_now())
+            .returning(chats.c.last_seq, taken)
         )
-    ).scalar()
-    if last is None:
+    ).first()
+    if row is None:
         raise NotFound(f"no chat {chat_id!r}")
-    return int(last) - count + 1
+    if row[1] is not None:
+        raise Conflict(f"message {row[1]!r} is already in chat {chat_id!r}")
+    return int(row[0]) - len(new_ids) + 1
 
 
-async def _insert_parts(
-    conn: AsyncConnection, chat_id: str, user_id: str, message_id: str, message: dict[str, Any]
-) -> None:
+async def _insert_parts(conn: AsyncConnection, chat_id: str, user_id: str, batch: Sequence[dict[str, Any]]) -> None:
+    """The parts of these messages, in one statement."""
     rows = [
-        {**part_to_row(part), "chat_id": chat_id, "message_id": message_id, "position": position, "user_id": user_id}
+        {**part_to_row(part), "chat_id": chat_id, "message_id": message["id"], "position": position, "user_id": user_id}
+        for message in batch
         for position, part in enumerate(message["parts"])
     ]
     if rows:
@@ -229,14 +239,7 @@ async def append_messages(
     ids = [m["id"] for m in new_messages]
     if len(set(ids)) != len(ids):
         raise InvalidRequest("the same message id appears twice in one append")
-    taken = (
-        (await conn.execute(select(messages.c.id).where(messages.c.chat_id == chat_id, messages.c.id.in_(ids))))
-        .scalars()
-        .all()
-    )
-    if taken:
-        raise Conflict(f"message {taken[0]!r} is already in chat {chat_id!r}")
-    first = await _take_seqs(conn, chat_id, user_id, len(new_messages))
+    first = await _take_seqs(conn, chat_id, user_id, ids)
     now = _now()
     await conn.execute(
         insert(messages),
@@ -253,8 +256,7 @@ async def append_messages(
             for i, m in enumerate(new_messages)
         ],
     )
-    for m in new_messages:
-        await _insert_parts(conn, chat_id, user_id, m["id"], m)
+    await _insert_parts(conn, chat_id, user_id, new_messages)
     return [first + i for i in range(len(new_messages))]
 
 
@@ -283,7 +285,7 @@ async def upsert_message(
         update(messages).where(messages.c.chat_id == chat_id, messages.c.id == message["id"]).values(**values)
     )
     await conn.execute(delete(parts).where(parts.c.chat_id == chat_id, parts.c.message_id == message["id"]))
-    await _insert_parts(conn, chat_id, user_id, message["id"], message)
+    await _insert_parts(conn, chat_id, user_id, [message])
     await conn.execute(update(chats).where(chats.c.id == chat_id).values(updated_at=_now()))
     return "updated"
 
@@ -302,21 +304,24 @@ async def _load_message_rows(conn: AsyncConnection, chat_id: str, message_ids: S
     if not message_ids:
         return []
     message_rows = (
-        (
-            await conn.execute(
-                select(messages.c.id, messages.c.role, messages.c.metadata)
-                .where(messages.c.chat_id == chat_id, messages.c.id.in_(list(message_ids)))
-                .order_by(messages.c.seq)
-            )
+        await conn.execute(
+            select(messages.c.id, messages.c.role, messages.c.metadata)
+            .where(messages.c.chat_id == chat_id, messages.c.id.in_(list(message_ids)))
+            .order_by(messages.c.seq)
         )
-        .mappings()
-        .all()
-    )
+    ).all()
+    return await _with_parts(conn, chat_id, message_rows)
+
+
+async def _with_parts(conn: AsyncConnection, chat_id: str, message_rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """UIMessages from message rows (`id`, `role`, `metadata`, in chat order) and their parts."""
+    if not message_rows:
+        return []
     part_rows = (
         (
             await conn.execute(
                 select(parts)
-                .where(parts.c.chat_id == chat_id, parts.c.message_id.in_(list(message_ids)))
+                .where(parts.c.chat_id == chat_id, parts.c.message_id.in_([row.id for row in message_rows]))
                 .order_by(parts.c.message_id, parts.c.position)
             )
         )
@@ -324,14 +329,14 @@ async def _load_message_rows(conn: AsyncConnection, chat_id: str, message_ids: S
         .all()
     )
     by_message: dict[str, list[dict[str, Any]]] = {}
-    for row in part_rows:
-        by_message.setdefault(row["message_id"], []).append(row_to_part(row))
+    for part_row in part_rows:
+        by_message.setdefault(part_row["message_id"], []).append(row_to_part(part_row))
     result = []
     for row in message_rows:
-        message: dict[str, Any] = {"id": row["id"], "role": row["role"]}
-        if row["metadata"] is not MISSING:
-            message["metadata"] = row["metadata"]
-        message["parts"] = by_message.get(row["id"], [])
+        message: dict[str, Any] = {"id": row.id, "role": row.role}
+        if row.metadata is not MISSING:
+            message["metadata"] = row.metadata
+        message["parts"] = by_message.get(row.id, [])
         result.append(message)
     return result
 
@@ -357,17 +362,39 @@ async def load_messages(
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     if before is not None and after is not None:
         raise InvalidRequest("give before or after, not both")
-    query = select(messages.c.id, messages.c.seq).where(messages.c.chat_id == chat_id)
+    # One statement: the page's message rows (one extra, to learn whether more exist) joined to
+    # their parts. Both sides are read through their primary-key / (chat_id, seq) indexes.
+    page_rows = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
+        messages.c.chat_id == chat_id
+    )
     if after is not None:
-        query = query.where(messages.c.seq > await _seq_of(conn, chat_id, after)).order_by(messages.c.seq.asc())
+        page_rows = page_rows.where(messages.c.seq > await _seq_of(conn, chat_id, after))
+        page_rows = page_rows.order_by(messages.c.seq.asc())
     else:
         if before is not None:
-            query = query.where(messages.c.seq < await _seq_of(conn, chat_id, before))
-        query = query.order_by(messages.c.seq.desc())
-    rows = (await conn.execute(query.limit(limit + 1))).all()
-    more = len(rows) > limit
-    rows = sorted(rows[:limit], key=lambda r: r.seq)
-    page = await _load_message_rows(conn, chat_id, [r.id for r in rows])
+            page_rows = page_rows.where(messages.c.seq < await _seq_of(conn, chat_id, before))
+        page_rows = page_rows.order_by(messages.c.seq.desc())
+    window = page_rows.limit(limit + 1).subquery("page")
+    joined = (
+        select(window, *[c for c in parts.c if c.name not in ("chat_id", "message_id", "user_id")])
+        .select_from(window.outerjoin(parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == window.c.id)))
+        .order_by(window.c.seq, parts.c.position)
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for row in (await conn.execute(joined)).mappings():
+        message = found.get(row["id"])
+        if message is None:
+            message = {"id": row["id"], "role": row["role"]}
+            if row["metadata"] is not MISSING:
+                message["metadata"] = row["metadata"]
+            message["parts"] = []
+            found[row["id"]] = message
+        if row["type"] is not None:  # a message without parts has one row of NULL part columns
+            message["parts"].append(row_to_part(row))
+    ordered = list(found.values())  # by seq
+    more = len(ordered) > limit
+    # The extra row is the one farthest from the anchor: the oldest, or with `after` the newest.
+    page = (ordered[:limit] if after is not None else ordered[-limit:]) if more else ordered
     # The anchor message itself lies on the other side of the page.
     if after is not None:
         return MessagePage(messages=page, has_before=True, has_after=more)

@@ -98,8 +98,8 @@ async def get_messages(
     after: str | None = None,
     limit: Limit = 50,
 ) -> MessagesPage:
-    await _readable(vault, chat_id, user)
-    page = await vault.chat_messages(chat_id, user_id=None, limit=limit, before=before, after=after)
+    # One connection: chat_messages checks readability itself (link/public chats for anyone).
+    page = await vault.chat_messages(chat_id, user_id=user or "", limit=limit, before=before, after=after)
     return MessagesPage(messages=page.messages, has_before=page.has_before, has_after=page.has_after)
 
 

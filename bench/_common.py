@@ -1,0 +1,121 @@
+"""What every benchmark shares: a fresh database per run, statistics, the result files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).with_name("results")
+PG_HOST = os.environ.get("GENVAULT_BENCH_PG", "postgres@127.0.0.1:5432")
+DATABASES = ("sqlite", "postgres")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(kind: str) -> AsyncIterator[str]:
+    """The URL of an empty database made for this run, dropped (or deleted) at the end."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    if kind != "postgres":
+        raise ValueError(f"unknown database {kind!r}: sqlite or postgres")
+    import asyncpg
+
+    name = f"genvault_bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"postgresql://{PG_HOST}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"postgresql://{PG_HOST}/{name}"
+    finally:
+        admin = await asyncpg.connect(f"postgresql://{PG_HOST}/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def sqlite_path(url: str) -> str:
+    return url.removeprefix("sqlite:///")
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
+    ordered = sorted(samples)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summarize(samples: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(samples),
+        "p50": percentile(samples, 50),
+        "p99": percentile(samples, 99),
+        "median": statistics.median(samples),
+        "mean": statistics.fmean(samples),
+        "min": min(samples),
+        "max": max(samples),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+async def _postgres_version() -> str | None:
+    with contextlib.suppress(Exception):
+        import asyncpg
+
+        conn = await asyncpg.connect(f"postgresql://{PG_HOST}/postgres", timeout=2)
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+    return None
+
+
+async def machine() -> dict[str, Any]:
+    pg = await _postgres_version()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "sqlite": sqlite3.sqlite_version,
+        "postgres": pg,
+    }
+
+
+def write_result(name: str, data: dict[str, Any], out_dir: Path | None = None) -> Path:
+    """`bench/results/<name>.json` with the run's parameters, machine and time."""
+    target = (out_dir or RESULTS) / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
+    target.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    return target
+
+
+@contextlib.contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """`with stopwatch() as t: ...` then `t[0]` is the elapsed seconds."""
+    box: list[float] = []
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box.append(time.perf_counter() - start)

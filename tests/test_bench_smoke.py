@@ -1,0 +1,62 @@
+"""The benchmarks still run: each benchmark function at a tiny size on SQLite, through genvault's
+own paths only (no peers, no plots), so this runs in CI without the `bench` group. No timing is
+asserted; the numbers of a run this small mean nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import append, http, pageload, report, streaming
+
+pytestmark = pytest.mark.slow
+
+
+async def test_append_benchmark_writes_turns_for_genvault_and_the_raw_sql_baseline(tmp_path: Path) -> None:
+    data = await append.run(dbs=["sqlite"], writer_counts=[1, 2], seconds=0.05, rounds=1, peers=False, out_dir=tmp_path)
+    names = {(r["contender"], r["writers"]) for r in data["results"]}
+    assert names == {(c, w) for c in ("genvault", "genvault+validate", "raw SQL") for w in (1, 2)}
+    assert all(r["turns_per_s"] > 0 for r in data["results"])
+    assert json.loads((tmp_path / "append.json").read_text())["benchmark"] == "append"
+
+
+async def test_pageload_benchmark_reads_a_page_of_each_chat_size(tmp_path: Path) -> None:
+    # The benchmark itself checks that every read returned min(50, size) messages.
+    data = await pageload.run(dbs=["sqlite"], sizes=[10, 120], seconds=0.02, peers=False, out_dir=tmp_path)
+    assert {(r["contender"], r["size"]) for r in data["results"]} == {
+        (c, s) for c in ("genvault", "raw SQL") for s in (10, 120)
+    }
+
+
+async def test_streaming_benchmark_relays_the_whole_stream_and_measures_a_crash(tmp_path: Path) -> None:
+    data = await streaming.run(
+        dbs=["sqlite"], tps_list=[400.0], tokens=300, repeats=1, kills=1, checkpoint_ms=50, out_dir=tmp_path
+    )
+    assert {r["server"] for r in data["overhead"]} == {"bare", "genvault/sqlite"}
+    assert all(r["tokens"] == 300 for r in data["overhead"])
+    [crash] = data["crash"]
+    assert crash["db"] == "sqlite"
+    assert len(crash["windows_s"]) == 1
+
+
+async def test_http_benchmark_drives_genvault_serve_from_a_second_process(tmp_path: Path) -> None:
+    data = await http.run(dbs=["sqlite"], concurrency=2, duration=0.3, chat_size=60, out_dir=tmp_path)
+    assert [r["endpoint"] for r in data["results"]] == ["GET /api/chats/{id}/messages?limit=50", "POST /api/chat"]
+    assert all(r["errors"] == 0 and r["requests_per_s"] > 0 for r in data["results"])
+
+
+async def test_report_renders_tables_and_targets_from_result_files(tmp_path: Path) -> None:
+    await append.run(dbs=["sqlite"], writer_counts=[1], seconds=0.02, rounds=1, peers=False, out_dir=tmp_path)
+    await pageload.run(dbs=["sqlite"], sizes=[10, 60], seconds=0.02, peers=False, out_dir=tmp_path)
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\nprose kept\n\n{report.BEGIN}\nold\n{report.END}\n\nmore prose\n")
+    report.write(tmp_path, doc, with_plots=False)
+    text = doc.read_text()
+    assert "prose kept" in text
+    assert "more prose" in text
+    assert "old" not in text
+    assert "### 1. Chat turn append" in text
+    assert "| sqlite | 1 | genvault |" in text
+    assert "Page load p50 < 2 ms at every size, sqlite" in text

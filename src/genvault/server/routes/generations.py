@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from genvault.errors import InvalidRequest
 from genvault.records import Generation, Page
+from genvault.server.bodies import read_form_or_json
 from genvault.server.deps import UserDep, VaultDep
 from genvault.server.streaming import ui_message_stream_response
-from genvault.vault import invalid
 
 router = APIRouter(tags=["generations"])
 
@@ -40,30 +38,6 @@ class GenerateCreated(BaseModel):
     status: str
 
 
-async def _read_body(request: Request) -> tuple[GenerateCreate, bool]:
-    """The request as a model, and whether it came from an HTML form (which wants a redirect)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
-        data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
-        params = {k: data.pop(k) for k in ("temperature", "max_tokens") if k in data}
-        data["params"] = params
-        is_form = True
-    else:
-        raw = await request.body()
-        try:
-            data = json.loads(raw) if raw else {}
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest('body must be a JSON object like {"prompt": "..."}')
-        is_form = False
-    try:
-        return GenerateCreate.model_validate(data), is_form
-    except ValidationError as exc:
-        raise invalid(exc, "request") from None
-
-
 @router.post(
     "/api/generate",
     status_code=201,
@@ -77,7 +51,9 @@ async def create_generation(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     """Create the pending record, start the generation, and point at it at once."""
-    body, is_form = await _read_body(request)
+    body, is_form = await read_form_or_json(
+        request, GenerateCreate, example='{"prompt": "..."}', form_params=("temperature", "max_tokens")
+    )
     record = await vault.generate(
         body.prompt,
         model=body.model,

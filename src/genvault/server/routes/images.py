@@ -3,16 +3,14 @@ form, `201` JSON for an API client (follow `/api/generations/{id}` for `image_ur
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from genvault.errors import InvalidRequest
+from genvault.server.bodies import read_form_or_json
 from genvault.server.deps import UserDep, VaultDep
-from genvault.vault import invalid
 
 router = APIRouter(tags=["images"])
 
@@ -36,27 +34,6 @@ class ImageCreated(BaseModel):
     image_urls: list[str]
 
 
-async def _read_body(request: Request) -> tuple[ImageCreate, bool]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
-        data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
-        is_form = True
-    else:
-        raw = await request.body()
-        try:
-            data = json.loads(raw) if raw else {}
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest('body must be a JSON object like {"prompt": "a red fox"}')
-        is_form = False
-    try:
-        return ImageCreate.model_validate(data), is_form
-    except ValidationError as exc:
-        raise invalid(exc, "request") from None
-
-
 @router.post(
     "/api/images",
     status_code=201,
@@ -70,7 +47,7 @@ async def create_image(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     """Create the pending image record, start the model, and point at the record at once."""
-    body, is_form = await _read_body(request)
+    body, is_form = await read_form_or_json(request, ImageCreate, example='{"prompt": "a red fox"}')
     record = await vault.generate_image(
         body.prompt,
         model=body.model,

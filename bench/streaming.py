@@ -107,6 +107,8 @@ async def overhead(
                 if baseline is not None:
                     pythonpath = f"{baseline / 'src'}{os.pathsep}{ROOT}"
                     variants.insert(0, ("before", {"PYTHONPATH": pythonpath}))
+                    # The bare relay shares the SSE framing, so it has a "before" too.
+                    servers.append(("before/bare", ["bench._server", "--mode", "bare", *common], variants[0][1]))
                 for (label, env), db in ((v, db) for v in variants for db in dbs):
                     servers.append(
                         (

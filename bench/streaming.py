@@ -143,9 +143,11 @@ async def overhead(
                                     raise AssertionError(f"{name}: {got['deltas']} deltas, done={got['done']}")
                                 modes[name]["walls"].append(got["wall_s"])
                                 modes[name]["tokens"] += got["deltas"]
-        bare_wall = statistics.median(modes["bare"]["walls"])
-        bare_cpu = modes["bare"]["cpu"] / modes["bare"]["tokens"]
         for name, m in modes.items():
+            # A `before/…` server is compared with the bare relay of the same checkout.
+            bare = modes["before/bare" if name.startswith("before/") else "bare"]
+            bare_wall = statistics.median(bare["walls"])
+            bare_cpu = bare["cpu"] / bare["tokens"]
             wall = statistics.median(m["walls"])
             cpu_per_token = m["cpu"] / m["tokens"]
             row = {

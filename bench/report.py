@@ -128,8 +128,8 @@ def streaming_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
             f"{r['cpu_per_token_us']:.1f} | {r['added_cpu_per_token_us']:+.1f} |"
         )
     for r in data["overhead"]:
-        if r["server"] == "bare":
-            continue
+        if r["server"] == "bare" or r["server"].startswith("before/"):
+            continue  # targets are for the current code (`--baseline` rows are for comparison)
         if r["tps"] == 1000:
             targets.append(
                 (

@@ -33,14 +33,22 @@ from typing import Any
 import httpx
 
 from bench._common import DATABASES, fresh_database, machine, new_id, summarize, write_result
-from bench._proc import cpu_seconds, server
+from bench._proc import ROOT, cpu_seconds, server
 
 
 def _body() -> dict[str, Any]:
+    # A new question every time: an identical one would be answered by the dedup cache (no model
+    # call at all), which is not what this benchmark measures.
     return {
         "id": new_id("chat"),
         "trigger": "submit-message",
-        "messages": [{"id": new_id("msg"), "role": "user", "parts": [{"type": "text", "text": "Tell me a story."}]}],
+        "messages": [
+            {
+                "id": new_id("msg"),
+                "role": "user",
+                "parts": [{"type": "text", "text": f"Tell me a story ({new_id('n')})."}],
+            }
+        ],
     }
 
 
@@ -75,7 +83,13 @@ async def stream_once(client: httpx.AsyncClient, base: str, *, stop_after: float
 
 
 async def overhead(
-    *, dbs: list[str], tps_list: list[float], tokens: int, repeats: int, checkpoint_ms: int
+    *,
+    dbs: list[str],
+    tps_list: list[float],
+    tokens: int,
+    repeats: int,
+    checkpoint_ms: int,
+    baseline: Path | None = None,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for tps in tps_list:
@@ -84,11 +98,21 @@ async def overhead(
         with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
             async with contextlib.AsyncExitStack() as databases:
                 urls = {db: await databases.enter_async_context(fresh_database(db)) for db in dbs}
-                servers = [("bare", ["bench._server", "--mode", "bare", *common])]
-                for db in dbs:
+                servers: list[tuple[str, list[str], dict[str, str] | None]] = [
+                    ("bare", ["bench._server", "--mode", "bare", *common], None)
+                ]
+                # `--baseline`: the same server run from another checkout's `src` as well, so a
+                # before/after comparison is side by side in one run.
+                variants: list[tuple[str, dict[str, str] | None]] = [("genvault", None)]
+                if baseline is not None:
+                    pythonpath = f"{baseline / 'src'}{os.pathsep}{ROOT}"
+                    variants.insert(0, ("before", {"PYTHONPATH": pythonpath}))
+                    # The bare relay shares the SSE framing, so it has a "before" too.
+                    servers.append(("before/bare", ["bench._server", "--mode", "bare", *common], variants[0][1]))
+                for (label, env), db in ((v, db) for v in variants for db in dbs):
                     servers.append(
                         (
-                            f"genvault/{db}",
+                            f"{label}/{db}",
                             [
                                 "bench._server",
                                 "--mode",
@@ -96,15 +120,16 @@ async def overhead(
                                 "--db",
                                 urls[db],
                                 "--data-dir",
-                                f"{tmp}/{db}",
+                                f"{tmp}/{label}-{db}",
                                 "--checkpoint-ms",
                                 str(checkpoint_ms),
                                 *common,
                             ],
+                            env,
                         )
                     )
                 with contextlib.ExitStack() as processes:
-                    running = {name: processes.enter_context(server(args)) for name, args in servers}
+                    running = {name: processes.enter_context(server(args, env)) for name, args, env in servers}
                     async with httpx.AsyncClient(timeout=120) as client:
                         for name, (base, _proc) in running.items():  # warm-up
                             await stream_once(client, base)
@@ -118,9 +143,11 @@ async def overhead(
                                     raise AssertionError(f"{name}: {got['deltas']} deltas, done={got['done']}")
                                 modes[name]["walls"].append(got["wall_s"])
                                 modes[name]["tokens"] += got["deltas"]
-        bare_wall = statistics.median(modes["bare"]["walls"])
-        bare_cpu = modes["bare"]["cpu"] / modes["bare"]["tokens"]
         for name, m in modes.items():
+            # A `before/…` server is compared with the bare relay of the same checkout.
+            bare = modes["before/bare" if name.startswith("before/") else "bare"]
+            bare_wall = statistics.median(bare["walls"])
+            bare_cpu = bare["cpu"] / bare["tokens"]
             wall = statistics.median(m["walls"])
             cpu_per_token = m["cpu"] / m["tokens"]
             row = {
@@ -216,6 +243,7 @@ async def run(
     kills: int,
     checkpoint_ms: int,
     out_dir: Path | None = None,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
     data = {
         "params": {
@@ -228,7 +256,12 @@ async def run(
         },
         "machine": await machine(),
         "overhead": await overhead(
-            dbs=dbs, tps_list=tps_list, tokens=tokens, repeats=repeats, checkpoint_ms=checkpoint_ms
+            dbs=dbs,
+            tps_list=tps_list,
+            tokens=tokens,
+            repeats=repeats,
+            checkpoint_ms=checkpoint_ms,
+            baseline=baseline,
         ),
         "crash": await crash_loss(dbs=dbs, tps=tps_list[0], tokens=tokens, kills=kills, checkpoint_ms=checkpoint_ms)
         if kills
@@ -246,6 +279,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--kills", type=int, default=5, help="SIGKILLs per database for the crash-loss window")
     parser.add_argument("--checkpoint-ms", type=int, default=250)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout (e.g. `git archive` of the commit before a fix) whose src/ also runs, as before/<db>",
+    )
     args = parser.parse_args()
     asyncio.run(
         run(
@@ -255,6 +293,7 @@ def main() -> None:
             repeats=args.repeats,
             kills=args.kills,
             checkpoint_ms=args.checkpoint_ms,
+            baseline=args.baseline.resolve() if args.baseline else None,
         )
     )
 

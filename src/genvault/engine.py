@@ -608,9 +608,10 @@ class Engine:
                 return  # already final (cancelled or swept elsewhere): keep that outcome
             if hook is not None:
                 await hook(conn, run, status)
-        if self.listeners:
-            async with self.store.read() as conn:
-                record = await gen_store.get(conn, run.generation_id)
+            # The final record for the listeners, read in this transaction rather than a
+            # transaction of its own (one pool checkout and BEGIN fewer per generation).
+            record = await gen_store.get(conn, run.generation_id) if self.listeners else None
+        if record is not None:
             for listener in self.listeners:
                 try:
                     listener(record)

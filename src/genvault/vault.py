@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault._files import FilesMixin, Upload
@@ -50,7 +50,7 @@ from genvault.store import Store
 from genvault.store import chats as chat_store
 from genvault.store import files as file_store
 from genvault.store import generations as gen_store
-from genvault.store.schema import MISSING, users
+from genvault.store.schema import MISSING, chats, users
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
@@ -153,19 +153,22 @@ class _TurnHooks:
 
     async def finalize(self, conn: AsyncConnection, run: Run, status: str) -> None:
         """In the finalize transaction: save the assistant message and free the chat."""
-        try:
-            chat = await chat_store.get_chat(conn, self.chat_id, self.user_id)
-        except NotFound:
-            return  # the chat was deleted while the reply ran
         if self.assembler is not None:
             message = self.snapshot()
             has_content = any(p["type"] != "step-start" for p in message["parts"])
             if has_content:
-                await chat_store.upsert_message(
-                    conn, self.chat_id, self.user_id, message, generation_id=run.generation_id
-                )
-        if chat.active_generation_id == run.generation_id:
-            await chat_store.set_active_generation(conn, self.chat_id, None)
+                try:  # checks the chat itself: no separate read of it here
+                    await chat_store.upsert_message(
+                        conn, self.chat_id, self.user_id, message, generation_id=run.generation_id
+                    )
+                except NotFound:
+                    return  # the chat was deleted while the reply ran
+        # Free the chat if this turn still holds it; one statement, a no-op for a deleted chat.
+        await conn.execute(
+            update(chats)
+            .where(chats.c.id == self.chat_id, chats.c.active_generation_id == run.generation_id)
+            .values(active_generation_id=None)
+        )
 
 
 class Vault(FilesMixin):

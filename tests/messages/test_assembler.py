@@ -16,6 +16,7 @@ from genvault.messages import (
     encode_message,
     merge_metadata,
     message_to_json,
+    parse_chunk,
     parse_ui_message,
 )
 
@@ -702,3 +703,45 @@ class TestEncodeMessage:
             assembler.feed(chunk)
             if end % 3 == 0 or end == len(chunks):  # snapshots are cached; take them at varying points
                 assert assembler.message == assemble(chunks[:end])
+
+
+# Plain deltas (dicts from the engine) skip chunk validation; the message and the errors must be
+# those of the validating path, which a parsed model or any other mapping still takes.
+def _feed_all(chunks: list[dict[str, Any]], wrap: Any) -> tuple[dict[str, Any] | None, str | None, int | None]:
+    assembler = MessageAssembler(message_id="m1")
+    try:
+        for chunk in chunks:
+            assembler.feed(wrap(chunk))
+    except StreamAssemblyError as exc:
+        return None, str(exc), exc.chunk_index
+    return message_to_json(assembler.message), None, None
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [
+            {"type": "start-step"},
+            {"type": "reasoning-start", "id": "r1"},
+            {"type": "reasoning-delta", "id": "r1", "delta": "think"},
+            {"type": "reasoning-end", "id": "r1"},
+            {"type": "text-start", "id": "t1"},
+            {"type": "text-delta", "id": "t1", "delta": "Hel"},
+            {"type": "text-delta", "id": "t1", "delta": "lo"},
+            {"type": "text-delta", "id": "t1", "delta": "", "providerMetadata": {"p": {"k": 1}}},
+        ],
+        [{"type": "start-step"}, {"type": "text-delta", "id": "t1", "delta": "no start"}],
+        [
+            {"type": "start-step"},
+            {"type": "text-start", "id": "t1"},
+            {"type": "reasoning-delta", "id": "t1", "delta": "wrong kind"},
+        ],
+    ],
+)
+def test_plain_deltas_assemble_like_validated_chunks(chunks: list[dict[str, Any]]) -> None:
+    class NotPlain(dict[str, Any]):
+        """A dict subclass: `plain_delta` declines it, so it is validated."""
+
+    fast = _feed_all(chunks, dict)
+    assert fast == _feed_all(chunks, NotPlain)
+    assert fast == _feed_all(chunks, parse_chunk)

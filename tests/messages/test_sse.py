@@ -14,6 +14,8 @@ from genvault.messages import (
     parse_chunk,
     parse_sse,
 )
+from genvault.messages.chunks import downgrade_for_client, plain_delta
+from genvault.messages.sse import encode_delta_sse
 
 from .strategies import json_values
 
@@ -116,3 +118,42 @@ class TestParse:
     def test_parse_reads_back_whatever_encode_wrote(self, chunks: list[dict[str, Any]]) -> None:
         body = b"".join(encode_sse(chunk) for chunk in chunks) + SSE_DONE
         assert parse_sse(body) == [*chunks, "[DONE]"]
+
+
+# The hot path for deltas (`plain_delta` + `encode_delta_sse`) must give exactly the bytes of
+# the general path (`downgrade_for_client` + `encode_sse`), for every client level.
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(["text-delta", "reasoning-delta"]),
+    stream_id=st.text(),
+    delta=st.text(),
+    level=st.sampled_from(["5.0.0", "5.0.100", "latest"]),
+)
+def test_the_delta_fast_path_writes_the_general_paths_bytes(kind: str, stream_id: str, delta: str, level: str) -> None:
+    chunk = {"type": kind, "id": stream_id, "delta": delta}
+    found = plain_delta(chunk)
+    assert found == (kind, stream_id, delta)
+    general = encode_sse(parse_chunk(chunk).to_json())
+    assert downgrade_for_client(chunk, level) == [parse_chunk(chunk).to_json()]
+    try:
+        fast = encode_delta_sse(*found)
+    except UnicodeEncodeError:  # a lone surrogate: the general path fails the same way
+        with pytest.raises(UnicodeEncodeError):
+            encode_sse(chunk)
+        return
+    assert fast == general
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        {"type": "text-delta", "id": "t1", "delta": "x", "providerMetadata": {"a": {}}},
+        {"type": "text-delta", "id": "t1"},
+        {"type": "text-delta", "id": "t1", "delta": None},
+        {"type": "text-delta", "id": 1, "delta": "x"},
+        {"type": "text-start", "id": "t1", "delta": "x"},
+        {"type": "tool-input-delta", "toolCallId": "c", "inputTextDelta": "x"},
+    ],
+)
+def test_anything_but_a_plain_delta_takes_the_validating_path(chunk: dict[str, Any]) -> None:
+    assert plain_delta(chunk) is None

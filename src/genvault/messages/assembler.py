@@ -54,6 +54,7 @@ from genvault.messages.chunks import (
     ToolOutputAvailableChunk,
     ToolOutputErrorChunk,
     parse_chunk,
+    plain_delta,
 )
 from genvault.messages.errors import ChunkValidationError, StreamAssemblyError
 from genvault.messages.ui import (
@@ -136,6 +137,15 @@ class MessageAssembler:
         """Apply one chunk (JSON object or parsed model). The state is unchanged if it raises."""
         index = self._fed
         self._fed += 1
+        delta = plain_delta(chunk)
+        if delta is not None:
+            # One per token: a plain delta is valid as it stands (see `plain_delta`), so it skips
+            # model validation; anything else, from the engine or from outside, is validated.
+            kind, stream_id, text = delta
+            builder = self._active(kind, stream_id, index)
+            builder.chunks.append(text)
+            builder.touch()
+            return
         if isinstance(chunk, Mapping):
             try:
                 chunk = parse_chunk(chunk)
@@ -189,8 +199,8 @@ class MessageAssembler:
         self._append(builder)
         (self._active_reasoning if reasoning else self._active_text)[chunk.id] = builder
 
-    def _active(self, chunk: Chunk, stream_id: str, index: int) -> TextBuilder:
-        reasoning = chunk.type.startswith("reasoning")
+    def _active(self, chunk_type: str, stream_id: str, index: int) -> TextBuilder:
+        reasoning = chunk_type.startswith("reasoning")
         builder = (self._active_reasoning if reasoning else self._active_text).get(stream_id)
         if builder is None:
             kind = "reasoning" if reasoning else "text"
@@ -198,19 +208,19 @@ class MessageAssembler:
                 f"no open {kind} part with id {stream_id!r} in this step; send {kind}-start first "
                 f"(ids are forgotten at finish-step and after {kind}-end)",
                 chunk_index=index,
-                chunk_type=chunk.type,
+                chunk_type=chunk_type,
             )
         return builder
 
     def _on_text_delta(self, chunk: TextDeltaChunk | ReasoningDeltaChunk, index: int) -> None:
-        builder = self._active(chunk, chunk.id, index)
+        builder = self._active(chunk.type, chunk.id, index)
         builder.chunks.append(chunk.delta)
         if chunk.provider_metadata is not None:
             builder.provider_metadata = chunk.provider_metadata
         builder.touch()
 
     def _on_text_end(self, chunk: TextEndChunk | ReasoningEndChunk, index: int) -> None:
-        builder = self._active(chunk, chunk.id, index)
+        builder = self._active(chunk.type, chunk.id, index)
         builder.state = "done"
         if chunk.provider_metadata is not None:
             builder.provider_metadata = chunk.provider_metadata

@@ -59,6 +59,7 @@ __all__ = [
     "chunk_to_json",
     "downgrade_for_client",
     "parse_chunk",
+    "plain_delta",
 ]
 
 
@@ -367,6 +368,29 @@ def _patch_level(level: str) -> float:
     return int(match.group(1))
 
 
+_DELTA_TYPES: Final = frozenset({"text-delta", "reasoning-delta"})
+
+
+def plain_delta(chunk: Any) -> tuple[str, str, str] | None:
+    """`(type, id, delta)` when `chunk` is a JSON object holding exactly a text or reasoning
+    delta's three keys with string values, else None.
+
+    Such an object is valid as it stands and its wire JSON is those three keys in this order,
+    so the hot path (one per token) can skip model validation and `to_json` without changing
+    a result; everything else, including any extra key, takes the validating path.
+    """
+    if type(chunk) is not dict or len(chunk) != 3:
+        return None
+    kind = chunk.get("type")
+    if kind not in _DELTA_TYPES:
+        return None
+    stream_id = chunk.get("id")
+    delta = chunk.get("delta")
+    if type(stream_id) is not str or type(delta) is not str:
+        return None
+    return kind, stream_id, delta
+
+
 def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5_0_0) -> list[dict[str, Any]]:
     """The chunks to send instead of `chunk` so that an `ai@<level>` client accepts them.
 
@@ -384,6 +408,10 @@ def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5
       `rawInput`. Caveat: the client runs `onToolCall` for that `tool-input-available` (a client
       tool sees the invalid input) before the error overwrites the part.
     """
+    delta = plain_delta(chunk)
+    if delta is not None:  # every client level accepts a plain delta unchanged
+        _patch_level(level)  # still rejects a bad level
+        return [{"type": delta[0], "id": delta[1], "delta": delta[2]}]
     patch = _patch_level(level)
     parsed = parse_chunk(chunk) if isinstance(chunk, Mapping) else chunk
     if isinstance(parsed, FinishChunk) and patch < _FINISH_REASON and parsed.finish_reason is not None:

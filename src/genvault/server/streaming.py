@@ -11,14 +11,18 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from genvault.messages.chunks import downgrade_for_client
-from genvault.messages.sse import SSE_DONE, UI_MESSAGE_STREAM_HEADERS, encode_sse
+from genvault.messages.chunks import downgrade_for_client, plain_delta
+from genvault.messages.sse import SSE_DONE, UI_MESSAGE_STREAM_HEADERS, encode_delta_sse, encode_sse
 
 __all__ = ["ui_message_stream_response"]
 
 
 async def _sse(chunks: AsyncIterator[dict[str, Any]], compat: str) -> AsyncIterator[bytes]:
     async for chunk in chunks:
+        delta = plain_delta(chunk)
+        if delta is not None:  # one per token; every client level takes it as it is
+            yield encode_delta_sse(*delta)
+            continue
         for wire in downgrade_for_client(chunk, compat):
             yield encode_sse(wire)
     yield SSE_DONE

@@ -56,14 +56,18 @@ def to_record(row: RowMapping) -> Generation:
 
 async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Generation | None:
     """Insert a `pending` row. Returns None when the idempotency key is already taken."""
+    # The row comes back from the insert itself (RETURNING: SQLite ≥ 3.35, PostgreSQL).
+    statement = insert(generations).values(status="pending", **values).returning(*generations.c)
+    if values.get("idempotency_key") is None:
+        # No key, no conflict to recover from: no savepoint around the insert (an error aborts
+        # the caller's transaction either way).
+        return to_record((await conn.execute(statement)).mappings().one())
     try:
         async with conn.begin_nested():
-            await conn.execute(insert(generations).values(status="pending", **values))
+            row = (await conn.execute(statement)).mappings().one()
     except IntegrityError:
-        if values.get("idempotency_key") is None:
-            raise
         return None
-    return await get(conn, values["id"])
+    return to_record(row)
 
 
 async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str) -> Generation | None:

@@ -20,7 +20,14 @@ class _Stream:
     chunks: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
     closed_at: float = 0.0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Created by the first follower that has to wait, set and dropped by the next change: a
+    # chunk nobody is waiting for (a follower still draining, or none at all) costs no event.
+    changed: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        event, self.changed = self.changed, None
+        if event is not None:
+            event.set()
 
 
 class MemoryHub:
@@ -41,9 +48,8 @@ class MemoryHub:
     async def publish(self, stream_id: str, chunk: dict[str, Any]) -> None:
         stream = self._streams[stream_id]
         stream.chunks.append(chunk)
-        # Wake every follower; each re-arms its own wait on a fresh event.
-        stream.changed.set()
-        stream.changed = asyncio.Event()
+        # Wake every waiting follower; the next one to wait arms a fresh event.
+        stream.wake()
 
     async def close(self, stream_id: str) -> None:
         stream = self._streams.get(stream_id)
@@ -51,7 +57,7 @@ class MemoryHub:
             return
         stream.closed = True
         stream.closed_at = time.monotonic()
-        stream.changed.set()
+        stream.wake()
 
     async def exists(self, stream_id: str) -> bool:
         self._evict()
@@ -74,7 +80,7 @@ class MemoryHub:
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
             stream.closed = True
-            stream.changed.set()
+            stream.wake()
 
     async def follow(self, stream_id: str, start: int = 0) -> AsyncIterator[dict[str, Any]]:
         stream = self._streams.get(stream_id)
@@ -87,9 +93,11 @@ class MemoryHub:
                 index += 1
             if stream.closed:
                 return
+            if stream.changed is None:
+                stream.changed = asyncio.Event()
             await stream.changed.wait()
 
     async def aclose(self) -> None:
         for stream in self._streams.values():
             stream.closed = True
-            stream.changed.set()
+            stream.wake()

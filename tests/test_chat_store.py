@@ -136,9 +136,10 @@ class TestAppend:
     async def test_appending_an_id_already_in_the_chat_is_a_conflict(self, store: Store) -> None:
         async with store.write() as conn:
             await chat_store.append_messages(conn, "c1", "alice", [user_message("a")])
-        with pytest.raises(Conflict, match="already in chat"):
+        with pytest.raises(Conflict, match="message 'a' is already in chat 'c1'"):
             async with store.write() as conn:
-                await chat_store.append_messages(conn, "c1", "alice", [user_message("a")])
+                await chat_store.append_messages(conn, "c1", "alice", [user_message("b"), user_message("a")])
+        assert [m["id"] for m in await load_all(store)] == ["a"]
 
     async def test_the_same_message_id_may_live_in_two_users_chats(self, store: Store) -> None:
         async with store.write() as conn:
@@ -202,6 +203,32 @@ class TestPages:
         async with hundred.read() as conn:
             with pytest.raises(NotFound):
                 await chat_store.load_messages(conn, "c1", before="nope")
+
+    async def test_the_page_read_checks_the_owner_in_the_same_statement(self, hundred: Store) -> None:
+        async with hundred.read() as conn:
+            mine = await chat_store.load_messages(conn, "c1", limit=3, owner="alice", check_owner=True)
+            assert [m["id"] for m in mine.messages] == ["m097", "m098", "m099"]
+            for kwargs in ({}, {"before": "m050"}, {"after": "m050"}, {"for_reading": True}):
+                with pytest.raises(NotFound, match="no chat 'c1'"):
+                    await chat_store.load_messages(conn, "c1", owner="bob", check_owner=True, **kwargs)
+            with pytest.raises(NotFound, match="no chat 'nope'"):
+                await chat_store.load_messages(conn, "nope")
+            with pytest.raises(NotFound, match="no message 'nope'"):
+                await chat_store.load_messages(conn, "c1", after="nope", owner="alice", check_owner=True)
+        async with hundred.write() as conn:
+            await chat_store.update_chat(conn, "c1", "alice", visibility="public")
+            await chat_store.create_chat(conn, "empty", "alice")
+        async with hundred.read() as conn:
+            shared = await chat_store.load_messages(
+                conn, "c1", limit=2, before="m050", owner="bob", check_owner=True, for_reading=True
+            )
+            assert [m["id"] for m in shared.messages] == ["m048", "m049"]
+            with pytest.raises(NotFound):  # readable, not the reader's
+                await chat_store.load_messages(conn, "c1", owner="bob", check_owner=True)
+            empty = await chat_store.load_messages(conn, "empty", owner="alice", check_owner=True)
+            assert (empty.messages, empty.has_before, empty.has_after) == ([], False, False)
+            tail = await chat_store.load_messages(conn, "c1", after="m099")
+            assert (tail.messages, tail.has_before, tail.has_after) == ([], True, False)
 
     async def test_loading_the_latest_page_uses_the_chat_seq_index(self, hundred: Store) -> None:
         query = (

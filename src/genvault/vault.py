@@ -533,9 +533,18 @@ class Vault(FilesMixin):
         for_reading: bool = True,
     ) -> chat_store.MessagePage:
         """A page of UIMessages, oldest first. Shared (link/public) chats are readable by others."""
+        # One statement: the ownership check is part of the page read.
         async with self.store.read() as conn:
-            await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
-            return await chat_store.load_messages(conn, chat_id, limit=limit, before=before, after=after)
+            return await chat_store.load_messages(
+                conn,
+                chat_id,
+                limit=limit,
+                before=before,
+                after=after,
+                owner=user_id,
+                check_owner=user_id is not None,
+                for_reading=for_reading,
+            )
 
     async def update_chat(
         self,

@@ -14,19 +14,36 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import and_, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    null,
+    or_,
+    select,
+    true,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import Conflict, InvalidRequest, NotFound
 from genvault.records import Page
 from genvault.store.cursors import decode_cursor, encode_cursor
-from genvault.store.parts import part_to_row, row_to_part
-from genvault.store.schema import MISSING, chats, generations, messages, parts
+from genvault.store.parts import PAGE_PART_COLUMNS, decode_part, part_to_row, row_to_part
+from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
 from genvault.store.text import check_storable
 
 __all__ = [
@@ -348,6 +365,70 @@ async def get_message(conn: AsyncConnection, chat_id: str, message_id: str) -> d
     return found[0]
 
 
+_Anchor = Literal["latest", "before", "after"]
+_page_statements: dict[tuple[_Anchor, bool, bool], Select[Any]] = {}
+
+
+def _page_statement(anchor: _Anchor, check_owner: bool, for_reading: bool) -> Select[Any]:
+    """The whole page read as one statement, built once per shape (bound parameters `chat_id`,
+    `user_id`, `anchor`, `n`): the chat row (zero rows = no such chat, or not this user's),
+    left-joined to the anchor message's seq, to the page window (`n` = limit + 1 message rows,
+    to learn whether more exist) and to the window's parts, in chat order. Columns: anchor seq,
+    message id, role, metadata text, then the part columns (`PAGE_PART_COLUMNS`, JSON as text:
+    decoded once, by `decode_part`, not per cell by a type processor)."""
+    key = (anchor, check_owner, for_reading)
+    cached = _page_statements.get(key)
+    if cached is not None:
+        return cached
+    chat_id = bindparam("chat_id", type_=String)
+    anchor_id = bindparam("anchor", type_=String)
+    anchor_row = messages.alias("anchor")
+    window = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
+        messages.c.chat_id == chat_id
+    )
+    if anchor != "latest":
+        # A missing anchor makes this NULL and the window empty; the anchor join reports it.
+        seq_row = messages.alias("anchor_seq")
+        anchor_seq = (
+            select(seq_row.c.seq).where(seq_row.c.chat_id == chat_id, seq_row.c.id == anchor_id)
+        ).scalar_subquery()
+        if anchor == "after":
+            window = window.where(messages.c.seq > anchor_seq).order_by(messages.c.seq.asc())
+        else:
+            window = window.where(messages.c.seq < anchor_seq).order_by(messages.c.seq.desc())
+    else:
+        window = window.order_by(messages.c.seq.desc())
+    page = window.limit(bindparam("n", type_=Integer)).subquery("page")
+    source: Any = chats
+    if anchor != "latest":
+        source = source.outerjoin(anchor_row, and_(anchor_row.c.chat_id == chats.c.id, anchor_row.c.id == anchor_id))
+    source = source.outerjoin(page, true()).outerjoin(
+        parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
+    )
+    where = chats.c.id == chat_id
+    if check_owner:
+        owned = chats.c.user_id == bindparam("user_id", type_=String)
+        # Shared = link or public (the CHECK constraint allows no other values).
+        where = and_(where, or_(owned, chats.c.visibility != "private") if for_reading else owned)
+    statement = (
+        select(
+            anchor_row.c.seq if anchor != "latest" else null(),
+            page.c.id,
+            page.c.role,
+            type_coerce(page.c.metadata, Text),
+            *[type_coerce(parts.c[c], Text) if c in _JSON_TEXT_COLUMNS else parts.c[c] for c in PAGE_PART_COLUMNS],
+        )
+        .select_from(source)
+        .where(where)
+        .order_by(page.c.seq, parts.c.position)
+    )
+    _page_statements[key] = statement
+    return statement
+
+
+_JSON_TEXT_COLUMNS = {c.name for c in parts.c if isinstance(c.type, JSONText)}
+
+
 async def load_messages(
     conn: AsyncConnection,
     chat_id: str,
@@ -355,50 +436,54 @@ async def load_messages(
     limit: int = 50,
     before: str | None = None,
     after: str | None = None,
+    owner: str | None = None,
+    check_owner: bool = False,
+    for_reading: bool = False,
 ) -> MessagePage:
     """A page of messages, oldest first: the latest `limit`, or the `limit` just before or just
-    after a message id. Reads only the page's rows (the `(chat_id, seq)` index)."""
+    after a message id. Reads only the page's rows (the `(chat_id, seq)` index), in one statement.
+    With `check_owner`, the chat must be `owner`'s — or, with `for_reading`, shared by link or
+    public — else `NotFound` (the same rule as `get_chat`, checked in the same statement)."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     if before is not None and after is not None:
         raise InvalidRequest("give before or after, not both")
-    # One statement: the page's message rows (one extra, to learn whether more exist) joined to
-    # their parts. Both sides are read through their primary-key / (chat_id, seq) indexes.
-    page_rows = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
-        messages.c.chat_id == chat_id
-    )
-    if after is not None:
-        page_rows = page_rows.where(messages.c.seq > await _seq_of(conn, chat_id, after))
-        page_rows = page_rows.order_by(messages.c.seq.asc())
-    else:
-        if before is not None:
-            page_rows = page_rows.where(messages.c.seq < await _seq_of(conn, chat_id, before))
-        page_rows = page_rows.order_by(messages.c.seq.desc())
-    window = page_rows.limit(limit + 1).subquery("page")
-    joined = (
-        select(window, *[c for c in parts.c if c.name not in ("chat_id", "message_id", "user_id")])
-        .select_from(window.outerjoin(parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == window.c.id)))
-        .order_by(window.c.seq, parts.c.position)
-    )
-    found: dict[str, dict[str, Any]] = {}
-    for row in (await conn.execute(joined)).mappings():
-        message = found.get(row["id"])
-        if message is None:
-            message = {"id": row["id"], "role": row["role"]}
-            if row["metadata"] is not MISSING:
-                message["metadata"] = row["metadata"]
+    anchor: _Anchor = "after" if after is not None else "before" if before is not None else "latest"
+    statement = _page_statement(anchor, check_owner, for_reading)
+    params = {"chat_id": chat_id, "n": limit + 1}
+    if check_owner:
+        params["user_id"] = owner
+    if anchor != "latest":
+        params["anchor"] = after if after is not None else before
+    rows = (await conn.execute(statement, params)).all()
+    if not rows:
+        raise NotFound(f"no chat {chat_id!r}")
+    if anchor != "latest" and rows[0][0] is None:
+        raise NotFound(f"no message {params['anchor']!r} in chat {chat_id!r}")
+    ordered: list[dict[str, Any]] = []
+    message: dict[str, Any] = {}
+    current = None
+    for row in rows:
+        message_id = row[1]
+        if message_id is None:  # the chat row alone: no messages on this side of the anchor
+            break
+        if message_id != current:
+            current = message_id
+            message = {"id": message_id, "role": row[2]}
+            if row[3] is not None:
+                message["metadata"] = json.loads(row[3])
             message["parts"] = []
-            found[row["id"]] = message
-        if row["type"] is not None:  # a message without parts has one row of NULL part columns
-            message["parts"].append(row_to_part(row))
-    ordered = list(found.values())  # by seq
+            ordered.append(message)
+        if row[4] is not None:  # a message without parts has one row of NULL part columns
+            message["parts"].append(decode_part(row, 4))
     more = len(ordered) > limit
     # The extra row is the one farthest from the anchor: the oldest, or with `after` the newest.
     page = (ordered[:limit] if after is not None else ordered[-limit:]) if more else ordered
-    # The anchor message itself lies on the other side of the page.
+    # The anchor message itself lies on the other side of the page. (model_construct: the dicts
+    # were built right here; validating them again would only copy them.)
     if after is not None:
-        return MessagePage(messages=page, has_before=True, has_after=more)
-    return MessagePage(messages=page, has_before=more, has_after=before is not None)
+        return MessagePage.model_construct(messages=page, has_before=True, has_after=more)
+    return MessagePage.model_construct(messages=page, has_before=more, has_after=before is not None)
 
 
 async def load_all_messages(conn: AsyncConnection, chat_id: str) -> list[dict[str, Any]]:

@@ -8,12 +8,19 @@ moves fields between the JSON and typed columns.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from genvault.errors import InvalidRequest
 from genvault.store.schema import MISSING
 
-__all__ = ["PART_COLUMNS", "part_to_row", "row_to_part"]
+__all__ = [
+    "PAGE_PART_COLUMNS",
+    "PART_COLUMNS",
+    "decode_part",
+    "part_to_row",
+    "row_to_part",
+]
 
 # JSON key → column, per part family. Keys not listed are not part of the v5 schema.
 _TEXT = {"text": "text_text", "state": "state", "providerMetadata": "provider_metadata"}
@@ -118,4 +125,51 @@ def row_to_part(row: Any) -> dict[str, Any]:
                 part[key] = value
         elif value is not None:
             part[key] = value
+    return part
+
+
+# -- the fast paths (page reads, PostgreSQL appends) ---------------------------------------------
+#
+# The page read selects the part columns in `PAGE_PART_COLUMNS` order as raw values (JSON columns
+# as their stored text, so no per-cell type processor runs) and builds each part from a per-type
+# recipe of (key, row index, kind): one tuple index per field the part type has, instead of a
+# mapping lookup per column.
+
+PAGE_PART_COLUMNS: tuple[str, ...] = ("type", *(c for c in PART_COLUMNS if c != "type"))
+_BOOL_COLUMNS = {"tool_provider_executed", "tool_preliminary", "data_transient"}
+_PLAIN, _JSON, _BOOL = 0, 1, 2
+_Recipe = tuple[tuple[str, int, int], ...]
+_recipes: dict[str, _Recipe] = {}
+
+
+def _recipe(part_type: str) -> _Recipe:
+    recipe = _recipes.get(part_type)
+    if recipe is None:
+        recipe = tuple(
+            (
+                key,
+                PAGE_PART_COLUMNS.index(column),
+                _JSON if column in _JSON_COLUMNS else _BOOL if column in _BOOL_COLUMNS else _PLAIN,
+            )
+            for key, column in _fields(part_type).items()
+        )
+        if len(_recipes) < 1000:  # tool-<name> types are open-ended; keep the cache bounded
+            _recipes[part_type] = recipe
+    return recipe
+
+
+def decode_part(row: Any, start: int) -> dict[str, Any]:
+    """The part JSON from a row holding `PAGE_PART_COLUMNS` from index `start` on, JSON columns as
+    text. Equal to `row_to_part` of the same row read through the typed columns."""
+    part_type = row[start]
+    part: dict[str, Any] = {"type": part_type}
+    for key, index, kind in _recipe(part_type):
+        value = row[start + index]
+        if value is None:
+            continue
+        if kind == _JSON:
+            value = json.loads(value)
+        elif kind == _BOOL:
+            value = bool(value)
+        part[key] = value
     return part

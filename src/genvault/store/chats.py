@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -40,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault.errors import Conflict, InvalidRequest, NotFound
+from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.records import Page
 from genvault.store.cursors import decode_cursor, encode_cursor
 from genvault.store.parts import PAGE_PART_COLUMNS, decode_part, dump_json, part_columns, part_to_row, row_to_part
@@ -450,17 +451,17 @@ async def get_message(conn: AsyncConnection, chat_id: str, message_id: str) -> d
 
 
 _Anchor = Literal["latest", "before", "after"]
-_page_statements: dict[tuple[_Anchor, bool, bool], Select[Any]] = {}
+_page_statements: dict[tuple[str, _Anchor, bool, bool], Select[Any]] = {}
 
 
-def _page_statement(anchor: _Anchor, check_owner: bool, for_reading: bool) -> Select[Any]:
+def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_reading: bool) -> Select[Any]:
     """The whole page read as one statement, built once per shape (bound parameters `chat_id`,
     `user_id`, `anchor`, `n`): the chat row (zero rows = no such chat, or not this user's),
     left-joined to the anchor message's seq, to the page window (`n` = limit + 1 message rows,
     to learn whether more exist) and to the window's parts, in chat order. Columns: anchor seq,
     message id, role, metadata text, then the part columns (`PAGE_PART_COLUMNS`, JSON as text:
     decoded once, by `decode_part`, not per cell by a type processor)."""
-    key = (anchor, check_owner, for_reading)
+    key = (dialect, anchor, check_owner, for_reading)
     cached = _page_statements.get(key)
     if cached is not None:
         return cached
@@ -486,9 +487,27 @@ def _page_statement(anchor: _Anchor, check_owner: bool, for_reading: bool) -> Se
     source: Any = chats
     if anchor != "latest":
         source = source.outerjoin(anchor_row, and_(anchor_row.c.chat_id == chats.c.id, anchor_row.c.id == anchor_id))
-    source = source.outerjoin(page, true()).outerjoin(
-        parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
-    )
+    part_columns = [type_coerce(parts.c[c], Text) if c in _JSON_TEXT_COLUMNS else parts.c[c] for c in PAGE_PART_COLUMNS]
+    page_parts: Any
+    if dialect == "postgresql":
+        # A LATERAL subquery: one (chat_id, message_id) index probe per page message, whatever
+        # the statistics say. (A plain join let the planner hash all of the chat's parts when
+        # `parts` looked small — a read that grew with the chat.)
+        page_parts = (
+            select(parts.c.position, *part_columns)
+            .where(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
+            .offset(0)  # keeps the planner from flattening it back into a plain join
+            .lateral("page_parts")
+        )
+        source = source.outerjoin(page, true()).outerjoin(page_parts, true())
+        selected_parts = [page_parts.c[c] for c in PAGE_PART_COLUMNS]
+    else:
+        # SQLite has no LATERAL; its planner probes the parts index per page row on its own.
+        page_parts = parts
+        source = source.outerjoin(page, true()).outerjoin(
+            parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
+        )
+        selected_parts = part_columns
     where = chats.c.id == chat_id
     if check_owner:
         owned = chats.c.user_id == bindparam("user_id", type_=String)
@@ -500,17 +519,45 @@ def _page_statement(anchor: _Anchor, check_owner: bool, for_reading: bool) -> Se
             page.c.id,
             page.c.role,
             type_coerce(page.c.metadata, Text),
-            *[type_coerce(parts.c[c], Text) if c in _JSON_TEXT_COLUMNS else parts.c[c] for c in PAGE_PART_COLUMNS],
+            *selected_parts,
         )
         .select_from(source)
         .where(where)
-        .order_by(page.c.seq, parts.c.position)
+        .order_by(page.c.seq, page_parts.c.position)
     )
     _page_statements[key] = statement
     return statement
 
 
 _JSON_TEXT_COLUMNS = {c.name for c in parts.c if isinstance(c.type, JSONText)}
+
+
+_sqlite_page_sql: dict[tuple[str, _Anchor, bool, bool], tuple[str, list[str], dict[str, Any]]] = {}
+
+
+async def _fetch_page(
+    conn: AsyncConnection, key: tuple[str, _Anchor, bool, bool], statement: Select[Any], params: dict[str, Any]
+) -> Sequence[Any]:
+    """The page statement's rows. On SQLite it goes straight to aiosqlite's `execute_fetchall`:
+    one hop to the connection's thread instead of four through SQLAlchemy's adapter (cursor,
+    execute, fetch, close), which on a busy machine cost more than the query. The statement is
+    compiled once; its values need no type processing (`decode_part` reads raw values)."""
+    if conn.dialect.name != "sqlite":
+        rows: Sequence[Any] = (await conn.execute(statement, params)).all()
+        return rows
+    compiled = _sqlite_page_sql.get(key)
+    if compiled is None:
+        built = statement.compile(dialect=conn.dialect)
+        compiled = (str(built), list(built.positiontup or ()), dict(built.params))
+        _sqlite_page_sql[key] = compiled
+    sql, order, defaults = compiled
+    values = {**defaults, **params}
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        rows = await driver.execute_fetchall(sql, [values[name] for name in order])
+    except sqlite3.Error as exc:
+        raise StorageError(f"database read failed: {exc}") from exc
+    return rows
 
 
 async def load_messages(
@@ -533,13 +580,13 @@ async def load_messages(
     if before is not None and after is not None:
         raise InvalidRequest("give before or after, not both")
     anchor: _Anchor = "after" if after is not None else "before" if before is not None else "latest"
-    statement = _page_statement(anchor, check_owner, for_reading)
+    statement = _page_statement(conn.dialect.name, anchor, check_owner, for_reading)
     params = {"chat_id": chat_id, "n": limit + 1}
     if check_owner:
         params["user_id"] = owner
     if anchor != "latest":
         params["anchor"] = after if after is not None else before
-    rows = (await conn.execute(statement, params)).all()
+    rows = await _fetch_page(conn, (conn.dialect.name, anchor, check_owner, for_reading), statement, params)
     if not rows:
         raise NotFound(f"no chat {chat_id!r}")
     if anchor != "latest" and rows[0][0] is None:

@@ -368,3 +368,34 @@ async def test_fifty_concurrent_writers_on_one_chat_lose_nothing_and_keep_their_
             assert mine == [f"w{w:02}-{i}-{r}" for i in range(4) for r in ("u", "a")]
     finally:
         await store.aclose()
+
+
+@pytest.mark.postgres
+async def test_connections_killed_by_the_server_are_replaced_before_use(pg_schema: tuple[str, str]) -> None:
+    """The checkout ping (one round trip, in place of pool_pre_ping) discards dead pooled
+    connections: after the server ends every pooled session, reads and writes still work."""
+    url, schema = pg_schema
+    store = Store(url, schema=schema)
+    killer = Store(url, schema=schema)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        async with store.write() as conn:
+            await ensure_user(conn, "alice")
+            await chat_store.create_chat(conn, "c1", "alice")
+        pids = set()
+        async with store.read() as first, store.read() as second:  # two pooled connections
+            for conn in (first, second):
+                pids.add((await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
+        async with killer.read() as conn:
+            for pid in pids:
+                assert (await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")).scalar_one()
+        for _ in range(3):
+            async with store.write() as conn:
+                await chat_store.append_messages(conn, "c1", "alice", [user_message(f"m{_}")])
+            async with store.read() as conn:
+                page = await chat_store.load_messages(conn, "c1", owner="alice", check_owner=True)
+            assert [m["id"] for m in page.messages] == [f"m{i}" for i in range(_ + 1)]
+    finally:
+        await store.aclose()
+        await killer.aclose()

@@ -4,6 +4,7 @@ idempotent upserts, pagination by cursor, truncation, deletion and ownership."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from typing import Any
 
@@ -396,6 +397,15 @@ async def test_connections_killed_by_the_server_are_replaced_before_use(pg_schem
             async with store.read() as conn:
                 page = await chat_store.load_messages(conn, "c1", owner="alice", check_owner=True)
             assert [m["id"] for m in page.messages] == [f"m{i}" for i in range(_ + 1)]
+        # A read that skips the ping retries on a fresh connection when its own is dead.
+        async with contextlib.AsyncExitStack() as stack:  # every pooled connection (at most 4 by now)
+            held = [await stack.enter_async_context(store.read()) for _ in range(4)]
+            pids = {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held}
+        async with killer.read() as conn:
+            for pid in pids:
+                await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        page = await store.read_retrying(lambda conn: chat_store.load_messages(conn, "c1"))
+        assert [m["id"] for m in page.messages] == ["m0", "m1", "m2"]
     finally:
         await store.aclose()
         await killer.aclose()

@@ -8,6 +8,7 @@ timeout, so the embedded default survives a reader and a writer at once.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,14 @@ from sqlalchemy.util import await_
 
 from genvault.errors import InvalidRequest
 
-__all__ = ["WRITE_OPTION", "async_url", "create_engine", "is_sqlite", "migrations_dir", "upgrade"]
+__all__ = ["SKIP_PING", "WRITE_OPTION", "async_url", "create_engine", "is_sqlite", "migrations_dir", "upgrade"]
 
 # Execution option marking a connection that will write (see `_configure_sqlite`).
 WRITE_OPTION = "genvault_write"
+
+# Set by a read that retries on a dead connection itself (`Store.read_retrying`): its checkout
+# skips the ping, saving a round trip.
+SKIP_PING: ContextVar[bool] = ContextVar("genvault_skip_ping", default=False)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +86,8 @@ def _ping_on_checkout(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if SKIP_PING.get():
+            return
         try:
             await_(dbapi_connection.driver_connection.fetchrow(";"))
         except Exception as exc:

@@ -4,6 +4,7 @@ idempotent upserts, pagination by cursor, truncation, deletion and ownership."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from typing import Any
 
@@ -136,9 +137,10 @@ class TestAppend:
     async def test_appending_an_id_already_in_the_chat_is_a_conflict(self, store: Store) -> None:
         async with store.write() as conn:
             await chat_store.append_messages(conn, "c1", "alice", [user_message("a")])
-        with pytest.raises(Conflict, match="already in chat"):
+        with pytest.raises(Conflict, match="message 'a' is already in chat 'c1'"):
             async with store.write() as conn:
-                await chat_store.append_messages(conn, "c1", "alice", [user_message("a")])
+                await chat_store.append_messages(conn, "c1", "alice", [user_message("b"), user_message("a")])
+        assert [m["id"] for m in await load_all(store)] == ["a"]
 
     async def test_the_same_message_id_may_live_in_two_users_chats(self, store: Store) -> None:
         async with store.write() as conn:
@@ -202,6 +204,32 @@ class TestPages:
         async with hundred.read() as conn:
             with pytest.raises(NotFound):
                 await chat_store.load_messages(conn, "c1", before="nope")
+
+    async def test_the_page_read_checks_the_owner_in_the_same_statement(self, hundred: Store) -> None:
+        async with hundred.read() as conn:
+            mine = await chat_store.load_messages(conn, "c1", limit=3, owner="alice", check_owner=True)
+            assert [m["id"] for m in mine.messages] == ["m097", "m098", "m099"]
+            for kwargs in ({}, {"before": "m050"}, {"after": "m050"}, {"for_reading": True}):
+                with pytest.raises(NotFound, match="no chat 'c1'"):
+                    await chat_store.load_messages(conn, "c1", owner="bob", check_owner=True, **kwargs)
+            with pytest.raises(NotFound, match="no chat 'nope'"):
+                await chat_store.load_messages(conn, "nope")
+            with pytest.raises(NotFound, match="no message 'nope'"):
+                await chat_store.load_messages(conn, "c1", after="nope", owner="alice", check_owner=True)
+        async with hundred.write() as conn:
+            await chat_store.update_chat(conn, "c1", "alice", visibility="public")
+            await chat_store.create_chat(conn, "empty", "alice")
+        async with hundred.read() as conn:
+            shared = await chat_store.load_messages(
+                conn, "c1", limit=2, before="m050", owner="bob", check_owner=True, for_reading=True
+            )
+            assert [m["id"] for m in shared.messages] == ["m048", "m049"]
+            with pytest.raises(NotFound):  # readable, not the reader's
+                await chat_store.load_messages(conn, "c1", owner="bob", check_owner=True)
+            empty = await chat_store.load_messages(conn, "empty", owner="alice", check_owner=True)
+            assert (empty.messages, empty.has_before, empty.has_after) == ([], False, False)
+            tail = await chat_store.load_messages(conn, "c1", after="m099")
+            assert (tail.messages, tail.has_before, tail.has_after) == ([], True, False)
 
     async def test_loading_the_latest_page_uses_the_chat_seq_index(self, hundred: Store) -> None:
         query = (
@@ -341,3 +369,43 @@ async def test_fifty_concurrent_writers_on_one_chat_lose_nothing_and_keep_their_
             assert mine == [f"w{w:02}-{i}-{r}" for i in range(4) for r in ("u", "a")]
     finally:
         await store.aclose()
+
+
+@pytest.mark.postgres
+async def test_connections_killed_by_the_server_are_replaced_before_use(pg_schema: tuple[str, str]) -> None:
+    """The checkout ping (one round trip, in place of pool_pre_ping) discards dead pooled
+    connections: after the server ends every pooled session, reads and writes still work."""
+    url, schema = pg_schema
+    store = Store(url, schema=schema)
+    killer = Store(url, schema=schema)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        async with store.write() as conn:
+            await ensure_user(conn, "alice")
+            await chat_store.create_chat(conn, "c1", "alice")
+        pids = set()
+        async with store.read() as first, store.read() as second:  # two pooled connections
+            for conn in (first, second):
+                pids.add((await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
+        async with killer.read() as conn:
+            for pid in pids:
+                assert (await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")).scalar_one()
+        for _ in range(3):
+            async with store.write() as conn:
+                await chat_store.append_messages(conn, "c1", "alice", [user_message(f"m{_}")])
+            async with store.read() as conn:
+                page = await chat_store.load_messages(conn, "c1", owner="alice", check_owner=True)
+            assert [m["id"] for m in page.messages] == [f"m{i}" for i in range(_ + 1)]
+        # A read that skips the ping retries on a fresh connection when its own is dead.
+        async with contextlib.AsyncExitStack() as stack:  # every pooled connection (at most 4 by now)
+            held = [await stack.enter_async_context(store.read()) for _ in range(4)]
+            pids = {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held}
+        async with killer.read() as conn:
+            for pid in pids:
+                await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        page = await store.read_retrying(lambda conn: chat_store.load_messages(conn, "c1"))
+        assert [m["id"] for m in page.messages] == ["m0", "m1", "m2"]
+    finally:
+        await store.aclose()
+        await killer.aclose()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -536,9 +536,21 @@ class Vault(FilesMixin):
         for_reading: bool = True,
     ) -> chat_store.MessagePage:
         """A page of UIMessages, oldest first. Shared (link/public) chats are readable by others."""
-        async with self.store.read() as conn:
-            await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
-            return await chat_store.load_messages(conn, chat_id, limit=limit, before=before, after=after)
+
+        # One statement: the ownership check is part of the page read.
+        def page(conn: AsyncConnection) -> Awaitable[chat_store.MessagePage]:
+            return chat_store.load_messages(
+                conn,
+                chat_id,
+                limit=limit,
+                before=before,
+                after=after,
+                owner=user_id,
+                check_owner=user_id is not None,
+                for_reading=for_reading,
+            )
+
+        return await self.store.read_retrying(page)
 
     async def update_chat(
         self,

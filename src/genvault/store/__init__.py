@@ -7,16 +7,19 @@ nothing half-written. The table modules (`generations`, `users`, ...) hold the q
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from genvault.errors import StorageError
-from genvault.store.db import WRITE_OPTION, create_engine, upgrade
+from genvault.store.db import SKIP_PING, WRITE_OPTION, create_engine, upgrade
 
 __all__ = ["Store"]
+
+T = TypeVar("T")
 
 
 class Store:
@@ -47,6 +50,22 @@ class Store:
                 yield conn
         except DBAPIError as exc:
             raise StorageError(f"database read failed: {exc.orig}") from exc
+
+    async def read_retrying(self, read: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`read(conn)` on a connection checked out without the liveness ping (one round trip
+        less); if the connection turns out dead, once more on a pinged one. For reads only:
+        they are safe to run twice."""
+        token = SKIP_PING.set(True)
+        try:
+            async with self._reader.connect() as conn:
+                return await read(conn)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise StorageError(f"database read failed: {exc.orig}") from exc
+        finally:
+            SKIP_PING.reset(token)
+        async with self.read() as conn:
+            return await read(conn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -14,19 +14,38 @@ Invariants:
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import and_, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    null,
+    or_,
+    select,
+    true,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault.errors import Conflict, InvalidRequest, NotFound
+from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.records import Page
 from genvault.store.cursors import decode_cursor, encode_cursor
-from genvault.store.parts import part_to_row, row_to_part
-from genvault.store.schema import MISSING, chats, generations, messages, parts
+from genvault.store.parts import PAGE_PART_COLUMNS, decode_part, dump_json, part_columns, part_to_row, row_to_part
+from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
 from genvault.store.text import check_storable
 
 __all__ = [
@@ -239,6 +258,9 @@ async def append_messages(
     ids = [m["id"] for m in new_messages]
     if len(set(ids)) != len(ids):
         raise InvalidRequest("the same message id appears twice in one append")
+    if conn.dialect.name == "postgresql":
+        first = await _append_postgresql(conn, chat_id, user_id, new_messages, generation_id)
+        return list(range(first, first + len(new_messages)))
     first = await _take_seqs(conn, chat_id, user_id, ids)
     now = _now()
     await conn.execute(
@@ -258,6 +280,86 @@ async def append_messages(
     )
     await _insert_parts(conn, chat_id, user_id, new_messages)
     return [first + i for i in range(len(new_messages))]
+
+
+# Part columns with a non-text array type in the PostgreSQL append (every other one is text).
+_PG_PART_TYPES = {c.name: "boolean" for c in parts.c if isinstance(c.type, Boolean)}
+
+
+_APPEND_SQL: str | None = None
+
+
+async def _append_postgresql(
+    conn: AsyncConnection,
+    chat_id: str,
+    user_id: str,
+    new_messages: Sequence[dict[str, Any]],
+    generation_id: str | None,
+) -> int:
+    """`append_messages` on PostgreSQL, in one statement (`_append_sql`); returns the first seq.
+    Sent as driver SQL with positional arrays: nothing for SQLAlchemy to compile or process."""
+    global _APPEND_SQL
+    if _APPEND_SQL is None:
+        _APPEND_SQL = _append_sql()
+    all_parts = [part for m in new_messages for part in m["parts"]]
+    columns = part_columns(all_parts)
+    params = (
+        chat_id,
+        user_id,
+        len(new_messages),
+        _now(),
+        [m["id"] for m in new_messages],
+        [m["role"] for m in new_messages],
+        [dump_json(m.get("metadata", MISSING)) for m in new_messages],
+        [generation_id if m["role"] == "assistant" else None for m in new_messages],
+        [m["id"] for m in new_messages for _ in m["parts"]],
+        [position for m in new_messages for position in range(len(m["parts"]))],
+        *(columns[c] for c in PAGE_PART_COLUMNS),
+    )
+    row: Any = (await conn.exec_driver_sql(_APPEND_SQL, params)).first()
+    assert row is not None  # the final SELECT always returns one row
+    first_after, taken, found = row
+    if first_after is None:
+        if not found:
+            raise NotFound(f"no chat {chat_id!r}")
+        raise Conflict(f"message {taken!r} is already in chat {chat_id!r}")
+    return int(first_after) - len(new_messages) + 1
+
+
+def _append_sql() -> str:
+    """The PostgreSQL append as one statement (so a turn is BEGIN, this, COMMIT: three round
+    trips instead of five). In order: `bump` reserves the seqs on the chat row, locking it like
+    `_take_seqs` (no row: not the user's chat, or an id is already in it); the messages and their
+    parts are inserted from arrays (`unnest`), only if `bump` returned its row; the final SELECT
+    reports the first seq, or what went wrong. The parts' foreign key to their messages is
+    checked at the end of the statement, after both inserts. Parameters: $1 chat id, $2 user id,
+    $3 message count, $4 now, $5–$8 message arrays, $9 on: part arrays (message id, position,
+    then `PAGE_PART_COLUMNS`)."""
+    columns = PAGE_PART_COLUMNS
+    part_params = ", ".join(f"${11 + i}::{_PG_PART_TYPES.get(c, 'text')}[]" for i, c in enumerate(columns))
+    return f"""
+WITH bump AS (
+    UPDATE chats SET last_seq = last_seq + $3::bigint, updated_at = $4::timestamptz
+    WHERE id = $1::varchar AND user_id = $2::varchar
+      AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1::varchar AND id = ANY($5::varchar[]))
+    RETURNING last_seq
+), new_messages AS (
+    INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at)
+    SELECT $1::varchar, m.id, bump.last_seq - $3::bigint + m.ord, $2::varchar, m.role, m.metadata,
+           m.generation_id, $4::timestamptz
+    FROM bump,
+         unnest($5::varchar[], $6::varchar[], $7::text[], $8::varchar[]) WITH ORDINALITY
+         AS m(id, role, metadata, generation_id, ord)
+), new_parts AS (
+    INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
+    SELECT $1::varchar, p.message_id, p.position, $2::varchar, {", ".join("p." + c for c in columns)}
+    FROM bump, unnest($9::varchar[], $10::integer[], {part_params})
+         AS p(message_id, position, {", ".join(columns)})
+)
+SELECT (SELECT last_seq FROM bump),
+       (SELECT id FROM messages WHERE chat_id = $1::varchar AND id = ANY($5::varchar[]) LIMIT 1),
+       EXISTS (SELECT 1 FROM chats WHERE id = $1::varchar AND user_id = $2::varchar)
+"""
 
 
 async def upsert_message(
@@ -348,6 +450,116 @@ async def get_message(conn: AsyncConnection, chat_id: str, message_id: str) -> d
     return found[0]
 
 
+_Anchor = Literal["latest", "before", "after"]
+_page_statements: dict[tuple[str, _Anchor, bool, bool], Select[Any]] = {}
+
+
+def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_reading: bool) -> Select[Any]:
+    """The whole page read as one statement, built once per shape (bound parameters `chat_id`,
+    `user_id`, `anchor`, `n`): the chat row (zero rows = no such chat, or not this user's),
+    left-joined to the anchor message's seq, to the page window (`n` = limit + 1 message rows,
+    to learn whether more exist) and to the window's parts, in chat order. Columns: anchor seq,
+    message id, role, metadata text, then the part columns (`PAGE_PART_COLUMNS`, JSON as text:
+    decoded once, by `decode_part`, not per cell by a type processor)."""
+    key = (dialect, anchor, check_owner, for_reading)
+    cached = _page_statements.get(key)
+    if cached is not None:
+        return cached
+    chat_id = bindparam("chat_id", type_=String)
+    anchor_id = bindparam("anchor", type_=String)
+    anchor_row = messages.alias("anchor")
+    window = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
+        messages.c.chat_id == chat_id
+    )
+    if anchor != "latest":
+        # A missing anchor makes this NULL and the window empty; the anchor join reports it.
+        seq_row = messages.alias("anchor_seq")
+        anchor_seq = (
+            select(seq_row.c.seq).where(seq_row.c.chat_id == chat_id, seq_row.c.id == anchor_id)
+        ).scalar_subquery()
+        if anchor == "after":
+            window = window.where(messages.c.seq > anchor_seq).order_by(messages.c.seq.asc())
+        else:
+            window = window.where(messages.c.seq < anchor_seq).order_by(messages.c.seq.desc())
+    else:
+        window = window.order_by(messages.c.seq.desc())
+    page = window.limit(bindparam("n", type_=Integer)).subquery("page")
+    source: Any = chats
+    if anchor != "latest":
+        source = source.outerjoin(anchor_row, and_(anchor_row.c.chat_id == chats.c.id, anchor_row.c.id == anchor_id))
+    part_columns = [type_coerce(parts.c[c], Text) if c in _JSON_TEXT_COLUMNS else parts.c[c] for c in PAGE_PART_COLUMNS]
+    page_parts: Any
+    if dialect == "postgresql":
+        # A LATERAL subquery: one (chat_id, message_id) index probe per page message, whatever
+        # the statistics say. (A plain join let the planner hash all of the chat's parts when
+        # `parts` looked small — a read that grew with the chat.)
+        page_parts = (
+            select(parts.c.position, *part_columns)
+            .where(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
+            .offset(0)  # keeps the planner from flattening it back into a plain join
+            .lateral("page_parts")
+        )
+        source = source.outerjoin(page, true()).outerjoin(page_parts, true())
+        selected_parts = [page_parts.c[c] for c in PAGE_PART_COLUMNS]
+    else:
+        # SQLite has no LATERAL; its planner probes the parts index per page row on its own.
+        page_parts = parts
+        source = source.outerjoin(page, true()).outerjoin(
+            parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
+        )
+        selected_parts = part_columns
+    where = chats.c.id == chat_id
+    if check_owner:
+        owned = chats.c.user_id == bindparam("user_id", type_=String)
+        # Shared = link or public (the CHECK constraint allows no other values).
+        where = and_(where, or_(owned, chats.c.visibility != "private") if for_reading else owned)
+    statement = (
+        select(
+            anchor_row.c.seq if anchor != "latest" else null(),
+            page.c.id,
+            page.c.role,
+            type_coerce(page.c.metadata, Text),
+            *selected_parts,
+        )
+        .select_from(source)
+        .where(where)
+        .order_by(page.c.seq, page_parts.c.position)
+    )
+    _page_statements[key] = statement
+    return statement
+
+
+_JSON_TEXT_COLUMNS = {c.name for c in parts.c if isinstance(c.type, JSONText)}
+
+
+_sqlite_page_sql: dict[tuple[str, _Anchor, bool, bool], tuple[str, list[str], dict[str, Any]]] = {}
+
+
+async def _fetch_page(
+    conn: AsyncConnection, key: tuple[str, _Anchor, bool, bool], statement: Select[Any], params: dict[str, Any]
+) -> Sequence[Any]:
+    """The page statement's rows. On SQLite it goes straight to aiosqlite's `execute_fetchall`:
+    one hop to the connection's thread instead of four through SQLAlchemy's adapter (cursor,
+    execute, fetch, close), which on a busy machine cost more than the query. The statement is
+    compiled once; its values need no type processing (`decode_part` reads raw values)."""
+    if conn.dialect.name != "sqlite":
+        rows: Sequence[Any] = (await conn.execute(statement, params)).all()
+        return rows
+    compiled = _sqlite_page_sql.get(key)
+    if compiled is None:
+        built = statement.compile(dialect=conn.dialect)
+        compiled = (str(built), list(built.positiontup or ()), dict(built.params))
+        _sqlite_page_sql[key] = compiled
+    sql, order, defaults = compiled
+    values = {**defaults, **params}
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        rows = await driver.execute_fetchall(sql, [values[name] for name in order])
+    except sqlite3.Error as exc:
+        raise StorageError(f"database read failed: {exc}") from exc
+    return rows
+
+
 async def load_messages(
     conn: AsyncConnection,
     chat_id: str,
@@ -355,50 +567,54 @@ async def load_messages(
     limit: int = 50,
     before: str | None = None,
     after: str | None = None,
+    owner: str | None = None,
+    check_owner: bool = False,
+    for_reading: bool = False,
 ) -> MessagePage:
     """A page of messages, oldest first: the latest `limit`, or the `limit` just before or just
-    after a message id. Reads only the page's rows (the `(chat_id, seq)` index)."""
+    after a message id. Reads only the page's rows (the `(chat_id, seq)` index), in one statement.
+    With `check_owner`, the chat must be `owner`'s — or, with `for_reading`, shared by link or
+    public — else `NotFound` (the same rule as `get_chat`, checked in the same statement)."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     if before is not None and after is not None:
         raise InvalidRequest("give before or after, not both")
-    # One statement: the page's message rows (one extra, to learn whether more exist) joined to
-    # their parts. Both sides are read through their primary-key / (chat_id, seq) indexes.
-    page_rows = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
-        messages.c.chat_id == chat_id
-    )
-    if after is not None:
-        page_rows = page_rows.where(messages.c.seq > await _seq_of(conn, chat_id, after))
-        page_rows = page_rows.order_by(messages.c.seq.asc())
-    else:
-        if before is not None:
-            page_rows = page_rows.where(messages.c.seq < await _seq_of(conn, chat_id, before))
-        page_rows = page_rows.order_by(messages.c.seq.desc())
-    window = page_rows.limit(limit + 1).subquery("page")
-    joined = (
-        select(window, *[c for c in parts.c if c.name not in ("chat_id", "message_id", "user_id")])
-        .select_from(window.outerjoin(parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == window.c.id)))
-        .order_by(window.c.seq, parts.c.position)
-    )
-    found: dict[str, dict[str, Any]] = {}
-    for row in (await conn.execute(joined)).mappings():
-        message = found.get(row["id"])
-        if message is None:
-            message = {"id": row["id"], "role": row["role"]}
-            if row["metadata"] is not MISSING:
-                message["metadata"] = row["metadata"]
+    anchor: _Anchor = "after" if after is not None else "before" if before is not None else "latest"
+    statement = _page_statement(conn.dialect.name, anchor, check_owner, for_reading)
+    params = {"chat_id": chat_id, "n": limit + 1}
+    if check_owner:
+        params["user_id"] = owner
+    if anchor != "latest":
+        params["anchor"] = after if after is not None else before
+    rows = await _fetch_page(conn, (conn.dialect.name, anchor, check_owner, for_reading), statement, params)
+    if not rows:
+        raise NotFound(f"no chat {chat_id!r}")
+    if anchor != "latest" and rows[0][0] is None:
+        raise NotFound(f"no message {params['anchor']!r} in chat {chat_id!r}")
+    ordered: list[dict[str, Any]] = []
+    message: dict[str, Any] = {}
+    current = None
+    for row in rows:
+        message_id = row[1]
+        if message_id is None:  # the chat row alone: no messages on this side of the anchor
+            break
+        if message_id != current:
+            current = message_id
+            message = {"id": message_id, "role": row[2]}
+            if row[3] is not None:
+                message["metadata"] = json.loads(row[3])
             message["parts"] = []
-            found[row["id"]] = message
-        if row["type"] is not None:  # a message without parts has one row of NULL part columns
-            message["parts"].append(row_to_part(row))
-    ordered = list(found.values())  # by seq
+            ordered.append(message)
+        if row[4] is not None:  # a message without parts has one row of NULL part columns
+            message["parts"].append(decode_part(row, 4))
     more = len(ordered) > limit
     # The extra row is the one farthest from the anchor: the oldest, or with `after` the newest.
     page = (ordered[:limit] if after is not None else ordered[-limit:]) if more else ordered
-    # The anchor message itself lies on the other side of the page.
+    # The anchor message itself lies on the other side of the page. (model_construct: the dicts
+    # were built right here; validating them again would only copy them.)
     if after is not None:
-        return MessagePage(messages=page, has_before=True, has_after=more)
-    return MessagePage(messages=page, has_before=more, has_after=before is not None)
+        return MessagePage.model_construct(messages=page, has_before=True, has_after=more)
+    return MessagePage.model_construct(messages=page, has_before=more, has_after=before is not None)
 
 
 async def load_all_messages(conn: AsyncConnection, chat_id: str) -> list[dict[str, Any]]:

@@ -8,12 +8,22 @@ moves fields between the JSON and typed columns.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from genvault.errors import InvalidRequest
 from genvault.store.schema import MISSING
 
-__all__ = ["PART_COLUMNS", "part_to_row", "row_to_part"]
+__all__ = [
+    "PAGE_PART_COLUMNS",
+    "PART_COLUMNS",
+    "decode_part",
+    "dump_json",
+    "part_columns",
+    "part_to_row",
+    "row_to_part",
+]
 
 # JSON key → column, per part family. Keys not listed are not part of the v5 schema.
 _TEXT = {"text": "text_text", "state": "state", "providerMetadata": "provider_metadata"}
@@ -119,3 +129,77 @@ def row_to_part(row: Any) -> dict[str, Any]:
         elif value is not None:
             part[key] = value
     return part
+
+
+# -- the fast paths (page reads, PostgreSQL appends) ---------------------------------------------
+#
+# The page read selects the part columns in `PAGE_PART_COLUMNS` order as raw values (JSON columns
+# as their stored text, so no per-cell type processor runs) and builds each part from a per-type
+# recipe of (key, row index, kind): one tuple index per field the part type has, instead of a
+# mapping lookup per column. The append builds one array per column (`part_columns`).
+
+PAGE_PART_COLUMNS: tuple[str, ...] = ("type", *(c for c in PART_COLUMNS if c != "type"))
+_BOOL_COLUMNS = {"tool_provider_executed", "tool_preliminary", "data_transient"}
+_PLAIN, _JSON, _BOOL = 0, 1, 2
+_Recipe = tuple[tuple[str, int, int], ...]
+_recipes: dict[str, _Recipe] = {}
+
+
+def _recipe(part_type: str) -> _Recipe:
+    recipe = _recipes.get(part_type)
+    if recipe is None:
+        recipe = tuple(
+            (
+                key,
+                PAGE_PART_COLUMNS.index(column),
+                _JSON if column in _JSON_COLUMNS else _BOOL if column in _BOOL_COLUMNS else _PLAIN,
+            )
+            for key, column in _fields(part_type).items()
+        )
+        if len(_recipes) < 1000:  # tool-<name> types are open-ended; keep the cache bounded
+            _recipes[part_type] = recipe
+    return recipe
+
+
+def decode_part(row: Any, start: int) -> dict[str, Any]:
+    """The part JSON from a row holding `PAGE_PART_COLUMNS` from index `start` on, JSON columns as
+    text. Equal to `row_to_part` of the same row read through the typed columns."""
+    part_type = row[start]
+    part: dict[str, Any] = {"type": part_type}
+    for key, index, kind in _recipe(part_type):
+        value = row[start + index]
+        if value is None:
+            continue
+        if kind == _JSON:
+            value = json.loads(value)
+        elif kind == _BOOL:
+            value = bool(value)
+        part[key] = value
+    return part
+
+
+def dump_json(value: Any) -> str | None:
+    """A `JSONText` column's stored text (`MISSING` is SQL NULL), as `JSONText` binds it."""
+    if value is MISSING:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def part_columns(parts: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """One list per part column (`PART_COLUMNS` and `type`), a value per part, JSON columns as
+    their stored text: the arrays an `unnest` insert takes. Same validation as `part_to_row`."""
+    columns: dict[str, list[Any]] = {column: [None] * len(parts) for column in PAGE_PART_COLUMNS}
+    for i, part in enumerate(parts):
+        part_type = part["type"]
+        fields = _fields(part_type)
+        columns["type"][i] = part_type
+        for key, value in part.items():
+            if key == "type":
+                continue
+            column = fields.get(key)
+            if column is None:
+                raise InvalidRequest(f"part type {part_type!r} has no field {key!r}")
+            columns[column][i] = dump_json(value) if column in _JSON_COLUMNS else value
+        if part_type.startswith("tool-"):
+            columns["tool_name"][i] = part_type[len("tool-") :]
+    return columns

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from genvault.cli import app
 from genvault.settings import Settings
+from genvault.store.audit import user_hash
 from genvault.vault import Vault
 
 MESSAGE = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello"}]}
@@ -117,16 +118,28 @@ def test_erase_user_asks_first_then_prints_the_receipt_and_is_safe_to_repeat(cli
     assert cli.invoke(app, ["export", "--user", "alice", "-o", "-"]).exit_code == 2
     bob = cli.invoke(app, ["export", "--user", "bob", "-o", "-"])
     assert '"table":"chats"' in bob.stdout
-    # Both erasures are in the audit log, with counts and no content.
+    # Both erasures are in the audit log, found by alice's id, with counts and no content, and
+    # naming her by pseudonym only.
     audit = cli.invoke(app, ["audit", "--user", "alice", "--json"])
     events = [json.loads(line) for line in audit.stdout.splitlines()]
     assert [e["action"] for e in events] == ["erase_user", "erase_user"]
     assert events[1]["counts"]["chats"] == 1
     assert events[1]["actor_user_id"] is None
+    assert events[1]["actor_user_hash"] is None
+    assert {e["subject_user_hash"] for e in events} == {user_hash("alice")}
     assert "hello" not in audit.stdout
+    assert "alice" not in audit.stdout
+    assert cli.invoke(app, ["audit", "--user", "bob"]).stdout.strip() == "no audit events"
     table = cli.invoke(app, ["audit"])
     assert "erase_user" in table.stdout
     assert "operator" in table.stdout
+    assert user_hash("alice")[:19] in table.stdout
+    assert "alice" not in table.stdout
+    # Nothing in the database holds her id any more.
+    whole = cli.invoke(app, ["export", "--all", "-o", "-"])
+    assert whole.exit_code == 0
+    assert "bob" in whole.stdout
+    assert "alice" not in whole.stdout
 
 
 def test_retention_run_deletes_old_text_generations(

@@ -1,15 +1,20 @@
-"""`alembic upgrade head` on an empty database gives exactly the schema in `store/schema.py`."""
+"""`alembic upgrade head` on an empty database gives exactly the schema in `store/schema.py`, and
+revisions that move data move it right."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import String, column, inspect, table
 
 from genvault.store import Store
-from genvault.store.schema import metadata
+from genvault.store.audit import list_events, user_hash
+from genvault.store.db import upgrade
+from genvault.store.schema import JSONValue, UTCDateTime, metadata, users
+from traces import rows_mentioning
 
 
 async def test_upgrade_head_on_an_empty_database_matches_the_metadata_exactly(
@@ -31,5 +36,60 @@ async def test_upgrade_head_on_an_empty_database_matches_the_metadata_exactly(
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert differences == []
         assert set(metadata.tables) <= tables
+    finally:
+        await store.aclose()
+
+
+async def test_0005_replaces_the_ids_in_existing_audit_events_by_their_pseudonyms(
+    database: tuple[str, str | None],
+) -> None:
+    url, schema = database
+    store = Store(url, schema=schema)
+    at = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    try:
+        await upgrade(store.engine, "0004")
+        # audit_events as revision 0004 made it.
+        audit_0004 = table(
+            "audit_events",
+            column("id", String),
+            column("at", UTCDateTime),
+            column("actor_user_id", String),
+            column("action", String),
+            column("subject_user_id", String),
+            column("counts", JSONValue),
+        )
+        async with store.engine.begin() as conn:
+            await conn.execute(users.insert().values(id="root", name="root", is_admin=True, created_at=at))
+            # (id, actor, action, subject)
+            events = [
+                ("aud_1", "root", "erase_user", "alice"),
+                ("aud_2", "carol", "erase_user", "carol"),
+                ("aud_3", "eve", "erase_user", "dave"),
+                ("aud_4", None, "retention", None),
+                ("aud_5", None, "erase_user", "eve"),
+            ]
+            await conn.execute(
+                audit_0004.insert(),
+                [
+                    {"id": i, "at": at, "actor_user_id": a, "action": act, "subject_user_id": s, "counts": {}}
+                    for i, a, act, s in events
+                ],
+            )
+        await store.upgrade()
+
+        async with store.read() as conn:
+            events = {e["id"]: e for e in await list_events(conn)}
+            about_alice = await list_events(conn, subject_user_id="alice")
+        assert [e["id"] for e in about_alice] == ["aud_1"]
+        pseudonyms = {k: (e["actor_user_id"], e["actor_user_hash"], e["subject_user_hash"]) for k, e in events.items()}
+        assert pseudonyms == {
+            "aud_1": ("root", None, user_hash("alice")),  # a living admin keeps their id
+            "aud_2": (None, user_hash("carol"), user_hash("carol")),  # erased themself
+            "aud_3": (None, user_hash("eve"), user_hash("dave")),  # the actor was erased later
+            "aud_4": (None, None, None),
+            "aud_5": (None, None, user_hash("eve")),
+        }
+        for user in ("alice", "carol", "dave", "eve"):
+            assert await rows_mentioning(store, user) == {}
     finally:
         await store.aclose()

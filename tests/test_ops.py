@@ -19,8 +19,10 @@ from genvault.ops.backup import restore
 from genvault.providers import testmodel as tm
 from genvault.settings import Settings
 from genvault.store import Store
-from genvault.store.schema import audit_events, blobs, chats, generations, metadata, parts
+from genvault.store.audit import list_events, user_hash
+from genvault.store.schema import audit_events, blobs, chats, generations, parts
 from genvault.vault import Vault
+from traces import rows_mentioning
 
 SHARED_BYTES = b"the same file, uploaded by several users"
 USER_MESSAGE = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello there"}]}
@@ -62,21 +64,6 @@ async def fill(vault: Any, user: str, *, chats_n: int = 2) -> None:
 
 async def dump_all(vault: Any) -> bytes:
     return b"".join([line async for line in vault.export(user_id=None)])
-
-
-async def rows_mentioning(store: Any, user: str) -> dict[str, int]:
-    """Rows per table with `user` in any column whose name ends in user_id (or users.id)."""
-    found = {}
-    async with store.read() as conn:
-        for table in metadata.sorted_tables:
-            columns = [
-                c for c in table.columns if c.name.endswith("user_id") or (table.name == "users" and c.name == "id")
-            ]
-            for column in columns:
-                n = (await conn.execute(select(func.count()).select_from(table).where(column == user))).scalar()
-                if n:
-                    found[f"{table.name}.{column.name}"] = n
-    return found
 
 
 @pytest.fixture
@@ -205,7 +192,7 @@ async def test_erasing_a_user_leaves_no_row_with_their_id_and_others_untouched(v
 
     receipt = await vault.erase_user("alice", actor_user_id="local")
 
-    assert await rows_mentioning(vault.store, "alice") == {"audit_events.subject_user_id": 1}
+    assert await rows_mentioning(vault.store, "alice") == {}
     # Alice's own picture is gone; the file bob also uploaded stays, for bob.
     objects_after = {key async for key in vault.blobs.iter_keys()}
     assert objects_before - objects_after == {hashlib.sha256(b"alice's own picture").hexdigest()}
@@ -234,13 +221,71 @@ async def test_erasing_a_user_leaves_no_row_with_their_id_and_others_untouched(v
             kept.append(line)
         return kept
 
-    assert others(await dump_all(vault)) == others(everything_before)
+    everything_after = await dump_all(vault)
+    assert others(everything_after) == others(everything_before)
+    # Not even inside a JSON column or a longer string: the audit event names her by pseudonym.
+    assert b"alice" not in everything_after
     async with vault.store.read() as conn:
         event = (await conn.execute(select(audit_events))).mappings().one()
     assert event["action"] == "erase_user"
     assert event["actor_user_id"] == "local"
+    assert event["actor_user_hash"] is None
+    assert event["subject_user_hash"] == user_hash("alice")
     assert event["counts"] == receipt.counts
     assert "hello" not in str(dict(event))
+
+
+def test_a_user_hash_is_sha256_of_the_domain_and_the_id_and_names_its_algorithm() -> None:
+    expected = hashlib.sha256(b"genvault-audit-user:alice").hexdigest()
+    assert user_hash("alice") == f"sha256:{expected}"
+    assert user_hash("alice") != user_hash("alice ")
+    assert user_hash("alice") != "sha256:" + hashlib.sha256(b"alice").hexdigest()
+
+
+async def test_the_audit_log_still_finds_an_erased_user_by_their_id(vault: Any) -> None:
+    await fill(vault, "alice", chats_n=1)
+    await fill(vault, "bob", chats_n=1)
+    first = await vault.erase_user("alice")
+    second = await vault.erase_user("alice")
+    await vault.erase_user("bob")
+    async with vault.store.read() as conn:
+        events = await list_events(conn, subject_user_id="alice")
+        assert await list_events(conn, subject_user_id="ghost") == []
+    assert [e["id"] for e in events] == [second.audit_id, first.audit_id]
+    assert {e["subject_user_hash"] for e in events} == {user_hash("alice")}
+    assert "subject_user_id" not in events[0]
+
+
+async def test_a_user_erasing_themself_is_recorded_as_self_without_their_id(vault: Any) -> None:
+    await fill(vault, "alice", chats_n=1)
+    receipt = await vault.erase_user("alice", actor_user_id="alice")
+    assert await rows_mentioning(vault.store, "alice") == {}
+    async with vault.store.read() as conn:
+        (event,) = await list_events(conn, subject_user_id="alice")
+    assert event["id"] == receipt.audit_id
+    assert event["actor_user_id"] is None
+    assert event["actor_user_hash"] == event["subject_user_hash"] == user_hash("alice")
+
+
+async def test_erasing_an_admin_replaces_their_id_in_the_events_they_acted_in(vault: Any) -> None:
+    await vault.create_user("root", is_admin=True)
+    await fill(vault, "alice", chats_n=1)
+    await fill(vault, "bob", chats_n=1)
+    by_root = await vault.erase_user("alice", actor_user_id="root")
+    by_bob = await vault.erase_user("root", actor_user_id="bob")
+    assert by_bob.counts["users"] == 1
+    assert "audit_events" not in by_bob.counts  # the audit log is not root's data
+    assert await rows_mentioning(vault.store, "root") == {}
+    assert await rows_mentioning(vault.store, "alice") == {}
+    async with vault.store.read() as conn:
+        events = {e["id"]: e for e in await list_events(conn)}
+    assert events[by_root.audit_id]["actor_user_id"] is None
+    assert events[by_root.audit_id]["actor_user_hash"] == user_hash("root")
+    assert events[by_root.audit_id]["subject_user_hash"] == user_hash("alice")
+    # Bob is not erased: his id as the actor stays.
+    assert events[by_bob.audit_id]["actor_user_id"] == "bob"
+    assert events[by_bob.audit_id]["actor_user_hash"] is None
+    assert events[by_bob.audit_id]["subject_user_hash"] == user_hash("root")
 
 
 async def test_erasing_twice_is_safe_and_the_second_receipt_is_all_zeros(vault: Any) -> None:
@@ -257,7 +302,7 @@ async def test_erasure_stops_a_running_generation_first(vault_factory: Any) -> N
     record = await vault.generate("a long story " * 20, user_id="alice", params={"max_tokens": 500})
     receipt = await vault.erase_user("alice")
     assert receipt.counts["generations"] == 1
-    assert await rows_mentioning(vault.store, "alice") == {"audit_events.subject_user_id": 1}
+    assert await rows_mentioning(vault.store, "alice") == {}
     assert not vault.engine.is_running_here(record.id)
 
 
@@ -307,7 +352,9 @@ async def test_retention_deletes_old_chats_and_generations_per_kind_only(vault_f
     assert sorted(kinds) == ["chat"]
     assert orphan_parts == 0
     assert event["action"] == "retention"
-    assert event["subject_user_id"] is None
+    assert event["subject_user_hash"] is None
+    assert event["actor_user_id"] is None
+    assert event["actor_user_hash"] is None
     assert event["counts"] == report.counts
     assert (await vault.apply_retention()).counts == {}  # nothing more to do, no new event
 
@@ -358,7 +405,7 @@ async def test_erasure_with_redis_leaves_none_of_their_cache_keys_or_streams(
         assert receipt.counts["cache_keys"] >= 1
         # Bob's entries are untouched.
         assert {k for k in before if "cache" in k and k not in alice_keys} <= after
-        assert await rows_mentioning(vault.store, "alice") == {"audit_events.subject_user_id": 1}
+        assert await rows_mentioning(vault.store, "alice") == {}
     finally:
         await client.aclose()
 

@@ -13,8 +13,10 @@ import pytest
 
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
+from genvault.store.audit import list_events, user_hash
 from genvault.store.keys import create_key
 from live_server import serve
+from traces import rows_mentioning
 
 USER_MESSAGE = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
 
@@ -84,6 +86,14 @@ async def test_a_user_erases_themself_and_gets_a_receipt_then_their_key_is_gone(
     assert receipt["counts"]["chats"] == 1
     assert receipt["counts"]["api_keys"] == 1
     assert receipt["counts"]["blob_objects"] == 1
+    # No row anywhere holds her id, the audit event included: it names her, and her as the one
+    # who asked, by pseudonym.
+    assert await rows_mentioning(world["vault"].store, "alice") == {}
+    async with world["vault"].store.read() as conn:
+        (event,) = await list_events(conn, subject_user_id="alice")
+    assert event["id"] == receipt["audit_id"]
+    assert event["actor_user_id"] is None
+    assert event["actor_user_hash"] == event["subject_user_hash"] == user_hash("alice")
     # Her key went with her; an admin may repeat the erasure safely.
     again = await world["http"].delete("/api/users/alice", headers=auth(world, "alice"))
     assert again.status_code == 401
@@ -91,6 +101,11 @@ async def test_a_user_erases_themself_and_gets_a_receipt_then_their_key_is_gone(
     assert repeat.status_code == 200
     assert set(repeat.json()["counts"].values()) == {0}
     assert await archive_of(world, "bob") == bob_before
+    assert await rows_mentioning(world["vault"].store, "alice") == {}
+    async with world["vault"].store.read() as conn:
+        latest = (await list_events(conn, subject_user_id="alice"))[0]
+    assert latest["id"] == repeat.json()["audit_id"]
+    assert latest["actor_user_id"] == "root"
 
 
 async def test_the_export_streams_over_a_real_server_line_by_line(world: dict[str, Any]) -> None:

@@ -56,13 +56,31 @@ def erase_user(
     console.print(f"erased {user_id} · audit event {receipt.audit_id}", highlight=False)
 
 
+def _short(user_hash: object) -> str:
+    """A pseudonym cut to fit a table column; `--json` prints it whole."""
+    return f"{str(user_hash)[:19]}…" if user_hash else ""
+
+
+def _actor(event: dict[str, object]) -> str:
+    if event["actor_user_id"]:
+        return str(event["actor_user_id"])
+    if event["actor_user_hash"]:
+        return "self" if event["actor_user_hash"] == event["subject_user_hash"] else _short(event["actor_user_hash"])
+    return "operator"
+
+
 @app.command("audit")
 def audit(
-    user: Annotated[str | None, typer.Option("--user", help="Only events about this user id")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Only events about this user id (matched by its pseudonym)")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List erasures and retention runs, newest first: who, when, how much (never content)."""
+    """List erasures and retention runs, newest first: who, when, how much (never content).
+
+    An erased user appears as a pseudonym ("sha256:…" of their id), never by id: `--user ID`
+    hashes ID to find their events."""
 
     async def body(vault: Vault) -> list[dict[str, object]]:
         async with vault.store.read() as conn:
@@ -80,8 +98,8 @@ def audit(
             str(event["id"]),
             when(event["at"]),  # type: ignore[arg-type]
             str(event["action"]),
-            str(event["subject_user_id"] or ""),
-            str(event["actor_user_id"] or "operator"),
+            _short(event["subject_user_hash"]),
+            _actor(event),
             ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing",
         )
     console.print(table if events else "no audit events")

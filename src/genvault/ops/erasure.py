@@ -5,7 +5,11 @@ Invariants:
   column is emptied of them, generically, so a table added later is covered), no row of a table
   that only points at their records (through a foreign key) is left, their live stream buffers
   are gone, and every blob object no other row references is deleted from the blob store.
-- One `audit_events` row records who asked, when, and the counts; never any content.
+- One `audit_events` row records who asked, when, and the counts; never any content, and not
+  the user's id either: it names them by pseudonym (`store.audit.user_hash`), as the actor too
+  when they erased themself, and earlier events they acted in get the pseudonym in place of
+  their id. So after erasure no column of any table holds the id (`genvault audit --user ID`
+  still finds the events by hashing the id it is given).
 - Running it again is safe: it finds nothing and writes a receipt of zeros.
 
 Backends that hold user data outside SQL (the dedup cache, the stream hub, the blob store) each
@@ -27,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.ids import new_id
 from genvault.store import files as file_store
 from genvault.store import generations as gen_store
+from genvault.store.audit import pseudonymise_actor, user_hash
 from genvault.store.schema import audit_events, blobs, generations, metadata, users
 
 if TYPE_CHECKING:
@@ -144,16 +149,22 @@ async def delete_rows(conn: AsyncConnection, user_id: str) -> dict[str, int]:
 
 async def delete_rows_and_audit(job: Erasure) -> None:
     """All SQL rows in one transaction, with the audit event: either both happen or neither."""
+    subject = user_hash(job.user_id)
+    by_self = job.actor_user_id == job.user_id
     async with job.vault.store.write() as conn:
         await collect_references(conn, job)
         job.counts.update(await delete_rows(conn, job.user_id))
+        # Not counted in the receipt: audit rows are not the user's data, and the counts of a
+        # repeated erasure stay all zeros.
+        await pseudonymise_actor(conn, job.user_id)
         await conn.execute(
             audit_events.insert().values(
                 id=job.audit_id,
                 at=job.at,
-                actor_user_id=job.actor_user_id,
+                actor_user_id=None if by_self else job.actor_user_id,
+                actor_user_hash=subject if by_self else None,
                 action="erase_user",
-                subject_user_id=job.user_id,
+                subject_user_hash=subject,
                 counts=job.counts,
             )
         )

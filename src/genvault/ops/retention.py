@@ -140,7 +140,7 @@ async def apply_retention(vault: Vault, *, now: datetime | None = None) -> Reten
             audit_id = new_id("aud")
             await conn.execute(
                 audit_events.insert().values(
-                    id=audit_id, at=now, actor_user_id=None, action="retention", subject_user_id=None, counts=counts
+                    id=audit_id, at=now, actor_user_id=None, action="retention", subject_user_hash=None, counts=counts
                 )
             )
     for generation_id in gone:

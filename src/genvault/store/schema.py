@@ -352,20 +352,26 @@ blobs = Table(
 )
 
 # Who erased or expired what, and how much: kept after the data is gone, as the proof that it is.
-# No personal content (no titles, prompts or names), only ids and counts. No foreign keys: an
-# event must outlive the users it names. `subject_user_id` is the erased account's id (the
-# operator must be able to show that a request about that id was carried out); NULL for
-# retention runs, which are about age, not about a person.
+# No personal content (no titles, prompts or names), only counts and who. No foreign keys: an
+# event must outlive the users it is about. And no erased user's id: an event names its subject
+# by pseudonym, "sha256:" + hex sha256 of a fixed prefix and the id (`store.audit.user_hash`), so
+# an operator given an id can show that a request about it was carried out without the log
+# keeping the id. A pseudonym, not anonymity: a guessed id can be hashed and looked up.
 audit_events = Table(
     "audit_events",
     metadata,
     Column("id", String(40), primary_key=True),
     Column("at", UTCDateTime, nullable=False),
-    Column("actor_user_id", String(64)),  # NULL: the operator, from the command line or the server itself
+    # A living actor's id (an admin erasing someone). Both actor columns NULL: the operator, from
+    # the command line or the server itself.
+    Column("actor_user_id", String(64)),
+    # An erased actor's pseudonym instead of their id: set at once when a user erases themself
+    # (then it equals `subject_user_hash`), and on earlier events when an admin is erased later.
+    Column("actor_user_hash", String(71)),
     Column("action", String(32), nullable=False),
-    Column("subject_user_id", String(64)),
+    Column("subject_user_hash", String(71)),  # NULL for retention runs: about age, not a person
     Column("counts", JSONValue, nullable=False),  # {"chats": 3, "messages": 12, ...}
-    Index(None, "subject_user_id", "at"),
+    Index(None, "subject_user_hash", "at"),
 )
 
 # The SQL dedup cache (the embedded default; Redis replaces it when `redis_url` is set). A row

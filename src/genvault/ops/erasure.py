@@ -229,5 +229,6 @@ async def erase_user(vault: Vault, user_id: str, *, actor_user_id: str | None = 
     job = Erasure(vault=vault, user_id=user_id, actor_user_id=actor_user_id)
     for step in ERASURE_STEPS:
         await step(job)
-    log.info("erased user %s (audit %s): %s", user_id, job.audit_id, job.counts)
+    # The log names the audit event, not the user: logs outlive the erasure.
+    log.info("erased a user (audit %s): %s", job.audit_id, job.counts)
     return ErasureReceipt(user_id=user_id, audit_id=job.audit_id, erased_at=job.at, counts=job.counts)

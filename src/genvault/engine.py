@@ -157,6 +157,8 @@ class Engine:
         self.registry = registry
         self.settings = settings
         self.dedup = dedup
+        # The in-process hub publishes without a coroutine (one per token saved); others are awaited.
+        self._publish_nowait: Callable[[str, Chunk], None] | None = getattr(hub, "publish_nowait", None)
         # Identifies this process in leases: host, pid, and a nonce in case the pid is reused.
         self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, Run] = {}
@@ -306,10 +308,25 @@ class Engine:
     # -- 2. stream -----------------------------------------------------------------------------
 
     async def _publish(self, run: Run, chunks: list[Chunk], sink: ChunkSink | None) -> None:
+        if self._publish_nowait is not None:
+            self._publish_here(run, chunks, sink)
+            return
         for chunk in chunks:
             if sink is not None:
                 sink(chunk)
             await self.hub.publish(run.generation_id, chunk)
+            run.chunk_count += 1
+        if chunks:
+            run.dirty = True
+
+    def _publish_here(self, run: Run, chunks: list[Chunk], sink: ChunkSink | None) -> None:
+        """`_publish` for a hub that publishes synchronously (the in-process one)."""
+        publish = self._publish_nowait
+        assert publish is not None
+        for chunk in chunks:
+            if sink is not None:
+                sink(chunk)
+            publish(run.generation_id, chunk)
             run.chunk_count += 1
         if chunks:
             run.dirty = True
@@ -331,6 +348,7 @@ class Engine:
         checkpointer = asyncio.create_task(self._checkpointer(run))
         status, error = "complete", None
         step_open = False
+        publish_here = self._publish_nowait is not None
         run.started_at = _now()
         try:
             await self._publish(run, [{"type": "start", "messageId": run.message_id}, *first_chunks], sink)
@@ -343,6 +361,12 @@ class Engine:
                 async for event in provider.stream(request):
                     if run.first_token_at is None:
                         await self._mark_streaming(run)
+                    if type(event) is StreamTextDelta and publish_here:
+                        # One per token: what the general branch below does for a text delta,
+                        # without its isinstance chain and the publishing coroutine.
+                        run.text.append(event.text)
+                        self._publish_here(run, translator.translate(event), sink)
+                        continue
                     if isinstance(event, StreamUsage):
                         run.add_usage(event)
                     elif isinstance(event, StreamFinish):

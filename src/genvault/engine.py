@@ -107,6 +107,8 @@ class Run:
     # A copy of another generation (a cache hit, or a joined identical request).
     cached_from: str | None = None
     saved_nano_usd: int | None = None
+    # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
+    cache_stored: bool = False
 
     @property
     def result_text(self) -> str:
@@ -496,7 +498,12 @@ class Engine:
                     complete = status == "complete" and run.cached_from is None
                     await asyncio.shield(
                         self.dedup.finished(
-                            run.cache_key, run.generation_id, run.user_id, complete=complete, policy=run.cache_policy
+                            run.cache_key,
+                            run.generation_id,
+                            run.user_id,
+                            complete=complete,
+                            policy=run.cache_policy,
+                            stored=run.cache_stored,
                         )
                     )
             finally:
@@ -627,14 +634,27 @@ class Engine:
             values.update(
                 cached_from=run.cached_from, saved_nano_usd=run.saved_nano_usd if status == "complete" else None
             )
+        stored = False
         async with self.store.write() as conn:
             if not await gen_store.finalize(conn, run.generation_id, values):
                 return  # already final (cancelled or swept elsewhere): keep that outcome
             if hook is not None:
                 await hook(conn, run, status)
+            if (
+                status == "complete"
+                and run.cached_from is None
+                and self.dedup is not None
+                and run.cache_key is not None
+                and run.cache_policy is not None
+            ):
+                # The SQL cache's entry goes in with the result: one transaction fewer.
+                stored = await self.dedup.remember_in(
+                    conn, run.cache_key, run.generation_id, run.user_id, run.cache_policy
+                )
             # The final record for the listeners, read in this transaction rather than a
             # transaction of its own (one pool checkout and BEGIN fewer per generation).
             record = await gen_store.get(conn, run.generation_id) if self.listeners else None
+        run.cache_stored = stored  # committed
         if record is not None:
             for listener in self.listeners:
                 try:

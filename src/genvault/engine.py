@@ -543,16 +543,17 @@ class Engine:
         return finish
 
     async def _mark_streaming(self, run: Run) -> None:
-        run.first_token_at = _now()
-        async with self.store.write() as conn:
-            still_active = await gen_store.mark_streaming(
+        first_token_at = run.first_token_at = _now()
+        still_active = await self.store.write_statement(
+            lambda conn: gen_store.mark_streaming(
                 conn,
                 run.generation_id,
-                started_at=run.started_at or run.first_token_at,
-                first_token_at=run.first_token_at,
+                started_at=run.started_at or first_token_at,
+                first_token_at=first_token_at,
                 lease_owner=self.owner_id,
-                lease_expires_at=run.first_token_at + self._lease,
+                lease_expires_at=first_token_at + self._lease,
             )
+        )
         if not still_active:
             raise asyncio.CancelledError  # cancelled or swept elsewhere before the first token
 
@@ -588,16 +589,20 @@ class Engine:
     async def _checkpoint(self, run: Run) -> bool:
         run.dirty = False
         now = _now()
+        # Taken before the write (it may be retried): the output as of `now`.
+        result_text = run.result_text
+        result_message = run.snapshot() if run.snapshot else None
         try:
-            async with self.store.write() as conn:
-                return await gen_store.checkpoint(
+            return await self.store.write_statement(
+                lambda conn: gen_store.checkpoint(
                     conn,
                     run.generation_id,
                     at=now,
                     lease_expires_at=now + self._lease,
-                    result_text=run.result_text,
-                    result_message=run.snapshot() if run.snapshot else None,
+                    result_text=result_text,
+                    result_message=result_message,
                 )
+            )
         except GenvaultError:
             # A failed checkpoint must not kill the generation; the next tick tries again.
             log.warning("checkpoint of %s failed", run.generation_id, exc_info=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.store import Store
@@ -58,9 +60,13 @@ class SqlCache:
         }
         # Expired rows go on the way (the index on expires_at keeps this cheap).
         await conn.execute(delete(cache_entries).where(cache_entries.c.expires_at <= now))
-        changed = await conn.execute(update(cache_entries).where(cache_entries.c.key == key).values(**values))
-        if changed.rowcount == 0:
-            await conn.execute(insert(cache_entries).values(key=key, **values))
+        # One upsert, not UPDATE-then-INSERT: two processes (no cross-process claims here) may
+        # finish the same key at once, and inside a generation's finalize transaction a lost
+        # race must not fail the finalize.
+        upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(cache_entries)
+        await conn.execute(
+            upsert.values(key=key, **values).on_conflict_do_update(index_elements=[cache_entries.c.key], set_=values)
+        )
 
     async def delete(self, key: str) -> None:
         async with self.store.write() as conn:

@@ -53,7 +53,7 @@ from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
 from genvault.store.schema import generations
-from genvault.streams import StreamHub
+from genvault.streams import MemoryHub, StreamHub
 from genvault.tools import Tool
 from genvault.translate import ChunkTranslator
 
@@ -159,8 +159,11 @@ class Engine:
         self.registry = registry
         self.settings = settings
         self.dedup = dedup
-        # The in-process hub publishes without a coroutine (one per token saved); others are awaited.
-        self._publish_nowait: Callable[[str, Chunk], None] | None = getattr(hub, "publish_nowait", None)
+        # The in-process hub publishes without a coroutine (one per token saved); others are
+        # awaited, and so is a subclass that overrides `publish`.
+        self._publish_nowait: Callable[[str, Chunk], None] | None = (
+            hub.publish_nowait if isinstance(hub, MemoryHub) and type(hub).publish is MemoryHub.publish else None
+        )
         # Identifies this process in leases: host, pid, and a nonce in case the pid is reused.
         self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, Run] = {}

@@ -316,3 +316,25 @@ async def test_a_failing_cache_lookup_still_runs_the_generation(
     assert record.status == "complete"
     assert provider.call_count == 1
     assert "dedup lookup" in caplog.text
+
+
+async def test_two_leaders_of_one_key_finishing_at_once_both_store_their_result(make_vault: Any) -> None:
+    """Without Redis, two processes may lead the same key; the later entry wins and neither
+    write fails (it runs inside the generation's finalize transaction)."""
+    provider = tm.TestProvider(tokens_per_second=0)
+    vault = await make_vault(provider)
+    if not isinstance(vault.cache, SqlCache):
+        pytest.skip("the SQL cache only")
+    first = await finished(vault, await vault.generate("One"))
+    second = await finished(vault, await vault.generate("Two"))
+
+    async def put_in(generation_id: str) -> None:
+        async with vault.store.write() as conn:
+            await vault.cache.put_in(conn, "shared-key", generation_id, "local", 60)
+
+    async with vault.store.write() as conn:
+        await vault.cache.put_in(conn, "shared-key", first.id, "local", 60)
+        other = asyncio.create_task(put_in(second.id))  # waits for this transaction's row
+        await asyncio.sleep(0.2)
+    await asyncio.wait_for(other, 30)
+    assert await vault.cache.get("shared-key") == second.id

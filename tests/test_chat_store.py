@@ -406,6 +406,18 @@ async def test_connections_killed_by_the_server_are_replaced_before_use(pg_schem
                 await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
         page = await store.read_retrying(lambda conn: chat_store.load_messages(conn, "c1"))
         assert [m["id"] for m in page.messages] == ["m0", "m1", "m2"]
+        # So does a one-statement write (`write_statement`: autocommit, no ping).
+        async with contextlib.AsyncExitStack() as stack:
+            held = [await stack.enter_async_context(store.read()) for _ in range(4)]
+            pids = {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held}
+        async with killer.read() as conn:
+            for pid in pids:
+                await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        await store.write_statement(
+            lambda conn: conn.exec_driver_sql("UPDATE chats SET title = 'renamed' WHERE id = 'c1'")
+        )
+        async with store.read() as conn:
+            assert (await conn.exec_driver_sql("SELECT title FROM chats WHERE id = 'c1'")).scalar_one() == "renamed"
     finally:
         await store.aclose()
         await killer.aclose()

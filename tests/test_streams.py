@@ -76,6 +76,23 @@ class TestHubContract:
         await producer.close("g2")
         assert await asyncio.wait_for(following, 10) == CHUNKS
 
+    async def test_a_follower_that_goes_away_while_waiting_does_not_stop_the_others(
+        self, hubs: Callable[[], StreamHub]
+    ) -> None:
+        producer = hubs()
+        await producer.open("g5")
+        await producer.publish("g5", CHUNKS[0])
+        leaving = asyncio.create_task(collect(hubs(), "g5"))
+        staying = asyncio.create_task(collect(hubs(), "g5"))
+        await asyncio.sleep(0.05)  # both have the first chunk and wait for the next
+        leaving.cancel()
+        await asyncio.sleep(0)
+        for chunk in CHUNKS[1:]:
+            await producer.publish("g5", chunk)
+        await producer.close("g5")
+        assert await asyncio.wait_for(staying, 10) == CHUNKS
+        assert leaving.cancelled()
+
     async def test_an_unknown_stream_yields_nothing(self, hubs: Callable[[], StreamHub]) -> None:
         hub = hubs()
         assert not await hub.exists("nope")

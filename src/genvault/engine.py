@@ -53,7 +53,7 @@ from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
 from genvault.store.schema import generations
-from genvault.streams import StreamHub
+from genvault.streams import MemoryHub, StreamHub
 from genvault.tools import Tool
 from genvault.translate import ChunkTranslator
 
@@ -107,6 +107,8 @@ class Run:
     # A copy of another generation (a cache hit, or a joined identical request).
     cached_from: str | None = None
     saved_nano_usd: int | None = None
+    # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
+    cache_stored: bool = False
 
     @property
     def result_text(self) -> str:
@@ -157,6 +159,11 @@ class Engine:
         self.registry = registry
         self.settings = settings
         self.dedup = dedup
+        # The in-process hub publishes without a coroutine (one per token saved); others are
+        # awaited, and so is a subclass that overrides `publish`.
+        self._publish_nowait: Callable[[str, Chunk], None] | None = (
+            hub.publish_nowait if isinstance(hub, MemoryHub) and type(hub).publish is MemoryHub.publish else None
+        )
         # Identifies this process in leases: host, pid, and a nonce in case the pid is reused.
         self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, Run] = {}
@@ -306,10 +313,25 @@ class Engine:
     # -- 2. stream -----------------------------------------------------------------------------
 
     async def _publish(self, run: Run, chunks: list[Chunk], sink: ChunkSink | None) -> None:
+        if self._publish_nowait is not None:
+            self._publish_here(run, chunks, sink)
+            return
         for chunk in chunks:
             if sink is not None:
                 sink(chunk)
             await self.hub.publish(run.generation_id, chunk)
+            run.chunk_count += 1
+        if chunks:
+            run.dirty = True
+
+    def _publish_here(self, run: Run, chunks: list[Chunk], sink: ChunkSink | None) -> None:
+        """`_publish` for a hub that publishes synchronously (the in-process one)."""
+        publish = self._publish_nowait
+        assert publish is not None
+        for chunk in chunks:
+            if sink is not None:
+                sink(chunk)
+            publish(run.generation_id, chunk)
             run.chunk_count += 1
         if chunks:
             run.dirty = True
@@ -331,6 +353,7 @@ class Engine:
         checkpointer = asyncio.create_task(self._checkpointer(run))
         status, error = "complete", None
         step_open = False
+        publish_here = self._publish_nowait is not None
         run.started_at = _now()
         try:
             await self._publish(run, [{"type": "start", "messageId": run.message_id}, *first_chunks], sink)
@@ -343,6 +366,12 @@ class Engine:
                 async for event in provider.stream(request):
                     if run.first_token_at is None:
                         await self._mark_streaming(run)
+                    if type(event) is StreamTextDelta and publish_here:
+                        # One per token: what the general branch below does for a text delta,
+                        # without its isinstance chain and the publishing coroutine.
+                        run.text.append(event.text)
+                        self._publish_here(run, translator.translate(event), sink)
+                        continue
                     if isinstance(event, StreamUsage):
                         run.add_usage(event)
                     elif isinstance(event, StreamFinish):
@@ -472,7 +501,12 @@ class Engine:
                     complete = status == "complete" and run.cached_from is None
                     await asyncio.shield(
                         self.dedup.finished(
-                            run.cache_key, run.generation_id, run.user_id, complete=complete, policy=run.cache_policy
+                            run.cache_key,
+                            run.generation_id,
+                            run.user_id,
+                            complete=complete,
+                            policy=run.cache_policy,
+                            stored=run.cache_stored,
                         )
                     )
             finally:
@@ -512,16 +546,17 @@ class Engine:
         return finish
 
     async def _mark_streaming(self, run: Run) -> None:
-        run.first_token_at = _now()
-        async with self.store.write() as conn:
-            still_active = await gen_store.mark_streaming(
+        first_token_at = run.first_token_at = _now()
+        still_active = await self.store.write_statement(
+            lambda conn: gen_store.mark_streaming(
                 conn,
                 run.generation_id,
-                started_at=run.started_at or run.first_token_at,
-                first_token_at=run.first_token_at,
+                started_at=run.started_at or first_token_at,
+                first_token_at=first_token_at,
                 lease_owner=self.owner_id,
-                lease_expires_at=run.first_token_at + self._lease,
+                lease_expires_at=first_token_at + self._lease,
             )
+        )
         if not still_active:
             raise asyncio.CancelledError  # cancelled or swept elsewhere before the first token
 
@@ -557,16 +592,20 @@ class Engine:
     async def _checkpoint(self, run: Run) -> bool:
         run.dirty = False
         now = _now()
+        # Taken before the write (it may be retried): the output as of `now`.
+        result_text = run.result_text
+        result_message = run.snapshot() if run.snapshot else None
         try:
-            async with self.store.write() as conn:
-                return await gen_store.checkpoint(
+            return await self.store.write_statement(
+                lambda conn: gen_store.checkpoint(
                     conn,
                     run.generation_id,
                     at=now,
                     lease_expires_at=now + self._lease,
-                    result_text=run.result_text,
-                    result_message=run.snapshot() if run.snapshot else None,
+                    result_text=result_text,
+                    result_message=result_message,
                 )
+            )
         except GenvaultError:
             # A failed checkpoint must not kill the generation; the next tick tries again.
             log.warning("checkpoint of %s failed", run.generation_id, exc_info=True)
@@ -603,14 +642,27 @@ class Engine:
             values.update(
                 cached_from=run.cached_from, saved_nano_usd=run.saved_nano_usd if status == "complete" else None
             )
+        stored = False
         async with self.store.write() as conn:
             if not await gen_store.finalize(conn, run.generation_id, values):
                 return  # already final (cancelled or swept elsewhere): keep that outcome
             if hook is not None:
                 await hook(conn, run, status)
+            if (
+                status == "complete"
+                and run.cached_from is None
+                and self.dedup is not None
+                and run.cache_key is not None
+                and run.cache_policy is not None
+            ):
+                # The SQL cache's entry goes in with the result: one transaction fewer.
+                stored = await self.dedup.remember_in(
+                    conn, run.cache_key, run.generation_id, run.user_id, run.cache_policy
+                )
             # The final record for the listeners, read in this transaction rather than a
             # transaction of its own (one pool checkout and BEGIN fewer per generation).
             record = await gen_store.get(conn, run.generation_id) if self.listeners else None
+        run.cache_stored = stored  # committed
         if record is not None:
             for listener in self.listeners:
                 try:

@@ -667,6 +667,16 @@ class Vault(FilesMixin):
         async for chunk in self.hub.follow(generation_id, start):
             yield chunk
 
+    def follow_here(self, generation_id: str) -> AsyncIterator[dict[str, Any]] | None:
+        """The hub's own iterator over a generation this process runs, from its first chunk; None
+        when it does not run here (use `replay`). No ownership check: for callers that made the
+        check (or started the generation) themselves. A response following its own chat turn
+        skips `replay`'s record read and one async-generator hop per chunk this way; the stream
+        is open from before the generation's task starts until after it ends, and retained."""
+        if not self.engine.is_running_here(generation_id):
+            return None
+        return self.hub.follow(generation_id)
+
     async def replay(
         self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID
     ) -> AsyncIterator[dict[str, Any]]:

@@ -20,6 +20,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from genvault._redis import REDIS_ERRORS, RedisHealth
 from genvault.cache.base import Cache
 from genvault.cache.key import cache_key
@@ -54,6 +56,9 @@ class Dedup:
         self.health = health or RedisHealth()
         self._degradable: tuple[type[BaseException], ...] = REDIS_ERRORS if health is not None else ()
         self._leading: dict[str, str] = {}  # cache key -> generation id leading it in this process
+        # Results this process has remembered (`finished`), counted so `decide` can tell whether
+        # a local leader finished while it looked up.
+        self._remembered = 0
 
     def ttl(self, policy: CachePolicy) -> float:
         return self.settings.cache_ttl_seconds if policy.ttl_seconds is None else policy.ttl_seconds
@@ -67,6 +72,7 @@ class Dedup:
 
     async def decide(self, key: str, generation_id: str, user_id: str, policy: CachePolicy) -> str | None:
         """The generation to copy, or None when this one leads (and must call the provider)."""
+        remembered = self._remembered
         hit = await self._lookup(key, user_id, policy)
         if hit is not None:
             return hit
@@ -83,7 +89,11 @@ class Dedup:
             return None
         if leader is not None:
             return leader  # local followers that joined us get the same stream, one hop later
-        # We lead; a leader that finished between our lookup and our claim left its result.
+        # We lead; a leader that finished between our lookup and our claim left its result. When
+        # claims are per process (the SQL cache), only a leader here can have, and it counted its
+        # result before giving up the lead: none counted, no second read.
+        if not getattr(self.backend, "claims_across_processes", True) and self._remembered == remembered:
+            return None
         return await self._lookup(key, user_id, policy)
 
     async def _lookup(self, key: str, user_id: str, policy: CachePolicy) -> str | None:
@@ -122,16 +132,39 @@ class Dedup:
         except self._degradable as exc:
             self.health.failed(exc, "single-flight is per process until it returns")
 
+    async def remember_in(
+        self, conn: AsyncConnection, key: str, generation_id: str, user_id: str, policy: CachePolicy
+    ) -> bool:
+        """In the leader's finalize transaction (when it ends `complete`): remember the result
+        there if the backend keeps it in the database (the SQL cache), one transaction fewer than
+        a `put` of its own. True if it did; once that transaction commits, `finished(...,
+        stored=True)` only gives up the lead."""
+        put_in = getattr(self.backend, "put_in", None)
+        if put_in is None or self._leading.get(key) != generation_id:
+            return False
+        await put_in(conn, key, generation_id, user_id, self.ttl(policy))
+        return True
+
     async def finished(
-        self, key: str, generation_id: str, user_id: str, *, complete: bool, policy: CachePolicy
+        self,
+        key: str,
+        generation_id: str,
+        user_id: str,
+        *,
+        complete: bool,
+        policy: CachePolicy,
+        stored: bool = False,
     ) -> None:
-        """Remember a leader's `complete` result, then give up the lead."""
+        """Remember a leader's `complete` result (unless `remember_in` `stored` it already), then
+        give up the lead."""
         if self._leading.get(key) != generation_id:
             return  # a follower: nothing of its own to remember
         try:
             self._check()
-            if complete:
+            if complete and not stored:
                 await self.backend.put(key, generation_id, user_id, self.ttl(policy))
+            if complete:
+                self._remembered += 1
             await self.backend.release(key, generation_id)
             self.health.ok()
         except self._degradable as exc:

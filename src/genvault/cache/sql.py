@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.store import Store
 from genvault.store.schema import cache_entries
@@ -23,6 +26,10 @@ def _now() -> datetime:
 
 
 class SqlCache:
+    # A database has no cheap "set if absent with expiry": `claim` lets every caller lead, and
+    # single-flight is per process (see `Dedup.decide`).
+    claims_across_processes = False
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
@@ -38,18 +45,28 @@ class SqlCache:
         return str(found) if found is not None else None
 
     async def put(self, key: str, generation_id: str, user_id: str, ttl_seconds: float) -> None:
+        async with self.store.write() as conn:
+            await self.put_in(conn, key, generation_id, user_id, ttl_seconds)
+
+    async def put_in(
+        self, conn: AsyncConnection, key: str, generation_id: str, user_id: str, ttl_seconds: float
+    ) -> None:
+        """`put` inside the caller's transaction (a generation's finalize: see `Dedup.remember_in`)."""
         now = _now()
         values = {
             "generation_id": generation_id,
             "user_id": user_id,
             "expires_at": now + timedelta(seconds=ttl_seconds),
         }
-        async with self.store.write() as conn:
-            # Expired rows go on the way (the index on expires_at keeps this cheap).
-            await conn.execute(delete(cache_entries).where(cache_entries.c.expires_at <= now))
-            changed = await conn.execute(update(cache_entries).where(cache_entries.c.key == key).values(**values))
-            if changed.rowcount == 0:
-                await conn.execute(insert(cache_entries).values(key=key, **values))
+        # Expired rows go on the way (the index on expires_at keeps this cheap).
+        await conn.execute(delete(cache_entries).where(cache_entries.c.expires_at <= now))
+        # One upsert, not UPDATE-then-INSERT: two processes (no cross-process claims here) may
+        # finish the same key at once, and inside a generation's finalize transaction a lost
+        # race must not fail the finalize.
+        upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(cache_entries)
+        await conn.execute(
+            upsert.values(key=key, **values).on_conflict_do_update(index_elements=[cache_entries.c.key], set_=values)
+        )
 
     async def delete(self, key: str) -> None:
         async with self.store.write() as conn:

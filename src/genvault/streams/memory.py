@@ -20,14 +20,18 @@ class _Stream:
     chunks: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
     closed_at: float = 0.0
-    # Created by the first follower that has to wait, set and dropped by the next change: a
-    # chunk nobody is waiting for (a follower still draining, or none at all) costs no event.
-    changed: asyncio.Event | None = None
+    # One future per follower that has to wait, resolved and dropped by the next change: a chunk
+    # nobody is waiting for (a follower still draining, or none at all) wakes nothing. A future of
+    # its own (not a shared one, not an `asyncio.Event`): a follower cancelled while waiting
+    # cancels only its own future, and the per-token wake-up is one C-level `set_result`.
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     def wake(self) -> None:
-        event, self.changed = self.changed, None
-        if event is not None:
-            event.set()
+        if self.waiters:
+            waiters, self.waiters = self.waiters, []
+            for waiter in waiters:
+                if not waiter.done():  # cancelled with its follower
+                    waiter.set_result(None)
 
 
 class MemoryHub:
@@ -46,9 +50,13 @@ class MemoryHub:
         self._streams[stream_id] = _Stream()
 
     async def publish(self, stream_id: str, chunk: dict[str, Any]) -> None:
+        self.publish_nowait(stream_id, chunk)
+
+    def publish_nowait(self, stream_id: str, chunk: dict[str, Any]) -> None:
+        """`publish` without the coroutine: the engine calls this once per token."""
         stream = self._streams[stream_id]
         stream.chunks.append(chunk)
-        # Wake every waiting follower; the next one to wait arms a fresh event.
+        # Wake every waiting follower; each arms a fresh future the next time it waits.
         stream.wake()
 
     async def close(self, stream_id: str) -> None:
@@ -87,15 +95,17 @@ class MemoryHub:
         if stream is None:
             return
         index = max(start, 0)
+        chunks = stream.chunks  # only ever appended to
+        loop = asyncio.get_running_loop()
         while True:
-            while index < len(stream.chunks):
-                yield stream.chunks[index]
+            while index < len(chunks):
+                yield chunks[index]
                 index += 1
             if stream.closed:
                 return
-            if stream.changed is None:
-                stream.changed = asyncio.Event()
-            await stream.changed.wait()
+            waiter = loop.create_future()
+            stream.waiters.append(waiter)
+            await waiter
 
     async def aclose(self) -> None:
         for stream in self._streams.values():

@@ -357,3 +357,23 @@ class TestBadInput:
         assert response.status_code == 409
         assert "still generating" in response.text
         await vault.cancel_chat("c")
+
+
+async def test_follow_here_checks_the_owner_of_a_turn_running_in_this_process(
+    client: httpx.AsyncClient, provider: tm.TestProvider
+) -> None:
+    """`Vault.follow_here` skips the record read, so it checks the owner from the running turn."""
+    provider.enqueue(tm.text("slow"), tm.delay(30))
+    vault = client.vault  # type: ignore[attr-defined]
+    await vault.create_user("bob")
+    turn = await vault.chat("c", message=user("u1", "first"))
+    generation_id = turn.generation.id
+    assert vault.follow_here(generation_id, user_id="bob") is None
+    assert vault.follow_here("gen_not_running_here") is None
+    for follower in (vault.follow_here(generation_id), vault.follow_here(generation_id, user_id=None)):
+        assert follower is not None
+        assert (await anext(follower))["type"] == "start"
+        await follower.aclose()
+    await vault.cancel_chat("c")
+    await vault.wait(generation_id)
+    assert vault.follow_here(generation_id) is None

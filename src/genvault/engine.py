@@ -675,6 +675,11 @@ class Engine:
     def is_running_here(self, generation_id: str) -> bool:
         return generation_id in self._tasks
 
+    def owner_here(self, generation_id: str) -> str | None:
+        """The user a generation running in this process belongs to; None when it is not here."""
+        run = self._runs.get(generation_id)
+        return run.user_id if run is not None and generation_id in self._tasks else None
+
     async def wait(self, generation_id: str, *, poll_seconds: float = 0.1) -> None:
         """Until the generation is final (here or in another process)."""
         run = self._runs.get(generation_id)

@@ -667,13 +667,17 @@ class Vault(FilesMixin):
         async for chunk in self.hub.follow(generation_id, start):
             yield chunk
 
-    def follow_here(self, generation_id: str) -> AsyncIterator[dict[str, Any]] | None:
+    def follow_here(
+        self, generation_id: str, *, user_id: str | None = LOCAL_USER_ID
+    ) -> AsyncIterator[dict[str, Any]] | None:
         """The hub's own iterator over a generation this process runs, from its first chunk; None
-        when it does not run here (use `replay`). No ownership check: for callers that made the
-        check (or started the generation) themselves. A response following its own chat turn
-        skips `replay`'s record read and one async-generator hop per chunk this way; the stream
-        is open from before the generation's task starts until after it ends, and retained."""
-        if not self.engine.is_running_here(generation_id):
+        when it does not run here, or belongs to another user (use `replay`, which reads the
+        record and says which). `user_id=None` skips the owner check, as elsewhere, for callers
+        that made it themselves. A response following its own chat turn skips `replay`'s record
+        read and one async-generator hop per chunk this way; the stream is open from before the
+        generation's task starts until after it ends, and retained."""
+        owner = self.engine.owner_here(generation_id)
+        if owner is None or (user_id is not None and owner != user_id):
             return None
         return self.hub.follow(generation_id)
 

@@ -101,7 +101,7 @@ async def post_chat(
         cache_ttl=parsed["cache_ttl"],
     )
     # The turn usually runs here: follow its stream directly, without replay's record read.
-    chunks = vault.follow_here(turn.generation.id) or vault.replay(turn.generation.id, user_id=None)
+    chunks = vault.follow_here(turn.generation.id, user_id=None) or vault.replay(turn.generation.id, user_id=None)
     return ui_message_stream_response(
         chunks,
         compat=vault.settings.stream_compat,
@@ -118,7 +118,7 @@ async def resume_chat(chat_id: str, vault: VaultDep, user: OptionalUserDep) -> R
     if active is None:
         return Response(status_code=204)
     return ui_message_stream_response(
-        vault.follow_here(active.id) or vault.replay(active.id, user_id=None),
+        vault.follow_here(active.id, user_id=None) or vault.replay(active.id, user_id=None),
         compat=vault.settings.stream_compat,
         headers={"X-Genvault-Generation-Id": active.id},
     )

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from genvault.errors import StorageError
 from genvault.store.db import SKIP_PING, WRITE_OPTION, create_engine, upgrade
+from genvault.store.driver import ConnectionLost
 
 __all__ = ["Store"]
 
@@ -59,6 +60,8 @@ class Store:
         try:
             async with self._reader.connect() as conn:
                 return await read(conn)
+        except ConnectionLost:
+            pass  # already invalidated (`store.driver`): the pool will not hand it out again
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise StorageError(f"database read failed: {exc.orig}") from exc
@@ -66,6 +69,26 @@ class Store:
             SKIP_PING.reset(token)
         async with self.read() as conn:
             return await read(conn)
+
+    @asynccontextmanager
+    async def autocommit(self, *, ping: bool = True) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL: a connection in autocommit, for a write that is one statement, atomic on
+        its own (no BEGIN and COMMIT round trips). `ping=False` skips the checkout's liveness
+        ping: for a caller that handles a dead connection (`store.driver.ConnectionLost`) itself."""
+        if self.dialect != "postgresql":
+            raise RuntimeError("autocommit writes are for PostgreSQL; SQLite writes take write()")
+        token = SKIP_PING.set(not ping)
+        skip_pending = True
+        try:
+            async with self._reader.connect() as conn:
+                SKIP_PING.reset(token)  # only this checkout skips the ping
+                skip_pending = False
+                yield conn
+        except DBAPIError as exc:
+            raise StorageError(f"database write failed: {exc.orig}") from exc
+        finally:
+            if skip_pending:
+                SKIP_PING.reset(token)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

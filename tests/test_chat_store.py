@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -84,6 +85,17 @@ async def store(database: tuple[str, str | None]) -> Any:
 async def load_all(store: Store, chat_id: str = "c1") -> list[dict[str, Any]]:
     async with store.read() as conn:
         return await chat_store.load_all_messages(conn, chat_id)
+
+
+@contextlib.asynccontextmanager
+async def page_reader(store: Store) -> AsyncIterator[Any]:
+    """What the app's page read runs on: asyncpg itself on PostgreSQL (`Store.driver`)."""
+    if store.dialect == "postgresql":
+        async with store.driver() as driver:
+            yield driver
+    else:
+        async with store.read() as conn:
+            yield conn
 
 
 class TestRoundTrip:
@@ -174,14 +186,14 @@ class TestPages:
         return store
 
     async def test_the_latest_page_comes_oldest_first(self, hundred: Store) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             page = await chat_store.load_messages(conn, "c1", limit=10)
         assert [m["id"] for m in page.messages] == [f"m{i:03}" for i in range(90, 100)]
         assert page.has_before
         assert not page.has_after
 
     async def test_pages_before_and_after_a_message(self, hundred: Store) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             before = await chat_store.load_messages(conn, "c1", limit=5, before="m050")
             after = await chat_store.load_messages(conn, "c1", limit=5, after="m050")
             tail = await chat_store.load_messages(conn, "c1", limit=5, after="m097")
@@ -196,17 +208,17 @@ class TestPages:
 
     @pytest.mark.parametrize("kwargs", [{"limit": 0}, {"limit": 5000}, {"before": "a", "after": "b"}])
     async def test_bad_page_requests_are_refused(self, hundred: Store, kwargs: dict[str, Any]) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             with pytest.raises(InvalidRequest):
                 await chat_store.load_messages(conn, "c1", **kwargs)
 
     async def test_a_cursor_to_an_unknown_message_is_not_found(self, hundred: Store) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             with pytest.raises(NotFound):
                 await chat_store.load_messages(conn, "c1", before="nope")
 
     async def test_the_page_read_checks_the_owner_in_the_same_statement(self, hundred: Store) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             mine = await chat_store.load_messages(conn, "c1", limit=3, owner="alice", check_owner=True)
             assert [m["id"] for m in mine.messages] == ["m097", "m098", "m099"]
             for kwargs in ({}, {"before": "m050"}, {"after": "m050"}, {"for_reading": True}):
@@ -219,7 +231,7 @@ class TestPages:
         async with hundred.write() as conn:
             await chat_store.update_chat(conn, "c1", "alice", visibility="public")
             await chat_store.create_chat(conn, "empty", "alice")
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             shared = await chat_store.load_messages(
                 conn, "c1", limit=2, before="m050", owner="bob", check_owner=True, for_reading=True
             )
@@ -405,6 +417,15 @@ async def test_connections_killed_by_the_server_are_replaced_before_use(pg_schem
             for pid in pids:
                 await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
         page = await store.read_retrying(lambda conn: chat_store.load_messages(conn, "c1"))
+        assert [m["id"] for m in page.messages] == ["m0", "m1", "m2"]
+        # So does the page read straight on asyncpg (`Store.driver_retrying`).
+        async with contextlib.AsyncExitStack() as stack:
+            held = [await stack.enter_async_context(store.read()) for _ in range(4)]
+            pids = {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held}
+        async with killer.read() as conn:
+            for pid in pids:
+                await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        page = await store.driver_retrying(lambda driver: chat_store.load_messages(driver, "c1"))
         assert [m["id"] for m in page.messages] == ["m0", "m1", "m2"]
     finally:
         await store.aclose()

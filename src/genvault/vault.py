@@ -50,7 +50,7 @@ from genvault.store import Store
 from genvault.store import chats as chat_store
 from genvault.store import files as file_store
 from genvault.store import generations as gen_store
-from genvault.store.driver import ConnectionLost
+from genvault.store.driver import ConnectionLost, PooledDriver
 from genvault.store.schema import MISSING, chats, users
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
@@ -539,7 +539,7 @@ class Vault(FilesMixin):
         """A page of UIMessages, oldest first. Shared (link/public) chats are readable by others."""
 
         # One statement: the ownership check is part of the page read.
-        def page(conn: AsyncConnection) -> Awaitable[chat_store.MessagePage]:
+        def page(conn: AsyncConnection | PooledDriver) -> Awaitable[chat_store.MessagePage]:
             return chat_store.load_messages(
                 conn,
                 chat_id,
@@ -551,6 +551,8 @@ class Vault(FilesMixin):
                 for_reading=for_reading,
             )
 
+        if self.store.dialect == "postgresql":
+            return await self.store.driver_retrying(page)
         return await self.store.read_retrying(page)
 
     async def append_messages(
@@ -578,18 +580,21 @@ class Vault(FilesMixin):
             async with self.store.write() as conn:
                 return await chat_store.append_messages(conn, chat_id, user_id, messages)
         try:
-            async with self.store.autocommit(ping=False) as conn:
-                return await chat_store.append_alone(conn, chat_id, user_id, messages)
+            async with self.store.driver(ping=False) as driver:
+                return await chat_store.append_alone(driver, chat_id, user_id, messages)
         except ConnectionLost as lost:
             maybe_stored = lost.sent
-        async with self.store.autocommit() as conn:
-            try:
-                return await chat_store.append_alone(conn, chat_id, user_id, messages)
-            except Conflict:
-                seqs = await chat_store.appended_seqs(conn, chat_id, user_id, messages) if maybe_stored else None
-                if seqs is None:
-                    raise
-                return seqs
+        try:
+            async with self.store.driver() as driver:
+                return await chat_store.append_alone(driver, chat_id, user_id, messages)
+        except Conflict:
+            if not maybe_stored:
+                raise
+            async with self.store.read() as conn:
+                seqs = await chat_store.appended_seqs(conn, chat_id, user_id, messages)
+            if seqs is None:
+                raise
+            return seqs
 
     async def update_chat(
         self,

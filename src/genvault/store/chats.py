@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.records import Page
 from genvault.store.cursors import decode_cursor, encode_cursor
-from genvault.store.driver import on_driver
+from genvault.store.driver import PooledDriver
 from genvault.store.parts import PAGE_PART_COLUMNS, decode_part, dump_json, part_columns, part_to_row, row_to_part
 from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
 from genvault.store.text import check_storable
@@ -312,11 +312,11 @@ async def _append_postgresql(
 
 
 async def append_alone(
-    conn: AsyncConnection, chat_id: str, user_id: str, new_messages: Sequence[dict[str, Any]]
+    conn: PooledDriver, chat_id: str, user_id: str, new_messages: Sequence[dict[str, Any]]
 ) -> list[int]:
-    """`append_messages` on its own, PostgreSQL only: `conn` is in autocommit (`Store.autocommit`)
-    and the one statement, atomic by itself, goes straight to asyncpg (`store.driver`): a single
-    round trip. Raises `store.driver.ConnectionLost` if the connection was or went dead."""
+    """`append_messages` on its own, on PostgreSQL: the one statement, atomic by itself, in
+    autocommit straight on asyncpg (`Store.driver`): a single round trip. Raises
+    `store.driver.ConnectionLost` if the connection was or went dead."""
     if not new_messages:
         return []
     _check_append(new_messages)
@@ -338,7 +338,7 @@ async def append_alone(
             which = f"message {taken!r}" if taken is not None else "a message of this append"
             raise Conflict(f"{which} is already in chat {chat_id!r}") from exc
 
-    first = _first_seq(await on_driver(conn, run, what="write"), chat_id, len(new_messages))
+    first = _first_seq(await conn.run(run, what="write"), chat_id, len(new_messages))
     return list(range(first, first + len(new_messages)))
 
 
@@ -634,36 +634,63 @@ _JSON_TEXT_COLUMNS = {c.name for c in parts.c if isinstance(c.type, JSONText)}
 _page_sql: dict[tuple[str, _Anchor, bool, bool], tuple[str, list[str], dict[str, Any]]] = {}
 
 
-async def _fetch_page(
-    conn: AsyncConnection, key: tuple[str, _Anchor, bool, bool], statement: Select[Any], params: dict[str, Any]
-) -> Sequence[Any]:
-    """The page statement's rows, from the driver connection itself: on SQLite aiosqlite's
-    `execute_fetchall` (one hop to the connection's thread instead of four through SQLAlchemy's
-    adapter: cursor, execute, fetch, close), on PostgreSQL asyncpg's `fetch` (its prepared
-    statement cache: one round trip, no SQLAlchemy cursor or result in between). On a busy
-    machine that bookkeeping cost more than the query. The statement is compiled once; its
-    values need no type processing (`decode_part` reads raw values)."""
+def _compiled_page(
+    key: tuple[str, _Anchor, bool, bool], statement: Select[Any], dialect: Any
+) -> tuple[str, list[str], dict[str, Any]]:
+    """The page statement as driver SQL, its parameter order and defaults (compiled once)."""
     compiled = _page_sql.get(key)
     if compiled is None:
-        built = statement.compile(dialect=conn.dialect)
+        built = statement.compile(dialect=dialect)
         compiled = (str(built), list(built.positiontup or ()), dict(built.params))
         _page_sql[key] = compiled
-    sql, order, defaults = compiled
-    values = {**defaults, **params}
-    args = [values[name] for name in order]
-    if conn.dialect.name == "postgresql":
-        rows: Sequence[Any] = await on_driver(conn, lambda driver: driver.fetch(sql, *args), what="read")
+    return compiled
+
+
+async def _fetch_page(
+    conn: AsyncConnection | PooledDriver,
+    key: tuple[str, _Anchor, bool, bool],
+    statement: Select[Any],
+    params: dict[str, Any],
+) -> Sequence[Any]:
+    """The page statement's rows, from the driver connection itself where there is one: on
+    PostgreSQL asyncpg's `fetch` (`Store.driver`: its prepared-statement cache, one round trip,
+    no SQLAlchemy Connection, cursor or result in between), on SQLite aiosqlite's
+    `execute_fetchall` (one hop to the connection's thread instead of four through SQLAlchemy's
+    adapter: cursor, execute, fetch, close). On a busy machine that bookkeeping cost more than
+    the query. Its values need no type processing (`decode_part` reads raw values)."""
+    if isinstance(conn, PooledDriver):
+        sql, order, defaults = _compiled_page(key, statement, _asyncpg_dialect())
+        values = {**defaults, **params}
+        args = [values[name] for name in order]
+        rows: Sequence[Any] = await conn.run(lambda driver: driver.fetch(sql, *args), what="read")
         return rows
+    if conn.dialect.name != "sqlite":  # PostgreSQL inside a caller's transaction
+        rows = (await conn.execute(statement, params)).all()
+        return rows
+    sql, order, defaults = _compiled_page(key, statement, conn.dialect)
+    values = {**defaults, **params}
     driver: Any = (await conn.get_raw_connection()).driver_connection
     try:
-        rows = await driver.execute_fetchall(sql, args)
+        rows = await driver.execute_fetchall(sql, [values[name] for name in order])
     except sqlite3.Error as exc:
         raise StorageError(f"database read failed: {exc}") from exc
     return rows
 
 
+_asyncpg: list[Any] = []
+
+
+def _asyncpg_dialect() -> Any:
+    """SQLAlchemy's asyncpg dialect, to compile the page statement to asyncpg's `$n` SQL."""
+    if not _asyncpg:
+        from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+        _asyncpg.append(dialect())  # type: ignore[no-untyped-call]
+    return _asyncpg[0]
+
+
 async def load_messages(
-    conn: AsyncConnection,
+    conn: AsyncConnection | PooledDriver,
     chat_id: str,
     *,
     limit: int = 50,
@@ -676,19 +703,21 @@ async def load_messages(
     """A page of messages, oldest first: the latest `limit`, or the `limit` just before or just
     after a message id. Reads only the page's rows (the `(chat_id, seq)` index), in one statement.
     With `check_owner`, the chat must be `owner`'s — or, with `for_reading`, shared by link or
-    public — else `NotFound` (the same rule as `get_chat`, checked in the same statement)."""
+    public — else `NotFound` (the same rule as `get_chat`, checked in the same statement).
+    `conn` may be a PostgreSQL `PooledDriver` (`Store.driver`), the fast path."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     if before is not None and after is not None:
         raise InvalidRequest("give before or after, not both")
     anchor: _Anchor = "after" if after is not None else "before" if before is not None else "latest"
-    statement = _page_statement(conn.dialect.name, anchor, check_owner, for_reading)
+    dialect = "postgresql" if isinstance(conn, PooledDriver) else conn.dialect.name
+    statement = _page_statement(dialect, anchor, check_owner, for_reading)
     params = {"chat_id": chat_id, "n": limit + 1}
     if check_owner:
         params["user_id"] = owner
     if anchor != "latest":
         params["anchor"] = after if after is not None else before
-    rows = await _fetch_page(conn, (conn.dialect.name, anchor, check_owner, for_reading), statement, params)
+    rows = await _fetch_page(conn, (dialect, anchor, check_owner, for_reading), statement, params)
     if not rows:
         raise NotFound(f"no chat {chat_id!r}")
     if anchor != "latest" and rows[0][0] is None:

@@ -1,10 +1,10 @@
-"""Running one prebuilt statement on the asyncpg connection under a pooled SQLAlchemy connection.
+"""The asyncpg connection of a pooled connection, for the hot paths (`Store.driver`).
 
-The hot paths (the page read, a standalone append) send their statement straight to asyncpg:
-its own prepared-statement cache makes it one round trip, with none of SQLAlchemy's cursor and
-result bookkeeping in between (the SQLite page read goes to aiosqlite the same way). What
-SQLAlchemy did for those errors is done here: a lost connection is invalidated, so the pool
-never hands it out again, and database errors become `StorageError`.
+The page read and a standalone append each send one prebuilt statement straight to asyncpg: its
+prepared-statement cache makes that one round trip, with no SQLAlchemy Connection, cursor or
+result around it (the SQLite page read goes to aiosqlite the same way). What SQLAlchemy would do
+on an error is done here: a lost connection is invalidated, so the pool never hands it out
+again, and database errors become `StorageError`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from genvault.errors import StorageError
 
-__all__ = ["ConnectionLost", "on_driver"]
+__all__ = ["ConnectionLost", "PooledDriver"]
 
 T = TypeVar("T")
 
@@ -31,26 +29,32 @@ class ConnectionLost(StorageError):
         self.sent = sent
 
 
-async def on_driver(conn: AsyncConnection, call: Callable[[Any], Awaitable[T]], *, what: str) -> T:
-    """`call(asyncpg_connection)` on `conn`'s driver connection. `conn` must not be in a
-    transaction SQLAlchemy began (use an autocommit connection): the statement bypasses it."""
-    import asyncpg
+class PooledDriver:
+    """A checked-out pooled connection's asyncpg connection, outside any transaction: asyncpg
+    runs each statement in a transaction of its own (autocommit)."""
 
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    if driver.is_closed():
-        await conn.invalidate()
-        raise ConnectionLost(f"database {what} failed: the connection is closed", sent=False)
-    try:
-        return await call(driver)
-    except Exception as exc:
-        if driver.is_closed() or isinstance(exc, OSError | asyncpg.PostgresConnectionError):
-            await conn.invalidate()
-            raise ConnectionLost(f"database {what} failed: {exc}", sent=True) from exc
-        if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
-            raise StorageError(f"database {what} failed: {exc}") from exc
-        raise
-    except BaseException:
-        # Cancelled mid-statement: the protocol may still be waiting on the server's reply;
-        # never hand that connection to the next caller.
-        await conn.invalidate()
-        raise
+    def __init__(self, pooled: Any) -> None:
+        self._pooled = pooled  # SQLAlchemy's pool proxy: invalidate() drops it from the pool
+        self.connection: Any = pooled.driver_connection
+
+    async def run(self, call: Callable[[Any], Awaitable[T]], *, what: str) -> T:
+        """`call(asyncpg_connection)`, with its errors translated (`what`: "read", "write")."""
+        import asyncpg
+
+        if self.connection.is_closed():
+            self._pooled.invalidate()
+            raise ConnectionLost(f"database {what} failed: the connection is closed", sent=False)
+        try:
+            return await call(self.connection)
+        except Exception as exc:
+            if self.connection.is_closed() or isinstance(exc, OSError | asyncpg.PostgresConnectionError):
+                self._pooled.invalidate()
+                raise ConnectionLost(f"database {what} failed: {exc}", sent=True) from exc
+            if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+                raise StorageError(f"database {what} failed: {exc}") from exc
+            raise
+        except BaseException:
+            # Cancelled mid-statement: the protocol may still be waiting on the server's reply;
+            # never hand that connection to the next caller.
+            self._pooled.invalidate()
+            raise

@@ -50,7 +50,8 @@ class Contender:
 
 
 class Genvault(Contender):
-    """`chats.append_messages` in one `Store.write()` transaction: what a chat turn runs."""
+    """`Vault.append_messages`, the library's append (on PostgreSQL one autocommit statement; on
+    SQLite one transaction), without validation: the messages are genvault's own."""
 
     name = "genvault"
     validate = False
@@ -67,16 +68,9 @@ class Genvault(Contender):
             await self.vault.create_chat(chat_id, user_id=USER)
 
     async def append(self, writer: int) -> None:
-        from genvault.store import chats as chat_store
-
-        turn = conv.genvault_turn()
-        if self.validate:
-            from genvault.messages.ui import message_to_json
-            from genvault.messages.validate import validate_ui_messages
-
-            turn = [message_to_json(m) for m in validate_ui_messages(turn)]
-        async with self.vault.store.write() as conn:
-            await chat_store.append_messages(conn, self.chat_ids[writer], USER, turn)
+        await self.vault.append_messages(
+            self.chat_ids[writer], conv.genvault_turn(), user_id=USER, validate=self.validate
+        )
 
     async def latest_page(self, writer: int, limit: int) -> int:
         page = await self.vault.chat_messages(self.chat_ids[writer], user_id=USER, limit=limit)
@@ -88,7 +82,8 @@ class Genvault(Contender):
 
 
 class GenvaultValidated(Genvault):
-    """The same, after validating the UIMessages as the HTTP chat route does."""
+    """The same with `validate=True` (the default): the UIMessages are validated first, as the
+    HTTP chat route does."""
 
     name = "genvault+validate"
     validate = True

@@ -40,6 +40,20 @@ async def _drive(contender: Contender, writers: int, seconds: float) -> tuple[in
     return sum(counts), time.perf_counter() - start, latencies
 
 
+async def _analyze(url: str) -> None:
+    """Planner statistics for the tables the warm-up filled, as autovacuum would gather on a
+    real server (the bench's server may run without it). Without them PostgreSQL plans the
+    foreign-key checks of every insert blind: it probed a chat's messages through the
+    `(chat_id, seq)` index and filtered every row, so each turn cost more than the last."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
 async def run(
     *,
     dbs: list[str],
@@ -64,6 +78,8 @@ async def run(
                 try:
                     for contender in live:  # warm-up: connections, statement caches
                         await _drive(contender, writers, min(0.2, seconds))
+                    if db == "postgres":
+                        await _analyze(url)
                     for round_index in range(rounds):
                         shift = round_index % len(live)
                         for contender in live[shift:] + live[:shift]:

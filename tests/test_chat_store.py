@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -84,6 +85,17 @@ async def store(database: tuple[str, str | None]) -> Any:
 async def load_all(store: Store, chat_id: str = "c1") -> list[dict[str, Any]]:
     async with store.read() as conn:
         return await chat_store.load_all_messages(conn, chat_id)
+
+
+@contextlib.asynccontextmanager
+async def page_reader(store: Store) -> AsyncIterator[Any]:
+    """What the app's page read runs on: asyncpg itself on PostgreSQL (`Store.driver`)."""
+    if store.dialect == "postgresql":
+        async with store.driver() as driver:
+            yield driver
+    else:
+        async with store.read() as conn:
+            yield conn
 
 
 class TestRoundTrip:
@@ -174,14 +186,14 @@ class TestPages:
         return store
 
     async def test_the_latest_page_comes_oldest_first(self, hundred: Store) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             page = await chat_store.load_messages(conn, "c1", limit=10)
         assert [m["id"] for m in page.messages] == [f"m{i:03}" for i in range(90, 100)]
         assert page.has_before
         assert not page.has_after
 
     async def test_pages_before_and_after_a_message(self, hundred: Store) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             before = await chat_store.load_messages(conn, "c1", limit=5, before="m050")
             after = await chat_store.load_messages(conn, "c1", limit=5, after="m050")
             tail = await chat_store.load_messages(conn, "c1", limit=5, after="m097")
@@ -196,17 +208,17 @@ class TestPages:
 
     @pytest.mark.parametrize("kwargs", [{"limit": 0}, {"limit": 5000}, {"before": "a", "after": "b"}])
     async def test_bad_page_requests_are_refused(self, hundred: Store, kwargs: dict[str, Any]) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             with pytest.raises(InvalidRequest):
                 await chat_store.load_messages(conn, "c1", **kwargs)
 
     async def test_a_cursor_to_an_unknown_message_is_not_found(self, hundred: Store) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             with pytest.raises(NotFound):
                 await chat_store.load_messages(conn, "c1", before="nope")
 
     async def test_the_page_read_checks_the_owner_in_the_same_statement(self, hundred: Store) -> None:
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             mine = await chat_store.load_messages(conn, "c1", limit=3, owner="alice", check_owner=True)
             assert [m["id"] for m in mine.messages] == ["m097", "m098", "m099"]
             for kwargs in ({}, {"before": "m050"}, {"after": "m050"}, {"for_reading": True}):
@@ -219,7 +231,7 @@ class TestPages:
         async with hundred.write() as conn:
             await chat_store.update_chat(conn, "c1", "alice", visibility="public")
             await chat_store.create_chat(conn, "empty", "alice")
-        async with hundred.read() as conn:
+        async with page_reader(hundred) as conn:
             shared = await chat_store.load_messages(
                 conn, "c1", limit=2, before="m050", owner="bob", check_owner=True, for_reading=True
             )
@@ -406,13 +418,12 @@ async def test_connections_killed_by_the_server_are_replaced_before_use(pg_schem
                 await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
         page = await store.read_retrying(lambda conn: chat_store.load_messages(conn, "c1"))
         assert [m["id"] for m in page.messages] == ["m0", "m1", "m2"]
-        # So does a one-statement write (`write_statement`: autocommit, no ping).
-        async with contextlib.AsyncExitStack() as stack:
-            held = [await stack.enter_async_context(store.read()) for _ in range(4)]
-            pids = {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held}
-        async with killer.read() as conn:
-            for pid in pids:
-                await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        # So does the page read straight on asyncpg (`Store.driver_retrying`).
+        await kill_pooled(store, killer)
+        page = await store.driver_retrying(lambda driver: chat_store.load_messages(driver, "c1"))
+        assert [m["id"] for m in page.messages] == ["m0", "m1", "m2"]
+        # And a one-statement write (`write_statement`: autocommit, no ping).
+        await kill_pooled(store, killer)
         await store.write_statement(
             lambda conn: conn.exec_driver_sql("UPDATE chats SET title = 'renamed' WHERE id = 'c1'")
         )
@@ -421,3 +432,33 @@ async def test_connections_killed_by_the_server_are_replaced_before_use(pg_schem
     finally:
         await store.aclose()
         await killer.aclose()
+
+
+async def kill_pooled(store: Store, killer: Store) -> None:
+    """Terminate every connection in `store`'s pool (at most 4 by then) from another store."""
+    async with contextlib.AsyncExitStack() as stack:
+        held = [await stack.enter_async_context(store.read()) for _ in range(4)]
+        pids = {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held}
+    async with killer.read() as conn:
+        for pid in pids:
+            await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+
+
+async def test_two_transactions_creating_one_user_at_once_both_succeed(store: Store) -> None:
+    """Two processes starting at once both find no user and both insert it: the second insert
+    waits for the first to commit, then does nothing (it used to fail on the primary key)."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite's single writer lock serializes the two transactions")
+    async with store.engine.connect() as first, store.engine.connect() as second:
+        await first.begin()
+        await second.begin()
+        await ensure_user(first, "carol")
+        waiting = asyncio.create_task(ensure_user(second, "carol"))
+        await asyncio.sleep(0.2)  # the second insert is now blocked on the first's row lock
+        await first.commit()
+        await waiting
+        await second.commit()
+    async with store.read() as conn:
+        assert (
+            await conn.execute(select(func.count()).select_from(text("users")).where(text("id = 'carol'")))
+        ).scalar_one() == 1

@@ -76,6 +76,34 @@ def test_any_valid_message_comes_back_from_the_database_as_identical_json(store_
         assert sorted(after) == sorted(before)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(message=ui_messages(TEXT))
+def test_the_fast_paths_append_and_page_read_give_back_identical_json(store_loop: Any, message: UIMessage) -> None:
+    """On PostgreSQL the standalone append and the page read run straight on asyncpg
+    (`Store.driver`); on SQLite the page read goes straight to aiosqlite."""
+    runner, store = store_loop
+    original = message_to_json(message)
+    original = {**original, "id": f"{original['id']}-{next(_ids)}"}
+
+    async def roundtrip() -> dict[str, Any]:
+        if store.dialect == "postgresql":
+            async with store.driver() as driver:
+                await chat_store.append_alone(driver, "rt", "u", [original])
+                page = await chat_store.load_messages(driver, "rt", limit=1, owner="u", check_owner=True)
+        else:
+            async with store.write() as conn:
+                await chat_store.append_messages(conn, "rt", "u", [original])
+            async with store.read() as conn:
+                page = await chat_store.load_messages(conn, "rt", limit=1, owner="u", check_owner=True)
+        return page.messages[-1]
+
+    loaded = runner.run(roundtrip())
+    assert loaded == original
+    assert list(loaded) == list(original)
+    for before, after in zip(original["parts"], loaded["parts"], strict=True):
+        assert sorted(after) == sorted(before)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(message=ui_messages(TEXT), changed=ui_messages(TEXT))
 def test_upserting_a_changed_message_then_the_same_again_is_idempotent(

@@ -50,6 +50,7 @@ from genvault.store import Store
 from genvault.store import chats as chat_store
 from genvault.store import files as file_store
 from genvault.store import generations as gen_store
+from genvault.store.driver import ConnectionLost, PooledDriver
 from genvault.store.schema import MISSING, chats, users
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
@@ -538,7 +539,7 @@ class Vault(FilesMixin):
         """A page of UIMessages, oldest first. Shared (link/public) chats are readable by others."""
 
         # One statement: the ownership check is part of the page read.
-        def page(conn: AsyncConnection) -> Awaitable[chat_store.MessagePage]:
+        def page(conn: AsyncConnection | PooledDriver) -> Awaitable[chat_store.MessagePage]:
             return chat_store.load_messages(
                 conn,
                 chat_id,
@@ -550,7 +551,50 @@ class Vault(FilesMixin):
                 for_reading=for_reading,
             )
 
+        if self.store.dialect == "postgresql":
+            return await self.store.driver_retrying(page)
         return await self.store.read_retrying(page)
+
+    async def append_messages(
+        self,
+        chat_id: str,
+        messages: list[dict[str, Any]],
+        *,
+        user_id: str = LOCAL_USER_ID,
+        validate: bool = True,
+    ) -> list[int]:
+        """Append UIMessages to the user's chat, in order and atomically; returns their seqs.
+        A stranger's or missing chat is `NotFound`; an id already in the chat is a `Conflict`
+        (nothing is appended then). `validate=False` skips the UIMessage validation for
+        messages that are valid already (say, produced by genvault).
+
+        On PostgreSQL the append is one statement in autocommit, one round trip. The pooled
+        connection is not pinged first: if it turns out dead the append runs once more on a
+        pinged one, and if the first try may have reached the server, finding exactly these
+        messages already appended counts as success (so a retry never appends twice)."""
+        if not messages:
+            return []
+        if validate:
+            messages = [message_to_json(m) for m in validate_ui_messages(messages)]
+        if self.store.dialect != "postgresql":
+            async with self.store.write() as conn:
+                return await chat_store.append_messages(conn, chat_id, user_id, messages)
+        try:
+            async with self.store.driver(ping=False) as driver:
+                return await chat_store.append_alone(driver, chat_id, user_id, messages)
+        except ConnectionLost as lost:
+            maybe_stored = lost.sent
+        try:
+            async with self.store.driver() as driver:
+                return await chat_store.append_alone(driver, chat_id, user_id, messages)
+        except Conflict:
+            if not maybe_stored:
+                raise
+            async with self.store.read() as conn:
+                seqs = await chat_store.appended_seqs(conn, chat_id, user_id, messages)
+            if seqs is None:
+                raise
+            return seqs
 
     async def update_chat(
         self,

@@ -13,9 +13,11 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from genvault.errors import StorageError
 from genvault.store.db import SKIP_PING, WRITE_OPTION, create_engine, upgrade
+from genvault.store.driver import ConnectionLost, PooledDriver
 
 __all__ = ["Store"]
 
@@ -92,6 +94,40 @@ class Store:
                 return await write(conn)
         except DBAPIError as exc:
             raise StorageError(f"database write failed: {exc.orig}") from exc
+
+    @asynccontextmanager
+    async def driver(self, *, ping: bool = True) -> AsyncIterator[PooledDriver]:
+        """PostgreSQL: a pooled connection's asyncpg connection itself, each statement in its
+        own transaction (autocommit). For a hot path that is one prebuilt statement, atomic on
+        its own: no BEGIN and COMMIT round trips, no SQLAlchemy Connection around it.
+        `ping=False` skips the checkout's liveness ping: for a caller that handles a dead
+        connection (`ConnectionLost`) itself."""
+        if self.dialect != "postgresql":
+            raise RuntimeError("driver connections are asyncpg's: PostgreSQL only")
+        token = SKIP_PING.set(not ping)
+        try:
+            pooled = await self.engine.raw_connection()
+        except DBAPIError as exc:
+            raise StorageError(f"database connection failed: {exc.orig}") from exc
+        finally:
+            SKIP_PING.reset(token)
+        try:
+            yield PooledDriver(pooled)
+        finally:
+            # In a greenlet: returning an overflow connection closes it, which awaits. (Without
+            # any I/O to do, as usual, this finishes without yielding to the event loop.)
+            await greenlet_spawn(pooled.close)
+
+    async def driver_retrying(self, read: Callable[[PooledDriver], Awaitable[T]]) -> T:
+        """`read(driver)` on an unpinged connection (`driver(ping=False)`); if that connection
+        turns out dead, once more on a pinged one. For reads only: they are safe to run twice."""
+        try:
+            async with self.driver(ping=False) as driver:
+                return await read(driver)
+        except ConnectionLost:
+            pass  # invalidated already: the pool will not hand it out again
+        async with self.driver() as driver:
+            return await read(driver)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.records import Page
 from genvault.store.cursors import decode_cursor, encode_cursor
+from genvault.store.driver import PooledDriver
 from genvault.store.parts import PAGE_PART_COLUMNS, decode_part, dump_json, part_columns, part_to_row, row_to_part
 from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
 from genvault.store.text import check_storable
@@ -51,7 +52,9 @@ from genvault.store.text import check_storable
 __all__ = [
     "Chat",
     "MessagePage",
+    "append_alone",
     "append_messages",
+    "appended_seqs",
     "create_chat",
     "delete_chat",
     "delete_message",
@@ -237,6 +240,14 @@ def _check_storable(message: dict[str, Any]) -> None:
     check_storable(message, f"message {message['id']!r}")
 
 
+def _check_append(new_messages: Sequence[dict[str, Any]]) -> None:
+    for message in new_messages:
+        _check_storable(message)
+    ids = [m["id"] for m in new_messages]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("the same message id appears twice in one append")
+
+
 def _message_values(message: dict[str, Any]) -> dict[str, Any]:
     return {"role": message["role"], "metadata": message.get("metadata", MISSING)}
 
@@ -253,11 +264,8 @@ async def append_messages(
     `Conflict` (use `upsert_message` to save a message that may exist)."""
     if not new_messages:
         return []
-    for message in new_messages:
-        _check_storable(message)
+    _check_append(new_messages)
     ids = [m["id"] for m in new_messages]
-    if len(set(ids)) != len(ids):
-        raise InvalidRequest("the same message id appears twice in one append")
     if conn.dialect.name == "postgresql":
         first = await _append_postgresql(conn, chat_id, user_id, new_messages, generation_id)
         return list(range(first, first + len(new_messages)))
@@ -286,7 +294,7 @@ async def append_messages(
 _PG_PART_TYPES = {c.name: "boolean" for c in parts.c if isinstance(c.type, Boolean)}
 
 
-_APPEND_SQL: str | None = None
+_append_sql_cache: dict[bool, str] = {}
 
 
 async def _append_postgresql(
@@ -298,12 +306,81 @@ async def _append_postgresql(
 ) -> int:
     """`append_messages` on PostgreSQL, in one statement (`_append_sql`); returns the first seq.
     Sent as driver SQL with positional arrays: nothing for SQLAlchemy to compile or process."""
-    global _APPEND_SQL
-    if _APPEND_SQL is None:
-        _APPEND_SQL = _append_sql()
+    params = _append_params(chat_id, user_id, new_messages, generation_id)
+    row: Any = (await conn.exec_driver_sql(_append_statement(), params)).first()
+    return _first_seq(row, chat_id, len(new_messages))
+
+
+async def append_alone(
+    conn: PooledDriver, chat_id: str, user_id: str, new_messages: Sequence[dict[str, Any]]
+) -> list[int]:
+    """`append_messages` on its own, on PostgreSQL: the one statement, atomic by itself, in
+    autocommit straight on asyncpg (`Store.driver`): a single round trip. Raises
+    `store.driver.ConnectionLost` if the connection was or went dead."""
+    if not new_messages:
+        return []
+    _check_append(new_messages)
+    import asyncpg
+
+    params = _append_params(chat_id, user_id, new_messages, None)
+    sql = _append_statement(check_ids=False)
+
+    async def run(driver: Any) -> Any:
+        try:
+            return await driver.fetchrow(sql, *params)
+        except asyncpg.UniqueViolationError as exc:
+            # An id is taken: the messages or the parts insert (whichever PostgreSQL ran
+            # first) hit its primary key, and the statement, seq reservation included, is
+            # undone. (A parts row can only clash if its message is already in the chat.)
+            if exc.constraint_name not in ("pk_messages", "pk_parts"):
+                raise
+            taken = await driver.fetchval(f"SELECT {_TAKEN_ID.format(chat='$1', ids='$2')}", chat_id, params[4])
+            which = f"message {taken!r}" if taken is not None else "a message of this append"
+            raise Conflict(f"{which} is already in chat {chat_id!r}") from exc
+
+    first = _first_seq(await conn.run(run, what="write"), chat_id, len(new_messages))
+    return list(range(first, first + len(new_messages)))
+
+
+async def appended_seqs(
+    conn: AsyncConnection, chat_id: str, user_id: str, new_messages: Sequence[dict[str, Any]]
+) -> list[int] | None:
+    """The seqs of these messages if the chat already holds exactly them, as one append
+    would have stored them (same ids, consecutive seqs in this order, same JSON, no generation),
+    else None. How a retried append whose first try may have committed tells success apart from
+    a real conflict."""
+    ids = [m["id"] for m in new_messages]
+    rows = (
+        await conn.execute(
+            select(messages.c.id, messages.c.seq, messages.c.generation_id)
+            .join(chats, chats.c.id == messages.c.chat_id)
+            .where(messages.c.chat_id == chat_id, messages.c.id.in_(ids), chats.c.user_id == user_id)
+            .order_by(messages.c.seq)
+        )
+    ).all()
+    seqs = [int(r.seq) for r in rows]
+    if [r.id for r in rows] != ids or any(r.generation_id is not None for r in rows):
+        return None
+    if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+        return None
+    if await _load_message_rows(conn, chat_id, ids) != list(new_messages):
+        return None
+    return seqs
+
+
+def _append_statement(*, check_ids: bool = True) -> str:
+    sql = _append_sql_cache.get(check_ids)
+    if sql is None:
+        sql = _append_sql_cache[check_ids] = _append_sql(check_ids=check_ids)
+    return sql
+
+
+def _append_params(
+    chat_id: str, user_id: str, new_messages: Sequence[dict[str, Any]], generation_id: str | None
+) -> tuple[Any, ...]:
     all_parts = [part for m in new_messages for part in m["parts"]]
     columns = part_columns(all_parts)
-    params = (
+    return (
         chat_id,
         user_id,
         len(new_messages),
@@ -316,32 +393,46 @@ async def _append_postgresql(
         [position for m in new_messages for position in range(len(m["parts"]))],
         *(columns[c] for c in PAGE_PART_COLUMNS),
     )
-    row: Any = (await conn.exec_driver_sql(_APPEND_SQL, params)).first()
+
+
+def _first_seq(row: Any, chat_id: str, count: int) -> int:
+    """The first seq from the append statement's result row, or what went wrong."""
     assert row is not None  # the final SELECT always returns one row
     first_after, taken, found = row
     if first_after is None:
         if not found:
             raise NotFound(f"no chat {chat_id!r}")
         raise Conflict(f"message {taken!r} is already in chat {chat_id!r}")
-    return int(first_after) - len(new_messages) + 1
+    return int(first_after) - count + 1
 
 
-def _append_sql() -> str:
+def _append_sql(*, check_ids: bool) -> str:
     """The PostgreSQL append as one statement (so a turn is BEGIN, this, COMMIT: three round
     trips instead of five). In order: `bump` reserves the seqs on the chat row, locking it like
-    `_take_seqs` (no row: not the user's chat, or an id is already in it); the messages and their
-    parts are inserted from arrays (`unnest`), only if `bump` returned its row; the final SELECT
-    reports the first seq, or what went wrong. The parts' foreign key to their messages is
-    checked at the end of the statement, after both inserts. Parameters: $1 chat id, $2 user id,
-    $3 message count, $4 now, $5–$8 message arrays, $9 on: part arrays (message id, position,
-    then `PAGE_PART_COLUMNS`)."""
+    `_take_seqs` (no row: not the user's chat — or, with `check_ids`, an id is already in it);
+    the messages and their parts are inserted from arrays (`unnest`), only if `bump` returned its
+    row; the final SELECT reports the first seq, or what went wrong (its subqueries run only when
+    `bump` returned nothing). The parts' foreign key to their messages is checked at the end of
+    the statement, after both inserts. Parameters: $1 chat id, $2 user id, $3 message count,
+    $4 now, $5–$8 message arrays, $9 on: part arrays (message id, position, then
+    `PAGE_PART_COLUMNS`).
+
+    Without `check_ids` a taken id fails the messages insert on the primary key instead: the
+    whole statement is undone, the seqs too. That is for a statement of its own (autocommit),
+    where nothing else is lost with it; the up-front check is an extra probe of the chat's
+    messages, and without planner statistics (a new table, autovacuum off) PostgreSQL probes
+    the `(chat_id, seq)` index and filters every row of the chat."""
     columns = PAGE_PART_COLUMNS
     part_params = ", ".join(f"${11 + i}::{_PG_PART_TYPES.get(c, 'text')}[]" for i, c in enumerate(columns))
+    id_check = (
+        "\n      AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1::varchar AND id = ANY($5::varchar[]))"
+        if check_ids
+        else ""
+    )
     return f"""
 WITH bump AS (
     UPDATE chats SET last_seq = last_seq + $3::bigint, updated_at = $4::timestamptz
-    WHERE id = $1::varchar AND user_id = $2::varchar
-      AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1::varchar AND id = ANY($5::varchar[]))
+    WHERE id = $1::varchar AND user_id = $2::varchar{id_check}
     RETURNING last_seq
 ), new_messages AS (
     INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at)
@@ -356,10 +447,18 @@ WITH bump AS (
     FROM bump, unnest($9::varchar[], $10::integer[], {part_params})
          AS p(message_id, position, {", ".join(columns)})
 )
-SELECT (SELECT last_seq FROM bump),
-       (SELECT id FROM messages WHERE chat_id = $1::varchar AND id = ANY($5::varchar[]) LIMIT 1),
-       EXISTS (SELECT 1 FROM chats WHERE id = $1::varchar AND user_id = $2::varchar)
+SELECT last_seq,
+       CASE WHEN last_seq IS NULL THEN {_TAKEN_ID.format(chat="$1", ids="$5")} END,
+       CASE WHEN last_seq IS NULL THEN EXISTS (SELECT 1 FROM chats WHERE id = $1::varchar AND user_id = $2::varchar) END
+FROM (SELECT (SELECT last_seq FROM bump) AS last_seq) AS result
 """
+
+
+# The first of the ids ({ids}, in order) already in the chat ({chat}), or NULL.
+_TAKEN_ID = """(
+           SELECT n.id FROM unnest({ids}::varchar[]) WITH ORDINALITY AS n(id, ord)
+           WHERE EXISTS (SELECT 1 FROM messages WHERE chat_id = {chat}::varchar AND id = n.id)
+           ORDER BY n.ord LIMIT 1)"""
 
 
 async def upsert_message(
@@ -532,25 +631,43 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
 _JSON_TEXT_COLUMNS = {c.name for c in parts.c if isinstance(c.type, JSONText)}
 
 
-_sqlite_page_sql: dict[tuple[str, _Anchor, bool, bool], tuple[str, list[str], dict[str, Any]]] = {}
+_page_sql: dict[tuple[str, _Anchor, bool, bool], tuple[str, list[str], dict[str, Any]]] = {}
+
+
+def _compiled_page(
+    key: tuple[str, _Anchor, bool, bool], statement: Select[Any], dialect: Any
+) -> tuple[str, list[str], dict[str, Any]]:
+    """The page statement as driver SQL, its parameter order and defaults (compiled once)."""
+    compiled = _page_sql.get(key)
+    if compiled is None:
+        built = statement.compile(dialect=dialect)
+        compiled = (str(built), list(built.positiontup or ()), dict(built.params))
+        _page_sql[key] = compiled
+    return compiled
 
 
 async def _fetch_page(
-    conn: AsyncConnection, key: tuple[str, _Anchor, bool, bool], statement: Select[Any], params: dict[str, Any]
+    conn: AsyncConnection | PooledDriver,
+    key: tuple[str, _Anchor, bool, bool],
+    statement: Select[Any],
+    params: dict[str, Any],
 ) -> Sequence[Any]:
-    """The page statement's rows. On SQLite it goes straight to aiosqlite's `execute_fetchall`:
-    one hop to the connection's thread instead of four through SQLAlchemy's adapter (cursor,
-    execute, fetch, close), which on a busy machine cost more than the query. The statement is
-    compiled once; its values need no type processing (`decode_part` reads raw values)."""
-    if conn.dialect.name != "sqlite":
-        rows: Sequence[Any] = (await conn.execute(statement, params)).all()
+    """The page statement's rows, from the driver connection itself where there is one: on
+    PostgreSQL asyncpg's `fetch` (`Store.driver`: its prepared-statement cache, one round trip,
+    no SQLAlchemy Connection, cursor or result in between), on SQLite aiosqlite's
+    `execute_fetchall` (one hop to the connection's thread instead of four through SQLAlchemy's
+    adapter: cursor, execute, fetch, close). On a busy machine that bookkeeping cost more than
+    the query. Its values need no type processing (`decode_part` reads raw values)."""
+    if isinstance(conn, PooledDriver):
+        sql, order, defaults = _compiled_page(key, statement, _asyncpg_dialect())
+        values = {**defaults, **params}
+        args = [values[name] for name in order]
+        rows: Sequence[Any] = await conn.run(lambda driver: driver.fetch(sql, *args), what="read")
         return rows
-    compiled = _sqlite_page_sql.get(key)
-    if compiled is None:
-        built = statement.compile(dialect=conn.dialect)
-        compiled = (str(built), list(built.positiontup or ()), dict(built.params))
-        _sqlite_page_sql[key] = compiled
-    sql, order, defaults = compiled
+    if conn.dialect.name != "sqlite":  # PostgreSQL inside a caller's transaction
+        rows = (await conn.execute(statement, params)).all()
+        return rows
+    sql, order, defaults = _compiled_page(key, statement, conn.dialect)
     values = {**defaults, **params}
     driver: Any = (await conn.get_raw_connection()).driver_connection
     try:
@@ -560,8 +677,20 @@ async def _fetch_page(
     return rows
 
 
+_asyncpg: list[Any] = []
+
+
+def _asyncpg_dialect() -> Any:
+    """SQLAlchemy's asyncpg dialect, to compile the page statement to asyncpg's `$n` SQL."""
+    if not _asyncpg:
+        from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+        _asyncpg.append(dialect())  # type: ignore[no-untyped-call]
+    return _asyncpg[0]
+
+
 async def load_messages(
-    conn: AsyncConnection,
+    conn: AsyncConnection | PooledDriver,
     chat_id: str,
     *,
     limit: int = 50,
@@ -574,19 +703,21 @@ async def load_messages(
     """A page of messages, oldest first: the latest `limit`, or the `limit` just before or just
     after a message id. Reads only the page's rows (the `(chat_id, seq)` index), in one statement.
     With `check_owner`, the chat must be `owner`'s — or, with `for_reading`, shared by link or
-    public — else `NotFound` (the same rule as `get_chat`, checked in the same statement)."""
+    public — else `NotFound` (the same rule as `get_chat`, checked in the same statement).
+    `conn` may be a PostgreSQL `PooledDriver` (`Store.driver`), the fast path."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     if before is not None and after is not None:
         raise InvalidRequest("give before or after, not both")
     anchor: _Anchor = "after" if after is not None else "before" if before is not None else "latest"
-    statement = _page_statement(conn.dialect.name, anchor, check_owner, for_reading)
+    dialect = "postgresql" if isinstance(conn, PooledDriver) else conn.dialect.name
+    statement = _page_statement(dialect, anchor, check_owner, for_reading)
     params = {"chat_id": chat_id, "n": limit + 1}
     if check_owner:
         params["user_id"] = owner
     if anchor != "latest":
         params["anchor"] = after if after is not None else before
-    rows = await _fetch_page(conn, (conn.dialect.name, anchor, check_owner, for_reading), statement, params)
+    rows = await _fetch_page(conn, (dialect, anchor, check_owner, for_reading), statement, params)
     if not rows:
         raise NotFound(f"no chat {chat_id!r}")
     if anchor != "latest" and rows[0][0] is None:

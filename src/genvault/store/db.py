@@ -62,6 +62,7 @@ def create_engine(url: str, *, schema: str | None = None, echo: bool = False) ->
         # aiosqlite runs one thread per connection; a small pool of them serves concurrent readers
         # while SQLite's own lock serializes writers (busy_timeout makes them wait, not fail).
         kwargs["connect_args"] = {"timeout": 30}
+        kwargs["pool_reset_on_return"] = None  # `_configure_sqlite` rolls back only when needed
         if database in {"", ":memory:"}:
             kwargs["poolclass"] = NullPool
     else:
@@ -105,6 +106,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:
+        # A connection going back to the pool is rolled back only if a transaction is open. A
+        # page read straight on aiosqlite opens none, and the pool's unconditional rollback was a
+        # hop to the connection's thread for nothing (in place of `pool_reset_on_return`).
+        if reset_state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:

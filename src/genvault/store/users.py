@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import NotFound
@@ -14,11 +16,15 @@ __all__ = ["LOCAL_USER_ID", "ensure_user", "get_user_name", "list_users"]
 
 
 async def ensure_user(conn: AsyncConnection, user_id: str, name: str | None = None, *, is_admin: bool = False) -> None:
-    """Create the user if missing (idempotent)."""
+    """Create the user if missing (idempotent, also when several processes start at once: the
+    insert does nothing if another one got there between our read and our write)."""
     exists = (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first()
     if exists is None:
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         await conn.execute(
-            insert(users).values(id=user_id, name=name or user_id, is_admin=is_admin, created_at=datetime.now(UTC))
+            insert(users)
+            .values(id=user_id, name=name or user_id, is_admin=is_admin, created_at=datetime.now(UTC))
+            .on_conflict_do_nothing(index_elements=[users.c.id])
         )
 
 

@@ -4,8 +4,9 @@
                                        [--seconds 2] [--no-peers]
 
 Chats are filled by bulk inserts (the same turn repeated) so a 100k-message chat takes seconds
-to build. genvault reads through `Vault.chat_messages` (ownership check + two indexed queries);
-the raw-SQL baseline runs the two queries by hand. Peers: the Agents SDK's
+to build. genvault reads through `Vault.chat_messages` (one statement: ownership check, page window and
+parts, by index probes); the raw-SQL baseline runs two indexed queries by hand (the page's
+messages, then their parts) without building UIMessages. Peers: the Agents SDK's
 `get_items(limit=50)`, and langchain-postgres's `aget_messages()`, which has no page read and
 returns the whole history (its column shows what that costs).
 """

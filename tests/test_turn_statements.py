@@ -12,7 +12,7 @@ from sqlalchemy import event
 from genvault.providers import testmodel as tm
 
 # BEGINs included (SQLite's BEGIN is a statement of its own); no checkpoints (see below).
-NEW_CHAT_FIRST_TURN = 26
+NEW_CHAT_FIRST_TURN = 24
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

@@ -17,6 +17,7 @@ and reads everything else from the database.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -100,7 +101,7 @@ async def prepare_turn(
     tools: dict[str, Tool],
     generation_id: str,
 ) -> TurnPlan:
-    chat = await chat_store.ensure_chat(conn, chat_id, user_id, title=_title_from(message))
+    chat, created = await chat_store.open_chat(conn, chat_id, user_id, title=_title_from(message))
     if chat.active_generation_id is not None:
         active = await gen_store.get(conn, chat.active_generation_id)
         if not active.is_final:
@@ -116,9 +117,16 @@ async def prepare_turn(
     elif message is None:
         raise InvalidRequest("submit-message needs a message: send `messages` (or `message`) with the new message")
     elif message["role"] == "user":
-        if await _exists(conn, chat_id, message["id"]):
+        # A chat created just now holds no messages: nothing to look for, nothing to replace.
+        if not created and await _exists(conn, chat_id, message["id"]):
             await chat_store.truncate_after(conn, chat_id, user_id, message["id"], inclusive=True)
         await chat_store.append_messages(conn, chat_id, user_id, [message])
+        if created:
+            await chat_store.set_active_generation(conn, chat_id, generation_id)
+            # The whole chat is the message just appended; the store keeps JSON exactly (a read
+            # gives back what was appended), so it is not read back. A copy: the caller keeps
+            # `message` in the request record.
+            return TurnPlan(assistant_id=assistant_id, continued=None, history=[copy.deepcopy(message)])
     elif message["role"] == "assistant":
         history = await chat_store.load_messages(conn, chat_id, limit=1)
         last = history.messages[-1] if history.messages else None

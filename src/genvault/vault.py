@@ -138,6 +138,8 @@ class _TurnHooks:
     message_id: str = ""
     assembler: MessageAssembler | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Whether the reply continues a stored message (tool results); else its id is new.
+    continues: bool = False
 
     def feed(self, chunk: dict[str, Any]) -> None:
         if self.assembler is not None:
@@ -159,9 +161,7 @@ class _TurnHooks:
             has_content = any(p["type"] != "step-start" for p in message["parts"])
             if has_content:
                 try:  # checks the chat itself: no separate read of it here
-                    await chat_store.upsert_message(
-                        conn, self.chat_id, self.user_id, message, generation_id=run.generation_id
-                    )
+                    await self._save(conn, message, run.generation_id)
                 except NotFound:
                     return  # the chat was deleted while the reply ran
         # Free the chat if this turn still holds it; one statement, a no-op for a deleted chat.
@@ -170,6 +170,19 @@ class _TurnHooks:
             .where(chats.c.id == self.chat_id, chats.c.active_generation_id == run.generation_id)
             .values(active_generation_id=None)
         )
+
+    async def _save(self, conn: AsyncConnection, message: dict[str, Any], generation_id: str) -> None:
+        if not self.continues:
+            # An id minted for this turn is in no chat yet: append it, without upsert's reads of
+            # the chat and the message (the append checks the chat itself).
+            try:
+                await chat_store.append_messages(
+                    conn, self.chat_id, self.user_id, [message], generation_id=generation_id
+                )
+                return
+            except InvalidRequest:
+                pass  # refused before any statement; upsert refuses it too, or finds no chat first
+        await chat_store.upsert_message(conn, self.chat_id, self.user_id, message, generation_id=generation_id)
 
 
 class Vault(FilesMixin):
@@ -472,6 +485,7 @@ class Vault(FilesMixin):
                 parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
             )
             hooks.history = turn.history
+            hooks.continues = turn.continued is not None
 
         request_json: dict[str, Any] = {
             "chat_id": chat_id,

@@ -63,6 +63,7 @@ __all__ = [
     "get_message",
     "list_chats",
     "load_messages",
+    "open_chat",
     "truncate_after",
     "update_chat",
     "upsert_message",
@@ -117,23 +118,54 @@ async def create_chat(
     owner = (await conn.execute(select(chats.c.user_id).where(chats.c.id == chat_id))).scalar()
     if owner is not None:
         raise Conflict(f"chat id {chat_id!r} is already in use; choose a new id")
+    return await _insert_chat(conn, chat_id, user_id, title=title, visibility=visibility)
+
+
+async def _insert_chat(
+    conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None, visibility: Visibility = "private"
+) -> Chat:
+    """Insert the chat; the row comes back from `RETURNING`, as a read after it would give it."""
     now = _now()
-    await conn.execute(
-        insert(chats).values(
-            id=chat_id, user_id=user_id, title=title, visibility=visibility, last_seq=0, created_at=now, updated_at=now
+    row = (
+        (
+            await conn.execute(
+                insert(chats)
+                .values(
+                    id=chat_id,
+                    user_id=user_id,
+                    title=title,
+                    visibility=visibility,
+                    last_seq=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(*chats.c)
+            )
         )
+        .mappings()
+        .one()
     )
-    return await get_chat(conn, chat_id, user_id)
+    return Chat.model_validate(dict(row))
 
 
 async def ensure_chat(conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None = None) -> Chat:
     """The user's chat with this id, created if new. A stranger's id is a `Conflict`."""
+    return (await open_chat(conn, chat_id, user_id, title=title))[0]
+
+
+async def open_chat(
+    conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None = None
+) -> tuple[Chat, bool]:
+    """`ensure_chat`, and whether the chat was created just now (so it holds no messages yet)."""
     row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).mappings().first()
     if row is None:
-        return await create_chat(conn, chat_id, user_id, title=title)
+        # Just looked: no chat with this id, so no second look for an owner before the insert.
+        if not chat_id or len(chat_id) > 200:
+            raise InvalidRequest("chat id must be 1 to 200 characters")
+        return await _insert_chat(conn, chat_id, user_id, title=title), True
     if row["user_id"] != user_id:
         raise Conflict(f"chat id {chat_id!r} is already in use; choose a new id")
-    return Chat.model_validate(dict(row))
+    return Chat.model_validate(dict(row)), False
 
 
 async def get_chat(conn: AsyncConnection, chat_id: str, user_id: str | None, *, for_reading: bool = False) -> Chat:

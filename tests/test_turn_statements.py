@@ -1,0 +1,37 @@
+"""How many SQL statements a chat turn runs on SQLite, exactly: a redundant read put back into the
+turn's path (reading the chat twice, probing a new chat for the message, reading the history
+back) makes this fail. Counted with a cursor listener, not timed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from genvault.providers import testmodel as tm
+
+# BEGINs included (SQLite's BEGIN is a statement of its own); no checkpoints (see below).
+NEW_CHAT_FIRST_TURN = 24
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_new_chats_first_turn_runs_a_fixed_number_of_statements(vault_factory: Any) -> None:
+    # Checkpoints come on a timer; a minute apart, none falls inside this short reply.
+    vault = await vault_factory(
+        providers={"offline": tm.TestProvider(tokens_per_second=0)}, settings_overrides={"checkpoint_ms": 60_000}
+    )
+    await vault.ensure_user("local")  # the user exists before a turn in the server too
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(vault.store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        turn = await vault.chat("c1", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]})
+        final = await vault.wait(turn.generation.id)
+    finally:
+        event.remove(vault.store.engine.sync_engine, "before_cursor_execute", count)
+    assert final.status == "complete"
+    assert len(statements) == NEW_CHAT_FIRST_TURN, "\n".join(s.split("\n")[0][:100] for s in statements)

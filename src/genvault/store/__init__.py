@@ -57,17 +57,7 @@ class Store:
         """`read(conn)` on a connection checked out without the liveness ping (one round trip
         less); if the connection turns out dead, once more on a pinged one. For reads only:
         they are safe to run twice."""
-        token = SKIP_PING.set(True)
-        try:
-            async with self._reader.connect() as conn:
-                return await read(conn)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise StorageError(f"database read failed: {exc.orig}") from exc
-        finally:
-            SKIP_PING.reset(token)
-        async with self.read() as conn:
-            return await read(conn)
+        return await self._unpinged(read, what="read")
 
     async def write_statement(self, write: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`write(conn)` for a write that is one idempotent statement (a checkpoint, a status
@@ -80,20 +70,25 @@ class Store:
         if self.dialect == "sqlite":
             async with self.write() as conn:
                 return await write(conn)
+        return await self._unpinged(write, what="write")
+
+    async def _unpinged(self, run: Callable[[AsyncConnection], Awaitable[T]], *, what: str) -> T:
+        """`run(conn)` on the reader engine (autocommit on PostgreSQL) without the checkout ping;
+        on a dead connection, once more with it. Only for work that is safe to run twice."""
         token = SKIP_PING.set(True)
         try:
-            async with self._reader.connect() as conn:  # the autocommit engine
-                return await write(conn)
+            async with self._reader.connect() as conn:
+                return await run(conn)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
-                raise StorageError(f"database write failed: {exc.orig}") from exc
+                raise StorageError(f"database {what} failed: {exc.orig}") from exc
         finally:
             SKIP_PING.reset(token)
         try:
             async with self._reader.connect() as conn:
-                return await write(conn)
+                return await run(conn)
         except DBAPIError as exc:
-            raise StorageError(f"database write failed: {exc.orig}") from exc
+            raise StorageError(f"database {what} failed: {exc.orig}") from exc
 
     @asynccontextmanager
     async def driver(self, *, ping: bool = True) -> AsyncIterator[PooledDriver]:

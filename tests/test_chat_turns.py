@@ -377,3 +377,24 @@ async def test_follow_here_checks_the_owner_of_a_turn_running_in_this_process(
     await vault.cancel_chat("c")
     await vault.wait(generation_id)
     assert vault.follow_here(generation_id) is None
+
+
+async def test_first_turns_of_one_new_chat_at_once_get_one_chat_and_clear_answers(
+    client: httpx.AsyncClient,
+) -> None:
+    """Six first turns of the same new chat id at once: both databases end with one chat; a turn
+    that loses the race to create it finds the chat and is told it is busy (409) or runs after
+    it, never a storage error (on PostgreSQL the losing insert used to fail on the primary key)."""
+
+    async def first_turn(i: int) -> int:
+        body = {"id": "fresh", "messages": [user(f"u{i}", f"hi {i}")], "trigger": "submit-message"}
+        response = await client.post("/api/chat", json=body)
+        return response.status_code
+
+    statuses = await asyncio.gather(*(first_turn(i) for i in range(6)))
+    assert set(statuses) <= {200, 409}, statuses
+    assert 200 in statuses
+    chats = (await client.get("/api/chats")).json()["items"]
+    assert [c["id"] for c in chats] == ["fresh"]
+    stored_users = [m["id"] for m in await stored(client, "fresh") if m["role"] == "user"]
+    assert len(stored_users) == statuses.count(200)

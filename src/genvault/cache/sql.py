@@ -11,11 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.store import Store
+from genvault.store.db import dialect_insert
 from genvault.store.schema import cache_entries
 
 __all__ = ["SqlCache"]
@@ -63,7 +62,7 @@ class SqlCache:
         # One upsert, not UPDATE-then-INSERT: two processes (no cross-process claims here) may
         # finish the same key at once, and inside a generation's finalize transaction a lost
         # race must not fail the finalize.
-        upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(cache_entries)
+        upsert = dialect_insert(conn, cache_entries)
         await conn.execute(
             upsert.values(key=key, **values).on_conflict_do_update(index_elements=[cache_entries.c.key], set_=values)
         )

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.records import Page
 from genvault.store.cursors import decode_cursor, encode_cursor
+from genvault.store.db import dialect_insert
 from genvault.store.driver import PooledDriver
 from genvault.store.parts import PAGE_PART_COLUMNS, decode_part, dump_json, part_columns, part_to_row, row_to_part
 from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
@@ -113,23 +114,29 @@ async def create_chat(
     title: str | None = None,
     visibility: Visibility = "private",
 ) -> Chat:
+    _check_chat_id(chat_id)
+    chat = await _insert_chat(conn, chat_id, user_id, title=title, visibility=visibility)
+    if chat is None:
+        raise Conflict(f"chat id {chat_id!r} is already in use; choose a new id")
+    return chat
+
+
+def _check_chat_id(chat_id: str) -> None:
     if not chat_id or len(chat_id) > 200:
         raise InvalidRequest("chat id must be 1 to 200 characters")
-    owner = (await conn.execute(select(chats.c.user_id).where(chats.c.id == chat_id))).scalar()
-    if owner is not None:
-        raise Conflict(f"chat id {chat_id!r} is already in use; choose a new id")
-    return await _insert_chat(conn, chat_id, user_id, title=title, visibility=visibility)
 
 
 async def _insert_chat(
     conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None, visibility: Visibility = "private"
-) -> Chat:
-    """Insert the chat; the row comes back from `RETURNING`, as a read after it would give it."""
+) -> Chat | None:
+    """Insert the chat; the row comes back from `RETURNING`, as a read after it would give it.
+    None if the id is taken, also by a transaction that committed it while this one waited (a
+    plain INSERT would fail on the primary key there, with a storage error instead of an answer)."""
     now = _now()
     row = (
         (
             await conn.execute(
-                insert(chats)
+                dialect_insert(conn, chats)
                 .values(
                     id=chat_id,
                     user_id=user_id,
@@ -139,13 +146,14 @@ async def _insert_chat(
                     created_at=now,
                     updated_at=now,
                 )
+                .on_conflict_do_nothing(index_elements=[chats.c.id])
                 .returning(*chats.c)
             )
         )
         .mappings()
-        .one()
+        .first()
     )
-    return Chat.model_validate(dict(row))
+    return None if row is None else Chat.model_validate(dict(row))
 
 
 async def ensure_chat(conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None = None) -> Chat:
@@ -159,10 +167,13 @@ async def open_chat(
     """`ensure_chat`, and whether the chat was created just now (so it holds no messages yet)."""
     row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).mappings().first()
     if row is None:
-        # Just looked: no chat with this id, so no second look for an owner before the insert.
-        if not chat_id or len(chat_id) > 200:
-            raise InvalidRequest("chat id must be 1 to 200 characters")
-        return await _insert_chat(conn, chat_id, user_id, title=title), True
+        _check_chat_id(chat_id)
+        chat = await _insert_chat(conn, chat_id, user_id, title=title)
+        if chat is not None:
+            return chat, True
+        # Another transaction created it after our read (two first turns of one new chat at
+        # once): take it as the existing chat it now is.
+        row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).mappings().one()
     if row["user_id"] != user_id:
         raise Conflict(f"chat id {chat_id!r} is already in use; choose a new id")
     return Chat.model_validate(dict(row)), False

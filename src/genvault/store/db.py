@@ -12,16 +12,27 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_
 
 from genvault.errors import InvalidRequest
 
-__all__ = ["SKIP_PING", "WRITE_OPTION", "async_url", "create_engine", "is_sqlite", "migrations_dir", "upgrade"]
+__all__ = [
+    "SKIP_PING",
+    "WRITE_OPTION",
+    "async_url",
+    "create_engine",
+    "dialect_insert",
+    "is_sqlite",
+    "migrations_dir",
+    "upgrade",
+]
 
 # Execution option marking a connection that will write (see `_configure_sqlite`).
 WRITE_OPTION = "genvault_write"
@@ -144,3 +155,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
             command.upgrade(config, revision)
 
         await conn.run_sync(_run)
+
+
+def dialect_insert(conn: AsyncConnection, table: Table) -> Any:
+    """The dialect's own `INSERT` for `table` (SQLite's and PostgreSQL's both have
+    `on_conflict_do_nothing` / `on_conflict_do_update`): for inserts that must not fail when a
+    concurrent transaction got there first."""
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import NotFound
+from genvault.store.db import dialect_insert
 from genvault.store.schema import LOCAL_USER_ID, users
 
 __all__ = ["LOCAL_USER_ID", "ensure_user", "get_user_name", "list_users"]
@@ -20,9 +19,8 @@ async def ensure_user(conn: AsyncConnection, user_id: str, name: str | None = No
     insert does nothing if another one got there between our read and our write)."""
     exists = (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first()
     if exists is None:
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         await conn.execute(
-            insert(users)
+            dialect_insert(conn, users)
             .values(id=user_id, name=name or user_id, is_admin=is_admin, created_at=datetime.now(UTC))
             .on_conflict_do_nothing(index_elements=[users.c.id])
         )

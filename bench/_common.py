@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -11,9 +12,11 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 RESULTS = Path(__file__).with_name("results")
 PG_HOST = os.environ.get("GENVAULT_BENCH_PG", "postgres@127.0.0.1:5432")
@@ -90,9 +93,31 @@ async def _postgres_version() -> str | None:
     return None
 
 
+LOOPS = ("uvloop", "asyncio")
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, T]) -> T:
+    """Run a benchmark on `loop`: uvloop (the default: `genvault serve` runs on it, through
+    uvicorn) or asyncio's own loop, for what a library user on the standard loop gets. Every
+    contender of a run shares the loop."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    if loop != "asyncio":
+        raise ValueError(f"unknown event loop {loop!r}: uvloop or asyncio")
+    return asyncio.run(main)
+
+
+def event_loop_name() -> str:
+    loop = asyncio.get_running_loop()
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
 async def machine() -> dict[str, Any]:
     pg = await _postgres_version()
     return {
+        "event_loop": event_loop_name(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),

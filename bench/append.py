@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import DATABASES, fresh_database, machine, ratio, summarize, write_result
+from bench._common import DATABASES, LOOPS, fresh_database, machine, ratio, run_on, summarize, write_result
 from bench._contenders import Contender, contenders
 
 
@@ -123,15 +123,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="per contender per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-peers", action="store_true", help="genvault and raw SQL only")
+    parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop (default: uvloop)")
     args = parser.parse_args()
-    asyncio.run(
+    run_on(
+        args.loop,
         run(
             dbs=args.db or list(DATABASES),
             writer_counts=args.writers or [1, 8],
             seconds=args.seconds,
             rounds=args.rounds,
             peers=not args.no_peers,
-        )
+        ),
     )
 
 

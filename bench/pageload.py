@@ -14,14 +14,13 @@ returns the whole history (its column shows what that costs).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import _conversation as conv
-from bench._common import DATABASES, fresh_database, machine, ratio, summarize, write_result
+from bench._common import DATABASES, LOOPS, fresh_database, machine, ratio, run_on, summarize, write_result
 from bench._contenders import USER, AgentsSession, Contender, Genvault, LangchainPostgres, RawSQL, peers_available
 
 PAGE = 50
@@ -196,9 +195,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000,100000", help="messages per chat, comma-separated")
     parser.add_argument("--seconds", type=float, default=2.0, help="sampling time per contender and size")
     parser.add_argument("--no-peers", action="store_true", help="genvault and raw SQL only")
+    parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop (default: uvloop)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    asyncio.run(run(dbs=args.db or list(DATABASES), sizes=sizes, seconds=args.seconds, peers=not args.no_peers))
+    run_on(args.loop, run(dbs=args.db or list(DATABASES), sizes=sizes, seconds=args.seconds, peers=not args.no_peers))
 
 
 if __name__ == "__main__":

@@ -34,12 +34,18 @@ def _ok(flag: bool) -> str:
     return "**met**" if flag else "**not met**"
 
 
+def _loop(data: dict[str, Any]) -> str:
+    """Which event loop the contenders ran on (results from before the option: asyncio's)."""
+    loop = data.get("machine", {}).get("event_loop", "asyncio")
+    return f"Event loop: {loop}."
+
+
 def append_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str]]]:
     lines = [
         "### 1. Chat turn append",
         "",
         f"Turns/s, median of {data['params']['rounds']} rounds of {data['params']['seconds']} s per contender "
-        "(rounds alternate the contenders). Latency is per turn over all rounds.",
+        f"(rounds alternate the contenders). Latency is per turn over all rounds. {_loop(data)}",
         "",
         "| database | writers | contender | turns/s | p50 ms | p99 ms | vs raw SQL |",
         "|---|---:|---|---:|---:|---:|---:|",
@@ -84,7 +90,8 @@ def pageload_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, s
     lines = [
         "### 2. History page load (latest 50 messages with their parts)",
         "",
-        "p50 / p99 in ms. langchain-postgres has no page read: its column is `aget_messages()`, the whole history.",
+        "p50 / p99 in ms. langchain-postgres has no page read: its column is `aget_messages()`, the whole history. "
+        + _loop(data),
         "",
     ]
     targets = []

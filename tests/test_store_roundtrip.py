@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from genvault.errors import InvalidRequest
 from genvault.messages.ui import UIMessage, message_to_json
 from genvault.store import Store
 from genvault.store import chats as chat_store
+from genvault.store.parts import load_json
 from genvault.store.schema import metadata
 from genvault.store.users import ensure_user
 from messages.strategies import ui_messages
@@ -165,3 +167,25 @@ def test_text_no_database_can_keep_is_refused_with_a_clear_error_on_every_backen
     message["parts"][0]["text"] = "lone \ud800 surrogate"
     with pytest.raises(InvalidRequest, match="surrogate"):
         runner.run(run())
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(value=JSON_VALUES, indent=st.sampled_from([None, 1]), pad=st.sampled_from(["", " ", "\n "]))
+def test_load_json_reads_any_json_text_as_json_loads_does(value: Any, indent: int | None, pad: str) -> None:
+    # Compact text (what genvault stores) takes the short path; whitespace around it falls back.
+    text = pad + json.dumps(value, separators=(",", ":"), indent=indent, ensure_ascii=False) + pad
+    assert load_json(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a":1}x', "[1,]", "\ufeff1", "1 2", "nul"])
+def test_load_json_refuses_what_json_loads_refuses(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    with pytest.raises(json.JSONDecodeError):
+        load_json(text)

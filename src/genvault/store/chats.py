@@ -14,7 +14,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -46,7 +45,15 @@ from genvault.records import Page
 from genvault.store.cursors import decode_cursor, encode_cursor
 from genvault.store.db import dialect_insert
 from genvault.store.driver import PooledDriver
-from genvault.store.parts import PAGE_PART_COLUMNS, decode_part, dump_json, part_columns, part_to_row, row_to_part
+from genvault.store.parts import (
+    PAGE_PART_COLUMNS,
+    decode_part,
+    dump_json,
+    load_json,
+    part_columns,
+    part_to_row,
+    row_to_part,
+)
 from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
 from genvault.store.text import check_storable
 
@@ -776,7 +783,7 @@ async def load_messages(
             current = message_id
             message = {"id": message_id, "role": row[2]}
             if row[3] is not None:
-                message["metadata"] = json.loads(row[3])
+                message["metadata"] = load_json(row[3])
             message["parts"] = []
             ordered.append(message)
         if row[4] is not None:  # a message without parts has one row of NULL part columns

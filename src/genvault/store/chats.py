@@ -250,31 +250,6 @@ async def list_chats(conn: AsyncConnection, user_id: str, *, limit: int = 50, cu
 # -- messages ------------------------------------------------------------------------------------
 
 
-async def _take_seqs(conn: AsyncConnection, chat_id: str, user_id: str, new_ids: Sequence[str]) -> int:
-    """Reserve one sequence number per new message id; returns the first. Locks the chat row until
-    commit. An id already in the chat is a `Conflict` (checked in the same statement, under the
-    lock: one round trip, not two; the caller's transaction rolls the reservation back)."""
-    taken = (
-        select(messages.c.id)
-        .where(messages.c.chat_id == chat_id, messages.c.id.in_(list(new_ids)))
-        .limit(1)
-        .scalar_subquery()
-    )
-    row = (
-        await conn.execute(
-            update(chats)
-            .where(chats.c.id == chat_id, chats.c.user_id == user_id)
-            .values(last_seq=chats.c.last_seq + len(new_ids), updated_at=_now())
-            .returning(chats.c.last_seq, taken)
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"no chat {chat_id!r}")
-    if row[1] is not None:
-        raise Conflict(f"message {row[1]!r} is already in chat {chat_id!r}")
-    return int(row[0]) - len(new_ids) + 1
-
-
 async def _insert_parts(conn: AsyncConnection, chat_id: str, user_id: str, batch: Sequence[dict[str, Any]]) -> None:
     """The parts of these messages, in one statement."""
     rows = [
@@ -315,30 +290,88 @@ async def append_messages(
     if not new_messages:
         return []
     _check_append(new_messages)
-    ids = [m["id"] for m in new_messages]
-    if conn.dialect.name == "postgresql":
-        first = await _append_postgresql(conn, chat_id, user_id, new_messages, generation_id)
-        return list(range(first, first + len(new_messages)))
-    first = await _take_seqs(conn, chat_id, user_id, ids)
-    now = _now()
-    await conn.execute(
-        insert(messages),
-        [
-            {
-                "chat_id": chat_id,
-                "id": m["id"],
-                "seq": first + i,
-                "user_id": user_id,
-                "generation_id": generation_id if m["role"] == "assistant" else None,
-                "created_at": now,
-                **_message_values(m),
-            }
-            for i, m in enumerate(new_messages)
-        ],
-    )
-    await _insert_parts(conn, chat_id, user_id, new_messages)
-    return [first + i for i in range(len(new_messages))]
+    append = _append_postgresql if conn.dialect.name == "postgresql" else _append_sqlite
+    first = await append(conn, chat_id, user_id, new_messages, generation_id)
+    return list(range(first, first + len(new_messages)))
 
+
+_SQLITE_MESSAGE_COLUMNS = ("chat_id", "id", "seq", "user_id", "role", "metadata", "generation_id", "created_at")
+_SQLITE_PART_KEYS = ("chat_id", "message_id", "position", "user_id")
+
+
+async def _append_sqlite(
+    conn: AsyncConnection,
+    chat_id: str,
+    user_id: str,
+    new_messages: Sequence[dict[str, Any]],
+    generation_id: str | None,
+) -> int:
+    """The SQLite append inside the caller's transaction, on the aiosqlite connection itself:
+    three statements (reserve the seqs, insert the messages, insert the parts), each one hop to
+    the connection's thread, instead of SQLAlchemy's cursor, execute, fetch and close hops and
+    its per-statement compilation (a turn was 14 hops, and most of its CPU). The rows are what
+    the Core path writes: the column types' own bind processors for timestamps, `dump_json` for
+    JSON. Returns the first seq."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    stamp = _sqlite_stamp(conn.dialect)(_now())
+    ids = [m["id"] for m in new_messages]
+    marks = ", ".join("?" for _ in ids)
+    try:
+        row = (
+            await driver.execute_fetchall(
+                "UPDATE chats SET last_seq = last_seq + ?, updated_at = ? WHERE id = ? AND user_id = ? "
+                f"RETURNING last_seq, (SELECT id FROM messages WHERE chat_id = ? AND id IN ({marks}) LIMIT 1)",
+                (len(ids), stamp, chat_id, user_id, chat_id, *ids),
+            )
+        )[:1]
+        if not row:
+            raise NotFound(f"no chat {chat_id!r}")
+        last_seq, taken = row[0]
+        if taken is not None:
+            raise Conflict(f"message {taken!r} is already in chat {chat_id!r}")
+        first = int(last_seq) - len(ids) + 1
+        await driver.executemany(
+            f"INSERT INTO messages ({', '.join(_SQLITE_MESSAGE_COLUMNS)}) VALUES ({', '.join('?' * 8)})",
+            [
+                (
+                    chat_id,
+                    m["id"],
+                    first + i,
+                    user_id,
+                    m["role"],
+                    dump_json(m.get("metadata", MISSING)),
+                    generation_id if m["role"] == "assistant" else None,
+                    stamp,
+                )
+                for i, m in enumerate(new_messages)
+            ],
+        )
+        keys = [(m["id"], position) for m in new_messages for position in range(len(m["parts"]))]
+        if keys:
+            columns = part_columns([part for m in new_messages for part in m["parts"]])
+            values = [columns[c] for c in PAGE_PART_COLUMNS]
+            names = ", ".join((*_SQLITE_PART_KEYS, *PAGE_PART_COLUMNS))
+            await driver.executemany(
+                f"INSERT INTO parts ({names}) VALUES ({', '.join('?' * (4 + len(values)))})",
+                [
+                    (chat_id, message_id, position, user_id, *(column[i] for column in values))
+                    for i, (message_id, position) in enumerate(keys)
+                ],
+            )
+    except sqlite3.Error as exc:  # the caller's transaction rolls back
+        raise StorageError(f"database write failed: {exc}") from exc
+    return first
+
+
+def _sqlite_stamp(dialect: Any) -> Any:
+    """How SQLAlchemy binds a `UTCDateTime` on SQLite (its stored text), as a function."""
+    processor = _stamp_processor.get(dialect)
+    if processor is None:
+        processor = _stamp_processor[dialect] = messages.c.created_at.type.bind_processor(dialect)
+    return processor
+
+
+_stamp_processor: dict[Any, Any] = {}
 
 # Part columns with a non-text array type in the PostgreSQL append (every other one is text).
 _PG_PART_TYPES = {c.name: "boolean" for c in parts.c if isinstance(c.type, Boolean)}
@@ -459,7 +492,7 @@ def _first_seq(row: Any, chat_id: str, count: int) -> int:
 def _append_sql(*, check_ids: bool) -> str:
     """The PostgreSQL append as one statement (so a turn is BEGIN, this, COMMIT: three round
     trips instead of five). In order: `bump` reserves the seqs on the chat row, locking it like
-    `_take_seqs` (no row: not the user's chat — or, with `check_ids`, an id is already in it);
+    `_append_sqlite` (no row: not the user's chat — or, with `check_ids`, an id is already in it);
     the messages and their parts are inserted from arrays (`unnest`), only if `bump` returned its
     row; the final SELECT reports the first seq, or what went wrong (its subqueries run only when
     `bump` returned nothing). The parts' foreign key to their messages is checked at the end of

@@ -173,7 +173,7 @@ def decode_part(row: Any, start: int) -> dict[str, Any]:
     return part
 
 
-_scan_json = json.JSONDecoder().scan_once
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__, untyped
 
 
 def load_json(text: str) -> Any:

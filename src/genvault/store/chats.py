@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -295,10 +296,6 @@ async def append_messages(
     return list(range(first, first + len(new_messages)))
 
 
-_SQLITE_MESSAGE_COLUMNS = ("chat_id", "id", "seq", "user_id", "role", "metadata", "generation_id", "created_at")
-_SQLITE_PART_KEYS = ("chat_id", "message_id", "position", "user_id")
-
-
 async def _append_sqlite(
     conn: AsyncConnection,
     chat_id: str,
@@ -309,19 +306,21 @@ async def _append_sqlite(
     """The SQLite append inside the caller's transaction, on the aiosqlite connection itself:
     three statements (reserve the seqs, insert the messages, insert the parts), each one hop to
     the connection's thread, instead of SQLAlchemy's cursor, execute, fetch and close hops and
-    its per-statement compilation (a turn was 14 hops, and most of its CPU). The rows are what
-    the Core path writes: the column types' own bind processors for timestamps, `dump_json` for
-    JSON. Returns the first seq."""
+    its per-statement compilation (a turn was 14 hops, and most of its CPU). The values are the
+    PostgreSQL append's (`_append_params`), zipped into rows; timestamps bound by the column
+    type's own processor, as the Core path binds them. Returns the first seq."""
+    (_, _, count, now, ids, roles, metadata, generation_ids, part_message_ids, positions, *part_values) = (
+        _append_params(chat_id, user_id, new_messages, generation_id)
+    )
+    stamp = _sqlite_stamp(conn.dialect)(now)
     driver: Any = (await conn.get_raw_connection()).driver_connection
-    stamp = _sqlite_stamp(conn.dialect)(_now())
-    ids = [m["id"] for m in new_messages]
-    marks = ", ".join("?" for _ in ids)
     try:
         row = (
             await driver.execute_fetchall(
                 "UPDATE chats SET last_seq = last_seq + ?, updated_at = ? WHERE id = ? AND user_id = ? "
-                f"RETURNING last_seq, (SELECT id FROM messages WHERE chat_id = ? AND id IN ({marks}) LIMIT 1)",
-                (len(ids), stamp, chat_id, user_id, chat_id, *ids),
+                "RETURNING last_seq, (SELECT id FROM messages WHERE chat_id = ? "
+                f"AND id IN ({', '.join('?' * count)}) LIMIT 1)",
+                (count, stamp, chat_id, user_id, chat_id, *ids),
             )
         )[:1]
         if not row:
@@ -329,33 +328,24 @@ async def _append_sqlite(
         last_seq, taken = row[0]
         if taken is not None:
             raise Conflict(f"message {taken!r} is already in chat {chat_id!r}")
-        first = int(last_seq) - len(ids) + 1
+        first: int = int(last_seq) - count + 1
         await driver.executemany(
-            f"INSERT INTO messages ({', '.join(_SQLITE_MESSAGE_COLUMNS)}) VALUES ({', '.join('?' * 8)})",
+            "INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (
-                    chat_id,
-                    m["id"],
-                    first + i,
-                    user_id,
-                    m["role"],
-                    dump_json(m.get("metadata", MISSING)),
-                    generation_id if m["role"] == "assistant" else None,
-                    stamp,
+                (chat_id, message_id, first + i, user_id, role, meta, generation, stamp)
+                for i, (message_id, role, meta, generation) in enumerate(
+                    zip(ids, roles, metadata, generation_ids, strict=True)
                 )
-                for i, m in enumerate(new_messages)
             ],
         )
-        keys = [(m["id"], position) for m in new_messages for position in range(len(m["parts"]))]
-        if keys:
-            columns = part_columns([part for m in new_messages for part in m["parts"]])
-            values = [columns[c] for c in PAGE_PART_COLUMNS]
-            names = ", ".join((*_SQLITE_PART_KEYS, *PAGE_PART_COLUMNS))
+        if part_message_ids:
             await driver.executemany(
-                f"INSERT INTO parts ({names}) VALUES ({', '.join('?' * (4 + len(values)))})",
+                f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * (4 + len(PAGE_PART_COLUMNS)))})",
                 [
-                    (chat_id, message_id, position, user_id, *(column[i] for column in values))
-                    for i, (message_id, position) in enumerate(keys)
+                    (chat_id, message_id, position, user_id, *values)
+                    for message_id, position, *values in zip(part_message_ids, positions, *part_values, strict=True)
                 ],
             )
     except sqlite3.Error as exc:  # the caller's transaction rolls back
@@ -363,15 +353,11 @@ async def _append_sqlite(
     return first
 
 
+@functools.cache
 def _sqlite_stamp(dialect: Any) -> Any:
     """How SQLAlchemy binds a `UTCDateTime` on SQLite (its stored text), as a function."""
-    processor = _stamp_processor.get(dialect)
-    if processor is None:
-        processor = _stamp_processor[dialect] = messages.c.created_at.type.bind_processor(dialect)
-    return processor
+    return messages.c.created_at.type.bind_processor(dialect)
 
-
-_stamp_processor: dict[Any, Any] = {}
 
 # Part columns with a non-text array type in the PostgreSQL append (every other one is text).
 _PG_PART_TYPES = {c.name: "boolean" for c in parts.c if isinstance(c.type, Boolean)}

@@ -123,6 +123,28 @@ class TestRoundTrip:
         assert await load_all(store) == []
 
 
+class TestUnstorableText:
+    @pytest.mark.parametrize("bad", ["a\x00b", "lone \ud800"])
+    @pytest.mark.parametrize(
+        "operation",
+        [
+            lambda conn, bad: chat_store.update_chat(conn, "c1", "alice", title=bad),
+            lambda conn, bad: chat_store.create_chat(conn, "c2", "alice", title=bad),
+            lambda conn, bad: chat_store.create_chat(conn, f"c{bad}", "alice"),
+            lambda conn, bad: chat_store.ensure_chat(conn, f"c{bad}", "alice"),
+        ],
+    )
+    async def test_a_title_or_chat_id_no_database_can_keep_is_refused_on_every_backend(
+        self, store: Store, operation: Any, bad: str
+    ) -> None:
+        with pytest.raises(InvalidRequest, match=r"NUL character|unpaired UTF-16 surrogate"):
+            async with store.write() as conn:
+                await operation(conn, bad)
+        async with store.read() as conn:
+            assert (await chat_store.get_chat(conn, "c1", "alice")).title == "First"
+            assert [c.id for c in (await chat_store.list_chats(conn, "alice")).items] == ["c1"]
+
+
 class TestAppend:
     async def test_seqs_follow_append_order(self, store: Store) -> None:
         async with store.write() as conn:

@@ -329,6 +329,25 @@ class TestBadInput:
                 400,
                 "nosuch",
             ),
+            # Text no database can keep, in the message a new chat's title is taken from.
+            (
+                b'{"id": "c", "messages": [{"id": "u", "role": "user", '
+                b'"parts": [{"type": "text", "text": "\\ud800"}]}]}',
+                400,
+                "message 'u' contains an unpaired UTF-16 surrogate",
+            ),
+            (
+                b'{"id": "c", "messages": [{"id": "u", "role": "user", '
+                b'"parts": [{"type": "text", "text": "a\\u0000"}]}]}',
+                400,
+                "message 'u' contains a NUL character",
+            ),
+            (
+                b'{"id": "c\\u0000", "messages": [{"id": "u", "role": "user", '
+                b'"parts": [{"type": "text", "text": "x"}]}]}',
+                400,
+                "the chat id contains a NUL character",
+            ),
         ],
     )
     async def test_a_bad_chat_request_gets_a_4xx_text_body_and_stores_nothing(

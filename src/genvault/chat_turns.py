@@ -101,6 +101,9 @@ async def prepare_turn(
     tools: dict[str, Tool],
     generation_id: str,
 ) -> TurnPlan:
+    if message is not None:
+        # Before the chat's title is taken from it: unstorable text is the message's fault.
+        chat_store.check_message_storable(message)
     chat, created = await chat_store.open_chat(conn, chat_id, user_id, title=_title_from(message))
     if chat.active_generation_id is not None:
         active = await gen_store.get(conn, chat.active_generation_id)

@@ -132,6 +132,12 @@ async def create_chat(
 def _check_chat_id(chat_id: str) -> None:
     if not chat_id or len(chat_id) > 200:
         raise InvalidRequest("chat id must be 1 to 200 characters")
+    check_storable(chat_id, "the chat id")
+
+
+def _check_title(title: str | None) -> None:
+    if title is not None:
+        check_storable(title, "the chat title")
 
 
 async def _insert_chat(
@@ -140,6 +146,7 @@ async def _insert_chat(
     """Insert the chat; the row comes back from `RETURNING`, as a read after it would give it.
     None if the id is taken, also by a transaction that committed it while this one waited (a
     plain INSERT would fail on the primary key there, with a storage error instead of an answer)."""
+    _check_title(title)
     now = _now()
     row = (
         (
@@ -173,9 +180,9 @@ async def open_chat(
     conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None = None
 ) -> tuple[Chat, bool]:
     """`ensure_chat`, and whether the chat was created just now (so it holds no messages yet)."""
+    _check_chat_id(chat_id)
     row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).mappings().first()
     if row is None:
-        _check_chat_id(chat_id)
         chat = await _insert_chat(conn, chat_id, user_id, title=title)
         if chat is not None:
             return chat, True
@@ -211,6 +218,7 @@ async def update_chat(
     await get_chat(conn, chat_id, user_id)
     values: dict[str, Any] = {"updated_at": _now()}
     if title is not MISSING:
+        _check_title(title)
         values["title"] = title
     if visibility is not None:
         values["visibility"] = visibility
@@ -262,13 +270,14 @@ async def _insert_parts(conn: AsyncConnection, chat_id: str, user_id: str, batch
         await conn.execute(insert(parts), rows)
 
 
-def _check_storable(message: dict[str, Any]) -> None:
+def check_message_storable(message: dict[str, Any]) -> None:
+    """`InvalidRequest` if a string in the message (keys included) cannot be stored."""
     check_storable(message, f"message {message['id']!r}")
 
 
 def _check_append(new_messages: Sequence[dict[str, Any]]) -> None:
     for message in new_messages:
-        _check_storable(message)
+        check_message_storable(message)
     ids = [m["id"] for m in new_messages]
     if len(set(ids)) != len(ids):
         raise InvalidRequest("the same message id appears twice in one append")
@@ -541,7 +550,7 @@ async def upsert_message(
     """Save a message by id: append it if new; if stored and identical, change nothing; if stored
     and different, replace its role, metadata and parts (its place in the chat stays)."""
     await get_chat(conn, chat_id, user_id)
-    _check_storable(message)
+    check_message_storable(message)
     stored = await _load_message_rows(conn, chat_id, [message["id"]])
     if not stored:
         await append_messages(conn, chat_id, user_id, [message], generation_id=generation_id)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import append, http, pageload, report, streaming
+from bench import append, cpu, http, pageload, report, streaming
 
 pytestmark = pytest.mark.slow
 
@@ -60,3 +60,14 @@ async def test_report_renders_tables_and_targets_from_result_files(tmp_path: Pat
     assert "### 1. Chat turn append" in text
     assert "| sqlite | 1 | genvault |" in text
     assert "Page load p50 < 2 ms at every size, sqlite" in text
+
+
+@pytest.mark.parametrize(
+    ("what", "expected"), [("append", ["append"]), ("page", ["page"]), ("stream", ["bare", "bare+hub", "genvault"])]
+)
+async def test_cpu_micro_runs_run_each_path(what: str, expected: list[str]) -> None:
+    import argparse
+
+    rows = await cpu.run(argparse.Namespace(what=what, db="sqlite", n=3, tokens=20, tps=0.0, checkpoint_ms=250))
+    assert [r["what"] for r in rows] == expected
+    assert all(r["cpu_us"] >= 0 and r["wall_us"] > 0 for r in rows)

@@ -1,0 +1,192 @@
+"""CPU per operation of the library's hot paths, in one process: how the fixes were measured.
+
+    .venv/bin/python -m bench.cpu append [--db sqlite|postgres] [--n 2000]
+    .venv/bin/python -m bench.cpu page   [--db sqlite|postgres] [--n 2000]
+    .venv/bin/python -m bench.cpu stream [--db sqlite|postgres] [--n 3] [--tokens 2000] [--tps 1000]
+                                         [--checkpoint-ms 250]
+
+`append`: `Vault.append_messages` of the bench turn (validation off), after 300 warm-up appends.
+`page`: `Vault.chat_messages(limit=50)` of a 200-message chat. Both report the process's CPU time
+(user + system, all threads: aiosqlite's too) and wall time per operation; on PostgreSQL the
+server's CPU is not included.
+
+`stream`: a chat turn of the offline test model's `--tokens`-token reply at `--tps` tokens/s
+(0: as fast as it goes), consumed as SSE bytes in this process, beside two baselines on the same
+model: `bare` (the stream through the translator and SSE encoding, nothing stored) and `bare+hub`
+(the same, handed to the consumer through the in-process hub as genvault's response gets it).
+CPU per token is the process's CPU over the turns / tokens. No HTTP: `bench.streaming` measures
+the whole server.
+
+Runs on uvloop (`--loop asyncio` for the standard loop); a PostgreSQL run uses a fresh database.
+Nothing is written to `bench/results`: these are the micro-runs behind the fixes table in
+docs/benchmarks.md, whose rows name the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench import _conversation as conv
+from bench._common import DATABASES, LOOPS, fresh_database, run_on
+from bench._server import LongReplyModel
+
+USER = "bench-user"
+
+
+Row = dict[str, Any]
+
+
+async def _timed(label: str, count: int, unit: str, op: Callable[[], Awaitable[Any]], times: int) -> Row:
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(times):
+        await op()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    row = {"what": label, "unit": unit, "cpu_us": cpu / count * 1e6, "wall_us": wall / count * 1e6}
+    print(f"{label:10} CPU {row['cpu_us']:9.1f} µs/{unit}   wall {row['wall_us']:9.1f} µs/{unit}")
+    return row
+
+
+async def _vault(url: str, tmp: str, checkpoint_ms: int = 250, **providers: Any) -> Any:
+    from genvault import Settings, Vault
+
+    settings = Settings(database_url=url, data_dir=Path(tmp), checkpoint_ms=checkpoint_ms)
+    vault = Vault(settings, providers=providers or None)
+    await vault.start()
+    await vault.ensure_user(USER)
+    return vault
+
+
+async def _analyze(vault: Any) -> None:
+    """Planner statistics after the warm-up rows (this PostgreSQL runs without autovacuum)."""
+    if vault.store.dialect == "postgresql":
+        async with vault.store.write() as conn:
+            await conn.exec_driver_sql("ANALYZE")
+
+
+async def append(url: str, n: int) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
+        vault = await _vault(url, tmp)
+        chat = await vault.create_chat(user_id=USER)
+        for _ in range(300):
+            await vault.append_messages(chat.id, conv.genvault_turn(), user_id=USER, validate=False)
+        await _analyze(vault)
+        turns = iter([conv.genvault_turn() for _ in range(n)])
+
+        async def one() -> None:
+            await vault.append_messages(chat.id, next(turns), user_id=USER, validate=False)
+
+        row = await _timed("append", n, "turn", one, n)
+        await vault.aclose()
+    return [row]
+
+
+async def page(url: str, n: int) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
+        vault = await _vault(url, tmp)
+        chat = await vault.create_chat(user_id=USER)
+        for _ in range(100):
+            await vault.append_messages(chat.id, conv.genvault_turn(), user_id=USER, validate=False)
+        await _analyze(vault)
+
+        async def one() -> None:
+            await vault.chat_messages(chat.id, user_id=USER, limit=50)
+
+        for _ in range(200):
+            await one()
+        row = await _timed("page", n, "read", one, n)
+        await vault.aclose()
+    return [row]
+
+
+async def stream(url: str, turns: int, tokens: int, tps: float, checkpoint_ms: int = 250) -> list[Row]:
+    from genvault.ids import new_id
+    from genvault.providers.base import ModelRequest
+    from genvault.server.streaming import _sse
+    from genvault.streams import MemoryHub
+    from genvault.translate import ChunkTranslator
+
+    bare_model = LongReplyModel(tps, tokens)
+    hub = MemoryHub()
+
+    async def chunks() -> AsyncIterator[dict[str, Any]]:
+        translator = ChunkTranslator()
+        yield {"type": "start", "messageId": "msg_bare"}
+        for chunk in translator.start_step():
+            yield chunk
+        async for event in bare_model.stream(ModelRequest(model="test-model", messages=[])):
+            for chunk in translator.translate(event):
+                yield chunk
+        for chunk in translator.finish_step():
+            yield chunk
+        yield {"type": "finish"}
+
+    async def drain(source: AsyncIterator[dict[str, Any]]) -> None:
+        async for _ in _sse(source, "5.0.0"):
+            pass
+
+    async def bare() -> None:
+        await drain(chunks())
+
+    async def bare_hub() -> None:
+        stream_id = new_id("s")
+        await hub.open(stream_id)
+
+        async def produce() -> None:
+            async for chunk in chunks():
+                hub.publish_nowait(stream_id, chunk)
+            await hub.close(stream_id)
+
+        producer = asyncio.create_task(produce())
+        await drain(hub.follow(stream_id))
+        await producer
+
+    with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
+        vault = await _vault(url, tmp, checkpoint_ms, offline=LongReplyModel(tps, tokens))
+
+        async def genvault() -> None:
+            message = {"id": new_id("msg"), "role": "user", "parts": [{"type": "text", "text": new_id("q")}]}
+            turn = await vault.chat(new_id("chat"), message=message, user_id=USER)
+            following = vault.follow_here(turn.generation.id, user_id=None)
+            assert following is not None
+            await drain(following)
+            final = await vault.wait(turn.generation.id, user_id=USER)
+            assert final.status == "complete", final.error
+
+        rows = []
+        for label, op in (("bare", bare), ("bare+hub", bare_hub), ("genvault", genvault)):
+            await op()  # warm-up
+            rows.append(await _timed(label, turns * tokens, "token", op, turns))
+        await vault.aclose()
+    return rows
+
+
+async def run(args: argparse.Namespace) -> list[Row]:
+    async with fresh_database(args.db) as url:
+        if args.what == "append":
+            return await append(url, args.n or 2000)
+        if args.what == "page":
+            return await page(url, args.n or 2000)
+        return await stream(url, args.n or 3, args.tokens, args.tps, args.checkpoint_ms)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("append", "page", "stream"))
+    parser.add_argument("--db", choices=DATABASES, default="sqlite")
+    parser.add_argument("--n", type=int, help="operations (append, page: 2000) or turns (stream: 3)")
+    parser.add_argument("--tokens", type=int, default=2000, help="stream: tokens per reply")
+    parser.add_argument("--tps", type=float, default=1000, help="stream: tokens/s (0: unpaced)")
+    parser.add_argument("--checkpoint-ms", type=int, default=250, help="stream: checkpoint interval")
+    parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop (default: uvloop)")
+    args = parser.parse_args()
+    run_on(args.loop, run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -70,9 +70,25 @@ def genvault_app(args: argparse.Namespace) -> Any:
     return create_app(vault=vault)
 
 
+async def bare_chunks(model: TestProvider) -> AsyncIterator[dict[str, Any]]:
+    """The model's reply as UI message stream chunks, through the same translator genvault uses,
+    and nothing else: the bare relay's stream."""
+    from genvault.translate import ChunkTranslator
+
+    translator = ChunkTranslator()
+    yield {"type": "start", "messageId": "msg_bare"}
+    for chunk in translator.start_step():
+        yield chunk
+    async for event in model.stream(ModelRequest(model="test-model", messages=[])):
+        for chunk in translator.translate(event):
+            yield chunk
+    for chunk in translator.finish_step():
+        yield chunk
+    yield {"type": "finish"}
+
+
 def bare_app(args: argparse.Namespace) -> Any:
     from genvault.server.streaming import ui_message_stream_response
-    from genvault.translate import ChunkTranslator
 
     model = LongReplyModel(args.tps, args.tokens)
     app = FastAPI()
@@ -85,19 +101,7 @@ def bare_app(args: argparse.Namespace) -> Any:
     async def chat(request: Request) -> Response:
         await request.body()
 
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            translator = ChunkTranslator()
-            yield {"type": "start", "messageId": "msg_bare"}
-            for chunk in translator.start_step():
-                yield chunk
-            async for event in model.stream(ModelRequest(model="test-model", messages=[])):
-                for chunk in translator.translate(event):
-                    yield chunk
-            for chunk in translator.finish_step():
-                yield chunk
-            yield {"type": "finish"}
-
-        return ui_message_stream_response(chunks(), compat="5.0.0")
+        return ui_message_stream_response(bare_chunks(model), compat="5.0.0")
 
     return app
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from bench import _conversation as conv
 from bench._common import DATABASES, LOOPS, fresh_database, run_on
-from bench._server import LongReplyModel
+from bench._server import LongReplyModel, bare_chunks
 
 USER = "bench-user"
 
@@ -106,39 +106,25 @@ async def page(url: str, n: int) -> list[Row]:
 
 async def stream(url: str, turns: int, tokens: int, tps: float, checkpoint_ms: int = 250) -> list[Row]:
     from genvault.ids import new_id
-    from genvault.providers.base import ModelRequest
     from genvault.server.streaming import _sse
     from genvault.streams import MemoryHub
-    from genvault.translate import ChunkTranslator
 
     bare_model = LongReplyModel(tps, tokens)
     hub = MemoryHub()
-
-    async def chunks() -> AsyncIterator[dict[str, Any]]:
-        translator = ChunkTranslator()
-        yield {"type": "start", "messageId": "msg_bare"}
-        for chunk in translator.start_step():
-            yield chunk
-        async for event in bare_model.stream(ModelRequest(model="test-model", messages=[])):
-            for chunk in translator.translate(event):
-                yield chunk
-        for chunk in translator.finish_step():
-            yield chunk
-        yield {"type": "finish"}
 
     async def drain(source: AsyncIterator[dict[str, Any]]) -> None:
         async for _ in _sse(source, "5.0.0"):
             pass
 
     async def bare() -> None:
-        await drain(chunks())
+        await drain(bare_chunks(bare_model))
 
     async def bare_hub() -> None:
         stream_id = new_id("s")
         await hub.open(stream_id)
 
         async def produce() -> None:
-            async for chunk in chunks():
+            async for chunk in bare_chunks(bare_model):
                 hub.publish_nowait(stream_id, chunk)
             await hub.close(stream_id)
 

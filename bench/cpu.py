@@ -62,24 +62,26 @@ async def _vault(url: str, tmp: str, checkpoint_ms: int = 250, **providers: Any)
     return vault
 
 
-async def _analyze(vault: Any) -> None:
-    """Planner statistics after the warm-up rows (this PostgreSQL runs without autovacuum)."""
+async def _filled_chat(vault: Any, turns: int) -> str:
+    """A new chat holding `turns` bench turns, then planner statistics (this PostgreSQL runs
+    without autovacuum). Returns its id."""
+    chat = await vault.create_chat(user_id=USER)
+    for _ in range(turns):
+        await vault.append_messages(chat.id, conv.genvault_turn(), user_id=USER, validate=False)
     if vault.store.dialect == "postgresql":
         async with vault.store.write() as conn:
             await conn.exec_driver_sql("ANALYZE")
+    return str(chat.id)
 
 
 async def append(url: str, n: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
         vault = await _vault(url, tmp)
-        chat = await vault.create_chat(user_id=USER)
-        for _ in range(300):
-            await vault.append_messages(chat.id, conv.genvault_turn(), user_id=USER, validate=False)
-        await _analyze(vault)
+        chat_id = await _filled_chat(vault, 300)  # doubles as the warm-up
         turns = iter([conv.genvault_turn() for _ in range(n)])
 
         async def one() -> None:
-            await vault.append_messages(chat.id, next(turns), user_id=USER, validate=False)
+            await vault.append_messages(chat_id, next(turns), user_id=USER, validate=False)
 
         row = await _timed("append", n, "turn", one, n)
         await vault.aclose()
@@ -89,13 +91,10 @@ async def append(url: str, n: int) -> list[Row]:
 async def page(url: str, n: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
         vault = await _vault(url, tmp)
-        chat = await vault.create_chat(user_id=USER)
-        for _ in range(100):
-            await vault.append_messages(chat.id, conv.genvault_turn(), user_id=USER, validate=False)
-        await _analyze(vault)
+        chat_id = await _filled_chat(vault, 100)
 
         async def one() -> None:
-            await vault.chat_messages(chat.id, user_id=USER, limit=50)
+            await vault.chat_messages(chat_id, user_id=USER, limit=50)
 
         for _ in range(200):
             await one()

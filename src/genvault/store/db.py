@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_
 
 from genvault.errors import InvalidRequest
+from genvault.store import sqlite_adapter
 
 __all__ = [
     "SKIP_PING",
@@ -29,6 +30,7 @@ __all__ = [
     "async_url",
     "create_engine",
     "dialect_insert",
+    "insert_for",
     "is_sqlite",
     "migrations_dir",
     "upgrade",
@@ -74,6 +76,7 @@ def create_engine(url: str, *, schema: str | None = None, echo: bool = False) ->
         # while SQLite's own lock serializes writers (busy_timeout makes them wait, not fail).
         kwargs["connect_args"] = {"timeout": 30}
         kwargs["pool_reset_on_return"] = None  # `_configure_sqlite` rolls back only when needed
+        kwargs["module"] = sqlite_adapter.dbapi()  # one hop to aiosqlite's thread per statement
         if database in {"", ":memory:"}:
             kwargs["poolclass"] = NullPool
     else:
@@ -161,4 +164,9 @@ def dialect_insert(conn: AsyncConnection, table: Table) -> Any:
     """The dialect's own `INSERT` for `table` (SQLite's and PostgreSQL's both have
     `on_conflict_do_nothing` / `on_conflict_do_update`): for inserts that must not fail when a
     concurrent transaction got there first."""
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+    return insert_for(conn.dialect.name, table)
+
+
+def insert_for(dialect: str, table: Table) -> Any:
+    """`dialect_insert` by the dialect's name (for statements built once per dialect)."""
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)

@@ -1,0 +1,110 @@
+"""SQLAlchemy's aiosqlite adapter, with each statement one hop to the connection's thread.
+
+aiosqlite runs a SQLite connection in a thread of its own, and every call on it is a hop there
+and back: a queue put, a thread wake-up, a callback into the event loop. SQLAlchemy's adapter
+makes four for a statement that returns rows (open a cursor, execute, fetch, close) and three
+for one that does not; on this project's machine the hops were the largest share of a chat
+turn's CPU on SQLite (docs/benchmarks.md). `OneHopCursor` runs the whole statement (cursor,
+execute, fetch all, close) in one function on that thread. Every other part of the adapter is
+SQLAlchemy's own: the engine gets this as its DBAPI module (`create_async_engine(module=...)`),
+so the URL, the dialect, error translation and the pool stay as they are.
+
+It calls aiosqlite's `Connection._execute` (queue a function for the connection's thread), the
+same private surface SQLAlchemy's adapter reaches into for its isolation level setter.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from typing import Any
+
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util import EMPTY_DICT
+
+__all__ = ["OneHopCursor", "dbapi"]
+
+
+class _Ran:
+    """What the adapter reads off a DBAPI cursor after a statement (`description`, `rowcount`,
+    `lastrowid`, `arraysize`), kept once the real cursor is closed."""
+
+    __slots__ = ("arraysize", "description", "lastrowid", "rowcount")
+
+    def __init__(self, description: Any = None, rowcount: int = -1, lastrowid: int | None = None) -> None:
+        self.description = description
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+        self.arraysize = 1
+
+
+def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[_Ran, list[Any]]:
+    """One statement on the connection's own thread, its rows fetched and its cursor closed."""
+    cursor = conn.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        rows = cursor.fetchall() if cursor.description else []
+        # rowcount after the fetch: an UPDATE … RETURNING counts its rows as they are stepped.
+        return _Ran(cursor.description, cursor.rowcount, cursor.lastrowid), rows
+    finally:
+        cursor.close()
+
+
+class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """A buffered cursor whose `execute` is one hop: `_cursor` holds the finished statement's
+    description and counts (`_Ran`), `_rows` its rows, as SQLAlchemy's buffered cursor keeps them."""
+
+    __slots__ = ()
+    _awaitable_cursor_close = False  # nothing left open to close
+
+    def __init__(self, adapt_connection: Any) -> None:
+        # Not the base class's: it opens an aiosqlite cursor, a hop of its own.
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = _Ran()  # type: ignore[assignment]
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = collections.deque()
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        return await self._one_hop(operation, parameters, many=False)
+
+    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
+        return await self._one_hop(operation, seq_of_parameters, many=True)
+
+    async def _one_hop(self, operation: Any, parameters: Any, *, many: bool) -> Any:
+        driver = self._connection
+        async with self._adapt_connection._execute_mutex:
+            ran, rows = await driver._execute(_run, driver._conn, operation, parameters, many)
+        self._cursor = ran
+        self._rows = collections.deque(rows)
+        return self
+
+    def close(self) -> None:
+        self._rows.clear()
+
+
+class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = OneHopCursor
+
+
+class _OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        adapted = super().connect(*arg, **kw)
+        return _OneHopConnection(self, adapted._connection)
+
+
+def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
+    """The DBAPI module for `create_async_engine(..., module=dbapi())` on `sqlite+aiosqlite`."""
+    import aiosqlite
+
+    return _OneHopDBAPI(aiosqlite, sqlite3)

@@ -1,0 +1,98 @@
+"""The SQLite engine's adapter (`store/sqlite_adapter.py`): each statement is one hop to
+aiosqlite's thread, and what SQLAlchemy reads off the cursor (rows, rowcount, lastrowid,
+description, errors) is what the stock adapter gives."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from genvault.store.db import create_engine
+from genvault.store.sqlite_adapter import OneHopCursor
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'adapter.db'}")
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every function queued for an aiosqlite connection's thread."""
+    seen: list[Any] = []
+    queue = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(fn)
+        return await queue(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return seen
+
+
+async def test_the_engine_uses_the_one_hop_cursor(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert isinstance(raw.dbapi_connection.cursor(), OneHopCursor)  # type: ignore[union-attr]
+
+
+async def test_a_statement_is_one_hop(engine: AsyncEngine, hops: list[Any]) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))  # checkout, pool events: not counted below
+        hops.clear()
+        rows = (await conn.execute(text("SELECT name FROM t"))).all()
+        assert rows == []
+        assert len(hops) == 1
+        hops.clear()
+        await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+        assert len(hops) == 1
+        # The stock adapter: cursor, execute, close (and fetchall for rows); three or four hops.
+
+
+async def test_rows_counts_and_lastrowid(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        inserted = await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+        assert inserted.lastrowid == 1
+        assert inserted.rowcount == 1
+        many = await conn.execute(text("INSERT INTO t (name) VALUES (:name)"), [{"name": "b"}, {"name": "c"}])
+        assert many.rowcount == 2
+        updated = await conn.execute(text("UPDATE t SET name = name || '!' WHERE id > 1"))
+        assert updated.rowcount == 2
+        returned = await conn.execute(text("UPDATE t SET name = name || '?' WHERE id > 0 RETURNING id"))
+        assert sorted(returned.scalars().all()) == [1, 2, 3]
+        assert returned.rowcount == 3
+        missed = await conn.execute(text("UPDATE t SET name = 'x' WHERE id = 99"))
+        assert missed.rowcount == 0
+        result = await conn.execute(text("SELECT id, name FROM t ORDER BY id"))
+        assert list(result.keys()) == ["id", "name"]
+        assert [tuple(r) for r in result] == [(1, "a?"), (2, "b!?"), (3, "c!?")]
+
+
+async def test_errors_are_sqlalchemys_and_leave_the_connection_usable(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+        with pytest.raises(IntegrityError, match="UNIQUE"):
+            await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+        with pytest.raises(OperationalError, match="no such table"):
+            await conn.execute(text("SELECT * FROM missing"))
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 1
+        await conn.commit()
+
+
+async def test_rollback_undoes_statements(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('gone')"))
+        await conn.rollback()
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0

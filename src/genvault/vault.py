@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault._files import FilesMixin, Upload
@@ -51,7 +51,7 @@ from genvault.store import chats as chat_store
 from genvault.store import files as file_store
 from genvault.store import generations as gen_store
 from genvault.store.driver import ConnectionLost, PooledDriver
-from genvault.store.schema import MISSING, chats, users
+from genvault.store.schema import MISSING, users
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
@@ -164,12 +164,7 @@ class _TurnHooks:
                     await self._save(conn, message, run.generation_id)
                 except NotFound:
                     return  # the chat was deleted while the reply ran
-        # Free the chat if this turn still holds it; one statement, a no-op for a deleted chat.
-        await conn.execute(
-            update(chats)
-            .where(chats.c.id == self.chat_id, chats.c.active_generation_id == run.generation_id)
-            .values(active_generation_id=None)
-        )
+        await chat_store.free_chat(conn, self.chat_id, run.generation_id)
 
     async def _save(self, conn: AsyncConnection, message: dict[str, Any], generation_id: str) -> None:
         if not self.continues:

@@ -8,13 +8,15 @@ make two waiting requests follow each other.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.store import Store
-from genvault.store.db import dialect_insert
+from genvault.store.db import insert_for
 from genvault.store.schema import cache_entries
 
 __all__ = ["SqlCache"]
@@ -22,6 +24,27 @@ __all__ = ["SqlCache"]
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# Every new generation looks its key up, every cached one is written: built once (values as
+# execution parameters; see `store/generations.py`).
+_LOOKUP = select(cache_entries.c.generation_id).where(
+    cache_entries.c.key == bindparam("lookup_key"), cache_entries.c.expires_at > bindparam("now")
+)
+_DROP_EXPIRED = delete(cache_entries).where(cache_entries.c.expires_at <= bindparam("now"))
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """Insert the entry, or point the key's entry at the new values. One upsert, not
+    UPDATE-then-INSERT: two processes (no cross-process claims here) may finish the same key at
+    once, and inside a generation's finalize transaction a lost race must not fail the finalize."""
+    insert_ = insert_for(dialect, cache_entries)
+    new = insert_.excluded
+    return insert_.on_conflict_do_update(
+        index_elements=[cache_entries.c.key],
+        set_={"generation_id": new.generation_id, "user_id": new.user_id, "expires_at": new.expires_at},
+    )
 
 
 class SqlCache:
@@ -34,13 +57,7 @@ class SqlCache:
 
     async def get(self, key: str) -> str | None:
         async with self.store.read() as conn:
-            found = (
-                await conn.execute(
-                    select(cache_entries.c.generation_id).where(
-                        cache_entries.c.key == key, cache_entries.c.expires_at > _now()
-                    )
-                )
-            ).scalar()
+            found = (await conn.execute(_LOOKUP, {"lookup_key": key, "now": _now()})).scalar()
         return str(found) if found is not None else None
 
     async def put(self, key: str, generation_id: str, user_id: str, ttl_seconds: float) -> None:
@@ -52,20 +69,15 @@ class SqlCache:
     ) -> None:
         """`put` inside the caller's transaction (a generation's finalize: see `Dedup.remember_in`)."""
         now = _now()
-        values = {
+        # Expired rows go on the way (the index on expires_at keeps this cheap).
+        await conn.execute(_DROP_EXPIRED, {"now": now})
+        entry = {
+            "key": key,
             "generation_id": generation_id,
             "user_id": user_id,
             "expires_at": now + timedelta(seconds=ttl_seconds),
         }
-        # Expired rows go on the way (the index on expires_at keeps this cheap).
-        await conn.execute(delete(cache_entries).where(cache_entries.c.expires_at <= now))
-        # One upsert, not UPDATE-then-INSERT: two processes (no cross-process claims here) may
-        # finish the same key at once, and inside a generation's finalize transaction a lost
-        # race must not fail the finalize.
-        upsert = dialect_insert(conn, cache_entries)
-        await conn.execute(
-            upsert.values(key=key, **values).on_conflict_do_update(index_elements=[cache_entries.c.key], set_=values)
-        )
+        await conn.execute(_upsert(conn.dialect.name), entry)
 
     async def delete(self, key: str) -> None:
         async with self.store.write() as conn:

@@ -39,12 +39,13 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.records import Page
 from genvault.store.cursors import decode_cursor, encode_cursor
-from genvault.store.db import dialect_insert
+from genvault.store.db import insert_for
 from genvault.store.driver import PooledDriver
 from genvault.store.parts import (
     PAGE_PART_COLUMNS,
@@ -140,6 +141,23 @@ def _check_title(title: str | None) -> None:
         check_storable(title, "the chat title")
 
 
+# The statements of every chat turn, built once (values as execution parameters; see the same
+# note in `store/generations.py`).
+_CHAT_BY_ID = select(chats).where(chats.c.id == bindparam("chat_id"))
+_SET_ACTIVE = update(chats).where(chats.c.id == bindparam("chat_id"))
+# Frees the chat only if this turn still holds it: one statement, a no-op for a deleted chat.
+_FREE = (
+    update(chats)
+    .where(chats.c.id == bindparam("chat_id"), chats.c.active_generation_id == bindparam("holder"))
+    .values(active_generation_id=None)
+)
+
+
+@functools.cache
+def _insert_chat_statement(dialect: str) -> Any:
+    return insert_for(dialect, chats).on_conflict_do_nothing(index_elements=[chats.c.id]).returning(*chats.c)
+
+
 async def _insert_chat(
     conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None, visibility: Visibility = "private"
 ) -> Chat | None:
@@ -148,27 +166,21 @@ async def _insert_chat(
     plain INSERT would fail on the primary key there, with a storage error instead of an answer)."""
     _check_title(title)
     now = _now()
-    row = (
-        (
-            await conn.execute(
-                dialect_insert(conn, chats)
-                .values(
-                    id=chat_id,
-                    user_id=user_id,
-                    title=title,
-                    visibility=visibility,
-                    last_seq=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=[chats.c.id])
-                .returning(*chats.c)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    values = {
+        "id": chat_id,
+        "user_id": user_id,
+        "title": title,
+        "visibility": visibility,
+        "last_seq": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    row = (await conn.execute(_insert_chat_statement(conn.dialect.name), values)).mappings().first()
     return None if row is None else Chat.model_validate(dict(row))
+
+
+async def _chat_row(conn: AsyncConnection, chat_id: str) -> RowMapping | None:
+    return (await conn.execute(_CHAT_BY_ID, {"chat_id": chat_id})).mappings().first()
 
 
 async def ensure_chat(conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None = None) -> Chat:
@@ -181,14 +193,16 @@ async def open_chat(
 ) -> tuple[Chat, bool]:
     """`ensure_chat`, and whether the chat was created just now (so it holds no messages yet)."""
     _check_chat_id(chat_id)
-    row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).mappings().first()
+    row = await _chat_row(conn, chat_id)
     if row is None:
         chat = await _insert_chat(conn, chat_id, user_id, title=title)
         if chat is not None:
             return chat, True
         # Another transaction created it after our read (two first turns of one new chat at
         # once): take it as the existing chat it now is.
-        row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).mappings().one()
+        row = await _chat_row(conn, chat_id)
+        if row is None:  # and deleted again since: nothing of this request was kept
+            raise Conflict(f"chat {chat_id!r} was created and deleted by other requests meanwhile; try again")
     if row["user_id"] != user_id:
         raise Conflict(f"chat id {chat_id!r} is already in use; choose a new id")
     return Chat.model_validate(dict(row)), False
@@ -197,7 +211,7 @@ async def open_chat(
 async def get_chat(conn: AsyncConnection, chat_id: str, user_id: str | None, *, for_reading: bool = False) -> Chat:
     """The chat if `user_id` owns it — or, with `for_reading`, if it is shared by link or public.
     `user_id=None` skips the check (admin and internal use)."""
-    row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).mappings().first()
+    row = await _chat_row(conn, chat_id)
     if row is None:
         raise NotFound(f"no chat {chat_id!r}")
     chat = Chat.model_validate(dict(row))
@@ -227,7 +241,12 @@ async def update_chat(
 
 
 async def set_active_generation(conn: AsyncConnection, chat_id: str, generation_id: str | None) -> None:
-    await conn.execute(update(chats).where(chats.c.id == chat_id).values(active_generation_id=generation_id))
+    await conn.execute(_SET_ACTIVE, {"chat_id": chat_id, "active_generation_id": generation_id})
+
+
+async def free_chat(conn: AsyncConnection, chat_id: str, generation_id: str) -> None:
+    """Clear the chat's active generation if it is still `generation_id` (a turn ending)."""
+    await conn.execute(_FREE, {"chat_id": chat_id, "holder": generation_id})
 
 
 async def delete_chat(conn: AsyncConnection, chat_id: str, user_id: str) -> None:

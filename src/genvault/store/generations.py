@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,20 +54,33 @@ def to_record(row: RowMapping) -> Generation:
     return Generation.model_validate(data)
 
 
+# The statements of every generation's life, built once: the values come as execution parameters
+# (an INSERT's or an UPDATE's columns are the parameters' keys), so SQLAlchemy neither builds nor
+# re-derives a cache key for each call, only looks up the compiled form. This was a quarter of a
+# chat turn's SQLAlchemy time (docs/benchmarks.md).
+_INSERT = insert(generations).returning(*generations.c)
+_BY_ID = select(generations).where(generations.c.id == bindparam("generation_id"))
+_BY_ID_AND_USER = _BY_ID.where(generations.c.user_id == bindparam("owner"))
+# Every state change is guarded by the current status (see the module's docstring).
+_UPDATE_ACTIVE = update(generations).where(
+    generations.c.id == bindparam("generation_id"), generations.c.status.in_(ACTIVE)
+)
+
+
 async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Generation | None:
     """Insert a `pending` row. Returns None when the idempotency key is already taken."""
     # The row comes back from the insert itself (RETURNING: SQLite ≥ 3.35, PostgreSQL).
-    statement = insert(generations).values(status="pending", **values).returning(*generations.c)
+    row = {"status": "pending", **values}
     if values.get("idempotency_key") is None:
         # No key, no conflict to recover from: no savepoint around the insert (an error aborts
         # the caller's transaction either way).
-        return to_record((await conn.execute(statement)).mappings().one())
+        return to_record((await conn.execute(_INSERT, row)).mappings().one())
     try:
         async with conn.begin_nested():
-            row = (await conn.execute(statement)).mappings().one()
+            inserted = (await conn.execute(_INSERT, row)).mappings().one()
     except IntegrityError:
         return None
-    return to_record(row)
+    return to_record(inserted)
 
 
 async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str) -> Generation | None:
@@ -85,13 +98,20 @@ async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str)
 
 async def get(conn: AsyncConnection, generation_id: str, *, user_id: str | None = None) -> Generation:
     """The record, or `NotFound` (also when it belongs to another user than `user_id`)."""
-    query = select(generations).where(generations.c.id == generation_id)
-    if user_id is not None:
-        query = query.where(generations.c.user_id == user_id)
-    row = (await conn.execute(query)).mappings().first()
+    if user_id is None:
+        result = await conn.execute(_BY_ID, {"generation_id": generation_id})
+    else:
+        result = await conn.execute(_BY_ID_AND_USER, {"generation_id": generation_id, "owner": user_id})
+    row = result.mappings().first()
     if row is None:
         raise NotFound(f"no generation {generation_id!r}")
     return to_record(row)
+
+
+async def _update_active(conn: AsyncConnection, generation_id: str, values: dict[str, Any]) -> bool:
+    """Set `values` on the record if it is still active; False (and no change) if it is not."""
+    result = await conn.execute(_UPDATE_ACTIVE, {"generation_id": generation_id, **values})
+    return result.rowcount == 1
 
 
 async def mark_streaming(
@@ -103,18 +123,17 @@ async def mark_streaming(
     lease_owner: str,
     lease_expires_at: datetime,
 ) -> bool:
-    result = await conn.execute(
-        update(generations)
-        .where(generations.c.id == generation_id, generations.c.status.in_(ACTIVE))
-        .values(
-            status="streaming",
-            started_at=started_at,
-            first_token_at=first_token_at,
-            lease_owner=lease_owner,
-            lease_expires_at=lease_expires_at,
-        )
+    return await _update_active(
+        conn,
+        generation_id,
+        {
+            "status": "streaming",
+            "started_at": started_at,
+            "first_token_at": first_token_at,
+            "lease_owner": lease_owner,
+            "lease_expires_at": lease_expires_at,
+        },
     )
-    return result.rowcount == 1
 
 
 async def checkpoint(
@@ -133,20 +152,13 @@ async def checkpoint(
         values["result_text"] = result_text
     if result_message is not None:
         values["result_message"] = result_message
-    result = await conn.execute(
-        update(generations).where(generations.c.id == generation_id, generations.c.status.in_(ACTIVE)).values(**values)
-    )
-    return result.rowcount == 1
+    return await _update_active(conn, generation_id, values)
 
 
 async def finalize(conn: AsyncConnection, generation_id: str, values: dict[str, Any]) -> bool:
     """Move an active record to its final status with `values`. False (and no change) when it
     was already final: finalizing twice is a no-op."""
-    values = {**values, "lease_owner": None, "lease_expires_at": None}
-    result = await conn.execute(
-        update(generations).where(generations.c.id == generation_id, generations.c.status.in_(ACTIVE)).values(**values)
-    )
-    return result.rowcount == 1
+    return await _update_active(conn, generation_id, {**values, "lease_owner": None, "lease_expires_at": None})
 
 
 async def sweep_expired(conn: AsyncConnection, *, now: datetime, dead_owners: Sequence[str] = ()) -> list[Generation]:

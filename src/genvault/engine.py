@@ -688,9 +688,7 @@ class Engine:
             return
         while True:
             async with self.store.read() as conn:
-                status = (
-                    await conn.execute(select(generations.c.status).where(generations.c.id == generation_id))
-                ).scalar()
+                status = await gen_store.status_of(conn, generation_id)
             if status is None:
                 raise NotFound(f"no generation {generation_id!r}")
             if status not in gen_store.ACTIVE:

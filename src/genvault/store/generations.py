@@ -31,6 +31,7 @@ __all__ = [
     "insert_pending",
     "list_page",
     "mark_streaming",
+    "status_of",
     "sweep_expired",
     "usage_report",
 ]
@@ -61,6 +62,7 @@ def to_record(row: RowMapping) -> Generation:
 _INSERT = insert(generations).returning(*generations.c)
 _BY_ID = select(generations).where(generations.c.id == bindparam("generation_id"))
 _BY_ID_AND_USER = _BY_ID.where(generations.c.user_id == bindparam("owner"))
+_STATUS = select(generations.c.status).where(generations.c.id == bindparam("generation_id"))
 # Every state change is guarded by the current status (see the module's docstring).
 _UPDATE_ACTIVE = update(generations).where(
     generations.c.id == bindparam("generation_id"), generations.c.status.in_(ACTIVE)
@@ -106,6 +108,11 @@ async def get(conn: AsyncConnection, generation_id: str, *, user_id: str | None 
     if row is None:
         raise NotFound(f"no generation {generation_id!r}")
     return to_record(row)
+
+
+async def status_of(conn: AsyncConnection, generation_id: str) -> str | None:
+    """The record's status; None when there is no such record."""
+    return (await conn.execute(_STATUS, {"generation_id": generation_id})).scalar()
 
 
 async def _update_active(conn: AsyncConnection, generation_id: str, values: dict[str, Any]) -> bool:

@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,7 +23,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
-    Boolean,
     Integer,
     Select,
     String,
@@ -52,7 +52,7 @@ from genvault.store.parts import (
     decode_part,
     dump_json,
     load_json,
-    part_columns,
+    part_record,
     part_to_row,
     row_to_part,
 )
@@ -335,11 +335,12 @@ async def _append_sqlite(
     three statements (reserve the seqs, insert the messages, insert the parts), each one hop to
     the connection's thread, instead of SQLAlchemy's cursor, execute, fetch and close hops and
     its per-statement compilation (a turn was 14 hops, and most of its CPU). The values are the
-    PostgreSQL append's (`_append_params`), zipped into rows; timestamps bound by the column
-    type's own processor, as the Core path binds them. Returns the first seq."""
-    (_, _, count, now, ids, roles, metadata, generation_ids, part_message_ids, positions, *part_values) = (
-        _append_params(chat_id, user_id, new_messages, generation_id)
+    PostgreSQL append's (`_message_params`, `_part_records`), as rows; timestamps bound by the
+    column type's own processor, as the Core path binds them. Returns the first seq."""
+    (_, _, count, now, ids, roles, metadata, generation_ids) = _message_params(
+        chat_id, user_id, new_messages, generation_id
     )
+    records = _part_records(new_messages)
     stamp = _sqlite_stamp(conn.dialect)(now)
     driver: Any = (await conn.get_raw_connection()).driver_connection
     try:
@@ -367,13 +368,13 @@ async def _append_sqlite(
                 )
             ],
         )
-        if part_message_ids:
+        if records:
             await driver.executemany(
                 f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * (4 + len(PAGE_PART_COLUMNS)))})",
                 [
-                    (chat_id, message_id, position, user_id, *values)
-                    for message_id, position, *values in zip(part_message_ids, positions, *part_values, strict=True)
+                    (chat_id, r["message_id"], r["position"], user_id, *(r.get(c) for c in PAGE_PART_COLUMNS))
+                    for r in records
                 ],
             )
     except sqlite3.Error as exc:  # the caller's transaction rolls back
@@ -385,10 +386,6 @@ async def _append_sqlite(
 def _sqlite_stamp(dialect: Any) -> Any:
     """How SQLAlchemy binds a `UTCDateTime` on SQLite (its stored text), as a function."""
     return messages.c.created_at.type.bind_processor(dialect)
-
-
-# Part columns with a non-text array type in the PostgreSQL append (every other one is text).
-_PG_PART_TYPES = {c.name: "boolean" for c in parts.c if isinstance(c.type, Boolean)}
 
 
 _append_sql_cache: dict[bool, str] = {}
@@ -403,7 +400,7 @@ async def _append_postgresql(
 ) -> int:
     """`append_messages` on PostgreSQL, in one statement (`_append_sql`); returns the first seq.
     Sent as driver SQL with positional arrays: nothing for SQLAlchemy to compile or process."""
-    params = _append_params(chat_id, user_id, new_messages, generation_id)
+    params = _append_params_pg(chat_id, user_id, new_messages, generation_id)
     row: Any = (await conn.exec_driver_sql(_append_statement(), params)).first()
     return _first_seq(row, chat_id, len(new_messages))
 
@@ -419,7 +416,7 @@ async def append_alone(
     _check_append(new_messages)
     import asyncpg
 
-    params = _append_params(chat_id, user_id, new_messages, None)
+    params = _append_params_pg(chat_id, user_id, new_messages, None)
     sql = _append_statement(check_ids=False)
 
     async def run(driver: Any) -> Any:
@@ -472,11 +469,11 @@ def _append_statement(*, check_ids: bool = True) -> str:
     return sql
 
 
-def _append_params(
+def _message_params(
     chat_id: str, user_id: str, new_messages: Sequence[dict[str, Any]], generation_id: str | None
 ) -> tuple[Any, ...]:
-    all_parts = [part for m in new_messages for part in m["parts"]]
-    columns = part_columns(all_parts)
+    """The append's values for its messages: chat id, user id, count, now, then one array per
+    message column."""
     return (
         chat_id,
         user_id,
@@ -486,10 +483,27 @@ def _append_params(
         [m["role"] for m in new_messages],
         [dump_json(m.get("metadata", MISSING)) for m in new_messages],
         [generation_id if m["role"] == "assistant" else None for m in new_messages],
-        [m["id"] for m in new_messages for _ in m["parts"]],
-        [position for m in new_messages for position in range(len(m["parts"]))],
-        *(columns[c] for c in PAGE_PART_COLUMNS),
     )
+
+
+def _part_records(new_messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every part of the messages as its non-NULL columns by name (`part_record`), with its
+    message id and position."""
+    return [
+        {"message_id": m["id"], "position": position, **part_record(part)}
+        for m in new_messages
+        for position, part in enumerate(m["parts"])
+    ]
+
+
+def _append_params_pg(
+    chat_id: str, user_id: str, new_messages: Sequence[dict[str, Any]], generation_id: str | None
+) -> tuple[Any, ...]:
+    """The PostgreSQL append's parameters: the messages as arrays, the parts as one JSON array
+    of records (`json_populate_recordset`): asyncpg encodes one string instead of checking and
+    encoding some 200 array elements, most of them NULL, on every turn."""
+    parts_json = json.dumps(_part_records(new_messages), separators=(",", ":"), ensure_ascii=False)
+    return (*_message_params(chat_id, user_id, new_messages, generation_id), parts_json)
 
 
 def _first_seq(row: Any, chat_id: str, count: int) -> int:
@@ -507,12 +521,12 @@ def _append_sql(*, check_ids: bool) -> str:
     """The PostgreSQL append as one statement (so a turn is BEGIN, this, COMMIT: three round
     trips instead of five). In order: `bump` reserves the seqs on the chat row, locking it like
     `_append_sqlite` (no row: not the user's chat — or, with `check_ids`, an id is already in it);
-    the messages and their parts are inserted from arrays (`unnest`), only if `bump` returned its
-    row; the final SELECT reports the first seq, or what went wrong (its subqueries run only when
+    the messages are inserted from arrays (`unnest`) and their parts from one JSON array of
+    records (`json_populate_recordset` over the `parts` row type: `_append_params_pg`), only if
+    `bump` returned its row; the final SELECT reports the first seq, or what went wrong (its subqueries run only when
     `bump` returned nothing). The parts' foreign key to their messages is checked at the end of
     the statement, after both inserts. Parameters: $1 chat id, $2 user id, $3 message count,
-    $4 now, $5–$8 message arrays, $9 on: part arrays (message id, position, then
-    `PAGE_PART_COLUMNS`).
+    $4 now, $5–$8 message arrays, $9 the parts as JSON.
 
     Without `check_ids` a taken id fails the messages insert on the primary key instead: the
     whole statement is undone, the seqs too. That is for a statement of its own (autocommit),
@@ -520,7 +534,6 @@ def _append_sql(*, check_ids: bool) -> str:
     messages, and without planner statistics (a new table, autovacuum off) PostgreSQL probes
     the `(chat_id, seq)` index and filters every row of the chat."""
     columns = PAGE_PART_COLUMNS
-    part_params = ", ".join(f"${11 + i}::{_PG_PART_TYPES.get(c, 'text')}[]" for i, c in enumerate(columns))
     id_check = (
         "\n      AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1::varchar AND id = ANY($5::varchar[]))"
         if check_ids
@@ -541,8 +554,7 @@ WITH bump AS (
 ), new_parts AS (
     INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
     SELECT $1::varchar, p.message_id, p.position, $2::varchar, {", ".join("p." + c for c in columns)}
-    FROM bump, unnest($9::varchar[], $10::integer[], {part_params})
-         AS p(message_id, position, {", ".join(columns)})
+    FROM bump, json_populate_recordset(NULL::parts, $9::json) AS p
 )
 SELECT last_seq,
        CASE WHEN last_seq IS NULL THEN {_TAKEN_ID.format(chat="$1", ids="$5")} END,

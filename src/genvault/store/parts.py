@@ -9,7 +9,6 @@ moves fields between the JSON and typed columns.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from genvault.errors import InvalidRequest
@@ -20,7 +19,7 @@ __all__ = [
     "PART_COLUMNS",
     "decode_part",
     "dump_json",
-    "part_columns",
+    "part_record",
     "part_to_row",
     "row_to_part",
 ]
@@ -136,7 +135,7 @@ def row_to_part(row: Any) -> dict[str, Any]:
 # The page read selects the part columns in `PAGE_PART_COLUMNS` order as raw values (JSON columns
 # as their stored text, so no per-cell type processor runs) and builds each part from a per-type
 # recipe of (key, row index, kind): one tuple index per field the part type has, instead of a
-# mapping lookup per column. The append builds one array per column (`part_columns`).
+# mapping lookup per column. The append sends each part's non-NULL columns (`part_record`).
 
 PAGE_PART_COLUMNS: tuple[str, ...] = ("type", *(c for c in PART_COLUMNS if c != "type"))
 _BOOL_COLUMNS = {"tool_provider_executed", "tool_preliminary", "data_transient"}
@@ -195,21 +194,22 @@ def dump_json(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def part_columns(parts: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    """One list per part column (`PART_COLUMNS` and `type`), a value per part, JSON columns as
-    their stored text: the arrays an `unnest` insert takes. Same validation as `part_to_row`."""
-    columns: dict[str, list[Any]] = {column: [None] * len(parts) for column in PAGE_PART_COLUMNS}
-    for i, part in enumerate(parts):
-        part_type = part["type"]
-        fields = _fields(part_type)
-        columns["type"][i] = part_type
-        for key, value in part.items():
-            if key == "type":
-                continue
-            column = fields.get(key)
-            if column is None:
-                raise InvalidRequest(f"part type {part_type!r} has no field {key!r}")
-            columns[column][i] = dump_json(value) if column in _JSON_COLUMNS else value
-        if part_type.startswith("tool-"):
-            columns["tool_name"][i] = part_type[len("tool-") :]
-    return columns
+def part_record(part: dict[str, Any]) -> dict[str, Any]:
+    """The part's non-NULL columns by name, JSON columns as their stored text: one record of the
+    PostgreSQL append's `json_populate_recordset`. Same validation as `part_to_row`."""
+    part_type = part["type"]
+    fields = _fields(part_type)
+    record: dict[str, Any] = {"type": part_type}
+    for key, value in part.items():
+        if key == "type":
+            continue
+        column = fields.get(key)
+        if column is None:
+            raise InvalidRequest(f"part type {part_type!r} has no field {key!r}")
+        if column in _JSON_COLUMNS:
+            record[column] = dump_json(value)
+        elif value is not None:
+            record[column] = value
+    if part_type.startswith("tool-"):
+        record["tool_name"] = part_type[len("tool-") :]
+    return record

@@ -98,21 +98,28 @@ def _fields(part_type: str) -> dict[str, str]:
     raise InvalidRequest(f"unknown part type {part_type!r}")
 
 
-def part_to_row(part: dict[str, Any]) -> dict[str, Any]:
-    """Column values for one part (without the key columns)."""
+def _part_columns(part: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(column, value) for each field the part has, `type` and a tool part's `tool_name`
+    included; a field its type does not have is an `InvalidRequest`."""
     part_type = part["type"]
     fields = _fields(part_type)
-    row: dict[str, Any] = {column: (MISSING if column in _JSON_COLUMNS else None) for column in PART_COLUMNS}
-    row["type"] = part_type
+    columns: list[tuple[str, Any]] = [("type", part_type)]
     for key, value in part.items():
         if key == "type":
             continue
         column = fields.get(key)
         if column is None:
             raise InvalidRequest(f"part type {part_type!r} has no field {key!r}")
-        row[column] = value
+        columns.append((column, value))
     if part_type.startswith("tool-"):
-        row["tool_name"] = part_type[len("tool-") :]
+        columns.append(("tool_name", part_type[len("tool-") :]))
+    return columns
+
+
+def part_to_row(part: dict[str, Any]) -> dict[str, Any]:
+    """Column values for one part (without the key columns)."""
+    row: dict[str, Any] = {column: (MISSING if column in _JSON_COLUMNS else None) for column in PART_COLUMNS}
+    row.update(_part_columns(part))
     return row
 
 
@@ -197,19 +204,8 @@ def dump_json(value: Any) -> str | None:
 def part_record(part: dict[str, Any]) -> dict[str, Any]:
     """The part's non-NULL columns by name, JSON columns as their stored text: one record of the
     PostgreSQL append's `json_populate_recordset`. Same validation as `part_to_row`."""
-    part_type = part["type"]
-    fields = _fields(part_type)
-    record: dict[str, Any] = {"type": part_type}
-    for key, value in part.items():
-        if key == "type":
-            continue
-        column = fields.get(key)
-        if column is None:
-            raise InvalidRequest(f"part type {part_type!r} has no field {key!r}")
-        if column in _JSON_COLUMNS:
-            record[column] = dump_json(value)
-        elif value is not None:
-            record[column] = value
-    if part_type.startswith("tool-"):
-        record["tool_name"] = part_type[len("tool-") :]
-    return record
+    return {
+        column: dump_json(value) if column in _JSON_COLUMNS else value
+        for column, value in _part_columns(part)
+        if value is not None or column in _JSON_COLUMNS
+    }

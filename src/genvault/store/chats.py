@@ -399,7 +399,8 @@ async def _append_postgresql(
     generation_id: str | None,
 ) -> int:
     """`append_messages` on PostgreSQL, in one statement (`_append_sql`); returns the first seq.
-    Sent as driver SQL with positional arrays: nothing for SQLAlchemy to compile or process."""
+    Sent as driver SQL with positional parameters (message arrays, the parts as one JSON text):
+    nothing for SQLAlchemy to compile or process."""
     params = _append_params_pg(chat_id, user_id, new_messages, generation_id)
     row: Any = (await conn.exec_driver_sql(_append_statement(), params)).first()
     return _first_seq(row, chat_id, len(new_messages))

@@ -202,8 +202,9 @@ def dump_json(value: Any) -> str | None:
 
 
 def part_record(part: dict[str, Any]) -> dict[str, Any]:
-    """The part's non-NULL columns by name, JSON columns as their stored text: one record of the
-    PostgreSQL append's `json_populate_recordset`. Same validation as `part_to_row`."""
+    """The part's non-NULL columns by name, JSON columns as their stored text: what both appends
+    write (one record of the PostgreSQL append's `json_populate_recordset`, one row of the SQLite
+    append's insert). Same validation as `part_to_row`."""
     return {
         column: dump_json(value) if column in _JSON_COLUMNS else value
         for column, value in _part_columns(part)

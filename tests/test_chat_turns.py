@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from genvault.errors import Conflict
 from genvault.messages.assembler import assemble
 from genvault.messages.sse import parse_sse
 from genvault.messages.ui import message_to_json, parse_ui_message
@@ -376,6 +377,30 @@ class TestBadInput:
         assert response.status_code == 409
         assert "still generating" in response.text
         await vault.cancel_chat("c")
+
+
+async def test_second_turns_of_one_chat_at_once_run_one_and_refuse_the_rest(
+    client: httpx.AsyncClient, provider: tm.TestProvider
+) -> None:
+    """Four new turns of an existing, idle chat at once: one runs, the others are told the chat is
+    still generating (409) and leave nothing behind. The check and the claim of the chat are one
+    step: on PostgreSQL all four used to read the idle chat and run side by side."""
+    vault = client.vault  # type: ignore[attr-defined]
+    first = await vault.chat("c", message=user("u0", "first"))
+    await vault.wait(first.generation.id)
+    for _ in range(4):
+        provider.enqueue(tm.text("slow"), tm.delay(30))
+
+    results = await asyncio.gather(
+        *(vault.chat("c", message=user(f"u{i}", f"again {i}")) for i in range(1, 5)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(refused) == 3, results
+    assert all("still generating" in str(r) for r in refused)
+    await vault.cancel_chat("c")
+    users = [m["id"] for m in await stored(client, "c") if m["role"] == "user"]
+    assert len(users) == 2, users
+    assert users[0] == "u0"
 
 
 async def test_follow_here_checks_the_owner_of_a_turn_running_in_this_process(

@@ -144,6 +144,11 @@ def _check_title(title: str | None) -> None:
 # The statements of every chat turn, built once (values as execution parameters; see the same
 # note in `store/generations.py`).
 _CHAT_BY_ID = select(chats).where(chats.c.id == bindparam("chat_id"))
+# A turn's read of its chat locks the row until the turn's first transaction ends (PostgreSQL; a
+# SQLite writer holds the database lock already): a second turn of the same chat waits, then
+# reads the active generation the first one set, so "still generating" is checked and claimed
+# in one step.
+_CHAT_TO_CLAIM = _CHAT_BY_ID.with_for_update()
 _SET_ACTIVE = update(chats).where(chats.c.id == bindparam("chat_id"))
 # Frees the chat only if this turn still holds it: one statement, a no-op for a deleted chat.
 _FREE = (
@@ -179,8 +184,9 @@ async def _insert_chat(
     return None if row is None else Chat.model_validate(dict(row))
 
 
-async def _chat_row(conn: AsyncConnection, chat_id: str) -> RowMapping | None:
-    return (await conn.execute(_CHAT_BY_ID, {"chat_id": chat_id})).mappings().first()
+async def _chat_row(conn: AsyncConnection, chat_id: str, *, lock: bool = False) -> RowMapping | None:
+    statement = _CHAT_TO_CLAIM if lock else _CHAT_BY_ID
+    return (await conn.execute(statement, {"chat_id": chat_id})).mappings().first()
 
 
 async def ensure_chat(conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None = None) -> Chat:
@@ -191,16 +197,17 @@ async def ensure_chat(conn: AsyncConnection, chat_id: str, user_id: str, *, titl
 async def open_chat(
     conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None = None
 ) -> tuple[Chat, bool]:
-    """`ensure_chat`, and whether the chat was created just now (so it holds no messages yet)."""
+    """`ensure_chat`, and whether the chat was created just now (so it holds no messages yet).
+    The chat row stays locked until the caller's transaction ends (`_CHAT_TO_CLAIM`)."""
     _check_chat_id(chat_id)
-    row = await _chat_row(conn, chat_id)
+    row = await _chat_row(conn, chat_id, lock=True)
     if row is None:
         chat = await _insert_chat(conn, chat_id, user_id, title=title)
         if chat is not None:
             return chat, True
         # Another transaction created it after our read (two first turns of one new chat at
         # once): take it as the existing chat it now is.
-        row = await _chat_row(conn, chat_id)
+        row = await _chat_row(conn, chat_id, lock=True)
         if row is None:  # and deleted again since: nothing of this request was kept
             raise Conflict(f"chat {chat_id!r} was created and deleted by other requests meanwhile; try again")
     if row["user_id"] != user_id:

@@ -567,7 +567,12 @@ class Engine:
         loop = asyncio.get_running_loop()
         last_write = loop.time()
         write_seconds = 0.0
-        while True:
+        me = asyncio.current_task()
+        # `_end` stops this task by cancelling it. A cancellation that lands inside a driver's
+        # await can be swallowed there (Python 3.11's wait_for/timeout races turn it into the
+        # driver's own error, which `_checkpoint` absorbs), and the loop would then run forever
+        # while `_end` waits for it: so the loop also ends once a cancel was requested at all.
+        while me is None or not me.cancelling():
             # A crash just before a checkpoint commits loses everything since the previous one's
             # snapshot: the sleep plus two write times. Sleep that much less, so the loss stays
             # within `checkpoint_ms` (never below half of it, should the database stall).
@@ -588,6 +593,7 @@ class Engine:
             last_write = now_mono
             if self.dedup is not None and run.cache_key is not None and run.cached_from is None:
                 await self.dedup.renew(run.cache_key, run.generation_id)
+        log.info("checkpoints of %s stopped (a cancellation was absorbed below them)", run.generation_id)
 
     async def _checkpoint(self, run: Run) -> bool:
         run.dirty = False

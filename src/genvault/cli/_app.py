@@ -9,15 +9,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from genvault.errors import CallerError, GenvaultError
-from genvault.settings import Settings
-from genvault.vault import Vault
+
+if TYPE_CHECKING:  # imported where used: `genvault --help` loads none of the engine
+    from genvault.settings import Settings
+    from genvault.vault import Vault
 
 __all__ = ["app", "console", "err_console", "parse_time", "run_async", "run_with_vault", "settings_from"]
 
@@ -28,8 +29,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+class _Console(Console):
+    """A Rich console that measures the terminal when it prints, not when it is made: Rich
+    fixes the width from `COLUMNS` at construction, and these are made at import."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._width = self._height = None
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 T = TypeVar("T")
 
@@ -60,6 +72,10 @@ def _global(
 
 
 def settings_from(**overrides: Any) -> Settings:
+    from pydantic import ValidationError
+
+    from genvault.settings import Settings
+
     try:
         return Settings().with_overrides(database_url=state.database_url, data_dir=state.data_dir, **overrides)
     except ValidationError as exc:
@@ -75,6 +91,8 @@ def fail(message: str, *, code: int) -> None:
 
 def run_with_vault(body: Callable[[Vault], Awaitable[T]], *, settings: Settings | None = None) -> T:
     """Open a Vault, run `body` with it, close it; genvault errors become one-line messages."""
+
+    from genvault.vault import Vault
 
     async def runner() -> T:
         # One-off commands never start the periodic retention task: `genvault retention run` is

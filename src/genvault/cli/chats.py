@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from genvault.cli._app import app, console, err_console, fail, run_with_vault
-from genvault.cli._render import when
+from genvault.cli._render import Column, fitted_table, when
 from genvault.errors import GenvaultError
-from genvault.messages.ui import message_to_json
-from genvault.messages.v4 import convert_v4_messages
-from genvault.records import Page
-from genvault.store.chats import Chat, load_all_messages
-from genvault.vault import Vault
+
+if TYPE_CHECKING:
+    from genvault.records import Page
+    from genvault.store.chats import Chat
+    from genvault.vault import Vault
 
 chat_app = typer.Typer(help="One chat: show or export it.", no_args_is_help=True)
 app.add_typer(chat_app, name="chat")
@@ -42,15 +40,21 @@ def chats(
         for chat in page.items:
             console.out(json.dumps(chat.model_dump(mode="json"), ensure_ascii=False), highlight=False)
         return
-    table = Table("id", "title", "updated (UTC)", "visibility", box=None, header_style="bold")
-    for chat in page.items:
-        table.add_row(chat.id, chat.title or "", when(chat.updated_at), chat.visibility)
-    console.print(table if page.items else "no chats")
+    columns = [
+        Column("id", keep=True),
+        Column("title", flex=True),
+        Column("updated (UTC)", drop=2),
+        Column("visibility", drop=1),
+    ]
+    rows = [[chat.id, chat.title or "", when(chat.updated_at), chat.visibility] for chat in page.items]
+    console.print(fitted_table(columns, rows, console.width) if page.items else "no chats")
     if page.next_cursor:
         console.print(f"[dim]more: --cursor {page.next_cursor}[/]", highlight=False)
 
 
 async def _whole_chat(vault: Vault, chat_id: str) -> tuple[Chat, list[dict[str, Any]]]:
+    from genvault.store.chats import load_all_messages
+
     chat = await vault.get_chat(chat_id, user_id=None)
     async with vault.store.read() as conn:
         return chat, await load_all_messages(conn, chat_id)
@@ -62,6 +66,8 @@ def chat_show(
     as_json: Annotated[bool, typer.Option("--json", help="The UIMessages as JSON")] = False,
 ) -> None:
     """Show a chat as a readable transcript (or its UIMessages)."""
+    from rich.panel import Panel
+
     chat, messages = run_with_vault(lambda vault: _whole_chat(vault, chat_id))
     if as_json:
         console.print_json(json.dumps(messages, ensure_ascii=False))
@@ -124,6 +130,8 @@ def import_v4(
 ) -> None:
     """Import AI SDK v4 chats, converted to v5 UIMessages. Chat and message ids are kept; a chat
     that fails to convert is skipped whole; running it again changes nothing."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     if not path.is_file():
         fail(f"no such file: {path}", code=2)
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -167,6 +175,9 @@ def import_v4(
 
 
 async def _import_line(vault: Vault, number: int, line: str, user: str, dry_run: bool, report: _ImportReport) -> None:
+    from genvault.messages.ui import message_to_json
+    from genvault.messages.v4 import convert_v4_messages
+
     chat_id = "?"
     try:
         record = json.loads(line)

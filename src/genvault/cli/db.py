@@ -7,7 +7,6 @@ import asyncio
 import typer
 
 from genvault.cli._app import app, console, settings_from
-from genvault.store import Store
 
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -16,6 +15,8 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def upgrade() -> None:
     """Create or upgrade the schema to the latest revision (safe to run again)."""
+    from genvault.store import Store
+
     settings = settings_from()
 
     async def run() -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from genvault.cli._app import app, console, err_console, run_with_vault
-from genvault.cli._render import summary_line
-from genvault.records import Generation
-from genvault.store.users import LOCAL_USER_ID
-from genvault.vault import Vault
+from genvault.cli._render import summary
+
+if TYPE_CHECKING:
+    from genvault.records import Generation
+    from genvault.vault import Vault
 
 
 @app.command()
@@ -45,7 +46,7 @@ def generate(
             system=system,
             params={k: v for k, v in params.items() if v is not None},
             idempotency_key=idempotency_key,
-            user_id=user or LOCAL_USER_ID,
+            user_id=user or "local",
             cache=not no_cache,
             cache_ttl=cache_ttl,
         )
@@ -73,6 +74,6 @@ def generate(
     console.out("")
     if final.status == "error":
         err_console.print(f"[red]error:[/] {final.error}", highlight=False)
-    err_console.print(summary_line(final), highlight=False)
+    err_console.print(summary(final, err_console.width), highlight=False, soft_wrap=True)
     if final.status != "complete":
         raise typer.Exit(1)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from genvault.cli._app import app, console, run_with_vault
-from genvault.cli._render import when
-from genvault.store.keys import create_key, list_keys, revoke_key
-from genvault.store.users import list_users
-from genvault.vault import Vault
+from genvault.cli._render import Column, fitted_table, when
+
+if TYPE_CHECKING:
+    from genvault.vault import Vault
 
 users_app = typer.Typer(help="Users (owners of chats and generations).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: created once, stored hashed.", no_args_is_help=True)
@@ -38,14 +37,18 @@ def add_user(
 def users_list() -> None:
     """List users."""
 
+    from genvault.store.users import list_users
+
     async def body(vault: Vault) -> list[dict[str, object]]:
         async with vault.store.read() as conn:
             return await list_users(conn)
 
-    table = Table("id", "name", "admin", "created", box=None, header_style="bold")
-    for row in run_with_vault(body):
-        table.add_row(str(row["id"]), str(row["name"]), "yes" if row["is_admin"] else "", when(row["created_at"]))  # type: ignore[arg-type]
-    console.print(table)
+    columns = [Column("id", keep=True), Column("name", flex=True), Column("admin"), Column("created", drop=1)]
+    rows = [
+        [str(row["id"]), str(row["name"]), "yes" if row["is_admin"] else "", when(row["created_at"])]  # type: ignore[arg-type]
+        for row in run_with_vault(body)
+    ]
+    console.print(fitted_table(columns, rows, console.width))
 
 
 @keys_app.command("create")
@@ -54,6 +57,8 @@ def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for")] = "default",
 ) -> None:
     """Create an API key. It is printed once; only its hash is stored."""
+
+    from genvault.store.keys import create_key
 
     async def body(vault: Vault) -> tuple[str, str]:
         async with vault.store.write() as conn:
@@ -68,25 +73,37 @@ def keys_create(
 def keys_list(user_id: Annotated[str | None, typer.Argument(help="Only this user's keys")] = None) -> None:
     """List keys (never the secrets)."""
 
+    from genvault.store.keys import list_keys
+
     async def body(vault: Vault) -> list[dict[str, object]]:
         async with vault.store.read() as conn:
             return await list_keys(conn, user_id)
 
-    table = Table("id", "user", "name", "created", "revoked", box=None, header_style="bold")
-    for row in run_with_vault(body):
-        table.add_row(
+    columns = [
+        Column("id", keep=True),
+        Column("user", keep=True),
+        Column("name", flex=True),
+        Column("created", drop=2),
+        Column("revoked", drop=1),
+    ]
+    rows = [
+        [
             str(row["id"]),
             str(row["user_id"]),
             str(row["name"]),
             when(row["created_at"]),  # type: ignore[arg-type]
             when(row["revoked_at"]),  # type: ignore[arg-type]
-        )
-    console.print(table)
+        ]
+        for row in run_with_vault(body)
+    ]
+    console.print(fitted_table(columns, rows, console.width))
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (not the secret)")]) -> None:
     """Revoke a key: requests with it get 401 from now on."""
+
+    from genvault.store.keys import revoke_key
 
     async def body(vault: Vault) -> None:
         async with vault.store.write() as conn:

@@ -54,6 +54,7 @@ from genvault.store import Store
 from genvault.store import generations as gen_store
 from genvault.store.schema import generations
 from genvault.streams import MemoryHub, StreamHub
+from genvault.swept import settle_interrupted
 from genvault.tools import Tool
 from genvault.translate import ChunkTranslator
 
@@ -858,6 +859,8 @@ class Engine:
         dead = [owner for owner in owners if owner != self.owner_id and _owner_is_dead(owner)]
         async with self.store.write() as conn:
             changed = await gen_store.sweep_expired(conn, now=_now(), dead_owners=dead)
+            for record in changed:  # usage, and a chat turn's partial reply in its chat
+                await settle_interrupted(conn, record, self.settings.price_overrides)
         for record in changed:
             log.warning("generation %s marked interrupted (owner process gone)", record.id)
             # Its followers (on any process, with Redis) would otherwise wait for chunks that never come.

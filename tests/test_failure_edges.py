@@ -268,3 +268,66 @@ def test_the_estimate_counts_every_string_the_model_reads() -> None:
     ]
     assert input_tokens(messages) == 2 * 4 + 8
     assert json.dumps(messages)  # plain JSON in, nothing mutated
+
+
+async def cancelled_generation(vault: Any, provider: tm.TestProvider, gate: asyncio.Event) -> Any:
+    provider.enqueue(tm.text("A beginning"), tm.delay(PAUSE))
+    started = await vault.generate("Tell me about herons", model=PRICED)
+    async for chunk in vault.stream(started.id):
+        if chunk["type"] == "text-delta" and chunk["delta"].strip() == "beginning":
+            await vault.cancel(started.id)
+    return await vault.wait(started.id)
+
+
+def gated_provider() -> tuple[tm.TestProvider, asyncio.Event]:
+    gate = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await (gate.wait() if seconds == PAUSE else asyncio.sleep(seconds))
+
+    return tm.TestProvider(tokens_per_second=0, sleep=sleep), gate
+
+
+async def test_estimated_usage_is_shown_as_estimated_over_http_and_on_the_pages(vault_factory: Any) -> None:
+    from genvault.server import create_app
+
+    provider, gate = gated_provider()
+    vault = await vault_factory(providers={"anthropic": provider})
+    record = await cancelled_generation(vault, provider, gate)
+    assert record.status == "cancelled"
+    transport = httpx.ASGITransport(app=create_app(vault=vault))
+    async with httpx.AsyncClient(transport=transport, base_url="http://genvault.test") as client:
+        body = (await client.get(f"/api/generations/{record.id}")).json()
+        assert body["usage"]["estimated"] is True
+        assert body["cost_usd"] is not None
+        [row] = (await client.get("/api/usage")).json()
+        assert row["estimated_generations"] == 1
+        assert row["estimated_cost_usd"] == body["cost_usd"]
+        usage_page = (await client.get("/usage")).text
+        assert '<td class="num" data-field="estimated_generations">1</td>' in usage_page
+        record_page = (await client.get(f"/generate/{record.id}")).text
+        assert 'data-field="usage_estimated"' in record_page
+
+
+def test_genvault_usage_counts_estimated_generations(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from genvault.cli import app
+    from genvault.settings import Settings
+    from genvault.vault import Vault
+
+    async def cut_short() -> None:
+        provider, gate = gated_provider()
+        async with Vault(Settings(data_dir=tmp_path), providers={"anthropic": provider}) as vault:
+            await cancelled_generation(vault, provider, gate)
+
+    asyncio.run(cut_short())
+    monkeypatch.setenv("GENVAULT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "250")
+    runner = CliRunner()
+    as_json = runner.invoke(app, ["usage", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    [row] = json.loads(as_json.stdout)
+    assert row["estimated_generations"] == 1
+    table = runner.invoke(app, ["usage"])
+    assert "estimated" in table.stdout

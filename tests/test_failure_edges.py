@@ -24,6 +24,7 @@ from genvault.providers import testmodel as tm
 from genvault.providers.anthropic import AnthropicProvider
 from genvault.providers.base import ModelRequest, ProviderEvent, StreamTextDelta, StreamUsage
 from genvault.providers.openai import OpenAIProvider
+from genvault.replay import chunks_from_record
 
 PAUSE = 3600.0
 
@@ -59,6 +60,10 @@ async def test_a_model_failing_before_its_first_token_leaves_the_announced_messa
     assert assistant["parts"] == [{"type": "step-start"}]
     assert assistant["metadata"] == chunks[2]["messageMetadata"]
     assert record.result_message == assistant
+    # Replayed from the record (once the live stream is gone), the status comes along too.
+    replayed = chunks_from_record(record)
+    assert [c["type"] for c in replayed][-3:] == ["message-metadata", "error", "finish"]
+    assert replayed[-3]["messageMetadata"] == assistant["metadata"]
 
     # The next turn answers the chat as the client holds it: four messages, not three.
     provider.enqueue(tm.text("Here now."))

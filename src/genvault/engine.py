@@ -14,7 +14,12 @@
 4. `_finalize` writes status, output, usage, cost and timings in one transaction, guarded by the
    current status, so it happens once. Provider failure → `error`, cancel → `cancelled`, both
    keeping the partial output; a dead process → `interrupted` by `sweep` (start-up and periodic),
-   from its last checkpoint.
+   from its last checkpoint (`genvault.swept` completes such a record: estimated usage, and a
+   chat turn's partial reply in its chat).
+5. `_end` holds back the stream's last chunks (`finish`, `abort`, the error) until the finalize
+   has committed, retrying it on a dropped connection: a client told `finish` can reload and find
+   the reply. A reply that did not complete first sends its status (and usage, estimated where
+   the provider sent none) as message metadata, which the stored message carries too.
 """
 
 from __future__ import annotations

@@ -198,7 +198,13 @@ class Vault(FilesMixin):
         run_retention: bool = True,
     ) -> None:
         self.settings = settings or Settings()
-        self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
+        self.store = Store(
+            self.settings.resolved_database_url,
+            schema=database_schema or self.settings.database_schema,
+            pool_size=self.settings.db_pool_size,
+            max_overflow=self.settings.db_max_overflow,
+            pool_timeout=self.settings.db_pool_timeout_seconds,
+        )
         # Redis, when configured, holds the dedup cache and the live streams (any process can
         # resume any generation); otherwise an SQL table and an in-process hub.
         self.redis_health = RedisHealth()
@@ -246,6 +252,8 @@ class Vault(FilesMixin):
             await self.store.upgrade()
         async with self.store.write() as conn:
             await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
+        # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
+        await self.engine.liveness.start()
         await self.engine.sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).

@@ -227,3 +227,13 @@ async def test_a_saturated_server_answers_503_with_retry_after_and_writes_nothin
     assert await count(vault) == 0
     ok = await client.post("/api/generate", json={"prompt": "hi"})
     assert ok.status_code == 201, ok.text
+
+
+async def test_prices_are_loaded_before_the_vault_reports_started(vault_factory: Any) -> None:
+    from genvault import pricing
+
+    pricing._bundled_snapshot.cache_clear()
+    pricing._source.cache_clear()
+    await vault_factory()
+    assert pricing._bundled_snapshot.cache_info().currsize == 1
+    assert pricing._source.cache_info().currsize == 1

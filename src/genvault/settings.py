@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = Field(default="genvault:", max_length=100)
     # Redis Streams keep at most about this many chunks per generation, and a finished stream
-    # this long (then the database record is the replay source).
+    # this long (then the database record is the replay source). Process memory keeps a finished
+    # stream only a few seconds (`streams.memory.CLOSED_RETAIN_SECONDS`), whatever this says.
     stream_maxlen: int = Field(default=100_000, ge=100)
     stream_retain_seconds: float = Field(default=300.0, gt=0)
     price_overrides: dict[str, PriceOverride] = Field(default_factory=dict)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault import pricing
 from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
@@ -55,6 +56,7 @@ from genvault.store.schema import MISSING, users
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
+from genvault.streams.memory import CLOSED_RETAIN_SECONDS
 from genvault.tools import Tool, ToolExecutor
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
@@ -222,7 +224,7 @@ class Vault(FilesMixin):
             )
         else:
             self.cache = SqlCache(self.store)
-            default_hub = MemoryHub(retain_seconds=self.settings.stream_retain_seconds)
+            default_hub = MemoryHub(retain_seconds=min(self.settings.stream_retain_seconds, CLOSED_RETAIN_SECONDS))
         self.hub: StreamHub = hub or default_hub
         self.blobs: BlobStore = blobs or blob_store_from_settings(self.settings)
         self.registry = ProviderRegistry(
@@ -252,6 +254,8 @@ class Vault(FilesMixin):
             await self.store.upgrade()
         async with self.store.write() as conn:
             await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
+        # What the first turn needs, loaded now rather than on the event loop mid-stream.
+        pricing.warm()
         # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
         await self.engine.liveness.start()
         await self.engine.sweep()

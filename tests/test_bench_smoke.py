@@ -83,3 +83,4 @@ async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_
     assert rows["sqlite"]["records"] == {"complete": 3}
     assert {r["server"] for r in data["summary"]} == {"bare", "sqlite"}
     assert json.loads((tmp_path / "streams.json").read_text())["benchmark"] == "streams"
+    assert "### 6. Many slow streams at once" in report.render(tmp_path, with_plots=False)

@@ -184,6 +184,7 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
         "unpriced": sum(r.unpriced_generations for r in rows),
         "hits": sum(r.cache_hits for r in rows),
         "saved": sum((r.saved_usd for r in rows), Decimal(0)),
+        "estimated": sum(r.estimated_generations for r in rows),
     }
     columns = [
         Column(group_by, keep=True),
@@ -196,6 +197,8 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
         Column("unpriced", drop=1 if totals["unpriced"] else 6, justify="right"),
         Column("cache hits", drop=3, justify="right"),
         Column("saved", drop=3, justify="right"),
+        # Generations cut short before the provider sent usage: their tokens and cost are estimates.
+        Column("estimated", drop=1 if totals["estimated"] else 6, justify="right"),
     ]
     body = [
         [
@@ -209,6 +212,7 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
             f"{r.unpriced_generations:,}",
             f"{r.cache_hits:,}",
             usd(r.saved_usd),
+            f"{r.estimated_generations:,}",
         ]
         for r in rows
     ]
@@ -223,6 +227,7 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
         f"{totals['unpriced']:,}",
         f"{totals['hits']:,}",
         usd(totals["saved"]),
+        f"{totals['estimated']:,}",
     ]
     table = fitted_table(columns, [*body, footer], width)
     table.rows[-1].end_section = False

@@ -14,12 +14,16 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     generate,
     image,
     logs,
+    models,
     ops,
     serve,
     usage,
     users,
 )
 from genvault.cli._app import app
+from genvault.cli._help import polish
+
+polish(app)
 
 __all__ = ["app", "main"]
 

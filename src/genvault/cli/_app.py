@@ -118,6 +118,37 @@ def run_async(work: Awaitable[T]) -> T:
     raise AssertionError("unreachable")
 
 
+async def acting_user(vault: Vault, user_id: str | None) -> str:
+    """The user a command acts as (`--user`, default the local user). Under local auth
+    (`GENVAULT_AUTH=none`, the default) a new id is created, as the server would; under another
+    auth users are made on purpose, so a missing one is an error that says how."""
+    from genvault.errors import InvalidRequest
+    from genvault.store.users import LOCAL_USER_ID, get_user_name
+
+    if user_id is None or user_id == LOCAL_USER_ID:
+        return LOCAL_USER_ID
+    if vault.settings.auth == "none":
+        await vault.create_user(user_id)
+        return user_id
+    try:
+        async with vault.store.read() as conn:
+            await get_user_name(conn, user_id)
+    except GenvaultError:
+        raise InvalidRequest(
+            f"no user {user_id!r} (auth is {vault.settings.auth}); create it first: genvault users add {user_id}"
+        ) from None
+    return user_id
+
+
+def read_prompt(prompt: str | None) -> str:
+    """The prompt argument, or standard input when it is `-` or missing and input is piped."""
+    if prompt is not None and prompt != "-":
+        return prompt
+    if prompt is None and sys.stdin.isatty():
+        fail('give a prompt, or pipe one in: echo "Write a haiku" | genvault generate', code=2)
+    return sys.stdin.read().rstrip("\n")
+
+
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from genvault.cli._app import app, console, err_console, fail, run_with_vault
+from genvault.cli._app import acting_user, app, console, err_console, fail, run_with_vault
 from genvault.cli._render import summary
 
 if TYPE_CHECKING:
@@ -30,7 +30,10 @@ def image(
     idempotency_key: Annotated[
         str | None, typer.Option("--key", help="Idempotency key: running again returns the same record")
     ] = None,
-    user: Annotated[str | None, typer.Option("--user", help="Record it for this user id (default: local)")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Record it for this user id (default: local; created under local auth)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final record as JSON instead")] = False,
 ) -> None:
     """Generate images; prints the record's ID, the images' permanent URLs, usage and cost."""
@@ -40,9 +43,9 @@ def image(
         fail(f"--out {out} exists and is not a directory", code=2)
 
     async def body(vault: Vault) -> tuple[Generation, list[FileRecord]]:
-        kwargs = {"user_id": user} if user else {}
+        owner = await acting_user(vault, user)
         record = await vault.generate_image(
-            prompt, model=model, size=size, n=n, idempotency_key=idempotency_key, **kwargs
+            prompt, model=model, size=size, n=n, idempotency_key=idempotency_key, user_id=owner
         )
         owner = record.user_id
         with Progress(

@@ -40,7 +40,37 @@ def erase_user(
     as_json: Annotated[bool, typer.Option("--json", help="Print the receipt as JSON")] = False,
 ) -> None:
     """Erase a user and every trace of them (chats, messages, generations, files, cache entries,
-    live streams), write an audit event and print the receipt. Safe to run again."""
+    live streams), write an audit event and print the receipt. A user who is not there (erased
+    before, or never created) is reported, and nothing is written."""
+    from genvault.store.audit import list_events
+    from genvault.store.schema import users
+
+    async def gone(vault: Vault) -> dict[str, object] | None:
+        """None when the user exists; else what is known: the erasure's audit event, if any."""
+        async with vault.store.read() as conn:
+            from sqlalchemy import select
+
+            if (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None:
+                return None
+            events = await list_events(conn, subject_user_id=user_id, limit=1000)
+        erasures = [e for e in events if e["action"] == "erase_user"]
+        return erasures[0] if erasures else {}
+
+    previous = run_with_vault(gone)
+    if previous is not None:
+        if as_json:
+            state = "already_erased" if previous else "no_such_user"
+            found = {"audit_id": previous.get("id"), "erased_at": str(previous.get("at"))} if previous else {}
+            console.out(json.dumps({"user_id": user_id, "status": state, **found}), highlight=False)
+        elif previous:
+            console.print(
+                f"user {user_id} was erased already ({when(previous['at'])} UTC, audit event {previous['id']}); "  # type: ignore[arg-type]
+                "nothing to do",
+                highlight=False,
+            )
+        else:
+            console.print(f"no user {user_id}: nothing to erase", highlight=False)
+        return
     if not yes:
         typer.confirm(f"Erase user {user_id!r} and all their data? This cannot be undone", abort=True)
 

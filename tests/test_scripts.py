@@ -73,6 +73,7 @@ def stock_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return copy, env
 
 
+@pytest.mark.timeout(1200)  # installs uv and the environment on a loaded machine: a ceiling
 def test_quick_start_on_an_externally_managed_python(stock_copy: tuple[Path, dict[str, str]]) -> None:
     copy, env = stock_copy
     assert shutil.which("uv", path=env["PATH"]) is None

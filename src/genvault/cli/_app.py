@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import sys
@@ -108,6 +107,8 @@ def run_async(work: Awaitable[T]) -> T:
 
     async def runner() -> T:
         return await work
+
+    import asyncio
 
     try:
         return asyncio.run(runner())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from genvault.cli._app import app, console, settings_from
@@ -25,6 +23,8 @@ def upgrade() -> None:
             await store.upgrade()
         finally:
             await store.aclose()
+
+    import asyncio
 
     asyncio.run(run())
     console.print(f"schema is up to date: [bold]{_safe(settings.resolved_database_url)}[/]", highlight=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, Annotated
 
@@ -46,6 +45,8 @@ def generate(
     text = read_prompt(prompt)
 
     async def body(vault: Vault) -> Generation:
+        import asyncio
+
         owner = await acting_user(vault, user)
         record = await vault.generate(
             text,

@@ -8,7 +8,6 @@ body (the client shows it as `error.message`); errors while streaming are an `er
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -18,6 +17,7 @@ from genvault.errors import InvalidRequest
 from genvault.records import Generation
 from genvault.server.deps import OptionalUserDep, UserDep, VaultDep
 from genvault.server.streaming import ui_message_stream_response
+from genvault.validation import loads_json
 
 router = APIRouter(tags=["chat (AI SDK)"])
 
@@ -25,10 +25,7 @@ _TRIGGERS = ("submit-message", "regenerate-message")
 
 
 def _parse_chat_request(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw) if raw else None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    body = loads_json(raw) if raw else None
     if not isinstance(body, dict):
         raise InvalidRequest('body must be a JSON object like {"id": "...", "messages": [...], "trigger": "..."}')
     chat_id = body.get("id", body.get("chatId"))

@@ -389,7 +389,17 @@ async def image_page(generation_id: str, request: Request, vault: VaultDep, user
 async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, days: str = "30") -> Response:
     if user is None:
         return sign_in_required(request, vault)
-    span = int(days) if days.isdigit() and int(days) in USAGE_RANGES else 30
+    span = next((n for n in USAGE_RANGES if days == str(n)), None)
+    if span is None:
+        return page(
+            request,
+            "error.html",
+            {
+                "title": "Unknown period",
+                "message": f"days must be one of {', '.join(map(str, USAGE_RANGES))}, e.g. /usage?days=30.",
+            },
+            status_code=400,
+        )
     today = datetime.now(UTC).date()
     first_day = today - timedelta(days=span - 1)
     since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)

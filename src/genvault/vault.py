@@ -742,13 +742,10 @@ class Vault(FilesMixin):
     async def stream(
         self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID
     ) -> AsyncIterator[dict[str, Any]]:
-        """The generation's UI message stream chunks from index `start`: replay, then live.
-
-        Empty when the generation is no longer live in the hub (its record has the result)."""
-        await self.get_generation(generation_id, user_id=user_id)  # ownership
-        if start < 0:
-            raise InvalidRequest(f"start must be 0 or more, got {start}")
-        async for chunk in self.hub.follow(generation_id, start):
+        """The generation's UI message stream chunks from index `start`: replay, then live. A
+        generation no longer live (finished, or its hub forgot it) replays from its stored record,
+        from any index, for as long as the record exists."""
+        async for chunk in self.replay(generation_id, start=start, user_id=user_id):
             yield chunk
 
     def follow_here(
@@ -768,8 +765,8 @@ class Vault(FilesMixin):
     async def replay(
         self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID
     ) -> AsyncIterator[dict[str, Any]]:
-        """Like `stream`, but a generation no longer live in the hub is replayed from its stored
-        record, so a stream URL works for as long as the record exists."""
+        """What `stream` yields: the hub's chunks while the generation is live there, else its stored
+        record's, so a stream URL works for as long as the record exists."""
         record = await self.get_generation(generation_id, user_id=user_id)
         if start < 0:
             raise InvalidRequest(f"start must be 0 or more, got {start}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from genvault.server.errors import install_error_handlers
+from genvault.server.errors import ERROR_RESPONSES, install_error_handlers
 from genvault.server.guard import InputGuard, check_path_ids
 from genvault.server.limits import BodySizeLimit
 from genvault.server.metrics import Metrics
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
         lifespan=lifespan,
         # Every route, including ones added later: ids in the path meet the id rule.
         dependencies=[Depends(check_path_ids)],
+        responses=ERROR_RESPONSES,
     )
     app.state.vault = the_vault
     app.state.metrics = metrics

@@ -52,7 +52,8 @@ class TestStreamOfAFinishedRecord:
         vault.hub._streams.clear()  # type: ignore[attr-defined]  # the hub has forgotten it
         replayed = [chunk async for chunk in vault.stream(record.id)]
         assert _text(replayed) == _text(live) == "kept for later"
-        assert replayed[0]["type"] == "start" and replayed[-1]["type"] == "finish"
+        assert replayed[0]["type"] == "start"
+        assert replayed[-1]["type"] == "finish"
         assert [chunk async for chunk in vault.stream(record.id, start=2)] == replayed[2:]
 
 
@@ -144,3 +145,38 @@ class TestOpenApi:
             assert schema == {"$ref": "#/components/schemas/ErrorBody"}
         chat_route = doc["paths"]["/api/chat"]["post"]["responses"]
         assert all(list(chat_route[s]["content"]) == ["text/plain"] for s in ("400", "404", "409", "422", "503"))
+
+
+class TestUnpricedUsage:
+    """The offline test model has no price: its use, cache hits included, is unpriced, never $0."""
+
+    async def test_cache_hits_of_an_unpriced_model_count_as_unpriced(self, vault: Vault) -> None:
+        first = await vault.wait((await vault.generate("same")).id)
+        hit = await vault.wait((await vault.generate("same")).id)
+        assert first.cost_nano_usd is None
+        assert hit.cached_from == first.id
+        [row] = await vault.usage()
+        assert (row.generations, row.cache_hits, row.unpriced_generations) == (2, 1, 2)
+
+    async def test_the_usage_page_says_unknown_for_unpriced_use_with_cache_hits(
+        self, client: httpx.AsyncClient, vault: Vault
+    ) -> None:
+        for _ in range(3):
+            await vault.wait((await vault.generate("same")).id)
+        html = (await client.get("/usage")).text
+        assert '<td class="num">unknown</td>' in html
+        assert "$0.00" not in html
+
+    def test_genvault_usage_says_unknown_for_unpriced_use_with_cache_hits(
+        self, tmp_path: Path, monkeypatch: Any
+    ) -> None:
+        monkeypatch.setenv("GENVAULT_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("GENVAULT_TEST_MODEL_TPS", "0")
+        monkeypatch.setenv("COLUMNS", "200")
+        cli = CliRunner()
+        for _ in range(2):
+            assert cli.invoke(cli_app, ["generate", "same prompt"]).exit_code == 0
+        table = cli.invoke(cli_app, ["usage"])
+        assert table.exit_code == 0, table.output
+        assert "unknown" in table.stdout
+        assert "$0" not in table.stdout

@@ -80,6 +80,14 @@ def fmt_row_cost(row: UsageRow) -> str:
     return fmt_usd(row.cost_usd)
 
 
+def fmt_row_saved(row: UsageRow) -> str:
+    """What cache hits saved: "unknown" when they saved nothing priced and the group has unpriced
+    use (hits of a model without a price), rather than $0."""
+    if row.cache_hits and not row.saved_nano_usd and row.unpriced_generations:
+        return "unknown"
+    return fmt_usd(row.saved_usd)
+
+
 def fmt_seconds(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return "—"
@@ -95,7 +103,7 @@ def fmt_compact(value: float) -> str:
 
 
 templates.env.filters.update(time=fmt_time, num=fmt_num, usd=fmt_usd)
-templates.env.globals.update(seconds=fmt_seconds, row_cost=fmt_row_cost)
+templates.env.globals.update(seconds=fmt_seconds, row_cost=fmt_row_cost, row_saved=fmt_row_saved)
 
 
 # -- charts --------------------------------------------------------------------------------------

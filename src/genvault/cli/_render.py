@@ -96,6 +96,7 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
         "unpriced": sum(r.unpriced_generations for r in rows),
         "hits": sum(r.cache_hits for r in rows),
         "saved": sum((r.saved_usd for r in rows), Decimal(0)),
+        "estimated": sum(r.estimated_generations for r in rows),
     }
     table.add_column(group_by, footer="total")
     table.add_column("generations", justify="right", footer=f"{totals['generations']:,}")
@@ -113,6 +114,8 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
         justify="right",
         footer="unknown" if totals["hits"] and not totals["saved"] and totals["unpriced"] else usd(totals["saved"]),
     )
+    # Generations cut short before the provider sent usage: their tokens and cost are estimates.
+    table.add_column("estimated", justify="right", footer=f"{totals['estimated']:,}")
     for r in rows:
         table.add_row(
             r.key,
@@ -125,5 +128,6 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
             f"{r.unpriced_generations:,}",
             f"{r.cache_hits:,}",
             "unknown" if r.cache_hits and not r.saved_nano_usd and r.unpriced_generations else usd(r.saved_usd),
+            f"{r.estimated_generations:,}",
         )
     return table

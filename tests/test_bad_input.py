@@ -144,6 +144,13 @@ def _bad_bodies(seed: Seeded, method: str, route: APIRoute) -> list[tuple[str, d
         (url, {"content": _DEEP, "headers": _JSON}),
         (url, {"content": _DEEP_METADATA, "headers": _JSON}),
         (url, {"content": _BAD_UTF8, "headers": _JSON}),
+        (
+            url,
+            {
+                "content": b"prompt=%ff%fe&title=%c3%28",
+                "headers": {"content-type": "application/x-www-form-urlencoded"},
+            },
+        ),
     ]
 
 

@@ -5,7 +5,9 @@
   filter or a cursor would otherwise reach the database and fail there (503), while SQLite
   answered something else.
 - A JSON body (`application/json`, `…+json`) must be UTF-8 and nest at most `MAX_JSON_DEPTH`
-  deep. The depth is found by scanning the bytes, before any parser recurses into them.
+  deep. The depth is found by scanning the bytes, before any parser recurses into them. A
+  url-encoded form must be UTF-8 once percent-decoded (Starlette would quietly decode it as
+  Latin-1 and store the mojibake).
 
 Everything refused here is a 400 that names the problem, in the route's error shape (plain text
 on the AI SDK chat routes, `{"error": …}` elsewhere). Ids' length and characters are checked by
@@ -63,12 +65,15 @@ def _url_problem(scope: Scope) -> str | None:
     return None
 
 
-def _is_json(scope: Scope) -> bool:
+def _checked_kind(scope: Scope) -> str | None:
+    """"json" or "form" for the bodies the guard checks, None for the rest (uploads: any bytes)."""
     for name, value in scope.get("headers") or ():
         if name == b"content-type":
             media: bytes = value.split(b";")[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return False
+            if media == b"application/json" or media.endswith(b"+json"):
+                return "json"
+            return "form" if media == b"application/x-www-form-urlencoded" else None
+    return None
 
 
 class InputGuard:
@@ -83,7 +88,8 @@ class InputGuard:
         if problem is not None:
             await send_error(scope, send, 400, "invalid_request", problem)
             return
-        if scope.get("method") not in _BODY_METHODS or not _is_json(scope):
+        kind = _checked_kind(scope)
+        if scope.get("method") not in _BODY_METHODS or kind is None:
             await self.app(scope, receive, send)
             return
         # Read the JSON body whole (the size limit outside this bounds it), check it, hand it on.
@@ -101,7 +107,7 @@ class InputGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        problem = _body_problem(body)
+        problem = _body_problem(body) if kind == "json" else _form_problem(body)
         if problem is not None:
             await send_error(scope, send, 400, "invalid_request", problem)
             return
@@ -115,6 +121,14 @@ def _body_problem(body: bytes) -> str | None:
         return f"the body is not valid UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}); send UTF-8 JSON"
     if json_depth_exceeds(body):
         return f"the body nests arrays and objects more than {MAX_JSON_DEPTH} deep; flatten it"
+    return None
+
+
+def _form_problem(body: bytes) -> str | None:
+    try:
+        unquote_to_bytes(body.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the form is not valid UTF-8 once percent-decoded; send its fields encoded as UTF-8"
     return None
 
 

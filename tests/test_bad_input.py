@@ -339,3 +339,10 @@ class TestTheNamedCases:
 
     async def test_a_nul_under_static_is_a_400(self, seeded: Seeded) -> None:
         assert (await seeded.http.get("/static/a%00b")).status_code == 400
+
+    async def test_library_user_operations_refuse_a_bad_user_id(self, seeded: Seeded) -> None:
+        for bad in ("a\x00", "u" * 65, ""):
+            with pytest.raises(InvalidRequest, match="user id"):
+                await seeded.vault.user_exists(bad)
+            with pytest.raises(InvalidRequest, match="user id"):
+                await seeded.vault.erase_user(bad)

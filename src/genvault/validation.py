@@ -31,6 +31,7 @@ __all__ = [
     "check_id",
     "check_json_depth",
     "check_message_ids",
+    "check_user_id",
     "find_bad_char",
     "is_id",
     "json_depth_exceeds",
@@ -77,6 +78,21 @@ def check_id(value: Any, what: str) -> str:
         else:
             got = f"{_shown(value)} has the character {next(c for c in value if not '!' <= c <= '~')!r}"
         raise InvalidRequest(f"{what} must be {ID_RULE}; {got}")
+    return value
+
+
+MAX_USER_ID_CHARS = 64
+
+
+def check_user_id(value: Any, what: str = "user id") -> str:
+    """A user id names an account: 1 to 64 characters without control characters (a trusted proxy
+    may name users with spaces or non-ASCII letters, so the id rule's charset does not apply)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_USER_ID_CHARS:
+        got = f"it has {len(value)} characters" if isinstance(value, str) else f"got {type(value).__name__}"
+        raise InvalidRequest(f"{what} must be 1 to {MAX_USER_ID_CHARS} characters; {got}")
+    bad = find_bad_char(value)
+    if bad is not None:
+        raise InvalidRequest(f"{what} must not contain the control character U+{ord(bad):04X}")
     return value
 
 

@@ -56,7 +56,7 @@ from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.tools import Tool, ToolExecutor
-from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids
+from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 
@@ -802,6 +802,7 @@ class Vault(FilesMixin):
     # -- privacy and operations (genvault.ops) --------------------------------------------------
 
     async def user_exists(self, user_id: str) -> bool:
+        check_user_id(user_id)
         async with self.store.read() as conn:
             return (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None
 
@@ -832,6 +833,7 @@ class Vault(FilesMixin):
         """Remove every trace of the user and return the receipt (see `genvault.ops.erasure`).
         Erasing a user who is already gone returns a receipt of zeros. The local user (auth
         `none`) is recreated empty, since that mode always acts as it."""
+        check_user_id(user_id)
         receipt = await erase_user(self, user_id, actor_user_id=actor_user_id)
         if user_id == LOCAL_USER_ID:
             # The embedded single-user mode acts as this user: it comes back empty, as at start.

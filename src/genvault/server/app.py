@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from genvault.server.errors import install_error_handlers
+from genvault.server.errors import ERROR_RESPONSES, install_error_handlers
+from genvault.server.guard import InputGuard, check_path_ids
 from genvault.server.limits import BodySizeLimit
 from genvault.server.metrics import Metrics
 from genvault.server.routes import chat_stream, chats, files, generations, health, images, pages, usage, users
@@ -43,10 +44,15 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
         summary="Keeps every AI generation: IDs before the call, saved while streaming, resumable.",
         version="0.1.0",
         lifespan=lifespan,
+        # Every route, including ones added later: ids in the path meet the id rule.
+        dependencies=[Depends(check_path_ids)],
+        responses=ERROR_RESPONSES,
     )
     app.state.vault = the_vault
     app.state.metrics = metrics
     install_error_handlers(app)
+    # Outermost last: the size limit bounds what the guard reads whole.
+    app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
     for module in (chat_stream, chats, files, generations, images, usage, users, health, pages):
         app.include_router(module.router)

@@ -271,7 +271,14 @@ async def usage_report(
         conditions.append(generations.c.created_at < until)
     sums = [func.coalesce(func.sum(generations.c[name]), 0).label(name) for name in _USAGE_COLUMNS]
     cost = func.coalesce(func.sum(generations.c.cost_nano_usd), 0).label("cost_nano_usd")
-    unpriced = func.sum(case((generations.c.cost_nano_usd.is_(None), 1), else_=0)).label("unpriced")
+    # A cache hit costs nothing, but a hit of an unpriced model is no more priced than its source:
+    # counted as unpriced, so a group of only such generations never reads as free.
+    unknown = or_(
+        generations.c.cost_nano_usd.is_(None),
+        # `price_source` stays "cache" after the source is erased (and `cached_from` set NULL).
+        and_(generations.c.price_source == "cache", generations.c.saved_nano_usd.is_(None)),
+    )
+    unpriced = func.sum(case((unknown, 1), else_=0)).label("unpriced")
     hits = func.sum(case((generations.c.cached_from.is_not(None), 1), else_=0)).label("cache_hits")
     saved = func.coalesce(func.sum(generations.c.saved_nano_usd), 0).label("saved_nano_usd")
     is_estimate = generations.c.usage_estimated.is_(True)

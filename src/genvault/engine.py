@@ -191,6 +191,7 @@ class Engine:
         message_id: str | None = None,
         message_id_factory: Callable[[], str] | None = None,
         before_insert: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+        open_alone: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
         chunk_sink: ChunkSink | None = None,
         snapshot: Callable[[], dict[str, Any]] | None = None,
         finalize_hook: FinalizeHook | None = None,
@@ -205,7 +206,10 @@ class Engine:
         """Commit the pending record, start the provider call in the background, return the record.
 
         `before_insert(conn, generation_id)` runs in the same transaction as the pending insert
-        (chat turns append the user message there). With an `idempotency_key` already used by
+        (chat turns append the user message there). `open_alone(values)`, tried first, writes the
+        pending row (`values`) together with whatever it belongs to in one step of its own (a
+        new chat's first turn); when it returns False, having written nothing, the transaction
+        with `before_insert` runs instead. With an `idempotency_key` already used by
         this user for the same request, the existing record comes back and nothing runs. With a
         `cache` policy, an identical earlier or running request is copied instead of called.
         """
@@ -222,35 +226,48 @@ class Engine:
 
         generation_id = new_id("gen")
         now = _now()
-        async with self.store.write() as conn:
-            if before_insert is not None:
-                await before_insert(conn, generation_id)
-            # A chat turn decides its assistant message id inside the transaction.
-            message_id = (message_id_factory() if message_id_factory else message_id) or generation_id
-            # After before_insert: a chat turn's messages are known only now.
-            key = (
-                self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
-                if self.dedup
-                else None
-            )
-            record = await gen_store.insert_pending(
-                conn,
-                {
-                    "id": generation_id,
-                    "kind": kind,
-                    "user_id": user_id,
-                    "chat_id": chat_id,
-                    "message_id": message_id,
-                    "model": model,
-                    "provider": provider_name,
-                    "request": request_json,
-                    "created_at": now,
-                    "lease_owner": self.owner_id,
-                    "lease_expires_at": now + self._lease,
-                    "idempotency_key": idempotency_key,
-                    "cache_key": key,
-                },
-            )
+
+        def pending_values(message_id: str, key: str | None) -> dict[str, Any]:
+            return {
+                "id": generation_id,
+                "kind": kind,
+                "user_id": user_id,
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "model": model,
+                "provider": provider_name,
+                "request": request_json,
+                "created_at": now,
+                "lease_owner": self.owner_id,
+                "lease_expires_at": now + self._lease,
+                "idempotency_key": idempotency_key,
+                "cache_key": key,
+            }
+
+        def cache_key() -> str | None:
+            if self.dedup is None:
+                return None
+            return self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
+
+        record: Generation | None = None
+        opened = False
+        assistant_id = generation_id
+        if open_alone is not None:
+            assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+            key = cache_key()
+            values = pending_values(assistant_id, key)
+            if await open_alone(values):
+                opened = True
+                record = gen_store.pending_record(values)  # as stored: nothing to read back
+        if not opened:
+            async with self.store.write() as conn:
+                if before_insert is not None:
+                    await before_insert(conn, generation_id)
+                # A chat turn decides its assistant message id inside the transaction.
+                assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+                # After before_insert: a chat turn's messages are known only now.
+                key = cache_key()
+                record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
         if record is None:  # lost a race for the idempotency key
             async with self.store.read() as conn:
                 existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
@@ -264,7 +281,7 @@ class Engine:
             user_id=user_id,
             provider=provider_name,
             model=model,
-            message_id=message_id,
+            message_id=assistant_id,
             snapshot=snapshot,
             cache_key=key,
             cache_policy=cache,

@@ -31,6 +31,7 @@ __all__ = [
     "insert_pending",
     "list_page",
     "mark_streaming",
+    "pending_record",
     "status_of",
     "sweep_expired",
     "usage_report",
@@ -83,6 +84,13 @@ async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Gener
     except IntegrityError:
         return None
     return to_record(inserted)
+
+
+def pending_record(values: dict[str, Any]) -> Generation:
+    """The record a `pending` row inserted with `values` reads back as (every other column at its
+    default), without reading it."""
+    data = {k: v for k, v in values.items() if k not in ("lease_owner", "lease_expires_at")}
+    return Generation.model_validate({"status": "pending", **data})
 
 
 async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str) -> Generation | None:

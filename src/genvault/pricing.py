@@ -112,6 +112,15 @@ def compute_cost(
     return _genai_prices_cost(provider, model, usage.input_tokens, cache_read, cache_write, usage.output_tokens, at)
 
 
+def warm_up(model: str | None = None) -> None:
+    """Load the bundled price data and look `model` (`provider/model`) up once, so no request
+    pays for it: the first lookup in a process builds genai-prices' snapshot, about half a
+    second of CPU on the 2-core machine (`Vault.start` calls this)."""
+    provider, _, name = (model or "").partition("/")
+    compute_cost(provider, name, StreamUsage(input_tokens=1, output_tokens=1), {})
+    _source()
+
+
 def _format(price: Decimal) -> str:
     return format(price.normalize(), "f")
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault import pricing
 from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
@@ -246,6 +247,7 @@ class Vault(FilesMixin):
             await self.store.upgrade()
         async with self.store.write() as conn:
             await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
+        pricing.warm_up(self.settings.default_model)  # not on the first request's path
         await self.engine.sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).

@@ -109,6 +109,8 @@ class Run:
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
+    # The record as inserted: with the finalize's values, the final record for the listeners.
+    pending: Generation | None = None
 
     @property
     def result_text(self) -> str:
@@ -285,6 +287,7 @@ class Engine:
             snapshot=snapshot,
             cache_key=key,
             cache_policy=cache,
+            pending=record,
         )
         self._runs[generation_id] = run
         # Open before deciding, so a request that joins this one finds its stream at once.
@@ -676,10 +679,9 @@ class Engine:
                 stored = await self.dedup.remember_in(
                     conn, run.cache_key, run.generation_id, run.user_id, run.cache_policy
                 )
-            # The final record for the listeners, read in this transaction rather than a
-            # transaction of its own (one pool checkout and BEGIN fewer per generation).
-            record = await gen_store.get(conn, run.generation_id) if self.listeners else None
         run.cache_stored = stored  # committed
+        # The final record for the listeners, from what was just written: no read of it.
+        record = gen_store.final_record(run.pending, values) if self.listeners and run.pending else None
         if record is not None:
             for listener in self.listeners:
                 try:

@@ -25,6 +25,7 @@ from genvault.store.schema import generations
 __all__ = [
     "ACTIVE",
     "checkpoint",
+    "final_record",
     "finalize",
     "find_by_idempotency_key",
     "get",
@@ -91,6 +92,14 @@ def pending_record(values: dict[str, Any]) -> Generation:
     default), without reading it."""
     data = {k: v for k, v in values.items() if k not in ("lease_owner", "lease_expires_at")}
     return Generation.model_validate({"status": "pending", **data})
+
+
+def final_record(pending: Generation, values: dict[str, Any]) -> Generation:
+    """The record `pending` becomes when `finalize` writes `values`, without reading it (its
+    `checkpoint_at` stays as it was when inserted)."""
+    usage = Usage(**{name: values.get(name) for name in _USAGE_COLUMNS})
+    update = {k: v for k, v in values.items() if k not in _USAGE_COLUMNS}
+    return pending.model_copy(update={**update, "usage": usage})
 
 
 async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str) -> Generation | None:

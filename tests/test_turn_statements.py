@@ -16,19 +16,21 @@ from genvault.store.driver import ConnectionLost, PooledDriver
 
 # SQLite, everything it runs: BEGIN, COMMIT and ROLLBACK included, an `executemany` once per row
 # (the reply's two parts are two); no checkpoints (see below). The opening (a new chat with its
-# message and pending generation) is 6 of them: BEGIN IMMEDIATE, the chat, the message, its part,
-# the generation, COMMIT. (31 before the one-step opening of a new chat, 28 before the finalize
-# stopped purging expired cache entries every time; 24 by SQLAlchemy's cursor listener before
-# the append ran on the driver.)
-SQLITE_NEW_CHAT_FIRST_TURN = 27
+# message and pending generation, and the dedup cache's lookup) is 7 of them: BEGIN IMMEDIATE,
+# the chat, the message, its part, the generation, the lookup, COMMIT, in one hop. (31 before the
+# one-step opening of a new chat, 28 before the finalize stopped purging expired cache entries
+# every time, 27 before the lookup went into the opening; 24 by SQLAlchemy's cursor listener
+# before the append ran on the driver.)
+SQLITE_NEW_CHAT_FIRST_TURN = 25
 
 # PostgreSQL, round trips of `Vault.chat` and the reply: the opening is 1 statement (chat,
-# message, parts and pending generation; `store/openings.py`); then the dedup cache lookup with
-# its checkout ping (2), the move to `streaming` at the first token (1), and the finalize (ping,
-# BEGIN, generation, reply, chat freed, cache entry, COMMIT: 7). 19 before the one-step opening
-# (8 → 1), 12 before the finalize stopped purging expired cache entries every time (now at most
-# once a minute) and, in the server, reading the final record back for its metrics listener.
-POSTGRES_NEW_CHAT_FIRST_TURN = 11
+# message, parts, pending generation and the dedup cache's lookup; `store/openings.py`); then
+# the move to `streaming` at the first token (1), and the finalize (ping, BEGIN, generation,
+# reply, chat freed, cache entry, COMMIT: 7). 19 before the one-step opening (8 → 1), 12 before
+# the finalize stopped purging expired cache entries every time (now at most once a minute)
+# and, in the server, reading the final record back for its metrics listener, 11 before the
+# cache lookup (and its checkout ping) went into the opening.
+POSTGRES_NEW_CHAT_FIRST_TURN = 9
 
 MESSAGE = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
 
@@ -129,7 +131,7 @@ async def test_a_new_chats_first_turn_runs_a_fixed_number_of_round_trips_on_post
     sent = _per_turn(asyncpg_round_trips)
     asyncpg_round_trips.clear()
     assert (await vault.get_generation(turn.generation.id)).status == "complete"
-    assert len(opening) == 1 + 2, "\n".join(" ".join(s.split())[:100] for s in opening)  # + the cache lookup
+    assert len(opening) == 1, "\n".join(" ".join(s.split())[:100] for s in opening)
     assert len(sent) == POSTGRES_NEW_CHAT_FIRST_TURN, "\n".join(" ".join(s.split())[:100] for s in sent)
 
 
@@ -171,3 +173,27 @@ async def test_the_listeners_get_the_final_record_as_stored_without_reading_it(v
     assert [r.id for r in heard] == [stored.id]
     assert heard[0].status == "complete"
     assert heard[0].model_dump(exclude={"checkpoint_at"}) == stored.model_dump(exclude={"checkpoint_at"})
+
+
+async def test_a_new_chat_asking_an_answered_question_gets_the_cached_reply_from_its_opening(
+    vault_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dedup cache's lookup runs inside the one-step opening (SQL cache): a new chat asking
+    what another chat was answered copies that answer, without a lookup of its own."""
+    from genvault.cache.sql import SqlCache
+
+    vault = await _vault(vault_factory)
+    first = await vault.chat("c1", message=MESSAGE)
+    await vault.engine.wait(first.generation.id)
+
+    async def no_lookup(self: SqlCache, key: str) -> str | None:
+        raise AssertionError("the opening looked the key up already")
+
+    monkeypatch.setattr(SqlCache, "get", no_lookup)
+    second = await vault.chat("c2", message={**MESSAGE, "id": "u2"})
+    await vault.engine.wait(second.generation.id)
+    copied = await vault.get_generation(second.generation.id)
+    assert copied.status == "complete"
+    assert copied.cached_from == first.generation.id
+    page = await vault.chat_messages("c2")
+    assert [m["role"] for m in page.messages] == ["user", "assistant"]

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault.cache.dedup import CacheProbe
 from genvault.errors import Conflict, InvalidRequest, NotFound
 from genvault.ids import new_id
 from genvault.messages.ui import message_to_json, parse_ui_message
@@ -54,7 +55,7 @@ class NewChatOpening:
     the engine's `open_alone` (False, nothing written, when the chat exists after all)."""
 
     plan: TurnPlan
-    open: Callable[[dict[str, Any]], Awaitable[bool]]
+    open: Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]]
 
 
 def new_chat_opening(store: Store, chat_id: str, user_id: str, message: dict[str, Any]) -> NewChatOpening | None:
@@ -69,9 +70,9 @@ def new_chat_opening(store: Store, chat_id: str, user_id: str, message: dict[str
     # A copy: the caller keeps `message` in the request record.
     plan = TurnPlan(assistant_id=new_id("msg"), continued=None, history=[copy.deepcopy(message)])
 
-    async def open_(generation: dict[str, Any]) -> bool:
+    async def open_(generation: dict[str, Any], probe: CacheProbe | None) -> bool:
         return await open_new_chat_turn(
-            store, chat_id=chat_id, user_id=user_id, title=title, message=message, generation=generation
+            store, chat_id=chat_id, user_id=user_id, title=title, message=message, generation=generation, probe=probe
         )
 
     return NewChatOpening(plan=plan, open=open_)

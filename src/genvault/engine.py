@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault import pricing
-from genvault.cache.dedup import CachePolicy, Dedup
+from genvault.cache.dedup import CachePolicy, CacheProbe, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
 from genvault.providers.base import (
@@ -193,7 +193,7 @@ class Engine:
         message_id: str | None = None,
         message_id_factory: Callable[[], str] | None = None,
         before_insert: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
-        open_alone: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
+        open_alone: Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]] | None = None,
         chunk_sink: ChunkSink | None = None,
         snapshot: Callable[[], dict[str, Any]] | None = None,
         finalize_hook: FinalizeHook | None = None,
@@ -208,9 +208,10 @@ class Engine:
         """Commit the pending record, start the provider call in the background, return the record.
 
         `before_insert(conn, generation_id)` runs in the same transaction as the pending insert
-        (chat turns append the user message there). `open_alone(values)`, tried first, writes the
-        pending row (`values`) together with whatever it belongs to in one step of its own (a
-        new chat's first turn); when it returns False, having written nothing, the transaction
+        (chat turns append the user message there). `open_alone(values, probe)`, tried first, writes
+        the pending row (`values`) together with whatever it belongs to in one step of its own (a
+        new chat's first turn), running the dedup cache's `probe` there too if given; when it
+        returns False, having written nothing, the transaction
         with `before_insert` runs instead. With an `idempotency_key` already used by
         this user for the same request, the existing record comes back and nothing runs. With a
         `cache` policy, an identical earlier or running request is copied instead of called.
@@ -254,11 +255,15 @@ class Engine:
         record: Generation | None = None
         opened = False
         assistant_id = generation_id
+        probe: CacheProbe | None = None
         if open_alone is not None:
             assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
             key = cache_key()
             values = pending_values(assistant_id, key)
-            if await open_alone(values):
+            # The dedup cache's lookup goes along in the same step (the SQL cache's).
+            if self.dedup is not None and key is not None and cache is not None:
+                probe = self.dedup.probe(key, user_id, cache)
+            if await open_alone(values, probe):
                 opened = True
                 record = gen_store.pending_record(values)  # as stored: nothing to read back
         if not opened:
@@ -295,7 +300,7 @@ class Engine:
         source = None
         if self.dedup is not None and key is not None and cache is not None:
             try:
-                source = await self.dedup.decide(key, generation_id, user_id, cache)
+                source = await self.dedup.decide(key, generation_id, user_id, cache, probe=probe if opened else None)
             except Exception:  # the record is committed: it must run, cache or not
                 log.warning("dedup lookup for %s failed; calling the provider", generation_id, exc_info=True)
         if source is not None:

@@ -27,6 +27,7 @@ import json
 import sqlite3
 from typing import Any
 
+from genvault.cache.dedup import CacheProbe
 from genvault.errors import StorageError
 from genvault.store import Store
 from genvault.store.driver import ConnectionLost
@@ -60,13 +61,26 @@ def _parts_records(message: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+# The dedup cache's step 1 (`cache.dedup.CacheProbe`): the entry's generation, if usable.
+_PROBE = """(
+    SELECT e.generation_id FROM cache_entries e JOIN generations g ON g.id = e.generation_id
+    WHERE e.key = {key} AND e.expires_at > {now} AND g.status = 'complete' AND g.finished_at >= {oldest}
+      AND ({user} IS NULL OR g.user_id = {user})
+    LIMIT 1)"""
+
+
 @functools.cache
 def _postgresql_sql() -> str:
     """Parameters: $1 chat id, $2 user id, $3 title, $4 now, $5 message id, $6 message metadata
     (JSON text), $7 the parts as one JSON array of records (as the append sends them), then the
-    pending generation's columns from $8 (`_GENERATION_COLUMNS`, its id first)."""
+    pending generation's columns from $8 (`_GENERATION_COLUMNS`, its id first), then the cache
+    probe's key, now, oldest and user (`_PROBE`; a NULL key finds nothing)."""
     columns = PAGE_PART_COLUMNS
     gen = {name: f"${8 + i}" for i, name in enumerate(_GENERATION_COLUMNS)}
+    n = 8 + len(_GENERATION_COLUMNS)
+    probe = _PROBE.format(
+        key=f"${n}::varchar", now=f"${n + 1}::timestamptz", oldest=f"${n + 2}::timestamptz", user=f"${n + 3}::varchar"
+    )
     return f"""
 WITH new_chat AS (
     INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, updated_at)
@@ -89,7 +103,7 @@ WITH new_chat AS (
            {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar
     FROM new_chat
 )
-SELECT EXISTS (SELECT 1 FROM new_chat)
+SELECT EXISTS (SELECT 1 FROM new_chat), {probe}
 """
 
 
@@ -101,18 +115,38 @@ async def open_new_chat_turn(
     title: str | None,
     message: dict[str, Any],
     generation: dict[str, Any],
+    probe: CacheProbe | None = None,
 ) -> bool:
     """Create chat `chat_id` for `user_id` holding `message` (a user message, checked storable)
-    with the pending `generation` (its row's values) as the chat's active one, in one step.
-    False, with nothing written, when the chat id is already taken."""
+    with the pending `generation` (its row's values) as the chat's active one, in one step, and
+    run the dedup cache's `probe` in it. False, with nothing written, when the chat id is
+    already taken."""
     if store.dialect == "postgresql":
-        return await _open_postgresql(store, chat_id, user_id, title, message, generation)
-    return await _open_sqlite(store, chat_id, user_id, title, message, generation)
+        opened, hit, probed = await _open_postgresql(store, chat_id, user_id, title, message, generation, probe)
+    else:
+        opened, hit, probed = await _open_sqlite(store, chat_id, user_id, title, message, generation, probe)
+    if probed and probe is not None:
+        probe.hit, probe.ran = hit, True
+    return opened
+
+
+def _probe_params(probe: CacheProbe | None) -> tuple[Any, ...]:
+    if probe is None:
+        return (None, None, None, None)
+    return (probe.key, probe.now, probe.oldest, probe.user_id)
 
 
 async def _open_postgresql(
-    store: Store, chat_id: str, user_id: str, title: str | None, message: dict[str, Any], generation: dict[str, Any]
-) -> bool:
+    store: Store,
+    chat_id: str,
+    user_id: str,
+    title: str | None,
+    message: dict[str, Any],
+    generation: dict[str, Any],
+    probe: CacheProbe | None,
+) -> tuple[bool, str | None, bool]:
+    """Whether the chat was created, the cache probe's hit, and whether the probe's answer came
+    back (not when the statement's connection was lost on the way)."""
     now = generation["created_at"]
     params = (
         chat_id,
@@ -123,11 +157,16 @@ async def _open_postgresql(
         dump_json(message.get("metadata", MISSING)),
         json.dumps(_parts_records(message), separators=(",", ":"), ensure_ascii=False),
         *(json.dumps(generation[name]) if name == "request" else generation.get(name) for name in _GENERATION_COLUMNS),
+        *_probe_params(probe),
     )
     sql = _postgresql_sql()
+
+    def result(row: Any) -> tuple[bool, str | None, bool]:
+        return bool(row[0]), row[1], bool(row[0])
+
     try:
         async with store.driver(ping=False) as driver:
-            return bool(await driver.run(lambda conn: conn.fetchval(sql, *params), what="write"))
+            return result(await driver.run(lambda conn: conn.fetchrow(sql, *params), what="write"))
     except ConnectionLost as lost:
         maybe_ran = lost.sent
     # Once more on a pinged connection. If the first try may have run (and, in autocommit,
@@ -138,9 +177,9 @@ async def _open_postgresql(
                 lambda conn: conn.fetchval("SELECT EXISTS (SELECT 1 FROM generations WHERE id = $1)", generation["id"]),
                 what="read",
             )
-            if found:
-                return True
-        return bool(await driver.run(lambda conn: conn.fetchval(sql, *params), what="write"))
+            if found:  # the cache lookup it ran is lost with its answer: `Dedup.decide` looks again
+                return True, None, False
+        return result(await driver.run(lambda conn: conn.fetchrow(sql, *params), what="write"))
 
 
 @functools.cache
@@ -153,8 +192,14 @@ def _sqlite_binders(dialect: Any) -> tuple[Any, Any]:
 
 
 async def _open_sqlite(
-    store: Store, chat_id: str, user_id: str, title: str | None, message: dict[str, Any], generation: dict[str, Any]
-) -> bool:
+    store: Store,
+    chat_id: str,
+    user_id: str,
+    title: str | None,
+    message: dict[str, Any],
+    generation: dict[str, Any],
+    probe: CacheProbe | None,
+) -> tuple[bool, str | None, bool]:
     stamp, json_value = _sqlite_binders(store.engine.dialect)
     now = stamp(generation["created_at"])
     records = _parts_records(message)
@@ -174,8 +219,12 @@ async def _open_sqlite(
         for name in _GENERATION_COLUMNS
     )
     metadata = dump_json(message.get("metadata", MISSING))
+    probe_sql = "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")  # the user twice
+    probe_params = (
+        None if probe is None else (probe.key, stamp(probe.now), stamp(probe.oldest), probe.user_id, probe.user_id)
+    )
 
-    def run(db: sqlite3.Connection) -> bool:
+    def run(db: sqlite3.Connection) -> tuple[bool, str | None, bool]:
         # On aiosqlite's thread, in one hop. The connection is in autocommit as SQLAlchemy's
         # pool hands it out between transactions, so BEGIN IMMEDIATE starts ours.
         db.execute("BEGIN IMMEDIATE")
@@ -187,7 +236,7 @@ async def _open_sqlite(
             ).fetchall()
             if not created:
                 db.execute("ROLLBACK")
-                return False
+                return False, None, False
             db.execute(
                 "INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at) "
                 "VALUES (?, ?, 1, ?, 'user', ?, NULL, ?)",
@@ -200,12 +249,13 @@ async def _open_sqlite(
                 f"VALUES ('pending', {', '.join('?' * len(_GENERATION_COLUMNS))})",
                 generation_row,
             )
+            hit = db.execute(probe_sql, probe_params).fetchone()[0] if probe_params is not None else None
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return True
+        return True, hit, probe_params is not None
 
     try:
         async with store.engine.connect() as conn:
@@ -213,6 +263,7 @@ async def _open_sqlite(
             driver = raw.driver_connection
             # Not beside a statement of SQLAlchemy's adapter on this connection.
             async with raw.dbapi_connection._execute_mutex:
-                return bool(await driver._execute(run, driver._conn))
+                result: tuple[bool, str | None, bool] = await driver._execute(run, driver._conn)
+                return result
     except sqlite3.Error as exc:
         raise StorageError(f"database write failed: {exc}") from exc

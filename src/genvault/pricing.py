@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from genvault.settings import PriceOverride
 
-__all__ = ["Cost", "compute_cost", "estimated_cost_cents", "nano_to_usd", "usd_to_nano"]
+__all__ = ["Cost", "compute_cost", "estimated_cost_cents", "nano_to_usd", "usd_to_nano", "warm"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,15 +112,6 @@ def compute_cost(
     return _genai_prices_cost(provider, model, usage.input_tokens, cache_read, cache_write, usage.output_tokens, at)
 
 
-def warm_up(model: str | None = None) -> None:
-    """Load the bundled price data and look `model` (`provider/model`) up once, so no request
-    pays for it: the first lookup in a process builds genai-prices' snapshot, about half a
-    second of CPU on the 2-core machine (`Vault.start` calls this)."""
-    provider, _, name = (model or "").partition("/")
-    compute_cost(provider, name, StreamUsage(input_tokens=1, output_tokens=1), {})
-    _source()
-
-
 def _format(price: Decimal) -> str:
     return format(price.normalize(), "f")
 
@@ -151,6 +142,15 @@ def _bundled_snapshot() -> DataSnapshot:
     from genai_prices.data_snapshot import DataSnapshot
 
     return DataSnapshot(providers=providers, from_auto_update=False)
+
+
+def warm() -> None:
+    """Load genai-prices and its price data now (about a second of imports and parsing), so the
+    first generation to finish does not stall the event loop doing it (`Vault.start` calls this,
+    before the server reports healthy)."""
+    _bundled_snapshot()
+    _source()
+    compute_cost("openai", "gpt-4o-mini", StreamUsage(input_tokens=1, output_tokens=1), {})
 
 
 @cache

@@ -716,15 +716,13 @@ class Engine:
 
     async def _mark_streaming(self, run: Run) -> None:
         first_token_at = run.first_token_at = _now()
-        still_active = await self.store.write_statement(
-            lambda conn: gen_store.mark_streaming(
-                conn,
-                run.generation_id,
-                started_at=run.started_at or first_token_at,
-                first_token_at=first_token_at,
-                lease_owner=self.owner_id,
-                lease_expires_at=first_token_at + self._lease,
-            )
+        still_active = await gen_store.mark_streaming_alone(
+            self.store,
+            run.generation_id,
+            started_at=run.started_at or first_token_at,
+            first_token_at=first_token_at,
+            lease_owner=self.owner_id,
+            lease_expires_at=first_token_at + self._lease,
         )
         if not still_active:
             raise asyncio.CancelledError  # cancelled or swept elsewhere before the first token

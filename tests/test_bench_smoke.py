@@ -41,10 +41,18 @@ async def test_streaming_benchmark_relays_the_whole_stream_and_measures_a_crash(
     assert len(crash["windows_s"]) == 1
 
 
-async def test_http_benchmark_drives_genvault_serve_from_a_second_process(tmp_path: Path) -> None:
-    data = await http.run(dbs=["sqlite"], concurrency=2, duration=0.3, chat_size=60, out_dir=tmp_path)
-    assert [r["endpoint"] for r in data["results"]] == ["GET /api/chats/{id}/messages?limit=50", "POST /api/chat"]
+async def test_http_benchmark_drives_genvault_and_the_bare_relay_from_a_second_process(tmp_path: Path) -> None:
+    data = await http.run(dbs=["sqlite"], concurrency=[2], duration=0.3, chat_size=60, rounds=1, out_dir=tmp_path)
+    assert [(r["server"], r["endpoint"]) for r in data["results"]] == [
+        ("genvault", "GET /api/chats/{id}/messages?limit=50"),
+        ("bare", "POST /api/chat"),
+        ("genvault", "POST /api/chat"),
+    ]
     assert all(r["errors"] == 0 and r["requests_per_s"] > 0 for r in data["results"])
+    assert all(r["server_cpu_ms_per_request"] is not None for r in data["results"])
+    [turn] = data["turn"]
+    assert (turn["db"], turn["rounds"]) == ("sqlite", 1)
+    assert turn["rps_ratio"] > 0
 
 
 async def test_report_renders_tables_and_targets_from_result_files(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
-from genvault.chat_turns import Trigger, TurnPlan, prepare_turn
+from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_turn
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.ids import new_id
@@ -474,7 +474,6 @@ class Vault(FilesMixin):
                 tools=self.tools,
                 generation_id=generation_id,
             )
-            plan["turn"] = turn
             for upload in uploads:
                 if upload.exists:
                     continue
@@ -493,14 +492,7 @@ class Vault(FilesMixin):
             if turn.continued:
                 # Continuing a message (client tool results) is tied to this chat's own reply.
                 policy.enabled = False
-            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
-            request_json["messages_before"] = len(turn.history)
-            hooks.message_id = turn.assistant_id
-            hooks.assembler = MessageAssembler(
-                parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
-            )
-            hooks.history = turn.history
-            hooks.continues = turn.continued is not None
+            planned(turn)
 
         request_json: dict[str, Any] = {
             "chat_id": chat_id,
@@ -511,6 +503,26 @@ class Vault(FilesMixin):
         if message_id is not None:
             request_json["message_id"] = message_id
         hooks = _TurnHooks(chat_id=chat_id, user_id=user_id)
+
+        def planned(turn: TurnPlan) -> None:
+            plan["turn"] = turn
+            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
+            request_json["messages_before"] = len(turn.history)
+            hooks.message_id = turn.assistant_id
+            hooks.assembler = MessageAssembler(
+                parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
+            )
+            hooks.history = turn.history
+            hooks.continues = turn.continued is not None
+
+        open_alone = None
+        if trigger == "submit-message" and incoming is not None and not uploads and idempotency_key is None:
+            # Most likely a new chat's first message: try it as one step (`store/openings.py`);
+            # an existing chat falls back to `before_insert`, which plans the turn anew.
+            opening = new_chat_opening(self.store, chat_id, user_id, incoming)
+            if opening is not None:
+                planned(opening.plan)
+                open_alone = opening.open
         record = await self.engine.start(
             kind="chat",
             user_id=user_id,
@@ -521,6 +533,7 @@ class Vault(FilesMixin):
             chat_id=chat_id,
             message_id_factory=lambda: hooks.message_id,
             before_insert=before_insert,
+            open_alone=open_alone,
             chunk_sink=hooks.feed,
             snapshot=hooks.snapshot,
             finalize_hook=hooks.finalize,

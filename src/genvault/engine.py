@@ -37,6 +37,7 @@ from genvault import pricing
 from genvault.cache.dedup import CachePolicy, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
+from genvault.limits import Admission, Limits
 from genvault.providers.base import (
     ModelRequest,
     Provider,
@@ -109,6 +110,8 @@ class Run:
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
+    # What admission reserved against the limits; settled in the finalize transaction.
+    admission: Admission | None = None
 
     @property
     def result_text(self) -> str:
@@ -153,8 +156,10 @@ class Engine:
         registry: ProviderRegistry,
         settings: Settings,
         dedup: Dedup | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits
         self.hub = hub
         self.registry = registry
         self.settings = settings
@@ -220,6 +225,8 @@ class Engine:
             if existing is not None:
                 return self._same_request(existing, request_json)
 
+        # Limits: the key's models, requests and tokens per minute; refused before any write.
+        admission = await self.limits.admit(user_id=user_id, model=model) if self.limits is not None else None
         generation_id = new_id("gen")
         now = _now()
         async with self.store.write() as conn:
@@ -233,6 +240,12 @@ class Engine:
                 if self.dedup
                 else None
             )
+            if admission is not None:
+                # The worst-case cost against every budget, last before the insert (on PostgreSQL
+                # the ledger row stays locked until this transaction commits). Refused: it all
+                # rolls back, and the request leaves nothing.
+                assert self.limits is not None
+                await self.limits.reserve(conn, admission, provider_name, bare_model, model_request)
             record = await gen_store.insert_pending(
                 conn,
                 {
@@ -249,9 +262,15 @@ class Engine:
                     "lease_expires_at": now + self._lease,
                     "idempotency_key": idempotency_key,
                     "cache_key": key,
+                    "api_key_id": admission.key_id if admission is not None else None,
+                    "reservation": admission.reservation() if admission is not None else None,
                 },
             )
         if record is None:  # lost a race for the idempotency key
+            if admission is not None and admission.subjects:
+                assert self.limits is not None
+                async with self.store.write() as conn:
+                    await self.limits.settle(conn, admission, 0, "cancelled")
             async with self.store.read() as conn:
                 existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
             if existing is None:  # pragma: no cover - the conflicting row cannot vanish
@@ -268,6 +287,7 @@ class Engine:
             snapshot=snapshot,
             cache_key=key,
             cache_policy=cache,
+            admission=admission,
         )
         self._runs[generation_id] = run
         # Open before deciding, so a request that joins this one finds its stream at once.
@@ -646,6 +666,8 @@ class Engine:
         async with self.store.write() as conn:
             if not await gen_store.finalize(conn, run.generation_id, values):
                 return  # already final (cancelled or swept elsewhere): keep that outcome
+            if run.admission is not None and self.limits is not None:
+                await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
             if (
@@ -663,6 +685,11 @@ class Engine:
             # transaction of its own (one pool checkout and BEGIN fewer per generation).
             record = await gen_store.get(conn, run.generation_id) if self.listeners else None
         run.cache_stored = stored  # committed
+        if run.admission is not None and run.admission.tokens and self.limits is not None:
+            try:
+                await self.limits.record_tokens(run.admission, run.usage)
+            except Exception:  # the record is final; a rate window that missed it is no reason to fail
+                log.warning("counting the tokens of %s against its limits failed", run.generation_id, exc_info=True)
         if record is not None:
             for listener in self.listeners:
                 try:
@@ -711,7 +738,9 @@ class Engine:
         # Running in another process (or nowhere): end the record here; the owner's next
         # checkpoint sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
-            await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            ended = await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            if ended and self.limits is not None:
+                await self.limits.release_records(conn, [generation.id])
 
     async def sweep(self) -> list[Generation]:
         """Mark `interrupted` the records whose process died: expired leases, and leases held by a
@@ -731,6 +760,8 @@ class Engine:
         dead = [owner for owner in owners if owner != self.owner_id and _owner_is_dead(owner)]
         async with self.store.write() as conn:
             changed = await gen_store.sweep_expired(conn, now=_now(), dead_owners=dead)
+            if changed and self.limits is not None:  # what they held goes back to their budgets
+                await self.limits.release_records(conn, [record.id for record in changed])
         for record in changed:
             log.warning("generation %s marked interrupted (owner process gone)", record.id)
             # Its followers (on any process, with Redis) would otherwise wait for chunks that never come.

@@ -181,6 +181,12 @@ class Limits:
             month_start=_month_start(now),
         )
 
+    async def list_limits(self) -> dict[str, LimitSet]:
+        """Every subject's limits: `default`, `user:<id>`, `key:<id>`."""
+        async with self.store.read() as conn:
+            rows = (await conn.execute(select(limits).order_by(limits.c.subject))).all()
+        return {row.subject: LimitSet.from_row(row) for row in rows}
+
     async def get_limits(self, kind: SubjectKind, subject_id: str | None) -> LimitSet:
         subject = self.subject(kind, subject_id)
         async with self.store.read() as conn:

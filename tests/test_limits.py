@@ -409,3 +409,16 @@ async def test_limits_are_validated_and_need_one_subject(vault_factory: Any) -> 
     with pytest.raises(NotFound):
         await vault.set_limits(LimitSet(rpm=1), key_id="key_nope")
     assert await vault.set_limits(LimitSet(), user_id="local") == LimitSet()
+
+
+async def test_the_usage_page_shows_spend_against_each_budget(world: dict[str, Any]) -> None:
+    vault, http = world["vault"], world["http"]
+    await vault.set_limits({"monthly_usd": WORST_USD * 4, "rpm": 30}, user_id="alice")
+    created = await http.post("/api/generate", json={"prompt": "spend"}, headers=auth(world))
+    await vault.wait(created.json()["id"], user_id="alice")
+    html = (await http.get("/usage", headers=auth(world))).text
+    assert 'id="budgets"' in html
+    assert 'data-limit="monthly_usd"' in html
+    assert f"${WORST_USD}" in html  # used
+    assert f"${WORST_USD * 4}" in html  # of the limit
+    assert 'data-limit="rpm"' in html

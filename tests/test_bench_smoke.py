@@ -71,3 +71,13 @@ async def test_cpu_micro_runs_run_each_path(what: str, expected: list[str]) -> N
     rows = await cpu.run(argparse.Namespace(what=what, db="sqlite", n=3, tokens=20, tps=0.0, checkpoint_ms=250))
     assert [r["what"] for r in rows] == expected
     assert all(r["cpu_us"] >= 0 and r["wall_us"] > 0 for r in rows)
+
+
+async def test_limits_benchmark_runs_turns_with_and_without_limits(tmp_path: Path) -> None:
+    from bench import limits
+
+    data = await limits.run(dbs=["sqlite"], turns=3, runs=1, out_dir=tmp_path)
+    [result] = data["runs"]
+    assert result["free"]["turn_ms"]["n"] == 3
+    assert result["limited"]["turn_ms"]["n"] == 3
+    assert result["limits_in_force"] == 6

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, case, func, select, update
+from sqlalchemy import BigInteger, String, bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.store.db import insert_for
@@ -47,59 +47,48 @@ class UsageRow:
         return self.month_nano_usd if self.month == month else 0
 
 
-_statements: dict[tuple[str, int], Any] = {}
+_statements: dict[int, Any] = {}
 
 
-def _reserve_statement(dialect: str, subjects: int) -> Any:
-    """Built once per dialect and number of subjects; the values come as parameters."""
-    cached = _statements.get((dialect, subjects))
+def _reserve_statement(subjects: int) -> Any:
+    """Written out as SQL, the same on both databases (an upsert over several VALUES rows is not
+    cacheable as a Core statement, and compiling it took longer than running it); built once per
+    number of subjects. The caps come as parameters, per subject, `NO_CAP` for none."""
+    cached = _statements.get(subjects)
     if cached is not None:
         return cached
-    rows = [
-        {
-            "subject": bindparam(f"p_s{i}"),
-            "user_id": bindparam("p_user"),
-            "day": bindparam("p_day"),
-            "day_nano_usd": bindparam("p_nano", type_=BigInteger),
-            "month": bindparam("p_month"),
-            "month_nano_usd": bindparam("p_nano", type_=BigInteger),
-            "total_nano_usd": bindparam("p_nano", type_=BigInteger),
-            "running": 1,
-            "reserved_nano_usd": bindparam("p_nano", type_=BigInteger),
-        }
-        for i in range(subjects)
-    ]
-    insert = insert_for(dialect, u).values(rows)
-    new = insert.excluded
+    rows = ", ".join(
+        f"(:p_s{i}, :p_user, :p_day, :p_nano, :p_month, :p_nano, :p_nano, 1, :p_nano)" for i in range(subjects)
+    )
 
-    def cap(name: str) -> Any:
-        whens = [
-            (u.c.subject == bindparam(f"p_s{i}"), bindparam(f"p_s{i}_{name}", type_=BigInteger))
-            for i in range(subjects)
-        ]
-        return case(*whens, else_=NO_CAP)
+    def cap(name: str) -> str:
+        whens = " ".join(f"WHEN :p_s{i} THEN :p_s{i}_{name}" for i in range(subjects))
+        return f"(CASE limit_usage.subject {whens} ELSE {NO_CAP} END)"
 
-    day_used = case((u.c.day == new.day, u.c.day_nano_usd), else_=0)
-    month_used = case((u.c.month == new.month, u.c.month_nano_usd), else_=0)
-    statement = insert.on_conflict_do_update(
-        index_elements=[u.c.subject],
-        set_={
-            "day": new.day,
-            "day_nano_usd": day_used + new.day_nano_usd,
-            "month": new.month,
-            "month_nano_usd": month_used + new.month_nano_usd,
-            "total_nano_usd": u.c.total_nano_usd + new.total_nano_usd,
-            "running": u.c.running + 1,
-            "reserved_nano_usd": u.c.reserved_nano_usd + new.reserved_nano_usd,
-        },
-        where=and_(
-            day_used + new.day_nano_usd <= cap("daily"),
-            month_used + new.month_nano_usd <= cap("monthly"),
-            u.c.total_nano_usd + new.total_nano_usd <= cap("total"),
-            u.c.running + 1 <= cap("concurrent"),
-        ),
-    ).returning(u.c.subject)
-    _statements[(dialect, subjects)] = statement
+    day_used = "(CASE WHEN limit_usage.day = excluded.day THEN limit_usage.day_nano_usd ELSE 0 END)"
+    month_used = "(CASE WHEN limit_usage.month = excluded.month THEN limit_usage.month_nano_usd ELSE 0 END)"
+    sql = (
+        "INSERT INTO limit_usage (subject, user_id, day, day_nano_usd, month, month_nano_usd, total_nano_usd, "
+        f"running, reserved_nano_usd) VALUES {rows} "
+        "ON CONFLICT (subject) DO UPDATE SET "
+        f"day = excluded.day, day_nano_usd = {day_used} + excluded.day_nano_usd, "
+        f"month = excluded.month, month_nano_usd = {month_used} + excluded.month_nano_usd, "
+        "total_nano_usd = limit_usage.total_nano_usd + excluded.total_nano_usd, "
+        "running = limit_usage.running + 1, "
+        "reserved_nano_usd = limit_usage.reserved_nano_usd + excluded.reserved_nano_usd "
+        f"WHERE {day_used} + excluded.day_nano_usd <= {cap('daily')} "
+        f"AND {month_used} + excluded.month_nano_usd <= {cap('monthly')} "
+        f"AND limit_usage.total_nano_usd + excluded.total_nano_usd <= {cap('total')} "
+        f"AND limit_usage.running + 1 <= {cap('concurrent')} "
+        "RETURNING subject"
+    )
+    params: list[Any] = [bindparam(name, type_=String) for name in ("p_user", "p_day", "p_month")]
+    params.append(bindparam("p_nano", type_=BigInteger))
+    for i in range(subjects):
+        params.append(bindparam(f"p_s{i}", type_=String))
+        params.extend(bindparam(f"p_s{i}_{n}", type_=BigInteger) for n in ("daily", "monthly", "total", "concurrent"))
+    statement = text(sql).bindparams(*params)
+    _statements[subjects] = statement
     return statement
 
 
@@ -123,7 +112,7 @@ async def reserve(
         params[f"p_s{i}"] = subject
         for name in ("daily", "monthly", "total", "concurrent"):
             params[f"p_s{i}_{name}"] = caps[name]
-    result = await conn.execute(_reserve_statement(conn.dialect.name, len(subjects)), params)
+    result = await conn.execute(_reserve_statement(len(subjects)), params)
     return {row[0] for row in result}
 
 

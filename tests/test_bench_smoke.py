@@ -92,3 +92,13 @@ async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_
     assert {r["server"] for r in data["summary"]} == {"bare", "sqlite"}
     assert json.loads((tmp_path / "streams.json").read_text())["benchmark"] == "streams"
     assert "### 6. Many slow streams at once" in report.render(tmp_path, with_plots=False)
+
+
+async def test_limits_benchmark_runs_turns_with_and_without_limits(tmp_path: Path) -> None:
+    from bench import limits
+
+    data = await limits.run(dbs=["sqlite"], turns=3, runs=1, out_dir=tmp_path)
+    [result] = data["runs"]
+    assert result["free"]["turn_ms"]["n"] == 3
+    assert result["limited"]["turn_ms"]["n"] == 3
+    assert result["limits_in_force"] == 6

@@ -32,6 +32,7 @@ from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_tur
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.ids import new_id
+from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind
 from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
@@ -233,7 +234,8 @@ class Vault(FilesMixin):
             self.settings, http_client=http_client, providers=providers, image_providers=image_providers
         )
         self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health if self.redis else None)
-        self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup)
+        self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
+        self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -260,6 +262,7 @@ class Vault(FilesMixin):
         pricing.warm()
         # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
         await self.engine.liveness.start()
+        await self.limits.load()
         await self.engine.sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).
@@ -302,6 +305,7 @@ class Vault(FilesMixin):
         await self.hub.aclose()
         await self.registry.aclose()
         await self.cache.aclose()
+        await self.limits.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.store.aclose()
@@ -327,6 +331,31 @@ class Vault(FilesMixin):
         if not USER_ID.match(user_id):
             raise InvalidRequest(f"user id {user_id!r} must be 1-64 letters, digits or . _ - @")
         await self.ensure_user(user_id, name, is_admin=is_admin)
+
+    # -- limits (genvault.limits) ---------------------------------------------------------------
+
+    async def set_limits(
+        self,
+        limits: LimitSet | dict[str, Any],
+        *,
+        user_id: str | None = None,
+        key_id: str | None = None,
+        default: bool = False,
+    ) -> LimitSet:
+        """Replace the limits of one user, one API key, or (`default=True`) every user without a
+        value of their own. Fields left out or `None` mean no limit of that kind."""
+        if sum((user_id is not None, key_id is not None, default)) != 1:
+            raise InvalidRequest("set limits on exactly one of: a user, an API key, the default")
+        try:
+            values = limits if isinstance(limits, LimitSet) else LimitSet.model_validate(limits)
+        except ValidationError as exc:
+            raise invalid(exc, "limits") from None
+        kind: SubjectKind = "default" if default else ("user" if user_id is not None else "key")
+        return await self.limits.set_limits(kind, user_id if user_id is not None else key_id, values)
+
+    async def limits_status(self, user_id: str = LOCAL_USER_ID) -> LimitsStatus:
+        """The user's limits and how much of each is used, with when it resets."""
+        return await self.limits.status(user_id)
 
     # -- text generations -----------------------------------------------------------------------
 
@@ -753,7 +782,7 @@ class Vault(FilesMixin):
     async def usage(
         self,
         *,
-        group_by: Literal["model", "user", "day"] = "model",
+        group_by: Literal["model", "user", "day", "key"] = "model",
         user_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,

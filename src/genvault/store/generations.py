@@ -311,16 +311,19 @@ async def list_page(
 async def usage_report(
     conn: AsyncConnection,
     *,
-    group_by: Literal["model", "user", "day"] = "model",
+    group_by: Literal["model", "user", "day", "key"] = "model",
     user_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[UsageRow]:
-    """Token and cost totals per model, user or UTC day, largest cost first (days: newest first)."""
+    """Token and cost totals per model, user, UTC day or API key (`none`: requests without a
+    key), largest cost first (days: newest first)."""
     if group_by == "model":
         key: ColumnElement[Any] = generations.c.model
     elif group_by == "user":
         key = generations.c.user_id
+    elif group_by == "key":
+        key = func.coalesce(generations.c.api_key_id, "none")
     elif group_by == "day":
         key = (
             func.date(generations.c.created_at)
@@ -328,7 +331,7 @@ async def usage_report(
             else func.to_char(func.timezone("UTC", generations.c.created_at), "YYYY-MM-DD")
         )
     else:
-        raise InvalidRequest(f"group_by must be model, user or day, got {group_by!r}")
+        raise InvalidRequest(f"group_by must be model, user, day or key, got {group_by!r}")
     key = key.label("key")
     conditions = []
     if user_id is not None:

@@ -421,6 +421,8 @@ async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, d
         key="total",
         **{field: sum(getattr(row, field) for row in by_model) for field in _USAGE_SUMS},
     )
+    # Your own spend against each of your budgets (and rate limits), whoever you are.
+    budgets = (await vault.limits_status(user)).usage
     return page(
         request,
         "usage.html",
@@ -433,5 +435,6 @@ async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, d
             "by_day": by_day,
             "totals": totals,
             "charts": [tokens_chart, cost_chart],
+            "budgets": budgets,
         },
     )

@@ -45,6 +45,7 @@ from genvault.providers.images import ImageProvider
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, Page, UsageRow
 from genvault.replay import chunks_from_record
+from genvault.search import Searcher, SearchPage
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import chats as chat_store
@@ -224,6 +225,7 @@ class Vault(FilesMixin):
         )
         self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health if self.redis else None)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup)
+        self.searcher = Searcher(self.store)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -530,10 +532,13 @@ class Vault(FilesMixin):
             return await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
 
     async def list_chats(
-        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None
+        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None, q: str | None = None
     ) -> Page[chat_store.Chat]:
+        """The user's chats, most recently updated first; `q`: only those whose title or any
+        message matches the search query."""
+        among = self.searcher.chats_matching(q, user_id) if q else None
         async with self.store.read() as conn:
-            return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor)
+            return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor, among=among)
 
     async def chat_messages(
         self,
@@ -681,7 +686,11 @@ class Vault(FilesMixin):
         until: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        q: str | None = None,
     ) -> Page[Generation]:
+        """Newest first; `q`: only those whose prompt or output (a chat turn's: its reply)
+        matches the search query."""
+        among = self.searcher.generations_matching(q, user_id) if q else None
         async with self.store.read() as conn:
             return await gen_store.list_page(
                 conn,
@@ -693,7 +702,40 @@ class Vault(FilesMixin):
                 until=until,
                 limit=limit,
                 cursor=cursor,
+                among=among,
             )
+
+    async def search(
+        self,
+        q: str,
+        *,
+        user_id: str | None = LOCAL_USER_ID,
+        chat_id: str | None = None,
+        kind: str | None = None,
+        model: str | None = None,
+        role: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Messages, chat titles and generations matching `q` (words, "phrases", prefix*,
+        -exclude), best first, with snippets; `user_id=None` searches every user's. See
+        `genvault.search`."""
+        return await self.searcher.search(
+            q,
+            user_id=user_id,
+            chat_id=chat_id,
+            kind=kind,
+            model=model,
+            role=role,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
 
     async def usage(
         self,

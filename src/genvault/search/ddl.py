@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
     "PG_INDEXES",
+    "PG_TRIGGERS",
+    "PG_VECTOR_COLUMN",
+    "PG_VECTOR_TABLES",
     "SQLITE_FTS_TABLES",
     "SQLITE_TRIGGERS",
     "SQLITE_VIEWS",
@@ -24,13 +27,24 @@ SQLITE_TRIGGERS = tuple(f"{t}_{event}" for t in SQLITE_FTS_TABLES for event in (
 # FTS5 keeps each index in shadow tables named after it.
 _SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
 PG_INDEXES = ("ix_parts_search", "ix_chats_search", "ix_generations_search")
+# Parts and generations keep their tsvector in this column, set by a trigger of the same name
+# as its function (`<table>_search_vector`).
+PG_VECTOR_COLUMN = "search_vector"
+PG_VECTOR_TABLES = ("parts", "generations")
+PG_TRIGGERS = tuple(f"{t}_search_vector" for t in PG_VECTOR_TABLES)
 
 
 def is_search_object(name: str | None) -> bool:
     """True for a table, view, trigger or index that revision 0009 made for search."""
     if name is None:
         return False
-    if name in PG_INDEXES or name in SQLITE_VIEWS or name in SQLITE_TRIGGERS or name in SQLITE_FTS_TABLES:
+    if (
+        name in PG_INDEXES
+        or name == PG_VECTOR_COLUMN
+        or name in SQLITE_VIEWS
+        or name in SQLITE_TRIGGERS
+        or name in SQLITE_FTS_TABLES
+    ):
         return True
     return any(name == t + s for t in SQLITE_FTS_TABLES for s in _SHADOW_SUFFIXES)
 
@@ -49,7 +63,17 @@ async def missing_objects(conn: AsyncConnection) -> list[str]:
             )
         )
         present = {r[0] for r in rows}
-        wanted = list(PG_INDEXES)
+        triggers = await conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"))
+        present |= {r[0] for r in triggers}
+        columns = await conn.execute(
+            text(
+                "SELECT table_name || '.' || column_name FROM information_schema.columns "
+                "WHERE column_name = :column AND table_schema = current_schema()"
+            ),
+            {"column": PG_VECTOR_COLUMN},
+        )
+        present |= {r[0] for r in columns}
+        wanted = [*PG_INDEXES, *PG_TRIGGERS, *(f"{t}.{PG_VECTOR_COLUMN}" for t in PG_VECTOR_TABLES)]
     return [name for name in wanted if name not in present]
 
 

@@ -48,7 +48,6 @@ __all__ = [
 MAX_LIMIT = 100
 Kind = Literal["message", "chat", "generation"]
 SOURCES: tuple[Kind, ...] = ("message", "chat", "generation")
-_TERMINAL = "('complete', 'error', 'cancelled', 'interrupted')"
 
 
 class SearchHit(BaseModel):
@@ -139,14 +138,9 @@ def _pg_tsquery(query: TextQuery, params: dict[str, Any]) -> str:
     return "(" + " && ".join(parts) + ")"
 
 
-_PG_OWNER = "array_to_tsvector(ARRAY['#' || md5({col})])"
-# The indexed expressions, exactly as the indexes define them (0009): a query uses an index only
-# when it spells the expression the same way.
-PG_PARTS_VECTOR = "(to_tsvector('simple', p.text_text) || " + _PG_OWNER.format(col="p.user_id") + ")"
-PG_CHATS_VECTOR = "(to_tsvector('simple', c.title) || " + _PG_OWNER.format(col="c.user_id") + ")"
-_PG_PROMPT = "to_tsvector('simple', coalesce(g.request ->> 'prompt', ''))"
-PG_GENERATIONS_TEXT = "(" + _PG_PROMPT + " || to_tsvector('simple', coalesce(g.result_text, '')))"
-PG_GENERATIONS_VECTOR = "(" + PG_GENERATIONS_TEXT + " || " + _PG_OWNER.format(col="g.user_id") + ")"
+# The indexed vectors (revision 0009): a stored `search_vector` on parts and generations, an
+# expression on chats, which a query must spell exactly as the index does to use it.
+PG_CHATS_VECTOR = "(to_tsvector('simple', c.title) || array_to_tsvector(ARRAY['#' || md5(c.user_id)]))"
 
 
 def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Select:
@@ -171,8 +165,8 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
         need_messages = any(v is not None for v in (f.role, f.since, f.until, f.model, f.status))
         if pg:
             frm = "parts p"
-            score = f"(-ts_rank_cd(to_tsvector('simple', p.text_text), {tsq}))::float8"
-            where += ["p.type = 'text'", f"{PG_PARTS_VECTOR} @@ {match_q}"]
+            score = f"(-ts_rank_cd(p.search_vector, {tsq}))::float8"
+            where.append(f"p.search_vector @@ {match_q}")
             keys = ["p.chat_id", "p.message_id", "p.position"]
         else:
             frm = "search_parts f JOIN parts p ON p.rowid = f.rowid"
@@ -209,8 +203,8 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
     else:
         if pg:
             frm = "generations g"
-            score = f"(-ts_rank_cd({PG_GENERATIONS_TEXT}, {tsq}))::float8"
-            where += ["g.kind <> 'chat'", f"g.status IN {_TERMINAL}", f"{PG_GENERATIONS_VECTOR} @@ {match_q}"]
+            score = f"(-ts_rank_cd(g.search_vector, {tsq}))::float8"
+            where.append(f"g.search_vector @@ {match_q}")
             keys = ["g.id"]
         else:
             frm = "search_generations f JOIN generations g ON g.rowid = f.rowid"

@@ -11,12 +11,14 @@ cascades, erasure, retention, import) keeps the index without knowing it exists.
 carries its owner as a token of its own column (`'u' || hex(user_id)`) so a user's search
 intersects with their own rows inside the index.
 
-PostgreSQL: a GIN index on an expression per kind, `to_tsvector('simple', …)` plus an owner
-lexeme `'#' || md5(user_id)` (the parser never makes a lexeme starting with '#', so no typed word
-can match it). No column and no trigger: the database keeps the index on every write, and adding
-it rewrites no table. On tables with rows it is built with CREATE INDEX CONCURRENTLY, outside the
-migration's transaction, so writes go on while it builds; on empty tables (a new database) a plain
-CREATE INDEX is instant and stays in the transaction.
+PostgreSQL: a `tsvector` per document, `to_tsvector('simple', …)` plus an owner lexeme
+`'#' || md5(user_id)` (the parser never makes a lexeme starting with '#', so no typed word can
+match it), with a GIN index. Parts and generations keep it in a `search_vector` column set by a
+BEFORE INSERT/UPDATE trigger (not a generated column: adding one rewrites the table under an
+exclusive lock); chat titles, short, index the expression itself. On a database with rows the
+column is filled in batches and the indexes built with CREATE INDEX CONCURRENTLY, outside the
+migration's transaction, so writes go on meanwhile; on a new database a plain CREATE INDEX is
+instant and stays in the transaction.
 
 The statements are frozen here (a revision must not change when the code does); the queries in
 `genvault.search.service` spell the same expressions, which is what lets them use the indexes.
@@ -71,18 +73,33 @@ _SQLITE = [
     ),
 ]
 
-_PG_OWNER = "array_to_tsvector(ARRAY['#' || md5(user_id)])"
-_PG = [
-    ("ix_parts_search", "parts", f"(to_tsvector('simple', text_text) || {_PG_OWNER})", "type = 'text'"),
-    ("ix_chats_search", "chats", f"(to_tsvector('simple', title) || {_PG_OWNER})", None),
+_PG_OWNER = "array_to_tsvector(ARRAY['#' || md5({r}.user_id)])"
+# Big tables keep their vector in a column, filled by a BEFORE trigger: a prefix or phrase match
+# rechecks and ranks every candidate row, and recomputing to_tsvector for thousands of rows per
+# query was far too slow (~70 µs a row). (table, column, the vector of row {r}, when it has one,
+# the columns it depends on)
+_PG_COLUMNS = [
     (
-        "ix_generations_search",
+        "parts",
+        f"to_tsvector('simple', {{r}}.text_text) || {_PG_OWNER}",
+        "{r}.type = 'text'",
+        ["type", "text_text", "user_id"],
+    ),
+    (
         "generations",
-        "(to_tsvector('simple', coalesce(request ->> 'prompt', '')) || "
-        f"to_tsvector('simple', coalesce(result_text, '')) || {_PG_OWNER})",
-        f"kind <> 'chat' AND status IN {_TERMINAL}",
+        "to_tsvector('simple', coalesce({r}.request ->> 'prompt', '')) || "
+        f"to_tsvector('simple', coalesce({{r}}.result_text, '')) || {_PG_OWNER}",
+        f"{{r}}.kind <> 'chat' AND {{r}}.status IN {_TERMINAL}",
+        ["kind", "status", "request", "result_text", "user_id"],
     ),
 ]
+# (index, table, indexed expression): titles are short, so chats index an expression instead.
+_PG_INDEXES = [
+    ("ix_parts_search", "parts", "(search_vector)"),
+    ("ix_generations_search", "generations", "(search_vector)"),
+    ("ix_chats_search", "chats", "(to_tsvector('simple', title) || array_to_tsvector(ARRAY['#' || md5(user_id)]))"),
+]
+_BATCH = 5000
 
 
 def _sqlite_upgrade() -> None:
@@ -104,22 +121,46 @@ def _sqlite_upgrade() -> None:
         op.execute(
             f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {', '.join(watched)} ON {table} BEGIN {delete} {insert} END"
         )
+        # Each write transaction adds a segment to the index, and segments are merged as they
+        # pile up: merging 16 at a time instead of FTS5's default 4 (and waiting longer before a
+        # merge in the writer's own transaction is forced) cut the index's share of a small
+        # append transaction by about a third (docs/search.md), for slightly more segments to read.
+        op.execute(f"INSERT INTO {fts} ({fts}, rank) VALUES ('automerge', 16)")
+        op.execute(f"INSERT INTO {fts} ({fts}, rank) VALUES ('crisismerge', 32)")
         # Existing rows: the index reads them through the view.
         op.execute(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
 
 
 def _pg_upgrade() -> None:
     conn = op.get_bind()
-    for name, table, expression, predicate in _PG:
-        where = f" WHERE {predicate}" if predicate else ""
-        has_rows = conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {table})")).scalar()
-        if not has_rows:
-            op.execute(f"CREATE INDEX {name} ON {table} USING gin ({expression}){where}")
-            continue
-        with op.get_context().autocommit_block():
-            bind = op.get_bind()  # the block's own connection, in autocommit
-            # A build that failed half-way (cancelled, or a deadlock) leaves an INVALID index
-            # behind; drop it so this run builds it again.
+    for table, vector, when, watched in _PG_COLUMNS:
+        # Adding a nullable column without a default rewrites nothing (no long lock).
+        op.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS search_vector tsvector")
+        op.execute(
+            f"CREATE OR REPLACE FUNCTION {table}_search_vector() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN NEW.search_vector := CASE WHEN {when.format(r='NEW')} THEN {vector.format(r='NEW')} END; "
+            "RETURN NEW; END $$"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_search_vector BEFORE INSERT OR UPDATE OF {', '.join(watched)} ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {table}_search_vector()"
+        )
+    tables = [t for t, *_ in _PG_COLUMNS] + ["chats"]
+    filled = {t: conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {t})")).scalar() for t in tables}
+    if not any(filled.values()):  # a new database: nothing to fill, and plain CREATE INDEX is instant
+        for name, table, expression in _PG_INDEXES:
+            op.execute(f"CREATE INDEX {name} ON {table} USING gin ({expression})")
+        return
+    # Existing rows: the trigger (committed first) covers every row written from now on; the rows
+    # before it are filled in batches of their own transactions, then the indexes are built
+    # CONCURRENTLY. Writers wait at most for one batch's row locks, never for the whole table.
+    with op.get_context().autocommit_block():
+        bind = op.get_bind()
+        for table, vector, when, _ in _PG_COLUMNS:
+            _backfill(bind, table, vector.format(r="t"), when.format(r="t"))
+        for name, table, expression in _PG_INDEXES:
+            # A build that failed half-way (cancelled, a deadlock) leaves an INVALID index: drop it
+            # so this run builds it again.
             valid = bind.execute(
                 sa.text(
                     "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
@@ -130,7 +171,34 @@ def _pg_upgrade() -> None:
             if valid is False:
                 op.execute(f"DROP INDEX CONCURRENTLY {name}")
             if valid is not True:
-                op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {table} USING gin ({expression}){where}")
+                op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {table} USING gin ({expression})")
+
+
+def _backfill(bind: sa.Connection, table: str, vector: str, when: str) -> None:
+    """Fill `search_vector` of the rows that qualify, a batch of primary keys per transaction."""
+    key = {"parts": ["chat_id", "message_id", "position"], "generations": ["id"]}[table]
+    cols = ", ".join(key)
+    last: tuple[object, ...] | None = None
+    while True:
+        after = f"AND ({cols}) > ({', '.join(f':k{i}' for i in range(len(key)))})" if last else ""
+        params = {f"k{i}": v for i, v in enumerate(last or ())}
+        rows = bind.execute(
+            sa.text(f"SELECT {cols} FROM {table} t WHERE true {after} ORDER BY {cols} LIMIT {_BATCH}"), params
+        ).all()
+        if not rows:
+            return
+        lo, hi = tuple(rows[0]), tuple(rows[-1])
+        lo_p = {f"lo{i}": v for i, v in enumerate(lo)}
+        hi_p = {f"hi{i}": v for i, v in enumerate(hi)}
+        bind.execute(
+            sa.text(
+                f"UPDATE {table} t SET search_vector = {vector} WHERE {when} "
+                f"AND ({cols}) >= ({', '.join(':' + k for k in lo_p)}) "
+                f"AND ({cols}) <= ({', '.join(':' + k for k in hi_p)}) AND t.search_vector IS NULL"
+            ),
+            lo_p | hi_p,
+        )
+        last = hi
 
 
 def upgrade() -> None:
@@ -148,5 +216,9 @@ def downgrade() -> None:
             op.execute(f"DROP TABLE IF EXISTS {fts}")
             op.execute(f"DROP VIEW IF EXISTS {view}")
     else:
-        for name, *_ in _PG:
+        for name, *_ in _PG_INDEXES:
             op.execute(f"DROP INDEX IF EXISTS {name}")
+        for table, *_ in _PG_COLUMNS:
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_search_vector ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {table}_search_vector()")
+            op.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS search_vector")

@@ -290,9 +290,7 @@ async def run(
             finally:
                 await store.aclose()
             builds.append({"db": db, "load_s": loaded, "index_build_s": built, **sizes, "doc_freq": frequencies})
-            print(
-                f"{db:8} loaded in {loaded:.1f} s, index built in {built:.1f} s, {sizes}, parts with {frequencies}"
-            )
+            print(f"{db:8} loaded in {loaded:.1f} s, index built in {built:.1f} s, {sizes}, parts with {frequencies}")
             with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
                 vault = Vault(Settings(database_url=url, data_dir=Path(tmp)), migrate=False, sweep_interval=3600)
                 try:

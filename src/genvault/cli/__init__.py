@@ -15,6 +15,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     image,
     logs,
     ops,
+    search,
     serve,
     usage,
     users,

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from genvault.server.errors import install_error_handlers
 from genvault.server.limits import BodySizeLimit
 from genvault.server.metrics import Metrics
-from genvault.server.routes import chat_stream, chats, files, generations, health, images, pages, usage, users
+from genvault.server.routes import chat_stream, chats, files, generations, health, images, pages, search, usage, users
 from genvault.settings import Settings
 from genvault.vault import Vault
 
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
-    for module in (chat_stream, chats, files, generations, images, usage, users, health, pages):
+    for module in (chat_stream, chats, files, generations, images, search, usage, users, health, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -21,6 +21,7 @@ import asyncio
 import random
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -331,6 +332,7 @@ def main() -> None:
     parser.add_argument("--writers", action="append", type=int, help="append writers (default: 1)")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it happens
     run_on(
         args.loop,
         run(

@@ -14,7 +14,12 @@
 4. `_finalize` writes status, output, usage, cost and timings in one transaction, guarded by the
    current status, so it happens once. Provider failure → `error`, cancel → `cancelled`, both
    keeping the partial output; a dead process → `interrupted` by `sweep` (start-up and periodic),
-   from its last checkpoint.
+   from its last checkpoint (`genvault.swept` completes such a record: estimated usage, and a
+   chat turn's partial reply in its chat).
+5. `_end` holds back the stream's last chunks (`finish`, `abort`, the error) until the finalize
+   has committed, retrying it on a dropped connection: a client told `finish` can reload and find
+   the reply. A reply that did not complete first sends its status (and usage, estimated where
+   the provider sent none) as message metadata, which the stored message carries too.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault import pricing
+from genvault import estimate, pricing
 from genvault.cache.dedup import CachePolicy, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
@@ -54,6 +59,7 @@ from genvault.store import Store
 from genvault.store import generations as gen_store
 from genvault.store.schema import generations
 from genvault.streams import MemoryHub, StreamHub
+from genvault.swept import settle_interrupted
 from genvault.tools import Tool
 from genvault.translate import ChunkTranslator
 
@@ -109,6 +115,9 @@ class Run:
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
+    # The model request (for a usage estimate when the provider sends no usage).
+    request: ModelRequest | None = None
+    usage_estimated: bool = False
 
     @property
     def result_text(self) -> str:
@@ -169,6 +178,8 @@ class Engine:
         self._runs: dict[str, Run] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._shutting_down = False
+        # Finalizes still being tried after their stream ended with an error (`_unsaved`).
+        self._late_finalizes: set[asyncio.Task[None]] = set()
         # Called with each record this process finalizes (metrics, tests).
         self.listeners: list[Callable[[Generation], None]] = []
 
@@ -355,6 +366,8 @@ class Engine:
         step_open = False
         publish_here = self._publish_nowait is not None
         run.started_at = _now()
+        run.request = request
+        tail: list[Chunk] = []
         try:
             await self._publish(run, [{"type": "start", "messageId": run.message_id}, *first_chunks], sink)
             for step in range(self.settings.max_steps):
@@ -363,7 +376,9 @@ class Engine:
                 calls: list[StreamToolCall] = []
                 if prepare_request is not None:
                     await prepare_request(request)
+                events = 0
                 async for event in provider.stream(request):
+                    events += 1
                     if run.first_token_at is None:
                         await self._mark_streaming(run)
                     if type(event) is StreamTextDelta and publish_here:
@@ -386,6 +401,8 @@ class Engine:
                             await self._publish(run, translator.stored_file(event.media_type, url), sink)
                             continue
                         await self._publish(run, translator.translate(event), sink)
+                if events == 0:  # not even a finish reason: never a silent, empty `complete`
+                    raise ProviderError(f"{run.provider} sent an empty answer (no events in its stream)")
                 runnable = [c for c in calls if c.name in tools and tools[c.name].runs_on_server]
                 for call in runnable:
                     await self._publish(run, [await self._execute(tools[call.name], call)], sink)
@@ -399,25 +416,25 @@ class Engine:
                     log.warning("generation %s stopped after %d steps", run.generation_id, self.settings.max_steps)
                     break
                 request.messages = next_messages()
-            await self._publish(run, [self._finish_chunk(run)], sink)
+            tail = [self._finish_chunk(run)]
         except asyncio.CancelledError:
             if self._shutting_down and not run.cancel_requested:
                 status, error = "interrupted", "the server shut down before this generation finished"
             else:
                 status, error = "cancelled", None
-            await self._publish(run, [{"type": "abort"}], sink)
+            tail = [{"type": "abort"}]
         except ProviderError as exc:
             status, error = "error", exc.message
-            tail: list[Chunk] = [{"type": "error", "errorText": exc.message}]
+            tail = [{"type": "error", "errorText": exc.message}]
             if step_open:
                 tail.append({"type": "finish-step"})
-            await self._publish(run, [*tail, {"type": "finish"}], sink)
+            tail.append({"type": "finish"})
         except Exception as exc:  # a bug: keep the record honest and the partial output
             log.exception("generation %s failed", run.generation_id)
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
-            await self._publish(run, [{"type": "error", "errorText": "internal error"}], sink)
+            tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook)
+            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
 
     async def _copy(self, run: Run, source_id: str, sink: ChunkSink | None, finalize_hook: FinalizeHook | None) -> None:
         """Run `run` as a copy of generation `source_id`: its stream from the start (live while it
@@ -427,12 +444,16 @@ class Engine:
         run.started_at = _now()
         run.cached_from = source_id
         run.cost = pricing.Cost(nano_usd=0, source="cache")
+        tail: list[Chunk] = []
         try:
             async for chunk in self._source_chunks(source_id):
                 if run.first_token_at is None:
                     await self._mark_streaming(run)
                 if chunk["type"] == "text-delta":
                     run.text.append(chunk["delta"])
+                if chunk["type"] == "finish":  # told only once this copy is committed (`_end`)
+                    tail = [self._retarget(run, chunk)]
+                    continue
                 await self._publish(run, [self._retarget(run, chunk)], sink)
             await self.wait(source_id)
             async with self.store.read() as conn:
@@ -446,15 +467,16 @@ class Engine:
                 run.saved_nano_usd = source.saved_nano_usd if source.cached_from else source.cost_nano_usd
             else:
                 status, error = "error", f"the identical generation {source_id} it joined ended {source.status}"
+                tail = [{"type": "error", "errorText": error}]
         except asyncio.CancelledError:
             status, error = ("interrupted", "the server shut down") if self._shutting_down else ("cancelled", None)
-            await self._publish(run, [{"type": "abort"}], sink)
+            tail = [{"type": "abort"}]
         except Exception as exc:
             log.exception("copy of %s into %s failed", source_id, run.generation_id)
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
-            await self._publish(run, [{"type": "error", "errorText": "internal error"}], sink)
+            tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook)
+            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
 
     async def _source_chunks(self, source_id: str) -> AsyncIterator[Chunk]:
         if await self.hub.exists(source_id):
@@ -488,17 +510,39 @@ class Engine:
         status: str,
         error: str | None,
         finalize_hook: FinalizeHook | None,
+        tail: list[Chunk],
+        sink: ChunkSink | None,
     ) -> None:
+        """Finalize, then tell the followers how it ended (`tail`: `finish`, `abort` or the error
+        chunks): a client is told a reply finished only once it is committed. An ending other than
+        `complete` first sends its status (and usage, estimated where the provider sent none) as
+        message metadata, which the client merges into the message as the store does. A finalize
+        that cannot be committed ends the stream with an `error` chunk instead."""
         checkpointer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await checkpointer
+        committed = False
         try:
-            await asyncio.shield(self._finalize(run, status, error, finalize_hook))
+            if status != "complete":
+                self._settle_usage(run)
+                tail = [self._status_chunk(run, status, error), *tail]
+            # Into the assembled message first (what finalize stores), to the followers after.
+            if sink is not None:
+                for chunk in tail:
+                    sink(chunk)
+            outcome = await asyncio.shield(self._finalize_retrying(run, status, error, finalize_hook))
+            committed = outcome == status
+            if committed:
+                await self._publish(run, tail, None)
+            elif outcome is not None:
+                await self._publish(run, [self._ended_elsewhere_chunk(run, outcome)], None)
+            else:
+                await self._unsaved(run, finalize_hook, sink)
         finally:
             try:
                 # Even when finalize failed: a lead never given up would stall identical requests.
                 if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
-                    complete = status == "complete" and run.cached_from is None
+                    complete = committed and status == "complete" and run.cached_from is None and _has_output(run)
                     await asyncio.shield(
                         self.dedup.finished(
                             run.cache_key,
@@ -523,6 +567,70 @@ class Engine:
             log.info("tool %s failed: %s", tool.name, exc)
             return ChunkTranslator.tool_error(call.call_id, f"{type(exc).__name__}: {exc}")
         return ChunkTranslator.tool_output(call.call_id, output)
+
+    def _status_chunk(self, run: Run, status: str, error: str | None) -> Chunk:
+        """`message-metadata` with how the reply ended, sent before its `abort` or `error` (the
+        client stops reading at an `error`): stored and shown alike."""
+        cost = run.cost or pricing.Cost(nano_usd=None, source=None)
+        genvault: dict[str, Any] = {
+            "generationId": run.generation_id,
+            "model": run.model,
+            "status": status,
+            "costUsd": None if cost.nano_usd is None else str(nano_to_usd(cost.nano_usd)),
+        }
+        if error is not None:
+            genvault["error"] = error
+        metadata: dict[str, Any] = {"genvault": genvault}
+        if run.usage is not None:
+            metadata["totalUsage"] = _sdk_usage(run.usage)
+            if run.usage_estimated:
+                genvault["usageEstimated"] = True
+        return {"type": "message-metadata", "messageMetadata": metadata}
+
+    @staticmethod
+    def _ended_elsewhere_chunk(run: Run, outcome: str) -> Chunk:
+        text = f"this generation was ended elsewhere ({outcome}) before its result was saved"
+        log.warning("generation %s: %s", run.generation_id, text)
+        return {"type": "error", "errorText": text}
+
+    async def _unsaved(self, run: Run, hook: FinalizeHook | None, sink: ChunkSink | None) -> None:
+        """The final write failed for `finalize_retry_seconds`: the client gets an `error` (with
+        the status as metadata) instead of how the reply ended, and the record is written as
+        that, `error`, whenever the database answers again while this process holds its lease,
+        rather than left to the sweeper as if this process had died."""
+        error = "the reply could not be saved: the database did not answer in time"
+        chunks = [self._status_chunk(run, "error", error), {"type": "error", "errorText": error}]
+        if sink is not None:
+            for chunk in chunks:
+                sink(chunk)
+        await self._publish(run, chunks, None)
+        task = asyncio.create_task(self._finalize_later(run, error, hook), name=f"genvault:unsaved:{run.generation_id}")
+        self._late_finalizes.add(task)
+        task.add_done_callback(self._late_finalizes.discard)
+
+    async def _finalize_later(self, run: Run, error: str, hook: FinalizeHook | None) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.lease_seconds
+        delay = 0.25
+        while loop.time() < deadline:
+            await asyncio.sleep(delay)
+            try:
+                await self._finalize(run, "error", error, hook)
+                return
+            except GenvaultError:
+                delay = min(delay * 2, 2.0)
+        log.error("generation %s could not be finalized; the sweeper will mark it interrupted", run.generation_id)
+
+    def _settle_usage(self, run: Run) -> None:
+        """Usage and cost of a reply that did not complete: the provider's where it sent any, else
+        an estimate (`genvault.estimate`), marked estimated."""
+        if run.cached_from is not None:
+            return  # a copy called no model: nothing billed
+        usage, estimated = estimate.settle(run.usage, run.request, run.result_text)
+        run.usage, run.usage_estimated = usage, estimated
+        run.cost = pricing.compute_cost(
+            run.provider, run.model.split("/", 1)[1], usage or StreamUsage(), self.settings.price_overrides
+        )
 
     def _finish_chunk(self, run: Run) -> Chunk:
         """`finish`, carrying usage and cost as message metadata (the AI SDK's documented way:
@@ -614,7 +722,26 @@ class Engine:
 
     # -- 4. finalize ---------------------------------------------------------------------------
 
-    async def _finalize(self, run: Run, status: str, error: str | None, hook: FinalizeHook | None) -> None:
+    async def _finalize_retrying(
+        self, run: Run, status: str, error: str | None, hook: FinalizeHook | None
+    ) -> str | None:
+        """`_finalize`, tried again while the database fails (a dropped connection, a restart) for
+        up to `finalize_retry_seconds`: it is idempotent, guarded by the record's status. Returns
+        the record's final status (`status` when this call's write is the one that holds), or
+        None when it could not be written."""
+        delay, deadline = 0.05, asyncio.get_running_loop().time() + self.settings.finalize_retry_seconds
+        while True:
+            try:
+                return await self._finalize(run, status, error, hook)
+            except GenvaultError as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    log.error("finalize of %s failed for good: %s", run.generation_id, exc)
+                    return None
+                log.warning("finalize of %s failed (%s); trying again", run.generation_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _finalize(self, run: Run, status: str, error: str | None, hook: FinalizeHook | None) -> str | None:
         usage = run.usage or StreamUsage()
         cost = run.cost or pricing.compute_cost(
             run.provider, run.model.split("/", 1)[1], usage, self.settings.price_overrides
@@ -642,15 +769,20 @@ class Engine:
             values.update(
                 cached_from=run.cached_from, saved_nano_usd=run.saved_nano_usd if status == "complete" else None
             )
+        if run.usage_estimated:
+            values["usage_estimated"] = True
         stored = False
         async with self.store.write() as conn:
             if not await gen_store.finalize(conn, run.generation_id, values):
-                return  # already final (cancelled or swept elsewhere): keep that outcome
+                # Already final: an earlier try of this one whose commit's answer was lost (same
+                # status), or cancelled or swept elsewhere (that outcome is kept).
+                return await gen_store.status_of(conn, run.generation_id)
             if hook is not None:
                 await hook(conn, run, status)
             if (
                 status == "complete"
                 and run.cached_from is None
+                and _has_output(run)
                 and self.dedup is not None
                 and run.cache_key is not None
                 and run.cache_policy is not None
@@ -669,6 +801,7 @@ class Engine:
                     listener(record)
                 except Exception:
                     log.warning("finalize listener failed", exc_info=True)
+        return status
 
     # -- control -------------------------------------------------------------------------------
 
@@ -731,6 +864,8 @@ class Engine:
         dead = [owner for owner in owners if owner != self.owner_id and _owner_is_dead(owner)]
         async with self.store.write() as conn:
             changed = await gen_store.sweep_expired(conn, now=_now(), dead_owners=dead)
+            for record in changed:  # usage, and a chat turn's partial reply in its chat
+                await settle_interrupted(conn, record, self.settings.price_overrides)
         for record in changed:
             log.warning("generation %s marked interrupted (owner process gone)", record.id)
             # Its followers (on any process, with Redis) would otherwise wait for chunks that never come.
@@ -748,6 +883,16 @@ class Engine:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        for late in list(self._late_finalizes):  # still no database: the sweeper's, at next start
+            late.cancel()
+
+
+def _has_output(run: Run) -> bool:
+    """Whether a completed run produced anything to reuse: an empty answer is never cached."""
+    if run.result_text:
+        return True
+    message = run.snapshot() if run.snapshot else None
+    return message is not None and any(p.get("type") not in ("step-start",) for p in message.get("parts", []))
 
 
 def _owner_is_dead(owner: str) -> bool:

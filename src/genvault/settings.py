@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # A streaming generation's owner renews its lease this often; a lease this old means the
     # owner died, and the sweeper marks the record `interrupted`.
     lease_seconds: float = Field(default=30.0, gt=0)
+    # A generation's final write that fails (a dropped database connection) is tried again for
+    # this long before the stream ends with an `error` chunk instead of `finish`.
+    finalize_retry_seconds: float = Field(default=10.0, ge=0)
     # The offline test model's speed, in tokens per second (0 = as fast as possible).
     test_model_tps: float = Field(default=200.0, ge=0)
     # A chat turn whose server-side tools keep getting called stops after this many model calls.

@@ -156,15 +156,16 @@ class _TurnHooks:
         return to_model_messages([*earlier, current], ignore_incomplete_tool_calls=True)
 
     async def finalize(self, conn: AsyncConnection, run: Run, status: str) -> None:
-        """In the finalize transaction: save the assistant message and free the chat."""
+        """In the finalize transaction: save the assistant message and free the chat.
+
+        The message is saved however the reply ended, even with no text: the stream announced it
+        (`start` with its id), so the client holds it, with how it ended in its metadata."""
         if self.assembler is not None:
             message = self.snapshot()
-            has_content = any(p["type"] != "step-start" for p in message["parts"])
-            if has_content:
-                try:  # checks the chat itself: no separate read of it here
-                    await self._save(conn, message, run.generation_id)
-                except NotFound:
-                    return  # the chat was deleted while the reply ran
+            try:  # checks the chat itself: no separate read of it here
+                await self._save(conn, message, run.generation_id)
+            except NotFound:
+                return  # the chat was deleted while the reply ran
         await chat_store.free_chat(conn, self.chat_id, run.generation_id)
 
     async def _save(self, conn: AsyncConnection, message: dict[str, Any], generation_id: str) -> None:

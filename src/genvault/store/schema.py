@@ -297,6 +297,9 @@ generations = Table(
     Column("cache_write_tokens", Integer),
     Column("reasoning_tokens", Integer),
     Column("total_tokens", Integer),
+    # True when the usage is genvault's estimate (a reply cut short before the provider sent its
+    # counts: `genvault.estimate`); NULL or false: the provider's own numbers.
+    Column("usage_estimated", Boolean),
     # NULL means unknown (no price known for the model), never "free".
     Column("cost_nano_usd", BigInteger),
     Column("unit_prices", JSONValue),  # USD per million tokens actually applied, as strings

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from genvault import InvalidRequest
 from genvault.ops.backup import restore
 from genvault.providers import testmodel as tm
 from genvault.search import parse_query
-from genvault.search.ddl import missing_objects
+from genvault.search.ddl import SQLITE_FTS_TABLES, missing_objects
 from genvault.store import Store
 from genvault.store.schema import chats, generations
 from genvault.vault import Vault
@@ -199,6 +199,38 @@ async def test_a_user_finds_only_their_own_and_everyone_is_for_operators(vault: 
 # -- the index stays exact ---------------------------------------------------------------------------
 
 
+async def assert_index_consistent(vault: Vault) -> None:
+    """SQLite: FTS5's own check that each index holds exactly what its content view holds (after
+    the queue is applied). PostgreSQL keeps its indexes itself."""
+    await vault.searcher.catch_up()
+    if vault.store.dialect == "sqlite":
+        async with vault.store.write() as conn:
+            for table in SQLITE_FTS_TABLES:
+                await conn.execute(text(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)"))
+            assert (await conn.execute(text("SELECT count(*) FROM search_parts_pending"))).scalar() == 0
+
+
+async def test_the_queue_of_part_changes_lands_exactly_whatever_happened_before_a_search(vault: Vault) -> None:
+    """On SQLite message parts reach the index through a queue; in any order of changes between
+    two searches, the index ends up holding what the table holds."""
+    await vault.create_chat("q", user_id="alice")
+    await vault.append_messages("q", [msg("a", "aardvark one"), msg("b", "badger two")], user_id="alice")
+    assert await found(vault, "aardvark") == [("message", "a")]
+    # Between two searches: delete an indexed part, add one and delete it, reuse a freed rowid,
+    # and replace a message twice.
+    await vault.delete_message("q", "b", user_id="alice")
+    await vault.append_messages("q", [msg("c", "cheetah three")], user_id="alice")
+    await vault.delete_message("q", "c", user_id="alice")
+    await vault.append_messages("q", [msg("d", "dingo four")], user_id="alice")
+    await vault.import_chat("q", [msg("a", "echidna five")], user_id="alice")
+    await vault.import_chat("q", [msg("a", "ferret six")], user_id="alice")
+    for gone in ("badger", "cheetah", "aardvark", "echidna"):
+        assert await found(vault, gone) == [], gone
+    assert await found(vault, "dingo") == [("message", "d")]
+    assert await found(vault, "ferret") == [("message", "a")]
+    await assert_index_consistent(vault)
+
+
 async def test_the_index_follows_edits_and_deletes_of_messages_and_chats(vault: Vault) -> None:
     await alice_chat(vault)
     # An edit: the message is replaced (truncate + new message) by a chat turn.
@@ -215,6 +247,7 @@ async def test_the_index_follows_edits_and_deletes_of_messages_and_chats(vault: 
     await vault.delete_chat("c1", user_id="alice")
     assert await found(vault, "renamed") == []
     assert await found(vault, "migra*") == []
+    await assert_index_consistent(vault)
 
 
 async def test_the_index_follows_imports_erasure_and_retention(vault_factory: Any) -> None:
@@ -239,6 +272,7 @@ async def test_the_index_follows_imports_erasure_and_retention(vault_factory: An
     await vault.import_chat("bobs", [msg("b1", "bob's walrus")], user_id="bob")
     await vault.erase_user("alice")
     assert await found(vault, "walrus", user_id=None) == [("message", "b1")]
+    await assert_index_consistent(vault)
 
 
 async def test_a_restored_backup_is_searchable_and_holds_only_what_it_held(vault: Vault, tmp_path: Path) -> None:

@@ -62,6 +62,10 @@ __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 
 log = logging.getLogger(__name__)
 
+# How often a Vault on SQLite applies the queued message-part changes to the search index (a
+# search applies them first anyway; this keeps the queue, and deleted text in it, short).
+SEARCH_CATCH_UP_SECONDS = 1.0
+
 MAX_PROMPT_CHARS = 1_000_000
 
 
@@ -232,6 +236,7 @@ class Vault(FilesMixin):
         self._run_retention = run_retention
         self._sweep_interval = sweep_interval if sweep_interval is not None else self.settings.lease_seconds / 2
         self._sweeper: asyncio.Task[None] | None = None
+        self._search_catch_up: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
         self._started = False
         self.tools: dict[str, Tool] = {}
@@ -256,6 +261,10 @@ class Vault(FilesMixin):
         except StorageError:
             log.warning("could not sweep temporary blob objects", exc_info=True)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="genvault:sweeper")
+        if self.store.dialect == "sqlite":  # message parts' changes wait in a queue for the index
+            self._search_catch_up = asyncio.create_task(
+                self.searcher.catch_up_forever(SEARCH_CATCH_UP_SECONDS), name="genvault:search"
+            )
         if self.retention_enabled and self._run_retention:
             self._retention = asyncio.create_task(self._retain_forever(), name="genvault:retention")
         self._started = True
@@ -282,7 +291,7 @@ class Vault(FilesMixin):
                 log.warning("sweep failed", exc_info=True)
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:
-        for task in (self._sweeper, self._retention):
+        for task in (self._sweeper, self._retention, self._search_catch_up):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -537,7 +546,10 @@ class Vault(FilesMixin):
     ) -> Page[chat_store.Chat]:
         """The user's chats, most recently updated first; `q`: only those whose title or any
         message matches the search query."""
-        among = self.searcher.chats_matching(q, user_id) if q else None
+        among = None
+        if q:
+            among = self.searcher.chats_matching(q, user_id)
+            await self.searcher.catch_up()
         async with self.store.read() as conn:
             return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor, among=among)
 
@@ -691,7 +703,10 @@ class Vault(FilesMixin):
     ) -> Page[Generation]:
         """Newest first; `q`: only those whose prompt or output (a chat turn's: its reply)
         matches the search query."""
-        among = self.searcher.generations_matching(q, user_id) if q else None
+        among = None
+        if q:
+            among = self.searcher.generations_matching(q, user_id)
+            await self.searcher.catch_up()
         async with self.store.read() as conn:
             return await gen_store.list_page(
                 conn,
@@ -847,6 +862,7 @@ class Vault(FilesMixin):
         Erasing a user who is already gone returns a receipt of zeros. The local user (auth
         `none`) is recreated empty, since that mode always acts as it."""
         receipt = await erase_user(self, user_id, actor_user_id=actor_user_id)
+        await self.searcher.catch_up()  # the erased texts leave the search index's queue now
         if user_id == LOCAL_USER_ID:
             # The embedded single-user mode acts as this user: it comes back empty, as at start.
             async with self.store.write() as conn:
@@ -854,7 +870,9 @@ class Vault(FilesMixin):
         return receipt
 
     async def apply_retention(self, *, now: datetime | None = None) -> RetentionReport:
-        return await apply_retention(self, now=now)
+        report = await apply_retention(self, now=now)
+        await self.searcher.catch_up()  # the expired texts leave the search index's queue now
+        return report
 
     async def verify(self) -> VerifyReport:
         return await verify(self.store, blobs=self.blobs)

@@ -9,15 +9,20 @@ paginated search (`service`), the snippets (`snippet`) and the objects' names (`
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, String, column, text
 
-from genvault.errors import InvalidRequest
+from genvault.errors import InvalidRequest, StorageError
+from genvault.search import pending
 from genvault.search.query import Term, TextQuery, parse_query
 from genvault.search.service import SearchFilters, SearchHit, SearchPage, matching_chats, matching_generations, search
 from genvault.store import Store
 from genvault.store.schema import chats, generations
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SearchFilters", "SearchHit", "SearchPage", "Searcher", "Term", "TextQuery", "parse_query"]
 
@@ -58,8 +63,29 @@ class Searcher:
             since=since,
             until=until,
         )
+        await self.catch_up()
         async with self.store.read() as conn:
             return await search(conn, query, filters, limit=limit, cursor=cursor)
+
+    async def catch_up(self) -> int:
+        """Apply SQLite's queue of message-part changes to the index (`genvault.search.pending`),
+        so what follows sees every committed write. Nothing to do on PostgreSQL."""
+        if self.store.dialect != "sqlite":
+            return 0
+        async with self.store.read() as conn:
+            if not await pending.has_pending(conn):
+                return 0
+        async with self.store.write() as conn:
+            return await pending.flush(conn)
+
+    async def catch_up_forever(self, interval: float) -> None:
+        """`catch_up` every `interval` seconds (the Vault runs this while started)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.catch_up()
+            except StorageError:
+                log.warning("could not bring the search index up to date", exc_info=True)
 
     def chats_matching(self, q: str, user_id: str | None) -> ColumnElement[bool]:
         """A condition on `chats`: its title or one of its messages matches `q` (a list filter)."""

@@ -14,6 +14,7 @@ __all__ = [
     "PG_VECTOR_COLUMN",
     "PG_VECTOR_TABLES",
     "SQLITE_FTS_TABLES",
+    "SQLITE_QUEUE",
     "SQLITE_TRIGGERS",
     "SQLITE_VIEWS",
     "is_search_object",
@@ -22,6 +23,8 @@ __all__ = [
 ]
 
 SQLITE_FTS_TABLES = ("search_parts", "search_chats", "search_generations")
+# Changes to message parts wait here for the index (`genvault.search.pending`).
+SQLITE_QUEUE = "search_parts_pending"
 SQLITE_VIEWS = tuple(f"{t}_source" for t in SQLITE_FTS_TABLES)
 SQLITE_TRIGGERS = tuple(f"{t}_{event}" for t in SQLITE_FTS_TABLES for event in ("insert", "delete", "update"))
 # FTS5 keeps each index in shadow tables named after it.
@@ -40,7 +43,7 @@ def is_search_object(name: str | None) -> bool:
         return False
     if (
         name in PG_INDEXES
-        or name == PG_VECTOR_COLUMN
+        or name in (PG_VECTOR_COLUMN, SQLITE_QUEUE)
         or name in SQLITE_VIEWS
         or name in SQLITE_TRIGGERS
         or name in SQLITE_FTS_TABLES
@@ -54,7 +57,7 @@ async def missing_objects(conn: AsyncConnection) -> list[str]:
     if conn.dialect.name == "sqlite":
         rows = await conn.execute(text("SELECT name FROM sqlite_master WHERE type IN ('table', 'view', 'trigger')"))
         present = {r[0] for r in rows}
-        wanted = [*SQLITE_FTS_TABLES, *SQLITE_VIEWS, *SQLITE_TRIGGERS]
+        wanted = [*SQLITE_FTS_TABLES, SQLITE_QUEUE, *SQLITE_VIEWS, *SQLITE_TRIGGERS]
     else:
         rows = await conn.execute(
             text(
@@ -83,6 +86,7 @@ async def rebuild(conn: AsyncConnection) -> None:
     if conn.dialect.name == "sqlite":
         for table in SQLITE_FTS_TABLES:
             await conn.execute(text(f"INSERT INTO {table} ({table}) VALUES ('rebuild')"))
+        await conn.execute(text(f"DELETE FROM {SQLITE_QUEUE}"))  # the rebuild took in everything
     else:
         for index in PG_INDEXES:
             await conn.execute(text(f"REINDEX INDEX {index}"))

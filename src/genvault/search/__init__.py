@@ -21,6 +21,7 @@ from genvault.search.query import Term, TextQuery, parse_query
 from genvault.search.service import SearchFilters, SearchHit, SearchPage, matching_chats, matching_generations, search
 from genvault.store import Store
 from genvault.store.schema import chats, generations
+from genvault.validation import check_aware
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Searcher:
             raise InvalidRequest(f"kind must be message, chat or generation, got {kind!r}")
         if role is not None and role not in ("system", "user", "assistant"):
             raise InvalidRequest(f"role must be system, user or assistant, got {role!r}")
+        check_aware(since, "since")
+        check_aware(until, "until")
         query = parse_query(q)
         filters = SearchFilters(
             user_id=user_id,

@@ -1,7 +1,7 @@
 """full-text search: FTS5 tables kept by triggers (SQLite), GIN expression indexes (PostgreSQL)
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-05 18:20:00
 
 SQLite: one external-content FTS5 table per kind of document (message text parts, chat titles,
@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 # Compatible servers usually need no key, but the SDK insists on one; this is what they receive.
 _NO_KEY = "no-key"
 
+# The wire format this provider passes through unchanged (`ModelRequest.wire`).
+WIRE_API = "openai.chat"
+_SDK_KEYWORDS = frozenset({"model", "messages", "stream", "stream_options"})
+
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -104,7 +108,14 @@ class OpenAIProvider:
         return f"OpenAIProvider(name={self.name!r}, base_url={str(self._client.base_url)!r})"
 
     def request_body(self, request: ModelRequest) -> dict[str, Any]:
-        """The JSON body of the Chat Completions call for `request` (without transport details)."""
+        """The JSON body of the Chat Completions call for `request` (without transport details): a
+        gateway client's own body as it was sent (unknown fields kept; only the model name and
+        streaming with usage set), else built from the normalized request."""
+        if request.wire is not None and request.wire.api == WIRE_API:
+            wire = request.wire.body
+            options = wire.get("stream_options")
+            stream_options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            return {**wire, "model": request.model, "stream": True, "stream_options": stream_options}
         body: dict[str, Any] = {
             "model": request.model,
             "messages": to_openai_messages(request.messages, request.system),
@@ -120,8 +131,11 @@ class OpenAIProvider:
         body = self.request_body(request)
         # The SDK's overloads want TypedDicts; the body is plain JSON already shaped for them.
         create: Any = self._client.chat.completions.create
+        # A passed-through body may hold fields this SDK version has no keyword for: those travel
+        # in `extra_body`, which the SDK merges into the JSON unchanged.
+        extra = {key: body.pop(key) for key in list(body) if key not in _SDK_KEYWORDS}
         try:
-            stream: openai.AsyncStream[ChatCompletionChunk] = await create(**body)
+            stream: openai.AsyncStream[ChatCompletionChunk] = await create(**body, extra_body=extra or None)
         except openai.OpenAIError as exc:
             raise self._provider_error(exc) from exc
         reader = _ChunkReader()

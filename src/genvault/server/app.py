@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from genvault.server import gateway
 from genvault.server.errors import install_error_handlers
 from genvault.server.limits import BodySizeLimit
 from genvault.server.metrics import Metrics
@@ -50,5 +51,6 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
     for module in (chat_stream, chats, files, generations, images, usage, users, health, pages):
         app.include_router(module.router)
+    app.include_router(gateway.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

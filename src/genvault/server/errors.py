@@ -25,6 +25,7 @@ from genvault.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from genvault.server.gateway.errors import gateway_error, is_gateway_path
 
 __all__ = ["error_response", "install_error_handlers", "status_for"]
 
@@ -57,6 +58,9 @@ def _wants_text(request: Request) -> bool:
 
 def error_response(request: Request, status: int, code: str, message: str) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if is_gateway_path(request.url.path):
+        # The OpenAI or Anthropic shape of the endpoint called, so its SDK raises as usual.
+        return gateway_error(request.url.path, 400 if status == 422 else status, code, message, headers)
     if _wants_text(request):
         return PlainTextResponse(message, status_code=status, headers=headers)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)

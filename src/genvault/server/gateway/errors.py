@@ -1,0 +1,61 @@
+"""Errors in the wire shape of the endpoint called, so each SDK raises its usual exception.
+
+OpenAI-style endpoints answer `{"error": {"message", "type", "param", "code"}}`; `/v1/messages`
+answers Anthropic's `{"type": "error", "error": {"type", "message"}}`. The status code is the
+one genvault's error maps to (`server/errors.py`), so `openai.BadRequestError`,
+`anthropic.AuthenticationError` and the like come out of the SDKs unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi.responses import JSONResponse
+
+__all__ = ["failed_generation", "gateway_error", "is_gateway_path"]
+
+Api = Literal["openai", "anthropic"]
+
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+_OPENAI_TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def is_gateway_path(path: str) -> bool:
+    return path.startswith("/v1/")
+
+
+def _api_for(path: str) -> Api:
+    return "anthropic" if path.startswith("/v1/messages") else "openai"
+
+
+def gateway_error(
+    path_or_api: str, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The error response of the API at `path_or_api` (a request path, `openai` or `anthropic`)."""
+    api = path_or_api if path_or_api in ("openai", "anthropic") else _api_for(path_or_api)
+    headers = dict(headers or {})
+    if status >= 500:
+        # Whatever failed was already retried upstream (the provider layer does); a client SDK
+        # retrying would start new generations.
+        headers["x-should-retry"] = "false"
+    if api == "anthropic":
+        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        body: dict[str, object] = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def failed_generation(api: Api, message: str, headers: dict[str, str]) -> JSONResponse:
+    """A non-streamed call whose generation ended without output (the upstream failed, or it was
+    stopped): 502, the record's error message, the record's id in the headers."""
+    return gateway_error(api, 502, "upstream_error", message, headers)

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,10 +25,13 @@ from genvault.providers import testmodel as tm
 from genvault.providers.anthropic import AnthropicProvider
 from genvault.providers.openai import OpenAIProvider
 from genvault.server import create_app
+from genvault.settings import Settings
+from genvault.store import Store
 from genvault.store.keys import create_key
 from genvault.store.schema import generations
 from genvault.vault import Vault
-from live_server import serve
+from live_server import free_port, serve
+from test_aisdk_client import CLIENT_DIR, node  # noqa: F401 - `node` is a fixture
 
 TRANSCRIPTS = Path(__file__).parent / "providers" / "transcripts"
 WEATHER_TOOL = {
@@ -431,3 +438,156 @@ async def test_an_anthropic_upstream_receives_the_body_as_sent(
     assert record.status == "complete"
     assert record.usage.input_tokens is not None
     assert record.usage.input_tokens > 0
+
+
+# -- OpenAI Responses -------------------------------------------------------------------------------------
+
+
+async def test_responses_create_and_stream_have_the_real_event_types(
+    oai: openai.AsyncOpenAI, vault: Vault, provider: tm.TestProvider
+) -> None:
+    response = await oai.responses.create(model="offline/test-model", input="hello", max_output_tokens=3)
+    assert response.status == "incomplete"
+    assert response.usage is not None
+    assert response.usage.output_tokens == 3
+    record = await vault.wait(response.id.removeprefix("resp_"))
+    assert response.output_text == record.result_text
+    provider.enqueue(tm.reasoning("Hmm."), tm.text("Looking."), tm.tool_call("get_weather", {"city": "Paris"}))
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    async with oai.responses.stream(
+        model="offline/test-model",
+        instructions="Be brief.",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]}],
+        tools=[tool],  # type: ignore[list-item]
+    ) as stream:
+        types = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert types[-1] == "response.completed"
+    for expected in ("response.reasoning_summary_text.delta", "response.output_text.delta"):
+        assert expected in types
+    assert "response.function_call_arguments.done" in types
+    assert [item.type for item in final.output] == ["reasoning", "message", "function_call"]
+    assert final.output_text == "Looking."
+    assert provider.calls[-1].system == "Be brief."
+    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+        await oai.responses.create(model="offline/test-model", input="more", previous_response_id=response.id)
+
+
+# -- the AI SDK in Node ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+async def test_the_ai_sdk_providers_generate_and_stream_through_the_gateway(
+    api: str,
+    base_url: str,
+    vault: Vault,
+    provider: tm.TestProvider,
+    node: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    for call in ("generate", "stream"):
+        provider.enqueue(tm.reasoning("Hmm."), tm.text("Calling it."), tm.tool_call("get_weather", {"city": "Paris"}))
+        spec = {"baseUrl": base_url, "api": api, "call": call, "model": "offline/test-model", "tool": "get_weather"}
+        spec["prompt"] = f"Weather in Paris? ({call})"  # not identical: each is its own model call
+        process = await asyncio.create_subprocess_exec(
+            str(node),
+            str(CLIENT_DIR / "gateway-scenario.mjs"),
+            json.dumps(spec),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, err.decode()
+        result = json.loads(out)
+        assert result["errors"] == []
+        assert result["text"] == "Calling it."
+        assert result["finishReason"] == "tool-calls"
+        assert result["toolCalls"] == [{"toolName": "get_weather", "input": {"city": "Paris"}}]
+        if api != "chat":  # Chat Completions has no reasoning field the AI SDK reads
+            assert result["reasoning"] == "Hmm."
+        assert result["usage"]["outputTokens"] > 0
+        record = await vault.wait(result["headers"]["x-genvault-generation-id"])
+        assert record.status == "complete"
+        assert record.result_text == "Calling it."
+
+
+# -- disconnects and crashes ------------------------------------------------------------------------------
+
+
+async def test_a_client_that_disconnects_mid_stream_does_not_stop_the_upstream_call(
+    base_url: str, vault: Vault, upstream: FakeUpstream
+) -> None:
+    gate = asyncio.Event()
+    upstream.enqueue(Answer(sse=(TRANSCRIPTS / "openai_text_usage.sse").read_bytes(), gate=gate, gate_after=2))
+    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as response,
+    ):
+        generation_id = response.headers["x-genvault-generation-id"]
+        async for line in response.aiter_lines():
+            if '"content":"' in line and '"content":""' not in line:
+                break  # one token seen: hang up
+    gate.set()
+    record = await vault.wait(generation_id)
+    assert record.status == "complete"
+    expected = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in (TRANSCRIPTS / "openai_text_usage.sse").read_text().splitlines()
+        if line.startswith("data: {") and json.loads(line[6:])["choices"]
+    )
+    assert record.result_text == expected
+
+
+@pytest.mark.slow
+async def test_a_killed_server_leaves_the_gateway_call_interrupted_with_its_checkpointed_text(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'genvault.db'}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GENVAULT_")},
+        "GENVAULT_DATABASE_URL": url,
+        "GENVAULT_DATA_DIR": str(tmp_path),
+        "GENVAULT_TEST_MODEL_TPS": "15",
+        "GENVAULT_CHECKPOINT_MS": "50",
+    }
+    log = (tmp_path / "server.err").open("wb")
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant
+        [sys.executable, "-m", "genvault", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=log
+    )
+    store = Store(url)
+    shown = ""
+    try:
+        body = {"model": "offline/test-model", "messages": [{"role": "user", "content": "Tell me a long story."}]}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+                generation_id = response.headers["x-genvault-generation-id"]
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        shown += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                    if len(shown.split()) >= 8:
+                        async with store.read() as conn:
+                            saved = await conn.scalar(
+                                select(generations.c.result_text).where(generations.c.id == generation_id)
+                            )
+                        if saved:
+                            os.kill(proc.pid, signal.SIGKILL)
+                            break
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        await store.aclose()
+    async with Vault(Settings(database_url=url, data_dir=tmp_path)) as vault:  # its start-up sweep
+        record = await vault.get_generation(generation_id)
+    assert record.status == "interrupted"
+    assert record.result_text
+    assert shown.startswith(record.result_text)

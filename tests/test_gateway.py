@@ -5,6 +5,7 @@ API's wire format. Every call is an ordinary generation record."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -591,3 +592,38 @@ async def test_a_killed_server_leaves_the_gateway_call_interrupted_with_its_chec
     assert record.status == "interrupted"
     assert record.result_text
     assert shown.startswith(record.result_text)
+
+
+# -- models and images ----------------------------------------------------------------------------------
+
+
+async def test_models_lists_the_configured_models_with_their_prices(
+    vault_factory: Any, provider: tm.TestProvider
+) -> None:
+    overrides = {"price_overrides": {"openai/house-model": {"input_mtok": "1.5", "output_mtok": "6"}}}
+    vault = await vault_factory(providers={"offline": provider}, settings_overrides=overrides)
+    async with serve(create_app(vault=vault)) as url, openai.AsyncOpenAI(api_key="x", base_url=f"{url}/v1") as client:
+        listed = {model.id: model async for model in client.models.list()}
+    assert {"offline/test-model", "offline/test-image", "openai/house-model"} <= set(listed)
+    assert listed["openai/house-model"].pricing == {  # type: ignore[attr-defined]
+        "input": "1.5",
+        "output": "6",
+        "currency": "USD",
+        "per": "1M tokens",
+        "source": "override",
+    }
+
+
+async def test_images_generations_keeps_the_image_and_answers_urls_or_base64(
+    oai: openai.AsyncOpenAI, vault: Vault, base_url: str
+) -> None:
+    raw = await oai.images.with_raw_response.generate(model="offline/test-image", prompt="a red fox", n=2)
+    images = raw.parse()
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.kind == "image"
+    assert [image.url for image in images.data or []] == [base_url + url for url in record.image_urls]
+    inline = await oai.images.generate(model="offline/test-image", prompt="a blue fox", response_format="b64_json")
+    assert inline.data
+    assert base64.b64decode(inline.data[0].b64_json or "")[:4] == b"\x89PNG"
+    with pytest.raises(openai.BadRequestError):
+        await oai.images.generate(model="offline/test-image", prompt="")

@@ -10,6 +10,7 @@ pauses until a gate opens. Every request body is kept in `requests`.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
@@ -59,6 +60,7 @@ class FakeUpstream:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/messages", self._messages, methods=["POST"]),
+                Route("/healthz", lambda _request: JSONResponse({"status": "ok"})),
             ]
         )
 
@@ -147,3 +149,21 @@ class FakeUpstream:
         delta = {"stop_reason": "end_turn", "stop_sequence": None}
         yield event("message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": len(words)}})
         yield event("message_stop", {"type": "message_stop"})
+
+
+def main() -> None:
+    """`python -m bench.fake_upstream --port P [--chunks N]`: serve it (uvloop + httptools)."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--chunks", type=int, default=50)
+    args = parser.parse_args()
+    app = FakeUpstream(chunks=args.chunks).app()
+    uvicorn.run(
+        app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, loop="uvloop", http="httptools"
+    )
+
+
+if __name__ == "__main__":
+    main()

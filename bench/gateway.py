@@ -34,6 +34,8 @@ from bench._common import percentile, write_result
 from bench._proc import ROOT, cpu_seconds, free_port, wait_healthy
 
 MODEL = "fake-model"
+# LiteLLM's proxy refuses to start without a strong master key; every contender is sent it.
+KEY = "sk-" + "6b1f" * 16
 
 
 def _rss_mb(pid: int) -> float:
@@ -82,7 +84,7 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None
 
 def _load(base: str, model: str, clients: int, duration: float, *, stream: bool = False) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench._rawload", "--url", base, "--model", model]
-    command += ["--concurrency", str(clients), "--duration", str(duration), "--key", "sk-bench"]
+    command += ["--concurrency", str(clients), "--duration", str(duration), "--key", KEY]
     if stream:
         command.append("--stream")
     out = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, env=_env())
@@ -152,7 +154,7 @@ def run(
                 ("genvault", genvault, f"openai/{MODEL}", gv.pid),
             ]
             if litellm:
-                ll_env = _env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
+                ll_env = _env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", LITELLM_MASTER_KEY=KEY)
                 ll_cmd = [litellm, "--config", str(_litellm_config(upstream, Path(tmp))), "--port", str(ll_port)]
                 ll_cmd += ["--num_workers", "1"]
                 ll = stack.enter_context(_process(ll_cmd, ll_env, proxy, health="/health/liveliness"))

@@ -26,6 +26,7 @@ import openai
 
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message
+from genvault.providers._stream_check import check_is_stream
 from genvault.providers.base import (
     FinishReason,
     ModelRequest,
@@ -134,14 +135,17 @@ class OpenAIProvider:
         # in `extra_body`, which the SDK merges into the JSON unchanged.
         extra = {key: body.pop(key) for key in list(body) if key not in _SDK_KEYWORDS}
         reader = _ChunkReader()
+        raw = 0
         try:
             async with create(**body, extra_body=extra or None) as response:
+                await check_is_stream(response.http_response, self.name, response.close)
                 async for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue  # blank separators, comments, `event:` lines
                     data = line[5:].strip()
                     if data == "[DONE]":
                         continue  # read on to the end, so the connection goes back to the pool
+                    raw += 1
                     chunk = json.loads(data)
                     if not isinstance(chunk, dict):
                         continue
@@ -154,6 +158,8 @@ class OpenAIProvider:
             raise self._provider_error(exc) from exc
         except (httpx.HTTPError, json.JSONDecodeError) as exc:
             raise ProviderError(f"the stream from {self.name} broke off: {exc}", provider=self.name) from exc
+        if raw == 0:  # not even the stream's opening event: never an empty success
+            raise ProviderError(f"{self.name} sent an empty stream (no events)", provider=self.name, status=502)
         for event in reader.close():
             yield event
 

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genvault.errors import (
+    Busy,
     Conflict,
     Forbidden,
     GenvaultError,
@@ -56,8 +57,12 @@ def _wants_text(request: Request) -> bool:
     return request.url.path == "/api/chat" or request.url.path.startswith("/api/chat/")
 
 
-def error_response(request: Request, status: int, code: str, message: str) -> Response:
+def error_response(
+    request: Request, status: int, code: str, message: str, *, retry_after: int | None = None
+) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
     if is_gateway_path(request.url.path):
         # The OpenAI or Anthropic shape of the endpoint called, so its SDK raises as usual.
         return gateway_error(request.url.path, 400 if status == 422 else status, code, message, headers)
@@ -72,7 +77,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-        return error_response(request, status, exc.code, exc.message)
+        retry_after = exc.retry_after if isinstance(exc, Busy) else None
+        return error_response(request, status, exc.code, exc.message, retry_after=retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

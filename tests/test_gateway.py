@@ -46,6 +46,21 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    """SQLite for most tests (the record path below the gateway is the engine's, whose suites run
+    on both backends); PostgreSQL too for the tests marked `BOTH_DATABASES`."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite:///{tmp_path / 'genvault.db'}", None
+    url, schema = request.getfixturevalue("pg_schema")
+    return url, schema
+
+
+BOTH_DATABASES = pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+@pytest.fixture
 def provider() -> tm.TestProvider:
     return tm.TestProvider(tokens_per_second=0)
 
@@ -108,6 +123,7 @@ async def count_generations(vault: Vault) -> int:
 # -- OpenAI Chat Completions ----------------------------------------------------------------------------
 
 
+@BOTH_DATABASES
 async def test_chat_completion_with_the_offline_model_is_a_complete_record(
     oai: openai.AsyncOpenAI, vault: Vault
 ) -> None:
@@ -209,6 +225,7 @@ async def test_multimodal_parts_become_model_message_files(oai: openai.AsyncOpen
 # -- errors in the endpoint's shape, nothing written -------------------------------------------------
 
 
+@BOTH_DATABASES
 async def test_bad_requests_raise_the_sdks_own_errors_and_write_nothing(
     oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, vault: Vault, base_url: str
 ) -> None:
@@ -286,6 +303,7 @@ async def test_an_idempotency_key_returns_the_same_record(oai: openai.AsyncOpenA
         )
 
 
+@BOTH_DATABASES
 async def test_an_identical_request_joins_the_running_one_with_one_upstream_call(
     oai: openai.AsyncOpenAI, vault: Vault, upstream: FakeUpstream
 ) -> None:

@@ -360,11 +360,11 @@ async def test_an_openai_upstream_receives_the_body_as_sent_and_its_answer_is_ke
     assert record.usage.input_tokens == completion.usage.prompt_tokens  # type: ignore[union-attr]
 
 
-async def test_an_upstream_error_comes_back_in_the_clients_shape_and_ends_the_record_in_error(
+async def test_an_upstream_error_comes_back_with_its_status_in_the_clients_shape_and_ends_the_record_in_error(
     oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, vault: Vault, upstream: FakeUpstream
 ) -> None:
     upstream.enqueue(Answer(status=429, body=json.loads((TRANSCRIPTS / "openai_429.json").read_text())))
-    with pytest.raises(openai.APIStatusError) as caught:
+    with pytest.raises(openai.RateLimitError) as caught:  # the upstream's status
         await oai.chat.completions.with_raw_response.create(
             model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
         )
@@ -380,6 +380,7 @@ async def test_an_upstream_error_comes_back_in_the_clients_shape_and_ends_the_re
         await claude.messages.create(
             model="anthropic/claude-x", max_tokens=5, messages=[{"role": "user", "content": "x"}]
         )
+    assert anthropic_caught.value.status_code == 529
     assert "Overloaded" in anthropic_caught.value.message
 
 

@@ -10,7 +10,7 @@ response only follows it, and a client that goes away stops nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +119,17 @@ async def start_generation(
     # It usually runs here: follow the hub directly, without replay's record read.
     chunks = vault.follow_here(record.id, user_id=None) or vault.replay(record.id, user_id=None)
     return Started(record, chunks)
+
+
+async def drain(vault: Vault, started: Started, feed: Callable[[dict[str, Any]], object]) -> int | None:
+    """Feed every chunk of a non-streamed call to its renderer; returns the upstream's HTTP status
+    when the provider call failed here (an error answer carries it), else None."""
+    status = None
+    async for chunk in started.chunks:
+        if chunk["type"] == "error":
+            status = vault.engine.provider_status(started.record.id)
+        feed(chunk)
+    return status
 
 
 def text_of(content: Any, what: str) -> str:

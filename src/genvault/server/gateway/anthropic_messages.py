@@ -19,7 +19,16 @@ from genvault.errors import InvalidRequest
 from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec, WireRequest
 from genvault.server.deps import VaultDep
-from genvault.server.gateway._common import dumps, gateway_user, read_body, require, start_generation, text_of, usage_of
+from genvault.server.gateway._common import (
+    drain,
+    dumps,
+    gateway_user,
+    read_body,
+    require,
+    start_generation,
+    text_of,
+    usage_of,
+)
 from genvault.server.gateway.errors import failed_generation
 from genvault.vault import parse_params
 
@@ -321,8 +330,7 @@ async def messages(request: Request, vault: VaultDep) -> Response:
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **started.headers},
         )
-    async for chunk in started.chunks:
-        renderer.feed(chunk)
+    upstream_status = await drain(vault, started, renderer.feed)
     if renderer.error is not None and not renderer.blocks:
-        return failed_generation("anthropic", renderer.error, started.headers)
+        return failed_generation("anthropic", renderer.error, started.headers, upstream_status)
     return JSONResponse(renderer.message(), headers=started.headers)

@@ -55,7 +55,8 @@ def gateway_error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def failed_generation(api: Api, message: str, headers: dict[str, str]) -> JSONResponse:
-    """A non-streamed call whose generation ended without output (the upstream failed, or it was
-    stopped): 502, the record's error message, the record's id in the headers."""
-    return gateway_error(api, 502, "upstream_error", message, headers)
+def failed_generation(api: Api, message: str, headers: dict[str, str], status: int | None = None) -> JSONResponse:
+    """A non-streamed call whose generation ended without output: the upstream's status when it
+    answered with an error (else 502), its message, and the record's id in the headers."""
+    code = status if status is not None and 400 <= status <= 599 else 502
+    return gateway_error(api, code, "upstream_error", message, headers)

@@ -21,6 +21,7 @@ from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec, WireRequest
 from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import (
+    drain,
     dumps,
     gateway_user,
     parse_arguments,
@@ -368,8 +369,7 @@ async def chat_completions(request: Request, vault: VaultDep) -> Response:
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **started.headers},
         )
-    async for chunk in started.chunks:
-        renderer.feed(chunk)
+    upstream_status = await drain(vault, started, renderer.feed)
     if renderer.error is not None and not renderer.text and not renderer.calls:
-        return failed_generation("openai", renderer.error, started.headers)
+        return failed_generation("openai", renderer.error, started.headers, upstream_status)
     return JSONResponse(renderer.completion(), headers=started.headers)

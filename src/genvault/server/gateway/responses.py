@@ -22,6 +22,7 @@ from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec
 from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import (
+    drain,
     dumps,
     gateway_user,
     parse_arguments,
@@ -378,8 +379,7 @@ async def responses(request: Request, vault: VaultDep) -> Response:
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **started.headers},
         )
-    async for chunk in started.chunks:
-        renderer.feed(chunk)
+    upstream_status = await drain(vault, started, renderer.feed)
     if renderer.error is not None and not renderer.output:
-        return failed_generation("openai", renderer.error, started.headers)
+        return failed_generation("openai", renderer.error, started.headers, upstream_status)
     return JSONResponse(renderer.response(), headers=started.headers)

@@ -17,9 +17,10 @@ from typing import Any
 from fastapi import Request
 
 from genvault.errors import InvalidRequest, Unauthorized
+from genvault.limits import acting_key
 from genvault.providers.base import ModelRequest
 from genvault.records import Generation
-from genvault.store.keys import user_for_key
+from genvault.server.deps import key_user
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
@@ -42,6 +43,7 @@ async def gateway_user(request: Request, vault: Vault) -> str:
     """The acting user: a genvault API key in the header the client's SDK sends (`Authorization:
     Bearer` for OpenAI-style clients, `x-api-key` for Anthropic-style), the proxy's header in
     `header` mode, the local user with auth `none`."""
+    acting_key.set(None)
     settings = vault.settings
     if settings.auth == "none":
         return LOCAL_USER_ID
@@ -60,11 +62,7 @@ async def gateway_user(request: Request, vault: Vault) -> str:
             token = bearer.strip()
     if not token:
         raise Unauthorized("authentication required: send a genvault API key (Authorization: Bearer, or x-api-key)")
-    async with vault.store.read() as conn:
-        user_id = await user_for_key(conn, token)
-    if user_id is None:
-        raise Unauthorized("this API key is not valid (unknown or revoked)")
-    return user_id
+    return await key_user(vault, token)
 
 
 async def read_body(request: Request) -> dict[str, Any]:

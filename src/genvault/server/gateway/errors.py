@@ -12,7 +12,7 @@ from typing import Literal
 
 from fastapi.responses import JSONResponse
 
-__all__ = ["failed_generation", "gateway_error", "is_gateway_path"]
+__all__ = ["failed_generation", "gateway_error", "gateway_error_body", "is_gateway_path"]
 
 Api = Literal["openai", "anthropic"]
 
@@ -46,13 +46,17 @@ def gateway_error(
         # Whatever failed was already retried upstream (the provider layer does); a client SDK
         # retrying would start new generations.
         headers["x-should-retry"] = "false"
+    return JSONResponse(gateway_error_body(api, status, code, message), status_code=status, headers=headers)
+
+
+def gateway_error_body(path_or_api: str, status: int, code: str, message: str) -> dict[str, object]:
+    """The error body alone (for ASGI middleware that answers before any route)."""
+    api = path_or_api if path_or_api in ("openai", "anthropic") else _api_for(path_or_api)
     if api == "anthropic":
         kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        body: dict[str, object] = {"type": "error", "error": {"type": kind, "message": message}}
-    else:
-        kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
 def failed_generation(api: Api, message: str, headers: dict[str, str], status: int | None = None) -> JSONResponse:

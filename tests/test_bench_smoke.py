@@ -81,6 +81,17 @@ async def test_cpu_micro_runs_run_each_path(what: str, expected: list[str]) -> N
     assert all(r["cpu_us"] >= 0 and r["wall_us"] > 0 for r in rows)
 
 
+def test_gateway_benchmark_runs_genvault_and_the_direct_upstream(tmp_path: Path) -> None:
+    from bench import gateway
+
+    data = gateway.run(clients=[1], duration=0.3, rounds=1, chunks=3, litellm=None, out_dir=tmp_path)
+    rows = {(r["contender"], r["stream"]) for r in data["summary"]}
+    assert rows == {(c, s) for c in ("direct", "genvault") for s in (False, True)}
+    assert all(r["errors"] == 0 for r in data["summary"])
+    assert all(r["rps"] > 0 for r in data["summary"])
+    assert json.loads((tmp_path / "gateway.json").read_text())["benchmark"] == "gateway"
+
+
 async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_genvault(tmp_path: Path) -> None:
     from bench import streams
 

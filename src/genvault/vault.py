@@ -419,6 +419,39 @@ class Vault(FilesMixin):
             cache=cache_policy(cache, cache_ttl),
         )
 
+    async def complete(
+        self,
+        model_request: ModelRequest,
+        *,
+        model: str,
+        request_json: dict[str, Any],
+        user_id: str = LOCAL_USER_ID,
+        idempotency_key: str | None = None,
+        cache: bool = True,
+        cache_ttl: float | None = None,
+    ) -> Generation:
+        """Start a generation for a request already in model form (the `/v1` gateway translates
+        each wire format to one) and return its `pending` record at once, like `generate`.
+
+        The record keeps `request_json` (the client's request) and the reply as an assistant
+        UIMessage (`result_message`: text, reasoning, tool calls), checkpointed while it streams.
+        """
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+            raise InvalidRequest("idempotency key must be 1 to 200 characters")
+        assembler = MessageAssembler()
+        return await self.engine.start(
+            kind="text",
+            user_id=user_id,
+            model=model,
+            request_json=request_json,
+            model_request=model_request,
+            idempotency_key=idempotency_key,
+            chunk_sink=assembler.feed,
+            snapshot=lambda: message_to_json(assembler.message),
+            file_sink=self._file_sink(None, None),
+            cache=cache_policy(cache, cache_ttl),
+        )
+
     # -- tools ----------------------------------------------------------------------------------
 
     def register_tool(

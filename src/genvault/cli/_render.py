@@ -31,6 +31,14 @@ def usd(value: Decimal | None) -> str:
     return f"${value:.6f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.4f}"
 
 
+def row_cost(cost: Decimal, generations: int, unpriced: int) -> str:
+    """A usage total: "unknown" when none of its generations had a price, never "$0" (as on the
+    /usage page; the `unpriced` column beside it counts the rest)."""
+    if generations and unpriced == generations:
+        return "unknown"
+    return usd(cost)
+
+
 def tokens(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
@@ -208,10 +216,10 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
             f"{r.output_tokens:,}",
             f"{r.cached_input_tokens:,}",
             f"{r.reasoning_tokens:,}",
-            usd(r.cost_usd),
+            row_cost(r.cost_usd, r.generations, r.unpriced_generations),
             f"{r.unpriced_generations:,}",
             f"{r.cache_hits:,}",
-            usd(r.saved_usd),
+            "unknown" if r.cache_hits and not r.saved_nano_usd and r.unpriced_generations else usd(r.saved_usd),
             f"{r.estimated_generations:,}",
         ]
         for r in rows
@@ -223,10 +231,10 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
         f"{totals['output']:,}",
         f"{totals['cached']:,}",
         f"{totals['reasoning']:,}",
-        usd(totals["cost"]),
+        row_cost(totals["cost"], totals["generations"], totals["unpriced"]),
         f"{totals['unpriced']:,}",
         f"{totals['hits']:,}",
-        usd(totals["saved"]),
+        "unknown" if totals["hits"] and not totals["saved"] and totals["unpriced"] else usd(totals["saved"]),
         f"{totals['estimated']:,}",
     ]
     table = fitted_table(columns, [*body, footer], width)

@@ -13,6 +13,7 @@ from rich.table import Table
 from genvault.cli._app import app, console, err_console, fail, run_with_vault
 from genvault.cli._render import Column, fitted_table, when
 from genvault.errors import GenvaultError
+from genvault.validation import loads_json
 
 if TYPE_CHECKING:
     from genvault.records import Page
@@ -261,7 +262,7 @@ async def _import_line(vault: Vault, number: int, line: str, user: str, dry_run:
 
     chat_id = "?"
     try:
-        record = json.loads(line)
+        record = loads_json(line.encode(), "the line")
         if not isinstance(record, dict):
             raise ValueError("the line is not a JSON object")
         chat_id = str(record.get("id") or "")

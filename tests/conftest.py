@@ -149,7 +149,7 @@ def s3_endpoint() -> Iterator[str]:
         env=env,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180  # a ceiling: several workers start theirs at once
         while True:
             try:
                 httpx.get(f"{endpoint}/moto-api/", timeout=1)
@@ -193,7 +193,14 @@ def settings_factory(tmp_path: Path, database: tuple[str, str | None]) -> Any:
     url, _schema = database
 
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"data_dir": tmp_path / "data", "database_url": url, "test_model_tps": 0}
+        # The pool's and the turn gate's wait is a ceiling in tests (a loaded machine, parallel
+        # workers), not the server's 10 s; tests of the 503 itself set it low.
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "database_url": url,
+            "test_model_tps": 0,
+            "db_pool_timeout_seconds": 120,
+        }
         values.update(overrides)
         return Settings(**values)
 

@@ -28,7 +28,7 @@ async def serve(app: Any) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     try:
-        for _ in range(500):
+        for _ in range(12000):  # a ceiling (120 s) for a loaded machine
             if server.started:
                 break
             if task.done():

@@ -60,8 +60,8 @@ def _copy_repo(dest: Path) -> None:
 
 @pytest.fixture
 def stock_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    if shutil.which("git") is None:
-        pytest.skip("git is needed to list the repository's files")
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout (git ls-files) to copy the repository")
     if not SYSTEM_PYTHON.exists():
         pytest.skip("no system /usr/bin/python3 here")
     env = _stock_env()

@@ -416,6 +416,9 @@ class Engine:
                     log.warning("generation %s stopped after %d steps", run.generation_id, self.settings.max_steps)
                     break
                 request.messages = next_messages()
+            if run.finish_reason in (None, "unknown") and not _has_output(run):
+                # Nothing read, and the provider never said it finished: not an (empty) answer.
+                raise ProviderError(f"{run.provider} sent nothing that could be read as an answer")
             tail = [self._finish_chunk(run)]
         except asyncio.CancelledError:
             if self._shutting_down and not run.cancel_requested:

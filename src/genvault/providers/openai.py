@@ -184,7 +184,8 @@ class _ChunkReader:
         events: list[ProviderEvent] = []
         if chunk.usage is not None:
             self._usage = chunk.usage
-        for choice in chunk.choices:
+        # A compatible server's event that is not a chunk at all (no `choices`) carries nothing.
+        for choice in getattr(chunk, "choices", None) or ():
             if choice.index != 0:
                 continue  # genvault asks for one choice; extra ones are not ours to keep
             delta = choice.delta

@@ -71,3 +71,16 @@ async def test_cpu_micro_runs_run_each_path(what: str, expected: list[str]) -> N
     rows = await cpu.run(argparse.Namespace(what=what, db="sqlite", n=3, tokens=20, tps=0.0, checkpoint_ms=250))
     assert [r["what"] for r in rows] == expected
     assert all(r["cpu_us"] >= 0 and r["wall_us"] > 0 for r in rows)
+
+
+async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_genvault(tmp_path: Path) -> None:
+    from bench import streams
+
+    data = await streams.run(ns=[3], dbs=["sqlite"], tokens=5, tps=50, settle=0, out_dir=tmp_path)
+    rows = {r["server"]: r for r in data["results"]}
+    assert set(rows) == {"bare", "sqlite"}
+    assert all(r["completed"] == 3 and r["errors"] == {} for r in rows.values())
+    assert rows["sqlite"]["records"] == {"complete": 3}
+    assert {r["server"] for r in data["summary"]} == {"bare", "sqlite"}
+    assert json.loads((tmp_path / "streams.json").read_text())["benchmark"] == "streams"
+    assert "### 6. Many slow streams at once" in report.render(tmp_path, with_plots=False)

@@ -7,15 +7,16 @@
 2. `_run` streams provider events, translates them to UI message stream chunks, publishes each to
    the hub (live followers, replay from any index) and folds it into the run's state. The first
    event moves the record to `streaming` with `first_token_at`.
-3. `_checkpointer`, beside it, writes the partial output and renews the lease at least every
-   `checkpoint_ms`: a crash loses at most that window.
+3. The process's checkpoint writer (`genvault.liveness`) writes the partial output of every
+   running generation in one statement at least every `checkpoint_ms`: a crash loses at most
+   that window. Liveness is the process's heartbeat, not a lease per generation.
    An identical request (same cache key) does not call the provider: `genvault.cache.dedup`
    decides, and `_copy` replays the earlier or running generation into this record instead.
 4. `_finalize` writes status, output, usage, cost and timings in one transaction, guarded by the
    current status, so it happens once. Provider failure → `error`, cancel → `cancelled`, both
-   keeping the partial output; a dead process → `interrupted` by `sweep` (start-up and periodic),
-   from its last checkpoint (`genvault.swept` completes such a record: estimated usage, and a
-   chat turn's partial reply in its chat).
+   keeping the partial output; a dead process (one that stopped heartbeating) → `interrupted` by
+   another process's `sweep` (start-up and periodic), from its last checkpoint (`genvault.swept`
+   completes such a record: estimated usage, and a chat turn's partial reply in its chat).
 5. `_end` holds back the stream's last chunks (`finish`, `abort`, the error) until the finalize
    has committed, retrying it on a dropped connection: a client told `finish` can reload and find
    the reply. A reply that did not complete first sends its status (and usage, estimated where
@@ -26,22 +27,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault import estimate, pricing
 from genvault.cache.dedup import CachePolicy, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
+from genvault.liveness import Liveness, TurnGate
 from genvault.providers.base import (
     ModelRequest,
     Provider,
@@ -57,7 +56,6 @@ from genvault.replay import chunks_from_record
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
-from genvault.store.schema import generations
 from genvault.streams import MemoryHub, StreamHub
 from genvault.swept import settle_interrupted
 from genvault.tools import Tool
@@ -84,6 +82,23 @@ _DERIVED_REQUEST_KEYS = ("messages_before",)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _gated(
+    method: Callable[Concatenate[Engine, _P], Awaitable[_T]],
+) -> Callable[Concatenate[Engine, _P], Awaitable[_T]]:
+    """Run `method` holding a slot of the engine's `TurnGate` (backpressure for new turns)."""
+
+    @functools.wraps(method)
+    async def gated(self: Engine, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        async with self.gate.enter():
+            return await method(self, *args, **kwargs)
+
+    return gated
 
 
 @dataclass
@@ -173,8 +188,16 @@ class Engine:
         self._publish_nowait: Callable[[str, Chunk], None] | None = (
             hub.publish_nowait if isinstance(hub, MemoryHub) and type(hub).publish is MemoryHub.publish else None
         )
-        # Identifies this process in leases: host, pid, and a nonce in case the pid is reused.
-        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # This process's heartbeat, checkpoint writer and sweeper (its own connections).
+        self.liveness = Liveness(
+            store,
+            settings,
+            on_lost=self._stop_lost,
+            on_dead=self._stop_all,
+            on_beat=self._renew,
+            on_interrupted=lambda conn, record: settle_interrupted(conn, record, settings.price_overrides),
+        )
+        self.gate = TurnGate(_turn_slots(store, settings), settings.db_pool_timeout_seconds)
         self._runs: dict[str, Run] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._shutting_down = False
@@ -184,11 +207,17 @@ class Engine:
         self.listeners: list[Callable[[Generation], None]] = []
 
     @property
+    def owner_id(self) -> str:
+        """This process in `processes` and in the generations' `lease_owner`."""
+        return self.liveness.owner_id
+
+    @property
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
     # -- 1. start ------------------------------------------------------------------------------
 
+    @_gated  # bounded: at most `gate.slots` open at once, then Busy (503) rather than a pool timeout
     async def start(
         self,
         *,
@@ -306,8 +335,15 @@ class Engine:
             )
         task = asyncio.create_task(work, name=f"genvault:{generation_id}")
         self._tasks[generation_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(generation_id, None))
+        task.add_done_callback(self._task_done)
         return record
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        generation_id = task.get_name().removeprefix("genvault:")
+        self._tasks.pop(generation_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here (never "Task exception was never retrieved"): a run whose end failed.
+            log.error("generation %s ended with an error", generation_id, exc_info=task.exception())
 
     @staticmethod
     def _same_request(existing: Generation, request_json: dict[str, Any]) -> Generation:
@@ -674,54 +710,36 @@ class Engine:
     # -- 3. checkpoint -------------------------------------------------------------------------
 
     async def _checkpointer(self, run: Run) -> None:
-        interval = self.settings.checkpoint_ms / 1000
-        loop = asyncio.get_running_loop()
-        last_write = loop.time()
-        write_seconds = 0.0
-        while True:
-            # A crash just before a checkpoint commits loses everything since the previous one's
-            # snapshot: the sleep plus two write times. Sleep that much less, so the loss stays
-            # within `checkpoint_ms` (never below half of it, should the database stall).
-            await asyncio.sleep(max(interval / 2, interval - 2 * write_seconds))
-            now_mono = loop.time()
-            # Renew the lease even when idle (a slow model), well before it would expire.
-            if not run.dirty and now_mono - last_write < self.settings.lease_seconds / 3:
-                continue
-            written = await self._checkpoint(run)
-            write_seconds = loop.time() - now_mono
-            if not written:
-                log.info("generation %s is no longer active; stopping it", run.generation_id)
-                task = self._tasks.get(run.generation_id)
-                if task is not None:
-                    run.cancel_requested = True
-                    task.cancel()
-                return
-            last_write = now_mono
-            if self.dedup is not None and run.cache_key is not None and run.cached_from is None:
-                await self.dedup.renew(run.cache_key, run.generation_id)
-
-    async def _checkpoint(self, run: Run) -> bool:
-        run.dirty = False
-        now = _now()
-        # Taken before the write (it may be retried): the output as of `now`.
-        result_text = run.result_text
-        result_message = run.snapshot() if run.snapshot else None
+        """The run's place in the process's checkpoint writer, from its first chunk until `_end`
+        cancels this (then no flush touches it while it finalizes)."""
+        self.liveness.track(run)
         try:
-            return await self.store.write_statement(
-                lambda conn: gen_store.checkpoint(
-                    conn,
-                    run.generation_id,
-                    at=now,
-                    lease_expires_at=now + self._lease,
-                    result_text=result_text,
-                    result_message=result_message,
-                )
-            )
-        except GenvaultError:
-            # A failed checkpoint must not kill the generation; the next tick tries again.
-            log.warning("checkpoint of %s failed", run.generation_id, exc_info=True)
-            run.dirty = True
-            return True
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        finally:
+            self.liveness.untrack(run.generation_id)
+
+    def _stop_lost(self, generation_ids: list[str]) -> None:
+        """Stop runs whose records ended elsewhere (cancelled from another process, or swept)."""
+        for generation_id in generation_ids:
+            task, run = self._tasks.get(generation_id), self._runs.get(generation_id)
+            if task is not None and run is not None:
+                run.cancel_requested = True
+                task.cancel()
+
+    async def _stop_all(self) -> None:
+        """This process was declared dead: its records are `interrupted` already; stop the runs."""
+        self._stop_lost(list(self._tasks))
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _renew(self) -> None:
+        """With each heartbeat: keep the single-flight leads of running generations."""
+        if self.dedup is None:
+            return
+        for run in list(self._runs.values()):
+            if run.cache_key is not None and run.cached_from is None:
+                await self.dedup.renew(run.cache_key, run.generation_id)
 
     # -- 4. finalize ---------------------------------------------------------------------------
 
@@ -845,30 +863,14 @@ class Engine:
             await run.done.wait()
             return
         # Running in another process (or nowhere): end the record here; the owner's next
-        # checkpoint sees it is no longer active and stops its provider call.
+        # checkpoint flush or heartbeat sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
             await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
 
     async def sweep(self) -> list[Generation]:
-        """Mark `interrupted` the records whose process died: expired leases, and leases held by a
-        process on this host that no longer exists."""
-        async with self.store.read() as conn:
-            owners = (
-                (
-                    await conn.execute(
-                        select(generations.c.lease_owner)
-                        .where(generations.c.status.in_(gen_store.ACTIVE), generations.c.lease_owner.is_not(None))
-                        .distinct()
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        dead = [owner for owner in owners if owner != self.owner_id and _owner_is_dead(owner)]
-        async with self.store.write() as conn:
-            changed = await gen_store.sweep_expired(conn, now=_now(), dead_owners=dead)
-            for record in changed:  # usage, and a chat turn's partial reply in its chat
-                await settle_interrupted(conn, record, self.settings.price_overrides)
+        """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone
+        from this host); never this process's own."""
+        changed = await self.liveness.sweep()
         for record in changed:
             log.warning("generation %s marked interrupted (owner process gone)", record.id)
             # Its followers (on any process, with Redis) would otherwise wait for chunks that never come.
@@ -886,6 +888,7 @@ class Engine:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        await self.liveness.aclose()
         for late in list(self._late_finalizes):  # still no database: the sweeper's, at next start
             late.cancel()
 
@@ -898,18 +901,9 @@ def _has_output(run: Run) -> bool:
     return message is not None and any(p.get("type") not in ("step-start",) for p in message.get("parts", []))
 
 
-def _owner_is_dead(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False  # another machine: only its lease expiry can tell
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True  # our pid, another nonce: an earlier process with a reused pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def _turn_slots(store: Store, settings: Settings) -> int:
+    """Two thirds of the pool for turns opening at once; the rest stays free for running streams."""
+    pg = store.dialect == "postgresql"
+    size = settings.db_pool_size if settings.db_pool_size is not None else (10 if pg else 5)
+    overflow = settings.db_max_overflow if settings.db_max_overflow is not None else (20 if pg else 10)
+    return max(1, (size + overflow) * 2 // 3)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault import pricing
 from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
@@ -55,6 +56,7 @@ from genvault.store.schema import MISSING, users
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
+from genvault.streams.memory import CLOSED_RETAIN_SECONDS
 from genvault.tools import Tool, ToolExecutor
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
@@ -199,7 +201,13 @@ class Vault(FilesMixin):
         run_retention: bool = True,
     ) -> None:
         self.settings = settings or Settings()
-        self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
+        self.store = Store(
+            self.settings.resolved_database_url,
+            schema=database_schema or self.settings.database_schema,
+            pool_size=self.settings.db_pool_size,
+            max_overflow=self.settings.db_max_overflow,
+            pool_timeout=self.settings.db_pool_timeout_seconds,
+        )
         # Redis, when configured, holds the dedup cache and the live streams (any process can
         # resume any generation); otherwise an SQL table and an in-process hub.
         self.redis_health = RedisHealth()
@@ -217,7 +225,7 @@ class Vault(FilesMixin):
             )
         else:
             self.cache = SqlCache(self.store)
-            default_hub = MemoryHub(retain_seconds=self.settings.stream_retain_seconds)
+            default_hub = MemoryHub(retain_seconds=min(self.settings.stream_retain_seconds, CLOSED_RETAIN_SECONDS))
         self.hub: StreamHub = hub or default_hub
         self.blobs: BlobStore = blobs or blob_store_from_settings(self.settings)
         self.registry = ProviderRegistry(
@@ -247,6 +255,10 @@ class Vault(FilesMixin):
             await self.store.upgrade()
         async with self.store.write() as conn:
             await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
+        # What the first turn needs, loaded now rather than on the event loop mid-stream.
+        pricing.warm()
+        # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
+        await self.engine.liveness.start()
         await self.engine.sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).

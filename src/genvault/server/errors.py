@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genvault.errors import (
+    Busy,
     Conflict,
     Forbidden,
     GenvaultError,
@@ -55,8 +56,12 @@ def _wants_text(request: Request) -> bool:
     return request.url.path == "/api/chat" or request.url.path.startswith("/api/chat/")
 
 
-def error_response(request: Request, status: int, code: str, message: str) -> Response:
+def error_response(
+    request: Request, status: int, code: str, message: str, *, retry_after: int | None = None
+) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
     if _wants_text(request):
         return PlainTextResponse(message, status_code=status, headers=headers)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
@@ -68,7 +73,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-        return error_response(request, status, exc.code, exc.message)
+        retry_after = exc.retry_after if isinstance(exc, Busy) else None
+        return error_response(request, status, exc.code, exc.message, retry_after=retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

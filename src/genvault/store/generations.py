@@ -29,6 +29,7 @@ __all__ = [
     "find_by_idempotency_key",
     "get",
     "insert_pending",
+    "interrupt",
     "list_page",
     "mark_streaming",
     "status_of",
@@ -182,8 +183,14 @@ async def sweep_expired(conn: AsyncConnection, *, now: datetime, dead_owners: Se
         .scalars()
         .all()
     )
+    return await interrupt(conn, ids, now=now)
+
+
+async def interrupt(conn: AsyncConnection, generation_ids: Sequence[str], *, now: datetime) -> list[Generation]:
+    """Mark these generations `interrupted` (those still active; their process is gone), keeping
+    their last checkpoint. Returns the records it changed."""
     changed = []
-    for generation_id in ids:
+    for generation_id in generation_ids:
         done = await finalize(
             conn,
             generation_id,

@@ -635,8 +635,7 @@ class Engine:
     async def _unsaved(self, run: Run, hook: FinalizeHook | None, sink: ChunkSink | None) -> None:
         """The final write failed for `finalize_retry_seconds`: the client gets an `error` (with
         the status as metadata) instead of how the reply ended, and the record is written as
-        that, `error`, whenever the database answers again while this process holds its lease,
-        rather than left to the sweeper as if this process had died."""
+        that, `error`, as soon as the database answers again, rather than left `streaming`."""
         error = "the reply could not be saved: the database did not answer in time"
         chunks = [self._status_chunk(run, "error", error), {"type": "error", "errorText": error}]
         if sink is not None:
@@ -648,17 +647,16 @@ class Engine:
         task.add_done_callback(self._late_finalizes.discard)
 
     async def _finalize_later(self, run: Run, error: str, hook: FinalizeHook | None) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.lease_seconds
+        """Until it is written (this process is alive, so no sweeper will end the record), or the
+        engine closes (then the next start's sweeper marks it `interrupted`)."""
         delay = 0.25
-        while loop.time() < deadline:
+        while True:
             await asyncio.sleep(delay)
             try:
                 await self._finalize(run, "error", error, hook)
                 return
             except GenvaultError:
-                delay = min(delay * 2, 2.0)
-        log.error("generation %s could not be finalized; the sweeper will mark it interrupted", run.generation_id)
+                delay = min(delay * 2, 5.0)
 
     def _settle_usage(self, run: Run) -> None:
         """Usage and cost of a reply that did not complete: the provider's where it sent any, else

@@ -351,3 +351,31 @@ def test_genvault_usage_counts_estimated_generations(tmp_path: Any, monkeypatch:
     assert row["estimated_generations"] == 1
     table = runner.invoke(app, ["usage"])
     assert "estimated" in table.stdout
+
+
+async def test_a_turn_cancelled_from_another_process_keeps_its_partial_reply_and_usage(vault_factory: Any) -> None:
+    """B cancels a reply that A runs (behind a balancer, the cancel lands anywhere): B can write
+    only the status; A, told by its checkpoint writer, adds the partial reply, usage and cost."""
+    provider, _gate = gated_provider()
+    owner = await vault_factory(providers={"anthropic": provider})
+    other = await vault_factory(providers={"anthropic": provider})
+    provider.enqueue(tm.text("Half a reply"), tm.delay(PAUSE))
+    message = user("u1", "Go slowly")
+    turn = await owner.chat("cx", message=message, model=PRICED)
+    chunks: list[dict[str, Any]] = []
+    async for chunk in owner.stream(turn.generation.id):
+        chunks.append(chunk)
+        if chunk["type"] == "text-delta" and chunk["delta"].strip() == "reply":
+            assert not other.engine.is_running_here(turn.generation.id)
+            await other.cancel(turn.generation.id)
+    record = await owner.wait(turn.generation.id)
+    assert record.status == "cancelled"
+    assert record.result_text == "Half a reply"
+    assert record.usage.estimated
+    assert record.cost_nano_usd is not None
+    assert [c["type"] for c in chunks][-2:] == ["message-metadata", "abort"]
+    stored = (await other.chat_messages("cx")).messages[-1]
+    assert stored["id"] == turn.message_id
+    assert "".join(p.get("text", "") for p in stored["parts"]) == "Half a reply"
+    assert stored["metadata"]["genvault"]["status"] == "cancelled"
+    assert stored["metadata"] == chunks[-2]["messageMetadata"]

@@ -133,6 +133,8 @@ class Run:
     # The model request (for a usage estimate when the provider sends no usage).
     request: ModelRequest | None = None
     usage_estimated: bool = False
+    # The record was already final when this run finalized (cancelled from another process).
+    ended_elsewhere: bool = False
 
     @property
     def result_text(self) -> str:
@@ -795,7 +797,15 @@ class Engine:
             if not await gen_store.finalize(conn, run.generation_id, values):
                 # Already final: an earlier try of this one whose commit's answer was lost (same
                 # status), or cancelled or swept elsewhere (that outcome is kept).
-                return await gen_store.status_of(conn, run.generation_id)
+                current = await gen_store.status_of(conn, run.generation_id)
+                if current == status == "cancelled":
+                    # Cancelled from another process, which could write only the status: the
+                    # partial reply, its usage and the chat message are here (idempotent).
+                    await gen_store.complete_cancelled(conn, run.generation_id, values)
+                    if hook is not None:
+                        run.ended_elsewhere = True
+                        await hook(conn, run, status)
+                return current
             if hook is not None:
                 await hook(conn, run, status)
             if (

@@ -37,9 +37,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault import estimate, pricing
-from genvault.cache.dedup import CachePolicy, Dedup
+from genvault.cache.dedup import CachePolicy, CacheProbe, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
+from genvault.limits import Admission, Limits
 from genvault.liveness import Liveness, TurnGate
 from genvault.providers.base import (
     ModelRequest,
@@ -130,11 +131,15 @@ class Run:
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
+    # The record as inserted: with the finalize's values, the final record for the listeners.
+    pending: Generation | None = None
     # The model request (for a usage estimate when the provider sends no usage).
     request: ModelRequest | None = None
     usage_estimated: bool = False
     # The record was already final when this run finalized (cancelled from another process).
     ended_elsewhere: bool = False
+    # What admission reserved against the limits; settled in the finalize transaction.
+    admission: Admission | None = None
 
     @property
     def result_text(self) -> str:
@@ -179,8 +184,10 @@ class Engine:
         registry: ProviderRegistry,
         settings: Settings,
         dedup: Dedup | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits
         self.hub = hub
         self.registry = registry
         self.settings = settings
@@ -197,7 +204,7 @@ class Engine:
             on_lost=self._stop_lost,
             on_dead=self._stop_all,
             on_beat=self._renew,
-            on_interrupted=lambda conn, record: settle_interrupted(conn, record, settings.price_overrides),
+            on_interrupted=self._settle_swept,
         )
         self.gate = TurnGate(_turn_slots(store, settings), settings.db_pool_timeout_seconds)
         self._runs: dict[str, Run] = {}
@@ -233,6 +240,7 @@ class Engine:
         message_id: str | None = None,
         message_id_factory: Callable[[], str] | None = None,
         before_insert: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+        open_alone: Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]] | None = None,
         chunk_sink: ChunkSink | None = None,
         snapshot: Callable[[], dict[str, Any]] | None = None,
         finalize_hook: FinalizeHook | None = None,
@@ -247,7 +255,11 @@ class Engine:
         """Commit the pending record, start the provider call in the background, return the record.
 
         `before_insert(conn, generation_id)` runs in the same transaction as the pending insert
-        (chat turns append the user message there). With an `idempotency_key` already used by
+        (chat turns append the user message there). `open_alone(values, probe)`, tried first, writes
+        the pending row (`values`) together with whatever it belongs to in one step of its own (a
+        new chat's first turn), running the dedup cache's `probe` there too if given; when it
+        returns False, having written nothing, the transaction
+        with `before_insert` runs instead. With an `idempotency_key` already used by
         this user for the same request, the existing record comes back and nothing runs. With a
         `cache` policy, an identical earlier or running request is copied instead of called.
         """
@@ -262,38 +274,70 @@ class Engine:
             if existing is not None:
                 return self._same_request(existing, request_json)
 
+        # Limits: the key's models, requests and tokens per minute; refused before any write.
+        admission = await self.limits.admit(user_id=user_id, model=model) if self.limits is not None else None
         generation_id = new_id("gen")
         now = _now()
-        async with self.store.write() as conn:
-            if before_insert is not None:
-                await before_insert(conn, generation_id)
-            # A chat turn decides its assistant message id inside the transaction.
-            message_id = (message_id_factory() if message_id_factory else message_id) or generation_id
-            # After before_insert: a chat turn's messages are known only now.
-            key = (
-                self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
-                if self.dedup
-                else None
-            )
-            record = await gen_store.insert_pending(
-                conn,
-                {
-                    "id": generation_id,
-                    "kind": kind,
-                    "user_id": user_id,
-                    "chat_id": chat_id,
-                    "message_id": message_id,
-                    "model": model,
-                    "provider": provider_name,
-                    "request": request_json,
-                    "created_at": now,
-                    "lease_owner": self.owner_id,
-                    "lease_expires_at": now + self._lease,
-                    "idempotency_key": idempotency_key,
-                    "cache_key": key,
-                },
-            )
+
+        def pending_values(message_id: str, key: str | None) -> dict[str, Any]:
+            return {
+                "id": generation_id,
+                "kind": kind,
+                "user_id": user_id,
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "model": model,
+                "provider": provider_name,
+                "request": request_json,
+                "created_at": now,
+                "lease_owner": self.owner_id,
+                "lease_expires_at": now + self._lease,
+                "idempotency_key": idempotency_key,
+                "cache_key": key,
+                "api_key_id": admission.key_id if admission is not None else None,
+                "reservation": admission.reservation() if admission is not None else None,
+            }
+
+        def cache_key() -> str | None:
+            if self.dedup is None:
+                return None
+            return self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
+
+        record: Generation | None = None
+        opened = False
+        assistant_id = generation_id
+        probe: CacheProbe | None = None
+        # The one-step opening writes no reservation: it serves turns with no budget to hold.
+        if open_alone is not None and (admission is None or not admission.counted):
+            assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+            key = cache_key()
+            values = pending_values(assistant_id, key)
+            # The dedup cache's lookup goes along in the same step (the SQL cache's).
+            if self.dedup is not None and key is not None and cache is not None:
+                probe = self.dedup.probe(key, user_id, cache)
+            if await open_alone(values, probe):
+                opened = True
+                record = gen_store.pending_record(values)  # as stored: nothing to read back
+        if not opened:
+            async with self.store.write() as conn:
+                if before_insert is not None:
+                    await before_insert(conn, generation_id)
+                # A chat turn decides its assistant message id inside the transaction.
+                assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+                # After before_insert: a chat turn's messages are known only now.
+                key = cache_key()
+                if admission is not None:
+                    # The worst-case cost against every budget, last before the insert (on PostgreSQL
+                    # the ledger row stays locked until this transaction commits). Refused: it all
+                    # rolls back, and the request leaves nothing.
+                    assert self.limits is not None
+                    await self.limits.reserve(conn, admission, provider_name, bare_model, model_request)
+                record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
         if record is None:  # lost a race for the idempotency key
+            if admission is not None and admission.subjects:
+                assert self.limits is not None
+                async with self.store.write() as conn:
+                    await self.limits.settle(conn, admission, 0, "cancelled")
             async with self.store.read() as conn:
                 existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
             if existing is None:  # pragma: no cover - the conflicting row cannot vanish
@@ -306,10 +350,12 @@ class Engine:
             user_id=user_id,
             provider=provider_name,
             model=model,
-            message_id=message_id,
+            message_id=assistant_id,
             snapshot=snapshot,
             cache_key=key,
             cache_policy=cache,
+            pending=record,
+            admission=admission,
         )
         self._runs[generation_id] = run
         # Open before deciding, so a request that joins this one finds its stream at once.
@@ -317,7 +363,7 @@ class Engine:
         source = None
         if self.dedup is not None and key is not None and cache is not None:
             try:
-                source = await self.dedup.decide(key, generation_id, user_id, cache)
+                source = await self.dedup.decide(key, generation_id, user_id, cache, probe=probe if opened else None)
             except Exception:  # the record is committed: it must run, cache or not
                 log.warning("dedup lookup for %s failed; calling the provider", generation_id, exc_info=True)
         if source is not None:
@@ -694,15 +740,13 @@ class Engine:
 
     async def _mark_streaming(self, run: Run) -> None:
         first_token_at = run.first_token_at = _now()
-        still_active = await self.store.write_statement(
-            lambda conn: gen_store.mark_streaming(
-                conn,
-                run.generation_id,
-                started_at=run.started_at or first_token_at,
-                first_token_at=first_token_at,
-                lease_owner=self.owner_id,
-                lease_expires_at=first_token_at + self._lease,
-            )
+        still_active = await gen_store.mark_streaming_alone(
+            self.store,
+            run.generation_id,
+            started_at=run.started_at or first_token_at,
+            first_token_at=first_token_at,
+            lease_owner=self.owner_id,
+            lease_expires_at=first_token_at + self._lease,
         )
         if not still_active:
             raise asyncio.CancelledError  # cancelled or swept elsewhere before the first token
@@ -806,6 +850,8 @@ class Engine:
                         run.ended_elsewhere = True
                         await hook(conn, run, status)
                 return current
+            if run.admission is not None and self.limits is not None:
+                await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
             if (
@@ -820,10 +866,14 @@ class Engine:
                 stored = await self.dedup.remember_in(
                     conn, run.cache_key, run.generation_id, run.user_id, run.cache_policy
                 )
-            # The final record for the listeners, read in this transaction rather than a
-            # transaction of its own (one pool checkout and BEGIN fewer per generation).
-            record = await gen_store.get(conn, run.generation_id) if self.listeners else None
         run.cache_stored = stored  # committed
+        # The final record for the listeners, from what was just written: no read of it.
+        record = gen_store.final_record(run.pending, values) if self.listeners and run.pending else None
+        if run.admission is not None and run.admission.tokens and self.limits is not None:
+            try:
+                await self.limits.record_tokens(run.admission, run.usage)
+            except Exception:  # the record is final; a rate window that missed it is no reason to fail
+                log.warning("counting the tokens of %s against its limits failed", run.generation_id, exc_info=True)
         if record is not None:
             for listener in self.listeners:
                 try:
@@ -873,7 +923,16 @@ class Engine:
         # Running in another process (or nowhere): end the record here; the owner's next
         # checkpoint flush or heartbeat sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
-            await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            ended = await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            if ended and self.limits is not None:
+                await self.limits.release_records(conn, [generation.id])
+
+    async def _settle_swept(self, conn: AsyncConnection, record: Generation) -> None:
+        """In the sweep's transaction: complete a record it interrupted (usage, a turn's partial
+        reply in its chat) and give back what it held against its budgets."""
+        await settle_interrupted(conn, record, self.settings.price_overrides)
+        if self.limits is not None:
+            await self.limits.release_records(conn, [record.id])
 
     async def sweep(self) -> list[Generation]:
         """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone

@@ -7,15 +7,16 @@
 2. `_run` streams provider events, translates them to UI message stream chunks, publishes each to
    the hub (live followers, replay from any index) and folds it into the run's state. The first
    event moves the record to `streaming` with `first_token_at`.
-3. `_checkpointer`, beside it, writes the partial output and renews the lease at least every
-   `checkpoint_ms`: a crash loses at most that window.
+3. The process's checkpoint writer (`genvault.liveness`) writes the partial output of every
+   running generation in one statement at least every `checkpoint_ms`: a crash loses at most
+   that window. Liveness is the process's heartbeat, not a lease per generation.
    An identical request (same cache key) does not call the provider: `genvault.cache.dedup`
    decides, and `_copy` replays the earlier or running generation into this record instead.
 4. `_finalize` writes status, output, usage, cost and timings in one transaction, guarded by the
    current status, so it happens once. Provider failure → `error`, cancel → `cancelled`, both
-   keeping the partial output; a dead process → `interrupted` by `sweep` (start-up and periodic),
-   from its last checkpoint (`genvault.swept` completes such a record: estimated usage, and a
-   chat turn's partial reply in its chat).
+   keeping the partial output; a dead process (one that stopped heartbeating) → `interrupted` by
+   another process's `sweep` (start-up and periodic), from its last checkpoint (`genvault.swept`
+   completes such a record: estimated usage, and a chat turn's partial reply in its chat).
 5. `_end` holds back the stream's last chunks (`finish`, `abort`, the error) until the finalize
    has committed, retrying it on a dropped connection: a client told `finish` can reload and find
    the reply. A reply that did not complete first sends its status (and usage, estimated where
@@ -26,22 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault import estimate, pricing
-from genvault.cache.dedup import CachePolicy, Dedup
+from genvault.cache.dedup import CachePolicy, CacheProbe, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
+from genvault.limits import Admission, Limits
+from genvault.liveness import Liveness, TurnGate
 from genvault.providers.base import (
     ModelRequest,
     Provider,
@@ -57,7 +57,6 @@ from genvault.replay import chunks_from_record
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
-from genvault.store.schema import generations
 from genvault.streams import MemoryHub, StreamHub
 from genvault.swept import settle_interrupted
 from genvault.tools import Tool
@@ -86,6 +85,23 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _gated(
+    method: Callable[Concatenate[Engine, _P], Awaitable[_T]],
+) -> Callable[Concatenate[Engine, _P], Awaitable[_T]]:
+    """Run `method` holding a slot of the engine's `TurnGate` (backpressure for new turns)."""
+
+    @functools.wraps(method)
+    async def gated(self: Engine, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        async with self.gate.enter():
+            return await method(self, *args, **kwargs)
+
+    return gated
+
+
 @dataclass
 class Run:
     """What one running generation has produced so far (in memory; checkpoints copy it out)."""
@@ -112,12 +128,18 @@ class Run:
     cache_policy: CachePolicy | None = None
     # A copy of another generation (a cache hit, or a joined identical request).
     cached_from: str | None = None
+    # The provider's HTTP status when its call failed (the gateway answers with it).
+    provider_status: int | None = None
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
+    # The record as inserted: with the finalize's values, the final record for the listeners.
+    pending: Generation | None = None
     # The model request (for a usage estimate when the provider sends no usage).
     request: ModelRequest | None = None
     usage_estimated: bool = False
+    # What admission reserved against the limits; settled in the finalize transaction.
+    admission: Admission | None = None
 
     @property
     def result_text(self) -> str:
@@ -162,8 +184,10 @@ class Engine:
         registry: ProviderRegistry,
         settings: Settings,
         dedup: Dedup | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits
         self.hub = hub
         self.registry = registry
         self.settings = settings
@@ -173,8 +197,16 @@ class Engine:
         self._publish_nowait: Callable[[str, Chunk], None] | None = (
             hub.publish_nowait if isinstance(hub, MemoryHub) and type(hub).publish is MemoryHub.publish else None
         )
-        # Identifies this process in leases: host, pid, and a nonce in case the pid is reused.
-        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # This process's heartbeat, checkpoint writer and sweeper (its own connections).
+        self.liveness = Liveness(
+            store,
+            settings,
+            on_lost=self._stop_lost,
+            on_dead=self._stop_all,
+            on_beat=self._renew,
+            on_interrupted=self._settle_swept,
+        )
+        self.gate = TurnGate(_turn_slots(store, settings), settings.db_pool_timeout_seconds)
         self._runs: dict[str, Run] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._shutting_down = False
@@ -184,11 +216,17 @@ class Engine:
         self.listeners: list[Callable[[Generation], None]] = []
 
     @property
+    def owner_id(self) -> str:
+        """This process in `processes` and in the generations' `lease_owner`."""
+        return self.liveness.owner_id
+
+    @property
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
     # -- 1. start ------------------------------------------------------------------------------
 
+    @_gated  # bounded: at most `gate.slots` open at once, then Busy (503) rather than a pool timeout
     async def start(
         self,
         *,
@@ -202,6 +240,7 @@ class Engine:
         message_id: str | None = None,
         message_id_factory: Callable[[], str] | None = None,
         before_insert: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+        open_alone: Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]] | None = None,
         chunk_sink: ChunkSink | None = None,
         snapshot: Callable[[], dict[str, Any]] | None = None,
         finalize_hook: FinalizeHook | None = None,
@@ -216,7 +255,11 @@ class Engine:
         """Commit the pending record, start the provider call in the background, return the record.
 
         `before_insert(conn, generation_id)` runs in the same transaction as the pending insert
-        (chat turns append the user message there). With an `idempotency_key` already used by
+        (chat turns append the user message there). `open_alone(values, probe)`, tried first, writes
+        the pending row (`values`) together with whatever it belongs to in one step of its own (a
+        new chat's first turn), running the dedup cache's `probe` there too if given; when it
+        returns False, having written nothing, the transaction
+        with `before_insert` runs instead. With an `idempotency_key` already used by
         this user for the same request, the existing record comes back and nothing runs. With a
         `cache` policy, an identical earlier or running request is copied instead of called.
         """
@@ -231,38 +274,70 @@ class Engine:
             if existing is not None:
                 return self._same_request(existing, request_json)
 
+        # Limits: the key's models, requests and tokens per minute; refused before any write.
+        admission = await self.limits.admit(user_id=user_id, model=model) if self.limits is not None else None
         generation_id = new_id("gen")
         now = _now()
-        async with self.store.write() as conn:
-            if before_insert is not None:
-                await before_insert(conn, generation_id)
-            # A chat turn decides its assistant message id inside the transaction.
-            message_id = (message_id_factory() if message_id_factory else message_id) or generation_id
-            # After before_insert: a chat turn's messages are known only now.
-            key = (
-                self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
-                if self.dedup
-                else None
-            )
-            record = await gen_store.insert_pending(
-                conn,
-                {
-                    "id": generation_id,
-                    "kind": kind,
-                    "user_id": user_id,
-                    "chat_id": chat_id,
-                    "message_id": message_id,
-                    "model": model,
-                    "provider": provider_name,
-                    "request": request_json,
-                    "created_at": now,
-                    "lease_owner": self.owner_id,
-                    "lease_expires_at": now + self._lease,
-                    "idempotency_key": idempotency_key,
-                    "cache_key": key,
-                },
-            )
+
+        def pending_values(message_id: str, key: str | None) -> dict[str, Any]:
+            return {
+                "id": generation_id,
+                "kind": kind,
+                "user_id": user_id,
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "model": model,
+                "provider": provider_name,
+                "request": request_json,
+                "created_at": now,
+                "lease_owner": self.owner_id,
+                "lease_expires_at": now + self._lease,
+                "idempotency_key": idempotency_key,
+                "cache_key": key,
+                "api_key_id": admission.key_id if admission is not None else None,
+                "reservation": admission.reservation() if admission is not None else None,
+            }
+
+        def cache_key() -> str | None:
+            if self.dedup is None:
+                return None
+            return self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
+
+        record: Generation | None = None
+        opened = False
+        assistant_id = generation_id
+        probe: CacheProbe | None = None
+        # The one-step opening writes no reservation: it serves turns with no budget to hold.
+        if open_alone is not None and (admission is None or not admission.counted):
+            assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+            key = cache_key()
+            values = pending_values(assistant_id, key)
+            # The dedup cache's lookup goes along in the same step (the SQL cache's).
+            if self.dedup is not None and key is not None and cache is not None:
+                probe = self.dedup.probe(key, user_id, cache)
+            if await open_alone(values, probe):
+                opened = True
+                record = gen_store.pending_record(values)  # as stored: nothing to read back
+        if not opened:
+            async with self.store.write() as conn:
+                if before_insert is not None:
+                    await before_insert(conn, generation_id)
+                # A chat turn decides its assistant message id inside the transaction.
+                assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+                # After before_insert: a chat turn's messages are known only now.
+                key = cache_key()
+                if admission is not None:
+                    # The worst-case cost against every budget, last before the insert (on PostgreSQL
+                    # the ledger row stays locked until this transaction commits). Refused: it all
+                    # rolls back, and the request leaves nothing.
+                    assert self.limits is not None
+                    await self.limits.reserve(conn, admission, provider_name, bare_model, model_request)
+                record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
         if record is None:  # lost a race for the idempotency key
+            if admission is not None and admission.subjects:
+                assert self.limits is not None
+                async with self.store.write() as conn:
+                    await self.limits.settle(conn, admission, 0, "cancelled")
             async with self.store.read() as conn:
                 existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
             if existing is None:  # pragma: no cover - the conflicting row cannot vanish
@@ -275,10 +350,12 @@ class Engine:
             user_id=user_id,
             provider=provider_name,
             model=model,
-            message_id=message_id,
+            message_id=assistant_id,
             snapshot=snapshot,
             cache_key=key,
             cache_policy=cache,
+            pending=record,
+            admission=admission,
         )
         self._runs[generation_id] = run
         # Open before deciding, so a request that joins this one finds its stream at once.
@@ -286,7 +363,7 @@ class Engine:
         source = None
         if self.dedup is not None and key is not None and cache is not None:
             try:
-                source = await self.dedup.decide(key, generation_id, user_id, cache)
+                source = await self.dedup.decide(key, generation_id, user_id, cache, probe=probe if opened else None)
             except Exception:  # the record is committed: it must run, cache or not
                 log.warning("dedup lookup for %s failed; calling the provider", generation_id, exc_info=True)
         if source is not None:
@@ -306,8 +383,15 @@ class Engine:
             )
         task = asyncio.create_task(work, name=f"genvault:{generation_id}")
         self._tasks[generation_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(generation_id, None))
+        task.add_done_callback(self._task_done)
         return record
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        generation_id = task.get_name().removeprefix("genvault:")
+        self._tasks.pop(generation_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here (never "Task exception was never retrieved"): a run whose end failed.
+            log.error("generation %s ended with an error", generation_id, exc_info=task.exception())
 
     @staticmethod
     def _same_request(existing: Generation, request_json: dict[str, Any]) -> Generation:
@@ -425,6 +509,7 @@ class Engine:
             tail = [{"type": "abort"}]
         except ProviderError as exc:
             status, error = "error", exc.message
+            run.provider_status = exc.status
             tail = [{"type": "error", "errorText": exc.message}]
             if step_open:
                 tail.append({"type": "finish-step"})
@@ -655,15 +740,13 @@ class Engine:
 
     async def _mark_streaming(self, run: Run) -> None:
         first_token_at = run.first_token_at = _now()
-        still_active = await self.store.write_statement(
-            lambda conn: gen_store.mark_streaming(
-                conn,
-                run.generation_id,
-                started_at=run.started_at or first_token_at,
-                first_token_at=first_token_at,
-                lease_owner=self.owner_id,
-                lease_expires_at=first_token_at + self._lease,
-            )
+        still_active = await gen_store.mark_streaming_alone(
+            self.store,
+            run.generation_id,
+            started_at=run.started_at or first_token_at,
+            first_token_at=first_token_at,
+            lease_owner=self.owner_id,
+            lease_expires_at=first_token_at + self._lease,
         )
         if not still_active:
             raise asyncio.CancelledError  # cancelled or swept elsewhere before the first token
@@ -671,54 +754,36 @@ class Engine:
     # -- 3. checkpoint -------------------------------------------------------------------------
 
     async def _checkpointer(self, run: Run) -> None:
-        interval = self.settings.checkpoint_ms / 1000
-        loop = asyncio.get_running_loop()
-        last_write = loop.time()
-        write_seconds = 0.0
-        while True:
-            # A crash just before a checkpoint commits loses everything since the previous one's
-            # snapshot: the sleep plus two write times. Sleep that much less, so the loss stays
-            # within `checkpoint_ms` (never below half of it, should the database stall).
-            await asyncio.sleep(max(interval / 2, interval - 2 * write_seconds))
-            now_mono = loop.time()
-            # Renew the lease even when idle (a slow model), well before it would expire.
-            if not run.dirty and now_mono - last_write < self.settings.lease_seconds / 3:
-                continue
-            written = await self._checkpoint(run)
-            write_seconds = loop.time() - now_mono
-            if not written:
-                log.info("generation %s is no longer active; stopping it", run.generation_id)
-                task = self._tasks.get(run.generation_id)
-                if task is not None:
-                    run.cancel_requested = True
-                    task.cancel()
-                return
-            last_write = now_mono
-            if self.dedup is not None and run.cache_key is not None and run.cached_from is None:
-                await self.dedup.renew(run.cache_key, run.generation_id)
-
-    async def _checkpoint(self, run: Run) -> bool:
-        run.dirty = False
-        now = _now()
-        # Taken before the write (it may be retried): the output as of `now`.
-        result_text = run.result_text
-        result_message = run.snapshot() if run.snapshot else None
+        """The run's place in the process's checkpoint writer, from its first chunk until `_end`
+        cancels this (then no flush touches it while it finalizes)."""
+        self.liveness.track(run)
         try:
-            return await self.store.write_statement(
-                lambda conn: gen_store.checkpoint(
-                    conn,
-                    run.generation_id,
-                    at=now,
-                    lease_expires_at=now + self._lease,
-                    result_text=result_text,
-                    result_message=result_message,
-                )
-            )
-        except GenvaultError:
-            # A failed checkpoint must not kill the generation; the next tick tries again.
-            log.warning("checkpoint of %s failed", run.generation_id, exc_info=True)
-            run.dirty = True
-            return True
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        finally:
+            self.liveness.untrack(run.generation_id)
+
+    def _stop_lost(self, generation_ids: list[str]) -> None:
+        """Stop runs whose records ended elsewhere (cancelled from another process, or swept)."""
+        for generation_id in generation_ids:
+            task, run = self._tasks.get(generation_id), self._runs.get(generation_id)
+            if task is not None and run is not None:
+                run.cancel_requested = True
+                task.cancel()
+
+    async def _stop_all(self) -> None:
+        """This process was declared dead: its records are `interrupted` already; stop the runs."""
+        self._stop_lost(list(self._tasks))
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _renew(self) -> None:
+        """With each heartbeat: keep the single-flight leads of running generations."""
+        if self.dedup is None:
+            return
+        for run in list(self._runs.values()):
+            if run.cache_key is not None and run.cached_from is None:
+                await self.dedup.renew(run.cache_key, run.generation_id)
 
     # -- 4. finalize ---------------------------------------------------------------------------
 
@@ -777,6 +842,8 @@ class Engine:
                 # Already final: an earlier try of this one whose commit's answer was lost (same
                 # status), or cancelled or swept elsewhere (that outcome is kept).
                 return await gen_store.status_of(conn, run.generation_id)
+            if run.admission is not None and self.limits is not None:
+                await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
             if (
@@ -791,10 +858,14 @@ class Engine:
                 stored = await self.dedup.remember_in(
                     conn, run.cache_key, run.generation_id, run.user_id, run.cache_policy
                 )
-            # The final record for the listeners, read in this transaction rather than a
-            # transaction of its own (one pool checkout and BEGIN fewer per generation).
-            record = await gen_store.get(conn, run.generation_id) if self.listeners else None
         run.cache_stored = stored  # committed
+        # The final record for the listeners, from what was just written: no read of it.
+        record = gen_store.final_record(run.pending, values) if self.listeners and run.pending else None
+        if run.admission is not None and run.admission.tokens and self.limits is not None:
+            try:
+                await self.limits.record_tokens(run.admission, run.usage)
+            except Exception:  # the record is final; a rate window that missed it is no reason to fail
+                log.warning("counting the tokens of %s against its limits failed", run.generation_id, exc_info=True)
         if record is not None:
             for listener in self.listeners:
                 try:
@@ -807,6 +878,11 @@ class Engine:
 
     def is_running_here(self, generation_id: str) -> bool:
         return generation_id in self._tasks
+
+    def provider_status(self, generation_id: str) -> int | None:
+        """The HTTP status of the failed provider call of a generation running here, if any."""
+        run = self._runs.get(generation_id)
+        return run.provider_status if run is not None else None
 
     def owner_here(self, generation_id: str) -> str | None:
         """The user a generation running in this process belongs to; None when it is not here."""
@@ -842,30 +918,23 @@ class Engine:
             await run.done.wait()
             return
         # Running in another process (or nowhere): end the record here; the owner's next
-        # checkpoint sees it is no longer active and stops its provider call.
+        # checkpoint flush or heartbeat sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
-            await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            ended = await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            if ended and self.limits is not None:
+                await self.limits.release_records(conn, [generation.id])
+
+    async def _settle_swept(self, conn: AsyncConnection, record: Generation) -> None:
+        """In the sweep's transaction: complete a record it interrupted (usage, a turn's partial
+        reply in its chat) and give back what it held against its budgets."""
+        await settle_interrupted(conn, record, self.settings.price_overrides)
+        if self.limits is not None:
+            await self.limits.release_records(conn, [record.id])
 
     async def sweep(self) -> list[Generation]:
-        """Mark `interrupted` the records whose process died: expired leases, and leases held by a
-        process on this host that no longer exists."""
-        async with self.store.read() as conn:
-            owners = (
-                (
-                    await conn.execute(
-                        select(generations.c.lease_owner)
-                        .where(generations.c.status.in_(gen_store.ACTIVE), generations.c.lease_owner.is_not(None))
-                        .distinct()
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        dead = [owner for owner in owners if owner != self.owner_id and _owner_is_dead(owner)]
-        async with self.store.write() as conn:
-            changed = await gen_store.sweep_expired(conn, now=_now(), dead_owners=dead)
-            for record in changed:  # usage, and a chat turn's partial reply in its chat
-                await settle_interrupted(conn, record, self.settings.price_overrides)
+        """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone
+        from this host); never this process's own."""
+        changed = await self.liveness.sweep()
         for record in changed:
             log.warning("generation %s marked interrupted (owner process gone)", record.id)
             # Its followers (on any process, with Redis) would otherwise wait for chunks that never come.
@@ -883,6 +952,7 @@ class Engine:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        await self.liveness.aclose()
         for late in list(self._late_finalizes):  # still no database: the sweeper's, at next start
             late.cancel()
 
@@ -895,18 +965,9 @@ def _has_output(run: Run) -> bool:
     return message is not None and any(p.get("type") not in ("step-start",) for p in message.get("parts", []))
 
 
-def _owner_is_dead(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False  # another machine: only its lease expiry can tell
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True  # our pid, another nonce: an earlier process with a reused pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def _turn_slots(store: Store, settings: Settings) -> int:
+    """Two thirds of the pool for turns opening at once; the rest stays free for running streams."""
+    pg = store.dialect == "postgresql"
+    size = settings.db_pool_size if settings.db_pool_size is not None else (10 if pg else 5)
+    overflow = settings.db_max_overflow if settings.db_max_overflow is not None else (20 if pg else 10)
+    return max(1, (size + overflow) * 2 // 3)

@@ -23,14 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault import pricing
 from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
-from genvault.chat_turns import Trigger, TurnPlan, prepare_turn
+from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_turn
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.ids import new_id
+from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind
 from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
@@ -45,6 +47,7 @@ from genvault.providers.images import ImageProvider
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, Page, UsageRow
 from genvault.replay import chunks_from_record
+from genvault.search import Searcher, SearchPage
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import chats as chat_store
@@ -55,12 +58,17 @@ from genvault.store.schema import MISSING, users
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
+from genvault.streams.memory import CLOSED_RETAIN_SECONDS
 from genvault.tools import Tool, ToolExecutor
 from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 
 log = logging.getLogger(__name__)
+
+# How often a Vault on SQLite applies the queued message-part changes to the search index (a
+# search applies them first anyway; this keeps the queue, and deleted text in it, short).
+SEARCH_CATCH_UP_SECONDS = 1.0
 
 MAX_PROMPT_CHARS = 1_000_000
 
@@ -200,7 +208,13 @@ class Vault(FilesMixin):
         run_retention: bool = True,
     ) -> None:
         self.settings = settings or Settings()
-        self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
+        self.store = Store(
+            self.settings.resolved_database_url,
+            schema=database_schema or self.settings.database_schema,
+            pool_size=self.settings.db_pool_size,
+            max_overflow=self.settings.db_max_overflow,
+            pool_timeout=self.settings.db_pool_timeout_seconds,
+        )
         # Redis, when configured, holds the dedup cache and the live streams (any process can
         # resume any generation); otherwise an SQL table and an in-process hub.
         self.redis_health = RedisHealth()
@@ -218,19 +232,22 @@ class Vault(FilesMixin):
             )
         else:
             self.cache = SqlCache(self.store)
-            default_hub = MemoryHub(retain_seconds=self.settings.stream_retain_seconds)
+            default_hub = MemoryHub(retain_seconds=min(self.settings.stream_retain_seconds, CLOSED_RETAIN_SECONDS))
         self.hub: StreamHub = hub or default_hub
         self.blobs: BlobStore = blobs or blob_store_from_settings(self.settings)
         self.registry = ProviderRegistry(
             self.settings, http_client=http_client, providers=providers, image_providers=image_providers
         )
         self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health if self.redis else None)
-        self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup)
+        self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
+        self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
+        self.searcher = Searcher(self.store)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
         self._sweep_interval = sweep_interval if sweep_interval is not None else self.settings.lease_seconds / 2
         self._sweeper: asyncio.Task[None] | None = None
+        self._search_catch_up: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
         self._started = False
         self.tools: dict[str, Tool] = {}
@@ -248,6 +265,11 @@ class Vault(FilesMixin):
             await self.store.upgrade()
         async with self.store.write() as conn:
             await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
+        # What the first turn needs, loaded now rather than on the event loop mid-stream.
+        pricing.warm()
+        # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
+        await self.engine.liveness.start()
+        await self.limits.load()
         await self.engine.sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).
@@ -255,6 +277,10 @@ class Vault(FilesMixin):
         except StorageError:
             log.warning("could not sweep temporary blob objects", exc_info=True)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="genvault:sweeper")
+        if self.store.dialect == "sqlite":  # message parts' changes wait in a queue for the index
+            self._search_catch_up = asyncio.create_task(
+                self.searcher.catch_up_forever(SEARCH_CATCH_UP_SECONDS), name="genvault:search"
+            )
         if self.retention_enabled and self._run_retention:
             self._retention = asyncio.create_task(self._retain_forever(), name="genvault:retention")
         self._started = True
@@ -281,7 +307,7 @@ class Vault(FilesMixin):
                 log.warning("sweep failed", exc_info=True)
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:
-        for task in (self._sweeper, self._retention):
+        for task in (self._sweeper, self._retention, self._search_catch_up):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -290,6 +316,7 @@ class Vault(FilesMixin):
         await self.hub.aclose()
         await self.registry.aclose()
         await self.cache.aclose()
+        await self.limits.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.store.aclose()
@@ -315,6 +342,31 @@ class Vault(FilesMixin):
         if not USER_ID.match(user_id):
             raise InvalidRequest(f"user id {user_id!r} must be 1-64 letters, digits or . _ - @")
         await self.ensure_user(user_id, name, is_admin=is_admin)
+
+    # -- limits (genvault.limits) ---------------------------------------------------------------
+
+    async def set_limits(
+        self,
+        limits: LimitSet | dict[str, Any],
+        *,
+        user_id: str | None = None,
+        key_id: str | None = None,
+        default: bool = False,
+    ) -> LimitSet:
+        """Replace the limits of one user, one API key, or (`default=True`) every user without a
+        value of their own. Fields left out or `None` mean no limit of that kind."""
+        if sum((user_id is not None, key_id is not None, default)) != 1:
+            raise InvalidRequest("set limits on exactly one of: a user, an API key, the default")
+        try:
+            values = limits if isinstance(limits, LimitSet) else LimitSet.model_validate(limits)
+        except ValidationError as exc:
+            raise invalid(exc, "limits") from None
+        kind: SubjectKind = "default" if default else ("user" if user_id is not None else "key")
+        return await self.limits.set_limits(kind, user_id if user_id is not None else key_id, values)
+
+    async def limits_status(self, user_id: str = LOCAL_USER_ID) -> LimitsStatus:
+        """The user's limits and how much of each is used, with when it resets."""
+        return await self.limits.status(user_id)
 
     # -- text generations -----------------------------------------------------------------------
 
@@ -363,6 +415,39 @@ class Vault(FilesMixin):
             request_json=request_json,
             model_request=model_request,
             idempotency_key=idempotency_key,
+            file_sink=self._file_sink(None, None),
+            cache=cache_policy(cache, cache_ttl),
+        )
+
+    async def complete(
+        self,
+        model_request: ModelRequest,
+        *,
+        model: str,
+        request_json: dict[str, Any],
+        user_id: str = LOCAL_USER_ID,
+        idempotency_key: str | None = None,
+        cache: bool = True,
+        cache_ttl: float | None = None,
+    ) -> Generation:
+        """Start a generation for a request already in model form (the `/v1` gateway translates
+        each wire format to one) and return its `pending` record at once, like `generate`.
+
+        The record keeps `request_json` (the client's request) and the reply as an assistant
+        UIMessage (`result_message`: text, reasoning, tool calls), checkpointed while it streams.
+        """
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+            raise InvalidRequest("idempotency key must be 1 to 200 characters")
+        assembler = MessageAssembler()
+        return await self.engine.start(
+            kind="text",
+            user_id=user_id,
+            model=model,
+            request_json=request_json,
+            model_request=model_request,
+            idempotency_key=idempotency_key,
+            chunk_sink=assembler.feed,
+            snapshot=lambda: message_to_json(assembler.message),
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
         )
@@ -462,7 +547,6 @@ class Vault(FilesMixin):
                 tools=self.tools,
                 generation_id=generation_id,
             )
-            plan["turn"] = turn
             for upload in uploads:
                 if upload.exists:
                     continue
@@ -481,14 +565,7 @@ class Vault(FilesMixin):
             if turn.continued:
                 # Continuing a message (client tool results) is tied to this chat's own reply.
                 policy.enabled = False
-            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
-            request_json["messages_before"] = len(turn.history)
-            hooks.message_id = turn.assistant_id
-            hooks.assembler = MessageAssembler(
-                parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
-            )
-            hooks.history = turn.history
-            hooks.continues = turn.continued is not None
+            planned(turn)
 
         request_json: dict[str, Any] = {
             "chat_id": chat_id,
@@ -499,6 +576,26 @@ class Vault(FilesMixin):
         if message_id is not None:
             request_json["message_id"] = message_id
         hooks = _TurnHooks(chat_id=chat_id, user_id=user_id)
+
+        def planned(turn: TurnPlan) -> None:
+            plan["turn"] = turn
+            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
+            request_json["messages_before"] = len(turn.history)
+            hooks.message_id = turn.assistant_id
+            hooks.assembler = MessageAssembler(
+                parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
+            )
+            hooks.history = turn.history
+            hooks.continues = turn.continued is not None
+
+        open_alone = None
+        if trigger == "submit-message" and incoming is not None and not uploads and idempotency_key is None:
+            # Most likely a new chat's first message: try it as one step (`store/openings.py`);
+            # an existing chat falls back to `before_insert`, which plans the turn anew.
+            opening = new_chat_opening(self.store, chat_id, user_id, incoming)
+            if opening is not None:
+                planned(opening.plan)
+                open_alone = opening.open
         record = await self.engine.start(
             kind="chat",
             user_id=user_id,
@@ -509,6 +606,7 @@ class Vault(FilesMixin):
             chat_id=chat_id,
             message_id_factory=lambda: hooks.message_id,
             before_insert=before_insert,
+            open_alone=open_alone,
             chunk_sink=hooks.feed,
             snapshot=hooks.snapshot,
             finalize_hook=hooks.finalize,
@@ -541,10 +639,16 @@ class Vault(FilesMixin):
             return await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
 
     async def list_chats(
-        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None
+        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None, q: str | None = None
     ) -> Page[chat_store.Chat]:
+        """The user's chats, most recently updated first; `q`: only those whose title or any
+        message matches the search query."""
+        among = None
+        if q:
+            among = self.searcher.chats_matching(q, user_id)
+            await self.searcher.catch_up()
         async with self.store.read() as conn:
-            return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor)
+            return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor, among=among)
 
     async def chat_messages(
         self,
@@ -707,11 +811,18 @@ class Vault(FilesMixin):
         until: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        q: str | None = None,
     ) -> Page[Generation]:
+        """Newest first; `q`: only those whose prompt or output (a chat turn's: its reply)
+        matches the search query."""
         check_aware(since, "since")
         check_aware(until, "until")
         if model is not None:
             check_storable(model, "model")
+        among = None
+        if q:
+            among = self.searcher.generations_matching(q, user_id)
+            await self.searcher.catch_up()
         async with self.store.read() as conn:
             return await gen_store.list_page(
                 conn,
@@ -723,12 +834,45 @@ class Vault(FilesMixin):
                 until=until,
                 limit=limit,
                 cursor=cursor,
+                among=among,
             )
+
+    async def search(
+        self,
+        q: str,
+        *,
+        user_id: str | None = LOCAL_USER_ID,
+        chat_id: str | None = None,
+        kind: str | None = None,
+        model: str | None = None,
+        role: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Messages, chat titles and generations matching `q` (words, "phrases", prefix*,
+        -exclude), best first, with snippets; `user_id=None` searches every user's. See
+        `genvault.search`."""
+        return await self.searcher.search(
+            q,
+            user_id=user_id,
+            chat_id=chat_id,
+            kind=kind,
+            model=model,
+            role=role,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
 
     async def usage(
         self,
         *,
-        group_by: Literal["model", "user", "day"] = "model",
+        group_by: Literal["model", "user", "day", "key"] = "model",
         user_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -835,6 +979,7 @@ class Vault(FilesMixin):
         `none`) is recreated empty, since that mode always acts as it."""
         check_user_id(user_id)
         receipt = await erase_user(self, user_id, actor_user_id=actor_user_id)
+        await self.searcher.catch_up()  # the erased texts leave the search index's queue now
         if user_id == LOCAL_USER_ID:
             # The embedded single-user mode acts as this user: it comes back empty, as at start.
             async with self.store.write() as conn:
@@ -842,7 +987,9 @@ class Vault(FilesMixin):
         return receipt
 
     async def apply_retention(self, *, now: datetime | None = None) -> RetentionReport:
-        return await apply_retention(self, now=now)
+        report = await apply_retention(self, now=now)
+        await self.searcher.catch_up()  # the expired texts leave the search index's queue now
+        return report
 
     async def verify(self) -> VerifyReport:
         return await verify(self.store, blobs=self.blobs)

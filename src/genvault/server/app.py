@@ -9,11 +9,25 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from genvault.server import gateway
 from genvault.server.errors import ERROR_RESPONSES, install_error_handlers
 from genvault.server.guard import InputGuard, check_path_ids
+from genvault.server.key_scope import KeyScope
 from genvault.server.limits import BodySizeLimit
 from genvault.server.metrics import Metrics
-from genvault.server.routes import chat_stream, chats, files, generations, health, images, pages, usage, users
+from genvault.server.routes import (
+    chat_stream,
+    chats,
+    files,
+    generations,
+    health,
+    images,
+    limits,
+    pages,
+    search,
+    usage,
+    users,
+)
 from genvault.settings import Settings
 from genvault.vault import Vault
 
@@ -27,7 +41,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     the app builds one from `settings` and owns it."""
     owned = vault is None
     the_vault = vault or Vault(settings or Settings())
-    metrics = Metrics()
+    metrics = Metrics(refusals=the_vault.limits.refusals)
     the_vault.engine.listeners.append(metrics.observe)
 
     @asynccontextmanager
@@ -54,7 +68,9 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     # Outermost last: the size limit bounds what the guard reads whole.
     app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
-    for module in (chat_stream, chats, files, generations, images, usage, users, health, pages):
+    app.add_middleware(KeyScope)
+    for module in (chat_stream, chats, files, generations, images, limits, search, usage, users, health, pages):
         app.include_router(module.router)
+    app.include_router(gateway.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

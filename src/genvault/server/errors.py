@@ -18,10 +18,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
 from genvault.errors import (
+    Busy,
     Conflict,
     Forbidden,
     GenvaultError,
     InvalidRequest,
+    LimitExceeded,
     NotFound,
     PayloadTooLarge,
     ProviderError,
@@ -29,6 +31,7 @@ from genvault.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from genvault.server.gateway.errors import gateway_error, is_gateway_path
 
 __all__ = ["ERROR_RESPONSES", "ErrorBody", "error_response", "install_error_handlers", "status_for"]
 
@@ -42,6 +45,7 @@ _STATUS: list[tuple[type[GenvaultError], int]] = [
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (LimitExceeded, 429),
     (ProviderError, 502),
     (StorageError, 503),
 ]
@@ -91,13 +95,43 @@ def _wants_text(request: Request) -> bool:
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    retry_after: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    if retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(retry_after)}
+    if is_gateway_path(request.url.path):
+        # The OpenAI or Anthropic shape of the endpoint called, so its SDK raises as usual.
+        return gateway_error(request.url.path, 400 if status == 422 else status, code, message, headers)
     if _wants_text(request):
         return PlainTextResponse(message, status_code=status, headers=headers)
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    body = {"error": {"code": code, "message": message, **(extra or {})}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _limit_response(request: Request, exc: LimitExceeded) -> Response:
+    """429 naming the limit, its use and its reset, with `Retry-After` and the IETF draft's
+    `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset` (seconds) headers."""
+    headers = {"RateLimit-Limit": exc.limit_value, "RateLimit-Remaining": "0"}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+        headers["RateLimit-Reset"] = str(exc.retry_after)
+    extra = {
+        "limit": exc.limit,
+        "subject": exc.subject,
+        "limit_value": exc.limit_value,
+        "used": exc.used,
+        "resets_at": exc.resets_at.isoformat() if exc.resets_at else None,
+    }
+    return error_response(request, 429, exc.code, exc.message, extra=extra, headers=headers)
 
 
 def _allowed_methods(routes: Sequence[BaseRoute], path: str) -> list[str]:
@@ -113,10 +147,13 @@ def _allowed_methods(routes: Sequence[BaseRoute], path: str) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GenvaultError)
     async def _genvault(request: Request, exc: GenvaultError) -> Response:
+        if isinstance(exc, LimitExceeded):
+            return _limit_response(request, exc)
         status = status_for(exc)
         if status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-        return error_response(request, status, exc.code, exc.message)
+        retry_after = exc.retry_after if isinstance(exc, Busy) else None
+        return error_response(request, status, exc.code, exc.message, retry_after=retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

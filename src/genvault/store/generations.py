@@ -19,18 +19,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import InvalidRequest, NotFound
 from genvault.records import Generation, Page, Usage, UsageRow
+from genvault.store import Store
 from genvault.store.cursors import decode_cursor, encode_cursor
+from genvault.store.driver import ConnectionLost
 from genvault.store.schema import generations
 
 __all__ = [
     "ACTIVE",
     "checkpoint",
+    "final_record",
     "finalize",
     "find_by_idempotency_key",
     "get",
     "insert_pending",
+    "interrupt",
     "list_page",
     "mark_streaming",
+    "mark_streaming_alone",
+    "pending_record",
     "status_of",
     "sweep_expired",
     "usage_report",
@@ -85,6 +91,23 @@ async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Gener
     except IntegrityError:
         return None
     return to_record(inserted)
+
+
+def pending_record(values: dict[str, Any]) -> Generation:
+    """The record a `pending` row inserted with `values` reads back as (every other column at its
+    default), without reading it."""
+    data = {k: v for k, v in values.items() if k not in ("lease_owner", "lease_expires_at")}
+    return Generation.model_validate({"status": "pending", **data})
+
+
+def final_record(pending: Generation, values: dict[str, Any]) -> Generation:
+    """The record `pending` becomes when `finalize` writes `values`, without reading it (its
+    `checkpoint_at` stays as it was when inserted)."""
+    usage = Usage(
+        **{name: values.get(name) for name in _USAGE_COLUMNS}, estimated=bool(values.get("usage_estimated", False))
+    )
+    update = {k: v for k, v in values.items() if k not in _USAGE_COLUMNS and k != "usage_estimated"}
+    return pending.model_copy(update={**update, "usage": usage})
 
 
 async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str) -> Generation | None:
@@ -145,6 +168,52 @@ async def mark_streaming(
     )
 
 
+_MARK_STREAMING_PG = (
+    "UPDATE generations SET status = 'streaming', started_at = $2::timestamptz, first_token_at = $3::timestamptz, "
+    "lease_owner = $4::varchar, lease_expires_at = $5::timestamptz "
+    "WHERE id = $1::varchar AND status IN ('pending', 'streaming')"
+)
+
+
+async def mark_streaming_alone(
+    store: Store,
+    generation_id: str,
+    *,
+    started_at: datetime,
+    first_token_at: datetime,
+    lease_owner: str,
+    lease_expires_at: datetime,
+) -> bool:
+    """`mark_streaming` as a statement of its own. On PostgreSQL straight on the pooled asyncpg
+    connection in autocommit, without the checkout ping (`Store.driver`): no SQLAlchemy
+    connection, execution context or result around one UPDATE; guarded by the status, so on a
+    lost connection it simply runs again on a pinged one. On SQLite, `Store.write_statement`."""
+    if store.dialect != "postgresql":
+        return await store.write_statement(
+            lambda conn: mark_streaming(
+                conn,
+                generation_id,
+                started_at=started_at,
+                first_token_at=first_token_at,
+                lease_owner=lease_owner,
+                lease_expires_at=lease_expires_at,
+            )
+        )
+    args = (generation_id, started_at, first_token_at, lease_owner, lease_expires_at)
+
+    async def run(conn: Any) -> bool:
+        status: str = await conn.execute(_MARK_STREAMING_PG, *args)
+        return status == "UPDATE 1"
+
+    try:
+        async with store.driver(ping=False) as driver:
+            return await driver.run(run, what="write")
+    except ConnectionLost:
+        pass  # invalidated already: the pool will not hand it out again
+    async with store.driver() as driver:
+        return await driver.run(run, what="write")
+
+
 async def checkpoint(
     conn: AsyncConnection,
     generation_id: str,
@@ -182,8 +251,14 @@ async def sweep_expired(conn: AsyncConnection, *, now: datetime, dead_owners: Se
         .scalars()
         .all()
     )
+    return await interrupt(conn, ids, now=now)
+
+
+async def interrupt(conn: AsyncConnection, generation_ids: Sequence[str], *, now: datetime) -> list[Generation]:
+    """Mark these generations `interrupted` (those still active; their process is gone), keeping
+    their last checkpoint. Returns the records it changed."""
     changed = []
-    for generation_id in ids:
+    for generation_id in generation_ids:
         done = await finalize(
             conn,
             generation_id,
@@ -210,11 +285,15 @@ async def list_page(
     until: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    among: ColumnElement[bool] | None = None,
 ) -> Page[Generation]:
-    """Newest first, `limit` per page, continuing after `cursor`."""
+    """Newest first, `limit` per page, continuing after `cursor` (`among`: only the records
+    meeting it, such as a search's matches)."""
     if limit < 1 or limit > 1000:
         raise InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
     query = select(generations)
+    if among is not None:
+        query = query.where(among)
     filters = {"user_id": user_id, "model": model, "status": status, "kind": kind, "chat_id": chat_id}
     for name, value in filters.items():
         if value is not None:
@@ -236,16 +315,19 @@ async def list_page(
 async def usage_report(
     conn: AsyncConnection,
     *,
-    group_by: Literal["model", "user", "day"] = "model",
+    group_by: Literal["model", "user", "day", "key"] = "model",
     user_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[UsageRow]:
-    """Token and cost totals per model, user or UTC day, largest cost first (days: newest first)."""
+    """Token and cost totals per model, user, UTC day or API key (`none`: requests without a
+    key), largest cost first (days: newest first)."""
     if group_by == "model":
         key: ColumnElement[Any] = generations.c.model
     elif group_by == "user":
         key = generations.c.user_id
+    elif group_by == "key":
+        key = func.coalesce(generations.c.api_key_id, "none")
     elif group_by == "day":
         key = (
             func.date(generations.c.created_at)
@@ -253,7 +335,7 @@ async def usage_report(
             else func.to_char(func.timezone("UTC", generations.c.created_at), "YYYY-MM-DD")
         )
     else:
-        raise InvalidRequest(f"group_by must be model, user or day, got {group_by!r}")
+        raise InvalidRequest(f"group_by must be model, user, day or key, got {group_by!r}")
     key = key.label("key")
     conditions = []
     if user_id is not None:

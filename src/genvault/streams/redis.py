@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from genvault._redis import REDIS_ERRORS, RedisHealth
-from genvault.streams.memory import MemoryHub
+from genvault.streams.memory import CLOSED_RETAIN_SECONDS, MemoryHub
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -55,7 +55,8 @@ class RedisHub:
         self.retain_seconds = retain_seconds
         self.block_ms = block_ms
         self.health = health or RedisHealth()
-        self.local = MemoryHub(retain_seconds=retain_seconds)
+        # This process's copy of the streams it produces: Redis keeps finished ones, not memory.
+        self.local = MemoryHub(retain_seconds=min(retain_seconds, CLOSED_RETAIN_SECONDS))
         # How many chunks of each local stream Redis holds; -1: unknown, rewrite on next write.
         self._synced: dict[str, int] = {}
 

@@ -71,7 +71,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GenvaultError)
     async def _genvault(request: Request, exc: GenvaultError) -> Response:
         status = status_for(exc)
-        if status >= 500:
+        if isinstance(exc, Busy):  # expected under saturation: one line per refusal, not a warning
+            log.info("%s %s refused: %s", request.method, request.url.path, exc.message)
+        elif status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
         retry_after = exc.retry_after if isinstance(exc, Busy) else None
         return error_response(request, status, exc.code, exc.message, retry_after=retry_after)

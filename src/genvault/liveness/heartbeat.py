@@ -145,7 +145,10 @@ class Liveness:
             # within `checkpoint_ms` (never below half of it, should the database stall).
             await asyncio.sleep(max(interval / 2, interval - 2 * write_seconds))
             started = loop.time()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # never let one bad flush end checkpointing for the process
+                log.exception("checkpoint flush failed")
             write_seconds = loop.time() - started
 
     async def flush(self) -> int:

@@ -53,9 +53,11 @@ def _body() -> dict[str, Any]:
 
 
 async def stream_once(client: httpx.AsyncClient, base: str, *, stop_after: float | None = None) -> dict[str, Any]:
-    """POST a chat turn and read its SSE stream to `[DONE]` (or for `stop_after` seconds)."""
+    """POST a chat turn and read its SSE stream to `[DONE]` (or for `stop_after` seconds of text:
+    counted from the first text delta, so a slow turn start on a loaded machine does not end the
+    read before anything streamed)."""
     received: list[str] = []
-    start = time.perf_counter()
+    start = first_text = time.perf_counter()
     generation_id = None
     done = False
     async with client.stream("POST", f"{base}/api/chat", json=_body()) as response:
@@ -70,8 +72,10 @@ async def stream_once(client: httpx.AsyncClient, base: str, *, stop_after: float
                 break
             chunk = json.loads(payload)
             if chunk["type"] == "text-delta":
+                if not received:
+                    first_text = time.perf_counter()
                 received.append(chunk["delta"])
-            if stop_after is not None and time.perf_counter() - start >= stop_after:
+            if stop_after is not None and received and time.perf_counter() - first_text >= stop_after:
                 break
     return {
         "wall_s": time.perf_counter() - start,

@@ -63,6 +63,7 @@ class TestHeartbeat:
         assert await vault.engine.sweep() == []
         assert (await row(vault, record.id))["status"] == "streaming"
         assert vault.engine.is_running_here(record.id)
+        assert not any("stuck" in p for p in (await vault.verify()).problems)  # its process heartbeats
 
     async def test_a_process_that_stopped_heartbeating_is_declared_dead_and_stops_its_runs_cleanly(
         self, vault_factory: Any

@@ -216,8 +216,10 @@ async def crash_loss(
                     checkpoint_at, saved = await _checkpoint_of(url, got["generation_id"])
                     if checkpoint_at is None:
                         raise AssertionError("no checkpoint was written before the kill")
-                    if not got["text"].startswith(saved):
-                        raise AssertionError("the checkpointed text is not a prefix of what the client saw")
+                    # The server runs ahead of a client that lags (a loaded machine): its checkpoint may
+                    # hold text the client had not read yet (nothing the client saw is lost then).
+                    if not (got["text"].startswith(saved) or saved.startswith(got["text"])):
+                        raise AssertionError("the checkpointed text and what the client saw diverge")
                     windows.append(killed_at - checkpoint_at)
                     lost_tokens.append(len(got["text"][len(saved) :].split()))
         row = {

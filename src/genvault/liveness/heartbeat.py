@@ -72,6 +72,7 @@ class Liveness:
         self.settings = settings
         # Its own small pool: a checkpoint or heartbeat never queues behind new turns.
         self.store = Store(store.url, schema=store.schema, pool_size=2, max_overflow=0, pool_timeout=60.0)
+        self.store.write_lock = store.write_lock  # SQLite: one queue of writers per process
         self.owner_id = new_owner_id()
         self.on_lost = on_lost
         self.on_dead = on_dead

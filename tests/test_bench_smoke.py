@@ -41,10 +41,18 @@ async def test_streaming_benchmark_relays_the_whole_stream_and_measures_a_crash(
     assert len(crash["windows_s"]) == 1
 
 
-async def test_http_benchmark_drives_genvault_serve_from_a_second_process(tmp_path: Path) -> None:
-    data = await http.run(dbs=["sqlite"], concurrency=2, duration=0.3, chat_size=60, out_dir=tmp_path)
-    assert [r["endpoint"] for r in data["results"]] == ["GET /api/chats/{id}/messages?limit=50", "POST /api/chat"]
+async def test_http_benchmark_drives_genvault_and_the_bare_relay_from_a_second_process(tmp_path: Path) -> None:
+    data = await http.run(dbs=["sqlite"], concurrency=[2], duration=0.3, chat_size=60, rounds=1, out_dir=tmp_path)
+    assert [(r["server"], r["endpoint"]) for r in data["results"]] == [
+        ("genvault", "GET /api/chats/{id}/messages?limit=50"),
+        ("bare", "POST /api/chat"),
+        ("genvault", "POST /api/chat"),
+    ]
     assert all(r["errors"] == 0 and r["requests_per_s"] > 0 for r in data["results"])
+    assert all(r["server_cpu_ms_per_request"] is not None for r in data["results"])
+    [turn] = data["turn"]
+    assert (turn["db"], turn["rounds"]) == ("sqlite", 1)
+    assert turn["rps_ratio"] > 0
 
 
 async def test_report_renders_tables_and_targets_from_result_files(tmp_path: Path) -> None:
@@ -84,3 +92,13 @@ async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_
     assert {r["server"] for r in data["summary"]} == {"bare", "sqlite"}
     assert json.loads((tmp_path / "streams.json").read_text())["benchmark"] == "streams"
     assert "### 6. Many slow streams at once" in report.render(tmp_path, with_plots=False)
+
+
+async def test_limits_benchmark_runs_turns_with_and_without_limits(tmp_path: Path) -> None:
+    from bench import limits
+
+    data = await limits.run(dbs=["sqlite"], turns=3, runs=1, out_dir=tmp_path)
+    [result] = data["runs"]
+    assert result["free"]["turn_ms"]["n"] == 3
+    assert result["limited"]["turn_ms"]["n"] == 3
+    assert result["limits_in_force"] == 6

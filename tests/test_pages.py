@@ -252,10 +252,11 @@ class TestUsagePage:
         assert "nothing in this period" in html
         assert 'href="/usage?days=7" aria-current="page"' in html
 
-    async def test_an_unknown_period_falls_back_to_thirty_days(self, client: httpx.AsyncClient) -> None:
-        response = await client.get("/usage?days=banana")
-        assert response.status_code == 200
-        assert 'href="/usage?days=30" aria-current="page"' in response.text
+    @pytest.mark.parametrize("days", ["banana", "5", "\u00b2", "07", ""])
+    async def test_an_unknown_period_is_a_400_naming_the_periods(self, client: httpx.AsyncClient, days: str) -> None:
+        response = await client.get("/usage", params={"days": days})
+        assert response.status_code == 400
+        assert "days must be one of 7, 30, 90, 365" in response.text
 
 
 class TestEveryPage:

@@ -14,8 +14,13 @@
    decides, and `_copy` replays the earlier or running generation into this record instead.
 4. `_finalize` writes status, output, usage, cost and timings in one transaction, guarded by the
    current status, so it happens once. Provider failure → `error`, cancel → `cancelled`, both
-   keeping the partial output; a dead process (one that stopped heartbeating) → `interrupted`
-   by another process's `sweep` (start-up and periodic), from its last checkpoint.
+   keeping the partial output; a dead process (one that stopped heartbeating) → `interrupted` by
+   another process's `sweep` (start-up and periodic), from its last checkpoint (`genvault.swept`
+   completes such a record: estimated usage, and a chat turn's partial reply in its chat).
+5. `_end` holds back the stream's last chunks (`finish`, `abort`, the error) until the finalize
+   has committed, retrying it on a dropped connection: a client told `finish` can reload and find
+   the reply. A reply that did not complete first sends its status (and usage, estimated where
+   the provider sent none) as message metadata, which the stored message carries too.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault import pricing
-from genvault.cache.dedup import CachePolicy, Dedup
-from genvault.errors import Conflict, NotFound, ProviderError
+from genvault import estimate, pricing
+from genvault.cache.dedup import CachePolicy, CacheProbe, Dedup
+from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
+from genvault.limits import Admission, Limits
 from genvault.liveness import Liveness, TurnGate
 from genvault.providers.base import (
     ModelRequest,
@@ -52,6 +58,7 @@ from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
 from genvault.streams import MemoryHub, StreamHub
+from genvault.swept import settle_interrupted
 from genvault.tools import Tool
 from genvault.translate import ChunkTranslator
 
@@ -124,6 +131,13 @@ class Run:
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
+    # The record as inserted: with the finalize's values, the final record for the listeners.
+    pending: Generation | None = None
+    # The model request (for a usage estimate when the provider sends no usage).
+    request: ModelRequest | None = None
+    usage_estimated: bool = False
+    # What admission reserved against the limits; settled in the finalize transaction.
+    admission: Admission | None = None
 
     @property
     def result_text(self) -> str:
@@ -168,8 +182,10 @@ class Engine:
         registry: ProviderRegistry,
         settings: Settings,
         dedup: Dedup | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits
         self.hub = hub
         self.registry = registry
         self.settings = settings
@@ -180,11 +196,20 @@ class Engine:
             hub.publish_nowait if isinstance(hub, MemoryHub) and type(hub).publish is MemoryHub.publish else None
         )
         # This process's heartbeat, checkpoint writer and sweeper (its own connections).
-        self.liveness = Liveness(store, settings, on_lost=self._stop_lost, on_dead=self._stop_all, on_beat=self._renew)
+        self.liveness = Liveness(
+            store,
+            settings,
+            on_lost=self._stop_lost,
+            on_dead=self._stop_all,
+            on_beat=self._renew,
+            on_interrupted=self._settle_swept,
+        )
         self.gate = TurnGate(_turn_slots(store, settings), settings.db_pool_timeout_seconds)
         self._runs: dict[str, Run] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._shutting_down = False
+        # Finalizes still being tried after their stream ended with an error (`_unsaved`).
+        self._late_finalizes: set[asyncio.Task[None]] = set()
         # Called with each record this process finalizes (metrics, tests).
         self.listeners: list[Callable[[Generation], None]] = []
 
@@ -213,6 +238,7 @@ class Engine:
         message_id: str | None = None,
         message_id_factory: Callable[[], str] | None = None,
         before_insert: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+        open_alone: Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]] | None = None,
         chunk_sink: ChunkSink | None = None,
         snapshot: Callable[[], dict[str, Any]] | None = None,
         finalize_hook: FinalizeHook | None = None,
@@ -227,7 +253,11 @@ class Engine:
         """Commit the pending record, start the provider call in the background, return the record.
 
         `before_insert(conn, generation_id)` runs in the same transaction as the pending insert
-        (chat turns append the user message there). With an `idempotency_key` already used by
+        (chat turns append the user message there). `open_alone(values, probe)`, tried first, writes
+        the pending row (`values`) together with whatever it belongs to in one step of its own (a
+        new chat's first turn), running the dedup cache's `probe` there too if given; when it
+        returns False, having written nothing, the transaction
+        with `before_insert` runs instead. With an `idempotency_key` already used by
         this user for the same request, the existing record comes back and nothing runs. With a
         `cache` policy, an identical earlier or running request is copied instead of called.
         """
@@ -242,38 +272,70 @@ class Engine:
             if existing is not None:
                 return self._same_request(existing, request_json)
 
+        # Limits: the key's models, requests and tokens per minute; refused before any write.
+        admission = await self.limits.admit(user_id=user_id, model=model) if self.limits is not None else None
         generation_id = new_id("gen")
         now = _now()
-        async with self.store.write() as conn:
-            if before_insert is not None:
-                await before_insert(conn, generation_id)
-            # A chat turn decides its assistant message id inside the transaction.
-            message_id = (message_id_factory() if message_id_factory else message_id) or generation_id
-            # After before_insert: a chat turn's messages are known only now.
-            key = (
-                self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
-                if self.dedup
-                else None
-            )
-            record = await gen_store.insert_pending(
-                conn,
-                {
-                    "id": generation_id,
-                    "kind": kind,
-                    "user_id": user_id,
-                    "chat_id": chat_id,
-                    "message_id": message_id,
-                    "model": model,
-                    "provider": provider_name,
-                    "request": request_json,
-                    "created_at": now,
-                    "lease_owner": self.owner_id,
-                    "lease_expires_at": now + self._lease,
-                    "idempotency_key": idempotency_key,
-                    "cache_key": key,
-                },
-            )
+
+        def pending_values(message_id: str, key: str | None) -> dict[str, Any]:
+            return {
+                "id": generation_id,
+                "kind": kind,
+                "user_id": user_id,
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "model": model,
+                "provider": provider_name,
+                "request": request_json,
+                "created_at": now,
+                "lease_owner": self.owner_id,
+                "lease_expires_at": now + self._lease,
+                "idempotency_key": idempotency_key,
+                "cache_key": key,
+                "api_key_id": admission.key_id if admission is not None else None,
+                "reservation": admission.reservation() if admission is not None else None,
+            }
+
+        def cache_key() -> str | None:
+            if self.dedup is None:
+                return None
+            return self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
+
+        record: Generation | None = None
+        opened = False
+        assistant_id = generation_id
+        probe: CacheProbe | None = None
+        # The one-step opening writes no reservation: it serves turns with no budget to hold.
+        if open_alone is not None and (admission is None or not admission.counted):
+            assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+            key = cache_key()
+            values = pending_values(assistant_id, key)
+            # The dedup cache's lookup goes along in the same step (the SQL cache's).
+            if self.dedup is not None and key is not None and cache is not None:
+                probe = self.dedup.probe(key, user_id, cache)
+            if await open_alone(values, probe):
+                opened = True
+                record = gen_store.pending_record(values)  # as stored: nothing to read back
+        if not opened:
+            async with self.store.write() as conn:
+                if before_insert is not None:
+                    await before_insert(conn, generation_id)
+                # A chat turn decides its assistant message id inside the transaction.
+                assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+                # After before_insert: a chat turn's messages are known only now.
+                key = cache_key()
+                if admission is not None:
+                    # The worst-case cost against every budget, last before the insert (on PostgreSQL
+                    # the ledger row stays locked until this transaction commits). Refused: it all
+                    # rolls back, and the request leaves nothing.
+                    assert self.limits is not None
+                    await self.limits.reserve(conn, admission, provider_name, bare_model, model_request)
+                record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
         if record is None:  # lost a race for the idempotency key
+            if admission is not None and admission.subjects:
+                assert self.limits is not None
+                async with self.store.write() as conn:
+                    await self.limits.settle(conn, admission, 0, "cancelled")
             async with self.store.read() as conn:
                 existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
             if existing is None:  # pragma: no cover - the conflicting row cannot vanish
@@ -286,10 +348,12 @@ class Engine:
             user_id=user_id,
             provider=provider_name,
             model=model,
-            message_id=message_id,
+            message_id=assistant_id,
             snapshot=snapshot,
             cache_key=key,
             cache_policy=cache,
+            pending=record,
+            admission=admission,
         )
         self._runs[generation_id] = run
         # Open before deciding, so a request that joins this one finds its stream at once.
@@ -297,7 +361,7 @@ class Engine:
         source = None
         if self.dedup is not None and key is not None and cache is not None:
             try:
-                source = await self.dedup.decide(key, generation_id, user_id, cache)
+                source = await self.dedup.decide(key, generation_id, user_id, cache, probe=probe if opened else None)
             except Exception:  # the record is committed: it must run, cache or not
                 log.warning("dedup lookup for %s failed; calling the provider", generation_id, exc_info=True)
         if source is not None:
@@ -384,6 +448,8 @@ class Engine:
         step_open = False
         publish_here = self._publish_nowait is not None
         run.started_at = _now()
+        run.request = request
+        tail: list[Chunk] = []
         try:
             await self._publish(run, [{"type": "start", "messageId": run.message_id}, *first_chunks], sink)
             for step in range(self.settings.max_steps):
@@ -392,7 +458,9 @@ class Engine:
                 calls: list[StreamToolCall] = []
                 if prepare_request is not None:
                     await prepare_request(request)
+                events = 0
                 async for event in provider.stream(request):
+                    events += 1
                     if run.first_token_at is None:
                         await self._mark_streaming(run)
                     if type(event) is StreamTextDelta and publish_here:
@@ -415,6 +483,8 @@ class Engine:
                             await self._publish(run, translator.stored_file(event.media_type, url), sink)
                             continue
                         await self._publish(run, translator.translate(event), sink)
+                if events == 0:  # not even a finish reason: never a silent, empty `complete`
+                    raise ProviderError(f"{run.provider} sent an empty answer (no events in its stream)")
                 runnable = [c for c in calls if c.name in tools and tools[c.name].runs_on_server]
                 for call in runnable:
                     await self._publish(run, [await self._execute(tools[call.name], call)], sink)
@@ -428,25 +498,25 @@ class Engine:
                     log.warning("generation %s stopped after %d steps", run.generation_id, self.settings.max_steps)
                     break
                 request.messages = next_messages()
-            await self._publish(run, [self._finish_chunk(run)], sink)
+            tail = [self._finish_chunk(run)]
         except asyncio.CancelledError:
             if self._shutting_down and not run.cancel_requested:
                 status, error = "interrupted", "the server shut down before this generation finished"
             else:
                 status, error = "cancelled", None
-            await self._publish(run, [{"type": "abort"}], sink)
+            tail = [{"type": "abort"}]
         except ProviderError as exc:
             status, error = "error", exc.message
-            tail: list[Chunk] = [{"type": "error", "errorText": exc.message}]
+            tail = [{"type": "error", "errorText": exc.message}]
             if step_open:
                 tail.append({"type": "finish-step"})
-            await self._publish(run, [*tail, {"type": "finish"}], sink)
+            tail.append({"type": "finish"})
         except Exception as exc:  # a bug: keep the record honest and the partial output
             log.exception("generation %s failed", run.generation_id)
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
-            await self._publish(run, [{"type": "error", "errorText": "internal error"}], sink)
+            tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook)
+            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
 
     async def _copy(self, run: Run, source_id: str, sink: ChunkSink | None, finalize_hook: FinalizeHook | None) -> None:
         """Run `run` as a copy of generation `source_id`: its stream from the start (live while it
@@ -456,12 +526,16 @@ class Engine:
         run.started_at = _now()
         run.cached_from = source_id
         run.cost = pricing.Cost(nano_usd=0, source="cache")
+        tail: list[Chunk] = []
         try:
             async for chunk in self._source_chunks(source_id):
                 if run.first_token_at is None:
                     await self._mark_streaming(run)
                 if chunk["type"] == "text-delta":
                     run.text.append(chunk["delta"])
+                if chunk["type"] == "finish":  # told only once this copy is committed (`_end`)
+                    tail = [self._retarget(run, chunk)]
+                    continue
                 await self._publish(run, [self._retarget(run, chunk)], sink)
             await self.wait(source_id)
             async with self.store.read() as conn:
@@ -475,15 +549,16 @@ class Engine:
                 run.saved_nano_usd = source.saved_nano_usd if source.cached_from else source.cost_nano_usd
             else:
                 status, error = "error", f"the identical generation {source_id} it joined ended {source.status}"
+                tail = [{"type": "error", "errorText": error}]
         except asyncio.CancelledError:
             status, error = ("interrupted", "the server shut down") if self._shutting_down else ("cancelled", None)
-            await self._publish(run, [{"type": "abort"}], sink)
+            tail = [{"type": "abort"}]
         except Exception as exc:
             log.exception("copy of %s into %s failed", source_id, run.generation_id)
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
-            await self._publish(run, [{"type": "error", "errorText": "internal error"}], sink)
+            tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook)
+            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
 
     async def _source_chunks(self, source_id: str) -> AsyncIterator[Chunk]:
         if await self.hub.exists(source_id):
@@ -517,17 +592,39 @@ class Engine:
         status: str,
         error: str | None,
         finalize_hook: FinalizeHook | None,
+        tail: list[Chunk],
+        sink: ChunkSink | None,
     ) -> None:
+        """Finalize, then tell the followers how it ended (`tail`: `finish`, `abort` or the error
+        chunks): a client is told a reply finished only once it is committed. An ending other than
+        `complete` first sends its status (and usage, estimated where the provider sent none) as
+        message metadata, which the client merges into the message as the store does. A finalize
+        that cannot be committed ends the stream with an `error` chunk instead."""
         checkpointer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await checkpointer
+        committed = False
         try:
-            await asyncio.shield(self._finalize(run, status, error, finalize_hook))
+            if status != "complete":
+                self._settle_usage(run)
+                tail = [self._status_chunk(run, status, error), *tail]
+            # Into the assembled message first (what finalize stores), to the followers after.
+            if sink is not None:
+                for chunk in tail:
+                    sink(chunk)
+            outcome = await asyncio.shield(self._finalize_retrying(run, status, error, finalize_hook))
+            committed = outcome == status
+            if committed:
+                await self._publish(run, tail, None)
+            elif outcome is not None:
+                await self._publish(run, [self._ended_elsewhere_chunk(run, outcome)], None)
+            else:
+                await self._unsaved(run, finalize_hook, sink)
         finally:
             try:
                 # Even when finalize failed: a lead never given up would stall identical requests.
                 if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
-                    complete = status == "complete" and run.cached_from is None
+                    complete = committed and status == "complete" and run.cached_from is None and _has_output(run)
                     await asyncio.shield(
                         self.dedup.finished(
                             run.cache_key,
@@ -553,6 +650,70 @@ class Engine:
             return ChunkTranslator.tool_error(call.call_id, f"{type(exc).__name__}: {exc}")
         return ChunkTranslator.tool_output(call.call_id, output)
 
+    def _status_chunk(self, run: Run, status: str, error: str | None) -> Chunk:
+        """`message-metadata` with how the reply ended, sent before its `abort` or `error` (the
+        client stops reading at an `error`): stored and shown alike."""
+        cost = run.cost or pricing.Cost(nano_usd=None, source=None)
+        genvault: dict[str, Any] = {
+            "generationId": run.generation_id,
+            "model": run.model,
+            "status": status,
+            "costUsd": None if cost.nano_usd is None else str(nano_to_usd(cost.nano_usd)),
+        }
+        if error is not None:
+            genvault["error"] = error
+        metadata: dict[str, Any] = {"genvault": genvault}
+        if run.usage is not None:
+            metadata["totalUsage"] = _sdk_usage(run.usage)
+            if run.usage_estimated:
+                genvault["usageEstimated"] = True
+        return {"type": "message-metadata", "messageMetadata": metadata}
+
+    @staticmethod
+    def _ended_elsewhere_chunk(run: Run, outcome: str) -> Chunk:
+        text = f"this generation was ended elsewhere ({outcome}) before its result was saved"
+        log.warning("generation %s: %s", run.generation_id, text)
+        return {"type": "error", "errorText": text}
+
+    async def _unsaved(self, run: Run, hook: FinalizeHook | None, sink: ChunkSink | None) -> None:
+        """The final write failed for `finalize_retry_seconds`: the client gets an `error` (with
+        the status as metadata) instead of how the reply ended, and the record is written as
+        that, `error`, whenever the database answers again while this process holds its lease,
+        rather than left to the sweeper as if this process had died."""
+        error = "the reply could not be saved: the database did not answer in time"
+        chunks = [self._status_chunk(run, "error", error), {"type": "error", "errorText": error}]
+        if sink is not None:
+            for chunk in chunks:
+                sink(chunk)
+        await self._publish(run, chunks, None)
+        task = asyncio.create_task(self._finalize_later(run, error, hook), name=f"genvault:unsaved:{run.generation_id}")
+        self._late_finalizes.add(task)
+        task.add_done_callback(self._late_finalizes.discard)
+
+    async def _finalize_later(self, run: Run, error: str, hook: FinalizeHook | None) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.lease_seconds
+        delay = 0.25
+        while loop.time() < deadline:
+            await asyncio.sleep(delay)
+            try:
+                await self._finalize(run, "error", error, hook)
+                return
+            except GenvaultError:
+                delay = min(delay * 2, 2.0)
+        log.error("generation %s could not be finalized; the sweeper will mark it interrupted", run.generation_id)
+
+    def _settle_usage(self, run: Run) -> None:
+        """Usage and cost of a reply that did not complete: the provider's where it sent any, else
+        an estimate (`genvault.estimate`), marked estimated."""
+        if run.cached_from is not None:
+            return  # a copy called no model: nothing billed
+        usage, estimated = estimate.settle(run.usage, run.request, run.result_text)
+        run.usage, run.usage_estimated = usage, estimated
+        run.cost = pricing.compute_cost(
+            run.provider, run.model.split("/", 1)[1], usage or StreamUsage(), self.settings.price_overrides
+        )
+
     def _finish_chunk(self, run: Run) -> Chunk:
         """`finish`, carrying usage and cost as message metadata (the AI SDK's documented way:
         the client merges it into `message.metadata`, so a UI can show it)."""
@@ -576,15 +737,13 @@ class Engine:
 
     async def _mark_streaming(self, run: Run) -> None:
         first_token_at = run.first_token_at = _now()
-        still_active = await self.store.write_statement(
-            lambda conn: gen_store.mark_streaming(
-                conn,
-                run.generation_id,
-                started_at=run.started_at or first_token_at,
-                first_token_at=first_token_at,
-                lease_owner=self.owner_id,
-                lease_expires_at=first_token_at + self._lease,
-            )
+        still_active = await gen_store.mark_streaming_alone(
+            self.store,
+            run.generation_id,
+            started_at=run.started_at or first_token_at,
+            first_token_at=first_token_at,
+            lease_owner=self.owner_id,
+            lease_expires_at=first_token_at + self._lease,
         )
         if not still_active:
             raise asyncio.CancelledError  # cancelled or swept elsewhere before the first token
@@ -625,7 +784,26 @@ class Engine:
 
     # -- 4. finalize ---------------------------------------------------------------------------
 
-    async def _finalize(self, run: Run, status: str, error: str | None, hook: FinalizeHook | None) -> None:
+    async def _finalize_retrying(
+        self, run: Run, status: str, error: str | None, hook: FinalizeHook | None
+    ) -> str | None:
+        """`_finalize`, tried again while the database fails (a dropped connection, a restart) for
+        up to `finalize_retry_seconds`: it is idempotent, guarded by the record's status. Returns
+        the record's final status (`status` when this call's write is the one that holds), or
+        None when it could not be written."""
+        delay, deadline = 0.05, asyncio.get_running_loop().time() + self.settings.finalize_retry_seconds
+        while True:
+            try:
+                return await self._finalize(run, status, error, hook)
+            except GenvaultError as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    log.error("finalize of %s failed for good: %s", run.generation_id, exc)
+                    return None
+                log.warning("finalize of %s failed (%s); trying again", run.generation_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _finalize(self, run: Run, status: str, error: str | None, hook: FinalizeHook | None) -> str | None:
         usage = run.usage or StreamUsage()
         cost = run.cost or pricing.compute_cost(
             run.provider, run.model.split("/", 1)[1], usage, self.settings.price_overrides
@@ -653,15 +831,22 @@ class Engine:
             values.update(
                 cached_from=run.cached_from, saved_nano_usd=run.saved_nano_usd if status == "complete" else None
             )
+        if run.usage_estimated:
+            values["usage_estimated"] = True
         stored = False
         async with self.store.write() as conn:
             if not await gen_store.finalize(conn, run.generation_id, values):
-                return  # already final (cancelled or swept elsewhere): keep that outcome
+                # Already final: an earlier try of this one whose commit's answer was lost (same
+                # status), or cancelled or swept elsewhere (that outcome is kept).
+                return await gen_store.status_of(conn, run.generation_id)
+            if run.admission is not None and self.limits is not None:
+                await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
             if (
                 status == "complete"
                 and run.cached_from is None
+                and _has_output(run)
                 and self.dedup is not None
                 and run.cache_key is not None
                 and run.cache_policy is not None
@@ -670,16 +855,21 @@ class Engine:
                 stored = await self.dedup.remember_in(
                     conn, run.cache_key, run.generation_id, run.user_id, run.cache_policy
                 )
-            # The final record for the listeners, read in this transaction rather than a
-            # transaction of its own (one pool checkout and BEGIN fewer per generation).
-            record = await gen_store.get(conn, run.generation_id) if self.listeners else None
         run.cache_stored = stored  # committed
+        # The final record for the listeners, from what was just written: no read of it.
+        record = gen_store.final_record(run.pending, values) if self.listeners and run.pending else None
+        if run.admission is not None and run.admission.tokens and self.limits is not None:
+            try:
+                await self.limits.record_tokens(run.admission, run.usage)
+            except Exception:  # the record is final; a rate window that missed it is no reason to fail
+                log.warning("counting the tokens of %s against its limits failed", run.generation_id, exc_info=True)
         if record is not None:
             for listener in self.listeners:
                 try:
                     listener(record)
                 except Exception:
                     log.warning("finalize listener failed", exc_info=True)
+        return status
 
     # -- control -------------------------------------------------------------------------------
 
@@ -722,7 +912,16 @@ class Engine:
         # Running in another process (or nowhere): end the record here; the owner's next
         # checkpoint flush or heartbeat sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
-            await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            ended = await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            if ended and self.limits is not None:
+                await self.limits.release_records(conn, [generation.id])
+
+    async def _settle_swept(self, conn: AsyncConnection, record: Generation) -> None:
+        """In the sweep's transaction: complete a record it interrupted (usage, a turn's partial
+        reply in its chat) and give back what it held against its budgets."""
+        await settle_interrupted(conn, record, self.settings.price_overrides)
+        if self.limits is not None:
+            await self.limits.release_records(conn, [record.id])
 
     async def sweep(self) -> list[Generation]:
         """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone
@@ -746,6 +945,16 @@ class Engine:
             if pending:
                 await asyncio.wait(pending)
         await self.liveness.aclose()
+        for late in list(self._late_finalizes):  # still no database: the sweeper's, at next start
+            late.cancel()
+
+
+def _has_output(run: Run) -> bool:
+    """Whether a completed run produced anything to reuse: an empty answer is never cached."""
+    if run.result_text:
+        return True
+    message = run.snapshot() if run.snapshot else None
+    return message is not None and any(p.get("type") not in ("step-start",) for p in message.get("parts", []))
 
 
 def _turn_slots(store: Store, settings: Settings) -> int:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # Each process heartbeats its row in `processes` every third of this; a process whose row is
     # this old is declared dead by another's sweeper, which marks its generations `interrupted`.
     lease_seconds: float = Field(default=30.0, gt=0)
+    # A generation's final write that fails (a dropped database connection) is tried again for
+    # this long before the stream ends with an `error` chunk instead of `finish`.
+    finalize_retry_seconds: float = Field(default=10.0, ge=0)
     # The database pool of each process (PostgreSQL default 10 + 20 overflow; SQLite 5 + 10). A
     # request waits at most `db_pool_timeout_seconds` for a connection, then gets 503 with
     # Retry-After. New turns may hold at most two thirds of the pool at once, so running streams
@@ -88,6 +91,12 @@ class Settings(BaseSettings):
     # stream only a few seconds (`streams.memory.CLOSED_RETAIN_SECONDS`), whatever this says.
     stream_maxlen: int = Field(default=100_000, ge=100)
     stream_retain_seconds: float = Field(default=300.0, gt=0)
+    # Limits (`genvault limits set`): each process re-reads them this often, so a change made
+    # elsewhere applies within this many seconds (at once in the process that made it).
+    limits_refresh_seconds: float = Field(default=2.0, ge=0)
+    # A request without `max_tokens` is reserved against budgets as if it could produce this
+    # many output tokens (capped by the model's context window where the price data knows it).
+    limits_max_output_tokens: int = Field(default=16_384, ge=1)
     price_overrides: dict[str, PriceOverride] = Field(default_factory=dict)
     compatible_providers: dict[str, CompatibleProvider] = Field(default_factory=dict)
     openai_base_url: str | None = None

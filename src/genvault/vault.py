@@ -28,10 +28,11 @@ from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
-from genvault.chat_turns import Trigger, TurnPlan, prepare_turn
+from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_turn
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.ids import new_id
+from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind
 from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
@@ -58,6 +59,7 @@ from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.streams.memory import CLOSED_RETAIN_SECONDS
 from genvault.tools import Tool, ToolExecutor
+from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 
@@ -157,15 +159,16 @@ class _TurnHooks:
         return to_model_messages([*earlier, current], ignore_incomplete_tool_calls=True)
 
     async def finalize(self, conn: AsyncConnection, run: Run, status: str) -> None:
-        """In the finalize transaction: save the assistant message and free the chat."""
+        """In the finalize transaction: save the assistant message and free the chat.
+
+        The message is saved however the reply ended, even with no text: the stream announced it
+        (`start` with its id), so the client holds it, with how it ended in its metadata."""
         if self.assembler is not None:
             message = self.snapshot()
-            has_content = any(p["type"] != "step-start" for p in message["parts"])
-            if has_content:
-                try:  # checks the chat itself: no separate read of it here
-                    await self._save(conn, message, run.generation_id)
-                except NotFound:
-                    return  # the chat was deleted while the reply ran
+            try:  # checks the chat itself: no separate read of it here
+                await self._save(conn, message, run.generation_id)
+            except NotFound:
+                return  # the chat was deleted while the reply ran
         await chat_store.free_chat(conn, self.chat_id, run.generation_id)
 
     async def _save(self, conn: AsyncConnection, message: dict[str, Any], generation_id: str) -> None:
@@ -231,7 +234,8 @@ class Vault(FilesMixin):
             self.settings, http_client=http_client, providers=providers, image_providers=image_providers
         )
         self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health if self.redis else None)
-        self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup)
+        self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
+        self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -258,6 +262,7 @@ class Vault(FilesMixin):
         pricing.warm()
         # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
         await self.engine.liveness.start()
+        await self.limits.load()
         await self.engine.sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).
@@ -300,6 +305,7 @@ class Vault(FilesMixin):
         await self.hub.aclose()
         await self.registry.aclose()
         await self.cache.aclose()
+        await self.limits.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.store.aclose()
@@ -326,6 +332,31 @@ class Vault(FilesMixin):
             raise InvalidRequest(f"user id {user_id!r} must be 1-64 letters, digits or . _ - @")
         await self.ensure_user(user_id, name, is_admin=is_admin)
 
+    # -- limits (genvault.limits) ---------------------------------------------------------------
+
+    async def set_limits(
+        self,
+        limits: LimitSet | dict[str, Any],
+        *,
+        user_id: str | None = None,
+        key_id: str | None = None,
+        default: bool = False,
+    ) -> LimitSet:
+        """Replace the limits of one user, one API key, or (`default=True`) every user without a
+        value of their own. Fields left out or `None` mean no limit of that kind."""
+        if sum((user_id is not None, key_id is not None, default)) != 1:
+            raise InvalidRequest("set limits on exactly one of: a user, an API key, the default")
+        try:
+            values = limits if isinstance(limits, LimitSet) else LimitSet.model_validate(limits)
+        except ValidationError as exc:
+            raise invalid(exc, "limits") from None
+        kind: SubjectKind = "default" if default else ("user" if user_id is not None else "key")
+        return await self.limits.set_limits(kind, user_id if user_id is not None else key_id, values)
+
+    async def limits_status(self, user_id: str = LOCAL_USER_ID) -> LimitsStatus:
+        """The user's limits and how much of each is used, with when it resets."""
+        return await self.limits.status(user_id)
+
     # -- text generations -----------------------------------------------------------------------
 
     async def generate(
@@ -350,9 +381,10 @@ class Vault(FilesMixin):
             raise InvalidRequest("prompt is empty: give the text to send to the model")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidRequest(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
-            raise InvalidRequest("idempotency key must be 1 to 200 characters")
-        check_storable([prompt, system or "", idempotency_key or ""], "the request")
+        if idempotency_key is not None:
+            check_id(idempotency_key, "the idempotency key")
+        check_json_depth(params, "params")
+        check_storable([prompt, system or ""], "the request")
         model = model or self.settings.default_model
         sampling = parse_params(params)
         param_json = sampling.model_dump(exclude_none=True)
@@ -426,13 +458,18 @@ class Vault(FilesMixin):
         """
         if trigger not in ("submit-message", "regenerate-message"):
             raise InvalidRequest(f"trigger must be submit-message or regenerate-message, got {trigger!r}")
-        if not chat_id or len(chat_id) > 200:
-            raise InvalidRequest("chat id must be 1 to 200 characters")
+        check_id(chat_id, "chat id")
+        if message_id is not None:
+            check_id(message_id, "messageId")
+        if idempotency_key is not None:
+            check_id(idempotency_key, "the idempotency key")
+        check_json_depth([message, params], "the message")
         incoming = None
         if message is not None:
             schemas = {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in self.tools.values()}
             validated = validate_ui_messages([message], tools=_known_tools(message, schemas))
             incoming = message_to_json(validated[0])
+            check_message_ids(incoming)
         uploads: list[Upload] = []
         if incoming is not None:
             if incoming.get("role") == "user" and any(p.get("type") == "file" for p in incoming["parts"]):
@@ -466,7 +503,6 @@ class Vault(FilesMixin):
                 tools=self.tools,
                 generation_id=generation_id,
             )
-            plan["turn"] = turn
             for upload in uploads:
                 if upload.exists:
                     continue
@@ -485,14 +521,7 @@ class Vault(FilesMixin):
             if turn.continued:
                 # Continuing a message (client tool results) is tied to this chat's own reply.
                 policy.enabled = False
-            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
-            request_json["messages_before"] = len(turn.history)
-            hooks.message_id = turn.assistant_id
-            hooks.assembler = MessageAssembler(
-                parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
-            )
-            hooks.history = turn.history
-            hooks.continues = turn.continued is not None
+            planned(turn)
 
         request_json: dict[str, Any] = {
             "chat_id": chat_id,
@@ -503,6 +532,26 @@ class Vault(FilesMixin):
         if message_id is not None:
             request_json["message_id"] = message_id
         hooks = _TurnHooks(chat_id=chat_id, user_id=user_id)
+
+        def planned(turn: TurnPlan) -> None:
+            plan["turn"] = turn
+            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
+            request_json["messages_before"] = len(turn.history)
+            hooks.message_id = turn.assistant_id
+            hooks.assembler = MessageAssembler(
+                parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
+            )
+            hooks.history = turn.history
+            hooks.continues = turn.continued is not None
+
+        open_alone = None
+        if trigger == "submit-message" and incoming is not None and not uploads and idempotency_key is None:
+            # Most likely a new chat's first message: try it as one step (`store/openings.py`);
+            # an existing chat falls back to `before_insert`, which plans the turn anew.
+            opening = new_chat_opening(self.store, chat_id, user_id, incoming)
+            if opening is not None:
+                planned(opening.plan)
+                open_alone = opening.open
         record = await self.engine.start(
             kind="chat",
             user_id=user_id,
@@ -513,6 +562,7 @@ class Vault(FilesMixin):
             chat_id=chat_id,
             message_id_factory=lambda: hooks.message_id,
             before_insert=before_insert,
+            open_alone=open_alone,
             chunk_sink=hooks.feed,
             snapshot=hooks.snapshot,
             finalize_hook=hooks.finalize,
@@ -532,12 +582,15 @@ class Vault(FilesMixin):
     async def create_chat(
         self, chat_id: str | None = None, *, title: str | None = None, user_id: str = LOCAL_USER_ID
     ) -> chat_store.Chat:
+        if chat_id is not None:
+            check_id(chat_id, "chat id")
         async with self.store.write() as conn:
             return await chat_store.create_chat(conn, chat_id or new_id("chat"), user_id, title=title)
 
     async def get_chat(
         self, chat_id: str, *, user_id: str | None = LOCAL_USER_ID, for_reading: bool = False
     ) -> chat_store.Chat:
+        check_id(chat_id, "chat id")
         async with self.store.read() as conn:
             return await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
 
@@ -558,6 +611,10 @@ class Vault(FilesMixin):
         for_reading: bool = True,
     ) -> chat_store.MessagePage:
         """A page of UIMessages, oldest first. Shared (link/public) chats are readable by others."""
+        check_id(chat_id, "chat id")
+        for name, value in (("before", before), ("after", after)):
+            if value is not None:
+                check_id(value, f"{name} (a message id)")
 
         # One statement: the ownership check is part of the page read.
         def page(conn: AsyncConnection | PooledDriver) -> Awaitable[chat_store.MessagePage]:
@@ -595,6 +652,10 @@ class Vault(FilesMixin):
         messages already appended counts as success (so a retry never appends twice)."""
         if not messages:
             return []
+        check_id(chat_id, "chat id")
+        check_json_depth(messages, "messages")
+        for message in messages:
+            check_message_ids(message)
         if validate:
             messages = [message_to_json(m) for m in validate_ui_messages(messages)]
         if self.store.dialect != "postgresql":
@@ -638,6 +699,8 @@ class Vault(FilesMixin):
             await chat_store.delete_chat(conn, chat_id, user_id)
 
     async def delete_message(self, chat_id: str, message_id: str, *, user_id: str = LOCAL_USER_ID) -> None:
+        check_id(chat_id, "chat id")
+        check_id(message_id, "message id")
         async with self.store.write() as conn:
             await chat_store.delete_message(conn, chat_id, user_id, message_id)
 
@@ -651,7 +714,11 @@ class Vault(FilesMixin):
     ) -> dict[str, int]:
         """Store a whole chat (validated UIMessages, ids kept) in one transaction. Importing the
         same chat again changes nothing; returns counts of inserted/unchanged/updated messages."""
+        check_id(chat_id, "chat id")
+        check_json_depth(messages, "messages")
         validated = [message_to_json(m) for m in validate_ui_messages(messages)]
+        for message in validated:
+            check_message_ids(message)
         counts = {"inserted": 0, "unchanged": 0, "updated": 0}
         async with self.store.write() as conn:
             await ensure_user(conn, user_id)
@@ -679,6 +746,7 @@ class Vault(FilesMixin):
 
     async def get_generation(self, generation_id: str, *, user_id: str | None = LOCAL_USER_ID) -> Generation:
         """The record; `NotFound` if missing or owned by someone else (`user_id=None`: anyone's)."""
+        check_id(generation_id, "generation id")
         async with self.store.read() as conn:
             return await gen_store.get(conn, generation_id, user_id=user_id)
 
@@ -694,6 +762,10 @@ class Vault(FilesMixin):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Generation]:
+        check_aware(since, "since")
+        check_aware(until, "until")
+        if model is not None:
+            check_storable(model, "model")
         async with self.store.read() as conn:
             return await gen_store.list_page(
                 conn,
@@ -710,11 +782,13 @@ class Vault(FilesMixin):
     async def usage(
         self,
         *,
-        group_by: Literal["model", "user", "day"] = "model",
+        group_by: Literal["model", "user", "day", "key"] = "model",
         user_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[UsageRow]:
+        check_aware(since, "since")
+        check_aware(until, "until")
         async with self.store.read() as conn:
             return await gen_store.usage_report(conn, group_by=group_by, user_id=user_id, since=since, until=until)
 
@@ -723,13 +797,10 @@ class Vault(FilesMixin):
     async def stream(
         self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID
     ) -> AsyncIterator[dict[str, Any]]:
-        """The generation's UI message stream chunks from index `start`: replay, then live.
-
-        Empty when the generation is no longer live in the hub (its record has the result)."""
-        await self.get_generation(generation_id, user_id=user_id)  # ownership
-        if start < 0:
-            raise InvalidRequest(f"start must be 0 or more, got {start}")
-        async for chunk in self.hub.follow(generation_id, start):
+        """The generation's UI message stream chunks from index `start`: replay, then live. A
+        generation no longer live (finished, or its hub forgot it) replays from its stored record,
+        from any index, for as long as the record exists."""
+        async for chunk in self.replay(generation_id, start=start, user_id=user_id):
             yield chunk
 
     def follow_here(
@@ -749,8 +820,8 @@ class Vault(FilesMixin):
     async def replay(
         self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID
     ) -> AsyncIterator[dict[str, Any]]:
-        """Like `stream`, but a generation no longer live in the hub is replayed from its stored
-        record, so a stream URL works for as long as the record exists."""
+        """What `stream` yields: the hub's chunks while the generation is live there, else its stored
+        record's, so a stream URL works for as long as the record exists."""
         record = await self.get_generation(generation_id, user_id=user_id)
         if start < 0:
             raise InvalidRequest(f"start must be 0 or more, got {start}")
@@ -785,6 +856,7 @@ class Vault(FilesMixin):
     # -- privacy and operations (genvault.ops) --------------------------------------------------
 
     async def user_exists(self, user_id: str) -> bool:
+        check_user_id(user_id)
         async with self.store.read() as conn:
             return (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None
 
@@ -815,6 +887,7 @@ class Vault(FilesMixin):
         """Remove every trace of the user and return the receipt (see `genvault.ops.erasure`).
         Erasing a user who is already gone returns a receipt of zeros. The local user (auth
         `none`) is recreated empty, since that mode always acts as it."""
+        check_user_id(user_id)
         receipt = await erase_user(self, user_id, actor_user_id=actor_user_id)
         if user_id == LOCAL_USER_ID:
             # The embedded single-user mode acts as this user: it comes back empty, as at start.

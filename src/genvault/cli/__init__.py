@@ -13,6 +13,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     files,
     generate,
     image,
+    limits,
     logs,
     ops,
     serve,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import GenvaultError
 from genvault.records import Generation
@@ -68,8 +69,11 @@ class Liveness:
         on_lost: Callable[[list[str]], None],
         on_dead: Callable[[], Awaitable[None]],
         on_beat: Callable[[], Awaitable[None]] | None = None,
+        on_interrupted: Callable[[AsyncConnection, Generation], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
+        # Completes each swept record inside the sweep's transaction (usage, a turn's partial reply).
+        self.on_interrupted = on_interrupted
         # Its own small pool: a checkpoint or heartbeat never queues behind new turns.
         self.store = Store(store.url, schema=store.schema, pool_size=2, max_overflow=0, pool_timeout=60.0)
         self.store.write_lock = store.write_lock  # SQLite: one queue of writers per process
@@ -251,7 +255,11 @@ class Liveness:
             if owner is not None and owner != self.owner_id and owner_is_dead(owner, registered=owner in registered)
         ]
         async with self.store.write() as conn:
-            return await processes.sweep(conn, now=_now(), me=self.owner_id, dead_owners=dead)
+            changed = await processes.sweep(conn, now=_now(), me=self.owner_id, dead_owners=dead)
+            if self.on_interrupted is not None:
+                for record in changed:
+                    await self.on_interrupted(conn, record)
+            return changed
 
 
 def owner_is_dead(owner: str, *, registered: bool = False) -> bool:

@@ -136,6 +136,12 @@ def _check_chat_id(chat_id: str) -> None:
     check_storable(chat_id, "the chat id")
 
 
+def check_chat_fields(chat_id: str, title: str | None) -> None:
+    """What creating a chat checks of its id and title (`InvalidRequest`), before any write."""
+    _check_chat_id(chat_id)
+    _check_title(title)
+
+
 def _check_title(title: str | None) -> None:
     if title is not None:
         check_storable(title, "the chat title")

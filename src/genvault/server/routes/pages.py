@@ -80,6 +80,14 @@ def fmt_row_cost(row: UsageRow) -> str:
     return fmt_usd(row.cost_usd)
 
 
+def fmt_row_saved(row: UsageRow) -> str:
+    """What cache hits saved: "unknown" when they saved nothing priced and the group has unpriced
+    use (hits of a model without a price), rather than $0."""
+    if row.cache_hits and not row.saved_nano_usd and row.unpriced_generations:
+        return "unknown"
+    return fmt_usd(row.saved_usd)
+
+
 def fmt_seconds(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return "—"
@@ -95,7 +103,7 @@ def fmt_compact(value: float) -> str:
 
 
 templates.env.filters.update(time=fmt_time, num=fmt_num, usd=fmt_usd)
-templates.env.globals.update(seconds=fmt_seconds, row_cost=fmt_row_cost)
+templates.env.globals.update(seconds=fmt_seconds, row_cost=fmt_row_cost, row_saved=fmt_row_saved)
 
 
 # -- charts --------------------------------------------------------------------------------------
@@ -389,7 +397,17 @@ async def image_page(generation_id: str, request: Request, vault: VaultDep, user
 async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, days: str = "30") -> Response:
     if user is None:
         return sign_in_required(request, vault)
-    span = int(days) if days.isdigit() and int(days) in USAGE_RANGES else 30
+    span = next((n for n in USAGE_RANGES if days == str(n)), None)
+    if span is None:
+        return page(
+            request,
+            "error.html",
+            {
+                "title": "Unknown period",
+                "message": f"days must be one of {', '.join(map(str, USAGE_RANGES))}, e.g. /usage?days=30.",
+            },
+            status_code=400,
+        )
     today = datetime.now(UTC).date()
     first_day = today - timedelta(days=span - 1)
     since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
@@ -403,6 +421,8 @@ async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, d
         key="total",
         **{field: sum(getattr(row, field) for row in by_model) for field in _USAGE_SUMS},
     )
+    # Your own spend against each of your budgets (and rate limits), whoever you are.
+    budgets = (await vault.limits_status(user)).usage
     return page(
         request,
         "usage.html",
@@ -415,5 +435,6 @@ async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, d
             "by_day": by_day,
             "totals": totals,
             "charts": [tokens_chart, cost_chart],
+            "budgets": budgets,
         },
     )

@@ -128,6 +128,8 @@ class Run:
     cache_policy: CachePolicy | None = None
     # A copy of another generation (a cache hit, or a joined identical request).
     cached_from: str | None = None
+    # The provider's HTTP status when its call failed (the gateway answers with it).
+    provider_status: int | None = None
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
@@ -507,6 +509,7 @@ class Engine:
             tail = [{"type": "abort"}]
         except ProviderError as exc:
             status, error = "error", exc.message
+            run.provider_status = exc.status
             tail = [{"type": "error", "errorText": exc.message}]
             if step_open:
                 tail.append({"type": "finish-step"})
@@ -875,6 +878,11 @@ class Engine:
 
     def is_running_here(self, generation_id: str) -> bool:
         return generation_id in self._tasks
+
+    def provider_status(self, generation_id: str) -> int | None:
+        """The HTTP status of the failed provider call of a generation running here, if any."""
+        run = self._runs.get(generation_id)
+        return run.provider_status if run is not None else None
 
     def owner_here(self, generation_id: str) -> str | None:
         """The user a generation running in this process belongs to; None when it is not here."""

@@ -31,6 +31,7 @@ from genvault.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from genvault.server.gateway.errors import gateway_error, is_gateway_path
 
 __all__ = ["ERROR_RESPONSES", "ErrorBody", "error_response", "install_error_handlers", "status_for"]
 
@@ -107,6 +108,9 @@ def error_response(
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     if retry_after is not None:
         headers = {**(headers or {}), "Retry-After": str(retry_after)}
+    if is_gateway_path(request.url.path):
+        # The OpenAI or Anthropic shape of the endpoint called, so its SDK raises as usual.
+        return gateway_error(request.url.path, 400 if status == 422 else status, code, message, headers)
     if _wants_text(request):
         return PlainTextResponse(message, status_code=status, headers=headers)
     body = {"error": {"code": code, "message": message, **(extra or {})}}

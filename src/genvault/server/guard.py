@@ -24,6 +24,7 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genvault.errors import PayloadTooLarge
+from genvault.server.gateway.errors import gateway_error_body, is_gateway_path
 from genvault.validation import MAX_JSON_DEPTH, check_id, check_user_id, find_bad_char, json_depth_exceeds
 
 __all__ = ["InputGuard", "check_path_ids", "send_error"]
@@ -37,8 +38,11 @@ def _is_chat_route(path: str) -> bool:
 
 async def send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
     """Answer an error from ASGI middleware, in the shape the route's clients read."""
-    if _is_chat_route(scope.get("path", "")):
+    path = scope.get("path", "")
+    if _is_chat_route(path):
         body, content_type = message.encode(), b"text/plain; charset=utf-8"
+    elif is_gateway_path(path):  # the OpenAI or Anthropic shape, so the client's SDK raises as usual
+        body, content_type = json.dumps(gateway_error_body(path, status, code, message)).encode(), b"application/json"
     else:
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
         content_type = b"application/json"

@@ -40,6 +40,7 @@ from genvault import estimate, pricing
 from genvault.cache.dedup import CachePolicy, CacheProbe, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
+from genvault.limits import Admission, Limits
 from genvault.liveness import Liveness, TurnGate
 from genvault.providers.base import (
     ModelRequest,
@@ -127,6 +128,8 @@ class Run:
     cache_policy: CachePolicy | None = None
     # A copy of another generation (a cache hit, or a joined identical request).
     cached_from: str | None = None
+    # The provider's HTTP status when its call failed (the gateway answers with it).
+    provider_status: int | None = None
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
@@ -135,6 +138,8 @@ class Run:
     # The model request (for a usage estimate when the provider sends no usage).
     request: ModelRequest | None = None
     usage_estimated: bool = False
+    # What admission reserved against the limits; settled in the finalize transaction.
+    admission: Admission | None = None
 
     @property
     def result_text(self) -> str:
@@ -179,8 +184,10 @@ class Engine:
         registry: ProviderRegistry,
         settings: Settings,
         dedup: Dedup | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits
         self.hub = hub
         self.registry = registry
         self.settings = settings
@@ -197,7 +204,7 @@ class Engine:
             on_lost=self._stop_lost,
             on_dead=self._stop_all,
             on_beat=self._renew,
-            on_interrupted=lambda conn, record: settle_interrupted(conn, record, settings.price_overrides),
+            on_interrupted=self._settle_swept,
         )
         self.gate = TurnGate(_turn_slots(store, settings), settings.db_pool_timeout_seconds)
         self._runs: dict[str, Run] = {}
@@ -267,6 +274,8 @@ class Engine:
             if existing is not None:
                 return self._same_request(existing, request_json)
 
+        # Limits: the key's models, requests and tokens per minute; refused before any write.
+        admission = await self.limits.admit(user_id=user_id, model=model) if self.limits is not None else None
         generation_id = new_id("gen")
         now = _now()
 
@@ -285,6 +294,8 @@ class Engine:
                 "lease_expires_at": now + self._lease,
                 "idempotency_key": idempotency_key,
                 "cache_key": key,
+                "api_key_id": admission.key_id if admission is not None else None,
+                "reservation": admission.reservation() if admission is not None else None,
             }
 
         def cache_key() -> str | None:
@@ -296,7 +307,8 @@ class Engine:
         opened = False
         assistant_id = generation_id
         probe: CacheProbe | None = None
-        if open_alone is not None:
+        # The one-step opening writes no reservation: it serves turns with no budget to hold.
+        if open_alone is not None and (admission is None or not admission.counted):
             assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
             key = cache_key()
             values = pending_values(assistant_id, key)
@@ -314,8 +326,18 @@ class Engine:
                 assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
                 # After before_insert: a chat turn's messages are known only now.
                 key = cache_key()
+                if admission is not None:
+                    # The worst-case cost against every budget, last before the insert (on PostgreSQL
+                    # the ledger row stays locked until this transaction commits). Refused: it all
+                    # rolls back, and the request leaves nothing.
+                    assert self.limits is not None
+                    await self.limits.reserve(conn, admission, provider_name, bare_model, model_request)
                 record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
         if record is None:  # lost a race for the idempotency key
+            if admission is not None and admission.subjects:
+                assert self.limits is not None
+                async with self.store.write() as conn:
+                    await self.limits.settle(conn, admission, 0, "cancelled")
             async with self.store.read() as conn:
                 existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
             if existing is None:  # pragma: no cover - the conflicting row cannot vanish
@@ -333,6 +355,7 @@ class Engine:
             cache_key=key,
             cache_policy=cache,
             pending=record,
+            admission=admission,
         )
         self._runs[generation_id] = run
         # Open before deciding, so a request that joins this one finds its stream at once.
@@ -486,6 +509,7 @@ class Engine:
             tail = [{"type": "abort"}]
         except ProviderError as exc:
             status, error = "error", exc.message
+            run.provider_status = exc.status
             tail = [{"type": "error", "errorText": exc.message}]
             if step_open:
                 tail.append({"type": "finish-step"})
@@ -818,6 +842,8 @@ class Engine:
                 # Already final: an earlier try of this one whose commit's answer was lost (same
                 # status), or cancelled or swept elsewhere (that outcome is kept).
                 return await gen_store.status_of(conn, run.generation_id)
+            if run.admission is not None and self.limits is not None:
+                await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
             if (
@@ -835,6 +861,11 @@ class Engine:
         run.cache_stored = stored  # committed
         # The final record for the listeners, from what was just written: no read of it.
         record = gen_store.final_record(run.pending, values) if self.listeners and run.pending else None
+        if run.admission is not None and run.admission.tokens and self.limits is not None:
+            try:
+                await self.limits.record_tokens(run.admission, run.usage)
+            except Exception:  # the record is final; a rate window that missed it is no reason to fail
+                log.warning("counting the tokens of %s against its limits failed", run.generation_id, exc_info=True)
         if record is not None:
             for listener in self.listeners:
                 try:
@@ -847,6 +878,11 @@ class Engine:
 
     def is_running_here(self, generation_id: str) -> bool:
         return generation_id in self._tasks
+
+    def provider_status(self, generation_id: str) -> int | None:
+        """The HTTP status of the failed provider call of a generation running here, if any."""
+        run = self._runs.get(generation_id)
+        return run.provider_status if run is not None else None
 
     def owner_here(self, generation_id: str) -> str | None:
         """The user a generation running in this process belongs to; None when it is not here."""
@@ -884,7 +920,16 @@ class Engine:
         # Running in another process (or nowhere): end the record here; the owner's next
         # checkpoint flush or heartbeat sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
-            await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            ended = await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            if ended and self.limits is not None:
+                await self.limits.release_records(conn, [generation.id])
+
+    async def _settle_swept(self, conn: AsyncConnection, record: Generation) -> None:
+        """In the sweep's transaction: complete a record it interrupted (usage, a turn's partial
+        reply in its chat) and give back what it held against its budgets."""
+        await settle_interrupted(conn, record, self.settings.price_overrides)
+        if self.limits is not None:
+            await self.limits.release_records(conn, [record.id])
 
     async def sweep(self) -> list[Generation]:
         """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone

@@ -9,7 +9,8 @@
     │   ├── Forbidden          authenticated, but not allowed (403)
     │   ├── NotFound           no such record, or not visible to this user (404)
     │   │   └── BlobNotFound   no object under that sha256 in the blob store
-    │   └── Conflict           the record's state forbids the operation (409)
+    │   ├── Conflict           the record's state forbids the operation (409)
+    │   └── LimitExceeded      a budget, rate or concurrency limit refused the request (429)
     └── RuntimeFailure         something outside the caller's control failed
         ├── StorageError       the database or blob store failed (503)
         │   └── Busy           saturated: no connection within the bounded wait (503 + Retry-After)
@@ -21,6 +22,8 @@ code never import FastAPI.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 __all__ = [
     "BlobNotFound",
     "Busy",
@@ -29,6 +32,7 @@ __all__ = [
     "Forbidden",
     "GenvaultError",
     "InvalidRequest",
+    "LimitExceeded",
     "NotFound",
     "PayloadTooLarge",
     "ProviderError",
@@ -89,6 +93,36 @@ class BlobNotFound(NotFound):
 
 class Conflict(CallerError):
     code = "conflict"
+
+
+class LimitExceeded(CallerError):
+    """A limit (`genvault.limits`) refused the request before anything was written.
+
+    `limit` names it (`daily_usd`, `monthly_usd`, `total_usd`, `rpm`, `tpm`, `concurrent`),
+    `subject` whose it is (`user:<id>`, `key:<id>`); `limit_value` and `used` are in the limit's
+    unit (USD as a decimal string, or a count); `resets_at` is when the window next frees room
+    (None: never, for a total budget), `retry_after` the whole seconds until then."""
+
+    code = "limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        subject: str,
+        limit_value: str,
+        used: str,
+        resets_at: datetime | None,
+        retry_after: int | None,
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.subject = subject
+        self.limit_value = limit_value
+        self.used = used
+        self.resets_at = resets_at
+        self.retry_after = retry_after
 
 
 class RuntimeFailure(GenvaultError):

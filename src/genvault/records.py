@@ -80,6 +80,8 @@ class Generation(BaseModel):
     idempotency_key: str | None = None
     cache_key: str | None = None
     cached_from: str | None = None
+    # The API key the request came with (None: library, CLI, or an auth mode without keys).
+    api_key_id: str | None = None
     # On a cache hit: what the original cost (this record's own cost is 0).
     saved_nano_usd: int | None = None
 

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     # stream only a few seconds (`streams.memory.CLOSED_RETAIN_SECONDS`), whatever this says.
     stream_maxlen: int = Field(default=100_000, ge=100)
     stream_retain_seconds: float = Field(default=300.0, gt=0)
+    # Limits (`genvault limits set`): each process re-reads them this often, so a change made
+    # elsewhere applies within this many seconds (at once in the process that made it).
+    limits_refresh_seconds: float = Field(default=2.0, ge=0)
+    # A request without `max_tokens` is reserved against budgets as if it could produce this
+    # many output tokens (capped by the model's context window where the price data knows it).
+    limits_max_output_tokens: int = Field(default=16_384, ge=1)
     price_overrides: dict[str, PriceOverride] = Field(default_factory=dict)
     compatible_providers: dict[str, CompatibleProvider] = Field(default_factory=dict)
     openai_base_url: str | None = None

@@ -15,13 +15,15 @@ from genvault.vault import Vault
 
 @app.command()
 def usage(
-    by: Annotated[Literal["model", "user", "day"], typer.Option("--by", help="Group by model, user or day")] = "model",
+    by: Annotated[
+        Literal["model", "user", "day", "key"], typer.Option("--by", help="Group by model, user, day or API key")
+    ] = "model",
     user: Annotated[str | None, typer.Option("--user", help="Only this user's generations")] = None,
     since: Annotated[str | None, typer.Option(help="From this time: 2026-11-01, or a span back: 2h, 7d")] = None,
     until: Annotated[str | None, typer.Option(help="Up to (not including) this time")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Tokens and cost, grouped by model, user or day."""
+    """Tokens and cost, grouped by model, user, day or API key."""
     since_at = parse_time(since, option="--since")
     until_at = parse_time(until, option="--until")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from genvault.cli._app import app, console, run_with_vault
+from genvault.cli._app import app, console, fail, run_with_vault
 from genvault.cli._render import when
 from genvault.store.keys import create_key, list_keys, revoke_key
 from genvault.store.users import list_users
@@ -48,19 +50,53 @@ def users_list() -> None:
     console.print(table)
 
 
+def parse_expiry(value: str | None) -> datetime | None:
+    """`30d`, `12h`, `2w` from now, or a date/time (`2027-01-01`, UTC unless it says otherwise)."""
+    if value is None:
+        return None
+    text = value.strip()
+    match = _SPAN.match(text)
+    if match:
+        return datetime.now(UTC) + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--expires {value!r} is a span from now (30d, 12h) or a date (2027-01-01)", code=2)
+        raise
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_SPAN = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
 @keys_app.command("create")
 def keys_create(
     user_id: Annotated[str, typer.Argument(help="Whose key")],
     name: Annotated[str, typer.Option(help="What the key is for")] = "default",
+    expires: Annotated[
+        str | None, typer.Option(help="The key stops working after this: a span (30d, 12h) or a date (2027-01-01)")
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option("--models", help="The only models it may call (provider/model; repeat or comma-separate)"),
+    ] = None,
 ) -> None:
     """Create an API key. It is printed once; only its hash is stored."""
+    expires_at = parse_expiry(expires)
+    allowed = [m.strip() for value in models for m in value.split(",") if m.strip()] if models else None
 
     async def body(vault: Vault) -> tuple[str, str]:
         async with vault.store.write() as conn:
-            return await create_key(conn, user_id, name)
+            return await create_key(conn, user_id, name, expires_at=expires_at, models=allowed)
 
     key_id, plaintext = run_with_vault(body)
-    console.print(f"key {key_id} for {user_id}; send it as: Authorization: Bearer <key>", highlight=False)
+    extra = ""
+    if expires_at is not None:
+        extra += f", expires {expires_at.isoformat(timespec='seconds')}"
+    if allowed is not None:
+        extra += f", only {', '.join(allowed)}"
+    console.print(f"key {key_id} for {user_id}{extra}; send it as: Authorization: Bearer <key>", highlight=False)
     console.out(plaintext)
 
 
@@ -72,7 +108,7 @@ def keys_list(user_id: Annotated[str | None, typer.Argument(help="Only this user
         async with vault.store.read() as conn:
             return await list_keys(conn, user_id)
 
-    table = Table("id", "user", "name", "created", "revoked", box=None, header_style="bold")
+    table = Table("id", "user", "name", "created", "revoked", "expires", "models", box=None, header_style="bold")
     for row in run_with_vault(body):
         table.add_row(
             str(row["id"]),
@@ -80,6 +116,8 @@ def keys_list(user_id: Annotated[str | None, typer.Argument(help="Only this user
             str(row["name"]),
             when(row["created_at"]),  # type: ignore[arg-type]
             when(row["revoked_at"]),  # type: ignore[arg-type]
+            when(row["expires_at"]),  # type: ignore[arg-type]
+            ", ".join(str(m) for m in row["models"]) if row["models"] else "all",  # type: ignore[attr-defined]
         )
     console.print(table)
 

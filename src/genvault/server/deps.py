@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from genvault.errors import Unauthorized
-from genvault.store.keys import user_for_key
+from genvault.limits import KeyGrant, acting_key
+from genvault.store.keys import find_key
 from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
 
-__all__ = ["OptionalUserDep", "UserDep", "VaultDep", "current_user", "optional_user"]
+__all__ = ["OptionalUserDep", "UserDep", "VaultDep", "current_user", "key_user", "optional_user"]
 
 
 def get_vault(request: Request) -> Vault:
@@ -23,7 +24,9 @@ VaultDep = Annotated[Vault, Depends(get_vault)]
 
 
 async def optional_user(request: Request, vault: VaultDep) -> str | None:
-    """The acting user's id, or None when the request carries no credentials."""
+    """The acting user's id, or None when the request carries no credentials. With an API key,
+    the key (its expiry, its models) is what admission checks (`genvault.limits.acting_key`)."""
+    acting_key.set(None)
     mode = vault.settings.auth
     if mode == "none":
         return LOCAL_USER_ID
@@ -42,11 +45,20 @@ async def optional_user(request: Request, vault: VaultDep) -> str | None:
         return None
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use the header Authorization: Bearer <api key>")
+    return await key_user(vault, token.strip())
+
+
+async def key_user(vault: Vault, token: str) -> str:
+    """The user of API key `token` (`Unauthorized` for an unknown, revoked or expired key); the
+    key becomes the request's `acting_key`, which admission checks."""
     async with vault.store.read() as conn:
-        user_id = await user_for_key(conn, token.strip())
-    if user_id is None:
+        key = await find_key(conn, token)
+    if key is None:
         raise Unauthorized("this API key is not valid (unknown or revoked)")
-    return user_id
+    if key.expires_at is not None and key.expires_at <= vault.limits.clock():
+        raise Unauthorized(f"this API key expired at {key.expires_at.isoformat()}")
+    acting_key.set(KeyGrant(key.id, key.user_id, key.expires_at, None if key.models is None else tuple(key.models)))
+    return key.user_id
 
 
 async def current_user(user: Annotated[str | None, Depends(optional_user)], vault: VaultDep) -> str:

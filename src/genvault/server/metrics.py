@@ -7,6 +7,7 @@ are observed in this process as its generations finish.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -47,9 +48,26 @@ class _Snapshot(Collector):
         yield cost
 
 
+class _Refusals(Collector):
+    """Requests a limit refused, by limit, in this process (`Limits.refusals`)."""
+
+    def __init__(self, counts: Mapping[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Any:
+        family = CounterMetricFamily(
+            "genvault_limit_refusals", "Requests refused by a limit (429), by limit", labels=["limit"]
+        )
+        for limit, n in sorted(self.counts.items()):
+            family.add_metric([limit], n)
+        yield family
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, refusals: Mapping[str, int] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        if refusals is not None:
+            self.registry.register(_Refusals(refusals))
         self.latency = Histogram(
             "genvault_generation_seconds",
             "Time from record creation to final state",

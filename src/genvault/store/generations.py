@@ -285,11 +285,15 @@ async def list_page(
     until: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    among: ColumnElement[bool] | None = None,
 ) -> Page[Generation]:
-    """Newest first, `limit` per page, continuing after `cursor`."""
+    """Newest first, `limit` per page, continuing after `cursor` (`among`: only the records
+    meeting it, such as a search's matches)."""
     if limit < 1 or limit > 1000:
         raise InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
     query = select(generations)
+    if among is not None:
+        query = query.where(among)
     filters = {"user_id": user_id, "model": model, "status": status, "kind": kind, "chat_id": chat_id}
     for name, value in filters.items():
         if value is not None:
@@ -311,16 +315,19 @@ async def list_page(
 async def usage_report(
     conn: AsyncConnection,
     *,
-    group_by: Literal["model", "user", "day"] = "model",
+    group_by: Literal["model", "user", "day", "key"] = "model",
     user_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[UsageRow]:
-    """Token and cost totals per model, user or UTC day, largest cost first (days: newest first)."""
+    """Token and cost totals per model, user, UTC day or API key (`none`: requests without a
+    key), largest cost first (days: newest first)."""
     if group_by == "model":
         key: ColumnElement[Any] = generations.c.model
     elif group_by == "user":
         key = generations.c.user_id
+    elif group_by == "key":
+        key = func.coalesce(generations.c.api_key_id, "none")
     elif group_by == "day":
         key = (
             func.date(generations.c.created_at)
@@ -328,7 +335,7 @@ async def usage_report(
             else func.to_char(func.timezone("UTC", generations.c.created_at), "YYYY-MM-DD")
         )
     else:
-        raise InvalidRequest(f"group_by must be model, user or day, got {group_by!r}")
+        raise InvalidRequest(f"group_by must be model, user, day or key, got {group_by!r}")
     key = key.label("key")
     conditions = []
     if user_id is not None:
@@ -339,7 +346,14 @@ async def usage_report(
         conditions.append(generations.c.created_at < until)
     sums = [func.coalesce(func.sum(generations.c[name]), 0).label(name) for name in _USAGE_COLUMNS]
     cost = func.coalesce(func.sum(generations.c.cost_nano_usd), 0).label("cost_nano_usd")
-    unpriced = func.sum(case((generations.c.cost_nano_usd.is_(None), 1), else_=0)).label("unpriced")
+    # A cache hit costs nothing, but a hit of an unpriced model is no more priced than its source:
+    # counted as unpriced, so a group of only such generations never reads as free.
+    unknown = or_(
+        generations.c.cost_nano_usd.is_(None),
+        # `price_source` stays "cache" after the source is erased (and `cached_from` set NULL).
+        and_(generations.c.price_source == "cache", generations.c.saved_nano_usd.is_(None)),
+    )
+    unpriced = func.sum(case((unknown, 1), else_=0)).label("unpriced")
     hits = func.sum(case((generations.c.cached_from.is_not(None), 1), else_=0)).label("cache_hits")
     saved = func.coalesce(func.sum(generations.c.saved_nano_usd), 0).label("saved_nano_usd")
     is_estimate = generations.c.usage_estimated.is_(True)

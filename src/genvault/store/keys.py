@@ -10,35 +10,74 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault.errors import NotFound
+from genvault.errors import InvalidRequest, NotFound
 from genvault.ids import new_id
 from genvault.store.schema import api_keys, users
 
-__all__ = ["create_key", "hash_key", "list_keys", "revoke_key", "user_for_key"]
+__all__ = ["KeyRow", "create_key", "find_key", "hash_key", "list_keys", "revoke_key", "user_for_key"]
 
 
 def hash_key(plaintext: str) -> str:
     return "sha256:" + hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-async def create_key(conn: AsyncConnection, user_id: str, name: str) -> tuple[str, str]:
-    """Returns (key id, the full key). The full key is not stored and cannot be shown again."""
+async def create_key(
+    conn: AsyncConnection,
+    user_id: str,
+    name: str,
+    *,
+    expires_at: datetime | None = None,
+    models: list[str] | None = None,
+) -> tuple[str, str]:
+    """Returns (key id, the full key). The full key is not stored and cannot be shown again.
+    `expires_at`: the key stops working then (401). `models`: the only `provider/model` names it
+    may call (403 for others); None: every model."""
     exists = (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first()
     if exists is None:
         raise NotFound(f"no user {user_id!r}; create it first with `genvault users add`")
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise InvalidRequest("the expiry time needs a time zone (UTC)")
+    if models is not None:
+        bad = [m for m in models if "/" not in m or not m.strip() or len(m) > 200]
+        if bad:
+            raise InvalidRequest(f"models must be provider/model names like openai/gpt-4o-mini, got {bad[0]!r}")
     key_id = new_id("key")
     plaintext = f"{key_id}.{secrets.token_urlsafe(32)}"
     await conn.execute(
         insert(api_keys).values(
-            id=key_id, user_id=user_id, name=name, secret_hash=hash_key(plaintext), created_at=datetime.now(UTC)
+            id=key_id,
+            user_id=user_id,
+            name=name,
+            secret_hash=hash_key(plaintext),
+            created_at=datetime.now(UTC),
+            expires_at=expires_at,
+            models=models,
         )
     )
     return key_id, plaintext
+
+
+class KeyRow(NamedTuple):
+    id: str
+    user_id: str
+    expires_at: datetime | None
+    models: list[str] | None
+
+
+_FIND = select(api_keys.c.id, api_keys.c.user_id, api_keys.c.expires_at, api_keys.c.models).where(
+    api_keys.c.secret_hash == bindparam("secret_hash"), api_keys.c.revoked_at.is_(None)
+)
+
+
+async def find_key(conn: AsyncConnection, plaintext: str) -> KeyRow | None:
+    """A valid, unrevoked key (expired or not: the caller says which); None otherwise."""
+    row = (await conn.execute(_FIND, {"secret_hash": hash_key(plaintext)})).first()
+    return None if row is None else KeyRow(str(row.id), str(row.user_id), row.expires_at, row.models)
 
 
 async def user_for_key(conn: AsyncConnection, plaintext: str) -> str | None:
@@ -54,7 +93,15 @@ async def user_for_key(conn: AsyncConnection, plaintext: str) -> str | None:
 
 
 async def list_keys(conn: AsyncConnection, user_id: str | None = None) -> list[dict[str, Any]]:
-    query = select(api_keys.c.id, api_keys.c.user_id, api_keys.c.name, api_keys.c.created_at, api_keys.c.revoked_at)
+    query = select(
+        api_keys.c.id,
+        api_keys.c.user_id,
+        api_keys.c.name,
+        api_keys.c.created_at,
+        api_keys.c.revoked_at,
+        api_keys.c.expires_at,
+        api_keys.c.models,
+    )
     if user_id is not None:
         query = query.where(api_keys.c.user_id == user_id)
     return [dict(r) for r in (await conn.execute(query.order_by(api_keys.c.created_at))).mappings()]

@@ -55,6 +55,8 @@ __all__ = [
     "chats",
     "data_tables",
     "generations",
+    "limit_usage",
+    "limits",
     "messages",
     "metadata",
     "parts",
@@ -102,6 +104,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # JSONB on PostgreSQL (indexable, compact), JSON text on SQLite: for our own records.
 JSONValue: Any = JSON().with_variant(JSONB(), "postgresql")
+# The same, where Python `None` must be SQL NULL (not JSON `null`), so `IS NULL` finds it.
+JSONOrNull: Any = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class _Missing:
@@ -169,6 +173,10 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime),
     Column("revoked_at", UTCDateTime),
+    # After this a request with the key gets 401, as if it were revoked (NULL: never expires).
+    Column("expires_at", UTCDateTime),
+    # The `provider/model` names the key may call (JSON list); NULL: every model.
+    Column("models", JSONOrNull),
 )
 
 chats = Table(
@@ -321,6 +329,13 @@ generations = Table(
     # A cache hit (or a joined identical request) costs 0; this is what the original cost, so
     # usage reports can show what the cache saved. NULL on records that called the provider.
     Column("saved_nano_usd", BigInteger),
+    # The API key the request came with (NULL: the library, the CLI, or another auth mode), so
+    # usage can be reported per key. No foreign key: a record outlives a revoked key's row.
+    Column("api_key_id", String(40)),
+    # What admission reserved against the limits (`genvault.limits`): amount, day, month and
+    # subjects, so whoever ends the record (finalize, a cancel from elsewhere, the sweeper)
+    # settles or releases exactly that. NULL when no spend or concurrency limit applied.
+    Column("reservation", JSONOrNull),
     CheckConstraint(_in("kind", GENERATION_KINDS), name="kind"),
     CheckConstraint(_in("status", GENERATION_STATUSES), name="status"),
     CheckConstraint("cost_nano_usd IS NULL OR cost_nano_usd >= 0", name="cost_not_negative"),
@@ -354,6 +369,46 @@ blobs = Table(
     Column("part_position", Integer),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "user_id", "created_at"),
+)
+
+# Limits set by an admin (`genvault.limits`): on one user (`user:<id>`), one API key
+# (`key:<id>`), or `default`, which applies to every user, field by field, where the user has no
+# value of their own. NULL: no limit of that kind. Money in nano-USD; `concurrent` counts
+# generations running at once.
+limits = Table(
+    "limits",
+    metadata,
+    Column("subject", String(80), primary_key=True),
+    # The user the subject is or belongs to (a key's owner); NULL for `default`.
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE")),
+    Column("daily_nano_usd", BigInteger),
+    Column("monthly_nano_usd", BigInteger),
+    Column("total_nano_usd", BigInteger),
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("concurrent", Integer),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "user_id"),
+)
+
+# The ledger budgets are checked against, one row per limited subject: what was spent plus what
+# running generations hold reserved, in the current UTC day and month and in total, and how many
+# run. Admission reserves with one conditional upsert (it changes the row only if every limit
+# still holds, so concurrent requests cannot overshoot); finalize replaces the reservation with
+# the true cost. A new day or month starts at zero when the first request of it arrives.
+limit_usage = Table(
+    "limit_usage",
+    metadata,
+    Column("subject", String(80), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("day", String(10), nullable=False),  # YYYY-MM-DD (UTC)
+    Column("day_nano_usd", BigInteger, nullable=False),
+    Column("month", String(7), nullable=False),  # YYYY-MM (UTC)
+    Column("month_nano_usd", BigInteger, nullable=False),
+    Column("total_nano_usd", BigInteger, nullable=False),
+    Column("running", Integer, nullable=False),
+    Column("reserved_nano_usd", BigInteger, nullable=False),  # part of the sums above, still held
+    Index(None, "user_id"),
 )
 
 # Who erased or expired what, and how much: kept after the data is gone, as the proof that it is.

@@ -17,10 +17,10 @@ router = APIRouter(tags=["usage"])
 async def usage(
     vault: VaultDep,
     user: UserDep,
-    group_by: Literal["model", "user", "day"] = "model",
+    group_by: Literal["model", "user", "day", "key"] = "model",
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[UsageRow]:
-    """Your tokens and cost, grouped by model, user or UTC day. Admins see every user's."""
+    """Your tokens and cost, grouped by model, user, UTC day or API key. Admins see every user's."""
     scope = None if await vault.is_admin(user) else user
     return await vault.usage(group_by=group_by, user_id=scope, since=since, until=until)

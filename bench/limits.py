@@ -1,0 +1,158 @@
+"""What limits cost a chat turn: the same turn by a user with no limit and by a user with every
+kind of limit set (day, month and total budgets, requests and tokens per minute, generations at
+once), interleaved in one process on one database, so both see the same machine at the same time.
+
+    .venv/bin/python -m bench.limits [--db sqlite|postgres ...] [--turns 300] [--runs 3] [--redis URL]
+
+Per turn: `open` is `Vault.chat` returning (admission, the pending record's transaction with the
+reservation); `turn` is until the record is final (the offline test model at full speed, finalize
+with the settlement). Reported: p50 of each, per group, the difference (limited - free) per run
+and its median over the runs, and the SQL statements per turn counted on the engine (the
+reservation is the one extra statement in the opening, the settlement one in finalize). Results
+go to bench/results/limits.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from bench._common import DATABASES, fresh_database, run_on, summarize
+
+RESULTS = Path(__file__).with_name("results")
+EVERY_LIMIT = {
+    "daily_usd": "1000",
+    "monthly_usd": "10000",
+    "total_usd": "100000",
+    "rpm": 1_000_000,
+    "tpm": 1_000_000_000,
+    "concurrent": 1000,
+}
+
+
+async def one_run(db: str, turns: int, redis_url: str | None) -> dict[str, Any]:
+    from genvault import Settings, Vault
+
+    async with fresh_database(db) as url:
+        with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
+            settings = Settings(
+                database_url=url,
+                data_dir=Path(tmp),
+                test_model_tps=0,
+                redis_url=redis_url,
+                redis_prefix=f"genvault-bench-{time.time_ns()}:",
+                # Priced, so the budgets apply (the offline model has no price of its own).
+                price_overrides={"offline/test-model": {"input_mtok": "0.15", "output_mtok": "0.6"}},
+            )
+            async with Vault(settings) as vault:
+                for user in ("free", "limited"):
+                    await vault.ensure_user(user)
+                await vault.set_limits(EVERY_LIMIT, user_id="limited")
+                statements = [0]
+                event.listen(
+                    vault.store.engine.sync_engine,
+                    "before_cursor_execute",
+                    lambda *_args: statements.__setitem__(0, statements[0] + 1),
+                )
+                samples: dict[str, dict[str, list[float]]] = {
+                    u: {"open": [], "turn": [], "statements": []} for u in ("free", "limited")
+                }
+
+                async def turn(user: str, i: int) -> None:
+                    message = {"id": f"m{i}", "role": "user", "parts": [{"type": "text", "text": f"turn {i}"}]}
+                    before = statements[0]
+                    start = time.perf_counter()
+                    started = await vault.chat(f"{user}-{i}", message=message, user_id=user, cache=False)
+                    opened = time.perf_counter()
+                    await vault.wait(started.generation.id, user_id=user)
+                    done = time.perf_counter()
+                    samples[user]["open"].append((opened - start) * 1e3)
+                    samples[user]["turn"].append((done - start) * 1e3)
+                    samples[user]["statements"].append(statements[0] - before)
+
+                for i in range(20):  # warm-up: statements compiled, pools filled
+                    await turn("free", -1 - i)
+                    await turn("limited", -1 - i)
+                for user in ("free", "limited"):
+                    for key in samples[user]:
+                        samples[user][key].clear()
+                for i in range(turns):
+                    # Alternate who goes first, so neither always follows the other.
+                    order = ("free", "limited") if i % 2 else ("limited", "free")
+                    for user in order:
+                        await turn(user, i)
+                # The limited user's own statements, read by the library as a client would.
+                status = await vault.limits_status("limited")
+    result: dict[str, Any] = {"db": db, "turns": turns, "redis": bool(redis_url)}
+    for user in ("free", "limited"):
+        result[user] = {
+            "open_ms": summarize(samples[user]["open"]),
+            "turn_ms": summarize(samples[user]["turn"]),
+            "statements_per_turn": statistics.median(samples[user]["statements"]),
+        }
+    result["delta_open_p50_ms"] = result["limited"]["open_ms"]["p50"] - result["free"]["open_ms"]["p50"]
+    result["delta_turn_p50_ms"] = result["limited"]["turn_ms"]["p50"] - result["free"]["turn_ms"]["p50"]
+    result["extra_statements"] = result["limited"]["statements_per_turn"] - result["free"]["statements_per_turn"]
+    result["limits_in_force"] = len(status.usage)
+    return result
+
+
+async def run(
+    dbs: list[str], turns: int = 300, runs: int = 3, redis_url: str | None = None, out_dir: Path = RESULTS
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"benchmark": "limits", "runs": [], "summary": []}
+    for db in dbs:
+        per_db = []
+        for n in range(runs):
+            result = await one_run(db, turns, redis_url)
+            per_db.append(result)
+            print(
+                f"{db:8} run {n + 1}: open p50 free {result['free']['open_ms']['p50']:.3f} ms, "
+                f"limited {result['limited']['open_ms']['p50']:.3f} ms (Δ {result['delta_open_p50_ms']:+.3f}); "
+                f"turn p50 free {result['free']['turn_ms']['p50']:.3f} ms, "
+                f"limited {result['limited']['turn_ms']['p50']:.3f} ms (Δ {result['delta_turn_p50_ms']:+.3f}); "
+                f"statements {result['free']['statements_per_turn']:g} → {result['limited']['statements_per_turn']:g}"
+            )
+        data["runs"].extend(per_db)
+        summary = {
+            "db": db,
+            "median_delta_open_p50_ms": statistics.median(r["delta_open_p50_ms"] for r in per_db),
+            "median_delta_turn_p50_ms": statistics.median(r["delta_turn_p50_ms"] for r in per_db),
+            "extra_statements": statistics.median(r["extra_statements"] for r in per_db),
+        }
+        data["summary"].append(summary)
+        print(
+            f"{db:8} median over {runs} runs: Δ open p50 {summary['median_delta_open_p50_ms']:+.3f} ms, "
+            f"Δ turn p50 {summary['median_delta_turn_p50_ms']:+.3f} ms, "
+            f"extra statements {summary['extra_statements']:g}"
+        )
+    await asyncio.to_thread(_write, out_dir, data)
+    return data
+
+
+def _write(out_dir: Path, data: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "limits.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", action="append", choices=DATABASES, help="repeatable; default: both")
+    parser.add_argument("--turns", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--redis", default=None, help="redis://… for the rate windows (default: in memory)")
+    parser.add_argument("--loop", default="uvloop", choices=("uvloop", "asyncio"))
+    args = parser.parse_args()
+    run_on(args.loop, run(args.db or list(DATABASES), args.turns, args.runs, args.redis))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,523 @@
+"""`Limits`: admission, reservations and rate limits, composed by the `Vault` and called by the
+engine at three narrow points of a generation's life:
+
+1. `admit` before anything is written: the key's expiry and model list, requests per minute,
+   tokens per minute. Refused: `Unauthorized`, `Forbidden` or `LimitExceeded`.
+2. `reserve` in the transaction that inserts the pending record: the worst-case cost and a
+   running slot, atomically against every budget (`genvault.limits._ledger`). Refused: the
+   transaction rolls back, so the request leaves no record.
+3. `settle` in the finalize transaction (or `release_records` when a cancel from another process
+   or the sweeper ends the record): the reservation becomes the true cost.
+
+Limits themselves are cached in each process and re-read every `limits_refresh_seconds`, so a
+turn costs one extra statement (the reservation) and none when no limit applies to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genvault.errors import Forbidden, InvalidRequest, LimitExceeded, NotFound, Unauthorized
+from genvault.limits import _ledger as ledger
+from genvault.limits._context import KeyGrant, acting_key
+from genvault.limits._cost import worst_case
+from genvault.limits._model import Caps, LimitName, LimitSet, LimitsStatus, LimitUsage, plain_usd
+from genvault.limits._rates import RateWindows
+from genvault.providers.base import ModelRequest, StreamUsage
+from genvault.settings import Settings
+from genvault.store import Store
+from genvault.store.db import insert_for
+from genvault.store.schema import api_keys, generations, limits, users
+
+__all__ = ["Admission", "Limits", "SubjectKind"]
+
+log = logging.getLogger(__name__)
+
+SubjectKind = Literal["default", "user", "key"]
+_NONE = Caps()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_start(now: datetime) -> datetime:
+    return _day_start(now).replace(day=1)
+
+
+def _next_month(now: datetime) -> datetime:
+    start = _month_start(now)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def _usd(nano: int) -> str:
+    return format(plain_usd(nano), "f")
+
+
+@dataclass
+class Admission:
+    """One admitted request: what it counts against, and (after `reserve`) what it holds."""
+
+    user_id: str
+    key_id: str | None
+    day: str
+    month: str
+    # Subjects whose spend and running count the ledger keeps, with their limits.
+    counted: list[tuple[str, Caps]] = field(default_factory=list)
+    # Subjects with a tokens-per-minute limit, counted when the generation ends.
+    tokens: list[tuple[str, int]] = field(default_factory=list)
+    nano: int = 0
+    subjects: list[str] = field(default_factory=list)  # the reservation is held on these
+    unpriced: bool = False
+
+    def reservation(self) -> dict[str, Any] | None:
+        """What the generation row keeps, so whoever ends it can release exactly this."""
+        if not self.subjects:
+            return None
+        held: dict[str, Any] = {"nano": self.nano, "day": self.day, "month": self.month, "subjects": self.subjects}
+        if self.unpriced:
+            held["unpriced"] = True  # admitted against request, token and concurrency limits only
+        return held
+
+
+class Limits:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        redis_url: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        # Injected in tests (a month rolling over); every window and reset is computed from it.
+        self.clock: Callable[[], datetime] = clock or _utc_now
+        self.rates = RateWindows(redis_url, settings.redis_prefix)
+        self._caps: dict[str, Caps] = {}
+        self._loaded_at = float("-inf")
+        # Refusals by limit name since this process started (the server's metrics read it).
+        self.refusals: Counter[str] = Counter()
+
+    # -- limits themselves ---------------------------------------------------------------------
+
+    async def load(self) -> None:
+        async with self.store.read() as conn:
+            rows = (await conn.execute(select(limits))).all()
+        self._caps = {row.subject: Caps.of(LimitSet.from_row(row)) for row in rows}
+        self._loaded_at = time.monotonic()
+
+    async def _fresh(self) -> None:
+        if time.monotonic() - self._loaded_at > self.settings.limits_refresh_seconds:
+            await self.load()
+
+    @staticmethod
+    def subject(kind: SubjectKind, subject_id: str | None) -> str:
+        if kind == "default":
+            return "default"
+        if not subject_id:
+            raise InvalidRequest(f"a {kind} limit needs the {kind}'s id")
+        return f"{kind}:{subject_id}"
+
+    async def set_limits(self, kind: SubjectKind, subject_id: str | None, values: LimitSet) -> LimitSet:
+        """Replace a subject's limits (all fields: `None` removes that limit; all `None` removes
+        the row), then rebuild its ledger from the generations, so spend made before the limit
+        existed counts against it."""
+        subject = self.subject(kind, subject_id)
+        now = self.clock()
+        async with self.store.write() as conn:
+            owner = await self._owner(conn, kind, subject_id)
+            if values.is_empty:
+                await conn.execute(delete(limits).where(limits.c.subject == subject))
+            else:
+                row = {**values.to_row(), "user_id": owner, "updated_at": now}
+                insert = insert_for(conn.dialect.name, limits).values(subject=subject, **row)
+                await conn.execute(insert.on_conflict_do_update(index_elements=[limits.c.subject], set_=row))
+            if kind == "default":
+                user_ids = (await conn.execute(select(users.c.id))).scalars().all()
+                for user_id in user_ids:
+                    await self._rebuild(conn, f"user:{user_id}", user_id, generations.c.user_id == user_id, now)
+            else:
+                assert owner is not None  # a user's or a key's, checked by _owner
+                column = generations.c.user_id if kind == "user" else generations.c.api_key_id
+                await self._rebuild(conn, subject, owner, column == subject_id, now)
+        await self.load()
+        return values
+
+    async def _owner(self, conn: AsyncConnection, kind: SubjectKind, subject_id: str | None) -> str | None:
+        if kind == "user":
+            if (await conn.execute(select(users.c.id).where(users.c.id == subject_id))).first() is None:
+                raise NotFound(f"no user {subject_id!r}")
+            return subject_id
+        if kind == "key":
+            owner = (await conn.execute(select(api_keys.c.user_id).where(api_keys.c.id == subject_id))).scalar()
+            if owner is None:
+                raise NotFound(f"no API key {subject_id!r}")
+            return str(owner)
+        return None
+
+    async def _rebuild(self, conn: AsyncConnection, subject: str, user_id: str, condition: Any, now: datetime) -> None:
+        await ledger.rebuild(
+            conn,
+            subject=subject,
+            user_id=user_id,
+            condition=condition,
+            day=now.strftime("%Y-%m-%d"),
+            month=now.strftime("%Y-%m"),
+            day_start=_day_start(now),
+            month_start=_month_start(now),
+        )
+
+    async def list_limits(self) -> dict[str, LimitSet]:
+        """Every subject's limits: `default`, `user:<id>`, `key:<id>`."""
+        async with self.store.read() as conn:
+            rows = (await conn.execute(select(limits).order_by(limits.c.subject))).all()
+        return {row.subject: LimitSet.from_row(row) for row in rows}
+
+    async def get_limits(self, kind: SubjectKind, subject_id: str | None) -> LimitSet:
+        subject = self.subject(kind, subject_id)
+        async with self.store.read() as conn:
+            if kind != "default":
+                await self._owner(conn, kind, subject_id)
+            row = (await conn.execute(select(limits).where(limits.c.subject == subject))).first()
+        return LimitSet() if row is None else LimitSet.from_row(row)
+
+    # -- 1. admission, before anything is written ----------------------------------------------
+
+    async def admit(self, *, user_id: str, model: str) -> Admission | None:
+        """Check the key and the rate limits; None when no limit and no key applies."""
+        await self._fresh()
+        grant: KeyGrant | None = acting_key.get()
+        if grant is not None and grant.user_id != user_id:
+            grant = None  # acting for another user (an admin tool): that user's limits only
+        now = self.clock()
+        if grant is not None:
+            if grant.expires_at is not None and grant.expires_at <= now:
+                raise Unauthorized(f"this API key expired at {grant.expires_at.isoformat()}")
+            if grant.models is not None and model not in grant.models:
+                raise Forbidden(
+                    f"this API key may not call {model}; it may call: {', '.join(grant.models) or 'nothing'}"
+                )
+        user_subject = f"user:{user_id}"
+        subjects = [(user_subject, self._caps.get(user_subject, _NONE).over(self._caps.get("default", _NONE)))]
+        if grant is not None:
+            subjects.append((f"key:{grant.id}", self._caps.get(f"key:{grant.id}", _NONE)))
+        subjects = [(s, c) for s, c in subjects if c != _NONE]
+        if not subjects and grant is None:
+            return None
+        rated = [(s, c.rpm) for s, c in subjects if c.rpm is not None]
+        for subject, tpm in [(s, c.tpm) for s, c in subjects if c.tpm is not None]:
+            if not await self.rates.fits("tpm", subject, tpm):
+                raise await self._rate_refusal("tpm", subject, tpm)
+        if len(rated) > 1:  # all must fit before any counts the request
+            for subject, rpm in rated:
+                if not await self.rates.fits("rpm", subject, rpm):
+                    raise await self._rate_refusal("rpm", subject, rpm)
+        for subject, rpm in rated:
+            if not await self.rates.hit("rpm", subject, rpm):
+                raise await self._rate_refusal("rpm", subject, rpm)
+        return Admission(
+            user_id=user_id,
+            key_id=grant.id if grant is not None else None,
+            day=now.strftime("%Y-%m-%d"),
+            month=now.strftime("%Y-%m"),
+            counted=[(s, c) for s, c in subjects if c.counted],
+            tokens=[(s, c.tpm) for s, c in subjects if c.tpm is not None],
+        )
+
+    async def _rate_refusal(self, limit: Literal["rpm", "tpm"], subject: str, per_minute: int) -> LimitExceeded:
+        state = await self.rates.state(limit, subject, per_minute)
+        wait = max(1, int(state.reset_at - time.time() + 0.999))
+        resets_at = self.clock() + timedelta(seconds=wait)
+        what = "requests" if limit == "rpm" else "tokens"
+        return self._refused(
+            limit,
+            subject,
+            str(per_minute),
+            str(state.used),
+            resets_at,
+            wait,
+            f"{what} per minute: {state.used} of {per_minute} in the last minute",
+        )
+
+    def _refused(
+        self,
+        limit: LimitName,
+        subject: str,
+        limit_value: str,
+        used: str,
+        resets_at: datetime | None,
+        retry_after: int | None,
+        detail: str,
+    ) -> LimitExceeded:
+        self.refusals[limit] += 1
+        when = f"; it resets at {resets_at.isoformat()}" if resets_at else "; it does not reset"
+        if limit == "concurrent":
+            when = "; retry when one of them ends"
+        return LimitExceeded(
+            f"limit reached ({limit} of {subject}): {detail}{when}",
+            limit=limit,
+            subject=subject,
+            limit_value=limit_value,
+            used=used,
+            resets_at=resets_at,
+            retry_after=retry_after,
+        )
+
+    # -- 2. reservation, in the pending record's transaction -----------------------------------
+
+    async def reserve(
+        self, conn: AsyncConnection, admission: Admission, provider: str, model: str, request: ModelRequest
+    ) -> None:
+        """Reserve the request's worst-case cost and a running slot on every counted subject, or
+        raise `LimitExceeded` (the caller's transaction must then roll back)."""
+        if not admission.counted:
+            return
+        found = worst_case(
+            provider,
+            model,
+            request,
+            overrides=self.settings.price_overrides,
+            default_output_tokens=self.settings.limits_max_output_tokens,
+        )
+        worst = None if found is None else found[0]
+        budgeted = any((c.daily, c.monthly, c.total) != (None, None, None) for _, c in admission.counted)
+        if found is not None and budgeted and "max_tokens" not in request.params:
+            # The reservation assumed at most this much output: the provider is told so, or the
+            # true cost could pass it. A new dict (the caller's may be the stored request's).
+            request.params = {**request.params, "max_tokens": found[1]}
+        if worst is None:
+            admission.unpriced = True
+            log.info("%s/%s has no known price: admitted against request and concurrency limits only", provider, model)
+        nano = worst or 0
+
+        def cap(value: int | None, money: bool) -> int:
+            return ledger.NO_CAP if value is None or (money and worst is None) else value
+
+        subjects = [
+            (
+                subject,
+                {
+                    "daily": cap(caps.daily, True),
+                    "monthly": cap(caps.monthly, True),
+                    "total": cap(caps.total, True),
+                    "concurrent": cap(caps.concurrent, False),
+                },
+            )
+            for subject, caps in admission.counted
+        ]
+        # A subject without a ledger row gets one holding just this reservation, unchecked: so
+        # a reservation over a limit on its own is refused here.
+        alone_fits = all(
+            nano <= min(c["daily"], c["monthly"], c["total"]) and c["concurrent"] >= 1 for _, c in subjects
+        )
+        taken = (
+            await ledger.reserve(
+                conn, user_id=admission.user_id, subjects=subjects, nano=nano, day=admission.day, month=admission.month
+            )
+            if alone_fits
+            else set()
+        )
+        if len(taken) == len(subjects):
+            admission.nano = nano
+            admission.subjects = [s for s, _ in subjects]
+            return
+        rows = await ledger.read_rows(conn, [s for s, _ in subjects])
+        raise self._budget_refusal(admission, subjects, rows, nano)
+
+    def _budget_refusal(
+        self,
+        admission: Admission,
+        subjects: list[tuple[str, dict[str, int]]],
+        rows: dict[str, ledger.UsageRow],
+        nano: int,
+    ) -> LimitExceeded:
+        now = self.clock()
+        first: LimitExceeded | None = None
+        for subject, caps in subjects:
+            row = rows.get(subject)
+            day = row.used_day(admission.day) if row else 0
+            month = row.used_month(admission.month) if row else 0
+            total = row.total_nano_usd if row else 0
+            running = row.running if row else 0
+            next_day = _day_start(now) + timedelta(days=1)
+            checks: list[tuple[LimitName, int, int, datetime | None]] = [
+                ("daily_usd", day, caps["daily"], next_day),
+                ("monthly_usd", month, caps["monthly"], _next_month(now)),
+                ("total_usd", total, caps["total"], None),
+            ]
+            for limit, used, limit_nano, resets_at in checks:
+                if limit_nano != ledger.NO_CAP and used + nano > limit_nano:
+                    retry = None if resets_at is None else max(1, int((resets_at - now).total_seconds() + 0.999))
+                    detail = (
+                        f"${_usd(used)} of ${_usd(limit_nano)} used or held by running generations, "
+                        f"and this request may cost up to ${_usd(nano)}"
+                    )
+                    return self._refused(limit, subject, _usd(limit_nano), _usd(used), resets_at, retry, detail)
+            if caps["concurrent"] != ledger.NO_CAP and running + 1 > caps["concurrent"]:
+                detail = f"{running} of {caps['concurrent']} generations are running"
+                return self._refused("concurrent", subject, str(caps["concurrent"]), str(running), None, 1, detail)
+            if first is None and caps["concurrent"] != ledger.NO_CAP:
+                first = self._refused(
+                    "concurrent", subject, str(caps["concurrent"]), str(running), None, 1, "too many running"
+                )
+        # The row changed between the reservation and this read (another request ended): say
+        # the first limit, and let the client retry at once.
+        return first or self._refused(
+            "total_usd", subjects[0][0], "?", "?", None, 1, "the budget changed while this request was checked"
+        )
+
+    # -- 3. settlement -------------------------------------------------------------------------
+
+    async def settle(self, conn: AsyncConnection, admission: Admission, cost_nano: int | None, status: str) -> None:
+        """In the transaction that ends the record: the reservation becomes `cost_nano` (unknown:
+        nothing for a failed or stopped generation, the reservation itself for a complete one)."""
+        if not admission.subjects:
+            return
+        await self._settle(conn, admission.reservation() or {}, cost_nano, status)
+
+    @staticmethod
+    async def _settle(conn: AsyncConnection, held: dict[str, Any], cost_nano: int | None, status: str) -> None:
+        nano = int(held.get("nano", 0))
+        if cost_nano is not None:
+            actual = cost_nano
+        else:
+            actual = nano if status == "complete" and not held.get("unpriced") else 0
+        await ledger.settle(
+            conn,
+            subjects=list(held.get("subjects", [])),
+            nano=nano,
+            actual=actual,
+            day=str(held.get("day")),
+            month=str(held.get("month")),
+        )
+
+    async def release_records(self, conn: AsyncConnection, generation_ids: list[str]) -> None:
+        """Settle the reservations of records just ended elsewhere than their run (a cancel from
+        another process, the sweeper), from what the rows say they hold."""
+        if not generation_ids:
+            return
+        rows = await conn.execute(
+            select(generations.c.reservation, generations.c.cost_nano_usd, generations.c.status).where(
+                generations.c.id.in_(generation_ids), generations.c.reservation.is_not(None)
+            )
+        )
+        for held, cost, status in rows.all():
+            if isinstance(held, dict) and held.get("subjects"):
+                await self._settle(conn, held, cost, status)
+
+    async def record_tokens(self, admission: Admission, usage: StreamUsage | None) -> None:
+        """After the record is final: its tokens into the tokens-per-minute windows."""
+        if not admission.tokens or usage is None:
+            return
+        tokens = usage.total_tokens or (usage.input_tokens or 0) + (usage.output_tokens or 0)
+        for subject, tpm in admission.tokens:
+            await self.rates.add("tpm", subject, tpm, tokens)
+
+    # -- status --------------------------------------------------------------------------------
+
+    async def status(self, user_id: str) -> LimitsStatus:
+        """The user's limits (own, default, each key's) and how much of each is used."""
+        await self.load()
+        now = self.clock()
+        async with self.store.read() as conn:
+            if (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is None:
+                raise NotFound(f"no user {user_id!r}")
+            key_ids = (await conn.execute(select(api_keys.c.id).where(api_keys.c.user_id == user_id))).scalars().all()
+            rows = (
+                await conn.execute(select(limits).where(limits.c.subject.in_(["default", f"user:{user_id}"])))
+            ).all()
+            by_subject = {row.subject: LimitSet.from_row(row) for row in rows}
+            key_rows = (
+                await conn.execute(select(limits).where(limits.c.subject.in_([f"key:{k}" for k in key_ids])))
+            ).all()
+            keys = {row.subject.split(":", 1)[1]: LimitSet.from_row(row) for row in key_rows}
+            subjects: list[tuple[str, Caps]] = [
+                (
+                    f"user:{user_id}",
+                    Caps.of(by_subject.get(f"user:{user_id}", LimitSet())).over(
+                        Caps.of(by_subject.get("default", LimitSet()))
+                    ),
+                ),
+                *((f"key:{key_id}", Caps.of(values)) for key_id, values in keys.items()),
+            ]
+            usage_rows = await ledger.read_rows(conn, [s for s, _ in subjects])
+        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+        usage: list[LimitUsage] = []
+        for subject, caps in subjects:
+            row = usage_rows.get(subject)
+            reserved = _usd(row.reserved_nano_usd) if row else "0"
+            money: list[tuple[LimitName, int | None, int, datetime | None]] = [
+                ("daily_usd", caps.daily, row.used_day(day) if row else 0, _day_start(now) + timedelta(days=1)),
+                ("monthly_usd", caps.monthly, row.used_month(month) if row else 0, _next_month(now)),
+                ("total_usd", caps.total, row.total_nano_usd if row else 0, None),
+            ]
+            for limit, cap, used, resets_at in money:
+                if cap is not None:
+                    usage.append(
+                        LimitUsage(
+                            subject=subject,
+                            limit=limit,
+                            limit_value=_usd(cap),
+                            used=_usd(used),
+                            remaining=_usd(max(0, cap - used)),
+                            resets_at=resets_at,
+                            reserved=reserved,
+                        )
+                    )
+            if caps.concurrent is not None:
+                running = row.running if row else 0
+                usage.append(
+                    LimitUsage(
+                        subject=subject,
+                        limit="concurrent",
+                        limit_value=str(caps.concurrent),
+                        used=str(running),
+                        remaining=str(max(0, caps.concurrent - running)),
+                    )
+                )
+            for rate, per_minute in (("rpm", caps.rpm), ("tpm", caps.tpm)):
+                if per_minute is not None:
+                    state = await self.rates.state(rate, subject, per_minute)
+                    usage.append(
+                        LimitUsage(
+                            subject=subject,
+                            limit=rate,
+                            limit_value=str(per_minute),
+                            used=str(state.used),
+                            remaining=str(max(0, per_minute - state.used)),
+                            resets_at=datetime.fromtimestamp(state.reset_at, UTC) if state.used else None,
+                        )
+                    )
+        return LimitsStatus(
+            user_id=user_id,
+            own=by_subject.get(f"user:{user_id}", LimitSet()),
+            default=by_subject.get("default", LimitSet()),
+            keys=keys,
+            usage=usage,
+        )
+
+    async def aclose(self) -> None:
+        # The Redis storage's client closes with the process; the memory storage has timers.
+        storage: Any = self.rates.storage
+        close = getattr(storage, "aclose", None) or getattr(storage, "close", None)
+        if close is not None:
+            try:
+                result = close()
+                if hasattr(result, "__await__"):
+                    await result
+            except Exception:  # pragma: no cover - closing is best effort
+                log.debug("closing the rate limit storage failed", exc_info=True)

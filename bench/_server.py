@@ -47,12 +47,16 @@ class Pacer:
 class LongReplyModel(TestProvider):
     """The offline test model, replying to every request with the same `tokens`-token text."""
 
-    def __init__(self, tokens_per_second: float, tokens: int) -> None:
+    def __init__(self, tokens_per_second: float, tokens: int, *, paced: bool = True) -> None:
         super().__init__(tokens_per_second)
         self.reply = long_reply(tokens)
+        # `paced=False`: plain `asyncio.sleep` per token, for many concurrent slow streams (a
+        # Pacer's one deadline is for one fast stream at a time).
+        self.paced = paced
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
-        self._sleep = Pacer()
+        if self.paced:
+            self._sleep = Pacer()
         self.enqueue(text(self.reply))
         self.calls.clear()  # a long benchmark must not keep every request
         async for event in super().stream(request):
@@ -66,7 +70,7 @@ def genvault_app(args: argparse.Namespace) -> Any:
     settings = Settings(
         database_url=args.db, data_dir=Path(args.data_dir), checkpoint_ms=args.checkpoint_ms, test_model_tps=args.tps
     )
-    vault = Vault(settings, providers={"offline": LongReplyModel(args.tps, args.tokens)})
+    vault = Vault(settings, providers={"offline": LongReplyModel(args.tps, args.tokens, paced=not args.concurrent)})
     return create_app(vault=vault)
 
 
@@ -90,7 +94,7 @@ async def bare_chunks(model: TestProvider) -> AsyncIterator[dict[str, Any]]:
 def bare_app(args: argparse.Namespace) -> Any:
     from genvault.server.streaming import ui_message_stream_response
 
-    model = LongReplyModel(args.tps, args.tokens)
+    model = LongReplyModel(args.tps, args.tokens, paced=not args.concurrent)
     app = FastAPI()
 
     @app.get("/healthz")
@@ -117,6 +121,7 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=1000)
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--checkpoint-ms", type=int, default=250)
+    parser.add_argument("--concurrent", action="store_true", help="many streams at once: unpaced sleeps")
     args = parser.parse_args()
     app = genvault_app(args) if args.mode == "genvault" else bare_app(args)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", workers=1)

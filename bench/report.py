@@ -279,12 +279,76 @@ def plots(results: Path, out: Path) -> list[str]:
     return images
 
 
+def streams_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    p = data["params"]
+    lines = [
+        "### 6. Many slow streams at once",
+        "",
+        f"A client process holds N concurrent `POST /api/chat` streams, {p['tokens']} tokens at {p['tps']:g} tokens/s "
+        f"each, {p['starts_per_s']:g} starts/s; a fresh one-worker server per N. Medians over {p['rounds']} round(s); "
+        "×bare is the median of same-round ratios to the bare relay. RSS: start / peak / "
+        f"{p['settle_s']:g} s after the run. `python -m bench.streams`.",
+        "",
+        "| N | server | completed | errors | interrupted | TTFT p50 / p99 ms | gap p50 / p99 / max ms | "
+        "gap p99 ×bare | CPU µs/token | CPU ×bare | RSS MiB |",
+        "|---:|---|---:|---:|---:|---|---|---:|---:|---:|---|",
+    ]
+    targets = []
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v * 1000:.0f}"
+
+    def x(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    for r in data["summary"]:
+        lines.append(
+            f"| {r['n']:,} | {r['server']} | {r['completed']:.0f} | {r['errors']:.0f} | "
+            f"{r['interrupted']:.0f} | {ms(r['ttft_p50_s'])} / {ms(r['ttft_p99_s'])} | "
+            f"{ms(r['gap_p50_s'])} / {ms(r['gap_p99_s'])} / {ms(r['gap_max_s'])} | {x(r['gap_p99_x_bare'])} | "
+            f"{r['cpu_per_token_us'] or 0:.0f} | {x(r['cpu_per_token_x_bare'])} | "
+            f"{r['rss_start_mib']:.0f} / {r['rss_peak_mib']:.0f} / {r['rss_after_mib']:.0f} |"
+        )
+        if r["server"] == "bare":
+            continue
+        targets.append(
+            (
+                f"{r['n']:,} slow streams, {r['server']}: 0 errors, 0 live generations interrupted",
+                f"{r['errors']:.0f} errors, {r['interrupted']:.0f} interrupted",
+                _ok(r["errors"] == 0 and r["interrupted"] == 0),
+            )
+        )
+        if r["n"] in (300, 500) and r["gap_p99_x_bare"] is not None:
+            targets.append(
+                (
+                    f"{r['n']:,} slow streams, {r['server']}: inter-token gap p99 ≤ 1.5× bare",
+                    f"×{r['gap_p99_x_bare']:.2f}",
+                    _ok(r["gap_p99_x_bare"] <= 1.5),
+                )
+            )
+        if r["cpu_per_token_x_bare"] is not None:
+            targets.append(
+                (
+                    f"{r['n']:,} slow streams, {r['server']}: server CPU per token ≤ 1.5× bare",
+                    f"×{r['cpu_per_token_x_bare']:.2f}",
+                    _ok(r["cpu_per_token_x_bare"] <= 1.5),
+                )
+            )
+    return lines, targets
+
+
 def render(results: Path = RESULTS, *, with_plots: bool = True) -> str:
     """The generated Markdown block for whatever results exist."""
     body: list[str] = []
     targets: list[tuple[str, str, str]] = []
     machine = None
-    for name, section in (("append", append_section), ("pageload", pageload_section), ("streaming", streaming_section)):
+    sections = (
+        ("append", append_section),
+        ("pageload", pageload_section),
+        ("streaming", streaming_section),
+        ("streams", streams_section),
+    )
+    for name, section in sections:
         data = _load(results, name)
         if data:
             machine = machine or data.get("machine")

@@ -510,6 +510,30 @@ class TestErrors:
         same(client, report["messages"], stored)
         assert text_of(stored[-1]) == "Partial answer"
 
+    async def test_a_model_failing_before_its_first_token_leaves_the_same_message_on_both_sides(
+        self, client: Client, server: Server, provider: tm.TestProvider
+    ) -> None:
+        # A rate limit, a bad key or a network failure: the stream has announced the message
+        # (`start` with its id), so the client holds it; the store keeps it too, with the error.
+        provider.enqueue(tm.error("rate limited: try again in a minute", status=429))
+        report = await client.run("send", [], text="Hi")
+        await server.settle()
+        stored = await server.messages(client.chat_id)
+        assert report["chatStatus"] == "error"
+        assert report["error"] == "rate limited: try again in a minute"
+        same(client, report["messages"], stored)
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+        assert stored[-1]["metadata"]["genvault"]["status"] == "error"
+        assert stored[-1]["metadata"]["genvault"]["error"] == "rate limited: try again in a minute"
+
+        # The next turn: the client holds four messages, and so does the server.
+        provider.enqueue(tm.text("Back again."))
+        report = ok(await client.run("send", report["messages"], text="Again?"))
+        await server.settle()
+        stored = await server.messages(client.chat_id)
+        assert len(stored) == 4
+        same(client, report["messages"], stored)
+
     async def test_a_refused_request_shows_the_servers_sentence_as_the_error(
         self, client: Client, server: Server, provider: tm.TestProvider, gate: asyncio.Event
     ) -> None:

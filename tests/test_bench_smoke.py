@@ -81,3 +81,16 @@ async def test_limits_benchmark_runs_turns_with_and_without_limits(tmp_path: Pat
     assert result["free"]["turn_ms"]["n"] == 3
     assert result["limited"]["turn_ms"]["n"] == 3
     assert result["limits_in_force"] == 6
+
+
+async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_genvault(tmp_path: Path) -> None:
+    from bench import streams
+
+    data = await streams.run(ns=[3], dbs=["sqlite"], tokens=5, tps=50, settle=0, out_dir=tmp_path)
+    rows = {r["server"]: r for r in data["results"]}
+    assert set(rows) == {"bare", "sqlite"}
+    assert all(r["completed"] == 3 and r["errors"] == {} for r in rows.values())
+    assert rows["sqlite"]["records"] == {"complete": 3}
+    assert {r["server"] for r in data["summary"]} == {"bare", "sqlite"}
+    assert json.loads((tmp_path / "streams.json").read_text())["benchmark"] == "streams"
+    assert "### 6. Many slow streams at once" in report.render(tmp_path, with_plots=False)

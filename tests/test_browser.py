@@ -185,6 +185,27 @@ async def test_stop_cancels_the_reply_and_keeps_what_was_said(
     assert [r.status for r in records.items] == ["cancelled"]
     messages = (await vault.chat_messages("stop-chat")).messages
     assert messages[-1]["parts"][-1]["text"] == "Words before the stop."
+    assert messages[-1]["metadata"]["genvault"]["status"] == "cancelled"
+    # Shown under the reply as it ended, and the same after a reload (from the stored metadata).
+    ending = page.locator('.msg-assistant .msg-ending[data-status="cancelled"]')
+    await expect(ending).to_have_text("Reply stopped")
+    await page.reload()
+    await expect(page.locator(".msg-assistant .part-text")).to_have_text("Words before the stop.")
+    await expect(ending).to_have_text("Reply stopped")
+
+
+async def test_a_model_failing_before_its_first_token_shows_its_error_under_the_reply_after_a_reload(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider
+) -> None:
+    provider.enqueue(tm.error("the model is overloaded", status=529))
+    await page.goto(f"{base_url}/chat/fail-chat")
+    await page.fill("#input", "Hello?")
+    await page.click("#send")
+    await expect(page.locator("#error")).to_have_text("the model is overloaded")
+    await settle(vault)
+    await page.reload()
+    ending = page.locator('.msg-assistant .msg-ending[data-status="error"]')
+    await expect(ending).to_have_text("Reply failed: the model is overloaded")
 
 
 async def test_reasoning_tools_sources_and_files_are_drawn_as_they_stream(

@@ -71,3 +71,48 @@ async def test_when_redis_returns_the_cache_and_streams_work_again(
         assert provider.call_count == 3
     finally:
         server.kill()
+
+
+@pytest.mark.slow
+async def test_a_follower_in_another_process_gets_an_error_not_a_quiet_end_when_redis_dies(
+    vault_factory: Any, tmp_path: Any
+) -> None:
+    """Two vaults on one database and one Redis are two processes to the hub (each follows the
+    other's generations through Redis only). Redis dies mid-reply under B's follower: B's stream
+    ends with an `error` chunk, never as if the reply were whole; A's generation completes."""
+    server = RedisServer()
+    server.start()
+    try:
+        gate = asyncio.Event()
+
+        async def sleep(seconds: float) -> None:
+            await (gate.wait() if seconds == 3600 else asyncio.sleep(seconds))
+
+        provider = tm.TestProvider(tokens_per_second=0, sleep=sleep)
+        overrides = {"redis_url": server.url, "redis_prefix": "gvtest:follow:"}
+        producer = await vault_factory(providers={"offline": provider}, settings_overrides=overrides)
+        follower = await vault_factory(providers={"offline": provider}, settings_overrides=overrides)
+        provider.enqueue(tm.text("The first half"), tm.delay(3600), tm.text(" and the second half."))
+        turn = await producer.chat(
+            "c1", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}
+        )
+        assert not await follower.hub.local.exists(turn.generation.id)  # B follows through Redis
+
+        chunks: list[dict[str, Any]] = []
+        shown = ""
+        async for chunk in follower.replay(turn.generation.id):
+            chunks.append(chunk)
+            if chunk["type"] == "text-delta":
+                shown += chunk["delta"]
+                if shown == "The first half":
+                    server.kill()
+                    gate.set()
+        types = [c["type"] for c in chunks]
+        assert types[-1] == "error", types
+        assert "finish" not in types
+        assert "reload" in chunks[-1]["errorText"]
+        record = await producer.wait(turn.generation.id)
+        assert record.status == "complete"
+        assert record.result_text == "The first half and the second half."
+    finally:
+        server.kill()

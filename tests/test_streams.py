@@ -184,3 +184,47 @@ async def test_a_stream_longer_than_its_bound_replays_from_its_oldest_kept_chunk
     finally:
         await producer_client.aclose()
         await follower_client.aclose()
+
+
+async def test_the_memory_hub_forgets_closed_streams_in_close_order_without_scanning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("genvault.streams.memory.time.monotonic", lambda: clock[0])
+    hub = MemoryHub(retain_seconds=5)
+    for name in ("a", "b", "c"):
+        await hub.open(name)
+        await hub.publish(name, {"type": "start"})
+    await hub.close("a")
+    clock[0] += 3
+    await hub.close("b")
+    following = [c async for c in hub.follow("a")]  # just closed: still replayable from memory
+    assert following == [{"type": "start"}]
+    clock[0] += 3  # a is 6 s closed, b 3 s, c running
+    assert hub.size == 2
+    assert not await hub.exists("a")
+    assert await hub.exists("b")
+    assert await hub.exists("c")
+    clock[0] += 60
+    assert hub.size == 1  # a running stream is never forgotten
+    assert hub.chunks("c") == [{"type": "start"}]
+    await hub.open("b")  # reopened: the old close entry must not evict the new stream
+    clock[0] += 60
+    assert await hub.exists("b")
+
+
+async def test_a_late_follower_of_a_finished_generation_replays_it_from_the_database(vault_factory: Any) -> None:
+    vault = await vault_factory()
+    vault.hub.retain_seconds = 0  # forgotten as soon as it closes
+    record = await vault.generate("Tell me a short story.")
+    live = [chunk async for chunk in vault.stream(record.id)]
+    assert (await vault.wait(record.id)).status == "complete"
+    assert not await vault.hub.exists(record.id)
+    assert vault.hub.size == 0
+    assert [chunk async for chunk in vault.stream(record.id)] == []  # live only: gone
+    late = [chunk async for chunk in vault.replay(record.id)]
+    text = "".join(c["delta"] for c in late if c["type"] == "text-delta")
+    assert text == (await vault.get_generation(record.id)).result_text
+    assert late[0]["type"] == "start"
+    assert late[-1]["type"] == "finish"
+    assert "".join(c["delta"] for c in live if c["type"] == "text-delta") == text

@@ -7,37 +7,41 @@
 2. `_run` streams provider events, translates them to UI message stream chunks, publishes each to
    the hub (live followers, replay from any index) and folds it into the run's state. The first
    event moves the record to `streaming` with `first_token_at`.
-3. `_checkpointer`, beside it, writes the partial output and renews the lease at least every
-   `checkpoint_ms`: a crash loses at most that window.
+3. The process's checkpoint writer (`genvault.liveness`) writes the partial output of every
+   running generation in one statement at least every `checkpoint_ms`: a crash loses at most
+   that window. Liveness is the process's heartbeat, not a lease per generation.
    An identical request (same cache key) does not call the provider: `genvault.cache.dedup`
    decides, and `_copy` replays the earlier or running generation into this record instead.
 4. `_finalize` writes status, output, usage, cost and timings in one transaction, guarded by the
    current status, so it happens once. Provider failure → `error`, cancel → `cancelled`, both
-   keeping the partial output; a dead process → `interrupted` by `sweep` (start-up and periodic),
-   from its last checkpoint.
+   keeping the partial output; a dead process (one that stopped heartbeating) → `interrupted` by
+   another process's `sweep` (start-up and periodic), from its last checkpoint (`genvault.swept`
+   completes such a record: estimated usage, and a chat turn's partial reply in its chat).
+5. `_end` holds back the stream's last chunks (`finish`, `abort`, the error) until the finalize
+   has committed, retrying it on a dropped connection: a client told `finish` can reload and find
+   the reply. A reply that did not complete first sends its status (and usage, estimated where
+   the provider sent none) as message metadata, which the stored message carries too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault import pricing
+from genvault import estimate, pricing
 from genvault.cache.dedup import CachePolicy, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
 from genvault.limits import Admission, Limits
+from genvault.liveness import Liveness, TurnGate
 from genvault.providers.base import (
     ModelRequest,
     Provider,
@@ -53,8 +57,8 @@ from genvault.replay import chunks_from_record
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
-from genvault.store.schema import generations
 from genvault.streams import MemoryHub, StreamHub
+from genvault.swept import settle_interrupted
 from genvault.tools import Tool
 from genvault.translate import ChunkTranslator
 
@@ -79,6 +83,23 @@ _DERIVED_REQUEST_KEYS = ("messages_before",)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _gated(
+    method: Callable[Concatenate[Engine, _P], Awaitable[_T]],
+) -> Callable[Concatenate[Engine, _P], Awaitable[_T]]:
+    """Run `method` holding a slot of the engine's `TurnGate` (backpressure for new turns)."""
+
+    @functools.wraps(method)
+    async def gated(self: Engine, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        async with self.gate.enter():
+            return await method(self, *args, **kwargs)
+
+    return gated
 
 
 @dataclass
@@ -110,6 +131,9 @@ class Run:
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
+    # The model request (for a usage estimate when the provider sends no usage).
+    request: ModelRequest | None = None
+    usage_estimated: bool = False
     # What admission reserved against the limits; settled in the finalize transaction.
     admission: Admission | None = None
 
@@ -169,13 +193,35 @@ class Engine:
         self._publish_nowait: Callable[[str, Chunk], None] | None = (
             hub.publish_nowait if isinstance(hub, MemoryHub) and type(hub).publish is MemoryHub.publish else None
         )
-        # Identifies this process in leases: host, pid, and a nonce in case the pid is reused.
-        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # This process's heartbeat, checkpoint writer and sweeper (its own connections).
+        self.liveness = Liveness(
+            store,
+            settings,
+            on_lost=self._stop_lost,
+            on_dead=self._stop_all,
+            on_beat=self._renew,
+            on_interrupted=self._interrupted,
+        )
+        self.gate = TurnGate(_turn_slots(store, settings), settings.db_pool_timeout_seconds)
         self._runs: dict[str, Run] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._shutting_down = False
+        # Finalizes still being tried after their stream ended with an error (`_unsaved`).
+        self._late_finalizes: set[asyncio.Task[None]] = set()
         # Called with each record this process finalizes (metrics, tests).
         self.listeners: list[Callable[[Generation], None]] = []
+
+    async def _interrupted(self, conn: AsyncConnection, record: Generation) -> None:
+        """In the sweep's transaction, for each record it interrupts: its estimated usage and
+        partial reply (`genvault.swept`), then what it held against the limits is released."""
+        await settle_interrupted(conn, record, self.settings.price_overrides)
+        if self.limits is not None:
+            await self.limits.release_records(conn, [record.id])
+
+    @property
+    def owner_id(self) -> str:
+        """This process in `processes` and in the generations' `lease_owner`."""
+        return self.liveness.owner_id
 
     @property
     def _lease(self) -> timedelta:
@@ -183,6 +229,7 @@ class Engine:
 
     # -- 1. start ------------------------------------------------------------------------------
 
+    @_gated  # bounded: at most `gate.slots` open at once, then Busy (503) rather than a pool timeout
     async def start(
         self,
         *,
@@ -315,8 +362,15 @@ class Engine:
             )
         task = asyncio.create_task(work, name=f"genvault:{generation_id}")
         self._tasks[generation_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(generation_id, None))
+        task.add_done_callback(self._task_done)
         return record
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        generation_id = task.get_name().removeprefix("genvault:")
+        self._tasks.pop(generation_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here (never "Task exception was never retrieved"): a run whose end failed.
+            log.error("generation %s ended with an error", generation_id, exc_info=task.exception())
 
     @staticmethod
     def _same_request(existing: Generation, request_json: dict[str, Any]) -> Generation:
@@ -375,6 +429,8 @@ class Engine:
         step_open = False
         publish_here = self._publish_nowait is not None
         run.started_at = _now()
+        run.request = request
+        tail: list[Chunk] = []
         try:
             await self._publish(run, [{"type": "start", "messageId": run.message_id}, *first_chunks], sink)
             for step in range(self.settings.max_steps):
@@ -383,7 +439,9 @@ class Engine:
                 calls: list[StreamToolCall] = []
                 if prepare_request is not None:
                     await prepare_request(request)
+                events = 0
                 async for event in provider.stream(request):
+                    events += 1
                     if run.first_token_at is None:
                         await self._mark_streaming(run)
                     if type(event) is StreamTextDelta and publish_here:
@@ -406,6 +464,8 @@ class Engine:
                             await self._publish(run, translator.stored_file(event.media_type, url), sink)
                             continue
                         await self._publish(run, translator.translate(event), sink)
+                if events == 0:  # not even a finish reason: never a silent, empty `complete`
+                    raise ProviderError(f"{run.provider} sent an empty answer (no events in its stream)")
                 runnable = [c for c in calls if c.name in tools and tools[c.name].runs_on_server]
                 for call in runnable:
                     await self._publish(run, [await self._execute(tools[call.name], call)], sink)
@@ -419,25 +479,25 @@ class Engine:
                     log.warning("generation %s stopped after %d steps", run.generation_id, self.settings.max_steps)
                     break
                 request.messages = next_messages()
-            await self._publish(run, [self._finish_chunk(run)], sink)
+            tail = [self._finish_chunk(run)]
         except asyncio.CancelledError:
             if self._shutting_down and not run.cancel_requested:
                 status, error = "interrupted", "the server shut down before this generation finished"
             else:
                 status, error = "cancelled", None
-            await self._publish(run, [{"type": "abort"}], sink)
+            tail = [{"type": "abort"}]
         except ProviderError as exc:
             status, error = "error", exc.message
-            tail: list[Chunk] = [{"type": "error", "errorText": exc.message}]
+            tail = [{"type": "error", "errorText": exc.message}]
             if step_open:
                 tail.append({"type": "finish-step"})
-            await self._publish(run, [*tail, {"type": "finish"}], sink)
+            tail.append({"type": "finish"})
         except Exception as exc:  # a bug: keep the record honest and the partial output
             log.exception("generation %s failed", run.generation_id)
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
-            await self._publish(run, [{"type": "error", "errorText": "internal error"}], sink)
+            tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook)
+            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
 
     async def _copy(self, run: Run, source_id: str, sink: ChunkSink | None, finalize_hook: FinalizeHook | None) -> None:
         """Run `run` as a copy of generation `source_id`: its stream from the start (live while it
@@ -447,12 +507,16 @@ class Engine:
         run.started_at = _now()
         run.cached_from = source_id
         run.cost = pricing.Cost(nano_usd=0, source="cache")
+        tail: list[Chunk] = []
         try:
             async for chunk in self._source_chunks(source_id):
                 if run.first_token_at is None:
                     await self._mark_streaming(run)
                 if chunk["type"] == "text-delta":
                     run.text.append(chunk["delta"])
+                if chunk["type"] == "finish":  # told only once this copy is committed (`_end`)
+                    tail = [self._retarget(run, chunk)]
+                    continue
                 await self._publish(run, [self._retarget(run, chunk)], sink)
             await self.wait(source_id)
             async with self.store.read() as conn:
@@ -466,15 +530,16 @@ class Engine:
                 run.saved_nano_usd = source.saved_nano_usd if source.cached_from else source.cost_nano_usd
             else:
                 status, error = "error", f"the identical generation {source_id} it joined ended {source.status}"
+                tail = [{"type": "error", "errorText": error}]
         except asyncio.CancelledError:
             status, error = ("interrupted", "the server shut down") if self._shutting_down else ("cancelled", None)
-            await self._publish(run, [{"type": "abort"}], sink)
+            tail = [{"type": "abort"}]
         except Exception as exc:
             log.exception("copy of %s into %s failed", source_id, run.generation_id)
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
-            await self._publish(run, [{"type": "error", "errorText": "internal error"}], sink)
+            tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook)
+            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
 
     async def _source_chunks(self, source_id: str) -> AsyncIterator[Chunk]:
         if await self.hub.exists(source_id):
@@ -508,17 +573,39 @@ class Engine:
         status: str,
         error: str | None,
         finalize_hook: FinalizeHook | None,
+        tail: list[Chunk],
+        sink: ChunkSink | None,
     ) -> None:
+        """Finalize, then tell the followers how it ended (`tail`: `finish`, `abort` or the error
+        chunks): a client is told a reply finished only once it is committed. An ending other than
+        `complete` first sends its status (and usage, estimated where the provider sent none) as
+        message metadata, which the client merges into the message as the store does. A finalize
+        that cannot be committed ends the stream with an `error` chunk instead."""
         checkpointer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await checkpointer
+        committed = False
         try:
-            await asyncio.shield(self._finalize(run, status, error, finalize_hook))
+            if status != "complete":
+                self._settle_usage(run)
+                tail = [self._status_chunk(run, status, error), *tail]
+            # Into the assembled message first (what finalize stores), to the followers after.
+            if sink is not None:
+                for chunk in tail:
+                    sink(chunk)
+            outcome = await asyncio.shield(self._finalize_retrying(run, status, error, finalize_hook))
+            committed = outcome == status
+            if committed:
+                await self._publish(run, tail, None)
+            elif outcome is not None:
+                await self._publish(run, [self._ended_elsewhere_chunk(run, outcome)], None)
+            else:
+                await self._unsaved(run, finalize_hook, sink)
         finally:
             try:
                 # Even when finalize failed: a lead never given up would stall identical requests.
                 if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
-                    complete = status == "complete" and run.cached_from is None
+                    complete = committed and status == "complete" and run.cached_from is None and _has_output(run)
                     await asyncio.shield(
                         self.dedup.finished(
                             run.cache_key,
@@ -543,6 +630,70 @@ class Engine:
             log.info("tool %s failed: %s", tool.name, exc)
             return ChunkTranslator.tool_error(call.call_id, f"{type(exc).__name__}: {exc}")
         return ChunkTranslator.tool_output(call.call_id, output)
+
+    def _status_chunk(self, run: Run, status: str, error: str | None) -> Chunk:
+        """`message-metadata` with how the reply ended, sent before its `abort` or `error` (the
+        client stops reading at an `error`): stored and shown alike."""
+        cost = run.cost or pricing.Cost(nano_usd=None, source=None)
+        genvault: dict[str, Any] = {
+            "generationId": run.generation_id,
+            "model": run.model,
+            "status": status,
+            "costUsd": None if cost.nano_usd is None else str(nano_to_usd(cost.nano_usd)),
+        }
+        if error is not None:
+            genvault["error"] = error
+        metadata: dict[str, Any] = {"genvault": genvault}
+        if run.usage is not None:
+            metadata["totalUsage"] = _sdk_usage(run.usage)
+            if run.usage_estimated:
+                genvault["usageEstimated"] = True
+        return {"type": "message-metadata", "messageMetadata": metadata}
+
+    @staticmethod
+    def _ended_elsewhere_chunk(run: Run, outcome: str) -> Chunk:
+        text = f"this generation was ended elsewhere ({outcome}) before its result was saved"
+        log.warning("generation %s: %s", run.generation_id, text)
+        return {"type": "error", "errorText": text}
+
+    async def _unsaved(self, run: Run, hook: FinalizeHook | None, sink: ChunkSink | None) -> None:
+        """The final write failed for `finalize_retry_seconds`: the client gets an `error` (with
+        the status as metadata) instead of how the reply ended, and the record is written as
+        that, `error`, whenever the database answers again while this process holds its lease,
+        rather than left to the sweeper as if this process had died."""
+        error = "the reply could not be saved: the database did not answer in time"
+        chunks = [self._status_chunk(run, "error", error), {"type": "error", "errorText": error}]
+        if sink is not None:
+            for chunk in chunks:
+                sink(chunk)
+        await self._publish(run, chunks, None)
+        task = asyncio.create_task(self._finalize_later(run, error, hook), name=f"genvault:unsaved:{run.generation_id}")
+        self._late_finalizes.add(task)
+        task.add_done_callback(self._late_finalizes.discard)
+
+    async def _finalize_later(self, run: Run, error: str, hook: FinalizeHook | None) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.lease_seconds
+        delay = 0.25
+        while loop.time() < deadline:
+            await asyncio.sleep(delay)
+            try:
+                await self._finalize(run, "error", error, hook)
+                return
+            except GenvaultError:
+                delay = min(delay * 2, 2.0)
+        log.error("generation %s could not be finalized; the sweeper will mark it interrupted", run.generation_id)
+
+    def _settle_usage(self, run: Run) -> None:
+        """Usage and cost of a reply that did not complete: the provider's where it sent any, else
+        an estimate (`genvault.estimate`), marked estimated."""
+        if run.cached_from is not None:
+            return  # a copy called no model: nothing billed
+        usage, estimated = estimate.settle(run.usage, run.request, run.result_text)
+        run.usage, run.usage_estimated = usage, estimated
+        run.cost = pricing.compute_cost(
+            run.provider, run.model.split("/", 1)[1], usage or StreamUsage(), self.settings.price_overrides
+        )
 
     def _finish_chunk(self, run: Run) -> Chunk:
         """`finish`, carrying usage and cost as message metadata (the AI SDK's documented way:
@@ -583,58 +734,59 @@ class Engine:
     # -- 3. checkpoint -------------------------------------------------------------------------
 
     async def _checkpointer(self, run: Run) -> None:
-        interval = self.settings.checkpoint_ms / 1000
-        loop = asyncio.get_running_loop()
-        last_write = loop.time()
-        write_seconds = 0.0
-        while True:
-            # A crash just before a checkpoint commits loses everything since the previous one's
-            # snapshot: the sleep plus two write times. Sleep that much less, so the loss stays
-            # within `checkpoint_ms` (never below half of it, should the database stall).
-            await asyncio.sleep(max(interval / 2, interval - 2 * write_seconds))
-            now_mono = loop.time()
-            # Renew the lease even when idle (a slow model), well before it would expire.
-            if not run.dirty and now_mono - last_write < self.settings.lease_seconds / 3:
-                continue
-            written = await self._checkpoint(run)
-            write_seconds = loop.time() - now_mono
-            if not written:
-                log.info("generation %s is no longer active; stopping it", run.generation_id)
-                task = self._tasks.get(run.generation_id)
-                if task is not None:
-                    run.cancel_requested = True
-                    task.cancel()
-                return
-            last_write = now_mono
-            if self.dedup is not None and run.cache_key is not None and run.cached_from is None:
-                await self.dedup.renew(run.cache_key, run.generation_id)
-
-    async def _checkpoint(self, run: Run) -> bool:
-        run.dirty = False
-        now = _now()
-        # Taken before the write (it may be retried): the output as of `now`.
-        result_text = run.result_text
-        result_message = run.snapshot() if run.snapshot else None
+        """The run's place in the process's checkpoint writer, from its first chunk until `_end`
+        cancels this (then no flush touches it while it finalizes)."""
+        self.liveness.track(run)
         try:
-            return await self.store.write_statement(
-                lambda conn: gen_store.checkpoint(
-                    conn,
-                    run.generation_id,
-                    at=now,
-                    lease_expires_at=now + self._lease,
-                    result_text=result_text,
-                    result_message=result_message,
-                )
-            )
-        except GenvaultError:
-            # A failed checkpoint must not kill the generation; the next tick tries again.
-            log.warning("checkpoint of %s failed", run.generation_id, exc_info=True)
-            run.dirty = True
-            return True
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        finally:
+            self.liveness.untrack(run.generation_id)
+
+    def _stop_lost(self, generation_ids: list[str]) -> None:
+        """Stop runs whose records ended elsewhere (cancelled from another process, or swept)."""
+        for generation_id in generation_ids:
+            task, run = self._tasks.get(generation_id), self._runs.get(generation_id)
+            if task is not None and run is not None:
+                run.cancel_requested = True
+                task.cancel()
+
+    async def _stop_all(self) -> None:
+        """This process was declared dead: its records are `interrupted` already; stop the runs."""
+        self._stop_lost(list(self._tasks))
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _renew(self) -> None:
+        """With each heartbeat: keep the single-flight leads of running generations."""
+        if self.dedup is None:
+            return
+        for run in list(self._runs.values()):
+            if run.cache_key is not None and run.cached_from is None:
+                await self.dedup.renew(run.cache_key, run.generation_id)
 
     # -- 4. finalize ---------------------------------------------------------------------------
 
-    async def _finalize(self, run: Run, status: str, error: str | None, hook: FinalizeHook | None) -> None:
+    async def _finalize_retrying(
+        self, run: Run, status: str, error: str | None, hook: FinalizeHook | None
+    ) -> str | None:
+        """`_finalize`, tried again while the database fails (a dropped connection, a restart) for
+        up to `finalize_retry_seconds`: it is idempotent, guarded by the record's status. Returns
+        the record's final status (`status` when this call's write is the one that holds), or
+        None when it could not be written."""
+        delay, deadline = 0.05, asyncio.get_running_loop().time() + self.settings.finalize_retry_seconds
+        while True:
+            try:
+                return await self._finalize(run, status, error, hook)
+            except GenvaultError as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    log.error("finalize of %s failed for good: %s", run.generation_id, exc)
+                    return None
+                log.warning("finalize of %s failed (%s); trying again", run.generation_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _finalize(self, run: Run, status: str, error: str | None, hook: FinalizeHook | None) -> str | None:
         usage = run.usage or StreamUsage()
         cost = run.cost or pricing.compute_cost(
             run.provider, run.model.split("/", 1)[1], usage, self.settings.price_overrides
@@ -662,17 +814,23 @@ class Engine:
             values.update(
                 cached_from=run.cached_from, saved_nano_usd=run.saved_nano_usd if status == "complete" else None
             )
+        if run.usage_estimated:
+            values["usage_estimated"] = True
         stored = False
         async with self.store.write() as conn:
             if not await gen_store.finalize(conn, run.generation_id, values):
-                return  # already final (cancelled or swept elsewhere): keep that outcome
+                # Already final: an earlier try of this one whose commit's answer was lost (same
+                # status), or cancelled or swept elsewhere (that outcome is kept).
+                return await gen_store.status_of(conn, run.generation_id)
             if run.admission is not None and self.limits is not None:
+                # With the finalize, once: the reservation becomes the true cost.
                 await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
             if (
                 status == "complete"
                 and run.cached_from is None
+                and _has_output(run)
                 and self.dedup is not None
                 and run.cache_key is not None
                 and run.cache_policy is not None
@@ -696,6 +854,7 @@ class Engine:
                     listener(record)
                 except Exception:
                     log.warning("finalize listener failed", exc_info=True)
+        return status
 
     # -- control -------------------------------------------------------------------------------
 
@@ -736,32 +895,16 @@ class Engine:
             await run.done.wait()
             return
         # Running in another process (or nowhere): end the record here; the owner's next
-        # checkpoint sees it is no longer active and stops its provider call.
+        # checkpoint flush or heartbeat sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
             ended = await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
             if ended and self.limits is not None:
                 await self.limits.release_records(conn, [generation.id])
 
     async def sweep(self) -> list[Generation]:
-        """Mark `interrupted` the records whose process died: expired leases, and leases held by a
-        process on this host that no longer exists."""
-        async with self.store.read() as conn:
-            owners = (
-                (
-                    await conn.execute(
-                        select(generations.c.lease_owner)
-                        .where(generations.c.status.in_(gen_store.ACTIVE), generations.c.lease_owner.is_not(None))
-                        .distinct()
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        dead = [owner for owner in owners if owner != self.owner_id and _owner_is_dead(owner)]
-        async with self.store.write() as conn:
-            changed = await gen_store.sweep_expired(conn, now=_now(), dead_owners=dead)
-            if changed and self.limits is not None:  # what they held goes back to their budgets
-                await self.limits.release_records(conn, [record.id for record in changed])
+        """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone
+        from this host); never this process's own."""
+        changed = await self.liveness.sweep()
         for record in changed:
             log.warning("generation %s marked interrupted (owner process gone)", record.id)
             # Its followers (on any process, with Redis) would otherwise wait for chunks that never come.
@@ -779,20 +922,22 @@ class Engine:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        await self.liveness.aclose()
+        for late in list(self._late_finalizes):  # still no database: the sweeper's, at next start
+            late.cancel()
 
 
-def _owner_is_dead(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False  # another machine: only its lease expiry can tell
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True  # our pid, another nonce: an earlier process with a reused pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _has_output(run: Run) -> bool:
+    """Whether a completed run produced anything to reuse: an empty answer is never cached."""
+    if run.result_text:
         return True
-    except PermissionError:
-        return False
-    return False
+    message = run.snapshot() if run.snapshot else None
+    return message is not None and any(p.get("type") not in ("step-start",) for p in message.get("parts", []))
+
+
+def _turn_slots(store: Store, settings: Settings) -> int:
+    """Two thirds of the pool for turns opening at once; the rest stays free for running streams."""
+    pg = store.dialect == "postgresql"
+    size = settings.db_pool_size if settings.db_pool_size is not None else (10 if pg else 5)
+    overflow = settings.db_max_overflow if settings.db_max_overflow is not None else (20 if pg else 10)
+    return max(1, (size + overflow) * 2 // 3)

@@ -12,7 +12,8 @@
     │   ├── Conflict           the record's state forbids the operation (409)
     │   └── LimitExceeded      a budget, rate or concurrency limit refused the request (429)
     └── RuntimeFailure         something outside the caller's control failed
-        ├── StorageError       the database or blob store failed
+        ├── StorageError       the database or blob store failed (503)
+        │   └── Busy           saturated: no connection within the bounded wait (503 + Retry-After)
         └── ProviderError      the model provider failed or refused
 
 `server/errors.py` is the only place that maps these to HTTP status codes; store and provider
@@ -25,6 +26,7 @@ from datetime import datetime
 
 __all__ = [
     "BlobNotFound",
+    "Busy",
     "CallerError",
     "Conflict",
     "Forbidden",
@@ -129,6 +131,17 @@ class RuntimeFailure(GenvaultError):
 
 class StorageError(RuntimeFailure):
     code = "storage_error"
+
+
+class Busy(StorageError):
+    """The server is saturated: a new turn waited its bounded time for a database connection (or
+    a turn slot) and got none. Nothing was written; retry after `retry_after` seconds."""
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ProviderError(RuntimeFailure):

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from genvault.settings import PriceOverride
 
-__all__ = ["Cost", "compute_cost", "estimated_cost_cents", "nano_to_usd", "usd_to_nano"]
+__all__ = ["Cost", "compute_cost", "estimated_cost_cents", "nano_to_usd", "usd_to_nano", "warm"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,15 @@ def _bundled_snapshot() -> DataSnapshot:
     from genai_prices.data_snapshot import DataSnapshot
 
     return DataSnapshot(providers=providers, from_auto_update=False)
+
+
+def warm() -> None:
+    """Load genai-prices and its price data now (about a second of imports and parsing), so the
+    first generation to finish does not stall the event loop doing it (`Vault.start` calls this,
+    before the server reports healthy)."""
+    _bundled_snapshot()
+    _source()
+    compute_cost("openai", "gpt-4o-mini", StreamUsage(input_tokens=1, output_tokens=1), {})
 
 
 @cache

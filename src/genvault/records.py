@@ -45,6 +45,9 @@ class Usage(BaseModel):
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
     total_tokens: int | None = None
+    # genvault's estimate, not the provider's count: a reply cut short (cancelled, interrupted,
+    # failed) before the provider sent usage (`genvault.estimate` says how it is counted).
+    estimated: bool = False
 
 
 class Generation(BaseModel):
@@ -168,6 +171,10 @@ class UsageRow(BaseModel):
     # what they would have cost.
     cache_hits: int = 0
     saved_nano_usd: int = 0
+    # Generations whose usage (and so cost) is genvault's estimate, and the part of the cost
+    # that is estimated: included in the totals above.
+    estimated_generations: int = 0
+    estimated_cost_nano_usd: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -178,3 +185,8 @@ class UsageRow(BaseModel):
     @property
     def saved_usd(self) -> Decimal:
         return Decimal(self.saved_nano_usd) / NANO_PER_USD
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def estimated_cost_usd(self) -> Decimal:
+        return Decimal(self.estimated_cost_nano_usd) / NANO_PER_USD

@@ -27,6 +27,11 @@ def chunks_from_record(record: Generation) -> list[dict[str, Any]]:
                 {"type": "text-end", "id": "t1"},
             ]
         chunks.append({"type": "finish-step"})
+    metadata = (record.result_message or {}).get("metadata")
+    if record.status != "complete" and metadata is not None:
+        # How it ended, as the live stream sent it before its `error` or `abort` (the client
+        # stops reading at an `error`): a replayed message carries the stored metadata.
+        chunks.append({"type": "message-metadata", "messageMetadata": metadata})
     if record.status == "error":
         chunks.append({"type": "error", "errorText": record.error or "the generation failed"})
     elif record.status in ("cancelled", "interrupted"):

@@ -50,9 +50,19 @@ class Settings(BaseSettings):
     default_image_model: str = "offline/test-image"
     # Partial output is written to the database at least this often while a generation streams.
     checkpoint_ms: int = Field(default=250, ge=10, le=60_000)
-    # A streaming generation's owner renews its lease this often; a lease this old means the
-    # owner died, and the sweeper marks the record `interrupted`.
+    # Each process heartbeats its row in `processes` every third of this; a process whose row is
+    # this old is declared dead by another's sweeper, which marks its generations `interrupted`.
     lease_seconds: float = Field(default=30.0, gt=0)
+    # A generation's final write that fails (a dropped database connection) is tried again for
+    # this long before the stream ends with an `error` chunk instead of `finish`.
+    finalize_retry_seconds: float = Field(default=10.0, ge=0)
+    # The database pool of each process (PostgreSQL default 10 + 20 overflow; SQLite 5 + 10). A
+    # request waits at most `db_pool_timeout_seconds` for a connection, then gets 503 with
+    # Retry-After. New turns may hold at most two thirds of the pool at once, so running streams
+    # always find a connection to finalize; checkpoints and heartbeats have their own connection.
+    db_pool_size: int | None = Field(default=None, ge=1)
+    db_max_overflow: int | None = Field(default=None, ge=0)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     # The offline test model's speed, in tokens per second (0 = as fast as possible).
     test_model_tps: float = Field(default=200.0, ge=0)
     # A chat turn whose server-side tools keep getting called stops after this many model calls.
@@ -77,7 +87,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = Field(default="genvault:", max_length=100)
     # Redis Streams keep at most about this many chunks per generation, and a finished stream
-    # this long (then the database record is the replay source).
+    # this long (then the database record is the replay source). Process memory keeps a finished
+    # stream only a few seconds (`streams.memory.CLOSED_RETAIN_SECONDS`), whatever this says.
     stream_maxlen: int = Field(default=100_000, ge=100)
     stream_retain_seconds: float = Field(default=300.0, gt=0)
     # Limits (`genvault limits set`): each process re-reads them this often, so a change made

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault import pricing
 from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
@@ -56,6 +57,7 @@ from genvault.store.schema import MISSING, users
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
+from genvault.streams.memory import CLOSED_RETAIN_SECONDS
 from genvault.tools import Tool, ToolExecutor
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
@@ -156,15 +158,16 @@ class _TurnHooks:
         return to_model_messages([*earlier, current], ignore_incomplete_tool_calls=True)
 
     async def finalize(self, conn: AsyncConnection, run: Run, status: str) -> None:
-        """In the finalize transaction: save the assistant message and free the chat."""
+        """In the finalize transaction: save the assistant message and free the chat.
+
+        The message is saved however the reply ended, even with no text: the stream announced it
+        (`start` with its id), so the client holds it, with how it ended in its metadata."""
         if self.assembler is not None:
             message = self.snapshot()
-            has_content = any(p["type"] != "step-start" for p in message["parts"])
-            if has_content:
-                try:  # checks the chat itself: no separate read of it here
-                    await self._save(conn, message, run.generation_id)
-                except NotFound:
-                    return  # the chat was deleted while the reply ran
+            try:  # checks the chat itself: no separate read of it here
+                await self._save(conn, message, run.generation_id)
+            except NotFound:
+                return  # the chat was deleted while the reply ran
         await chat_store.free_chat(conn, self.chat_id, run.generation_id)
 
     async def _save(self, conn: AsyncConnection, message: dict[str, Any], generation_id: str) -> None:
@@ -199,7 +202,13 @@ class Vault(FilesMixin):
         run_retention: bool = True,
     ) -> None:
         self.settings = settings or Settings()
-        self.store = Store(self.settings.resolved_database_url, schema=database_schema or self.settings.database_schema)
+        self.store = Store(
+            self.settings.resolved_database_url,
+            schema=database_schema or self.settings.database_schema,
+            pool_size=self.settings.db_pool_size,
+            max_overflow=self.settings.db_max_overflow,
+            pool_timeout=self.settings.db_pool_timeout_seconds,
+        )
         # Redis, when configured, holds the dedup cache and the live streams (any process can
         # resume any generation); otherwise an SQL table and an in-process hub.
         self.redis_health = RedisHealth()
@@ -217,7 +226,7 @@ class Vault(FilesMixin):
             )
         else:
             self.cache = SqlCache(self.store)
-            default_hub = MemoryHub(retain_seconds=self.settings.stream_retain_seconds)
+            default_hub = MemoryHub(retain_seconds=min(self.settings.stream_retain_seconds, CLOSED_RETAIN_SECONDS))
         self.hub: StreamHub = hub or default_hub
         self.blobs: BlobStore = blobs or blob_store_from_settings(self.settings)
         self.registry = ProviderRegistry(
@@ -249,6 +258,10 @@ class Vault(FilesMixin):
         async with self.store.write() as conn:
             await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
         await self.limits.load()
+        # What the first turn needs, loaded now rather than on the event loop mid-stream.
+        pricing.warm()
+        # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
+        await self.engine.liveness.start()
         await self.engine.sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).

@@ -88,6 +88,7 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
         "unpriced": sum(r.unpriced_generations for r in rows),
         "hits": sum(r.cache_hits for r in rows),
         "saved": sum((r.saved_usd for r in rows), Decimal(0)),
+        "estimated": sum(r.estimated_generations for r in rows),
     }
     table.add_column(group_by, footer="total")
     table.add_column("generations", justify="right", footer=f"{totals['generations']:,}")
@@ -99,6 +100,8 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
     table.add_column("unpriced", justify="right", footer=f"{totals['unpriced']:,}")
     table.add_column("cache hits", justify="right", footer=f"{totals['hits']:,}")
     table.add_column("saved", justify="right", footer=usd(totals["saved"]))
+    # Generations cut short before the provider sent usage: their tokens and cost are estimates.
+    table.add_column("estimated", justify="right", footer=f"{totals['estimated']:,}")
     for r in rows:
         table.add_row(
             r.key,
@@ -111,5 +114,6 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
             f"{r.unpriced_generations:,}",
             f"{r.cache_hits:,}",
             usd(r.saved_usd),
+            f"{r.estimated_generations:,}",
         )
     return table

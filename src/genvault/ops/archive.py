@@ -36,7 +36,7 @@ from genvault.blobs import BlobStore
 from genvault.errors import Conflict, InvalidRequest, StorageError
 from genvault.store import Store
 from genvault.store.chats import load_all_messages
-from genvault.store.schema import MISSING, JSONText, UTCDateTime, blobs, chats, metadata, users
+from genvault.store.schema import MISSING, JSONText, UTCDateTime, blobs, chats, data_tables, metadata, users
 
 __all__ = [
     "FORMAT",
@@ -90,8 +90,8 @@ def _sorted_json(value: Any) -> Any:
 def tables_for(scope: Scope) -> list[Table]:
     """The tables an archive of this scope holds, parents before children."""
     if scope == "all":
-        return list(metadata.sorted_tables)
-    return [t for t in metadata.sorted_tables if t.name not in _NOT_PERSONAL and (t is users or "user_id" in t.columns)]
+        return data_tables()
+    return [t for t in data_tables() if t.name not in _NOT_PERSONAL and (t is users or "user_id" in t.columns)]
 
 
 def _owned_by(table: Table, user_id: str) -> Any:

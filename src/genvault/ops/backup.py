@@ -47,7 +47,7 @@ from genvault.ops.archive import count_rows, export_lines, import_lines, read_ar
 from genvault.ops.verify import VerifyReport, verify
 from genvault.store import Store
 from genvault.store.generations import ACTIVE, sweep_expired
-from genvault.store.schema import LOCAL_USER_ID, blobs, generations, metadata, users
+from genvault.store.schema import LOCAL_USER_ID, blobs, data_tables, generations, users
 
 __all__ = ["BACKUP_FORMAT", "BackupManifest", "RestoreReport", "backup", "restore"]
 
@@ -205,8 +205,7 @@ def read_manifest(path: Path) -> BackupManifest:
 async def _table_counts(store: Store) -> dict[str, int]:
     async with store.read() as conn:
         return {
-            t.name: int((await conn.execute(select(func.count()).select_from(t))).scalar() or 0)
-            for t in metadata.sorted_tables
+            t.name: int((await conn.execute(select(func.count()).select_from(t))).scalar() or 0) for t in data_tables()
         }
 
 

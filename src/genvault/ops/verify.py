@@ -3,7 +3,7 @@
 Read-only and safe to run while the server runs (it reads one consistent snapshot). It checks:
 - every message has its parts complete: positions 0..n-1 with no gap, and at least one part
   for user and system messages (the AI SDK requires it);
-- no generation is stuck `pending`/`streaming` without a live lease (its process died and no
+- no generation is stuck `pending`/`streaming` whose process stopped heartbeating (its process died and no
   sweeper has run since);
 - every blob a row references exists in the blob store with the right sha256 (with a blob store).
 """
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.blobs import BlobNotFound, BlobStore
 from genvault.store import Store
 from genvault.store import generations as gen_store
+from genvault.store.processes import gone_owner
 from genvault.store.schema import blobs, generations, messages, parts
 
 __all__ = ["VerifyReport", "verify", "verify_conn"]
@@ -69,7 +70,7 @@ async def verify_conn(
         select(generations.c.id, generations.c.status)
         .where(
             generations.c.status.in_(gen_store.ACTIVE),
-            or_(generations.c.lease_expires_at.is_(None), generations.c.lease_expires_at < now),
+            gone_owner(now, expired_counts=True),
         )
         .order_by(generations.c.id)
     )
@@ -78,8 +79,8 @@ async def verify_conn(
         count += 1
         if count - shown_before <= SHOWN:
             problems.append(
-                f"generation {row.id} is stuck {row.status}: its lease expired and no sweeper has marked it "
-                "interrupted (start the server or any genvault command to sweep)"
+                f"generation {row.id} is stuck {row.status}: its process stopped heartbeating and no "
+                "sweeper has marked it interrupted (start the server or any genvault command to sweep)"
             )
     if blob_store is not None:
         shown_before = count

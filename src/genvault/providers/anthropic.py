@@ -30,6 +30,7 @@ import httpx2
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message, error_type
 from genvault.providers._httpx_bridge import bridge_client
+from genvault.providers._stream_check import check_is_stream
 from genvault.providers.anthropic_messages import to_anthropic_messages, to_anthropic_params, to_anthropic_tools
 from genvault.providers.base import (
     FinishReason,
@@ -135,15 +136,20 @@ class AnthropicProvider:
             stream: anthropic.AsyncStream[Any] = await create(**body, extra_body=extra or None)
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise self._provider_error(exc) from exc
+        await check_is_stream(stream.response, self.name, stream.close)
         reader = _EventReader()
+        raw = 0
         try:
             async for event in stream:
+                raw += 1
                 for out in reader.feed(event):
                     yield out
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise self._provider_error(exc) from exc
         finally:
             await stream.close()
+        if raw == 0:  # not even the stream's opening event: never an empty success
+            raise ProviderError(f"{self.name} sent an empty stream (no events)", provider=self.name, status=502)
         for out in reader.close():
             yield out
 

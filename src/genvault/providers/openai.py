@@ -27,6 +27,7 @@ from openai.types.completion_usage import CompletionUsage
 
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message
+from genvault.providers._stream_check import check_is_stream
 from genvault.providers.base import (
     FinishReason,
     ModelRequest,
@@ -124,15 +125,20 @@ class OpenAIProvider:
             stream: openai.AsyncStream[ChatCompletionChunk] = await create(**body)
         except openai.OpenAIError as exc:
             raise self._provider_error(exc) from exc
+        await check_is_stream(stream.response, self.name, stream.close)
         reader = _ChunkReader()
+        raw = 0
         try:
             async for chunk in stream:
+                raw += 1
                 for event in reader.feed(chunk):
                     yield event
         except openai.OpenAIError as exc:
             raise self._provider_error(exc) from exc
         finally:
             await stream.close()
+        if raw == 0:  # not even the stream's opening event: never an empty success
+            raise ProviderError(f"{self.name} sent an empty stream (no events)", provider=self.name, status=502)
         for event in reader.close():
             yield event
 

@@ -145,7 +145,8 @@ class ProviderRegistry:
                 name, api_key=api_key, base_url=compatible.base_url, http_client=self._http_client
             )
         elif name == TEST_PROVIDER:
-            provider = TestProvider(settings.test_model_tps)
+            # The latest few requests only: a server's history must not grow with its traffic.
+            provider = TestProvider(settings.test_model_tps, keep_calls=16)
         elif name == "openai":
             provider = _openai_provider(
                 name,

@@ -5,7 +5,9 @@ Invariants:
   prompt (system + messages), so records made with it are reproducible; the name says plainly
   that no real model answered.
 - Every request is recorded in `calls` (and `on_request` awaited) when the stream starts, before
-  the first event, which is when a real provider would have sent its HTTP request.
+  the first event, which is when a real provider would have sent its HTTP request. `keep_calls`
+  bounds that history to the latest requests (the server's instance keeps a few, not every
+  request for the life of the process); tests keep them all.
 - Every pause is an `await` on the injected `sleep`, so cancelling the consumer lands promptly.
 
 Scripting, in the manner of simonw/llm's `MockModel.enqueue`: each `enqueue(*steps)` queues one
@@ -271,6 +273,7 @@ class TestProvider:
         name: str = TEST_PROVIDER,
         on_request: Callable[[ModelRequest], Awaitable[None]] | None = None,
         sleep: Sleep = asyncio.sleep,
+        keep_calls: int | None = None,
     ) -> None:
         if tokens_per_second < 0:
             raise ValueError("tokens_per_second must be >= 0")
@@ -278,6 +281,8 @@ class TestProvider:
         self.tokens_per_second = tokens_per_second
         self.on_request = on_request
         self.calls: list[ModelRequest] = []
+        self.keep_calls = keep_calls
+        self._call_count = 0
         self._sleep = sleep
         self._queue: deque[tuple[Step, ...]] = deque()
 
@@ -286,7 +291,7 @@ class TestProvider:
 
     @property
     def call_count(self) -> int:
-        return len(self.calls)
+        return self._call_count
 
     @property
     def queued(self) -> int:
@@ -299,7 +304,10 @@ class TestProvider:
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         self.calls.append(request)
-        call_number = len(self.calls)
+        if self.keep_calls is not None and len(self.calls) > self.keep_calls:
+            del self.calls[: len(self.calls) - self.keep_calls]
+        self._call_count += 1
+        call_number = self._call_count
         if self.on_request is not None:
             await self.on_request(request)
         if self._queue:

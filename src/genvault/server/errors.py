@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genvault.errors import (
+    Busy,
     Conflict,
     Forbidden,
     GenvaultError,
@@ -64,14 +65,19 @@ def error_response(
     code: str,
     message: str,
     *,
+    retry_after: int | None = None,
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})} or None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     if _wants_text(request):
-        return PlainTextResponse(message, status_code=status, headers=headers)
+        return PlainTextResponse(message, status_code=status, headers=headers or None)
     body = {"error": {"code": code, "message": message, **(extra or {})}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _limit_response(request: Request, exc: LimitExceeded) -> Response:
@@ -99,7 +105,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-        return error_response(request, status, exc.code, exc.message)
+        retry_after = exc.retry_after if isinstance(exc, Busy) else None
+        return error_response(request, status, exc.code, exc.message, retry_after=retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

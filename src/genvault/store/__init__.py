@@ -12,10 +12,11 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from genvault.errors import StorageError
+from genvault.errors import Busy, StorageError
 from genvault.store.db import SKIP_PING, WRITE_OPTION, create_engine, upgrade
 from genvault.store.driver import ConnectionLost, PooledDriver
 
@@ -24,10 +25,25 @@ __all__ = ["Store"]
 T = TypeVar("T")
 
 
+def _busy(exc: PoolTimeout) -> Busy:
+    return Busy(f"the server is busy (no database connection free within the wait): {exc}", retry_after=2)
+
+
 class Store:
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        pool_timeout: float = 30.0,
+    ) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_engine(url, schema=schema)
+        self.schema = schema
+        self.engine: AsyncEngine = create_engine(
+            url, schema=schema, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+        )
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         # PostgreSQL reads run in autocommit: under its default READ COMMITTED every statement takes
         # its own snapshot with or without BEGIN, so the BEGIN/ROLLBACK round trips bought nothing.
@@ -52,6 +68,8 @@ class Store:
                 yield conn
         except DBAPIError as exc:
             raise StorageError(f"database read failed: {exc.orig}") from exc
+        except PoolTimeout as exc:
+            raise _busy(exc) from exc
 
     async def read_retrying(self, read: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`read(conn)` on a connection checked out without the liveness ping (one round trip
@@ -82,6 +100,8 @@ class Store:
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise StorageError(f"database {what} failed: {exc.orig}") from exc
+        except PoolTimeout as exc:
+            raise _busy(exc) from exc
         finally:
             SKIP_PING.reset(token)
         try:
@@ -89,6 +109,8 @@ class Store:
                 return await run(conn)
         except DBAPIError as exc:
             raise StorageError(f"database {what} failed: {exc.orig}") from exc
+        except PoolTimeout as exc:
+            raise _busy(exc) from exc
 
     @asynccontextmanager
     async def driver(self, *, ping: bool = True) -> AsyncIterator[PooledDriver]:
@@ -104,6 +126,8 @@ class Store:
             pooled = await self.engine.raw_connection()
         except DBAPIError as exc:
             raise StorageError(f"database connection failed: {exc.orig}") from exc
+        except PoolTimeout as exc:
+            raise _busy(exc) from exc
         finally:
             SKIP_PING.reset(token)
         try:
@@ -131,6 +155,8 @@ class Store:
                 yield conn
         except DBAPIError as exc:
             raise StorageError(f"database write failed: {exc.orig}") from exc
+        except PoolTimeout as exc:
+            raise _busy(exc) from exc
 
     async def aclose(self) -> None:
         await self.engine.dispose()

@@ -64,8 +64,17 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
-    """An async engine for `url`. `schema` puts PostgreSQL tables in that schema (tests isolate with it)."""
+def create_engine(
+    url: str,
+    *,
+    schema: str | None = None,
+    echo: bool = False,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout: float = 30.0,
+) -> AsyncEngine:
+    """An async engine for `url`. `schema` puts PostgreSQL tables in that schema (tests isolate with it).
+    A checkout waits at most `pool_timeout` seconds for a connection (then `Store` raises `Busy`)."""
     target = async_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if target.get_backend_name() == "sqlite":
@@ -79,9 +88,16 @@ def create_engine(url: str, *, schema: str | None = None, echo: bool = False) ->
         kwargs["module"] = sqlite_adapter.dbapi()  # one hop to aiosqlite's thread per statement
         if database in {"", ":memory:"}:
             kwargs["poolclass"] = NullPool
+        else:
+            kwargs["pool_timeout"] = pool_timeout
+            if pool_size is not None:
+                kwargs["pool_size"] = pool_size
+            if max_overflow is not None:
+                kwargs["max_overflow"] = max_overflow
     else:
-        kwargs["pool_size"] = 10
-        kwargs["max_overflow"] = 20
+        kwargs["pool_size"] = 10 if pool_size is None else pool_size
+        kwargs["max_overflow"] = 20 if max_overflow is None else max_overflow
+        kwargs["pool_timeout"] = pool_timeout
         # No `pool_pre_ping`: on asyncpg it wraps its ping in BEGIN … ROLLBACK (for pgbouncer),
         # three round trips per checkout. `_ping_on_checkout` does the same job in one.
         if schema:

@@ -29,6 +29,7 @@ __all__ = [
     "find_by_idempotency_key",
     "get",
     "insert_pending",
+    "interrupt",
     "list_page",
     "mark_streaming",
     "status_of",
@@ -49,7 +50,9 @@ _USAGE_COLUMNS = (
 
 def to_record(row: RowMapping) -> Generation:
     data = dict(row)
-    data["usage"] = Usage(**{name: data.pop(name) for name in _USAGE_COLUMNS})
+    data["usage"] = Usage(
+        **{name: data.pop(name) for name in _USAGE_COLUMNS}, estimated=bool(data.pop("usage_estimated", False))
+    )
     for name in ("lease_owner", "lease_expires_at"):
         data.pop(name, None)
     return Generation.model_validate(data)
@@ -180,8 +183,14 @@ async def sweep_expired(conn: AsyncConnection, *, now: datetime, dead_owners: Se
         .scalars()
         .all()
     )
+    return await interrupt(conn, ids, now=now)
+
+
+async def interrupt(conn: AsyncConnection, generation_ids: Sequence[str], *, now: datetime) -> list[Generation]:
+    """Mark these generations `interrupted` (those still active; their process is gone), keeping
+    their last checkpoint. Returns the records it changed."""
     changed = []
-    for generation_id in ids:
+    for generation_id in generation_ids:
         done = await finalize(
             conn,
             generation_id,
@@ -268,7 +277,14 @@ async def usage_report(
     unpriced = func.sum(case((generations.c.cost_nano_usd.is_(None), 1), else_=0)).label("unpriced")
     hits = func.sum(case((generations.c.cached_from.is_not(None), 1), else_=0)).label("cache_hits")
     saved = func.coalesce(func.sum(generations.c.saved_nano_usd), 0).label("saved_nano_usd")
-    query = select(key, func.count().label("generations"), *sums, cost, unpriced, hits, saved).group_by(key)
+    is_estimate = generations.c.usage_estimated.is_(True)
+    estimated = func.sum(case((is_estimate, 1), else_=0)).label("estimated")
+    estimated_cost = func.coalesce(func.sum(case((is_estimate, generations.c.cost_nano_usd), else_=None)), 0).label(
+        "estimated_cost"
+    )
+    query = select(
+        key, func.count().label("generations"), *sums, cost, unpriced, hits, saved, estimated, estimated_cost
+    ).group_by(key)
     if conditions:
         query = query.where(and_(*conditions))
     query = query.order_by(key.desc() if group_by == "day" else cost.desc(), key)
@@ -286,6 +302,8 @@ async def usage_report(
             unpriced_generations=int(row["unpriced"] or 0),
             cache_hits=int(row["cache_hits"] or 0),
             saved_nano_usd=int(row["saved_nano_usd"]),
+            estimated_generations=int(row["estimated"] or 0),
+            estimated_cost_nano_usd=int(row["estimated_cost"]),
         )
         for row in rows
     ]

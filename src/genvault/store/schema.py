@@ -53,12 +53,14 @@ __all__ = [
     "blobs",
     "cache_entries",
     "chats",
+    "data_tables",
     "generations",
     "limit_usage",
     "limits",
     "messages",
     "metadata",
     "parts",
+    "processes",
     "users",
 ]
 
@@ -305,6 +307,9 @@ generations = Table(
     Column("cache_write_tokens", Integer),
     Column("reasoning_tokens", Integer),
     Column("total_tokens", Integer),
+    # True when the usage is genvault's estimate (a reply cut short before the provider sent its
+    # counts: `genvault.estimate`); NULL or false: the provider's own numbers.
+    Column("usage_estimated", Boolean),
     # NULL means unknown (no price known for the model), never "free".
     Column("cost_nano_usd", BigInteger),
     Column("unit_prices", JSONValue),  # USD per million tokens actually applied, as strings
@@ -443,3 +448,27 @@ cache_entries = Table(
     Index(None, "expires_at"),
     Index(None, "generation_id"),
 )
+
+# One row per running server (or library) process: its heartbeat. A process renews `expires_at`
+# every few seconds; another process's sweeper declares it dead (`dead_at`) once that passes, and
+# only then marks its active generations `interrupted`. A process that finds its own row declared
+# dead stops its runs. Runtime state, not data: backups, archives and counts leave it out
+# (`info["runtime"]`).
+processes = Table(
+    "processes",
+    metadata,
+    Column("id", String(100), primary_key=True),  # host:pid:nonce, the generations' lease_owner
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("dead_at", UTCDateTime),
+    Index(None, "expires_at"),
+    info={"runtime": True},
+)
+
+
+def data_tables() -> list[Table]:
+    """The tables that hold data (what backups, archives and counts cover), parents first."""
+    return [t for t in metadata.sorted_tables if not t.info.get("runtime")]

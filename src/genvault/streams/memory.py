@@ -1,18 +1,24 @@
 """The in-process hub: the embedded default, and the twin the Redis hub is tested against.
 
-Closed streams are kept `retain_seconds` so a client that reconnects just after the end still
-gets the whole reply, then forgotten (the database has the final record).
+A closed stream is kept only `retain_seconds` (a few seconds: a follower that asks just as it
+ends), then forgotten: its record in the database is final before the stream closes, and a late
+follower replays from it (`genvault.replay`). So memory follows the streams running now, not the
+last minutes of traffic. Forgetting is in close order, from a queue: no scan of every stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MemoryHub"]
+__all__ = ["CLOSED_RETAIN_SECONDS", "MemoryHub"]
+
+# How long a closed stream's chunks stay in memory by default.
+CLOSED_RETAIN_SECONDS = 5.0
 
 
 @dataclass
@@ -35,15 +41,25 @@ class _Stream:
 
 
 class MemoryHub:
-    def __init__(self, *, retain_seconds: float = 300.0) -> None:
+    def __init__(self, *, retain_seconds: float = CLOSED_RETAIN_SECONDS) -> None:
         self.retain_seconds = retain_seconds
         self._streams: dict[str, _Stream] = {}
+        # Closed streams, oldest first: eviction pops from the left while they are stale.
+        self._closed: deque[tuple[float, str, _Stream]] = deque()
 
     def _evict(self) -> None:
         horizon = time.monotonic() - self.retain_seconds
-        stale = [key for key, s in self._streams.items() if s.closed and s.closed_at < horizon]
-        for key in stale:
-            del self._streams[key]
+        closed = self._closed
+        while closed and closed[0][0] < horizon:
+            _at, key, stream = closed.popleft()
+            if self._streams.get(key) is stream:  # not reopened or discarded since
+                del self._streams[key]
+
+    @property
+    def size(self) -> int:
+        """Streams held (running, and closed within `retain_seconds`)."""
+        self._evict()
+        return len(self._streams)
 
     async def open(self, stream_id: str) -> None:
         self._evict()
@@ -65,7 +81,9 @@ class MemoryHub:
             return
         stream.closed = True
         stream.closed_at = time.monotonic()
+        self._closed.append((stream.closed_at, stream_id, stream))
         stream.wake()
+        self._evict()
 
     async def exists(self, stream_id: str) -> bool:
         self._evict()

@@ -8,7 +8,10 @@ last write, when the database record takes over as the replay source.
 The producer also keeps every chunk in a local `MemoryHub`: followers in the same process read it
 directly, and it is the truth the Redis copy is rebuilt from. A write that fails (Redis down)
 marks the stream unsynced; the next write that succeeds rewrites the whole stream, and followers
-skip indexes they already have, so an outage leaves no hole in what they receive.
+skip indexes they already have, so an outage leaves no hole in what they receive. A follower in
+another process whose Redis goes away mid-stream (or whose stream expires before its end) gets an
+`error` chunk saying so, never a quiet end that would pass for a whole reply; the generation goes
+on in its own process and its record has the result.
 """
 
 from __future__ import annotations
@@ -18,12 +21,21 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from genvault._redis import REDIS_ERRORS, RedisHealth
-from genvault.streams.memory import MemoryHub
+from genvault.streams.memory import CLOSED_RETAIN_SECONDS, MemoryHub
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["RedisHub"]
+
+
+def _lost(stream_id: str, why: str) -> dict[str, Any]:
+    """The chunk that ends a follow cut short: an `error` the client shows, never a silent end."""
+    return {
+        "type": "error",
+        "errorText": f"stopped following generation {stream_id}: {why}; "
+        "it goes on being saved, so reload to see it as stored",
+    }
 
 
 class RedisHub:
@@ -43,7 +55,8 @@ class RedisHub:
         self.retain_seconds = retain_seconds
         self.block_ms = block_ms
         self.health = health or RedisHealth()
-        self.local = MemoryHub(retain_seconds=retain_seconds)
+        # This process's copy of the streams it produces: Redis keeps finished ones, not memory.
+        self.local = MemoryHub(retain_seconds=min(retain_seconds, CLOSED_RETAIN_SECONDS))
         # How many chunks of each local stream Redis holds; -1: unknown, rewrite on next write.
         self._synced: dict[str, int] = {}
 
@@ -117,7 +130,9 @@ class RedisHub:
                 response: Any = await self.client.xread({key: last_id}, count=500, block=self.block_ms)
                 if not response:
                     if not await self.client.exists(key):
-                        return  # expired: its producer is gone; the record has the rest
+                        # Expired before its end: the producer is gone; the record has the rest.
+                        yield _lost(stream_id, "its live stream expired before it ended")
+                        return
                     continue
                 for entry_id, fields in response[0][1]:
                     kind = fields.get("k")
@@ -136,6 +151,8 @@ class RedisHub:
                         return
         except REDIS_ERRORS as exc:
             self.health.failed(exc, "stopped following %s", stream_id)
+            # Never a quiet end: a follower that stopped here would look like a whole reply.
+            yield _lost(stream_id, "Redis, which carried its live stream, became unreachable")
 
     async def abandon(self, stream_id: str) -> None:
         """End the stream of a generation whose producer died (the sweeper marked it

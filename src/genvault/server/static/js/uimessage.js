@@ -437,5 +437,25 @@ export function renderMessage(message, node) {
   if (!article.firstChild) article.append(el("div", "msg-role"), el("div", "msg-body"));
   article.firstChild.textContent = message.role === "user" ? "You" : message.role;
   renderParts(message.parts, article.lastChild);
+  renderEnding(message, article);
   return article;
+}
+
+const ENDINGS = { error: "failed", cancelled: "stopped", interrupted: "interrupted" };
+
+/** How a reply that did not complete ended (its `genvault.status` metadata), under the reply. */
+function renderEnding(message, article) {
+  const status = message.metadata?.genvault?.status;
+  let note = article.querySelector(":scope > .msg-ending");
+  if (!ENDINGS[status]) {
+    note?.remove();
+    return;
+  }
+  if (!note) {
+    note = el("p", "msg-ending muted small");
+    article.append(note);
+  }
+  note.dataset.status = status;
+  const error = message.metadata.genvault.error;
+  note.textContent = `Reply ${ENDINGS[status]}${error ? `: ${error}` : ""}`;
 }

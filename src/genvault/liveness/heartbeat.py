@@ -1,0 +1,278 @@
+"""One heartbeat and one checkpoint writer per process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genvault.errors import GenvaultError
+from genvault.records import Generation
+from genvault.settings import Settings
+from genvault.store import Store, processes
+from genvault.store import generations as gen_store
+from genvault.store.schema import generations
+from genvault.store.schema import processes as processes_table
+
+__all__ = ["Liveness", "Tracked", "new_owner_id"]
+
+log = logging.getLogger(__name__)
+
+# Statuses are checked in batches of this many ids (one IN list per statement).
+_BATCH = 500
+
+
+class Tracked(Protocol):
+    """What the checkpoint writer reads of a running generation (the engine's `Run`)."""
+
+    generation_id: str
+    dirty: bool
+    snapshot: Callable[[], dict[str, Any]] | None
+
+    @property
+    def result_text(self) -> str: ...
+
+
+def new_owner_id() -> str:
+    """Identifies a process in `processes` and in leases: host, pid, and a nonce (pids get reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Liveness:
+    """This process's heartbeat row, its checkpoint writer and the sweeper.
+
+    `on_lost(ids)` is called with tracked generations that are no longer active in the database
+    (cancelled from another process, or swept): the engine stops them. `on_dead()` is awaited when
+    another process declared this one dead: the engine stops every run; then this process
+    registers again under a new id and carries on with new turns. `on_beat()` runs with each
+    heartbeat (the engine renews its single-flight leads there).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        on_lost: Callable[[list[str]], None],
+        on_dead: Callable[[], Awaitable[None]],
+        on_beat: Callable[[], Awaitable[None]] | None = None,
+        on_interrupted: Callable[[AsyncConnection, Generation], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        # Completes each swept record inside the sweep's transaction (usage, a turn's partial reply).
+        self.on_interrupted = on_interrupted
+        # Its own small pool: a checkpoint or heartbeat never queues behind new turns.
+        self.store = Store(store.url, schema=store.schema, pool_size=2, max_overflow=0, pool_timeout=60.0)
+        self.owner_id = new_owner_id()
+        self.on_lost = on_lost
+        self.on_dead = on_dead
+        self.on_beat = on_beat
+        self._tracked: dict[str, Tracked] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._registered = False
+        # Counters (tests, metrics, the benchmark).
+        self.flushes = 0
+        self.checkpoints_written = 0
+        self.heartbeats = 0
+        self.declared_dead = 0
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self._registered:
+            await self._register()
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._write_forever(), name="genvault:checkpoints"),
+                asyncio.create_task(self._beat_forever(), name="genvault:heartbeat"),
+            ]
+
+    async def _register(self) -> None:
+        host, pid, _ = self.owner_id.split(":", 2)
+        async with self.store.write() as conn:
+            await processes.register(conn, owner=self.owner_id, host=host, pid=int(pid), now=_now(), lease=self.lease)
+        self._registered = True
+
+    async def aclose(self) -> None:
+        """After the engine's runs ended: stop the loops, declare this process's row retired."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._registered:
+            try:
+                async with self.store.write() as conn:
+                    await processes.retire(conn, owner=self.owner_id, now=_now())
+            except GenvaultError:
+                log.warning("could not retire process row %s", self.owner_id, exc_info=True)
+            self._registered = False
+        await self.store.aclose()
+
+    # -- the checkpoint writer ----------------------------------------------------------------
+
+    def track(self, run: Tracked) -> None:
+        self._tracked[run.generation_id] = run
+
+    def untrack(self, generation_id: str) -> None:
+        self._tracked.pop(generation_id, None)
+
+    @property
+    def tracked(self) -> int:
+        return len(self._tracked)
+
+    async def _write_forever(self) -> None:
+        interval = self.settings.checkpoint_ms / 1000
+        loop = asyncio.get_running_loop()
+        write_seconds = 0.0
+        while True:
+            # A crash just before a flush commits loses what streamed since the previous flush's
+            # snapshot: the sleep plus two write times. Sleep that much less, so the loss stays
+            # within `checkpoint_ms` (never below half of it, should the database stall).
+            await asyncio.sleep(max(interval / 2, interval - 2 * write_seconds))
+            started = loop.time()
+            await self.flush()
+            write_seconds = loop.time() - started
+
+    async def flush(self) -> int:
+        """Write every dirty tracked generation in one statement. Returns how many were written."""
+        dirty = [run for run in self._tracked.values() if run.dirty]
+        if not dirty:
+            return 0
+        batch = []
+        for run in dirty:
+            run.dirty = False
+            # Taken before the write (it may fail and be retried): the output as of now.
+            batch.append((run.generation_id, run.result_text, run.snapshot() if run.snapshot else None))
+        at = _now()
+        try:
+            active = await self.store.write_statement(lambda conn: processes.checkpoint_many(conn, batch, at=at))
+        except GenvaultError:
+            # A failed flush must not kill the generations; the next one tries again.
+            log.warning("checkpoint of %d generations failed", len(batch), exc_info=True)
+            for run in dirty:
+                run.dirty = True
+            return 0
+        self.flushes += 1
+        self.checkpoints_written += len(active)
+        lost = [run.generation_id for run in dirty if run.generation_id not in active]
+        self._lose(lost)
+        return len(active)
+
+    def _lose(self, ids: Iterable[str]) -> None:
+        # Only those still tracked: one that ended meanwhile is finalizing, not lost.
+        lost = [i for i in ids if i in self._tracked]
+        if lost:
+            log.info("generations %s are no longer active; stopping them", ", ".join(lost))
+            self.on_lost(lost)
+
+    # -- the heartbeat ------------------------------------------------------------------------
+
+    async def _beat_forever(self) -> None:
+        period = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.beat()
+            except Exception:
+                log.warning("heartbeat failed", exc_info=True)
+
+    async def beat(self) -> bool:
+        """Renew this process's row; stop what another process declared dead or ended. False when
+        this process had been declared dead (it stopped its runs and registered anew)."""
+        alive = await self.store.write_statement(
+            lambda conn: processes.heartbeat(conn, owner=self.owner_id, now=_now(), lease=self.lease)
+        )
+        self.heartbeats += 1
+        if not alive:
+            self.declared_dead += 1
+            log.error(
+                "this process (%s) was declared dead by another (it missed heartbeats for %g s): "
+                "stopping its %d running generations, which that process marked interrupted",
+                self.owner_id,
+                self.settings.lease_seconds,
+                len(self._tracked),
+            )
+            await self.on_dead()
+            self.owner_id = new_owner_id()
+            await self._register()
+            return False
+        ids = list(self._tracked)
+        for start in range(0, len(ids), _BATCH):
+            chunk = ids[start : start + _BATCH]
+            async with self.store.read() as conn:
+                ended = await processes.no_longer_active(conn, chunk)
+            self._lose(ended)
+        if self.on_beat is not None:
+            await self.on_beat()
+        return True
+
+    # -- the sweeper --------------------------------------------------------------------------
+
+    async def sweep(self) -> list[Generation]:
+        """Declare dead the processes that stopped heartbeating (and those on this host whose pid
+        is gone) and mark their active generations `interrupted`; never this process's own."""
+        async with self.store.read() as conn:
+            owners = set(
+                (
+                    await conn.execute(
+                        select(generations.c.lease_owner)
+                        .where(generations.c.status.in_(gen_store.ACTIVE), generations.c.lease_owner.is_not(None))
+                        .distinct()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            rows = (await conn.execute(select(processes_table.c.id).where(processes_table.c.dead_at.is_(None)))).all()
+        registered = {row.id for row in rows}
+        owners.update(registered)
+        dead = [
+            owner
+            for owner in owners
+            if owner is not None and owner != self.owner_id and owner_is_dead(owner, registered=owner in registered)
+        ]
+        async with self.store.write() as conn:
+            changed = await processes.sweep(conn, now=_now(), me=self.owner_id, dead_owners=dead)
+            if self.on_interrupted is not None:
+                for record in changed:
+                    await self.on_interrupted(conn, record)
+            return changed
+
+
+def owner_is_dead(owner: str, *, registered: bool = False) -> bool:
+    """True when `owner` was a process on this host that no longer exists (another host's
+    processes can only be judged by their heartbeat). With `registered` (it has a live row), our
+    own pid under another nonce is another Vault in this process, alive."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return not registered  # no row: an earlier process that had our pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,162 @@
+"""Process heartbeats and what they decide: which generations lost their process.
+
+Liveness is one row per process (`processes`), renewed by its heartbeat, not a lease per
+generation: a process holding a thousand slow streams writes one row every few seconds. A
+generation's `lease_owner` names the process running it. A sweeper declares a process dead once
+its row expired (`dead_at`), in the same transaction that marks that process's active generations
+`interrupted`; the dead process's next heartbeat finds its row declared and stops its runs. A
+process never declares itself dead, so a process never interrupts its own live generations.
+
+Generations whose owner has no row (written before heartbeats existed, or restored from a
+backup) fall back to their own `lease_expires_at`, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, delete, insert, not_, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genvault.records import Generation
+from genvault.store import generations as gen_store
+from genvault.store.schema import generations, processes
+
+__all__ = [
+    "checkpoint_many",
+    "declare_dead",
+    "gone_owner",
+    "heartbeat",
+    "no_longer_active",
+    "register",
+    "retire",
+    "sweep",
+]
+
+# Rows of processes dead this long (their generations long since swept) are deleted.
+_FORGET_AFTER = timedelta(days=1)
+
+_HEARTBEAT = (
+    update(processes)
+    .where(processes.c.id == bindparam("me"), processes.c.dead_at.is_(None))
+    .values(heartbeat_at=bindparam("now"), expires_at=bindparam("expires_at"))
+)
+
+
+async def register(conn: AsyncConnection, *, owner: str, host: str, pid: int, now: datetime, lease: timedelta) -> None:
+    await conn.execute(
+        insert(processes).values(id=owner, host=host, pid=pid, started_at=now, heartbeat_at=now, expires_at=now + lease)
+    )
+
+
+async def heartbeat(conn: AsyncConnection, *, owner: str, now: datetime, lease: timedelta) -> bool:
+    """Renew this process's row. False when another process declared it dead (or it has no row):
+    its generations were (or are being) marked `interrupted`, and it must stop running them."""
+    result = await conn.execute(_HEARTBEAT, {"me": owner, "now": now, "expires_at": now + lease})
+    return result.rowcount == 1
+
+
+async def retire(conn: AsyncConnection, *, owner: str, now: datetime) -> None:
+    """A clean exit: the row is declared dead by its own process, after its runs ended."""
+    await conn.execute(
+        update(processes).where(processes.c.id == owner, processes.c.dead_at.is_(None)).values(dead_at=now)
+    )
+
+
+async def declare_dead(conn: AsyncConnection, *, now: datetime, me: str | None, also: Sequence[str] = ()) -> list[str]:
+    """Declare dead every process whose heartbeat expired (never `me`), and the `also` ones (known
+    gone by other means: a pid that no longer exists on this host). Returns the ids declared."""
+    late = or_(processes.c.expires_at < now, processes.c.id.in_(list(also))) if also else processes.c.expires_at < now
+    where = [processes.c.dead_at.is_(None), late]
+    if me is not None:
+        where.append(processes.c.id != me)
+    ids = list((await conn.execute(select(processes.c.id).where(*where))).scalars().all())
+    if ids:
+        await conn.execute(update(processes).where(processes.c.id.in_(ids)).values(dead_at=now))
+    await conn.execute(delete(processes).where(processes.c.dead_at < now - _FORGET_AFTER))
+    return ids
+
+
+def gone_owner(now: datetime, *, expired_counts: bool, dead_owners: Sequence[str] = ()) -> ColumnElement[bool]:
+    """The condition on `generations` for "its process is gone": its owner's row is declared dead
+    (or, with `expired_counts`, merely expired: what `verify` reports), or it has no row and its
+    own lease expired, or the owner is one of `dead_owners`."""
+    dead: ColumnElement[bool] = processes.c.dead_at.is_not(None)
+    if expired_counts:
+        dead = or_(dead, processes.c.expires_at < now)
+    owner_dead = generations.c.lease_owner.in_(select(processes.c.id).where(dead))
+    no_row = not_(generations.c.lease_owner.in_(select(processes.c.id)))
+    lease_expired = or_(generations.c.lease_expires_at.is_(None), generations.c.lease_expires_at < now)
+    condition = or_(
+        generations.c.lease_owner.is_(None),
+        owner_dead,
+        and_(no_row, lease_expired),
+    )
+    if dead_owners:
+        condition = or_(condition, generations.c.lease_owner.in_(list(dead_owners)))
+    return condition
+
+
+async def sweep(
+    conn: AsyncConnection, *, now: datetime, me: str | None, dead_owners: Sequence[str] = ()
+) -> list[Generation]:
+    """Declare expired processes dead and mark their active generations `interrupted` (never
+    `me`'s), in the caller's transaction. Returns the records it changed."""
+    await declare_dead(conn, now=now, me=me, also=dead_owners)
+    where: list[ColumnElement[bool]] = [
+        generations.c.status.in_(gen_store.ACTIVE),
+        gone_owner(now, expired_counts=False, dead_owners=dead_owners),
+    ]
+    if me is not None:
+        where.append(or_(generations.c.lease_owner.is_(None), generations.c.lease_owner != me))
+    ids = (await conn.execute(select(generations.c.id).where(*where))).scalars().all()
+    return await gen_store.interrupt(conn, ids, now=now)
+
+
+async def no_longer_active(conn: AsyncConnection, generation_ids: Sequence[str]) -> list[str]:
+    """Those of `generation_ids` that are final now (cancelled or swept by another process)."""
+    if not generation_ids:
+        return []
+    query = select(generations.c.id).where(
+        generations.c.id.in_(list(generation_ids)), generations.c.status.not_in(gen_store.ACTIVE)
+    )
+    return list((await conn.execute(query)).scalars().all())
+
+
+# One statement for every dirty generation of a process: the checkpoints go as one JSON array of
+# {"i": id, "t": text, "m": message or null} and the database unpacks it, so the cost per flush is
+# one round trip and one statement however many streams are running. Guarded by the status like
+# every state change; RETURNING names the ones still active (the rest were cancelled or swept).
+_ACTIVE_SQL = ", ".join(f"'{s}'" for s in gen_store.ACTIVE)
+_CHECKPOINT_SQL = {
+    "postgresql": text(
+        "UPDATE generations AS g SET result_text = v.t, result_message = COALESCE(v.m, g.result_message), "
+        "checkpoint_at = :at "
+        "FROM jsonb_to_recordset(CAST(:payload AS jsonb)) AS v(i text, t text, m jsonb) "
+        f"WHERE g.id = v.i AND g.status IN ({_ACTIVE_SQL}) RETURNING g.id"
+    ),
+    "sqlite": text(
+        "UPDATE generations SET result_text = json_extract(v.value, '$.t'), "
+        "result_message = COALESCE(json_extract(v.value, '$.m'), result_message), checkpoint_at = :at "
+        "FROM json_each(:payload) AS v "
+        f"WHERE generations.id = json_extract(v.value, '$.i') AND generations.status IN ({_ACTIVE_SQL}) "
+        "RETURNING generations.id"
+    ),
+}
+for _dialect, _statement in list(_CHECKPOINT_SQL.items()):
+    _CHECKPOINT_SQL[_dialect] = _statement.bindparams(bindparam("at", type_=generations.c.checkpoint_at.type))
+
+
+async def checkpoint_many(
+    conn: AsyncConnection, checkpoints: Sequence[tuple[str, str, dict[str, Any] | None]], *, at: datetime
+) -> set[str]:
+    """Save the partial output of many generations at once: (id, text so far, message so far or
+    None). Returns the ids that were still active (and so written)."""
+    if not checkpoints:
+        return set()
+    payload = json.dumps([{"i": i, "t": t, "m": m} for i, t, m in checkpoints], ensure_ascii=False)
+    result = await conn.execute(_CHECKPOINT_SQL[conn.dialect.name], {"payload": payload, "at": at})
+    return set(result.scalars().all())

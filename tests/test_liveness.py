@@ -1,0 +1,239 @@
+"""Liveness is one heartbeat per process; checkpoints are one statement per flush; a saturated
+server answers 503 with Retry-After, never 500 (on SQLite and PostgreSQL, in process)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from genvault.errors import Busy
+from genvault.liveness import TurnGate
+from genvault.providers import testmodel as tm
+from genvault.server import create_app
+from genvault.store import Store
+from genvault.store.schema import generations, processes
+
+
+async def wait_for(predicate: Any, within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def row(vault: Any, generation_id: str) -> Any:
+    async with vault.store.read() as conn:
+        return (await conn.execute(select(generations).where(generations.c.id == generation_id))).mappings().one()
+
+
+async def streaming(vault: Any, generation_id: str) -> bool:
+    return bool((await row(vault, generation_id))["status"] == "streaming")
+
+
+def slow_provider() -> tm.TestProvider:
+    provider = tm.TestProvider(tokens_per_second=0)
+    # A long pause mid-reply: the generation is live and idle, as a slow model is.
+    provider.enqueue(tm.text("first words "), tm.delay(60), tm.text("never reached"))
+    return provider
+
+
+class TestHeartbeat:
+    async def test_a_process_never_sweeps_its_own_live_generation_even_with_its_lease_long_expired(
+        self, vault_factory: Any
+    ) -> None:
+        vault = await vault_factory(providers={"offline": slow_provider()})
+        record = await vault.generate("q")
+        await wait_for(lambda: streaming(vault, record.id))
+        # The per-generation lease of old is long gone: only the process's heartbeat counts now.
+        async with vault.store.write() as conn:
+            await conn.execute(
+                update(generations)
+                .where(generations.c.id == record.id)
+                .values(lease_expires_at=datetime.now(UTC) - timedelta(hours=1))
+            )
+        other = await vault_factory()  # another process on the same database, heartbeating
+        assert await other.engine.sweep() == []
+        assert await vault.engine.sweep() == []
+        assert (await row(vault, record.id))["status"] == "streaming"
+        assert vault.engine.is_running_here(record.id)
+
+    async def test_a_process_that_stopped_heartbeating_is_declared_dead_and_stops_its_runs_cleanly(
+        self, vault_factory: Any
+    ) -> None:
+        a = await vault_factory(providers={"offline": slow_provider()})
+        b = await vault_factory()
+        record = await a.generate("q")
+        await wait_for(lambda: streaming(a, record.id))
+        await a.engine.liveness.flush()
+        old_owner = a.engine.owner_id
+        # A stalled: its row expired (as if its loop had stopped for longer than the lease).
+        async with a.store.write() as conn:
+            await conn.execute(
+                update(processes)
+                .where(processes.c.id == old_owner)
+                .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        swept = await b.engine.sweep()
+        assert [r.id for r in swept] == [record.id]
+        assert swept[0].status == "interrupted"
+        assert swept[0].result_text == "first words "
+        # A's next heartbeat finds itself declared dead: it stops the run, the record stays as B
+        # marked it, and A carries on under a new id.
+        assert await a.engine.liveness.beat() is False
+        assert not a.engine.is_running_here(record.id)
+        final = await a.get_generation(record.id)
+        assert final.status == "interrupted"
+        assert final.result_text == "first words "
+        assert a.engine.owner_id != old_owner
+        assert await a.engine.liveness.beat() is True
+        async with a.store.read() as conn:
+            dead_at = (await conn.execute(select(processes.c.dead_at).where(processes.c.id == old_owner))).scalar()
+        assert dead_at is not None
+        # New turns on A run under its new id and are left alone by B.
+        a_provider = a.registry.resolve("offline/test-model")[0]
+        a_provider.enqueue(tm.text("again"))
+        again = await a.generate("q2")
+        assert (await a.wait(again.id)).status == "complete"
+        assert await b.engine.sweep() == []
+
+    async def test_a_clean_exit_retires_the_row_and_a_generation_cancelled_elsewhere_stops_here(
+        self, vault_factory: Any
+    ) -> None:
+        a = await vault_factory(providers={"offline": slow_provider()})
+        b = await vault_factory()
+        record = await a.generate("q")
+        await wait_for(lambda: streaming(a, record.id))
+        await b.cancel(record.id)  # B does not run it: it ends the record in the database
+        await a.engine.liveness.beat()  # A's heartbeat checks its runs' statuses
+        await wait_for(lambda: _not_running(a, record.id))
+        assert (await a.get_generation(record.id)).status == "cancelled"
+        owner = b.engine.owner_id
+        await b.aclose()
+        async with a.store.read() as conn:
+            dead_at = (await conn.execute(select(processes.c.dead_at).where(processes.c.id == owner))).scalar()
+        assert dead_at is not None
+
+
+async def _not_running(vault: Any, generation_id: str) -> bool:
+    return not vault.engine.is_running_here(generation_id)
+
+
+class TestCoalescedCheckpoints:
+    async def test_one_flush_writes_every_dirty_generation_in_one_statement(self, vault_factory: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await vault_factory(providers={"offline": provider}, settings_overrides={"checkpoint_ms": 60_000})
+        ids = []
+        for n in range(12):
+            provider.enqueue(tm.text(f"reply {n} so far "), tm.delay(60))
+            ids.append((await vault.generate(f"q{n}")).id)
+        for generation_id in ids:
+            await wait_for(lambda g=generation_id: streaming(vault, g))
+        liveness = vault.engine.liveness
+        flushes, written = liveness.flushes, liveness.checkpoints_written
+        assert await liveness.flush() == 12
+        assert (liveness.flushes - flushes, liveness.checkpoints_written - written) == (1, 12)
+        for n, generation_id in enumerate(ids):
+            assert (await row(vault, generation_id))["result_text"] == f"reply {n} so far "
+        assert await liveness.flush() == 0  # nothing new: nothing written
+        for generation_id in ids:
+            await vault.cancel(generation_id)
+
+    async def test_a_chat_turns_checkpoint_carries_its_message_so_far(self, vault_factory: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        provider.enqueue(tm.text("Partial answer "), tm.delay(60))
+        vault = await vault_factory(providers={"offline": provider}, settings_overrides={"checkpoint_ms": 60_000})
+        turn = await vault.chat(
+            "chat-1", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+        )
+        generation_id = turn.generation.id
+        await wait_for(lambda: streaming(vault, generation_id))
+        await vault.engine.liveness.flush()
+        stored = await row(vault, generation_id)
+        assert stored["result_text"] == "Partial answer "
+        texts = [p.get("text") for p in stored["result_message"]["parts"] if p["type"] == "text"]
+        assert texts == ["Partial answer "]
+        await vault.cancel(generation_id)
+
+
+class TestBackpressure:
+    async def test_a_pool_timeout_is_busy_not_an_internal_error(self, database: tuple[str, str | None]) -> None:
+        url, schema = database
+        if url.endswith(":memory:"):
+            pytest.skip("no pool")
+        store = Store(url, schema=schema, pool_size=1, max_overflow=0, pool_timeout=0.2)
+        try:
+            async with store.read() as conn:
+                await conn.execute(select(1))
+                with pytest.raises(Busy):
+                    async with store.read() as second:
+                        await second.execute(select(1))
+        finally:
+            await store.aclose()
+
+    async def test_the_gate_waits_a_bounded_time_then_refuses(self) -> None:
+        gate = TurnGate(1, 0.05)
+        async with gate.enter():
+            with pytest.raises(Busy) as refused:
+                async with gate.enter():
+                    pass
+        assert refused.value.retry_after >= 1
+        assert gate.refused == 1
+        async with gate.enter():  # free again
+            assert gate.in_use == 1
+
+
+@pytest.fixture
+async def saturated(vault_factory: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    vault = await vault_factory()
+    vault.engine.gate = TurnGate(1, 0.05)
+    transport = httpx.ASGITransport(app=create_app(vault=vault))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield vault, client
+
+
+async def count(vault: Any) -> int:
+    async with vault.store.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(generations))).scalar_one())
+
+
+async def test_a_saturated_server_answers_503_with_retry_after_and_writes_nothing(
+    saturated: tuple[Any, httpx.AsyncClient],
+) -> None:
+    vault, client = saturated
+    async with vault.engine.gate.enter():  # every turn slot taken
+        chat = await client.post(
+            "/api/chat",
+            json={
+                "id": "busy-chat",
+                "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+                "trigger": "submit-message",
+            },
+        )
+        generate = await client.post("/api/generate", json={"prompt": "hi"})
+    assert chat.status_code == 503
+    assert chat.headers["Retry-After"].isdigit()
+    assert chat.headers["content-type"].startswith("text/plain")  # useChat shows it as error.message
+    assert "busy" in chat.text
+    assert generate.status_code == 503
+    assert generate.json()["error"]["code"] == "busy"
+    assert "Retry-After" in generate.headers
+    assert await count(vault) == 0
+    ok = await client.post("/api/generate", json={"prompt": "hi"})
+    assert ok.status_code == 201, ok.text
+
+
+async def test_prices_are_loaded_before_the_vault_reports_started(vault_factory: Any) -> None:
+    from genvault import pricing
+
+    pricing._bundled_snapshot.cache_clear()
+    pricing._source.cache_clear()
+    await vault_factory()
+    assert pricing._bundled_snapshot.cache_info().currsize == 1
+    assert pricing._source.cache_info().currsize == 1

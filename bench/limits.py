@@ -8,8 +8,10 @@ Per turn: `open` is `Vault.chat` returning (admission, the pending record's tran
 reservation); `turn` is until the record is final (the offline test model at full speed, finalize
 with the settlement). Reported: p50 of each, per group, the difference (limited - free) per run
 and its median over the runs, and the SQL statements per turn counted on the engine (the
-reservation is the one extra statement in the opening, the settlement one in finalize). Results
-go to bench/results/limits.json.
+reservation is the one extra statement in the opening, the settlement one in finalize), and the
+time spent inside the limits' own calls per turn (admit, reserve, settle, record_tokens: what
+admission itself adds, measured directly rather than as a difference of two noisy turn times).
+Results go to bench/results/limits.json.
 """
 
 from __future__ import annotations
@@ -63,12 +65,32 @@ async def one_run(db: str, turns: int, redis_url: str | None) -> dict[str, Any]:
                     lambda *_args: statements.__setitem__(0, statements[0] + 1),
                 )
                 samples: dict[str, dict[str, list[float]]] = {
-                    u: {"open": [], "turn": [], "statements": []} for u in ("free", "limited")
+                    u: {"open": [], "turn": [], "statements": [], "limits": []} for u in ("free", "limited")
                 }
+                # The time spent inside the limits' own calls per turn (admit, reserve, settle,
+                # record_tokens), measured directly: less exposed to the machine's noise than a
+                # difference of two turn times.
+                spent_in_limits = [0.0]
+
+                def timed(name: str) -> None:
+                    original = getattr(vault.limits, name)
+
+                    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                        start = time.perf_counter()
+                        try:
+                            return await original(*args, **kwargs)
+                        finally:
+                            spent_in_limits[0] += time.perf_counter() - start
+
+                    setattr(vault.limits, name, wrapper)
+
+                for name in ("admit", "reserve", "settle", "record_tokens"):
+                    timed(name)
 
                 async def turn(user: str, i: int) -> None:
                     message = {"id": f"m{i}", "role": "user", "parts": [{"type": "text", "text": f"turn {i}"}]}
                     before = statements[0]
+                    spent_in_limits[0] = 0.0
                     start = time.perf_counter()
                     started = await vault.chat(f"{user}-{i}", message=message, user_id=user, cache=False)
                     opened = time.perf_counter()
@@ -77,6 +99,7 @@ async def one_run(db: str, turns: int, redis_url: str | None) -> dict[str, Any]:
                     samples[user]["open"].append((opened - start) * 1e3)
                     samples[user]["turn"].append((done - start) * 1e3)
                     samples[user]["statements"].append(statements[0] - before)
+                    samples[user]["limits"].append(spent_in_limits[0] * 1e3)
 
                 for i in range(20):  # warm-up: statements compiled, pools filled
                     await turn("free", -1 - i)
@@ -97,6 +120,7 @@ async def one_run(db: str, turns: int, redis_url: str | None) -> dict[str, Any]:
             "open_ms": summarize(samples[user]["open"]),
             "turn_ms": summarize(samples[user]["turn"]),
             "statements_per_turn": statistics.median(samples[user]["statements"]),
+            "in_limits_ms": summarize(samples[user]["limits"]),
         }
     result["delta_open_p50_ms"] = result["limited"]["open_ms"]["p50"] - result["free"]["open_ms"]["p50"]
     result["delta_turn_p50_ms"] = result["limited"]["turn_ms"]["p50"] - result["free"]["turn_ms"]["p50"]
@@ -119,7 +143,8 @@ async def run(
                 f"limited {result['limited']['open_ms']['p50']:.3f} ms (Δ {result['delta_open_p50_ms']:+.3f}); "
                 f"turn p50 free {result['free']['turn_ms']['p50']:.3f} ms, "
                 f"limited {result['limited']['turn_ms']['p50']:.3f} ms (Δ {result['delta_turn_p50_ms']:+.3f}); "
-                f"statements {result['free']['statements_per_turn']:g} → {result['limited']['statements_per_turn']:g}"
+                f"statements {result['free']['statements_per_turn']:g} → {result['limited']['statements_per_turn']:g}; "
+                f"inside limits p50 {result['limited']['in_limits_ms']['p50']:.3f} ms"
             )
         data["runs"].extend(per_db)
         summary = {
@@ -127,12 +152,14 @@ async def run(
             "median_delta_open_p50_ms": statistics.median(r["delta_open_p50_ms"] for r in per_db),
             "median_delta_turn_p50_ms": statistics.median(r["delta_turn_p50_ms"] for r in per_db),
             "extra_statements": statistics.median(r["extra_statements"] for r in per_db),
+            "median_in_limits_p50_ms": statistics.median(r["limited"]["in_limits_ms"]["p50"] for r in per_db),
         }
         data["summary"].append(summary)
         print(
             f"{db:8} median over {runs} runs: Δ open p50 {summary['median_delta_open_p50_ms']:+.3f} ms, "
             f"Δ turn p50 {summary['median_delta_turn_p50_ms']:+.3f} ms, "
-            f"extra statements {summary['extra_statements']:g}"
+            f"extra statements {summary['extra_statements']:g}, "
+            f"inside limits p50 {summary['median_in_limits_p50_ms']:.3f} ms"
         )
     await asyncio.to_thread(_write, out_dir, data)
     return data

@@ -2,7 +2,7 @@
 keep-alive connections, for `duration` seconds. Prints one JSON object on stdout.
 
     python -m bench._load --url http://127.0.0.1:P --kind messages --chat CHAT --concurrency 8 --duration 8
-    python -m bench._load --url http://127.0.0.1:P --kind chat --concurrency 8 --duration 8
+    python -m bench._load --url http://127.0.0.1:P --kind chat --concurrency 8 --duration 8 --server-pid PID
 """
 
 from __future__ import annotations
@@ -16,12 +16,16 @@ from typing import Any
 
 import httpx
 
+from bench._proc import cpu_seconds
+
 
 def _chat_body() -> dict[str, Any]:
+    # A new question each time: an identical one would be answered by the dedup cache, not the model.
+    text = f"Hi! ({uuid.uuid4().hex[:8]})"
     return {
         "id": f"chat_{uuid.uuid4().hex}",
         "trigger": "submit-message",
-        "messages": [{"id": f"msg_{uuid.uuid4().hex}", "role": "user", "parts": [{"type": "text", "text": "Hi!"}]}],
+        "messages": [{"id": f"msg_{uuid.uuid4().hex}", "role": "user", "parts": [{"type": "text", "text": text}]}],
     }
 
 
@@ -57,10 +61,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(worker(time.perf_counter() + args.warmup) for _ in range(args.concurrency)))
         latencies.clear()
         errors = 0
+        cpu_start = cpu_seconds(args.server_pid) if args.server_pid else None
         start = time.perf_counter()
         await asyncio.gather(*(worker(start + args.duration) for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - start
-    return {"requests": len(latencies), "errors": errors, "elapsed_s": elapsed, "latencies_s": latencies}
+        cpu = cpu_seconds(args.server_pid) - cpu_start if cpu_start is not None else None
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "elapsed_s": elapsed,
+        "latencies_s": latencies,
+        # The server's user + system CPU over the measured window (not the warm-up).
+        "server_cpu_s": cpu,
+    }
 
 
 if __name__ == "__main__":
@@ -71,4 +84,5 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--server-pid", type=int, help="report this process's CPU time over the measured window")
     print(json.dumps(asyncio.run(main(parser.parse_args()))))

@@ -43,13 +43,18 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 @contextlib.contextmanager
-def server(args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run `python -m <args>` (with `--port` appended) and yield (base URL, process)."""
+def server(
+    args: list[str], env: dict[str, str] | None = None, *, quiet: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run `python -m <args>` (with `--port` appended) and yield (base URL, process); `quiet`
+    discards its output (an access log)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", *args, "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=subprocess.DEVNULL if quiet else None,
+        stderr=subprocess.DEVNULL if quiet else None,
     )
     base = f"http://127.0.0.1:{port}"
     try:

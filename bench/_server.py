@@ -121,10 +121,14 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=1000)
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--checkpoint-ms", type=int, default=250)
+    parser.add_argument("--access-log", action="store_true", help="uvicorn's access log on, as `genvault serve` has it")
     parser.add_argument("--concurrent", action="store_true", help="many streams at once: unpaced sleeps")
     args = parser.parse_args()
     app = genvault_app(args) if args.mode == "genvault" else bare_app(args)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", workers=1)
+    if args.access_log:
+        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info", workers=1)
+    else:
+        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", workers=1)
 
 
 if __name__ == "__main__":

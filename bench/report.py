@@ -176,26 +176,60 @@ def streaming_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, 
     return lines, targets
 
 
-def http_section(data: dict[str, Any]) -> list[str]:
+def http_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str]]]:
     p = data["params"]
+    concurrency = p["concurrency"] if isinstance(p["concurrency"], list) else [p["concurrency"]]
     lines = [
         "### 4. HTTP",
         "",
-        f"`genvault serve` (one uvicorn worker) and the load generator ({data['load_generator']}) with "
-        f"{p['concurrency']} concurrent keep-alive connections for {p['duration']} s per endpoint; the GET reads a "
+        f"One uvicorn worker per server (genvault's `create_app`, and the bare relay of the same "
+        f"{p.get('reply_tokens', 20)}-token reply), the load generator ({data['load_generator']}) with "
+        f"{', '.join(map(str, concurrency))} concurrent keep-alive connections for {p['duration']} s per run, "
+        f"{p.get('rounds', 1)} alternating bare/genvault rounds per client count; the GET reads a "
         f"{p['chat_size']:,}-message chat; POST runs a whole chat turn with the test model at full speed and reads "
-        "its SSE stream to the end.",
+        "its SSE stream to the end. CPU is the server process's user + system time per request.",
         "",
-        "| database | endpoint | requests/s | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|",
+        "| database | server | endpoint | clients | round | requests/s | p50 ms | p99 ms | CPU ms/req | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in data["results"]:
         lat = r["latency_s"] or {"p50": float("nan"), "p99": float("nan")}
+        cpu = r.get("server_cpu_ms_per_request")
         lines.append(
-            f"| {r['db']} | `{r['endpoint']}` | {r['requests_per_s']:.1f} | {_ms(lat['p50'])} | "
-            f"{_ms(lat['p99'])} | {r['errors']} |"
+            f"| {r['db']} | {r.get('server', 'genvault')} | `{r['endpoint']}` | {r.get('concurrency', '')} | "
+            f"{r.get('round', '')} | {r['requests_per_s']:.1f} | {_ms(lat['p50'])} | {_ms(lat['p99'])} | "
+            f"{'' if cpu is None else f'{cpu:.2f}'} | {r['errors']} |"
         )
-    return lines
+    targets: list[tuple[str, str, str]] = []
+    for t in data.get("turn", []):
+        db, clients = t["db"], t["concurrency"]
+        if clients == 8 and t["cpu_ratio"] is not None:
+            targets.append(
+                (
+                    f"Server CPU per chat turn, {db}, 8 clients ≤ 2× the bare relay",
+                    f"×{t['cpu_ratio']:.2f} ({t['genvault_cpu_ms']:.2f} vs {t['bare_cpu_ms']:.2f} ms)",
+                    _ok(t["cpu_ratio"] <= 2),
+                )
+            )
+        if clients == 8 and t["rps_ratio"] is not None:
+            targets.append(
+                (
+                    f"`POST /api/chat` req/s, {db}, 8 clients ≥ 50 % of the bare relay",
+                    f"{t['rps_ratio'] * 100:.0f} %",
+                    _ok(t["rps_ratio"] >= 0.5),
+                )
+            )
+        if clients == 64 and t["p99_ratio"] is not None:
+            targets.append(
+                (
+                    f"`POST /api/chat`, {db}, 64 clients: no errors, p99 ≤ 3× the bare relay",
+                    f"{t['errors']} errors, p99 ×{t['p99_ratio']:.2f}",
+                    _ok(t["errors"] == 0 and t["p99_ratio"] <= 3),
+                )
+            )
+    if targets:
+        lines += ["", f"Ratios to the same round's bare relay, median of {p.get('rounds', 1)} rounds."]
+    return lines, targets
 
 
 def plots(results: Path, out: Path) -> list[str]:
@@ -265,9 +299,13 @@ def plots(results: Path, out: Path) -> list[str]:
         images.append("![streaming](benchmarks/streaming.png)")
     http = _load(results, "http")
     if http:
-        rows = http["results"]
+        rows = [r for r in http["results"] if r.get("round", 0) == 0]
         fig, ax = plt.subplots(figsize=(8, 4))
-        labels = [f"{r['db']}\n{'GET messages' if r['endpoint'].startswith('GET') else 'POST chat'}" for r in rows]
+        labels = [
+            f"{r['db']} {r.get('server', 'genvault')}\n"
+            f"{'GET messages' if r['endpoint'].startswith('GET') else 'POST chat'} c={r.get('concurrency', '')}"
+            for r in rows
+        ]
         ax.bar(range(len(rows)), [r["requests_per_s"] for r in rows], color="tab:green")
         ax.set_xticks(range(len(rows)), labels, fontsize=8)
         ax.set_ylabel("requests/s (higher is better)")
@@ -357,7 +395,9 @@ def render(results: Path = RESULTS, *, with_plots: bool = True) -> str:
             targets += found
     http = _load(results, "http")
     if http:
-        body += [*http_section(http), ""]
+        lines, found = http_section(http)
+        body += [*lines, ""]
+        targets += found
     head = [BEGIN, "", "## Results", ""]
     if machine:
         head += [

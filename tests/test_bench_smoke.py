@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import append, cpu, http, pageload, report, streaming
+from bench import append, cpu, http, pageload, report, search, streaming
 
 pytestmark = pytest.mark.slow
 
@@ -41,10 +41,18 @@ async def test_streaming_benchmark_relays_the_whole_stream_and_measures_a_crash(
     assert len(crash["windows_s"]) == 1
 
 
-async def test_http_benchmark_drives_genvault_serve_from_a_second_process(tmp_path: Path) -> None:
-    data = await http.run(dbs=["sqlite"], concurrency=2, duration=0.3, chat_size=60, out_dir=tmp_path)
-    assert [r["endpoint"] for r in data["results"]] == ["GET /api/chats/{id}/messages?limit=50", "POST /api/chat"]
+async def test_http_benchmark_drives_genvault_and_the_bare_relay_from_a_second_process(tmp_path: Path) -> None:
+    data = await http.run(dbs=["sqlite"], concurrency=[2], duration=0.3, chat_size=60, rounds=1, out_dir=tmp_path)
+    assert [(r["server"], r["endpoint"]) for r in data["results"]] == [
+        ("genvault", "GET /api/chats/{id}/messages?limit=50"),
+        ("bare", "POST /api/chat"),
+        ("genvault", "POST /api/chat"),
+    ]
     assert all(r["errors"] == 0 and r["requests_per_s"] > 0 for r in data["results"])
+    assert all(r["server_cpu_ms_per_request"] is not None for r in data["results"])
+    [turn] = data["turn"]
+    assert (turn["db"], turn["rounds"]) == ("sqlite", 1)
+    assert turn["rps_ratio"] > 0
 
 
 async def test_report_renders_tables_and_targets_from_result_files(tmp_path: Path) -> None:
@@ -73,14 +81,15 @@ async def test_cpu_micro_runs_run_each_path(what: str, expected: list[str]) -> N
     assert all(r["cpu_us"] >= 0 and r["wall_us"] > 0 for r in rows)
 
 
-async def test_limits_benchmark_runs_turns_with_and_without_limits(tmp_path: Path) -> None:
-    from bench import limits
+def test_gateway_benchmark_runs_genvault_and_the_direct_upstream(tmp_path: Path) -> None:
+    from bench import gateway
 
-    data = await limits.run(dbs=["sqlite"], turns=3, runs=1, out_dir=tmp_path)
-    [result] = data["runs"]
-    assert result["free"]["turn_ms"]["n"] == 3
-    assert result["limited"]["turn_ms"]["n"] == 3
-    assert result["limits_in_force"] == 6
+    data = gateway.run(clients=[1], duration=0.3, rounds=1, chunks=3, litellm=None, out_dir=tmp_path)
+    rows = {(r["contender"], r["stream"]) for r in data["summary"]}
+    assert rows == {(c, s) for c in ("direct", "genvault") for s in (False, True)}
+    assert all(r["errors"] == 0 for r in data["summary"])
+    assert all(r["rps"] > 0 for r in data["summary"])
+    assert json.loads((tmp_path / "gateway.json").read_text())["benchmark"] == "gateway"
 
 
 async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_genvault(tmp_path: Path) -> None:
@@ -94,3 +103,29 @@ async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_
     assert {r["server"] for r in data["summary"]} == {"bare", "sqlite"}
     assert json.loads((tmp_path / "streams.json").read_text())["benchmark"] == "streams"
     assert "### 6. Many slow streams at once" in report.render(tmp_path, with_plots=False)
+
+
+async def test_limits_benchmark_runs_turns_with_and_without_limits(tmp_path: Path) -> None:
+    from bench import limits
+
+    data = await limits.run(dbs=["sqlite"], turns=3, runs=1, out_dir=tmp_path)
+    [result] = data["runs"]
+    assert result["free"]["turn_ms"]["n"] == 3
+    assert result["limited"]["turn_ms"]["n"] == 3
+    assert result["limits_in_force"] == 6
+
+
+async def test_search_benchmark_loads_a_corpus_builds_the_index_and_times_every_query_shape(tmp_path: Path) -> None:
+    corpus = {"seed": 3, "users": 4, "chats": 12, "messages": 240, "generations": 40}
+    data = await search.run(
+        dbs=["sqlite"], corpus_args=corpus, samples=2, append_seconds=0.05, rounds=1, writers=[1], out_dir=tmp_path
+    )
+    [build] = data["builds"]
+    assert build["index_build_s"] > 0
+    shapes = {(r["query"], r["scope"]) for r in data["queries"]}
+    assert {q for q, _ in shapes} == {"2 common words", "1 rare word", "prefix migra*", "LIKE '%a%' AND LIKE '%b%'"}
+    assert {s for _, s in shapes} == {"one user", "all users"}
+    [append_row] = data["append"]
+    assert append_row["with_index_turns_per_s"] > 0
+    assert append_row["without_index_turns_per_s"] > 0
+    assert json.loads((tmp_path / "search.json").read_text())["benchmark"] == "search"

@@ -347,7 +347,7 @@ class TestBadInput:
                 b'{"id": "c\\u0000", "messages": [{"id": "u", "role": "user", '
                 b'"parts": [{"type": "text", "text": "x"}]}]}',
                 400,
-                "the chat id contains a NUL character",
+                "chat id must be 1 to 200 visible ASCII characters",
             ),
         ],
     )

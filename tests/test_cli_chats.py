@@ -107,3 +107,25 @@ def test_dry_run_reports_and_writes_nothing(cli: CliRunner, tmp_path: Path) -> N
     missing = cli.invoke(app, ["chat", "show", "v4chat"])
     assert missing.exit_code == 2
     assert "no chat" in missing.stderr
+
+
+def test_a_chat_that_fails_to_convert_is_reported_with_all_its_problems(cli: CliRunner, tmp_path: Path) -> None:
+    broken = {
+        "id": "bad",
+        "messages": [
+            {"id": "a", "content": "no role"},
+            {"id": "b", "role": "user", "content": "fine"},
+            {"id": "c", "role": "robot", "content": "x"},
+            {"id": "d", "role": "assistant", "content": "", "toolInvocations": [{"state": "call"}]},
+        ],
+    }
+    deep = '{"id": "deep", "messages": ' + "[" * 5000 + "]" * 5000 + "}"
+    source = write_jsonl(tmp_path / "v4.jsonl", broken, deep)
+    result = cli.invoke(app, ["import-v4", str(source)])
+    assert result.exit_code == 1, result.output
+    assert "3 problems with the v4 messages" in result.stdout
+    for location in ("messages[0].role", "messages[2].role", "messages[3].toolInvocations[0].toolCallId"):
+        assert location in result.stdout
+    assert "line 2" in result.stdout
+    assert "more than 64 deep" in result.stdout
+    assert cli.invoke(app, ["chats", "--json"]).stdout.strip() == ""

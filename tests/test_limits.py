@@ -441,3 +441,17 @@ async def test_image_generations_are_admitted_too(vault_factory: Any) -> None:
         await vault.generate_image("a third, over the rate")
     assert refused.value.limit == "rpm"
     assert await generation_count(vault, "local") == 2
+
+
+async def test_the_v1_gateway_is_admitted_through_the_engine(world: dict[str, Any]) -> None:
+    vault, http = world["vault"], world["http"]
+    key_id = world["keys"]["alice"][0]
+    await vault.set_limits({"rpm": 1}, key_id=key_id)
+    body = {"model": "offline/test-model", "messages": [{"role": "user", "content": "hi"}]}
+    first = await http.post("/v1/chat/completions", json=body, headers=auth(world))
+    assert first.status_code == 200, first.text
+    second = await http.post("/v1/chat/completions", json=body, headers=auth(world))
+    assert second.status_code == 429
+    assert int(second.headers["Retry-After"]) > 0
+    assert "rpm" in second.text
+    assert await generation_count(vault, "alice") == 1

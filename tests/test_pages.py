@@ -252,10 +252,11 @@ class TestUsagePage:
         assert "nothing in this period" in html
         assert 'href="/usage?days=7" aria-current="page"' in html
 
-    async def test_an_unknown_period_falls_back_to_thirty_days(self, client: httpx.AsyncClient) -> None:
-        response = await client.get("/usage?days=banana")
-        assert response.status_code == 200
-        assert 'href="/usage?days=30" aria-current="page"' in response.text
+    @pytest.mark.parametrize("days", ["banana", "5", "\u00b2", "07", ""])
+    async def test_an_unknown_period_is_a_400_naming_the_periods(self, client: httpx.AsyncClient, days: str) -> None:
+        response = await client.get("/usage", params={"days": days})
+        assert response.status_code == 400
+        assert "days must be one of 7, 30, 90, 365" in response.text
 
 
 class TestEveryPage:
@@ -326,3 +327,24 @@ class TestCharts:
 )
 def test_money_is_shown_exactly_with_at_least_cents(value: Decimal | None, shown: str) -> None:
     assert fmt_usd(value) == shown
+
+
+async def test_the_search_page_lists_hits_with_marked_snippets_and_links(vault_factory: Any) -> None:
+    vault = await vault_factory()
+    await vault.create_chat("c1", title="Trip planning")
+    await vault.append_messages(
+        "c1", [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "A <i>fjord</i> trip"}]}]
+    )
+    transport = httpx.ASGITransport(app=create_app(vault=vault))
+    async with httpx.AsyncClient(transport=transport, base_url="http://genvault.test") as http:
+        home = await http.get("/")
+        assert 'action="/search"' in home.text
+        response = await http.get("/search", params={"q": "fjord"})
+        assert response.status_code == 200
+        assert 'href="/chat/c1?message=m1"' in response.text
+        assert "A &lt;i&gt;<mark>fjord</mark>&lt;/i&gt; trip" in response.text
+        empty = await http.get("/search", params={"q": "glacier"})
+        assert "Nothing found" in empty.text
+        bad = await http.get("/search", params={"q": "-fjord"})
+        assert bad.status_code == 400
+        assert "only leaves words out" in bad.text

@@ -1,6 +1,7 @@
-"""How many SQL statements a chat turn runs on SQLite, exactly: a redundant read put back into the
-turn's path (reading the chat twice, probing a new chat for the message, reading the history
-back) makes this fail. Counted by SQLite's trace callback, not timed."""
+"""How many SQL statements a chat turn runs, exactly: a redundant read or round trip put back into
+the turn's path (reading the chat twice, probing a new chat for the message, reading the history
+or the final record back) makes this fail. Counted by SQLite's trace callback and at asyncpg's
+entry points (each is one round trip), not timed."""
 
 from __future__ import annotations
 
@@ -11,32 +12,188 @@ from sqlalchemy import event
 from sqlalchemy.util import await_only
 
 from genvault.providers import testmodel as tm
+from genvault.store.driver import ConnectionLost, PooledDriver
 
-# Everything SQLite runs: BEGIN, COMMIT and ROLLBACK included, an `executemany` once per row (the
-# reply's two parts are two); no checkpoints (see below). (24 by SQLAlchemy's cursor listener
-# before the append ran on the driver: the same statements without COMMIT/ROLLBACK and a row.)
-NEW_CHAT_FIRST_TURN = 31
+# SQLite, everything it runs: BEGIN, COMMIT and ROLLBACK included, an `executemany` once per row
+# (the reply's two parts are two); no checkpoints (see below). The opening (a new chat with its
+# message and pending generation, and the dedup cache's lookup) is 7 of them: BEGIN IMMEDIATE,
+# the chat, the message, its part, the generation, the lookup, COMMIT, in one hop. (31 before the
+# one-step opening of a new chat, 28 before the finalize stopped purging expired cache entries
+# every time, 27 before the lookup went into the opening; 24 by SQLAlchemy's cursor listener
+# before the append ran on the driver.)
+SQLITE_NEW_CHAT_FIRST_TURN = 25
+
+# PostgreSQL, round trips of `Vault.chat` and the reply: the opening is 1 statement (chat,
+# message, parts, pending generation and the dedup cache's lookup; `store/openings.py`); then
+# the move to `streaming` at the first token (1), and the finalize (ping, BEGIN, generation,
+# reply, chat freed, cache entry, COMMIT: 7). 19 before the one-step opening (8 → 1), 12 before
+# the finalize stopped purging expired cache entries every time (now at most once a minute)
+# and, in the server, reading the final record back for its metrics listener, 11 before the
+# cache lookup (and its checkout ping) went into the opening.
+POSTGRES_NEW_CHAT_FIRST_TURN = 9
+
+MESSAGE = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+
+
+@pytest.fixture
+def asyncpg_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement asyncpg sends, by its entry points: a prepared statement's execution
+    (SQLAlchemy's path), a statement by text with or without arguments (the driver's path), and
+    a prepare (`PREPARE …`: the connection's first use of a statement)."""
+    import asyncpg.connection as connection
+    import asyncpg.prepared_stmt as prepared
+
+    sent: list[str] = []
+    do_execute, execute, prepare = (
+        connection.Connection._do_execute,
+        connection.Connection.execute,
+        connection.Connection._prepare,
+    )
+    statement_execute = prepared.PreparedStatement._PreparedStatement__do_execute  # type: ignore[attr-defined]
+
+    async def logged_do_execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(query)
+        return await do_execute(self, query, *args, **kwargs)
+
+    async def logged_execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not args:  # with arguments it goes through _do_execute
+            sent.append(query)
+        return await execute(self, query, *args, **kwargs)
+
+    async def logged_prepare(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(f"PREPARE {query}")
+        return await prepare(self, query, *args, **kwargs)
+
+    async def logged_statement(self: Any, executor: Any) -> Any:
+        sent.append(self._query)
+        return await statement_execute(self, executor)
+
+    monkeypatch.setattr(connection.Connection, "_do_execute", logged_do_execute)
+    monkeypatch.setattr(connection.Connection, "execute", logged_execute)
+    monkeypatch.setattr(connection.Connection, "_prepare", logged_prepare)
+    monkeypatch.setattr(prepared.PreparedStatement, "_PreparedStatement__do_execute", logged_statement)
+    return sent
+
+
+def _per_turn(sent: list[str]) -> list[str]:
+    """Without what a pooled connection does once: prepare a statement (asyncpg's cache) and look
+    up the types of its results."""
+    once = ("PREPARE ", "SELECT current_setting('jit')", "WITH RECURSIVE typeinfo_tree", "SELECT set_config('jit'")
+    return [s for s in sent if not s.lstrip().startswith(once)]
+
+
+async def _vault(vault_factory: Any) -> Any:
+    # Checkpoints come on a timer; a minute apart, none falls inside this short reply.
+    # Nor does the periodic sweep for dead processes' records: an hour apart, not in between.
+    vault = await vault_factory(
+        providers={"offline": tm.TestProvider(tokens_per_second=0)},
+        settings_overrides={"checkpoint_ms": 60_000},
+        sweep_interval=3600,
+    )
+    await vault.ensure_user("local")  # the user exists before a turn in the server too
+    # A turn before the one counted: what a process does once (the first purge of expired cache
+    # entries; on PostgreSQL, preparing statements) is done. Another question: the same one
+    # would be answered by the dedup cache.
+    warm = await vault.chat("c0", message={**MESSAGE, "parts": [{"type": "text", "text": "hello"}]})
+    await vault.engine.wait(warm.generation.id)
+    return vault
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-async def test_a_new_chats_first_turn_runs_a_fixed_number_of_statements(vault_factory: Any) -> None:
-    # Checkpoints come on a timer; a minute apart, none falls inside this short reply.
-    vault = await vault_factory(
-        providers={"offline": tm.TestProvider(tokens_per_second=0)}, settings_overrides={"checkpoint_ms": 60_000}
-    )
-    await vault.ensure_user("local")  # the user exists before a turn in the server too
+async def test_a_new_chats_first_turn_runs_a_fixed_number_of_statements_on_sqlite(vault_factory: Any) -> None:
+    vault = await _vault(vault_factory)
     statements: list[str] = []
 
     # Counted by SQLite itself (its trace callback on every pooled connection): statements that
-    # bypass SQLAlchemy (the append runs on the aiosqlite connection) count too.
+    # bypass SQLAlchemy (the append and the opening run on the aiosqlite connection) count too.
     def trace(conn: Any, record: Any, proxy: Any) -> None:
         await_only(conn.driver_connection.set_trace_callback(statements.append))
 
     event.listen(vault.store.engine.sync_engine, "checkout", trace)
     try:
-        turn = await vault.chat("c1", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]})
+        turn = await vault.chat("c1", message=MESSAGE)
         final = await vault.wait(turn.generation.id)
     finally:
         event.remove(vault.store.engine.sync_engine, "checkout", trace)
     assert final.status == "complete"
-    assert len(statements) == NEW_CHAT_FIRST_TURN, "\n".join(s.split("\n")[0][:100] for s in statements)
+    assert len(statements) == SQLITE_NEW_CHAT_FIRST_TURN, "\n".join(s.split("\n")[0][:100] for s in statements)
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_a_new_chats_first_turn_runs_a_fixed_number_of_round_trips_on_postgresql(
+    vault_factory: Any, asyncpg_round_trips: list[str]
+) -> None:
+    vault = await _vault(vault_factory)
+    asyncpg_round_trips.clear()
+    turn = await vault.chat("c1", message=MESSAGE)
+    opening = _per_turn(asyncpg_round_trips)
+    await vault.engine.wait(turn.generation.id)  # in this process: no status polls
+    sent = _per_turn(asyncpg_round_trips)
+    asyncpg_round_trips.clear()
+    assert (await vault.get_generation(turn.generation.id)).status == "complete"
+    assert len(opening) == 1, "\n".join(" ".join(s.split())[:100] for s in opening)
+    assert len(sent) == POSTGRES_NEW_CHAT_FIRST_TURN, "\n".join(" ".join(s.split())[:100] for s in sent)
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_an_opening_whose_connection_died_after_sending_is_not_run_twice(
+    vault_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-step opening runs in autocommit: if the connection dies after the statement went
+    out, it may have committed. The retry looks for the turn's generation before running it again,
+    so the turn neither fails with 409 against itself nor runs twice."""
+    vault = await _vault(vault_factory)
+    run = PooledDriver.run
+    failed: list[str] = []
+
+    async def dies_after_the_first_opening(self: PooledDriver, call: Any, *, what: str) -> Any:
+        result = await run(self, call, what=what)
+        if what == "write" and not failed:
+            failed.append("once")
+            raise ConnectionLost("database write failed: the connection went", sent=True)
+        return result
+
+    monkeypatch.setattr(PooledDriver, "run", dies_after_the_first_opening)
+    turn = await vault.chat("c1", message=MESSAGE)
+    final = await vault.wait(turn.generation.id)
+    assert failed == ["once"]
+    assert final.status == "complete"
+    page = await vault.chat_messages("c1")
+    assert [m["role"] for m in page.messages] == ["user", "assistant"]
+    assert [g.id for g in (await vault.list_generations()).items if g.chat_id == "c1"] == [turn.generation.id]
+
+
+async def test_the_listeners_get_the_final_record_as_stored_without_reading_it(vault_factory: Any) -> None:
+    vault = await _vault(vault_factory)
+    heard: list[Any] = []
+    vault.engine.listeners.append(heard.append)
+    turn = await vault.chat("c1", message=MESSAGE)
+    await vault.engine.wait(turn.generation.id)
+    stored = await vault.get_generation(turn.generation.id)
+    assert [r.id for r in heard] == [stored.id]
+    assert heard[0].status == "complete"
+    assert heard[0].model_dump(exclude={"checkpoint_at"}) == stored.model_dump(exclude={"checkpoint_at"})
+
+
+async def test_a_new_chat_asking_an_answered_question_gets_the_cached_reply_from_its_opening(
+    vault_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dedup cache's lookup runs inside the one-step opening (SQL cache): a new chat asking
+    what another chat was answered copies that answer, without a lookup of its own."""
+    from genvault.cache.sql import SqlCache
+
+    vault = await _vault(vault_factory)
+    first = await vault.chat("c1", message=MESSAGE)
+    await vault.engine.wait(first.generation.id)
+
+    async def no_lookup(self: SqlCache, key: str) -> str | None:
+        raise AssertionError("the opening looked the key up already")
+
+    monkeypatch.setattr(SqlCache, "get", no_lookup)
+    second = await vault.chat("c2", message={**MESSAGE, "id": "u2"})
+    await vault.engine.wait(second.generation.id)
+    copied = await vault.get_generation(second.generation.id)
+    assert copied.status == "complete"
+    assert copied.cached_from == first.generation.id
+    page = await vault.chat_messages("c2")
+    assert [m["role"] for m in page.messages] == ["user", "assistant"]

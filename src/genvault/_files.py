@@ -39,6 +39,7 @@ from genvault.store import files as file_store
 from genvault.store import generations as gen_store
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
+from genvault.validation import check_id
 
 __all__ = ["FilesMixin"]
 
@@ -204,9 +205,9 @@ class FilesMixin:
             raise InvalidRequest(f"size must be WIDTHxHEIGHT (e.g. 1024x1024) or auto, got {str(size)[:50]!r}")
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
             raise InvalidRequest(f"n (how many images) must be 1 to {MAX_IMAGES}, got {n!r}")
-        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
-            raise InvalidRequest("idempotency key must be 1 to 200 characters")
-        check_storable([prompt, idempotency_key or ""], "the request")
+        if idempotency_key is not None:
+            check_id(idempotency_key, "the idempotency key")
+        check_storable(prompt, "the request")
         model = model or self.settings.default_image_model
         images, bare_model = self.registry.resolve_image(model)
         images.check(ImageRequest(model=bare_model, prompt=prompt, size=size, n=n))

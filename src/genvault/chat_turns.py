@@ -18,19 +18,23 @@ and reads everything else from the database.
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault.cache.dedup import CacheProbe
 from genvault.errors import Conflict, InvalidRequest, NotFound
 from genvault.ids import new_id
 from genvault.messages.ui import message_to_json, parse_ui_message
+from genvault.store import Store
 from genvault.store import chats as chat_store
 from genvault.store import generations as gen_store
+from genvault.store.openings import open_new_chat_turn
 from genvault.tools import Tool
 
-__all__ = ["Trigger", "TurnPlan", "merge_tool_outputs", "prepare_turn"]
+__all__ = ["NewChatOpening", "Trigger", "TurnPlan", "merge_tool_outputs", "new_chat_opening", "prepare_turn"]
 
 Trigger = Literal["submit-message", "regenerate-message"]
 TITLE_CHARS = 80
@@ -43,6 +47,35 @@ class TurnPlan:
     continued: dict[str, Any] | None
     # The whole chat as the model should see it.
     history: list[dict[str, Any]]
+
+
+@dataclass
+class NewChatOpening:
+    """A submitted user message's turn as the first turn of a new chat: its plan, and `open`,
+    the engine's `open_alone` (False, nothing written, when the chat exists after all)."""
+
+    plan: TurnPlan
+    open: Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]]
+
+
+def new_chat_opening(store: Store, chat_id: str, user_id: str, message: dict[str, Any]) -> NewChatOpening | None:
+    """The one-step opening for a user message submitted to a chat that may be new; None for any
+    other message. Checks what `prepare_turn` checks of a new chat, in the same order."""
+    if message.get("role") != "user":
+        return None
+    chat_store.check_message_storable(message)
+    title = _title_from(message)
+    chat_store.check_chat_fields(chat_id, title)
+    # The history is the message itself; the store keeps JSON exactly, so it is not read back.
+    # A copy: the caller keeps `message` in the request record.
+    plan = TurnPlan(assistant_id=new_id("msg"), continued=None, history=[copy.deepcopy(message)])
+
+    async def open_(generation: dict[str, Any], probe: CacheProbe | None) -> bool:
+        return await open_new_chat_turn(
+            store, chat_id=chat_id, user_id=user_id, title=title, message=message, generation=generation, probe=probe
+        )
+
+    return NewChatOpening(plan=plan, open=open_)
 
 
 def _title_from(message: dict[str, Any] | None) -> str | None:

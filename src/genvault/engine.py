@@ -37,7 +37,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault import estimate, pricing
-from genvault.cache.dedup import CachePolicy, Dedup
+from genvault.cache.dedup import CachePolicy, CacheProbe, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
 from genvault.limits import Admission, Limits
@@ -128,9 +128,13 @@ class Run:
     cache_policy: CachePolicy | None = None
     # A copy of another generation (a cache hit, or a joined identical request).
     cached_from: str | None = None
+    # The provider's HTTP status when its call failed (the gateway answers with it).
+    provider_status: int | None = None
     saved_nano_usd: int | None = None
     # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
     cache_stored: bool = False
+    # The record as inserted: with the finalize's values, the final record for the listeners.
+    pending: Generation | None = None
     # The model request (for a usage estimate when the provider sends no usage).
     request: ModelRequest | None = None
     usage_estimated: bool = False
@@ -200,7 +204,7 @@ class Engine:
             on_lost=self._stop_lost,
             on_dead=self._stop_all,
             on_beat=self._renew,
-            on_interrupted=self._interrupted,
+            on_interrupted=self._settle_swept,
         )
         self.gate = TurnGate(_turn_slots(store, settings), settings.db_pool_timeout_seconds)
         self._runs: dict[str, Run] = {}
@@ -210,13 +214,6 @@ class Engine:
         self._late_finalizes: set[asyncio.Task[None]] = set()
         # Called with each record this process finalizes (metrics, tests).
         self.listeners: list[Callable[[Generation], None]] = []
-
-    async def _interrupted(self, conn: AsyncConnection, record: Generation) -> None:
-        """In the sweep's transaction, for each record it interrupts: its estimated usage and
-        partial reply (`genvault.swept`), then what it held against the limits is released."""
-        await settle_interrupted(conn, record, self.settings.price_overrides)
-        if self.limits is not None:
-            await self.limits.release_records(conn, [record.id])
 
     @property
     def owner_id(self) -> str:
@@ -243,6 +240,7 @@ class Engine:
         message_id: str | None = None,
         message_id_factory: Callable[[], str] | None = None,
         before_insert: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+        open_alone: Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]] | None = None,
         chunk_sink: ChunkSink | None = None,
         snapshot: Callable[[], dict[str, Any]] | None = None,
         finalize_hook: FinalizeHook | None = None,
@@ -257,7 +255,11 @@ class Engine:
         """Commit the pending record, start the provider call in the background, return the record.
 
         `before_insert(conn, generation_id)` runs in the same transaction as the pending insert
-        (chat turns append the user message there). With an `idempotency_key` already used by
+        (chat turns append the user message there). `open_alone(values, probe)`, tried first, writes
+        the pending row (`values`) together with whatever it belongs to in one step of its own (a
+        new chat's first turn), running the dedup cache's `probe` there too if given; when it
+        returns False, having written nothing, the transaction
+        with `before_insert` runs instead. With an `idempotency_key` already used by
         this user for the same request, the existing record comes back and nothing runs. With a
         `cache` policy, an identical earlier or running request is copied instead of called.
         """
@@ -276,43 +278,61 @@ class Engine:
         admission = await self.limits.admit(user_id=user_id, model=model) if self.limits is not None else None
         generation_id = new_id("gen")
         now = _now()
-        async with self.store.write() as conn:
-            if before_insert is not None:
-                await before_insert(conn, generation_id)
-            # A chat turn decides its assistant message id inside the transaction.
-            message_id = (message_id_factory() if message_id_factory else message_id) or generation_id
-            # After before_insert: a chat turn's messages are known only now.
-            key = (
-                self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
-                if self.dedup
-                else None
-            )
-            if admission is not None:
-                # The worst-case cost against every budget, last before the insert (on PostgreSQL
-                # the ledger row stays locked until this transaction commits). Refused: it all
-                # rolls back, and the request leaves nothing.
-                assert self.limits is not None
-                await self.limits.reserve(conn, admission, provider_name, bare_model, model_request)
-            record = await gen_store.insert_pending(
-                conn,
-                {
-                    "id": generation_id,
-                    "kind": kind,
-                    "user_id": user_id,
-                    "chat_id": chat_id,
-                    "message_id": message_id,
-                    "model": model,
-                    "provider": provider_name,
-                    "request": request_json,
-                    "created_at": now,
-                    "lease_owner": self.owner_id,
-                    "lease_expires_at": now + self._lease,
-                    "idempotency_key": idempotency_key,
-                    "cache_key": key,
-                    "api_key_id": admission.key_id if admission is not None else None,
-                    "reservation": admission.reservation() if admission is not None else None,
-                },
-            )
+
+        def pending_values(message_id: str, key: str | None) -> dict[str, Any]:
+            return {
+                "id": generation_id,
+                "kind": kind,
+                "user_id": user_id,
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "model": model,
+                "provider": provider_name,
+                "request": request_json,
+                "created_at": now,
+                "lease_owner": self.owner_id,
+                "lease_expires_at": now + self._lease,
+                "idempotency_key": idempotency_key,
+                "cache_key": key,
+                "api_key_id": admission.key_id if admission is not None else None,
+                "reservation": admission.reservation() if admission is not None else None,
+            }
+
+        def cache_key() -> str | None:
+            if self.dedup is None:
+                return None
+            return self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
+
+        record: Generation | None = None
+        opened = False
+        assistant_id = generation_id
+        probe: CacheProbe | None = None
+        # The one-step opening writes no reservation: it serves turns with no budget to hold.
+        if open_alone is not None and (admission is None or not admission.counted):
+            assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+            key = cache_key()
+            values = pending_values(assistant_id, key)
+            # The dedup cache's lookup goes along in the same step (the SQL cache's).
+            if self.dedup is not None and key is not None and cache is not None:
+                probe = self.dedup.probe(key, user_id, cache)
+            if await open_alone(values, probe):
+                opened = True
+                record = gen_store.pending_record(values)  # as stored: nothing to read back
+        if not opened:
+            async with self.store.write() as conn:
+                if before_insert is not None:
+                    await before_insert(conn, generation_id)
+                # A chat turn decides its assistant message id inside the transaction.
+                assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+                # After before_insert: a chat turn's messages are known only now.
+                key = cache_key()
+                if admission is not None:
+                    # The worst-case cost against every budget, last before the insert (on PostgreSQL
+                    # the ledger row stays locked until this transaction commits). Refused: it all
+                    # rolls back, and the request leaves nothing.
+                    assert self.limits is not None
+                    await self.limits.reserve(conn, admission, provider_name, bare_model, model_request)
+                record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
         if record is None:  # lost a race for the idempotency key
             if admission is not None and admission.subjects:
                 assert self.limits is not None
@@ -330,10 +350,11 @@ class Engine:
             user_id=user_id,
             provider=provider_name,
             model=model,
-            message_id=message_id,
+            message_id=assistant_id,
             snapshot=snapshot,
             cache_key=key,
             cache_policy=cache,
+            pending=record,
             admission=admission,
         )
         self._runs[generation_id] = run
@@ -342,7 +363,7 @@ class Engine:
         source = None
         if self.dedup is not None and key is not None and cache is not None:
             try:
-                source = await self.dedup.decide(key, generation_id, user_id, cache)
+                source = await self.dedup.decide(key, generation_id, user_id, cache, probe=probe if opened else None)
             except Exception:  # the record is committed: it must run, cache or not
                 log.warning("dedup lookup for %s failed; calling the provider", generation_id, exc_info=True)
         if source is not None:
@@ -488,6 +509,7 @@ class Engine:
             tail = [{"type": "abort"}]
         except ProviderError as exc:
             status, error = "error", exc.message
+            run.provider_status = exc.status
             tail = [{"type": "error", "errorText": exc.message}]
             if step_open:
                 tail.append({"type": "finish-step"})
@@ -718,15 +740,13 @@ class Engine:
 
     async def _mark_streaming(self, run: Run) -> None:
         first_token_at = run.first_token_at = _now()
-        still_active = await self.store.write_statement(
-            lambda conn: gen_store.mark_streaming(
-                conn,
-                run.generation_id,
-                started_at=run.started_at or first_token_at,
-                first_token_at=first_token_at,
-                lease_owner=self.owner_id,
-                lease_expires_at=first_token_at + self._lease,
-            )
+        still_active = await gen_store.mark_streaming_alone(
+            self.store,
+            run.generation_id,
+            started_at=run.started_at or first_token_at,
+            first_token_at=first_token_at,
+            lease_owner=self.owner_id,
+            lease_expires_at=first_token_at + self._lease,
         )
         if not still_active:
             raise asyncio.CancelledError  # cancelled or swept elsewhere before the first token
@@ -839,10 +859,9 @@ class Engine:
                 stored = await self.dedup.remember_in(
                     conn, run.cache_key, run.generation_id, run.user_id, run.cache_policy
                 )
-            # The final record for the listeners, read in this transaction rather than a
-            # transaction of its own (one pool checkout and BEGIN fewer per generation).
-            record = await gen_store.get(conn, run.generation_id) if self.listeners else None
         run.cache_stored = stored  # committed
+        # The final record for the listeners, from what was just written: no read of it.
+        record = gen_store.final_record(run.pending, values) if self.listeners and run.pending else None
         if run.admission is not None and run.admission.tokens and self.limits is not None:
             try:
                 await self.limits.record_tokens(run.admission, run.usage)
@@ -860,6 +879,11 @@ class Engine:
 
     def is_running_here(self, generation_id: str) -> bool:
         return generation_id in self._tasks
+
+    def provider_status(self, generation_id: str) -> int | None:
+        """The HTTP status of the failed provider call of a generation running here, if any."""
+        run = self._runs.get(generation_id)
+        return run.provider_status if run is not None else None
 
     def owner_here(self, generation_id: str) -> str | None:
         """The user a generation running in this process belongs to; None when it is not here."""
@@ -900,6 +924,13 @@ class Engine:
             ended = await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
             if ended and self.limits is not None:
                 await self.limits.release_records(conn, [generation.id])
+
+    async def _settle_swept(self, conn: AsyncConnection, record: Generation) -> None:
+        """In the sweep's transaction: complete a record it interrupted (usage, a turn's partial
+        reply in its chat) and give back what it held against its budgets."""
+        await settle_interrupted(conn, record, self.settings.price_overrides)
+        if self.limits is not None:
+            await self.limits.release_records(conn, [record.id])
 
     async def sweep(self) -> list[Generation]:
         """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone

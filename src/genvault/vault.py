@@ -28,7 +28,7 @@ from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
-from genvault.chat_turns import Trigger, TurnPlan, prepare_turn
+from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_turn
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.ids import new_id
@@ -47,6 +47,7 @@ from genvault.providers.images import ImageProvider
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, Page, UsageRow
 from genvault.replay import chunks_from_record
+from genvault.search import Searcher, SearchPage
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import chats as chat_store
@@ -59,10 +60,15 @@ from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.streams.memory import CLOSED_RETAIN_SECONDS
 from genvault.tools import Tool, ToolExecutor
+from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 
 log = logging.getLogger(__name__)
+
+# How often a Vault on SQLite applies the queued message-part changes to the search index (a
+# search applies them first anyway; this keeps the queue, and deleted text in it, short).
+SEARCH_CATCH_UP_SECONDS = 1.0
 
 MAX_PROMPT_CHARS = 1_000_000
 
@@ -235,11 +241,13 @@ class Vault(FilesMixin):
         self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health if self.redis else None)
         self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
+        self.searcher = Searcher(self.store)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
         self._sweep_interval = sweep_interval if sweep_interval is not None else self.settings.lease_seconds / 2
         self._sweeper: asyncio.Task[None] | None = None
+        self._search_catch_up: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
         self._started = False
         self.tools: dict[str, Tool] = {}
@@ -257,11 +265,11 @@ class Vault(FilesMixin):
             await self.store.upgrade()
         async with self.store.write() as conn:
             await ensure_user(conn, LOCAL_USER_ID, "Local user", is_admin=True)
-        await self.limits.load()
         # What the first turn needs, loaded now rather than on the event loop mid-stream.
         pricing.warm()
         # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
         await self.engine.liveness.start()
+        await self.limits.load()
         await self.engine.sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).
@@ -269,6 +277,10 @@ class Vault(FilesMixin):
         except StorageError:
             log.warning("could not sweep temporary blob objects", exc_info=True)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="genvault:sweeper")
+        if self.store.dialect == "sqlite":  # message parts' changes wait in a queue for the index
+            self._search_catch_up = asyncio.create_task(
+                self.searcher.catch_up_forever(SEARCH_CATCH_UP_SECONDS), name="genvault:search"
+            )
         if self.retention_enabled and self._run_retention:
             self._retention = asyncio.create_task(self._retain_forever(), name="genvault:retention")
         self._started = True
@@ -295,7 +307,7 @@ class Vault(FilesMixin):
                 log.warning("sweep failed", exc_info=True)
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:
-        for task in (self._sweeper, self._retention):
+        for task in (self._sweeper, self._retention, self._search_catch_up):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -380,9 +392,10 @@ class Vault(FilesMixin):
             raise InvalidRequest("prompt is empty: give the text to send to the model")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidRequest(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
-            raise InvalidRequest("idempotency key must be 1 to 200 characters")
-        check_storable([prompt, system or "", idempotency_key or ""], "the request")
+        if idempotency_key is not None:
+            check_id(idempotency_key, "the idempotency key")
+        check_json_depth(params, "params")
+        check_storable([prompt, system or ""], "the request")
         model = model or self.settings.default_model
         sampling = parse_params(params)
         param_json = sampling.model_dump(exclude_none=True)
@@ -402,6 +415,39 @@ class Vault(FilesMixin):
             request_json=request_json,
             model_request=model_request,
             idempotency_key=idempotency_key,
+            file_sink=self._file_sink(None, None),
+            cache=cache_policy(cache, cache_ttl),
+        )
+
+    async def complete(
+        self,
+        model_request: ModelRequest,
+        *,
+        model: str,
+        request_json: dict[str, Any],
+        user_id: str = LOCAL_USER_ID,
+        idempotency_key: str | None = None,
+        cache: bool = True,
+        cache_ttl: float | None = None,
+    ) -> Generation:
+        """Start a generation for a request already in model form (the `/v1` gateway translates
+        each wire format to one) and return its `pending` record at once, like `generate`.
+
+        The record keeps `request_json` (the client's request) and the reply as an assistant
+        UIMessage (`result_message`: text, reasoning, tool calls), checkpointed while it streams.
+        """
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+            raise InvalidRequest("idempotency key must be 1 to 200 characters")
+        assembler = MessageAssembler()
+        return await self.engine.start(
+            kind="text",
+            user_id=user_id,
+            model=model,
+            request_json=request_json,
+            model_request=model_request,
+            idempotency_key=idempotency_key,
+            chunk_sink=assembler.feed,
+            snapshot=lambda: message_to_json(assembler.message),
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
         )
@@ -456,13 +502,18 @@ class Vault(FilesMixin):
         """
         if trigger not in ("submit-message", "regenerate-message"):
             raise InvalidRequest(f"trigger must be submit-message or regenerate-message, got {trigger!r}")
-        if not chat_id or len(chat_id) > 200:
-            raise InvalidRequest("chat id must be 1 to 200 characters")
+        check_id(chat_id, "chat id")
+        if message_id is not None:
+            check_id(message_id, "messageId")
+        if idempotency_key is not None:
+            check_id(idempotency_key, "the idempotency key")
+        check_json_depth([message, params], "the message")
         incoming = None
         if message is not None:
             schemas = {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in self.tools.values()}
             validated = validate_ui_messages([message], tools=_known_tools(message, schemas))
             incoming = message_to_json(validated[0])
+            check_message_ids(incoming)
         uploads: list[Upload] = []
         if incoming is not None:
             if incoming.get("role") == "user" and any(p.get("type") == "file" for p in incoming["parts"]):
@@ -496,7 +547,6 @@ class Vault(FilesMixin):
                 tools=self.tools,
                 generation_id=generation_id,
             )
-            plan["turn"] = turn
             for upload in uploads:
                 if upload.exists:
                     continue
@@ -515,14 +565,7 @@ class Vault(FilesMixin):
             if turn.continued:
                 # Continuing a message (client tool results) is tied to this chat's own reply.
                 policy.enabled = False
-            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
-            request_json["messages_before"] = len(turn.history)
-            hooks.message_id = turn.assistant_id
-            hooks.assembler = MessageAssembler(
-                parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
-            )
-            hooks.history = turn.history
-            hooks.continues = turn.continued is not None
+            planned(turn)
 
         request_json: dict[str, Any] = {
             "chat_id": chat_id,
@@ -533,6 +576,26 @@ class Vault(FilesMixin):
         if message_id is not None:
             request_json["message_id"] = message_id
         hooks = _TurnHooks(chat_id=chat_id, user_id=user_id)
+
+        def planned(turn: TurnPlan) -> None:
+            plan["turn"] = turn
+            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
+            request_json["messages_before"] = len(turn.history)
+            hooks.message_id = turn.assistant_id
+            hooks.assembler = MessageAssembler(
+                parse_ui_message(turn.continued) if turn.continued else None, message_id=turn.assistant_id
+            )
+            hooks.history = turn.history
+            hooks.continues = turn.continued is not None
+
+        open_alone = None
+        if trigger == "submit-message" and incoming is not None and not uploads and idempotency_key is None:
+            # Most likely a new chat's first message: try it as one step (`store/openings.py`);
+            # an existing chat falls back to `before_insert`, which plans the turn anew.
+            opening = new_chat_opening(self.store, chat_id, user_id, incoming)
+            if opening is not None:
+                planned(opening.plan)
+                open_alone = opening.open
         record = await self.engine.start(
             kind="chat",
             user_id=user_id,
@@ -543,6 +606,7 @@ class Vault(FilesMixin):
             chat_id=chat_id,
             message_id_factory=lambda: hooks.message_id,
             before_insert=before_insert,
+            open_alone=open_alone,
             chunk_sink=hooks.feed,
             snapshot=hooks.snapshot,
             finalize_hook=hooks.finalize,
@@ -562,20 +626,29 @@ class Vault(FilesMixin):
     async def create_chat(
         self, chat_id: str | None = None, *, title: str | None = None, user_id: str = LOCAL_USER_ID
     ) -> chat_store.Chat:
+        if chat_id is not None:
+            check_id(chat_id, "chat id")
         async with self.store.write() as conn:
             return await chat_store.create_chat(conn, chat_id or new_id("chat"), user_id, title=title)
 
     async def get_chat(
         self, chat_id: str, *, user_id: str | None = LOCAL_USER_ID, for_reading: bool = False
     ) -> chat_store.Chat:
+        check_id(chat_id, "chat id")
         async with self.store.read() as conn:
             return await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
 
     async def list_chats(
-        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None
+        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None, q: str | None = None
     ) -> Page[chat_store.Chat]:
+        """The user's chats, most recently updated first; `q`: only those whose title or any
+        message matches the search query."""
+        among = None
+        if q:
+            among = self.searcher.chats_matching(q, user_id)
+            await self.searcher.catch_up()
         async with self.store.read() as conn:
-            return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor)
+            return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor, among=among)
 
     async def chat_messages(
         self,
@@ -588,6 +661,10 @@ class Vault(FilesMixin):
         for_reading: bool = True,
     ) -> chat_store.MessagePage:
         """A page of UIMessages, oldest first. Shared (link/public) chats are readable by others."""
+        check_id(chat_id, "chat id")
+        for name, value in (("before", before), ("after", after)):
+            if value is not None:
+                check_id(value, f"{name} (a message id)")
 
         # One statement: the ownership check is part of the page read.
         def page(conn: AsyncConnection | PooledDriver) -> Awaitable[chat_store.MessagePage]:
@@ -625,6 +702,10 @@ class Vault(FilesMixin):
         messages already appended counts as success (so a retry never appends twice)."""
         if not messages:
             return []
+        check_id(chat_id, "chat id")
+        check_json_depth(messages, "messages")
+        for message in messages:
+            check_message_ids(message)
         if validate:
             messages = [message_to_json(m) for m in validate_ui_messages(messages)]
         if self.store.dialect != "postgresql":
@@ -668,6 +749,8 @@ class Vault(FilesMixin):
             await chat_store.delete_chat(conn, chat_id, user_id)
 
     async def delete_message(self, chat_id: str, message_id: str, *, user_id: str = LOCAL_USER_ID) -> None:
+        check_id(chat_id, "chat id")
+        check_id(message_id, "message id")
         async with self.store.write() as conn:
             await chat_store.delete_message(conn, chat_id, user_id, message_id)
 
@@ -681,7 +764,11 @@ class Vault(FilesMixin):
     ) -> dict[str, int]:
         """Store a whole chat (validated UIMessages, ids kept) in one transaction. Importing the
         same chat again changes nothing; returns counts of inserted/unchanged/updated messages."""
+        check_id(chat_id, "chat id")
+        check_json_depth(messages, "messages")
         validated = [message_to_json(m) for m in validate_ui_messages(messages)]
+        for message in validated:
+            check_message_ids(message)
         counts = {"inserted": 0, "unchanged": 0, "updated": 0}
         async with self.store.write() as conn:
             await ensure_user(conn, user_id)
@@ -709,6 +796,7 @@ class Vault(FilesMixin):
 
     async def get_generation(self, generation_id: str, *, user_id: str | None = LOCAL_USER_ID) -> Generation:
         """The record; `NotFound` if missing or owned by someone else (`user_id=None`: anyone's)."""
+        check_id(generation_id, "generation id")
         async with self.store.read() as conn:
             return await gen_store.get(conn, generation_id, user_id=user_id)
 
@@ -723,7 +811,18 @@ class Vault(FilesMixin):
         until: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        q: str | None = None,
     ) -> Page[Generation]:
+        """Newest first; `q`: only those whose prompt or output (a chat turn's: its reply)
+        matches the search query."""
+        check_aware(since, "since")
+        check_aware(until, "until")
+        if model is not None:
+            check_storable(model, "model")
+        among = None
+        if q:
+            among = self.searcher.generations_matching(q, user_id)
+            await self.searcher.catch_up()
         async with self.store.read() as conn:
             return await gen_store.list_page(
                 conn,
@@ -735,7 +834,40 @@ class Vault(FilesMixin):
                 until=until,
                 limit=limit,
                 cursor=cursor,
+                among=among,
             )
+
+    async def search(
+        self,
+        q: str,
+        *,
+        user_id: str | None = LOCAL_USER_ID,
+        chat_id: str | None = None,
+        kind: str | None = None,
+        model: str | None = None,
+        role: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Messages, chat titles and generations matching `q` (words, "phrases", prefix*,
+        -exclude), best first, with snippets; `user_id=None` searches every user's. See
+        `genvault.search`."""
+        return await self.searcher.search(
+            q,
+            user_id=user_id,
+            chat_id=chat_id,
+            kind=kind,
+            model=model,
+            role=role,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
 
     async def usage(
         self,
@@ -745,6 +877,8 @@ class Vault(FilesMixin):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[UsageRow]:
+        check_aware(since, "since")
+        check_aware(until, "until")
         async with self.store.read() as conn:
             return await gen_store.usage_report(conn, group_by=group_by, user_id=user_id, since=since, until=until)
 
@@ -753,13 +887,10 @@ class Vault(FilesMixin):
     async def stream(
         self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID
     ) -> AsyncIterator[dict[str, Any]]:
-        """The generation's UI message stream chunks from index `start`: replay, then live.
-
-        Empty when the generation is no longer live in the hub (its record has the result)."""
-        await self.get_generation(generation_id, user_id=user_id)  # ownership
-        if start < 0:
-            raise InvalidRequest(f"start must be 0 or more, got {start}")
-        async for chunk in self.hub.follow(generation_id, start):
+        """The generation's UI message stream chunks from index `start`: replay, then live. A
+        generation no longer live (finished, or its hub forgot it) replays from its stored record,
+        from any index, for as long as the record exists."""
+        async for chunk in self.replay(generation_id, start=start, user_id=user_id):
             yield chunk
 
     def follow_here(
@@ -779,8 +910,8 @@ class Vault(FilesMixin):
     async def replay(
         self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID
     ) -> AsyncIterator[dict[str, Any]]:
-        """Like `stream`, but a generation no longer live in the hub is replayed from its stored
-        record, so a stream URL works for as long as the record exists."""
+        """What `stream` yields: the hub's chunks while the generation is live there, else its stored
+        record's, so a stream URL works for as long as the record exists."""
         record = await self.get_generation(generation_id, user_id=user_id)
         if start < 0:
             raise InvalidRequest(f"start must be 0 or more, got {start}")
@@ -815,6 +946,7 @@ class Vault(FilesMixin):
     # -- privacy and operations (genvault.ops) --------------------------------------------------
 
     async def user_exists(self, user_id: str) -> bool:
+        check_user_id(user_id)
         async with self.store.read() as conn:
             return (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None
 
@@ -845,7 +977,9 @@ class Vault(FilesMixin):
         """Remove every trace of the user and return the receipt (see `genvault.ops.erasure`).
         Erasing a user who is already gone returns a receipt of zeros. The local user (auth
         `none`) is recreated empty, since that mode always acts as it."""
+        check_user_id(user_id)
         receipt = await erase_user(self, user_id, actor_user_id=actor_user_id)
+        await self.searcher.catch_up()  # the erased texts leave the search index's queue now
         if user_id == LOCAL_USER_ID:
             # The embedded single-user mode acts as this user: it comes back empty, as at start.
             async with self.store.write() as conn:
@@ -853,7 +987,9 @@ class Vault(FilesMixin):
         return receipt
 
     async def apply_retention(self, *, now: datetime | None = None) -> RetentionReport:
-        return await apply_retention(self, now=now)
+        report = await apply_retention(self, now=now)
+        await self.searcher.catch_up()  # the expired texts leave the search index's queue now
+        return report
 
     async def verify(self) -> VerifyReport:
         return await verify(self.store, blobs=self.blobs)

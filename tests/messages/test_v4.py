@@ -434,3 +434,18 @@ def test_every_v4_message_is_reported_exactly_once_and_the_output_is_valid(messa
         assert entry.target_id in converted
     if conversion.messages:
         validate_ui_messages(conversion.messages)
+
+
+def test_every_malformed_message_is_reported_not_just_the_first() -> None:
+    with pytest.raises(V4ConversionError) as info:
+        convert_v4_messages(
+            [
+                {"id": "a", "content": "no role"},
+                {"id": "b", "role": "user", "content": "fine"},
+                {"id": "c", "role": "robot", "content": "x"},
+            ]
+        )
+    assert [where for where, _ in info.value.problems] == ["messages[0].role", "messages[2].role"]
+    assert info.value.location == "messages[0].role"
+    assert str(info.value).startswith("2 problems with the v4 messages:")
+    assert "  - messages[2].role: unknown role 'robot'" in str(info.value)

@@ -1,9 +1,9 @@
 """The dedup cache and single-flight: identical requests never cost twice (see `dedup`)."""
 
 from genvault.cache.base import Cache
-from genvault.cache.dedup import CachePolicy, Dedup
+from genvault.cache.dedup import CachePolicy, CacheProbe, Dedup
 from genvault.cache.key import cache_key
 from genvault.cache.redis import RedisCache
 from genvault.cache.sql import SqlCache
 
-__all__ = ["Cache", "CachePolicy", "Dedup", "RedisCache", "SqlCache", "cache_key"]
+__all__ = ["Cache", "CachePolicy", "CacheProbe", "Dedup", "RedisCache", "SqlCache", "cache_key"]

@@ -31,7 +31,7 @@ from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
 
-__all__ = ["CachePolicy", "Dedup"]
+__all__ = ["CachePolicy", "CacheProbe", "Dedup"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,22 @@ class CachePolicy:
 
     enabled: bool = True
     ttl_seconds: float | None = None
+
+
+@dataclass
+class CacheProbe:
+    """Step 1's lookup in the SQL cache, to run inside another statement (a new chat's opening,
+    `store/openings.py`) instead of a read of its own: the usable entry for `key` (not expired,
+    its generation `complete`, finished since `oldest`, and `user_id`'s when the cache is per
+    user). Whoever runs it sets `hit` and `ran`."""
+
+    key: str
+    now: datetime
+    oldest: datetime
+    user_id: str | None  # None: any user's result will do (cache_scope "global")
+    remembered: int  # `Dedup._remembered` before the lookup (see `decide`)
+    hit: str | None = None
+    ran: bool = False
 
 
 class Dedup:
@@ -70,10 +86,24 @@ class Dedup:
         scope = user_id if self.settings.cache_scope == "user" else None
         return cache_key(model=model, request=request, user_id=scope)
 
-    async def decide(self, key: str, generation_id: str, user_id: str, policy: CachePolicy) -> str | None:
-        """The generation to copy, or None when this one leads (and must call the provider)."""
-        remembered = self._remembered
-        hit = await self._lookup(key, user_id, policy)
+    def probe(self, key: str, user_id: str, policy: CachePolicy) -> CacheProbe | None:
+        """Step 1 as a `CacheProbe` for the SQL cache (None for Redis, looked up by `decide`)."""
+        if getattr(self.backend, "claims_across_processes", True):
+            return None
+        now = datetime.now(UTC)
+        scope = None if self.settings.cache_scope == "global" else user_id
+        return CacheProbe(key, now, now - timedelta(seconds=self.ttl(policy)), scope, self._remembered)
+
+    async def decide(
+        self, key: str, generation_id: str, user_id: str, policy: CachePolicy, *, probe: CacheProbe | None = None
+    ) -> str | None:
+        """The generation to copy, or None when this one leads (and must call the provider).
+        `probe`: step 1 already run (`probe.ran`) inside another statement."""
+        if probe is not None and probe.ran:
+            remembered, hit = probe.remembered, probe.hit
+        else:
+            remembered = self._remembered
+            hit = await self._lookup(key, user_id, policy)
         if hit is not None:
             return hit
         local = self._leading.get(key)

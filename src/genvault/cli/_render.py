@@ -28,6 +28,14 @@ def usd(value: Decimal | None) -> str:
     return f"${value:.6f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.4f}"
 
 
+def row_cost(cost: Decimal, generations: int, unpriced: int) -> str:
+    """A usage total: "unknown" when none of its generations had a price, never "$0" (as on the
+    /usage page; the `unpriced` column beside it counts the rest)."""
+    if generations and unpriced == generations:
+        return "unknown"
+    return usd(cost)
+
+
 def tokens(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
@@ -96,10 +104,16 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
     table.add_column("output", justify="right", footer=f"{totals['output']:,}")
     table.add_column("cached", justify="right", footer=f"{totals['cached']:,}")
     table.add_column("reasoning", justify="right", footer=f"{totals['reasoning']:,}")
-    table.add_column("cost", justify="right", footer=usd(totals["cost"]))
+    table.add_column(
+        "cost", justify="right", footer=row_cost(totals["cost"], totals["generations"], totals["unpriced"])
+    )
     table.add_column("unpriced", justify="right", footer=f"{totals['unpriced']:,}")
     table.add_column("cache hits", justify="right", footer=f"{totals['hits']:,}")
-    table.add_column("saved", justify="right", footer=usd(totals["saved"]))
+    table.add_column(
+        "saved",
+        justify="right",
+        footer="unknown" if totals["hits"] and not totals["saved"] and totals["unpriced"] else usd(totals["saved"]),
+    )
     # Generations cut short before the provider sent usage: their tokens and cost are estimates.
     table.add_column("estimated", justify="right", footer=f"{totals['estimated']:,}")
     for r in rows:
@@ -110,10 +124,10 @@ def usage_table(rows: list[UsageRow], group_by: str) -> Table:
             f"{r.output_tokens:,}",
             f"{r.cached_input_tokens:,}",
             f"{r.reasoning_tokens:,}",
-            usd(r.cost_usd),
+            row_cost(r.cost_usd, r.generations, r.unpriced_generations),
             f"{r.unpriced_generations:,}",
             f"{r.cache_hits:,}",
-            usd(r.saved_usd),
+            "unknown" if r.cache_hits and not r.saved_nano_usd and r.unpriced_generations else usd(r.saved_usd),
             f"{r.estimated_generations:,}",
         )
     return table

@@ -19,6 +19,7 @@ from genvault.messages.ui import message_to_json
 from genvault.messages.v4 import convert_v4_messages
 from genvault.records import Page
 from genvault.store.chats import Chat, load_all_messages
+from genvault.validation import loads_json
 from genvault.vault import Vault
 
 chat_app = typer.Typer(help="One chat: show or export it.", no_args_is_help=True)
@@ -169,7 +170,7 @@ def import_v4(
 async def _import_line(vault: Vault, number: int, line: str, user: str, dry_run: bool, report: _ImportReport) -> None:
     chat_id = "?"
     try:
-        record = json.loads(line)
+        record = loads_json(line.encode(), "the line")
         if not isinstance(record, dict):
             raise ValueError("the line is not a JSON object")
         chat_id = str(record.get("id") or "")

@@ -124,11 +124,26 @@ class StreamAssemblyError(InvalidRequest):
 
 
 class V4ConversionError(InvalidRequest):
-    """AI SDK v4 messages are malformed; `location` names the message and field, e.g. `messages[3].role`."""
+    """AI SDK v4 messages are malformed; `location` names the message and field, e.g. `messages[3].role`.
+
+    `problems` holds every (location, problem) found, one per malformed message, so one import
+    attempt reports them all; `location` and `problem` are the first."""
 
     code = "invalid_v4_messages"
 
-    def __init__(self, location: str, problem: str) -> None:
-        super().__init__(f"{location}: {problem}")
+    def __init__(self, location: str, problem: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems: list[tuple[str, str]] = [(location, problem), *more]
+        if more:
+            lines = [f"{len(self.problems)} problems with the v4 messages:"]
+            lines += [f"  - {where}: {what}" for where, what in self.problems]
+            super().__init__("\n".join(lines))
+        else:
+            super().__init__(f"{location}: {problem}")
         self.location = location
         self.problem = problem
+
+    @classmethod
+    def of(cls, problems: Sequence[V4ConversionError]) -> V4ConversionError:
+        """One error carrying the problems of several."""
+        found = [pair for error in problems for pair in error.problems]
+        return cls(*found[0], more=found[1:])

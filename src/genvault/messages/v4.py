@@ -2,8 +2,9 @@
 
 Invariant: every input message is accounted for in the report exactly once — `converted` into a
 v5 message, `merged` into an earlier one, or `skipped` with the reason — and every output is a
-valid `UIMessage`. Malformed input raises `V4ConversionError` naming the message and field
-rather than being guessed at; lossy but legitimate choices are recorded as report notes.
+valid `UIMessage`. Malformed input raises `V4ConversionError` naming each malformed message
+and its field (all of them, not just the first) rather than being guessed at; lossy but
+legitimate choices are recorded as report notes.
 
 What a v4 history may contain, and where it goes:
 * `content` (string, or a CoreMessage content array) → text / reasoning / tool / file parts;
@@ -100,8 +101,13 @@ def convert_v4_messages(messages: Any, *, data_part_type: str | None = "data-cus
     taken = {m["id"] for m in messages if isinstance(m, Mapping) and isinstance(m.get("id"), str) and m["id"]}
     report: list[V4ReportEntry | None] = [None] * len(messages)
     drafts: list[_Draft] = []
+    problems: list[V4ConversionError] = []  # every malformed message is reported, not just the first
     for index, raw in enumerate(messages):
-        draft = _convert_one(raw, index, data_part_type)
+        try:
+            draft = _convert_one(raw, index, data_part_type)
+        except V4ConversionError as exc:
+            problems.append(exc)
+            continue
         if isinstance(draft, str):
             report[index] = V4ReportEntry("skipped", index, _source_id(raw), None, draft)
         else:
@@ -140,10 +146,16 @@ def convert_v4_messages(messages: Any, *, data_part_type: str | None = "data-cus
 
     result: list[UIMessage] = []
     for draft in out:
-        result.append(_finish(draft))
+        try:
+            result.append(_finish(draft))
+        except V4ConversionError as exc:
+            problems.append(exc)
+            continue
         report[draft.index] = V4ReportEntry(
             "converted", draft.index, draft.source_id, draft.id, f"{draft.role} message", tuple(draft.notes)
         )
+    if problems:
+        raise V4ConversionError.of(problems)
     return V4Conversion(messages=result, report=[entry for entry in report if entry is not None])
 
 

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import JSON, Column, Table, and_, func, insert, select, update
+from sqlalchemy import JSON, Column, String, Table, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,6 +37,8 @@ from genvault.errors import Conflict, InvalidRequest, StorageError
 from genvault.store import Store
 from genvault.store.chats import load_all_messages
 from genvault.store.schema import MISSING, JSONText, UTCDateTime, blobs, chats, data_tables, metadata, users
+from genvault.store.text import check_storable
+from genvault.validation import MAX_JSON_DEPTH, json_depth_exceeds
 
 __all__ = [
     "FORMAT",
@@ -137,6 +139,16 @@ def _decode_row(table: Table, row: Any, line_no: int) -> dict[str, Any]:
                 value = datetime.fromisoformat(value)
             except (TypeError, ValueError):
                 raise InvalidRequest(f"line {line_no}: {table.name}.{column.name} is not an ISO time") from None
+            if value.tzinfo is None:
+                raise InvalidRequest(f"line {line_no}: {table.name}.{column.name} has no timezone")
+        elif isinstance(value, str) and isinstance(column.type, String) and column.type.length is not None:
+            # The width PostgreSQL enforces, enforced on SQLite too: an archive loads on both or neither.
+            if len(value) > column.type.length:
+                raise InvalidRequest(
+                    f"line {line_no}: {table.name}.{column.name} has {len(value)} characters; "
+                    f"the column holds {column.type.length}"
+                )
+            check_storable(value, f"line {line_no}: {table.name}.{column.name}")
         out[column.name] = value
     return out
 
@@ -391,8 +403,11 @@ async def import_lines(
         line_no += 1
         if trailer is not None:
             raise InvalidRequest(f"line {line_no}: data after the archive's end line")
+        raw = data.encode() if isinstance(data, str) else data
+        if json_depth_exceeds(raw, MAX_JSON_DEPTH + 4):  # + the line's own envelope
+            raise InvalidRequest(f"line {line_no}: nests more than {MAX_JSON_DEPTH} deep; no export does")
         try:
-            obj = json.loads(data)
+            obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise InvalidRequest(f"line {line_no}: not JSON; is this a genvault archive?") from None
         if not isinstance(obj, dict):

@@ -6,13 +6,13 @@ record. Both shapes are validated by the same Pydantic model, so they fail the s
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from genvault.errors import InvalidRequest
+from genvault.validation import loads_json
 from genvault.vault import invalid
 
 __all__ = ["FORM_TYPES", "read_form_or_json"]
@@ -36,10 +36,7 @@ async def read_form_or_json(
         is_form = True
     else:
         raw = await request.body()
-        try:
-            data = json.loads(raw) if raw else {}
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        data = loads_json(raw) if raw else {}
         if not isinstance(data, dict):
             raise InvalidRequest(f"body must be a JSON object like {example}")
         is_form = False

@@ -3,11 +3,10 @@ before it is read into memory, whether or not it declared a Content-Length."""
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genvault.errors import PayloadTooLarge
+from genvault.server.guard import send_error
 
 __all__ = ["BodySizeLimit"]
 
@@ -43,18 +42,4 @@ class BodySizeLimit:
         return f"request body is larger than the limit of {self.max_bytes} bytes"
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        message = self._message()
-        path = scope.get("path", "")
-        if path == "/api/chat" or path.startswith("/api/chat/"):
-            body, content_type = message.encode(), b"text/plain; charset=utf-8"
-        else:
-            body = json.dumps({"error": {"code": "payload_too_large", "message": message}}).encode()
-            content_type = b"application/json"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(scope, send, 413, "payload_too_large", self._message())

@@ -17,22 +17,35 @@ from genvault.messages.sse import SSE_DONE, UI_MESSAGE_STREAM_HEADERS, encode_de
 __all__ = ["ui_message_stream_response"]
 
 
-async def _sse(chunks: AsyncIterator[dict[str, Any]], compat: str) -> AsyncIterator[bytes]:
+async def _sse(chunks: AsyncIterator[dict[str, Any]], compat: str, first_id: int | None) -> AsyncIterator[bytes]:
+    # With `first_id`, the last event of chunk N carries `id: N`, so an `EventSource` that
+    # reconnects sends `Last-Event-ID: N` and the route resumes at chunk N + 1.
+    index = first_id
     async for chunk in chunks:
         delta = plain_delta(chunk)
         if delta is not None:  # one per token; every client level takes it as it is
-            yield encode_delta_sse(*delta)
-            continue
-        for wire in downgrade_for_client(chunk, compat):
-            yield encode_sse(wire)
+            frame = encode_delta_sse(*delta)
+            yield frame if index is None else b"id: %d\n" % index + frame
+        else:
+            wires = downgrade_for_client(chunk, compat)
+            for n, wire in enumerate(wires):
+                frame = encode_sse(wire)
+                yield frame if index is None or n < len(wires) - 1 else b"id: %d\n" % index + frame
+        if index is not None:
+            index += 1
     yield SSE_DONE
 
 
 def ui_message_stream_response(
-    chunks: AsyncIterator[dict[str, Any]], *, compat: str, headers: dict[str, str] | None = None
+    chunks: AsyncIterator[dict[str, Any]],
+    *,
+    compat: str,
+    headers: dict[str, str] | None = None,
+    first_id: int | None = None,
 ) -> StreamingResponse:
+    """The SSE response; `first_id` (the index of the first chunk) adds `id:` lines."""
     return StreamingResponse(
-        _sse(chunks, compat),
+        _sse(chunks, compat, first_id),
         headers={**UI_MESSAGE_STREAM_HEADERS, **(headers or {})},
         media_type="text/event-stream",
     )

@@ -19,12 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import InvalidRequest, NotFound
 from genvault.records import Generation, Page, Usage, UsageRow
+from genvault.store import Store
 from genvault.store.cursors import decode_cursor, encode_cursor
+from genvault.store.driver import ConnectionLost
 from genvault.store.schema import generations
 
 __all__ = [
     "ACTIVE",
     "checkpoint",
+    "final_record",
     "finalize",
     "find_by_idempotency_key",
     "get",
@@ -32,6 +35,8 @@ __all__ = [
     "interrupt",
     "list_page",
     "mark_streaming",
+    "mark_streaming_alone",
+    "pending_record",
     "status_of",
     "sweep_expired",
     "usage_report",
@@ -86,6 +91,23 @@ async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Gener
     except IntegrityError:
         return None
     return to_record(inserted)
+
+
+def pending_record(values: dict[str, Any]) -> Generation:
+    """The record a `pending` row inserted with `values` reads back as (every other column at its
+    default), without reading it."""
+    data = {k: v for k, v in values.items() if k not in ("lease_owner", "lease_expires_at")}
+    return Generation.model_validate({"status": "pending", **data})
+
+
+def final_record(pending: Generation, values: dict[str, Any]) -> Generation:
+    """The record `pending` becomes when `finalize` writes `values`, without reading it (its
+    `checkpoint_at` stays as it was when inserted)."""
+    usage = Usage(
+        **{name: values.get(name) for name in _USAGE_COLUMNS}, estimated=bool(values.get("usage_estimated", False))
+    )
+    update = {k: v for k, v in values.items() if k not in _USAGE_COLUMNS and k != "usage_estimated"}
+    return pending.model_copy(update={**update, "usage": usage})
 
 
 async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str) -> Generation | None:
@@ -144,6 +166,52 @@ async def mark_streaming(
             "lease_expires_at": lease_expires_at,
         },
     )
+
+
+_MARK_STREAMING_PG = (
+    "UPDATE generations SET status = 'streaming', started_at = $2::timestamptz, first_token_at = $3::timestamptz, "
+    "lease_owner = $4::varchar, lease_expires_at = $5::timestamptz "
+    "WHERE id = $1::varchar AND status IN ('pending', 'streaming')"
+)
+
+
+async def mark_streaming_alone(
+    store: Store,
+    generation_id: str,
+    *,
+    started_at: datetime,
+    first_token_at: datetime,
+    lease_owner: str,
+    lease_expires_at: datetime,
+) -> bool:
+    """`mark_streaming` as a statement of its own. On PostgreSQL straight on the pooled asyncpg
+    connection in autocommit, without the checkout ping (`Store.driver`): no SQLAlchemy
+    connection, execution context or result around one UPDATE; guarded by the status, so on a
+    lost connection it simply runs again on a pinged one. On SQLite, `Store.write_statement`."""
+    if store.dialect != "postgresql":
+        return await store.write_statement(
+            lambda conn: mark_streaming(
+                conn,
+                generation_id,
+                started_at=started_at,
+                first_token_at=first_token_at,
+                lease_owner=lease_owner,
+                lease_expires_at=lease_expires_at,
+            )
+        )
+    args = (generation_id, started_at, first_token_at, lease_owner, lease_expires_at)
+
+    async def run(conn: Any) -> bool:
+        status: str = await conn.execute(_MARK_STREAMING_PG, *args)
+        return status == "UPDATE 1"
+
+    try:
+        async with store.driver(ping=False) as driver:
+            return await driver.run(run, what="write")
+    except ConnectionLost:
+        pass  # invalidated already: the pool will not hand it out again
+    async with store.driver() as driver:
+        return await driver.run(run, what="write")
 
 
 async def checkpoint(
@@ -217,11 +285,15 @@ async def list_page(
     until: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    among: ColumnElement[bool] | None = None,
 ) -> Page[Generation]:
-    """Newest first, `limit` per page, continuing after `cursor`."""
+    """Newest first, `limit` per page, continuing after `cursor` (`among`: only the records
+    meeting it, such as a search's matches)."""
     if limit < 1 or limit > 1000:
         raise InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
     query = select(generations)
+    if among is not None:
+        query = query.where(among)
     filters = {"user_id": user_id, "model": model, "status": status, "kind": kind, "chat_id": chat_id}
     for name, value in filters.items():
         if value is not None:
@@ -274,7 +346,14 @@ async def usage_report(
         conditions.append(generations.c.created_at < until)
     sums = [func.coalesce(func.sum(generations.c[name]), 0).label(name) for name in _USAGE_COLUMNS]
     cost = func.coalesce(func.sum(generations.c.cost_nano_usd), 0).label("cost_nano_usd")
-    unpriced = func.sum(case((generations.c.cost_nano_usd.is_(None), 1), else_=0)).label("unpriced")
+    # A cache hit costs nothing, but a hit of an unpriced model is no more priced than its source:
+    # counted as unpriced, so a group of only such generations never reads as free.
+    unknown = or_(
+        generations.c.cost_nano_usd.is_(None),
+        # `price_source` stays "cache" after the source is erased (and `cached_from` set NULL).
+        and_(generations.c.price_source == "cache", generations.c.saved_nano_usd.is_(None)),
+    )
+    unpriced = func.sum(case((unknown, 1), else_=0)).label("unpriced")
     hits = func.sum(case((generations.c.cached_from.is_not(None), 1), else_=0)).label("cache_hits")
     saved = func.coalesce(func.sum(generations.c.saved_nano_usd), 0).label("saved_nano_usd")
     is_estimate = generations.c.usage_estimated.is_(True)

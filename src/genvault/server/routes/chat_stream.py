@@ -8,27 +8,44 @@ body (the client shows it as `error.message`); errors while streaming are an `er
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from genvault.errors import InvalidRequest
 from genvault.records import Generation
 from genvault.server.deps import OptionalUserDep, UserDep, VaultDep
+from genvault.server.openapi import SSE_RESPONSE, TEXT_ERRORS, json_body
 from genvault.server.streaming import ui_message_stream_response
+from genvault.validation import loads_json
 
 router = APIRouter(tags=["chat (AI SDK)"])
 
 _TRIGGERS = ("submit-message", "regenerate-message")
 
 
+class ChatRequest(BaseModel):
+    """The body `DefaultChatTransport` sends (for the OpenAPI document; `_parse_chat_request`
+    reads it). Other keys the client adds are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="The chat id: 1-200 visible ASCII characters. A new id starts a chat.")
+    messages: list[dict[str, Any]] | None = Field(
+        default=None, description="UI messages; only the last is read (the history comes from the database)."
+    )
+    message: dict[str, Any] | None = Field(default=None, description="Instead of `messages`: just the new one.")
+    trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
+    messageId: str | None = Field(default=None, description="The message to regenerate (or to answer from).")
+    model: str | None = Field(default=None, description="provider/model, e.g. openai/gpt-4o-mini")
+    cache: bool = Field(default=True, description="false: always call the model")
+    cache_ttl: float | None = Field(default=None, description="Reuse an identical answer at most this old (s)")
+
+
 def _parse_chat_request(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw) if raw else None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    body = loads_json(raw) if raw else None
     if not isinstance(body, dict):
         raise InvalidRequest('body must be a JSON object like {"id": "...", "messages": [...], "trigger": "..."}')
     chat_id = body.get("id", body.get("chatId"))
@@ -78,7 +95,8 @@ def _parse_chat_request(raw: bytes) -> dict[str, Any]:
 @router.post(
     "/api/chat",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "the UI message stream"}},
+    responses={**SSE_RESPONSE, **TEXT_ERRORS},
+    openapi_extra=json_body(ChatRequest),
 )
 async def post_chat(
     request: Request,
@@ -109,7 +127,11 @@ async def post_chat(
     )
 
 
-@router.get("/api/chat/{chat_id}/stream", responses={204: {"description": "no reply is running"}})
+@router.get(
+    "/api/chat/{chat_id}/stream",
+    response_class=Response,
+    responses={**SSE_RESPONSE, 204: {"description": "no reply is running"}, **TEXT_ERRORS},
+)
 async def resume_chat(chat_id: str, vault: VaultDep, user: OptionalUserDep) -> Response:
     """The running reply from its first chunk, then live; 204 when nothing is running."""
     # Anonymous visitors may follow a chat shared by link; `""` matches no owner.
@@ -124,7 +146,7 @@ async def resume_chat(chat_id: str, vault: VaultDep, user: OptionalUserDep) -> R
     )
 
 
-@router.post("/api/chat/{chat_id}/cancel", response_model=Generation)
+@router.post("/api/chat/{chat_id}/cancel", response_model=Generation, responses=TEXT_ERRORS)
 async def cancel_chat(chat_id: str, vault: VaultDep, user: UserDep) -> Generation:
     """Stop the running reply (not a disconnect): the partial message is saved, the record ends
     `cancelled`. 409 when nothing is running."""

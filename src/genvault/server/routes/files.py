@@ -116,7 +116,27 @@ async def get_file(
     return Response(content=body, status_code=206, headers=headers)
 
 
-@router.post("/api/files", status_code=201, response_model=FileRecord)
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "*/*": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "the raw bytes, with their Content-Type (and ?filename=)",
+            },
+        },
+    }
+}
+
+
+@router.post("/api/files", status_code=201, response_model=FileRecord, openapi_extra=_UPLOAD_BODY)
 async def upload_file(
     request: Request,
     vault: VaultDep,

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from genvault.errors import InvalidRequest
 from genvault.records import Generation, Page
 from genvault.server.bodies import read_form_or_json
 from genvault.server.deps import UserDep, VaultDep
+from genvault.server.openapi import SSE_RESPONSE, json_or_form_body
 from genvault.server.streaming import ui_message_stream_response
 
 router = APIRouter(tags=["generations"])
@@ -43,6 +45,7 @@ class GenerateCreated(BaseModel):
     status_code=201,
     response_model=GenerateCreated,
     responses={303: {"description": "form posts are redirected to the record's page"}},
+    openapi_extra=json_or_form_body(GenerateCreate),
 )
 async def create_generation(
     request: Request,
@@ -81,9 +84,10 @@ async def list_generations(
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
+    q: Annotated[str | None, Query(description="only records whose prompt or output matches this search")] = None,
 ) -> Page[Generation]:
     return await vault.list_generations(
-        user_id=user, model=model, status=status, kind=kind, since=since, until=until, limit=limit, cursor=cursor
+        user_id=user, model=model, status=status, kind=kind, since=since, until=until, limit=limit, cursor=cursor, q=q
     )
 
 
@@ -92,18 +96,24 @@ async def get_generation(generation_id: str, vault: VaultDep, user: UserDep) -> 
     return await vault.get_generation(generation_id, user_id=user)
 
 
-@router.get("/api/generations/{generation_id}/stream")
+@router.get("/api/generations/{generation_id}/stream", response_class=Response, responses=SSE_RESPONSE)
 async def stream_generation(
     generation_id: str,
     vault: VaultDep,
     user: UserDep,
     start: Annotated[int, Query(alias="from", ge=0)] = 0,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """The UI message stream from chunk `from`: replay, then live until the end. A finished
-    generation replays from its stored record."""
+    generation replays from its stored record. Each event carries `id: N` (its chunk's index), so
+    an `EventSource` that reconnects with `Last-Event-ID: N` resumes at chunk N + 1."""
+    if last_event_id is not None:
+        if not last_event_id.strip().isascii() or not last_event_id.strip().isdecimal():
+            raise InvalidRequest(f"Last-Event-ID must be a chunk index (a whole number), got {last_event_id[:40]!r}")
+        start = int(last_event_id) + 1
     await vault.get_generation(generation_id, user_id=user)
     return ui_message_stream_response(
-        vault.replay(generation_id, start=start, user_id=user), compat=vault.settings.stream_compat
+        vault.replay(generation_id, start=start, user_id=user), compat=vault.settings.stream_compat, first_id=start
     )
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from genvault.server.bodies import read_form_or_json
 from genvault.server.deps import UserDep, VaultDep
+from genvault.server.openapi import json_or_form_body
 
 router = APIRouter(tags=["images"])
 
@@ -39,6 +40,7 @@ class ImageCreated(BaseModel):
     status_code=201,
     response_model=ImageCreated,
     responses={303: {"description": "form posts are redirected to the image page"}},
+    openapi_extra=json_or_form_body(ImageCreate),
 )
 async def create_image(
     request: Request,

@@ -20,15 +20,17 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from genvault.errors import NotFound
+from genvault.errors import Forbidden, InvalidRequest, NotFound
 from genvault.ids import new_id
 from genvault.records import UsageRow
 from genvault.server.deps import OptionalUserDep, VaultDep
+from genvault.server.routes.search import EVERYONE, search_scope
 from genvault.store.chats import Chat
 from genvault.vault import Vault
 
@@ -80,6 +82,14 @@ def fmt_row_cost(row: UsageRow) -> str:
     return fmt_usd(row.cost_usd)
 
 
+def fmt_row_saved(row: UsageRow) -> str:
+    """What cache hits saved: "unknown" when they saved nothing priced and the group has unpriced
+    use (hits of a model without a price), rather than $0."""
+    if row.cache_hits and not row.saved_nano_usd and row.unpriced_generations:
+        return "unknown"
+    return fmt_usd(row.saved_usd)
+
+
 def fmt_seconds(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return "—"
@@ -95,7 +105,7 @@ def fmt_compact(value: float) -> str:
 
 
 templates.env.filters.update(time=fmt_time, num=fmt_num, usd=fmt_usd)
-templates.env.globals.update(seconds=fmt_seconds, row_cost=fmt_row_cost)
+templates.env.globals.update(seconds=fmt_seconds, row_cost=fmt_row_cost, row_saved=fmt_row_saved)
 
 
 # -- charts --------------------------------------------------------------------------------------
@@ -389,7 +399,17 @@ async def image_page(generation_id: str, request: Request, vault: VaultDep, user
 async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, days: str = "30") -> Response:
     if user is None:
         return sign_in_required(request, vault)
-    span = int(days) if days.isdigit() and int(days) in USAGE_RANGES else 30
+    span = next((n for n in USAGE_RANGES if days == str(n)), None)
+    if span is None:
+        return page(
+            request,
+            "error.html",
+            {
+                "title": "Unknown period",
+                "message": f"days must be one of {', '.join(map(str, USAGE_RANGES))}, e.g. /usage?days=30.",
+            },
+            status_code=400,
+        )
     today = datetime.now(UTC).date()
     first_day = today - timedelta(days=span - 1)
     since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
@@ -420,3 +440,43 @@ async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, d
             "budgets": budgets,
         },
     )
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search_page(
+    request: Request,
+    vault: VaultDep,
+    user: OptionalUserDep,
+    q: str = "",
+    kind: str = "",
+    cursor: str | None = None,
+    who: str | None = Query(default=None, alias="user"),
+) -> Response:
+    """Results link to the message in its chat (`/chat/{id}?message=…`), the chat, or the
+    generation; snippets are HTML-escaped with the matched words marked."""
+    if user is None:
+        return sign_in_required(request, vault)
+    admin = await vault.is_admin(user)
+    context: dict[str, Any] = {
+        "title": f"Search: {q}" if q.strip() else "Search",
+        "q": q,
+        "kind": kind,
+        "results": None,
+        "error": None,
+        "everyone_allowed": admin,
+        "everyone": admin and who == EVERYONE,
+        "scope_label": "",
+    }
+    if not q.strip():
+        return page(request, "search.html", context)
+    try:
+        scope = await search_scope(vault, user, who)
+        results = await vault.search(q, user_id=scope, kind=kind or None, cursor=cursor)
+    except (InvalidRequest, Forbidden) as exc:
+        context["error"] = exc.message
+        return page(request, "search.html", context, status_code=403 if isinstance(exc, Forbidden) else 400)
+    params = {"q": q} | ({"kind": kind} if kind else {}) | ({"user": who} if who else {})
+    context["results"] = results
+    context["scope_label"] = "everyone's records" if scope is None else "your records" if scope == user else scope
+    context["more_url"] = "/search?" + urlencode(params | {"cursor": results.next_cursor or ""})
+    return page(request, "search.html", context)

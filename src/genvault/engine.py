@@ -854,6 +854,7 @@ class Engine:
                         await hook(conn, run, status)
                 return current
             if run.admission is not None and self.limits is not None:
+                # With the finalize, once: the reservation becomes the true cost.
                 await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)

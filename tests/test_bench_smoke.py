@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import append, cpu, http, pageload, report, streaming
+from bench import append, cpu, http, pageload, report, search, streaming
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +113,19 @@ async def test_limits_benchmark_runs_turns_with_and_without_limits(tmp_path: Pat
     assert result["free"]["turn_ms"]["n"] == 3
     assert result["limited"]["turn_ms"]["n"] == 3
     assert result["limits_in_force"] == 6
+
+
+async def test_search_benchmark_loads_a_corpus_builds_the_index_and_times_every_query_shape(tmp_path: Path) -> None:
+    corpus = {"seed": 3, "users": 4, "chats": 12, "messages": 240, "generations": 40}
+    data = await search.run(
+        dbs=["sqlite"], corpus_args=corpus, samples=2, append_seconds=0.05, rounds=1, writers=[1], out_dir=tmp_path
+    )
+    [build] = data["builds"]
+    assert build["index_build_s"] > 0
+    shapes = {(r["query"], r["scope"]) for r in data["queries"]}
+    assert {q for q, _ in shapes} == {"2 common words", "1 rare word", "prefix migra*", "LIKE '%a%' AND LIKE '%b%'"}
+    assert {s for _, s in shapes} == {"one user", "all users"}
+    [append_row] = data["append"]
+    assert append_row["with_index_turns_per_s"] > 0
+    assert append_row["without_index_turns_per_s"] > 0
+    assert json.loads((tmp_path / "search.json").read_text())["benchmark"] == "search"

@@ -387,3 +387,43 @@ async def test_an_attached_image_is_sent_stored_as_a_blob_and_drawn_from_its_url
     await expect(image).to_have_count(1)
     assert "/files/file_" in (await image.get_attribute("src") or "")
     assert await image.evaluate("img => img.complete && img.naturalWidth") == 1
+
+
+async def test_a_search_from_the_top_bar_links_to_the_message_loading_earlier_pages_to_show_it(
+    page: Page, base_url: str, vault: Vault, tmp_path: Path
+) -> None:
+    await vault.create_chat("searched", title="The long migration chat")
+    history = [
+        {
+            "id": f"m{i:03}",
+            "role": "user" if i % 2 == 0 else "assistant",
+            "parts": [{"type": "text", "text": "the okapi <b>hides</b> here" if i == 7 else f"filler {i}"}],
+        }
+        for i in range(130)
+    ]
+    async with vault.store.write() as conn:
+        await chat_store.append_messages(conn, "searched", LOCAL_USER_ID, history)
+    await page.goto(base_url)
+    await page.fill(".searchbox input", "okapi")
+    await page.press(".searchbox input", "Enter")
+    await expect(page).to_have_url(re.compile(r"/search\?q=okapi$"))
+    hits = page.locator(".search-hit")
+    await expect(hits).to_have_count(1)
+    await expect(hits.locator("mark")).to_have_text("okapi")
+    await expect(hits.locator(".snippet")).to_have_text("the okapi <b>hides</b> here")  # markup shown as text
+    await hits.locator("a").click()
+    await expect(page).to_have_url(re.compile(r"/chat/searched\?message=m007$"))
+    found = page.locator(".msg-found")
+    await expect(found).to_have_count(1)  # two earlier pages were loaded to reach it
+    await expect(found).to_have_attribute("data-id", "m007")
+    await expect(found).to_be_in_viewport()
+    await expect(page.locator(".msg")).to_have_count(130)
+    await screenshot(page, "search-jump", tmp_path)
+    # A malformed query is a page that says what is wrong.
+    await page.goto(f"{base_url}/search?q=%22open")
+    await expect(page.locator(".error")).to_contain_text("unclosed quote")
+    problems: PageProblems = page.problems  # type: ignore[attr-defined]
+    assert problems.errors == [
+        "console: Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    ]
+    problems.errors.clear()  # that 400 was the point

@@ -148,3 +148,30 @@ def test_files_gc_reports_what_it_deleted(cli: CliRunner) -> None:
     result = cli.invoke(app, ["files", "gc", "--older-than-hours", "0"])
     assert result.exit_code == 0, result.output
     assert "deleted 0 unreferenced objects, 0 bytes" in result.stdout
+
+
+def test_search_finds_messages_and_generations_with_highlights(cli: CliRunner) -> None:
+    assert cli.invoke(app, ["generate", "A haiku about pelicans"]).exit_code == 0
+    result = cli.invoke(app, ["search", "pelican*"])
+    assert result.exit_code == 0, result.output
+    assert "generation" in result.stdout
+    assert "/generate/gen_" in result.stdout
+    assert "pelicans" in result.stdout
+    hits = [json.loads(line) for line in cli.invoke(app, ["search", "pelicans", "--json"]).stdout.splitlines()]
+    assert [h["kind"] for h in hits] == ["generation"]
+    assert hits[0]["snippet"] == "A haiku about <mark>pelicans</mark>"
+    assert cli.invoke(app, ["search", "walrus"]).stdout.strip() == "nothing found"
+
+
+def test_search_refuses_a_malformed_query_with_the_reason(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["search", '"unclosed'])
+    assert result.exit_code == 2
+    assert "unclosed quote" in result.stderr
+
+
+def test_logs_q_lists_only_the_matching_records(cli: CliRunner) -> None:
+    for prompt in ("A haiku about pelicans", "A limerick about walruses"):
+        assert cli.invoke(app, ["generate", prompt]).exit_code == 0
+    records = [json.loads(line) for line in cli.invoke(app, ["logs", "-q", "walrus*", "--json"]).stdout.splitlines()]
+    assert [r["request"]["prompt"] for r in records] == ["A limerick about walruses"]
+    assert "no generations match" in cli.invoke(app, ["logs", "-q", "nothing"]).stdout

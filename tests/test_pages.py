@@ -327,3 +327,24 @@ class TestCharts:
 )
 def test_money_is_shown_exactly_with_at_least_cents(value: Decimal | None, shown: str) -> None:
     assert fmt_usd(value) == shown
+
+
+async def test_the_search_page_lists_hits_with_marked_snippets_and_links(vault_factory: Any) -> None:
+    vault = await vault_factory()
+    await vault.create_chat("c1", title="Trip planning")
+    await vault.append_messages(
+        "c1", [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "A <i>fjord</i> trip"}]}]
+    )
+    transport = httpx.ASGITransport(app=create_app(vault=vault))
+    async with httpx.AsyncClient(transport=transport, base_url="http://genvault.test") as http:
+        home = await http.get("/")
+        assert 'action="/search"' in home.text
+        response = await http.get("/search", params={"q": "fjord"})
+        assert response.status_code == 200
+        assert 'href="/chat/c1?message=m1"' in response.text
+        assert "A &lt;i&gt;<mark>fjord</mark>&lt;/i&gt; trip" in response.text
+        empty = await http.get("/search", params={"q": "glacier"})
+        assert "Nothing found" in empty.text
+        bad = await http.get("/search", params={"q": "-fjord"})
+        assert bad.status_code == 400
+        assert "only leaves words out" in bad.text

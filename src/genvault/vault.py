@@ -47,6 +47,7 @@ from genvault.providers.images import ImageProvider
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, Page, UsageRow
 from genvault.replay import chunks_from_record
+from genvault.search import Searcher, SearchPage
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import chats as chat_store
@@ -64,6 +65,10 @@ from genvault.validation import check_aware, check_id, check_json_depth, check_m
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 
 log = logging.getLogger(__name__)
+
+# How often a Vault on SQLite applies the queued message-part changes to the search index (a
+# search applies them first anyway; this keeps the queue, and deleted text in it, short).
+SEARCH_CATCH_UP_SECONDS = 1.0
 
 MAX_PROMPT_CHARS = 1_000_000
 
@@ -236,11 +241,13 @@ class Vault(FilesMixin):
         self.dedup = Dedup(self.cache, self.store, self.settings, self.redis_health if self.redis else None)
         self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
+        self.searcher = Searcher(self.store)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
         self._sweep_interval = sweep_interval if sweep_interval is not None else self.settings.lease_seconds / 2
         self._sweeper: asyncio.Task[None] | None = None
+        self._search_catch_up: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
         self._started = False
         self.tools: dict[str, Tool] = {}
@@ -270,6 +277,10 @@ class Vault(FilesMixin):
         except StorageError:
             log.warning("could not sweep temporary blob objects", exc_info=True)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="genvault:sweeper")
+        if self.store.dialect == "sqlite":  # message parts' changes wait in a queue for the index
+            self._search_catch_up = asyncio.create_task(
+                self.searcher.catch_up_forever(SEARCH_CATCH_UP_SECONDS), name="genvault:search"
+            )
         if self.retention_enabled and self._run_retention:
             self._retention = asyncio.create_task(self._retain_forever(), name="genvault:retention")
         self._started = True
@@ -296,7 +307,7 @@ class Vault(FilesMixin):
                 log.warning("sweep failed", exc_info=True)
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:
-        for task in (self._sweeper, self._retention):
+        for task in (self._sweeper, self._retention, self._search_catch_up):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -628,10 +639,16 @@ class Vault(FilesMixin):
             return await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
 
     async def list_chats(
-        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None
+        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None, q: str | None = None
     ) -> Page[chat_store.Chat]:
+        """The user's chats, most recently updated first; `q`: only those whose title or any
+        message matches the search query."""
+        among = None
+        if q:
+            among = self.searcher.chats_matching(q, user_id)
+            await self.searcher.catch_up()
         async with self.store.read() as conn:
-            return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor)
+            return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor, among=among)
 
     async def chat_messages(
         self,
@@ -794,11 +811,18 @@ class Vault(FilesMixin):
         until: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        q: str | None = None,
     ) -> Page[Generation]:
+        """Newest first; `q`: only those whose prompt or output (a chat turn's: its reply)
+        matches the search query."""
         check_aware(since, "since")
         check_aware(until, "until")
         if model is not None:
             check_storable(model, "model")
+        among = None
+        if q:
+            among = self.searcher.generations_matching(q, user_id)
+            await self.searcher.catch_up()
         async with self.store.read() as conn:
             return await gen_store.list_page(
                 conn,
@@ -810,7 +834,40 @@ class Vault(FilesMixin):
                 until=until,
                 limit=limit,
                 cursor=cursor,
+                among=among,
             )
+
+    async def search(
+        self,
+        q: str,
+        *,
+        user_id: str | None = LOCAL_USER_ID,
+        chat_id: str | None = None,
+        kind: str | None = None,
+        model: str | None = None,
+        role: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Messages, chat titles and generations matching `q` (words, "phrases", prefix*,
+        -exclude), best first, with snippets; `user_id=None` searches every user's. See
+        `genvault.search`."""
+        return await self.searcher.search(
+            q,
+            user_id=user_id,
+            chat_id=chat_id,
+            kind=kind,
+            model=model,
+            role=role,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
 
     async def usage(
         self,
@@ -922,6 +979,7 @@ class Vault(FilesMixin):
         `none`) is recreated empty, since that mode always acts as it."""
         check_user_id(user_id)
         receipt = await erase_user(self, user_id, actor_user_id=actor_user_id)
+        await self.searcher.catch_up()  # the erased texts leave the search index's queue now
         if user_id == LOCAL_USER_ID:
             # The embedded single-user mode acts as this user: it comes back empty, as at start.
             async with self.store.write() as conn:
@@ -929,7 +987,9 @@ class Vault(FilesMixin):
         return receipt
 
     async def apply_retention(self, *, now: datetime | None = None) -> RetentionReport:
-        return await apply_retention(self, now=now)
+        report = await apply_retention(self, now=now)
+        await self.searcher.catch_up()  # the expired texts leave the search index's queue now
+        return report
 
     async def verify(self) -> VerifyReport:
         return await verify(self.store, blobs=self.blobs)

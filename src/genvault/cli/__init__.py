@@ -16,6 +16,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     limits,
     logs,
     ops,
+    search,
     serve,
     usage,
     users,

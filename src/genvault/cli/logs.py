@@ -20,6 +20,12 @@ def logs(
     status_: Annotated[str | None, typer.Option("--status", help="Only this status")] = None,
     user: Annotated[str | None, typer.Option("--user", help="Only this user's records (default: all users)")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="text, chat or image")] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            "--query", "-q", help='Only records whose prompt or output matches: words, "a phrase", migra*, -draft'
+        ),
+    ] = None,
     since: Annotated[str | None, typer.Option(help="From this time: 2026-11-01, or a span back: 2h, 7d")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Continue after a previous page's cursor")] = None,
@@ -30,7 +36,7 @@ def logs(
 
     async def body(vault: Vault) -> Page[Generation]:
         return await vault.list_generations(
-            user_id=user, model=model, status=status_, kind=kind, since=since_at, limit=limit, cursor=cursor
+            user_id=user, model=model, status=status_, kind=kind, since=since_at, limit=limit, cursor=cursor, q=query
         )
 
     page = run_with_vault(body)

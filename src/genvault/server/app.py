@@ -15,7 +15,19 @@ from genvault.server.guard import InputGuard, check_path_ids
 from genvault.server.key_scope import KeyScope
 from genvault.server.limits import BodySizeLimit
 from genvault.server.metrics import Metrics
-from genvault.server.routes import chat_stream, chats, files, generations, health, images, limits, pages, usage, users
+from genvault.server.routes import (
+    chat_stream,
+    chats,
+    files,
+    generations,
+    health,
+    images,
+    limits,
+    pages,
+    search,
+    usage,
+    users,
+)
 from genvault.settings import Settings
 from genvault.vault import Vault
 
@@ -57,7 +69,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
     app.add_middleware(KeyScope)
-    for module in (chat_stream, chats, files, generations, images, limits, usage, users, health, pages):
+    for module in (chat_stream, chats, files, generations, images, limits, search, usage, users, health, pages):
         app.include_router(module.router)
     app.include_router(gateway.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

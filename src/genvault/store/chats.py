@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     Select,
     String,
@@ -273,11 +274,21 @@ async def delete_chat(conn: AsyncConnection, chat_id: str, user_id: str) -> None
     await conn.execute(delete(chats).where(chats.c.id == chat_id))
 
 
-async def list_chats(conn: AsyncConnection, user_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[Chat]:
-    """The user's chats, most recently updated first."""
+async def list_chats(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    among: ColumnElement[bool] | None = None,
+) -> Page[Chat]:
+    """The user's chats, most recently updated first (`among`: only those meeting it, such as a
+    search's matches)."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     query = select(chats).where(chats.c.user_id == user_id)
+    if among is not None:
+        query = query.where(among)
     if cursor is not None:
         updated_at, chat_id = decode_cursor(cursor)
         query = query.where(tuple_(chats.c.updated_at, chats.c.id) < tuple_(updated_at, chat_id))

@@ -167,13 +167,16 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
-    async with engine.begin() as conn:
+    # A connection outside any transaction: the revisions' own transaction (env.py) commits, and a
+    # revision may leave it for statements that cannot run in one (CREATE INDEX CONCURRENTLY).
+    async with engine.connect() as conn:
 
         def _run(sync_conn: Any) -> None:
             config.attributes["connection"] = sync_conn
             command.upgrade(config, revision)
 
         await conn.run_sync(_run)
+        await conn.commit()
 
 
 def dialect_insert(conn: AsyncConnection, table: Table) -> Any:

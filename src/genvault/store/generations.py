@@ -285,11 +285,15 @@ async def list_page(
     until: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    among: ColumnElement[bool] | None = None,
 ) -> Page[Generation]:
-    """Newest first, `limit` per page, continuing after `cursor`."""
+    """Newest first, `limit` per page, continuing after `cursor` (`among`: only the records
+    meeting it, such as a search's matches)."""
     if limit < 1 or limit > 1000:
         raise InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
     query = select(generations)
+    if among is not None:
+        query = query.where(among)
     filters = {"user_id": user_id, "model": model, "status": status, "kind": kind, "chat_id": chat_id}
     for name, value in filters.items():
         if value is not None:

@@ -64,8 +64,14 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.get("/api/chats", response_model=Page[ChatPublic])
-async def list_chats(vault: VaultDep, user: UserDep, limit: Limit = 50, cursor: str | None = None) -> Page[ChatPublic]:
-    page = await vault.list_chats(user_id=user, limit=limit, cursor=cursor)
+async def list_chats(
+    vault: VaultDep,
+    user: UserDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
+    q: Annotated[str | None, Query(description="only chats whose title or a message matches this search")] = None,
+) -> Page[ChatPublic]:
+    page = await vault.list_chats(user_id=user, limit=limit, cursor=cursor, q=q)
     return Page[ChatPublic](items=[ChatPublic.of(c) for c in page.items], next_cursor=page.next_cursor)
 
 

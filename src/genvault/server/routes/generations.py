@@ -84,9 +84,10 @@ async def list_generations(
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
+    q: Annotated[str | None, Query(description="only records whose prompt or output matches this search")] = None,
 ) -> Page[Generation]:
     return await vault.list_generations(
-        user_id=user, model=model, status=status, kind=kind, since=since, until=until, limit=limit, cursor=cursor
+        user_id=user, model=model, status=status, kind=kind, since=since, until=until, limit=limit, cursor=cursor, q=q
     )
 
 

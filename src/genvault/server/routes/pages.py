@@ -20,15 +20,17 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from genvault.errors import NotFound
+from genvault.errors import Forbidden, InvalidRequest, NotFound
 from genvault.ids import new_id
 from genvault.records import UsageRow
 from genvault.server.deps import OptionalUserDep, VaultDep
+from genvault.server.routes.search import EVERYONE, search_scope
 from genvault.store.chats import Chat
 from genvault.vault import Vault
 
@@ -438,3 +440,43 @@ async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, d
             "budgets": budgets,
         },
     )
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search_page(
+    request: Request,
+    vault: VaultDep,
+    user: OptionalUserDep,
+    q: str = "",
+    kind: str = "",
+    cursor: str | None = None,
+    who: str | None = Query(default=None, alias="user"),
+) -> Response:
+    """Results link to the message in its chat (`/chat/{id}?message=…`), the chat, or the
+    generation; snippets are HTML-escaped with the matched words marked."""
+    if user is None:
+        return sign_in_required(request, vault)
+    admin = await vault.is_admin(user)
+    context: dict[str, Any] = {
+        "title": f"Search: {q}" if q.strip() else "Search",
+        "q": q,
+        "kind": kind,
+        "results": None,
+        "error": None,
+        "everyone_allowed": admin,
+        "everyone": admin and who == EVERYONE,
+        "scope_label": "",
+    }
+    if not q.strip():
+        return page(request, "search.html", context)
+    try:
+        scope = await search_scope(vault, user, who)
+        results = await vault.search(q, user_id=scope, kind=kind or None, cursor=cursor)
+    except (InvalidRequest, Forbidden) as exc:
+        context["error"] = exc.message
+        return page(request, "search.html", context, status_code=403 if isinstance(exc, Forbidden) else 400)
+    params = {"q": q} | ({"kind": kind} if kind else {}) | ({"user": who} if who else {})
+    context["results"] = results
+    context["scope_label"] = "everyone's records" if scope is None else "your records" if scope == user else scope
+    context["more_url"] = "/search?" + urlencode(params | {"cursor": results.next_cursor or ""})
+    return page(request, "search.html", context)

@@ -261,5 +261,26 @@ if (form) {
   setStatus("ready");
   input.focus();
 }
-scrollToEnd();
+/** A search result links here as /chat/{id}?message={message id}: load earlier pages until
+ * that message is in the list, then scroll it into view and mark it. */
+async function focusMessage(id) {
+  while (!state.messages.some((m) => m.id === id) && state.hasBefore) {
+    const before = state.messages.length;
+    await loadEarlier();
+    if (state.messages.length === before) break; // the page did not load: stop, shown as an error
+  }
+  const message = state.messages.find((m) => m.id === id);
+  const node = message && elements.get(message);
+  if (!node) {
+    showError("That message is no longer in this chat.");
+    scrollToEnd();
+    return;
+  }
+  node.classList.add("msg-found");
+  node.scrollIntoView({ block: "center" });
+}
+
+const wanted = new URLSearchParams(location.search).get("message");
+if (wanted) focusMessage(wanted);
+else scrollToEnd();
 resume();

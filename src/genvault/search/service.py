@@ -1,0 +1,464 @@
+"""Searching a user's chats and generations: ranked hits with snippets, filters, cursor pages.
+
+Three kinds of document, each with its own index in the database (see `genvault.search.ddl`):
+a message's text part, a chat's title, and a finished text or image generation's prompt and
+output. (A chat turn's generation is found through its reply, a message, rather than twice.)
+
+Ownership is in the query, never after it: a user's search names their owner token in the index
+query (SQLite: the `owner` column; PostgreSQL: the `#md5(user_id)` lexeme), which keeps the
+ranking to their own rows, and checks `user_id` exactly on top. Only a search with `user_id=None`
+(an operator, or an admin through the server) reaches everyone's rows.
+
+Ranking: bm25 on SQLite, ts_rank_cd on PostgreSQL, as a `score` where lower is better (bm25's
+sign; ts_rank_cd negated), then the document's key. A page's cursor is the last hit's (score,
+source, key): the next page continues strictly after it in that order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genvault.errors import InvalidRequest
+from genvault.search.query import TextQuery, parse_query
+from genvault.search.snippet import snippet
+from genvault.store.schema import UTCDateTime
+
+__all__ = [
+    "MAX_LIMIT",
+    "SOURCES",
+    "SearchFilters",
+    "SearchHit",
+    "SearchPage",
+    "matching_chats",
+    "matching_generations",
+    "search",
+]
+
+MAX_LIMIT = 100
+Kind = Literal["message", "chat", "generation"]
+SOURCES: tuple[Kind, ...] = ("message", "chat", "generation")
+
+
+class SearchHit(BaseModel):
+    """One found document and what to open: a message (chat id + message id), a chat (its
+    title matched) or a generation."""
+
+    kind: Kind
+    score: float  # lower is better (bm25 on SQLite; -ts_rank_cd on PostgreSQL)
+    snippet: str  # HTML-escaped, matched words in <mark>…</mark>
+    user_id: str
+    chat_id: str | None = None
+    chat_title: str | None = None
+    message_id: str | None = None
+    role: str | None = None
+    generation_id: str | None = None
+    model: str | None = None
+    status: str | None = None
+    created_at: datetime
+    url: str
+
+
+class SearchPage(BaseModel):
+    items: list[SearchHit]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """What a search is limited to. `user_id=None`: every user's documents (operators, admins)."""
+
+    user_id: str | None
+    chat_id: str | None = None
+    kind: Kind | None = None
+    model: str | None = None
+    role: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def sources(self) -> list[Kind]:
+        chosen = [self.kind] if self.kind else list(SOURCES)
+        if self.role is not None:  # only messages have a role
+            chosen = [k for k in chosen if k == "message"]
+        if self.model is not None or self.status is not None:  # titles have neither
+            chosen = [k for k in chosen if k != "chat"]
+        return chosen
+
+
+# -- the SQL of each source ----------------------------------------------------------------------
+
+
+@dataclass
+class _Select:
+    """One source's ranked query, assembled from parts."""
+
+    score: str
+    keys: list[str]  # the document's key columns, in cursor order
+    frm: str
+    where: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def sql(self, limit: int) -> str:
+        keys = ", ".join(f"{k} AS k{i}" for i, k in enumerate(self.keys))
+        order = ", ".join(["score", *self.keys])
+        return (
+            f"SELECT {self.score} AS score, {keys} FROM {self.frm} WHERE {' AND '.join(self.where)} "
+            f"ORDER BY {order} LIMIT {int(limit)}"
+        )
+
+
+def _owner_token(user_id: str) -> str:
+    return "u" + user_id.encode().hex()
+
+
+def _pg_tsquery(query: TextQuery, params: dict[str, Any]) -> str:
+    """The query as a tsquery expression over bound parameters: each term parsed by PostgreSQL's
+    own functions with the index's configuration, joined with && and !!."""
+    parts: list[str] = []
+    for i, term in enumerate(query.terms):
+        name = f"t{i}"
+        if term.kind == "prefix":
+            params[name] = f"'{term.words[0]}':*"  # letters and digits only (parse_query)
+            expr = f"to_tsquery('simple', :{name})"
+        else:
+            params[name] = " ".join(term.words)
+            expr = f"phraseto_tsquery('simple', :{name})"
+        parts.append(f"!!{expr}" if term.negated else expr)
+    return "(" + " && ".join(parts) + ")"
+
+
+# The indexed vectors (revision 0009): a stored `search_vector` on parts and generations, an
+# expression on chats, which a query must spell exactly as the index does to use it.
+PG_CHATS_VECTOR = "(to_tsvector('simple', c.title) || array_to_tsvector(ARRAY['#' || md5(c.user_id)]))"
+
+
+def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Select:
+    params: dict[str, Any] = {}
+    where: list[str] = []
+    pg = dialect == "postgresql"
+    if pg:
+        tsq = _pg_tsquery(query, params)
+        if f.user_id is not None:
+            params["owner"] = f.user_id
+            match_q = f"({tsq} && (('''#' || md5(:owner) || ''''))::tsquery)"
+        else:
+            match_q = tsq
+    else:
+        columns = "{prompt output}" if kind == "generation" else "body"
+        match = query.fts5(columns=columns)
+        if f.user_id is not None:
+            match = f'owner : "{_owner_token(f.user_id)}" AND {match}'
+        params["match"] = match
+
+    if kind == "message":
+        need_messages = any(v is not None for v in (f.role, f.since, f.until, f.model, f.status))
+        if pg:
+            frm = "parts p"
+            score = f"(-ts_rank_cd(p.search_vector, {tsq}))::float8"
+            where.append(f"p.search_vector @@ {match_q}")
+            keys = ["p.chat_id", "p.message_id", "p.position"]
+        else:
+            frm = "search_parts f JOIN parts p ON p.rowid = f.rowid"
+            score = "bm25(search_parts, 1.0, 0.0)"
+            where.append("search_parts MATCH :match")
+            keys = ["f.rowid"]
+        if need_messages:
+            frm += " JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id"
+        if f.model is not None or f.status is not None:
+            frm += " JOIN generations g ON g.id = m.generation_id"
+        if f.user_id is not None:
+            where.append("p.user_id = :user_id")
+        if f.chat_id is not None:
+            where.append("p.chat_id = :chat_id")
+        if f.role is not None:
+            where.append("m.role = :role")
+        date_col = "m.created_at"
+    elif kind == "chat":
+        if pg:
+            frm = "chats c"
+            score = f"(-ts_rank_cd(to_tsvector('simple', c.title), {tsq}))::float8"
+            where.append(f"{PG_CHATS_VECTOR} @@ {match_q}")
+            keys = ["c.id"]
+        else:
+            frm = "search_chats f JOIN chats c ON c.rowid = f.rowid"
+            score = "bm25(search_chats, 1.0, 0.0)"
+            where.append("search_chats MATCH :match")
+            keys = ["f.rowid"]
+        if f.user_id is not None:
+            where.append("c.user_id = :user_id")
+        if f.chat_id is not None:
+            where.append("c.id = :chat_id")
+        date_col = "c.created_at"
+    else:
+        if pg:
+            frm = "generations g"
+            score = f"(-ts_rank_cd(g.search_vector, {tsq}))::float8"
+            where.append(f"g.search_vector @@ {match_q}")
+            keys = ["g.id"]
+        else:
+            frm = "search_generations f JOIN generations g ON g.rowid = f.rowid"
+            score = "bm25(search_generations, 1.0, 1.0, 0.0)"
+            where.append("search_generations MATCH :match")
+            keys = ["f.rowid"]
+        if f.user_id is not None:
+            where.append("g.user_id = :user_id")
+        if f.chat_id is not None:
+            where.append("g.chat_id = :chat_id")
+        date_col = "g.created_at"
+    if f.model is not None:
+        where.append("g.model = :model")
+    if f.status is not None:
+        where.append("g.status = :status")
+    if f.since is not None:
+        where.append(f"{date_col} >= :since")
+    if f.until is not None:
+        where.append(f"{date_col} < :until")
+    params.update(
+        {k: v for k, v in {"user_id": f.user_id, "chat_id": f.chat_id, "role": f.role}.items() if v is not None}
+    )
+    params.update({k: v for k, v in {"model": f.model, "status": f.status}.items() if v is not None})
+    return _Select(score=score, keys=keys, frm=frm, where=where, params=params)
+
+
+# -- cursors -------------------------------------------------------------------------------------
+
+
+def _encode_cursor(score: float, source: int, keys: Sequence[Any]) -> str:
+    raw = json.dumps([score, source, list(keys)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, int, list[Any]]:
+    try:
+        score, source, keys = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(keys, list) or not 0 <= int(source) < len(SOURCES):
+            raise ValueError
+        return float(score), int(source), keys
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(f"invalid cursor {cursor!r}: pass back a next_cursor from a previous page") from exc
+
+
+def _after(select: _Select, source: int, cursor: tuple[float, int, list[Any]] | None) -> None:
+    """Limit `select` (source number `source`) to what sorts after the cursor in (score, source,
+    key) order."""
+    if cursor is None:
+        return
+    score, at_source, keys = cursor
+    select.params["c_score"] = score
+    if source < at_source:
+        select.where.append(f"{select.score} > :c_score")
+    elif source > at_source:
+        select.where.append(f"{select.score} >= :c_score")
+    else:
+        if len(keys) != len(select.keys):
+            raise InvalidRequest("invalid cursor: it belongs to a different search")
+        names = []
+        for i, key in enumerate(keys):
+            select.params[f"c_k{i}"] = key
+            names.append(f":c_k{i}")
+        select.where.append(f"({select.score}, {', '.join(select.keys)}) > (:c_score, {', '.join(names)})")
+
+
+# -- the search ----------------------------------------------------------------------------------
+
+
+def _bind(statement: Any, params: dict[str, Any]) -> Any:
+    """Bind with the column type of dates (UTC on both databases)."""
+    from sqlalchemy import bindparam
+
+    dates = [bindparam(k, type_=UTCDateTime) for k in ("since", "until") if k in params]
+    return statement.bindparams(*dates) if dates else statement
+
+
+async def search(
+    conn: AsyncConnection,
+    q: str | TextQuery,
+    filters: SearchFilters,
+    *,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> SearchPage:
+    """The best `limit` hits after `cursor`, each with its snippet and what to open."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    if filters.since is not None and filters.until is not None and filters.since >= filters.until:
+        raise InvalidRequest("since must be before until")
+    query = parse_query(q) if isinstance(q, str) else q
+    after = _decode_cursor(cursor) if cursor else None
+    dialect = conn.dialect.name
+    ranked: list[tuple[float, int, tuple[Any, ...]]] = []
+    for kind in filters.sources():
+        number = SOURCES.index(kind)
+        select = _source(dialect, kind, query, filters)
+        for name in ("since", "until"):
+            value = getattr(filters, name)
+            if value is not None:
+                select.params[name] = value
+        _after(select, number, after)
+        statement = _bind(text(select.sql(limit + 1)), select.params)
+        rows = (await conn.execute(statement, select.params)).all()
+        ranked += [(float(row[0]), number, tuple(row[1:])) for row in rows]
+    ranked.sort()
+    page = ranked[:limit]
+    next_cursor = _encode_cursor(*page[-1][:2], page[-1][2]) if len(ranked) > limit and page else None
+    items = await _hydrate(conn, dialect, query, page)
+    return SearchPage(items=items, next_cursor=next_cursor)
+
+
+async def _hydrate(
+    conn: AsyncConnection, dialect: str, query: TextQuery, page: list[tuple[float, int, tuple[Any, ...]]]
+) -> list[SearchHit]:
+    """The page's documents, read by key, with their snippets."""
+    by_source: dict[int, list[tuple[Any, ...]]] = {}
+    for _, number, keys in page:
+        by_source.setdefault(number, []).append(keys)
+    found: dict[tuple[int, tuple[Any, ...]], dict[str, Any]] = {}
+    for number, source_keys in by_source.items():
+        for document in await _read_documents(conn, dialect, SOURCES[number], source_keys):
+            found[(number, document["_key"])] = document
+    hits: list[SearchHit] = []
+    for score, number, keys in page:
+        row = found.get((number, keys))
+        if row is None:  # deleted between the two reads
+            continue
+        texts = [row.get("body"), row.get("output"), row.get("prompt")]
+        shown = next((s for s in (snippet(t, query) for t in texts if t) if s), None)
+        if shown is None:
+            shown = snippet(" ".join(t for t in texts if t), query) or ""
+        kind = SOURCES[number]
+        url = (
+            f"/chat/{quote(row['chat_id'], safe='')}?message={quote(row['message_id'], safe='')}"
+            if kind == "message"
+            else f"/chat/{quote(row['chat_id'], safe='')}"
+            if kind == "chat"
+            else f"/generate/{quote(row['generation_id'], safe='')}"
+        )
+        hits.append(
+            SearchHit(
+                kind=kind,
+                score=score,
+                snippet=shown,
+                user_id=row["user_id"],
+                chat_id=row.get("chat_id"),
+                chat_title=row.get("chat_title"),
+                message_id=row.get("message_id"),
+                role=row.get("role"),
+                generation_id=row.get("generation_id"),
+                model=row.get("model"),
+                status=row.get("status"),
+                created_at=row["created_at"],
+                url=url,
+            )
+        )
+    return hits
+
+
+_DATE = UTCDateTime()
+
+
+async def _read_documents(
+    conn: AsyncConnection, dialect: str, kind: Kind, keys: list[tuple[Any, ...]]
+) -> list[dict[str, Any]]:
+    params: dict[str, Any] = {}
+    if dialect == "sqlite":
+        params = {f"r{i}": k[0] for i, k in enumerate(keys)}
+        where = {"message": "p.rowid", "chat": "c.rowid", "generation": "g.rowid"}[kind]
+        cond = f"{where} IN ({', '.join(':' + n for n in params)})"
+        key_cols = [where]
+    else:
+        conds = []
+        for i, k in enumerate(keys):
+            names = []
+            for j, v in enumerate(k):
+                params[f"r{i}_{j}"] = v
+                names.append(f":r{i}_{j}")
+            conds.append("(" + ", ".join(names) + ")")
+        key_cols = {"message": ["p.chat_id", "p.message_id", "p.position"], "chat": ["c.id"], "generation": ["g.id"]}[
+            kind
+        ]
+        cond = f"({', '.join(key_cols)}) IN ({', '.join(conds)})"
+    keys_sql = ", ".join(f"{c} AS _k{i}" for i, c in enumerate(key_cols))
+    if kind == "message":
+        sql = (
+            f"SELECT {keys_sql}, p.chat_id, p.message_id, p.user_id, p.text_text AS body, m.role, "
+            "m.created_at, m.generation_id, c.title AS chat_title, g.model, g.status "
+            "FROM parts p JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id "
+            "JOIN chats c ON c.id = p.chat_id LEFT JOIN generations g ON g.id = m.generation_id "
+            f"WHERE {cond}"
+        )
+    elif kind == "chat":
+        sql = (
+            f"SELECT {keys_sql}, c.id AS chat_id, c.user_id, c.title AS body, c.title AS chat_title, "
+            f"c.created_at FROM chats c WHERE {cond}"
+        )
+    else:
+        prompt = "json_extract(g.request, '$.prompt')" if dialect == "sqlite" else "g.request ->> 'prompt'"
+        sql = (
+            f"SELECT {keys_sql}, g.id AS generation_id, g.user_id, g.chat_id, {prompt} AS prompt, "
+            "g.result_text AS output, g.model, g.status, g.created_at FROM generations g "
+            f"WHERE {cond}"
+        )
+    rows = (await conn.execute(text(sql), params)).all()
+    width = len(key_cols)
+    out = []
+    for row in rows:
+        record = {k: v for k, v in row._mapping.items() if not k.startswith("_k")}
+        record["_key"] = tuple(row[:width])
+        created = record.get("created_at")
+        if isinstance(created, str):  # SQLite: text through the column type's own reader
+            record["created_at"] = _DATE.process_result_value(datetime.fromisoformat(created), conn.dialect)
+        else:
+            record["created_at"] = _DATE.process_result_value(created, conn.dialect)
+        out.append(record)
+    return out
+
+
+# -- list filters (GET /api/chats?q=, /api/generations?q=) ---------------------------------------
+
+
+def _id_select(
+    dialect: str, kind: Kind, query: TextQuery, user_id: str | None, column: str
+) -> tuple[str, dict[str, Any]]:
+    select = _source(dialect, kind, query, SearchFilters(user_id=user_id))
+    return _prefixed(f"SELECT {column} FROM {select.frm} WHERE {' AND '.join(select.where)}", select.params, kind)
+
+
+def _prefixed(sql: str, params: dict[str, Any], prefix: str) -> tuple[str, dict[str, Any]]:
+    """`sql` with its parameters renamed `prefix_name`, so two sources' SQL can share a statement."""
+    for name in sorted(params, key=len, reverse=True):
+        sql = re.sub(rf"(?<![:\w]):{name}\b", f":{prefix}_{name}", sql)
+    return sql, {f"{prefix}_{k}": v for k, v in params.items()}
+
+
+def matching_chats(dialect: str, q: str, user_id: str | None) -> tuple[str, dict[str, Any]]:
+    """SQL for the ids of the chats whose title or any message matches `q` (and its params)."""
+    query = parse_query(q)
+    by_title, params = _id_select(dialect, "chat", query, user_id, "c.id")
+    by_message, more = _id_select(dialect, "message", query, user_id, "p.chat_id")
+    return f"{by_title} UNION {by_message}", params | more
+
+
+def matching_generations(dialect: str, q: str, user_id: str | None) -> tuple[str, dict[str, Any]]:
+    """SQL for the ids of the generations whose prompt or output matches `q`, or whose reply
+    message (a chat turn's) does."""
+    query = parse_query(q)
+    direct, params = _id_select(dialect, "generation", query, user_id, "g.id")
+    select = _source(dialect, "message", query, SearchFilters(user_id=user_id))
+    by_reply, more = _prefixed(
+        f"SELECT m.generation_id FROM {select.frm} JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id "
+        f"WHERE {' AND '.join(select.where)} AND m.generation_id IS NOT NULL",
+        select.params,
+        "message",
+    )
+    return f"{direct} UNION {by_reply}", params | more

@@ -1,0 +1,329 @@
+"""Search (issue 20) through the library, on SQLite and PostgreSQL: the query language, ranking,
+snippets, filters, pages, ownership, and an index that follows every write path exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text, update
+
+from genvault import InvalidRequest
+from genvault.ops.backup import restore
+from genvault.providers import testmodel as tm
+from genvault.search import parse_query
+from genvault.search.ddl import SQLITE_FTS_TABLES, missing_objects
+from genvault.store import Store
+from genvault.store.schema import chats, generations
+from genvault.vault import Vault
+
+
+def msg(message_id: str, text: str, role: str = "user") -> dict[str, Any]:
+    return {"id": message_id, "role": role, "parts": [{"type": "text", "text": text}]}
+
+
+@pytest.fixture
+async def vault(vault_factory: Any) -> Vault:
+    v: Vault = await vault_factory(providers={"offline": tm.TestProvider(tokens_per_second=0)})
+    for name in ("alice", "bob"):
+        await v.create_user(name)
+    return v
+
+
+async def found(vault: Vault, q: str, **kwargs: Any) -> list[tuple[str, str | None]]:
+    """(kind, message id or chat id or generation id) of every hit, best first."""
+    kwargs.setdefault("user_id", "alice")
+    page = await vault.search(q, limit=100, **kwargs)
+    return [(h.kind, h.message_id or h.generation_id or h.chat_id) for h in page.items]
+
+
+async def alice_chat(vault: Vault) -> None:
+    await vault.create_chat("c1", title="Fixing the migration", user_id="alice")
+    await vault.append_messages(
+        "c1",
+        [
+            msg("m1", "The migration fails on a foreign key to invoice 4711"),
+            msg("m2", "Drop the foreign key first, then migrate the table.", "assistant"),
+            msg("m3", "Deploy went fine after the migrations ran"),
+        ],
+        user_id="alice",
+    )
+
+
+# -- the query language ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("q", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ('"unclosed phrase', "unclosed quote"),
+        ("-draft", "only leaves words out"),
+        ("m*", "at least 2"),
+        ("mi*gra", "at the end"),
+        ("foo_*", "letters and digits"),
+        ("*", "at the end of a word"),
+        ("- word", "followed by"),
+        ("!!! ???", "no letters or digits"),
+        ('"..."', "no letters or digits"),
+        ('"a b"*', "single word"),
+        ("x" * 501, "longer than"),
+        (" ".join(["w"] * 17), "at most 16"),
+    ],
+)
+def test_a_malformed_query_is_refused_with_the_reason(q: str, reason: str) -> None:
+    with pytest.raises(InvalidRequest, match=reason):
+        parse_query(q)
+
+
+def test_terms_become_quoted_fts5_strings_that_carry_no_syntax() -> None:
+    query = parse_query('migra* "foreign key" -draft NEAR(a) col:x o\'neil OR')
+    assert query.fts5(columns="body") == ('body : ("migra" * "foreign key" "near a" "col x" "o neil" "or" NOT "draft")')
+
+
+# -- finding ---------------------------------------------------------------------------------------
+
+
+async def test_words_phrases_prefixes_and_exclusions_find_the_right_messages(vault: Vault) -> None:
+    await alice_chat(vault)
+    assert {k for _, k in await found(vault, "foreign key")} == {"m1", "m2"}
+    assert await found(vault, '"key first"') == [("message", "m2")]
+    assert await found(vault, '"first key"') == []
+    assert {k for _, k in await found(vault, "migra*")} == {"m1", "m2", "m3", "c1"}
+    assert {k for _, k in await found(vault, "migra* -foreign")} == {"m3", "c1"}
+    assert await found(vault, "4711") == [("message", "m1")]
+    assert await found(vault, "INVOICE") == [("message", "m1")]
+    assert await found(vault, "nowhere") == []
+
+
+async def test_hits_are_ranked_and_carry_a_snippet_and_what_to_open(vault: Vault) -> None:
+    await alice_chat(vault)
+    await vault.append_messages("c1", [msg("m4", "key key key: the key is the key")], user_id="alice")
+    page = await vault.search("key", user_id="alice")
+    assert page.items[0].message_id == "m4"  # most occurrences ranks first
+    hit = next(h for h in page.items if h.message_id == "m1")
+    assert hit.snippet == "The migration fails on a foreign <mark>key</mark> to invoice 4711"
+    assert (hit.chat_id, hit.role, hit.chat_title) == ("c1", "user", "Fixing the migration")
+    assert hit.url == "/chat/c1?message=m1"
+    title = (await vault.search("fixing", user_id="alice")).items[0]
+    assert (title.kind, title.chat_id, title.url) == ("chat", "c1", "/chat/c1")
+    assert title.snippet == "<mark>Fixing</mark> the migration"
+
+
+async def test_snippets_escape_html_and_mark_prefix_matches(vault: Vault) -> None:
+    await vault.create_chat("c2", user_id="alice")
+    await vault.append_messages("c2", [msg("x1", "<b>Migrating</b> & more")], user_id="alice")
+    (hit,) = (await vault.search("migrat*", user_id="alice")).items
+    assert hit.snippet == "&lt;b&gt;<mark>Migrating</mark>&lt;/b&gt; &amp; more"
+
+
+async def test_generations_are_found_by_prompt_and_output_once_finished(vault: Vault) -> None:
+    record = await vault.generate("Write a haiku about invoices", user_id="alice")
+    await vault.wait(record.id, user_id="alice")
+    done = await vault.get_generation(record.id, user_id="alice")
+    assert await found(vault, "haiku") == [("generation", record.id)]
+    output_word = next(w for w in (done.result_text or "").split() if w.isalpha() and len(w) > 3)
+    assert ("generation", record.id) in await found(vault, output_word)
+    (hit,) = (await vault.search("haiku", user_id="alice")).items
+    assert (hit.url, hit.status, hit.model) == (f"/generate/{record.id}", "complete", done.model)
+
+
+async def test_a_chat_turn_is_found_as_its_messages_and_by_list_filters(vault: Vault) -> None:
+    await vault.create_chat("turns", user_id="alice")
+    turn = await vault.chat("turns", message=msg("u1", "tell me about zebras"), user_id="alice")
+    await vault.wait(turn.generation.id, user_id="alice")
+    hits = await found(vault, "zebras")
+    assert ("message", "u1") in hits
+    assert all(kind == "message" for kind, _ in hits)  # the turn's generation is not a second hit
+    reply = await vault.chat_messages("turns", user_id="alice")
+    reply_text = reply.messages[-1]["parts"][-1]["text"]
+    word = next(w for w in reply_text.split() if w.isalpha() and len(w) > 3)
+    listed = await vault.list_generations(user_id="alice", q=word)
+    assert [g.id for g in listed.items] == [turn.generation.id]
+    assert (await vault.list_generations(user_id="alice", q="nonexistentword")).items == []
+    assert [c.id for c in (await vault.list_chats(user_id="alice", q="zebras")).items] == ["turns"]
+    assert (await vault.list_chats(user_id="bob", q="zebras")).items == []
+
+
+async def test_filters_narrow_the_hits(vault: Vault) -> None:
+    await alice_chat(vault)
+    await vault.create_chat("c9", title="Other migration", user_id="alice")
+    await vault.append_messages("c9", [msg("n1", "another migration story")], user_id="alice")
+    assert {k for _, k in await found(vault, "migration", chat_id="c9")} == {"c9", "n1"}
+    assert await found(vault, "migration", kind="chat") == [("chat", "c1"), ("chat", "c9")] or await found(
+        vault, "migration", kind="chat"
+    ) == [("chat", "c9"), ("chat", "c1")]
+    assert await found(vault, "key", role="assistant") == [("message", "m2")]
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert await found(vault, "migration", since=future) == []
+    assert len(await found(vault, "migration", until=future)) == 4
+    with pytest.raises(InvalidRequest, match="kind"):
+        await vault.search("x", kind="nope", user_id="alice")
+    with pytest.raises(InvalidRequest, match="since must be before"):
+        await vault.search("x", since=future, until=future, user_id="alice")
+
+
+async def test_pages_follow_the_cursor_without_gaps_or_repeats(vault: Vault) -> None:
+    await vault.create_chat("many", user_id="alice")
+    await vault.append_messages(
+        "many", [msg(f"p{i}", "needle " * (1 + i % 4) + f"filler {i}") for i in range(23)], user_id="alice"
+    )
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await vault.search("needle", user_id="alice", limit=5, cursor=cursor)
+        seen += [h.message_id or "" for h in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    everything = await vault.search("needle", user_id="alice", limit=100)
+    assert seen == [h.message_id for h in everything.items]
+    assert sorted(seen) == sorted(f"p{i}" for i in range(23))
+    with pytest.raises(InvalidRequest, match="cursor"):
+        await vault.search("needle", user_id="alice", cursor="garbage!")
+
+
+async def test_a_user_finds_only_their_own_and_everyone_is_for_operators(vault: Vault) -> None:
+    await alice_chat(vault)
+    await vault.create_chat("b1", title="Bob's migration", user_id="bob")
+    await vault.append_messages("b1", [msg("bm", "bob also has a migration")], user_id="bob")
+    assert {k for _, k in await found(vault, "migration", user_id="bob")} == {"b1", "bm"}
+    assert "bm" not in {k for _, k in await found(vault, "migration")}
+    everyone = await found(vault, "migration", user_id=None)
+    assert {"bm", "m1", "b1", "c1"} <= {k for _, k in everyone}
+
+
+# -- the index stays exact ---------------------------------------------------------------------------
+
+
+async def assert_index_consistent(vault: Vault) -> None:
+    """SQLite: FTS5's own check that each index holds exactly what its content view holds (after
+    the queue is applied). PostgreSQL keeps its indexes itself."""
+    await vault.searcher.catch_up()
+    if vault.store.dialect == "sqlite":
+        async with vault.store.write() as conn:
+            for table in SQLITE_FTS_TABLES:
+                await conn.execute(text(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)"))
+            assert (await conn.execute(text("SELECT count(*) FROM search_parts_pending"))).scalar() == 0
+
+
+async def test_the_queue_of_part_changes_lands_exactly_whatever_happened_before_a_search(vault: Vault) -> None:
+    """On SQLite message parts reach the index through a queue; in any order of changes between
+    two searches, the index ends up holding what the table holds."""
+    await vault.create_chat("q", user_id="alice")
+    await vault.append_messages("q", [msg("a", "aardvark one"), msg("b", "badger two")], user_id="alice")
+    assert await found(vault, "aardvark") == [("message", "a")]
+    # Between two searches: delete an indexed part, add one and delete it, reuse a freed rowid,
+    # and replace a message twice.
+    await vault.delete_message("q", "b", user_id="alice")
+    await vault.append_messages("q", [msg("c", "cheetah three")], user_id="alice")
+    await vault.delete_message("q", "c", user_id="alice")
+    await vault.append_messages("q", [msg("d", "dingo four")], user_id="alice")
+    await vault.import_chat("q", [msg("a", "echidna five")], user_id="alice")
+    await vault.import_chat("q", [msg("a", "ferret six")], user_id="alice")
+    for gone in ("badger", "cheetah", "aardvark", "echidna"):
+        assert await found(vault, gone) == [], gone
+    assert await found(vault, "dingo") == [("message", "d")]
+    assert await found(vault, "ferret") == [("message", "a")]
+    await assert_index_consistent(vault)
+
+
+async def test_the_index_follows_edits_and_deletes_of_messages_and_chats(vault: Vault) -> None:
+    await alice_chat(vault)
+    # An edit: the message is replaced (truncate + new message) by a chat turn.
+    turn = await vault.chat("c1", message=msg("m1", "The upgrade fails on a unique index"), user_id="alice")
+    await vault.wait(turn.generation.id, user_id="alice")
+    assert await found(vault, "invoice") == []
+    assert await found(vault, "unique") == [("message", "m1")]
+    assert await found(vault, "deploy") == []  # after the edited message: cut
+    await vault.delete_message("c1", "m1", user_id="alice")
+    assert await found(vault, "unique") == []
+    await vault.update_chat("c1", title="Renamed entirely", user_id="alice")
+    assert await found(vault, "fixing") == []
+    assert await found(vault, "renamed") == [("chat", "c1")]
+    await vault.delete_chat("c1", user_id="alice")
+    assert await found(vault, "renamed") == []
+    assert await found(vault, "migra*") == []
+    await assert_index_consistent(vault)
+
+
+async def test_the_index_follows_imports_erasure_and_retention(vault_factory: Any) -> None:
+    vault = await vault_factory(
+        providers={"offline": tm.TestProvider(tokens_per_second=0)},
+        settings_overrides={"retention_days_chat": 30, "retention_days_text": 7},
+    )
+    await vault.create_user("alice")
+    await vault.create_user("bob")
+    await vault.import_chat("imp", [msg("i1", "imported walrus notes")], user_id="alice", title="Walrus")
+    assert {k for _, k in await found(vault, "walrus")} == {"i1", "imp"}
+    await vault.import_chat("old", [msg("o1", "ancient platypus")], user_id="alice")
+    record = await vault.generate("platypus poem", user_id="alice")
+    await vault.wait(record.id, user_id="alice")
+    assert len(await found(vault, "platypus")) == 2
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    async with vault.store.write() as conn:
+        await conn.execute(update(chats).where(chats.c.id == "old").values(updated_at=long_ago))
+        await conn.execute(update(generations).where(generations.c.id == record.id).values(created_at=long_ago))
+    await vault.apply_retention()
+    assert await found(vault, "platypus") == []
+    await vault.import_chat("bobs", [msg("b1", "bob's walrus")], user_id="bob")
+    await vault.erase_user("alice")
+    assert await found(vault, "walrus", user_id=None) == [("message", "b1")]
+    await assert_index_consistent(vault)
+
+
+async def test_a_restored_backup_is_searchable_and_holds_only_what_it_held(vault: Vault, tmp_path: Path) -> None:
+    await alice_chat(vault)
+    await vault.backup(tmp_path / "backup")
+    await vault.append_messages("c1", [msg("late", "written after the backup: pelican")], user_id="alice")
+    target = Store(f"sqlite:///{tmp_path / 'restored.db'}")
+    try:
+        await restore(tmp_path / "backup", target)
+        restored = Vault(store_settings(vault, tmp_path, target.url), migrate=False)
+        try:
+            assert {k for _, k in await found(restored, "foreign key")} == {"m1", "m2"}
+            assert await found(restored, "pelican") == []
+        finally:
+            await restored.aclose(grace_seconds=0)
+        async with target.read() as conn:
+            assert await missing_objects(conn) == []
+    finally:
+        await target.aclose()
+
+
+def store_settings(vault: Vault, tmp_path: Path, url: str) -> Any:
+    return vault.settings.model_copy(update={"database_url": url, "data_dir": tmp_path / "restored-data"})
+
+
+async def test_upgrade_builds_the_index_for_rows_written_before_it(database: tuple[str, str | None]) -> None:
+    """Revision 0009 over existing data (on PostgreSQL the CREATE INDEX CONCURRENTLY path)."""
+    from genvault.store import chats as chat_store
+    from genvault.store.db import upgrade
+    from genvault.store.users import ensure_user
+
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        await upgrade(store.engine, "0005")
+        async with store.write() as conn:
+            await ensure_user(conn, "alice", "alice")
+            await chat_store.create_chat(conn, "pre", "alice", title="Before the index")
+            await chat_store.append_messages(conn, "pre", "alice", [msg("pm", "an older message about otters")])
+        await store.upgrade()
+        async with store.read() as conn:
+            assert await missing_objects(conn) == []
+        vault = Vault(
+            __import__("genvault").Settings(database_url=url, data_dir=Path("/nonexistent")),
+            database_schema=schema,
+            migrate=False,
+        )
+        try:
+            assert await found(vault, "otters") == [("message", "pm")]
+            assert await found(vault, "before") == [("chat", "pre")]
+        finally:
+            await vault.aclose(grace_seconds=0)
+    finally:
+        await store.aclose()

@@ -67,7 +67,7 @@ async def test_report_renders_tables_and_targets_from_result_files(tmp_path: Pat
     assert "old" not in text
     assert "### 1. Chat turn append" in text
     assert "| sqlite | 1 | genvault |" in text
-    assert "Page load p50 < 2 ms at every size, sqlite" in text
+    assert "Page load p50 ≤ 1.2× raw SQL at every size, sqlite" in text
 
 
 @pytest.mark.parametrize(
@@ -79,6 +79,17 @@ async def test_cpu_micro_runs_run_each_path(what: str, expected: list[str]) -> N
     rows = await cpu.run(argparse.Namespace(what=what, db="sqlite", n=3, tokens=20, tps=0.0, checkpoint_ms=250))
     assert [r["what"] for r in rows] == expected
     assert all(r["cpu_us"] >= 0 and r["wall_us"] > 0 for r in rows)
+
+
+def test_gateway_benchmark_runs_genvault_and_the_direct_upstream(tmp_path: Path) -> None:
+    from bench import gateway
+
+    data = gateway.run(clients=[1], duration=0.3, rounds=1, chunks=3, litellm=None, out_dir=tmp_path)
+    rows = {(r["contender"], r["stream"]) for r in data["summary"]}
+    assert rows == {(c, s) for c in ("direct", "genvault") for s in (False, True)}
+    assert all(r["errors"] == 0 for r in data["summary"])
+    assert all(r["rps"] > 0 for r in data["summary"])
+    assert json.loads((tmp_path / "gateway.json").read_text())["benchmark"] == "gateway"
 
 
 async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_genvault(tmp_path: Path) -> None:
@@ -118,3 +129,11 @@ async def test_search_benchmark_loads_a_corpus_builds_the_index_and_times_every_
     assert append_row["with_index_turns_per_s"] > 0
     assert append_row["without_index_turns_per_s"] > 0
     assert json.loads((tmp_path / "search.json").read_text())["benchmark"] == "search"
+
+
+def test_input_guard_benchmark_times_the_guard_against_parsing() -> None:
+    from bench import input_guard
+
+    rows = input_guard.run(tool_parts=80, messages=2, repeat=1, scale=1000)
+    assert [r["body"] for r in rows] == ["small", "large", "url"]
+    assert all(r["guard_us"] > 0 for r in rows)

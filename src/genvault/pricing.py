@@ -206,3 +206,42 @@ def _rate(price: Any, input_tokens: int) -> Decimal | None:
                 return tier.price
         return price.base
     return None
+
+
+@dataclass(frozen=True)
+class ListedPrice:
+    """A model genai-prices knows for a provider, with its base prices per million tokens (a
+    tiered price by its lowest tier; None where the data has no such price)."""
+
+    model: str
+    name: str | None
+    input_mtok: Decimal | None
+    output_mtok: Decimal | None
+    cache_read_mtok: Decimal | None
+    deprecated: bool
+
+
+def listed_prices(provider: str) -> list[ListedPrice]:
+    """The models genai-prices prices for `provider` (its id there: `openai`, `anthropic`, …),
+    sorted by id; empty for a provider it does not know."""
+    found = next((p for p in _bundled_snapshot().providers if p.id == provider), None)
+    if found is None:
+        return []
+
+    def base(price: Any) -> Decimal | None:
+        return _rate(price, 0)
+
+    rows = []
+    for model in found.models:
+        prices = model.prices[0].prices if isinstance(model.prices, list) else model.prices
+        rows.append(
+            ListedPrice(
+                model=model.id,
+                name=model.name,
+                input_mtok=base(getattr(prices, "input_mtok", None)),
+                output_mtok=base(getattr(prices, "output_mtok", None)),
+                cache_read_mtok=base(getattr(prices, "cache_read_mtok", None)),
+                deprecated=bool(getattr(model, "deprecated", False)),
+            )
+        )
+    return sorted(rows, key=lambda row: row.model)

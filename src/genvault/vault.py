@@ -171,13 +171,16 @@ class _TurnHooks:
         if self.assembler is not None:
             message = self.snapshot()
             try:  # checks the chat itself: no separate read of it here
-                await self._save(conn, message, run.generation_id)
+                await self._save(conn, message, run.generation_id, again=run.ended_elsewhere)
             except NotFound:
                 return  # the chat was deleted while the reply ran
         await chat_store.free_chat(conn, self.chat_id, run.generation_id)
 
-    async def _save(self, conn: AsyncConnection, message: dict[str, Any], generation_id: str) -> None:
-        if not self.continues:
+    async def _save(
+        self, conn: AsyncConnection, message: dict[str, Any], generation_id: str, *, again: bool = False
+    ) -> None:
+        # `again`: the record was final already (cancelled elsewhere); the message may be stored.
+        if not self.continues and not again:
             # An id minted for this turn is in no chat yet: append it, without upsert's reads of
             # the chat and the message (the append checks the chat itself).
             try:
@@ -415,6 +418,39 @@ class Vault(FilesMixin):
             request_json=request_json,
             model_request=model_request,
             idempotency_key=idempotency_key,
+            file_sink=self._file_sink(None, None),
+            cache=cache_policy(cache, cache_ttl),
+        )
+
+    async def complete(
+        self,
+        model_request: ModelRequest,
+        *,
+        model: str,
+        request_json: dict[str, Any],
+        user_id: str = LOCAL_USER_ID,
+        idempotency_key: str | None = None,
+        cache: bool = True,
+        cache_ttl: float | None = None,
+    ) -> Generation:
+        """Start a generation for a request already in model form (the `/v1` gateway translates
+        each wire format to one) and return its `pending` record at once, like `generate`.
+
+        The record keeps `request_json` (the client's request) and the reply as an assistant
+        UIMessage (`result_message`: text, reasoning, tool calls), checkpointed while it streams.
+        """
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+            raise InvalidRequest("idempotency key must be 1 to 200 characters")
+        assembler = MessageAssembler()
+        return await self.engine.start(
+            kind="text",
+            user_id=user_id,
+            model=model,
+            request_json=request_json,
+            model_request=model_request,
+            idempotency_key=idempotency_key,
+            chunk_sink=assembler.feed,
+            snapshot=lambda: message_to_json(assembler.message),
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
         )

@@ -32,5 +32,8 @@ def cache_key(*, model: str, request: ModelRequest, user_id: str | None) -> str:
         "params": request.params,
         "user": user_id,
     }
+    if request.wire is not None:
+        # A gateway request goes to the upstream as sent: every field of it can change the output.
+        material["wire"] = {"api": request.wire.api, "body": request.wire.body}
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

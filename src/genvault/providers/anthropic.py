@@ -77,6 +77,9 @@ _ERROR_STATUS = {
 
 
 # Request fields `AsyncMessages.create` takes as keywords (anthropic 2.x).
+# The wire format this provider passes through unchanged (`ModelRequest.wire`).
+WIRE_API = "anthropic.messages"
+
 _SDK_KEYWORDS = frozenset({"model", "messages", "max_tokens", "stream", "system", "tools", "stop_sequences"})
 
 
@@ -115,7 +118,10 @@ class AnthropicProvider:
         return f"AnthropicProvider(name={self.name!r}, base_url={str(self._client.base_url)!r})"
 
     def request_body(self, request: ModelRequest) -> dict[str, Any]:
-        """The JSON body of the Messages call for `request`."""
+        """The JSON body of the Messages call for `request`: a gateway client's own Messages body
+        as it was sent (unknown fields kept; only the model name and `stream` set), else built."""
+        if request.wire is not None and request.wire.api == WIRE_API:
+            return {**request.wire.body, "model": request.model, "stream": True}
         system, messages = to_anthropic_messages(request.messages, request.system)
         body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True}
         if system:

@@ -30,6 +30,7 @@ __all__ = [
     "StreamToolInputStart",
     "StreamUsage",
     "ToolSpec",
+    "WireRequest",
 ]
 
 # The AI SDK's finish reasons (UI stream `finish.finishReason`).
@@ -45,6 +46,20 @@ class ToolSpec:
     input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """A request exactly as a client sent it to the gateway, in one provider API's wire format.
+
+    `api` names the format (`openai.chat` for Chat Completions, `anthropic.messages` for the
+    Messages API). A provider that speaks `api` sends `body` on as it is (unknown fields kept),
+    changing only the model name and what it needs to stream; any other provider ignores it and
+    uses the normalized request around it.
+    """
+
+    api: str
+    body: dict[str, Any]
+
+
 @dataclass(slots=True)
 class ModelRequest:
     """What to ask the model.
@@ -53,7 +68,8 @@ class ModelRequest:
     `genvault.messages.convert.to_model_messages`, spec §4.2): `{"role": "user", "content": [...]}`
     and so on. A plain text prompt is one user message with one text part. `system` is the system
     prompt, kept apart because providers place it differently. `params` holds the sampling
-    parameters that change the output: temperature, top_p, max_tokens, seed, stop.
+    parameters that change the output: temperature, top_p, max_tokens, seed, stop. `wire`, set by
+    the gateway, is the client's own request body for a provider that speaks its API.
     """
 
     model: str
@@ -61,6 +77,7 @@ class ModelRequest:
     system: str | None = None
     tools: list[ToolSpec] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    wire: WireRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)

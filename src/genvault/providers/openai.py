@@ -19,11 +19,10 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
+import httpx
 import openai
-from openai.types.chat import ChatCompletionChunk
-from openai.types.completion_usage import CompletionUsage
 
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message
@@ -42,15 +41,16 @@ from genvault.providers.base import (
 )
 from genvault.providers.openai_messages import to_openai_messages, to_openai_params, to_openai_tools
 
-if TYPE_CHECKING:
-    import httpx
-
 __all__ = ["OpenAIProvider", "map_finish_reason", "to_openai_messages"]
 
 logger = logging.getLogger(__name__)
 
 # Compatible servers usually need no key, but the SDK insists on one; this is what they receive.
 _NO_KEY = "no-key"
+
+# The wire format this provider passes through unchanged (`ModelRequest.wire`).
+WIRE_API = "openai.chat"
+_SDK_KEYWORDS = frozenset({"model", "messages", "stream", "stream_options"})
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -105,7 +105,14 @@ class OpenAIProvider:
         return f"OpenAIProvider(name={self.name!r}, base_url={str(self._client.base_url)!r})"
 
     def request_body(self, request: ModelRequest) -> dict[str, Any]:
-        """The JSON body of the Chat Completions call for `request` (without transport details)."""
+        """The JSON body of the Chat Completions call for `request` (without transport details): a
+        gateway client's own body as it was sent (unknown fields kept; only the model name and
+        streaming with usage set), else built from the normalized request."""
+        if request.wire is not None and request.wire.api == WIRE_API:
+            wire = request.wire.body
+            options = wire.get("stream_options")
+            stream_options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            return {**wire, "model": request.model, "stream": True, "stream_options": stream_options}
         body: dict[str, Any] = {
             "model": request.model,
             "messages": to_openai_messages(request.messages, request.system),
@@ -120,23 +127,37 @@ class OpenAIProvider:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         body = self.request_body(request)
         # The SDK's overloads want TypedDicts; the body is plain JSON already shaped for them.
-        create: Any = self._client.chat.completions.create
-        try:
-            stream: openai.AsyncStream[ChatCompletionChunk] = await create(**body)
-        except openai.OpenAIError as exc:
-            raise self._provider_error(exc) from exc
-        await check_is_stream(stream.response, self.name, stream.close)
+        # Through `with_streaming_response` the SDK still sends, retries and raises status errors,
+        # but the SSE lines are parsed here, with `json.loads`: building the SDK's pydantic
+        # objects for every chunk cost more CPU than everything else genvault does per token.
+        create: Any = self._client.chat.completions.with_streaming_response.create
+        # A passed-through body may hold fields this SDK version has no keyword for: those travel
+        # in `extra_body`, which the SDK merges into the JSON unchanged.
+        extra = {key: body.pop(key) for key in list(body) if key not in _SDK_KEYWORDS}
         reader = _ChunkReader()
         raw = 0
         try:
-            async for chunk in stream:
-                raw += 1
-                for event in reader.feed(chunk):
-                    yield event
+            async with create(**body, extra_body=extra or None) as response:
+                await check_is_stream(response.http_response, self.name, response.close)
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, `event:` lines
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        continue  # read on to the end, so the connection goes back to the pool
+                    raw += 1
+                    chunk = json.loads(data)
+                    if not isinstance(chunk, dict):
+                        continue
+                    if chunk.get("error"):  # an error event in the middle of the stream
+                        message = error_message(chunk, "the provider reported an error mid-stream")
+                        raise ProviderError(message, provider=self.name)
+                    for event in reader.feed(chunk):
+                        yield event
         except openai.OpenAIError as exc:
             raise self._provider_error(exc) from exc
-        finally:
-            await stream.close()
+        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+            raise ProviderError(f"the stream from {self.name} broke off: {exc}", provider=self.name) from exc
         if raw == 0:  # not even the stream's opening event: never an empty success
             raise ProviderError(f"{self.name} sent an empty stream (no events)", provider=self.name, status=502)
         for event in reader.close():
@@ -176,30 +197,34 @@ class _ChunkReader:
 
     def __init__(self) -> None:
         self._tools: dict[int, _ToolCallBuffer] = {}
-        self._usage: CompletionUsage | None = None
+        self._usage: dict[str, Any] | None = None
         self._finish: str | None = None
         self._called_tools = False
 
-    def feed(self, chunk: ChatCompletionChunk) -> list[ProviderEvent]:
+    def feed(self, chunk: dict[str, Any]) -> list[ProviderEvent]:
+        """One `chat.completion.chunk`, as parsed JSON."""
         events: list[ProviderEvent] = []
-        if chunk.usage is not None:
-            self._usage = chunk.usage
-        for choice in chunk.choices:
-            if choice.index != 0:
+        usage = chunk.get("usage")
+        if usage:
+            self._usage = usage
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
                 continue  # genvault asks for one choice; extra ones are not ours to keep
-            delta = choice.delta
+            delta = choice.get("delta") or {}
             # vLLM, DeepSeek and Ollama put reasoning in an extra field; one of the two names.
-            thought = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(thought, str) and thought:
                 events.append(StreamReasoningDelta(thought))
-            if delta.content:
-                events.append(StreamTextDelta(delta.content))
-            if delta.refusal:
-                events.append(StreamTextDelta(delta.refusal))
-            for call in delta.tool_calls or []:
-                events.extend(self._tool_delta(call.index, call.id, call.function))
-            if choice.finish_reason is not None:
-                self._finish = choice.finish_reason
+            content = delta.get("content")
+            if content:
+                events.append(StreamTextDelta(content))
+            refusal = delta.get("refusal")
+            if refusal:
+                events.append(StreamTextDelta(refusal))
+            for call in delta.get("tool_calls") or ():
+                events.extend(self._tool_delta(call.get("index", 0), call.get("id"), call.get("function") or {}))
+            if choice.get("finish_reason") is not None:
+                self._finish = choice["finish_reason"]
                 events.extend(self._flush_tools())
         return events
 
@@ -216,8 +241,8 @@ class _ChunkReader:
 
     def _tool_delta(self, index: int, call_id: str | None, function: Any) -> list[ProviderEvent]:
         events: list[ProviderEvent] = []
-        name = getattr(function, "name", None)
-        arguments = getattr(function, "arguments", None) or ""
+        name = function.get("name")
+        arguments = function.get("arguments") or ""
         buffer = self._tools.get(index)
         if buffer is not None and call_id and call_id != buffer.call_id:
             # A server that reuses an index for a second call: the first one is complete.
@@ -261,13 +286,13 @@ def _parse_arguments(arguments: str) -> Any:
         return arguments  # base.py: the raw string when it does not parse
 
 
-def _stream_usage(usage: CompletionUsage) -> StreamUsage:
-    prompt_details = usage.prompt_tokens_details
-    completion_details = usage.completion_tokens_details
+def _stream_usage(usage: dict[str, Any]) -> StreamUsage:
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
     return StreamUsage(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        cached_input_tokens=prompt_details.cached_tokens if prompt_details is not None else None,
-        reasoning_tokens=completion_details.reasoning_tokens if completion_details is not None else None,
-        total_tokens=usage.total_tokens,
+        input_tokens=usage.get("prompt_tokens"),
+        output_tokens=usage.get("completion_tokens"),
+        cached_input_tokens=prompt_details.get("cached_tokens"),
+        reasoning_tokens=completion_details.get("reasoning_tokens"),
+        total_tokens=usage.get("total_tokens"),
     )

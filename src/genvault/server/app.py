@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from genvault.server import gateway
 from genvault.server.errors import ERROR_RESPONSES, install_error_handlers
 from genvault.server.guard import InputGuard, check_path_ids
 from genvault.server.key_scope import KeyScope
@@ -70,5 +71,6 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.add_middleware(KeyScope)
     for module in (chat_stream, chats, files, generations, images, limits, search, usage, users, health, pages):
         app.include_router(module.router)
+    app.include_router(gateway.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

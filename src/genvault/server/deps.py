@@ -12,7 +12,7 @@ from genvault.store.keys import find_key
 from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
 
-__all__ = ["OptionalUserDep", "UserDep", "VaultDep", "current_user", "optional_user"]
+__all__ = ["OptionalUserDep", "UserDep", "VaultDep", "current_user", "key_user", "optional_user"]
 
 
 def get_vault(request: Request) -> Vault:
@@ -45,8 +45,14 @@ async def optional_user(request: Request, vault: VaultDep) -> str | None:
         return None
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use the header Authorization: Bearer <api key>")
+    return await key_user(vault, token.strip())
+
+
+async def key_user(vault: Vault, token: str) -> str:
+    """The user of API key `token` (`Unauthorized` for an unknown, revoked or expired key); the
+    key becomes the request's `acting_key`, which admission checks."""
     async with vault.store.read() as conn:
-        key = await find_key(conn, token.strip())
+        key = await find_key(conn, token)
     if key is None:
         raise Unauthorized("this API key is not valid (unknown or revoked)")
     if key.expires_at is not None and key.expires_at <= vault.limits.clock():

@@ -31,6 +31,7 @@ from genvault.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from genvault.server.gateway.errors import gateway_error, is_gateway_path
 
 __all__ = ["ERROR_RESPONSES", "ErrorBody", "error_response", "install_error_handlers", "status_for"]
 
@@ -107,6 +108,9 @@ def error_response(
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     if retry_after is not None:
         headers = {**(headers or {}), "Retry-After": str(retry_after)}
+    if is_gateway_path(request.url.path):
+        # The OpenAI or Anthropic shape of the endpoint called, so its SDK raises as usual.
+        return gateway_error(request.url.path, 400 if status == 422 else status, code, message, headers)
     if _wants_text(request):
         return PlainTextResponse(message, status_code=status, headers=headers)
     body = {"error": {"code": code, "message": message, **(extra or {})}}
@@ -146,7 +150,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, LimitExceeded):
             return _limit_response(request, exc)
         status = status_for(exc)
-        if status >= 500:
+        if isinstance(exc, Busy):  # expected under saturation: one line per refusal, not a warning
+            log.info("%s %s refused: %s", request.method, request.url.path, exc.message)
+        elif status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
         retry_after = exc.retry_after if isinstance(exc, Busy) else None
         return error_response(request, status, exc.code, exc.message, retry_after=retry_after)

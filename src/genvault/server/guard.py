@@ -24,9 +24,18 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genvault.errors import PayloadTooLarge
+from genvault.server.gateway.errors import gateway_error_body, is_gateway_path
 from genvault.validation import MAX_JSON_DEPTH, check_id, check_user_id, find_bad_char, json_depth_exceeds
 
-__all__ = ["InputGuard", "check_path_ids", "send_error"]
+__all__ = ["InputGuard", "body_checked", "check_path_ids", "send_error"]
+
+# Set in the scope of a request whose JSON body passed the guard: routes need not check it again.
+_CHECKED = "genvault.json_body_checked"
+
+
+def body_checked(request: Request) -> bool:
+    return bool(request.scope.get(_CHECKED))
+
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -37,8 +46,11 @@ def _is_chat_route(path: str) -> bool:
 
 async def send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
     """Answer an error from ASGI middleware, in the shape the route's clients read."""
-    if _is_chat_route(scope.get("path", "")):
+    path = scope.get("path", "")
+    if _is_chat_route(path):
         body, content_type = message.encode(), b"text/plain; charset=utf-8"
+    elif is_gateway_path(path):  # the OpenAI or Anthropic shape, so the client's SDK raises as usual
+        body, content_type = json.dumps(gateway_error_body(path, status, code, message)).encode(), b"application/json"
     else:
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
         content_type = b"application/json"
@@ -111,6 +123,8 @@ class InputGuard:
         if problem is not None:
             await send_error(scope, send, 400, "invalid_request", problem)
             return
+        if kind == "json":
+            scope[_CHECKED] = True
         await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
 

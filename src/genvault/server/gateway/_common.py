@@ -1,0 +1,172 @@
+"""What every `/v1` endpoint shares: who is asking, the JSON body, the per-request headers, and
+starting a generation through the Vault and following its stream.
+
+Invariant: a gateway call is an ordinary generation. It starts through `Vault.complete` (the
+engine's `start`, as `/api/generate` and chat turns do), so its `pending` row is committed before
+the upstream is called, it checkpoints while streaming, and it runs in the engine's task: a
+response only follows it, and a client that goes away stops nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from genvault.errors import InvalidRequest, Unauthorized
+from genvault.limits import acting_key
+from genvault.providers.base import ModelRequest
+from genvault.records import Generation
+from genvault.server.deps import key_user
+from genvault.store.text import check_storable
+from genvault.store.users import LOCAL_USER_ID
+from genvault.vault import Vault
+
+__all__ = [
+    "GENERATION_HEADER",
+    "Started",
+    "gateway_user",
+    "read_body",
+    "start_generation",
+]
+
+GENERATION_HEADER = "X-Genvault-Generation-Id"
+# `X-Genvault-Cache: off` makes this one request call the model even when an identical one is
+# cached or running (and keeps its answer out of the cache).
+CACHE_HEADER = "x-genvault-cache"
+
+
+async def gateway_user(request: Request, vault: Vault) -> str:
+    """The acting user: a genvault API key in the header the client's SDK sends (`Authorization:
+    Bearer` for OpenAI-style clients, `x-api-key` for Anthropic-style), the proxy's header in
+    `header` mode, the local user with auth `none`."""
+    acting_key.set(None)
+    settings = vault.settings
+    if settings.auth == "none":
+        return LOCAL_USER_ID
+    if settings.auth == "header":
+        name = request.headers.get(settings.auth_header, "").strip()
+        if not name:
+            raise Unauthorized(f"authentication required: send the {settings.auth_header} header from the proxy")
+        if len(name) > 64:
+            raise Unauthorized(f"{settings.auth_header} is longer than 64 characters")
+        await vault.ensure_user(name)
+        return name
+    token = request.headers.get("x-api-key", "").strip()
+    if not token:
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            token = bearer.strip()
+    if not token:
+        raise Unauthorized("authentication required: send a genvault API key (Authorization: Bearer, or x-api-key)")
+    return await key_user(vault, token)
+
+
+async def read_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, or `InvalidRequest` saying what is wrong with it."""
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidRequest("the request body is empty; send a JSON object")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+@dataclass(frozen=True)
+class Started:
+    """A started (or retried, or joined) generation and its UI message stream chunks."""
+
+    record: Generation
+    chunks: AsyncIterator[dict[str, Any]]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {GENERATION_HEADER: self.record.id}
+
+
+async def start_generation(
+    request: Request,
+    vault: Vault,
+    user_id: str,
+    *,
+    model: str,
+    model_request: ModelRequest,
+    request_json: dict[str, Any],
+) -> Started:
+    """Commit the pending record and start the model (or join an identical running request, or
+    copy a cached one), then follow its chunks from the first."""
+    check_storable(request_json, "the request")
+    cache = request.headers.get(CACHE_HEADER, "on").strip().lower()
+    if cache not in ("on", "off"):
+        raise InvalidRequest(f"{CACHE_HEADER} must be on or off, got {cache!r}")
+    record = await vault.complete(
+        model_request,
+        model=model,
+        request_json=request_json,
+        user_id=user_id,
+        idempotency_key=request.headers.get("idempotency-key"),
+        cache=cache == "on",
+    )
+    # It usually runs here: follow the hub directly, without replay's record read.
+    chunks = vault.follow_here(record.id, user_id=None) or vault.replay(record.id, user_id=None)
+    return Started(record, chunks)
+
+
+async def drain(vault: Vault, started: Started, feed: Callable[[dict[str, Any]], object]) -> int | None:
+    """Feed every chunk of a non-streamed call to its renderer; returns the upstream's HTTP status
+    when the provider call failed here (an error answer carries it), else None."""
+    status = None
+    async for chunk in started.chunks:
+        if chunk["type"] == "error":
+            status = vault.engine.provider_status(started.record.id)
+        feed(chunk)
+    return status
+
+
+def text_of(content: Any, what: str) -> str:
+    """A string, or the joined `text` of a list of text parts (both APIs allow either)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+                raise InvalidRequest(f"{what}: expected text parts")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise InvalidRequest(f"{what}: expected a string or a list of text parts")
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidRequest(message)
+
+
+def parse_arguments(text: Any) -> Any:
+    """A tool call's arguments JSON text as a value (the text itself when it does not parse)."""
+    if not isinstance(text, str):
+        return text if text is not None else {}
+    if not text.strip():
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def usage_of(finish: dict[str, Any]) -> dict[str, int]:
+    """The AI SDK usage JSON (`inputTokens`, ...) a `finish` chunk carries, or `{}`."""
+    metadata = finish.get("messageMetadata")
+    usage = metadata.get("totalUsage") if isinstance(metadata, dict) else None
+    return usage if isinstance(usage, dict) else {}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,90 @@
+"""`GET /v1/models` (the models this server is configured for, with prices where known) and
+`POST /v1/images/generations` (OpenAI Images, over genvault's image generations).
+
+`POST /v1/embeddings` is not served: no provider here embeds yet (see the README).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from genvault import pricing
+from genvault.errors import InvalidRequest, ProviderError
+from genvault.providers.base import StreamUsage
+from genvault.providers.images import TEST_IMAGE_MODEL
+from genvault.providers.testmodel import TEST_MODEL, TEST_PROVIDER
+from genvault.server.deps import VaultDep
+from genvault.server.gateway._common import GENERATION_HEADER, gateway_user, read_body, require
+from genvault.vault import Vault
+
+__all__ = ["configured_models", "router"]
+
+router = APIRouter(tags=["gateway"])
+
+_MILLION = StreamUsage(input_tokens=1_000_000, output_tokens=1_000_000)
+
+
+def configured_models(vault: Vault) -> list[dict[str, Any]]:
+    """The models a client can name here: the offline ones, the defaults, and every model with a
+    price override; each with its USD-per-million-token prices when genvault knows them."""
+    settings = vault.settings
+    names = {f"{TEST_PROVIDER}/{TEST_MODEL}", f"{TEST_PROVIDER}/{TEST_IMAGE_MODEL}", settings.default_model}
+    names |= {settings.default_image_model, *settings.price_overrides}
+    models = []
+    for name in sorted(names):
+        provider, _, model = name.partition("/")
+        entry: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": provider}
+        if provider == TEST_PROVIDER:
+            entry["pricing"] = {"input": "0", "output": "0", "currency": "USD", "per": "1M tokens"}
+        else:
+            cost = pricing.compute_cost(provider, model, _MILLION, settings.price_overrides)
+            if cost.unit_prices is not None:
+                entry["pricing"] = {**cost.unit_prices, "currency": "USD", "per": "1M tokens", "source": cost.source}
+        models.append(entry)
+    return models
+
+
+@router.get("/v1/models")
+async def list_models(request: Request, vault: VaultDep) -> JSONResponse:
+    await gateway_user(request, vault)
+    return JSONResponse({"object": "list", "data": configured_models(vault)})
+
+
+@router.post("/v1/images/generations")
+async def generate_images(request: Request, vault: VaultDep) -> JSONResponse:
+    """OpenAI Images: the record is made first (`X-Genvault-Generation-Id`), the images are kept in
+    the blob store and answered as permanent URLs or, with `response_format: b64_json`, inline."""
+    user = await gateway_user(request, vault)
+    body = await read_body(request)
+    prompt, size, n = body.get("prompt"), body.get("size") or "auto", body.get("n", 1)
+    require(isinstance(prompt, str), "prompt is required")
+    response_format = body.get("response_format") or "url"
+    require(response_format in ("url", "b64_json"), "response_format must be url or b64_json")
+    record = await vault.generate_image(
+        str(prompt),
+        model=body.get("model"),
+        size=size,
+        n=n,
+        user_id=user,
+        idempotency_key=request.headers.get("idempotency-key"),
+    )
+    headers = {GENERATION_HEADER: record.id}
+    record = await vault.wait(record.id, user_id=user)
+    if record.status != "complete":
+        raise ProviderError(record.error or f"the image generation ended {record.status}")
+    data: list[dict[str, Any]] = []
+    if response_format == "url":
+        base = str(request.base_url).rstrip("/")
+        data = [{"url": url if url.startswith("http") else base + url} for url in record.image_urls]
+    else:
+        for file in await vault.generation_files(record.id, user_id=user):
+            raw = await vault.read_file(file.id, user_id=user)
+            data.append({"b64_json": base64.b64encode(raw).decode("ascii")})
+    if not data:
+        raise InvalidRequest("the model made no image for this prompt")
+    return JSONResponse({"created": int(time.time()), "data": data}, headers=headers)

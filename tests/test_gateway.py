@@ -1,0 +1,648 @@
+"""The `/v1` gateway through the official `openai` and `anthropic` SDKs (no mocks of them), against a
+real server socket, with the offline test model and with a scripted fake upstream speaking each
+API's wire format. Every call is an ordinary generation record."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from sqlalchemy import func, select
+
+from bench.fake_upstream import Answer, FakeUpstream
+from genvault.providers import testmodel as tm
+from genvault.providers.anthropic import AnthropicProvider
+from genvault.providers.openai import OpenAIProvider
+from genvault.server import create_app
+from genvault.settings import Settings
+from genvault.store import Store
+from genvault.store.keys import create_key
+from genvault.store.schema import generations
+from genvault.vault import Vault
+from live_server import free_port, serve
+from test_aisdk_client import CLIENT_DIR, node  # noqa: F401 - `node` is a fixture
+
+TRANSCRIPTS = Path(__file__).parent / "providers" / "transcripts"
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    """SQLite for most tests (the record path below the gateway is the engine's, whose suites run
+    on both backends); PostgreSQL too for the tests marked `BOTH_DATABASES`."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite:///{tmp_path / 'genvault.db'}", None
+    url, schema = request.getfixturevalue("pg_schema")
+    return url, schema
+
+
+BOTH_DATABASES = pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+@pytest.fixture
+def provider() -> tm.TestProvider:
+    return tm.TestProvider(tokens_per_second=0)
+
+
+@pytest.fixture
+def upstream() -> FakeUpstream:
+    return FakeUpstream(chunks=5)
+
+
+@pytest.fixture
+async def upstream_url(upstream: FakeUpstream) -> AsyncIterator[str]:
+    async with serve(upstream.app()) as url:
+        yield url
+
+
+@pytest.fixture
+async def vault(vault_factory: Any, provider: tm.TestProvider, upstream_url: str) -> AsyncIterator[Vault]:
+    to_openai = OpenAIProvider("openai", api_key="sk-upstream", base_url=f"{upstream_url}/v1", max_retries=0)
+    to_anthropic = AnthropicProvider(api_key="sk-ant-upstream", base_url=upstream_url, max_retries=0)
+    providers: dict[str, Any] = {"offline": provider, "openai": to_openai, "anthropic": to_anthropic}
+    vault: Vault = await vault_factory(providers=providers)
+    yield vault
+    await vault.aclose(grace_seconds=0)
+    await to_openai.aclose()
+    await to_anthropic.aclose()
+
+
+@pytest.fixture
+async def base_url(vault: Vault) -> AsyncIterator[str]:
+    async with serve(create_app(vault=vault)) as url:
+        yield url
+
+
+@pytest.fixture
+async def oai(base_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(api_key="unused", base_url=f"{base_url}/v1", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+async def claude(base_url: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(api_key="unused", base_url=base_url, max_retries=0) as client:
+        yield client
+
+
+async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    """Poll `condition` (a ceiling, not a pause: it returns as soon as it holds)."""
+    for _ in range(int(seconds * 100)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+async def count_generations(vault: Vault) -> int:
+    async with vault.store.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(generations))).scalar_one())
+
+
+# -- OpenAI Chat Completions ----------------------------------------------------------------------------
+
+
+@BOTH_DATABASES
+async def test_chat_completion_with_the_offline_model_is_a_complete_record(
+    oai: openai.AsyncOpenAI, vault: Vault
+) -> None:
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="offline/test-model", messages=[{"role": "user", "content": "Say hello"}], max_tokens=4
+    )
+    completion = raw.parse()
+    generation_id = raw.headers["x-genvault-generation-id"]
+    assert completion.id == f"chatcmpl-{generation_id}"
+    assert completion.choices[0].finish_reason == "length"
+    record = await vault.wait(generation_id)
+    assert record.status == "complete"
+    assert record.kind == "text"
+    assert completion.choices[0].message.content == record.result_text
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == record.usage.output_tokens == 4
+    assert record.request["api"] == "openai.chat"
+    assert record.request["body"]["messages"] == [{"role": "user", "content": "Say hello"}]
+
+
+async def test_streamed_tool_calls_and_usage_reach_the_sdk_and_the_record(
+    oai: openai.AsyncOpenAI, vault: Vault, provider: tm.TestProvider
+) -> None:
+    provider.enqueue(
+        tm.reasoning("Need the weather."), tm.text("Checking."), tm.tool_call("get_weather", {"city": "Paris"})
+    )
+    stream = await oai.chat.completions.create(
+        model="offline/test-model",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, arguments, names, finish, usage = "", "", [], None, None
+    async for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            for call in choice.delta.tool_calls or []:
+                if call.function and call.function.name:
+                    names.append(call.function.name)
+                arguments += (call.function.arguments or "") if call.function else ""
+            finish = choice.finish_reason or finish
+    assert text == "Checking."
+    assert names == ["get_weather"]
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert finish == "tool_calls"
+    assert usage is not None
+    assert usage.completion_tokens > 0
+    generation_id = chunk.id.removeprefix("chatcmpl-")
+    record = await vault.wait(generation_id)
+    assert record.result_message is not None
+    kinds = [p["type"] for p in record.result_message["parts"]]
+    assert "reasoning" in kinds
+    assert "tool-get_weather" in kinds
+    assert record.finish_reason == "tool-calls"
+    # The tool definition is part of the model request (and so of the cache key).
+    assert provider.calls[-1].tools[0].name == "get_weather"
+
+
+async def test_the_sync_openai_client_works_too(base_url: str, provider: tm.TestProvider) -> None:
+    provider.enqueue(tm.text("sync hello"))
+    with openai.OpenAI(api_key="unused", base_url=f"{base_url}/v1", max_retries=0, timeout=60) as client:
+        # In a thread: the server runs on this test's event loop.
+        completion = await asyncio.to_thread(
+            client.chat.completions.create, model="offline/test-model", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert completion.choices[0].message.content == "sync hello"
+
+
+async def test_multimodal_parts_become_model_message_files(oai: openai.AsyncOpenAI, provider: tm.TestProvider) -> None:
+    provider.enqueue(tm.text("a red pixel"))
+    png = (
+        "data:image/png;base64,"
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    await oai.chat.completions.create(
+        model="offline/test-model",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": png}},
+                ],
+            },
+        ],
+        response_format={"type": "json_object"},
+    )
+    call = provider.calls[-1]
+    assert call.messages[0] == {"role": "system", "content": "Be brief."}
+    assert call.messages[1]["content"][1] == {"type": "file", "mediaType": "image/png", "data": png}
+    assert call.wire is not None
+    assert call.wire.body["response_format"] == {"type": "json_object"}
+
+
+# -- errors in the endpoint's shape, nothing written -------------------------------------------------
+
+
+@BOTH_DATABASES
+async def test_bad_requests_raise_the_sdks_own_errors_and_write_nothing(
+    oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, vault: Vault, base_url: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(model="no-provider", messages=[{"role": "user", "content": "x"}])
+    assert "names no provider" in caught.value.message
+    with pytest.raises(openai.BadRequestError):
+        await oai.chat.completions.create(model="offline/test-model", messages=[])
+    with pytest.raises(anthropic.BadRequestError) as anthropic_caught:
+        await claude.messages.create(
+            model="offline/test-model", max_tokens=5, messages=[{"role": "robot", "content": "x"}]
+        )
+    assert anthropic_caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        raw = await http.post(
+            "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert raw.status_code == 400
+        assert set(raw.json()["error"]) == {"message", "type", "param", "code"}
+        nul = await http.post(
+            "/v1/messages",
+            json={"model": "offline/test-model", "max_tokens": 5, "messages": [{"role": "user", "content": "a\x00b"}]},
+        )
+        assert nul.status_code == 400
+        assert nul.json()["type"] == "error"
+    assert await count_generations(vault) == 0
+
+
+async def test_api_keys_are_read_from_each_sdks_own_header(vault_factory: Any, provider: tm.TestProvider) -> None:
+    vault = await vault_factory(providers={"offline": provider}, settings_overrides={"auth": "api_key"})
+    await vault.ensure_user("ada")
+    async with vault.store.write() as conn:
+        _key_id, secret = await create_key(conn, "ada", "sdk")
+    async with serve(create_app(vault=vault)) as url:  # noqa: SIM117 - the clients need the server's URL
+        async with (
+            openai.AsyncOpenAI(api_key="wrong", base_url=f"{url}/v1", max_retries=0) as bad_openai,
+            anthropic.AsyncAnthropic(api_key="wrong", base_url=url, max_retries=0) as bad_anthropic,
+            openai.AsyncOpenAI(api_key=secret, base_url=f"{url}/v1") as good_openai,
+            anthropic.AsyncAnthropic(api_key=secret, base_url=url) as good_anthropic,
+        ):
+            with pytest.raises(openai.AuthenticationError):
+                await bad_openai.chat.completions.create(
+                    model="offline/test-model", messages=[{"role": "user", "content": "x"}]
+                )
+            with pytest.raises(anthropic.AuthenticationError):
+                await bad_anthropic.messages.create(
+                    model="offline/test-model", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+                )
+            assert await count_generations(vault) == 0
+            raw = await good_openai.chat.completions.with_raw_response.create(
+                model="offline/test-model", messages=[{"role": "user", "content": "x"}]
+            )
+            message = await good_anthropic.messages.with_raw_response.create(
+                model="offline/test-model", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+            )
+    for response in (raw, message):
+        record = await vault.wait(response.headers["x-genvault-generation-id"], user_id="ada")
+        assert record.user_id == "ada"
+
+
+# -- idempotency and dedup ----------------------------------------------------------------------------
+
+
+async def test_an_idempotency_key_returns_the_same_record(oai: openai.AsyncOpenAI, vault: Vault) -> None:
+    ask: dict[str, Any] = {"model": "offline/test-model", "messages": [{"role": "user", "content": "once"}]}
+    headers = {"Idempotency-Key": "retry-1", "X-Genvault-Cache": "off"}
+    first = await oai.chat.completions.with_raw_response.create(**ask, extra_headers=headers)
+    second = await oai.chat.completions.with_raw_response.create(**ask, extra_headers=headers)
+    assert first.headers["x-genvault-generation-id"] == second.headers["x-genvault-generation-id"]
+    assert first.parse().choices[0].message.content == second.parse().choices[0].message.content
+    assert await count_generations(vault) == 1
+    with pytest.raises(openai.ConflictError):
+        await oai.chat.completions.create(
+            model="offline/test-model", messages=[{"role": "user", "content": "other"}], extra_headers=headers
+        )
+
+
+@BOTH_DATABASES
+async def test_an_identical_request_joins_the_running_one_with_one_upstream_call(
+    oai: openai.AsyncOpenAI, vault: Vault, upstream: FakeUpstream
+) -> None:
+    gate = asyncio.Event()
+    upstream.enqueue(Answer(sse=(TRANSCRIPTS / "openai_text_usage.sse").read_bytes(), gate=gate))
+    ask: dict[str, Any] = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "same"}]}
+    first = asyncio.create_task(oai.chat.completions.with_raw_response.create(**ask))
+    await until(lambda: bool(upstream.requests))
+    second = asyncio.create_task(oai.chat.completions.with_raw_response.create(**ask))
+    await until(lambda: len(vault.engine._runs) == 2)  # the second is running, as a copy of the first
+    gate.set()
+    one, two = await first, await second
+    assert one.parse().choices[0].message.content == two.parse().choices[0].message.content
+    assert len(upstream.requests) == 1
+    copy = await vault.wait(two.headers["x-genvault-generation-id"])
+    assert copy.cached_from == one.headers["x-genvault-generation-id"]
+    # A cache hit answers in the client's format too, and `X-Genvault-Cache: off` calls again.
+    hit = await oai.chat.completions.create(**ask)
+    assert hit.choices[0].message.content == one.parse().choices[0].message.content
+    assert len(upstream.requests) == 1
+    upstream.enqueue(Answer(sse=(TRANSCRIPTS / "openai_text_usage.sse").read_bytes()))
+    await oai.chat.completions.create(**ask, extra_headers={"X-Genvault-Cache": "off"})
+    assert len(upstream.requests) == 2
+
+
+# -- a real upstream -------------------------------------------------------------------------------------
+
+
+async def test_an_openai_upstream_receives_the_body_as_sent_and_its_answer_is_kept(
+    oai: openai.AsyncOpenAI, vault: Vault, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(Answer(sse=(TRANSCRIPTS / "openai_tool_calls.sse").read_bytes(), pieces=20))
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice="required",
+        logit_bias={"42": 1},
+        extra_body={"some_future_field": {"kept": True}},
+    )
+    sent = upstream.requests[-1]
+    assert sent["model"] == "gpt-4o-mini"
+    assert sent["tool_choice"] == "required"
+    assert sent["logit_bias"] == {"42": 1}
+    assert sent["some_future_field"] == {"kept": True}
+    assert sent["stream"] is True
+    assert sent["stream_options"] == {"include_usage": True}
+    completion = raw.parse()
+    calls = completion.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]  # type: ignore[union-attr]
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.status == "complete"
+    assert record.provider == "openai"
+    assert record.usage.input_tokens == completion.usage.prompt_tokens  # type: ignore[union-attr]
+
+
+async def test_an_upstream_error_comes_back_with_its_status_in_the_clients_shape_and_ends_the_record_in_error(
+    oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, vault: Vault, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(Answer(status=429, body=json.loads((TRANSCRIPTS / "openai_429.json").read_text())))
+    with pytest.raises(openai.RateLimitError) as caught:  # the upstream's status
+        await oai.chat.completions.with_raw_response.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+    generation_id = caught.value.response.headers["x-genvault-generation-id"]
+    record = await vault.wait(generation_id)
+    assert record.status == "error"
+    assert record.error is not None
+    assert record.error in caught.value.message
+    upstream.enqueue(
+        Answer(status=529, body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    )
+    with pytest.raises(anthropic.APIStatusError) as anthropic_caught:
+        await claude.messages.create(
+            model="anthropic/claude-x", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    assert anthropic_caught.value.status_code == 529
+    assert "Overloaded" in anthropic_caught.value.message
+
+
+# -- Anthropic Messages ---------------------------------------------------------------------------------
+
+
+async def test_messages_create_and_stream_with_thinking_and_tools(
+    claude: anthropic.AsyncAnthropic, vault: Vault, provider: tm.TestProvider
+) -> None:
+    message = await claude.messages.create(
+        model="offline/test-model", max_tokens=3, system="Be brief.", messages=[{"role": "user", "content": "hello"}]
+    )
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == 3
+    provider.enqueue(
+        tm.reasoning("Think.", provider_metadata={"anthropic": {"signature": "sig-1"}}),
+        tm.text("Let me look."),
+        tm.tool_call("get_weather", {"city": "Paris"}),
+    )
+    async with claude.messages.stream(
+        model="offline/test-model",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "Weather?"}],
+        tools=[{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+    ) as stream:
+        final = await stream.get_final_message()
+    kinds = [block.type for block in final.content]
+    assert kinds == ["thinking", "text", "tool_use"]
+    assert final.content[0].signature == "sig-1"  # type: ignore[union-attr]
+    assert final.content[2].input == {"city": "Paris"}  # type: ignore[union-attr]
+    assert final.stop_reason == "tool_use"
+    record = await vault.wait(final.id.removeprefix("msg_"))
+    assert record.status == "complete"
+    assert record.request["api"] == "anthropic.messages"
+    # A follow-up with the tool result and the signed thinking block is understood.
+    provider.enqueue(tm.text("Sunny."))
+    reply = await claude.messages.create(
+        model="offline/test-model",
+        max_tokens=100,
+        messages=[
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in final.content]},  # type: ignore[misc]
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": final.content[2].id, "content": "sunny"}],
+            },  # type: ignore[union-attr]
+        ],
+    )
+    assert reply.content[0].text == "Sunny."  # type: ignore[union-attr]
+    sent = provider.calls[-1].messages
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["content"][0]["providerOptions"] == {"anthropic": {"signature": "sig-1"}}
+    assert sent[2]["content"][0]["toolName"] == "get_weather"
+
+
+async def test_an_anthropic_upstream_receives_the_body_as_sent(
+    claude: anthropic.AsyncAnthropic, vault: Vault, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(Answer(sse=(TRANSCRIPTS / "anthropic_thinking_tool_use.sse").read_bytes(), pieces=30))
+    async with claude.messages.stream(
+        model="anthropic/claude-fake-1",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        extra_body={"future_option": 7},
+    ) as stream:
+        final = await stream.get_final_message()
+    sent = upstream.requests[-1]
+    assert sent["model"] == "claude-fake-1"
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent["future_option"] == 7
+    assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
+    record = await vault.wait(final.id.removeprefix("msg_"))
+    assert record.status == "complete"
+    assert record.usage.input_tokens is not None
+    assert record.usage.input_tokens > 0
+
+
+# -- OpenAI Responses -------------------------------------------------------------------------------------
+
+
+async def test_responses_create_and_stream_have_the_real_event_types(
+    oai: openai.AsyncOpenAI, vault: Vault, provider: tm.TestProvider
+) -> None:
+    response = await oai.responses.create(model="offline/test-model", input="hello", max_output_tokens=3)
+    assert response.status == "incomplete"
+    assert response.usage is not None
+    assert response.usage.output_tokens == 3
+    record = await vault.wait(response.id.removeprefix("resp_"))
+    assert response.output_text == record.result_text
+    provider.enqueue(tm.reasoning("Hmm."), tm.text("Looking."), tm.tool_call("get_weather", {"city": "Paris"}))
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    async with oai.responses.stream(
+        model="offline/test-model",
+        instructions="Be brief.",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]}],
+        tools=[tool],  # type: ignore[list-item]
+    ) as stream:
+        types = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert types[-1] == "response.completed"
+    for expected in ("response.reasoning_summary_text.delta", "response.output_text.delta"):
+        assert expected in types
+    assert "response.function_call_arguments.done" in types
+    assert [item.type for item in final.output] == ["reasoning", "message", "function_call"]
+    assert final.output_text == "Looking."
+    assert provider.calls[-1].system == "Be brief."
+    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+        await oai.responses.create(model="offline/test-model", input="more", previous_response_id=response.id)
+
+
+# -- the AI SDK in Node ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+async def test_the_ai_sdk_providers_generate_and_stream_through_the_gateway(
+    api: str,
+    base_url: str,
+    vault: Vault,
+    provider: tm.TestProvider,
+    node: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    for call in ("generate", "stream"):
+        provider.enqueue(tm.reasoning("Hmm."), tm.text("Calling it."), tm.tool_call("get_weather", {"city": "Paris"}))
+        spec = {"baseUrl": base_url, "api": api, "call": call, "model": "offline/test-model", "tool": "get_weather"}
+        spec["prompt"] = f"Weather in Paris? ({call})"  # not identical: each is its own model call
+        process = await asyncio.create_subprocess_exec(
+            str(node),
+            str(CLIENT_DIR / "gateway-scenario.mjs"),
+            json.dumps(spec),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, err.decode()
+        result = json.loads(out)
+        assert result["errors"] == []
+        assert result["text"] == "Calling it."
+        assert result["finishReason"] == "tool-calls"
+        assert result["toolCalls"] == [{"toolName": "get_weather", "input": {"city": "Paris"}}]
+        if api != "chat":  # Chat Completions has no reasoning field the AI SDK reads
+            assert result["reasoning"] == "Hmm."
+        assert result["usage"]["outputTokens"] > 0
+        record = await vault.wait(result["headers"]["x-genvault-generation-id"])
+        assert record.status == "complete"
+        assert record.result_text == "Calling it."
+
+
+# -- disconnects and crashes ------------------------------------------------------------------------------
+
+
+async def test_a_client_that_disconnects_mid_stream_does_not_stop_the_upstream_call(
+    base_url: str, vault: Vault, upstream: FakeUpstream
+) -> None:
+    gate = asyncio.Event()
+    upstream.enqueue(Answer(sse=(TRANSCRIPTS / "openai_text_usage.sse").read_bytes(), gate=gate, gate_after=2))
+    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as response,
+    ):
+        generation_id = response.headers["x-genvault-generation-id"]
+        async for line in response.aiter_lines():
+            if '"content":"' in line and '"content":""' not in line:
+                break  # one token seen: hang up
+    gate.set()
+    record = await vault.wait(generation_id)
+    assert record.status == "complete"
+    expected = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in (TRANSCRIPTS / "openai_text_usage.sse").read_text().splitlines()
+        if line.startswith("data: {") and json.loads(line[6:])["choices"]
+    )
+    assert record.result_text == expected
+
+
+@pytest.mark.slow
+async def test_a_killed_server_leaves_the_gateway_call_interrupted_with_its_checkpointed_text(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'genvault.db'}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GENVAULT_")},
+        "GENVAULT_DATABASE_URL": url,
+        "GENVAULT_DATA_DIR": str(tmp_path),
+        "GENVAULT_TEST_MODEL_TPS": "15",
+        "GENVAULT_CHECKPOINT_MS": "50",
+    }
+    log = (tmp_path / "server.err").open("wb")
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant
+        [sys.executable, "-m", "genvault", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=log
+    )
+    store = Store(url)
+    shown = ""
+    try:
+        body = {"model": "offline/test-model", "messages": [{"role": "user", "content": "Tell me a long story."}]}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+                generation_id = response.headers["x-genvault-generation-id"]
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        shown += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                    if len(shown.split()) >= 8:
+                        async with store.read() as conn:
+                            saved = await conn.scalar(
+                                select(generations.c.result_text).where(generations.c.id == generation_id)
+                            )
+                        if saved:
+                            os.kill(proc.pid, signal.SIGKILL)
+                            break
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        await store.aclose()
+    async with Vault(Settings(database_url=url, data_dir=tmp_path)) as vault:  # its start-up sweep
+        record = await vault.get_generation(generation_id)
+    assert record.status == "interrupted"
+    assert record.result_text
+    assert shown.startswith(record.result_text)
+
+
+# -- models and images ----------------------------------------------------------------------------------
+
+
+async def test_models_lists_the_configured_models_with_their_prices(
+    vault_factory: Any, provider: tm.TestProvider
+) -> None:
+    overrides = {"price_overrides": {"openai/house-model": {"input_mtok": "1.5", "output_mtok": "6"}}}
+    vault = await vault_factory(providers={"offline": provider}, settings_overrides=overrides)
+    async with serve(create_app(vault=vault)) as url, openai.AsyncOpenAI(api_key="x", base_url=f"{url}/v1") as client:
+        listed = {model.id: model async for model in client.models.list()}
+    assert {"offline/test-model", "offline/test-image", "openai/house-model"} <= set(listed)
+    assert listed["openai/house-model"].pricing == {  # type: ignore[attr-defined]
+        "input": "1.5",
+        "output": "6",
+        "currency": "USD",
+        "per": "1M tokens",
+        "source": "override",
+    }
+
+
+async def test_images_generations_keeps_the_image_and_answers_urls_or_base64(
+    oai: openai.AsyncOpenAI, vault: Vault, base_url: str
+) -> None:
+    raw = await oai.images.with_raw_response.generate(model="offline/test-image", prompt="a red fox", n=2)
+    images = raw.parse()
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.kind == "image"
+    assert [image.url for image in images.data or []] == [base_url + url for url in record.image_urls]
+    inline = await oai.images.generate(model="offline/test-image", prompt="a blue fox", response_format="b64_json")
+    assert inline.data
+    assert base64.b64decode(inline.data[0].b64_json or "")[:4] == b"\x89PNG"
+    with pytest.raises(openai.BadRequestError):
+        await oai.images.generate(model="offline/test-image", prompt="")

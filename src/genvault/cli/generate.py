@@ -10,6 +10,7 @@ import typer
 
 from genvault.cli._app import app, console, err_console, run_with_vault
 from genvault.cli._render import summary_line
+from genvault.labels import meta_pairs
 from genvault.records import Generation
 from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
@@ -33,6 +34,10 @@ def generate(
     cache_ttl: Annotated[
         float | None, typer.Option("--cache-ttl", help="Reuse an identical answer at most this many seconds old")
     ] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag for the record (repeat for more)")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="Metadata key=value (JSON values read as JSON; repeat)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final record as JSON instead")] = False,
 ) -> None:
     """Generate text, streaming it while every chunk is saved; prints the record's ID, usage and cost."""
@@ -48,6 +53,8 @@ def generate(
             user_id=user or LOCAL_USER_ID,
             cache=not no_cache,
             cache_ttl=cache_ttl,
+            tags=tags or None,
+            metadata=meta_pairs(meta),
         )
         owner = record.user_id
         if not as_json:

@@ -153,3 +153,20 @@ async def test_usage_by_tag(client: httpx.AsyncClient) -> None:
     assert rows["a"]["generations"] == 2
     assert rows["a"]["output_tokens"] == 4
     assert rows["b"]["generations"] == 1
+
+
+async def test_the_gateway_takes_labels_from_headers(client: httpx.AsyncClient) -> None:
+    vault = client.vault  # type: ignore[attr-defined]
+    body = {"model": "offline/test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    headers = {"X-Genvault-Tags": "gw, eval", "X-Genvault-Metadata": '{"trace": "abc", "n": 2}'}
+    answered = await client.post("/v1/chat/completions", json=body, headers=headers)
+    assert answered.status_code == 200, answered.text
+    record = await vault.wait(answered.headers["x-genvault-generation-id"])
+    assert record.tags == ["gw", "eval"]
+    assert record.metadata == {"trace": "abc", "n": 2}
+    count = len((await vault.list_generations(limit=100)).items)
+    for bad in ({"X-Genvault-Metadata": "[1]"}, {"X-Genvault-Metadata": "{nope"}, {"X-Genvault-Tags": "a,,b"}):
+        refused = await client.post("/v1/chat/completions", json=body, headers=bad)
+        assert refused.status_code == 400, (bad, refused.text)
+        assert "error" in refused.json()
+    assert len((await vault.list_generations(limit=100)).items) == count

@@ -11,6 +11,7 @@ restore carry them with the record.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, func, select, type_coerce, update
@@ -19,17 +20,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import InvalidRequest
 from genvault.store.schema import generations
-from genvault.validation import check_json_depth, find_bad_char
+from genvault.validation import check_json_depth, find_bad_char, loads_json
 
 __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_METADATA_DEPTH",
     "MAX_TAGS",
     "MAX_TAG_CHARS",
+    "METADATA_HEADER",
+    "TAGS_HEADER",
     "check_metadata",
     "check_tag",
     "check_tags",
     "checked",
+    "from_headers",
     "meta_pairs",
     "store",
     "tag_elements",
@@ -40,6 +44,10 @@ MAX_TAGS = 20
 MAX_TAG_CHARS = 64
 MAX_METADATA_BYTES = 4096
 MAX_METADATA_DEPTH = 5
+# The `/v1` gateway's bodies are the providers' own wire formats, so labels come as headers:
+# tags comma-separated, metadata as a JSON object (UTF-8 JSON text).
+TAGS_HEADER = "X-Genvault-Tags"
+METADATA_HEADER = "X-Genvault-Metadata"
 
 
 def check_tag(value: Any) -> str:
@@ -142,3 +150,18 @@ def tag_elements(dialect: str) -> Any:
     if dialect == "postgresql":
         return func.jsonb_array_elements_text(type_coerce(generations.c.tags, JSONB)).table_valued("value").lateral()
     return func.json_each(generations.c.tags).table_valued("value")
+
+
+def from_headers(headers: Mapping[str, str]) -> tuple[list[str] | None, dict[str, Any] | None]:
+    """Tags and metadata from `X-Genvault-Tags: a, b` and `X-Genvault-Metadata: {"k": 1}`
+    (unchecked: give them to `checked`); a header left out is None."""
+    raw_tags = headers.get(TAGS_HEADER)
+    tags = raw_tags.split(",") if raw_tags is not None else None
+    raw_meta = headers.get(METADATA_HEADER)
+    metadata = None
+    if raw_meta is not None:
+        # Header values arrive as latin-1 text: back to their bytes, read as UTF-8 JSON.
+        metadata = loads_json(raw_meta.encode("latin-1", "replace"), METADATA_HEADER, limit=MAX_METADATA_DEPTH)
+        if not isinstance(metadata, dict):
+            raise InvalidRequest(f"{METADATA_HEADER} must be a JSON object")
+    return tags, metadata

@@ -433,6 +433,8 @@ class Vault(FilesMixin):
         idempotency_key: str | None = None,
         cache: bool = True,
         cache_ttl: float | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Generation:
         """Start a generation for a request already in model form (the `/v1` gateway translates
         each wire format to one) and return its `pending` record at once, like `generate`.
@@ -442,6 +444,7 @@ class Vault(FilesMixin):
         """
         if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
             raise InvalidRequest("idempotency key must be 1 to 200 characters")
+        given_labels = labels.checked(tags, metadata)
         assembler = MessageAssembler()
         return await self.engine.start(
             kind="text",
@@ -454,6 +457,7 @@ class Vault(FilesMixin):
             snapshot=lambda: message_to_json(assembler.message),
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
+            labels=given_labels,
         )
 
     # -- tools ----------------------------------------------------------------------------------

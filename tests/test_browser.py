@@ -427,3 +427,23 @@ async def test_a_search_from_the_top_bar_links_to_the_message_loading_earlier_pa
         "console: Failed to load resource: the server responded with a status of 400 (Bad Request)"
     ]
     problems.errors.clear()  # that 400 was the point
+
+
+async def test_the_api_docs_render_with_nothing_fetched_from_elsewhere(
+    page: Page, base_url: str, tmp_path: Path
+) -> None:
+    elsewhere: list[str] = []
+
+    async def only_this_server(route: Any) -> None:
+        if route.request.url.startswith(base_url):
+            await route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_this_server)
+    await page.goto(f"{base_url}/docs")
+    await expect(page.locator(".opblock").first).to_be_visible()  # the operations, read from /openapi.json
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("genvault")
+    assert elsewhere == []
+    await screenshot(page, "docs", tmp_path)

@@ -348,3 +348,19 @@ async def test_the_search_page_lists_hits_with_marked_snippets_and_links(vault_f
         bad = await http.get("/search", params={"q": "-fjord"})
         assert bad.status_code == 400
         assert "only leaves words out" in bad.text
+
+
+async def test_the_api_docs_load_their_script_and_style_from_this_server_only(client: httpx.AsyncClient) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", response.text)
+    assert len(urls) >= 4  # the script, the style, the favicon, the OpenAPI document
+    for url in urls:
+        assert url.startswith("/"), f"{url} is not from this server"
+        assert not url.startswith("//"), f"{url} is not from this server"
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in urls
+    assert "/static/swagger-ui/swagger-ui.css" in urls
+    assert "/openapi.json" in urls
+    assert (await client.get("/redoc")).status_code == 404  # ReDoc would come from a CDN

@@ -494,6 +494,17 @@ async def test_every_page_fits_the_screen_and_the_composer_is_in_view(
             await screenshot(page, f"{name}-{label}", tmp_path)
             if widths["scroll"] > widths["client"]:
                 problems.append(f"{path} scrolls sideways: {widths}")
+            # Nothing spills out of its card: what is wider than the card scrolls inside it.
+            spills = await page.evaluate(
+                """[...document.querySelectorAll('.card')].filter(card => {
+                    const box = card.getBoundingClientRect();
+                    const scrolls = ['auto', 'scroll'].includes(getComputedStyle(card).overflowX);
+                    return box.right > document.documentElement.clientWidth
+                        || (card.scrollWidth > card.clientWidth && !scrolls);
+                }).map(card => card.querySelector('h2')?.textContent || card.className)"""
+            )
+            if spills:
+                problems.append(f"{path}: content spills out of cards {spills}")
             if label in ("chat", "new-chat"):
                 # Stop shows while a reply streams; show it now to check both buttons fit together.
                 await page.evaluate("document.getElementById('stop').hidden = false")

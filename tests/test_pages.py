@@ -247,6 +247,17 @@ class TestUsagePage:
         assert "plus 1 unpriced" in html
         assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
+    async def test_unpriced_use_without_cache_hits_is_unknown_never_zero_dollars(
+        self, client: httpx.AsyncClient, provider: tm.TestProvider
+    ) -> None:
+        provider.enqueue(tm.text("one"), tm.usage(input=10, output=5))
+        await generate(client, "a")  # the offline test model has no price
+        html = (await client.get("/usage")).text
+        assert '<span class="stat-value">unknown</span><span class="stat-label">cost, plus 1 unpriced' in html
+        assert html.count('<td class="num">unknown</td>') == 2  # its model's row and its day's row
+        assert "$0.00" not in html
+        assert "saving" not in html  # no cache hits, so nothing saved to report
+
     async def test_an_empty_period_says_so(self, client: httpx.AsyncClient) -> None:
         html = (await client.get("/usage?days=7")).text
         assert "nothing in this period" in html

@@ -30,7 +30,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

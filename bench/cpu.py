@@ -112,7 +112,7 @@ async def stream(url: str, turns: int, tokens: int, tps: float, checkpoint_ms: i
     hub = MemoryHub()
 
     async def drain(source: AsyncIterator[dict[str, Any]]) -> None:
-        async for _ in _sse(source, "5.0.0"):
+        async for _ in _sse(source, "5.0.0", None):
             pass
 
     async def bare() -> None:

@@ -3,13 +3,16 @@ kind of limit set (day, month and total budgets, requests and tokens per minute,
 once), interleaved in one process on one database, so both see the same machine at the same time.
 
     .venv/bin/python -m bench.limits [--db sqlite|postgres ...] [--turns 300] [--runs 3] [--redis URL]
+                                     [--chats existing|new]
 
 Per turn: `open` is `Vault.chat` returning (admission, the pending record's transaction with the
 reservation); `turn` is until the record is final (the offline test model at full speed, finalize
 with the settlement). Reported: p50 of each, per group, the difference (limited - free) per run
 and its median over the runs, and the SQL statements per turn counted on the engine (the
-reservation is the one extra statement in the opening, the settlement one in finalize). Results
-go to bench/results/limits.json.
+reservation is the one extra statement in the opening, the settlement one in finalize), and the
+time spent inside the limits' own calls per turn (admit, reserve, settle, record_tokens: what
+admission itself adds, measured directly rather than as a difference of two noisy turn times).
+Results go to bench/results/limits.json.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ EVERY_LIMIT = {
 }
 
 
-async def one_run(db: str, turns: int, redis_url: str | None) -> dict[str, Any]:
+async def one_run(db: str, turns: int, redis_url: str | None, chats: str = "existing") -> dict[str, Any]:
     from genvault import Settings, Vault
 
     async with fresh_database(db) as url:
@@ -63,24 +66,52 @@ async def one_run(db: str, turns: int, redis_url: str | None) -> dict[str, Any]:
                     lambda *_args: statements.__setitem__(0, statements[0] + 1),
                 )
                 samples: dict[str, dict[str, list[float]]] = {
-                    u: {"open": [], "turn": [], "statements": []} for u in ("free", "limited")
+                    u: {"open": [], "turn": [], "statements": [], "limits": []} for u in ("free", "limited")
                 }
+                # The time spent inside the limits' own calls per turn (admit, reserve, settle,
+                # record_tokens), measured directly: less exposed to the machine's noise than a
+                # difference of two turn times.
+                spent_in_limits = [0.0]
+
+                def timed(name: str) -> None:
+                    original = getattr(vault.limits, name)
+
+                    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                        start = time.perf_counter()
+                        try:
+                            return await original(*args, **kwargs)
+                        finally:
+                            spent_in_limits[0] += time.perf_counter() - start
+
+                    setattr(vault.limits, name, wrapper)
+
+                for name in ("admit", "reserve", "settle", "record_tokens"):
+                    timed(name)
 
                 async def turn(user: str, i: int) -> None:
-                    message = {"id": f"m{i}", "role": "user", "parts": [{"type": "text", "text": f"turn {i}"}]}
+                    message = {
+                        "id": f"m{i}-{time.perf_counter_ns()}",
+                        "role": "user",
+                        "parts": [{"type": "text", "text": f"turn {i}"}],
+                    }
                     before = statements[0]
+                    spent_in_limits[0] = 0.0
                     start = time.perf_counter()
-                    started = await vault.chat(f"{user}-{i}", message=message, user_id=user, cache=False)
+                    # `existing`: the next turn of one of 10 chats (the usual turn); `new`: a new
+                    # chat's first turn (h16's one-step opening, taken only with no budget held).
+                    chat_id = f"{user}-{i % 10}" if chats == "existing" else f"{user}-{i}"
+                    started = await vault.chat(chat_id, message=message, user_id=user, cache=False)
                     opened = time.perf_counter()
                     await vault.wait(started.generation.id, user_id=user)
                     done = time.perf_counter()
                     samples[user]["open"].append((opened - start) * 1e3)
                     samples[user]["turn"].append((done - start) * 1e3)
                     samples[user]["statements"].append(statements[0] - before)
+                    samples[user]["limits"].append(spent_in_limits[0] * 1e3)
 
-                for i in range(20):  # warm-up: statements compiled, pools filled
-                    await turn("free", -1 - i)
-                    await turn("limited", -1 - i)
+                for i in range(20):  # warm-up: statements compiled, pools filled, the chats made
+                    await turn("free", 1000 + i)
+                    await turn("limited", 1000 + i)
                 for user in ("free", "limited"):
                     for key in samples[user]:
                         samples[user][key].clear()
@@ -91,12 +122,13 @@ async def one_run(db: str, turns: int, redis_url: str | None) -> dict[str, Any]:
                         await turn(user, i)
                 # The limited user's own statements, read by the library as a client would.
                 status = await vault.limits_status("limited")
-    result: dict[str, Any] = {"db": db, "turns": turns, "redis": bool(redis_url)}
+    result: dict[str, Any] = {"db": db, "turns": turns, "redis": bool(redis_url), "chats": chats}
     for user in ("free", "limited"):
         result[user] = {
             "open_ms": summarize(samples[user]["open"]),
             "turn_ms": summarize(samples[user]["turn"]),
             "statements_per_turn": statistics.median(samples[user]["statements"]),
+            "in_limits_ms": summarize(samples[user]["limits"]),
         }
     result["delta_open_p50_ms"] = result["limited"]["open_ms"]["p50"] - result["free"]["open_ms"]["p50"]
     result["delta_turn_p50_ms"] = result["limited"]["turn_ms"]["p50"] - result["free"]["turn_ms"]["p50"]
@@ -106,20 +138,26 @@ async def one_run(db: str, turns: int, redis_url: str | None) -> dict[str, Any]:
 
 
 async def run(
-    dbs: list[str], turns: int = 300, runs: int = 3, redis_url: str | None = None, out_dir: Path = RESULTS
+    dbs: list[str],
+    turns: int = 300,
+    runs: int = 3,
+    redis_url: str | None = None,
+    out_dir: Path = RESULTS,
+    chats: str = "existing",
 ) -> dict[str, Any]:
-    data: dict[str, Any] = {"benchmark": "limits", "runs": [], "summary": []}
+    data: dict[str, Any] = {"benchmark": "limits", "chats": chats, "runs": [], "summary": []}
     for db in dbs:
         per_db = []
         for n in range(runs):
-            result = await one_run(db, turns, redis_url)
+            result = await one_run(db, turns, redis_url, chats)
             per_db.append(result)
             print(
                 f"{db:8} run {n + 1}: open p50 free {result['free']['open_ms']['p50']:.3f} ms, "
                 f"limited {result['limited']['open_ms']['p50']:.3f} ms (Δ {result['delta_open_p50_ms']:+.3f}); "
                 f"turn p50 free {result['free']['turn_ms']['p50']:.3f} ms, "
                 f"limited {result['limited']['turn_ms']['p50']:.3f} ms (Δ {result['delta_turn_p50_ms']:+.3f}); "
-                f"statements {result['free']['statements_per_turn']:g} → {result['limited']['statements_per_turn']:g}"
+                f"statements {result['free']['statements_per_turn']:g} → {result['limited']['statements_per_turn']:g}; "
+                f"inside limits p50 {result['limited']['in_limits_ms']['p50']:.3f} ms"
             )
         data["runs"].extend(per_db)
         summary = {
@@ -127,12 +165,14 @@ async def run(
             "median_delta_open_p50_ms": statistics.median(r["delta_open_p50_ms"] for r in per_db),
             "median_delta_turn_p50_ms": statistics.median(r["delta_turn_p50_ms"] for r in per_db),
             "extra_statements": statistics.median(r["extra_statements"] for r in per_db),
+            "median_in_limits_p50_ms": statistics.median(r["limited"]["in_limits_ms"]["p50"] for r in per_db),
         }
         data["summary"].append(summary)
         print(
             f"{db:8} median over {runs} runs: Δ open p50 {summary['median_delta_open_p50_ms']:+.3f} ms, "
             f"Δ turn p50 {summary['median_delta_turn_p50_ms']:+.3f} ms, "
-            f"extra statements {summary['extra_statements']:g}"
+            f"extra statements {summary['extra_statements']:g}, "
+            f"inside limits p50 {summary['median_in_limits_p50_ms']:.3f} ms"
         )
     await asyncio.to_thread(_write, out_dir, data)
     return data
@@ -140,7 +180,9 @@ async def run(
 
 def _write(out_dir: Path, data: dict[str, Any]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "limits.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out_dir / f"limits-{data['chats']}.json" if data["chats"] != "existing" else out_dir / "limits.json").write_text(
+        json.dumps(data, indent=2) + "\n"
+    )
 
 
 def main() -> None:
@@ -149,9 +191,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--redis", default=None, help="redis://… for the rate windows (default: in memory)")
+    parser.add_argument(
+        "--chats", default="existing", choices=("existing", "new"), help="turns of 10 chats, or new chats"
+    )
     parser.add_argument("--loop", default="uvloop", choices=("uvloop", "asyncio"))
     args = parser.parse_args()
-    run_on(args.loop, run(args.db or list(DATABASES), args.turns, args.runs, args.redis))
+    run_on(args.loop, run(args.db or list(DATABASES), args.turns, args.runs, args.redis, chats=args.chats))
 
 
 if __name__ == "__main__":

@@ -286,6 +286,10 @@ async def run(
                 start = time.perf_counter()
                 await store.upgrade()
                 built = time.perf_counter() - start
+                # Planner statistics for the new vectors, as autovacuum would gather them: without
+                # them PostgreSQL guesses the selectivity of `@@` on a column it has never sampled.
+                async with store.write() as conn:
+                    await conn.execute(text("ANALYZE"))
                 sizes = await _sizes(store)
                 frequencies = await _document_frequencies(store, corpus)
             finally:

@@ -53,9 +53,11 @@ def _body() -> dict[str, Any]:
 
 
 async def stream_once(client: httpx.AsyncClient, base: str, *, stop_after: float | None = None) -> dict[str, Any]:
-    """POST a chat turn and read its SSE stream to `[DONE]` (or for `stop_after` seconds)."""
+    """POST a chat turn and read its SSE stream to `[DONE]` (or for `stop_after` seconds of text:
+    counted from the first text delta, so a slow turn start on a loaded machine does not end the
+    read before anything streamed)."""
     received: list[str] = []
-    start = time.perf_counter()
+    start = first_text = time.perf_counter()
     generation_id = None
     done = False
     async with client.stream("POST", f"{base}/api/chat", json=_body()) as response:
@@ -70,8 +72,10 @@ async def stream_once(client: httpx.AsyncClient, base: str, *, stop_after: float
                 break
             chunk = json.loads(payload)
             if chunk["type"] == "text-delta":
+                if not received:
+                    first_text = time.perf_counter()
                 received.append(chunk["delta"])
-            if stop_after is not None and time.perf_counter() - start >= stop_after:
+            if stop_after is not None and received and time.perf_counter() - first_text >= stop_after:
                 break
     return {
         "wall_s": time.perf_counter() - start,
@@ -212,8 +216,10 @@ async def crash_loss(
                     checkpoint_at, saved = await _checkpoint_of(url, got["generation_id"])
                     if checkpoint_at is None:
                         raise AssertionError("no checkpoint was written before the kill")
-                    if not got["text"].startswith(saved):
-                        raise AssertionError("the checkpointed text is not a prefix of what the client saw")
+                    # The server runs ahead of a client that lags (a loaded machine): its checkpoint may
+                    # hold text the client had not read yet (nothing the client saw is lost then).
+                    if not (got["text"].startswith(saved) or saved.startswith(got["text"])):
+                        raise AssertionError("the checkpointed text and what the client saw diverge")
                     windows.append(killed_at - checkpoint_at)
                     lost_tokens.append(len(got["text"][len(saved) :].split()))
         row = {

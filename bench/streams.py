@@ -228,6 +228,15 @@ async def run(
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
+    params = {
+        "ns": ns,
+        "dbs": dbs,
+        "tokens": tokens,
+        "tps": tps,
+        "starts_per_s": starts_per_s,
+        "settle_s": settle,
+        "rounds": rounds,
+    }
     common = ["--tps", str(tps), "--tokens", str(tokens), "--concurrent"]
     with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
         async with contextlib.AsyncExitStack() as stack:
@@ -246,16 +255,16 @@ async def run(
                             name, args, n=n, tokens=tokens, starts_per_s=starts_per_s, settle=settle, db_url=url
                         )
                         results.append({"round": round_no, **row})
+                        await _write(results, params, out_dir)  # as it goes: a long run leaves what it measured
+    return await _write(results, params, out_dir, final=True)
+
+
+async def _write(
+    results: list[dict[str, Any]], params: dict[str, Any], out_dir: Path | None, *, final: bool = False
+) -> dict[str, Any]:
     data = {
-        "params": {
-            "ns": ns,
-            "dbs": dbs,
-            "tokens": tokens,
-            "tps": tps,
-            "starts_per_s": starts_per_s,
-            "settle_s": settle,
-            "rounds": rounds,
-        },
+        "params": params,
+        "complete": final,
         "machine": await machine(),
         "results": results,
         "summary": summarize_runs(results),

@@ -252,3 +252,43 @@ def cache_backend(request: pytest.FixtureRequest) -> dict[str, str]:
         return {}
     settings: dict[str, str] = request.getfixturevalue("redis_settings")
     return settings
+
+
+# -- parallel workers (pytest-xdist) -------------------------------------------------------------
+#
+# `./scripts/test` runs the suite on several workers (`-n`). Every session fixture above is per
+# worker and isolated by name (a database, a moto server and a Redis prefix of its own; ports are
+# free ports), so tests need nothing to run in parallel. Two marks exist for those that do:
+#   @pytest.mark.xdist_group("name")  tests of one group run on one worker, one after another
+#                                     (with `--dist loadgroup`, which ./scripts/test passes);
+#   @pytest.mark.serial               the test runs alone: it waits for the tests running on other
+#                                     workers to end, and they wait for it.
+# `serial` is a reader/writer lock over files shared by the run's workers: each test holds the
+# shared side; a serial test takes the gate first (so new tests queue behind it), then the
+# exclusive side.
+
+
+@pytest.fixture(autouse=True)
+def _serial_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id is None:  # one process: nothing runs beside this test
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    serial = request.node.get_closest_marker("serial") is not None
+    base = Path(tempfile.gettempdir()) / f"genvault-tests-{run_id}"
+    with open(f"{base}.gate", "a") as gate, open(f"{base}.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if serial else fcntl.LOCK_SH)
+        finally:
+            if not serial:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            if serial:
+                fcntl.flock(gate, fcntl.LOCK_UN)

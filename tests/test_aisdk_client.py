@@ -66,14 +66,23 @@ def node() -> Path:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    if not _installed_matches_lock():
-        done = subprocess.run(
-            [npm, "ci", "--prefix", str(CLIENT_DIR), "--no-audit", "--no-fund", "--loglevel=error"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
+    import fcntl
+    import hashlib
+    import tempfile
+
+    # One install at a time: parallel workers (xdist) all get here, and `npm ci` empties
+    # node_modules first, under any other worker's feet.
+    lock_name = f"genvault-npm-{hashlib.sha256(str(CLIENT_DIR).encode()).hexdigest()[:12]}.lock"
+    with open(Path(tempfile.gettempdir()) / lock_name, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _installed_matches_lock():
+            done = subprocess.run(
+                [npm, "ci", "--prefix", str(CLIENT_DIR), "--no-audit", "--no-fund", "--loglevel=error"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
     return Path(executable)
 
 

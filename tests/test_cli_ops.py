@@ -103,7 +103,7 @@ def test_importing_a_damaged_archive_writes_nothing(cli: CliRunner, tmp_path: Pa
     assert '"table":"chats"' not in empty.stdout
 
 
-def test_erase_user_asks_first_then_prints_the_receipt_and_is_safe_to_repeat(cli: CliRunner) -> None:
+def test_erase_user_asks_first_then_prints_the_receipt_and_a_repeat_writes_nothing(cli: CliRunner) -> None:
     declined = cli.invoke(app, ["erase-user", "alice"], input="n\n")
     assert declined.exit_code == 1
     assert cli.invoke(app, ["export", "--user", "alice", "-o", "-"]).exit_code == 0  # still there
@@ -112,20 +112,26 @@ def test_erase_user_asks_first_then_prints_the_receipt_and_is_safe_to_repeat(cli
     assert erased.exit_code == 0, erased.output
     assert "audit event aud_" in erased.stdout
     assert "chats" in erased.stdout
-    again = cli.invoke(app, ["erase-user", "alice", "--yes", "--json"])
-    receipt = json.loads(again.stdout)
-    assert set(receipt["counts"].values()) == {0}
+    again = cli.invoke(app, ["erase-user", "alice"])  # no question: there is nothing to erase
+    assert again.exit_code == 0, again.output
+    assert "user alice was erased already" in again.stdout
+    assert "nothing to do" in again.stdout
+    as_json = json.loads(cli.invoke(app, ["erase-user", "alice", "--json"]).stdout)
+    assert as_json["status"] == "already_erased"
+    assert as_json["audit_id"].startswith("aud_")
+    never = cli.invoke(app, ["erase-user", "nobody-ever", "--yes"])
+    assert (never.exit_code, never.stdout.strip()) == (0, "no user nobody-ever: nothing to erase")
     assert cli.invoke(app, ["export", "--user", "alice", "-o", "-"]).exit_code == 2
     bob = cli.invoke(app, ["export", "--user", "bob", "-o", "-"])
     assert '"table":"chats"' in bob.stdout
-    # Both erasures are in the audit log, found by alice's id, with counts and no content, and
-    # naming her by pseudonym only.
+    # The one erasure is in the audit log (the repeats wrote nothing), found by alice's id, with
+    # counts and no content, and naming her by pseudonym only.
     audit = cli.invoke(app, ["audit", "--user", "alice", "--json"])
     events = [json.loads(line) for line in audit.stdout.splitlines()]
-    assert [e["action"] for e in events] == ["erase_user", "erase_user"]
-    assert events[1]["counts"]["chats"] == 1
-    assert events[1]["actor_user_id"] is None
-    assert events[1]["actor_user_hash"] is None
+    assert [e["action"] for e in events] == ["erase_user"]
+    assert events[0]["counts"]["chats"] == 1
+    assert events[0]["actor_user_id"] is None
+    assert events[0]["actor_user_hash"] is None
     assert {e["subject_user_hash"] for e in events} == {user_hash("alice")}
     assert "hello" not in audit.stdout
     assert "alice" not in audit.stdout

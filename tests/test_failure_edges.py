@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -123,6 +124,15 @@ def empty_stream(_request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=b"", headers={"content-type": "text/event-stream"})
 
 
+def unreadable_stream(_request: httpx.Request) -> httpx.Response:
+    # Well-formed events that neither family's reader can make anything of, and no stop reason.
+    body = (
+        b'event: ping\ndata: {"type": "ping"}\n\n'
+        b'data: {"id": "x", "object": "chat.completion.chunk", "choices": []}\n\n'
+    )
+    return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+
 @pytest.fixture
 def answers() -> list[Callable[[httpx.Request], httpx.Response]]:
     return []
@@ -156,6 +166,9 @@ async def mock_http(answers: list[Callable[[httpx.Request], httpx.Response]]) ->
             id="html",
         ),
         pytest.param(empty_stream, "empty stream", id="empty-stream"),
+        # The Anthropic SDK drops events it does not know (an empty stream to genvault); the OpenAI
+        # one hands over a chunk with nothing in it.
+        pytest.param(unreadable_stream, "(empty stream|nothing that could be read)", id="unreadable-stream"),
     ],
 )
 @pytest.mark.parametrize("family", ["anthropic", "openai-compatible"])
@@ -180,11 +193,13 @@ async def test_an_answer_that_is_not_a_stream_is_an_error_and_never_cached(
         started = await vault.generate("Say something", model=model)
         chunks = [c async for c in vault.stream(started.id)]
         records.append(await vault.wait(started.id))
-        assert [c["type"] for c in chunks][-4:] == ["message-metadata", "error", "finish-step", "finish"]
+        types = [c["type"] for c in chunks]
+        assert types[-1] == "finish"
+        assert types[types.index("error") - 1] == "message-metadata"
     for record in records:
         assert record.status == "error"
         assert record.error is not None
-        assert expected in record.error
+        assert re.search(expected, record.error)
         assert record.cached_from is None
     assert len(mock_http.calls) == 2  # type: ignore[attr-defined]  # the second asked again
 
@@ -336,3 +351,31 @@ def test_genvault_usage_counts_estimated_generations(tmp_path: Any, monkeypatch:
     assert row["estimated_generations"] == 1
     table = runner.invoke(app, ["usage"])
     assert "estimated" in table.stdout
+
+
+async def test_a_turn_cancelled_from_another_process_keeps_its_partial_reply_and_usage(vault_factory: Any) -> None:
+    """B cancels a reply that A runs (behind a balancer, the cancel lands anywhere): B can write
+    only the status; A, told by its checkpoint writer, adds the partial reply, usage and cost."""
+    provider, _gate = gated_provider()
+    owner = await vault_factory(providers={"anthropic": provider})
+    other = await vault_factory(providers={"anthropic": provider})
+    provider.enqueue(tm.text("Half a reply"), tm.delay(PAUSE))
+    message = user("u1", "Go slowly")
+    turn = await owner.chat("cx", message=message, model=PRICED)
+    chunks: list[dict[str, Any]] = []
+    async for chunk in owner.stream(turn.generation.id):
+        chunks.append(chunk)
+        if chunk["type"] == "text-delta" and chunk["delta"].strip() == "reply":
+            assert not other.engine.is_running_here(turn.generation.id)
+            await other.cancel(turn.generation.id)
+    record = await owner.wait(turn.generation.id)
+    assert record.status == "cancelled"
+    assert record.result_text == "Half a reply"
+    assert record.usage.estimated
+    assert record.cost_nano_usd is not None
+    assert [c["type"] for c in chunks][-2:] == ["message-metadata", "abort"]
+    stored = (await other.chat_messages("cx")).messages[-1]
+    assert stored["id"] == turn.message_id
+    assert "".join(p.get("text", "") for p in stored["parts"]) == "Half a reply"
+    assert stored["metadata"]["genvault"]["status"] == "cancelled"
+    assert stored["metadata"] == chunks[-2]["messageMetadata"]

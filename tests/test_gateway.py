@@ -646,3 +646,25 @@ async def test_images_generations_keeps_the_image_and_answers_urls_or_base64(
     assert base64.b64decode(inline.data[0].b64_json or "")[:4] == b"\x89PNG"
     with pytest.raises(openai.BadRequestError):
         await oai.images.generate(model="offline/test-image", prompt="")
+
+
+async def test_a_mid_stream_upstream_error_reaches_the_client_as_the_apis_error_event(
+    claude: anthropic.AsyncAnthropic, vault: Vault, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(Answer(sse=(TRANSCRIPTS / "anthropic_overloaded_midstream.sse").read_bytes(), pieces=20))
+    shown: list[str] = []
+
+    async def read() -> None:
+        async with claude.messages.stream(
+            model="anthropic/claude-fake-1", max_tokens=100, messages=[{"role": "user", "content": "x"}]
+        ) as stream:
+            async for text in stream.text_stream:
+                shown.append(text)
+
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await read()
+    assert "Overloaded" in caught.value.message
+    records = await vault.list_generations()
+    record = records.items[0]
+    assert record.status == "error"
+    assert record.result_text == "".join(shown)

@@ -19,7 +19,7 @@ from genvault.limits import LimitSet, acting_key
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.store.keys import create_key
-from genvault.store.schema import generations, limit_usage
+from genvault.store.schema import generations, limit_usage, processes
 from genvault.vault import Vault
 
 # The test model priced so a request's worst case is exact: input free, output $1 per million
@@ -245,26 +245,33 @@ async def test_a_client_disconnect_keeps_the_reservation_until_the_generation_en
 
 async def test_the_sweeper_releases_what_an_interrupted_generation_held(vault_factory: Any) -> None:
     gate = Gate()
-    vault = await vault_factory(
-        providers={"offline": tm.TestProvider(tokens_per_second=0, on_request=gate)},
-        settings_overrides={**PRICED, "lease_seconds": 3600},
+    a = await vault_factory(
+        providers={"offline": tm.TestProvider(tokens_per_second=0, on_request=gate)}, settings_overrides=PRICED
     )
-    await vault.set_limits({"total_usd": WORST_USD}, user_id="local")
-    record = await vault.generate("the process dies under this one")
-    # As if its process had died: the lease has run out and nobody renews it.
-    async with vault.store.write() as conn:
+    b = await vault_factory(settings_overrides=PRICED)  # another process on the same database
+    await a.set_limits({"total_usd": WORST_USD}, user_id="local")
+    record = await a.generate("the process dies under this one")
+    row = await ledger(a, "user:local")
+    assert (row.running, row.reserved_nano_usd) == (1, WORST_NANO)
+    # A stalls, as if dead: its heartbeat row expires, and B's sweeper interrupts its record.
+    async with a.store.write() as conn:
         await conn.execute(
-            generations.update()
-            .where(generations.c.id == record.id)
-            .values(lease_owner="elsewhere:1:dead", lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            processes.update()
+            .where(processes.c.id == a.engine.owner_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-    swept = await vault.engine.sweep()
+    swept = await b.engine.sweep()
     assert [r.id for r in swept] == [record.id]
-    row = await ledger(vault, "user:local")
-    assert (row.running, row.reserved_nano_usd, row.total_nano_usd) == (0, 0, 0)
+    row = await ledger(a, "user:local")
+    final = await a.get_generation(record.id)
+    assert final.status == "interrupted"
+    # The reservation became the record's (estimated) cost; nothing is held any more.
+    assert (row.running, row.reserved_nano_usd, row.total_nano_usd) == (0, 0, final.cost_nano_usd or 0)
     gate.open.set()
-    await vault.wait(record.id)
-    assert (await vault.get_generation(record.id)).status == "interrupted"
+    assert await a.engine.liveness.beat() is False  # A learns it was declared dead: stops its run
+    assert (await a.get_generation(record.id)).status == "interrupted"
+    row = await ledger(a, "user:local")
+    assert (row.running, row.reserved_nano_usd) == (0, 0)  # and releases nothing twice
 
 
 # -- rates, keys, windows -----------------------------------------------------------------------------
@@ -422,3 +429,29 @@ async def test_the_usage_page_shows_spend_against_each_budget(world: dict[str, A
     assert f"${WORST_USD}" in html  # used
     assert f"${WORST_USD * 4}" in html  # of the limit
     assert 'data-limit="rpm"' in html
+
+
+async def test_image_generations_are_admitted_too(vault_factory: Any) -> None:
+    vault = await vault_factory()
+    await vault.set_limits({"concurrent": 1, "rpm": 2}, user_id="local")
+    first = await vault.wait((await vault.generate_image("a fox")).id)
+    assert first.status == "complete"
+    await vault.wait((await vault.generate_image("a heron")).id)
+    with pytest.raises(LimitExceeded) as refused:
+        await vault.generate_image("a third, over the rate")
+    assert refused.value.limit == "rpm"
+    assert await generation_count(vault, "local") == 2
+
+
+async def test_the_v1_gateway_is_admitted_through_the_engine(world: dict[str, Any]) -> None:
+    vault, http = world["vault"], world["http"]
+    key_id = world["keys"]["alice"][0]
+    await vault.set_limits({"rpm": 1}, key_id=key_id)
+    body = {"model": "offline/test-model", "messages": [{"role": "user", "content": "hi"}]}
+    first = await http.post("/v1/chat/completions", json=body, headers=auth(world))
+    assert first.status_code == 200, first.text
+    second = await http.post("/v1/chat/completions", json=body, headers=auth(world))
+    assert second.status_code == 429
+    assert int(second.headers["Retry-After"]) > 0
+    assert "rpm" in second.text
+    assert await generation_count(vault, "alice") == 1

@@ -63,6 +63,7 @@ class TestHeartbeat:
         assert await vault.engine.sweep() == []
         assert (await row(vault, record.id))["status"] == "streaming"
         assert vault.engine.is_running_here(record.id)
+        assert not any("stuck" in p for p in (await vault.verify()).problems)  # its process heartbeats
 
     async def test_a_process_that_stopped_heartbeating_is_declared_dead_and_stops_its_runs_cleanly(
         self, vault_factory: Any
@@ -237,3 +238,25 @@ async def test_prices_are_loaded_before_the_vault_reports_started(vault_factory:
     await vault_factory()
     assert pricing._bundled_snapshot.cache_info().currsize == 1
     assert pricing._source.cache_info().currsize == 1
+
+
+async def test_sqlite_writers_of_one_process_queue_first_come_first_served(tmp_path: Any) -> None:
+    store = Store(f"sqlite:///{tmp_path}/fifo.db")
+    await store.upgrade()
+    entered: list[int] = []
+
+    async def writer(n: int) -> None:
+        async with store.write() as conn:
+            entered.append(n)
+            await conn.execute(select(1))
+            await asyncio.sleep(0.001)  # hold the lock across a turn of the loop
+
+    try:
+        tasks = []
+        for n in range(40):
+            tasks.append(asyncio.create_task(writer(n)))
+            await asyncio.sleep(0)  # each asks in this order
+        await asyncio.gather(*tasks)
+    finally:
+        await store.aclose()
+    assert entered == list(range(40))

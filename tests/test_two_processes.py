@@ -45,7 +45,7 @@ class Server:
 
     async def ready(self) -> None:
         async with httpx.AsyncClient(base_url=self.url) as client:
-            for _ in range(300):
+            for _ in range(1200):  # a generous ceiling: imports alone take 10 s on a loaded machine
                 if self.proc.poll() is not None:
                     raise AssertionError(f"{self.name} exited: {self.log.read_text()}")
                 try:

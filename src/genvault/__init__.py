@@ -13,6 +13,8 @@ exact cost, timings and owner::
         final = await vault.wait(record.id)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from genvault.errors import (
     BlobNotFound,
     CallerError,
@@ -28,9 +30,36 @@ from genvault.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from genvault.records import FileRecord, Generation, Page, Usage, UsageRow
-from genvault.settings import Settings
-from genvault.vault import GenerationParams, Vault
+
+if TYPE_CHECKING:
+    from genvault.records import FileRecord, Generation, Page, Usage, UsageRow
+    from genvault.settings import Settings
+    from genvault.vault import GenerationParams, Vault
+
+# Imported on first use (PEP 562), so `import genvault.cli` (and `genvault --help`) does not load
+# Pydantic, SQLAlchemy and the engine before a command needs them.
+_LAZY = {
+    "FileRecord": "genvault.records",
+    "Generation": "genvault.records",
+    "Page": "genvault.records",
+    "Usage": "genvault.records",
+    "UsageRow": "genvault.records",
+    "Settings": "genvault.settings",
+    "GenerationParams": "genvault.vault",
+    "Vault": "genvault.vault",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genvault' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BlobNotFound",

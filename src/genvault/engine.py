@@ -138,6 +138,8 @@ class Run:
     # The model request (for a usage estimate when the provider sends no usage).
     request: ModelRequest | None = None
     usage_estimated: bool = False
+    # The record was already final when this run finalized (cancelled from another process).
+    ended_elsewhere: bool = False
     # What admission reserved against the limits; settled in the finalize transaction.
     admission: Admission | None = None
 
@@ -500,6 +502,9 @@ class Engine:
                     log.warning("generation %s stopped after %d steps", run.generation_id, self.settings.max_steps)
                     break
                 request.messages = next_messages()
+            if run.finish_reason in (None, "unknown") and not _has_output(run):
+                # Nothing read, and the provider never said it finished: not an (empty) answer.
+                raise ProviderError(f"{run.provider} sent nothing that could be read as an answer")
             tail = [self._finish_chunk(run)]
         except asyncio.CancelledError:
             if self._shutting_down and not run.cancel_requested:
@@ -681,8 +686,7 @@ class Engine:
     async def _unsaved(self, run: Run, hook: FinalizeHook | None, sink: ChunkSink | None) -> None:
         """The final write failed for `finalize_retry_seconds`: the client gets an `error` (with
         the status as metadata) instead of how the reply ended, and the record is written as
-        that, `error`, whenever the database answers again while this process holds its lease,
-        rather than left to the sweeper as if this process had died."""
+        that, `error`, as soon as the database answers again, rather than left `streaming`."""
         error = "the reply could not be saved: the database did not answer in time"
         chunks = [self._status_chunk(run, "error", error), {"type": "error", "errorText": error}]
         if sink is not None:
@@ -694,17 +698,16 @@ class Engine:
         task.add_done_callback(self._late_finalizes.discard)
 
     async def _finalize_later(self, run: Run, error: str, hook: FinalizeHook | None) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.lease_seconds
+        """Until it is written (this process is alive, so no sweeper will end the record), or the
+        engine closes (then the next start's sweeper marks it `interrupted`)."""
         delay = 0.25
-        while loop.time() < deadline:
+        while True:
             await asyncio.sleep(delay)
             try:
                 await self._finalize(run, "error", error, hook)
                 return
             except GenvaultError:
-                delay = min(delay * 2, 2.0)
-        log.error("generation %s could not be finalized; the sweeper will mark it interrupted", run.generation_id)
+                delay = min(delay * 2, 5.0)
 
     def _settle_usage(self, run: Run) -> None:
         """Usage and cost of a reply that did not complete: the provider's where it sent any, else
@@ -841,8 +844,17 @@ class Engine:
             if not await gen_store.finalize(conn, run.generation_id, values):
                 # Already final: an earlier try of this one whose commit's answer was lost (same
                 # status), or cancelled or swept elsewhere (that outcome is kept).
-                return await gen_store.status_of(conn, run.generation_id)
+                current = await gen_store.status_of(conn, run.generation_id)
+                if current == status == "cancelled":
+                    # Cancelled from another process, which could write only the status: the
+                    # partial reply, its usage and the chat message are here (idempotent).
+                    await gen_store.complete_cancelled(conn, run.generation_id, values)
+                    if hook is not None:
+                        run.ended_elsewhere = True
+                        await hook(conn, run, status)
+                return current
             if run.admission is not None and self.limits is not None:
+                # With the finalize, once: the reservation becomes the true cost.
                 await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from genvault.providers.base import StreamUsage
@@ -160,17 +160,27 @@ def _source() -> str:
     return f"genai-prices {genai_prices.__version__}"
 
 
+@lru_cache(maxsize=1024)
+def _find_model(provider: str, model: str) -> tuple[Any, Any] | None:
+    """genai-prices' provider and model entries for `provider/model`, None when it knows none.
+    Memoized: the bundled snapshot never changes in a process, and the search (pattern matching
+    over every model of the provider) cost ~0.5 ms per finished generation."""
+    try:
+        return _bundled_snapshot().find_provider_model(model, None, provider, None)
+    except LookupError:
+        return None
+
+
 def _genai_prices_cost(
     provider: str, model: str, input_tokens: int, cache_read: int, cache_write: int, output: int, at: datetime | None
 ) -> Cost:
     from genai_prices import Usage
 
-    snapshot = _bundled_snapshot()
-    try:
-        found_provider, found_model = snapshot.find_provider_model(model, None, provider, None)
-    except LookupError:
+    found = _find_model(provider, model)
+    if found is None:
         logger.debug("no price known for %s/%s", provider, model)
         return UNKNOWN
+    found_provider, found_model = found
     tokens = Usage(
         input_tokens=input_tokens, cache_read_tokens=cache_read, cache_write_tokens=cache_write, output_tokens=output
     )
@@ -206,3 +216,42 @@ def _rate(price: Any, input_tokens: int) -> Decimal | None:
                 return tier.price
         return price.base
     return None
+
+
+@dataclass(frozen=True)
+class ListedPrice:
+    """A model genai-prices knows for a provider, with its base prices per million tokens (a
+    tiered price by its lowest tier; None where the data has no such price)."""
+
+    model: str
+    name: str | None
+    input_mtok: Decimal | None
+    output_mtok: Decimal | None
+    cache_read_mtok: Decimal | None
+    deprecated: bool
+
+
+def listed_prices(provider: str) -> list[ListedPrice]:
+    """The models genai-prices prices for `provider` (its id there: `openai`, `anthropic`, …),
+    sorted by id; empty for a provider it does not know."""
+    found = next((p for p in _bundled_snapshot().providers if p.id == provider), None)
+    if found is None:
+        return []
+
+    def base(price: Any) -> Decimal | None:
+        return _rate(price, 0)
+
+    rows = []
+    for model in found.models:
+        prices = model.prices[0].prices if isinstance(model.prices, list) else model.prices
+        rows.append(
+            ListedPrice(
+                model=model.id,
+                name=model.name,
+                input_mtok=base(getattr(prices, "input_mtok", None)),
+                output_mtok=base(getattr(prices, "output_mtok", None)),
+                cache_read_mtok=base(getattr(prices, "cache_read_mtok", None)),
+                deprecated=bool(getattr(model, "deprecated", False)),
+            )
+        )
+    return sorted(rows, key=lambda row: row.model)

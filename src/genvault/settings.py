@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # always find a connection to finalize; checkpoints and heartbeats have their own connection.
     db_pool_size: int | None = Field(default=None, ge=1)
     db_max_overflow: int | None = Field(default=None, ge=0)
-    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0)
     # The offline test model's speed, in tokens per second (0 = as fast as possible).
     test_model_tps: float = Field(default=200.0, ge=0)
     # A chat turn whose server-side tools keep getting called stops after this many model calls.

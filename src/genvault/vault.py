@@ -171,13 +171,16 @@ class _TurnHooks:
         if self.assembler is not None:
             message = self.snapshot()
             try:  # checks the chat itself: no separate read of it here
-                await self._save(conn, message, run.generation_id)
+                await self._save(conn, message, run.generation_id, again=run.ended_elsewhere)
             except NotFound:
                 return  # the chat was deleted while the reply ran
         await chat_store.free_chat(conn, self.chat_id, run.generation_id)
 
-    async def _save(self, conn: AsyncConnection, message: dict[str, Any], generation_id: str) -> None:
-        if not self.continues:
+    async def _save(
+        self, conn: AsyncConnection, message: dict[str, Any], generation_id: str, *, again: bool = False
+    ) -> None:
+        # `again`: the record was final already (cancelled elsewhere); the message may be stored.
+        if not self.continues and not again:
             # An id minted for this turn is in no chat yet: append it, without upsert's reads of
             # the chat and the message (the append checks the chat itself).
             try:

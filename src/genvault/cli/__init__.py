@@ -15,6 +15,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     image,
     limits,
     logs,
+    models,
     ops,
     search,
     serve,
@@ -22,6 +23,9 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     users,
 )
 from genvault.cli._app import app
+from genvault.cli._help import polish
+
+polish(app)
 
 __all__ = ["app", "main"]
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from genvault.errors import CallerError, GenvaultError
-from genvault.settings import Settings
-from genvault.vault import Vault
+
+if TYPE_CHECKING:  # imported where used: `genvault --help` loads none of the engine
+    from genvault.settings import Settings
+    from genvault.vault import Vault
 
 __all__ = ["app", "console", "err_console", "parse_time", "run_async", "run_with_vault", "settings_from"]
 
@@ -28,8 +28,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+class _Console(Console):
+    """A Rich console that measures the terminal when it prints, not when it is made: Rich
+    fixes the width from `COLUMNS` at construction, and these are made at import."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._width = self._height = None
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 T = TypeVar("T")
 
@@ -60,6 +71,10 @@ def _global(
 
 
 def settings_from(**overrides: Any) -> Settings:
+    from pydantic import ValidationError
+
+    from genvault.settings import Settings
+
     try:
         return Settings().with_overrides(database_url=state.database_url, data_dir=state.data_dir, **overrides)
     except ValidationError as exc:
@@ -76,6 +91,8 @@ def fail(message: str, *, code: int) -> None:
 def run_with_vault(body: Callable[[Vault], Awaitable[T]], *, settings: Settings | None = None) -> T:
     """Open a Vault, run `body` with it, close it; genvault errors become one-line messages."""
 
+    from genvault.vault import Vault
+
     async def runner() -> T:
         # One-off commands never start the periodic retention task: `genvault retention run` is
         # the explicit way, and the server runs it on its schedule.
@@ -91,6 +108,8 @@ def run_async(work: Awaitable[T]) -> T:
     async def runner() -> T:
         return await work
 
+    import asyncio
+
     try:
         return asyncio.run(runner())
     except CallerError as exc:
@@ -98,6 +117,37 @@ def run_async(work: Awaitable[T]) -> T:
     except GenvaultError as exc:
         fail(exc.message, code=1)
     raise AssertionError("unreachable")
+
+
+async def acting_user(vault: Vault, user_id: str | None) -> str:
+    """The user a command acts as (`--user`, default the local user). Under local auth
+    (`GENVAULT_AUTH=none`, the default) a new id is created, as the server would; under another
+    auth users are made on purpose, so a missing one is an error that says how."""
+    from genvault.errors import InvalidRequest
+    from genvault.store.users import LOCAL_USER_ID, get_user_name
+
+    if user_id is None or user_id == LOCAL_USER_ID:
+        return LOCAL_USER_ID
+    if vault.settings.auth == "none":
+        await vault.create_user(user_id)
+        return user_id
+    try:
+        async with vault.store.read() as conn:
+            await get_user_name(conn, user_id)
+    except GenvaultError:
+        raise InvalidRequest(
+            f"no user {user_id!r} (auth is {vault.settings.auth}); create it first: genvault users add {user_id}"
+        ) from None
+    return user_id
+
+
+def read_prompt(prompt: str | None) -> str:
+    """The prompt argument, or standard input when it is `-` or missing and input is piped."""
+    if prompt is not None and prompt != "-":
+        return prompt
+    if prompt is None and sys.stdin.isatty():
+        fail('give a prompt, or pipe one in: echo "Write a haiku" | genvault generate', code=2)
+    return sys.stdin.read().rstrip("\n")
 
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")

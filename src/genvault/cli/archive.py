@@ -10,20 +10,21 @@ import gzip
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from genvault.blobs import blob_store_from_settings
 from genvault.cli._app import app, err_console, fail, run_async, settings_from
-from genvault.ops import archive
-from genvault.store import Store
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["export", "import_archive"]
 
 
 def progress_bar() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -53,6 +54,10 @@ def export(
 ) -> None:
     """Write an archive: one user's chats, generations and files (--user), or the whole database
     (--all). Read from one consistent snapshot, so it is safe while the server runs."""
+    from genvault.blobs import blob_store_from_settings
+    from genvault.ops import archive
+    from genvault.store import Store
+
     if (user is None) == (not everything):
         fail("give --user ID to export one user, or --all for the whole database", code=2)
     target = out or Path(f"genvault-{user or 'all'}.jsonl")
@@ -103,6 +108,10 @@ def import_archive(
     """Load an archive into the configured database (and its files into the blob store), in one
     transaction: all of it or nothing. This is also how a SQLite deployment moves to PostgreSQL:
     `genvault export --all` there, `genvault --database-url postgresql://… import` here."""
+    from genvault.blobs import blob_store_from_settings
+    from genvault.ops import archive
+    from genvault.store import Store
+
     if not path.is_file():
         fail(f"no such file: {path}", code=2)
     settings = settings_from()

@@ -5,25 +5,104 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from genvault.cli._app import app, console, err_console, fail, run_with_vault
-from genvault.cli._render import when
+from genvault.cli._render import Column, fitted_table, when
 from genvault.errors import GenvaultError
-from genvault.messages.ui import message_to_json
-from genvault.messages.v4 import convert_v4_messages
-from genvault.records import Page
-from genvault.store.chats import Chat, load_all_messages
 from genvault.validation import loads_json
-from genvault.vault import Vault
 
-chat_app = typer.Typer(help="One chat: show or export it.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from genvault.records import Page
+    from genvault.store.chats import Chat
+    from genvault.vault import Vault
+
+chat_app = typer.Typer()
 app.add_typer(chat_app, name="chat")
+
+
+@chat_app.callback(invoke_without_command=True)
+def chat(
+    ctx: typer.Context,
+    chat_id: Annotated[
+        str | None, typer.Option("--chat", "-c", help="Continue this stored chat (default: start a new one)")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="provider/model, e.g. openai/gpt-4o-mini")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Chat as this user id (default: local; created under local auth)")
+    ] = None,
+) -> None:
+    """Chat on the terminal: each line you type is a turn, streamed while it is stored like any
+    chat (the server shows it at /chat/ID). `/exit` or Ctrl-D ends it; `-c ID` continues a stored
+    chat. `genvault chat show ID` prints a chat, `genvault chat export ID` writes it as JSON."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _interactive(chat_id, model, user)
+
+
+def _interactive(chat_id: str | None, model: str | None, user: str | None) -> None:
+    import asyncio
+    import sys
+
+    from genvault.cli._app import acting_user
+    from genvault.cli._render import summary
+    from genvault.ids import new_id
+    from genvault.store.chats import MAX_PAGE
+
+    interactive = sys.stdin.isatty()
+
+    def ask() -> str | None:
+        """The next line typed (None at the end of input)."""
+        if interactive:
+            err_console.print("[bold green]you ›[/] ", end="")
+        line = sys.stdin.readline()
+        return None if line == "" else line.rstrip("\n")
+
+    async def body(vault: Vault) -> None:
+        owner = await acting_user(vault, user)
+        the_chat = chat_id or new_id("chat")
+        if chat_id is not None:
+            found = await vault.get_chat(chat_id, user_id=owner)
+            page = await vault.chat_messages(chat_id, user_id=owner, limit=MAX_PAGE)
+            err_console.print(
+                f"[dim]continuing {found.title or found.id} · {len(page.messages)}"
+                f"{'+' if page.has_before else ''} messages · /chat/{found.id}[/]",
+                highlight=False,
+            )
+        else:
+            err_console.print(f"[dim]new chat {the_chat} · /chat/{the_chat} · /exit or Ctrl-D ends it[/]")
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, ask)
+            if line is None or line.strip() in ("/exit", "/quit"):
+                break
+            if not line.strip():
+                continue
+            message = {"id": new_id("msg"), "role": "user", "parts": [{"type": "text", "text": line}]}
+            turn = await vault.chat(the_chat, message=message, model=model, user_id=owner)
+            record_id = turn.generation.id
+            try:
+                async for chunk in vault.stream(record_id, user_id=owner):
+                    if chunk.get("type") == "text-delta":
+                        console.out(chunk["delta"], end="", highlight=False)
+                    elif chunk.get("type") == "error":
+                        err_console.print(f"\n[red]error:[/] {chunk.get('errorText')}", highlight=False)
+            except asyncio.CancelledError:
+                await vault.cancel(record_id, user_id=owner)  # Ctrl-C: an explicit stop
+                raise
+            final = await vault.wait(record_id, user_id=owner)
+            console.out("")
+            err_console.print(summary(final, err_console.width), style="dim", highlight=False, soft_wrap=True)
+        err_console.print(f"[dim]stored: genvault chat show {the_chat}[/]", highlight=False)
+
+    try:
+        run_with_vault(body)
+    except KeyboardInterrupt:
+        err_console.print("\n[magenta]stopped[/] (the partial reply is kept)")
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -43,15 +122,21 @@ def chats(
         for chat in page.items:
             console.out(json.dumps(chat.model_dump(mode="json"), ensure_ascii=False), highlight=False)
         return
-    table = Table("id", "title", "updated (UTC)", "visibility", box=None, header_style="bold")
-    for chat in page.items:
-        table.add_row(chat.id, chat.title or "", when(chat.updated_at), chat.visibility)
-    console.print(table if page.items else "no chats")
+    columns = [
+        Column("id", keep=True),
+        Column("title", flex=True),
+        Column("updated (UTC)", drop=2),
+        Column("visibility", drop=1),
+    ]
+    rows = [[chat.id, chat.title or "", when(chat.updated_at), chat.visibility] for chat in page.items]
+    console.print(fitted_table(columns, rows, console.width) if page.items else "no chats")
     if page.next_cursor:
         console.print(f"[dim]more: --cursor {page.next_cursor}[/]", highlight=False)
 
 
 async def _whole_chat(vault: Vault, chat_id: str) -> tuple[Chat, list[dict[str, Any]]]:
+    from genvault.store.chats import load_all_messages
+
     chat = await vault.get_chat(chat_id, user_id=None)
     async with vault.store.read() as conn:
         return chat, await load_all_messages(conn, chat_id)
@@ -63,6 +148,8 @@ def chat_show(
     as_json: Annotated[bool, typer.Option("--json", help="The UIMessages as JSON")] = False,
 ) -> None:
     """Show a chat as a readable transcript (or its UIMessages)."""
+    from rich.panel import Panel
+
     chat, messages = run_with_vault(lambda vault: _whole_chat(vault, chat_id))
     if as_json:
         console.print_json(json.dumps(messages, ensure_ascii=False))
@@ -125,6 +212,8 @@ def import_v4(
 ) -> None:
     """Import AI SDK v4 chats, converted to v5 UIMessages. Chat and message ids are kept; a chat
     that fails to convert is skipped whole; running it again changes nothing."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     if not path.is_file():
         fail(f"no such file: {path}", code=2)
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -168,6 +257,9 @@ def import_v4(
 
 
 async def _import_line(vault: Vault, number: int, line: str, user: str, dry_run: bool, report: _ImportReport) -> None:
+    from genvault.messages.ui import message_to_json
+    from genvault.messages.v4 import convert_v4_messages
+
     chat_id = "?"
     try:
         record = loads_json(line.encode(), "the line")

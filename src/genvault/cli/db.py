@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from genvault.cli._app import app, console, settings_from
-from genvault.store import Store
 
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -16,6 +13,8 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def upgrade() -> None:
     """Create or upgrade the schema to the latest revision (safe to run again)."""
+    from genvault.store import Store
+
     settings = settings_from()
 
     async def run() -> None:
@@ -24,6 +23,8 @@ def upgrade() -> None:
             await store.upgrade()
         finally:
             await store.aclose()
+
+    import asyncio
 
     asyncio.run(run())
     console.print(f"schema is up to date: [bold]{_safe(settings.resolved_database_url)}[/]", highlight=False)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import mimetypes
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from genvault.cli._app import app, console, fail, run_with_vault
-from genvault.records import FileRecord
-from genvault.vault import Vault
+
+if TYPE_CHECKING:
+    from genvault.records import FileRecord
+    from genvault.vault import Vault
 
 files_app = typer.Typer(help="Stored files (uploads and generated images).", no_args_is_help=True)
 app.add_typer(files_app, name="files")

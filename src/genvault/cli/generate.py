@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from genvault.cli._app import app, console, err_console, run_with_vault
-from genvault.cli._render import summary_line
-from genvault.records import Generation
-from genvault.store.users import LOCAL_USER_ID
-from genvault.vault import Vault
+from genvault.cli._app import acting_user, app, console, err_console, read_prompt, run_with_vault
+from genvault.cli._render import join_wrapped, summary
+
+if TYPE_CHECKING:
+    from genvault.records import Generation
+    from genvault.vault import Vault
 
 
 @app.command()
 def generate(
-    prompt: Annotated[str, typer.Argument(help="The prompt to send")],
+    prompt: Annotated[
+        str | None, typer.Argument(help="The prompt to send; - (or none, with input piped in) reads standard input")
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="provider/model, e.g. openai/gpt-4o-mini")] = None,
     system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature, 0 to 2")] = None,
@@ -26,7 +28,10 @@ def generate(
     idempotency_key: Annotated[
         str | None, typer.Option("--key", help="Idempotency key: running again returns the same record")
     ] = None,
-    user: Annotated[str | None, typer.Option("--user", help="Record it for this user id (default: local)")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Record it for this user id (default: local; created under local auth)"),
+    ] = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Always call the model, even for a request answered before")
     ] = False,
@@ -37,21 +42,27 @@ def generate(
 ) -> None:
     """Generate text, streaming it while every chunk is saved; prints the record's ID, usage and cost."""
     params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    text = read_prompt(prompt)
 
     async def body(vault: Vault) -> Generation:
+        import asyncio
+
+        owner = await acting_user(vault, user)
         record = await vault.generate(
-            prompt,
+            text,
             model=model,
             system=system,
             params={k: v for k, v in params.items() if v is not None},
             idempotency_key=idempotency_key,
-            user_id=user or LOCAL_USER_ID,
+            user_id=owner,
             cache=not no_cache,
             cache_ttl=cache_ttl,
         )
         owner = record.user_id
         if not as_json:
-            err_console.print(f"[dim]{record.id} · {record.model}[/]", highlight=False)
+            err_console.print(
+                f"[dim]{join_wrapped([record.id, record.model], err_console.width)}[/]", highlight=False, soft_wrap=True
+            )
         try:
             async for chunk in vault.stream(record.id, user_id=owner):
                 if not as_json and chunk.get("type") == "text-delta":
@@ -73,6 +84,6 @@ def generate(
     console.out("")
     if final.status == "error":
         err_console.print(f"[red]error:[/] {final.error}", highlight=False)
-    err_console.print(summary_line(final), highlight=False)
+    err_console.print(summary(final, err_console.width), highlight=False, soft_wrap=True)
     if final.status != "complete":
         raise typer.Exit(1)

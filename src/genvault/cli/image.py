@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from genvault.cli._app import app, console, err_console, fail, run_with_vault
-from genvault.cli._render import summary_line
-from genvault.records import FileRecord, Generation
-from genvault.vault import Vault
+from genvault.cli._app import acting_user, app, console, err_console, fail, run_with_vault
+from genvault.cli._render import summary
+
+if TYPE_CHECKING:
+    from genvault.records import FileRecord, Generation
+    from genvault.vault import Vault
 
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
@@ -29,17 +30,22 @@ def image(
     idempotency_key: Annotated[
         str | None, typer.Option("--key", help="Idempotency key: running again returns the same record")
     ] = None,
-    user: Annotated[str | None, typer.Option("--user", help="Record it for this user id (default: local)")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Record it for this user id (default: local; created under local auth)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final record as JSON instead")] = False,
 ) -> None:
     """Generate images; prints the record's ID, the images' permanent URLs, usage and cost."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     if out is not None and out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a directory", code=2)
 
     async def body(vault: Vault) -> tuple[Generation, list[FileRecord]]:
-        kwargs = {"user_id": user} if user else {}
+        owner = await acting_user(vault, user)
         record = await vault.generate_image(
-            prompt, model=model, size=size, n=n, idempotency_key=idempotency_key, **kwargs
+            prompt, model=model, size=size, n=n, idempotency_key=idempotency_key, user_id=owner
         )
         owner = record.user_id
         with Progress(
@@ -70,6 +76,6 @@ def image(
             console.out(file.url, highlight=False)
         if final.status == "error":
             err_console.print(f"[red]error:[/] {final.error}", highlight=False)
-        err_console.print(summary_line(final), highlight=False)
+        err_console.print(summary(final, err_console.width), highlight=False, soft_wrap=True)
     if final.status != "complete":
         raise typer.Exit(1)

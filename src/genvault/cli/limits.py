@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from genvault.cli._app import app, console, fail, run_with_vault
 from genvault.cli._render import when
-from genvault.limits import LimitSet, LimitsStatus, SubjectKind
-from genvault.vault import Vault
+
+if TYPE_CHECKING:  # imported when the command runs: `genvault --help` loads none of the engine
+    from genvault.limits import LimitSet, LimitsStatus, SubjectKind
+    from genvault.vault import Vault
 
 limits_app = typer.Typer(help="Budgets, rate limits and concurrency limits.", no_args_is_help=True)
 app.add_typer(limits_app, name="limits")
@@ -50,6 +52,8 @@ def limits_set(
         "tpm": tpm,
         "concurrent": concurrent,
     }
+
+    from genvault.limits import LimitSet
 
     async def body(vault: Vault) -> LimitSet:
         kind: SubjectKind = "default" if default else ("user" if user_id is not None else "key")

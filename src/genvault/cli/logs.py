@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.panel import Panel
 
 from genvault.cli._app import app, console, parse_time, run_with_vault
-from genvault.cli._render import generations_table, status, summary_line, tokens, usd, when
-from genvault.records import Generation, Page
-from genvault.vault import Vault
+from genvault.cli._render import generations_table, join_wrapped, status, tokens, usd, when
+
+if TYPE_CHECKING:
+    from genvault.records import Generation, Page
+    from genvault.vault import Vault
 
 
 @app.command()
@@ -47,7 +48,7 @@ def logs(
     if not page.items:
         console.print("no generations match")
         return
-    console.print(generations_table(page.items))
+    console.print(generations_table(page.items, console.width))
     if page.next_cursor:
         console.print(f"[dim]more: --cursor {page.next_cursor}[/]", highlight=False)
 
@@ -66,17 +67,29 @@ def show(
     if as_json:
         console.print_json(json.dumps(record.model_dump(mode="json")))
         return
+    from rich.panel import Panel
+
     u = record.usage
-    lines = [
-        f"[bold]{record.id}[/]  {status(record.status)}  {record.kind}  {record.model}",
-        f"user {record.user_id}" + (f" · chat {record.chat_id}" if record.chat_id else ""),
-        f"created {when(record.created_at)} · first token {when(record.first_token_at)} · "
-        f"finished {when(record.finished_at)}",
-        f"tokens: {tokens(u.input_tokens)} in ({tokens(u.cached_input_tokens)} cached) · "
-        f"{tokens(u.output_tokens)} out ({tokens(u.reasoning_tokens)} reasoning) · {tokens(u.total_tokens)} total",
-        f"cost {usd(record.cost_usd)}" + (f" ({record.price_source})" if record.price_source else ""),
-        f"finish reason {record.finish_reason or '-'} · {record.url}",
+    inner = max(console.width - 4, 20)  # inside the panel's border and padding
+    rows: list[list[str]] = [
+        [f"[bold]{record.id}[/]", status(record.status), record.kind, record.model],
+        [f"user {record.user_id}", *([f"chat {record.chat_id}"] if record.chat_id else [])],
+        [
+            f"created {when(record.created_at)}",
+            f"first token {when(record.first_token_at)}",
+            f"finished {when(record.finished_at)}",
+        ],
+        [
+            f"tokens: {tokens(u.input_tokens)} in ({tokens(u.cached_input_tokens)} cached)",
+            f"{tokens(u.output_tokens)} out ({tokens(u.reasoning_tokens)} reasoning)",
+            f"{tokens(u.total_tokens)} total",
+        ],
+        [f"cost {usd(record.cost_usd)}" + (f" ({record.price_source})" if record.price_source else "")],
+        [f"finish reason {record.finish_reason or '-'}", record.url],
     ]
+    if record.cached_from:
+        rows.append([f"from cache ({record.cached_from})", f"saved {usd(record.saved_usd)}"])
+    lines = [join_wrapped(row, inner) for row in rows]
     if record.error:
         lines.append(f"[red]error:[/] {record.error}")
     console.print(Panel("\n".join(lines), expand=False), highlight=False)
@@ -85,4 +98,3 @@ def show(
         console.print(Panel(str(prompt), title="prompt", title_align="left"), highlight=False)
     if record.result_text:
         console.print(Panel(record.result_text, title="output", title_align="left"), highlight=False)
-    console.print(f"[dim]{summary_line(record)}[/]", highlight=False)

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from genvault.blobs import blob_store_from_settings
 from genvault.cli._app import app, console, err_console, fail, run_async, run_with_vault, settings_from
-from genvault.cli._render import when
+from genvault.cli._render import Column, fitted_table, when
 from genvault.cli.archive import progress_bar
-from genvault.ops.backup import BackupManifest, RestoreReport, backup, restore
-from genvault.ops.erasure import ErasureReceipt
-from genvault.ops.retention import RetentionReport
-from genvault.ops.verify import VerifyReport, verify
-from genvault.store import Store
-from genvault.store.audit import list_events
-from genvault.vault import Vault
+
+if TYPE_CHECKING:
+    from genvault.ops.backup import BackupManifest, RestoreReport
+    from genvault.ops.erasure import ErasureReceipt
+    from genvault.ops.retention import RetentionReport
+    from genvault.ops.verify import VerifyReport
+    from genvault.vault import Vault
 
 __all__ = ["audit", "backup_command", "erase_user", "restore_command", "retention_run", "verify_command"]
 
@@ -41,7 +40,37 @@ def erase_user(
     as_json: Annotated[bool, typer.Option("--json", help="Print the receipt as JSON")] = False,
 ) -> None:
     """Erase a user and every trace of them (chats, messages, generations, files, cache entries,
-    live streams), write an audit event and print the receipt. Safe to run again."""
+    live streams), write an audit event and print the receipt. A user who is not there (erased
+    before, or never created) is reported, and nothing is written."""
+    from genvault.store.audit import list_events
+    from genvault.store.schema import users
+
+    async def gone(vault: Vault) -> dict[str, object] | None:
+        """None when the user exists; else what is known: the erasure's audit event, if any."""
+        async with vault.store.read() as conn:
+            from sqlalchemy import select
+
+            if (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None:
+                return None
+            events = await list_events(conn, subject_user_id=user_id, limit=1000)
+        erasures = [e for e in events if e["action"] == "erase_user"]
+        return erasures[0] if erasures else {}
+
+    previous = run_with_vault(gone)
+    if previous is not None:
+        if as_json:
+            state = "already_erased" if previous else "no_such_user"
+            found = {"audit_id": previous.get("id"), "erased_at": str(previous.get("at"))} if previous else {}
+            console.out(json.dumps({"user_id": user_id, "status": state, **found}), highlight=False)
+        elif previous:
+            console.print(
+                f"user {user_id} was erased already ({when(previous['at'])} UTC, audit event {previous['id']}); "  # type: ignore[arg-type]
+                "nothing to do",
+                highlight=False,
+            )
+        else:
+            console.print(f"no user {user_id}: nothing to erase", highlight=False)
+        return
     if not yes:
         typer.confirm(f"Erase user {user_id!r} and all their data? This cannot be undone", abort=True)
 
@@ -81,6 +110,7 @@ def audit(
 
     An erased user appears as a pseudonym ("sha256:…" of their id), never by id: `--user ID`
     hashes ID to find their events."""
+    from genvault.store.audit import list_events
 
     async def body(vault: Vault) -> list[dict[str, object]]:
         async with vault.store.read() as conn:
@@ -91,18 +121,28 @@ def audit(
         for event in events:
             console.out(json.dumps(event, default=str, ensure_ascii=False), highlight=False)
         return
-    table = Table("id", "at (UTC)", "action", "subject", "by", "counts", box=None, header_style="bold")
+    columns = [
+        Column("id", keep=True),
+        Column("at (UTC)", keep=True),
+        Column("action", keep=True),
+        Column("subject", flex=True, drop=2),
+        Column("by", flex=True, drop=1),
+        Column("counts", flex=True, min_flex=20),
+    ]
+    rows = []
     for event in events:
         counts = event["counts"] if isinstance(event["counts"], dict) else {}
-        table.add_row(
-            str(event["id"]),
-            when(event["at"]),  # type: ignore[arg-type]
-            str(event["action"]),
-            _short(event["subject_user_hash"]),
-            _actor(event),
-            ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing",
+        rows.append(
+            [
+                str(event["id"]),
+                when(event["at"]),  # type: ignore[arg-type]
+                str(event["action"]),
+                _short(event["subject_user_hash"]),
+                _actor(event),
+                ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing",
+            ]
         )
-    console.print(table if events else "no audit events")
+    console.print(fitted_table(columns, rows, console.width) if events else "no audit events")
 
 
 @retention_app.command("run")
@@ -130,6 +170,10 @@ def retention_run(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
 @app.command("backup")
 def backup_command(path: Annotated[Path, typer.Argument(help="A new directory for the backup")]) -> None:
     """Back up the database and its files while the server runs (a consistent snapshot)."""
+    from genvault.blobs import blob_store_from_settings
+    from genvault.ops.backup import backup
+    from genvault.store import Store
+
     settings = settings_from()
 
     async def body() -> BackupManifest:
@@ -157,6 +201,10 @@ def backup_command(path: Annotated[Path, typer.Argument(help="A new directory fo
 @app.command("restore")
 def restore_command(path: Annotated[Path, typer.Argument(help="A directory written by genvault backup")]) -> None:
     """Restore a backup into the configured (empty) database and blob store, then check it."""
+    from genvault.blobs import blob_store_from_settings
+    from genvault.ops.backup import restore
+    from genvault.store import Store
+
     settings = settings_from()
 
     async def body() -> RestoreReport:
@@ -195,6 +243,10 @@ def _print_verify(report: VerifyReport) -> None:
 def verify_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check a live deployment: every referenced file exists with the right sha256, every
     message's parts are complete, no record is stuck streaming. Read-only. Exit 1 on problems."""
+    from genvault.blobs import blob_store_from_settings
+    from genvault.ops.verify import verify
+    from genvault.store import Store
+
     settings = settings_from()
 
     async def body() -> VerifyReport:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated
+from functools import cache
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -13,11 +14,17 @@ from rich.table import Table
 
 from genvault.cli._app import app, console, parse_time, run_with_vault
 from genvault.cli._render import when
-from genvault.search import SearchPage
-from genvault.search.snippet import MARK_CLOSE, MARK_OPEN
-from genvault.vault import Vault
 
-_MARKED = re.compile(re.escape(MARK_OPEN) + "(.*?)" + re.escape(MARK_CLOSE))
+if TYPE_CHECKING:  # imported when the command runs: `genvault --help` loads none of the engine
+    from genvault.search import SearchPage
+    from genvault.vault import Vault
+
+
+@cache
+def _marked() -> re.Pattern[str]:
+    from genvault.search.snippet import MARK_CLOSE, MARK_OPEN
+
+    return re.compile(re.escape(MARK_OPEN) + "(.*?)" + re.escape(MARK_CLOSE))
 
 
 def snippet_markup(snippet: str) -> str:
@@ -25,7 +32,7 @@ def snippet_markup(snippet: str) -> str:
     import html
 
     out, at = [], 0
-    for m in _MARKED.finditer(snippet):
+    for m in _marked().finditer(snippet):
         out.append(escape(html.unescape(snippet[at : m.start()])))
         out.append(f"[bold yellow]{escape(html.unescape(m.group(1)))}[/]")
         at = m.end()

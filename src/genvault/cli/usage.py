@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from genvault.cli._app import app, console, parse_time, run_with_vault
 from genvault.cli._render import usage_table
-from genvault.records import UsageRow
-from genvault.vault import Vault
+
+if TYPE_CHECKING:
+    from genvault.records import UsageRow
+    from genvault.vault import Vault
 
 
 @app.command()
@@ -37,4 +39,4 @@ def usage(
     if not rows:
         console.print("no generations in that range")
         return
-    console.print(usage_table(rows, by))
+    console.print(usage_table(rows, by, console.width))

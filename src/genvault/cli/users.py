@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from genvault.cli._app import app, console, fail, run_with_vault
-from genvault.cli._render import when
-from genvault.store.keys import create_key, list_keys, revoke_key
-from genvault.store.users import list_users
-from genvault.vault import Vault
+from genvault.cli._render import Column, fitted_table, when
+
+if TYPE_CHECKING:
+    from genvault.vault import Vault
 
 users_app = typer.Typer(help="Users (owners of chats and generations).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: created once, stored hashed.", no_args_is_help=True)
@@ -40,14 +39,18 @@ def add_user(
 def users_list() -> None:
     """List users."""
 
+    from genvault.store.users import list_users
+
     async def body(vault: Vault) -> list[dict[str, object]]:
         async with vault.store.read() as conn:
             return await list_users(conn)
 
-    table = Table("id", "name", "admin", "created", box=None, header_style="bold")
-    for row in run_with_vault(body):
-        table.add_row(str(row["id"]), str(row["name"]), "yes" if row["is_admin"] else "", when(row["created_at"]))  # type: ignore[arg-type]
-    console.print(table)
+    columns = [Column("id", keep=True), Column("name", flex=True), Column("admin"), Column("created", drop=1)]
+    rows = [
+        [str(row["id"]), str(row["name"]), "yes" if row["is_admin"] else "", when(row["created_at"])]  # type: ignore[arg-type]
+        for row in run_with_vault(body)
+    ]
+    console.print(fitted_table(columns, rows, console.width))
 
 
 def parse_expiry(value: str | None) -> datetime | None:
@@ -86,6 +89,8 @@ def keys_create(
     expires_at = parse_expiry(expires)
     allowed = [m.strip() for value in models for m in value.split(",") if m.strip()] if models else None
 
+    from genvault.store.keys import create_key
+
     async def body(vault: Vault) -> tuple[str, str]:
         async with vault.store.write() as conn:
             return await create_key(conn, user_id, name, expires_at=expires_at, models=allowed)
@@ -104,13 +109,23 @@ def keys_create(
 def keys_list(user_id: Annotated[str | None, typer.Argument(help="Only this user's keys")] = None) -> None:
     """List keys (never the secrets)."""
 
+    from genvault.store.keys import list_keys
+
     async def body(vault: Vault) -> list[dict[str, object]]:
         async with vault.store.read() as conn:
             return await list_keys(conn, user_id)
 
-    table = Table("id", "user", "name", "created", "revoked", "expires", "models", box=None, header_style="bold")
-    for row in run_with_vault(body):
-        table.add_row(
+    columns = [
+        Column("id", keep=True),
+        Column("user", keep=True),
+        Column("name", flex=True),
+        Column("created", drop=3),
+        Column("revoked", drop=2),
+        Column("expires", drop=1),
+        Column("models", flex=True, min_flex=8),
+    ]
+    rows = [
+        [
             str(row["id"]),
             str(row["user_id"]),
             str(row["name"]),
@@ -118,13 +133,17 @@ def keys_list(user_id: Annotated[str | None, typer.Argument(help="Only this user
             when(row["revoked_at"]),  # type: ignore[arg-type]
             when(row["expires_at"]),  # type: ignore[arg-type]
             ", ".join(str(m) for m in row["models"]) if row["models"] else "all",  # type: ignore[attr-defined]
-        )
-    console.print(table)
+        ]
+        for row in run_with_vault(body)
+    ]
+    console.print(fitted_table(columns, rows, console.width))
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (not the secret)")]) -> None:
     """Revoke a key: requests with it get 401 from now on."""
+
+    from genvault.store.keys import revoke_key
 
     async def body(vault: Vault) -> None:
         async with vault.store.write() as conn:

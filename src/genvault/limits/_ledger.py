@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String, bindparam, case, func, select, text, update
+from sqlalchemy import BigInteger, String, bindparam, case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.store.db import insert_for
@@ -116,38 +116,40 @@ async def reserve(
     return {row[0] for row in result}
 
 
-_SETTLE = (
-    update(u)
-    .where(u.c.subject.in_(bindparam("p_subjects", expanding=True)))
-    .values(
-        day_nano_usd=case(
-            (u.c.day == bindparam("p_day"), u.c.day_nano_usd + bindparam("p_delta", type_=BigInteger)),
-            else_=u.c.day_nano_usd,
-        ),
-        month_nano_usd=case(
-            (u.c.month == bindparam("p_month"), u.c.month_nano_usd + bindparam("p_delta", type_=BigInteger)),
-            else_=u.c.month_nano_usd,
-        ),
-        total_nano_usd=u.c.total_nano_usd + bindparam("p_delta", type_=BigInteger),
-        running=case((u.c.running > 0, u.c.running - 1), else_=0),
-        reserved_nano_usd=case(
-            (
-                u.c.reserved_nano_usd > bindparam("p_nano", type_=BigInteger),
-                u.c.reserved_nano_usd - bindparam("p_nano", type_=BigInteger),
-            ),
-            else_=0,
-        ),
+_settle_statements: dict[int, Any] = {}
+
+
+def _settle_statement(subjects: int) -> Any:
+    """SQL text built once per number of subjects (an expanding IN is rendered on every call)."""
+    cached = _settle_statements.get(subjects)
+    if cached is not None:
+        return cached
+    names = ", ".join(f":p_s{i}" for i in range(subjects))
+    sql = (
+        "UPDATE limit_usage SET "
+        "day_nano_usd = CASE WHEN day = :p_day THEN day_nano_usd + :p_delta ELSE day_nano_usd END, "
+        "month_nano_usd = CASE WHEN month = :p_month THEN month_nano_usd + :p_delta ELSE month_nano_usd END, "
+        "total_nano_usd = total_nano_usd + :p_delta, "
+        "running = CASE WHEN running > 0 THEN running - 1 ELSE 0 END, "
+        "reserved_nano_usd = CASE WHEN reserved_nano_usd > :p_nano THEN reserved_nano_usd - :p_nano ELSE 0 END "
+        f"WHERE subject IN ({names})"
     )
-)
+    params: list[Any] = [bindparam(name, type_=String) for name in ("p_day", "p_month")]
+    params.extend(bindparam(name, type_=BigInteger) for name in ("p_delta", "p_nano"))
+    params.extend(bindparam(f"p_s{i}", type_=String) for i in range(subjects))
+    statement = text(sql).bindparams(*params)
+    _settle_statements[subjects] = statement
+    return statement
 
 
 async def settle(conn: AsyncConnection, *, subjects: list[str], nano: int, actual: int, day: str, month: str) -> None:
     """Replace a reservation of `nano` made on `day`/`month` by the `actual` cost, and free its
     running slot. A window that has moved on since keeps its new count."""
-    await conn.execute(
-        _SETTLE,
-        {"p_subjects": subjects, "p_nano": nano, "p_delta": actual - nano, "p_day": day, "p_month": month},
-    )
+    if not subjects:
+        return
+    params: dict[str, Any] = {"p_nano": nano, "p_delta": actual - nano, "p_day": day, "p_month": month}
+    params.update({f"p_s{i}": subject for i, subject in enumerate(subjects)})
+    await conn.execute(_settle_statement(len(subjects)), params)
 
 
 async def read_rows(conn: AsyncConnection, subjects: list[str]) -> dict[str, UsageRow]:

@@ -76,6 +76,7 @@ class Liveness:
         self.on_interrupted = on_interrupted
         # Its own small pool: a checkpoint or heartbeat never queues behind new turns.
         self.store = Store(store.url, schema=store.schema, pool_size=2, max_overflow=0, pool_timeout=60.0)
+        self.store.write_lock = store.write_lock  # SQLite: one queue of writers per process
         self.owner_id = new_owner_id()
         self.on_lost = on_lost
         self.on_dead = on_dead
@@ -149,7 +150,10 @@ class Liveness:
             # within `checkpoint_ms` (never below half of it, should the database stall).
             await asyncio.sleep(max(interval / 2, interval - 2 * write_seconds))
             started = loop.time()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # never let one bad flush end checkpointing for the process
+                log.exception("checkpoint flush failed")
             write_seconds = loop.time() - started
 
     async def flush(self) -> int:

@@ -67,8 +67,8 @@ class Searcher:
             until=until,
         )
         await self.catch_up()
-        async with self.store.read() as conn:
-            return await search(conn, query, filters, limit=limit, cursor=cursor)
+        # Without the checkout's ping (a round trip): a read, safe to run again on a dead connection.
+        return await self.store.read_retrying(lambda conn: search(conn, query, filters, limit=limit, cursor=cursor))
 
     async def catch_up(self) -> int:
         """Apply SQLite's queue of message-part changes to the index (`genvault.search.pending`),

@@ -277,7 +277,7 @@ def _bind(statement: Any, params: dict[str, Any]) -> Any:
     """Bind with the column type of dates (UTC on both databases)."""
     from sqlalchemy import bindparam
 
-    dates = [bindparam(k, type_=UTCDateTime) for k in ("since", "until") if k in params]
+    dates = [bindparam(k, type_=UTCDateTime) for k in params if k.endswith(("since", "until"))]
     return statement.bindparams(*dates) if dates else statement
 
 
@@ -297,7 +297,13 @@ async def search(
     query = parse_query(q) if isinstance(q, str) else q
     after = _decode_cursor(cursor) if cursor else None
     dialect = conn.dialect.name
-    ranked: list[tuple[float, int, tuple[Any, ...]]] = []
+    # One statement for every source (one round trip): each source's ranked top `limit + 1`, its
+    # key columns padded to the widest source's.
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    widths: dict[int, int] = {}
+    width = 3 if dialect == "postgresql" else 1
+    pads = ["NULL::varchar", "NULL::int"]
     for kind in filters.sources():
         number = SOURCES.index(kind)
         select = _source(dialect, kind, query, filters)
@@ -306,9 +312,17 @@ async def search(
             if value is not None:
                 select.params[name] = value
         _after(select, number, after)
-        statement = _bind(text(select.sql(limit + 1)), select.params)
-        rows = (await conn.execute(statement, select.params)).all()
-        ranked += [(float(row[0]), number, tuple(row[1:])) for row in rows]
+        widths[number] = len(select.keys)
+        padding = "".join(f", {pads[i - 1]} AS k{i}" for i in range(len(select.keys), width))
+        sql, source_params = _prefixed(select.sql(limit + 1), select.params, kind)
+        parts.append(f"SELECT {number} AS src, s{number}.*{padding} FROM ({sql}) AS s{number}")
+        params |= source_params
+    ranked: list[tuple[float, int, tuple[Any, ...]]] = []
+    if parts:
+        statement = _bind(text(" UNION ALL ".join(parts)), params)
+        for row in (await conn.execute(statement, params)).all():
+            number = int(row[0])
+            ranked.append((float(row[1]), number, tuple(row[2 : 2 + widths[number]])))
     ranked.sort()
     page = ranked[:limit]
     next_cursor = _encode_cursor(*page[-1][:2], page[-1][2]) if len(ranked) > limit and page else None

@@ -12,6 +12,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from genvault.errors import InvalidRequest
+from genvault.server.guard import body_checked
 from genvault.validation import loads_json
 from genvault.vault import invalid
 
@@ -36,7 +37,7 @@ async def read_form_or_json(
         is_form = True
     else:
         raw = await request.body()
-        data = loads_json(raw) if raw else {}
+        data = loads_json(raw, checked=body_checked(request)) if raw else {}
         if not isinstance(data, dict):
             raise InvalidRequest(f"body must be a JSON object like {example}")
         is_form = False

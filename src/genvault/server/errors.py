@@ -150,7 +150,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, LimitExceeded):
             return _limit_response(request, exc)
         status = status_for(exc)
-        if status >= 500:
+        if isinstance(exc, Busy):  # expected under saturation: one line per refusal, not a warning
+            log.info("%s %s refused: %s", request.method, request.url.path, exc.message)
+        elif status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
         retry_after = exc.retry_after if isinstance(exc, Busy) else None
         return error_response(request, status, exc.code, exc.message, retry_after=retry_after)

@@ -27,7 +27,15 @@ from genvault.errors import PayloadTooLarge
 from genvault.server.gateway.errors import gateway_error_body, is_gateway_path
 from genvault.validation import MAX_JSON_DEPTH, check_id, check_user_id, find_bad_char, json_depth_exceeds
 
-__all__ = ["InputGuard", "check_path_ids", "send_error"]
+__all__ = ["InputGuard", "body_checked", "check_path_ids", "send_error"]
+
+# Set in the scope of a request whose JSON body passed the guard: routes need not check it again.
+_CHECKED = "genvault.json_body_checked"
+
+
+def body_checked(request: Request) -> bool:
+    return bool(request.scope.get(_CHECKED))
+
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -115,6 +123,8 @@ class InputGuard:
         if problem is not None:
             await send_error(scope, send, 400, "invalid_request", problem)
             return
+        if kind == "json":
+            scope[_CHECKED] = True
         await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
 

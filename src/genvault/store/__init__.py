@@ -7,6 +7,8 @@ nothing half-written. The table modules (`generations`, `users`, ...) hold the q
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -41,10 +43,18 @@ class Store:
     ) -> None:
         self.url = url
         self.schema = schema
+        # SQLite has one writer at a time. Its busy handler makes the others poll with sleeps, in
+        # no order: under a few hundred concurrent streams a writer could miss the lock for longer
+        # than the busy timeout ("database is locked") while later ones got it. This process's
+        # writers queue here instead, first come first served; only other processes (and a
+        # `Store` not sharing this lock) still meet the busy handler.
+        self.write_lock: asyncio.Lock | None = None
         self.engine: AsyncEngine = create_engine(
             url, schema=schema, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
         )
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        if self.engine.dialect.name == "sqlite":
+            self.write_lock = asyncio.Lock()
         # PostgreSQL reads run in autocommit: under its default READ COMMITTED every statement takes
         # its own snapshot with or without BEGIN, so the BEGIN/ROLLBACK round trips bought nothing.
         # SQLite keeps its read transaction: there it is what gives one snapshot across statements.
@@ -151,7 +161,7 @@ class Store:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._writer.begin() as conn:
+            async with self.write_lock or contextlib.nullcontext(), self._writer.begin() as conn:
                 yield conn
         except DBAPIError as exc:
             raise StorageError(f"database write failed: {exc.orig}") from exc

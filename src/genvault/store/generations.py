@@ -27,6 +27,7 @@ from genvault.store.schema import generations
 __all__ = [
     "ACTIVE",
     "checkpoint",
+    "complete_cancelled",
     "final_record",
     "finalize",
     "find_by_idempotency_key",
@@ -237,6 +238,32 @@ async def finalize(conn: AsyncConnection, generation_id: str, values: dict[str, 
     """Move an active record to its final status with `values`. False (and no change) when it
     was already final: finalizing twice is a no-op."""
     return await _update_active(conn, generation_id, {**values, "lease_owner": None, "lease_expires_at": None})
+
+
+# What the process that ran a generation adds to a record another process cancelled.
+_CANCELLED_DETAILS = (
+    "result_text",
+    "result_message",
+    "finish_reason",
+    *_USAGE_COLUMNS,
+    "usage_estimated",
+    "cost_nano_usd",
+    "unit_prices",
+    "price_source",
+    "started_at",
+    "first_token_at",
+)
+
+
+async def complete_cancelled(conn: AsyncConnection, generation_id: str, values: dict[str, Any]) -> None:
+    """Give a record cancelled from another process the output, usage and cost its own process
+    had (that process writes them when it stops). Only a `cancelled` record changes."""
+    details = {key: values[key] for key in _CANCELLED_DETAILS if key in values}
+    await conn.execute(
+        update(generations)
+        .where(generations.c.id == generation_id, generations.c.status == "cancelled")
+        .values(**details)
+    )
 
 
 async def sweep_expired(conn: AsyncConnection, *, now: datetime, dead_owners: Sequence[str] = ()) -> list[Generation]:

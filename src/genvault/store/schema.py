@@ -319,8 +319,9 @@ generations = Table(
     Column("first_token_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("checkpoint_at", UTCDateTime),
-    # The process running the generation renews this lease; an expired lease on a `pending` or
-    # `streaming` row means its process died, and the sweeper marks it `interrupted`.
+    # The process running the generation (a `processes` row, whose heartbeat says it is alive).
+    # `lease_expires_at` is set when the run starts and not renewed: it only decides for an owner
+    # without a `processes` row (records from before heartbeats, or restored from a backup).
     Column("lease_owner", String(100)),
     Column("lease_expires_at", UTCDateTime),
     Column("idempotency_key", String(200)),

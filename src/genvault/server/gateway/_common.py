@@ -26,11 +26,18 @@ from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
 
 __all__ = [
+    "CACHE_HEADER",
     "GENERATION_HEADER",
     "Started",
+    "drain",
+    "dumps",
     "gateway_user",
+    "parse_arguments",
     "read_body",
+    "require",
     "start_generation",
+    "text_of",
+    "usage_of",
 ]
 
 GENERATION_HEADER = "X-Genvault-Generation-Id"

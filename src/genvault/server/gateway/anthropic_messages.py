@@ -189,6 +189,8 @@ class MessagesRenderer:
         self.blocks: list[dict[str, Any]] = []
         self._index: dict[str, int] = {}  # text/reasoning run id or tool call id -> block index
         self._json: dict[int, str] = {}  # tool block index -> input JSON text streamed so far
+        # text/thinking block index -> its deltas (joined once, in `message`: no quadratic `+=`)
+        self._texts: dict[int, list[str]] = {}
         self.stop_reason: str | None = None
         self.usage: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0}
         self.error: str | None = None
@@ -224,7 +226,7 @@ class MessagesRenderer:
             index = self._index.get(chunk["id"])
             if index is None:
                 return None
-            self.blocks[index]["text"] += chunk["delta"]
+            self._texts.setdefault(index, []).append(chunk["delta"])
             return self._delta(index, {"type": "text_delta", "text": chunk["delta"]})
         if kind == "text-start":
             return self._start(chunk["id"], {"type": "text", "text": ""})
@@ -234,7 +236,7 @@ class MessagesRenderer:
             index = self._index.get(chunk["id"])
             if index is None:
                 return None
-            self.blocks[index]["thinking"] += chunk["delta"]
+            self._texts.setdefault(index, []).append(chunk["delta"])
             return self._delta(index, {"type": "thinking_delta", "thinking": chunk["delta"]})
         if kind in ("text-end", "reasoning-end"):
             index = self._index.get(chunk["id"])
@@ -293,6 +295,9 @@ class MessagesRenderer:
         return _event("message_delta", delta | {"usage": self.usage}) + _event("message_stop", {"type": "message_stop"})
 
     def message(self) -> dict[str, Any]:
+        for index, texts in self._texts.items():
+            block = self.blocks[index]
+            block["text" if block["type"] == "text" else "thinking"] = "".join(texts)
         return {
             "id": self.id,
             "type": "message",

@@ -187,6 +187,7 @@ class ResponsesRenderer:
         self.body = body
         self.output: list[dict[str, Any]] = []
         self._open: dict[str, int] = {}  # run id / call id -> output index
+        self._texts: dict[int, list[str]] = {}  # output index -> text deltas of a run still open
         self._sequence = 0
         self.usage: dict[str, Any] | None = None
         self.status = "in_progress"
@@ -199,6 +200,9 @@ class ResponsesRenderer:
         return f"event: {kind}\ndata: {dumps(event)}\n\n".encode()
 
     def response(self) -> dict[str, Any]:
+        for index, texts in self._texts.items():  # runs an error cut off before their end
+            item = self.output[index]
+            (item["content"] if item["type"] == "message" else item["summary"])[0]["text"] = "".join(texts)
         text = self.body.get("text") if isinstance(self.body.get("text"), dict) else {"format": {"type": "text"}}
         return {
             "id": self.id,
@@ -243,7 +247,7 @@ class ResponsesRenderer:
             if index is None:
                 return None
             item = self.output[index]
-            item["content"][0]["text"] += chunk["delta"]
+            self._texts.setdefault(index, []).append(chunk["delta"])
             where = {"item_id": item["id"], "output_index": index, "content_index": 0}
             return self._event("response.output_text.delta", where | {"delta": chunk["delta"], "logprobs": []})
         if kind == "text-start":
@@ -264,6 +268,7 @@ class ResponsesRenderer:
             item = self.output[index]
             where = {"item_id": item["id"], "output_index": index, "content_index": 0}
             part = item["content"][0]
+            part["text"] = "".join(self._texts.pop(index, ()))  # joined once: no quadratic `+=`
             out = self._event("response.output_text.done", where | {"text": part["text"], "logprobs": []})
             return out + self._event("response.content_part.done", where | {"part": part}) + self._done(index)
         if kind == "reasoning-start":
@@ -278,7 +283,7 @@ class ResponsesRenderer:
             if index is None:
                 return None
             item = self.output[index]
-            item["summary"][0]["text"] += chunk["delta"]
+            self._texts.setdefault(index, []).append(chunk["delta"])
             where = {"item_id": item["id"], "output_index": index, "summary_index": 0}
             return self._event("response.reasoning_summary_text.delta", where | {"delta": chunk["delta"]})
         if kind == "reasoning-end":
@@ -288,6 +293,7 @@ class ResponsesRenderer:
             item = self.output[index]
             where = {"item_id": item["id"], "output_index": index, "summary_index": 0}
             part = item["summary"][0]
+            part["text"] = "".join(self._texts.pop(index, ()))
             out = self._event("response.reasoning_summary_text.done", where | {"text": part["text"]})
             out += self._event("response.reasoning_summary_part.done", where | {"part": part})
             item.pop("status", None)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from genvault.errors import InvalidRequest
 from genvault.records import Generation
 from genvault.server.deps import OptionalUserDep, UserDep, VaultDep
+from genvault.server.guard import body_checked
 from genvault.server.openapi import SSE_RESPONSE, TEXT_ERRORS, json_body
 from genvault.server.streaming import ui_message_stream_response
 from genvault.validation import loads_json
@@ -44,8 +45,8 @@ class ChatRequest(BaseModel):
     cache_ttl: float | None = Field(default=None, description="Reuse an identical answer at most this old (s)")
 
 
-def _parse_chat_request(raw: bytes) -> dict[str, Any]:
-    body = loads_json(raw) if raw else None
+def _parse_chat_request(raw: bytes, *, checked: bool = False) -> dict[str, Any]:
+    body = loads_json(raw, checked=checked) if raw else None
     if not isinstance(body, dict):
         raise InvalidRequest('body must be a JSON object like {"id": "...", "messages": [...], "trigger": "..."}')
     chat_id = body.get("id", body.get("chatId"))
@@ -106,7 +107,7 @@ async def post_chat(
 ) -> Response:
     """Save the new message, start the reply, and stream it. The reply keeps running if the
     client goes away; `GET /api/chat/{id}/stream` picks it up again."""
-    parsed = _parse_chat_request(await request.body())
+    parsed = _parse_chat_request(await request.body(), checked=body_checked(request))
     turn = await vault.chat(
         parsed["chat_id"],
         message=parsed["message"],

@@ -2,7 +2,7 @@
 and the key and reservation of each generation
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-05 18:10:00
 """
 

@@ -1,0 +1,82 @@
+"""`genvault.validation`: the depth scan agrees with the parsed value's depth, whatever the strings
+hold; the id rule; loads_json's messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from genvault.errors import InvalidRequest
+from genvault.validation import check_id, json_depth_exceeds, loads_json
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth(v) for v in value), default=0)
+    return 0
+
+
+# Strings full of the characters the scan must not be fooled by.
+tricky = st.text(alphabet='[]{}"\\\\,:ab\n\u00e9', max_size=8)
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | tricky,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(tricky, children, max_size=4),
+    max_leaves=40,
+)
+
+
+@given(values, st.integers(min_value=0, max_value=8), st.booleans())
+def test_the_scan_finds_exactly_the_parsed_depth(value: Any, limit: int, ascii_only: bool) -> None:
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert json_depth_exceeds(raw, limit) == (depth(value) > limit)
+
+
+@pytest.mark.parametrize(
+    ("raw", "deep"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, True),
+        (b"[" * 100_000, True),  # unclosed: the parser would still recurse
+        (b'{"a": "' + b"[" * 1000 + b'"}', False),
+        (b"[" * 64 + b"]" * 64, False),
+        (b"[" * 65 + b"]" * 65, True),
+    ],
+)
+def test_the_scan_on_hostile_bodies(raw: bytes, deep: bool) -> None:
+    assert json_depth_exceeds(raw) is deep
+
+
+def test_loads_json_names_what_is_wrong() -> None:
+    with pytest.raises(InvalidRequest, match="more than 64 deep"):
+        loads_json(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(InvalidRequest, match=r"not valid UTF-8 \(byte 0xff at offset 1\)"):
+        loads_json(b'"\xff"')
+    with pytest.raises(InvalidRequest, match="not valid JSON"):
+        loads_json(b"{nope")
+    assert loads_json(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}  # a UTF-8 BOM is allowed
+
+
+@pytest.mark.parametrize("good", ["c", "chat_01jd", "x" * 200, "a.b:c@d~e!f$g'h(i)j*k+l,m;n=o%p", "~"])
+def test_ids_within_the_rule_pass(good: str) -> None:
+    assert check_id(good, "chat id") == good
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ("", "it is empty"),
+        ("x" * 201, "it has 201 characters"),
+        ("a b", "' '"),
+        ("a\x00", "'\\x00'"),
+        ("caf\u00e9", "é"),
+    ],
+)
+def test_ids_outside_the_rule_name_the_problem(bad: str, said: str) -> None:
+    with pytest.raises(InvalidRequest, match="chat id must be 1 to 200 visible ASCII characters") as info:
+        check_id(bad, "chat id")
+    assert said in str(info.value)

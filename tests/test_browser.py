@@ -427,3 +427,98 @@ async def test_a_search_from_the_top_bar_links_to_the_message_loading_earlier_pa
         "console: Failed to load resource: the server responded with a status of 400 (Bad Request)"
     ]
     problems.errors.clear()  # that 400 was the point
+
+
+async def test_the_api_docs_render_with_nothing_fetched_from_elsewhere(
+    page: Page, base_url: str, tmp_path: Path
+) -> None:
+    elsewhere: list[str] = []
+
+    async def only_this_server(route: Any) -> None:
+        if route.request.url.startswith(base_url):
+            await route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_this_server)
+    await page.goto(f"{base_url}/docs")
+    await expect(page.locator(".opblock").first).to_be_visible()  # the operations, read from /openapi.json
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("genvault")
+    assert elsewhere == []
+    await screenshot(page, "docs", tmp_path)
+
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+# A word no line can break by spaces: it must wrap inside its box, not widen the page.
+LONG_WORD = "supercalifragilistic" * 8
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+async def test_every_page_fits_the_screen_and_the_composer_is_in_view(
+    browser: Browser, vault: Vault, base_url: str, provider: tm.TestProvider, tmp_path: Path, viewport: dict[str, int]
+) -> None:
+    provider.tokens_per_second = 0
+    provider.enqueue(tm.text(f"A reply with a long word {LONG_WORD}"), tm.usage(input=1200, output=300))
+    turn = await vault.chat(
+        "layout-chat", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": LONG_WORD}]}
+    )
+    await vault.wait(turn.generation.id)
+    provider.enqueue(tm.text("a generated answer"), tm.usage(input=10, output=5))
+    record = await vault.wait((await vault.generate(f"a prompt {LONG_WORD}")).id)
+    image = await vault.wait((await vault.generate_image("a lighthouse", size="64x32")).id)
+    pages = {
+        "home": "/",
+        "chat": "/chat/layout-chat",
+        "new-chat": "/chat/a-new-chat",
+        "generation": f"/generate/{record.id}",
+        "image": f"/image/{image.id}",
+        "usage": "/usage",
+        "usage-by-day": "/usage?group_by=day",
+        "search": "/search?q=reply",
+        "not-found": "/generate/gen_unknown",
+    }
+    context = await browser.new_context(viewport=viewport)
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(10_000)
+        name = "phone" if viewport is PHONE else "desktop"
+        problems: list[str] = []
+        for label, path in pages.items():
+            await page.goto(f"{base_url}{path}")
+            await page.wait_for_load_state("networkidle")
+            widths = await page.evaluate(
+                "({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth})"
+            )
+            await screenshot(page, f"{name}-{label}", tmp_path)
+            if widths["scroll"] > widths["client"]:
+                problems.append(f"{path} scrolls sideways: {widths}")
+            # Nothing spills out of its card: what is wider than the card scrolls inside it.
+            spills = await page.evaluate(
+                """[...document.querySelectorAll('.card')].filter(card => {
+                    const box = card.getBoundingClientRect();
+                    const scrolls = ['auto', 'scroll'].includes(getComputedStyle(card).overflowX);
+                    return box.right > document.documentElement.clientWidth
+                        || (card.scrollWidth > card.clientWidth && !scrolls);
+                }).map(card => card.querySelector('h2')?.textContent || card.className)"""
+            )
+            if spills:
+                problems.append(f"{path}: content spills out of cards {spills}")
+            if label in ("chat", "new-chat"):
+                # Stop shows while a reply streams; show it now to check both buttons fit together.
+                await page.evaluate("document.getElementById('stop').hidden = false")
+                for button in ("#send", "#stop", "#input"):
+                    box = await page.locator(button).bounding_box()
+                    assert box is not None, button
+                    inside = box["x"] >= 0 and box["y"] >= 0
+                    inside = inside and box["x"] + box["width"] <= viewport["width"]
+                    inside = inside and box["y"] + box["height"] <= viewport["height"]
+                    if not inside:
+                        problems.append(f"{path}: {button} is out of view at {box}")
+                if await page.evaluate("document.documentElement.scrollWidth") > viewport["width"]:
+                    problems.append(f"{path} scrolls sideways once Stop shows")
+                await screenshot(page, f"{name}-{label}-streaming", tmp_path)
+        assert not problems, f"at {viewport}:\n" + "\n".join(problems)
+    finally:
+        await context.close()

@@ -247,6 +247,17 @@ class TestUsagePage:
         assert "plus 1 unpriced" in html
         assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
+    async def test_unpriced_use_without_cache_hits_is_unknown_never_zero_dollars(
+        self, client: httpx.AsyncClient, provider: tm.TestProvider
+    ) -> None:
+        provider.enqueue(tm.text("one"), tm.usage(input=10, output=5))
+        await generate(client, "a")  # the offline test model has no price
+        html = (await client.get("/usage")).text
+        assert '<span class="stat-value">unknown</span><span class="stat-label">cost, plus 1 unpriced' in html
+        assert html.count('<td class="num">unknown</td>') == 2  # its model's row and its day's row
+        assert "$0.00" not in html
+        assert "saving" not in html  # no cache hits, so nothing saved to report
+
     async def test_an_empty_period_says_so(self, client: httpx.AsyncClient) -> None:
         html = (await client.get("/usage?days=7")).text
         assert "nothing in this period" in html
@@ -348,3 +359,19 @@ async def test_the_search_page_lists_hits_with_marked_snippets_and_links(vault_f
         bad = await http.get("/search", params={"q": "-fjord"})
         assert bad.status_code == 400
         assert "only leaves words out" in bad.text
+
+
+async def test_the_api_docs_load_their_script_and_style_from_this_server_only(client: httpx.AsyncClient) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", response.text)
+    assert len(urls) >= 4  # the script, the style, the favicon, the OpenAPI document
+    for url in urls:
+        assert url.startswith("/"), f"{url} is not from this server"
+        assert not url.startswith("//"), f"{url} is not from this server"
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in urls
+    assert "/static/swagger-ui/swagger-ui.css" in urls
+    assert "/openapi.json" in urls
+    assert (await client.get("/redoc")).status_code == 404  # ReDoc would come from a CDN

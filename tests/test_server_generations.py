@@ -131,6 +131,7 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     await client.vault.wait(created["id"])  # type: ignore[attr-defined]
     assert (await client.get("/healthz")).json()["status"] == "ok"
     text = (await client.get("/metrics")).text
-    assert 'genvault_generations{model="offline/test-model",status="complete"} 1.0' in text
+    assert 'genvault_db_generations{model="offline/test-model",status="complete"} 1.0' in text
+    assert 'genvault_generations_finished_total{model="offline/test-model",status="complete"} 1.0' in text
     assert "genvault_time_to_first_token_seconds_bucket" in text
     assert 'genvault_tokens_total{kind="output",model="offline/test-model"}' in text

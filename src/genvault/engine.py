@@ -253,6 +253,7 @@ class Engine:
         file_sink: FileSink | None = None,
         prepare_request: PrepareRequest | None = None,
         cache: CachePolicy | None = None,
+        labels: Mapping[str, Any] | None = None,
     ) -> Generation:
         """Commit the pending record, start the provider call in the background, return the record.
 
@@ -298,6 +299,7 @@ class Engine:
                 "cache_key": key,
                 "api_key_id": admission.key_id if admission is not None else None,
                 "reservation": admission.reservation() if admission is not None else None,
+                **(labels or {}),  # tags, metadata: checked by the caller (`genvault.labels`)
             }
 
         def cache_key() -> str | None:

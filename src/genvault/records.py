@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 __all__ = [
     "FileRecord",
@@ -84,6 +84,14 @@ class Generation(BaseModel):
     api_key_id: str | None = None
     # On a cache hit: what the original cost (this record's own cost is 0).
     saved_nano_usd: int | None = None
+    # The caller's labels (`genvault.labels`): short strings and a small JSON object.
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _no_tags(cls, value: Any) -> Any:
+        return [] if value is None else value
 
     @computed_field  # type: ignore[prop-decorator]
     @property

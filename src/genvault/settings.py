@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     # proxy names the user in `auth_header` (only safe behind that proxy).
     auth: Literal["none", "api_key", "header"] = "none"
     auth_header: str = "X-Forwarded-User"
+    # `GET /metrics` requires `Authorization: Bearer <this>` when set (401 otherwise); unset: open.
+    metrics_token: SecretStr | None = Field(default=None, min_length=1)
     # Request bodies over this are refused with 413 before they are read in full.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # Which AI SDK 5.x clients the UI message stream must satisfy: `5.0.0` (the strictest: only

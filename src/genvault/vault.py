@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault import pricing
+from genvault import labels, pricing
 from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
@@ -384,6 +384,8 @@ class Vault(FilesMixin):
         idempotency_key: str | None = None,
         cache: bool = True,
         cache_ttl: float | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Generation:
         """Start a text generation and return its `pending` record at once.
 
@@ -399,6 +401,7 @@ class Vault(FilesMixin):
             check_id(idempotency_key, "the idempotency key")
         check_json_depth(params, "params")
         check_storable([prompt, system or ""], "the request")
+        given_labels = labels.checked(tags, metadata)
         model = model or self.settings.default_model
         sampling = parse_params(params)
         param_json = sampling.model_dump(exclude_none=True)
@@ -420,6 +423,7 @@ class Vault(FilesMixin):
             idempotency_key=idempotency_key,
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
+            labels=given_labels,
         )
 
     async def complete(
@@ -432,6 +436,8 @@ class Vault(FilesMixin):
         idempotency_key: str | None = None,
         cache: bool = True,
         cache_ttl: float | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Generation:
         """Start a generation for a request already in model form (the `/v1` gateway translates
         each wire format to one) and return its `pending` record at once, like `generate`.
@@ -441,6 +447,7 @@ class Vault(FilesMixin):
         """
         if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
             raise InvalidRequest("idempotency key must be 1 to 200 characters")
+        given_labels = labels.checked(tags, metadata)
         assembler = MessageAssembler()
         return await self.engine.start(
             kind="text",
@@ -453,6 +460,7 @@ class Vault(FilesMixin):
             snapshot=lambda: message_to_json(assembler.message),
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
+            labels=given_labels,
         )
 
     # -- tools ----------------------------------------------------------------------------------
@@ -815,9 +823,10 @@ class Vault(FilesMixin):
         limit: int = 50,
         cursor: str | None = None,
         q: str | None = None,
+        tag: str | None = None,
     ) -> Page[Generation]:
         """Newest first; `q`: only those whose prompt or output (a chat turn's: its reply)
-        matches the search query."""
+        matches the search query; `tag`: only those carrying the tag."""
         check_aware(since, "since")
         check_aware(until, "until")
         if model is not None:
@@ -826,6 +835,9 @@ class Vault(FilesMixin):
         if q:
             among = self.searcher.generations_matching(q, user_id)
             await self.searcher.catch_up()
+        if tag is not None:
+            has_tag = labels.tagged(tag, self.store.dialect)
+            among = has_tag if among is None else and_(among, has_tag)
         async with self.store.read() as conn:
             return await gen_store.list_page(
                 conn,
@@ -872,10 +884,27 @@ class Vault(FilesMixin):
             cursor=cursor,
         )
 
+    async def update_labels(
+        self,
+        generation_id: str,
+        *,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        user_id: str | None = LOCAL_USER_ID,
+    ) -> Generation:
+        """Replace a generation's tags and/or metadata (None: leave as is; `[]` / `{}`: clear)."""
+        check_id(generation_id, "generation id")
+        values = labels.checked(tags, metadata)
+        async with self.store.write() as conn:
+            await gen_store.get(conn, generation_id, user_id=user_id)  # NotFound for others' records
+            if values:
+                await labels.store(conn, generation_id, values)
+            return await gen_store.get(conn, generation_id, user_id=user_id)
+
     async def usage(
         self,
         *,
-        group_by: Literal["model", "user", "day", "key"] = "model",
+        group_by: Literal["model", "user", "day", "key", "tag"] = "model",
         user_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,

@@ -38,6 +38,10 @@ def generate(
     cache_ttl: Annotated[
         float | None, typer.Option("--cache-ttl", help="Reuse an identical answer at most this many seconds old")
     ] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag for the record (repeat for more)")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="Metadata key=value (JSON values read as JSON; repeat)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final record as JSON instead")] = False,
 ) -> None:
     """Generate text, streaming it while every chunk is saved; prints the record's ID, usage and cost."""
@@ -46,6 +50,8 @@ def generate(
 
     async def body(vault: Vault) -> Generation:
         import asyncio
+
+        from genvault.labels import meta_pairs
 
         owner = await acting_user(vault, user)
         record = await vault.generate(
@@ -57,6 +63,8 @@ def generate(
             user_id=owner,
             cache=not no_cache,
             cache_ttl=cache_ttl,
+            tags=tags or None,
+            metadata=meta_pairs(meta),
         )
         owner = record.user_id
         if not as_json:

@@ -28,6 +28,7 @@ def logs(
         ),
     ] = None,
     since: Annotated[str | None, typer.Option(help="From this time: 2026-11-01, or a span back: 2h, 7d")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only records carrying this tag")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Continue after a previous page's cursor")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one record each")] = False,
@@ -37,7 +38,15 @@ def logs(
 
     async def body(vault: Vault) -> Page[Generation]:
         return await vault.list_generations(
-            user_id=user, model=model, status=status_, kind=kind, since=since_at, limit=limit, cursor=cursor, q=query
+            user_id=user,
+            model=model,
+            status=status_,
+            kind=kind,
+            since=since_at,
+            limit=limit,
+            cursor=cursor,
+            q=query,
+            tag=tag,
         )
 
     page = run_with_vault(body)

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 @app.command()
 def usage(
     by: Annotated[
-        Literal["model", "user", "day", "key"], typer.Option("--by", help="Group by model, user, day or API key")
+        Literal["model", "user", "day", "key", "tag"],
+        typer.Option("--by", help="Group by model, user, day, API key or tag"),
     ] = "model",
     user: Annotated[str | None, typer.Option("--user", help="Only this user's generations")] = None,
     since: Annotated[str | None, typer.Option(help="From this time: 2026-11-01, or a span back: 2h, 7d")] = None,

@@ -7,7 +7,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from genvault.server import gateway
 from genvault.server.errors import ERROR_RESPONSES, install_error_handlers
@@ -61,6 +64,10 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
         # Every route, including ones added later: ids in the path meet the id rule.
         dependencies=[Depends(check_path_ids)],
         responses=ERROR_RESPONSES,
+        # /docs is served below from assets in the package, never a CDN (the pages' rule); ReDoc
+        # would need its script from a CDN, so there is none.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.vault = the_vault
     app.state.metrics = metrics
@@ -72,5 +79,27 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     for module in (chat_stream, chats, files, generations, images, limits, search, usage, users, health, pages):
         app.include_router(module.router)
     app.include_router(gateway.router)
+    _offline_docs(app)  # before /static, whose mount would answer /static/swagger-ui/... first
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at `/docs`, its script and style from the `swagger-ui-bundle-v2` package."""
+    app.mount("/static/swagger-ui", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+    redirect = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+            oauth2_redirect_url=redirect,
+        )
+
+    @app.get(redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()

@@ -1,8 +1,15 @@
 """Prometheus metrics.
 
-Counts, tokens and cost are read from the database at scrape time, so every server process
-reports the same totals and a restart loses nothing. Latency and time-to-first-token histograms
-are observed in this process as its generations finish.
+Two kinds, named so a dashboard cannot confuse them:
+
+- Counters (`*_total`) only ever go up. They count what this process saw finish, fed by the
+  engine's finalize listeners (the final record), and start at zero when the process starts:
+  sum them over processes and use `rate()` / `increase()`. An erasure or a retention run deletes
+  rows but never lowers a counter.
+- Gauges named `genvault_db_*` are totals read from the database at scrape time: what is stored
+  now, whichever process wrote it. They go down when rows are deleted, as they should.
+
+Latency and time-to-first-token histograms are observed in this process as generations finish.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -21,28 +28,35 @@ from genvault.store.schema import generations
 __all__ = ["Metrics"]
 
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+_KINDS = ("input", "output", "cached_input", "reasoning")
 
 
-class _Snapshot(Collector):
+class _Stored(Collector):
+    """Database totals at scrape time: gauges, since deleting rows lowers them."""
+
     def __init__(self, rows: list[Any]) -> None:
         self.rows = rows
 
     def collect(self) -> Any:
-        count = GaugeMetricFamily("genvault_generations", "Generations by status and model", labels=["status", "model"])
-        tokens = CounterMetricFamily("genvault_tokens", "Tokens by model and kind", labels=["model", "kind"])
-        cost = CounterMetricFamily("genvault_cost_usd", "Cost in USD by model (priced generations)", labels=["model"])
+        count = GaugeMetricFamily(
+            "genvault_db_generations", "Generations stored now, by status and model", labels=["status", "model"]
+        )
+        tokens = GaugeMetricFamily(
+            "genvault_db_tokens", "Tokens of the generations stored now, by model and kind", labels=["model", "kind"]
+        )
+        cost = GaugeMetricFamily(
+            "genvault_db_cost_usd", "Cost in USD of the generations stored now, by model", labels=["model"]
+        )
         by_model: dict[str, list[int]] = {}
         for row in self.rows:
             count.add_metric([row.status, row.model], row.n)
             acc = by_model.setdefault(row.model, [0, 0, 0, 0, 0])
             for i, value in enumerate((row.input, row.output, row.cached, row.reasoning, row.cost)):
                 acc[i] += int(value or 0)
-        for model, (inp, out, cached, reasoning, nano) in by_model.items():
-            tokens.add_metric([model, "input"], inp)
-            tokens.add_metric([model, "output"], out)
-            tokens.add_metric([model, "cached_input"], cached)
-            tokens.add_metric([model, "reasoning"], reasoning)
-            cost.add_metric([model], nano / 1e9)
+        for model, values in by_model.items():
+            for kind, value in zip(_KINDS, values[:4], strict=True):
+                tokens.add_metric([model, kind], value)
+            cost.add_metric([model], values[4] / 1e9)
         yield count
         yield tokens
         yield cost
@@ -68,6 +82,24 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         if refusals is not None:
             self.registry.register(_Refusals(refusals))
+        self.finished = Counter(
+            "genvault_generations_finished",
+            "Generations this process finished, by final status and model",
+            ["status", "model"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "genvault_tokens",
+            "Tokens of the generations this process finished, by model and kind",
+            ["model", "kind"],
+            registry=self.registry,
+        )
+        self.cost = Counter(
+            "genvault_cost_usd",
+            "Cost in USD of the generations this process finished (priced ones), by model",
+            ["model"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "genvault_generation_seconds",
             "Time from record creation to final state",
@@ -84,6 +116,15 @@ class Metrics:
         )
 
     def observe(self, record: Generation) -> None:
+        """A finalize listener: count one final record (called once per finished generation)."""
+        self.finished.labels(record.status, record.model).inc()
+        usage = record.usage
+        values = (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_tokens)
+        for kind, value in zip(_KINDS, values, strict=True):
+            if value:  # never negative: a counter refuses a negative increment
+                self.tokens.labels(record.model, kind).inc(max(0, value))
+        if record.cost_nano_usd:
+            self.cost.labels(record.model).inc(max(0, record.cost_nano_usd) / 1e9)
         if record.finished_at is not None:
             self.latency.labels(record.model, record.status).observe(
                 (record.finished_at - record.created_at).total_seconds()
@@ -107,5 +148,5 @@ class Metrics:
             )
         ).all()
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(_Snapshot(list(rows)))
+        registry.register(_Stored(list(rows)))
         return generate_latest(registry) + generate_latest(self.registry)

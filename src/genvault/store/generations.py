@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, insert, or_, select, true, tuple_, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -342,15 +342,24 @@ async def list_page(
 async def usage_report(
     conn: AsyncConnection,
     *,
-    group_by: Literal["model", "user", "day", "key"] = "model",
+    group_by: Literal["model", "user", "day", "key", "tag"] = "model",
     user_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[UsageRow]:
-    """Token and cost totals per model, user, UTC day or API key (`none`: requests without a
-    key), largest cost first (days: newest first)."""
-    if group_by == "model":
-        key: ColumnElement[Any] = generations.c.model
+    """Token and cost totals per model, user, UTC day, API key (`none`: requests without a
+    key) or tag (a generation counts under each of its tags; untagged ones are left out), largest
+    cost first (days: newest first)."""
+    source: Any = generations
+    key: ColumnElement[Any]
+    if group_by == "tag":
+        from genvault.labels import tag_elements  # the labels module builds on this one
+
+        elements = tag_elements(conn.dialect.name)
+        key = elements.c.value
+        source = generations.join(elements, true())
+    elif group_by == "model":
+        key = generations.c.model
     elif group_by == "user":
         key = generations.c.user_id
     elif group_by == "key":
@@ -362,7 +371,7 @@ async def usage_report(
             else func.to_char(func.timezone("UTC", generations.c.created_at), "YYYY-MM-DD")
         )
     else:
-        raise InvalidRequest(f"group_by must be model, user, day or key, got {group_by!r}")
+        raise InvalidRequest(f"group_by must be model, user, day, key or tag, got {group_by!r}")
     key = key.label("key")
     conditions = []
     if user_id is not None:
@@ -388,9 +397,11 @@ async def usage_report(
     estimated_cost = func.coalesce(func.sum(case((is_estimate, generations.c.cost_nano_usd), else_=None)), 0).label(
         "estimated_cost"
     )
-    query = select(
-        key, func.count().label("generations"), *sums, cost, unpriced, hits, saved, estimated, estimated_cost
-    ).group_by(key)
+    query = (
+        select(key, func.count().label("generations"), *sums, cost, unpriced, hits, saved, estimated, estimated_cost)
+        .select_from(source)
+        .group_by(key)
+    )
     if conditions:
         query = query.where(and_(*conditions))
     query = query.order_by(key.desc() if group_by == "day" else cost.desc(), key)

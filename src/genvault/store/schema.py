@@ -337,6 +337,10 @@ generations = Table(
     # subjects, so whoever ends the record (finalize, a cancel from elsewhere, the sweeper)
     # settles or releases exactly that. NULL when no spend or concurrency limit applied.
     Column("reservation", JSONOrNull),
+    # The caller's labels (`genvault.labels`): a JSON array of short strings and a small JSON
+    # object, set at creation and changed by PATCH. NULL: none given.
+    Column("tags", JSONOrNull),
+    Column("metadata", JSONOrNull),
     CheckConstraint(_in("kind", GENERATION_KINDS), name="kind"),
     CheckConstraint(_in("status", GENERATION_STATUSES), name="status"),
     CheckConstraint("cost_nano_usd IS NULL OR cost_nano_usd >= 0", name="cost_not_negative"),

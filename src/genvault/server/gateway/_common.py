@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import Request
 
+from genvault import labels
 from genvault.errors import InvalidRequest, Unauthorized
 from genvault.limits import acting_key
 from genvault.providers.base import ModelRequest
@@ -113,6 +114,7 @@ async def start_generation(
     cache = request.headers.get(CACHE_HEADER, "on").strip().lower()
     if cache not in ("on", "off"):
         raise InvalidRequest(f"{CACHE_HEADER} must be on or off, got {cache!r}")
+    tags, metadata = labels.from_headers(request.headers)
     record = await vault.complete(
         model_request,
         model=model,
@@ -120,6 +122,8 @@ async def start_generation(
         user_id=user_id,
         idempotency_key=request.headers.get("idempotency-key"),
         cache=cache == "on",
+        tags=tags,
+        metadata=metadata,
     )
     # It usually runs here: follow the hub directly, without replay's record read.
     chunks = vault.follow_here(record.id, user_id=None) or vault.replay(record.id, user_id=None)

@@ -32,6 +32,18 @@ class GenerateCreate(BaseModel):
     # `false`: always call the model; `cache_ttl`: reuse an identical answer at most this old (s).
     cache: bool = True
     cache_ttl: float | None = Field(default=None, gt=0)
+    # Labels (`genvault.labels`): short strings, and a small JSON object.
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class LabelsUpdate(BaseModel):
+    """Body of `PATCH /api/generations/{id}`: what is given replaces; `[]` / `{}` clear."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class GenerateCreated(BaseModel):
@@ -66,6 +78,8 @@ async def create_generation(
         idempotency_key=body.idempotency_key or idempotency_key,
         cache=body.cache,
         cache_ttl=body.cache_ttl,
+        tags=body.tags,
+        metadata=body.metadata,
     )
     if is_form:
         return RedirectResponse(record.url, status_code=303)
@@ -85,15 +99,34 @@ async def list_generations(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
     q: Annotated[str | None, Query(description="only records whose prompt or output matches this search")] = None,
+    tag: Annotated[str | None, Query(description="only records carrying this tag")] = None,
 ) -> Page[Generation]:
     return await vault.list_generations(
-        user_id=user, model=model, status=status, kind=kind, since=since, until=until, limit=limit, cursor=cursor, q=q
+        user_id=user,
+        model=model,
+        status=status,
+        kind=kind,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+        q=q,
+        tag=tag,
     )
 
 
 @router.get("/api/generations/{generation_id}", response_model=Generation)
 async def get_generation(generation_id: str, vault: VaultDep, user: UserDep) -> Generation:
     return await vault.get_generation(generation_id, user_id=user)
+
+
+@router.patch(
+    "/api/generations/{generation_id}", response_model=Generation, openapi_extra=json_or_form_body(LabelsUpdate)
+)
+async def update_generation_labels(generation_id: str, request: Request, vault: VaultDep, user: UserDep) -> Generation:
+    """Replace the record's `tags` and/or `metadata` (any status); bad labels: 400, nothing written."""
+    body, _ = await read_form_or_json(request, LabelsUpdate, example='{"tags": ["eval"], "metadata": {"run": 7}}')
+    return await vault.update_labels(generation_id, tags=body.tags, metadata=body.metadata, user_id=user)
 
 
 @router.get("/api/generations/{generation_id}/stream", response_class=Response, responses=SSE_RESPONSE)

@@ -83,8 +83,11 @@ def fmt_row_cost(row: UsageRow) -> str:
 
 
 def fmt_row_saved(row: UsageRow) -> str:
-    """What cache hits saved: "unknown" when they saved nothing priced and the group has unpriced
-    use (hits of a model without a price), rather than $0."""
+    """What cache hits saved: "–" without hits (an unpriced model's row shows no $0.00), "unknown"
+    when they saved nothing priced and the group has unpriced use (hits of a model without a
+    price), rather than $0."""
+    if not row.cache_hits:
+        return "–"
     if row.cache_hits and not row.saved_nano_usd and row.unpriced_generations:
         return "unknown"
     return fmt_usd(row.saved_usd)

@@ -17,7 +17,7 @@ router = APIRouter(tags=["usage"])
 async def usage(
     vault: VaultDep,
     user: UserDep,
-    group_by: Literal["model", "user", "day", "key"] = "model",
+    group_by: Literal["model", "user", "day", "key", "tag"] = "model",
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[UsageRow]:

@@ -1,0 +1,37 @@
+"""generations.tags and generations.metadata: the caller's labels on a generation
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-05 19:35:00
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def _json() -> Any:
+    return sa.JSON(none_as_null=True).with_variant(
+        postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+    )
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("generations") as batch:
+        batch.add_column(sa.Column("tags", _json(), nullable=True))
+        batch.add_column(sa.Column("metadata", _json(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("generations") as batch:
+        batch.drop_column("metadata")
+        batch.drop_column("tags")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from genvault import labels
 from genvault.errors import InvalidRequest, Unauthorized
@@ -32,6 +33,7 @@ __all__ = [
     "Started",
     "drain",
     "dumps",
+    "event_stream",
     "gateway_user",
     "parse_arguments",
     "read_body",
@@ -181,3 +183,29 @@ def usage_of(finish: dict[str, Any]) -> dict[str, int]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class Renderer(Protocol):
+    """One wire format's answer, built from the generation's UI message stream chunks."""
+
+    def first(self) -> bytes: ...
+
+    def feed(self, chunk: dict[str, Any]) -> bytes | None: ...
+
+
+def event_stream(renderer: Renderer, started: Started, *, done: bytes = b"") -> StreamingResponse:
+    """The streamed answer in the renderer's wire format, then `done` (OpenAI's `[DONE]`)."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield renderer.first()
+        async for chunk in started.chunks:
+            out = renderer.feed(chunk)
+            if out is not None:
+                yield out
+        if done:
+            yield done
+
+    return StreamingResponse(frames(), media_type="text/event-stream", headers={**_SSE_HEADERS, **started.headers})

@@ -9,11 +9,10 @@ signatures, text, tool_use blocks), live or replayed alike.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from genvault.errors import InvalidRequest
 from genvault.providers._parts import read_file_part
@@ -22,6 +21,7 @@ from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import (
     drain,
     dumps,
+    event_stream,
     gateway_user,
     read_body,
     require,
@@ -37,7 +37,6 @@ __all__ = ["MessagesRenderer", "parse_messages_request", "router"]
 router = APIRouter(tags=["gateway"])
 
 API = "anthropic.messages"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _STOP = {"stop": "end_turn", "length": "max_tokens", "tool-calls": "tool_use", "content-filter": "refusal"}
 
 
@@ -310,14 +309,6 @@ class MessagesRenderer:
         }
 
 
-async def _stream(renderer: MessagesRenderer, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    yield renderer.first()
-    async for chunk in chunks:
-        out = renderer.feed(chunk)
-        if out is not None:
-            yield out
-
-
 @router.post("/v1/messages", response_class=Response)
 async def messages(request: Request, vault: VaultDep) -> Response:
     """Anthropic Messages. The record exists (`X-Genvault-Generation-Id`) before the model is
@@ -330,11 +321,7 @@ async def messages(request: Request, vault: VaultDep) -> Response:
     )
     renderer = MessagesRenderer(started.record.id, model)
     if body.get("stream") is True:
-        return StreamingResponse(
-            _stream(renderer, started.chunks),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **started.headers},
-        )
+        return event_stream(renderer, started)
     upstream_status = await drain(vault, started, renderer.feed)
     if renderer.error is not None and not renderer.blocks:
         return failed_generation("anthropic", renderer.error, started.headers, upstream_status)

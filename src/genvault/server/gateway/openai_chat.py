@@ -10,11 +10,10 @@ so a live call, a retried idempotent call, a joined identical call and a cache h
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from genvault.errors import InvalidRequest
 from genvault.providers._parts import read_file_part
@@ -23,6 +22,7 @@ from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import (
     drain,
     dumps,
+    event_stream,
     gateway_user,
     parse_arguments,
     read_body,
@@ -39,7 +39,6 @@ __all__ = ["ChatCompletionRenderer", "parse_chat_request", "router"]
 router = APIRouter(tags=["gateway"])
 
 API = "openai.chat"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _FINISH = {"stop": "stop", "length": "length", "tool-calls": "tool_calls", "content-filter": "content_filter"}
 _AUDIO = {"wav": "audio/wav", "mp3": "audio/mpeg"}
@@ -340,15 +339,6 @@ def error_body(message: str, kind: str = "server_error", code: str | None = None
     return {"message": message, "type": kind, "param": None, "code": code}
 
 
-async def _stream(renderer: ChatCompletionRenderer, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    yield renderer.first()
-    async for chunk in chunks:
-        out = renderer.feed(chunk)
-        if out is not None:
-            yield out
-    yield b"data: [DONE]\n\n"
-
-
 @router.post("/v1/chat/completions", response_class=Response)
 async def chat_completions(request: Request, vault: VaultDep) -> Response:
     """OpenAI Chat Completions. The record exists (`X-Genvault-Generation-Id`) before the model is
@@ -364,11 +354,7 @@ async def chat_completions(request: Request, vault: VaultDep) -> Response:
     )
     renderer = ChatCompletionRenderer(started.record.id, model, include_usage=include_usage)
     if stream:
-        return StreamingResponse(
-            _stream(renderer, started.chunks),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **started.headers},
-        )
+        return event_stream(renderer, started, done=b"data: [DONE]\n\n")
     upstream_status = await drain(vault, started, renderer.feed)
     if renderer.error is not None and not renderer.text and not renderer.calls:
         return failed_generation("openai", renderer.error, started.headers, upstream_status)

@@ -11,11 +11,10 @@ its `sequence_number`, in the real order.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from genvault.errors import InvalidRequest
 from genvault.providers._parts import read_file_part
@@ -24,6 +23,7 @@ from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import (
     drain,
     dumps,
+    event_stream,
     gateway_user,
     parse_arguments,
     read_body,
@@ -40,7 +40,6 @@ __all__ = ["ResponsesRenderer", "parse_responses_request", "router"]
 router = APIRouter(tags=["gateway"])
 
 API = "openai.responses"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _NO_STATE = "genvault keeps no Responses conversation state: send the whole conversation in `input` (store: false)"
 
 
@@ -360,14 +359,6 @@ def responses_usage(usage: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _stream(renderer: ResponsesRenderer, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    yield renderer.first()
-    async for chunk in chunks:
-        out = renderer.feed(chunk)
-        if out is not None:
-            yield out
-
-
 @router.post("/v1/responses", response_class=Response)
 async def responses(request: Request, vault: VaultDep) -> Response:
     """OpenAI Responses. The record exists (`X-Genvault-Generation-Id`) before the model is
@@ -380,11 +371,7 @@ async def responses(request: Request, vault: VaultDep) -> Response:
     )
     renderer = ResponsesRenderer(started.record.id, model, body)
     if body.get("stream") is True:
-        return StreamingResponse(
-            _stream(renderer, started.chunks),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **started.headers},
-        )
+        return event_stream(renderer, started)
     upstream_status = await drain(vault, started, renderer.feed)
     if renderer.error is not None and not renderer.output:
         return failed_generation("openai", renderer.error, started.headers, upstream_status)

@@ -57,6 +57,7 @@ from genvault.replay import chunks_from_record
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
+from genvault.store.finishes import CacheEntry
 from genvault.streams import MemoryHub, StreamHub
 from genvault.swept import settle_interrupted
 from genvault.tools import Tool
@@ -69,6 +70,10 @@ log = logging.getLogger(__name__)
 Chunk = dict[str, Any]
 # Called inside the finalize transaction (chat turns write the assistant message there).
 FinalizeHook = Callable[[AsyncConnection, "Run", str], Awaitable[None]]
+# The finalize in one step of its own (a chat turn's: `store.finishes`), tried before the
+# transaction: given the final values and the cache entry to write, True when it wrote them all,
+# False (nothing written) to take the transaction with the `FinalizeHook` instead.
+FinishAlone = Callable[["Run", dict[str, Any], CacheEntry | None], Awaitable[bool]]
 # Folds each chunk into richer state (chat turns run the UIMessage assembler).
 ChunkSink = Callable[[Chunk], None]
 # Keeps a file the model produced (blob store + `blobs` row) and returns its permanent URL, so no
@@ -142,6 +147,7 @@ class Run:
     ended_elsewhere: bool = False
     # What admission reserved against the limits; settled in the finalize transaction.
     admission: Admission | None = None
+    finish_alone: FinishAlone | None = None
 
     @property
     def result_text(self) -> str:
@@ -246,6 +252,7 @@ class Engine:
         chunk_sink: ChunkSink | None = None,
         snapshot: Callable[[], dict[str, Any]] | None = None,
         finalize_hook: FinalizeHook | None = None,
+        finish_alone: FinishAlone | None = None,
         first_chunks: list[Chunk] | None = None,
         tools: Mapping[str, Tool] | None = None,
         next_messages: Callable[[], list[dict[str, Any]]] | None = None,
@@ -261,10 +268,11 @@ class Engine:
         (chat turns append the user message there). `open_alone(values, probe)`, tried first, writes
         the pending row (`values`) together with whatever it belongs to in one step of its own (a
         new chat's first turn), running the dedup cache's `probe` there too if given; when it
-        returns False, having written nothing, the transaction
-        with `before_insert` runs instead. With an `idempotency_key` already used by
-        this user for the same request, the existing record comes back and nothing runs. With a
-        `cache` policy, an identical earlier or running request is copied instead of called.
+        returns False, having written nothing, the transaction with `before_insert` runs instead;
+        `finish_alone`, likewise, before the finalize's transaction with `finalize_hook`. With an
+        `idempotency_key` already used by this user for the same request, the existing record
+        comes back and nothing runs. With a `cache` policy, an identical earlier or running
+        request is copied instead of called.
         """
         # Raises InvalidRequest: nothing written yet. Image generations bring their own adapter.
         provider, bare_model = resolved or self.registry.resolve(model)
@@ -360,6 +368,7 @@ class Engine:
             cache_policy=cache,
             pending=record,
             admission=admission,
+            finish_alone=finish_alone,
         )
         self._runs[generation_id] = run
         # Open before deciding, so a request that joins this one finds its stream at once.
@@ -841,6 +850,8 @@ class Engine:
             )
         if run.usage_estimated:
             values["usage_estimated"] = True
+        if await self._finished_alone(run, status, values):
+            return await self._final(run, values)
         stored = False
         async with self.store.write() as conn:
             if not await gen_store.finalize(conn, run.generation_id, values):
@@ -860,19 +871,40 @@ class Engine:
                 await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
-            if (
-                status == "complete"
-                and run.cached_from is None
-                and _has_output(run)
-                and self.dedup is not None
-                and run.cache_key is not None
-                and run.cache_policy is not None
-            ):
+            if status == "complete" and self._caches(run) and self.dedup is not None:
+                assert run.cache_key is not None
+                assert run.cache_policy is not None
                 # The SQL cache's entry goes in with the result: one transaction fewer.
                 stored = await self.dedup.remember_in(
                     conn, run.cache_key, run.generation_id, run.user_id, run.cache_policy
                 )
         run.cache_stored = stored  # committed
+        return await self._final(run, values)
+
+    async def _finished_alone(self, run: Run, status: str, values: dict[str, Any]) -> bool:
+        """The finalize as the run's `finish_alone` step, when it has one and nothing needs the
+        transaction: no reservation to settle, not ended elsewhere. True when it was written."""
+        if run.finish_alone is None or run.ended_elsewhere or (run.admission is not None and run.admission.subjects):
+            return False
+        entry = None
+        if status == "complete" and self._caches(run) and self.dedup is not None:
+            assert run.cache_key is not None
+            assert run.cache_policy is not None
+            entry = self.dedup.entry_for(run.cache_key, run.generation_id, run.user_id, run.cache_policy)
+        if not await run.finish_alone(run, values, entry):
+            return False
+        run.cache_stored = entry is not None  # committed
+        return True
+
+    @staticmethod
+    def _caches(run: Run) -> bool:
+        """Whether a run that completed leaves a result for the dedup cache."""
+        cached = run.cache_key is not None and run.cache_policy is not None
+        return cached and run.cached_from is None and _has_output(run)
+
+    async def _final(self, run: Run, values: dict[str, Any]) -> str:
+        """After the finalize committed: the limits count its tokens, the listeners get the record."""
+        status: str = values["status"]
         # The final record for the listeners, from what was just written: no read of it.
         record = gen_store.final_record(run.pending, values) if self.listeners and run.pending else None
         if run.admission is not None and run.admission.tokens and self.limits is not None:

@@ -19,11 +19,12 @@ from genvault.store.driver import ConnectionLost, PooledDriver
 # distinct statement text (its rows and what the search index's triggers run not counted:
 # `_top_level`); no checkpoints (see below). The opening (a new chat with its message and pending
 # generation, and the dedup cache's lookup) is 7 of them: BEGIN IMMEDIATE, the chat, the message,
-# its part, the generation, the lookup, COMMIT, in one hop; the finalize (`store/finishes.py`) 8
-# in one hop. (31 before the one-step opening of a new chat, 28 before the finalize stopped
-# purging expired cache entries every time, 27 before the lookup went into the opening, 25
-# before the finalize's one hop.)
-SQLITE_NEW_CHAT_FIRST_TURN = 24
+# its part, the generation, the lookup, COMMIT, in one hop; the move to `streaming` 1 (one hop,
+# no BEGIN and COMMIT around it); the finalize (`store/finishes.py`) 8 in one hop. (31 before
+# the one-step opening of a new chat, 28 before the finalize stopped purging expired cache
+# entries every time, 27 before the lookup went into the opening, 25 before the finalize's and
+# the streaming mark's one hop.)
+SQLITE_NEW_CHAT_FIRST_TURN = 22
 
 # PostgreSQL, round trips of `Vault.chat` and the reply: the opening is 1 statement (chat,
 # message, parts, pending generation and the dedup cache's lookup; `store/openings.py`); then
@@ -219,11 +220,15 @@ async def test_a_new_chat_asking_an_answered_question_gets_the_cached_reply_from
 # An existing chat's next turn (the user's second message), same counting. SQLite: the opening
 # in one hop (BEGIN IMMEDIATE, the chat insert that finds the id taken, the claim, the count of
 # the history, the message, its part, the generation, the lookup, COMMIT: 9), the history's page
-# read (1), the move to `streaming` (BEGIN IMMEDIATE, UPDATE, COMMIT) and the finalize in one hop
-# (8).
-SQLITE_EXISTING_CHAT_TURN = 21
+# read (1), the move to `streaming` (1, one hop) and the finalize in one hop (8). 30 before the
+# one-step opening of an existing chat and the one-hop finalize.
+SQLITE_EXISTING_CHAT_TURN = 19
 
-# PostgreSQL: the opening (1), the history's page read (1), streaming (1), the finalize (1).
+# PostgreSQL: the opening (1), the history's page read on the same connection (1), streaming (1),
+# the finalize (1). 22 before: the general path's opening (the failed new-chat try, ping, BEGIN,
+# chat read FOR UPDATE, message probe, append, active generation set, history ids, messages,
+# parts, generation insert, COMMIT, and the cache lookup's ping and SELECT: 14), streaming, and
+# the finalize's transaction (7).
 POSTGRES_EXISTING_CHAT_TURN = 4
 
 SECOND = {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "and then?"}]}

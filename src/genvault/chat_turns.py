@@ -31,7 +31,7 @@ from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.store import Store
 from genvault.store import chats as chat_store
 from genvault.store import generations as gen_store
-from genvault.store.openings import open_chat_turn, read_history
+from genvault.store.openings import open_chat_turn, read_history, with_message
 from genvault.tools import Tool
 
 __all__ = ["Trigger", "TurnPlan", "merge_tool_outputs", "one_step_opening", "prepare_turn"]
@@ -69,13 +69,16 @@ def one_step_opening(
     planned(plan)
 
     async def open_(generation: dict[str, Any], probe: CacheProbe | None) -> bool:
-        opened = await open_chat_turn(
+        opening = await open_chat_turn(
             store, chat_id=chat_id, user_id=user_id, title=title, message=message, generation=generation, probe=probe
         )
-        if opened == "existing":
-            history = await read_history(store, chat_id, message)
+        if opening.how == "existing":
+            if opening.earlier is not None:
+                history = with_message(opening.earlier, message)
+            else:
+                history = await read_history(store, chat_id, message)
             planned(TurnPlan(assistant_id=plan.assistant_id, continued=None, history=history))
-        return opened is not None
+        return opening.how is not None
 
     return open_
 

@@ -25,10 +25,13 @@ writes nothing, and the caller takes the general path, which locks the chat and 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
 import sqlite3
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from genvault.cache.dedup import CacheProbe
@@ -39,7 +42,7 @@ from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
 from genvault.store.sqlite_adapter import one_hop
 
-__all__ = ["Opened", "open_chat_turn", "read_history"]
+__all__ = ["Opened", "Opening", "open_chat_turn", "read_history", "with_message"]
 
 # The pending generation's columns, in the order of the statements' parameters.
 _GENERATION_COLUMNS = (
@@ -134,9 +137,17 @@ SELECT EXISTS (SELECT 1 FROM new_chat), EXISTS (SELECT 1 FROM claim), {probe}
 """
 
 
-# How a one-step opening went: a new chat, a turn of an existing one (its history is then
-# read apart: `read_history`), or None: nothing written, the general path decides.
+# How a one-step opening went: a new chat, a turn of an existing one, or None: nothing written,
+# the general path decides.
 Opened = Literal["new", "existing"] | None
+
+
+@dataclass
+class Opening:
+    how: Opened
+    # The history before the message, when read along with an "existing" opening (PostgreSQL,
+    # on the same connection); else None, and `read_history` reads it.
+    earlier: list[dict[str, Any]] | None = None
 
 
 async def open_chat_turn(
@@ -148,20 +159,23 @@ async def open_chat_turn(
     message: dict[str, Any],
     generation: dict[str, Any],
     probe: CacheProbe | None = None,
-) -> Opened:
+) -> Opening:
     """Append `message` (a user message, checked storable) to chat `chat_id` with the pending
     `generation` (its row's values) as the chat's active one, in one step, and run the dedup
     cache's `probe` in it: creating the chat for `user_id` (titled `title`) if the id is free
     ("new"), else in the user's chat if it runs no reply and does not hold the message's id
     ("existing"). None, with nothing written, otherwise (a stranger's chat, a running reply, an
     edit of a stored message, a concurrent turn): the general path sorts those out."""
+    opening = Opening(None)
+    args = (store, chat_id, user_id, title, message, generation, probe)
     if store.dialect == "postgresql":
-        opened, hit, probed = await _open_postgresql(store, chat_id, user_id, title, message, generation, probe)
+        opened, hit, probed = await _open_postgresql(*args, opening)
     else:
-        opened, hit, probed = await _open_sqlite(store, chat_id, user_id, title, message, generation, probe)
+        opened, hit, probed = await _open_sqlite(*args)
     if probed and probe is not None:
         probe.hit, probe.ran = hit, True
-    return opened
+    opening.how = opened
+    return opening
 
 
 async def read_history(store: Store, chat_id: str, message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -169,23 +183,33 @@ async def read_history(store: Store, chat_id: str, message: dict[str, Any]) -> l
     `message` (read in pages of the page read's one statement), then `message` itself, which
     the store keeps exactly (a copy: the caller keeps `message`)."""
 
-    async def read(conn: Any) -> list[dict[str, Any]]:
-        pages: list[list[dict[str, Any]]] = []
-        anchor = message["id"]
-        while True:
-            page = await load_messages(conn, chat_id, limit=MAX_PAGE, before=anchor)
-            pages.append(page.messages)
-            if not page.has_before or not page.messages:
-                break
-            anchor = page.messages[0]["id"]
-        return [m for older_first in reversed(pages) for m in older_first]
+    def read(conn: Any) -> Awaitable[list[dict[str, Any]]]:
+        return _messages_before(conn, chat_id, message["id"])
 
     if store.dialect == "postgresql":
         earlier = await store.driver_retrying(read)
     else:
         async with store.read() as conn:
             earlier = await read(conn)
+    return with_message(earlier, message)
+
+
+def with_message(earlier: list[dict[str, Any]], message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The history: the messages before `message`, then a copy of it (the caller keeps it)."""
     return [*earlier, copy.deepcopy(message)]
+
+
+async def _messages_before(conn: Any, chat_id: str, message_id: str) -> list[dict[str, Any]]:
+    """Every message of the chat before `message_id`, oldest first, a page read at a time."""
+    pages: list[list[dict[str, Any]]] = []
+    anchor = message_id
+    while True:
+        page = await load_messages(conn, chat_id, limit=MAX_PAGE, before=anchor)
+        pages.append(page.messages)
+        if not page.has_before or not page.messages:
+            break
+        anchor = page.messages[0]["id"]
+    return [m for older_first in reversed(pages) for m in older_first]
 
 
 def _probe_params(probe: CacheProbe | None) -> tuple[Any, ...]:
@@ -202,9 +226,11 @@ async def _open_postgresql(
     message: dict[str, Any],
     generation: dict[str, Any],
     probe: CacheProbe | None,
+    opening: Opening,
 ) -> tuple[Opened, str | None, bool]:
     """How it opened, the cache probe's hit, and whether the probe's answer came back (not when
-    the statement's connection was lost on the way)."""
+    the statement's connection was lost on the way); an "existing" opening's history goes into
+    `opening.earlier`."""
     import asyncpg
 
     now = generation["created_at"]
@@ -236,7 +262,13 @@ async def _open_postgresql(
 
     try:
         async with store.driver(ping=False) as driver:
-            return await driver.run(run, what="write")
+            opened = await driver.run(run, what="write")
+            if opened[0] == "existing":
+                # The history on the same connection: no second checkout. (Lost now: the opening
+                # stands, and the caller reads the history itself.)
+                with contextlib.suppress(ConnectionLost):
+                    opening.earlier = await _messages_before(driver, chat_id, message["id"])
+            return opened
     except ConnectionLost as lost:
         maybe_ran = lost.sent
     # Once more on a pinged connection. If the first try may have run (and, in autocommit,

@@ -315,3 +315,28 @@ async def test_a_finalize_whose_connection_died_after_sending_is_kept_once(
     page = await vault.chat_messages("c1")
     assert [m["role"] for m in page.messages] == ["user", "assistant"]
     assert (await vault.get_chat("c1")).active_generation_id is None
+
+
+async def test_a_final_value_the_one_step_finalize_does_not_know_leaves_it_to_the_transaction(
+    vault_factory: Any,
+) -> None:
+    """A column added to the engine's final values later must not be dropped by the one-step
+    statement: it declines, writing nothing, and the finalize's transaction writes it."""
+    from genvault.store.finishes import finish_chat_turn
+
+    vault = await _vault(vault_factory)
+    turn = await vault.chat("c1", message=MESSAGE)
+    stored = await vault.wait(turn.generation.id)
+    reply = (await vault.chat_messages("c1")).messages[-1]
+    declined = await finish_chat_turn(
+        vault.store,
+        generation_id=turn.generation.id,
+        values={"status": "error", "a_new_column": 1},
+        chat_id="c1",
+        user_id="local",
+        message={**reply, "id": "another"},
+        entry=None,
+    )
+    assert declined is False
+    assert (await vault.get_generation(turn.generation.id)).status == stored.status == "complete"
+    assert [m["id"] for m in (await vault.chat_messages("c1")).messages][-1] == reply["id"]

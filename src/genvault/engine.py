@@ -30,7 +30,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -40,7 +39,7 @@ from genvault import estimate, pricing
 from genvault.cache.dedup import CachePolicy, CacheProbe, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
-from genvault.limits import Admission, Limits
+from genvault.limits import Limits
 from genvault.liveness import Liveness, TurnGate
 from genvault.providers.base import (
     ModelRequest,
@@ -54,10 +53,10 @@ from genvault.providers.base import (
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, GenerationKind, nano_to_usd
 from genvault.replay import chunks_from_record
+from genvault.runs import FinishAlone, Run, sdk_usage
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
-from genvault.store.finishes import CacheEntry
 from genvault.streams import MemoryHub, StreamHub
 from genvault.swept import settle_interrupted
 from genvault.tools import Tool
@@ -70,10 +69,6 @@ log = logging.getLogger(__name__)
 Chunk = dict[str, Any]
 # Called inside the finalize transaction (chat turns write the assistant message there).
 FinalizeHook = Callable[[AsyncConnection, "Run", str], Awaitable[None]]
-# The finalize in one step of its own (a chat turn's: `store.finishes`), tried before the
-# transaction: given the final values and the cache entry to write, True when it wrote them all,
-# False (nothing written) to take the transaction with the `FinalizeHook` instead.
-FinishAlone = Callable[["Run", dict[str, Any], CacheEntry | None], Awaitable[bool]]
 # Folds each chunk into richer state (chat turns run the UIMessage assembler).
 ChunkSink = Callable[[Chunk], None]
 # Keeps a file the model produced (blob store + `blobs` row) and returns its permanent URL, so no
@@ -105,83 +100,6 @@ def _gated(
             return await method(self, *args, **kwargs)
 
     return gated
-
-
-@dataclass
-class Run:
-    """What one running generation has produced so far (in memory; checkpoints copy it out)."""
-
-    generation_id: str
-    kind: GenerationKind
-    user_id: str
-    provider: str
-    model: str
-    message_id: str
-    text: list[str] = field(default_factory=list)
-    usage: StreamUsage | None = None
-    finish_reason: str | None = None
-    started_at: datetime | None = None
-    first_token_at: datetime | None = None
-    chunk_count: int = 0
-    dirty: bool = False
-    # For chat turns: returns the assistant UIMessage JSON assembled so far.
-    snapshot: Callable[[], dict[str, Any]] | None = None
-    cancel_requested: bool = False
-    cost: pricing.Cost | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    cache_key: str | None = None
-    cache_policy: CachePolicy | None = None
-    # A copy of another generation (a cache hit, or a joined identical request).
-    cached_from: str | None = None
-    # The provider's HTTP status when its call failed (the gateway answers with it).
-    provider_status: int | None = None
-    saved_nano_usd: int | None = None
-    # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
-    cache_stored: bool = False
-    # The record as inserted: with the finalize's values, the final record for the listeners.
-    pending: Generation | None = None
-    # The model request (for a usage estimate when the provider sends no usage).
-    request: ModelRequest | None = None
-    usage_estimated: bool = False
-    # The record was already final when this run finalized (cancelled from another process).
-    ended_elsewhere: bool = False
-    # What admission reserved against the limits; settled in the finalize transaction.
-    admission: Admission | None = None
-    finish_alone: FinishAlone | None = None
-
-    @property
-    def result_text(self) -> str:
-        return "".join(self.text)
-
-    def add_usage(self, usage: StreamUsage) -> None:
-        """Usage summed over the model calls of a multi-step turn (None + None stays None)."""
-        if self.usage is None:
-            self.usage = usage
-            return
-
-        def add(a: int | None, b: int | None) -> int | None:
-            return None if a is None and b is None else (a or 0) + (b or 0)
-
-        self.usage = StreamUsage(
-            input_tokens=add(self.usage.input_tokens, usage.input_tokens),
-            output_tokens=add(self.usage.output_tokens, usage.output_tokens),
-            cached_input_tokens=add(self.usage.cached_input_tokens, usage.cached_input_tokens),
-            cache_write_tokens=add(self.usage.cache_write_tokens, usage.cache_write_tokens),
-            reasoning_tokens=add(self.usage.reasoning_tokens, usage.reasoning_tokens),
-            total_tokens=add(self.usage.total_tokens, usage.total_tokens),
-        )
-
-
-def _sdk_usage(usage: StreamUsage) -> dict[str, int]:
-    """AI SDK `LanguageModelUsage` JSON (spec §9.1): absent fields omitted."""
-    fields = {
-        "inputTokens": usage.input_tokens,
-        "outputTokens": usage.output_tokens,
-        "totalTokens": usage.total_tokens,
-        "reasoningTokens": usage.reasoning_tokens,
-        "cachedInputTokens": usage.cached_input_tokens,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
 
 
 class Engine:
@@ -683,7 +601,7 @@ class Engine:
             genvault["error"] = error
         metadata: dict[str, Any] = {"genvault": genvault}
         if run.usage is not None:
-            metadata["totalUsage"] = _sdk_usage(run.usage)
+            metadata["totalUsage"] = sdk_usage(run.usage)
             if run.usage_estimated:
                 genvault["usageEstimated"] = True
         return {"type": "message-metadata", "messageMetadata": metadata}
@@ -745,7 +663,7 @@ class Engine:
             }
         }
         if run.usage is not None:
-            metadata["totalUsage"] = _sdk_usage(run.usage)
+            metadata["totalUsage"] = sdk_usage(run.usage)
         finish: Chunk = {"type": "finish", "messageMetadata": metadata}
         if run.finish_reason is not None:
             # Newer clients (5.0.92+) keep it; the server's compat layer strips it for older ones.

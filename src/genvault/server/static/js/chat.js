@@ -62,7 +62,7 @@ function updateActions() {
     const actions = message.role === "user" ? ["edit"] : [];
     if (message === last && message.role === "assistant") {
       actions.push(ENDED_BADLY.has(message.metadata?.genvault?.status) ? "retry" : "regenerate");
-    } else if (message === last && message.role === "user" && !busy()) {
+    } else if (message === last && message.role === "user" && !busy() && !page.active) {
       actions.push("retry"); // its reply never came (the request failed before any answer)
     }
     renderActions(node, actions, busy());
@@ -279,6 +279,15 @@ async function act(action, messageId) {
 
 /** Pick up a reply that is running (after a reload, or one started elsewhere). */
 async function resume() {
+  try {
+    await follow();
+  } finally {
+    page.active = false; // from now on, the page's own status says whether a reply runs
+    updateActions();
+  }
+}
+
+async function follow() {
   if (!page.exists) return;
   let response;
   try {

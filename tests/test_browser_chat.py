@@ -132,6 +132,10 @@ async def test_a_reply_renders_markdown_code_and_a_table_as_it_streams_with_its_
     waited_ms = (record.finished_at - record.created_at).total_seconds() * 1000
     assert abs(stored["metadata"]["genvault"]["durationMs"] - waited_ms) < 1000
     assert stored["metadata"]["genvault"]["durationMs"] >= 3000  # the scripted pause is in it
+    # The footer's record link is a page that shows this record.
+    await footer.locator('[data-field="record"]').click()
+    await expect(page).to_have_url(f"{base_url}/generate/{record_id}")
+    await expect(page.locator('.badge[data-field="status"]')).to_have_text("complete")
 
 
 # Each payload tries to run script (setting window.__xss or opening a dialog), to load something,

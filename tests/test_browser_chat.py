@@ -21,6 +21,7 @@ from genvault.store import chats as chat_store
 from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
 from test_browser import (  # noqa: F401  (fixtures are used by name)
+    PNG,
     base_url,
     browser,
     page,
@@ -306,7 +307,9 @@ async def test_regenerate_edit_and_retry_from_the_page_change_the_store_as_the_a
     await page.fill("#input", "Question four?")
     await page.press("#input", "Enter")
     await expect(page.locator("#error")).to_contain_text("Could not reach the server")
-    page.problems.errors.clear()  # type: ignore[attr-defined]  # the aborted request, on purpose
+    # The aborted request is logged as a failed load; that one is on purpose.
+    problems: list[str] = page.problems.errors  # type: ignore[attr-defined]
+    problems[:] = [e for e in problems if "net::ERR_FAILED" not in e]
     await page.unroute("**/api/chat", drop)
     provider.enqueue(tm.text("Answer four."))
     await page.locator('.msg-user:last-child [data-action="retry"]').click()
@@ -316,6 +319,45 @@ async def test_regenerate_edit_and_retry_from_the_page_change_the_store_as_the_a
     final = await stored_messages(base_url, "actions-chat")
     assert texts(final)[4:] == [("user", "Question four?"), ("assistant", "Answer four.")]
     assert await page.locator(".msg").evaluate_all("nodes => nodes.map(n => n.dataset.id)") == [m["id"] for m in final]
+
+
+async def test_files_preview_and_an_edit_keeps_the_attachment_of_the_message_it_edits(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
+) -> None:
+    provider.tokens_per_second = 0
+    picture = tmp_path / "dot.png"
+    picture.write_bytes(PNG)
+    provider.enqueue(tm.text("Here is the report."), tm.file("application/pdf", b"%PDF-1.4 a tiny report"))
+    await page.goto(f"{base_url}/chat/files-chat")
+    await page.set_input_files("#attach", str(picture))
+    await page.fill("#input", "What is this?")
+    await page.press("#input", "Enter")
+    # A file that is not an image is a download link to its stored URL; an image shows inline.
+    download = page.locator(".msg-assistant .part-file a[download]")
+    await expect(download).to_have_text("File: application/pdf")
+    assert "/files/file_" in (await download.get_attribute("href") or "")
+    await expect(page.locator("#send")).to_be_enabled()
+    await settle(vault)
+    await page.reload()
+    [user, _reply] = await stored_messages(base_url, "files-chat")
+    [attached] = [p for p in user["parts"] if p["type"] == "file"]
+
+    provider.enqueue(tm.text("Still a dot."))
+    await page.locator('.msg-user [data-action="edit"]').click()
+    await page.locator(".msg-editor textarea").fill("What is this dot?")
+    await page.locator(".msg-editor button[type=submit]").click()
+    await expect(page.locator(".msg-assistant .part-text")).to_have_text("Still a dot.")
+    await settle(vault)
+    [edited, reply] = await stored_messages(base_url, "files-chat")
+    assert edited["id"] == user["id"]
+    assert [p for p in edited["parts"] if p["type"] == "file"] == [attached]  # the same stored file
+    assert texts([edited, reply]) == [("user", "What is this dot?"), ("assistant", "Still a dot.")]
+    await page.reload()
+    image = page.locator(".msg-user .part-file img")
+    await expect(image).to_have_count(1)
+    assert await image.evaluate("img => img.complete && img.naturalWidth") == 1
+    # The model saw the picture with the edited question.
+    assert provider.calls[-1].messages[0]["content"][1]["data"] == PNG
 
 
 async def test_older_messages_load_as_the_reader_scrolls_up(page: Page, base_url: str, vault: Vault) -> None:

@@ -183,12 +183,13 @@ async function send(text, files = []) {
   upsert(message);
   scrollToEnd();
   // The default DefaultChatTransport body: the whole list; the server keeps only the new message.
-  if (!(await turn({ id: page.chatId, messages: state.messages, trigger: "submit-message" }))) return;
-  if (document.title.startsWith("New chat")) {
+  await turn({ id: page.chatId, messages: state.messages, trigger: "submit-message" }, () => {
+    // The server titled a new chat after its first message: show the same title at once.
+    if (!document.title.startsWith("New chat")) return;
     const title = text.length > 80 ? `${text.slice(0, 79)}…` : text;
     document.getElementById("chat-title").textContent = title;
     document.title = `${title} · genvault`;
-  }
+  });
 }
 
 /** The model the composer names, if any (the picker may be an input or a select). */
@@ -198,10 +199,11 @@ function chosenModel() {
 }
 
 /**
- * POST one turn and stream its reply into the page. False when the request failed before any
- * reply (shown as the error; the last message then offers a retry), else once the reply ended.
+ * POST one turn and stream its reply into the page; `accepted` runs once the server took it.
+ * False when the request failed before any reply (shown as the error; the last message then
+ * offers a retry), else true once the reply ended.
  */
-async function turn(body) {
+async function turn(body, accepted = () => {}) {
   showError("");
   setStatus("submitted");
   const model = chosenModel();
@@ -225,6 +227,7 @@ async function turn(body) {
     return false;
   }
   page.exists = true;
+  accepted();
   await consume(response);
   return true;
 }

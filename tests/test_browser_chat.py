@@ -413,7 +413,8 @@ async def test_at_phone_width_wide_code_and_tables_scroll_inside_their_own_box(
         "wide-chat", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Something wide"}]}
     )
     await vault.wait(turn.generation.id)
-    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    # Dark, to keep a screenshot of the dark theme too (highlight.js has its own dark stylesheet).
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
     try:
         page = await context.new_page()
         page.set_default_timeout(10_000)

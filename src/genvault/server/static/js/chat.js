@@ -35,7 +35,7 @@ const ENDED_BADLY = new Set(["error", "cancelled", "interrupted"]);
 function draw(message) {
   let node = elements.get(message);
   const fresh = !node;
-  node = renderMessage(message, node);
+  node = renderMessage(message, node, { recordLinks: !page.readonly });
   elements.set(message, node);
   return fresh ? node : null;
 }

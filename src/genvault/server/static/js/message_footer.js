@@ -35,7 +35,7 @@ function field(name, text, title) {
   return node;
 }
 
-function footerFields(metadata) {
+function footerFields(metadata, recordLinks) {
   const genvault = metadata?.genvault;
   const fields = [];
   if (genvault.model) fields.push(field("model", genvault.model));
@@ -51,7 +51,7 @@ function footerFields(metadata) {
   fields.push(cost);
   const duration = formatDuration(genvault.durationMs);
   if (duration) fields.push(field("duration", duration, "from the request to the last chunk"));
-  if (genvault.generationId) {
+  if (genvault.generationId && recordLinks) {
     const id = encodeURIComponent(genvault.generationId);
     const record = el("a", "msg-meta", "record");
     record.href = `/generate/${id}`;
@@ -64,8 +64,11 @@ function footerFields(metadata) {
   return fields;
 }
 
-/** Add, refresh or remove the footer of `article` for `message`. */
-export function renderFooter(message, article) {
+/**
+ * Add, refresh or remove the footer of `article` for `message`. The record links are left out
+ * when `options.recordLinks` is false: a shared chat's reader may not open its owner's records.
+ */
+export function renderFooter(message, article, options = {}) {
   let footer = article.querySelector(":scope > .msg-footer");
   if (message.role !== "assistant" || !message.metadata?.genvault) {
     footer?.remove();
@@ -77,5 +80,5 @@ export function renderFooter(message, article) {
     if (before) before.before(footer);
     else article.append(footer);
   }
-  footer.replaceChildren(...footerFields(message.metadata));
+  footer.replaceChildren(...footerFields(message.metadata, options.recordLinks !== false));
 }

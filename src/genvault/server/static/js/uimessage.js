@@ -439,8 +439,11 @@ export function renderParts(parts, container, options = {}) {
   for (const extra of existing.slice(visible.length)) extra.remove();
 }
 
-/** An <article> for a whole message; call again with the same element to update it. */
-export function renderMessage(message, node) {
+/**
+ * An <article> for a whole message; call again with the same element to update it.
+ * `options.recordLinks: false` leaves the links to the generation record out of the footer.
+ */
+export function renderMessage(message, node, options = {}) {
   const article = node ?? el("article");
   article.className = `msg msg-${message.role}`;
   article.dataset.id = message.id;
@@ -448,7 +451,7 @@ export function renderMessage(message, node) {
   article.firstChild.textContent = message.role === "user" ? "You" : message.role;
   renderParts(message.parts, article.querySelector(":scope > .msg-body"), { markdown: message.role === "assistant" });
   renderEnding(message, article);
-  renderFooter(message, article);
+  renderFooter(message, article, options);
   return article;
 }
 

@@ -71,6 +71,8 @@ async def test_a_reply_renders_markdown_code_and_a_table_as_it_streams_with_its_
     first, rest = REPLY.split("```python")
     provider.enqueue(tm.text(first), tm.delay(3.0), tm.text("```python" + rest))
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     await page.goto(f"{base_url}/chat/md-chat")
     await page.fill("#input", "Show me **markdown** <b>as typed</b>")
     await page.press("#input", "Enter")
@@ -113,6 +115,9 @@ async def test_a_reply_renders_markdown_code_and_a_table_as_it_streams_with_its_
             await settle(vault)
             await page.reload()
 
+    # The renderer, sanitizer and highlighter came from this server, like everything else.
+    assert any("/static/vendor/markdown-it/" in url for url in requested)
+    assert [url for url in requested if not url.startswith(base_url)] == []
     await page.locator(".md-copy").click()
     await expect(page.locator(".md-copy")).to_have_text("Copied")
     copied = await page.evaluate("navigator.clipboard.readText()")

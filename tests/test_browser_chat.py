@@ -365,6 +365,40 @@ async def test_files_preview_and_an_edit_keeps_the_attachment_of_the_message_it_
     assert provider.calls[-1].messages[0]["content"][1]["data"] == PNG
 
 
+async def test_an_interrupted_reply_is_marked_and_retry_replaces_it(
+    page: Page, base_url: str, vault: Vault, provider: tm.TestProvider
+) -> None:
+    # As the sweeper leaves a reply whose process died: partial text, status in its metadata.
+    await vault.create_chat("swept-chat", title="Swept")
+    history = [
+        {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Tell me a story"}]},
+        {
+            "id": "a1",
+            "role": "assistant",
+            "metadata": {"genvault": {"status": "interrupted", "error": "the server stopped", "costUsd": None}},
+            "parts": [{"type": "text", "text": "Once upon"}],
+        },
+    ]
+    async with vault.store.write() as conn:
+        await chat_store.append_messages(conn, "swept-chat", LOCAL_USER_ID, history)
+    await page.goto(f"{base_url}/chat/swept-chat")
+    reply = page.locator('.msg-assistant[data-id="a1"]')
+    await expect(reply.locator('.msg-ending[data-status="interrupted"]')).to_have_text(
+        "Reply interrupted: the server stopped"
+    )
+    await expect(reply).to_have_class(re.compile(r"\bmsg-ended-interrupted\b"))
+    await expect(reply.locator('[data-action="regenerate"]')).to_have_count(0)
+    provider.tokens_per_second = 0
+    provider.enqueue(tm.text("Once upon a time, the end."))
+    await reply.locator('[data-action="retry"]').click()
+    await expect(page.locator(".msg-assistant .part-text")).to_have_text("Once upon a time, the end.")
+    await expect(page.locator(".msg-ending")).to_have_count(0)
+    await settle(vault)
+    stored = await stored_messages(base_url, "swept-chat")
+    assert texts(stored) == [("user", "Tell me a story"), ("assistant", "Once upon a time, the end.")]
+    assert stored[1]["id"] != "a1"
+
+
 async def test_older_messages_load_as_the_reader_scrolls_up(page: Page, base_url: str, vault: Vault) -> None:
     await vault.create_chat("scroll-chat", title="A long chat")
     history = [

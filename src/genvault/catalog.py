@@ -155,7 +155,9 @@ def configured_models(settings: Settings, environ: Mapping[str, str] | None = No
         (settings.default_model, "text"),
         (settings.default_image_model, "image"),
     )
-    for name, kind in defaults:
+    # Overrides of providers the catalog does not list (one injected into the Vault, say) too.
+    named = [*defaults, *((name, "text") for name in settings.price_overrides)]
+    for name, kind in named:
         if name not in models:
             models[name] = _priced(name, kind, settings)
     return [models[name] for name in sorted(models)]

@@ -172,6 +172,8 @@ async function send(text, files = []) {
     document.getElementById("chat-title").textContent = title;
     document.title = `${title} · genvault`;
   }
+  // The chat list (sidebar.js) moves this chat to the top, or adds it when it is new.
+  document.dispatchEvent(new CustomEvent("genvault:chat-updated", { detail: { chatId: page.chatId } }));
   await consume(response);
 }
 

@@ -113,6 +113,16 @@ async def test_models_lists_a_providers_priced_chat_models_once_its_key_is_set(
     assert not any(m["provider"] == "anthropic" for m in body["models"])
 
 
+async def test_under_a_key_limited_to_some_models_only_those_are_listed(world: dict[str, Any]) -> None:
+    async with world["vault"].store.write() as conn:
+        _, key = await create_key(conn, "alice", "picker", models=[ALT_MODEL])
+    limited = {"Authorization": f"Bearer {key}"}
+    body = (await world["http"].get("/api/models", headers=limited)).json()
+    assert [m["id"] for m in body["models"]] == [ALT_MODEL]
+    gateway = (await world["http"].get("/v1/models", headers=limited)).json()
+    assert [m["id"] for m in gateway["data"]] == [ALT_MODEL]
+
+
 # -- the chat's model -----------------------------------------------------------------------------
 
 

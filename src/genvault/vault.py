@@ -33,7 +33,7 @@ from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_tur
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.ids import new_id
-from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind
+from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind, acting_key
 from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
@@ -657,8 +657,11 @@ class Vault(FilesMixin):
             return await gen_store.last_chat_model(conn, chat_id)
 
     def models(self) -> list[CatalogModel]:
-        """The models this configuration can call, with prices (`genvault.catalog`)."""
-        return configured_models(self.settings, self.registry.environ)
+        """The models this configuration can call, with prices (`genvault.catalog`); under an API
+        key limited to some models, only those."""
+        grant = acting_key.get()
+        listed = configured_models(self.settings, self.registry.environ)
+        return listed if grant is None or grant.models is None else [m for m in listed if m.name in grant.models]
 
     async def list_chats(
         self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None, q: str | None = None

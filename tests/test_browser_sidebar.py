@@ -272,6 +272,26 @@ async def test_the_picker_lists_the_models_and_the_turn_uses_the_one_chosen_whic
     assert await picker.input_value() == "offline/test-model"
 
 
+async def test_the_home_pages_generate_form_picks_its_model_the_same_way(
+    page: Page, base_url: str, vault: Vault, api: httpx.AsyncClient, second: tm.TestProvider
+) -> None:
+    second.enqueue(tm.text("A haiku from the second model."))
+    await page.goto(base_url + "/")
+    picker = page.locator('#generate-form select[name="model"]')
+    await expect(picker).to_have_attribute("data-loaded", "true")
+    assert await picker.input_value() == "offline/test-model"
+    image_models = await page.locator('#image-form select[name="model"] option').all_text_contents()
+    assert image_models == ["offline/test-image · free"]  # image models only
+    await picker.select_option(ALT_MODEL)
+    await page.fill('#generate-form textarea[name="prompt"]', "A haiku, please")
+    await page.click("#generate-form button[type=submit]")
+    await page.wait_for_url("**/generate/*")
+    await settle(vault)
+    [record] = (await api.get("/api/generations", params={"kind": "text"})).json()["items"]
+    assert record["model"] == ALT_MODEL
+    assert record["result_text"] == "A haiku from the second model."
+
+
 @pytest.mark.parametrize("path", ["/", "/chat/chat-000"])
 async def test_at_phone_width_the_sidebar_folds_away_behind_a_toggle_and_nothing_scrolls_sideways(
     browser: Browser, base_url: str, vault: Vault, tmp_path: Path, path: str

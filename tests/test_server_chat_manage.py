@@ -253,3 +253,25 @@ def test_the_cli_renames_shares_and_deletes_as_the_api_does(cli: CliRunner) -> N
     deleted = cli.invoke(app, ["chat", "delete", chat_id], input="y\n")
     assert deleted.exit_code == 0, deleted.output
     assert chats_of(cli, "local") == {}
+
+
+def test_the_cli_goes_on_with_the_chats_model_unless_told_otherwise(cli: CliRunner, tmp_path: Path) -> None:
+    import asyncio
+
+    from genvault.settings import Settings
+    from genvault.vault import Vault
+
+    async def first_turn() -> str:
+        second = tm.TestProvider(tokens_per_second=0)
+        async with Vault(Settings(data_dir=tmp_path), providers={"second": second}) as vault:
+            turn = await vault.chat("remembered", message=USER_MESSAGE, model=ALT_MODEL)
+            await vault.wait(turn.generation.id)
+            return str(await vault.chat_model("remembered"))
+
+    assert asyncio.run(first_turn()) == ALT_MODEL
+    # This process has no "second" provider: asking it is how we see the CLI chose that model.
+    remembered = cli.invoke(app, ["chat", "-c", "remembered"], input="again\n")
+    assert remembered.exit_code == 2
+    assert ALT_MODEL in remembered.stderr
+    told = cli.invoke(app, ["chat", "-c", "remembered", "-m", "offline/test-model"], input="again\n")
+    assert told.exit_code == 0, told.output

@@ -64,8 +64,11 @@ def _interactive(chat_id: str | None, model: str | None, user: str | None) -> No
     async def body(vault: Vault) -> None:
         owner = await acting_user(vault, user)
         the_chat = chat_id or new_id("chat")
+        chosen = model
         if chat_id is not None:
             found = await vault.get_chat(chat_id, user_id=owner)
+            # The chat remembers its model: without -m, go on with its latest turn's.
+            chosen = model or await vault.chat_model(chat_id, user_id=owner)
             page = await vault.chat_messages(chat_id, user_id=owner, limit=MAX_PAGE)
             err_console.print(
                 f"[dim]continuing {found.title or found.id} · {len(page.messages)}"
@@ -82,7 +85,7 @@ def _interactive(chat_id: str | None, model: str | None, user: str | None) -> No
             if not line.strip():
                 continue
             message = {"id": new_id("msg"), "role": "user", "parts": [{"type": "text", "text": line}]}
-            turn = await vault.chat(the_chat, message=message, model=model, user_id=owner)
+            turn = await vault.chat(the_chat, message=message, model=chosen, user_id=owner)
             record_id = turn.generation.id
             try:
                 async for chunk in vault.stream(record_id, user_id=owner):

@@ -292,6 +292,42 @@ async def test_the_home_pages_generate_form_picks_its_model_the_same_way(
     assert record["result_text"] == "A haiku from the second model."
 
 
+async def test_a_chat_whose_model_is_not_listed_keeps_it_in_the_picker(
+    page: Page, base_url: str, vault: Vault, second: tm.TestProvider
+) -> None:
+    turn = await vault.chat(
+        "odd", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}, model="second/unlisted"
+    )
+    await vault.wait(turn.generation.id)
+    await page.goto(f"{base_url}/chat/odd")
+    picker = page.locator("#model")
+    await expect(picker).to_have_attribute("data-loaded", "true")
+    assert await picker.input_value() == "second/unlisted"
+    await expect(picker.locator("option:checked")).to_have_text("second/unlisted · not listed")
+
+
+async def test_on_a_wide_screen_the_toggle_collapses_the_list_and_the_page_remembers_it(
+    page: Page, base_url: str, vault: Vault
+) -> None:
+    await make_chats(vault, 2)
+    await page.goto(f"{base_url}/chat/chat-001")
+    toggle = page.locator("#sidebar-toggle")
+    await expect(page.locator("#sidebar")).to_be_visible()
+    await expect(toggle).to_have_attribute("aria-expanded", "true")
+    await toggle.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#sidebar")).to_be_hidden()
+    await expect(toggle).to_have_attribute("aria-expanded", "false")
+    composer = await page.locator("#composer").bounding_box()
+    assert composer is not None
+    assert composer["x"] == 0  # the composer takes the whole width back
+    await page.reload()
+    await expect(page.locator("#sidebar")).to_be_hidden()
+    await toggle.press("Space")
+    await expect(page.locator("#sidebar")).to_be_visible()
+    await expect(row(page, "chat-001").locator(".chat-link")).to_have_attribute("aria-current", "page")
+
+
 @pytest.mark.parametrize("path", ["/", "/chat/chat-000"])
 async def test_at_phone_width_the_sidebar_folds_away_behind_a_toggle_and_nothing_scrolls_sideways(
     browser: Browser, base_url: str, vault: Vault, tmp_path: Path, path: str

@@ -361,6 +361,10 @@ async def test_at_phone_width_the_sidebar_folds_away_behind_a_toggle_and_nothing
         await page.locator("#sidebar-scroll").evaluate("box => box.scrollTo(0, box.scrollHeight)")
         await expect(page.locator("#sidebar-list .chat-item")).to_have_count(40)
         await screenshot(page, f"{name}-open", tmp_path)
+        # Modal: Tab stays out of the page behind the panel.
+        for _ in range(3):
+            await page.keyboard.press("Tab")
+            assert await page.evaluate("document.activeElement.closest('#sidebar') !== null")
         await page.keyboard.press("Escape")
         await expect(page.locator("#sidebar")).to_be_hidden()
         await expect(toggle).to_be_focused()

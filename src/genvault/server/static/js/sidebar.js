@@ -322,6 +322,8 @@ async function copyLink() {
 
 function setOpen(open) {
   document.body.classList.toggle("sidebar-open", open);
+  // The panel is modal on a phone: what is behind it takes no focus and no clicks.
+  for (const behind of document.querySelectorAll("body > header, main")) behind.inert = open;
   toggle.setAttribute("aria-expanded", String(open));
   backdrop.hidden = !open;
   if (open) {

@@ -596,6 +596,7 @@ class Engine:
             "model": run.model,
             "status": status,
             "costUsd": None if cost.nano_usd is None else str(nano_to_usd(cost.nano_usd)),
+            **run.timing(),
         }
         if error is not None:
             genvault["error"] = error
@@ -660,6 +661,7 @@ class Engine:
                 "generationId": run.generation_id,
                 "model": run.model,
                 "costUsd": None if run.cost.nano_usd is None else str(nano_to_usd(run.cost.nano_usd)),
+                **run.timing(),
             }
         }
         if run.usage is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from genvault import pricing
@@ -70,6 +70,12 @@ class Run:
     @property
     def result_text(self) -> str:
         return "".join(self.text)
+
+    def timing(self) -> dict[str, int]:
+        """`{"durationMs": …}`, from the request to now (as the reply ends), for the message footer."""
+        if self.pending is None:
+            return {}
+        return {"durationMs": max(0, int((datetime.now(UTC) - self.pending.created_at).total_seconds() * 1000))}
 
     def add_usage(self, usage: StreamUsage) -> None:
         """Usage summed over the model calls of a multi-step turn (None + None stays None)."""

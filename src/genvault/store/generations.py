@@ -22,7 +22,7 @@ from genvault.records import Generation, Page, Usage, UsageRow
 from genvault.store import Store
 from genvault.store.cursors import decode_cursor, encode_cursor
 from genvault.store.driver import ConnectionLost
-from genvault.store.schema import generations
+from genvault.store.schema import LIMIT_REFUSED, generations
 
 __all__ = [
     "ACTIVE",
@@ -89,7 +89,9 @@ async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Gener
     try:
         async with conn.begin_nested():
             inserted = (await conn.execute(_INSERT, row)).mappings().one()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if LIMIT_REFUSED in str(exc.orig):  # SQLite's trigger refusal is a constraint error too
+            raise
         return None
     return to_record(inserted)
 

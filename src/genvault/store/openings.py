@@ -51,6 +51,8 @@ _GENERATION_COLUMNS = (
     "lease_expires_at",
     "idempotency_key",
     "cache_key",
+    "api_key_id",
+    "reservation",  # a budget's hold: the insert's trigger takes it or fails (genvault.limits)
 )
 
 
@@ -100,7 +102,8 @@ WITH new_chat AS (
     SELECT 'pending', {gen["id"]}::varchar, {gen["kind"]}::varchar, {gen["user_id"]}::varchar,
            {gen["chat_id"]}::varchar, {gen["message_id"]}::varchar, {gen["model"]}::varchar, {gen["provider"]}::varchar,
            {gen["request"]}::jsonb, {gen["created_at"]}::timestamptz, {gen["lease_owner"]}::varchar,
-           {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar
+           {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar,
+           {gen["api_key_id"]}::varchar, {gen["reservation"]}::jsonb
     FROM new_chat
 )
 SELECT EXISTS (SELECT 1 FROM new_chat), {probe}
@@ -130,6 +133,16 @@ async def open_new_chat_turn(
     return opened
 
 
+_JSON_COLUMNS = ("request", "reservation")
+
+
+def _json_or_value(name: str, value: Any) -> Any:
+    """A JSON column's text for asyncpg (None stays SQL NULL, not JSON null), else the value."""
+    if name in _JSON_COLUMNS and value is not None:
+        return json.dumps(value)
+    return value
+
+
 def _probe_params(probe: CacheProbe | None) -> tuple[Any, ...]:
     if probe is None:
         return (None, None, None, None)
@@ -156,7 +169,7 @@ async def _open_postgresql(
         message["id"],
         dump_json(message.get("metadata", MISSING)),
         json.dumps(_parts_records(message), separators=(",", ":"), ensure_ascii=False),
-        *(json.dumps(generation[name]) if name == "request" else generation.get(name) for name in _GENERATION_COLUMNS),
+        *(_json_or_value(name, generation.get(name)) for name in _GENERATION_COLUMNS),
         *_probe_params(probe),
     )
     sql = _postgresql_sql()
@@ -211,8 +224,8 @@ async def _open_sqlite(
         (chat_id, r["message_id"], r["position"], user_id, *(r.get(c) for c in PAGE_PART_COLUMNS)) for r in records
     ]
     generation_row = tuple(
-        json_value(generation[name])
-        if name == "request"
+        (None if generation.get(name) is None else json_value(generation[name]))
+        if name in _JSON_COLUMNS
         else stamp(generation[name])
         if name in ("created_at", "lease_expires_at")
         else generation.get(name)

@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "GENERATION_KINDS",
     "GENERATION_STATUSES",
+    "LIMIT_REFUSED",
     "LOCAL_USER_ID",
     "MISSING",
     "TERMINAL_STATUSES",
@@ -398,9 +399,13 @@ limits = Table(
 
 # The ledger budgets are checked against, one row per limited subject: what was spent plus what
 # running generations hold reserved, in the current UTC day and month and in total, and how many
-# run. Admission reserves with one conditional upsert (it changes the row only if every limit
-# still holds, so concurrent requests cannot overshoot); finalize replaces the reservation with
-# the true cost. A new day or month starts at zero when the first request of it arrives.
+# run. Kept by triggers on `generations` (revision 0015): the insert of a pending record with a
+# `reservation` takes it with a conditional upsert (it changes the row only if every limit still
+# holds, so concurrent requests cannot overshoot; else the insert fails with `LIMIT_REFUSED`),
+# and the update that ends the record replaces it with the true cost. A new day or month starts
+# at zero when the first request of it arrives.
+LIMIT_REFUSED = "genvault: limit reached"  # the reserve trigger's error message
+
 limit_usage = Table(
     "limit_usage",
     metadata,

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from genvault.errors import LimitExceeded
 from genvault.limits import LimitSet, acting_key
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
+from genvault.settings import Settings
 from genvault.store.keys import create_key
 from genvault.store.schema import generations, limit_usage, processes
 from genvault.vault import Vault
@@ -272,6 +274,34 @@ async def test_the_sweeper_releases_what_an_interrupted_generation_held(vault_fa
     assert (await a.get_generation(record.id)).status == "interrupted"
     row = await ledger(a, "user:local")
     assert (row.running, row.reserved_nano_usd) == (0, 0)  # and releases nothing twice
+
+
+async def test_an_archive_taken_while_a_generation_held_a_reservation_imports_it_once(
+    vault_factory: Any, tmp_path: Path
+) -> None:
+    gate = Gate()
+    source = await vault_factory(
+        providers={"offline": tm.TestProvider(tokens_per_second=0, on_request=gate)}, settings_overrides=PRICED
+    )
+    await source.set_limits({"total_usd": WORST_USD, "concurrent": 1}, user_id="local")
+    record = await source.generate("running while the archive is taken")
+    lines = [line async for line in source.export(user_id=None)]
+    gate.open.set()
+    await source.wait(record.id)
+    # Into an empty database: the running record's hold is the archive's ledger row, not taken
+    # again by the insert (which, at `concurrent: 1` and a full budget, would refuse it).
+    target_settings = Settings(
+        data_dir=tmp_path / "target", database_url=f"sqlite:///{tmp_path / 'target.db'}", **PRICED
+    )
+    async with Vault(target_settings) as target:
+        await target.import_archive(lines)
+        row = await ledger(target, "user:local")
+        assert (row.running, row.reserved_nano_usd, row.total_nano_usd) == (1, WORST_NANO, WORST_NANO)
+        assert (await target.get_generation(record.id)).status in ("pending", "streaming")
+        # Nothing runs it here: ended, it gives back what it held, once.
+        await target.cancel(record.id)
+        row = await ledger(target, "user:local")
+        assert (row.running, row.reserved_nano_usd, row.total_nano_usd) == (0, 0, 0)
 
 
 # -- rates, keys, windows -----------------------------------------------------------------------------

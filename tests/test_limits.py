@@ -358,6 +358,10 @@ async def test_a_keys_limits_and_its_owners_both_apply_and_usage_groups_by_key(w
     assert codes == [201, 201, 429]
     body = (await http.post("/api/generate", json={"prompt": "x"}, headers=auth(world))).json()["error"]
     assert body["subject"] == f"key:{key_id}"
+    # The refusals by the key took nothing from the owner's row either (one statement took the
+    # user's room and then failed on the key's: all of it rolled back).
+    row = await ledger(vault, "user:alice")
+    assert (row.total_nano_usd, row.running, row.reserved_nano_usd) == (await spent(vault, "alice"), 0, 0)
     # Without the key (the library), the owner's own budget still has room.
     await vault.wait((await vault.generate("library", user_id="alice")).id, user_id="alice")
     usage = (await http.get("/api/usage", params={"group_by": "key"}, headers=auth(world))).json()

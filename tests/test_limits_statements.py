@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.util import await_only
 
-from genvault.errors import LimitExceeded
+from genvault.errors import LimitExceeded, NotFound
 from genvault.providers import testmodel as tm
 from genvault.store.schema import limit_usage
 from test_turn_statements import _per_turn, _top_level, asyncpg_round_trips  # noqa: F401 (a fixture)
@@ -91,8 +91,14 @@ async def _budget_in_force(vault: Any) -> None:
     assert (row.running, row.reserved_nano_usd) == (0, 0)
     assert 0 < row.total_nano_usd <= 7 * WORST_NANO
     await vault.set_limits({**EVERY_LIMIT, "total_usd": "0.00001"}, user_id="limited")
-    with pytest.raises(LimitExceeded):
-        await vault.chat("chat-limited", message=message("over", "m3"), user_id="limited", cache=False)
+    before = len((await vault.chat_messages("chat-limited-0", user_id="limited")).messages)
+    with pytest.raises(LimitExceeded, match="total_usd"):  # an existing chat's turn
+        await vault.chat("chat-limited-0", message=message("over", "m3"), user_id="limited", cache=False)
+    with pytest.raises(LimitExceeded, match="total_usd"):  # a new chat's (the one-step opening)
+        await vault.chat("chat-limited-new", message=message("over", "m1"), user_id="limited", cache=False)
+    assert len((await vault.chat_messages("chat-limited-0", user_id="limited")).messages) == before == 4
+    with pytest.raises(NotFound):
+        await vault.get_chat("chat-limited-new", user_id="limited")
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

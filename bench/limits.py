@@ -11,7 +11,10 @@ speed, the finalize's update settling the reservation by the other trigger). Rep
 each, per group, the difference (limited - free) per run and its median over the runs, the SQL
 statements per turn counted on the engine and on the driver (SQLAlchemy's cursor events, plus the
 one-step opening's statement, which runs on the driver: counted by wrapping `open_new_chat_turn`),
-and the time spent inside the limits' own Python calls per turn (admit, reserve, record_tokens).
+the time spent inside the limits' own Python calls per turn (admit, reserve, record_tokens), and
+the process's CPU time per open and per turn (`time.process_time`, every thread of the process:
+less exposed to a loaded machine's scheduling than wall time; on PostgreSQL it leaves out the
+server's own work, which `bench.limits_triggers` measures).
 Results go to bench/results/limits.json (limits-new.json for `--chats new`).
 """
 
@@ -115,7 +118,8 @@ async def one_run(db: str, turns: int, redis_url: str | None, chats: str = "exis
                 await vault.set_limits(EVERY_LIMIT, user_id="limited")
                 statements = _count_statements(vault, db)
                 samples: dict[str, dict[str, list[float]]] = {
-                    u: {"open": [], "turn": [], "statements": [], "limits": []} for u in ("free", "limited")
+                    u: {"open": [], "turn": [], "open_cpu": [], "turn_cpu": [], "statements": [], "limits": []}
+                    for u in ("free", "limited")
                 }
                 # The time spent inside the limits' own calls per turn (admit, reserve,
                 # record_tokens), measured directly: less exposed to the machine's noise than a
@@ -145,16 +149,19 @@ async def one_run(db: str, turns: int, redis_url: str | None, chats: str = "exis
                     }
                     before = statements[0]
                     spent_in_limits[0] = 0.0
+                    cpu_start = time.process_time()
                     start = time.perf_counter()
                     # `existing`: the next turn of one of 10 chats (the usual turn); `new`: a new
                     # chat's first turn (h16's one-step opening, taken only with no budget held).
                     chat_id = f"{user}-{i % 10}" if chats == "existing" else f"{user}-{i}"
                     started = await vault.chat(chat_id, message=message, user_id=user, cache=False)
-                    opened = time.perf_counter()
+                    opened, cpu_opened = time.perf_counter(), time.process_time()
                     await vault.wait(started.generation.id, user_id=user)
-                    done = time.perf_counter()
+                    done, cpu_done = time.perf_counter(), time.process_time()
                     samples[user]["open"].append((opened - start) * 1e3)
                     samples[user]["turn"].append((done - start) * 1e3)
+                    samples[user]["open_cpu"].append((cpu_opened - cpu_start) * 1e3)
+                    samples[user]["turn_cpu"].append((cpu_done - cpu_start) * 1e3)
                     samples[user]["statements"].append(statements[0] - before)
                     samples[user]["limits"].append(spent_in_limits[0] * 1e3)
 
@@ -176,11 +183,16 @@ async def one_run(db: str, turns: int, redis_url: str | None, chats: str = "exis
         result[user] = {
             "open_ms": summarize(samples[user]["open"]),
             "turn_ms": summarize(samples[user]["turn"]),
+            "open_cpu_ms": summarize(samples[user]["open_cpu"]),
+            "turn_cpu_ms": summarize(samples[user]["turn_cpu"]),
             "statements_per_turn": statistics.median(samples[user]["statements"]),
             "in_limits_ms": summarize(samples[user]["limits"]),
         }
     result["delta_open_p50_ms"] = result["limited"]["open_ms"]["p50"] - result["free"]["open_ms"]["p50"]
     result["delta_turn_p50_ms"] = result["limited"]["turn_ms"]["p50"] - result["free"]["turn_ms"]["p50"]
+    for part in ("open", "turn"):
+        free, limited = result["free"][f"{part}_cpu_ms"]["p50"], result["limited"][f"{part}_cpu_ms"]["p50"]
+        result[f"delta_{part}_cpu_p50_ms"] = limited - free
     result["extra_statements"] = result["limited"]["statements_per_turn"] - result["free"]["statements_per_turn"]
     result["limits_in_force"] = len(status.usage)
     return result
@@ -206,7 +218,9 @@ async def run(
                 f"turn p50 free {result['free']['turn_ms']['p50']:.3f} ms, "
                 f"limited {result['limited']['turn_ms']['p50']:.3f} ms (Δ {result['delta_turn_p50_ms']:+.3f}); "
                 f"statements {result['free']['statements_per_turn']:g} → {result['limited']['statements_per_turn']:g}; "
-                f"inside limits p50 {result['limited']['in_limits_ms']['p50']:.3f} ms"
+                f"inside limits p50 {result['limited']['in_limits_ms']['p50']:.3f} ms; "
+                f"CPU p50 Δ open {result['delta_open_cpu_p50_ms']:+.3f} ms, "
+                f"Δ turn {result['delta_turn_cpu_p50_ms']:+.3f} ms"
             )
         data["runs"].extend(per_db)
         summary = {
@@ -215,13 +229,17 @@ async def run(
             "median_delta_turn_p50_ms": statistics.median(r["delta_turn_p50_ms"] for r in per_db),
             "extra_statements": statistics.median(r["extra_statements"] for r in per_db),
             "median_in_limits_p50_ms": statistics.median(r["limited"]["in_limits_ms"]["p50"] for r in per_db),
+            "median_delta_open_cpu_p50_ms": statistics.median(r["delta_open_cpu_p50_ms"] for r in per_db),
+            "median_delta_turn_cpu_p50_ms": statistics.median(r["delta_turn_cpu_p50_ms"] for r in per_db),
         }
         data["summary"].append(summary)
         print(
             f"{db:8} median over {runs} runs: Δ open p50 {summary['median_delta_open_p50_ms']:+.3f} ms, "
             f"Δ turn p50 {summary['median_delta_turn_p50_ms']:+.3f} ms, "
             f"extra statements {summary['extra_statements']:g}, "
-            f"inside limits p50 {summary['median_in_limits_p50_ms']:.3f} ms"
+            f"inside limits p50 {summary['median_in_limits_p50_ms']:.3f} ms, "
+            f"CPU Δ open p50 {summary['median_delta_open_cpu_p50_ms']:+.3f} ms, "
+            f"CPU Δ turn p50 {summary['median_delta_turn_cpu_p50_ms']:+.3f} ms"
         )
     await asyncio.to_thread(_write, out_dir, data)
     return data

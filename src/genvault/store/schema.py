@@ -334,9 +334,10 @@ generations = Table(
     # The API key the request came with (NULL: the library, the CLI, or another auth mode), so
     # usage can be reported per key. No foreign key: a record outlives a revoked key's row.
     Column("api_key_id", String(40)),
-    # What admission reserved against the limits (`genvault.limits`): amount, day, month and
-    # subjects, so whoever ends the record (finalize, a cancel from elsewhere, the sweeper)
-    # settles or releases exactly that. NULL when no spend or concurrency limit applied.
+    # What admission reserves against the limits (`genvault.limits`): amount, day, month,
+    # subjects and their caps. The insert's trigger takes it from `limit_usage` or fails, and the
+    # update that ends the record (finalize, a cancel from elsewhere, the sweeper) settles
+    # exactly that (revision 0015). NULL when no spend or concurrency limit applied.
     Column("reservation", JSONOrNull),
     # The caller's labels (`genvault.labels`): a JSON array of short strings and a small JSON
     # object, set at creation and changed by PATCH. NULL: none given.

@@ -160,3 +160,41 @@ async def requests_per_minute_count_across_both(vault: Vault, a: Server, b: Serv
     assert statuses == [201] * 10 + [429]
     assert response.json()["error"]["limit"] == "rpm"
     assert int(response.headers["Retry-After"]) > 0
+
+
+async def test_a_killed_process_holds_nothing_once_another_sweeps_its_generation(
+    env: dict[str, str], vault: Vault, tmp_path: Path
+) -> None:
+    """A real crash: the process running a budgeted generation is killed (SIGKILL, no shutdown);
+    the sweeper of another process on the database ends the record `interrupted`, and the update
+    that does so gives back its running slot and reservation (revision 0015's trigger)."""
+    await vault.ensure_user("carol")
+    await vault.set_limits({"total_usd": WORST_USD * 2, "concurrent": 1}, user_id="carol")
+    # 20 output tokens at half a token a second: still running when it is killed.
+    slow = Server("slow", {**env, "GENVAULT_TEST_MODEL_TPS": "0.5"}, tmp_path / "slow.log")
+    try:
+        await ready(slow)
+        async with httpx.AsyncClient(base_url=slow.url, timeout=180) as client:
+            created = await client.post("/api/generate", json={"prompt": "die under me"}, headers=as_user("carol"))
+            assert created.status_code == 201, created.text
+            busy = await client.post("/api/generate", json={"prompt": "no slot"}, headers=as_user("carol"))
+            assert busy.status_code == 429
+            assert busy.json()["error"]["limit"] == "concurrent"
+        slow.proc.kill()
+        slow.proc.wait(timeout=60)
+    finally:
+        slow.stop()
+    generation_id = created.json()["id"]
+    async with vault.store.read() as conn:
+        held = (await conn.execute(select(limit_usage).where(limit_usage.c.subject == "user:carol"))).one()
+    assert (held.running, held.reserved_nano_usd) == (1, WORST_NANO)
+    swept = await vault.engine.sweep()  # the killed process's pid is gone from this host
+    assert generation_id in [record.id for record in swept]
+    final = await vault.get_generation(generation_id, user_id="carol")
+    assert final.status == "interrupted"
+    async with vault.store.read() as conn:
+        row = (await conn.execute(select(limit_usage).where(limit_usage.c.subject == "user:carol"))).one()
+    assert (row.running, row.reserved_nano_usd, row.total_nano_usd) == (0, 0, final.cost_nano_usd or 0)
+    # The slot is free again.
+    again = await vault.generate("after the crash", user_id="carol")
+    assert (await vault.wait(again.id, user_id="carol")).status == "complete"

@@ -5,14 +5,17 @@ once), interleaved in one process on one database, so both see the same machine 
     .venv/bin/python -m bench.limits [--db sqlite|postgres ...] [--turns 300] [--runs 3] [--redis URL]
                                      [--chats existing|new]
 
-Per turn: `open` is `Vault.chat` returning (admission, the pending record's transaction with the
-reservation); `turn` is until the record is final (the offline test model at full speed, finalize
-with the settlement). Reported: p50 of each, per group, the difference (limited - free) per run
-and its median over the runs, and the SQL statements per turn counted on the engine (the
-reservation is the one extra statement in the opening, the settlement one in finalize), and the
-time spent inside the limits' own calls per turn (admit, reserve, settle, record_tokens: what
-admission itself adds, measured directly rather than as a difference of two noisy turn times).
-Results go to bench/results/limits.json.
+Per turn: `open` is `Vault.chat` returning (admission, the pending record's insert, whose trigger
+takes the reservation); `turn` is until the record is final (the offline test model at full
+speed, the finalize's update settling the reservation by the other trigger). Reported: p50 of
+each, per group, the difference (limited - free) per run and its median over the runs, the SQL
+statements per turn counted on the engine and on the driver (SQLAlchemy's cursor events, plus the
+one-step opening's statement, which runs on the driver: counted by wrapping `open_new_chat_turn`),
+the time spent inside the limits' own Python calls per turn (admit, reserve, record_tokens), and
+the process's CPU time per open and per turn (`time.process_time`, every thread of the process:
+less exposed to a loaded machine's scheduling than wall time; on PostgreSQL it leaves out the
+server's own work, which `bench.limits_triggers` measures).
+Results go to bench/results/limits.json (limits-new.json for `--chats new`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.util import await_only
 
 from bench._common import DATABASES, fresh_database, run_on, summarize
 
@@ -39,6 +43,59 @@ EVERY_LIMIT = {
     "tpm": 1_000_000_000,
     "concurrent": 1000,
 }
+
+
+def _count_statements(vault: Any, db: str) -> list[int]:
+    """Every statement sent to the database, counted where it leaves the process (statements
+    that bypass SQLAlchemy, the one-step opening and the append, count too): SQLite's trace
+    callback on each pooled connection; on PostgreSQL asyncpg's execution entry points (the
+    process-wide patch stays for the rest of the run: a benchmark's own process). Triggers'
+    statements run inside the database and are not sent: not counted."""
+    count = [0]
+    if db == "sqlite":
+        last = [""]
+
+        def sent(statement: str) -> None:
+            # Not a trigger's (traced as `-- …`, and as a repeat of the statement that fired
+            # it), the pool's pragmas, or an `executemany`'s rows after its first.
+            text = statement.lstrip()
+            if not text.startswith(("--", "PRAGMA")) and text != last[0]:
+                count[0] += 1
+            if not text.startswith("--"):
+                last[0] = text
+
+        def trace(conn: Any, _record: Any, _proxy: Any) -> None:
+            await_only(conn.driver_connection.set_trace_callback(sent))
+
+        event.listen(vault.store.engine.sync_engine, "checkout", trace)
+        return count
+    if not _PG_SENT:
+        _patch_asyncpg()
+        _PG_SENT.append(0)
+    return _PG_SENT
+
+
+_PG_SENT: list[int] = []  # on PostgreSQL, one count for the process (asyncpg is patched once)
+
+
+def _patch_asyncpg() -> None:
+    import asyncpg.connection as connection
+    import asyncpg.prepared_stmt as prepared
+
+    def counted(method: Any, with_args_only: bool = False) -> Any:
+        async def wrapper(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            if not with_args_only or not args:
+                _PG_SENT[0] += 1
+            return await method(self, query, *args, **kwargs)
+
+        return wrapper
+
+    conn_class: Any = connection.Connection
+    conn_class._do_execute = counted(conn_class._do_execute)
+    # With arguments, `execute` goes through `_do_execute` (counted there).
+    conn_class.execute = counted(conn_class.execute, with_args_only=True)
+    statement_class: Any = prepared.PreparedStatement
+    statement_class._PreparedStatement__do_execute = counted(statement_class._PreparedStatement__do_execute)
 
 
 async def one_run(db: str, turns: int, redis_url: str | None, chats: str = "existing") -> dict[str, Any]:
@@ -59,16 +116,12 @@ async def one_run(db: str, turns: int, redis_url: str | None, chats: str = "exis
                 for user in ("free", "limited"):
                     await vault.ensure_user(user)
                 await vault.set_limits(EVERY_LIMIT, user_id="limited")
-                statements = [0]
-                event.listen(
-                    vault.store.engine.sync_engine,
-                    "before_cursor_execute",
-                    lambda *_args: statements.__setitem__(0, statements[0] + 1),
-                )
+                statements = _count_statements(vault, db)
                 samples: dict[str, dict[str, list[float]]] = {
-                    u: {"open": [], "turn": [], "statements": [], "limits": []} for u in ("free", "limited")
+                    u: {"open": [], "turn": [], "open_cpu": [], "turn_cpu": [], "statements": [], "limits": []}
+                    for u in ("free", "limited")
                 }
-                # The time spent inside the limits' own calls per turn (admit, reserve, settle,
+                # The time spent inside the limits' own calls per turn (admit, reserve,
                 # record_tokens), measured directly: less exposed to the machine's noise than a
                 # difference of two turn times.
                 spent_in_limits = [0.0]
@@ -85,7 +138,7 @@ async def one_run(db: str, turns: int, redis_url: str | None, chats: str = "exis
 
                     setattr(vault.limits, name, wrapper)
 
-                for name in ("admit", "reserve", "settle", "record_tokens"):
+                for name in ("admit", "reserve", "record_tokens"):
                     timed(name)
 
                 async def turn(user: str, i: int) -> None:
@@ -96,16 +149,19 @@ async def one_run(db: str, turns: int, redis_url: str | None, chats: str = "exis
                     }
                     before = statements[0]
                     spent_in_limits[0] = 0.0
+                    cpu_start = time.process_time()
                     start = time.perf_counter()
                     # `existing`: the next turn of one of 10 chats (the usual turn); `new`: a new
                     # chat's first turn (h16's one-step opening, taken only with no budget held).
                     chat_id = f"{user}-{i % 10}" if chats == "existing" else f"{user}-{i}"
                     started = await vault.chat(chat_id, message=message, user_id=user, cache=False)
-                    opened = time.perf_counter()
+                    opened, cpu_opened = time.perf_counter(), time.process_time()
                     await vault.wait(started.generation.id, user_id=user)
-                    done = time.perf_counter()
+                    done, cpu_done = time.perf_counter(), time.process_time()
                     samples[user]["open"].append((opened - start) * 1e3)
                     samples[user]["turn"].append((done - start) * 1e3)
+                    samples[user]["open_cpu"].append((cpu_opened - cpu_start) * 1e3)
+                    samples[user]["turn_cpu"].append((cpu_done - cpu_start) * 1e3)
                     samples[user]["statements"].append(statements[0] - before)
                     samples[user]["limits"].append(spent_in_limits[0] * 1e3)
 
@@ -127,11 +183,16 @@ async def one_run(db: str, turns: int, redis_url: str | None, chats: str = "exis
         result[user] = {
             "open_ms": summarize(samples[user]["open"]),
             "turn_ms": summarize(samples[user]["turn"]),
+            "open_cpu_ms": summarize(samples[user]["open_cpu"]),
+            "turn_cpu_ms": summarize(samples[user]["turn_cpu"]),
             "statements_per_turn": statistics.median(samples[user]["statements"]),
             "in_limits_ms": summarize(samples[user]["limits"]),
         }
     result["delta_open_p50_ms"] = result["limited"]["open_ms"]["p50"] - result["free"]["open_ms"]["p50"]
     result["delta_turn_p50_ms"] = result["limited"]["turn_ms"]["p50"] - result["free"]["turn_ms"]["p50"]
+    for part in ("open", "turn"):
+        free, limited = result["free"][f"{part}_cpu_ms"]["p50"], result["limited"][f"{part}_cpu_ms"]["p50"]
+        result[f"delta_{part}_cpu_p50_ms"] = limited - free
     result["extra_statements"] = result["limited"]["statements_per_turn"] - result["free"]["statements_per_turn"]
     result["limits_in_force"] = len(status.usage)
     return result
@@ -157,7 +218,9 @@ async def run(
                 f"turn p50 free {result['free']['turn_ms']['p50']:.3f} ms, "
                 f"limited {result['limited']['turn_ms']['p50']:.3f} ms (Δ {result['delta_turn_p50_ms']:+.3f}); "
                 f"statements {result['free']['statements_per_turn']:g} → {result['limited']['statements_per_turn']:g}; "
-                f"inside limits p50 {result['limited']['in_limits_ms']['p50']:.3f} ms"
+                f"inside limits p50 {result['limited']['in_limits_ms']['p50']:.3f} ms; "
+                f"CPU p50 Δ open {result['delta_open_cpu_p50_ms']:+.3f} ms, "
+                f"Δ turn {result['delta_turn_cpu_p50_ms']:+.3f} ms"
             )
         data["runs"].extend(per_db)
         summary = {
@@ -166,13 +229,17 @@ async def run(
             "median_delta_turn_p50_ms": statistics.median(r["delta_turn_p50_ms"] for r in per_db),
             "extra_statements": statistics.median(r["extra_statements"] for r in per_db),
             "median_in_limits_p50_ms": statistics.median(r["limited"]["in_limits_ms"]["p50"] for r in per_db),
+            "median_delta_open_cpu_p50_ms": statistics.median(r["delta_open_cpu_p50_ms"] for r in per_db),
+            "median_delta_turn_cpu_p50_ms": statistics.median(r["delta_turn_cpu_p50_ms"] for r in per_db),
         }
         data["summary"].append(summary)
         print(
             f"{db:8} median over {runs} runs: Δ open p50 {summary['median_delta_open_p50_ms']:+.3f} ms, "
             f"Δ turn p50 {summary['median_delta_turn_p50_ms']:+.3f} ms, "
             f"extra statements {summary['extra_statements']:g}, "
-            f"inside limits p50 {summary['median_in_limits_p50_ms']:.3f} ms"
+            f"inside limits p50 {summary['median_in_limits_p50_ms']:.3f} ms, "
+            f"CPU Δ open p50 {summary['median_delta_open_cpu_p50_ms']:+.3f} ms, "
+            f"CPU Δ turn p50 {summary['median_delta_turn_cpu_p50_ms']:+.3f} ms"
         )
     await asyncio.to_thread(_write, out_dir, data)
     return data

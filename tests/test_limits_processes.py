@@ -1,7 +1,9 @@
 """Acceptance: a budget holds across two `genvault serve` processes on PostgreSQL, with and
-without Redis. 50 concurrent requests (chat turns on one process, `/api/generate` on the other)
-from a user whose budget covers exactly 10 worst-case requests: 10 are admitted, 40 refused, and
-the spend never passes the budget. With Redis, requests per minute are counted across both."""
+without Redis, and on one SQLite file. 50 concurrent requests (chat turns on one process,
+`/api/generate` on the other) from a user whose budget covers exactly 10 worst-case requests: 10
+are admitted, 40 refused, and the spend never passes the budget. With Redis, requests per minute
+are counted across both. A killed process's reservation is given back by another's sweeper.
+(The module's `postgres` mark covers the SQLite test too: it runs beside the others.)"""
 
 from __future__ import annotations
 
@@ -160,3 +162,102 @@ async def requests_per_minute_count_across_both(vault: Vault, a: Server, b: Serv
     assert statuses == [201] * 10 + [429]
     assert response.json()["error"]["limit"] == "rpm"
     assert int(response.headers["Retry-After"]) > 0
+
+
+async def test_a_killed_process_holds_nothing_once_another_sweeps_its_generation(
+    env: dict[str, str], vault: Vault, tmp_path: Path
+) -> None:
+    """A real crash: the process running a budgeted generation is killed (SIGKILL, no shutdown);
+    the sweeper of another process on the database ends the record `interrupted`, and the update
+    that does so gives back its running slot and reservation (revision 0015's trigger)."""
+    await vault.ensure_user("carol")
+    await vault.set_limits({"total_usd": WORST_USD * 2, "concurrent": 1}, user_id="carol")
+    # 20 output tokens at half a token a second: still running when it is killed.
+    slow = Server("slow", {**env, "GENVAULT_TEST_MODEL_TPS": "0.5"}, tmp_path / "slow.log")
+    try:
+        await ready(slow)
+        async with httpx.AsyncClient(base_url=slow.url, timeout=180) as client:
+            created = await client.post("/api/generate", json={"prompt": "die under me"}, headers=as_user("carol"))
+            assert created.status_code == 201, created.text
+            busy = await client.post("/api/generate", json={"prompt": "no slot"}, headers=as_user("carol"))
+            assert busy.status_code == 429
+            assert busy.json()["error"]["limit"] == "concurrent"
+        slow.proc.kill()
+        slow.proc.wait(timeout=60)
+    finally:
+        slow.stop()
+    generation_id = created.json()["id"]
+    async with vault.store.read() as conn:
+        held = (await conn.execute(select(limit_usage).where(limit_usage.c.subject == "user:carol"))).one()
+    assert (held.running, held.reserved_nano_usd) == (1, WORST_NANO)
+    swept = await vault.engine.sweep()  # the killed process's pid is gone from this host
+    assert generation_id in [record.id for record in swept]
+    final = await vault.get_generation(generation_id, user_id="carol")
+    assert final.status == "interrupted"
+    async with vault.store.read() as conn:
+        row = (await conn.execute(select(limit_usage).where(limit_usage.c.subject == "user:carol"))).one()
+    assert (row.running, row.reserved_nano_usd, row.total_nano_usd) == (0, 0, final.cost_nano_usd or 0)
+    # The slot is free again.
+    again = await vault.generate("after the crash", user_id="carol")
+    assert (await vault.wait(again.id, user_id="carol")).status == "complete"
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> dict[str, str]:
+    values = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GENVAULT_")},
+        "GENVAULT_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
+        "GENVAULT_DATA_DIR": str(tmp_path / "data"),
+        "GENVAULT_TEST_MODEL_TPS": "0",
+        "GENVAULT_AUTH": "header",
+        "GENVAULT_PRICE_OVERRIDES": json.dumps({"offline/test-model": {"input_mtok": "0", "output_mtok": "1"}}),
+        "GENVAULT_LIMITS_MAX_OUTPUT_TOKENS": "20",
+        "GENVAULT_LIMITS_REFRESH_SECONDS": "0",
+        "GENVAULT_DB_POOL_TIMEOUT_SECONDS": "120",
+    }
+    return values
+
+
+async def test_a_budget_admits_exactly_ten_of_fifty_across_two_processes_on_one_sqlite_file(
+    sqlite_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The embedded database shared by two processes: the reservation is taken inside the insert,
+    which holds SQLite's write lock (a file lock, across processes), so neither can take the
+    other's last room."""
+    settings = Settings(database_url=sqlite_env["GENVAULT_DATABASE_URL"], data_dir=tmp_path / "data")
+    async with Vault(settings) as vault:  # installs the schema before the servers start
+        await vault.ensure_user("alice")
+        await vault.set_limits({"daily_usd": WORST_USD * 10}, user_id="alice")
+    a = Server("A", sqlite_env, tmp_path / "a.log")
+    b = Server("B", sqlite_env, tmp_path / "b.log")
+    try:
+        await asyncio.gather(ready(a), ready(b))
+        async with httpx.AsyncClient(timeout=180) as client:
+            statuses = await asyncio.gather(
+                *(
+                    client.post(
+                        f"{(a if i % 2 else b).url}/api/generate", json={"prompt": f"p{i}"}, headers=as_user("alice")
+                    )
+                    for i in range(50)
+                )
+            )
+    finally:
+        a.stop()
+        b.stop()
+    codes = [r.status_code for r in statuses]
+    assert codes.count(201) == 10, codes
+    assert codes.count(429) == 40, codes
+    async with Vault(settings) as vault:
+        for response in statuses:
+            if response.status_code == 201:
+                await vault.wait(response.json()["id"], user_id=None)
+        async with vault.store.read() as conn:
+            count, total = (
+                await conn.execute(
+                    select(func.count(), func.sum(generations.c.cost_nano_usd)).where(generations.c.user_id == "alice")
+                )
+            ).one()
+            row = (await conn.execute(select(limit_usage).where(limit_usage.c.subject == "user:alice"))).one()
+    assert count == 10
+    assert total <= WORST_NANO * 10
+    assert (row.day_nano_usd, row.running, row.reserved_nano_usd) == (total, 0, 0)

@@ -233,41 +233,45 @@ class Engine:
                 return None
             return self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
 
+        async def hold() -> None:
+            # The worst-case cost and a running slot, priced now (the request's messages are
+            # known) and written with the pending row, whose insert takes them against every
+            # budget atomically or fails (`genvault.limits`): no statement of its own.
+            if admission is not None and self.limits is not None:
+                await self.limits.reserve(admission, provider_name, bare_model, model_request)
+
         record: Generation | None = None
         opened = False
         assistant_id = generation_id
         probe: CacheProbe | None = None
-        # The one-step opening writes no reservation: it serves turns with no budget to hold.
-        if open_alone is not None and (admission is None or not admission.counted):
-            assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
-            key = cache_key()
-            values = pending_values(assistant_id, key)
-            # The dedup cache's lookup goes along in the same step (the SQL cache's).
-            if self.dedup is not None and key is not None and cache is not None:
-                probe = self.dedup.probe(key, user_id, cache)
-            if await open_alone(values, probe):
-                opened = True
-                record = gen_store.pending_record(values)  # as stored: nothing to read back
-        if not opened:
-            async with self.store.write() as conn:
-                if before_insert is not None:
-                    await before_insert(conn, generation_id)
-                # A chat turn decides its assistant message id inside the transaction.
+        try:
+            if open_alone is not None:
                 assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
-                # After before_insert: a chat turn's messages are known only now.
                 key = cache_key()
-                if admission is not None:
-                    # The worst-case cost against every budget, last before the insert (on PostgreSQL
-                    # the ledger row stays locked until this transaction commits). Refused: it all
-                    # rolls back, and the request leaves nothing.
-                    assert self.limits is not None
-                    await self.limits.reserve(conn, admission, provider_name, bare_model, model_request)
-                record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
-        if record is None:  # lost a race for the idempotency key
-            if admission is not None and admission.subjects:
-                assert self.limits is not None
+                await hold()
+                values = pending_values(assistant_id, key)
+                # The dedup cache's lookup goes along in the same step (the SQL cache's).
+                if self.dedup is not None and key is not None and cache is not None:
+                    probe = self.dedup.probe(key, user_id, cache)
+                if await open_alone(values, probe):
+                    opened = True
+                    record = gen_store.pending_record(values)  # as stored: nothing to read back
+            if not opened:
                 async with self.store.write() as conn:
-                    await self.limits.settle(conn, admission, 0, "cancelled")
+                    if before_insert is not None:
+                        await before_insert(conn, generation_id)
+                    # A chat turn decides its assistant message id inside the transaction.
+                    assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+                    # After before_insert: a chat turn's messages are known only now.
+                    key = cache_key()
+                    await hold()
+                    record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
+        except Exception as exc:
+            # Refused by a budget: the insert (and its transaction) wrote nothing.
+            if admission is not None and admission.subjects and self.limits is not None and self.limits.refused(exc):
+                raise await self.limits.refusal(admission) from None
+            raise
+        if record is None:  # lost a race for the idempotency key (no row, so nothing was held)
             async with self.store.read() as conn:
                 existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
             if existing is None:  # pragma: no cover - the conflicting row cannot vanish
@@ -786,9 +790,6 @@ class Engine:
                         run.ended_elsewhere = True
                         await hook(conn, run, status)
                 return current
-            if run.admission is not None and self.limits is not None:
-                # With the finalize, once: the reservation becomes the true cost.
-                await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
             if status == "complete" and self._caches(run) and self.dedup is not None:
@@ -886,16 +887,14 @@ class Engine:
         # Running in another process (or nowhere): end the record here; the owner's next
         # checkpoint flush or heartbeat sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
-            ended = await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
-            if ended and self.limits is not None:
-                await self.limits.release_records(conn, [generation.id])
+            # Ending the record gives back what it held (a trigger: revision 0015).
+            await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
 
     async def _settle_swept(self, conn: AsyncConnection, record: Generation) -> None:
         """In the sweep's transaction: complete a record it interrupted (usage, a turn's partial
-        reply in its chat) and give back what it held against its budgets."""
+        reply in its chat). What it held against its budgets was given back by the update that
+        interrupted it, and its estimated cost counts when written (triggers: revision 0015)."""
         await settle_interrupted(conn, record, self.settings.price_overrides)
-        if self.limits is not None:
-            await self.limits.release_records(conn, [record.id])
 
     async def sweep(self) -> list[Generation]:
         """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone

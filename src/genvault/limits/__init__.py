@@ -1,8 +1,9 @@
 """Budgets, quotas and rate limits (issue 19): admission before the pending record, reservations
 that concurrency cannot overshoot, rate limits on moving windows.
 
-See `genvault.limits._service` for where the engine calls in, `_ledger` for the atomic step and
-`_rates` for requests and tokens per minute.
+See `genvault.limits._service` for where the engine calls in, `_ledger` for the atomic step (the
+database's own: triggers on `generations`, revision 0015; and why not Redis) and `_rates` for
+requests and tokens per minute.
 """
 
 from genvault.limits._context import KeyGrant, acting_key

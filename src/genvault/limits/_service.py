@@ -1,16 +1,20 @@
 """`Limits`: admission, reservations and rate limits, composed by the `Vault` and called by the
-engine at three narrow points of a generation's life:
+engine at two narrow points before a generation's pending record is written:
 
 1. `admit` before anything is written: the key's expiry and model list, requests per minute,
    tokens per minute. Refused: `Unauthorized`, `Forbidden` or `LimitExceeded`.
-2. `reserve` in the transaction that inserts the pending record: the worst-case cost and a
-   running slot, atomically against every budget (`genvault.limits._ledger`). Refused: the
-   transaction rolls back, so the request leaves no record.
-3. `settle` in the finalize transaction (or `release_records` when a cancel from another process
-   or the sweeper ends the record): the reservation becomes the true cost.
+2. `reserve` just before the pending record is written: prices the worst case and says what the
+   record holds (its `reservation` column). The database takes it with the record's own insert
+   (a trigger: one conditional upsert per limited subject, revision 0015), atomically against
+   every budget and across processes; refused, the insert fails (`refused(exc)`), nothing of the
+   request is written, and `refusal` names the limit.
+
+Whatever ends the record (finalize, a cancel from any process, the sweeper, shutdown) settles the
+reservation by the same update that ends it (the other trigger): nobody has to remember to.
 
 Limits themselves are cached in each process and re-read every `limits_refresh_seconds`, so a
-turn costs one extra statement (the reservation) and none when no limit applies to it.
+turn costs no extra statement: the reservation and the settlement ride on the statements that
+write the record anyway. Why not in Redis: see `genvault.limits._ledger`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from genvault.providers.base import ModelRequest, StreamUsage
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store.db import insert_for
-from genvault.store.schema import api_keys, generations, limits, users
+from genvault.store.schema import LIMIT_REFUSED, api_keys, generations, limits, users
 
 __all__ = ["Admission", "Limits", "SubjectKind"]
 
@@ -81,13 +85,26 @@ class Admission:
     tokens: list[tuple[str, int]] = field(default_factory=list)
     nano: int = 0
     subjects: list[str] = field(default_factory=list)  # the reservation is held on these
+    # Per subject, the caps the reservation is checked against (`ledger.NO_CAP`: none).
+    caps: list[dict[str, int]] = field(default_factory=list)
     unpriced: bool = False
 
     def reservation(self) -> dict[str, Any] | None:
-        """What the generation row keeps, so whoever ends it can release exactly this."""
+        """What the generation row keeps: the pending insert's trigger takes it against the caps
+        (revision 0015), and the update that ends the record releases exactly this."""
         if not self.subjects:
             return None
-        held: dict[str, Any] = {"nano": self.nano, "day": self.day, "month": self.month, "subjects": self.subjects}
+        caps = [
+            [None if c[name] == ledger.NO_CAP else c[name] for name in ("daily", "monthly", "total", "concurrent")]
+            for c in self.caps
+        ]
+        held: dict[str, Any] = {
+            "nano": self.nano,
+            "day": self.day,
+            "month": self.month,
+            "subjects": self.subjects,
+            "caps": caps,
+        }
         if self.unpriced:
             held["unpriced"] = True  # admitted against request, token and concurrency limits only
         return held
@@ -277,13 +294,12 @@ class Limits:
             retry_after=retry_after,
         )
 
-    # -- 2. reservation, in the pending record's transaction -----------------------------------
+    # -- 2. reservation, taken by the pending record's insert ---------------------------------
 
-    async def reserve(
-        self, conn: AsyncConnection, admission: Admission, provider: str, model: str, request: ModelRequest
-    ) -> None:
-        """Reserve the request's worst-case cost and a running slot on every counted subject, or
-        raise `LimitExceeded` (the caller's transaction must then roll back)."""
+    async def reserve(self, admission: Admission, provider: str, model: str, request: ModelRequest) -> None:
+        """Price the request's worst case and say what its record holds (`Admission.reservation`,
+        written with the pending row, whose insert takes it atomically or fails: `refused`).
+        Raises `LimitExceeded` at once when the worst case alone is over a limit. No statement."""
         if not admission.counted:
             return
         found = worst_case(
@@ -299,44 +315,50 @@ class Limits:
             # The reservation assumed at most this much output: the provider is told so, or the
             # true cost could pass it. A new dict (the caller's may be the stored request's).
             request.params = {**request.params, "max_tokens": found[1]}
+        admission.unpriced = worst is None
         if worst is None:
-            admission.unpriced = True
             log.info("%s/%s has no known price: admitted against request and concurrency limits only", provider, model)
         nano = worst or 0
 
         def cap(value: int | None, money: bool) -> int:
             return ledger.NO_CAP if value is None or (money and worst is None) else value
 
-        subjects = [
-            (
-                subject,
-                {
-                    "daily": cap(caps.daily, True),
-                    "monthly": cap(caps.monthly, True),
-                    "total": cap(caps.total, True),
-                    "concurrent": cap(caps.concurrent, False),
-                },
-            )
-            for subject, caps in admission.counted
+        caps = [
+            {
+                "daily": cap(c.daily, True),
+                "monthly": cap(c.monthly, True),
+                "total": cap(c.total, True),
+                "concurrent": cap(c.concurrent, False),
+            }
+            for _, c in admission.counted
         ]
+        admission.nano = nano
+        admission.subjects = [s for s, _ in admission.counted]
+        admission.caps = caps
         # A subject without a ledger row gets one holding just this reservation, unchecked: so
         # a reservation over a limit on its own is refused here.
-        alone_fits = all(
-            nano <= min(c["daily"], c["monthly"], c["total"]) and c["concurrent"] >= 1 for _, c in subjects
-        )
-        taken = (
-            await ledger.reserve(
-                conn, user_id=admission.user_id, subjects=subjects, nano=nano, day=admission.day, month=admission.month
-            )
-            if alone_fits
-            else set()
-        )
-        if len(taken) == len(subjects):
-            admission.nano = nano
-            admission.subjects = [s for s, _ in subjects]
-            return
-        rows = await ledger.read_rows(conn, [s for s, _ in subjects])
-        raise self._budget_refusal(admission, subjects, rows, nano)
+        if not all(nano <= min(c["daily"], c["monthly"], c["total"]) and c["concurrent"] >= 1 for c in caps):
+            raise await self.refusal(admission)
+
+    @staticmethod
+    def refused(exc: BaseException) -> bool:
+        """Whether `exc` (or what it wraps) is the reserve trigger's refusal."""
+        seen: BaseException | None = exc
+        for _ in range(8):
+            if seen is None:
+                return False
+            if LIMIT_REFUSED in str(seen):
+                return True
+            seen = seen.__cause__ or seen.__context__
+        return False
+
+    async def refusal(self, admission: Admission) -> LimitExceeded:
+        """The `LimitExceeded` for a reservation that did not fit, naming the limit (read after
+        the refused statement rolled back)."""
+        subjects = list(zip(admission.subjects, admission.caps, strict=True))
+        async with self.store.read() as conn:
+            rows = await ledger.read_rows(conn, admission.subjects)
+        return self._budget_refusal(admission, subjects, rows, admission.nano)
 
     def _budget_refusal(
         self,
@@ -380,44 +402,7 @@ class Limits:
             "total_usd", subjects[0][0], "?", "?", None, 1, "the budget changed while this request was checked"
         )
 
-    # -- 3. settlement -------------------------------------------------------------------------
-
-    async def settle(self, conn: AsyncConnection, admission: Admission, cost_nano: int | None, status: str) -> None:
-        """In the transaction that ends the record: the reservation becomes `cost_nano` (unknown:
-        nothing for a failed or stopped generation, the reservation itself for a complete one)."""
-        if not admission.subjects:
-            return
-        await self._settle(conn, admission.reservation() or {}, cost_nano, status)
-
-    @staticmethod
-    async def _settle(conn: AsyncConnection, held: dict[str, Any], cost_nano: int | None, status: str) -> None:
-        nano = int(held.get("nano", 0))
-        if cost_nano is not None:
-            actual = cost_nano
-        else:
-            actual = nano if status == "complete" and not held.get("unpriced") else 0
-        await ledger.settle(
-            conn,
-            subjects=list(held.get("subjects", [])),
-            nano=nano,
-            actual=actual,
-            day=str(held.get("day")),
-            month=str(held.get("month")),
-        )
-
-    async def release_records(self, conn: AsyncConnection, generation_ids: list[str]) -> None:
-        """Settle the reservations of records just ended elsewhere than their run (a cancel from
-        another process, the sweeper), from what the rows say they hold."""
-        if not generation_ids:
-            return
-        rows = await conn.execute(
-            select(generations.c.reservation, generations.c.cost_nano_usd, generations.c.status).where(
-                generations.c.id.in_(generation_ids), generations.c.reservation.is_not(None)
-            )
-        )
-        for held, cost, status in rows.all():
-            if isinstance(held, dict) and held.get("subjects"):
-                await self._settle(conn, held, cost, status)
+    # -- 3. settlement: by the update that ends the record (revision 0015's triggers) ----------
 
     async def record_tokens(self, admission: Admission, usage: StreamUsage | None) -> None:
         """After the record is final: its tokens into the tokens-per-minute windows."""

@@ -36,7 +36,17 @@ from genvault.blobs import BlobStore
 from genvault.errors import Conflict, InvalidRequest, StorageError
 from genvault.store import Store
 from genvault.store.chats import load_all_messages
-from genvault.store.schema import MISSING, JSONText, UTCDateTime, blobs, chats, data_tables, metadata, users
+from genvault.store.schema import (
+    MISSING,
+    JSONText,
+    UTCDateTime,
+    blobs,
+    chats,
+    data_tables,
+    generations,
+    metadata,
+    users,
+)
 from genvault.store.text import check_storable
 from genvault.validation import MAX_JSON_DEPTH, json_depth_exceeds
 
@@ -311,11 +321,17 @@ class _Importer:
         self.n_views = 0
         self.current: Table | None = None
         # Rows of self-referencing tables (generations.cached_from) go in without the reference,
-        # which is set once every row exists: an archive's order need not follow those links.
+        # which is set once every row exists: an archive's order need not follow those links
+        # (and generations without their reservation, likewise set after: `_deferred_columns`).
         self.deferred: list[tuple[Table, dict[str, Any], dict[str, Any]]] = []
 
-    def _self_refs(self, table: Table) -> list[Column[Any]]:
-        return [c for c in table.columns if any(fk.column.table is table for fk in c.foreign_keys)]
+    def _deferred_columns(self, table: Table) -> list[Column[Any]]:
+        deferred = [c for c in table.columns if any(fk.column.table is table for fk in c.foreign_keys)]
+        if table is generations:
+            # A running record's budget hold: the insert's trigger would take it again (or refuse
+            # it) on top of the archive's `limit_usage` rows, which count it already.
+            deferred.append(generations.c.reservation)
+        return deferred
 
     async def add(self, table: Table, row: dict[str, Any]) -> None:
         if self.current is not None and self.current is not table:
@@ -330,10 +346,10 @@ class _Importer:
         rows = self.pending.pop(table.name, [])
         if not rows:
             return
-        refs = self._self_refs(table)
+        refs = self._deferred_columns(table)
         if refs:
             for row in rows:
-                links = {c.name: row[c.name] for c in refs if row[c.name] is not None}
+                links = {c.name: row[c.name] for c in refs if row.get(c.name) is not None}
                 if links:
                     self.deferred.append((table, {c.name: row[c.name] for c in table.primary_key.columns}, links))
                     row.update(dict.fromkeys(links))

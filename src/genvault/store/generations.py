@@ -24,7 +24,7 @@ from genvault.records import Generation, Page, Usage, UsageRow
 from genvault.store import Store
 from genvault.store.cursors import decode_cursor, encode_cursor
 from genvault.store.driver import ConnectionLost
-from genvault.store.schema import generations
+from genvault.store.schema import LIMIT_REFUSED, generations
 from genvault.store.sqlite_adapter import one_hop
 
 __all__ = [
@@ -93,7 +93,9 @@ async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Gener
     try:
         async with conn.begin_nested():
             inserted = (await conn.execute(_INSERT, row)).mappings().one()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if LIMIT_REFUSED in str(exc.orig):  # SQLite's trigger refusal is a constraint error too
+            raise
         return None
     return to_record(inserted)
 

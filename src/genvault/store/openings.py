@@ -60,6 +60,7 @@ _GENERATION_COLUMNS = (
     "idempotency_key",
     "cache_key",
     "api_key_id",
+    "reservation",  # a budget's hold: the insert's trigger takes it or fails (genvault.limits)
 )
 
 
@@ -130,7 +131,7 @@ WITH new_chat AS (
            {gen["chat_id"]}::varchar, {gen["message_id"]}::varchar, {gen["model"]}::varchar, {gen["provider"]}::varchar,
            {request}, {gen["created_at"]}::timestamptz, {gen["lease_owner"]}::varchar,
            {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar,
-           {gen["api_key_id"]}::varchar
+           {gen["api_key_id"]}::varchar, {gen["reservation"]}::jsonb
     FROM target
 )
 SELECT EXISTS (SELECT 1 FROM new_chat), EXISTS (SELECT 1 FROM claim), {probe}
@@ -212,6 +213,16 @@ async def _messages_before(conn: Any, chat_id: str, message_id: str) -> list[dic
     return [m for older_first in reversed(pages) for m in older_first]
 
 
+_JSON_COLUMNS = ("request", "reservation")
+
+
+def _json_or_value(name: str, value: Any) -> Any:
+    """A JSON column's text for asyncpg (None stays SQL NULL, not JSON null), else the value."""
+    if name in _JSON_COLUMNS and value is not None:
+        return json.dumps(value)
+    return value
+
+
 def _probe_params(probe: CacheProbe | None) -> tuple[Any, ...]:
     if probe is None:
         return (None, None, None, None)
@@ -242,7 +253,7 @@ async def _open_postgresql(
         message["id"],
         dump_json(message.get("metadata", MISSING)),
         json.dumps(_parts_records(message), separators=(",", ":"), ensure_ascii=False),
-        *(json.dumps(generation[name]) if name == "request" else generation.get(name) for name in _GENERATION_COLUMNS),
+        *(_json_or_value(name, generation.get(name)) for name in _GENERATION_COLUMNS),
         *_probe_params(probe),
     )
     sql = _postgresql_sql()
@@ -318,6 +329,8 @@ async def _open_sqlite(
         return tuple(
             json_value({**generation[name], "messages_before": messages_before})
             if name == "request"
+            else (None if generation.get(name) is None else json_value(generation[name]))
+            if name in _JSON_COLUMNS
             else stamp(generation[name])
             if name in ("created_at", "lease_expires_at")
             else generation.get(name)

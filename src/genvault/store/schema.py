@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "GENERATION_KINDS",
     "GENERATION_STATUSES",
+    "LIMIT_REFUSED",
     "LOCAL_USER_ID",
     "MISSING",
     "TERMINAL_STATUSES",
@@ -333,9 +334,10 @@ generations = Table(
     # The API key the request came with (NULL: the library, the CLI, or another auth mode), so
     # usage can be reported per key. No foreign key: a record outlives a revoked key's row.
     Column("api_key_id", String(40)),
-    # What admission reserved against the limits (`genvault.limits`): amount, day, month and
-    # subjects, so whoever ends the record (finalize, a cancel from elsewhere, the sweeper)
-    # settles or releases exactly that. NULL when no spend or concurrency limit applied.
+    # What admission reserves against the limits (`genvault.limits`): amount, day, month,
+    # subjects and their caps. The insert's trigger takes it from `limit_usage` or fails, and the
+    # update that ends the record (finalize, a cancel from elsewhere, the sweeper) settles
+    # exactly that (revision 0015). NULL when no spend or concurrency limit applied.
     Column("reservation", JSONOrNull),
     # The caller's labels (`genvault.labels`): a JSON array of short strings and a small JSON
     # object, set at creation and changed by PATCH. NULL: none given.
@@ -398,9 +400,13 @@ limits = Table(
 
 # The ledger budgets are checked against, one row per limited subject: what was spent plus what
 # running generations hold reserved, in the current UTC day and month and in total, and how many
-# run. Admission reserves with one conditional upsert (it changes the row only if every limit
-# still holds, so concurrent requests cannot overshoot); finalize replaces the reservation with
-# the true cost. A new day or month starts at zero when the first request of it arrives.
+# run. Kept by triggers on `generations` (revision 0015): the insert of a pending record with a
+# `reservation` takes it with a conditional upsert (it changes the row only if every limit still
+# holds, so concurrent requests cannot overshoot; else the insert fails with `LIMIT_REFUSED`),
+# and the update that ends the record replaces it with the true cost. A new day or month starts
+# at zero when the first request of it arrives.
+LIMIT_REFUSED = "genvault: limit reached"  # the reserve trigger's error message
+
 limit_usage = Table(
     "limit_usage",
     metadata,

@@ -804,8 +804,9 @@ class Engine:
 
     async def _finished_alone(self, run: Run, status: str, values: dict[str, Any]) -> bool:
         """The finalize as the run's `finish_alone` step, when it has one and nothing needs the
-        transaction: no reservation to settle, not ended elsewhere. True when it was written."""
-        if run.finish_alone is None or run.ended_elsewhere or (run.admission is not None and run.admission.subjects):
+        transaction (not ended elsewhere; a budget's reservation is settled by the update's own
+        trigger, revision 0015). True when it was written."""
+        if run.finish_alone is None or run.ended_elsewhere:
             return False
         entry = None
         if status == "complete" and self._caches(run) and self.dedup is not None:

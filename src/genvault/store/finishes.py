@@ -2,11 +2,12 @@
 its parts, the chat freed (and its `updated_at`), and the dedup cache's entry, written together.
 
 This is the common ending of a chat turn (a reply under a new message id, nothing ended it
-elsewhere, no budget reservation to settle). Everything hangs on the guarded move of the
-generation out of `pending`/`streaming`: when the record is final already (an earlier try of
-this finalize that committed, a cancel from another process, the sweeper) or the message id is
-taken, nothing is written and the caller takes the general path (`Engine._finalize`'s
-transaction with the turn's hook), which sorts each of those out, as before.
+elsewhere; a budget's reservation is settled by the generations update's own trigger).
+Everything hangs on the guarded move of the generation out of `pending`/`streaming`: when the
+record is final already (an earlier try of this finalize that committed, a cancel from another
+process, the sweeper) or the message id is taken, nothing is written and the caller takes the
+general path (`Engine._finalize`'s transaction with the turn's hook), which sorts each of those
+out, as before.
 
 - PostgreSQL: one statement in autocommit on the pooled asyncpg connection (`Store.driver`), a
   CTE whose writes all hang on `UPDATE generations … RETURNING` of the active record: one round

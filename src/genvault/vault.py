@@ -59,6 +59,7 @@ from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.streams.memory import CLOSED_RETAIN_SECONDS
+from genvault.telemetry import Telemetry
 from genvault.tools import Tool, ToolExecutor
 from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
 
@@ -209,6 +210,7 @@ class Vault(FilesMixin):
         migrate: bool = True,
         sweep_interval: float | None = None,
         run_retention: bool = True,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.store = Store(
@@ -245,6 +247,10 @@ class Vault(FilesMixin):
         self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
         self.searcher = Searcher(self.store)
+        # Spans per generation when an OTLP endpoint is set (or a `Telemetry` is given).
+        self.telemetry = telemetry or Telemetry.from_env(capture_content=self.settings.otel_capture_content)
+        if self.telemetry is not None:
+            self.telemetry.attach(self.engine)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -273,7 +279,7 @@ class Vault(FilesMixin):
         # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
         await self.engine.liveness.start()
         await self.limits.load()
-        await self.engine.sweep()
+        await self._sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).
             await self.blobs.sweep_temporary()
@@ -305,9 +311,14 @@ class Vault(FilesMixin):
         while True:
             await asyncio.sleep(self._sweep_interval)
             try:
-                await self.engine.sweep()
+                await self._sweep()
             except Exception:
                 log.warning("sweep failed", exc_info=True)
+
+    async def _sweep(self) -> None:
+        swept = await self.engine.sweep()
+        if self.telemetry is not None and swept:
+            self.telemetry.swept(swept)
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:
         for task in (self._sweeper, self._retention, self._search_catch_up):
@@ -316,6 +327,8 @@ class Vault(FilesMixin):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.engine.aclose(grace_seconds=grace_seconds)
+        if self.telemetry is not None:  # after the engine: its last spans ended, then flushed
+            await asyncio.to_thread(self.telemetry.shutdown)
         await self.hub.aclose()
         await self.registry.aclose()
         await self.cache.aclose()

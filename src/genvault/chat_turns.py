@@ -18,12 +18,13 @@ and reads everything else from the database.
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault import labels as labels_
 from genvault.cache.dedup import CacheProbe
 from genvault.errors import Conflict, InvalidRequest, NotFound
 from genvault.ids import new_id
@@ -47,6 +48,8 @@ class TurnPlan:
     continued: dict[str, Any] | None
     # The whole chat as the model should see it.
     history: list[dict[str, Any]]
+    # The turn's generation's labels: the chat's, with the turn's own (`labels.merged`).
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,9 +61,12 @@ class NewChatOpening:
     open: Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]]
 
 
-def new_chat_opening(store: Store, chat_id: str, user_id: str, message: dict[str, Any]) -> NewChatOpening | None:
+def new_chat_opening(
+    store: Store, chat_id: str, user_id: str, message: dict[str, Any], labels: Mapping[str, Any] | None = None
+) -> NewChatOpening | None:
     """The one-step opening for a user message submitted to a chat that may be new; None for any
-    other message. Checks what `prepare_turn` checks of a new chat, in the same order."""
+    other message. Checks what `prepare_turn` checks of a new chat, in the same order. The new
+    chat's labels are the turn's (`labels`, checked), and so its generation's."""
     if message.get("role") != "user":
         return None
     chat_store.check_message_storable(message)
@@ -68,7 +74,9 @@ def new_chat_opening(store: Store, chat_id: str, user_id: str, message: dict[str
     chat_store.check_chat_fields(chat_id, title)
     # The history is the message itself; the store keeps JSON exactly, so it is not read back.
     # A copy: the caller keeps `message` in the request record.
-    plan = TurnPlan(assistant_id=new_id("msg"), continued=None, history=[copy.deepcopy(message)])
+    plan = TurnPlan(
+        assistant_id=new_id("msg"), continued=None, history=[copy.deepcopy(message)], labels=dict(labels or {})
+    )
 
     async def open_(generation: dict[str, Any], probe: CacheProbe | None) -> bool:
         return await open_new_chat_turn(
@@ -133,11 +141,15 @@ async def prepare_turn(
     message_id: str | None,
     tools: dict[str, Tool],
     generation_id: str,
+    labels: Mapping[str, Any] | None = None,
 ) -> TurnPlan:
+    """`labels`: the turn's checked tags / metadata (a new chat's own; merged with an existing
+    chat's for the turn's generation)."""
     if message is not None:
         # Before the chat's title is taken from it: unstorable text is the message's fault.
         chat_store.check_message_storable(message)
-    chat, created = await chat_store.open_chat(conn, chat_id, user_id, title=_title_from(message))
+    chat, created = await chat_store.open_chat(conn, chat_id, user_id, title=_title_from(message), labels=labels)
+    turn_labels = labels_.merged(chat, labels or {})
     if chat.active_generation_id is not None:
         active = await gen_store.get(conn, chat.active_generation_id)
         if not active.is_final:
@@ -162,7 +174,9 @@ async def prepare_turn(
             # The whole chat is the message just appended; the store keeps JSON exactly (a read
             # gives back what was appended), so it is not read back. A copy: the caller keeps
             # `message` in the request record.
-            return TurnPlan(assistant_id=assistant_id, continued=None, history=[copy.deepcopy(message)])
+            return TurnPlan(
+                assistant_id=assistant_id, continued=None, history=[copy.deepcopy(message)], labels=turn_labels
+            )
     elif message["role"] == "assistant":
         history = await chat_store.load_messages(conn, chat_id, limit=1)
         last = history.messages[-1] if history.messages else None
@@ -183,7 +197,7 @@ async def prepare_turn(
     history_all = await chat_store.load_all_messages(conn, chat_id)
     if not any(m["role"] == "user" for m in history_all):
         raise InvalidRequest(f"chat {chat_id!r} has no user message to answer")
-    return TurnPlan(assistant_id=assistant_id, continued=continued, history=history_all)
+    return TurnPlan(assistant_id=assistant_id, continued=continued, history=history_all, labels=turn_labels)
 
 
 async def _exists(conn: AsyncConnection, chat_id: str, message_id: str) -> bool:

@@ -55,6 +55,7 @@ from genvault.store import files as file_store
 from genvault.store import generations as gen_store
 from genvault.store.driver import ConnectionLost, PooledDriver
 from genvault.store.schema import MISSING, users
+from genvault.store.schema import chats as chats_table
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
@@ -516,13 +517,17 @@ class Vault(FilesMixin):
         idempotency_key: str | None = None,
         cache: bool = True,
         cache_ttl: float | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> ChatTurn:
         """Start a chat turn: save the user's message (or the client's tool results), mint the
         assistant message id, and start the reply. Returns at once; follow it with
         `stream(turn.generation.id)`.
 
         `message` is the AI SDK UIMessage the client sent last; history always comes from the
-        database. See `genvault.chat_turns` for what each trigger does.
+        database. See `genvault.chat_turns` for what each trigger does. `tags` / `metadata`
+        label a chat this turn creates; the turn's generation carries the chat's labels with
+        these added (`labels.merged`).
         """
         if trigger not in ("submit-message", "regenerate-message"):
             raise InvalidRequest(f"trigger must be submit-message or regenerate-message, got {trigger!r}")
@@ -532,6 +537,10 @@ class Vault(FilesMixin):
         if idempotency_key is not None:
             check_id(idempotency_key, "the idempotency key")
         check_json_depth([message, params], "the message")
+        given_labels = labels.checked(tags, metadata)
+        # Filled once the turn is planned (the chat's labels are known then), before the pending
+        # row is written from it.
+        turn_labels: dict[str, Any] = dict(given_labels)
         incoming = None
         if message is not None:
             schemas = {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in self.tools.values()}
@@ -570,6 +579,7 @@ class Vault(FilesMixin):
                 message_id=message_id,
                 tools=self.tools,
                 generation_id=generation_id,
+                labels=given_labels,
             )
             for upload in uploads:
                 if upload.exists:
@@ -611,12 +621,14 @@ class Vault(FilesMixin):
             )
             hooks.history = turn.history
             hooks.continues = turn.continued is not None
+            turn_labels.clear()
+            turn_labels.update(turn.labels)
 
         open_alone = None
         if trigger == "submit-message" and incoming is not None and not uploads and idempotency_key is None:
             # Most likely a new chat's first message: try it as one step (`store/openings.py`);
             # an existing chat falls back to `before_insert`, which plans the turn anew.
-            opening = new_chat_opening(self.store, chat_id, user_id, incoming)
+            opening = new_chat_opening(self.store, chat_id, user_id, incoming, given_labels)
             if opening is not None:
                 planned(opening.plan)
                 open_alone = opening.open
@@ -639,6 +651,7 @@ class Vault(FilesMixin):
             file_sink=self._file_sink(chat_id, hooks.snapshot),
             prepare_request=lambda request: self._inline_files(request, user_id),
             cache=policy,
+            labels=turn_labels,
         )
         turn = plan.get("turn")
         return ChatTurn(
@@ -648,12 +661,19 @@ class Vault(FilesMixin):
         )
 
     async def create_chat(
-        self, chat_id: str | None = None, *, title: str | None = None, user_id: str = LOCAL_USER_ID
+        self,
+        chat_id: str | None = None,
+        *,
+        title: str | None = None,
+        user_id: str = LOCAL_USER_ID,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> chat_store.Chat:
         if chat_id is not None:
             check_id(chat_id, "chat id")
+        given = labels.checked(tags, metadata)
         async with self.store.write() as conn:
-            return await chat_store.create_chat(conn, chat_id or new_id("chat"), user_id, title=title)
+            return await chat_store.create_chat(conn, chat_id or new_id("chat"), user_id, title=title, labels=given)
 
     async def get_chat(
         self, chat_id: str, *, user_id: str | None = LOCAL_USER_ID, for_reading: bool = False
@@ -663,14 +683,23 @@ class Vault(FilesMixin):
             return await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
 
     async def list_chats(
-        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None, q: str | None = None
+        self,
+        *,
+        user_id: str = LOCAL_USER_ID,
+        limit: int = 50,
+        cursor: str | None = None,
+        q: str | None = None,
+        tag: str | None = None,
     ) -> Page[chat_store.Chat]:
         """The user's chats, most recently updated first; `q`: only those whose title or any
-        message matches the search query."""
+        message matches the search query; `tag`: only those carrying it."""
         among = None
         if q:
             among = self.searcher.chats_matching(q, user_id)
             await self.searcher.catch_up()
+        if tag is not None:
+            has_tag = labels.tagged(tag, self.store.dialect, chats_table)
+            among = has_tag if among is None else and_(among, has_tag)
         async with self.store.read() as conn:
             return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor, among=among)
 
@@ -759,11 +788,18 @@ class Vault(FilesMixin):
         user_id: str = LOCAL_USER_ID,
         title: Any = MISSING,
         visibility: Literal["private", "link", "public"] | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> chat_store.Chat:
+        """Rename, share, or replace the chat's tags and/or metadata (None: leave as is; `[]` /
+        `{}`: clear). Later turns' generations carry the new labels; earlier ones keep theirs."""
         if isinstance(title, str) and len(title) > 500:
             raise InvalidRequest("title must be at most 500 characters")
+        given = labels.checked(tags, metadata)
         async with self.store.write() as conn:
-            return await chat_store.update_chat(conn, chat_id, user_id, title=title, visibility=visibility)
+            return await chat_store.update_chat(
+                conn, chat_id, user_id, title=title, visibility=visibility, labels=given
+            )
 
     async def delete_chat(self, chat_id: str, *, user_id: str = LOCAL_USER_ID) -> None:
         chat = await self.get_chat(chat_id, user_id=user_id)

@@ -51,7 +51,11 @@ _GENERATION_COLUMNS = (
     "lease_expires_at",
     "idempotency_key",
     "cache_key",
+    # The caller's labels (JSON or NULL); a new chat's are the same, so its row takes them too.
+    "tags",
+    "metadata",
 )
+_JSON_COLUMNS = ("request", "tags", "metadata")
 
 
 def _parts_records(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -83,9 +87,10 @@ def _postgresql_sql() -> str:
     )
     return f"""
 WITH new_chat AS (
-    INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, updated_at)
+    INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, updated_at,
+                       tags, metadata)
     VALUES ($1::varchar, $2::varchar, $3::varchar, 'private', 1, {gen["id"]}::varchar, $4::timestamptz,
-            $4::timestamptz)
+            $4::timestamptz, {gen["tags"]}::jsonb, {gen["metadata"]}::jsonb)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), new_message AS (
@@ -100,7 +105,8 @@ WITH new_chat AS (
     SELECT 'pending', {gen["id"]}::varchar, {gen["kind"]}::varchar, {gen["user_id"]}::varchar,
            {gen["chat_id"]}::varchar, {gen["message_id"]}::varchar, {gen["model"]}::varchar, {gen["provider"]}::varchar,
            {gen["request"]}::jsonb, {gen["created_at"]}::timestamptz, {gen["lease_owner"]}::varchar,
-           {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar
+           {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar,
+           {gen["tags"]}::jsonb, {gen["metadata"]}::jsonb
     FROM new_chat
 )
 SELECT EXISTS (SELECT 1 FROM new_chat), {probe}
@@ -130,6 +136,13 @@ async def open_new_chat_turn(
     return opened
 
 
+def _pg_value(generation: dict[str, Any], name: str) -> Any:
+    value = generation.get(name)
+    if name in _JSON_COLUMNS and value is not None:  # JSON text for `::jsonb`; None stays NULL
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return value
+
+
 def _probe_params(probe: CacheProbe | None) -> tuple[Any, ...]:
     if probe is None:
         return (None, None, None, None)
@@ -156,7 +169,7 @@ async def _open_postgresql(
         message["id"],
         dump_json(message.get("metadata", MISSING)),
         json.dumps(_parts_records(message), separators=(",", ":"), ensure_ascii=False),
-        *(json.dumps(generation[name]) if name == "request" else generation.get(name) for name in _GENERATION_COLUMNS),
+        *(_pg_value(generation, name) for name in _GENERATION_COLUMNS),
         *_probe_params(probe),
     )
     sql = _postgresql_sql()
@@ -211,8 +224,8 @@ async def _open_sqlite(
         (chat_id, r["message_id"], r["position"], user_id, *(r.get(c) for c in PAGE_PART_COLUMNS)) for r in records
     ]
     generation_row = tuple(
-        json_value(generation[name])
-        if name == "request"
+        (None if generation.get(name) is None else json_value(generation[name]))
+        if name in _JSON_COLUMNS
         else stamp(generation[name])
         if name in ("created_at", "lease_expires_at")
         else generation.get(name)
@@ -231,8 +244,9 @@ async def _open_sqlite(
         try:
             created = db.execute(
                 "INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, "
-                "updated_at) VALUES (?, ?, ?, 'private', 1, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
-                (chat_id, user_id, title, generation["id"], now, now),
+                "updated_at, tags, metadata) VALUES (?, ?, ?, 'private', 1, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                (chat_id, user_id, title, generation["id"], now, now, *generation_row[-2:]),
             ).fetchall()
             if not created:
                 db.execute("ROLLBACK")

@@ -166,6 +166,37 @@ class TestGenerationSpans:
         assert span["attributes"]["genvault.status"] == "cancelled"
         assert "error.type" not in span["attributes"]
 
+    async def test_an_image_generation_is_generate_content(self, receiver: Receiver, vault_factory: Any) -> None:
+        vault = await vault_factory()
+        record = await vault.generate_image("a red square")
+        assert (await vault.wait(record.id)).status == "complete"
+        span = await asyncio.to_thread(receiver.generation_span, record.id)
+        assert span["name"] == "generate_content test-image"
+        assert span["attributes"]["gen_ai.operation.name"] == "generate_content"
+
+    async def test_a_generation_cut_off_by_shutdown_ends_its_span_interrupted_before_the_flush(
+        self, receiver: Receiver, settings_factory: Any, database: tuple[str, str | None]
+    ) -> None:
+        from genvault.vault import Vault
+
+        provider = tm.TestProvider(tokens_per_second=0)
+        provider.enqueue(tm.text("partial words"), tm.delay(600), tm.text(" never sent"))
+        vault = Vault(settings_factory(), database_schema=database[1], providers={"offline": provider})
+        await vault.start()
+        try:
+            record = await vault.generate("x")
+            for _ in range(12000):  # a ceiling for a loaded machine: until the first words streamed
+                if (await vault.get_generation(record.id)).status == "streaming":
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await vault.aclose(grace_seconds=0)
+        # `aclose` flushed the exporter: the span is there without waiting for the next batch.
+        (span,) = [s for s in receiver.spans if s["attributes"].get("genvault.generation.id") == record.id]
+        assert span["attributes"]["genvault.status"] == "interrupted"
+        assert span["attributes"]["error.type"] == "interrupted"
+        assert span["status_code"] == ERROR
+
 
 class TestToolSpans:
     async def test_tools_run_here_are_child_spans_and_client_tools_are_events(

@@ -353,3 +353,65 @@ async def test_genvault_serve_exports_spans_that_join_the_callers_traceparent(tm
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.slow
+async def test_a_record_the_sweeper_finds_interrupted_gets_its_span_then(receiver: Receiver, tmp_path: Path) -> None:
+    """Its process was killed with its open span; the process that sweeps it sends one whole,
+    from the record's own times."""
+    from sqlalchemy import select
+
+    from genvault.settings import Settings
+    from genvault.store import Store
+    from genvault.store.schema import generations
+    from genvault.vault import Vault
+
+    url = f"sqlite:///{tmp_path / 'genvault.db'}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GENVAULT_", "OTEL_"))},
+        "GENVAULT_DATABASE_URL": url,
+        "GENVAULT_DATA_DIR": str(tmp_path),
+        "GENVAULT_TEST_MODEL_TPS": "10",
+        "GENVAULT_CHECKPOINT_MS": "50",
+    }
+    proc = start_generate(env, tmp_path / "child.err")
+    store = Store(url)
+    try:
+        row = None
+        for _ in range(1200):  # a ceiling (120 s) for a loaded machine
+            await asyncio.sleep(0.1)
+            try:
+                async with store.read() as conn:
+                    row = (await conn.execute(select(generations))).mappings().first()
+            except Exception:
+                continue  # the child has not made the schema yet
+            if row is not None and row["status"] == "streaming":
+                break
+        assert row is not None, (tmp_path / "child.err").read_text()
+        assert row["status"] == "streaming", (tmp_path / "child.err").read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+        await store.aclose()
+    async with Vault(Settings(database_url=url, data_dir=tmp_path, lease_seconds=0.5)) as vault:
+        record = await vault.get_generation(row["id"])
+        for _ in range(1200):  # the dead process is noticed once its heartbeat is older than the lease
+            if record.status == "interrupted":
+                break
+            await asyncio.sleep(0.1)
+            record = await vault.get_generation(row["id"])
+    assert record.status == "interrupted"
+    span = await asyncio.to_thread(receiver.generation_span, record.id)
+    assert span["attributes"]["error.type"] == "interrupted"
+    assert span["start"] == int(record.created_at.timestamp() * 1e9)
+    assert span["parent_span_id"] == ""
+
+
+def start_generate(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "genvault", "generate", "Tell me something long enough to be killed midway."],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )

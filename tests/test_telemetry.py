@@ -343,6 +343,7 @@ async def test_genvault_serve_exports_spans_that_join_the_callers_traceparent(tm
                 # The chat turn outlived its request: its span ended with the generation.
                 chat_record = (await http.get(f"/api/generations/{ids['chat'][0]}")).json()
                 assert chat_record["status"] == "complete"
+                assert f"OpenTelemetry: a span per generation to {url} (without prompts" in log.read_text()
                 root = await asyncio.to_thread(receiver.generation_span, root_id)
                 assert root["parent_span_id"] == ""
                 assert root["trace_id"] not in {t for _, t, _ in ids.values()}
@@ -415,3 +416,11 @@ def start_generate(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
+
+
+async def test_an_endpoint_without_the_otel_extra_stops_start_up_with_how_to_install_it(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if not installed
+    with pytest.raises(RuntimeError, match=r"genvault\[otel\]"):
+        Telemetry.from_env()

@@ -9,6 +9,7 @@ joins a W3C `traceparent` on `/api/generate`, `/api/chat` and the `/v1` gateway.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -126,6 +127,26 @@ class TestGenerationSpans:
         assert '"Greet me in French"' in attrs["gen_ai.input.messages"]
         assert '"Be brief"' in attrs["gen_ai.system_instructions"]
         assert '"Bonjour"' in attrs["gen_ai.output.messages"]
+
+    async def test_a_gateway_calls_messages_are_its_captured_input(
+        self, receiver: Receiver, vault_factory: Any
+    ) -> None:
+        from genvault.server import create_app
+
+        vault = await vault_factory(settings_overrides={"otel_capture_content": True})
+        transport = httpx.ASGITransport(app=create_app(vault=vault))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            body = {"model": "offline/test-model", "messages": [{"role": "user", "content": "hi gateway"}]}
+            answered = await http.post("/v1/chat/completions", json=body)
+        assert answered.status_code == 200, answered.text
+        generation_id = answered.headers["X-Genvault-Generation-Id"]
+        await vault.wait(generation_id)
+        attrs = (await asyncio.to_thread(receiver.generation_span, generation_id))["attributes"]
+        assert attrs["gen_ai.operation.name"] == "chat"
+        assert json.loads(attrs["gen_ai.input.messages"]) == [
+            {"role": "user", "parts": [{"type": "text", "content": "hi gateway"}]}
+        ]
+        assert answered.json()["choices"][0]["message"]["content"] in attrs["gen_ai.output.messages"]
 
     async def test_the_standard_genai_variable_also_opts_in(
         self, receiver: Receiver, vault_factory: Any, monkeypatch: pytest.MonkeyPatch

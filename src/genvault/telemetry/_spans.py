@@ -93,9 +93,8 @@ def _input_messages(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     if isinstance(request.get("message"), dict):  # a chat turn: the message it sent
         message = request["message"]
         return [{"role": message.get("role", "user"), "parts": _text_parts(message.get("parts"))}]
-    body = request.get("body") if isinstance(request.get("body"), dict) else {}
-    assert isinstance(body, dict)
-    raw = body.get("messages", body.get("input"))
+    body = request.get("body")  # the `/v1` gateway: the provider-shaped body
+    raw = body.get("messages", body.get("input")) if isinstance(body, dict) else None
     if isinstance(raw, str):
         return [{"role": "user", "parts": _text_parts(raw)}]
     out = []

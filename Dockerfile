@@ -1,5 +1,5 @@
 # genvault for production: the wheel built from this checkout, its locked dependencies (every
-# extra: PostgreSQL, Redis, S3, OpenAI, Anthropic), run as an unprivileged user.
+# extra: PostgreSQL, Redis, S3, OpenAI, Anthropic, OpenTelemetry), run as an unprivileged user.
 #   docker build -t genvault .        (compose.yaml builds it too, with PostgreSQL, Redis and MinIO)
 FROM python:3.11-slim AS build
 RUN pip install --no-cache-dir uv

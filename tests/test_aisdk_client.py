@@ -316,6 +316,19 @@ class TestSend:
         assert report["requests"][0]["body"]["model"] == "offline/test-model"
         same(client, report["messages"], await server.messages(client.chat_id))
 
+    async def test_tags_and_metadata_in_the_transport_body_label_the_new_chat_and_its_turn(
+        self, client: Client, server: Server, provider: tm.TestProvider
+    ) -> None:
+        provider.enqueue(tm.text("Labelled."))
+        body = {"tags": ["from-usechat"], "metadata": {"customer": "acme"}}
+        ok(await client.run("send", [], text="Hi", body=body))
+        await server.settle()
+        chat = (await server.stored(client.chat_id))["chat"]
+        assert chat["tags"] == ["from-usechat"]
+        assert chat["metadata"] == {"customer": "acme"}
+        (record,) = (await server.vault.list_generations(tag="from-usechat")).items
+        assert record.chat_id == client.chat_id
+
 
 class TestEditAndRegenerate:
     async def test_an_edit_replaces_the_user_message_and_drops_what_followed(

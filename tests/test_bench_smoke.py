@@ -137,3 +137,13 @@ def test_input_guard_benchmark_times_the_guard_against_parsing() -> None:
     rows = input_guard.run(tool_parts=80, messages=2, repeat=1, scale=1000)
     assert [r["body"] for r in rows] == ["small", "large", "url"]
     assert all(r["guard_us"] > 0 for r in rows)
+
+
+async def test_telemetry_benchmark_runs_generations_with_and_without_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import telemetry
+
+    # The benchmark sets and clears the endpoint itself; this puts the variable back afterwards.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    data = await telemetry.main(n=2, rounds=1)
+    assert set(data["cpu_us_per_generation"]) == {"off", "on"}
+    assert len(data["ratios"]) == 1

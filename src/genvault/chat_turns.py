@@ -18,12 +18,13 @@ and reads everything else from the database.
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from genvault import labels as labels_
 from genvault.cache.dedup import CacheProbe
 from genvault.errors import Conflict, InvalidRequest, NotFound
 from genvault.ids import new_id
@@ -47,17 +48,27 @@ class TurnPlan:
     continued: dict[str, Any] | None
     # The whole chat as the model should see it.
     history: list[dict[str, Any]]
+    # The turn's generation's labels: the chat's, with the turn's own (`labels.merged`).
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 def one_step_opening(
-    store: Store, chat_id: str, user_id: str, message: dict[str, Any], planned: Callable[[TurnPlan], None]
+    store: Store,
+    chat_id: str,
+    user_id: str,
+    message: dict[str, Any],
+    planned: Callable[[TurnPlan], None],
+    labels: Mapping[str, Any] | None = None,
 ) -> Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]] | None:
     """The one-step opening (`store/openings.py`) for a user message submitted to a chat, new or
     existing; None for any other message. Checks what `prepare_turn` checks of a new chat, in the
     same order, and tells `planned` the turn's plan as a new chat's first turn at once (the
     assistant message id goes into the pending row). Returns the engine's `open_alone`: False,
     nothing written, when the general path must decide; an existing chat's turn is planned
-    again with its history before it returns True."""
+    again with its history before it returns True. The turn's `labels` (checked) are a new
+    chat's own and its generation's; an existing chat opens in one step only when it has no
+    labels of its own (else the general path merges them), so they are the generation's there
+    too."""
     if message.get("role") != "user":
         return None
     chat_store.check_message_storable(message)
@@ -65,7 +76,9 @@ def one_step_opening(
     chat_store.check_chat_fields(chat_id, title)
     # A new chat's history is the message itself; the store keeps JSON exactly, so it is not
     # read back. A copy: the caller keeps `message` in the request record.
-    plan = TurnPlan(assistant_id=new_id("msg"), continued=None, history=[copy.deepcopy(message)])
+    plan = TurnPlan(
+        assistant_id=new_id("msg"), continued=None, history=[copy.deepcopy(message)], labels=dict(labels or {})
+    )
     planned(plan)
 
     async def open_(generation: dict[str, Any], probe: CacheProbe | None) -> bool:
@@ -77,7 +90,7 @@ def one_step_opening(
                 history = with_message(opening.earlier, message)
             else:
                 history = await read_history(store, chat_id, message)
-            planned(TurnPlan(assistant_id=plan.assistant_id, continued=None, history=history))
+            planned(TurnPlan(assistant_id=plan.assistant_id, continued=None, history=history, labels=plan.labels))
         return opening.how is not None
 
     return open_
@@ -138,11 +151,15 @@ async def prepare_turn(
     message_id: str | None,
     tools: dict[str, Tool],
     generation_id: str,
+    labels: Mapping[str, Any] | None = None,
 ) -> TurnPlan:
+    """`labels`: the turn's checked tags / metadata (a new chat's own; merged with an existing
+    chat's for the turn's generation)."""
     if message is not None:
         # Before the chat's title is taken from it: unstorable text is the message's fault.
         chat_store.check_message_storable(message)
-    chat, created = await chat_store.open_chat(conn, chat_id, user_id, title=_title_from(message))
+    chat, created = await chat_store.open_chat(conn, chat_id, user_id, title=_title_from(message), labels=labels)
+    turn_labels = labels_.merged(chat, labels or {})
     if chat.active_generation_id is not None:
         active = await gen_store.get(conn, chat.active_generation_id)
         if not active.is_final:
@@ -167,7 +184,9 @@ async def prepare_turn(
             # The whole chat is the message just appended; the store keeps JSON exactly (a read
             # gives back what was appended), so it is not read back. A copy: the caller keeps
             # `message` in the request record.
-            return TurnPlan(assistant_id=assistant_id, continued=None, history=[copy.deepcopy(message)])
+            return TurnPlan(
+                assistant_id=assistant_id, continued=None, history=[copy.deepcopy(message)], labels=turn_labels
+            )
     elif message["role"] == "assistant":
         history = await chat_store.load_messages(conn, chat_id, limit=1)
         last = history.messages[-1] if history.messages else None
@@ -188,7 +207,7 @@ async def prepare_turn(
     history_all = await chat_store.load_all_messages(conn, chat_id)
     if not any(m["role"] == "user" for m in history_all):
         raise InvalidRequest(f"chat {chat_id!r} has no user message to answer")
-    return TurnPlan(assistant_id=assistant_id, continued=continued, history=history_all)
+    return TurnPlan(assistant_id=assistant_id, continued=continued, history=history_all, labels=turn_labels)
 
 
 async def _exists(conn: AsyncConnection, chat_id: str, message_id: str) -> bool:

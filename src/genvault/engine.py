@@ -59,7 +59,7 @@ from genvault.store import Store
 from genvault.store import generations as gen_store
 from genvault.streams import MemoryHub, StreamHub
 from genvault.swept import settle_interrupted
-from genvault.tools import Tool
+from genvault.tools import Tool, ToolEvent
 from genvault.translate import ChunkTranslator
 
 __all__ = ["Engine", "Run"]
@@ -140,6 +140,10 @@ class Engine:
         self._late_finalizes: set[asyncio.Task[None]] = set()
         # Called with each record this process finalizes (metrics, tests).
         self.listeners: list[Callable[[Generation], None]] = []
+        # Called with each pending record as its run starts, and with each tool call a run met
+        # (`ToolEvent`: timed when it ran here, untimed when the client runs it) (telemetry).
+        self.start_listeners: list[Callable[[Generation], None]] = []
+        self.tool_listeners: list[Callable[[ToolEvent], None]] = []
 
     @property
     def owner_id(self) -> str:
@@ -316,6 +320,7 @@ class Engine:
                 file_sink,
                 prepare_request,
             )
+        self._tell(self.start_listeners, record)
         task = asyncio.create_task(work, name=f"genvault:{generation_id}")
         self._tasks[generation_id] = task
         task.add_done_callback(self._task_done)
@@ -423,8 +428,14 @@ class Engine:
                 if events == 0:  # not even a finish reason: never a silent, empty `complete`
                     raise ProviderError(f"{run.provider} sent an empty answer (no events in its stream)")
                 runnable = [c for c in calls if c.name in tools and tools[c.name].runs_on_server]
+                for call in calls:
+                    if call not in runnable:  # the client's to run
+                        self._tell(self.tool_listeners, ToolEvent(run.generation_id, call))
                 for call in runnable:
-                    await self._publish(run, [await self._execute(tools[call.name], call)], sink)
+                    began = _now()
+                    output = await self._execute(tools[call.name], call)
+                    self._tell(self.tool_listeners, ToolEvent(run.generation_id, call, began, _now(), output))
+                    await self._publish(run, [output], sink)
                 await self._publish(run, translator.finish_step(), sink)
                 step_open = False
                 # Another model call only when every call was answered here; a client-side tool
@@ -835,12 +846,16 @@ class Engine:
             except Exception:  # the record is final; a rate window that missed it is no reason to fail
                 log.warning("counting the tokens of %s against its limits failed", run.generation_id, exc_info=True)
         if record is not None:
-            for listener in self.listeners:
-                try:
-                    listener(record)
-                except Exception:
-                    log.warning("finalize listener failed", exc_info=True)
+            self._tell(self.listeners, record)
         return status
+
+    @staticmethod
+    def _tell(listeners: list[Callable[[_T], None]], event: _T) -> None:
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # an observer's failure never touches the generation
+                log.warning("engine listener failed", exc_info=True)
 
     # -- control -------------------------------------------------------------------------------
 

@@ -4,8 +4,9 @@
 control characters; duplicates dropped, order kept); `metadata` a small JSON object (at most
 `MAX_METADATA_BYTES` as compact JSON, nested at most `MAX_METADATA_DEPTH` deep). Both are checked
 here before anything is written, so bad labels are an `InvalidRequest` (400) that changes nothing.
-They live in the `generations.tags` / `generations.metadata` columns, so export, erasure and
-restore carry them with the record.
+They live in the `tags` / `metadata` columns of `generations` and of `chats`, so export, erasure
+and restore carry them with the record. A chat turn's generation carries its chat's labels,
+merged with the turn's own (`merged`), so usage by tag covers chat turns.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select, type_coerce, update
+from sqlalchemy import ColumnElement, Table, exists, func, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,6 +35,7 @@ __all__ = [
     "check_tags",
     "checked",
     "from_headers",
+    "merged",
     "meta_pairs",
     "store",
     "tag_elements",
@@ -103,12 +105,12 @@ def check_metadata(value: Any) -> dict[str, Any] | None:
     return value
 
 
-def tagged(tag: str, dialect: str) -> ColumnElement[bool]:
-    """Generations carrying `tag` (for `list_page(among=...)`)."""
+def tagged(tag: str, dialect: str, table: Table = generations) -> ColumnElement[bool]:
+    """Rows of `table` (generations or chats) carrying `tag` (for a list's `among=`)."""
     tag = check_tag(tag)
     if dialect == "postgresql":
-        return type_coerce(generations.c.tags, JSONB).contains([tag])
-    elements = func.json_each(generations.c.tags).table_valued("value")
+        return type_coerce(table.c.tags, JSONB).contains([tag])
+    elements = func.json_each(table.c.tags).table_valued("value")
     return exists(select(1).select_from(elements).where(elements.c.value == tag))
 
 
@@ -122,9 +124,23 @@ def checked(tags: Any, metadata: Any) -> dict[str, Any]:
     return values
 
 
-async def store(conn: AsyncConnection, generation_id: str, values: dict[str, Any]) -> None:
-    """Write checked labels (`checked`) onto a generation, whatever its status."""
-    await conn.execute(update(generations).where(generations.c.id == generation_id).values(**values))
+async def store(conn: AsyncConnection, row_id: str, values: dict[str, Any], table: Table = generations) -> None:
+    """Write checked labels (`checked`) onto a generation (whatever its status) or a chat."""
+    await conn.execute(update(table).where(table.c.id == row_id).values(**values))
+
+
+def merged(chat: Any, turn: Mapping[str, Any]) -> dict[str, Any]:
+    """A chat turn's generation labels: the chat's tags then the turn's (`checked`) new ones, and
+    the chat's metadata with the turn's keys over it. Empty when neither has any. Held to the
+    same limits (`InvalidRequest` when the two together are over them)."""
+    values: dict[str, Any] = {}
+    tags = [*(chat.tags or []), *(turn.get("tags") or [])]
+    if tags:
+        values["tags"] = check_tags(tags)
+    metadata = {**(chat.metadata or {}), **(turn.get("metadata") or {})}
+    if metadata:
+        values["metadata"] = check_metadata(metadata)
+    return values
 
 
 def meta_pairs(pairs: list[str] | None) -> dict[str, Any] | None:

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(default=None, min_length=1)
     # Request bodies over this are refused with 413 before they are read in full.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # OpenTelemetry (on when OTEL_EXPORTER_OTLP_ENDPOINT is set, `genvault.telemetry`): put
+    # prompts and outputs on the spans. Off by default: they are personal data.
+    otel_capture_content: bool = False
     # Which AI SDK 5.x clients the UI message stream must satisfy: `5.0.0` (the strictest: only
     # fields its schema knows) or `latest`.
     stream_compat: Literal["5.0.0", "latest"] = "5.0.0"

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from genvault.providers.base import ToolSpec
+from genvault.providers.base import StreamToolCall, ToolSpec
 
-__all__ = ["Tool", "ToolExecutor"]
+__all__ = ["Tool", "ToolEvent", "ToolExecutor"]
 
 ToolExecutor = Callable[[Any], Awaitable[Any]]
 
@@ -34,3 +35,20 @@ class Tool:
     @property
     def runs_on_server(self) -> bool:
         return self.execute is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolEvent:
+    """A tool call a generation met, for the engine's tool listeners. A call run on the server
+    has its start, end and output chunk (`tool-output-available` or `tool-output-error`); a
+    client-side tool's call has none of them (the client runs it, outside genvault)."""
+
+    generation_id: str
+    call: StreamToolCall
+    began: datetime | None = None
+    ended: datetime | None = None
+    output: dict[str, Any] | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.output is not None and self.output.get("type") == "tool-output-error"

@@ -56,10 +56,12 @@ from genvault.store import files as file_store
 from genvault.store import generations as gen_store
 from genvault.store.driver import ConnectionLost, PooledDriver
 from genvault.store.schema import MISSING, users
+from genvault.store.schema import chats as chats_table
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.streams.memory import CLOSED_RETAIN_SECONDS
+from genvault.telemetry import Telemetry
 from genvault.tools import Tool, ToolExecutor
 from genvault.turn_hooks import TurnHooks
 from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
@@ -155,6 +157,7 @@ class Vault(FilesMixin):
         migrate: bool = True,
         sweep_interval: float | None = None,
         run_retention: bool = True,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.store = Store(
@@ -191,6 +194,10 @@ class Vault(FilesMixin):
         self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
         self.searcher = Searcher(self.store)
+        # Spans per generation when an OTLP endpoint is set (or a `Telemetry` is given).
+        self.telemetry = telemetry or Telemetry.from_env(capture_content=self.settings.otel_capture_content)
+        if self.telemetry is not None:
+            self.telemetry.attach(self.engine)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -219,7 +226,7 @@ class Vault(FilesMixin):
         # This process's heartbeat row and checkpoint writer, before it sweeps others' records.
         await self.engine.liveness.start()
         await self.limits.load()
-        await self.engine.sweep()
+        await self._sweep()
         try:
             # Temporary objects of blob writers that died (never under a final key; just litter).
             await self.blobs.sweep_temporary()
@@ -251,9 +258,14 @@ class Vault(FilesMixin):
         while True:
             await asyncio.sleep(self._sweep_interval)
             try:
-                await self.engine.sweep()
+                await self._sweep()
             except Exception:
                 log.warning("sweep failed", exc_info=True)
+
+    async def _sweep(self) -> None:
+        swept = await self.engine.sweep()
+        if self.telemetry is not None and swept:
+            self.telemetry.swept(swept)
 
     async def aclose(self, *, grace_seconds: float = 5.0) -> None:
         for task in (self._sweeper, self._retention, self._search_catch_up):
@@ -262,6 +274,8 @@ class Vault(FilesMixin):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.engine.aclose(grace_seconds=grace_seconds)
+        if self.telemetry is not None:  # after the engine: its last spans ended, then flushed
+            await asyncio.to_thread(self.telemetry.shutdown)
         await self.hub.aclose()
         await self.registry.aclose()
         await self.cache.aclose()
@@ -449,13 +463,17 @@ class Vault(FilesMixin):
         idempotency_key: str | None = None,
         cache: bool = True,
         cache_ttl: float | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> ChatTurn:
         """Start a chat turn: save the user's message (or the client's tool results), mint the
         assistant message id, and start the reply. Returns at once; follow it with
         `stream(turn.generation.id)`.
 
         `message` is the AI SDK UIMessage the client sent last; history always comes from the
-        database. See `genvault.chat_turns` for what each trigger does.
+        database. See `genvault.chat_turns` for what each trigger does. `tags` / `metadata`
+        label a chat this turn creates; the turn's generation carries the chat's labels with
+        these added (`labels.merged`).
         """
         if trigger not in ("submit-message", "regenerate-message"):
             raise InvalidRequest(f"trigger must be submit-message or regenerate-message, got {trigger!r}")
@@ -465,6 +483,10 @@ class Vault(FilesMixin):
         if idempotency_key is not None:
             check_id(idempotency_key, "the idempotency key")
         check_json_depth([message, params], "the message")
+        given_labels = labels.checked(tags, metadata)
+        # Filled once the turn is planned (the chat's labels are known then), before the pending
+        # row is written from it.
+        turn_labels: dict[str, Any] = dict(given_labels)
         incoming = None
         if message is not None:
             schemas = {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in self.tools.values()}
@@ -503,6 +525,7 @@ class Vault(FilesMixin):
                 message_id=message_id,
                 tools=self.tools,
                 generation_id=generation_id,
+                labels=given_labels,
             )
             for upload in uploads:
                 if upload.exists:
@@ -544,12 +567,14 @@ class Vault(FilesMixin):
             )
             hooks.history = turn.history
             hooks.continues = turn.continued is not None
+            turn_labels.clear()
+            turn_labels.update(turn.labels)
 
         open_alone = None
         if trigger == "submit-message" and incoming is not None and not uploads and idempotency_key is None:
             # A new message of a new or existing chat: tried as one step (`store/openings.py`);
             # else `before_insert` plans the turn anew in the general path.
-            open_alone = one_step_opening(self.store, chat_id, user_id, incoming, planned)
+            open_alone = one_step_opening(self.store, chat_id, user_id, incoming, planned, given_labels)
         record = await self.engine.start(
             kind="chat",
             user_id=user_id,
@@ -570,6 +595,7 @@ class Vault(FilesMixin):
             file_sink=self._file_sink(chat_id, hooks.snapshot),
             prepare_request=lambda request: self._inline_files(request, user_id),
             cache=policy,
+            labels=turn_labels,
         )
         turn = plan.get("turn")
         return ChatTurn(
@@ -579,12 +605,19 @@ class Vault(FilesMixin):
         )
 
     async def create_chat(
-        self, chat_id: str | None = None, *, title: str | None = None, user_id: str = LOCAL_USER_ID
+        self,
+        chat_id: str | None = None,
+        *,
+        title: str | None = None,
+        user_id: str = LOCAL_USER_ID,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> chat_store.Chat:
         if chat_id is not None:
             check_id(chat_id, "chat id")
+        given = labels.checked(tags, metadata)
         async with self.store.write() as conn:
-            return await chat_store.create_chat(conn, chat_id or new_id("chat"), user_id, title=title)
+            return await chat_store.create_chat(conn, chat_id or new_id("chat"), user_id, title=title, labels=given)
 
     async def get_chat(
         self, chat_id: str, *, user_id: str | None = LOCAL_USER_ID, for_reading: bool = False
@@ -607,14 +640,23 @@ class Vault(FilesMixin):
         return listed if grant is None or grant.models is None else [m for m in listed if m.name in grant.models]
 
     async def list_chats(
-        self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None, q: str | None = None
+        self,
+        *,
+        user_id: str = LOCAL_USER_ID,
+        limit: int = 50,
+        cursor: str | None = None,
+        q: str | None = None,
+        tag: str | None = None,
     ) -> Page[chat_store.Chat]:
         """The user's chats, most recently updated first; `q`: only those whose title or any
-        message matches the search query."""
+        message matches the search query; `tag`: only those carrying it."""
         among = None
         if q:
             among = self.searcher.chats_matching(q, user_id)
             await self.searcher.catch_up()
+        if tag is not None:
+            has_tag = labels.tagged(tag, self.store.dialect, chats_table)
+            among = has_tag if among is None else and_(among, has_tag)
         async with self.store.read() as conn:
             return await chat_store.list_chats(conn, user_id, limit=limit, cursor=cursor, among=among)
 
@@ -703,11 +745,18 @@ class Vault(FilesMixin):
         user_id: str = LOCAL_USER_ID,
         title: Any = MISSING,
         visibility: Literal["private", "link", "public"] | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> chat_store.Chat:
+        """Rename, share, or replace the chat's tags and/or metadata (None: leave as is; `[]` /
+        `{}`: clear). Later turns' generations carry the new labels; earlier ones keep theirs."""
         if isinstance(title, str) and len(title) > 500:
             raise InvalidRequest("title must be at most 500 characters")
+        given = labels.checked(tags, metadata)
         async with self.store.write() as conn:
-            return await chat_store.update_chat(conn, chat_id, user_id, title=title, visibility=visibility)
+            return await chat_store.update_chat(
+                conn, chat_id, user_id, title=title, visibility=visibility, labels=given
+            )
 
     async def delete_chat(self, chat_id: str, *, user_id: str = LOCAL_USER_ID) -> None:
         chat = await self.get_chat(chat_id, user_id=user_id)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from genvault.vault import Vault
 
 chat_app = typer.Typer()
+_TAG_HELP = "A tag for a new chat and each turn's record (repeat for more)"
+_META_HELP = "Metadata key=value for a new chat and each turn's record (JSON values read as JSON; repeat)"
 app.add_typer(chat_app, name="chat")
 
 
@@ -34,16 +36,21 @@ def chat(
     user: Annotated[
         str | None, typer.Option("--user", help="Chat as this user id (default: local; created under local auth)")
     ] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help=_TAG_HELP)] = None,
+    meta: Annotated[list[str] | None, typer.Option("--meta", help=_META_HELP)] = None,
 ) -> None:
     """Chat on the terminal: each line you type is a turn, streamed while it is stored like any
     chat (the server shows it at /chat/ID). `/exit` or Ctrl-D ends it; `-c ID` continues a stored
-    chat. `genvault chat show ID` prints a chat, `genvault chat export ID` writes it as JSON."""
+    chat. `--tag` / `--meta` label a new chat (and each turn's record). `genvault chat show ID`
+    prints a chat, `genvault chat export ID` writes it as JSON, `genvault chat label ID` relabels it."""
     if ctx.invoked_subcommand is not None:
         return
-    _interactive(chat_id, model, user)
+    _interactive(chat_id, model, user, tags, meta)
 
 
-def _interactive(chat_id: str | None, model: str | None, user: str | None) -> None:
+def _interactive(
+    chat_id: str | None, model: str | None, user: str | None, tags: list[str] | None, meta: list[str] | None
+) -> None:
     import asyncio
     import sys
 
@@ -62,7 +69,11 @@ def _interactive(chat_id: str | None, model: str | None, user: str | None) -> No
         return None if line == "" else line.rstrip("\n")
 
     async def body(vault: Vault) -> None:
+        from genvault import labels
+
         owner = await acting_user(vault, user)
+        # Checked before the first line is read: bad labels end the command at once (exit 2).
+        given = labels.checked(tags or None, labels.meta_pairs(meta))
         the_chat = chat_id or new_id("chat")
         chosen = model
         if chat_id is not None:
@@ -85,7 +96,14 @@ def _interactive(chat_id: str | None, model: str | None, user: str | None) -> No
             if not line.strip():
                 continue
             message = {"id": new_id("msg"), "role": "user", "parts": [{"type": "text", "text": line}]}
-            turn = await vault.chat(the_chat, message=message, model=chosen, user_id=owner)
+            turn = await vault.chat(
+                the_chat,
+                message=message,
+                model=chosen,
+                user_id=owner,
+                tags=given.get("tags"),
+                metadata=given.get("metadata"),
+            )
             record_id = turn.generation.id
             try:
                 async for chunk in vault.stream(record_id, user_id=owner):
@@ -113,12 +131,13 @@ def chats(
     user: Annotated[str, typer.Option("--user", help="Whose chats")] = "local",
     limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Continue after a previous page")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only chats carrying this tag")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List chats, most recently updated first."""
 
     async def body(vault: Vault) -> Page[Chat]:
-        return await vault.list_chats(user_id=user, limit=limit, cursor=cursor)
+        return await vault.list_chats(user_id=user, limit=limit, cursor=cursor, tag=tag)
 
     page = run_with_vault(body)
     if as_json:
@@ -130,8 +149,11 @@ def chats(
         Column("title", flex=True),
         Column("updated (UTC)", drop=2),
         Column("visibility", drop=1),
+        Column("tags", drop=3),
     ]
-    rows = [[chat.id, chat.title or "", when(chat.updated_at), chat.visibility] for chat in page.items]
+    rows = [
+        [chat.id, chat.title or "", when(chat.updated_at), chat.visibility, ", ".join(chat.tags)] for chat in page.items
+    ]
     console.print(fitted_table(columns, rows, console.width) if page.items else "no chats")
     if page.next_cursor:
         console.print(f"[dim]more: --cursor {page.next_cursor}[/]", highlight=False)
@@ -180,6 +202,37 @@ def chat_show(
         console.print(
             Panel("\n".join(lines) or "(empty)", title=message["role"], title_align="left", border_style=style)
         )
+
+
+@chat_app.command("label")
+def chat_label(
+    chat_id: Annotated[str, typer.Argument()],
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="The chat's tags: these replace its tags")] = None,
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="key=value: these replace its metadata")] = None,
+    clear_tags: Annotated[bool, typer.Option("--clear-tags", help="Remove every tag")] = False,
+    clear_meta: Annotated[bool, typer.Option("--clear-meta", help="Remove the metadata")] = False,
+    user: Annotated[str, typer.Option("--user", help="Whose chat")] = "local",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replace a chat's tags and/or metadata (what is not given stays). Its later turns' records
+    carry the new labels; earlier records keep theirs."""
+
+    async def body(vault: Vault) -> Chat:
+        from genvault.labels import meta_pairs
+
+        return await vault.update_chat(
+            chat_id,
+            user_id=user,
+            tags=[] if clear_tags else (tags or None),
+            metadata={} if clear_meta else meta_pairs(meta),
+        )
+
+    updated = run_with_vault(body)
+    if as_json:
+        console.out(json.dumps(updated.model_dump(mode="json"), ensure_ascii=False), highlight=False)
+        return
+    metadata = json.dumps(updated.metadata, ensure_ascii=False) if updated.metadata else "none"
+    console.print(f"{updated.id} · tags: {', '.join(updated.tags) or 'none'} · metadata: {metadata}", highlight=False)
 
 
 @chat_app.command("export")

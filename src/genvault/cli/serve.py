@@ -27,4 +27,13 @@ def serve(
         f"{settings.default_model}",
         highlight=False,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", proxy_headers=True)
+    app_ = create_app(settings)
+    if app_.state.vault.telemetry is not None:  # the standard OTEL_* variables: see the README
+        import os
+
+        where = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        content = "with" if app_.state.vault.telemetry.capture_content else "without"
+        err_console.print(
+            f"OpenTelemetry: a span per generation to {where} ({content} prompts and outputs)", soft_wrap=True
+        )
+    uvicorn.run(app_, host=settings.host, port=settings.port, log_level="info", proxy_headers=True)

@@ -32,6 +32,7 @@ from genvault.server.routes import (
     usage,
     users,
 )
+from genvault.server.tracing import TraceContext
 from genvault.settings import Settings
 from genvault.vault import Vault
 
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
     app.add_middleware(KeyScope)
+    if the_vault.telemetry is not None:  # a caller's `traceparent` is the generations' parent
+        app.add_middleware(TraceContext)
     for module in (chat_stream, chats, files, generations, images, limits, models, search, usage, users, health, pages):
         app.include_router(module.router)
     app.include_router(gateway.router)

@@ -17,11 +17,11 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -95,6 +95,14 @@ class Chat(BaseModel):
     active_generation_id: str | None
     created_at: datetime
     updated_at: datetime
+    # The caller's labels (`genvault.labels`); a turn's generation carries them too.
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _no_tags(cls, value: Any) -> Any:
+        return [] if value is None else value
 
     @property
     def url(self) -> str:
@@ -123,9 +131,11 @@ async def create_chat(
     *,
     title: str | None = None,
     visibility: Visibility = "private",
+    labels: Mapping[str, Any] | None = None,
 ) -> Chat:
+    """`labels`: checked `tags` / `metadata` values (`genvault.labels.checked`)."""
     _check_chat_id(chat_id)
-    chat = await _insert_chat(conn, chat_id, user_id, title=title, visibility=visibility)
+    chat = await _insert_chat(conn, chat_id, user_id, title=title, visibility=visibility, labels=labels)
     if chat is None:
         raise Conflict(f"chat id {chat_id!r} is already in use; choose a new id")
     return chat
@@ -171,7 +181,13 @@ def _insert_chat_statement(dialect: str) -> Any:
 
 
 async def _insert_chat(
-    conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None, visibility: Visibility = "private"
+    conn: AsyncConnection,
+    chat_id: str,
+    user_id: str,
+    *,
+    title: str | None,
+    visibility: Visibility = "private",
+    labels: Mapping[str, Any] | None = None,
 ) -> Chat | None:
     """Insert the chat; the row comes back from `RETURNING`, as a read after it would give it.
     None if the id is taken, also by a transaction that committed it while this one waited (a
@@ -186,6 +202,8 @@ async def _insert_chat(
         "last_seq": 0,
         "created_at": now,
         "updated_at": now,
+        "tags": (labels or {}).get("tags"),
+        "metadata": (labels or {}).get("metadata"),
     }
     row = (await conn.execute(_insert_chat_statement(conn.dialect.name), values)).mappings().first()
     return None if row is None else Chat.model_validate(dict(row))
@@ -202,14 +220,20 @@ async def ensure_chat(conn: AsyncConnection, chat_id: str, user_id: str, *, titl
 
 
 async def open_chat(
-    conn: AsyncConnection, chat_id: str, user_id: str, *, title: str | None = None
+    conn: AsyncConnection,
+    chat_id: str,
+    user_id: str,
+    *,
+    title: str | None = None,
+    labels: Mapping[str, Any] | None = None,
 ) -> tuple[Chat, bool]:
-    """`ensure_chat`, and whether the chat was created just now (so it holds no messages yet).
-    The chat row stays locked until the caller's transaction ends (`_CHAT_TO_CLAIM`)."""
+    """`ensure_chat`, and whether the chat was created just now (so it holds no messages yet;
+    `labels` are its labels then). The chat row stays locked until the caller's transaction ends
+    (`_CHAT_TO_CLAIM`)."""
     _check_chat_id(chat_id)
     row = await _chat_row(conn, chat_id, lock=True)
     if row is None:
-        chat = await _insert_chat(conn, chat_id, user_id, title=title)
+        chat = await _insert_chat(conn, chat_id, user_id, title=title, labels=labels)
         if chat is not None:
             return chat, True
         # Another transaction created it after our read (two first turns of one new chat at
@@ -242,6 +266,7 @@ async def update_chat(
     *,
     title: Any = MISSING,  # str, None (clear it), or MISSING (keep it)
     visibility: Visibility | None = None,
+    labels: Mapping[str, Any] | None = None,  # checked `tags` / `metadata` to replace
 ) -> Chat:
     """Rename (`title`; None clears it) or share (`visibility`) the chat; at least one of them."""
     if title is MISSING and visibility is None:
@@ -253,7 +278,7 @@ async def update_chat(
     if visibility is not None and visibility not in ("private", "link", "public"):
         raise InvalidRequest(f"visibility must be private, link or public, got {visibility!r}")
     await get_chat(conn, chat_id, user_id)
-    values: dict[str, Any] = {"updated_at": _now()}
+    values: dict[str, Any] = {"updated_at": _now(), **(labels or {})}
     if title is not MISSING:
         _check_title(title)
         values["title"] = title

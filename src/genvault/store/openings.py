@@ -61,6 +61,9 @@ _GENERATION_COLUMNS = (
     "cache_key",
     "api_key_id",
     "reservation",  # a budget's hold: the insert's trigger takes it or fails (genvault.limits)
+    # The caller's labels (JSON or NULL); a new chat's are the same, so its row takes them too.
+    "tags",
+    "metadata",
 )
 
 
@@ -92,7 +95,9 @@ def _postgresql_sql() -> str:
     generation as its active one. At most one of them returns a row (`target`: the chat and the
     message's seq); the message, its parts and the generation hang on it. A concurrent turn of
     the same chat waits on the chat row and then finds its active generation set (PostgreSQL
-    re-checks the row's new version), so it claims nothing and takes the general path."""
+    re-checks the row's new version), so it claims nothing and takes the general path. A chat
+    with labels of its own is not claimed either: the general path merges them into the turn's
+    (`labels.merged`)."""
     columns = PAGE_PART_COLUMNS
     gen = {name: f"${8 + i}" for i, name in enumerate(_GENERATION_COLUMNS)}
     n = 8 + len(_GENERATION_COLUMNS)
@@ -106,14 +111,16 @@ def _postgresql_sql() -> str:
     )
     return f"""
 WITH new_chat AS (
-    INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, updated_at)
+    INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, updated_at,
+                       tags, metadata)
     VALUES ($1::varchar, $2::varchar, $3::varchar, 'private', 1, {gen["id"]}::varchar, $4::timestamptz,
-            $4::timestamptz)
+            $4::timestamptz, {gen["tags"]}::jsonb, {gen["metadata"]}::jsonb)
     ON CONFLICT (id) DO NOTHING
     RETURNING id, last_seq
 ), claim AS (
     UPDATE chats SET last_seq = last_seq + 1, updated_at = $4::timestamptz, active_generation_id = {gen["id"]}::varchar
     WHERE id = $1::varchar AND user_id = $2::varchar AND active_generation_id IS NULL
+      AND tags IS NULL AND metadata IS NULL
       AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1::varchar AND id = $5::varchar)
     RETURNING id, last_seq
 ), target AS (
@@ -131,7 +138,7 @@ WITH new_chat AS (
            {gen["chat_id"]}::varchar, {gen["message_id"]}::varchar, {gen["model"]}::varchar, {gen["provider"]}::varchar,
            {request}, {gen["created_at"]}::timestamptz, {gen["lease_owner"]}::varchar,
            {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar,
-           {gen["api_key_id"]}::varchar, {gen["reservation"]}::jsonb
+           {gen["api_key_id"]}::varchar, {gen["reservation"]}::jsonb, {gen["tags"]}::jsonb, {gen["metadata"]}::jsonb
     FROM target
 )
 SELECT EXISTS (SELECT 1 FROM new_chat), EXISTS (SELECT 1 FROM claim), {probe}
@@ -213,7 +220,7 @@ async def _messages_before(conn: Any, chat_id: str, message_id: str) -> list[dic
     return [m for older_first in reversed(pages) for m in older_first]
 
 
-_JSON_COLUMNS = ("request", "reservation")
+_JSON_COLUMNS = ("request", "reservation", "tags", "metadata")
 
 
 def _json_or_value(name: str, value: Any) -> Any:
@@ -337,6 +344,8 @@ async def _open_sqlite(
             for name in _GENERATION_COLUMNS
         )
 
+    # A new chat's labels are its first turn's (`chat_turns.one_step_opening`).
+    chat_labels = tuple(None if generation.get(n) is None else json_value(generation[n]) for n in ("tags", "metadata"))
     metadata = dump_json(message.get("metadata", MISSING))
     probe_sql = "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")  # the user twice
     probe_params = (
@@ -352,16 +361,18 @@ async def _open_sqlite(
             seq, before = 1, 0
             created = db.execute(
                 "INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, "
-                "updated_at) VALUES (?, ?, ?, 'private', 1, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
-                (chat_id, user_id, title, generation["id"], now, now),
+                "updated_at, tags, metadata) VALUES (?, ?, ?, 'private', 1, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                (chat_id, user_id, title, generation["id"], now, now, *chat_labels),
             ).fetchall()
             if not created:
                 # The user's chat, running no reply, without this message id (see `_postgresql_sql`;
                 # here the write lock orders the turns).
                 claimed = db.execute(
                     "UPDATE chats SET last_seq = last_seq + 1, updated_at = ?, active_generation_id = ? "
-                    "WHERE id = ? AND user_id = ? AND active_generation_id IS NULL "
-                    "AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = ? AND id = ?) RETURNING last_seq",
+                    "WHERE id = ? AND user_id = ? AND active_generation_id IS NULL AND tags IS NULL "
+                    "AND metadata IS NULL AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = ? AND id = ?) "
+                    "RETURNING last_seq",
                     (now, generation["id"], chat_id, user_id, chat_id, message["id"]),
                 ).fetchall()
                 if not claimed:

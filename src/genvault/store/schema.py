@@ -196,6 +196,10 @@ chats = Table(
     Column("active_generation_id", String(40)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The caller's labels (`genvault.labels`), as on generations; a turn's generation carries
+    # the chat's tags (and metadata) so usage by tag covers chats. NULL: none given.
+    Column("tags", JSONOrNull),
+    Column("metadata", JSONOrNull),
     CheckConstraint(_in("visibility", ("private", "link", "public")), name="visibility"),
     Index(None, "user_id", "updated_at"),
 )

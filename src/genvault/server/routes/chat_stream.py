@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from genvault import labels
 from genvault.errors import InvalidRequest
 from genvault.records import Generation
 from genvault.server.deps import OptionalUserDep, UserDep, VaultDep
@@ -43,6 +44,14 @@ class ChatRequest(BaseModel):
     model: str | None = Field(default=None, description="provider/model, e.g. openai/gpt-4o-mini")
     cache: bool = Field(default=True, description="false: always call the model")
     cache_ttl: float | None = Field(default=None, description="Reuse an identical answer at most this old (s)")
+    tags: list[str] | None = Field(
+        default=None,
+        description="A new chat's tags (also `X-Genvault-Tags: a, b`); the turn's generation carries the chat's "
+        "tags with these added",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="A new chat's metadata (also `X-Genvault-Metadata`), merged likewise"
+    )
 
 
 def _parse_chat_request(raw: bytes, *, checked: bool = False) -> dict[str, Any]:
@@ -90,6 +99,9 @@ def _parse_chat_request(raw: bytes, *, checked: bool = False) -> dict[str, Any]:
         "message": message,
         "cache": cache,
         "cache_ttl": cache_ttl,
+        # Checked by the Vault (`genvault.labels`): a bad value is a 400 before anything is written.
+        "tags": body.get("tags"),
+        "metadata": body.get("metadata"),
     }
 
 
@@ -108,6 +120,9 @@ async def post_chat(
     """Save the new message, start the reply, and stream it. The reply keeps running if the
     client goes away; `GET /api/chat/{id}/stream` picks it up again."""
     parsed = _parse_chat_request(await request.body(), checked=body_checked(request))
+    # Labels in the body (`useChat`'s `body` option) or, for clients that only set headers, in
+    # `X-Genvault-Tags` / `X-Genvault-Metadata`; the body's win.
+    header_tags, header_metadata = labels.from_headers(request.headers)
     turn = await vault.chat(
         parsed["chat_id"],
         message=parsed["message"],
@@ -118,6 +133,8 @@ async def post_chat(
         idempotency_key=idempotency_key,
         cache=parsed["cache"],
         cache_ttl=parsed["cache_ttl"],
+        tags=parsed["tags"] if parsed["tags"] is not None else header_tags,
+        metadata=parsed["metadata"] if parsed["metadata"] is not None else header_metadata,
     )
     # The turn usually runs here: follow its stream directly, without replay's record read.
     chunks = vault.follow_here(turn.generation.id, user_id=None) or vault.replay(turn.generation.id, user_id=None)

@@ -24,9 +24,12 @@ class ChatPublic(BaseModel):
     updated_at: datetime
     url: str
     active_generation_id: str | None
+    tags: list[str]
+    metadata: dict[str, Any] | None
 
     @classmethod
-    def of(cls, chat: Chat) -> ChatPublic:
+    def of(cls, chat: Chat, *, owned: bool = True) -> ChatPublic:
+        """`owned=False` (a reader of a shared chat): without the owner's labels."""
         return cls(
             id=chat.id,
             title=chat.title,
@@ -35,6 +38,8 @@ class ChatPublic(BaseModel):
             updated_at=chat.updated_at,
             url=chat.url,
             active_generation_id=chat.active_generation_id,
+            tags=chat.tags if owned else [],
+            metadata=chat.metadata if owned else None,
         )
 
 
@@ -60,6 +65,10 @@ class ChatUpdate(BaseModel):
 
     title: str | None = Field(default=None, max_length=500)
     visibility: Literal["private", "link", "public"] | None = None
+    # Replace the chat's labels (`[]` / `{}` clear them; left out: kept). Typed loosely here so
+    # that `genvault.labels` checks them: a bad label is its 400, like everywhere else.
+    tags: Any = Field(default=None, description="A list of tags (strings of 1-64 characters, at most 20)")
+    metadata: Any = Field(default=None, description="A JSON object of at most 4096 bytes")
 
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -72,8 +81,9 @@ async def list_chats(
     limit: Limit = 50,
     cursor: str | None = None,
     q: Annotated[str | None, Query(description="only chats whose title or a message matches this search")] = None,
+    tag: Annotated[str | None, Query(description="only chats carrying this tag")] = None,
 ) -> Page[ChatPublic]:
-    page = await vault.list_chats(user_id=user, limit=limit, cursor=cursor, q=q)
+    page = await vault.list_chats(user_id=user, limit=limit, cursor=cursor, q=q, tag=tag)
     return Page[ChatPublic](items=[ChatPublic.of(c) for c in page.items], next_cursor=page.next_cursor)
 
 
@@ -90,7 +100,7 @@ async def get_chat(chat_id: str, vault: VaultDep, user: OptionalUserDep, limit: 
     active = await vault.active_generation(chat_id, user_id=None)
     model = await vault.chat_model(chat_id, user_id=None)
     return ChatWithMessages(
-        chat=ChatPublic.of(chat),
+        chat=ChatPublic.of(chat, owned=chat.user_id == user),
         messages=page.messages,
         has_before=page.has_before,
         active=active is not None,
@@ -116,7 +126,9 @@ async def get_messages(
 @router.patch("/api/chats/{chat_id}", response_model=ChatPublic)
 async def update_chat(chat_id: str, body: ChatUpdate, vault: VaultDep, user: UserDep) -> ChatPublic:
     title = body.title if "title" in body.model_fields_set else MISSING
-    chat = await vault.update_chat(chat_id, user_id=user, title=title, visibility=body.visibility)
+    chat = await vault.update_chat(
+        chat_id, user_id=user, title=title, visibility=body.visibility, tags=body.tags, metadata=body.metadata
+    )
     return ChatPublic.of(chat)
 
 

@@ -3,18 +3,23 @@ snippets, filters, pages, ownership, and an index that follows every write path 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text, update
+from typer.testing import CliRunner
 
 from genvault import InvalidRequest
+from genvault.cli import app as cli_app
 from genvault.ops.backup import restore
 from genvault.providers import testmodel as tm
 from genvault.search import parse_query
 from genvault.search.ddl import SQLITE_FTS_TABLES, missing_objects
+from genvault.server import create_app
 from genvault.store import Store
 from genvault.store.schema import chats, generations
 from genvault.vault import Vault
@@ -166,6 +171,55 @@ async def test_filters_narrow_the_hits(vault: Vault) -> None:
         await vault.search("x", since=future, until=future, user_id="alice")
 
 
+async def test_a_tag_narrows_the_hits_to_tagged_chats_and_generations_on_every_surface(
+    vault: Vault, tmp_path: Path
+) -> None:
+    await vault.create_chat("tagged", title="Zebras at the zoo", user_id="alice", tags=["support"])
+    await vault.append_messages("tagged", [msg("t1", "zebras have stripes")], user_id="alice")
+    await vault.create_chat("plain", title="More zebras", user_id="alice")
+    await vault.append_messages("plain", [msg("p1", "zebras run fast")], user_id="alice")
+    labelled = await vault.generate("zebras in a poem", user_id="alice", tags=["support", "eval"])
+    other = await vault.generate("zebras in a song", user_id="alice", tags=["eval"])
+    for generation in (labelled, other):
+        await vault.wait(generation.id, user_id="alice")
+    expected = {("chat", "tagged"), ("message", "t1"), ("generation", labelled.id)}
+    assert set(await found(vault, "zebras", tag="support")) == expected
+    assert {key for _, key in await found(vault, "zebras", tag="eval")} == {labelled.id, other.id}
+    assert await found(vault, "zebras", tag="nobody") == []
+    with pytest.raises(InvalidRequest):
+        await vault.search("zebras", tag="a\nb", user_id="alice")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(vault=vault)), base_url="http://t"
+    ) as http:
+        # The local user (an admin under auth none) searches alice's records.
+        answer = await http.get("/api/search", params={"q": "zebras", "tag": "support", "user": "alice"})
+        bad = await http.get("/api/search", params={"q": "zebras", "tag": "x" * 65, "user": "alice"})
+        page = await http.get("/search", params={"q": "zebras", "tag": "support", "user": "alice"})
+    assert answer.status_code == 200, answer.text
+    hits = {(h["kind"], h["message_id"] or h["generation_id"] or h["chat_id"]) for h in answer.json()["items"]}
+    assert hits == expected
+    assert bad.status_code == 400
+    assert page.status_code == 200
+    assert 'value="support"' in page.text
+    assert labelled.id in page.text
+    assert other.id not in page.text
+
+
+def test_the_cli_searches_by_tag(tmp_path: Path) -> None:
+    env = {"GENVAULT_DATA_DIR": str(tmp_path), "GENVAULT_TEST_MODEL_TPS": "0"}
+    runner = CliRunner()
+    for tags in (["--tag", "support"], []):
+        made = runner.invoke(
+            cli_app, ["generate", "zebras everywhere", *tags, "--json"], env=env, catch_exceptions=False
+        )
+        assert made.exit_code == 0, made.output
+    tagged = runner.invoke(cli_app, ["search", "zebras", "--tag", "support", "--json"], env=env, catch_exceptions=False)
+    assert tagged.exit_code == 0, tagged.output
+    hits = [json.loads(line) for line in tagged.stdout.splitlines() if line.strip()]
+    assert len(hits) == 1
+    assert hits[0]["kind"] == "generation"
+
+
 async def test_pages_follow_the_cursor_without_gaps_or_repeats(vault: Vault) -> None:
     await vault.create_chat("many", user_id="alice")
     await vault.append_messages(
@@ -300,7 +354,6 @@ def store_settings(vault: Vault, tmp_path: Path, url: str) -> Any:
 
 async def test_upgrade_builds_the_index_for_rows_written_before_it(database: tuple[str, str | None]) -> None:
     """Revision 0009 over existing data (on PostgreSQL the CREATE INDEX CONCURRENTLY path)."""
-    from genvault.store import chats as chat_store
     from genvault.store.db import upgrade
     from genvault.store.users import ensure_user
 
@@ -308,10 +361,31 @@ async def test_upgrade_builds_the_index_for_rows_written_before_it(database: tup
     store = Store(url, schema=schema)
     try:
         await upgrade(store.engine, "0005")
+        # Rows as revision 0005 held them, in SQL of that revision (today's store code writes
+        # columns later revisions added).
+        now = datetime.now(UTC)
         async with store.write() as conn:
             await ensure_user(conn, "alice", "alice")
-            await chat_store.create_chat(conn, "pre", "alice", title="Before the index")
-            await chat_store.append_messages(conn, "pre", "alice", [msg("pm", "an older message about otters")])
+            await conn.execute(
+                text(
+                    "INSERT INTO chats (id, user_id, title, visibility, last_seq, created_at, updated_at) "
+                    "VALUES ('pre', 'alice', 'Before the index', 'private', 1, :now, :now)"
+                ),
+                {"now": now},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO messages (chat_id, id, seq, user_id, role, created_at) "
+                    "VALUES ('pre', 'pm', 1, 'alice', 'user', :now)"
+                ),
+                {"now": now},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO parts (chat_id, message_id, position, user_id, type, text_text) "
+                    "VALUES ('pre', 'pm', 0, 'alice', 'text', 'an older message about otters')"
+                )
+            )
         await store.upgrade()
         async with store.read() as conn:
             assert await missing_objects(conn) == []

@@ -870,6 +870,7 @@ class Vault(FilesMixin):
         status: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        tag: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> SearchPage:
@@ -886,6 +887,7 @@ class Vault(FilesMixin):
             status=status,
             since=since,
             until=until,
+            tag=tag,
             limit=limit,
             cursor=cursor,
         )

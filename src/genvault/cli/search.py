@@ -50,6 +50,7 @@ def search_command(
     role: Annotated[str | None, typer.Option("--role", help="Only messages of this role")] = None,
     status_: Annotated[str | None, typer.Option("--status", help="Only generations with this status")] = None,
     since: Annotated[str | None, typer.Option(help="From this time: 2026-11-01, or a span back: 2h, 7d")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only what is in chats or generations with this tag")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many hits")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Continue after a previous page's cursor")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one hit each")] = False,
@@ -67,6 +68,7 @@ def search_command(
             role=role,
             status=status_,
             since=since_at,
+            tag=tag,
             limit=limit,
             cursor=cursor,
         )

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, String, column, text
 
 from genvault.errors import InvalidRequest, StorageError
+from genvault.labels import check_tag
 from genvault.search import pending
 from genvault.search.query import Term, TextQuery, parse_query
 from genvault.search.service import SearchFilters, SearchHit, SearchPage, matching_chats, matching_generations, search
@@ -46,9 +47,12 @@ class Searcher:
         status: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        tag: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> SearchPage:
+        if tag is not None:
+            tag = check_tag(tag)
         if kind is not None and kind not in ("message", "chat", "generation"):
             raise InvalidRequest(f"kind must be message, chat or generation, got {kind!r}")
         if role is not None and role not in ("system", "user", "assistant"):
@@ -65,6 +69,7 @@ class Searcher:
             status=status,
             since=since,
             until=until,
+            tag=tag,
         )
         await self.catch_up()
         # Without the checkout's ping (a round trip): a read, safe to run again on a dead connection.

@@ -86,6 +86,8 @@ class SearchFilters:
     status: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # A tag on the document's chat (messages, titles) or generation (`genvault.labels`).
+    tag: str | None = None
 
     def sources(self) -> list[Kind]:
         chosen = [self.kind] if self.kind else list(SOURCES)
@@ -220,6 +222,16 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
         where.append("g.model = :model")
     if f.status is not None:
         where.append("g.status = :status")
+    if f.tag is not None:
+        if kind == "message":
+            frm += " JOIN chats c ON c.id = p.chat_id"
+        labelled = "g" if kind == "generation" else "c"
+        if pg:
+            where.append(f"{labelled}.tags @> CAST(:tag AS jsonb)")
+            params["tag"] = json.dumps([f.tag])
+        else:
+            where.append(f"EXISTS (SELECT 1 FROM json_each({labelled}.tags) WHERE json_each.value = :tag)")
+            params["tag"] = f.tag
     if f.since is not None:
         where.append(f"{date_col} >= :since")
     if f.until is not None:

@@ -456,6 +456,7 @@ async def search_page(
     user: OptionalUserDep,
     q: str = "",
     kind: str = "",
+    tag: str = "",
     cursor: str | None = None,
     who: str | None = Query(default=None, alias="user"),
 ) -> Response:
@@ -468,6 +469,7 @@ async def search_page(
         "title": f"Search: {q}" if q.strip() else "Search",
         "q": q,
         "kind": kind,
+        "tag": tag,
         "results": None,
         "error": None,
         "everyone_allowed": admin,
@@ -478,11 +480,13 @@ async def search_page(
         return page(request, "search.html", context)
     try:
         scope = await search_scope(vault, user, who)
-        results = await vault.search(q, user_id=scope, kind=kind or None, cursor=cursor)
+        results = await vault.search(q, user_id=scope, kind=kind or None, tag=tag.strip() or None, cursor=cursor)
     except (InvalidRequest, Forbidden) as exc:
         context["error"] = exc.message
         return page(request, "search.html", context, status_code=403 if isinstance(exc, Forbidden) else 400)
-    params = {"q": q} | ({"kind": kind} if kind else {}) | ({"user": who} if who else {})
+    params = (
+        {"q": q} | ({"kind": kind} if kind else {}) | ({"tag": tag} if tag else {}) | ({"user": who} if who else {})
+    )
     context["results"] = results
     context["scope_label"] = "everyone's records" if scope is None else "your records" if scope == user else scope
     context["more_url"] = "/search?" + urlencode(params | {"cursor": results.next_cursor or ""})

@@ -45,6 +45,7 @@ async def search(
     status: Literal["pending", "streaming", "complete", "error", "cancelled", "interrupted"] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    tag: Annotated[str | None, Query(description="only documents whose chat or generation has this tag")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
     cursor: str | None = None,
 ) -> SearchPage:
@@ -59,6 +60,7 @@ async def search(
         status=status,
         since=since,
         until=until,
+        tag=tag,
         limit=limit,
         cursor=cursor,
     )

@@ -29,6 +29,7 @@ from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
 from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_turn
+from genvault.embeddings import Embeddings
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.ids import new_id
@@ -245,6 +246,7 @@ class Vault(FilesMixin):
         self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
         self.searcher = Searcher(self.store)
+        self.embeddings = Embeddings(self.engine, self.registry, self.settings)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -461,6 +463,34 @@ class Vault(FilesMixin):
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
             labels=given_labels,
+        )
+
+    async def embed(
+        self,
+        inputs: str | list[str] | list[int] | list[list[int]],
+        *,
+        model: str | None = None,
+        dimensions: int | None = None,
+        user_id: str = LOCAL_USER_ID,
+        idempotency_key: str | None = None,
+        cache: bool = True,
+        cache_ttl: float | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        request_json: dict[str, Any] | None = None,
+    ) -> Generation:
+        """Start an embedding call (kind `embedding`) and return its `pending` record at once;
+        `genvault.embeddings.embedding_result(await vault.wait(id))` gives the vectors."""
+        return await self.embeddings.embed(
+            inputs,
+            model=model,
+            dimensions=dimensions,
+            user_id=user_id,
+            idempotency_key=idempotency_key,
+            cache=cache_policy(cache, cache_ttl),
+            tags=tags,
+            metadata=metadata,
+            request_json=request_json,
         )
 
     # -- tools ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ __all__ = [
     "ModelRequest",
     "Provider",
     "ProviderEvent",
+    "StreamData",
     "StreamFile",
     "StreamFinish",
     "StreamReasoningDelta",
@@ -131,6 +132,15 @@ class StreamFile:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamData:
+    """A data part (`data-{name}`) of the reply: structured output that is not text, such as
+    an embedding call's vectors."""
+
+    name: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
 class StreamUsage:
     """Token counts as the provider reported them; `None` where it reported nothing.
 
@@ -159,6 +169,7 @@ ProviderEvent = (
     | StreamToolCall
     | StreamSource
     | StreamFile
+    | StreamData
     | StreamUsage
     | StreamFinish
 )

@@ -1,7 +1,7 @@
 """`GET /v1/models` (the models this server is configured for, with prices where known) and
 `POST /v1/images/generations` (OpenAI Images, over genvault's image generations).
 
-`POST /v1/embeddings` is not served: no provider here embeds yet (see the README).
+`POST /v1/embeddings` is in `embeddings.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from genvault import pricing
+from genvault.embeddings import TEST_EMBEDDING_MODEL
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers.base import StreamUsage
 from genvault.providers.images import TEST_IMAGE_MODEL
@@ -34,7 +35,8 @@ def configured_models(vault: Vault) -> list[dict[str, Any]]:
     price override; each with its USD-per-million-token prices when genvault knows them."""
     settings = vault.settings
     names = {f"{TEST_PROVIDER}/{TEST_MODEL}", f"{TEST_PROVIDER}/{TEST_IMAGE_MODEL}", settings.default_model}
-    names |= {settings.default_image_model, *settings.price_overrides}
+    names |= {settings.default_image_model, settings.default_embedding_model, *settings.price_overrides}
+    names.add(f"{TEST_PROVIDER}/{TEST_EMBEDDING_MODEL}")
     models = []
     for name in sorted(names):
         provider, _, model = name.partition("/")

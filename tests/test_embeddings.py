@@ -4,6 +4,7 @@ is a generation record of kind `embedding` holding its vectors."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from genvault.server import create_app
 from genvault.store.schema import generations
 from genvault.vault import Vault
 from live_server import serve
+from test_aisdk_client import CLIENT_DIR, node  # noqa: F401 - `node` is a fixture
 
 
 @pytest.fixture
@@ -194,3 +196,26 @@ def test_the_cli_embeds_and_prints_the_record(tmp_path: Path) -> None:
     shown = CliRunner().invoke(cli_app, ["embed", "hello world"], env=env, catch_exceptions=False)
     assert shown.exit_code == 0, shown.output
     assert "256 dimensions" in shown.output
+
+
+@pytest.mark.slow
+async def test_the_ai_sdk_embeds_through_the_gateway(
+    base_url: str,
+    vault: Vault,
+    node: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    spec = {"baseUrl": base_url, "call": "embed", "model": "offline/test-embedding", "values": ["sunny day", "rain"]}
+    process = await asyncio.create_subprocess_exec(
+        str(node),
+        str(CLIENT_DIR / "gateway-scenario.mjs"),
+        json.dumps(spec),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    result = json.loads(out)
+    assert [len(v) for v in result["embeddings"]] == [256, 256]
+    record = await vault.wait(result["headers"]["x-genvault-generation-id"])
+    assert record.kind == "embedding"
+    assert [decode_vector(v) for v in embedding_result(record)] == result["embeddings"]  # float32 as JSON: exact

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from genvault.providers.tap import WireTap
 
 __all__ = [
     "FinishReason",
@@ -59,6 +62,9 @@ class WireRequest:
 
     api: str
     body: dict[str, Any]
+    # The live caller's tap on the upstream's own bytes (`providers.tap`); never part of the
+    # request's identity (the dedup key reads `api` and `body` only).
+    tap: WireTap | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)

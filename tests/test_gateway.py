@@ -496,15 +496,44 @@ async def test_an_anthropic_upstream_receives_the_body_as_sent(
         extra_body={"future_option": 7},
     ) as stream:
         final = await stream.get_final_message()
+        generation_id = stream.response.headers["x-genvault-generation-id"]
     sent = upstream.requests[-1]
     assert sent["model"] == "claude-fake-1"
     assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
     assert sent["future_option"] == 7
     assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
-    record = await vault.wait(final.id.removeprefix("msg_"))
+    record = await vault.wait(generation_id)
     assert record.status == "complete"
     assert record.usage.input_tokens is not None
     assert record.usage.input_tokens > 0
+
+
+async def test_a_streamed_anthropic_call_relays_the_upstreams_own_events(
+    base_url: str, vault: Vault, upstream: FakeUpstream
+) -> None:
+    transcript = (TRANSCRIPTS / "anthropic_text.sse").read_bytes()
+    upstream.enqueue(Answer(sse=transcript, pieces=30))
+    body = {
+        "model": "anthropic/claude-fake-1",
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Hello"}],
+    }
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=60) as http,
+        http.stream("POST", "/v1/messages", json=body) as response,
+    ):
+        assert response.status_code == 200
+        received = await response.aread()
+        generation_id = response.headers["x-genvault-generation-id"]
+    # The upstream's events as it sent them; its `message_stop` comes from genvault, after the
+    # record's commit (the same bytes the API sends).
+    events = [e + b"\n\n" for e in transcript.split(b"\n\n") if e.strip()]
+    assert events[-1].startswith(b"event: message_stop")
+    assert received == b"".join(events[:-1]) + b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    record = await vault.wait(generation_id)
+    assert record.status == "complete"
+    assert record.result_text
 
 
 # -- OpenAI Responses -------------------------------------------------------------------------------------

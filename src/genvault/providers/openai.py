@@ -26,6 +26,7 @@ import openai
 
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message
+from genvault.providers._sse import sse_lines
 from genvault.providers._stream_check import check_is_stream
 from genvault.providers.base import (
     FinishReason,
@@ -192,20 +193,6 @@ class OpenAIProvider:
             message = str(exc)
         logger.debug("%s: provider error (status %s): %s", self.name, status, message)
         return ProviderError(message, provider=self.name, status=status)
-
-
-async def sse_lines(response: Any) -> AsyncIterator[bytes]:
-    """The response body's lines as sent, each with its line ending (the last may lack one)."""
-    pending = b""
-    async for data in response.aiter_bytes():
-        pending += data
-        start = 0
-        while (end := pending.find(b"\n", start)) != -1:
-            yield pending[start : end + 1]
-            start = end + 1
-        pending = pending[start:]
-    if pending:
-        yield pending
 
 
 @dataclass(slots=True)

@@ -199,16 +199,23 @@ class Renderer(Protocol):
 
 
 def event_stream(
-    renderer: Renderer, started: Started, *, done: bytes = b"", tap: WireTap | None = None
+    renderer: Renderer,
+    started: Started,
+    *,
+    done: bytes = b"",
+    tap: WireTap | None = None,
+    relay_done: bytes | None = None,
 ) -> StreamingResponse:
     """The streamed answer in the renderer's wire format, then `done` (OpenAI's `[DONE]`).
 
-    With a `tap` whose upstream stream is passed through (the provider opens it), the client gets
-    the upstream's own bytes instead, and the generation's chunks only say how it ended: `done`
-    follows once the record is committed (`finish`), an error or abort in the API's own shape."""
+    With a `tap` whose upstream stream is passed through (the provider opens it, and holds back
+    the upstream's own last event), the client gets the upstream's own bytes instead, and the
+    generation's chunks only say how it ended: `relay_done` (default `done`) follows once the
+    record is committed, an error or abort comes in the API's own shape."""
     if tap is None:
         return StreamingResponse(_rendered(renderer, started, done), **_sse(started))
-    return StreamingResponse(_relayed(renderer, started, done, tap), **_sse(started))
+    ending = done if relay_done is None else relay_done
+    return StreamingResponse(_relayed(renderer, started, done, ending, tap), **_sse(started))
 
 
 def _sse(started: Started) -> dict[str, Any]:
@@ -228,7 +235,9 @@ async def _rendered(renderer: Renderer, started: Started, done: bytes) -> AsyncI
 _NOT_CONTENT = frozenset({"start", "start-step"})
 
 
-async def _relayed(renderer: Renderer, started: Started, done: bytes, tap: WireTap) -> AsyncIterator[bytes]:
+async def _relayed(
+    renderer: Renderer, started: Started, done: bytes, relay_done: bytes, tap: WireTap
+) -> AsyncIterator[bytes]:
     # One queue, two writers: the provider's tap (synchronously, as it reads each line) and a task
     # following the generation's chunks. A line always precedes the chunks made from it, and the
     # terminal chunk comes after the record's commit, after every line.
@@ -274,7 +283,7 @@ async def _relayed(renderer: Renderer, started: Started, done: bytes, tap: WireT
             if ended:
                 if not relaying and not rendering:
                     out.append(renderer.first())
-                out.append(done)
+                out.append(relay_done if relaying else done)
             if out:
                 yield b"".join(out)
     finally:

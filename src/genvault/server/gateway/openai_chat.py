@@ -205,8 +205,10 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[str, ModelRequest]:
 class ChatCompletionRenderer:
     """UI message stream chunks → Chat Completions chunks (streaming) and the final object."""
 
-    def __init__(self, generation_id: str, model: str, *, include_usage: bool = False) -> None:
+    def __init__(self, generation_id: str, model: str, *, include_usage: bool = False, streaming: bool = True) -> None:
         self.id = f"chatcmpl-{generation_id}"
+        # A non-streamed answer only folds the chunks in (`completion`): no SSE bytes to build.
+        self.streaming = streaming
         self.model = model
         self.created = int(time.time())
         self.include_usage = include_usage
@@ -221,6 +223,8 @@ class ChatCompletionRenderer:
         self._head = (head + '"choices":').encode()
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        if not self.streaming:
+            return b""
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return b"data: " + self._head + dumps([choice]).encode() + b"}\n\n"
 
@@ -359,7 +363,7 @@ async def chat_completions(request: Request, vault: VaultDep) -> Response:
     started = await start_generation(
         request, vault, user, model=model, model_request=model_request, request_json={"api": API, "body": body}
     )
-    renderer = ChatCompletionRenderer(started.record.id, model, include_usage=include_usage)
+    renderer = ChatCompletionRenderer(started.record.id, model, include_usage=include_usage, streaming=stream)
     if stream:
         return event_stream(renderer, started, done=b"data: [DONE]\n\n", tap=tap)
     upstream_status = await drain(vault, started, renderer.feed)

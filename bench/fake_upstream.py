@@ -1,5 +1,5 @@
 """A scripted fake upstream that speaks the OpenAI Chat Completions and Anthropic Messages wire
-formats on a real socket: what the gateway tests and `bench.gateway` put behind genvault (and
+formats (and OpenAI Embeddings) on a real socket: what the gateway tests and `bench.gateway` put behind genvault (and
 call directly, as the baseline).
 
 By default each call answers `chunks` words, streamed as the real APIs stream them (or as one
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import struct
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -60,6 +62,7 @@ class FakeUpstream:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/messages", self._messages, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
                 Route("/healthz", lambda _request: JSONResponse({"status": "ok"})),
             ]
         )
@@ -112,6 +115,27 @@ class FakeUpstream:
         yield chunk({}, "stop")
         yield b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
+
+    # -- OpenAI Embeddings -------------------------------------------------------------------------
+
+    async def _embeddings(self, request: Request) -> Response:
+        body, scripted = await self._scripted(request)
+        if scripted is not None:
+            return scripted
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        size = int(body.get("dimensions") or 8)
+        data = []
+        for index, text in enumerate(inputs):
+            # A vector anyone can recompute from the text: (length + i) / (i + 1) at position i.
+            vector = [(len(str(text)) + i) / (i + 1) for i in range(size)]
+            encoded: Any = vector
+            if body.get("encoding_format") == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(len(str(text).split()) for text in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
 
     # -- Anthropic Messages ------------------------------------------------------------------------
 

@@ -360,6 +360,53 @@ async def test_an_openai_upstream_receives_the_body_as_sent_and_its_answer_is_ke
     assert record.usage.input_tokens == completion.usage.prompt_tokens  # type: ignore[union-attr]
 
 
+@BOTH_DATABASES
+async def test_a_streamed_pass_through_call_relays_the_upstreams_own_bytes(
+    base_url: str, vault: Vault, upstream: FakeUpstream
+) -> None:
+    transcript = (TRANSCRIPTS / "openai_tool_calls.sse").read_bytes()
+    body = {
+        "model": "openai/gpt-4o-mini",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "Weather in Paris and the time?"}],
+    }
+
+    async def call(request_body: dict[str, Any]) -> tuple[bytes, str]:
+        async with (
+            httpx.AsyncClient(base_url=base_url, timeout=60) as http,
+            http.stream("POST", "/v1/chat/completions", json=request_body) as response,
+        ):
+            assert response.status_code == 200
+            return await response.aread(), response.headers["x-genvault-generation-id"]
+
+    upstream.enqueue(Answer(sse=transcript, pieces=20))
+    received, generation_id = await call(body)
+    # Byte for byte what the upstream sent, but for its `[DONE]`: genvault's own comes last, once
+    # the record is committed.
+    expected = transcript.replace(b"data: [DONE]\n", b"") + b"data: [DONE]\n\n"
+    assert received == expected
+    record = await vault.wait(generation_id)
+    assert record.status == "complete"
+    assert record.finish_reason == "tool-calls"
+    assert record.usage.input_tokens is not None
+
+    # A client that did not ask for usage does not get the upstream's usage-only chunk.
+    upstream.enqueue(Answer(sse=transcript, pieces=20))
+    plain = {**body, "stream_options": None, "messages": [{"role": "user", "content": "Again, no usage"}]}
+    received, _ = await call(plain)
+    events = [json.loads(line[6:]) for line in received.split(b"\n") if line.startswith(b"data: {")]
+    assert events
+    assert all(event["choices"] for event in events)
+
+    # An identical request is a copy of the first: rendered from its chunks, in the same format.
+    received, copy_id = await call(body)
+    assert len(upstream.requests) == 2
+    assert f"chatcmpl-{copy_id}".encode() in received
+    assert received.endswith(b"data: [DONE]\n\n")
+    assert (await vault.wait(copy_id)).cached_from == generation_id
+
+
 async def test_an_upstream_error_comes_back_with_its_status_in_the_clients_shape_and_ends_the_record_in_error(
     oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, vault: Vault, upstream: FakeUpstream
 ) -> None:
@@ -449,15 +496,44 @@ async def test_an_anthropic_upstream_receives_the_body_as_sent(
         extra_body={"future_option": 7},
     ) as stream:
         final = await stream.get_final_message()
+        generation_id = stream.response.headers["x-genvault-generation-id"]
     sent = upstream.requests[-1]
     assert sent["model"] == "claude-fake-1"
     assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
     assert sent["future_option"] == 7
     assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
-    record = await vault.wait(final.id.removeprefix("msg_"))
+    record = await vault.wait(generation_id)
     assert record.status == "complete"
     assert record.usage.input_tokens is not None
     assert record.usage.input_tokens > 0
+
+
+async def test_a_streamed_anthropic_call_relays_the_upstreams_own_events(
+    base_url: str, vault: Vault, upstream: FakeUpstream
+) -> None:
+    transcript = (TRANSCRIPTS / "anthropic_text.sse").read_bytes()
+    upstream.enqueue(Answer(sse=transcript, pieces=30))
+    body = {
+        "model": "anthropic/claude-fake-1",
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Hello"}],
+    }
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=60) as http,
+        http.stream("POST", "/v1/messages", json=body) as response,
+    ):
+        assert response.status_code == 200
+        received = await response.aread()
+        generation_id = response.headers["x-genvault-generation-id"]
+    # The upstream's events as it sent them; its `message_stop` comes from genvault, after the
+    # record's commit (the same bytes the API sends).
+    events = [e + b"\n\n" for e in transcript.split(b"\n\n") if e.strip()]
+    assert events[-1].startswith(b"event: message_stop")
+    assert received == b"".join(events[:-1]) + b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    record = await vault.wait(generation_id)
+    assert record.status == "complete"
+    assert record.result_text
 
 
 # -- OpenAI Responses -------------------------------------------------------------------------------------
@@ -580,12 +656,15 @@ async def test_a_killed_server_leaves_the_gateway_call_interrupted_with_its_chec
     try:
         body = {"model": "offline/test-model", "messages": [{"role": "user", "content": "Tell me a long story."}]}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            for _ in range(300):
+            # A ceiling, not a pause: on a loaded machine the start (imports, migrations) can take
+            # well over 30 s.
+            for _ in range(1800):
                 try:
                     if (await http.get("/healthz")).status_code == 200:
                         break
                 except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+                    pass
+                await asyncio.sleep(0.1)
             async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
                 generation_id = response.headers["x-genvault-generation-id"]
                 async for line in response.aiter_lines():

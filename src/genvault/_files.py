@@ -17,21 +17,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from genvault.blobs import BlobStore, check_file
 from genvault.blobs.dataurl import parse_data_url
 from genvault.blobs.parts import file_id_in_url, inline_stored_files
 from genvault.engine import Engine, FileSink, Run
 from genvault.errors import CallerError, InvalidRequest, NotFound, ProviderError
 from genvault.ids import new_id
-from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
-from genvault.messages.ui import message_to_json
 from genvault.providers.base import ModelRequest, StreamFile
 from genvault.providers.images import SIZE_PATTERN, ImageRequest, ImageStream
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import FileRecord, Generation
+from genvault.result_message import ResultMessage
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import chats as chat_store
@@ -48,24 +45,6 @@ MAX_IMAGES = 10
 
 
 @dataclass
-class _ImageHooks:
-    """An image generation's record keeps its images as an assistant UIMessage of file parts
-    (permanent URLs), like a chat reply, so the same replay and pages serve both."""
-
-    assembler: MessageAssembler | None = None
-
-    async def before_insert(self, _conn: AsyncConnection, generation_id: str) -> None:
-        self.assembler = MessageAssembler(None, message_id=generation_id)
-
-    def feed(self, chunk: dict[str, Any]) -> None:
-        if self.assembler is not None:
-            self.assembler.feed(chunk)
-
-    def snapshot(self) -> dict[str, Any]:
-        assert self.assembler is not None
-        return message_to_json(self.assembler.message)
-
-
 @dataclass
 class Upload:
     """A file part of an incoming message, checked and decoded, waiting for its row."""
@@ -211,7 +190,7 @@ class FilesMixin:
         model = model or self.settings.default_image_model
         images, bare_model = self.registry.resolve_image(model)
         images.check(ImageRequest(model=bare_model, prompt=prompt, size=size, n=n))
-        hooks = _ImageHooks()
+        hooks = ResultMessage()
         return await self.engine.start(
             kind="image",
             user_id=user_id,

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Literal
 
 from genvault import pricing
+from genvault.embeddings.models import TEST_EMBEDDING_MODEL
 from genvault.providers.base import StreamUsage
 from genvault.providers.images import TEST_IMAGE_MODEL
 from genvault.providers.testmodel import TEST_MODEL, TEST_PROVIDER
@@ -27,9 +28,9 @@ from genvault.settings import Settings
 
 __all__ = ["CatalogModel", "CatalogProvider", "configured_models", "list_providers"]
 
-ModelKind = Literal["text", "image"]
-# genai-prices lists every priced model of a provider; these are not chat models.
-_NOT_CHAT = ("embedding", "tts", "whisper", "transcribe", "moderation", "realtime", "audio")
+ModelKind = Literal["text", "image", "embedding"]
+# genai-prices lists every priced model of a provider; these are neither chat nor embedding models.
+_NOT_CHAT = ("tts", "whisper", "transcribe", "moderation", "realtime", "audio")
 _ONE_TOKEN = StreamUsage(input_tokens=1, output_tokens=1)
 _FREE = (Decimal(0), Decimal(0), None, "offline")
 
@@ -65,6 +66,8 @@ def _kind(model_id: str) -> ModelKind | None:
     lowered = model_id.lower()
     if any(word in lowered for word in _NOT_CHAT):
         return None
+    if "embedding" in lowered:
+        return "embedding"
     return "image" if "image" in lowered or "dall-e" in lowered else "text"
 
 
@@ -85,6 +88,9 @@ def list_providers(
             [
                 CatalogModel(f"{TEST_PROVIDER}/{TEST_MODEL}", *_FREE, note="text, no network"),
                 CatalogModel(f"{TEST_PROVIDER}/{TEST_IMAGE_MODEL}", *_FREE, note="images, no network", kind="image"),
+                CatalogModel(
+                    f"{TEST_PROVIDER}/{TEST_EMBEDDING_MODEL}", *_FREE, note="embeddings, no network", kind="embedding"
+                ),
             ],
         )
     ]
@@ -145,7 +151,7 @@ def _priced(name: str, kind: ModelKind, settings: Settings) -> CatalogModel:
 
 def configured_models(settings: Settings, environ: Mapping[str, str] | None = None) -> list[CatalogModel]:
     """What a client can name here, sorted by name: the configured providers' models, every
-    model with a price override, and the default text and image models."""
+    model with a price override, and the default text, image and embedding models."""
     models: dict[str, CatalogModel] = {}
     for provider in list_providers(settings, environ):
         for model in provider.models:
@@ -154,6 +160,7 @@ def configured_models(settings: Settings, environ: Mapping[str, str] | None = No
     defaults: tuple[tuple[str, ModelKind], ...] = (
         (settings.default_model, "text"),
         (settings.default_image_model, "image"),
+        (settings.default_embedding_model, "embedding"),
     )
     # Overrides of providers the catalog does not list (one injected into the Vault, say) too.
     named = [*defaults, *((name, "text") for name in settings.price_overrides)]

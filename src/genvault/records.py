@@ -23,7 +23,7 @@ __all__ = [
     "nano_to_usd",
 ]
 
-GenerationKind = Literal["text", "chat", "image"]
+GenerationKind = Literal["text", "chat", "image", "embedding"]
 GenerationStatus = Literal["pending", "streaming", "complete", "error", "cancelled", "interrupted"]
 
 NANO_PER_USD = Decimal(1_000_000_000)

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     database_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     default_model: str = "offline/test-model"
     default_image_model: str = "offline/test-image"
+    default_embedding_model: str = "offline/test-embedding"
     # Partial output is written to the database at least this often while a generation streams.
     checkpoint_ms: int = Field(default=250, ge=10, le=60_000)
     # Each process heartbeats its row in `processes` every third of this; a process whose row is

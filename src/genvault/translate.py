@@ -13,6 +13,7 @@ from typing import Any
 
 from genvault.providers.base import (
     ProviderEvent,
+    StreamData,
     StreamFile,
     StreamFinish,
     StreamReasoningDelta,
@@ -103,6 +104,8 @@ class ChunkTranslator:
             case StreamFile(media_type=media_type, data=data):
                 url = f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
                 return [*self._close_open(), {"type": "file", "url": url, "mediaType": media_type}]
+            case StreamData(name=name, data=data):
+                return [*self._close_open(), {"type": f"data-{name}", "data": data}]
             case StreamUsage() | StreamFinish():
                 return []
         raise TypeError(f"unknown provider event {event!r}")  # pragma: no cover - exhaustive above

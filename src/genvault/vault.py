@@ -30,6 +30,7 @@ from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
 from genvault.catalog import CatalogModel, configured_models
 from genvault.chat_turns import Trigger, TurnPlan, one_step_opening, prepare_turn
+from genvault.embeddings import Embeddings
 from genvault.engine import Engine
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.ids import new_id
@@ -198,6 +199,7 @@ class Vault(FilesMixin):
         self.telemetry = telemetry or Telemetry.from_env(capture_content=self.settings.otel_capture_content)
         if self.telemetry is not None:
             self.telemetry.attach(self.engine)
+        self.embeddings = Embeddings(self.engine, self.registry, self.settings)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -421,6 +423,34 @@ class Vault(FilesMixin):
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
             labels=given_labels,
+        )
+
+    async def embed(
+        self,
+        inputs: str | list[str] | list[int] | list[list[int]],
+        *,
+        model: str | None = None,
+        dimensions: int | None = None,
+        user_id: str = LOCAL_USER_ID,
+        idempotency_key: str | None = None,
+        cache: bool = True,
+        cache_ttl: float | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        request_json: dict[str, Any] | None = None,
+    ) -> Generation:
+        """Start an embedding call (kind `embedding`) and return its `pending` record at once;
+        `genvault.embeddings.embedding_result(await vault.wait(id))` gives the vectors."""
+        return await self.embeddings.embed(
+            inputs,
+            model=model,
+            dimensions=dimensions,
+            user_id=user_id,
+            idempotency_key=idempotency_key,
+            cache=cache_policy(cache, cache_ttl),
+            tags=tags,
+            metadata=metadata,
+            request_json=request_json,
         )
 
     # -- tools ----------------------------------------------------------------------------------

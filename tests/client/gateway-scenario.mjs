@@ -5,8 +5,9 @@
 //
 // api: "chat" (createOpenAI(...).chat), "responses" (createOpenAI(...)(model), the default) or
 // "anthropic" (createAnthropic(...)); call: "generate" or "stream"; tool: optional tool name
-// offered to the model (no execute: the call ends at the tool call).
-import { generateText, streamText, tool, jsonSchema } from "ai-latest";
+// offered to the model (no execute: the call ends at the tool call). call "embed": embedMany
+// with createOpenAI(...).embeddingModel(model) over `values`.
+import { embedMany, generateText, streamText, tool, jsonSchema } from "ai-latest";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createAnthropic } from "@ai-sdk/anthropic";
 
@@ -25,7 +26,11 @@ const tools = args.tool
 const options = { model, prompt: args.prompt, tools, maxRetries: 0, providerOptions: { openai: { store: false } } };
 const errors = [];
 let result;
-if (args.call === "stream") {
+if (args.call === "embed") {
+  const openai = createOpenAI({ baseURL: `${args.baseUrl}/v1`, apiKey });
+  const out = await embedMany({ model: openai.embeddingModel(args.model), values: args.values, maxRetries: 0 });
+  result = { embeddings: out.embeddings, usage: out.usage, headers: out.responses?.[0]?.headers ?? {} };
+} else if (args.call === "stream") {
   const stream = streamText({ ...options, onError: ({ error }) => errors.push(String(error?.message ?? error)) });
   const parts = [];
   for await (const part of stream.fullStream) parts.push(part.type);

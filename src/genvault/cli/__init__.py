@@ -10,6 +10,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     archive,
     chats,
     db,
+    embed,
     files,
     generate,
     image,

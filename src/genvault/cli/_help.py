@@ -20,6 +20,7 @@ PANELS = {
     "generate": "Generate",
     "chat": "Generate",
     "image": "Generate",
+    "embed": "Generate",
     "models": "Generate",
     "logs": "Read",
     "show": "Read",

@@ -20,7 +20,7 @@ def logs(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Only this provider/model")] = None,
     status_: Annotated[str | None, typer.Option("--status", help="Only this status")] = None,
     user: Annotated[str | None, typer.Option("--user", help="Only this user's records (default: all users)")] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="text, chat or image")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="text, chat, image or embedding")] = None,
     query: Annotated[
         str | None,
         typer.Option(

@@ -103,6 +103,8 @@ def cutoffs(vault: Vault, now: datetime) -> dict[str, datetime]:
     days = {
         "chat": vault.settings.retention_days_chat,
         "text": vault.settings.retention_days_text,
+        # Embedding calls are text in, numbers out: they keep as long as text generations.
+        "embedding": vault.settings.retention_days_text,
         "image": vault.settings.retention_days_image,
     }
     return {kind: now - timedelta(days=n) for kind, n in days.items() if n is not None}
@@ -123,7 +125,7 @@ async def apply_retention(vault: Vault, *, now: datetime | None = None) -> Reten
             )
             old = select(chats.c.id).where(chats.c.updated_at < limits["chat"], ~running)
             gone += await delete_chats(conn, list((await conn.execute(old)).scalars().all()), counts, hashes)
-        for kind in ("text", "image"):
+        for kind in ("text", "image", "embedding"):
             if kind not in limits:
                 continue
             old = select(generations.c.id).where(

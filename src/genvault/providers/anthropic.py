@@ -30,6 +30,7 @@ import httpx2
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message, error_type
 from genvault.providers._httpx_bridge import bridge_client
+from genvault.providers._sse import sse_lines
 from genvault.providers._stream_check import check_is_stream
 from genvault.providers.anthropic_messages import to_anthropic_messages, to_anthropic_params, to_anthropic_tools
 from genvault.providers.base import (
@@ -134,26 +135,48 @@ class AnthropicProvider:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         body = self.request_body(request)
         # The SDK's overloads want TypedDicts; the body is plain JSON already shaped for them.
-        create: Any = self._client.messages.create
+        # Through `with_streaming_response` the SDK still sends, retries and raises status errors,
+        # but the events are read here from the raw lines: no pydantic object per event, and the
+        # gateway's live caller of a passed-through request can get the upstream's own bytes.
+        create: Any = self._client.messages.with_streaming_response.create
         # anthropic 1.x+ dropped sampling keywords (temperature, top_p, top_k) from `create`; the
         # API still takes them, so whatever the SDK has no keyword for travels in `extra_body`.
         extra = {key: body.pop(key) for key in list(body) if key not in _SDK_KEYWORDS}
-        try:
-            stream: anthropic.AsyncStream[Any] = await create(**body, extra_body=extra or None)
-        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-            raise self._provider_error(exc) from exc
-        await check_is_stream(stream.response, self.name, stream.close)
+        tap = request.wire.tap if request.wire is not None and request.wire.api == WIRE_API else None
         reader = _EventReader()
         raw = 0
         try:
-            async for event in stream:
-                raw += 1
-                for out in reader.feed(event):
-                    yield out
-        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            async with create(**body, extra_body=extra or None) as response:
+                await check_is_stream(response.http_response, self.name, response.close)
+                if tap is not None:
+                    tap.open()
+                lines: list[bytes] = []
+                async for line in sse_lines(response.http_response):
+                    lines.append(line)
+                    if line.strip():
+                        continue  # an event is its lines up to a blank one
+                    data = b"".join(x[5:].strip() for x in lines if x.startswith(b"data:"))
+                    event_bytes, lines = b"".join(lines), []
+                    if not data:
+                        if tap is not None:
+                            tap.feed(event_bytes)
+                        continue
+                    event = json.loads(data)
+                    if not isinstance(event, dict):
+                        continue
+                    raw += 1
+                    if event.get("type") == "error":  # on a 200 response: the status is the type's
+                        status = _ERROR_STATUS.get(error_type(event) or "", 500)
+                        message = error_message(event, "the provider reported an error mid-stream")
+                        raise ProviderError(message, provider=self.name, status=status)
+                    if tap is not None and event.get("type") != "message_stop":
+                        tap.feed(event_bytes)  # the gateway ends the stream once the record is committed
+                    for out in reader.feed(_Fields(event)):
+                        yield out
+        except (anthropic.AnthropicError, httpx2.HTTPError, httpx.HTTPError) as exc:
             raise self._provider_error(exc) from exc
-        finally:
-            await stream.close()
+        except json.JSONDecodeError as exc:
+            raise ProviderError(f"the stream from {self.name} broke off: {exc}", provider=self.name) from exc
         if raw == 0:  # not even the stream's opening event: never an empty success
             raise ProviderError(f"{self.name} sent an empty stream (no events)", provider=self.name, status=502)
         for out in reader.close():
@@ -183,6 +206,20 @@ class AnthropicProvider:
             message = str(exc)
         logger.debug("%s: provider error (status %s): %s", self.name, status, message)
         return ProviderError(message, provider=self.name, status=status)
+
+
+class _Fields:
+    """A parsed JSON event read by attribute, as the reader reads the SDK's event objects; a
+    field that is missing reads as None."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._values.get(name)
+        return _Fields(value) if isinstance(value, dict) else value
 
 
 @dataclass(slots=True)

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from genvault.providers.tap import WireTap
 
 __all__ = [
     "FinishReason",
     "ModelRequest",
     "Provider",
     "ProviderEvent",
+    "StreamData",
     "StreamFile",
     "StreamFinish",
     "StreamReasoningDelta",
@@ -58,6 +62,9 @@ class WireRequest:
 
     api: str
     body: dict[str, Any]
+    # The live caller's tap on the upstream's own bytes (`providers.tap`); never part of the
+    # request's identity (the dedup key reads `api` and `body` only).
+    tap: WireTap | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -131,6 +138,15 @@ class StreamFile:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamData:
+    """A data part (`data-{name}`) of the reply: structured output that is not text, such as
+    an embedding call's vectors."""
+
+    name: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
 class StreamUsage:
     """Token counts as the provider reported them; `None` where it reported nothing.
 
@@ -159,6 +175,7 @@ ProviderEvent = (
     | StreamToolCall
     | StreamSource
     | StreamFile
+    | StreamData
     | StreamUsage
     | StreamFinish
 )

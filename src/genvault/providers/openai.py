@@ -26,6 +26,7 @@ import openai
 
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message
+from genvault.providers._sse import sse_lines
 from genvault.providers._stream_check import check_is_stream
 from genvault.providers.base import (
     FinishReason,
@@ -136,15 +137,23 @@ class OpenAIProvider:
         extra = {key: body.pop(key) for key in list(body) if key not in _SDK_KEYWORDS}
         reader = _ChunkReader()
         raw = 0
+        # The gateway's live caller of a passed-through request gets the upstream's own lines.
+        tap = request.wire.tap if request.wire is not None and request.wire.api == WIRE_API else None
         try:
             async with create(**body, extra_body=extra or None) as response:
                 await check_is_stream(response.http_response, self.name, response.close)
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue  # blank separators, comments, `event:` lines
+                if tap is not None:
+                    tap.open()
+                async for line in sse_lines(response.http_response):
+                    if not line.startswith(b"data:"):
+                        if tap is not None:
+                            tap.feed(line)  # blank separators, comments, `event:` lines
+                        continue
                     data = line[5:].strip()
-                    if data == "[DONE]":
-                        continue  # read on to the end, so the connection goes back to the pool
+                    if data == b"[DONE]":
+                        # Read on to the end, so the connection goes back to the pool. The
+                        # gateway sends its own [DONE], once the record is committed.
+                        continue
                     raw += 1
                     chunk = json.loads(data)
                     if not isinstance(chunk, dict):
@@ -152,6 +161,8 @@ class OpenAIProvider:
                     if chunk.get("error"):  # an error event in the middle of the stream
                         message = error_message(chunk, "the provider reported an error mid-stream")
                         raise ProviderError(message, provider=self.name)
+                    if tap is not None and (tap.include_usage or chunk.get("choices") or not chunk.get("usage")):
+                        tap.feed(line)  # the usage-only chunk only for a client that asked for it
                     for event in reader.feed(chunk):
                         yield event
         except openai.OpenAIError as exc:

@@ -77,7 +77,7 @@ metadata = MetaData(
 )
 
 LOCAL_USER_ID = "local"
-GENERATION_KINDS = ("text", "chat", "image")
+GENERATION_KINDS = ("text", "chat", "image", "embedding")
 GENERATION_STATUSES = ("pending", "streaming", "complete", "error", "cancelled", "interrupted")
 TERMINAL_STATUSES = ("complete", "error", "cancelled", "interrupted")
 
@@ -291,7 +291,7 @@ generations = Table(
     "generations",
     metadata,
     Column("id", String(40), primary_key=True),
-    Column("kind", String(8), nullable=False),
+    Column("kind", String(16), nullable=False),
     Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     # A chat's generations hold its content (request messages, reply), so they go with the chat.
     Column("chat_id", String(200), ForeignKey("chats.id", ondelete="CASCADE")),

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from genvault.server.gateway import anthropic_messages, models, openai_chat, responses
+from genvault.server.gateway import anthropic_messages, embeddings, models, openai_chat, responses
 
 __all__ = ["router"]
 
 router = APIRouter()
-for _module in (openai_chat, anthropic_messages, responses, models):
+for _module in (openai_chat, anthropic_messages, responses, models, embeddings):
     router.include_router(_module.router)

@@ -9,6 +9,7 @@ response only follows it, and a client that goes away stops nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from genvault import labels
 from genvault.errors import InvalidRequest, Unauthorized
 from genvault.limits import acting_key
 from genvault.providers.base import ModelRequest
+from genvault.providers.tap import OPENED, WireTap
 from genvault.records import Generation
 from genvault.server.deps import key_user
 from genvault.store.text import check_storable
@@ -196,16 +198,94 @@ class Renderer(Protocol):
     def feed(self, chunk: dict[str, Any]) -> bytes | None: ...
 
 
-def event_stream(renderer: Renderer, started: Started, *, done: bytes = b"") -> StreamingResponse:
-    """The streamed answer in the renderer's wire format, then `done` (OpenAI's `[DONE]`)."""
+def event_stream(
+    renderer: Renderer,
+    started: Started,
+    *,
+    done: bytes = b"",
+    tap: WireTap | None = None,
+    relay_done: bytes | None = None,
+) -> StreamingResponse:
+    """The streamed answer in the renderer's wire format, then `done` (OpenAI's `[DONE]`).
 
-    async def frames() -> AsyncIterator[bytes]:
-        yield renderer.first()
-        async for chunk in started.chunks:
-            out = renderer.feed(chunk)
-            if out is not None:
-                yield out
-        if done:
-            yield done
+    With a `tap` whose upstream stream is passed through (the provider opens it, and holds back
+    the upstream's own last event), the client gets the upstream's own bytes instead, and the
+    generation's chunks only say how it ended: `relay_done` (default `done`) follows once the
+    record is committed, an error or abort comes in the API's own shape."""
+    if tap is None:
+        return StreamingResponse(_rendered(renderer, started, done), **_sse(started))
+    ending = done if relay_done is None else relay_done
+    return StreamingResponse(_relayed(renderer, started, done, ending, tap), **_sse(started))
 
-    return StreamingResponse(frames(), media_type="text/event-stream", headers={**_SSE_HEADERS, **started.headers})
+
+def _sse(started: Started) -> dict[str, Any]:
+    return {"media_type": "text/event-stream", "headers": {**_SSE_HEADERS, **started.headers}}
+
+
+async def _rendered(renderer: Renderer, started: Started, done: bytes) -> AsyncIterator[bytes]:
+    yield renderer.first()
+    async for chunk in started.chunks:
+        out = renderer.feed(chunk)
+        if out is not None:
+            yield out
+    if done:
+        yield done
+
+
+_NOT_CONTENT = frozenset({"start", "start-step"})
+
+
+async def _relayed(
+    renderer: Renderer, started: Started, done: bytes, relay_done: bytes, tap: WireTap
+) -> AsyncIterator[bytes]:
+    # One queue, two writers: the provider's tap (synchronously, as it reads each line) and a task
+    # following the generation's chunks. A line always precedes the chunks made from it, and the
+    # terminal chunk comes after the record's commit, after every line.
+    queue: asyncio.Queue[bytes | dict[str, Any] | None] = asyncio.Queue()
+    tap.attach(queue.put_nowait)
+
+    async def follow() -> None:
+        try:
+            async for chunk in started.chunks:
+                queue.put_nowait(chunk)
+        finally:
+            queue.put_nowait(None)
+
+    follower = asyncio.create_task(follow())
+    relaying = rendering = ended = False
+    try:
+        while not ended:
+            items = [await queue.get()]
+            while not queue.empty():  # whatever else is already here goes in the same write
+                items.append(queue.get_nowait())
+            out: list[bytes] = []
+            for item in items:
+                if item is None:
+                    ended = True
+                    break
+                if isinstance(item, bytes):
+                    if item == OPENED:
+                        relaying = not rendering
+                    elif relaying:
+                        out.append(item)
+                    continue
+                if relaying:
+                    if item["type"] in ("error", "abort") and (frame := renderer.feed(item)) is not None:
+                        out.append(frame)
+                    continue
+                if not rendering and item["type"] not in _NOT_CONTENT:
+                    # Not passed through (a cache copy, a joined request, a translated call): render.
+                    rendering = True
+                    tap.detach()
+                    out.append(renderer.first())
+                if rendering and (frame := renderer.feed(item)) is not None:
+                    out.append(frame)
+            if ended:
+                if not relaying and not rendering:
+                    out.append(renderer.first())
+                out.append(relay_done if relaying else done)
+            if out:
+                yield b"".join(out)
+    finally:
+        tap.detach()
+        follower.cancel()

@@ -9,6 +9,7 @@ signatures, text, tool_use blocks), live or replayed alike.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from genvault.errors import InvalidRequest
 from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec, WireRequest
+from genvault.providers.tap import WireTap
 from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import (
     drain,
@@ -309,6 +311,10 @@ class MessagesRenderer:
         }
 
 
+# The end of a Messages stream, sent after the upstream's own events once the record is committed.
+_MESSAGE_STOP = _event("message_stop", {"type": "message_stop"})
+
+
 @router.post("/v1/messages", response_class=Response)
 async def messages(request: Request, vault: VaultDep) -> Response:
     """Anthropic Messages. The record exists (`X-Genvault-Generation-Id`) before the model is
@@ -316,12 +322,18 @@ async def messages(request: Request, vault: VaultDep) -> Response:
     user = await gateway_user(request, vault)
     body = await read_body(request)
     model, model_request = parse_messages_request(body)
+    stream = body.get("stream") is True
+    tap = None
+    if stream and model_request.wire is not None:
+        # An Anthropic upstream answers this very body: the client gets its bytes.
+        tap = WireTap()
+        model_request.wire = replace(model_request.wire, tap=tap)
     started = await start_generation(
         request, vault, user, model=model, model_request=model_request, request_json={"api": API, "body": body}
     )
     renderer = MessagesRenderer(started.record.id, model)
-    if body.get("stream") is True:
-        return event_stream(renderer, started)
+    if stream:
+        return event_stream(renderer, started, tap=tap, relay_done=_MESSAGE_STOP)
     upstream_status = await drain(vault, started, renderer.feed)
     if renderer.error is not None and not renderer.blocks:
         return failed_generation("anthropic", renderer.error, started.headers, upstream_status)

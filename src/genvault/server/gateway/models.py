@@ -1,7 +1,7 @@
 """`GET /v1/models` (the models this server is configured for, with prices where known) and
 `POST /v1/images/generations` (OpenAI Images, over genvault's image generations).
 
-`POST /v1/embeddings` is not served: no provider here embeds yet (see the README).
+`POST /v1/embeddings` is in `embeddings.py`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ so a live call, a retried idempotent call, a joined identical call and a cache h
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from genvault.errors import InvalidRequest
 from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec, WireRequest
+from genvault.providers.tap import WireTap
 from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import (
     drain,
@@ -203,8 +205,10 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[str, ModelRequest]:
 class ChatCompletionRenderer:
     """UI message stream chunks → Chat Completions chunks (streaming) and the final object."""
 
-    def __init__(self, generation_id: str, model: str, *, include_usage: bool = False) -> None:
+    def __init__(self, generation_id: str, model: str, *, include_usage: bool = False, streaming: bool = True) -> None:
         self.id = f"chatcmpl-{generation_id}"
+        # A non-streamed answer only folds the chunks in (`completion`): no SSE bytes to build.
+        self.streaming = streaming
         self.model = model
         self.created = int(time.time())
         self.include_usage = include_usage
@@ -219,6 +223,8 @@ class ChatCompletionRenderer:
         self._head = (head + '"choices":').encode()
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        if not self.streaming:
+            return b""
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return b"data: " + self._head + dumps([choice]).encode() + b"}\n\n"
 
@@ -349,12 +355,17 @@ async def chat_completions(request: Request, vault: VaultDep) -> Response:
     stream = body.get("stream") is True
     options = body.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+    tap = None
+    if stream and model_request.wire is not None:
+        # An OpenAI-compatible upstream answers this very body: the client gets its bytes.
+        tap = WireTap(include_usage=include_usage)
+        model_request.wire = replace(model_request.wire, tap=tap)
     started = await start_generation(
         request, vault, user, model=model, model_request=model_request, request_json={"api": API, "body": body}
     )
-    renderer = ChatCompletionRenderer(started.record.id, model, include_usage=include_usage)
+    renderer = ChatCompletionRenderer(started.record.id, model, include_usage=include_usage, streaming=stream)
     if stream:
-        return event_stream(renderer, started, done=b"data: [DONE]\n\n")
+        return event_stream(renderer, started, done=b"data: [DONE]\n\n", tap=tap)
     upstream_status = await drain(vault, started, renderer.feed)
     if renderer.error is not None and not renderer.text and not renderer.calls:
         return failed_generation("openai", renderer.error, started.headers, upstream_status)

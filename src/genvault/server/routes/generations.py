@@ -93,7 +93,7 @@ async def list_generations(
     user: UserDep,
     model: str | None = None,
     status: Literal["pending", "streaming", "complete", "error", "cancelled", "interrupted"] | None = None,
-    kind: Literal["text", "chat", "image"] | None = None,
+    kind: Literal["text", "chat", "image", "embedding"] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,

@@ -29,7 +29,7 @@ class ModelPrice(BaseModel):
 class ModelPublic(BaseModel):
     id: str  # provider/model: the `model` field of POST /api/chat and /api/generate
     provider: str
-    kind: Literal["text", "image"]
+    kind: Literal["text", "image", "embedding"]
     name: str | None
     # USD per million tokens at the base rate; null when genvault knows no price.
     price: ModelPrice | None

@@ -99,4 +99,4 @@ cancelButton.addEventListener("click", async () => {
   cancelButton.disabled = false;
 });
 
-if (!page.final) follow();
+if (!page.final && output) follow(); // an embedding record has no text output to follow

@@ -48,6 +48,7 @@ from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, Page, UsageRow
 from genvault.replay import chunks_from_record
 from genvault.search import Searcher, SearchPage
+from genvault.sessions import Sessions
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import chats as chat_store
@@ -245,6 +246,7 @@ class Vault(FilesMixin):
         self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
         self.searcher = Searcher(self.store)
+        self.sessions = Sessions(self.store, self.settings)  # the pages' sign-in
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention

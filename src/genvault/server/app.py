@@ -26,11 +26,14 @@ from genvault.server.routes import (
     health,
     images,
     limits,
+    log_page,
+    login,
     pages,
     search,
     usage,
     users,
 )
+from genvault.server.sessions import SameOrigin
 from genvault.settings import Settings
 from genvault.vault import Vault
 
@@ -76,7 +79,23 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
     app.add_middleware(KeyScope)
-    for module in (chat_stream, chats, files, generations, images, limits, search, usage, users, health, pages):
+    # Outermost: a cross-site state-changing request is refused before anything reads it.
+    app.add_middleware(SameOrigin, public_url=the_vault.settings.public_url)
+    for module in (
+        chat_stream,
+        chats,
+        files,
+        generations,
+        images,
+        limits,
+        search,
+        usage,
+        users,
+        health,
+        login,
+        log_page,
+        pages,
+    ):
         app.include_router(module.router)
     app.include_router(gateway.router)
     _offline_docs(app)  # before /static, whose mount would answer /static/swagger-ui/... first

@@ -20,10 +20,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from genvault.errors import Forbidden, InvalidRequest, NotFound
@@ -274,12 +274,11 @@ def not_found(request: Request, what: str) -> HTMLResponse:
     return page(request, "404.html", {"title": "Not found", "what": what}, status_code=404)
 
 
-def sign_in_required(request: Request, vault: Vault) -> HTMLResponse:
-    how = (
-        f"the {vault.settings.auth_header} header from your proxy"
-        if vault.settings.auth == "header"
-        else "an API key (Authorization: Bearer …); these pages have no sign-in form, so use the JSON API"
-    )
+def sign_in_required(request: Request, vault: Vault) -> Response:
+    if vault.settings.auth == "api_key":  # the sign-in page, and back here after
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+    how = f"the {vault.settings.auth_header} header from your proxy"
     return page(
         request,
         "error.html",

@@ -254,7 +254,8 @@ class TestUsagePage:
         await generate(client, "a")  # the offline test model has no price
         html = (await client.get("/usage")).text
         assert '<span class="stat-value">unknown</span><span class="stat-label">cost, plus 1 unpriced' in html
-        assert html.count('<td class="num">unknown</td>') == 2  # its model's row and its day's row
+        # Its model's row, its user's row (the local user is an admin) and its day's row.
+        assert html.count('<td class="num">unknown</td>') == 3
         assert "$0.00" not in html
         assert "saving" not in html  # no cache hits, so nothing saved to report
 

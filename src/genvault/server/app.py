@@ -110,7 +110,7 @@ def _offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
+        html = get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title} - API",
             swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
@@ -118,6 +118,9 @@ def _offline_docs(app: FastAPI) -> None:
             swagger_favicon_url="/static/favicon.svg",
             oauth2_redirect_url=redirect,
         )
+        # Screen readers need the page's language (axe: html-has-lang); FastAPI's page has none.
+        body = bytes(html.body).replace(b"<html>", b'<html lang="en">', 1)
+        return HTMLResponse(body, status_code=html.status_code)
 
     @app.get(redirect, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:

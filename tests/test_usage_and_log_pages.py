@@ -196,3 +196,34 @@ async def test_a_bad_log_filter_is_a_400_page_that_says_what_is_wrong(world: dic
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("text/html")
     assert 'class="error"' in response.text
+
+
+def test_the_cli_lists_and_ends_page_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from genvault.settings import Settings
+
+    monkeypatch.setenv("GENVAULT_DATA_DIR", str(tmp_path))
+    cli = CliRunner()
+    assert cli.invoke(cli_app, ["users", "add", "dora"]).exit_code == 0
+    made = cli.invoke(cli_app, ["keys", "create", "dora"])
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip().splitlines()[-1]
+
+    async def sign_in_twice() -> list[str]:
+        async with Vault(Settings(data_dir=tmp_path, auth="api_key")) as vault:
+            return [(await vault.sessions.sign_in_with_key(key)).session.id for _ in range(2)]
+
+    first, second = asyncio.run(sign_in_twice())
+    listed = cli.invoke(cli_app, ["sessions", "list", "dora"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert first in listed.stdout
+    assert second in listed.stdout
+    assert cli.invoke(cli_app, ["sessions", "revoke", first]).exit_code == 0
+    assert first not in cli.invoke(cli_app, ["sessions", "list"], env={"COLUMNS": "200"}).stdout
+    assert first in cli.invoke(cli_app, ["sessions", "list", "--all"], env={"COLUMNS": "200"}).stdout
+    ended = cli.invoke(cli_app, ["sessions", "revoke", "--user", "dora"])
+    assert "ended 1 session" in ended.stdout
+    again = cli.invoke(cli_app, ["sessions", "revoke", first])
+    assert again.exit_code == 2  # NotFound: a caller's mistake, one line
+    assert "no live session" in again.output

@@ -19,6 +19,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     ops,
     search,
     serve,
+    sessions,
     usage,
     users,
 )

@@ -119,6 +119,40 @@ async def test_sign_in_with_a_key_chat_and_sign_out(
     await page.wait_for_url(re.compile(r"/login\?next=%2Fchat%2Fsigned-in-chat"))
 
 
+async def test_sign_in_and_the_log_filters_work_from_the_keyboard_alone(
+    page: Page, base_url: str, world: dict[str, Any], provider: tm.TestProvider
+) -> None:
+    vault: Vault = world["vault"]
+    provider.enqueue(tm.text("typed"), tm.usage(input=1, output=1))
+    record = await vault.wait((await vault.generate("keyboard prompt", user_id="alice")).id, user_id="alice")
+    await page.goto(f"{base_url}/generations")
+    await page.wait_for_url(re.compile(r"/login\?next="))
+    # The key field has the focus on arrival; Enter submits.
+    assert await page.evaluate("document.activeElement.id") == "api-key"
+    await page.keyboard.type(world["keys"]["alice"][1])
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{base_url}/generations")
+    # Tab reaches the status filter; the arrow keys pick a value; Enter in a text field filters.
+    for _ in range(40):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.name") == "status":
+            break
+    assert await page.evaluate("document.activeElement.name") == "status"
+    await page.select_option("select[name=status]", "complete")  # as Alt+Down, Enter would
+    await page.keyboard.press("Tab")  # kind
+    await page.keyboard.press("Tab")  # model
+    await page.keyboard.type("offline/test-model")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(r"status=complete.*model=offline%2Ftest-model"))
+    await expect(page.locator(".log-table tbody tr")).to_have_count(1)
+    # The record's link takes the focus and opens with Enter.
+    link = page.locator(f'a[href="/generate/{record.id}"]')
+    await link.focus()
+    assert await page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{base_url}/generate/{record.id}")
+
+
 async def test_a_forged_cross_site_form_post_is_refused_and_changes_nothing(
     page: Page, base_url: str, world: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -246,3 +246,23 @@ async def test_the_sessions_api_lists_your_own_and_hides_the_token(world: dict[s
 )
 def test_after_sign_in_only_a_path_on_this_server_is_followed(target: str, expected: str) -> None:
     assert safe_next(target) == expected
+
+
+async def test_over_https_the_session_cookie_is_secure(vault_factory: Any) -> None:
+    vault: Vault = await vault_factory(settings_overrides={"auth": "api_key"})
+    await vault.create_user("erin")
+    async with vault.store.write() as conn:
+        _key_id, key = await create_key(conn, "erin", "phone")
+    transport = httpx.ASGITransport(app=create_app(vault=vault))
+    async with httpx.AsyncClient(transport=transport, base_url="https://genvault.test") as http:
+        form = await http.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None
+        assert "secure" in form.headers["set-cookie"].lower()  # the sign-in form's own token too
+        signed = await http.post(
+            "/login", data={"api_key": key, "csrf_token": token.group(1)}, headers={"Origin": "https://genvault.test"}
+        )
+        assert signed.status_code == 303
+        cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+        assert "; secure" in cookie.lower()
+        assert "httponly" in cookie.lower()

@@ -4,7 +4,8 @@ Rules, for every route:
 - `SameOrigin` (middleware): a state-changing request (POST, PUT, PATCH, DELETE) without an
   `Authorization` header is refused (403) when the browser says it comes from another site
   (`Sec-Fetch-Site` other than `same-origin`/`none`, or an `Origin` that is not this server's).
-  A Bearer key is not sent by browsers on their own, so a request with one is not a forgery.
+  A Bearer key (or `x-api-key`) is not sent by browsers on their own, so a request with one is
+  not a forgery.
   This covers every auth mode, `header` (a proxy's cookie) and `none` (a local server) too.
 - The session cookie signs a request in only under `api_key` auth, only where the request has
   no `Authorization` header, and never on the `/v1` gateway. On the JSON API (`/api/…`) it counts
@@ -78,7 +79,8 @@ class SameOrigin:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("method") in UNSAFE:
             headers = Headers(scope=scope)
-            if "authorization" not in headers:
+            # A key in a header (Bearer, or the Anthropic shape's x-api-key) is no ambient credential.
+            if "authorization" not in headers and "x-api-key" not in headers:
                 why = foreign_origin(headers, self.public_url)
                 if why is not None:
                     message = f"cross-site request refused ({why}); use the page on this server or a Bearer key"

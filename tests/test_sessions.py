@@ -65,6 +65,9 @@ async def test_a_page_without_a_session_redirects_to_the_sign_in_page_and_back(w
     for attribute in ("HttpOnly", "SameSite=lax", "Path=/", "Max-Age="):
         assert attribute.lower() in cookie.lower(), attribute
     assert "secure" not in cookie.lower()  # plain http here; https sets Secure
+    home = await http.get("/")
+    # Sign out, and both forms of the start page, carry the token without needing a script.
+    assert home.text.count('name="csrf_token"') == 3
     page = await http.get("/usage?days=7")
     assert page.status_code == 200
     assert 'name="csrf-token"' in page.text

@@ -11,10 +11,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from genvault.errors import InvalidRequest, NotFound
 from genvault.server import create_app
 from genvault.server.sessions import SESSION_COOKIE, safe_next
 from genvault.store.keys import create_key, revoke_key
-from genvault.store.schema import sessions
+from genvault.store.schema import sessions, user_passwords
 from genvault.vault import Vault
 
 BASE = "http://genvault.test"
@@ -269,3 +270,45 @@ async def test_over_https_the_session_cookie_is_secure(vault_factory: Any) -> No
         cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
         assert "; secure" in cookie.lower()
         assert "httponly" in cookie.lower()
+
+
+async def test_a_user_with_a_password_signs_in_with_it_and_a_new_password_ends_their_sessions(
+    world: dict[str, Any],
+) -> None:
+    http, vault = world["http"], world["vault"]
+    await vault.sessions.set_password("alice", "correct horse battery")
+    async with vault.store.read() as conn:
+        stored = (await conn.execute(select(user_passwords.c.password_hash))).scalar_one()
+    assert stored.startswith("$argon2id$")
+    assert "correct horse" not in stored
+
+    async def with_password(user: str, password: str) -> httpx.Response:
+        form = await http.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None
+        data = {"user": user, "password": password, "csrf_token": token.group(1), "next": "/usage"}
+        return await http.post("/login", data=data, headers=SAME_SITE)
+
+    for user, password in (("alice", "wrong password!"), ("nobody", "correct horse battery"), ("", "x")):
+        refused = await with_password(user, password)
+        assert refused.status_code == 401
+        assert "user name or password is wrong" in refused.text
+    signed = await with_password("alice", "correct horse battery")
+    assert signed.status_code == 303
+    assert signed.headers["location"] == "/usage"
+    assert (await http.get("/usage")).status_code == 200
+    [session] = await vault.sessions.list(user_id="alice")
+    assert session.key_id is None
+    await vault.sessions.set_password("alice", "another long password")
+    assert (await http.get("/usage")).status_code == 303
+
+
+@pytest.mark.parametrize(("user", "password"), [("alice", "short"), ("nobody", "long enough password"), ("", "x" * 20)])
+async def test_a_bad_password_or_user_is_refused_and_nothing_is_stored(
+    world: dict[str, Any], user: str, password: str
+) -> None:
+    vault: Vault = world["vault"]
+    with pytest.raises((InvalidRequest, NotFound)):
+        await vault.sessions.set_password(user, password)
+    async with vault.store.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(user_passwords))).scalar() == 0

@@ -227,3 +227,12 @@ def test_the_cli_lists_and_ends_page_sessions(tmp_path: Path, monkeypatch: pytes
     again = cli.invoke(cli_app, ["sessions", "revoke", first])
     assert again.exit_code == 2  # NotFound: a caller's mistake, one line
     assert "no live session" in again.output
+    typed = cli.invoke(cli_app, ["users", "password", "dora"], input="a long password\na long password\n")
+    assert typed.exit_code == 0, typed.output
+    assert "a long password" not in typed.output
+
+    async def with_password() -> str:
+        async with Vault(Settings(data_dir=tmp_path, auth="api_key")) as vault:
+            return (await vault.sessions.sign_in_with_password("dora", "a long password")).session.user_id
+
+    assert asyncio.run(with_password()) == "dora"

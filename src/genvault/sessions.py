@@ -10,10 +10,15 @@ Invariants:
   for this session can know it; it needs no storage and changes with every sign-in.
 - A session ends at its expiry, on sign-out, when its key is revoked or expires, and when its user
   is erased (the rows carry `user_id`); `resolve` checks all of these on every request.
+- Passwords are optional (`set_password`): an argon2id hash (argon2-cffi, its default, RFC 9106
+  low-memory parameters); a password session has no key and acts as the user. Setting a new
+  password ends the user's sessions. A wrong user name and a wrong password get the same answer,
+  and an unknown user costs one hash check too, so the answer does not tell which was wrong.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -22,20 +27,29 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict
 
-from genvault.errors import NotFound, Unauthorized
+from genvault.errors import InvalidRequest, NotFound, Unauthorized
 from genvault.ids import new_id
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import sessions as session_store
 from genvault.store.keys import find_key, hash_key
 from genvault.store.sessions import SessionRow
-from genvault.validation import check_id
+from genvault.validation import check_id, check_user_id
 
 __all__ = ["SessionInfo", "Sessions", "SignedIn", "csrf_token_for"]
 
 log = logging.getLogger(__name__)
+
+MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_CHARS = 1024
+_HASHER = PasswordHasher()
+# Checked against when the user has no password, so both failures take the same work.
+_DUMMY_HASH = _HASHER.hash("genvault: no such user")
+_WRONG = "the user name or password is wrong"
 
 
 class SessionInfo(BaseModel):
@@ -106,30 +120,62 @@ class Sessions:
         if not api_key or len(api_key) > 200:
             raise Unauthorized("enter an API key (from `genvault keys create`)")
         now = self.clock()
-        async with self.store.write() as conn:
+        async with self.store.read() as conn:
             key = await find_key(conn, api_key)
             if key is None:
                 raise Unauthorized("this API key is not valid (unknown or revoked)")
             if key.expires_at is not None and key.expires_at <= now:
                 raise Unauthorized(f"this API key expired at {key.expires_at.isoformat()}")
-            session_id, token = new_id("ses"), secrets.token_urlsafe(32)
             expires_at = now + self.lifetime
             if key.expires_at is not None:
                 expires_at = min(expires_at, key.expires_at)
+        return await self._start(key.user_id, key.id, expires_at)
+
+    async def _start(self, user_id: str, key_id: str | None, expires_at: datetime) -> SignedIn:
+        session_id, token = new_id("ses"), secrets.token_urlsafe(32)
+        now = self.clock()
+        async with self.store.write() as conn:
             await session_store.insert_session(
                 conn,
                 session_id=session_id,
-                user_id=key.user_id,
-                key_id=key.id,
+                user_id=user_id,
+                key_id=key_id,
                 token_hash=hash_key(token),
                 created_at=now,
                 expires_at=expires_at,
             )
         cookie = f"{session_id}.{token}.{self._sign(session_id, token)}"
         info = SessionInfo(
-            id=session_id, user_id=key.user_id, key_id=key.id, created_at=now, expires_at=expires_at, revoked_at=None
+            id=session_id, user_id=user_id, key_id=key_id, created_at=now, expires_at=expires_at, revoked_at=None
         )
         return SignedIn(session=info, cookie=cookie, csrf_token=csrf_token_for(cookie))
+
+    async def set_password(self, user_id: str, password: str) -> None:
+        """Give the user a page password (replacing any) and end their sessions."""
+        check_user_id(user_id)
+        if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+            raise InvalidRequest(f"a password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters")
+        hashed = await asyncio.to_thread(_HASHER.hash, password)
+        async with self.store.write() as conn:
+            if not await session_store.user_exists(conn, user_id):
+                raise NotFound(f"no user {user_id!r}; create it first with `genvault users add`")
+            await session_store.set_password_hash(conn, user_id, hashed, self.clock())
+            await session_store.revoke_sessions(conn, self.clock(), user_id=user_id)
+
+    async def sign_in_with_password(self, user_id: str, password: str) -> SignedIn:
+        """A new session for the user whose password this is; `Unauthorized` otherwise."""
+        user_id = user_id.strip()
+        if not user_id or len(user_id) > 64 or not password or len(password) > MAX_PASSWORD_CHARS:
+            raise Unauthorized(_WRONG)
+        async with self.store.read() as conn:
+            stored = await session_store.find_password_hash(conn, user_id)
+        try:
+            await asyncio.to_thread(_HASHER.verify, stored or _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            raise Unauthorized(_WRONG) from None
+        if stored is None:
+            raise Unauthorized(_WRONG)
+        return await self._start(user_id, None, self.clock() + self.lifetime)
 
     async def resolve(self, cookie: str) -> SessionRow | None:
         """The live session this cookie belongs to; None for a forged, ended or unknown one."""

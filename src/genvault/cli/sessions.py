@@ -1,4 +1,5 @@
-"""`genvault sessions …`: the pages' sign-in sessions (`GENVAULT_AUTH=api_key`): list, end."""
+"""`genvault sessions …`: the pages' sign-in sessions (`GENVAULT_AUTH=api_key`): list, end; and
+`genvault users password`, the optional password to sign in with."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 
 from genvault.cli._app import app, console, run_with_vault
 from genvault.cli._render import Column, fitted_table, when
+from genvault.cli.users import users_app
 
 if TYPE_CHECKING:
     from genvault.sessions import SessionInfo
@@ -62,3 +64,19 @@ def sessions_revoke(
 
     ended = run_with_vault(body)
     console.print(f"ended {ended} session{'s' if ended != 1 else ''}", highlight=False)
+
+
+@users_app.command("password")
+def set_password(
+    user_id: Annotated[str, typer.Argument(help="The user's id")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Asked for when not given")
+    ],
+) -> None:
+    """Give a user a password for the pages' sign-in (argon2id; ends their sessions)."""
+
+    async def body(vault: Vault) -> None:
+        await vault.sessions.set_password(user_id, password)
+
+    run_with_vault(body)
+    console.print(f"password set for {user_id}; their sessions ended", highlight=False)

@@ -62,6 +62,7 @@ __all__ = [
     "parts",
     "processes",
     "sessions",
+    "user_passwords",
     "users",
 ]
 
@@ -491,6 +492,18 @@ sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
     info={"runtime": True},
+)
+
+
+# Optional page passwords (`genvault users password`): an argon2id hash (argon2-cffi's encoded
+# form, which carries its parameters) per user. A table of its own, so a user's archive (which
+# leaves credentials out, as it does API keys) can skip it; erasure deletes it with the user.
+user_passwords = Table(
+    "user_passwords",
+    metadata,
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 

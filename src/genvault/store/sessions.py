@@ -10,12 +10,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault.store.schema import api_keys, sessions
+from genvault.store.schema import api_keys, sessions, user_passwords, users
 
-__all__ = ["SessionRow", "find_session", "insert_session", "list_sessions", "revoke_sessions"]
+__all__ = [
+    "SessionRow",
+    "find_password_hash",
+    "find_session",
+    "insert_session",
+    "list_sessions",
+    "revoke_sessions",
+    "set_password_hash",
+    "user_exists",
+]
 
 
 class SessionRow(NamedTuple):
@@ -122,3 +131,20 @@ async def revoke_sessions(
         raise ValueError("revoke_sessions needs a session, a user or a key")
     result = await conn.execute(update(sessions).where(*conditions).values(revoked_at=at))
     return int(result.rowcount or 0)
+
+
+async def set_password_hash(conn: AsyncConnection, user_id: str, password_hash: str, at: datetime) -> None:
+    """Replace the user's page password hash (delete + insert: the same on SQLite and PostgreSQL)."""
+    await conn.execute(delete(user_passwords).where(user_passwords.c.user_id == user_id))
+    await conn.execute(insert(user_passwords).values(user_id=user_id, password_hash=password_hash, updated_at=at))
+
+
+async def find_password_hash(conn: AsyncConnection, user_id: str) -> str | None:
+    row = (
+        await conn.execute(select(user_passwords.c.password_hash).where(user_passwords.c.user_id == user_id))
+    ).first()
+    return None if row is None else str(row.password_hash)
+
+
+async def user_exists(conn: AsyncConnection, user_id: str) -> bool:
+    return (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None

@@ -1,4 +1,5 @@
-"""Signing in to the pages: `/login` (an API key in, a session cookie out), `/logout`, and the
+"""Signing in to the pages: `/login` (an API key, or a user name and password, in; a session
+cookie out), `/logout`, and the
 JSON API over sessions (`/api/sessions`: list yours, end one).
 
 Invariants:
@@ -80,7 +81,10 @@ async def login(request: Request, vault: VaultDep) -> Response:
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         raise Forbidden("the sign-in form's token does not match its cookie; open /login again and sign in there")
     try:
-        signed = await vault.sessions.sign_in_with_key(str(form.get("api_key") or ""))
+        if form.get("user") is not None:  # the password form
+            signed = await vault.sessions.sign_in_with_password(str(form.get("user")), str(form.get("password") or ""))
+        else:
+            signed = await vault.sessions.sign_in_with_key(str(form.get("api_key") or ""))
     except Unauthorized as exc:
         return _login_form(request, vault, next_path=next_path, error=exc.message, status_code=401)
     response = RedirectResponse(next_path, status_code=303)

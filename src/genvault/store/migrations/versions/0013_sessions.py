@@ -1,4 +1,5 @@
-"""browser sign-in sessions: the sessions table (only a hash of each session token is kept)
+"""browser sign-in: the sessions table (only a hash of each session token is kept) and optional
+argon2id page passwords (user_passwords)
 
 Revision ID: 0013
 Revises: 0010
@@ -34,9 +35,20 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_sessions_key_id"), "sessions", ["key_id"], unique=False)
     op.create_index(op.f("ix_sessions_user_id"), "sessions", ["user_id"], unique=False)
+    op.create_table(
+        "user_passwords",
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("password_hash", sa.String(length=200), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_user_passwords_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_user_passwords")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("user_passwords")
     op.drop_index(op.f("ix_sessions_user_id"), table_name="sessions")
     op.drop_index(op.f("ix_sessions_key_id"), table_name="sessions")
     op.drop_table("sessions")

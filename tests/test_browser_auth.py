@@ -356,3 +356,39 @@ async def test_every_page_passes_axe_and_fits_the_screen(
     finally:
         await context.close()
     assert not problems, f"at {viewport}:\n" + "\n".join(problems)
+
+
+async def test_signed_in_by_session_the_sidebar_and_message_actions_change_the_store(
+    page: Page, base_url: str, world: dict[str, Any], provider: tm.TestProvider
+) -> None:
+    """The page scripts' PATCH/DELETE/POST go out with the session's CSRF token (static/js/session.js)."""
+    vault: Vault = world["vault"]
+    for n in range(2):
+        await vault.create_chat(f"mine-{n}", title=f"Mine {n}", user_id="alice")
+    provider.enqueue(tm.text("First answer."))
+    turn = await vault.chat(
+        "mine-1", message={"id": "q1", "role": "user", "parts": [{"type": "text", "text": "Q?"}]}, user_id="alice"
+    )
+    await vault.wait(turn.generation.id, user_id="alice")
+    await sign_in(page, base_url, world["keys"]["alice"][1], "/chat/mine-1")
+    item = page.locator('.chat-item[data-chat-id="mine-0"]')
+    await item.locator(".chat-menu-button").click()
+    await item.locator("button.chat-rename").click()
+    await item.locator("input.chat-title-input").fill("Renamed in a session")
+    await page.keyboard.press("Enter")
+    await expect(item.locator(".chat-link")).to_have_text("Renamed in a session")
+    assert (await vault.get_chat("mine-0", user_id="alice")).title == "Renamed in a session"
+
+    await item.locator(".chat-menu-button").click()
+    await item.locator(".chat-delete").click()
+    await page.click("#delete-confirm")
+    await expect(item).to_have_count(0)
+    assert [c.id for c in (await vault.list_chats(user_id="alice")).items] == ["mine-1"]
+
+    provider.enqueue(tm.text("Second answer."))
+    await page.locator('.msg-assistant [data-action="regenerate"]').click()
+    await expect(page.locator(".msg-assistant .part-text")).to_have_text("Second answer.")
+    await settle(vault)
+    history = await vault.chat_messages("mine-1", user_id="alice")
+    assert [m["role"] for m in history.messages] == ["user", "assistant"]
+    assert history.messages[1]["parts"][-1]["text"] == "Second answer."

@@ -11,9 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from genvault.errors import InvalidRequest, NotFound
+from genvault.errors import InvalidRequest, NotFound, Unauthorized
 from genvault.server import create_app
 from genvault.server.sessions import SESSION_COOKIE, safe_next
+from genvault.sessions import FAILED_SIGN_INS_PER_MINUTE
 from genvault.store.keys import create_key, revoke_key
 from genvault.store.schema import sessions, user_passwords
 from genvault.vault import Vault
@@ -312,3 +313,21 @@ async def test_a_bad_password_or_user_is_refused_and_nothing_is_stored(
         await vault.sessions.set_password(user, password)
     async with vault.store.read() as conn:
         assert (await conn.execute(select(func.count()).select_from(user_passwords))).scalar() == 0
+
+
+async def test_after_ten_wrong_passwords_in_a_minute_a_user_name_is_refused_with_429(world: dict[str, Any]) -> None:
+    http, vault = world["http"], world["vault"]
+    await vault.sessions.set_password("alice", "the right password")
+    await vault.sessions.set_password("bob", "bob's own password")
+    for _ in range(FAILED_SIGN_INS_PER_MINUTE):
+        with pytest.raises(Unauthorized):
+            await vault.sessions.sign_in_with_password("alice", "a wrong guess")
+    form = await http.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    data = {"user": "alice", "password": "the right password", "csrf_token": token.group(1)}
+    refused = await http.post("/login", data=data, headers=SAME_SITE)
+    assert refused.status_code == 429  # even the right one, until the window moves on
+    assert "too many wrong passwords" in refused.text
+    assert SESSION_COOKIE not in http.cookies
+    assert (await vault.sessions.sign_in_with_password("bob", "bob's own password")).session.user_id == "bob"

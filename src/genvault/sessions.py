@@ -14,6 +14,8 @@ Invariants:
   low-memory parameters); a password session has no key and acts as the user. Setting a new
   password ends the user's sessions. A wrong user name and a wrong password get the same answer,
   and an unknown user costs one hash check too, so the answer does not tell which was wrong.
+  After `FAILED_SIGN_INS_PER_MINUTE` wrong passwords for a user name within a minute, its next
+  attempts are refused (`LimitExceeded`, 429) until the window moves on.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict
 
-from genvault.errors import InvalidRequest, NotFound, Unauthorized
+from genvault.errors import InvalidRequest, LimitExceeded, NotFound, Unauthorized
 from genvault.ids import new_id
+from genvault.limits._rates import RateWindows
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import sessions as session_store
@@ -40,7 +43,7 @@ from genvault.store.keys import find_key, hash_key
 from genvault.store.sessions import SessionRow
 from genvault.validation import check_id, check_user_id
 
-__all__ = ["SessionInfo", "Sessions", "SignedIn", "csrf_token_for"]
+__all__ = ["FAILED_SIGN_INS_PER_MINUTE", "SessionInfo", "Sessions", "SignedIn", "csrf_token_for"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,9 @@ _HASHER = PasswordHasher()
 # Checked against when the user has no password, so both failures take the same work.
 _DUMMY_HASH = _HASHER.hash("genvault: no such user")
 _WRONG = "the user name or password is wrong"
+# Wrong passwords a user name may take per minute (a moving window; in Redis when configured, so
+# across processes): enough for typos, far too few for guessing.
+FAILED_SIGN_INS_PER_MINUTE = 10
 
 
 class SessionInfo(BaseModel):
@@ -97,8 +103,16 @@ def _info(row: SessionRow) -> SessionInfo:
 
 
 class Sessions:
-    def __init__(self, store: Store, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        rates: RateWindows | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.store = store
+        self.rates = rates or RateWindows()
         self.lifetime = timedelta(days=settings.session_days)
         self.clock = clock or (lambda: datetime.now(UTC))
         if settings.session_secret is not None:
@@ -167,14 +181,28 @@ class Sessions:
         user_id = user_id.strip()
         if not user_id or len(user_id) > 64 or not password or len(password) > MAX_PASSWORD_CHARS:
             raise Unauthorized(_WRONG)
+        subject, cap = f"sign-in:{user_id}", FAILED_SIGN_INS_PER_MINUTE
+        if not await self.rates.fits("rpm", subject, cap):
+            window = await self.rates.state("rpm", subject, cap)
+            wait = max(1, int(window.reset_at - datetime.now(UTC).timestamp()) + 1)
+            raise LimitExceeded(
+                f"too many wrong passwords for this user name; try again in {wait} s",
+                limit="rpm",
+                subject=subject,
+                limit_value=str(cap),
+                used=str(window.used),
+                resets_at=datetime.fromtimestamp(window.reset_at, UTC),
+                retry_after=wait,
+            )
         async with self.store.read() as conn:
             stored = await session_store.find_password_hash(conn, user_id)
         try:
             await asyncio.to_thread(_HASHER.verify, stored or _DUMMY_HASH, password)
+            if stored is None:
+                raise VerificationError(_WRONG)
         except (VerificationError, InvalidHashError):
+            await self.rates.hit("rpm", subject, cap)
             raise Unauthorized(_WRONG) from None
-        if stored is None:
-            raise Unauthorized(_WRONG)
         return await self._start(user_id, None, self.clock() + self.lifetime)
 
     async def resolve(self, cookie: str) -> SessionRow | None:

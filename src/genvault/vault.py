@@ -247,7 +247,7 @@ class Vault(FilesMixin):
         self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
         self.searcher = Searcher(self.store)
-        self.sessions = Sessions(self.store, self.settings)  # the pages' sign-in
+        self.sessions = Sessions(self.store, self.settings, rates=self.limits.rates)  # the pages' sign-in
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention

@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from genvault.errors import Forbidden, Unauthorized
+from genvault.errors import Forbidden, LimitExceeded, Unauthorized
 from genvault.server.deps import OptionalUserDep, UserDep, VaultDep
 from genvault.server.routes.pages import page
 from genvault.server.sessions import SESSION_COOKIE, safe_next, signed_in_session
@@ -85,8 +85,9 @@ async def login(request: Request, vault: VaultDep) -> Response:
             signed = await vault.sessions.sign_in_with_password(str(form.get("user")), str(form.get("password") or ""))
         else:
             signed = await vault.sessions.sign_in_with_key(str(form.get("api_key") or ""))
-    except Unauthorized as exc:
-        return _login_form(request, vault, next_path=next_path, error=exc.message, status_code=401)
+    except (Unauthorized, LimitExceeded) as exc:
+        status = 429 if isinstance(exc, LimitExceeded) else 401
+        return _login_form(request, vault, next_path=next_path, error=exc.message, status_code=status)
     response = RedirectResponse(next_path, status_code=303)
     max_age = int((signed.session.expires_at - signed.session.created_at).total_seconds())
     response.set_cookie(

@@ -254,7 +254,8 @@ class TestUsagePage:
         await generate(client, "a")  # the offline test model has no price
         html = (await client.get("/usage")).text
         assert '<span class="stat-value">unknown</span><span class="stat-label">cost, plus 1 unpriced' in html
-        assert html.count('<td class="num">unknown</td>') == 2  # its model's row and its day's row
+        # Its model's row, its user's row (the local user is an admin) and its day's row.
+        assert html.count('<td class="num">unknown</td>') == 3
         assert "$0.00" not in html
         assert "saving" not in html  # no cache hits, so nothing saved to report
 
@@ -297,15 +298,29 @@ class TestEveryPage:
         assert not {"/", "/usage", "/chat/{chat_id}", "/generate/{generation_id}"} & set(paths)
 
 
-async def test_without_credentials_a_page_asks_for_them_instead_of_answering_json(vault_factory: Any) -> None:
+async def test_without_credentials_a_page_sends_you_to_sign_in_instead_of_answering_json(vault_factory: Any) -> None:
     vault = await vault_factory(settings_overrides={"auth": "api_key"})
     transport = httpx.ASGITransport(app=create_app(vault=vault))
     async with httpx.AsyncClient(transport=transport, base_url="http://genvault.test") as http:
-        for path in ("/", "/usage", "/generate/gen_x", "/chat/some-chat"):
+        for path in ("/", "/usage", "/generations", "/generate/gen_x", "/chat/some-chat"):
+            response = await http.get(path)
+            assert response.status_code == 303, path
+            assert response.headers["location"].startswith("/login?next=%2F"), path
+        login = await http.get("/login")
+        assert login.status_code == 200
+        assert 'name="api_key"' in login.text
+
+
+async def test_behind_a_proxy_a_page_without_its_header_says_what_is_missing(vault_factory: Any) -> None:
+    vault = await vault_factory(settings_overrides={"auth": "header"})
+    transport = httpx.ASGITransport(app=create_app(vault=vault))
+    async with httpx.AsyncClient(transport=transport, base_url="http://genvault.test") as http:
+        for path in ("/", "/usage", "/generations", "/generate/gen_x"):
             response = await http.get(path)
             assert response.status_code == 401, path
             assert response.headers["content-type"].startswith("text/html")
             assert "Sign-in required" in response.text
+            assert "X-Forwarded-User" in response.text
 
 
 class TestCharts:

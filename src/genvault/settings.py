@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     # proxy names the user in `auth_header` (only safe behind that proxy).
     auth: Literal["none", "api_key", "header"] = "none"
     auth_header: str = "X-Forwarded-User"
+    # Under `api_key`, the pages' sign-in (`/login`) sets a session cookie signed with this secret.
+    # Unset: a random secret per process, so sessions end when it restarts and a cookie works only
+    # on the process that made it; set it (the same on every process) behind a load balancer.
+    session_secret: SecretStr | None = Field(default=None, min_length=16)
+    # A browser session lasts this long from sign-in (sign-out, key revocation and erasure end it
+    # sooner).
+    session_days: int = Field(default=14, ge=1, le=365)
     # `GET /metrics` requires `Authorization: Bearer <this>` when set (401 otherwise); unset: open.
     metrics_token: SecretStr | None = Field(default=None, min_length=1)
     # Request bodies over this are refused with 413 before they are read in full.

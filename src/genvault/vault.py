@@ -50,6 +50,7 @@ from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, Page, UsageRow
 from genvault.replay import chunks_from_record
 from genvault.search import Searcher, SearchPage
+from genvault.sessions import Sessions
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import chats as chat_store
@@ -200,6 +201,7 @@ class Vault(FilesMixin):
         if self.telemetry is not None:
             self.telemetry.attach(self.engine)
         self.embeddings = Embeddings(self.engine, self.registry, self.settings)
+        self.sessions = Sessions(self.store, self.settings, rates=self.limits.rates)  # the pages' sign-in
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention

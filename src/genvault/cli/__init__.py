@@ -20,6 +20,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     ops,
     search,
     serve,
+    sessions,
     usage,
     users,
 )

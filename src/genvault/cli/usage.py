@@ -25,6 +25,7 @@ def usage(
     since: Annotated[str | None, typer.Option(help="From this time: 2026-11-01, or a span back: 2h, 7d")] = None,
     until: Annotated[str | None, typer.Option(help="Up to (not including) this time")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (as GET /api/usage.csv)")] = False,
 ) -> None:
     """Tokens and cost, grouped by model, user, day or API key."""
     since_at = parse_time(since, option="--since")
@@ -34,6 +35,11 @@ def usage(
         return await vault.usage(group_by=by, user_id=user, since=since_at, until=until_at)
 
     rows = run_with_vault(body)
+    if as_csv:
+        from genvault.usage_csv import usage_csv
+
+        typer.echo(usage_csv(rows, by), nl=False)
+        return
     if as_json:
         console.print_json(json.dumps([row.model_dump(mode="json") for row in rows]))
         return

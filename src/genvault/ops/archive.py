@@ -83,7 +83,7 @@ Progress = Callable[[str, int], None]
 # Credentials are not a person's content, and a personal export may be handed to anyone: API key
 # hashes go only into whole-database archives. Audit events are about users, not of them; cache
 # entries are derived state.
-_NOT_PERSONAL = {"api_keys", "audit_events", "cache_entries"}
+_NOT_PERSONAL = {"api_keys", "audit_events", "cache_entries", "user_passwords"}
 
 
 def dumps(value: Any) -> str:

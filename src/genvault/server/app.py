@@ -26,12 +26,15 @@ from genvault.server.routes import (
     health,
     images,
     limits,
+    log_page,
+    login,
     models,
     pages,
     search,
     usage,
     users,
 )
+from genvault.server.sessions import SameOrigin
 from genvault.server.tracing import TraceContext
 from genvault.settings import Settings
 from genvault.vault import Vault
@@ -80,7 +83,24 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.add_middleware(KeyScope)
     if the_vault.telemetry is not None:  # a caller's `traceparent` is the generations' parent
         app.add_middleware(TraceContext)
-    for module in (chat_stream, chats, files, generations, images, limits, models, search, usage, users, health, pages):
+    # Outermost: a cross-site state-changing request is refused before anything reads it.
+    app.add_middleware(SameOrigin, public_url=the_vault.settings.public_url)
+    for module in (
+        chat_stream,
+        chats,
+        files,
+        generations,
+        images,
+        limits,
+        models,
+        search,
+        usage,
+        users,
+        health,
+        login,
+        log_page,
+        pages,
+    ):
         app.include_router(module.router)
     app.include_router(gateway.router)
     _offline_docs(app)  # before /static, whose mount would answer /static/swagger-ui/... first
@@ -95,7 +115,7 @@ def _offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
+        html = get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title} - API",
             swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
@@ -103,6 +123,9 @@ def _offline_docs(app: FastAPI) -> None:
             swagger_favicon_url="/static/favicon.svg",
             oauth2_redirect_url=redirect,
         )
+        # Screen readers need the page's language (axe: html-has-lang); FastAPI's page has none.
+        body = bytes(html.body).replace(b"<html>", b'<html lang="en">', 1)
+        return HTMLResponse(body, status_code=html.status_code)
 
     @app.get(redirect, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:

@@ -32,6 +32,7 @@ async def read_form_or_json(
     if content_type in FORM_TYPES:
         form = await request.form()
         data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
+        data.pop("csrf_token", None)  # the page session's CSRF field (server.sessions), not content
         if form_params:
             data["params"] = {k: data.pop(k) for k in form_params if k in data}
         is_form = True

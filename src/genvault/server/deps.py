@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from genvault.errors import Unauthorized
 from genvault.limits import KeyGrant, acting_key
+from genvault.server.sessions import session_user
 from genvault.store.keys import find_key
 from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
@@ -25,8 +26,9 @@ VaultDep = Annotated[Vault, Depends(get_vault)]
 
 
 async def optional_user(request: Request, vault: VaultDep) -> str | None:
-    """The acting user's id, or None when the request carries no credentials. With an API key,
-    the key (its expiry, its models) is what admission checks (`genvault.limits.acting_key`)."""
+    """The acting user's id, or None when the request carries no credentials. With an API key
+    (or a page session made with one), the key (its expiry, its models) is what admission checks
+    (`genvault.limits.acting_key`)."""
     acting_key.set(None)
     mode = vault.settings.auth
     if mode == "none":
@@ -43,7 +45,8 @@ async def optional_user(request: Request, vault: VaultDep) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
-        return None
+        # The pages' sign-in: a session cookie, under the CSRF rules of `server.sessions`.
+        return await session_user(request, vault)
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use the header Authorization: Bearer <api key>")
     return await key_user(vault, token.strip())

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.errors import InvalidRequest, NotFound
 from genvault.ids import new_id
 from genvault.store.schema import api_keys, users
+from genvault.store.sessions import revoke_sessions
 
 __all__ = ["KeyRow", "create_key", "find_key", "hash_key", "list_keys", "revoke_key", "user_for_key"]
 
@@ -115,3 +116,6 @@ async def revoke_key(conn: AsyncConnection, key_id: str) -> None:
     )
     if result.rowcount == 0:
         raise NotFound(f"no active key {key_id!r}")
+    # The pages' sessions signed in with this key end with it (they would fail the key check
+    # anyway; this makes it visible in the session list).
+    await revoke_sessions(conn, datetime.now(UTC), key_id=key_id)

@@ -62,6 +62,8 @@ __all__ = [
     "metadata",
     "parts",
     "processes",
+    "sessions",
+    "user_passwords",
     "users",
 ]
 
@@ -481,6 +483,37 @@ processes = Table(
     Column("dead_at", UTCDateTime),
     Index(None, "expires_at"),
     info={"runtime": True},
+)
+
+
+# Browser sign-in sessions (the pages under `api_key` auth). The cookie carries the session id and
+# a random token; only the token's hash is kept, so a copy of the table signs nobody in. A session
+# made with an API key ends when the key is revoked or expires (`key_id`); `revoked_at` is set on
+# sign-out and key revocation; erasing the user deletes the rows (they carry `user_id`). Runtime
+# state, not data: backups and archives leave it out.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("key_id", String(40), ForeignKey("api_keys.id", ondelete="CASCADE"), index=True),
+    Column("token_hash", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    info={"runtime": True},
+)
+
+
+# Optional page passwords (`genvault users password`): an argon2id hash (argon2-cffi's encoded
+# form, which carries its parameters) per user. A table of its own, so a user's archive (which
+# leaves credentials out, as it does API keys) can skip it; erasure deletes it with the user.
+user_passwords = Table(
+    "user_passwords",
+    metadata,
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 

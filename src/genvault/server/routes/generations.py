@@ -14,6 +14,7 @@ from genvault.records import Generation, Page
 from genvault.server.bodies import read_form_or_json
 from genvault.server.deps import UserDep, VaultDep
 from genvault.server.openapi import SSE_RESPONSE, json_or_form_body
+from genvault.server.routes.search import search_scope
 from genvault.server.streaming import ui_message_stream_response
 
 router = APIRouter(tags=["generations"])
@@ -100,9 +101,10 @@ async def list_generations(
     cursor: str | None = None,
     q: Annotated[str | None, Query(description="only records whose prompt or output matches this search")] = None,
     tag: Annotated[str | None, Query(description="only records carrying this tag")] = None,
+    who: Annotated[str | None, Query(alias="user", description="admins: another user's id, or * for everyone")] = None,
 ) -> Page[Generation]:
     return await vault.list_generations(
-        user_id=user,
+        user_id=await search_scope(vault, user, who),
         model=model,
         status=status,
         kind=kind,

@@ -20,10 +20,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from genvault.errors import Forbidden, InvalidRequest, NotFound
@@ -32,6 +32,7 @@ from genvault.records import UsageRow
 from genvault.server.deps import OptionalUserDep, VaultDep
 from genvault.server.routes.search import EVERYONE, search_scope
 from genvault.store.chats import Chat
+from genvault.usage_csv import usage_csv
 from genvault.vault import Vault
 
 __all__ = ["BarChart", "bar_chart", "fmt_usd", "nice_ceiling", "router"]
@@ -53,6 +54,7 @@ SECURITY_HEADERS = {
 RECENT = 10
 CHAT_PAGE = 50
 USAGE_RANGES = (7, 30, 90, 365)
+USAGE_GROUPS = ("model", "user", "key", "day")
 
 
 # -- formatting (the page scripts format refreshed values the same way) ----------------------------
@@ -274,12 +276,11 @@ def not_found(request: Request, what: str) -> HTMLResponse:
     return page(request, "404.html", {"title": "Not found", "what": what}, status_code=404)
 
 
-def sign_in_required(request: Request, vault: Vault) -> HTMLResponse:
-    how = (
-        f"the {vault.settings.auth_header} header from your proxy"
-        if vault.settings.auth == "header"
-        else "an API key (Authorization: Bearer …); these pages have no sign-in form, so use the JSON API"
-    )
+def sign_in_required(request: Request, vault: Vault) -> Response:
+    if vault.settings.auth == "api_key":  # the sign-in page, and back here after
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+    how = f"the {vault.settings.auth_header} header from your proxy"
     return page(
         request,
         "error.html",
@@ -403,27 +404,43 @@ async def image_page(generation_id: str, request: Request, vault: VaultDep, user
 
 
 @router.get("/usage", response_class=HTMLResponse)
-async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, days: str = "30") -> Response:
+async def usage_page(
+    request: Request,
+    vault: VaultDep,
+    user: OptionalUserDep,
+    days: str = "30",
+    format: str = "",
+    group_by: str = "model",
+) -> Response:
+    """The page; `?format=csv&group_by=model|user|key|day` downloads a table of it as CSV (the
+    rows of `GET /api/usage.csv`, for this period and scope)."""
     if user is None:
         return sign_in_required(request, vault)
     span = next((n for n in USAGE_RANGES if days == str(n)), None)
+    problem = None
     if span is None:
-        return page(
-            request,
-            "error.html",
-            {
-                "title": "Unknown period",
-                "message": f"days must be one of {', '.join(map(str, USAGE_RANGES))}, e.g. /usage?days=30.",
-            },
-            status_code=400,
-        )
+        problem = f"days must be one of {', '.join(map(str, USAGE_RANGES))}, e.g. /usage?days=30."
+    elif format not in ("", "html", "csv"):
+        problem = "format must be html or csv, e.g. /usage?format=csv&group_by=model."
+    elif group_by not in USAGE_GROUPS:
+        problem = f"group_by must be one of {', '.join(USAGE_GROUPS)}."
+    if problem is not None or span is None:
+        return page(request, "error.html", {"title": "Unknown option", "message": problem}, status_code=400)
     today = datetime.now(UTC).date()
     first_day = today - timedelta(days=span - 1)
     since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
     # As `GET /api/usage`: an admin sees everyone's usage, anyone else their own.
     everyone = await vault.is_admin(user)
     scope = None if everyone else user
+    if format == "csv":
+        rows = await vault.usage(group_by=group_by, user_id=scope, since=since)  # type: ignore[arg-type]
+        filename = f"genvault-usage-{span}d-by-{group_by}.csv"
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"}
+        return Response(usage_csv(rows, group_by), media_type="text/csv; charset=utf-8", headers=headers)
     by_model = await vault.usage(group_by="model", user_id=scope, since=since)
+    # Admins see who used what; everyone sees their use per API key (`none`: without a key).
+    by_user = await vault.usage(group_by="user", user_id=scope, since=since) if everyone else []
+    by_key = await vault.usage(group_by="key", user_id=scope, since=since)
     by_day = await vault.usage(group_by="day", user_id=scope, since=since)
     tokens_chart, cost_chart = usage_charts(by_day, first_day, today)
     totals = UsageRow(
@@ -441,6 +458,8 @@ async def usage_page(request: Request, vault: VaultDep, user: OptionalUserDep, d
             "ranges": USAGE_RANGES,
             "everyone": everyone,
             "by_model": by_model,
+            "by_user": by_user,
+            "by_key": by_key if any(row.key != "none" for row in by_key) else [],
             "by_day": by_day,
             "totals": totals,
             "charts": [tokens_chart, cost_chart],

@@ -28,7 +28,7 @@ async def search_scope(vault: Vault, actor: str, user: str | None) -> str | None
     if user is None or user == actor:
         return actor
     if not await vault.is_admin(actor):
-        raise Forbidden("only an admin can search another user's records")
+        raise Forbidden("only an admin can see another user's records")
     return None if user == EVERYONE else user
 
 

@@ -1,7 +1,7 @@
 """dedup cache: cache_entries table, generations.saved_nano_usd
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-23 10:50:00.000000
 """
 

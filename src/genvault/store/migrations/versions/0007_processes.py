@@ -1,7 +1,7 @@
 """process heartbeats: the processes table (liveness is one row per process)
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-05 18:20:00
 """
 

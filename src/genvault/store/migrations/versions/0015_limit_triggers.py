@@ -2,7 +2,7 @@
 own insert, and given back by the update that ends the record
 
 Revision ID: 0015
-Revises: 0010
+Revises: 0013
 Create Date: 2026-12-05 21:00:00
 
 Why triggers: the reservation must be atomic with the pending record (a refused request writes
@@ -37,7 +37,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0015"
-down_revision = "0010"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """generations.kind admits `embedding` (and is 16 characters wide)
 
 Revision ID: 0018
-Revises: 0010
+Revises: 0015
 Create Date: 2026-12-05 21:20:00
 
 PostgreSQL: widen the column (a catalog change, no rewrite) and swap the CHECK; the triggers
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0010"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -109,7 +109,11 @@ def test_models_lists_configured_providers_with_prices(cli: CliRunner, monkeypat
     plain = cli.invoke(app, ["models", "--json"])
     providers = {p["name"]: p for p in map(json.loads, plain.stdout.splitlines())}
     assert providers["offline"]["configured"] is True
-    assert [m["name"] for m in providers["offline"]["models"]] == ["offline/test-model", "offline/test-image"]
+    assert [m["name"] for m in providers["offline"]["models"]] == [
+        "offline/test-model",
+        "offline/test-image",
+        "offline/test-embedding",
+    ]
     assert providers["openai"]["configured"] is False
     assert providers["openai"]["models"] == []
     assert providers["openai"]["how"] == "set OPENAI_API_KEY"

@@ -160,7 +160,7 @@ def test_retention_run_deletes_old_text_generations(
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["counts"] == {"generations": 2, "cache_entries": 2}  # the cache goes with its records
-    assert list(report["cutoffs"]) == ["text"]
+    assert list(report["cutoffs"]) == ["text", "embedding"]  # embeddings keep as long as text
 
 
 def test_backup_restore_and_verify_from_the_command_line(cli: CliRunner, tmp_path: Path) -> None:

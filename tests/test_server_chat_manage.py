@@ -109,7 +109,9 @@ async def test_models_lists_a_providers_priced_chat_models_once_its_key_is_set(
         "0.6",
         "genai-prices",
     )
-    assert not any("embedding" in name for name in models)  # not chat models
+    # Embedding models are listed, as what they are (the chat picker takes only `text`).
+    assert all(m["kind"] == "embedding" for name, m in models.items() if "embedding" in name)
+    assert models["openai/text-embedding-3-small"]["kind"] == "embedding"
     assert not any(m["provider"] == "anthropic" for m in body["models"])
 
 

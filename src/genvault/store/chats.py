@@ -268,9 +268,10 @@ async def update_chat(
     visibility: Visibility | None = None,
     labels: Mapping[str, Any] | None = None,  # checked `tags` / `metadata` to replace
 ) -> Chat:
-    """Rename (`title`; None clears it) or share (`visibility`) the chat; at least one of them."""
-    if title is MISSING and visibility is None:
-        raise InvalidRequest("nothing to change: give a title, a visibility or both")
+    """Rename (`title`; None clears it), share (`visibility`) or relabel (`labels`) the chat; at
+    least one of them."""
+    if title is MISSING and visibility is None and not labels:
+        raise InvalidRequest("nothing to change: give a title, a visibility, tags or metadata")
     if isinstance(title, str) and not title.strip():
         raise InvalidRequest("the title is blank; give some text, or null to clear it")
     if title is not MISSING and title is not None and not isinstance(title, str):

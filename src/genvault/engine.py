@@ -216,6 +216,9 @@ class Engine:
         self._late_finalizes: set[asyncio.Task[None]] = set()
         # Called with each record this process finalizes (metrics, tests).
         self.listeners: list[Callable[[Generation], None]] = []
+        # Awaited with each record that becomes final here, inside the transaction that makes it
+        # so (finalize, a cancel of another process's run, the sweeper): the webhooks' outbox.
+        self.final_hooks: list[Callable[[AsyncConnection, Generation], Awaitable[None]]] = []
 
     @property
     def owner_id(self) -> str:
@@ -860,6 +863,7 @@ class Engine:
                 await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
+            await self._final(conn, run.pending, values, run.generation_id)
             if (
                 status == "complete"
                 and run.cached_from is None
@@ -934,9 +938,24 @@ class Engine:
         # Running in another process (or nowhere): end the record here; the owner's next
         # checkpoint flush or heartbeat sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
-            ended = await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            values = {"status": "cancelled", "finished_at": _now()}
+            ended = await gen_store.finalize(conn, generation.id, values)
             if ended and self.limits is not None:
                 await self.limits.release_records(conn, [generation.id])
+            if ended:
+                await self._final(conn, generation, values, generation.id)
+
+    async def _final(
+        self, conn: AsyncConnection, pending: Generation | None, values: dict[str, Any], generation_id: str
+    ) -> None:
+        """Run `final_hooks` for a record just made final with `values`, in that transaction."""
+        if not self.final_hooks:
+            return
+        record = (
+            gen_store.final_record(pending, values) if pending is not None else await gen_store.get(conn, generation_id)
+        )
+        for final_hook in self.final_hooks:
+            await final_hook(conn, record)
 
     async def _settle_swept(self, conn: AsyncConnection, record: Generation) -> None:
         """In the sweep's transaction: complete a record it interrupted (usage, a turn's partial
@@ -944,6 +963,8 @@ class Engine:
         await settle_interrupted(conn, record, self.settings.price_overrides)
         if self.limits is not None:
             await self.limits.release_records(conn, [record.id])
+        for final_hook in self.final_hooks:
+            await final_hook(conn, record)
 
     async def sweep(self) -> list[Generation]:
         """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone

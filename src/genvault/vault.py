@@ -31,6 +31,7 @@ from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
 from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_turn
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
+from genvault.feedback import FeedbackService
 from genvault.ids import new_id
 from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind
 from genvault.messages.assembler import MessageAssembler
@@ -61,6 +62,7 @@ from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.streams.memory import CLOSED_RETAIN_SECONDS
 from genvault.tools import Tool, ToolExecutor
 from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
+from genvault.webhooks import Webhooks, enqueue_chat_deleted, enqueue_generation
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 
@@ -209,6 +211,8 @@ class Vault(FilesMixin):
         migrate: bool = True,
         sweep_interval: float | None = None,
         run_retention: bool = True,
+        deliver_webhooks: bool = True,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.store = Store(
@@ -245,6 +249,12 @@ class Vault(FilesMixin):
         self.limits = Limits(self.store, self.settings, redis_url=self.settings.redis_url)
         self.engine = Engine(self.store, self.hub, self.registry, self.settings, self.dedup, self.limits)
         self.searcher = Searcher(self.store)
+        # Webhook events go to the outbox in the transaction that makes a record final; this
+        # process's worker delivers them (one-off CLI commands leave delivery to the server).
+        self.webhooks = Webhooks(self.store, self.settings, lambda: self.engine.owner_id, transport=webhook_transport)
+        self.engine.final_hooks.append(enqueue_generation)
+        self._deliver_webhooks = deliver_webhooks
+        self.feedback = FeedbackService(self.store)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -284,6 +294,8 @@ class Vault(FilesMixin):
             self._search_catch_up = asyncio.create_task(
                 self.searcher.catch_up_forever(SEARCH_CATCH_UP_SECONDS), name="genvault:search"
             )
+        if self._deliver_webhooks:
+            self.webhooks.start()
         if self.retention_enabled and self._run_retention:
             self._retention = asyncio.create_task(self._retain_forever(), name="genvault:retention")
         self._started = True
@@ -315,6 +327,7 @@ class Vault(FilesMixin):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.webhooks.aclose()
         await self.engine.aclose(grace_seconds=grace_seconds)
         await self.hub.aclose()
         await self.registry.aclose()
@@ -758,6 +771,7 @@ class Vault(FilesMixin):
             await self.cancel(chat.active_generation_id, user_id=user_id)
         async with self.store.write() as conn:
             await chat_store.delete_chat(conn, chat_id, user_id)
+            await enqueue_chat_deleted(conn, chat_id, user_id)
 
     async def delete_message(self, chat_id: str, message_id: str, *, user_id: str = LOCAL_USER_ID) -> None:
         check_id(chat_id, "chat id")

@@ -10,6 +10,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     archive,
     chats,
     db,
+    feedback,
     files,
     generate,
     image,
@@ -21,6 +22,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     serve,
     usage,
     users,
+    webhooks,
 )
 from genvault.cli._app import app
 from genvault.cli._help import polish

@@ -21,6 +21,7 @@ from genvault.server.metrics import Metrics
 from genvault.server.routes import (
     chat_stream,
     chats,
+    feedback,
     files,
     generations,
     health,
@@ -30,6 +31,7 @@ from genvault.server.routes import (
     search,
     usage,
     users,
+    webhooks,
 )
 from genvault.settings import Settings
 from genvault.vault import Vault
@@ -76,7 +78,8 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
     app.add_middleware(KeyScope)
-    for module in (chat_stream, chats, files, generations, images, limits, search, usage, users, health, pages):
+    routers = (chat_stream, chats, feedback, files, generations, images, limits, search, usage, users, webhooks)
+    for module in (*routers, health, pages):
         app.include_router(module.router)
     app.include_router(gateway.router)
     _offline_docs(app)  # before /static, whose mount would answer /static/swagger-ui/... first

@@ -227,7 +227,7 @@ async def test_chat_deletion_and_erasure_are_events_and_erasure_drops_the_users_
     assert (await vault.erase_user("carol")).counts["users"] == 0
     assert len(await vault.webhooks.deliveries(created.id, status="pending")) == 2  # no second event
 
-    vault.webhooks.start()
+    await vault.webhooks.start()
     await delivered(vault, created.id, 2)
     assert sorted(c.event["type"] for c in hook.calls) == ["generation.completed", "user.erased"]
     assert next(c for c in hook.calls if c.event["type"] == "generation.completed").event["data"]["generation_id"] == (
@@ -376,3 +376,19 @@ async def test_only_admins_manage_webhooks(api: dict[str, Any], method: str, pat
     assert (await http.request(method, url, json=body)).status_code == 401
     assert [w.id for w in await api["vault"].webhooks.all()] == [hook.id]
     assert (await api["vault"].webhooks.get(hook.id)).url == "http://h/x"
+
+
+async def test_a_webhook_added_by_another_process_gets_events_once_this_one_has_read_it(
+    vault_factory: Any, hook: Receiver
+) -> None:
+    here = await make_vault(vault_factory)
+    assert not here.webhooks.wants("complete")  # no subscriber: a finalize writes no outbox row
+    other = await vault_factory(deliver_webhooks=False, settings_overrides=FAST)
+    created = await other.webhooks.add(hook.url, ["generation.completed"])
+    await hook.until(lambda: here.webhooks.wants("complete"), "this process read the new subscription")
+    assert not here.webhooks.wants("error")  # only what is subscribed
+    record = await here.wait((await here.generate("seen by the new webhook")).id)
+    await hook.until(lambda: len(hook.ids()) == 1, "the event arrived")
+    assert hook.calls[0].event["data"]["generation_id"] == record.id
+    [delivery] = await delivered(other, created.id, 1)
+    assert delivery.status == "delivered"

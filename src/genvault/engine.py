@@ -32,7 +32,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -218,7 +218,7 @@ class Engine:
         self.listeners: list[Callable[[Generation], None]] = []
         # Awaited with each record that becomes final here, inside the transaction that makes it
         # so (finalize, a cancel of another process's run, the sweeper): the webhooks' outbox.
-        self.final_hooks: list[Callable[[AsyncConnection, Generation], Awaitable[None]]] = []
+        self.final_hooks: list[FinalHook] = []
 
     @property
     def owner_id(self) -> str:
@@ -949,13 +949,14 @@ class Engine:
         self, conn: AsyncConnection, pending: Generation | None, values: dict[str, Any], generation_id: str
     ) -> None:
         """Run `final_hooks` for a record just made final with `values`, in that transaction."""
-        if not self.final_hooks:
+        hooks = [h for h in self.final_hooks if h.wants(values["status"])]
+        if not hooks:
             return
         record = (
             gen_store.final_record(pending, values) if pending is not None else await gen_store.get(conn, generation_id)
         )
-        for final_hook in self.final_hooks:
-            await final_hook(conn, record)
+        for final_hook in hooks:
+            await final_hook.on_final(conn, record)
 
     async def _settle_swept(self, conn: AsyncConnection, record: Generation) -> None:
         """In the sweep's transaction: complete a record it interrupted (usage, a turn's partial
@@ -963,8 +964,11 @@ class Engine:
         await settle_interrupted(conn, record, self.settings.price_overrides)
         if self.limits is not None:
             await self.limits.release_records(conn, [record.id])
-        for final_hook in self.final_hooks:
-            await final_hook(conn, record)
+        hooks = [h for h in self.final_hooks if h.wants(record.status)]
+        if hooks:
+            settled = await gen_store.get(conn, record.id)  # with the usage settled above
+            for final_hook in hooks:
+                await final_hook.on_final(conn, settled)
 
     async def sweep(self) -> list[Generation]:
         """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone
@@ -990,6 +994,14 @@ class Engine:
         await self.liveness.aclose()
         for late in list(self._late_finalizes):  # still no database: the sweeper's, at next start
             late.cancel()
+
+
+class FinalHook(Protocol):
+    """Told of each record that becomes final in this process, in that transaction."""
+
+    def wants(self, status: str) -> bool: ...
+
+    async def on_final(self, conn: AsyncConnection, record: Generation) -> None: ...
 
 
 def _has_output(run: Run) -> bool:

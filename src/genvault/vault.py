@@ -62,7 +62,7 @@ from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.streams.memory import CLOSED_RETAIN_SECONDS
 from genvault.tools import Tool, ToolExecutor
 from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
-from genvault.webhooks import Webhooks, enqueue_chat_deleted, enqueue_generation
+from genvault.webhooks import Webhooks
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 
@@ -252,7 +252,7 @@ class Vault(FilesMixin):
         # Webhook events go to the outbox in the transaction that makes a record final; this
         # process's worker delivers them (one-off CLI commands leave delivery to the server).
         self.webhooks = Webhooks(self.store, self.settings, lambda: self.engine.owner_id, transport=webhook_transport)
-        self.engine.final_hooks.append(enqueue_generation)
+        self.engine.final_hooks.append(self.webhooks)
         self._deliver_webhooks = deliver_webhooks
         self.feedback = FeedbackService(self.store)
         self._migrate = migrate
@@ -295,7 +295,7 @@ class Vault(FilesMixin):
                 self.searcher.catch_up_forever(SEARCH_CATCH_UP_SECONDS), name="genvault:search"
             )
         if self._deliver_webhooks:
-            self.webhooks.start()
+            await self.webhooks.start()
         if self.retention_enabled and self._run_retention:
             self._retention = asyncio.create_task(self._retain_forever(), name="genvault:retention")
         self._started = True
@@ -771,7 +771,7 @@ class Vault(FilesMixin):
             await self.cancel(chat.active_generation_id, user_id=user_id)
         async with self.store.write() as conn:
             await chat_store.delete_chat(conn, chat_id, user_id)
-            await enqueue_chat_deleted(conn, chat_id, user_id)
+            await self.webhooks.chat_deleted(conn, chat_id, user_id)
 
     async def delete_message(self, chat_id: str, message_id: str, *, user_id: str = LOCAL_USER_ID) -> None:
         check_id(chat_id, "chat id")

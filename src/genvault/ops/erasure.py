@@ -33,7 +33,6 @@ from genvault.store import files as file_store
 from genvault.store import generations as gen_store
 from genvault.store.audit import pseudonymise_actor, user_hash
 from genvault.store.schema import audit_events, blobs, generations, metadata, users
-from genvault.webhooks import enqueue_user_erased
 
 if TYPE_CHECKING:
     from genvault.vault import Vault
@@ -170,7 +169,7 @@ async def delete_rows_and_audit(job: Erasure) -> None:
             )
         )
         if job.counts["users"]:  # a repeated erasure found nobody: no event
-            await enqueue_user_erased(conn, job.user_id, job.audit_id, job.at)
+            await job.vault.webhooks.user_erased(conn, job.user_id, job.audit_id, job.at)
 
 
 async def discard_stream_buffers(job: Erasure) -> None:

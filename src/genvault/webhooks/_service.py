@@ -30,11 +30,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import Conflict, InvalidRequest, NotFound
 from genvault.ids import new_id
+from genvault.records import Generation
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store.audit import user_hash
 from genvault.store.schema import webhook_deliveries, webhooks
-from genvault.webhooks._events import EVENTS
+from genvault.webhooks._events import (
+    EVENTS,
+    STATUS_EVENTS,
+    enqueue_chat_deleted,
+    enqueue_generation,
+    enqueue_user_erased,
+)
 from genvault.webhooks._signing import sign
 
 __all__ = ["Delivery", "DeliveryStatus", "Webhook", "WebhookCreated", "Webhooks"]
@@ -178,6 +185,49 @@ class Webhooks:
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Which events have an active subscriber, as this process last read it, and until when
+        # that reading counts (monotonic seconds). While fresh, an event nobody subscribed to
+        # costs its transaction no statement; stale or never read, the outbox insert runs (it
+        # finds the subscribers itself, so it is always right, only not free).
+        self._subscribed: frozenset[str] = frozenset()
+        self._fresh_until = 0.0
+
+    # -- events, in the transaction that makes them -------------------------------------------
+
+    def wants(self, status: str) -> bool:
+        """Whether a record ending with `status` may have a subscriber (the engine's final hook)."""
+        event = STATUS_EVENTS.get(status)
+        return event is not None and self._may_want(event)
+
+    def _may_want(self, event: str) -> bool:
+        return time.monotonic() > self._fresh_until or event in self._subscribed
+
+    async def on_final(self, conn: AsyncConnection, record: Generation) -> None:
+        """The event of a record that just became final, in that transaction."""
+        await enqueue_generation(conn, record)
+
+    async def chat_deleted(self, conn: AsyncConnection, chat_id: str, user_id: str) -> None:
+        if self._may_want("chat.deleted"):
+            await enqueue_chat_deleted(conn, chat_id, user_id)
+
+    async def user_erased(self, conn: AsyncConnection, user_id: str, audit_id: str, at: datetime) -> None:
+        if self._may_want("user.erased"):
+            await enqueue_user_erased(conn, user_id, audit_id, at)
+
+    async def refresh(self) -> None:
+        """Read which events have an active subscriber; the reading counts for a poll interval
+        and a second (the worker reads it again every poll)."""
+        async with self.store.read() as conn:
+            rows = (await conn.execute(select(webhooks.c.events).where(webhooks.c.active.is_(True)))).scalars()
+            events = frozenset(e for row in rows for e in row.split(",") if e)
+        self._subscribed = events
+        self._fresh_until = time.monotonic() + self.settings.webhook_poll_seconds + 1.0
+
+    def _forget(self) -> None:
+        """After a change of subscriptions here: this process writes every event until it reads
+        them again (at once, when its worker runs)."""
+        self._fresh_until = 0.0
+        self._wake.set()
 
     # -- subscriptions --------------------------------------------------------------------------
 
@@ -195,6 +245,7 @@ class Webhooks:
         }
         async with self.store.write() as conn:
             await conn.execute(webhooks.insert().values(**values))
+        self._forget()
         return WebhookCreated(**_webhook(values).model_dump(), secret=values["secret"])  # type: ignore[arg-type]
 
     async def all(self) -> list[Webhook]:
@@ -239,7 +290,9 @@ class Webhooks:
             await self._get(conn, webhook_id)
             if values:
                 await conn.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(**values))
-            return await self._get(conn, webhook_id)
+            changed = await self._get(conn, webhook_id)
+        self._forget()
+        return changed
 
     async def remove(self, webhook_id: str) -> None:
         """The webhook and its delivery log (pending deliveries are dropped with it)."""
@@ -249,6 +302,7 @@ class Webhooks:
             # its foreign keys pragma on.
             await conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.webhook_id == webhook_id))
             await conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
+        self._forget()
 
     # -- the delivery log -----------------------------------------------------------------------
 
@@ -310,9 +364,11 @@ class Webhooks:
 
     # -- the worker -----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Deliver in the background until `aclose` (one worker per process)."""
+    async def start(self) -> None:
+        """Read the subscriptions, then deliver in the background until `aclose` (one worker
+        per process)."""
         if self._task is None:
+            await self.refresh()
             self._task = asyncio.create_task(self._run(), name="genvault:webhooks")
 
     async def aclose(self) -> None:
@@ -332,7 +388,9 @@ class Webhooks:
     async def _run(self) -> None:
         while True:
             try:
-                sent = await self.deliver_due()
+                await self.refresh()
+                # No active webhook: nothing is due (deliveries of inactive ones wait).
+                sent = await self.deliver_due() if self._subscribed else 0
             except Exception:
                 log.warning("webhook delivery pass failed", exc_info=True)
                 sent = 0
@@ -361,12 +419,17 @@ class Webhooks:
             earlier.c.status == "pending",
         )
         free = or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < now)
+        active = select(webhooks.c.id).where(webhooks.c.active.is_(True))
         due = (
             select(d.c.id)
-            .where(d.c.status == "pending", d.c.next_attempt_at <= now, free, ~blocked)
+            .where(d.c.status == "pending", d.c.next_attempt_at <= now, free, d.c.webhook_id.in_(active), ~blocked)
             .order_by(d.c.id)
             .limit(CLAIM_BATCH)
         )
+        # A read first: an idle poll takes no write lock (SQLite has one writer).
+        async with self.store.read() as conn:
+            if (await conn.execute(due.limit(1))).first() is None:
+                return []
         if self.store.dialect == "postgresql":
             due = due.with_for_update(skip_locked=True, of=d)
         lease = now + timedelta(seconds=self.settings.webhook_lease_seconds)

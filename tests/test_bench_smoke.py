@@ -137,3 +137,13 @@ def test_input_guard_benchmark_times_the_guard_against_parsing() -> None:
     rows = input_guard.run(tool_parts=80, messages=2, repeat=1, scale=1000)
     assert [r["body"] for r in rows] == ["small", "large", "url"]
     assert all(r["guard_us"] > 0 for r in rows)
+
+
+async def test_webhooks_benchmark_runs_every_contender_and_drains_the_backlog() -> None:
+    from bench import webhooks
+
+    results = await webhooks.run(dbs=["sqlite"], count=3, rounds=1)
+    table = results["sqlite"]
+    assert set(table) == {"none", "subscribed", "delivering", "drain"}
+    assert all(row["median_per_s"] > 0 for row in table.values())
+    assert "ratio_to_none" in table["subscribed"]

@@ -92,11 +92,16 @@ async def _round(db: str, count: int, order: list[str], hook_url: str, seen: lis
                 await vault.aclose()
             # The drain: a backlog of `count` events, then one worker sends them all.
             vault = await _vault(url, Path(tmp), deliver=False)
+            for hook in await vault.webhooks.all():
+                await vault.webhooks.remove(hook.id)
+            await vault.webhooks.add(hook_url, ["generation.completed"])
             before = len(seen)
             await _generations_per_second(vault, count, "backlog")
             start = time.perf_counter()
             while len(seen) - before < count:
                 if await vault.webhooks.deliver_due() == 0:
+                    if time.perf_counter() - start > 300:
+                        raise RuntimeError(f"the backlog did not drain: {len(seen) - before} of {count} arrived")
                     await asyncio.sleep(0.01)
             rates["drain"] = count / (time.perf_counter() - start)
             await vault.aclose()
@@ -112,6 +117,7 @@ async def run(*, dbs: list[str], count: int, rounds: int) -> dict[str, Any]:
             for index in range(rounds):
                 order = CONTENDERS[index % 3 :] + CONTENDERS[: index % 3]
                 per_round.append(await _round(db, count, list(order), hook_url, seen))
+                print(f"{db} round {index + 1}: {per_round[-1]}", flush=True)
             table = {}
             for name in (*CONTENDERS, "drain"):
                 values = [r[name] for r in per_round]

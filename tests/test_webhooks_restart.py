@@ -75,7 +75,9 @@ async def test_an_event_committed_before_the_process_was_killed_is_delivered_aft
     database: tuple[str, str | None], tmp_path: Path
 ) -> None:
     url, schema = database
-    settings = Settings(database_url=url, data_dir=tmp_path, webhook_poll_seconds=0.05, test_model_tps=0)
+    settings = Settings(
+        database_url=url, data_dir=tmp_path, webhook_poll_seconds=0.05, webhook_timeout_seconds=60, test_model_tps=0
+    )
     async with receiver() as hook:
         async with Vault(settings, database_schema=schema, deliver_webhooks=False) as admin:
             created = await admin.webhooks.add(hook.url, ["generation.completed"])
@@ -117,7 +119,12 @@ async def test_a_process_killed_in_the_middle_of_a_send_leaves_it_to_the_next_on
 ) -> None:
     url, schema = database
     settings = Settings(
-        database_url=url, data_dir=tmp_path, webhook_poll_seconds=0.05, webhook_lease_seconds=2, test_model_tps=0
+        database_url=url,
+        data_dir=tmp_path,
+        webhook_poll_seconds=0.05,
+        webhook_lease_seconds=2,
+        webhook_timeout_seconds=60,
+        test_model_tps=0,
     )
     async with receiver() as hook:
         first_call = asyncio.Event()

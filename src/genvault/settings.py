@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     # (and at once when one is retried here); a delivery waits this long for the receiver; a
     # failed one is tried again after backoff·2^(n-1) seconds (at most the maximum, with jitter)
     # until `webhook_max_attempts` failures make it `dead`. A claimed delivery is leased for
-    # `webhook_lease_seconds`: a process that dies mid-send leaves it to another after that.
+    # `webhook_lease_seconds` (keep it above the timeout): a process that dies mid-send leaves it
+    # to another after that.
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     webhook_backoff_seconds: float = Field(default=2.0, gt=0, le=3600)

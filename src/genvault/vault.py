@@ -28,12 +28,13 @@ from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
+from genvault.catalog import CatalogModel, configured_models
 from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_turn
 from genvault.engine import Engine, Run
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.feedback import FeedbackService
 from genvault.ids import new_id
-from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind
+from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind, acting_key
 from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
@@ -661,6 +662,19 @@ class Vault(FilesMixin):
         check_id(chat_id, "chat id")
         async with self.store.read() as conn:
             return await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
+
+    async def chat_model(self, chat_id: str, *, user_id: str | None = LOCAL_USER_ID) -> str | None:
+        """The model the chat's latest turn asked (None before its first): the chat remembers it."""
+        await self.get_chat(chat_id, user_id=user_id, for_reading=True)
+        async with self.store.read() as conn:
+            return await gen_store.last_chat_model(conn, chat_id)
+
+    def models(self) -> list[CatalogModel]:
+        """The models this configuration can call, with prices (`genvault.catalog`); under an API
+        key limited to some models, only those."""
+        grant = acting_key.get()
+        listed = configured_models(self.settings, self.registry.environ)
+        return listed if grant is None or grant.models is None else [m for m in listed if m.name in grant.models]
 
     async def list_chats(
         self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None, q: str | None = None

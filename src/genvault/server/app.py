@@ -27,6 +27,7 @@ from genvault.server.routes import (
     health,
     images,
     limits,
+    models,
     pages,
     search,
     usage,
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
     app.add_middleware(KeyScope)
-    routers = (chat_stream, chats, feedback, files, generations, images, limits, search, usage, users, webhooks)
+    routers = (chat_stream, chats, feedback, files, generations, images, limits, models, search, usage, users, webhooks)
     for module in (*routers, health, pages):
         app.include_router(module.router)
     app.include_router(gateway.router)

@@ -34,6 +34,7 @@ __all__ = [
     "get",
     "insert_pending",
     "interrupt",
+    "last_chat_model",
     "list_page",
     "mark_streaming",
     "mark_streaming_alone",
@@ -462,3 +463,16 @@ def _ratings_per_generation() -> Any:
         .group_by(every.c.generation_id)
         .subquery()
     )
+
+
+async def last_chat_model(conn: AsyncConnection, chat_id: str) -> str | None:
+    """The model of the chat's latest turn, whatever its status (a reply that failed was still
+    asked of that model): what the chat page's model picker starts on. None before a turn."""
+    query = (
+        select(generations.c.model)
+        .where(generations.c.chat_id == chat_id, generations.c.kind == "chat")
+        .order_by(generations.c.created_at.desc(), generations.c.id.desc())
+        .limit(1)
+    )
+    model: str | None = (await conn.execute(query)).scalar_one_or_none()
+    return model

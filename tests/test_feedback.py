@@ -225,6 +225,7 @@ def test_genvault_feedback_rates_shows_and_clears(tmp_path: Path, monkeypatch: p
     assert "thumbs down" in run("feedback", "down", gen)
     usage = json.loads(run("usage", "--json"))
     assert (usage[0]["thumbs_up"], usage[0]["thumbs_down"]) == (0, 1)
+    assert "thumbs down" in run("usage")
     assert "removed" in run("feedback", "clear", gen)
     assert "no rating" in run("feedback", "show", gen)
     assert "no generation" in run("feedback", "up", "gen_missing", code=2)

@@ -102,16 +102,23 @@ async def test_usage_counts_thumbs_of_generations_and_of_the_replies_they_wrote(
     assert (row.generations, row.thumbs_up, row.thumbs_down) == (3, 2, 1)
 
 
-async def test_feedback_is_exported_with_the_user_and_erased_with_them(vault_factory: Any) -> None:
+async def test_feedback_is_exported_erased_and_restored_with_the_user(vault_factory: Any) -> None:
     vault = await make_vault(vault_factory)
     await vault.create_user("dora")
     record = await vault.wait((await vault.generate("x", user_id="dora")).id, user_id="dora")
     await vault.feedback.rate_generation(record.id, 1, "kept", user_id="dora")
-    lines = [json.loads(line) async for line in vault.export(user_id="dora")]
+    raw = [line async for line in vault.export(user_id="dora")]
+    lines = [json.loads(line) for line in raw]
     rows = [line["row"] for line in lines if line.get("table") == "feedback"]
     assert [(r["generation_id"], r["rating"], r["comment"]) for r in rows] == [(record.id, 1, "kept")]
     receipt = await vault.erase_user("dora")
     assert receipt.counts["feedback"] == 1
+    assert await vault.user_exists("dora") is False
+
+    await vault.import_archive(raw)
+    restored = await vault.feedback.generation_rating(record.id, user_id="dora")
+    assert restored is not None
+    assert (restored.rating, restored.comment) == (1, "kept")
 
 
 # -- HTTP -----------------------------------------------------------------------------------------

@@ -147,3 +147,13 @@ async def test_telemetry_benchmark_runs_generations_with_and_without_export(monk
     data = await telemetry.main(n=2, rounds=1)
     assert set(data["cpu_us_per_generation"]) == {"off", "on"}
     assert len(data["ratios"]) == 1
+
+
+async def test_webhooks_benchmark_runs_every_contender_and_drains_the_backlog() -> None:
+    from bench import webhooks
+
+    results = await webhooks.run(dbs=["sqlite"], count=3, rounds=1)
+    table = results["sqlite"]
+    assert set(table) == {"none", "subscribed", "delivering", "drain"}
+    assert all(row["median_per_s"] > 0 for row in table.values())
+    assert "ratio_to_none" in table["subscribed"]

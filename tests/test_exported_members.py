@@ -33,3 +33,27 @@ def test_the_public_api_is_pinned() -> None:
         "UsageRow",
         "Vault",
     ]
+
+
+def test_the_webhooks_and_feedback_packages_export_what_they_pin() -> None:
+    from genvault import feedback, webhooks
+
+    assert webhooks.__all__ == [
+        "EVENTS",
+        "Delivery",
+        "DeliveryStatus",
+        "Webhook",
+        "WebhookCreated",
+        "Webhooks",
+        "enqueue",
+        "enqueue_chat_deleted",
+        "enqueue_generation",
+        "enqueue_user_erased",
+        "generation_data",
+        "sign",
+        "verify",
+    ]
+    assert feedback.__all__ == ["MAX_COMMENT", "FeedbackService", "Rating", "RatingValue"]
+    for module in (webhooks, feedback):  # the order: ruff's RUF022 (isort-style)
+        for name in module.__all__:
+            assert getattr(module, name) is not None

@@ -31,7 +31,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -144,6 +144,9 @@ class Engine:
         # (`ToolEvent`: timed when it ran here, untimed when the client runs it) (telemetry).
         self.start_listeners: list[Callable[[Generation], None]] = []
         self.tool_listeners: list[Callable[[ToolEvent], None]] = []
+        # Awaited with each record that becomes final here, inside the transaction that makes it
+        # so (finalize, a cancel of another process's run, the sweeper): the webhooks' outbox.
+        self.final_hooks: list[FinalHook] = []
 
     @property
     def owner_id(self) -> str:
@@ -803,6 +806,7 @@ class Engine:
                 return current
             if hook is not None:
                 await hook(conn, run, status)
+            await self._tell_final_hooks(conn, run.pending, values, run.generation_id)
             if status == "complete" and self._caches(run) and self.dedup is not None:
                 assert run.cache_key is not None
                 assert run.cache_policy is not None
@@ -818,6 +822,8 @@ class Engine:
         transaction (not ended elsewhere; a budget's reservation is settled by the update's own
         trigger, revision 0015). True when it was written."""
         if run.finish_alone is None or run.ended_elsewhere:
+            return False
+        if any(h.wants(status) for h in self.final_hooks):  # a hook writes in the transaction
             return False
         entry = None
         if status == "complete" and self._caches(run) and self.dedup is not None:
@@ -904,13 +910,33 @@ class Engine:
         # checkpoint flush or heartbeat sees it is no longer active and stops its provider call.
         async with self.store.write() as conn:
             # Ending the record gives back what it held (a trigger: revision 0015).
-            await gen_store.finalize(conn, generation.id, {"status": "cancelled", "finished_at": _now()})
+            values = {"status": "cancelled", "finished_at": _now()}
+            if await gen_store.finalize(conn, generation.id, values):
+                await self._tell_final_hooks(conn, generation, values, generation.id)
+
+    async def _tell_final_hooks(
+        self, conn: AsyncConnection, pending: Generation | None, values: dict[str, Any], generation_id: str
+    ) -> None:
+        """Run `final_hooks` for a record just made final with `values`, in that transaction."""
+        hooks = [h for h in self.final_hooks if h.wants(values["status"])]
+        if not hooks:
+            return
+        record = (
+            gen_store.final_record(pending, values) if pending is not None else await gen_store.get(conn, generation_id)
+        )
+        for final_hook in hooks:
+            await final_hook.on_final(conn, record)
 
     async def _settle_swept(self, conn: AsyncConnection, record: Generation) -> None:
         """In the sweep's transaction: complete a record it interrupted (usage, a turn's partial
         reply in its chat). What it held against its budgets was given back by the update that
         interrupted it, and its estimated cost counts when written (triggers: revision 0015)."""
         await settle_interrupted(conn, record, self.settings.price_overrides)
+        hooks = [h for h in self.final_hooks if h.wants(record.status)]
+        if hooks:
+            settled = await gen_store.get(conn, record.id)  # with the usage settled above
+            for final_hook in hooks:
+                await final_hook.on_final(conn, settled)
 
     async def sweep(self) -> list[Generation]:
         """Mark `interrupted` the records whose process died (stopped heartbeating, or a pid gone
@@ -936,6 +962,14 @@ class Engine:
         await self.liveness.aclose()
         for late in list(self._late_finalizes):  # still no database: the sweeper's, at next start
             late.cancel()
+
+
+class FinalHook(Protocol):
+    """Told of each record that becomes final in this process, in that transaction."""
+
+    def wants(self, status: str) -> bool: ...
+
+    async def on_final(self, conn: AsyncConnection, record: Generation) -> None: ...
 
 
 def _has_output(run: Run) -> bool:

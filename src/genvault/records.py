@@ -183,6 +183,9 @@ class UsageRow(BaseModel):
     # that is estimated: included in the totals above.
     estimated_generations: int = 0
     estimated_cost_nano_usd: int = 0
+    # Feedback (`genvault.feedback`) on these generations and on the assistant messages they wrote.
+    thumbs_up: int = 0
+    thumbs_down: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     # A generation's final write that fails (a dropped database connection) is tried again for
     # this long before the stream ends with an `error` chunk instead of `finish`.
     finalize_retry_seconds: float = Field(default=10.0, ge=0)
+    # Webhooks (`genvault.webhooks`): each process's worker looks for due deliveries this often
+    # (and at once when one is retried here); a delivery waits this long for the receiver; a
+    # failed one is tried again after backoff·2^(n-1) seconds (at most the maximum, with jitter)
+    # until `webhook_max_attempts` failures make it `dead`. A claimed delivery is leased for
+    # `webhook_lease_seconds` (keep it above the timeout): a process that dies mid-send leaves it
+    # to another after that.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    webhook_backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
     # The database pool of each process (PostgreSQL default 10 + 20 overflow; SQLite 5 + 10). A
     # request waits at most `db_pool_timeout_seconds` for a connection, then gets 503 with
     # Retry-After. New turns may hold at most two thirds of the pool at once, so running streams

@@ -33,6 +33,7 @@ from genvault.chat_turns import Trigger, TurnPlan, one_step_opening, prepare_tur
 from genvault.embeddings import Embeddings
 from genvault.engine import Engine
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
+from genvault.feedback import FeedbackService
 from genvault.ids import new_id
 from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind, acting_key
 from genvault.messages.assembler import MessageAssembler
@@ -67,6 +68,7 @@ from genvault.telemetry import Telemetry
 from genvault.tools import Tool, ToolExecutor
 from genvault.turn_hooks import TurnHooks
 from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
+from genvault.webhooks import Webhooks
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
 
@@ -160,6 +162,8 @@ class Vault(FilesMixin):
         sweep_interval: float | None = None,
         run_retention: bool = True,
         telemetry: Telemetry | None = None,
+        deliver_webhooks: bool = True,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.store = Store(
@@ -202,6 +206,12 @@ class Vault(FilesMixin):
             self.telemetry.attach(self.engine)
         self.embeddings = Embeddings(self.engine, self.registry, self.settings)
         self.sessions = Sessions(self.store, self.settings, rates=self.limits.rates)  # the pages' sign-in
+        # Webhook events go to the outbox in the transaction that makes a record final; this
+        # process's worker delivers them (one-off CLI commands leave delivery to the server).
+        self.webhooks = Webhooks(self.store, self.settings, lambda: self.engine.owner_id, transport=webhook_transport)
+        self.engine.final_hooks.append(self.webhooks)
+        self._deliver_webhooks = deliver_webhooks
+        self.feedback = FeedbackService(self.store)
         self._migrate = migrate
         # The periodic retention task (when retention is configured); one-off commands turn it off.
         self._run_retention = run_retention
@@ -241,6 +251,8 @@ class Vault(FilesMixin):
             self._search_catch_up = asyncio.create_task(
                 self.searcher.catch_up_forever(SEARCH_CATCH_UP_SECONDS), name="genvault:search"
             )
+        if self._deliver_webhooks:
+            await self.webhooks.start()
         if self.retention_enabled and self._run_retention:
             self._retention = asyncio.create_task(self._retain_forever(), name="genvault:retention")
         self._started = True
@@ -277,6 +289,7 @@ class Vault(FilesMixin):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.webhooks.aclose()
         await self.engine.aclose(grace_seconds=grace_seconds)
         if self.telemetry is not None:  # after the engine: its last spans ended, then flushed
             await asyncio.to_thread(self.telemetry.shutdown)
@@ -796,6 +809,7 @@ class Vault(FilesMixin):
             await self.cancel(chat.active_generation_id, user_id=user_id)
         async with self.store.write() as conn:
             await chat_store.delete_chat(conn, chat_id, user_id)
+            await self.webhooks.chat_deleted(conn, chat_id, user_id)
 
     async def delete_message(self, chat_id: str, message_id: str, *, user_id: str = LOCAL_USER_ID) -> None:
         check_id(chat_id, "chat id")

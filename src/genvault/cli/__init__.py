@@ -11,6 +11,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     chats,
     db,
     embed,
+    feedback,
     files,
     generate,
     image,
@@ -23,6 +24,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     sessions,
     usage,
     users,
+    webhooks,
 )
 from genvault.cli._app import app
 from genvault.cli._help import polish

@@ -96,7 +96,7 @@ def run_with_vault(body: Callable[[Vault], Awaitable[T]], *, settings: Settings 
     async def runner() -> T:
         # One-off commands never start the periodic retention task: `genvault retention run` is
         # the explicit way, and the server runs it on its schedule.
-        async with Vault(settings or settings_from(), run_retention=False) as vault:
+        async with Vault(settings or settings_from(), run_retention=False, deliver_webhooks=False) as vault:
             return await body(vault)
 
     return run_async(runner())

@@ -193,7 +193,10 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
         "hits": sum(r.cache_hits for r in rows),
         "saved": sum((r.saved_usd for r in rows), Decimal(0)),
         "estimated": sum(r.estimated_generations for r in rows),
+        "up": sum(r.thumbs_up for r in rows),
+        "down": sum(r.thumbs_down for r in rows),
     }
+    rated = totals["up"] or totals["down"]
     columns = [
         Column(group_by, keep=True),
         Column("generations", keep=True, justify="right"),
@@ -207,6 +210,9 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
         Column("saved", drop=3, justify="right"),
         # Generations cut short before the provider sent usage: their tokens and cost are estimates.
         Column("estimated", drop=1 if totals["estimated"] else 6, justify="right"),
+        # Feedback (`genvault feedback`): shown when anything in the report was rated.
+        Column("thumbs up", drop=3 if rated else 6, justify="right"),
+        Column("thumbs down", drop=3 if rated else 6, justify="right"),
     ]
     body = [
         [
@@ -221,6 +227,8 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
             f"{r.cache_hits:,}",
             "unknown" if r.cache_hits and not r.saved_nano_usd and r.unpriced_generations else usd(r.saved_usd),
             f"{r.estimated_generations:,}",
+            f"{r.thumbs_up:,}",
+            f"{r.thumbs_down:,}",
         ]
         for r in rows
     ]
@@ -236,6 +244,8 @@ def usage_table(rows: list[UsageRow], group_by: str, width: int) -> Table:
         f"{totals['hits']:,}",
         "unknown" if totals["hits"] and not totals["saved"] and totals["unpriced"] else usd(totals["saved"]),
         f"{totals['estimated']:,}",
+        f"{totals['up']:,}",
+        f"{totals['down']:,}",
     ]
     table = fitted_table(columns, [*body, footer], width)
     table.rows[-1].end_section = False

@@ -168,6 +168,8 @@ async def delete_rows_and_audit(job: Erasure) -> None:
                 counts=job.counts,
             )
         )
+        if job.counts["users"]:  # a repeated erasure found nobody: no event
+            await job.vault.webhooks.user_erased(conn, job.user_id, job.audit_id, job.at)
 
 
 async def discard_stream_buffers(job: Erasure) -> None:

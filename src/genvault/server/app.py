@@ -21,6 +21,7 @@ from genvault.server.metrics import Metrics
 from genvault.server.routes import (
     chat_stream,
     chats,
+    feedback,
     files,
     generations,
     health,
@@ -33,6 +34,7 @@ from genvault.server.routes import (
     search,
     usage,
     users,
+    webhooks,
 )
 from genvault.server.sessions import SameOrigin
 from genvault.server.tracing import TraceContext
@@ -85,22 +87,8 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
         app.add_middleware(TraceContext)
     # Outermost: a cross-site state-changing request is refused before anything reads it.
     app.add_middleware(SameOrigin, public_url=the_vault.settings.public_url)
-    for module in (
-        chat_stream,
-        chats,
-        files,
-        generations,
-        images,
-        limits,
-        models,
-        search,
-        usage,
-        users,
-        health,
-        login,
-        log_page,
-        pages,
-    ):
+    routers = (chat_stream, chats, feedback, files, generations, images, limits, models, search, usage, users, webhooks)
+    for module in (*routers, health, login, log_page, pages):
         app.include_router(module.router)
     app.include_router(gateway.router)
     _offline_docs(app)  # before /static, whose mount would answer /static/swagger-ui/... first

@@ -24,7 +24,7 @@ from genvault.records import Generation, Page, Usage, UsageRow
 from genvault.store import Store
 from genvault.store.cursors import decode_cursor, encode_cursor
 from genvault.store.driver import ConnectionLost
-from genvault.store.schema import LIMIT_REFUSED, generations
+from genvault.store.schema import LIMIT_REFUSED, feedback, generations, messages
 from genvault.store.sqlite_adapter import one_hop
 
 __all__ = [
@@ -390,6 +390,8 @@ async def usage_report(
     else:
         raise InvalidRequest(f"group_by must be model, user, day, key or tag, got {group_by!r}")
     key = key.label("key")
+    ratings = _ratings_per_generation()
+    source = source.outerjoin(ratings, ratings.c.generation_id == generations.c.id)
     conditions = []
     if user_id is not None:
         conditions.append(generations.c.user_id == user_id)
@@ -414,8 +416,20 @@ async def usage_report(
     estimated_cost = func.coalesce(func.sum(case((is_estimate, generations.c.cost_nano_usd), else_=None)), 0).label(
         "estimated_cost"
     )
+    thumbs = [func.coalesce(func.sum(ratings.c[name]), 0).label(name) for name in ("thumbs_up", "thumbs_down")]
     query = (
-        select(key, func.count().label("generations"), *sums, cost, unpriced, hits, saved, estimated, estimated_cost)
+        select(
+            key,
+            func.count().label("generations"),
+            *sums,
+            cost,
+            unpriced,
+            hits,
+            saved,
+            estimated,
+            estimated_cost,
+            *thumbs,
+        )
         .select_from(source)
         .group_by(key)
     )
@@ -438,9 +452,33 @@ async def usage_report(
             saved_nano_usd=int(row["saved_nano_usd"]),
             estimated_generations=int(row["estimated"] or 0),
             estimated_cost_nano_usd=int(row["estimated_cost"]),
+            thumbs_up=int(row["thumbs_up"]),
+            thumbs_down=int(row["thumbs_down"]),
         )
         for row in rows
     ]
+
+
+def _ratings_per_generation() -> Any:
+    """Thumbs up and down per generation: ratings of the generation itself and of the assistant
+    message it wrote (at most one row per generation, so joining it multiplies nothing)."""
+    of_generations = select(feedback.c.generation_id, feedback.c.rating).where(feedback.c.generation_id.is_not(None))
+    of_messages = (
+        select(messages.c.generation_id, feedback.c.rating)
+        .select_from(feedback)
+        .join(messages, and_(messages.c.chat_id == feedback.c.chat_id, messages.c.id == feedback.c.message_id))
+        .where(messages.c.generation_id.is_not(None))
+    )
+    every = of_generations.union_all(of_messages).subquery()
+    return (
+        select(
+            every.c.generation_id,
+            func.sum(case((every.c.rating == 1, 1), else_=0)).label("thumbs_up"),
+            func.sum(case((every.c.rating == -1, 1), else_=0)).label("thumbs_down"),
+        )
+        .group_by(every.c.generation_id)
+        .subquery()
+    )
 
 
 async def last_chat_model(conn: AsyncConnection, chat_id: str) -> str | None:

@@ -55,6 +55,7 @@ __all__ = [
     "cache_entries",
     "chats",
     "data_tables",
+    "feedback",
     "generations",
     "limit_usage",
     "limits",
@@ -65,6 +66,8 @@ __all__ = [
     "sessions",
     "user_passwords",
     "users",
+    "webhook_deliveries",
+    "webhooks",
 ]
 
 # Constraint names are deterministic so Alembic revisions can refer to them on both databases.
@@ -482,6 +485,90 @@ processes = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("dead_at", UTCDateTime),
     Index(None, "expires_at"),
+    info={"runtime": True},
+)
+
+# A user's thumbs up (+1) or down (-1) on one of their generations or on an assistant message of
+# one of their chats, with an optional comment (`genvault.feedback`). One row per (user, target):
+# a second rating replaces the first. A target is either a generation or a message, never both
+# (CHECK), so the two unique constraints never meet (NULLs are distinct in both databases). The
+# foreign keys drop a rating with its target (a deleted chat or message, a retention run).
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("generation_id", String(40), ForeignKey("generations.id", ondelete="CASCADE")),
+    Column("chat_id", String(200)),
+    Column("message_id", String(200)),
+    Column("rating", Integer, nullable=False),
+    Column("comment", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["chat_id", "message_id"], ["messages.chat_id", "messages.id"], ondelete="CASCADE", name="fk_feedback_message"
+    ),
+    CheckConstraint("rating IN (-1, 1)", name="rating"),
+    CheckConstraint(
+        "(generation_id IS NOT NULL AND chat_id IS NULL AND message_id IS NULL)"
+        " OR (generation_id IS NULL AND chat_id IS NOT NULL AND message_id IS NOT NULL)",
+        name="one_target",
+    ),
+    UniqueConstraint("user_id", "generation_id"),
+    UniqueConstraint("user_id", "chat_id", "message_id"),
+    Index(None, "generation_id"),
+    Index(None, "chat_id", "message_id"),
+)
+
+# Webhook subscriptions (`genvault.webhooks`), set by an admin. `events` is the subscribed event
+# names between commas (",generation.completed,chat.deleted,"), so the outbox insert finds the
+# subscribers with one LIKE on either database. The secret signs every delivery, so it is kept
+# as given (a hash could not sign). Configuration, not anyone's data: archives leave it out.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("events", String(1000), nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("description", String(500)),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    info={"runtime": True},
+)
+
+# The outbox: one row per (event, subscribed webhook), inserted in the transaction of the event
+# itself (a finalize, a sweep, a chat deletion, an erasure), so an event is committed with its
+# deliveries or not at all, and a process that dies leaves them here for the next one. A worker
+# claims due rows with a lease (`lease_owner`, `lease_expires_at`); a row whose lease expired is
+# claimable again (at-least-once). `id` orders the events: a row waits while an earlier row of the
+# same webhook and `ordering_key` (a generation's chat, else the generation) is still pending.
+# `log` keeps the last attempts ({at, status_code, error}). `user_id`: whose record the event is
+# about (erasure removes their rows; NULL for user.erased itself).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("webhook_id", String(40), ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("ordering_key", String(200), nullable=False),
+    Column("user_id", String(64)),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(100)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("log", JSONValue),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    CheckConstraint(_in("status", ("pending", "delivered", "dead")), name="status"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "webhook_id", "ordering_key", "id"),
+    Index(None, "user_id"),
     info={"runtime": True},
 )
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from genvault.errors import InvalidRequest
+from genvault.feedback import Rating
 from genvault.records import Generation, Page
 from genvault.server.bodies import read_form_or_json
 from genvault.server.deps import UserDep, VaultDep
@@ -117,9 +118,17 @@ async def list_generations(
     )
 
 
-@router.get("/api/generations/{generation_id}", response_model=Generation)
-async def get_generation(generation_id: str, vault: VaultDep, user: UserDep) -> Generation:
-    return await vault.get_generation(generation_id, user_id=user)
+class GenerationPublic(Generation):
+    """A record as `GET /api/generations/{id}` answers it: with your rating of it, if any."""
+
+    feedback: Rating | None = None
+
+
+@router.get("/api/generations/{generation_id}", response_model=GenerationPublic)
+async def get_generation(generation_id: str, vault: VaultDep, user: UserDep) -> GenerationPublic:
+    record = await vault.get_generation(generation_id, user_id=user)
+    rating = await vault.feedback.generation_rating(generation_id, user_id=user)
+    return GenerationPublic.model_validate({**record.model_dump(), "feedback": rating})
 
 
 @router.patch(

@@ -103,7 +103,10 @@ class PageProblems:
 
 
 @pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
+async def page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
+    # `base_url` first: the server outlives the page, so nothing the page still fetches while it
+    # closes meets a server that is already gone (a console error the teardown would count).
+    del base_url
     context = await browser.new_context(viewport={"width": 1100, "height": 800})
     opened = await context.new_page()
     opened.set_default_timeout(10_000)

@@ -58,7 +58,8 @@ async def base_url(world: dict[str, Any]) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+async def context(browser: Browser, base_url: str) -> AsyncIterator[BrowserContext]:
+    del base_url  # the server outlives the pages (see test_browser.page)
     made = await browser.new_context(viewport=DESKTOP, accept_downloads=True)
     made.set_default_timeout(TIMEOUT)
     try:

@@ -69,7 +69,8 @@ async def open_page(browser: Browser, viewport: dict[str, int] | None = None) ->
 
 
 @pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
+async def page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
+    del base_url  # the server outlives the page (see test_browser.page)
     opened = await open_page(browser)
     try:
         yield opened

@@ -144,7 +144,10 @@ _CHECKPOINT_SQL = {
         "UPDATE generations SET result_text = json_extract(v.value, '$.t'), "
         "result_message = COALESCE(json_extract(v.value, '$.m'), result_message), checkpoint_at = :at "
         "FROM json_each(:payload) AS v "
-        f"WHERE generations.id = json_extract(v.value, '$.i') AND generations.status IN ({_ACTIVE_SQL}) "
+        # `+status`: no index on the status, so SQLite loops over the payload and finds each row by
+        # its primary key. With the status index it looped over every active row and, for each,
+        # over the whole payload: quadratic in the running streams (21 ms a flush of 100, 1.5 now).
+        f"WHERE generations.id = json_extract(v.value, '$.i') AND +generations.status IN ({_ACTIVE_SQL}) "
         "RETURNING generations.id"
     ),
 }

@@ -39,6 +39,7 @@ from bench._common import DATABASES, fresh_database, machine, new_id, percentile
 from bench._proc import ROOT, cpu_seconds, server
 
 SERVERS = ("bare", *DATABASES)
+ALLOCATOR = "malloc"  # what `genvault serve` runs on (`genvault.cli.serve`)
 
 
 def _body() -> dict[str, Any]:
@@ -171,8 +172,10 @@ async def one_run(
     name: str, args: list[str], *, n: int, tokens: int, starts_per_s: float, settle: float, db_url: str | None
 ) -> dict[str, Any]:
     before_records = await _records(db_url) if db_url else {}
-    with server(args) as (base, proc):
-        await asyncio.sleep(0.5)  # let start-up work settle before the baseline reading
+    # As `genvault serve` runs (it re-executes itself so): on the system allocator, which a quiet
+    # process can give memory back to. Both servers alike, so the CPU ratio compares like with like.
+    with server(args, env={"PYTHONMALLOC": ALLOCATOR}) as (base, proc):
+        await asyncio.sleep(3)  # let start-up settle (and its garbage go back) before the baseline reading
         rss_start = rss_kib(proc.pid)
         peak = rss_start
         cpu_before = cpu_seconds(proc.pid)
@@ -268,6 +271,7 @@ async def run(
         "starts_per_s": starts_per_s,
         "settle_s": settle,
         "rounds": rounds,
+        "allocator": ALLOCATOR,
     }
     common = ["--tps", str(tps), "--tokens", str(tokens), "--concurrent"]
     with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:

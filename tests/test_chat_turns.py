@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -93,6 +94,9 @@ class TestSend:
         assert record["message_id"] == assistant_id
         assert record["status"] == "complete"
         assert record["result_message"] == messages[1]
+        # The page's footer duration: from the request to the reply's end, within the record's times.
+        waited = datetime.fromisoformat(record["finished_at"]) - datetime.fromisoformat(record["created_at"])
+        assert 0 <= metadata["genvault"]["durationMs"] <= waited.total_seconds() * 1000
         chat = (await client.get("/api/chats/chat1")).json()
         assert chat["chat"]["title"] == "Hi there"
         assert chat["active"] is False

@@ -147,6 +147,12 @@ class Run:
     def result_text(self) -> str:
         return "".join(self.text)
 
+    def timing(self) -> dict[str, int]:
+        """`{"durationMs": …}`, from the request to now (as the reply ends), for the message footer."""
+        if self.pending is None:
+            return {}
+        return {"durationMs": max(0, int((_now() - self.pending.created_at).total_seconds() * 1000))}
+
     def add_usage(self, usage: StreamUsage) -> None:
         """Usage summed over the model calls of a multi-step turn (None + None stays None)."""
         if self.usage is None:
@@ -670,6 +676,7 @@ class Engine:
             "model": run.model,
             "status": status,
             "costUsd": None if cost.nano_usd is None else str(nano_to_usd(cost.nano_usd)),
+            **run.timing(),
         }
         if error is not None:
             genvault["error"] = error
@@ -734,6 +741,7 @@ class Engine:
                 "generationId": run.generation_id,
                 "model": run.model,
                 "costUsd": None if run.cost.nano_usd is None else str(nano_to_usd(run.cost.nano_usd)),
+                **run.timing(),
             }
         }
         if run.usage is not None:

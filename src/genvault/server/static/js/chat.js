@@ -2,7 +2,11 @@
 // Send: POST /api/chat {id, messages, trigger}. Stop: POST /api/chat/{id}/cancel (an explicit
 // stop; closing the tab is not one, and the reply carries on). Load: GET /api/chat/{id}/stream
 // picks up a running reply from its first chunk, so a reload mid-reply shows it continue.
+// Edit, regenerate and retry send what useChat's sendMessage({messageId}) and regenerate() send
+// (§3.1); the server truncates the stored chat the same way (genvault.chat_turns).
 
+import { handleCopyButtons } from "./markdown.js";
+import { editInPlace, onAction, renderActions } from "./message_actions.js";
 import { MessageAssembler, generateId, readSSE, renderMessage } from "./uimessage.js";
 
 const page = JSON.parse(document.getElementById("page-data").textContent);
@@ -23,13 +27,15 @@ const statusLine = document.getElementById("status");
 
 const state = { messages: page.messages, status: "ready", hasBefore: page.hasBefore };
 const elements = new Map(); // message object -> its <article>
+// How a reply ended when it did not complete (its stored `genvault.status`): offered a retry.
+const ENDED_BADLY = new Set(["error", "cancelled", "interrupted"]);
 
 // -- drawing --------------------------------------------------------------------------------------
 
 function draw(message) {
   let node = elements.get(message);
   const fresh = !node;
-  node = renderMessage(message, node);
+  node = renderMessage(message, node, { recordLinks: !page.readonly });
   elements.set(message, node);
   return fresh ? node : null;
 }
@@ -39,6 +45,37 @@ function drawAll() {
   list.replaceChildren(emptyNote, ...state.messages.map((m) => draw(m)));
   emptyNote.hidden = state.messages.length > 0;
   earlier.hidden = !state.hasBefore;
+  updateActions();
+}
+
+function busy() {
+  return state.status === "submitted" || state.status === "streaming";
+}
+
+/** Edit on each user message; on the last message, regenerate its reply or retry its turn. */
+function updateActions() {
+  if (!form) return; // a shared chat is read only
+  const last = state.messages.at(-1);
+  for (const message of state.messages) {
+    const node = elements.get(message);
+    if (!node) continue;
+    const actions = message.role === "user" ? ["edit"] : [];
+    if (message === last && message.role === "assistant") {
+      actions.push(ENDED_BADLY.has(message.metadata?.genvault?.status) ? "retry" : "regenerate");
+    } else if (message === last && message.role === "user" && !busy() && !page.active) {
+      actions.push("retry"); // its reply never came (the request failed before any answer)
+    }
+    renderActions(node, actions, busy());
+  }
+}
+
+/** Drop the messages from `index` on, from the list and the page. */
+function truncateFrom(index) {
+  for (const message of state.messages.splice(index)) {
+    elements.get(message)?.remove();
+    elements.delete(message);
+  }
+  emptyNote.hidden = state.messages.length > 0;
 }
 
 function scrollToEnd() {
@@ -58,6 +95,7 @@ function upsert(message) {
   const node = draw(message);
   if (node) list.append(node);
   emptyNote.hidden = true;
+  updateActions();
 }
 
 function setStatus(status, note = "") {
@@ -68,6 +106,7 @@ function setStatus(status, note = "") {
   stopButton.hidden = !busy;
   statusLine.dataset.status = status;
   statusLine.textContent = note || { submitted: "Sending…", streaming: "Replying…", ready: "", error: "" }[status];
+  updateActions();
 }
 
 function showError(text) {
@@ -143,10 +182,31 @@ async function send(text, files = []) {
   const message = { id: generateId(), role: "user", parts: [{ type: "text", text }, ...attached] };
   upsert(message);
   scrollToEnd();
-  setStatus("submitted");
   // The default DefaultChatTransport body: the whole list; the server keeps only the new message.
-  const body = { id: page.chatId, messages: state.messages, trigger: "submit-message" };
-  const model = modelInput.value.trim();
+  await turn({ id: page.chatId, messages: state.messages, trigger: "submit-message" }, () => {
+    // The server titled a new chat after its first message: show the same title at once.
+    if (!document.title.startsWith("New chat")) return;
+    const title = text.length > 80 ? `${text.slice(0, 79)}…` : text;
+    document.getElementById("chat-title").textContent = title;
+    document.title = `${title} · genvault`;
+  });
+}
+
+/** The model the composer names, if any (the picker may be an input or a select). */
+function chosenModel() {
+  const model = (modelInput?.value ?? "").trim();
+  return model || undefined;
+}
+
+/**
+ * POST one turn and stream its reply into the page; `accepted` runs once the server took it.
+ * False when the request failed before any reply (shown as the error; the last message then
+ * offers a retry), else true once the reply ended.
+ */
+async function turn(body, accepted = () => {}) {
+  showError("");
+  setStatus("submitted");
+  const model = chosenModel();
   if (model) body.model = model;
   let response;
   try {
@@ -158,25 +218,79 @@ async function send(text, files = []) {
   } catch (err) {
     showError(`Could not reach the server: ${err.message}`);
     setStatus("error");
-    return;
+    return false;
   }
   if (!response.ok) {
     // Errors before the stream are a text body (what useChat shows as error.message).
     showError((await response.text()) || `${response.status} ${response.statusText}`);
     setStatus("error");
-    return;
+    return false;
   }
   page.exists = true;
-  if (document.title.startsWith("New chat")) {
-    const title = text.length > 80 ? `${text.slice(0, 79)}…` : text;
-    document.getElementById("chat-title").textContent = title;
-    document.title = `${title} · genvault`;
-  }
+  accepted();
   await consume(response);
+  return true;
+}
+
+/** useChat's sendMessage({text, messageId}): the user message keeps its id, what followed it goes. */
+async function edit(message) {
+  const node = elements.get(message);
+  const text = message.parts
+    .filter((p) => p.type === "text")
+    .map((p) => p.text)
+    .join("\n");
+  const edited = await editInPlace(node, text);
+  if (edited === null || busy() || !state.messages.includes(message)) return;
+  // The first text part takes the new text, in its place; attached files stay as they were.
+  const parts = [];
+  for (const part of message.parts) {
+    if (part.type !== "text") parts.push(part);
+    else if (!parts.some((p) => p.type === "text")) parts.push({ type: "text", text: edited });
+  }
+  if (!parts.some((p) => p.type === "text")) parts.push({ type: "text", text: edited });
+  const replacement = { id: message.id, role: "user", parts };
+  truncateFrom(state.messages.indexOf(message));
+  upsert(replacement);
+  scrollToEnd();
+  const body = { id: page.chatId, messages: state.messages, trigger: "submit-message", messageId: message.id };
+  await turn(body);
+}
+
+/** useChat's regenerate({messageId}) for the last reply: it goes, and a new one is streamed. */
+async function regenerate(message) {
+  truncateFrom(state.messages.indexOf(message));
+  await turn({ id: page.chatId, messages: state.messages, trigger: "regenerate-message", messageId: message.id });
+}
+
+/** Again, the turn that did not complete: a failed reply is regenerated; a user message whose
+ * reply never came is sent again under its own id (the server replaces it if it kept it). */
+async function retry(message) {
+  if (message.role === "assistant") {
+    await regenerate(message);
+    return;
+  }
+  await turn({ id: page.chatId, messages: state.messages, trigger: "submit-message", messageId: message.id });
+}
+
+async function act(action, messageId) {
+  const message = state.messages.find((m) => m.id === messageId);
+  if (!message || busy()) return;
+  if (action === "edit") await edit(message);
+  else if (action === "regenerate") await regenerate(message);
+  else if (action === "retry") await retry(message);
 }
 
 /** Pick up a reply that is running (after a reload, or one started elsewhere). */
 async function resume() {
+  try {
+    await follow();
+  } finally {
+    page.active = false; // from now on, the page's own status says whether a reply runs
+    updateActions();
+  }
+}
+
+async function follow() {
   if (!page.exists) return;
   let response;
   try {
@@ -207,7 +321,17 @@ async function reloadHistory() {
   drawAll();
 }
 
-async function loadEarlier() {
+let loadingEarlier = null;
+
+/** The page before the first message shown; one request at a time (scroll and click may both ask). */
+function loadEarlier() {
+  loadingEarlier ??= fetchEarlier().finally(() => {
+    loadingEarlier = null;
+  });
+  return loadingEarlier;
+}
+
+async function fetchEarlier() {
   const first = state.messages[0];
   if (!first) return;
   const query = new URLSearchParams({ before: first.id, limit: String(page.pageSize) });
@@ -224,6 +348,7 @@ async function loadEarlier() {
   emptyNote.after(...nodes);
   earlier.hidden = !state.hasBefore;
   window.scrollBy(0, document.body.scrollHeight - height); // keep the reader's place
+  updateActions();
 }
 
 async function stop() {
@@ -240,7 +365,16 @@ async function stop() {
 // -- wiring ---------------------------------------------------------------------------------------
 
 drawAll();
+handleCopyButtons(list);
+onAction(list, act);
 earlier.addEventListener("click", loadEarlier);
+// Older messages load as the reader scrolls up to the top (the button stays, for keyboards).
+new IntersectionObserver(
+  (entries) => {
+    if (entries.some((entry) => entry.isIntersecting) && state.hasBefore) loadEarlier();
+  },
+  { rootMargin: "300px 0px 0px 0px" },
+).observe(earlier);
 if (form) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();

@@ -2,7 +2,11 @@
 // read the SSE body, fold chunks into a UIMessage the way useChat does (§2.5), and draw it.
 //
 // Safety rule for this file and its users: model output reaches the DOM only through
-// textContent, attribute setters and checked URLs, never through innerHTML.
+// textContent, attribute setters and checked URLs, never through innerHTML; the one exception,
+// an assistant's text drawn as markdown, goes through markdown.js's sanitizer.
+
+import { renderMarkdown } from "./markdown.js";
+import { renderFooter } from "./message_footer.js";
 
 const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -308,8 +312,11 @@ function toolName(part) {
 const drawers = {
   text: {
     make: () => el("div", "part part-text"),
-    fill(node, part) {
-      node.textContent = part.text;
+    fill(node, part, options) {
+      // A reply reads as markdown; what a person typed shows exactly as typed (see markdown.js).
+      if (options.markdown) renderMarkdown(node, part.text);
+      else node.textContent = part.text;
+      node.classList.toggle("markdown", Boolean(options.markdown));
       node.classList.toggle("streaming", part.state === "streaming");
     },
   },
@@ -410,8 +417,11 @@ function drawerKind(part) {
   return drawers[part.type] ? part.type : null;
 }
 
-/** Draw `parts` into `container`, reusing the element of each part that is still the same kind. */
-export function renderParts(parts, container) {
+/**
+ * Draw `parts` into `container`, reusing the element of each part that is still the same kind.
+ * `options.markdown`: text parts are markdown (an assistant's reply), else plain text.
+ */
+export function renderParts(parts, container, options = {}) {
   const existing = [...container.children];
   const visible = parts.filter((part, i) => drawerKind(part) && !(part.type === "step-start" && i === 0));
   visible.forEach((part, i) => {
@@ -424,20 +434,24 @@ export function renderParts(parts, container) {
       else container.append(fresh);
       node = fresh;
     }
-    drawers[kind].fill(node, part);
+    drawers[kind].fill(node, part, options);
   });
   for (const extra of existing.slice(visible.length)) extra.remove();
 }
 
-/** An <article> for a whole message; call again with the same element to update it. */
-export function renderMessage(message, node) {
+/**
+ * An <article> for a whole message; call again with the same element to update it.
+ * `options.recordLinks: false` leaves the links to the generation record out of the footer.
+ */
+export function renderMessage(message, node, options = {}) {
   const article = node ?? el("article");
   article.className = `msg msg-${message.role}`;
   article.dataset.id = message.id;
   if (!article.firstChild) article.append(el("div", "msg-role"), el("div", "msg-body"));
   article.firstChild.textContent = message.role === "user" ? "You" : message.role;
-  renderParts(message.parts, article.lastChild);
+  renderParts(message.parts, article.querySelector(":scope > .msg-body"), { markdown: message.role === "assistant" });
   renderEnding(message, article);
+  renderFooter(message, article, options);
   return article;
 }
 
@@ -447,13 +461,15 @@ const ENDINGS = { error: "failed", cancelled: "stopped", interrupted: "interrupt
 function renderEnding(message, article) {
   const status = message.metadata?.genvault?.status;
   let note = article.querySelector(":scope > .msg-ending");
+  for (const name of Object.keys(ENDINGS)) article.classList.toggle(`msg-ended-${name}`, status === name);
   if (!ENDINGS[status]) {
     note?.remove();
     return;
   }
   if (!note) {
-    note = el("p", "msg-ending muted small");
-    article.append(note);
+    note = el("p", "msg-ending small");
+    note.setAttribute("role", "note");
+    article.querySelector(":scope > .msg-body").after(note);
   }
   note.dataset.status = status;
   const error = message.metadata.genvault.error;

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,9 @@ from bench._common import DATABASES, fresh_database, machine, new_id, percentile
 from bench._proc import ROOT, cpu_seconds, server
 
 SERVERS = ("bare", *DATABASES)
-ALLOCATOR = "malloc"  # what `genvault serve` runs on (`genvault.cli.serve`)
+# The servers' allocator: Python's own, as `genvault serve` runs, unless BENCH_ALLOCATOR=malloc
+# (glibc's for everything: PYTHONMALLOC=malloc; see docs/benchmarks.md for what it changes).
+ALLOCATOR = os.environ.get("BENCH_ALLOCATOR", "pymalloc")
 
 
 def _body() -> dict[str, Any]:
@@ -172,8 +175,7 @@ async def one_run(
     name: str, args: list[str], *, n: int, tokens: int, starts_per_s: float, settle: float, db_url: str | None
 ) -> dict[str, Any]:
     before_records = await _records(db_url) if db_url else {}
-    # As `genvault serve` runs (it re-executes itself so): on the system allocator, which a quiet
-    # process can give memory back to. Both servers alike, so the CPU ratio compares like with like.
+    # Both servers on the same allocator, so the CPU ratio compares like with like.
     with server(args, env={"PYTHONMALLOC": ALLOCATOR}) as (base, proc):
         await asyncio.sleep(3)  # let start-up settle (and its garbage go back) before the baseline reading
         rss_start = rss_kib(proc.pid)

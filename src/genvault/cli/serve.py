@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Annotated
 
 import typer
@@ -18,7 +16,6 @@ def serve(
     auth: Annotated[str | None, typer.Option(help="none, api_key or header (env GENVAULT_AUTH)")] = None,
 ) -> None:
     """Serve the API, the AI SDK chat endpoints and the pages."""
-    _on_the_system_allocator()
     import uvicorn
 
     from genvault.server import create_app
@@ -31,18 +28,3 @@ def serve(
         highlight=False,
     )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", proxy_headers=True)
-
-
-def _on_the_system_allocator() -> None:
-    """Run the server with `PYTHONMALLOC=malloc` (re-executing itself once, same pid) unless the
-    environment chose an allocator. Python's own small-object allocator keeps a 1 MiB arena as long
-    as one object in it lives, so after a burst of streams the process stayed ~30 MB above its
-    start however little it still held; on glibc's allocator the quiet-time `malloc_trim`
-    (`genvault.liveness.memory`) gives it back (docs/benchmarks.md, "Many slow streams at once").
-    `PYTHONMALLOC=pymalloc` keeps Python's."""
-    if "PYTHONMALLOC" in os.environ or not sys.platform.startswith("linux"):
-        return
-    os.environ["PYTHONMALLOC"] = "malloc"
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "genvault", *sys.argv[1:]])

@@ -167,6 +167,32 @@ class TestCoalescedCheckpoints:
         await vault.cancel(generation_id)
 
 
+class TestFirstTokens:
+    async def test_the_writer_moves_started_streams_to_streaming_and_never_revives_an_ended_one(
+        self, vault_factory: Any
+    ) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await vault_factory(providers={"offline": provider})
+        ids = []
+        for n in range(3):
+            provider.enqueue(tm.text(f"reply {n} "), tm.delay(60))
+            ids.append((await vault.generate(f"q{n}")).id)
+        for generation_id in ids:
+            await wait_for(lambda g=generation_id: streaming(vault, g))
+            stored = await row(vault, generation_id)
+            assert stored["first_token_at"] is not None
+            assert stored["started_at"] is not None
+            assert stored["lease_owner"] == vault.engine.owner_id
+        await vault.cancel(ids[0])
+        # A first token written late (its write failed and was retried) must not undo the cancel.
+        now = datetime.now(UTC)
+        vault.engine.liveness.first_token(ids[0], started_at=now, first_token_at=now)
+        await vault.engine.liveness.write_marks()
+        assert (await row(vault, ids[0]))["status"] == "cancelled"
+        for generation_id in ids[1:]:
+            await vault.cancel(generation_id)
+
+
 class TestBackpressure:
     async def test_a_pool_timeout_is_busy_not_an_internal_error(self, database: tuple[str, str | None]) -> None:
         url, schema = database

@@ -339,7 +339,8 @@ def streams_section(data: dict[str, Any]) -> tuple[list[str], list[tuple[str, st
         "### 6. Many slow streams at once",
         "",
         f"A client process holds N concurrent `POST /api/chat` streams, {p['tokens']} tokens at {p['tps']:g} tokens/s "
-        f"each, {p['starts_per_s']:g} starts/s; a fresh one-worker server per N. Medians over {p['rounds']} round(s); "
+        f"each, {p['starts_per_s']:g} starts/s; a fresh one-worker server per N. Medians over "
+        f"{'–'.join(sorted({str(r['rounds']) for r in data['summary']}))} round(s) (per row); "
         "×bare is the median of same-round ratios to the bare relay. CPU: over the whole run (turn starts "
         "and finalizes included) and in the steady window (every stream started, none finished: streaming "
         f"alone). RSS: start / peak / {p['settle_s']:g} s after the run. `python -m bench.streams`.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import time
 import uuid
@@ -32,6 +33,7 @@ def _chat_body() -> dict[str, Any]:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
+    kinds: collections.Counter[str] = collections.Counter()  # what the errors were
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     async with httpx.AsyncClient(base_url=args.url, timeout=60, limits=limits) as client:
 
@@ -53,14 +55,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 start = time.perf_counter()
                 try:
                     await one()
-                except (httpx.HTTPError, RuntimeError):
+                except httpx.HTTPStatusError as exc:
                     errors += 1
+                    kinds[f"HTTP {exc.response.status_code}"] += 1
+                    continue
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    errors += 1
+                    kinds[type(exc).__name__] += 1
                     continue
                 latencies.append(time.perf_counter() - start)
 
         await asyncio.gather(*(worker(time.perf_counter() + args.warmup) for _ in range(args.concurrency)))
         latencies.clear()
         errors = 0
+        kinds.clear()
         cpu_start = cpu_seconds(args.server_pid) if args.server_pid else None
         start = time.perf_counter()
         await asyncio.gather(*(worker(start + args.duration) for _ in range(args.concurrency)))
@@ -69,6 +77,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "requests": len(latencies),
         "errors": errors,
+        "error_kinds": dict(kinds),
         "elapsed_s": elapsed,
         "latencies_s": latencies,
         # The server's user + system CPU over the measured window (not the warm-up).

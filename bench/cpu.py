@@ -4,6 +4,8 @@
     .venv/bin/python -m bench.cpu page   [--db sqlite|postgres] [--n 2000]
     .venv/bin/python -m bench.cpu stream [--db sqlite|postgres] [--n 3] [--tokens 2000] [--tps 1000]
                                          [--checkpoint-ms 250]
+    .venv/bin/python -m bench.cpu turn   [--db sqlite|postgres] [--n 300] [--tokens-turn 20] [--existing]
+                                         [--profile FILE]
 
 `append`: `Vault.append_messages` of the bench turn (validation off), after 300 warm-up appends.
 `page`: `Vault.chat_messages(limit=50)` of a 200-message chat. Both report the process's CPU time
@@ -16,6 +18,13 @@ model: `bare` (the stream through the translator and SSE encoding, nothing store
 (the same, handed to the consumer through the in-process hub as genvault's response gets it).
 CPU per token is the process's CPU over the turns / tokens. No HTTP: `bench.streaming` measures
 the whole server.
+
+`turn`: `POST /api/chat` through the ASGI app (`create_app`, in process, httpx's ASGI transport),
+a `--tokens-turn`-token reply of the offline test model at full speed, read to its end; each turn a
+new chat's first (or, with `--existing`, the second turn of a chat that holds one), beside
+`bare`, the bare relay's app (`bench._server.bare_app`) answering the same POST. CPU per turn is
+the whole process's (client included). `--profile FILE`: the genvault turns under cProfile (CPU
+clock), saved to FILE, with the top costs and each package's share printed.
 
 Runs on uvloop (`--loop asyncio` for the standard loop); a PostgreSQL run uses a fresh database.
 Nothing is written to `bench/results`: these are the micro-runs behind the fixes table in
@@ -151,8 +160,104 @@ async def stream(url: str, turns: int, tokens: int, tps: float, checkpoint_ms: i
     return rows
 
 
+async def turn(url: str, turns: int, tokens: int, *, existing: bool = False, profile: str | None = None) -> list[Row]:
+    import httpx
+
+    from bench._server import bare_app
+    from genvault.ids import new_id
+    from genvault.server import create_app
+
+    def body(chat_id: str) -> dict[str, Any]:
+        message = {"id": new_id("msg"), "role": "user", "parts": [{"type": "text", "text": new_id("q")}]}
+        return {"id": chat_id, "messages": [message], "trigger": "submit-message"}
+
+    async def post(client: httpx.AsyncClient, chat_id: str) -> None:
+        async with client.stream("POST", "/api/chat", json=body(chat_id)) as response:
+            assert response.status_code == 200, await response.aread()
+            async for _ in response.aiter_bytes():
+                pass
+
+    with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
+        vault = await _vault(url, tmp, offline=LongReplyModel(0, tokens))
+        app = create_app(vault=vault)
+        bare = bare_app(argparse.Namespace(tps=0, tokens=tokens, concurrent=False))
+        genvault_client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
+        bare_client = httpx.AsyncClient(transport=httpx.ASGITransport(bare), base_url="http://t")
+        chats = [new_id("chat") for _ in range(turns + 30)]
+        if existing:  # each chat's first turn before: the measured turn is its second
+            for chat_id in chats:
+                await post(genvault_client, chat_id)
+                await _idle(vault)
+        ids = iter(chats)
+
+        async def one() -> None:
+            await post(genvault_client, next(ids))
+            await _idle(vault)
+
+        async def one_bare() -> None:
+            await post(bare_client, "bare")
+
+        for _ in range(30):  # warm-up
+            await one()
+            await one_bare()
+        rows = [await _timed("bare", turns, "turn", one_bare, turns)]
+        if profile is None:
+            rows.append(await _timed("genvault", turns, "turn", one, turns))
+        else:
+            rows.append(await _profiled(profile, turns, one))
+        await genvault_client.aclose()
+        await bare_client.aclose()
+        await vault.aclose()
+    return rows
+
+
+async def _idle(vault: Any) -> None:
+    """Until the turn's generation task ended (its finalize is part of the turn's cost)."""
+    tasks = list(vault.engine._tasks.values())
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+async def _profiled(path: str, turns: int, op: Callable[[], Awaitable[Any]]) -> Row:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    row = await _timed("genvault", turns, "turn (profiled)", op, turns)
+    profiler.disable()
+    profiler.dump_stats(path)
+    stats = pstats.Stats(path)
+    total = sum(tt for (_, _, tt, _, _) in stats.stats.values())  # type: ignore[attr-defined]
+    shares: dict[str, float] = {}
+    for (filename, _, _), (_, _, tt, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        shares[_package(filename)] = shares.get(_package(filename), 0.0) + tt
+    print(f"profiled CPU {total / turns * 1e3:.2f} ms/turn; share by package (own time):")
+    for name, tt in sorted(shares.items(), key=lambda kv: -kv[1])[:14]:
+        print(f"  {name:28} {tt / total:6.1%}")
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats("genvault", 40)
+    return row
+
+
+def _package(filename: str) -> str:
+    """A profiled function's package: `genvault.store`, `sqlalchemy`, `asyncio`, ..."""
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if "/src/genvault/" in filename:
+        rest = filename.split("/src/genvault/", 1)[1].split("/")
+        return "genvault." + (rest[0].removesuffix(".py") if len(rest) > 1 or rest[0] else "")
+    if "/bench/" in filename:
+        return "bench"
+    if filename.startswith("~") or filename.startswith("<"):
+        return "builtins"
+    return "stdlib:" + filename.rsplit("/", 1)[-1].removesuffix(".py")
+
+
 async def run(args: argparse.Namespace) -> list[Row]:
     async with fresh_database(args.db) as url:
+        if args.what == "turn":
+            return await turn(url, args.n or 300, args.tokens_turn, existing=args.existing, profile=args.profile)
         if args.what == "append":
             return await append(url, args.n or 2000)
         if args.what == "page":
@@ -162,12 +267,15 @@ async def run(args: argparse.Namespace) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("append", "page", "stream"))
+    parser.add_argument("what", choices=("append", "page", "stream", "turn"))
     parser.add_argument("--db", choices=DATABASES, default="sqlite")
     parser.add_argument("--n", type=int, help="operations (append, page: 2000) or turns (stream: 3)")
     parser.add_argument("--tokens", type=int, default=2000, help="stream: tokens per reply")
     parser.add_argument("--tps", type=float, default=1000, help="stream: tokens/s (0: unpaced)")
     parser.add_argument("--checkpoint-ms", type=int, default=250, help="stream: checkpoint interval")
+    parser.add_argument("--tokens-turn", type=int, default=20, help="turn: tokens per reply")
+    parser.add_argument("--existing", action="store_true", help="turn: the second turn of a chat, not the first")
+    parser.add_argument("--profile", help="turn: profile genvault's turns into this file (cProfile, CPU clock)")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop (default: uvloop)")
     args = parser.parse_args()
     run_on(args.loop, run(args))

@@ -79,6 +79,7 @@ def _row(db: str, server_name: str, kind: str, concurrency: int, round_: int, go
         "requests": requests,
         "requests_per_s": requests / got["elapsed_s"],
         "errors": got["errors"],
+        "error_kinds": got.get("error_kinds", {}),
         "server_cpu_ms_per_request": cpu * 1000 / requests if cpu is not None and requests else None,
         "latency_s": summarize(got["latencies_s"]) if got["latencies_s"] else None,
     }
@@ -90,7 +91,8 @@ def _print(row: dict[str, Any]) -> None:
     print(
         f"{row['db']:8} {row['server']:8} {row['endpoint'][:24]:24} c={row['concurrency']:<3} "
         f"{row['requests_per_s']:7.1f} req/s  p50 {lat['p50'] * 1000:7.1f} ms  p99 {lat['p99'] * 1000:7.1f} ms  "
-        f"cpu {cpu or 0:6.2f} ms/req  errors {row['errors']}",
+        f"cpu {cpu or 0:6.2f} ms/req  errors {row['errors']}"
+        + (f" {row['error_kinds']}" if row.get("error_kinds") else ""),
         flush=True,
     )
 

@@ -6,6 +6,7 @@ instead, and the record is then written as that error, not left `streaming` for 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import Counter
 from typing import Any
 
@@ -16,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.providers import testmodel as tm
 from genvault.store import chats as chat_store
+from genvault.store import finishes
 from genvault.store import generations as gen_store
+from genvault.store.driver import PooledDriver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -36,10 +39,14 @@ class Terminator:
         self.done: Counter[str] = Counter()
 
     async def strike(self, conn: AsyncConnection, generation_id: str) -> None:
-        if generation_id not in self.forever and self.kills[generation_id] <= 0:
-            return
+        if self.armed(generation_id):
+            await self.strike_pid((await conn.execute(text("SELECT pg_backend_pid()"))).scalar(), generation_id)
+
+    def armed(self, generation_id: str) -> bool:
+        return generation_id in self.forever or self.kills[generation_id] > 0
+
+    async def strike_pid(self, pid: int, generation_id: str) -> None:
         self.kills[generation_id] -= 1
-        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
         admin = await asyncpg.connect(self.url)
         try:
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
@@ -65,8 +72,31 @@ def terminator(monkeypatch: pytest.MonkeyPatch, database: tuple[str, str | None]
         if where.get(generation_id) == "commit":
             await killer.strike(conn, generation_id)
 
+    # The one-step finalize (`store.finishes`, autocommit, so no COMMIT of its own to strike
+    # before): terminated as its statement is sent, at either place; the engine then goes on to
+    # the transaction above, struck there as planned while terminations are left. (Its answer
+    # lost after it committed: `test_turn_statements`.)
+    finishing: contextvars.ContextVar[str | None] = contextvars.ContextVar("finishing", default=None)
+    finish_postgresql, run = finishes._finish_postgresql, PooledDriver.run
+
+    async def finish_then(store: Any, generation_id: str, *args: Any) -> bool:
+        token = finishing.set(generation_id)
+        try:
+            return await finish_postgresql(store, generation_id, *args)
+        finally:
+            finishing.reset(token)
+
+    async def run_then(self: PooledDriver, call: Any, *, what: str) -> Any:
+        generation_id = finishing.get()
+        if generation_id is None or not killer.armed(generation_id):
+            return await run(self, call, what=what)
+        await killer.strike_pid(await self.connection.fetchval("SELECT pg_backend_pid()"), generation_id)
+        return await run(self, call, what=what)
+
     monkeypatch.setattr(gen_store, "finalize", finalize_then)
     monkeypatch.setattr(chat_store, "free_chat", free_chat_then)
+    monkeypatch.setattr(finishes, "_finish_postgresql", finish_then)
+    monkeypatch.setattr(PooledDriver, "run", run_then)
     killer.where = where  # type: ignore[attr-defined]
     return killer
 

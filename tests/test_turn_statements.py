@@ -1,7 +1,8 @@
-"""How many SQL statements a chat turn runs, exactly: a redundant read or round trip put back into
+"""How many SQL statements a chat turn runs, at most: a redundant read or round trip put back into
 the turn's path (reading the chat twice, probing a new chat for the message, reading the history
-or the final record back) makes this fail. Counted by SQLite's trace callback and at asyncpg's
-entry points (each is one round trip), not timed."""
+or the final record back, the finalize's transaction) makes this fail. Counted by SQLite's trace
+callback and at asyncpg's entry points (each is one round trip), not timed. The counts are
+deterministic; the assertions are upper bounds so a further saving does not fail them."""
 
 from __future__ import annotations
 
@@ -14,24 +15,26 @@ from sqlalchemy.util import await_only
 from genvault.providers import testmodel as tm
 from genvault.store.driver import ConnectionLost, PooledDriver
 
-# SQLite, every statement sent: BEGIN, COMMIT and ROLLBACK included, an `executemany` once (its
-# rows and what the search index's triggers run not counted: `_top_level`); no checkpoints (see
-# below). The opening (a new chat with its
-# message and pending generation, and the dedup cache's lookup) is 7 of them: BEGIN IMMEDIATE,
-# the chat, the message, its part, the generation, the lookup, COMMIT, in one hop. (31 before the
-# one-step opening of a new chat, 28 before the finalize stopped purging expired cache entries
-# every time, 27 before the lookup went into the opening; 24 by SQLAlchemy's cursor listener
-# before the append ran on the driver.)
-SQLITE_NEW_CHAT_FIRST_TURN = 25
+# SQLite, every statement sent: BEGIN, COMMIT and ROLLBACK included, an `executemany` once per
+# distinct statement text (its rows and what the search index's triggers run not counted:
+# `_top_level`); no checkpoints (see below). The opening (a new chat with its message and pending
+# generation, and the dedup cache's lookup) is 7 of them: BEGIN IMMEDIATE, the chat, the message,
+# its part, the generation, the lookup, COMMIT, in one hop; the move to `streaming` 1 (one hop,
+# no BEGIN and COMMIT around it); the finalize (`store/finishes.py`) 8 in one hop. (31 before
+# the one-step opening of a new chat, 28 before the finalize stopped purging expired cache
+# entries every time, 27 before the lookup went into the opening, 25 before the finalize's and
+# the streaming mark's one hop.)
+SQLITE_NEW_CHAT_FIRST_TURN = 22
 
 # PostgreSQL, round trips of `Vault.chat` and the reply: the opening is 1 statement (chat,
 # message, parts, pending generation and the dedup cache's lookup; `store/openings.py`); then
-# the move to `streaming` at the first token (1), and the finalize (ping, BEGIN, generation,
-# reply, chat freed, cache entry, COMMIT: 7). 19 before the one-step opening (8 → 1), 12 before
-# the finalize stopped purging expired cache entries every time (now at most once a minute)
-# and, in the server, reading the final record back for its metrics listener, 11 before the
-# cache lookup (and its checkout ping) went into the opening.
-POSTGRES_NEW_CHAT_FIRST_TURN = 9
+# the move to `streaming` at the first token (1), and the finalize, 1 statement (generation,
+# reply, chat freed, cache entry; `store/finishes.py`). 19 before the one-step opening (8 → 1),
+# 12 before the finalize stopped purging expired cache entries every time (now at most once a
+# minute) and, in the server, reading the final record back for its metrics listener, 11 before
+# the cache lookup (and its checkout ping) went into the opening, 9 before the one-statement
+# finalize (7 → 1).
+POSTGRES_NEW_CHAT_FIRST_TURN = 3
 
 MESSAGE = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
 
@@ -86,9 +89,10 @@ def _per_turn(sent: list[str]) -> list[str]:
 async def _vault(vault_factory: Any) -> Any:
     # Checkpoints come on a timer; a minute apart, none falls inside this short reply.
     # Nor does the periodic sweep for dead processes' records: an hour apart, not in between.
+    # The heartbeat (a third of the lease) neither: ten minutes apart.
     vault = await vault_factory(
         providers={"offline": tm.TestProvider(tokens_per_second=0)},
-        settings_overrides={"checkpoint_ms": 60_000},
+        settings_overrides={"checkpoint_ms": 60_000, "lease_seconds": 1800},
         sweep_interval=3600,
     )
     await vault.ensure_user("local")  # the user exists before a turn in the server too
@@ -97,6 +101,11 @@ async def _vault(vault_factory: Any) -> Any:
     # would be answered by the dedup cache.
     warm = await vault.chat("c0", message={**MESSAGE, "parts": [{"type": "text", "text": "hello"}]})
     await vault.engine.wait(warm.generation.id)
+    # On SQLite the search index takes the queued part changes every second, in a transaction of
+    # its own: on a loaded machine one could fall inside the counted turn. Stop it, empty the queue.
+    if vault._search_catch_up is not None:
+        vault._search_catch_up.cancel()
+    await vault.searcher.catch_up()
     return vault
 
 
@@ -118,7 +127,7 @@ async def test_a_new_chats_first_turn_runs_a_fixed_number_of_statements_on_sqlit
         event.remove(vault.store.engine.sync_engine, "checkout", trace)
     assert final.status == "complete"
     counted = _top_level(statements)
-    assert len(counted) == SQLITE_NEW_CHAT_FIRST_TURN, "\n".join(s.split("\n")[0][:100] for s in counted)
+    assert len(counted) <= SQLITE_NEW_CHAT_FIRST_TURN, "\n".join(s.split("\n")[0][:100] for s in counted)
 
 
 def _top_level(statements: list[str]) -> list[str]:
@@ -147,7 +156,7 @@ async def test_a_new_chats_first_turn_runs_a_fixed_number_of_round_trips_on_post
     asyncpg_round_trips.clear()
     assert (await vault.get_generation(turn.generation.id)).status == "complete"
     assert len(opening) == 1, "\n".join(" ".join(s.split())[:100] for s in opening)
-    assert len(sent) == POSTGRES_NEW_CHAT_FIRST_TURN, "\n".join(" ".join(s.split())[:100] for s in sent)
+    assert len(sent) <= POSTGRES_NEW_CHAT_FIRST_TURN, "\n".join(" ".join(s.split())[:100] for s in sent)
 
 
 @pytest.mark.parametrize("database", ["postgres"], indirect=True)
@@ -212,3 +221,128 @@ async def test_a_new_chat_asking_an_answered_question_gets_the_cached_reply_from
     assert copied.cached_from == first.generation.id
     page = await vault.chat_messages("c2")
     assert [m["role"] for m in page.messages] == ["user", "assistant"]
+
+
+# An existing chat's next turn (the user's second message), same counting. SQLite: the opening
+# in one hop (BEGIN IMMEDIATE, the chat insert that finds the id taken, the claim, the count of
+# the history, the message, its part, the generation, the lookup, COMMIT: 9), the history's page
+# read (1), the move to `streaming` (1, one hop) and the finalize in one hop (8). 30 before the
+# one-step opening of an existing chat and the one-hop finalize.
+SQLITE_EXISTING_CHAT_TURN = 19
+
+# PostgreSQL: the opening (1), the history's page read on the same connection (1), streaming (1),
+# the finalize (1). 22 before: the general path's opening (the failed new-chat try, ping, BEGIN,
+# chat read FOR UPDATE, message probe, append, active generation set, history ids, messages,
+# parts, generation insert, COMMIT, and the cache lookup's ping and SELECT: 14), streaming, and
+# the finalize's transaction (7).
+POSTGRES_EXISTING_CHAT_TURN = 4
+
+SECOND = {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "and then?"}]}
+
+
+async def _first_turn_done(vault: Any) -> None:
+    first = await vault.chat("c1", message=MESSAGE)
+    await vault.engine.wait(first.generation.id)
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_an_existing_chats_next_turn_runs_a_bounded_number_of_statements_on_sqlite(vault_factory: Any) -> None:
+    vault = await _vault(vault_factory)
+    await _first_turn_done(vault)
+    statements: list[str] = []
+
+    def trace(conn: Any, record: Any, proxy: Any) -> None:
+        await_only(conn.driver_connection.set_trace_callback(statements.append))
+
+    event.listen(vault.store.engine.sync_engine, "checkout", trace)
+    try:
+        turn = await vault.chat("c1", message=SECOND)
+        await vault.engine.wait(turn.generation.id)
+    finally:
+        event.remove(vault.store.engine.sync_engine, "checkout", trace)
+    counted = _top_level(statements)
+    assert len(counted) <= SQLITE_EXISTING_CHAT_TURN, "\n".join(s.split("\n")[0][:100] for s in counted)
+    await _assert_second_turn_stored(vault, turn)
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_an_existing_chats_next_turn_runs_a_bounded_number_of_round_trips_on_postgresql(
+    vault_factory: Any, asyncpg_round_trips: list[str]
+) -> None:
+    vault = await _vault(vault_factory)
+    await _first_turn_done(vault)
+    asyncpg_round_trips.clear()
+    turn = await vault.chat("c1", message=SECOND)
+    opening = _per_turn(asyncpg_round_trips)
+    await vault.engine.wait(turn.generation.id)
+    sent = _per_turn(asyncpg_round_trips)
+    asyncpg_round_trips.clear()
+    assert len(opening) <= 2, "\n".join(" ".join(s.split())[:100] for s in opening)
+    assert len(sent) <= POSTGRES_EXISTING_CHAT_TURN, "\n".join(" ".join(s.split())[:100] for s in sent)
+    await _assert_second_turn_stored(vault, turn)
+
+
+async def _assert_second_turn_stored(vault: Any, turn: Any) -> None:
+    """The second turn as the general path stores it: the model saw the whole chat, the record
+    counts it, the chat holds both turns in order and runs nothing."""
+    final = await vault.get_generation(turn.generation.id)
+    assert final.status == "complete"
+    assert final.request["messages_before"] == 3
+    provider, _ = vault.registry.resolve(vault.settings.default_model)
+    assert [m["role"] for m in provider.calls[-1].messages] == ["user", "assistant", "user"]
+    page = await vault.chat_messages("c1")
+    assert [m["id"] for m in page.messages][::2] == ["u1", "u2"]
+    assert [m["role"] for m in page.messages] == ["user", "assistant", "user", "assistant"]
+    assert (await vault.get_chat("c1")).active_generation_id is None
+
+
+async def test_a_finalize_whose_connection_died_after_sending_is_kept_once(
+    vault_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-step finalize runs in autocommit (PostgreSQL): if its connection dies after the
+    statement went out, it may have committed. The general path then finds the record final and
+    keeps it: one reply in the chat, the chat free for the next turn."""
+    from genvault.store import finishes
+
+    vault = await _vault(vault_factory)
+    finish = finishes.finish_chat_turn
+    lost: list[str] = []
+
+    async def committed_then_lost(*args: Any, **kwargs: Any) -> bool:
+        assert await finish(*args, **kwargs)
+        lost.append("once")
+        return False  # what a lost connection's answer looks like to the engine
+
+    monkeypatch.setattr("genvault.turn_hooks.finish_chat_turn", committed_then_lost)
+    turn = await vault.chat("c1", message=MESSAGE)
+    final = await vault.wait(turn.generation.id)
+    assert lost == ["once"]
+    assert final.status == "complete"
+    page = await vault.chat_messages("c1")
+    assert [m["role"] for m in page.messages] == ["user", "assistant"]
+    assert (await vault.get_chat("c1")).active_generation_id is None
+
+
+async def test_a_final_value_the_one_step_finalize_does_not_know_leaves_it_to_the_transaction(
+    vault_factory: Any,
+) -> None:
+    """A column added to the engine's final values later must not be dropped by the one-step
+    statement: it declines, writing nothing, and the finalize's transaction writes it."""
+    from genvault.store.finishes import finish_chat_turn
+
+    vault = await _vault(vault_factory)
+    turn = await vault.chat("c1", message=MESSAGE)
+    stored = await vault.wait(turn.generation.id)
+    reply = (await vault.chat_messages("c1")).messages[-1]
+    declined = await finish_chat_turn(
+        vault.store,
+        generation_id=turn.generation.id,
+        values={"status": "error", "a_new_column": 1},
+        chat_id="c1",
+        user_id="local",
+        message={**reply, "id": "another"},
+        entry=None,
+    )
+    assert declined is False
+    assert (await vault.get_generation(turn.generation.id)).status == stored.status == "complete"
+    assert [m["id"] for m in (await vault.chat_messages("c1")).messages][-1] == reply["id"]

@@ -31,10 +31,10 @@ from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.store import Store
 from genvault.store import chats as chat_store
 from genvault.store import generations as gen_store
-from genvault.store.openings import open_new_chat_turn
+from genvault.store.openings import open_chat_turn, read_history, with_message
 from genvault.tools import Tool
 
-__all__ = ["NewChatOpening", "Trigger", "TurnPlan", "merge_tool_outputs", "new_chat_opening", "prepare_turn"]
+__all__ = ["Trigger", "TurnPlan", "merge_tool_outputs", "one_step_opening", "prepare_turn"]
 
 Trigger = Literal["submit-message", "regenerate-message"]
 TITLE_CHARS = 80
@@ -49,33 +49,38 @@ class TurnPlan:
     history: list[dict[str, Any]]
 
 
-@dataclass
-class NewChatOpening:
-    """A submitted user message's turn as the first turn of a new chat: its plan, and `open`,
-    the engine's `open_alone` (False, nothing written, when the chat exists after all)."""
-
-    plan: TurnPlan
-    open: Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]]
-
-
-def new_chat_opening(store: Store, chat_id: str, user_id: str, message: dict[str, Any]) -> NewChatOpening | None:
-    """The one-step opening for a user message submitted to a chat that may be new; None for any
-    other message. Checks what `prepare_turn` checks of a new chat, in the same order."""
+def one_step_opening(
+    store: Store, chat_id: str, user_id: str, message: dict[str, Any], planned: Callable[[TurnPlan], None]
+) -> Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]] | None:
+    """The one-step opening (`store/openings.py`) for a user message submitted to a chat, new or
+    existing; None for any other message. Checks what `prepare_turn` checks of a new chat, in the
+    same order, and tells `planned` the turn's plan as a new chat's first turn at once (the
+    assistant message id goes into the pending row). Returns the engine's `open_alone`: False,
+    nothing written, when the general path must decide; an existing chat's turn is planned
+    again with its history before it returns True."""
     if message.get("role") != "user":
         return None
     chat_store.check_message_storable(message)
     title = _title_from(message)
     chat_store.check_chat_fields(chat_id, title)
-    # The history is the message itself; the store keeps JSON exactly, so it is not read back.
-    # A copy: the caller keeps `message` in the request record.
+    # A new chat's history is the message itself; the store keeps JSON exactly, so it is not
+    # read back. A copy: the caller keeps `message` in the request record.
     plan = TurnPlan(assistant_id=new_id("msg"), continued=None, history=[copy.deepcopy(message)])
+    planned(plan)
 
     async def open_(generation: dict[str, Any], probe: CacheProbe | None) -> bool:
-        return await open_new_chat_turn(
+        opening = await open_chat_turn(
             store, chat_id=chat_id, user_id=user_id, title=title, message=message, generation=generation, probe=probe
         )
+        if opening.how == "existing":
+            if opening.earlier is not None:
+                history = with_message(opening.earlier, message)
+            else:
+                history = await read_history(store, chat_id, message)
+            planned(TurnPlan(assistant_id=plan.assistant_id, continued=None, history=history))
+        return opening.how is not None
 
-    return NewChatOpening(plan=plan, open=open_)
+    return open_
 
 
 def _title_from(message: dict[str, Any] | None) -> str | None:

@@ -30,7 +30,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -40,7 +39,7 @@ from genvault import estimate, pricing
 from genvault.cache.dedup import CachePolicy, CacheProbe, Dedup
 from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
-from genvault.limits import Admission, Limits
+from genvault.limits import Limits
 from genvault.liveness import Liveness, TurnGate
 from genvault.providers.base import (
     ModelRequest,
@@ -54,6 +53,7 @@ from genvault.providers.base import (
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, GenerationKind, nano_to_usd
 from genvault.replay import chunks_from_record
+from genvault.runs import FinishAlone, Run, sdk_usage
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
@@ -100,88 +100,6 @@ def _gated(
             return await method(self, *args, **kwargs)
 
     return gated
-
-
-@dataclass
-class Run:
-    """What one running generation has produced so far (in memory; checkpoints copy it out)."""
-
-    generation_id: str
-    kind: GenerationKind
-    user_id: str
-    provider: str
-    model: str
-    message_id: str
-    text: list[str] = field(default_factory=list)
-    usage: StreamUsage | None = None
-    finish_reason: str | None = None
-    started_at: datetime | None = None
-    first_token_at: datetime | None = None
-    chunk_count: int = 0
-    dirty: bool = False
-    # For chat turns: returns the assistant UIMessage JSON assembled so far.
-    snapshot: Callable[[], dict[str, Any]] | None = None
-    cancel_requested: bool = False
-    cost: pricing.Cost | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    cache_key: str | None = None
-    cache_policy: CachePolicy | None = None
-    # A copy of another generation (a cache hit, or a joined identical request).
-    cached_from: str | None = None
-    # The provider's HTTP status when its call failed (the gateway answers with it).
-    provider_status: int | None = None
-    saved_nano_usd: int | None = None
-    # The dedup cache entry was written in the finalize transaction (`Dedup.remember_in`).
-    cache_stored: bool = False
-    # The record as inserted: with the finalize's values, the final record for the listeners.
-    pending: Generation | None = None
-    # The model request (for a usage estimate when the provider sends no usage).
-    request: ModelRequest | None = None
-    usage_estimated: bool = False
-    # The record was already final when this run finalized (cancelled from another process).
-    ended_elsewhere: bool = False
-    # What admission reserved against the limits; settled in the finalize transaction.
-    admission: Admission | None = None
-
-    @property
-    def result_text(self) -> str:
-        return "".join(self.text)
-
-    def timing(self) -> dict[str, int]:
-        """`{"durationMs": …}`, from the request to now (as the reply ends), for the message footer."""
-        if self.pending is None:
-            return {}
-        return {"durationMs": max(0, int((_now() - self.pending.created_at).total_seconds() * 1000))}
-
-    def add_usage(self, usage: StreamUsage) -> None:
-        """Usage summed over the model calls of a multi-step turn (None + None stays None)."""
-        if self.usage is None:
-            self.usage = usage
-            return
-
-        def add(a: int | None, b: int | None) -> int | None:
-            return None if a is None and b is None else (a or 0) + (b or 0)
-
-        self.usage = StreamUsage(
-            input_tokens=add(self.usage.input_tokens, usage.input_tokens),
-            output_tokens=add(self.usage.output_tokens, usage.output_tokens),
-            cached_input_tokens=add(self.usage.cached_input_tokens, usage.cached_input_tokens),
-            cache_write_tokens=add(self.usage.cache_write_tokens, usage.cache_write_tokens),
-            reasoning_tokens=add(self.usage.reasoning_tokens, usage.reasoning_tokens),
-            total_tokens=add(self.usage.total_tokens, usage.total_tokens),
-        )
-
-
-def _sdk_usage(usage: StreamUsage) -> dict[str, int]:
-    """AI SDK `LanguageModelUsage` JSON (spec §9.1): absent fields omitted."""
-    fields = {
-        "inputTokens": usage.input_tokens,
-        "outputTokens": usage.output_tokens,
-        "totalTokens": usage.total_tokens,
-        "reasoningTokens": usage.reasoning_tokens,
-        "cachedInputTokens": usage.cached_input_tokens,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
 
 
 class Engine:
@@ -253,6 +171,7 @@ class Engine:
         chunk_sink: ChunkSink | None = None,
         snapshot: Callable[[], dict[str, Any]] | None = None,
         finalize_hook: FinalizeHook | None = None,
+        finish_alone: FinishAlone | None = None,
         first_chunks: list[Chunk] | None = None,
         tools: Mapping[str, Tool] | None = None,
         next_messages: Callable[[], list[dict[str, Any]]] | None = None,
@@ -268,10 +187,11 @@ class Engine:
         (chat turns append the user message there). `open_alone(values, probe)`, tried first, writes
         the pending row (`values`) together with whatever it belongs to in one step of its own (a
         new chat's first turn), running the dedup cache's `probe` there too if given; when it
-        returns False, having written nothing, the transaction
-        with `before_insert` runs instead. With an `idempotency_key` already used by
-        this user for the same request, the existing record comes back and nothing runs. With a
-        `cache` policy, an identical earlier or running request is copied instead of called.
+        returns False, having written nothing, the transaction with `before_insert` runs instead;
+        `finish_alone`, likewise, before the finalize's transaction with `finalize_hook`. With an
+        `idempotency_key` already used by this user for the same request, the existing record
+        comes back and nothing runs. With a `cache` policy, an identical earlier or running
+        request is copied instead of called.
         """
         # Raises InvalidRequest: nothing written yet. Image generations bring their own adapter.
         provider, bare_model = resolved or self.registry.resolve(model)
@@ -367,6 +287,7 @@ class Engine:
             cache_policy=cache,
             pending=record,
             admission=admission,
+            finish_alone=finish_alone,
         )
         self._runs[generation_id] = run
         # Open before deciding, so a request that joins this one finds its stream at once.
@@ -682,7 +603,7 @@ class Engine:
             genvault["error"] = error
         metadata: dict[str, Any] = {"genvault": genvault}
         if run.usage is not None:
-            metadata["totalUsage"] = _sdk_usage(run.usage)
+            metadata["totalUsage"] = sdk_usage(run.usage)
             if run.usage_estimated:
                 genvault["usageEstimated"] = True
         return {"type": "message-metadata", "messageMetadata": metadata}
@@ -745,7 +666,7 @@ class Engine:
             }
         }
         if run.usage is not None:
-            metadata["totalUsage"] = _sdk_usage(run.usage)
+            metadata["totalUsage"] = sdk_usage(run.usage)
         finish: Chunk = {"type": "finish", "messageMetadata": metadata}
         if run.finish_reason is not None:
             # Newer clients (5.0.92+) keep it; the server's compat layer strips it for older ones.
@@ -849,6 +770,8 @@ class Engine:
             )
         if run.usage_estimated:
             values["usage_estimated"] = True
+        if await self._finished_alone(run, status, values):
+            return await self._final(run, values)
         stored = False
         async with self.store.write() as conn:
             if not await gen_store.finalize(conn, run.generation_id, values):
@@ -868,19 +791,40 @@ class Engine:
                 await self.limits.settle(conn, run.admission, cost.nano_usd, status)
             if hook is not None:
                 await hook(conn, run, status)
-            if (
-                status == "complete"
-                and run.cached_from is None
-                and _has_output(run)
-                and self.dedup is not None
-                and run.cache_key is not None
-                and run.cache_policy is not None
-            ):
+            if status == "complete" and self._caches(run) and self.dedup is not None:
+                assert run.cache_key is not None
+                assert run.cache_policy is not None
                 # The SQL cache's entry goes in with the result: one transaction fewer.
                 stored = await self.dedup.remember_in(
                     conn, run.cache_key, run.generation_id, run.user_id, run.cache_policy
                 )
         run.cache_stored = stored  # committed
+        return await self._final(run, values)
+
+    async def _finished_alone(self, run: Run, status: str, values: dict[str, Any]) -> bool:
+        """The finalize as the run's `finish_alone` step, when it has one and nothing needs the
+        transaction: no reservation to settle, not ended elsewhere. True when it was written."""
+        if run.finish_alone is None or run.ended_elsewhere or (run.admission is not None and run.admission.subjects):
+            return False
+        entry = None
+        if status == "complete" and self._caches(run) and self.dedup is not None:
+            assert run.cache_key is not None
+            assert run.cache_policy is not None
+            entry = self.dedup.entry_for(run.cache_key, run.generation_id, run.user_id, run.cache_policy)
+        if not await run.finish_alone(run, values, entry):
+            return False
+        run.cache_stored = entry is not None  # committed
+        return True
+
+    @staticmethod
+    def _caches(run: Run) -> bool:
+        """Whether a run that completed leaves a result for the dedup cache."""
+        cached = run.cache_key is not None and run.cache_policy is not None
+        return cached and run.cached_from is None and _has_output(run)
+
+    async def _final(self, run: Run, values: dict[str, Any]) -> str:
+        """After the finalize committed: the limits count its tokens, the listeners get the record."""
+        status: str = values["status"]
         # The final record for the listeners, from what was just written: no read of it.
         record = gen_store.final_record(run.pending, values) if self.listeners and run.pending else None
         if run.admission is not None and run.admission.tokens and self.limits is not None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -28,11 +28,12 @@ from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
-from genvault.chat_turns import Trigger, TurnPlan, new_chat_opening, prepare_turn
-from genvault.engine import Engine, Run
+from genvault.catalog import CatalogModel, configured_models
+from genvault.chat_turns import Trigger, TurnPlan, one_step_opening, prepare_turn
+from genvault.engine import Engine
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.ids import new_id
-from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind
+from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind, acting_key
 from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
 from genvault.messages.ui import message_to_json, parse_ui_message
@@ -60,6 +61,7 @@ from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.streams.memory import CLOSED_RETAIN_SECONDS
 from genvault.tools import Tool, ToolExecutor
+from genvault.turn_hooks import TurnHooks
 from genvault.validation import check_aware, check_id, check_json_depth, check_message_ids, check_user_id
 
 __all__ = ["ChatTurn", "GenerationParams", "Vault"]
@@ -135,62 +137,6 @@ def _known_tools(message: dict[str, Any], schemas: dict[str, ToolSchemas]) -> di
         if isinstance(p, dict) and str(p.get("type", "")).startswith("tool-")
     }
     return schemas if names and names <= set(schemas) else None
-
-
-@dataclass
-class _TurnHooks:
-    """The engine's callbacks for one chat turn: fold chunks into the assistant UIMessage,
-    checkpoint it, build the next model call after server-side tools, save it at the end."""
-
-    chat_id: str
-    user_id: str
-    message_id: str = ""
-    assembler: MessageAssembler | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    # Whether the reply continues a stored message (tool results); else its id is new.
-    continues: bool = False
-
-    def feed(self, chunk: dict[str, Any]) -> None:
-        if self.assembler is not None:
-            self.assembler.feed(chunk)
-
-    def snapshot(self) -> dict[str, Any]:
-        assert self.assembler is not None
-        return message_to_json(self.assembler.message)
-
-    def next_messages(self) -> list[dict[str, Any]]:
-        current = self.snapshot()
-        earlier = [m for m in self.history if m["id"] != current["id"]]
-        return to_model_messages([*earlier, current], ignore_incomplete_tool_calls=True)
-
-    async def finalize(self, conn: AsyncConnection, run: Run, status: str) -> None:
-        """In the finalize transaction: save the assistant message and free the chat.
-
-        The message is saved however the reply ended, even with no text: the stream announced it
-        (`start` with its id), so the client holds it, with how it ended in its metadata."""
-        if self.assembler is not None:
-            message = self.snapshot()
-            try:  # checks the chat itself: no separate read of it here
-                await self._save(conn, message, run.generation_id, again=run.ended_elsewhere)
-            except NotFound:
-                return  # the chat was deleted while the reply ran
-        await chat_store.free_chat(conn, self.chat_id, run.generation_id)
-
-    async def _save(
-        self, conn: AsyncConnection, message: dict[str, Any], generation_id: str, *, again: bool = False
-    ) -> None:
-        # `again`: the record was final already (cancelled elsewhere); the message may be stored.
-        if not self.continues and not again:
-            # An id minted for this turn is in no chat yet: append it, without upsert's reads of
-            # the chat and the message (the append checks the chat itself).
-            try:
-                await chat_store.append_messages(
-                    conn, self.chat_id, self.user_id, [message], generation_id=generation_id
-                )
-                return
-            except InvalidRequest:
-                pass  # refused before any statement; upsert refuses it too, or finds no chat first
-        await chat_store.upsert_message(conn, self.chat_id, self.user_id, message, generation_id=generation_id)
 
 
 class Vault(FilesMixin):
@@ -586,7 +532,7 @@ class Vault(FilesMixin):
         }
         if message_id is not None:
             request_json["message_id"] = message_id
-        hooks = _TurnHooks(chat_id=chat_id, user_id=user_id)
+        hooks = TurnHooks(self.store, chat_id=chat_id, user_id=user_id)
 
         def planned(turn: TurnPlan) -> None:
             plan["turn"] = turn
@@ -601,12 +547,9 @@ class Vault(FilesMixin):
 
         open_alone = None
         if trigger == "submit-message" and incoming is not None and not uploads and idempotency_key is None:
-            # Most likely a new chat's first message: try it as one step (`store/openings.py`);
-            # an existing chat falls back to `before_insert`, which plans the turn anew.
-            opening = new_chat_opening(self.store, chat_id, user_id, incoming)
-            if opening is not None:
-                planned(opening.plan)
-                open_alone = opening.open
+            # A new message of a new or existing chat: tried as one step (`store/openings.py`);
+            # else `before_insert` plans the turn anew in the general path.
+            open_alone = one_step_opening(self.store, chat_id, user_id, incoming, planned)
         record = await self.engine.start(
             kind="chat",
             user_id=user_id,
@@ -621,6 +564,7 @@ class Vault(FilesMixin):
             chunk_sink=hooks.feed,
             snapshot=hooks.snapshot,
             finalize_hook=hooks.finalize,
+            finish_alone=hooks.finish_alone,
             tools=self.tools,
             next_messages=hooks.next_messages,
             file_sink=self._file_sink(chat_id, hooks.snapshot),
@@ -648,6 +592,19 @@ class Vault(FilesMixin):
         check_id(chat_id, "chat id")
         async with self.store.read() as conn:
             return await chat_store.get_chat(conn, chat_id, user_id, for_reading=for_reading)
+
+    async def chat_model(self, chat_id: str, *, user_id: str | None = LOCAL_USER_ID) -> str | None:
+        """The model the chat's latest turn asked (None before its first): the chat remembers it."""
+        await self.get_chat(chat_id, user_id=user_id, for_reading=True)
+        async with self.store.read() as conn:
+            return await gen_store.last_chat_model(conn, chat_id)
+
+    def models(self) -> list[CatalogModel]:
+        """The models this configuration can call, with prices (`genvault.catalog`); under an API
+        key limited to some models, only those."""
+        grant = acting_key.get()
+        listed = configured_models(self.settings, self.registry.environ)
+        return listed if grant is None or grant.models is None else [m for m in listed if m.name in grant.models]
 
     async def list_chats(
         self, *, user_id: str = LOCAL_USER_ID, limit: int = 50, cursor: str | None = None, q: str | None = None

@@ -30,6 +30,7 @@ from genvault.providers.base import ModelRequest
 from genvault.settings import Settings
 from genvault.store import Store
 from genvault.store import generations as gen_store
+from genvault.store.finishes import CacheEntry
 
 __all__ = ["CachePolicy", "CacheProbe", "Dedup"]
 
@@ -174,6 +175,16 @@ class Dedup:
             return False
         await put_in(conn, key, generation_id, user_id, self.ttl(policy))
         return True
+
+    def entry_for(self, key: str, generation_id: str, user_id: str, policy: CachePolicy) -> CacheEntry | None:
+        """`remember_in` as values, for a finalize written in one statement (`store.finishes`):
+        the entry when the backend keeps it in the database and this generation leads the key;
+        once that statement commits, `finished(..., stored=True)` only gives up the lead."""
+        entry = getattr(self.backend, "entry", None)
+        if entry is None or self._leading.get(key) != generation_id:
+            return None
+        made: CacheEntry = entry(key, generation_id, user_id, self.ttl(policy))
+        return made
 
     async def finished(
         self,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.store import Store
 from genvault.store.db import insert_for
+from genvault.store.finishes import CacheEntry
 from genvault.store.schema import cache_entries
 
 __all__ = ["SqlCache"]
@@ -65,6 +66,15 @@ class SqlCache:
     async def put(self, key: str, generation_id: str, user_id: str, ttl_seconds: float) -> None:
         async with self.store.write() as conn:
             await self.put_in(conn, key, generation_id, user_id, ttl_seconds)
+
+    def entry(self, key: str, generation_id: str, user_id: str, ttl_seconds: float) -> CacheEntry:
+        """What `put_in` writes, as values for a statement that writes it along with a finalize
+        (`store.finishes`), the purge of expired entries included when one is due."""
+        now = _now()
+        purge_at = None
+        if self._next_purge is None or now >= self._next_purge:
+            self._next_purge, purge_at = now + _PURGE_EVERY, now
+        return CacheEntry(key, generation_id, user_id, now + timedelta(seconds=ttl_seconds), purge_at)
 
     async def put_in(
         self, conn: AsyncConnection, key: str, generation_id: str, user_id: str, ttl_seconds: float

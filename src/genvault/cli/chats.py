@@ -64,8 +64,11 @@ def _interactive(chat_id: str | None, model: str | None, user: str | None) -> No
     async def body(vault: Vault) -> None:
         owner = await acting_user(vault, user)
         the_chat = chat_id or new_id("chat")
+        chosen = model
         if chat_id is not None:
             found = await vault.get_chat(chat_id, user_id=owner)
+            # The chat remembers its model: without -m, go on with its latest turn's.
+            chosen = model or await vault.chat_model(chat_id, user_id=owner)
             page = await vault.chat_messages(chat_id, user_id=owner, limit=MAX_PAGE)
             err_console.print(
                 f"[dim]continuing {found.title or found.id} · {len(page.messages)}"
@@ -82,7 +85,7 @@ def _interactive(chat_id: str | None, model: str | None, user: str | None) -> No
             if not line.strip():
                 continue
             message = {"id": new_id("msg"), "role": "user", "parts": [{"type": "text", "text": line}]}
-            turn = await vault.chat(the_chat, message=message, model=model, user_id=owner)
+            turn = await vault.chat(the_chat, message=message, model=chosen, user_id=owner)
             record_id = turn.generation.id
             try:
                 async for chunk in vault.stream(record_id, user_id=owner):
@@ -192,6 +195,71 @@ def chat_export(
     else:
         output.write_text(text + "\n", encoding="utf-8")
         err_console.print(f"wrote {output}")
+
+
+async def _owner(vault: Vault, chat_id: str, user: str | None) -> str:
+    """Whom to act as: `--user` (refused unless theirs), else the chat's owner (the operator's way)."""
+    if user is not None:
+        return user
+    return (await vault.get_chat(chat_id, user_id=None)).user_id
+
+
+_USER_OPTION = typer.Option("--user", help="Act as this user (refused unless the chat is theirs); default: its owner")
+
+
+@chat_app.command("rename")
+def chat_rename(
+    chat_id: Annotated[str, typer.Argument()],
+    title: Annotated[str | None, typer.Argument(help="The new title (leave out with --clear)")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the title")] = False,
+    user: Annotated[str | None, _USER_OPTION] = None,
+) -> None:
+    """Rename a chat, as PATCH /api/chats/ID {"title"} does."""
+    if (title is None) == (not clear):
+        fail("give a new title, or --clear to remove it", code=2)
+
+    async def body(vault: Vault) -> Chat:
+        owner = await _owner(vault, chat_id, user)
+        return await vault.update_chat(chat_id, user_id=owner, title=None if clear else title)
+
+    chat = run_with_vault(body)
+    console.print(f"{chat.id}: {chat.title or '(untitled)'}", highlight=False)
+
+
+@chat_app.command("share")
+def chat_share(
+    chat_id: Annotated[str, typer.Argument()],
+    visibility: Annotated[str, typer.Argument(help="private, link (anyone with the URL reads it) or public")],
+    user: Annotated[str | None, _USER_OPTION] = None,
+) -> None:
+    """Share a chat or make it private again, as PATCH /api/chats/ID {"visibility"} does."""
+    if visibility not in ("private", "link", "public"):
+        fail(f"visibility must be private, link or public, got {visibility!r}", code=2)
+
+    async def body(vault: Vault) -> Chat:
+        owner = await _owner(vault, chat_id, user)
+        return await vault.update_chat(chat_id, user_id=owner, visibility=visibility)  # type: ignore[arg-type]
+
+    chat = run_with_vault(body)
+    console.print(f"{chat.id}: {chat.visibility} · {chat.url}", highlight=False)
+
+
+@chat_app.command("delete")
+def chat_delete(
+    chat_id: Annotated[str, typer.Argument()],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask")] = False,
+    user: Annotated[str | None, _USER_OPTION] = None,
+) -> None:
+    """Delete a chat with its messages and generations, as DELETE /api/chats/ID does."""
+    if not yes and not typer.confirm(f"Delete chat {chat_id} with its messages and generations?", err=True):
+        raise typer.Exit(1)
+
+    async def body(vault: Vault) -> None:
+        owner = await _owner(vault, chat_id, user)
+        await vault.delete_chat(chat_id, user_id=owner)
+
+    run_with_vault(body)
+    err_console.print(f"deleted {chat_id}", highlight=False)
 
 
 @dataclass

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Annotated
 
@@ -16,84 +15,8 @@ from genvault.cli._render import Column, fitted_table
 __all__ = ["models"]
 
 
-@dataclass
-class _Model:
-    name: str  # provider/model, as `-m` takes it
-    input_mtok: Decimal | None = None
-    output_mtok: Decimal | None = None
-    cache_read_mtok: Decimal | None = None
-    price_source: str | None = None
-    note: str = ""
-
-
-@dataclass
-class _Provider:
-    name: str
-    configured: bool
-    how: str  # what configures it (or what is missing)
-    models: list[_Model] = field(default_factory=list)
-
-
 def _price(value: Decimal | None) -> str:
     return "-" if value is None else f"${value.normalize():f}"
-
-
-def _providers(show_all: bool, deprecated: bool) -> list[_Provider]:
-    from genvault.pricing import listed_prices
-    from genvault.providers.images import TEST_IMAGE_MODEL
-    from genvault.providers.testmodel import TEST_MODEL, TEST_PROVIDER
-
-    settings = settings_from()
-    overrides = settings.price_overrides
-    found: list[_Provider] = [
-        _Provider(
-            TEST_PROVIDER,
-            True,
-            "built in, offline",
-            [
-                _Model(f"{TEST_PROVIDER}/{TEST_MODEL}", note="text, no network"),
-                _Model(f"{TEST_PROVIDER}/{TEST_IMAGE_MODEL}", note="images, no network"),
-            ],
-        )
-    ]
-    for name, variable in (("openai", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY")):
-        configured = bool(os.environ.get(variable, "").strip())
-        provider = _Provider(name, configured, variable if configured else f"set {variable}")
-        if configured or show_all:
-            for row in listed_prices(name):
-                if row.deprecated and not deprecated:
-                    continue
-                provider.models.append(
-                    _Model(
-                        f"{name}/{row.model}",
-                        row.input_mtok,
-                        row.output_mtok,
-                        row.cache_read_mtok,
-                        "genai-prices",
-                        row.name or "",
-                    )
-                )
-        found.append(provider)
-    for name, compatible in sorted(settings.compatible_providers.items()):
-        key = compatible.api_key_env
-        configured = key is None or bool(os.environ.get(key, "").strip())
-        how = f"OpenAI-compatible at {compatible.base_url}" + ("" if configured else f"; set {key}")
-        found.append(_Provider(name, configured, how))
-    # Overridden prices: listed under their provider (a model genai-prices may not know).
-    by_name = {p.name: p for p in found}
-    for model_name, price in sorted(overrides.items()):
-        provider_name = model_name.partition("/")[0]
-        owner = by_name.get(provider_name)
-        if owner is None:
-            continue
-        existing = next((m for m in owner.models if m.name == model_name), None)
-        if existing is None:
-            existing = _Model(model_name)
-            owner.models.append(existing)
-        existing.input_mtok, existing.output_mtok = price.input_mtok, price.output_mtok
-        existing.cache_read_mtok = price.cache_read_mtok
-        existing.price_source = "override"
-    return found
 
 
 @app.command()
@@ -108,7 +31,9 @@ def models(
     """The providers this configuration can call and their models, with prices per million
     tokens (from genai-prices, or GENVAULT_PRICE_OVERRIDES). OpenAI-compatible servers
     (GENVAULT_COMPATIBLE_PROVIDERS) serve whatever models they have: use provider/model with any."""
-    providers = _providers(show_all, deprecated)
+    from genvault.catalog import list_providers
+
+    providers = list_providers(settings_from(), show_all=show_all, deprecated=deprecated)
     if query:
         for provider in providers:
             provider.models = [m for m in provider.models if query.lower() in m.name.lower()]

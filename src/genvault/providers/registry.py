@@ -80,6 +80,11 @@ class ProviderRegistry:
         self._images: dict[str, ImageProvider] = dict(image_providers or {})
 
     @property
+    def environ(self) -> Mapping[str, str]:
+        """Where API keys are read from (the catalog lists a provider's models once its key is set)."""
+        return self._environ
+
+    @property
     def names(self) -> list[str]:
         """Every provider name `resolve` knows, sorted."""
         return sorted({TEST_PROVIDER, "openai", "anthropic", *self._settings.compatible_providers, *self._injected})

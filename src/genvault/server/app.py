@@ -26,6 +26,7 @@ from genvault.server.routes import (
     health,
     images,
     limits,
+    models,
     pages,
     search,
     usage,
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
     app.add_middleware(KeyScope)
-    for module in (chat_stream, chats, files, generations, images, limits, search, usage, users, health, pages):
+    for module in (chat_stream, chats, files, generations, images, limits, models, search, usage, users, health, pages):
         app.include_router(module.router)
     app.include_router(gateway.router)
     _offline_docs(app)  # before /static, whose mount would answer /static/swagger-ui/... first

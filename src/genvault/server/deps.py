@@ -15,7 +15,8 @@ from genvault.vault import Vault
 __all__ = ["OptionalUserDep", "UserDep", "VaultDep", "current_user", "key_user", "optional_user"]
 
 
-def get_vault(request: Request) -> Vault:
+async def get_vault(request: Request) -> Vault:
+    # `async`: FastAPI runs a plain `def` dependency in a worker thread, a hop per request.
     vault: Vault = request.app.state.vault
     return vault
 

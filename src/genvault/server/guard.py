@@ -157,9 +157,10 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-def check_path_ids(request: Request) -> None:
+async def check_path_ids(request: Request) -> None:
     """Every id in the route's path by the id rule (users' ids by theirs): a dependency of every
-    route, so a route added later is covered too."""
+    route, so a route added later is covered too. (`async` with nothing to await: FastAPI runs a
+    plain `def` dependency in a worker thread, a hop on every request.)"""
     params: dict[str, Any] = request.path_params
     for name, value in params.items():
         if name == "user_id":

@@ -243,6 +243,15 @@ async def update_chat(
     title: Any = MISSING,  # str, None (clear it), or MISSING (keep it)
     visibility: Visibility | None = None,
 ) -> Chat:
+    """Rename (`title`; None clears it) or share (`visibility`) the chat; at least one of them."""
+    if title is MISSING and visibility is None:
+        raise InvalidRequest("nothing to change: give a title, a visibility or both")
+    if isinstance(title, str) and not title.strip():
+        raise InvalidRequest("the title is blank; give some text, or null to clear it")
+    if title is not MISSING and title is not None and not isinstance(title, str):
+        raise InvalidRequest("the title must be a string or null")
+    if visibility is not None and visibility not in ("private", "link", "public"):
+        raise InvalidRequest(f"visibility must be private, link or public, got {visibility!r}")
     await get_chat(conn, chat_id, user_id)
     values: dict[str, Any] = {"updated_at": _now()}
     if title is not MISSING:

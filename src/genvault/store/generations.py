@@ -8,6 +8,8 @@ checkpoint after a cancel, or a sweeper racing the owner all change nothing.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +25,7 @@ from genvault.store import Store
 from genvault.store.cursors import decode_cursor, encode_cursor
 from genvault.store.driver import ConnectionLost
 from genvault.store.schema import generations
+from genvault.store.sqlite_adapter import one_hop
 
 __all__ = [
     "ACTIVE",
@@ -34,6 +37,7 @@ __all__ = [
     "get",
     "insert_pending",
     "interrupt",
+    "last_chat_model",
     "list_page",
     "mark_streaming",
     "mark_streaming_alone",
@@ -176,6 +180,18 @@ _MARK_STREAMING_PG = (
 )
 
 
+_MARK_STREAMING_SQLITE = (
+    "UPDATE generations SET status = 'streaming', started_at = ?, first_token_at = ?, lease_owner = ?, "
+    "lease_expires_at = ? WHERE id = ? AND status IN ('pending', 'streaming')"
+)
+
+
+@functools.cache
+def _sqlite_stamp(dialect: Any) -> Any:
+    """How SQLAlchemy binds a `UTCDateTime` on SQLite (its stored text), as a function."""
+    return generations.c.created_at.type.bind_processor(dialect)
+
+
 async def mark_streaming_alone(
     store: Store,
     generation_id: str,
@@ -188,19 +204,18 @@ async def mark_streaming_alone(
     """`mark_streaming` as a statement of its own. On PostgreSQL straight on the pooled asyncpg
     connection in autocommit, without the checkout ping (`Store.driver`): no SQLAlchemy
     connection, execution context or result around one UPDATE; guarded by the status, so on a
-    lost connection it simply runs again on a pinged one. On SQLite, `Store.write_statement`."""
-    if store.dialect != "postgresql":
-        return await store.write_statement(
-            lambda conn: mark_streaming(
-                conn,
-                generation_id,
-                started_at=started_at,
-                first_token_at=first_token_at,
-                lease_owner=lease_owner,
-                lease_expires_at=lease_expires_at,
-            )
-        )
+    lost connection it simply runs again on a pinged one. On SQLite the same UPDATE in one hop to
+    aiosqlite's thread (`sqlite_adapter.one_hop`), without BEGIN and COMMIT around it."""
     args = (generation_id, started_at, first_token_at, lease_owner, lease_expires_at)
+    if store.dialect != "postgresql":
+        stamp = _sqlite_stamp(store.engine.dialect)
+        sqlite_args = (stamp(started_at), stamp(first_token_at), lease_owner, stamp(lease_expires_at), generation_id)
+
+        def update(db: sqlite3.Connection) -> bool:
+            # One statement in autocommit (how the pool hands the connection out): atomic alone.
+            return db.execute(_MARK_STREAMING_SQLITE, sqlite_args).rowcount == 1
+
+        return await one_hop(store, update)
 
     async def run(conn: Any) -> bool:
         status: str = await conn.execute(_MARK_STREAMING_PG, *args)
@@ -424,3 +439,16 @@ async def usage_report(
         )
         for row in rows
     ]
+
+
+async def last_chat_model(conn: AsyncConnection, chat_id: str) -> str | None:
+    """The model of the chat's latest turn, whatever its status (a reply that failed was still
+    asked of that model): what the chat page's model picker starts on. None before a turn."""
+    query = (
+        select(generations.c.model)
+        .where(generations.c.chat_id == chat_id, generations.c.kind == "chat")
+        .order_by(generations.c.created_at.desc(), generations.c.id.desc())
+        .limit(1)
+    )
+    model: str | None = (await conn.execute(query)).scalar_one_or_none()
+    return model

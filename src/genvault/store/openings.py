@@ -1,40 +1,48 @@
-"""A new chat's first turn opened in one step: the chat row, the user's message with its parts
-and the pending generation written together, nothing read back.
+"""A chat turn opened in one step: the user's message with its parts and the pending generation
+written together with the chat's claim (a new chat's row, or an existing chat's seq bump and
+active generation), nothing read back but an existing chat's history.
 
-This is the common opening of a chat turn (`useChat` mints a chat id and sends its first
-message). Everything the general opening (`chat_turns.prepare_turn` in a `Store.write()`
-transaction) checks is decided by the one fact that the chat id was free: a chat created by this
-statement belongs to this user, holds no message (so the message id is not taken, and the
-history is the message), and runs no reply. When the id is taken (an existing chat, a
-stranger's, or a concurrent first turn of the same new chat), nothing is written and the caller
-takes the general path, which locks the chat and checks each of those.
+This is the common opening of a chat turn: `useChat` mints a chat id and sends its first
+message, then each next message. Everything the general opening (`chat_turns.prepare_turn` in a
+`Store.write()` transaction) checks is decided by two facts the statement establishes itself:
+either the chat id was free (a chat created here belongs to this user, holds no message, runs no
+reply, and its history is the message), or the chat is this user's, runs no reply
+(`active_generation_id IS NULL`) and does not hold the message's id (not an edit). Anything else
+(a stranger's chat, a running or stale reply, an edit, a concurrent turn of the same chat)
+writes nothing, and the caller takes the general path, which locks the chat and checks each.
 
 - PostgreSQL: one statement in autocommit on the pooled asyncpg connection (`Store.driver`), a
-  CTE whose inserts all hang on `INSERT … ON CONFLICT DO NOTHING RETURNING` of the chat: one
-  round trip instead of eight (ping, BEGIN, chat read, chat insert, append, active-generation
-  set, generation insert, COMMIT). A concurrent insert of the same id waits for the other
-  transaction and then inserts nothing; the foreign keys are checked at the end of the
-  statement, after every insert.
+  CTE whose inserts all hang on the chat's `INSERT … ON CONFLICT DO NOTHING` or its claiming
+  `UPDATE` (`_postgresql_sql`): one round trip instead of eight for a new chat (ping, BEGIN,
+  chat read, chat insert, append, active-generation set, generation insert, COMMIT) and instead
+  of twelve or more for an existing one (the same with the message probe and the history read);
+  an existing chat's history is then one page read (`read_history`). The foreign keys are
+  checked at the end of the statement, after every insert.
 - SQLite: the same writes in one `BEGIN IMMEDIATE` transaction run in one hop to aiosqlite's
-  thread (one function there does BEGIN, the inserts and COMMIT), instead of a hop and a pass
-  through SQLAlchemy per statement.
+  thread (`sqlite_adapter.one_hop`: one function there does BEGIN, the statements and COMMIT),
+  instead of a hop and a pass through SQLAlchemy per statement.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import json
 import sqlite3
-from typing import Any
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from genvault.cache.dedup import CacheProbe
-from genvault.errors import StorageError
 from genvault.store import Store
+from genvault.store.chats import MAX_PAGE, load_messages
 from genvault.store.driver import ConnectionLost
 from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
+from genvault.store.sqlite_adapter import one_hop
 
-__all__ = ["open_new_chat_turn"]
+__all__ = ["Opened", "Opening", "open_chat_turn", "read_history", "with_message"]
 
 # The pending generation's columns, in the order of the statements' parameters.
 _GENERATION_COLUMNS = (
@@ -51,6 +59,7 @@ _GENERATION_COLUMNS = (
     "lease_expires_at",
     "idempotency_key",
     "cache_key",
+    "api_key_id",
 )
 
 
@@ -74,12 +83,25 @@ def _postgresql_sql() -> str:
     """Parameters: $1 chat id, $2 user id, $3 title, $4 now, $5 message id, $6 message metadata
     (JSON text), $7 the parts as one JSON array of records (as the append sends them), then the
     pending generation's columns from $8 (`_GENERATION_COLUMNS`, its id first), then the cache
-    probe's key, now, oldest and user (`_PROBE`; a NULL key finds nothing)."""
+    probe's key, now, oldest and user (`_PROBE`; a NULL key finds nothing).
+
+    `new_chat` inserts the chat unless its id is taken; `claim` takes a chat of this user that
+    exists (in the statement's snapshot, so never the one `new_chat` inserts) if it runs no
+    reply and does not hold the message id yet, bumping its `last_seq` and setting the
+    generation as its active one. At most one of them returns a row (`target`: the chat and the
+    message's seq); the message, its parts and the generation hang on it. A concurrent turn of
+    the same chat waits on the chat row and then finds its active generation set (PostgreSQL
+    re-checks the row's new version), so it claims nothing and takes the general path."""
     columns = PAGE_PART_COLUMNS
     gen = {name: f"${8 + i}" for i, name in enumerate(_GENERATION_COLUMNS)}
     n = 8 + len(_GENERATION_COLUMNS)
     probe = _PROBE.format(
         key=f"${n}::varchar", now=f"${n + 1}::timestamptz", oldest=f"${n + 2}::timestamptz", user=f"${n + 3}::varchar"
+    )
+    # The request records how long the history was: the chat's messages before this one, + 1.
+    request = (
+        f"jsonb_set({gen['request']}::jsonb, '{{messages_before}}', "
+        "to_jsonb((SELECT count(*) FROM messages WHERE chat_id = $1::varchar) + 1))"
     )
     return f"""
 WITH new_chat AS (
@@ -87,27 +109,48 @@ WITH new_chat AS (
     VALUES ($1::varchar, $2::varchar, $3::varchar, 'private', 1, {gen["id"]}::varchar, $4::timestamptz,
             $4::timestamptz)
     ON CONFLICT (id) DO NOTHING
-    RETURNING id
+    RETURNING id, last_seq
+), claim AS (
+    UPDATE chats SET last_seq = last_seq + 1, updated_at = $4::timestamptz, active_generation_id = {gen["id"]}::varchar
+    WHERE id = $1::varchar AND user_id = $2::varchar AND active_generation_id IS NULL
+      AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1::varchar AND id = $5::varchar)
+    RETURNING id, last_seq
+), target AS (
+    SELECT id, last_seq FROM new_chat UNION ALL SELECT id, last_seq FROM claim
 ), new_message AS (
     INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at)
-    SELECT new_chat.id, $5::varchar, 1, $2::varchar, 'user', $6::text, NULL, $4::timestamptz FROM new_chat
+    SELECT target.id, $5::varchar, target.last_seq, $2::varchar, 'user', $6::text, NULL, $4::timestamptz FROM target
 ), new_parts AS (
     INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
-    SELECT new_chat.id, p.message_id, p.position, $2::varchar, {", ".join("p." + c for c in columns)}
-    FROM new_chat, json_populate_recordset(NULL::parts, $7::json) AS p
+    SELECT target.id, p.message_id, p.position, $2::varchar, {", ".join("p." + c for c in columns)}
+    FROM target, json_populate_recordset(NULL::parts, $7::json) AS p
 ), new_generation AS (
     INSERT INTO generations (status, {", ".join(_GENERATION_COLUMNS)})
     SELECT 'pending', {gen["id"]}::varchar, {gen["kind"]}::varchar, {gen["user_id"]}::varchar,
            {gen["chat_id"]}::varchar, {gen["message_id"]}::varchar, {gen["model"]}::varchar, {gen["provider"]}::varchar,
-           {gen["request"]}::jsonb, {gen["created_at"]}::timestamptz, {gen["lease_owner"]}::varchar,
-           {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar
-    FROM new_chat
+           {request}, {gen["created_at"]}::timestamptz, {gen["lease_owner"]}::varchar,
+           {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar,
+           {gen["api_key_id"]}::varchar
+    FROM target
 )
-SELECT EXISTS (SELECT 1 FROM new_chat), {probe}
+SELECT EXISTS (SELECT 1 FROM new_chat), EXISTS (SELECT 1 FROM claim), {probe}
 """
 
 
-async def open_new_chat_turn(
+# How a one-step opening went: a new chat, a turn of an existing one, or None: nothing written,
+# the general path decides.
+Opened = Literal["new", "existing"] | None
+
+
+@dataclass
+class Opening:
+    how: Opened
+    # The history before the message, when read along with an "existing" opening (PostgreSQL,
+    # on the same connection); else None, and `read_history` reads it.
+    earlier: list[dict[str, Any]] | None = None
+
+
+async def open_chat_turn(
     store: Store,
     *,
     chat_id: str,
@@ -116,18 +159,57 @@ async def open_new_chat_turn(
     message: dict[str, Any],
     generation: dict[str, Any],
     probe: CacheProbe | None = None,
-) -> bool:
-    """Create chat `chat_id` for `user_id` holding `message` (a user message, checked storable)
-    with the pending `generation` (its row's values) as the chat's active one, in one step, and
-    run the dedup cache's `probe` in it. False, with nothing written, when the chat id is
-    already taken."""
+) -> Opening:
+    """Append `message` (a user message, checked storable) to chat `chat_id` with the pending
+    `generation` (its row's values) as the chat's active one, in one step, and run the dedup
+    cache's `probe` in it: creating the chat for `user_id` (titled `title`) if the id is free
+    ("new"), else in the user's chat if it runs no reply and does not hold the message's id
+    ("existing"). None, with nothing written, otherwise (a stranger's chat, a running reply, an
+    edit of a stored message, a concurrent turn): the general path sorts those out."""
+    opening = Opening(None)
+    args = (store, chat_id, user_id, title, message, generation, probe)
     if store.dialect == "postgresql":
-        opened, hit, probed = await _open_postgresql(store, chat_id, user_id, title, message, generation, probe)
+        opened, hit, probed = await _open_postgresql(*args, opening)
     else:
-        opened, hit, probed = await _open_sqlite(store, chat_id, user_id, title, message, generation, probe)
+        opened, hit, probed = await _open_sqlite(*args)
     if probed and probe is not None:
         probe.hit, probe.ran = hit, True
-    return opened
+    opening.how = opened
+    return opening
+
+
+async def read_history(store: Store, chat_id: str, message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chat as the model sees it after an "existing" opening: every message before
+    `message` (read in pages of the page read's one statement), then `message` itself, which
+    the store keeps exactly (a copy: the caller keeps `message`)."""
+
+    def read(conn: Any) -> Awaitable[list[dict[str, Any]]]:
+        return _messages_before(conn, chat_id, message["id"])
+
+    if store.dialect == "postgresql":
+        earlier = await store.driver_retrying(read)
+    else:
+        async with store.read() as conn:
+            earlier = await read(conn)
+    return with_message(earlier, message)
+
+
+def with_message(earlier: list[dict[str, Any]], message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The history: the messages before `message`, then a copy of it (the caller keeps it)."""
+    return [*earlier, copy.deepcopy(message)]
+
+
+async def _messages_before(conn: Any, chat_id: str, message_id: str) -> list[dict[str, Any]]:
+    """Every message of the chat before `message_id`, oldest first, a page read at a time."""
+    pages: list[list[dict[str, Any]]] = []
+    anchor = message_id
+    while True:
+        page = await load_messages(conn, chat_id, limit=MAX_PAGE, before=anchor)
+        pages.append(page.messages)
+        if not page.has_before or not page.messages:
+            break
+        anchor = page.messages[0]["id"]
+    return [m for older_first in reversed(pages) for m in older_first]
 
 
 def _probe_params(probe: CacheProbe | None) -> tuple[Any, ...]:
@@ -144,9 +226,13 @@ async def _open_postgresql(
     message: dict[str, Any],
     generation: dict[str, Any],
     probe: CacheProbe | None,
-) -> tuple[bool, str | None, bool]:
-    """Whether the chat was created, the cache probe's hit, and whether the probe's answer came
-    back (not when the statement's connection was lost on the way)."""
+    opening: Opening,
+) -> tuple[Opened, str | None, bool]:
+    """How it opened, the cache probe's hit, and whether the probe's answer came back (not when
+    the statement's connection was lost on the way); an "existing" opening's history goes into
+    `opening.earlier`."""
+    import asyncpg
+
     now = generation["created_at"]
     params = (
         chat_id,
@@ -161,12 +247,28 @@ async def _open_postgresql(
     )
     sql = _postgresql_sql()
 
-    def result(row: Any) -> tuple[bool, str | None, bool]:
-        return bool(row[0]), row[1], bool(row[0])
+    def result(row: Any) -> tuple[Opened, str | None, bool]:
+        opened: Opened = "new" if row[0] else "existing" if row[1] else None
+        return opened, row[2], opened is not None
+
+    async def run(conn: Any) -> tuple[Opened, str | None, bool]:
+        try:
+            return result(await conn.fetchrow(sql, *params))
+        except asyncpg.UniqueViolationError as exc:
+            # A concurrent turn stored the same message id meanwhile: undone, the general path decides.
+            if exc.constraint_name not in ("pk_messages", "pk_parts"):
+                raise
+            return None, None, False
 
     try:
         async with store.driver(ping=False) as driver:
-            return result(await driver.run(lambda conn: conn.fetchrow(sql, *params), what="write"))
+            opened = await driver.run(run, what="write")
+            if opened[0] == "existing":
+                # The history on the same connection: no second checkout. (Lost now: the opening
+                # stands, and the caller reads the history itself.)
+                with contextlib.suppress(ConnectionLost):
+                    opening.earlier = await _messages_before(driver, chat_id, message["id"])
+            return opened
     except ConnectionLost as lost:
         maybe_ran = lost.sent
     # Once more on a pinged connection. If the first try may have run (and, in autocommit,
@@ -178,8 +280,9 @@ async def _open_postgresql(
                 what="read",
             )
             if found:  # the cache lookup it ran is lost with its answer: `Dedup.decide` looks again
-                return True, None, False
-        return result(await driver.run(lambda conn: conn.fetchrow(sql, *params), what="write"))
+                # "existing" reads the history, which is right for a new chat too (just this message).
+                return "existing", None, False
+        return await driver.run(run, what="write")
 
 
 @functools.cache
@@ -199,7 +302,7 @@ async def _open_sqlite(
     message: dict[str, Any],
     generation: dict[str, Any],
     probe: CacheProbe | None,
-) -> tuple[bool, str | None, bool]:
+) -> tuple[Opened, str | None, bool]:
     stamp, json_value = _sqlite_binders(store.engine.dialect)
     now = stamp(generation["created_at"])
     records = _parts_records(message)
@@ -210,44 +313,60 @@ async def _open_sqlite(
     part_rows = [
         (chat_id, r["message_id"], r["position"], user_id, *(r.get(c) for c in PAGE_PART_COLUMNS)) for r in records
     ]
-    generation_row = tuple(
-        json_value(generation[name])
-        if name == "request"
-        else stamp(generation[name])
-        if name in ("created_at", "lease_expires_at")
-        else generation.get(name)
-        for name in _GENERATION_COLUMNS
-    )
+
+    def generation_row(messages_before: int) -> tuple[Any, ...]:
+        return tuple(
+            json_value({**generation[name], "messages_before": messages_before})
+            if name == "request"
+            else stamp(generation[name])
+            if name in ("created_at", "lease_expires_at")
+            else generation.get(name)
+            for name in _GENERATION_COLUMNS
+        )
+
     metadata = dump_json(message.get("metadata", MISSING))
     probe_sql = "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")  # the user twice
     probe_params = (
         None if probe is None else (probe.key, stamp(probe.now), stamp(probe.oldest), probe.user_id, probe.user_id)
     )
 
-    def run(db: sqlite3.Connection) -> tuple[bool, str | None, bool]:
+    def run(db: sqlite3.Connection) -> tuple[Opened, str | None, bool]:
         # On aiosqlite's thread, in one hop. The connection is in autocommit as SQLAlchemy's
         # pool hands it out between transactions, so BEGIN IMMEDIATE starts ours.
         db.execute("BEGIN IMMEDIATE")
         try:
+            opened: Opened = "new"
+            seq, before = 1, 0
             created = db.execute(
                 "INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, "
                 "updated_at) VALUES (?, ?, ?, 'private', 1, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
                 (chat_id, user_id, title, generation["id"], now, now),
             ).fetchall()
             if not created:
-                db.execute("ROLLBACK")
-                return False, None, False
+                # The user's chat, running no reply, without this message id (see `_postgresql_sql`;
+                # here the write lock orders the turns).
+                claimed = db.execute(
+                    "UPDATE chats SET last_seq = last_seq + 1, updated_at = ?, active_generation_id = ? "
+                    "WHERE id = ? AND user_id = ? AND active_generation_id IS NULL "
+                    "AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = ? AND id = ?) RETURNING last_seq",
+                    (now, generation["id"], chat_id, user_id, chat_id, message["id"]),
+                ).fetchall()
+                if not claimed:
+                    db.execute("ROLLBACK")
+                    return None, None, False
+                opened, seq = "existing", claimed[0][0]
+                before = db.execute("SELECT count(*) FROM messages WHERE chat_id = ?", (chat_id,)).fetchone()[0]
             db.execute(
                 "INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at) "
-                "VALUES (?, ?, 1, ?, 'user', ?, NULL, ?)",
-                (chat_id, message["id"], user_id, metadata, now),
+                "VALUES (?, ?, ?, ?, 'user', ?, NULL, ?)",
+                (chat_id, message["id"], seq, user_id, metadata, now),
             )
             if part_rows:
                 db.executemany(part_sql, part_rows)
             db.execute(
                 f"INSERT INTO generations (status, {', '.join(_GENERATION_COLUMNS)}) "
                 f"VALUES ('pending', {', '.join('?' * len(_GENERATION_COLUMNS))})",
-                generation_row,
+                generation_row(before + 1),
             )
             hit = db.execute(probe_sql, probe_params).fetchone()[0] if probe_params is not None else None
             db.execute("COMMIT")
@@ -255,15 +374,6 @@ async def _open_sqlite(
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return True, hit, probe_params is not None
+        return opened, hit, probe_params is not None
 
-    try:
-        async with store.engine.connect() as conn:
-            raw: Any = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            # Not beside a statement of SQLAlchemy's adapter on this connection.
-            async with raw.dbapi_connection._execute_mutex:
-                result: tuple[bool, str | None, bool] = await driver._execute(run, driver._conn)
-                return result
-    except sqlite3.Error as exc:
-        raise StorageError(f"database write failed: {exc}") from exc
+    return await one_hop(store, run)

@@ -16,8 +16,10 @@ same private surface SQLAlchemy's adapter reaches into for its isolation level s
 from __future__ import annotations
 
 import collections
+import contextlib
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
@@ -26,7 +28,9 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 )
 from sqlalchemy.util import EMPTY_DICT
 
-__all__ = ["OneHopCursor", "dbapi"]
+__all__ = ["OneHopCursor", "dbapi", "one_hop"]
+
+T = TypeVar("T")
 
 
 class _Ran:
@@ -108,3 +112,23 @@ def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
     import aiosqlite
 
     return _OneHopDBAPI(aiosqlite, sqlite3)
+
+
+async def one_hop(store: Any, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work(connection)` on a pooled connection's thread in one hop, under the store's write
+    lock (`Store.write_lock`: writers of this process queue there, first come first served).
+    For a write of several statements that `work` wraps in its own `BEGIN IMMEDIATE` … `COMMIT`
+    (the connection is in autocommit between SQLAlchemy's transactions): no SQLAlchemy execution
+    and no hop per statement. `sqlite3.Error` becomes `StorageError`."""
+    from genvault.errors import StorageError
+
+    try:
+        async with store.write_lock or contextlib.nullcontext(), store.engine.connect() as conn:
+            raw: Any = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            # Not beside a statement of SQLAlchemy's adapter on this connection.
+            async with raw.dbapi_connection._execute_mutex:
+                result: T = await driver._execute(work, driver._conn)
+                return result
+    except sqlite3.Error as exc:
+        raise StorageError(f"database write failed: {exc}") from exc

@@ -13,11 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from genvault import pricing
 from genvault.errors import InvalidRequest, ProviderError
-from genvault.providers.base import StreamUsage
-from genvault.providers.images import TEST_IMAGE_MODEL
-from genvault.providers.testmodel import TEST_MODEL, TEST_PROVIDER
 from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import GENERATION_HEADER, gateway_user, read_body, require
 from genvault.vault import Vault
@@ -26,25 +22,21 @@ __all__ = ["configured_models", "router"]
 
 router = APIRouter(tags=["gateway"])
 
-_MILLION = StreamUsage(input_tokens=1_000_000, output_tokens=1_000_000)
-
 
 def configured_models(vault: Vault) -> list[dict[str, Any]]:
-    """The models a client can name here: the offline ones, the defaults, and every model with a
-    price override; each with its USD-per-million-token prices when genvault knows them."""
-    settings = vault.settings
-    names = {f"{TEST_PROVIDER}/{TEST_MODEL}", f"{TEST_PROVIDER}/{TEST_IMAGE_MODEL}", settings.default_model}
-    names |= {settings.default_image_model, *settings.price_overrides}
+    """The models a client can name here (`genvault.catalog`), OpenAI-shaped, each with its
+    USD-per-million-token prices when genvault knows them."""
     models = []
-    for name in sorted(names):
-        provider, _, model = name.partition("/")
-        entry: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": provider}
-        if provider == TEST_PROVIDER:
-            entry["pricing"] = {"input": "0", "output": "0", "currency": "USD", "per": "1M tokens"}
-        else:
-            cost = pricing.compute_cost(provider, model, _MILLION, settings.price_overrides)
-            if cost.unit_prices is not None:
-                entry["pricing"] = {**cost.unit_prices, "currency": "USD", "per": "1M tokens", "source": cost.source}
+    for model in vault.models():
+        entry: dict[str, Any] = {"id": model.name, "object": "model", "created": 0, "owned_by": model.provider}
+        if model.input_mtok is not None and model.output_mtok is not None:
+            entry["pricing"] = {
+                "input": f"{model.input_mtok.normalize():f}",
+                "output": f"{model.output_mtok.normalize():f}",
+                "currency": "USD",
+                "per": "1M tokens",
+                "source": model.price_source,
+            }
         models.append(entry)
     return models
 

@@ -45,6 +45,8 @@ class ChatWithMessages(BaseModel):
     # True while a reply is running (resume it with GET /api/chat/{id}/stream).
     active: bool
     owned: bool
+    # The model of the chat's latest turn (None before one): the model picker starts on it.
+    model: str | None
 
 
 class MessagesPage(BaseModel):
@@ -86,12 +88,14 @@ async def get_chat(chat_id: str, vault: VaultDep, user: OptionalUserDep, limit: 
     chat = await _readable(vault, chat_id, user)
     page = await vault.chat_messages(chat_id, user_id=None, limit=limit)
     active = await vault.active_generation(chat_id, user_id=None)
+    model = await vault.chat_model(chat_id, user_id=None)
     return ChatWithMessages(
         chat=ChatPublic.of(chat),
         messages=page.messages,
         has_before=page.has_before,
         active=active is not None,
         owned=chat.user_id == user,
+        model=model,
     )
 
 

@@ -340,11 +340,13 @@ async def chat_page(chat_id: str, request: Request, vault: VaultDep, user: Optio
         return sign_in_required(request, vault)
     messages: list[dict[str, Any]] = []
     has_before = active = False
+    last_model = None
     if chat is not None:
         history = await vault.chat_messages(chat_id, user_id=None, limit=CHAT_PAGE)
         messages, has_before = history.messages, history.has_before
         # A hint for the script: the stream route's 204 or 200 is the truth.
         active = await vault.active_generation(chat_id, user_id=None) is not None
+        last_model = await vault.chat_model(chat_id, user_id=None)
     readonly = chat is not None and chat.user_id != user
     data = {
         "chatId": chat_id,
@@ -363,7 +365,9 @@ async def chat_page(chat_id: str, request: Request, vault: VaultDep, user: Optio
             "chat": chat,
             "data": data,
             "readonly": readonly,
-            "default_model": vault.settings.default_model,
+            # The chat remembers its model: the picker starts on its latest turn's.
+            "chat_model": last_model or vault.settings.default_model,
+            "new_chat_url": f"/chat/{new_id('chat')}",
         },
     )
 

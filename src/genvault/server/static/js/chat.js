@@ -228,6 +228,8 @@ async function turn(body, accepted = () => {}) {
   }
   page.exists = true;
   accepted();
+  // The chat list (sidebar.js) moves this chat to the top, or adds it when it is new.
+  document.dispatchEvent(new CustomEvent("genvault:chat-updated", { detail: { chatId: page.chatId } }));
   await consume(response);
   return true;
 }

@@ -1,0 +1,310 @@
+"""A chat turn's finalize in one step: the generation's final state, the assistant message with
+its parts, the chat freed (and its `updated_at`), and the dedup cache's entry, written together.
+
+This is the common ending of a chat turn (a reply under a new message id, nothing ended it
+elsewhere, no budget reservation to settle). Everything hangs on the guarded move of the
+generation out of `pending`/`streaming`: when the record is final already (an earlier try of
+this finalize that committed, a cancel from another process, the sweeper) or the message id is
+taken, nothing is written and the caller takes the general path (`Engine._finalize`'s
+transaction with the turn's hook), which sorts each of those out, as before.
+
+- PostgreSQL: one statement in autocommit on the pooled asyncpg connection (`Store.driver`), a
+  CTE whose writes all hang on `UPDATE generations … RETURNING` of the active record: one round
+  trip instead of seven (ping, BEGIN, generation, reply append, chat freed, cache entry,
+  COMMIT). A taken message id fails the messages insert on its primary key and undoes the whole
+  statement. Prepared once per connection by asyncpg's statement cache.
+- SQLite: the same writes in one `BEGIN IMMEDIATE` transaction in one hop to aiosqlite's thread
+  (`sqlite_adapter.one_hop`), under the store's write lock like any write.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from genvault.errors import InvalidRequest
+from genvault.store import Store
+from genvault.store.chats import check_message_storable
+from genvault.store.driver import ConnectionLost
+from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
+from genvault.store.schema import MISSING, generations
+from genvault.store.sqlite_adapter import one_hop
+
+__all__ = ["CacheEntry", "finish_chat_turn"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """The SQL cache's entry for a finished leader (`SqlCache.entry`), written with its finalize;
+    `purge_at`: also drop the entries expired by then (at most once a minute), this one aside."""
+
+    key: str
+    generation_id: str
+    user_id: str
+    expires_at: datetime
+    purge_at: datetime | None
+
+
+# The final record's columns this statement sets, in the order of its parameters (from $2).
+# COALESCE for those a finalize gives only sometimes (a copy's source, an estimate's flag): an
+# absent value keeps the row's.
+_FINAL_COLUMNS = (
+    ("status", "varchar", False),
+    ("error", "text", False),
+    ("result_text", "text", False),
+    ("result_message", "jsonb", False),
+    ("finish_reason", "varchar", False),
+    ("input_tokens", "int", False),
+    ("output_tokens", "int", False),
+    ("cached_input_tokens", "int", False),
+    ("cache_write_tokens", "int", False),
+    ("reasoning_tokens", "int", False),
+    ("total_tokens", "int", False),
+    ("cost_nano_usd", "bigint", False),
+    ("unit_prices", "jsonb", False),
+    ("price_source", "varchar", False),
+    ("started_at", "timestamptz", False),
+    ("first_token_at", "timestamptz", False),
+    ("finished_at", "timestamptz", False),
+    ("cached_from", "varchar", True),
+    ("saved_nano_usd", "bigint", True),
+    ("usage_estimated", "boolean", True),
+)
+_JSON_COLUMNS = ("result_message", "unit_prices")
+_ALLOWED = {name for name, _, _ in _FINAL_COLUMNS}
+
+
+def _writes_all(values: dict[str, Any]) -> bool:
+    """Whether this statement writes every value given. A final column it does not know yet (added
+    to `Engine._finalize` later) sends the finalize to the general path, which writes any column,
+    rather than dropping the value."""
+    unknown = set(values) - _ALLOWED
+    if unknown:
+        log.warning("finish_chat_turn does not write %s: the finalize takes its transaction", sorted(unknown))
+    return not unknown
+
+
+@functools.cache
+def _postgresql_sql() -> str:
+    """Parameters: $1 generation id, $2… the final columns (`_FINAL_COLUMNS`), then chat id,
+    user id, message id, message metadata (JSON text), the parts (one JSON array of records, as
+    the append sends them), then the cache entry's key (NULL: none), user, expiry and purge
+    time (NULL: no purge)."""
+    sets = []
+    for i, (name, cast, keep) in enumerate(_FINAL_COLUMNS):
+        value = f"${i + 2}::{cast}"
+        sets.append(f"{name} = COALESCE({value}, {name})" if keep else f"{name} = {value}")
+    n = len(_FINAL_COLUMNS) + 2
+    chat, user, message, meta, parts_json = (f"${n + i}" for i in range(5))
+    key, entry_user, expires, purge = (f"${n + 5 + i}" for i in range(4))
+    now = f"${2 + [c[0] for c in _FINAL_COLUMNS].index('finished_at')}::timestamptz"
+    columns = PAGE_PART_COLUMNS
+    return f"""
+WITH fin AS (
+    UPDATE generations SET {", ".join(sets)}, lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = $1::varchar AND status IN ('pending', 'streaming')
+    RETURNING id
+), bump AS (
+    UPDATE chats SET last_seq = last_seq + 1, updated_at = {now},
+           active_generation_id = CASE WHEN active_generation_id = $1::varchar THEN NULL
+                                       ELSE active_generation_id END
+    WHERE id = {chat}::varchar AND user_id = {user}::varchar AND EXISTS (SELECT 1 FROM fin)
+    RETURNING last_seq
+), new_message AS (
+    INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at)
+    SELECT {chat}::varchar, {message}::varchar, bump.last_seq, {user}::varchar, 'assistant', {meta}::text,
+           $1::varchar, {now}
+    FROM bump
+), new_parts AS (
+    INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
+    SELECT {chat}::varchar, p.message_id, p.position, {user}::varchar, {", ".join("p." + c for c in columns)}
+    FROM bump, json_populate_recordset(NULL::parts, {parts_json}::json) AS p
+), purged AS (
+    DELETE FROM cache_entries
+    WHERE {purge}::timestamptz IS NOT NULL AND expires_at <= {purge}::timestamptz
+      AND key IS DISTINCT FROM {key}::varchar AND EXISTS (SELECT 1 FROM fin)
+), entry AS (
+    INSERT INTO cache_entries (key, generation_id, user_id, expires_at)
+    SELECT {key}::varchar, fin.id, {entry_user}::varchar, {expires}::timestamptz FROM fin
+    WHERE {key}::varchar IS NOT NULL
+    ON CONFLICT (key) DO UPDATE SET generation_id = excluded.generation_id, user_id = excluded.user_id,
+                                    expires_at = excluded.expires_at
+)
+SELECT EXISTS (SELECT 1 FROM fin)
+"""
+
+
+def _parts_json(message: dict[str, Any]) -> str:
+    records = [
+        {"message_id": message["id"], "position": position, **part_record(part)}
+        for position, part in enumerate(message["parts"])
+    ]
+    return json.dumps(records, separators=(",", ":"), ensure_ascii=False)
+
+
+async def finish_chat_turn(
+    store: Store,
+    *,
+    generation_id: str,
+    values: dict[str, Any],
+    chat_id: str,
+    user_id: str,
+    message: dict[str, Any],
+    entry: CacheEntry | None,
+) -> bool:
+    """Finalize the active generation `generation_id` with `values` (`Engine._finalize`'s),
+    append `message` (the reply, under an id minted for this turn) to the user's chat, free the
+    chat if the generation holds it, and write the cache `entry`, in one step. False, with
+    nothing written, when the record is final already, the message cannot be appended (its id
+    is taken), or the message cannot be stored as it is: the general path decides those."""
+    if not _writes_all(values):
+        return False
+    try:
+        check_message_storable(message)
+    except InvalidRequest:
+        return False
+    if store.dialect == "postgresql":
+        return await _finish_postgresql(store, generation_id, values, chat_id, user_id, message, entry)
+    return await _finish_sqlite(store, generation_id, values, chat_id, user_id, message, entry)
+
+
+async def _finish_postgresql(
+    store: Store,
+    generation_id: str,
+    values: dict[str, Any],
+    chat_id: str,
+    user_id: str,
+    message: dict[str, Any],
+    entry: CacheEntry | None,
+) -> bool:
+    import asyncpg
+
+    params = (
+        generation_id,
+        *(json.dumps(values.get(name)) if name in _JSON_COLUMNS else values.get(name) for name, _, _ in _FINAL_COLUMNS),
+        chat_id,
+        user_id,
+        message["id"],
+        dump_json(message.get("metadata", MISSING)),
+        _parts_json(message),
+        *((entry.key, entry.user_id, entry.expires_at, entry.purge_at) if entry else (None, None, None, None)),
+    )
+    sql = _postgresql_sql()
+
+    async def run(conn: Any) -> bool:
+        try:
+            return bool(await conn.fetchval(sql, *params))
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name not in ("pk_messages", "pk_parts"):
+                raise
+            return False  # the reply's id is taken: undone, the general path says what to do
+
+    try:
+        async with store.driver(ping=False) as driver:
+            return await driver.run(run, what="write")
+    except ConnectionLost:
+        # It may have committed: the general path finds the record final then, and keeps it.
+        # Or not: the general path writes it. Either way once more there, not here.
+        return False
+
+
+@functools.cache
+def _sqlite_binders(dialect: Any) -> tuple[Any, Any]:
+    """How SQLAlchemy binds a timestamp and a JSON value on SQLite, as functions."""
+    return (
+        generations.c.created_at.type.bind_processor(dialect),
+        generations.c.result_message.type.bind_processor(dialect),
+    )
+
+
+_SQLITE_TIMES = ("started_at", "first_token_at", "finished_at")
+
+
+async def _finish_sqlite(
+    store: Store,
+    generation_id: str,
+    values: dict[str, Any],
+    chat_id: str,
+    user_id: str,
+    message: dict[str, Any],
+    entry: CacheEntry | None,
+) -> bool:
+    stamp, json_value = _sqlite_binders(store.engine.dialect)
+
+    def bound(name: str) -> Any:
+        value = values.get(name)
+        if name in _JSON_COLUMNS:
+            return json_value(value)
+        if name in _SQLITE_TIMES:
+            return stamp(value)
+        return value
+
+    sets = ", ".join(f"{name} = COALESCE(?, {name})" if keep else f"{name} = ?" for name, _, keep in _FINAL_COLUMNS)
+    final_sql = (
+        f"UPDATE generations SET {sets}, lease_owner = NULL, lease_expires_at = NULL "
+        "WHERE id = ? AND status IN ('pending', 'streaming') RETURNING id"
+    )
+    final_params = (*(bound(name) for name, _, _ in _FINAL_COLUMNS), generation_id)
+    now = stamp(values["finished_at"])
+    part_sql = (
+        f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * (4 + len(PAGE_PART_COLUMNS)))})"
+    )
+    part_rows = [
+        (chat_id, message["id"], position, user_id, *(record.get(c) for c in PAGE_PART_COLUMNS))
+        for position, record in enumerate(part_record(part) for part in message["parts"])
+    ]
+    metadata = dump_json(message.get("metadata", MISSING))
+
+    def run(db: sqlite3.Connection) -> bool:
+        # On aiosqlite's thread, in one hop; the connection is in autocommit between
+        # SQLAlchemy's transactions, so BEGIN IMMEDIATE starts ours.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if not db.execute(final_sql, final_params).fetchall():
+                db.execute("ROLLBACK")
+                return False
+            bumped = db.execute(
+                "UPDATE chats SET last_seq = last_seq + 1, updated_at = ?, active_generation_id = "
+                "CASE WHEN active_generation_id = ? THEN NULL ELSE active_generation_id END "
+                "WHERE id = ? AND user_id = ? RETURNING last_seq",
+                (now, generation_id, chat_id, user_id),
+            ).fetchall()
+            if bumped:  # else the chat was deleted while the reply ran: the record alone
+                db.execute(
+                    "INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at) "
+                    "VALUES (?, ?, ?, ?, 'assistant', ?, ?, ?)",
+                    (chat_id, message["id"], bumped[0][0], user_id, metadata, generation_id, now),
+                )
+                if part_rows:
+                    db.executemany(part_sql, part_rows)
+            if entry is not None:
+                if entry.purge_at is not None:
+                    db.execute(
+                        "DELETE FROM cache_entries WHERE expires_at <= ? AND key != ?",
+                        (stamp(entry.purge_at), entry.key),
+                    )
+                db.execute(
+                    "INSERT INTO cache_entries (key, generation_id, user_id, expires_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET generation_id = excluded.generation_id, "
+                    "user_id = excluded.user_id, expires_at = excluded.expires_at",
+                    (entry.key, generation_id, entry.user_id, stamp(entry.expires_at)),
+                )
+            db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            db.execute("ROLLBACK")  # the reply's id is taken: the general path says what to do
+            return False
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return True
+
+    return await one_hop(store, run)

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -38,6 +40,9 @@ from bench._common import DATABASES, fresh_database, machine, new_id, percentile
 from bench._proc import ROOT, cpu_seconds, server
 
 SERVERS = ("bare", *DATABASES)
+# The servers' allocator: Python's own, as `genvault serve` runs, unless BENCH_ALLOCATOR=malloc
+# (glibc's for everything: PYTHONMALLOC=malloc; see docs/benchmarks.md for what it changes).
+ALLOCATOR = os.environ.get("BENCH_ALLOCATOR", "pymalloc")
 
 
 def _body() -> dict[str, Any]:
@@ -57,9 +62,12 @@ def _body() -> dict[str, Any]:
 # -- the client (its own process) ---------------------------------------------------------------
 
 
-async def _one(client: httpx.AsyncClient, url: str, tokens: int, gaps: list[float]) -> dict[str, Any]:
+async def _one(
+    client: httpx.AsyncClient, url: str, tokens: int, gaps: list[float], stamps: list[float]
+) -> dict[str, Any]:
     start = time.perf_counter()
     first: float | None = None
+    first_wall = 0.0
     last: float | None = None
     deltas = 0
     done = False
@@ -75,9 +83,11 @@ async def _one(client: httpx.AsyncClient, url: str, tokens: int, gaps: list[floa
                     done = True
                     break
                 if '"text-delta"' in line:
+                    wall = time.time()
+                    stamps.append(wall)
                     now = time.perf_counter()
                     if first is None:
-                        first = now
+                        first, first_wall = now, wall
                     else:
                         assert last is not None
                         gaps.append(now - last)
@@ -87,18 +97,19 @@ async def _one(client: httpx.AsyncClient, url: str, tokens: int, gaps: list[floa
         return {"error": type(exc).__name__}
     if not done or deltas != tokens:
         return {"error": "cut short", "deltas": deltas}
-    return {"ttft": (first or start) - start, "deltas": deltas}
+    return {"ttft": (first or start) - start, "deltas": deltas, "first_wall": first_wall, "done_wall": time.time()}
 
 
 async def client_main(url: str, n: int, tokens: int, starts_per_s: float) -> dict[str, Any]:
     gaps: list[float] = []
+    stamps: list[float] = []  # wall-clock time of every delta received
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     timeout = httpx.Timeout(connect=60, read=120, write=60, pool=120)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
 
         async def staggered(i: int) -> dict[str, Any]:
             await asyncio.sleep(i / starts_per_s)
-            return await _one(client, url, tokens, gaps)
+            return await _one(client, url, tokens, gaps, stamps)
 
         started = time.perf_counter()
         results = await asyncio.gather(*(staggered(i) for i in range(n)))
@@ -109,6 +120,13 @@ async def client_main(url: str, n: int, tokens: int, starts_per_s: float) -> dic
         if "error" in r:
             errors[r["error"]] = errors.get(r["error"], 0) + 1
     ttfts = [r["ttft"] for r in ok]
+    # The steady window: every stream has started and none has finished. The server does nothing
+    # there but stream (no turn starts, no finalizes): its CPU per token there is the relay's own.
+    window = None
+    if ok:
+        begin, end = max(r["first_wall"] for r in ok), min(r["done_wall"] for r in ok)
+        if end - begin >= 1.0 and len(ok) == n:
+            window = {"begin": begin, "end": end, "deltas": sum(1 for t in stamps if begin <= t <= end)}
     return {
         "n": n,
         "completed": len(ok),
@@ -117,6 +135,7 @@ async def client_main(url: str, n: int, tokens: int, starts_per_s: float) -> dic
         "elapsed_s": elapsed,
         "ttft_s": _pcts(ttfts),
         "gap_s": {**_pcts(gaps), "max": max(gaps) if gaps else None},
+        "steady": window,
     }
 
 
@@ -156,8 +175,9 @@ async def one_run(
     name: str, args: list[str], *, n: int, tokens: int, starts_per_s: float, settle: float, db_url: str | None
 ) -> dict[str, Any]:
     before_records = await _records(db_url) if db_url else {}
-    with server(args) as (base, proc):
-        await asyncio.sleep(0.5)  # let start-up work settle before the baseline reading
+    # Both servers on the same allocator, so the CPU ratio compares like with like.
+    with server(args, env={"PYTHONMALLOC": ALLOCATOR}) as (base, proc):
+        await asyncio.sleep(3)  # let start-up settle (and its garbage go back) before the baseline reading
         rss_start = rss_kib(proc.pid)
         peak = rss_start
         cpu_before = cpu_seconds(proc.pid)
@@ -178,8 +198,10 @@ async def one_run(
             stdout=subprocess.PIPE,
         )
         out_task = asyncio.ensure_future(client.communicate())
+        samples: list[tuple[float, float]] = []  # (wall time, server CPU seconds)
         while not out_task.done():
             peak = max(peak, rss_kib(proc.pid))
+            samples.append((time.time(), cpu_seconds(proc.pid)))
             await asyncio.wait({out_task}, timeout=0.2)
         stdout, _ = out_task.result()
         cpu = cpu_seconds(proc.pid) - cpu_before
@@ -190,10 +212,16 @@ async def one_run(
     if db_url:
         after = await _records(db_url)
         records = {k: after.get(k, 0) - before_records.get(k, 0) for k in after}
+    steady = result.get("steady")
+    steady_cpu = None
+    if steady and steady["deltas"]:
+        used = _cpu_at(samples, steady["end"]) - _cpu_at(samples, steady["begin"])
+        steady_cpu = used / steady["deltas"] * 1e6
     row = {
         "server": name,
         **result,
         "cpu_per_token_us": cpu / result["deltas"] * 1e6 if result["deltas"] else None,
+        "steady_cpu_per_token_us": steady_cpu,
         "rss_start_mib": rss_start / 1024,
         "rss_peak_mib": peak / 1024,
         "rss_after_mib": rss_after / 1024,
@@ -205,11 +233,20 @@ async def one_run(
         f"N={n:5} {name:9} completed {row['completed']:5}  errors {sum(row['errors'].values()):4}  "
         f"TTFT p50/p99 {_ms(row['ttft_s']['p50'])}/{_ms(row['ttft_s']['p99'])}  "
         f"gap p50/p99/max {_ms(gap['p50'])}/{_ms(gap['p99'])}/{_ms(gap['max'])}  "
-        f"CPU/token {row['cpu_per_token_us'] or 0:6.1f} us  RSS {row['rss_start_mib']:.0f}/{row['rss_peak_mib']:.0f}/"
+        f"CPU/token {row['cpu_per_token_us'] or 0:6.1f} us (steady {row['steady_cpu_per_token_us'] or 0:5.1f})  "
+        f"RSS {row['rss_start_mib']:.0f}/{row['rss_peak_mib']:.0f}/"
         f"{row['rss_after_mib']:.0f} MiB  records {records}",
         flush=True,
     )
     return row
+
+
+def _cpu_at(samples: list[tuple[float, float]], when: float) -> float:
+    """The server's CPU seconds at wall time `when`, interpolated between the samples."""
+    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
+        if t0 <= when <= t1:
+            return c0 + (c1 - c0) * (when - t0) / (t1 - t0) if t1 > t0 else c1
+    return samples[-1][1] if samples and when > samples[-1][0] else (samples[0][1] if samples else 0.0)
 
 
 def _ms(seconds: float | None) -> str:
@@ -236,6 +273,7 @@ async def run(
         "starts_per_s": starts_per_s,
         "settle_s": settle,
         "rounds": rounds,
+        "allocator": ALLOCATOR,
     }
     common = ["--tps", str(tps), "--tokens", str(tokens), "--concurrent"]
     with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
@@ -314,6 +352,8 @@ def summarize_runs(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "rss_after_mib": med(lambda r: r["rss_after_mib"]),
                     "gap_p99_x_bare": ratio(lambda r: r["gap_s"]["p99"]),
                     "cpu_per_token_x_bare": ratio(lambda r: r["cpu_per_token_us"]),
+                    "steady_cpu_per_token_us": med(lambda r: r.get("steady_cpu_per_token_us")),
+                    "steady_cpu_x_bare": ratio(lambda r: r.get("steady_cpu_per_token_us")),
                 }
             )
     return rows

@@ -28,6 +28,10 @@ async def wait_for(predicate: Any, within: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def row(vault: Any, generation_id: str) -> Any:
     async with vault.store.read() as conn:
         return (await conn.execute(select(generations).where(generations.c.id == generation_id))).mappings().one()
@@ -163,6 +167,32 @@ class TestCoalescedCheckpoints:
         await vault.cancel(generation_id)
 
 
+class TestFirstTokens:
+    async def test_the_writer_moves_started_streams_to_streaming_and_never_revives_an_ended_one(
+        self, vault_factory: Any
+    ) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await vault_factory(providers={"offline": provider})
+        ids = []
+        for n in range(3):
+            provider.enqueue(tm.text(f"reply {n} "), tm.delay(60))
+            ids.append((await vault.generate(f"q{n}")).id)
+        for generation_id in ids:
+            await wait_for(lambda g=generation_id: streaming(vault, g))
+            stored = await row(vault, generation_id)
+            assert stored["first_token_at"] is not None
+            assert stored["started_at"] is not None
+            assert stored["lease_owner"] == vault.engine.owner_id
+        await vault.cancel(ids[0])
+        # A first token written late (its write failed and was retried) must not undo the cancel.
+        now = datetime.now(UTC)
+        vault.engine.liveness.first_token(ids[0], started_at=now, first_token_at=now)
+        await vault.engine.liveness.write_marks()
+        assert (await row(vault, ids[0]))["status"] == "cancelled"
+        for generation_id in ids[1:]:
+            await vault.cancel(generation_id)
+
+
 class TestBackpressure:
     async def test_a_pool_timeout_is_busy_not_an_internal_error(self, database: tuple[str, str | None]) -> None:
         url, schema = database
@@ -188,6 +218,35 @@ class TestBackpressure:
         assert gate.refused == 1
         async with gate.enter():  # free again
             assert gate.in_use == 1
+
+    async def test_a_turn_waits_past_the_stall_time_while_the_queue_moves(self) -> None:
+        # 150 turns ahead of it, each holding the one slot 20 ms: the last waits at least 3 s (a
+        # sleep never returns early), longer than the 2 s stall time, and is let in, because
+        # another turn got through every 20 ms: a busy database is not a stuck one.
+        gate = TurnGate(1, 2.0, max_wait_seconds=600)
+        loop = asyncio.get_running_loop()
+
+        async def turn() -> None:
+            async with gate.enter():
+                await asyncio.sleep(0.02)
+
+        async with gate.enter():
+            ahead = [asyncio.create_task(turn()) for _ in range(150)]
+            await wait_for(lambda: _true(gate.waiting == 150))
+            started = loop.time()
+            last = asyncio.create_task(turn())
+        await last
+        assert loop.time() - started > gate.stall_seconds
+        await asyncio.gather(*ahead)
+        assert gate.refused == 0
+
+    async def test_a_moving_queue_is_still_waited_at_most_max_wait_seconds(self) -> None:
+        gate = TurnGate(1, 30.0, max_wait_seconds=0.05)
+        async with gate.enter():
+            with pytest.raises(Busy, match="waited"):
+                async with gate.enter():
+                    pass
+        assert gate.refused == 1
 
 
 @pytest.fixture
@@ -260,3 +319,40 @@ async def test_sqlite_writers_of_one_process_queue_first_come_first_served(tmp_p
     finally:
         await store.aclose()
     assert entered == list(range(40))
+
+
+class TestQuietTrim:
+    def test_it_trims_once_per_quiet_spell_never_while_busy(self) -> None:
+        from genvault.liveness.memory import QuietTrim, malloc_trim
+
+        now = [0.0]
+        trim = QuietTrim(quiet_seconds=1.0, clock=lambda: now[0])
+        glibc = malloc_trim()  # False where the allocator has no such call: then it never trims
+        assert trim.tick(busy=True) is False
+        assert trim.tick(busy=False) is False  # quiet only just now
+        now[0] = 0.5
+        assert trim.tick(busy=False) is False
+        now[0] = 1.5
+        assert trim.tick(busy=False) is glibc
+        now[0] = 10.0
+        assert trim.tick(busy=False) is False  # nothing ran since: nothing to give back
+        assert trim.tick(busy=True) is False
+        now[0] = 11.0
+        assert trim.tick(busy=False) is False
+        now[0] = 12.5
+        assert trim.tick(busy=False) is glibc
+        assert trim.trims == (2 if glibc else 0)
+
+    async def test_a_quiet_server_forgets_finished_streams_and_gives_memory_back(self, vault_factory: Any) -> None:
+        from genvault.liveness.memory import malloc_trim
+
+        vault = await vault_factory(settings_overrides={"checkpoint_ms": 50, "stream_retain_seconds": 0.2})
+        record = await vault.generate("q")
+        await vault.wait(record.id)
+        trims = vault.engine.liveness.trim.trims
+
+        async def forgotten() -> bool:
+            # Nothing else opens a stream: only the writer's quiet tick can have forgotten it.
+            return not vault.hub._streams and (vault.engine.liveness.trim.trims > trims or not malloc_trim())
+
+        await wait_for(forgotten, within=60)

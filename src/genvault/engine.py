@@ -131,6 +131,7 @@ class Engine:
             on_dead=self._stop_all,
             on_beat=self._renew,
             on_interrupted=self._settle_swept,
+            busy=self._busy,
         )
         self.gate = TurnGate(_turn_slots(store, settings), settings.db_pool_timeout_seconds)
         self._runs: dict[str, Run] = {}
@@ -407,7 +408,7 @@ class Engine:
                 async for event in provider.stream(request):
                     events += 1
                     if run.first_token_at is None:
-                        await self._mark_streaming(run)
+                        self._mark_streaming(run)
                     if type(event) is StreamTextDelta and publish_here:
                         # One per token: what the general branch below does for a text delta,
                         # without its isinstance chain and the publishing coroutine.
@@ -485,7 +486,7 @@ class Engine:
         try:
             async for chunk in self._source_chunks(source_id):
                 if run.first_token_at is None:
-                    await self._mark_streaming(run)
+                    self._mark_streaming(run)
                 if chunk["type"] == "text-delta":
                     run.text.append(chunk["delta"])
                 if chunk["type"] == "finish":  # told only once this copy is committed (`_end`)
@@ -690,18 +691,13 @@ class Engine:
             finish["finishReason"] = run.finish_reason
         return finish
 
-    async def _mark_streaming(self, run: Run) -> None:
+    def _mark_streaming(self, run: Run) -> None:
+        """The first token: the record moves to `streaming` through the process's writer, in one
+        statement with the other streams' first tokens; the token does not wait for it."""
         first_token_at = run.first_token_at = _now()
-        still_active = await gen_store.mark_streaming_alone(
-            self.store,
-            run.generation_id,
-            started_at=run.started_at or first_token_at,
-            first_token_at=first_token_at,
-            lease_owner=self.owner_id,
-            lease_expires_at=first_token_at + self._lease,
+        self.liveness.first_token(
+            run.generation_id, started_at=run.started_at or first_token_at, first_token_at=first_token_at
         )
-        if not still_active:
-            raise asyncio.CancelledError  # cancelled or swept elsewhere before the first token
 
     # -- 3. checkpoint -------------------------------------------------------------------------
 
@@ -713,6 +709,10 @@ class Engine:
             await asyncio.get_running_loop().create_future()  # until cancelled
         finally:
             self.liveness.untrack(run.generation_id)
+
+    def _busy(self) -> bool:
+        """Runs here, or streams the in-process hub still holds (looking forgets stale ones)."""
+        return bool(self._runs) or (isinstance(self.hub, MemoryHub) and self.hub.size > 0)
 
     def _stop_lost(self, generation_ids: list[str]) -> None:
         """Stop runs whose records ended elsewhere (cancelled from another process, or swept)."""

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # request waits at most `db_pool_timeout_seconds` for a connection, then gets 503 with
     # Retry-After. New turns may hold at most two thirds of the pool at once, so running streams
     # always find a connection to finalize; checkpoints and heartbeats have their own connection.
+    # A new turn queues for one of those slots while other turns get through (a busy database);
+    # it gets the 503 when none got through for `db_pool_timeout_seconds` (a stuck one), or
+    # after four times that in all.
     db_pool_size: int | None = Field(default=None, ge=1)
     db_max_overflow: int | None = Field(default=None, ge=0)
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0)

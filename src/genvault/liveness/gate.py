@@ -1,4 +1,11 @@
-"""Backpressure for new turns: a bounded number at once, a bounded wait, then 503."""
+"""Backpressure for new turns: a bounded number at once, a queue that moves, then 503.
+
+A busy database is not a stuck one. A turn waiting for a slot is refused only when the queue has
+stopped moving (no turn got through for `stall_seconds`: the database is not answering) or when
+it has waited `max_wait_seconds` in all (the server is truly saturated: a client should go
+elsewhere). A queue that keeps moving, however long, is waited out: under a burst of turns the
+server answers them all late rather than some of them 503.
+"""
 
 from __future__ import annotations
 
@@ -12,30 +19,61 @@ __all__ = ["TurnGate"]
 
 
 class TurnGate:
-    """At most `slots` turns open (their first statements) at once; a turn waits at most
-    `wait_seconds` for a slot, then gets `Busy` and nothing is written."""
+    """At most `slots` turns open (their first statements) at once. A turn waits for a slot while
+    others get through; it gets `Busy` (nothing written) when none got through for
+    `stall_seconds`, or after `max_wait_seconds` (default: four stalls) in all."""
 
-    def __init__(self, slots: int, wait_seconds: float) -> None:
+    def __init__(self, slots: int, stall_seconds: float, max_wait_seconds: float | None = None) -> None:
         self.slots = max(1, slots)
-        self.wait_seconds = wait_seconds
+        self.stall_seconds = stall_seconds
+        self.max_wait_seconds = max_wait_seconds if max_wait_seconds is not None else 4 * stall_seconds
         self._free = asyncio.Semaphore(self.slots)
+        self._passed = 0  # turns let in so far: the queue moves while this grows
         self.refused = 0  # turns turned away with Busy (metrics, tests)
+        self.waiting = 0  # turns queued now (metrics)
+
+    @property
+    def wait_seconds(self) -> float:
+        """The longest a turn may wait for a slot."""
+        return self.max_wait_seconds
 
     @property
     def in_use(self) -> int:
         return self.slots - self._free._value
 
+    async def _acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_seconds
+        self.waiting += 1
+        try:
+            while True:
+                passed = self._passed
+                wait = min(self.stall_seconds, deadline - loop.time())
+                try:
+                    await asyncio.wait_for(self._free.acquire(), wait)
+                    return
+                except TimeoutError:
+                    if loop.time() >= deadline:
+                        why = f"this one waited {self.max_wait_seconds:g} s"
+                    elif self._passed == passed:
+                        why = f"none got through within {self.stall_seconds:g} s"
+                    else:
+                        continue  # the queue moved: wait on
+                    self.refused += 1
+                    raise Busy(
+                        f"the server is busy: {self.slots} turns are starting and {why}; retry shortly",
+                        retry_after=max(1, round(min(self.stall_seconds, self.max_wait_seconds) / 4)),
+                    ) from None
+        finally:
+            self.waiting -= 1
+
     @asynccontextmanager
     async def enter(self) -> AsyncIterator[None]:
-        try:
-            await asyncio.wait_for(self._free.acquire(), self.wait_seconds)
-        except TimeoutError:
-            self.refused += 1
-            raise Busy(
-                f"the server is busy: {self.slots} turns are starting and none finished within "
-                f"{self.wait_seconds:g} s; retry shortly",
-                retry_after=max(1, round(self.wait_seconds / 4)),
-            ) from None
+        if not self._free.locked():
+            await self._free.acquire()  # a free slot: no timer
+        else:
+            await self._acquire()
+        self._passed += 1
         try:
             yield
         finally:

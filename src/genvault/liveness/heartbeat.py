@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import GenvaultError
+from genvault.liveness.memory import QuietTrim
 from genvault.records import Generation
 from genvault.settings import Settings
 from genvault.store import Store, processes
@@ -70,8 +71,12 @@ class Liveness:
         on_dead: Callable[[], Awaitable[None]],
         on_beat: Callable[[], Awaitable[None]] | None = None,
         on_interrupted: Callable[[AsyncConnection, Generation], Awaitable[None]] | None = None,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
+        # Whether anything runs or is held in memory; once not, free memory goes back to the OS.
+        self.busy = busy
+        self.trim = QuietTrim()
         # Completes each swept record inside the sweep's transaction (usage, a turn's partial reply).
         self.on_interrupted = on_interrupted
         # Its own small pool: a checkpoint or heartbeat never queues behind new turns.
@@ -82,6 +87,10 @@ class Liveness:
         self.on_dead = on_dead
         self.on_beat = on_beat
         self._tracked: dict[str, Tracked] = {}
+        # First tokens not yet written (id, started_at, first_token_at), and the wake-up of the
+        # task that writes them: one statement for every stream that started meanwhile.
+        self._marks: list[tuple[str, datetime, datetime]] = []
+        self._marks_queued = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._registered = False
         # Counters (tests, metrics, the benchmark).
@@ -103,6 +112,7 @@ class Liveness:
             self._tasks = [
                 asyncio.create_task(self._write_forever(), name="genvault:checkpoints"),
                 asyncio.create_task(self._beat_forever(), name="genvault:heartbeat"),
+                asyncio.create_task(self._mark_forever(), name="genvault:first-tokens"),
             ]
 
     async def _register(self) -> None:
@@ -155,6 +165,8 @@ class Liveness:
             except Exception:  # never let one bad flush end checkpointing for the process
                 log.exception("checkpoint flush failed")
             write_seconds = loop.time() - started
+            if self.busy is not None:
+                self.trim.tick(bool(self._tracked) or self.busy())
 
     async def flush(self) -> int:
         """Write every dirty tracked generation in one statement. Returns how many were written."""
@@ -187,6 +199,48 @@ class Liveness:
         if lost:
             log.info("generations %s are no longer active; stopping them", ", ".join(lost))
             self.on_lost(lost)
+
+    # -- first tokens -------------------------------------------------------------------------
+
+    def first_token(self, generation_id: str, *, started_at: datetime, first_token_at: datetime) -> None:
+        """Queue the record's move to `streaming` (with its timings). Nothing waits for it: the
+        token goes out at once, and the write follows within a few milliseconds together with the
+        other streams' that started meanwhile, on this writer's own connections (never a
+        connection a new turn waits for). A record cancelled or swept before it is not moved; the
+        next checkpoint finds it ended and stops its run."""
+        self._marks.append((generation_id, started_at, first_token_at))
+        self._marks_queued.set()
+
+    async def _mark_forever(self) -> None:
+        # Long enough to gather the streams starting together, short against any interval.
+        window = min(0.02, self.settings.checkpoint_ms / 1000 / 5)
+        while True:
+            await self._marks_queued.wait()
+            await asyncio.sleep(window)
+            try:
+                await self.write_marks()
+                continue
+            except GenvaultError:
+                log.warning("marking generations streaming failed; trying again", exc_info=True)
+            except Exception:  # a bug: never let it end the marking for the process
+                log.exception("marking generations streaming failed")
+            await asyncio.sleep(self.settings.checkpoint_ms / 1000)  # they stay queued: later
+
+    async def write_marks(self) -> None:
+        """Write the queued first tokens in one statement; when it fails they stay queued."""
+        self._marks_queued.clear()
+        marks, self._marks = self._marks, []
+        if not marks:
+            return
+        until = _now() + self.lease
+        try:
+            await self.store.write_statement(
+                lambda conn: processes.mark_streaming_many(conn, marks, owner=self.owner_id, lease_until=until)
+            )
+        except BaseException:
+            self._marks[:0] = marks  # kept for the next try (or lost with the process, as the run is)
+            self._marks_queued.set()
+            raise
 
     # -- the heartbeat ------------------------------------------------------------------------
 

@@ -116,12 +116,17 @@ async def test_a_budget_admits_exactly_ten_of_fifty_across_two_processes(
             response = await client.post(f"{b.url}/api/generate", json={"prompt": f"p{i}"}, headers=as_user("alice"))
         if response.status_code == 429:
             assert "Retry-After" in response.headers
+        elif response.status_code not in (200, 201):  # what it was, for the failure message
+            unexpected.append(f"{response.status_code} {response.text[:300]}")
         return response.status_code
 
+    unexpected: list[str] = []
     async with httpx.AsyncClient(timeout=180) as client:
         statuses = await asyncio.gather(*(request(i, client) for i in range(50)))
     assert sum(s in (200, 201) for s in statuses) == 10, statuses
-    assert statuses.count(429) == 40, statuses
+    # Once under CI (4 workers) 5 of the 40 were not 429; not reproduced alone: say what they were.
+    logs = (a.log.read_text()[-3000:], b.log.read_text()[-3000:])
+    assert statuses.count(429) == 40, (sorted(statuses), unexpected, logs)
     async with asyncio.timeout(60):
         while True:
             async with vault.store.read() as conn:

@@ -8,8 +8,6 @@ checkpoint after a cancel, or a sweeper racing the owner all change nothing.
 
 from __future__ import annotations
 
-import functools
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -21,11 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import InvalidRequest, NotFound
 from genvault.records import Generation, Page, Usage, UsageRow
-from genvault.store import Store
 from genvault.store.cursors import decode_cursor, encode_cursor
-from genvault.store.driver import ConnectionLost
 from genvault.store.schema import LIMIT_REFUSED, feedback, generations, messages
-from genvault.store.sqlite_adapter import one_hop
 
 __all__ = [
     "ACTIVE",
@@ -39,8 +34,6 @@ __all__ = [
     "interrupt",
     "last_chat_model",
     "list_page",
-    "mark_streaming",
-    "mark_streaming_alone",
     "pending_record",
     "status_of",
     "sweep_expired",
@@ -151,85 +144,6 @@ async def _update_active(conn: AsyncConnection, generation_id: str, values: dict
     """Set `values` on the record if it is still active; False (and no change) if it is not."""
     result = await conn.execute(_UPDATE_ACTIVE, {"generation_id": generation_id, **values})
     return result.rowcount == 1
-
-
-async def mark_streaming(
-    conn: AsyncConnection,
-    generation_id: str,
-    *,
-    started_at: datetime,
-    first_token_at: datetime,
-    lease_owner: str,
-    lease_expires_at: datetime,
-) -> bool:
-    return await _update_active(
-        conn,
-        generation_id,
-        {
-            "status": "streaming",
-            "started_at": started_at,
-            "first_token_at": first_token_at,
-            "lease_owner": lease_owner,
-            "lease_expires_at": lease_expires_at,
-        },
-    )
-
-
-_MARK_STREAMING_PG = (
-    "UPDATE generations SET status = 'streaming', started_at = $2::timestamptz, first_token_at = $3::timestamptz, "
-    "lease_owner = $4::varchar, lease_expires_at = $5::timestamptz "
-    "WHERE id = $1::varchar AND status IN ('pending', 'streaming')"
-)
-
-
-_MARK_STREAMING_SQLITE = (
-    "UPDATE generations SET status = 'streaming', started_at = ?, first_token_at = ?, lease_owner = ?, "
-    "lease_expires_at = ? WHERE id = ? AND status IN ('pending', 'streaming')"
-)
-
-
-@functools.cache
-def _sqlite_stamp(dialect: Any) -> Any:
-    """How SQLAlchemy binds a `UTCDateTime` on SQLite (its stored text), as a function."""
-    return generations.c.created_at.type.bind_processor(dialect)
-
-
-async def mark_streaming_alone(
-    store: Store,
-    generation_id: str,
-    *,
-    started_at: datetime,
-    first_token_at: datetime,
-    lease_owner: str,
-    lease_expires_at: datetime,
-) -> bool:
-    """`mark_streaming` as a statement of its own. On PostgreSQL straight on the pooled asyncpg
-    connection in autocommit, without the checkout ping (`Store.driver`): no SQLAlchemy
-    connection, execution context or result around one UPDATE; guarded by the status, so on a
-    lost connection it simply runs again on a pinged one. On SQLite the same UPDATE in one hop to
-    aiosqlite's thread (`sqlite_adapter.one_hop`), without BEGIN and COMMIT around it."""
-    args = (generation_id, started_at, first_token_at, lease_owner, lease_expires_at)
-    if store.dialect != "postgresql":
-        stamp = _sqlite_stamp(store.engine.dialect)
-        sqlite_args = (stamp(started_at), stamp(first_token_at), lease_owner, stamp(lease_expires_at), generation_id)
-
-        def update(db: sqlite3.Connection) -> bool:
-            # One statement in autocommit (how the pool hands the connection out): atomic alone.
-            return db.execute(_MARK_STREAMING_SQLITE, sqlite_args).rowcount == 1
-
-        return await one_hop(store, update)
-
-    async def run(conn: Any) -> bool:
-        status: str = await conn.execute(_MARK_STREAMING_PG, *args)
-        return status == "UPDATE 1"
-
-    try:
-        async with store.driver(ping=False) as driver:
-            return await driver.run(run, what="write")
-    except ConnectionLost:
-        pass  # invalidated already: the pool will not hand it out again
-    async with store.driver() as driver:
-        return await driver.run(run, what="write")
 
 
 async def checkpoint(

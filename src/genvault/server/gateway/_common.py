@@ -33,6 +33,7 @@ __all__ = [
     "CACHE_HEADER",
     "GENERATION_HEADER",
     "Started",
+    "call_options",
     "drain",
     "dumps",
     "event_stream",
@@ -91,6 +92,16 @@ async def read_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def call_options(request: Request) -> tuple[bool, list[str] | None, dict[str, Any] | None]:
+    """What genvault's own headers ask of a `/v1` call: the dedup cache (`X-Genvault-Cache`),
+    and the record's tags and metadata; `InvalidRequest` for a bad one."""
+    cache = request.headers.get(CACHE_HEADER, "on").strip().lower()
+    if cache not in ("on", "off"):
+        raise InvalidRequest(f"{CACHE_HEADER} must be on or off, got {cache!r}")
+    tags, metadata = labels.from_headers(request.headers)
+    return cache == "on", tags, metadata
+
+
 @dataclass(frozen=True)
 class Started:
     """A started (or retried, or joined) generation and its UI message stream chunks."""
@@ -115,17 +126,14 @@ async def start_generation(
     """Commit the pending record and start the model (or join an identical running request, or
     copy a cached one), then follow its chunks from the first."""
     check_storable(request_json, "the request")
-    cache = request.headers.get(CACHE_HEADER, "on").strip().lower()
-    if cache not in ("on", "off"):
-        raise InvalidRequest(f"{CACHE_HEADER} must be on or off, got {cache!r}")
-    tags, metadata = labels.from_headers(request.headers)
+    cache, tags, metadata = call_options(request)
     record = await vault.complete(
         model_request,
         model=model,
         request_json=request_json,
         user_id=user_id,
         idempotency_key=request.headers.get("idempotency-key"),
-        cache=cache == "on",
+        cache=cache,
         tags=tags,
         metadata=metadata,
     )

@@ -9,13 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from genvault import labels
 from genvault.embeddings import decode_vector, embedding_result
 from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import (
-    CACHE_HEADER,
     GENERATION_HEADER,
     Started,
+    call_options,
     drain,
     gateway_user,
     read_body,
@@ -42,16 +41,14 @@ async def create_embeddings(request: Request, vault: VaultDep) -> JSONResponse:
         dimensions is None or (isinstance(dimensions, int) and not isinstance(dimensions, bool) and dimensions > 0),
         "dimensions must be a positive integer",
     )
-    cache = request.headers.get(CACHE_HEADER, "on").strip().lower()
-    require(cache in ("on", "off"), f"{CACHE_HEADER} must be on or off, got {cache!r}")
-    tags, metadata = labels.from_headers(request.headers)
+    cache, tags, metadata = call_options(request)
     record = await vault.embed(
         body["input"],
         model=str(model),
         dimensions=dimensions,
         user_id=user,
         idempotency_key=request.headers.get("idempotency-key"),
-        cache=cache == "on",
+        cache=cache,
         tags=tags,
         metadata=metadata,
         request_json=body,

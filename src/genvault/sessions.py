@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -50,8 +51,16 @@ log = logging.getLogger(__name__)
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 1024
 _HASHER = PasswordHasher()
-# Checked against when the user has no password, so both failures take the same work.
-_DUMMY_HASH = _HASHER.hash("genvault: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the user has no password, so both failures take the same work. Made
+    on first use, not at import: an argon2id hash is ~0.3 s of CPU that every process start
+    (`genvault serve`, each CLI command) would pay for a sign-in that may never come."""
+    return _HASHER.hash("genvault: no such user")
+
+
 _WRONG = "the user name or password is wrong"
 # Wrong passwords a user name may take per minute (a moving window; in Redis when configured, so
 # across processes): enough for typos, far too few for guessing.
@@ -197,7 +206,7 @@ class Sessions:
         async with self.store.read() as conn:
             stored = await session_store.find_password_hash(conn, user_id)
         try:
-            await asyncio.to_thread(_HASHER.verify, stored or _DUMMY_HASH, password)
+            await asyncio.to_thread(_HASHER.verify, stored or _dummy_hash(), password)
             if stored is None:
                 raise VerificationError(_WRONG)
         except (VerificationError, InvalidHashError):

@@ -194,20 +194,22 @@ async def test_an_image_is_reachable_at_its_url_after_a_server_restart(
     extra = request.getfixturevalue("s3_settings") if blob_backend == "s3" else {}
     settings = settings_factory(auth="header", database_schema=database[1], **extra)
 
-    async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as client:
+    # Generous timeouts: a loaded machine (every test worker busy) once took httpx's default 5 s.
+    async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base, timeout=60) as client:
         created = await client.post("/api/images", json={"prompt": "a harbour at noon", "size": "40x20"}, headers=ALICE)
         assert created.status_code == 201, created.text
         record_url = f"/api/generations/{created.json()['id']}"
-        for _ in range(500):
-            record = (await client.get(record_url, headers=ALICE)).json()
-            if record["status"] != "pending" and record["status"] != "streaming":
-                break
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(60):
+            while True:
+                record = (await client.get(record_url, headers=ALICE)).json()
+                if record["status"] != "pending" and record["status"] != "streaming":
+                    break
+                await asyncio.sleep(0.02)
         assert record["status"] == "complete", record
         [url] = record["image_urls"]
 
     expected = draw("a harbour at noon", 0, 40, 20)
-    async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as client:
+    async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base, timeout=60) as client:
         response = await client.get(url, headers=ALICE)
         assert response.status_code == 200
         assert response.content == expected

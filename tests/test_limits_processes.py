@@ -46,6 +46,11 @@ def env(request: pytest.FixtureRequest, pg_schema: tuple[str, str], tmp_path: Pa
         # 50 turns at once on a loaded 2-core machine: a turn waits for a slot rather than getting
         # the saturation 503, which would stand in for an admission or a refusal and blur the count.
         "GENVAULT_DB_POOL_TIMEOUT_SECONDS": "120",
+        # Small pools: two servers at 30 connections each, beside the other test workers' servers,
+        # once ran the shared PostgreSQL out of connections ("sorry, too many clients already":
+        # 503s in place of refusals). 50 turns queue for these slots instead.
+        "GENVAULT_DB_POOL_SIZE": "4",
+        "GENVAULT_DB_MAX_OVERFLOW": "4",
     }
     if request.param.endswith("redis"):
         redis: dict[str, str] = request.getfixturevalue("redis_settings")
@@ -219,6 +224,11 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
         "GENVAULT_LIMITS_MAX_OUTPUT_TOKENS": "20",
         "GENVAULT_LIMITS_REFRESH_SECONDS": "0",
         "GENVAULT_DB_POOL_TIMEOUT_SECONDS": "120",
+        # Small pools: two servers at 30 connections each, beside the other test workers' servers,
+        # once ran the shared PostgreSQL out of connections ("sorry, too many clients already":
+        # 503s in place of refusals). 50 turns queue for these slots instead.
+        "GENVAULT_DB_POOL_SIZE": "4",
+        "GENVAULT_DB_MAX_OVERFLOW": "4",
     }
     return values
 

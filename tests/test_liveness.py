@@ -220,9 +220,10 @@ class TestBackpressure:
             assert gate.in_use == 1
 
     async def test_a_turn_waits_past_the_stall_time_while_the_queue_moves(self) -> None:
-        # 150 turns ahead of it, each holding the one slot 20 ms: the last waits at least 3 s (a
-        # sleep never returns early), longer than the 2 s stall time, and is let in, because
-        # another turn got through every 20 ms: a busy database is not a stuck one.
+        # 250 turns ahead of it, each holding the one slot 20 ms: the last waits about 5 s, longer
+        # than the 2 s stall time, and is let in, because another turn got through every 20 ms: a
+        # busy database is not a stuck one. (150 turns once took 1.995 s under load: the loop's
+        # timers fire up to a clock tick early, so a 20 ms sleep is not a 20 ms floor.)
         gate = TurnGate(1, 2.0, max_wait_seconds=600)
         loop = asyncio.get_running_loop()
 
@@ -231,8 +232,8 @@ class TestBackpressure:
                 await asyncio.sleep(0.02)
 
         async with gate.enter():
-            ahead = [asyncio.create_task(turn()) for _ in range(150)]
-            await wait_for(lambda: _true(gate.waiting == 150))
+            ahead = [asyncio.create_task(turn()) for _ in range(250)]
+            await wait_for(lambda: _true(gate.waiting == 250))
             started = loop.time()
             last = asyncio.create_task(turn())
         await last

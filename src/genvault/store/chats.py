@@ -32,12 +32,12 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    literal_column,
     null,
     or_,
     select,
     true,
     tuple_,
-    type_coerce,
     update,
 )
 from sqlalchemy.engine import RowMapping
@@ -50,14 +50,14 @@ from genvault.store.db import insert_for
 from genvault.store.driver import PooledDriver
 from genvault.store.parts import (
     PAGE_PART_COLUMNS,
-    decode_part,
     dump_json,
     load_json,
+    part_json_sql,
     part_record,
     part_to_row,
     row_to_part,
 )
-from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
+from genvault.store.schema import MISSING, chats, generations, messages, parts
 from genvault.store.text import check_storable
 
 __all__ = [
@@ -727,8 +727,9 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     `user_id`, `anchor`, `n`): the chat row (zero rows = no such chat, or not this user's),
     left-joined to the anchor message's seq, to the page window (`n` = limit + 1 message rows,
     to learn whether more exist) and to the window's parts, in chat order. Columns: anchor seq,
-    message id, role, metadata text, then the part columns (`PAGE_PART_COLUMNS`, JSON as text:
-    decoded once, by `decode_part`, not per cell by a type processor)."""
+    message id, the message's JSON text up to its parts (`_message_head_sql`), the part's JSON
+    text (`part_json_sql`; NULL for a message without parts). The database writes the JSON, so
+    the client parses the page with one decode (`load_messages`)."""
     key = (dialect, anchor, check_owner, for_reading)
     cached = _page_statements.get(key)
     if cached is not None:
@@ -736,9 +737,9 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     chat_id = bindparam("chat_id", type_=String)
     anchor_id = bindparam("anchor", type_=String)
     anchor_row = messages.alias("anchor")
-    window = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
-        messages.c.chat_id == chat_id
-    )
+    window = select(
+        messages.c.id, messages.c.seq, literal_column(_message_head_sql(dialect), Text).label("head")
+    ).where(messages.c.chat_id == chat_id)
     if anchor != "latest":
         # A missing anchor makes this NULL and the window empty; the anchor join reports it.
         seq_row = messages.alias("anchor_seq")
@@ -755,27 +756,27 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     source: Any = chats
     if anchor != "latest":
         source = source.outerjoin(anchor_row, and_(anchor_row.c.chat_id == chats.c.id, anchor_row.c.id == anchor_id))
-    part_columns = [type_coerce(parts.c[c], Text) if c in _JSON_TEXT_COLUMNS else parts.c[c] for c in PAGE_PART_COLUMNS]
+    part_json = literal_column(part_json_sql(dialect), Text)
     page_parts: Any
     if dialect == "postgresql":
         # A LATERAL subquery: one (chat_id, message_id) index probe per page message, whatever
         # the statistics say. (A plain join let the planner hash all of the chat's parts when
         # `parts` looked small — a read that grew with the chat.)
         page_parts = (
-            select(parts.c.position, *part_columns)
+            select(parts.c.position, part_json.label("part_json"))
             .where(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
             .offset(0)  # keeps the planner from flattening it back into a plain join
             .lateral("page_parts")
         )
         source = source.outerjoin(page, true()).outerjoin(page_parts, true())
-        selected_parts = [page_parts.c[c] for c in PAGE_PART_COLUMNS]
+        selected_part: Any = page_parts.c.part_json
     else:
         # SQLite has no LATERAL; its planner probes the parts index per page row on its own.
         page_parts = parts
         source = source.outerjoin(page, true()).outerjoin(
             parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
         )
-        selected_parts = part_columns
+        selected_part = part_json
     where = chats.c.id == chat_id
     if check_owner:
         owned = chats.c.user_id == bindparam("user_id", type_=String)
@@ -785,9 +786,8 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
         select(
             anchor_row.c.seq if anchor != "latest" else null(),
             page.c.id,
-            page.c.role,
-            type_coerce(page.c.metadata, Text),
-            *selected_parts,
+            page.c.head,
+            selected_part,
         )
         .select_from(source)
         .where(where)
@@ -797,7 +797,18 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     return statement
 
 
-_JSON_TEXT_COLUMNS = {c.name for c in parts.c if isinstance(c.type, JSONText)}
+def _message_head_sql(dialect: str) -> str:
+    """SQL for a `messages` row's UIMessage JSON text up to its parts array's contents:
+    `{"id":…,"role":…,"metadata":…,"parts":[` (no `metadata` key when the column is NULL; the
+    column holds the JSON text as stored). Key order as `_with_parts` builds messages."""
+
+    def quote(column: str) -> str:
+        return f"json_quote({column})" if dialect == "sqlite" else f"to_json({column})::text"
+
+    return (
+        f"""'{{"id":' || {quote("messages.id")} || ',"role":' || {quote("messages.role")} || """
+        """coalesce(',"metadata":' || messages.metadata, '') || ',"parts":['"""
+    )
 
 
 _page_sql: dict[tuple[str, _Anchor, bool, bool], tuple[str, list[str], dict[str, Any]]] = {}
@@ -826,7 +837,7 @@ async def _fetch_page(
     no SQLAlchemy Connection, cursor or result in between), on SQLite aiosqlite's
     `execute_fetchall` (one hop to the connection's thread instead of four through SQLAlchemy's
     adapter: cursor, execute, fetch, close). On a busy machine that bookkeeping cost more than
-    the query. Its values need no type processing (`decode_part` reads raw values)."""
+    the query. Its values need no type processing (they are JSON text)."""
     if isinstance(conn, PooledDriver):
         sql, order, defaults = _compiled_page(key, statement, _asyncpg_dialect())
         values = {**defaults, **params}
@@ -891,8 +902,10 @@ async def load_messages(
         raise NotFound(f"no chat {chat_id!r}")
     if anchor != "latest" and rows[0][0] is None:
         raise NotFound(f"no message {params['anchor']!r} in chat {chat_id!r}")
-    ordered: list[dict[str, Any]] = []
-    message: dict[str, Any] = {}
+    # Each message's JSON text from its head and its parts' texts, then the page's in one decode.
+    heads: list[str] = []
+    bodies: list[list[str]] = []
+    body: list[str] = []
     current = None
     for row in rows:
         message_id = row[1]
@@ -900,16 +913,21 @@ async def load_messages(
             break
         if message_id != current:
             current = message_id
-            message = {"id": message_id, "role": row[2]}
-            if row[3] is not None:
-                message["metadata"] = load_json(row[3])
-            message["parts"] = []
-            ordered.append(message)
-        if row[4] is not None:  # a message without parts has one row of NULL part columns
-            message["parts"].append(decode_part(row, 4))
-    more = len(ordered) > limit
-    # The extra row is the one farthest from the anchor: the oldest, or with `after` the newest.
-    page = (ordered[:limit] if after is not None else ordered[-limit:]) if more else ordered
+            heads.append(row[2])
+            body = []
+            bodies.append(body)
+        if row[3] is not None:  # a message without parts has one row with a NULL part
+            body.append(row[3])
+    more = len(heads) > limit
+    if more:  # the extra message is the one farthest from the anchor: the oldest, or with `after` the newest
+        heads, bodies = (heads[:limit], bodies[:limit]) if after is not None else (heads[-limit:], bodies[-limit:])
+    page: list[dict[str, Any]] = (
+        load_json(
+            "[" + ",".join([head + ",".join(body) + "]}" for head, body in zip(heads, bodies, strict=True)]) + "]"
+        )
+        if heads
+        else []
+    )
     # The anchor message itself lies on the other side of the page. (model_construct: the dicts
     # were built right here; validating them again would only copy them.)
     if after is not None:

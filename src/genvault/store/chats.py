@@ -38,6 +38,7 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import RowMapping
@@ -50,6 +51,7 @@ from genvault.store.db import insert_for
 from genvault.store.driver import PooledDriver
 from genvault.store.parts import (
     PAGE_PART_COLUMNS,
+    decode_part,
     dump_json,
     load_json,
     part_json_sql,
@@ -57,7 +59,7 @@ from genvault.store.parts import (
     part_to_row,
     row_to_part,
 )
-from genvault.store.schema import MISSING, chats, generations, messages, parts
+from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
 from genvault.store.text import check_storable
 
 __all__ = [
@@ -727,9 +729,10 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     `user_id`, `anchor`, `n`): the chat row (zero rows = no such chat, or not this user's),
     left-joined to the anchor message's seq, to the page window (`n` = limit + 1 message rows,
     to learn whether more exist) and to the window's parts, in chat order. Columns: anchor seq,
-    message id, the message's JSON text up to its parts (`_message_head_sql`), the part's JSON
-    text (`part_json_sql`; NULL for a message without parts). The database writes the JSON, so
-    the client parses the page with one decode (`load_messages`)."""
+    message id, then on SQLite the message's JSON text up to its parts (`_message_head_sql`) and
+    the part's JSON text (`part_json_sql`; NULL for a message without parts), decoded once per
+    page; on PostgreSQL the role, the metadata text and the part columns (`PAGE_PART_COLUMNS`,
+    JSON as text), built into messages by `decode_part`."""
     key = (dialect, anchor, check_owner, for_reading)
     cached = _page_statements.get(key)
     if cached is not None:
@@ -737,9 +740,13 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     chat_id = bindparam("chat_id", type_=String)
     anchor_id = bindparam("anchor", type_=String)
     anchor_row = messages.alias("anchor")
-    window = select(
-        messages.c.id, messages.c.seq, literal_column(_message_head_sql(dialect), Text).label("head")
-    ).where(messages.c.chat_id == chat_id)
+    # SQLite: the message's JSON head; PostgreSQL: its role and metadata text (see `load_messages`).
+    message_columns: list[Any] = (
+        [literal_column(_message_head_sql(dialect), Text).label("head")]
+        if dialect == "sqlite"
+        else [messages.c.role, type_coerce(messages.c.metadata, Text).label("metadata")]
+    )
+    window = select(messages.c.id, messages.c.seq, *message_columns).where(messages.c.chat_id == chat_id)
     if anchor != "latest":
         # A missing anchor makes this NULL and the window empty; the anchor join reports it.
         seq_row = messages.alias("anchor_seq")
@@ -756,27 +763,32 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     source: Any = chats
     if anchor != "latest":
         source = source.outerjoin(anchor_row, and_(anchor_row.c.chat_id == chats.c.id, anchor_row.c.id == anchor_id))
-    part_json = literal_column(part_json_sql(dialect), Text)
     page_parts: Any
     if dialect == "postgresql":
+        # The part columns as raw values, JSON as text (decoded by `decode_part`, not per cell
+        # by a type processor). Built as JSON by the server (`part_json_sql`) they cost its
+        # execution more than they spared asyncpg and the client (docs/benchmarks.md).
+        part_columns = [
+            type_coerce(parts.c[c], Text) if c in _JSON_TEXT_COLUMNS else parts.c[c] for c in PAGE_PART_COLUMNS
+        ]
         # A LATERAL subquery: one (chat_id, message_id) index probe per page message, whatever
         # the statistics say. (A plain join let the planner hash all of the chat's parts when
         # `parts` looked small — a read that grew with the chat.)
         page_parts = (
-            select(parts.c.position, part_json.label("part_json"))
+            select(parts.c.position, *part_columns)
             .where(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
             .offset(0)  # keeps the planner from flattening it back into a plain join
             .lateral("page_parts")
         )
         source = source.outerjoin(page, true()).outerjoin(page_parts, true())
-        selected_part: Any = page_parts.c.part_json
+        selected: list[Any] = [page.c.role, page.c.metadata, *(page_parts.c[c] for c in PAGE_PART_COLUMNS)]
     else:
         # SQLite has no LATERAL; its planner probes the parts index per page row on its own.
         page_parts = parts
         source = source.outerjoin(page, true()).outerjoin(
             parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
         )
-        selected_part = part_json
+        selected = [page.c.head, literal_column(part_json_sql(dialect), Text)]
     where = chats.c.id == chat_id
     if check_owner:
         owned = chats.c.user_id == bindparam("user_id", type_=String)
@@ -786,8 +798,7 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
         select(
             anchor_row.c.seq if anchor != "latest" else null(),
             page.c.id,
-            page.c.head,
-            selected_part,
+            *selected,
         )
         .select_from(source)
         .where(where)
@@ -795,6 +806,9 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     )
     _page_statements[key] = statement
     return statement
+
+
+_JSON_TEXT_COLUMNS = {c.name for c in parts.c if isinstance(c.type, JSONText)}
 
 
 def _message_head_sql(dialect: str) -> str:
@@ -869,6 +883,56 @@ def _asyncpg_dialect() -> Any:
     return _asyncpg[0]
 
 
+def _messages_from_json(rows: Sequence[Any], limit: int, after: bool) -> tuple[bool, list[dict[str, Any]]]:
+    """(more, page) from rows of (anchor, message id, message JSON head, part JSON text): each
+    message's text joined from its head and its parts', then the page's decoded at once."""
+    heads: list[str] = []
+    bodies: list[list[str]] = []
+    body: list[str] = []
+    current = None
+    for row in rows:
+        message_id = row[1]
+        if message_id is None:  # the chat row alone: no messages on this side of the anchor
+            break
+        if message_id != current:
+            current = message_id
+            heads.append(row[2])
+            body = []
+            bodies.append(body)
+        if row[3] is not None:  # a message without parts has one row with a NULL part
+            body.append(row[3])
+    more = len(heads) > limit
+    if more:  # the extra message is the one farthest from the anchor: the oldest, or with `after` the newest
+        heads, bodies = (heads[:limit], bodies[:limit]) if after else (heads[-limit:], bodies[-limit:])
+    if not heads:
+        return more, []
+    texts = [head + ",".join(body) + "]}" for head, body in zip(heads, bodies, strict=True)]
+    return more, load_json("[" + ",".join(texts) + "]")
+
+
+def _messages_from_columns(rows: Sequence[Any], limit: int, after: bool) -> tuple[bool, list[dict[str, Any]]]:
+    """(more, page) from rows of (anchor, message id, role, metadata text, part columns)."""
+    ordered: list[dict[str, Any]] = []
+    message: dict[str, Any] = {}
+    current = None
+    for row in rows:
+        message_id = row[1]
+        if message_id is None:  # the chat row alone: no messages on this side of the anchor
+            break
+        if message_id != current:
+            current = message_id
+            message = {"id": message_id, "role": row[2]}
+            if row[3] is not None:
+                message["metadata"] = load_json(row[3])
+            message["parts"] = []
+            ordered.append(message)
+        if row[4] is not None:  # a message without parts has one row of NULL part columns
+            message["parts"].append(decode_part(row, 4))
+    more = len(ordered) > limit
+    # The extra row is the one farthest from the anchor: the oldest, or with `after` the newest.
+    return more, (ordered[:limit] if after else ordered[-limit:]) if more else ordered
+
+
 async def load_messages(
     conn: AsyncConnection | PooledDriver,
     chat_id: str,
@@ -902,32 +966,10 @@ async def load_messages(
         raise NotFound(f"no chat {chat_id!r}")
     if anchor != "latest" and rows[0][0] is None:
         raise NotFound(f"no message {params['anchor']!r} in chat {chat_id!r}")
-    # Each message's JSON text from its head and its parts' texts, then the page's in one decode.
-    heads: list[str] = []
-    bodies: list[list[str]] = []
-    body: list[str] = []
-    current = None
-    for row in rows:
-        message_id = row[1]
-        if message_id is None:  # the chat row alone: no messages on this side of the anchor
-            break
-        if message_id != current:
-            current = message_id
-            heads.append(row[2])
-            body = []
-            bodies.append(body)
-        if row[3] is not None:  # a message without parts has one row with a NULL part
-            body.append(row[3])
-    more = len(heads) > limit
-    if more:  # the extra message is the one farthest from the anchor: the oldest, or with `after` the newest
-        heads, bodies = (heads[:limit], bodies[:limit]) if after is not None else (heads[-limit:], bodies[-limit:])
-    page: list[dict[str, Any]] = (
-        load_json(
-            "[" + ",".join([head + ",".join(body) + "]}" for head, body in zip(heads, bodies, strict=True)]) + "]"
-        )
-        if heads
-        else []
-    )
+    if dialect == "postgresql":
+        more, page = _messages_from_columns(rows, limit, after is not None)
+    else:
+        more, page = _messages_from_json(rows, limit, after is not None)
     # The anchor message itself lies on the other side of the page. (model_construct: the dicts
     # were built right here; validating them again would only copy them.)
     if after is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -106,6 +107,30 @@ class TestRoundTrip:
         assert loaded == [user_message("u1"), RICH_ASSISTANT]
         # Same keys, so absent stays absent and null stays null.
         assert [sorted(p) for p in loaded[1]["parts"]] == [sorted(p) for p in RICH_ASSISTANT["parts"]]
+
+    async def test_the_page_read_gives_the_json_of_the_row_by_row_read_key_order_included(self, store: Store) -> None:
+        # The page's JSON text is written by the database (`part_json_sql`); `row_to_part` is
+        # the reference. Quotes, escapes and integers beyond 64 bits included.
+        odd = {
+            "id": 'm"2\\',
+            "role": "assistant",
+            "metadata": {"big": 2**70, "f": 0.1, "neg": -(2**65)},
+            "parts": [
+                {"type": "text", "text": 'quote " backslash \\ newline \n tab \t \u2028 \x01 ✓', "state": "streaming"},
+                {"type": "tool-x", "toolCallId": 'c"1', "state": "input-available", "input": {"n": 2**64, "s": "é"}},
+                {"type": "reasoning", "text": "", "providerMetadata": None},
+                {"type": "data-t", "data": 1, "transient": False},
+            ],
+        }
+        async with store.write() as conn:
+            await chat_store.append_messages(conn, "c1", "alice", [user_message("u1"), RICH_ASSISTANT, odd])
+            await chat_store.append_messages(conn, "c1", "alice", [{"id": "empty", "role": "user", "parts": []}])
+        expected = await load_all(store)
+        async with page_reader(store) as reader:
+            page = await chat_store.load_messages(reader, "c1", owner="alice", check_owner=True)
+        assert page.messages == expected == [user_message("u1"), RICH_ASSISTANT, odd, expected[-1]]
+        assert [json.dumps(m) for m in page.messages] == [json.dumps(m) for m in expected]
+        assert repr(page.messages[2]["metadata"]) == repr(odd["metadata"])  # ints stay ints
 
     async def test_metadata_null_and_absent_stay_distinct(self, store: Store) -> None:
         with_null = {**user_message("u1"), "metadata": None}

@@ -183,6 +183,16 @@ def test_load_json_reads_any_json_text_as_json_loads_does(value: Any, indent: in
     assert load_json(text) == json.loads(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["18446744073709551616", "-9223372036854775809", '{"n":[1234567890123456789012]}', "1e400", "NaN", '"\\ud800"'],
+)
+def test_load_json_keeps_what_orjson_would_read_otherwise_as_json_loads_does(text: str) -> None:
+    # Integers beyond 64 bits (orjson makes them floats), non-standard numbers, escaped lone
+    # surrogates: the same value, of the same type, as `json.loads` gives.
+    assert repr(load_json(text)) == repr(json.loads(text))
+
+
 @pytest.mark.parametrize("text", ["", "{", '{"a":1}x', "[1,]", "\ufeff1", "1 2", "nul"])
 def test_load_json_refuses_what_json_loads_refuses(text: str) -> None:
     with pytest.raises(json.JSONDecodeError):

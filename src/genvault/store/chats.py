@@ -32,6 +32,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    literal_column,
     null,
     or_,
     select,
@@ -53,6 +54,7 @@ from genvault.store.parts import (
     decode_part,
     dump_json,
     load_json,
+    part_json_sql,
     part_record,
     part_to_row,
     row_to_part,
@@ -727,8 +729,10 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     `user_id`, `anchor`, `n`): the chat row (zero rows = no such chat, or not this user's),
     left-joined to the anchor message's seq, to the page window (`n` = limit + 1 message rows,
     to learn whether more exist) and to the window's parts, in chat order. Columns: anchor seq,
-    message id, role, metadata text, then the part columns (`PAGE_PART_COLUMNS`, JSON as text:
-    decoded once, by `decode_part`, not per cell by a type processor)."""
+    message id, then on SQLite the message's JSON text up to its parts (`_message_head_sql`) and
+    the part's JSON text (`part_json_sql`; NULL for a message without parts), decoded once per
+    page; on PostgreSQL the role, the metadata text and the part columns (`PAGE_PART_COLUMNS`,
+    JSON as text), built into messages by `decode_part`."""
     key = (dialect, anchor, check_owner, for_reading)
     cached = _page_statements.get(key)
     if cached is not None:
@@ -736,9 +740,13 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     chat_id = bindparam("chat_id", type_=String)
     anchor_id = bindparam("anchor", type_=String)
     anchor_row = messages.alias("anchor")
-    window = select(messages.c.id, messages.c.seq, messages.c.role, messages.c.metadata).where(
-        messages.c.chat_id == chat_id
+    # SQLite: the message's JSON head; PostgreSQL: its role and metadata text (see `load_messages`).
+    message_columns: list[Any] = (
+        [literal_column(_message_head_sql(dialect), Text).label("head")]
+        if dialect == "sqlite"
+        else [messages.c.role, type_coerce(messages.c.metadata, Text).label("metadata")]
     )
+    window = select(messages.c.id, messages.c.seq, *message_columns).where(messages.c.chat_id == chat_id)
     if anchor != "latest":
         # A missing anchor makes this NULL and the window empty; the anchor join reports it.
         seq_row = messages.alias("anchor_seq")
@@ -755,9 +763,14 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     source: Any = chats
     if anchor != "latest":
         source = source.outerjoin(anchor_row, and_(anchor_row.c.chat_id == chats.c.id, anchor_row.c.id == anchor_id))
-    part_columns = [type_coerce(parts.c[c], Text) if c in _JSON_TEXT_COLUMNS else parts.c[c] for c in PAGE_PART_COLUMNS]
     page_parts: Any
     if dialect == "postgresql":
+        # The part columns as raw values, JSON as text (decoded by `decode_part`, not per cell
+        # by a type processor). Built as JSON by the server (`part_json_sql`) they cost its
+        # execution more than they spared asyncpg and the client (docs/benchmarks.md).
+        part_columns = [
+            type_coerce(parts.c[c], Text) if c in _JSON_TEXT_COLUMNS else parts.c[c] for c in PAGE_PART_COLUMNS
+        ]
         # A LATERAL subquery: one (chat_id, message_id) index probe per page message, whatever
         # the statistics say. (A plain join let the planner hash all of the chat's parts when
         # `parts` looked small — a read that grew with the chat.)
@@ -768,14 +781,14 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
             .lateral("page_parts")
         )
         source = source.outerjoin(page, true()).outerjoin(page_parts, true())
-        selected_parts = [page_parts.c[c] for c in PAGE_PART_COLUMNS]
+        selected: list[Any] = [page.c.role, page.c.metadata, *(page_parts.c[c] for c in PAGE_PART_COLUMNS)]
     else:
         # SQLite has no LATERAL; its planner probes the parts index per page row on its own.
         page_parts = parts
         source = source.outerjoin(page, true()).outerjoin(
             parts, and_(parts.c.chat_id == chat_id, parts.c.message_id == page.c.id)
         )
-        selected_parts = part_columns
+        selected = [page.c.head, literal_column(part_json_sql(dialect), Text)]
     where = chats.c.id == chat_id
     if check_owner:
         owned = chats.c.user_id == bindparam("user_id", type_=String)
@@ -785,9 +798,7 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
         select(
             anchor_row.c.seq if anchor != "latest" else null(),
             page.c.id,
-            page.c.role,
-            type_coerce(page.c.metadata, Text),
-            *selected_parts,
+            *selected,
         )
         .select_from(source)
         .where(where)
@@ -798,6 +809,20 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
 
 
 _JSON_TEXT_COLUMNS = {c.name for c in parts.c if isinstance(c.type, JSONText)}
+
+
+def _message_head_sql(dialect: str) -> str:
+    """SQL for a `messages` row's UIMessage JSON text up to its parts array's contents:
+    `{"id":…,"role":…,"metadata":…,"parts":[` (no `metadata` key when the column is NULL; the
+    column holds the JSON text as stored). Key order as `_with_parts` builds messages."""
+
+    def quote(column: str) -> str:
+        return f"json_quote({column})" if dialect == "sqlite" else f"to_json({column})::text"
+
+    return (
+        f"""'{{"id":' || {quote("messages.id")} || ',"role":' || {quote("messages.role")} || """
+        """coalesce(',"metadata":' || messages.metadata, '') || ',"parts":['"""
+    )
 
 
 _page_sql: dict[tuple[str, _Anchor, bool, bool], tuple[str, list[str], dict[str, Any]]] = {}
@@ -826,7 +851,7 @@ async def _fetch_page(
     no SQLAlchemy Connection, cursor or result in between), on SQLite aiosqlite's
     `execute_fetchall` (one hop to the connection's thread instead of four through SQLAlchemy's
     adapter: cursor, execute, fetch, close). On a busy machine that bookkeeping cost more than
-    the query. Its values need no type processing (`decode_part` reads raw values)."""
+    the query. Its values need no type processing (they are JSON text)."""
     if isinstance(conn, PooledDriver):
         sql, order, defaults = _compiled_page(key, statement, _asyncpg_dialect())
         values = {**defaults, **params}
@@ -856,6 +881,56 @@ def _asyncpg_dialect() -> Any:
 
         _asyncpg.append(dialect())  # type: ignore[no-untyped-call]
     return _asyncpg[0]
+
+
+def _messages_from_json(rows: Sequence[Any], limit: int, after: bool) -> tuple[bool, list[dict[str, Any]]]:
+    """(more, page) from rows of (anchor, message id, message JSON head, part JSON text): each
+    message's text joined from its head and its parts', then the page's decoded at once."""
+    heads: list[str] = []
+    bodies: list[list[str]] = []
+    body: list[str] = []
+    current = None
+    for row in rows:
+        message_id = row[1]
+        if message_id is None:  # the chat row alone: no messages on this side of the anchor
+            break
+        if message_id != current:
+            current = message_id
+            heads.append(row[2])
+            body = []
+            bodies.append(body)
+        if row[3] is not None:  # a message without parts has one row with a NULL part
+            body.append(row[3])
+    more = len(heads) > limit
+    if more:  # the extra message is the one farthest from the anchor: the oldest, or with `after` the newest
+        heads, bodies = (heads[:limit], bodies[:limit]) if after else (heads[-limit:], bodies[-limit:])
+    if not heads:
+        return more, []
+    texts = [head + ",".join(body) + "]}" for head, body in zip(heads, bodies, strict=True)]
+    return more, load_json("[" + ",".join(texts) + "]")
+
+
+def _messages_from_columns(rows: Sequence[Any], limit: int, after: bool) -> tuple[bool, list[dict[str, Any]]]:
+    """(more, page) from rows of (anchor, message id, role, metadata text, part columns)."""
+    ordered: list[dict[str, Any]] = []
+    message: dict[str, Any] = {}
+    current = None
+    for row in rows:
+        message_id = row[1]
+        if message_id is None:  # the chat row alone: no messages on this side of the anchor
+            break
+        if message_id != current:
+            current = message_id
+            message = {"id": message_id, "role": row[2]}
+            if row[3] is not None:
+                message["metadata"] = load_json(row[3])
+            message["parts"] = []
+            ordered.append(message)
+        if row[4] is not None:  # a message without parts has one row of NULL part columns
+            message["parts"].append(decode_part(row, 4))
+    more = len(ordered) > limit
+    # The extra row is the one farthest from the anchor: the oldest, or with `after` the newest.
+    return more, (ordered[:limit] if after else ordered[-limit:]) if more else ordered
 
 
 async def load_messages(
@@ -891,25 +966,10 @@ async def load_messages(
         raise NotFound(f"no chat {chat_id!r}")
     if anchor != "latest" and rows[0][0] is None:
         raise NotFound(f"no message {params['anchor']!r} in chat {chat_id!r}")
-    ordered: list[dict[str, Any]] = []
-    message: dict[str, Any] = {}
-    current = None
-    for row in rows:
-        message_id = row[1]
-        if message_id is None:  # the chat row alone: no messages on this side of the anchor
-            break
-        if message_id != current:
-            current = message_id
-            message = {"id": message_id, "role": row[2]}
-            if row[3] is not None:
-                message["metadata"] = load_json(row[3])
-            message["parts"] = []
-            ordered.append(message)
-        if row[4] is not None:  # a message without parts has one row of NULL part columns
-            message["parts"].append(decode_part(row, 4))
-    more = len(ordered) > limit
-    # The extra row is the one farthest from the anchor: the oldest, or with `after` the newest.
-    page = (ordered[:limit] if after is not None else ordered[-limit:]) if more else ordered
+    if dialect == "postgresql":
+        more, page = _messages_from_columns(rows, limit, after is not None)
+    else:
+        more, page = _messages_from_json(rows, limit, after is not None)
     # The anchor message itself lies on the other side of the page. (model_construct: the dicts
     # were built right here; validating them again would only copy them.)
     if after is not None:

@@ -605,8 +605,36 @@ async def test_responses_create_and_stream_have_the_real_event_types(
     assert [item.type for item in final.output] == ["reasoning", "message", "function_call"]
     assert final.output_text == "Looking."
     assert provider.calls[-1].system == "Be brief."
-    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
-        await oai.responses.create(model="offline/test-model", input="more", previous_response_id=response.id)
+
+
+async def test_previous_response_id_continues_the_conversation_from_the_records(
+    oai: openai.AsyncOpenAI, provider: tm.TestProvider
+) -> None:
+    provider.enqueue(tm.text("Paris."))
+    first = await oai.responses.create(model="offline/test-model", instructions="Be brief.", input="Capital of France?")
+    provider.enqueue(tm.text("About two million."))
+    second = await oai.responses.create(
+        model="offline/test-model", input="Its population?", previous_response_id=first.id
+    )
+    assert second.output_text == "About two million."
+    sent = provider.calls[-1]
+    assert sent.system is None  # an earlier request's instructions are not carried over
+    assert [(m["role"], [p.get("text") for p in m["content"]]) for m in sent.messages] == [
+        ("user", ["Capital of France?"]),
+        ("assistant", ["Paris."]),
+        ("user", ["Its population?"]),
+    ]
+    # A chain reaches back through each earlier response.
+    provider.enqueue(tm.text("Yes."))
+    await oai.responses.create(
+        model="offline/test-model",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "Sure?"}]}],
+        previous_response_id=second.id,
+    )
+    assert [m["role"] for m in provider.calls[-1].messages] == ["user", "assistant", "user", "assistant", "user"]
+    for unknown in ("resp_gen_00000000000000000000000000", "nonsense"):
+        with pytest.raises(openai.BadRequestError, match="no such response"):
+            await oai.responses.create(model="offline/test-model", input="more", previous_response_id=unknown)
 
 
 # -- the AI SDK in Node ----------------------------------------------------------------------------------

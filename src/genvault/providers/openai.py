@@ -51,6 +51,16 @@ logger = logging.getLogger(__name__)
 # Compatible servers usually need no key, but the SDK insists on one; this is what they receive.
 _NO_KEY = "no-key"
 
+_PLATFORM_HEADERS = (
+    "X-Stainless-Lang",
+    "X-Stainless-Package-Version",
+    "X-Stainless-OS",
+    "X-Stainless-Arch",
+    "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version",
+    "X-Stainless-Async",
+)
+
 # The wire format this provider passes through unchanged (`ModelRequest.wire`).
 WIRE_API = "openai.chat"
 
@@ -86,11 +96,13 @@ class OpenAIProvider:
         official = name == "openai"
         # OpenAI's reasoning models refuse `max_tokens`; most compatible servers only know it.
         self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if official else "max_tokens")
-        headers: dict[str, Any] | None = None
+        # The SDK's platform headers (`X-Stainless-OS`, `-Arch`, `-Runtime`…) describe this
+        # process, not the caller: not sent. Each header costs CPU in three layers per call.
+        headers: dict[str, Any] = dict.fromkeys(_PLATFORM_HEADERS, openai.omit)
         if not official:
             api_key = api_key or _NO_KEY
             # The SDK would otherwise read OPENAI_ORG_ID / OPENAI_PROJECT_ID into headers.
-            headers = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
+            headers |= {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
         self._owns_http_client = http_client is None
         try:
             self._client = openai.AsyncOpenAI(

@@ -46,7 +46,7 @@ __all__ = ["ResponsesRenderer", "parse_responses_request", "router"]
 router = APIRouter(tags=["gateway"])
 
 API = "openai.responses"
-_NO_STATE = "genvault keeps no Responses conversation state: send the whole conversation in `input` (store: false)"
+_NO_STATE = "genvault keeps no Responses items apart from its records: send the items themselves in `input`"
 
 
 # -- request ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
                                          [--checkpoint-ms 250]
     .venv/bin/python -m bench.cpu turn   [--db sqlite|postgres] [--n 300] [--tokens-turn 20] [--existing]
                                          [--profile FILE]
+    .venv/bin/python -m bench.cpu gateway [--db sqlite|postgres] [--n 300] [--stream] [--profile FILE]
 
 `append`: `Vault.append_messages` of the bench turn (validation off), after 300 warm-up appends.
 `page`: `Vault.chat_messages(limit=50)` of a 200-message chat. Both report the process's CPU time
@@ -25,6 +26,12 @@ new chat's first (or, with `--existing`, the second turn of a chat that holds on
 `bare`, the bare relay's app (`bench._server.bare_app`) answering the same POST. CPU per turn is
 the whole process's (client included). `--profile FILE`: the genvault turns under cProfile (CPU
 clock), saved to FILE, with the top costs and each package's share printed.
+
+`gateway`: `POST /v1/chat/completions` (model `openai/fake-model`) through the ASGI app in
+process, answered by the fake upstream (`bench.fake_upstream`, 50 words, its own process), read
+to its end, non-streamed (or `--stream`ed); each call a record. CPU per call is this process's
+(client included, the upstream's not); `direct` is the same POST sent to the upstream itself by
+this process's client (the client's share of the anchor).
 
 Runs on uvloop (`--loop asyncio` for the standard loop); a PostgreSQL run uses a fresh database.
 Nothing is written to `bench/results`: these are the micro-runs behind the fixes table in
@@ -211,6 +218,65 @@ async def turn(url: str, turns: int, tokens: int, *, existing: bool = False, pro
     return rows
 
 
+async def gateway(url: str, calls: int, *, stream: bool = False, profile: str | None = None) -> list[Row]:
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from bench._proc import ROOT, free_port, wait_healthy
+    from genvault import Settings, Vault
+    from genvault.ids import new_id
+    from genvault.server import create_app
+
+    port = free_port()
+    upstream = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "bench.fake_upstream", "--port", str(port), "--chunks", "50"]
+    os.environ.setdefault("OPENAI_API_KEY", "sk-upstream")
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+
+    async def post(client: httpx.AsyncClient, model: str) -> None:
+        body = {"model": model, "messages": [{"role": "user", "content": new_id("q")}], "stream": stream}
+        async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200, await response.aread()
+            async for _ in response.aiter_bytes():
+                pass
+
+    try:
+        wait_healthy(upstream, proc, timeout=60)
+        with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
+            settings = Settings(database_url=url, data_dir=Path(tmp), openai_base_url=f"{upstream}/v1")
+            vault = Vault(settings)
+            await vault.start()
+            app = create_app(vault=vault)
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
+            direct = httpx.AsyncClient(base_url=upstream)
+
+            async def one() -> None:
+                await post(client, "openai/fake-model")
+                await _idle(vault)
+
+            async def one_direct() -> None:
+                await post(direct, "fake-model")
+
+            for _ in range(30):  # warm-up
+                await one()
+                await one_direct()
+            rows = [await _timed("direct", calls, "call", one_direct, calls)]
+            if profile is None:
+                rows.append(await _timed("genvault", calls, "call", one, calls))
+            else:
+                rows.append(await _profiled(profile, calls, one))
+            await client.aclose()
+            await direct.aclose()
+            await vault.aclose()
+    finally:
+        proc.terminate()
+        proc.wait()
+    return rows
+
+
 async def _idle(vault: Any) -> None:
     """Until the turn's generation task ended (its finalize is part of the turn's cost)."""
     tasks = list(vault.engine._tasks.values())
@@ -258,6 +324,8 @@ async def run(args: argparse.Namespace) -> list[Row]:
     async with fresh_database(args.db) as url:
         if args.what == "turn":
             return await turn(url, args.n or 300, args.tokens_turn, existing=args.existing, profile=args.profile)
+        if args.what == "gateway":
+            return await gateway(url, args.n or 300, stream=args.stream, profile=args.profile)
         if args.what == "append":
             return await append(url, args.n or 2000)
         if args.what == "page":
@@ -267,7 +335,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("append", "page", "stream", "turn"))
+    parser.add_argument("what", choices=("append", "gateway", "page", "stream", "turn"))
     parser.add_argument("--db", choices=DATABASES, default="sqlite")
     parser.add_argument("--n", type=int, help="operations (append, page: 2000) or turns (stream: 3)")
     parser.add_argument("--tokens", type=int, default=2000, help="stream: tokens per reply")
@@ -275,6 +343,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-ms", type=int, default=250, help="stream: checkpoint interval")
     parser.add_argument("--tokens-turn", type=int, default=20, help="turn: tokens per reply")
     parser.add_argument("--existing", action="store_true", help="turn: the second turn of a chat, not the first")
+    parser.add_argument("--stream", action="store_true", help="gateway: streamed calls")
     parser.add_argument("--profile", help="turn: profile genvault's turns into this file (cProfile, CPU clock)")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop (default: uvloop)")
     args = parser.parse_args()

@@ -223,6 +223,12 @@ class TestSingleFlight:
         provider = tm.TestProvider(tokens_per_second=4)
         vault = await make_vault(provider)
         leader = await vault.generate("Cancel the leader")
+        # The leader's run has called the model (with a Redis hub its first chunks take round
+        # trips, and the joined request's one-step opening can be quicker than those).
+        for _ in range(3000):
+            if provider.call_count:
+                break
+            await asyncio.sleep(0.01)
         joined = await vault.generate("Cancel the leader")
         await vault.cancel(leader.id)
         final = await finished(vault, joined)
@@ -314,6 +320,8 @@ async def test_a_failing_cache_lookup_still_runs_the_generation(
         raise RuntimeError("cache table is gone")
 
     monkeypatch.setattr(vault.dedup.backend, "get", broken)
+    # Looked up by `decide` through the backend (as Redis is), not inside the one-step opening.
+    monkeypatch.setattr(vault.dedup, "probe", lambda *args: None)
     record = await finished(vault, await vault.generate("Still runs"))
     assert record.status == "complete"
     assert provider.call_count == 1

@@ -349,8 +349,8 @@ async def test_an_openai_upstream_receives_the_body_as_sent_and_its_answer_is_ke
     assert sent["tool_choice"] == "required"
     assert sent["logit_bias"] == {"42": 1}
     assert sent["some_future_field"] == {"kept": True}
-    assert sent["stream"] is True
-    assert sent["stream_options"] == {"include_usage": True}
+    assert sent["stream"] is False  # as the client asked: one answer, not a stream
+    assert "stream_options" not in sent
     completion = raw.parse()
     calls = completion.choices[0].message.tool_calls or []
     assert [c.function.name for c in calls] == ["get_weather", "get_time"]  # type: ignore[union-attr]
@@ -358,6 +358,45 @@ async def test_an_openai_upstream_receives_the_body_as_sent_and_its_answer_is_ke
     assert record.status == "complete"
     assert record.provider == "openai"
     assert record.usage.input_tokens == completion.usage.prompt_tokens  # type: ignore[union-attr]
+
+
+async def test_a_non_streamed_call_is_answered_by_the_upstreams_whole_completion(
+    oai: openai.AsyncOpenAI, vault: Vault, upstream: FakeUpstream
+) -> None:
+    calls = [
+        {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+        {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}},
+    ]
+    message = {"role": "assistant", "content": "Checking.", "reasoning_content": "Two tools.", "tool_calls": calls}
+    completion = {
+        "id": "chatcmpl-up",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+    upstream.enqueue(Answer(body=completion))
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Weather and time in Paris?"}]
+    )
+    assert upstream.requests[-1]["stream"] is False
+    answer = raw.parse()
+    assert answer.choices[0].message.content == "Checking."
+    assert answer.choices[0].finish_reason == "tool_calls"
+    got = answer.choices[0].message.tool_calls or []
+    assert [(c.id, c.function.arguments) for c in got] == [  # type: ignore[union-attr]
+        ("call_a", '{"city":"Paris"}'),
+        ("call_b", '{"tz":"CET"}'),
+    ]
+    assert answer.usage is not None
+    assert answer.usage.total_tokens == 18
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.status == "complete"
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (11, 7)
+    assert record.result_message is not None
+    types = [part["type"] for part in record.result_message["parts"]]
+    assert types.count("reasoning") == types.count("text") == types.count("tool-get_weather") == 1
 
 
 @BOTH_DATABASES
@@ -566,8 +605,36 @@ async def test_responses_create_and_stream_have_the_real_event_types(
     assert [item.type for item in final.output] == ["reasoning", "message", "function_call"]
     assert final.output_text == "Looking."
     assert provider.calls[-1].system == "Be brief."
-    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
-        await oai.responses.create(model="offline/test-model", input="more", previous_response_id=response.id)
+
+
+async def test_previous_response_id_continues_the_conversation_from_the_records(
+    oai: openai.AsyncOpenAI, provider: tm.TestProvider
+) -> None:
+    provider.enqueue(tm.text("Paris."))
+    first = await oai.responses.create(model="offline/test-model", instructions="Be brief.", input="Capital of France?")
+    provider.enqueue(tm.text("About two million."))
+    second = await oai.responses.create(
+        model="offline/test-model", input="Its population?", previous_response_id=first.id
+    )
+    assert second.output_text == "About two million."
+    sent = provider.calls[-1]
+    assert sent.system is None  # an earlier request's instructions are not carried over
+    assert [(m["role"], [p.get("text") for p in m["content"]]) for m in sent.messages] == [
+        ("user", ["Capital of France?"]),
+        ("assistant", ["Paris."]),
+        ("user", ["Its population?"]),
+    ]
+    # A chain reaches back through each earlier response.
+    provider.enqueue(tm.text("Yes."))
+    await oai.responses.create(
+        model="offline/test-model",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "Sure?"}]}],
+        previous_response_id=second.id,
+    )
+    assert [m["role"] for m in provider.calls[-1].messages] == ["user", "assistant", "user", "assistant", "user"]
+    for unknown in ("resp_gen_00000000000000000000000000", "nonsense"):
+        with pytest.raises(openai.BadRequestError, match="no such response"):
+            await oai.responses.create(model="offline/test-model", input="more", previous_response_id=unknown)
 
 
 # -- the AI SDK in Node ----------------------------------------------------------------------------------

@@ -364,3 +364,79 @@ async def test_a_final_value_the_one_step_finalize_does_not_know_leaves_it_to_th
     assert declined is False
     assert (await vault.get_generation(turn.generation.id)).status == stored.status == "complete"
     assert [m["id"] for m in (await vault.chat_messages("c1")).messages][-1] == reply["id"]
+
+
+# A generation of no chat (`Vault.generate`, `Vault.complete`: a `/v1` gateway call) opens with
+# its pending row and the dedup cache's lookup in one step (`open_generation`) and ends with its
+# final row and cache entry in another (`finish_generation`). PostgreSQL: 1 + 1 round trips (the
+# opening was 6 before: ping, BEGIN, INSERT, COMMIT, ping, the lookup; the finalize's ping, BEGIN,
+# UPDATE, cache entry, COMMIT 5). SQLite: the insert and the lookup in one hop, then BEGIN, the
+# update, the cache entry, COMMIT in another (a purge of expired entries at most once a minute):
+# 6, where it was 10 (the lookup in a transaction of its own, each statement its own hop).
+POSTGRES_GENERATION = 2
+SQLITE_GENERATION = 7
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_a_generation_of_no_chat_runs_one_round_trip_to_open_and_one_to_finish_on_postgresql(
+    vault_factory: Any, asyncpg_round_trips: list[str]
+) -> None:
+    vault = await _vault(vault_factory)
+    await vault.engine.wait((await vault.generate("warm up", model="offline/test-model")).id)
+    asyncpg_round_trips.clear()
+    record = await vault.generate("hello there", model="offline/test-model")
+    opening = _per_turn(asyncpg_round_trips)
+    await _ended_here(vault, record.id)
+    sent = _per_turn(asyncpg_round_trips)
+    asyncpg_round_trips.clear()
+    final = await vault.get_generation(record.id)
+    assert final.status == "complete"
+    assert final.result_text
+    assert len(opening) == 1, "\n".join(" ".join(s.split())[:100] for s in opening)
+    assert len(sent) <= POSTGRES_GENERATION, "\n".join(" ".join(s.split())[:100] for s in sent)
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_generation_of_no_chat_runs_a_bounded_number_of_statements_on_sqlite(vault_factory: Any) -> None:
+    vault = await _vault(vault_factory)
+    await vault.engine.wait((await vault.generate("warm up", model="offline/test-model")).id)
+    statements: list[str] = []
+
+    def trace(conn: Any, record: Any, proxy: Any) -> None:
+        await_only(conn.driver_connection.set_trace_callback(statements.append))
+
+    event.listen(vault.store.engine.sync_engine, "checkout", trace)
+    try:
+        record = await vault.generate("hello there", model="offline/test-model")
+        await _ended_here(vault, record.id)
+    finally:
+        event.remove(vault.store.engine.sync_engine, "checkout", trace)
+    counted = _top_level(list(statements))
+    final = await vault.wait(record.id)
+    assert final.status == "complete"
+    assert final.cache_key is not None  # the lookup ran and the entry was written with the result
+    assert len(counted) <= SQLITE_GENERATION, "\n".join(s.split("\n")[0][:100] for s in counted)
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_a_generation_whose_opening_connection_died_after_sending_is_not_run_twice(
+    vault_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = await _vault(vault_factory)
+    run = PooledDriver.run
+    failed: list[str] = []
+
+    async def dies_after_the_first_write(self: PooledDriver, call: Any, *, what: str) -> Any:
+        result = await run(self, call, what=what)
+        if what == "write" and not failed:
+            failed.append("once")
+            raise ConnectionLost("database write failed: the connection went", sent=True)
+        return result
+
+    monkeypatch.setattr(PooledDriver, "run", dies_after_the_first_write)
+    record = await vault.generate("once only", model="offline/test-model")
+    final = await vault.wait(record.id)
+    assert failed == ["once"]
+    assert final.status == "complete"
+    page = await vault.list_generations()
+    assert [g.id for g in page.items if g.request.get("prompt") == "once only"] == [record.id]

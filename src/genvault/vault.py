@@ -28,6 +28,7 @@ from genvault._files import FilesMixin, Upload
 from genvault._redis import RedisHealth, connect
 from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
+from genvault.cache.dedup import CacheProbe
 from genvault.catalog import CatalogModel, configured_models
 from genvault.chat_turns import Trigger, TurnPlan, one_step_opening, prepare_turn
 from genvault.embeddings import Embeddings
@@ -50,6 +51,7 @@ from genvault.providers.images import ImageProvider
 from genvault.providers.registry import ProviderRegistry
 from genvault.records import Generation, Page, UsageRow
 from genvault.replay import chunks_from_record
+from genvault.runs import Run
 from genvault.search import Searcher, SearchPage
 from genvault.sessions import Sessions
 from genvault.settings import Settings
@@ -58,6 +60,8 @@ from genvault.store import chats as chat_store
 from genvault.store import files as file_store
 from genvault.store import generations as gen_store
 from genvault.store.driver import ConnectionLost, PooledDriver
+from genvault.store.finishes import CacheEntry, finish_generation
+from genvault.store.openings import open_generation
 from genvault.store.schema import MISSING, users
 from genvault.store.schema import chats as chats_table
 from genvault.store.text import check_storable
@@ -401,6 +405,7 @@ class Vault(FilesMixin):
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
             labels=given_labels,
+            **self._one_step(idempotency_key),
         )
 
     async def complete(
@@ -438,7 +443,27 @@ class Vault(FilesMixin):
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
             labels=given_labels,
+            **self._one_step(idempotency_key),
         )
+
+    def _one_step(self, idempotency_key: str | None) -> dict[str, Any]:
+        """The engine's one-step opening and finalize for a generation of no chat
+        (`store.openings.open_generation`, `store.finishes.finish_generation`): the pending row
+        with the dedup lookup in one statement (one hop on SQLite), the final row with the cache
+        entry in another. An idempotency key's conflict is the general opening's to sort out."""
+        store = self.store
+
+        async def open_alone(values: dict[str, Any], probe: CacheProbe | None) -> bool:
+            await open_generation(store, values, probe)
+            return True
+
+        async def finish_alone(run: Run, values: dict[str, Any], entry: CacheEntry | None) -> bool:
+            return await finish_generation(store, generation_id=run.generation_id, values=values, entry=entry)
+
+        steps: dict[str, Any] = {"finish_alone": finish_alone}
+        if idempotency_key is None:
+            steps["open_alone"] = open_alone
+        return steps
 
     async def embed(
         self,

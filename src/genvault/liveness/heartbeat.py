@@ -145,6 +145,10 @@ class Liveness:
 
     def untrack(self, generation_id: str) -> None:
         self._tracked.pop(generation_id, None)
+        if self._marks:
+            # Ended before its move to `streaming` was written: its finalize (next, in `_end`)
+            # writes the same timings, so the mark would be a statement that changes nothing.
+            self._marks = [mark for mark in self._marks if mark[0] != generation_id]
 
     @property
     def tracked(self) -> int:

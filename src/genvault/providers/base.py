@@ -65,6 +65,10 @@ class WireRequest:
     # The live caller's tap on the upstream's own bytes (`providers.tap`); never part of the
     # request's identity (the dedup key reads `api` and `body` only).
     tap: WireTap | None = field(default=None, compare=False)
+    # The client asked for one answer, not a stream (`"stream": false`): a provider that speaks
+    # `api` may ask its upstream for one too (one read and one parse instead of one per token).
+    # Nothing is checkpointed meanwhile: there is nothing before the whole answer.
+    whole: bool = field(default=False, compare=False)
 
 
 @dataclass(slots=True)

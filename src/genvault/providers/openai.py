@@ -23,6 +23,8 @@ from typing import Any, Literal, cast
 
 import httpx
 import openai
+from openai._constants import RAW_RESPONSE_HEADER
+from openai._response import AsyncResponseContextManager
 
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message
@@ -49,9 +51,18 @@ logger = logging.getLogger(__name__)
 # Compatible servers usually need no key, but the SDK insists on one; this is what they receive.
 _NO_KEY = "no-key"
 
+_PLATFORM_HEADERS = (
+    "X-Stainless-Lang",
+    "X-Stainless-Package-Version",
+    "X-Stainless-OS",
+    "X-Stainless-Arch",
+    "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version",
+    "X-Stainless-Async",
+)
+
 # The wire format this provider passes through unchanged (`ModelRequest.wire`).
 WIRE_API = "openai.chat"
-_SDK_KEYWORDS = frozenset({"model", "messages", "stream", "stream_options"})
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -85,11 +96,13 @@ class OpenAIProvider:
         official = name == "openai"
         # OpenAI's reasoning models refuse `max_tokens`; most compatible servers only know it.
         self.max_tokens_field = max_tokens_field or ("max_completion_tokens" if official else "max_tokens")
-        headers: dict[str, Any] | None = None
+        # The SDK's platform headers (`X-Stainless-OS`, `-Arch`, `-Runtime`…) describe this
+        # process, not the caller: not sent. Each header costs CPU in three layers per call.
+        headers: dict[str, Any] = dict.fromkeys(_PLATFORM_HEADERS, openai.omit)
         if not official:
             api_key = api_key or _NO_KEY
             # The SDK would otherwise read OPENAI_ORG_ID / OPENAI_PROJECT_ID into headers.
-            headers = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
+            headers |= {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
         self._owns_http_client = http_client is None
         try:
             self._client = openai.AsyncOpenAI(
@@ -125,26 +138,48 @@ class OpenAIProvider:
         body.update(to_openai_params(request.params, max_tokens_field=self.max_tokens_field))
         return body
 
+    def _send(self, body: dict[str, Any]) -> AsyncResponseContextManager[Any]:
+        """The SDK's `chat.completions.create` as a raw response (sent, retried, status errors
+        raised, closed on exit), without its TypedDict transform of the keywords: the body is
+        plain JSON already shaped for the API (a passed-through one may hold fields this SDK
+        version has no keyword for), and that transform walked every message of every call.
+        The response is read here, with `json.loads`: building the SDK's pydantic objects for
+        every chunk cost more CPU than everything else genvault does per token."""
+        options: Any = {"headers": {RAW_RESPONSE_HEADER: "stream"}, "security": {"bearer_auth": True}}
+        sent = self._client.post(
+            "/chat/completions",
+            cast_to=object,
+            body=body,
+            options=options,
+            stream=bool(body.get("stream")),
+            stream_cls=openai.AsyncStream[Any],
+        )
+        return AsyncResponseContextManager(cast(Any, sent))
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         body = self.request_body(request)
-        # The SDK's overloads want TypedDicts; the body is plain JSON already shaped for them.
-        # Through `with_streaming_response` the SDK still sends, retries and raises status errors,
-        # but the SSE lines are parsed here, with `json.loads`: building the SDK's pydantic
-        # objects for every chunk cost more CPU than everything else genvault does per token.
-        create: Any = self._client.chat.completions.with_streaming_response.create
-        # A passed-through body may hold fields this SDK version has no keyword for: those travel
-        # in `extra_body`, which the SDK merges into the JSON unchanged.
-        extra = {key: body.pop(key) for key in list(body) if key not in _SDK_KEYWORDS}
+        wire = request.wire if request.wire is not None and request.wire.api == WIRE_API else None
+        if wire is not None and wire.whole:
+            # A gateway client's non-streamed call is asked of the upstream as it was sent: one
+            # `chat.completion` object, read once, instead of a stream read and parsed per token.
+            body = {key: value for key, value in body.items() if key != "stream_options"}
+            body["stream"] = False
         reader = _ChunkReader()
         raw = 0
         # The gateway's live caller of a passed-through request gets the upstream's own lines.
-        tap = request.wire.tap if request.wire is not None and request.wire.api == WIRE_API else None
+        tap = wire.tap if wire is not None else None
         try:
-            async with create(**body, extra_body=extra or None) as response:
-                await check_is_stream(response.http_response, self.name, response.close)
+            async with self._send(body) as response:
+                http = response.http_response
+                if not body["stream"] and not http.headers.get("content-type", "").startswith("text/event-stream"):
+                    # (A compatible server that streams anyway is read as a stream, below.)
+                    for event in self._whole(await http.aread()):
+                        yield event
+                    return
+                await check_is_stream(http, self.name, response.close)
                 if tap is not None:
                     tap.open()
-                async for line in sse_lines(response.http_response):
+                async for line in sse_lines(http):
                     if not line.startswith(b"data:"):
                         if tap is not None:
                             tap.feed(line)  # blank separators, comments, `event:` lines
@@ -173,6 +208,32 @@ class OpenAIProvider:
             raise ProviderError(f"{self.name} sent an empty stream (no events)", provider=self.name, status=502)
         for event in reader.close():
             yield event
+
+    def _whole(self, data: bytes) -> list[ProviderEvent]:
+        """The events of a whole `chat.completion` object: those of the one chunk that would
+        carry all of it."""
+        try:
+            completion = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProviderError(f"the answer from {self.name} is not JSON: {exc}", provider=self.name) from exc
+        if not isinstance(completion, dict) or not isinstance(completion.get("choices"), list):
+            if isinstance(completion, dict) and completion.get("error"):
+                message = error_message(completion, "the provider reported an error")
+                raise ProviderError(message, provider=self.name, status=502)
+            raise ProviderError(f"{self.name} answered something other than a chat completion", provider=self.name)
+        choices = []
+        for choice in completion["choices"]:
+            if not isinstance(choice, dict):
+                continue
+            said = choice.get("message")
+            delta: dict[str, Any] = dict(said) if isinstance(said, dict) else {}
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list):  # a chunk's tool calls carry their index
+                delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(calls) if isinstance(c, dict)]
+            finish = choice.get("finish_reason")
+            choices.append({"index": choice.get("index", 0), "delta": delta, "finish_reason": finish})
+        reader = _ChunkReader()
+        return [*reader.feed({"choices": choices, "usage": completion.get("usage")}), *reader.close()]
 
     async def aclose(self) -> None:
         """Close the SDK client's connections, unless the HTTP client was the caller's."""

@@ -87,10 +87,12 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
         app.add_middleware(TraceContext)
     # Outermost: a cross-site state-changing request is refused before anything reads it.
     app.add_middleware(SameOrigin, public_url=the_vault.settings.public_url)
+    # The gateway's routes first: Starlette tries routes in order, and a `/v1` call (the busiest
+    # path) otherwise compared its path with every route above it. None of theirs is under /v1.
+    app.include_router(gateway.router)
     routers = (chat_stream, chats, feedback, files, generations, images, limits, models, search, usage, users, webhooks)
     for module in (*routers, health, login, log_page, pages):
         app.include_router(module.router)
-    app.include_router(gateway.router)
     _offline_docs(app)  # before /static, whose mount would answer /static/swagger-ui/... first
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -16,6 +16,10 @@ out, as before.
   statement. Prepared once per connection by asyncpg's statement cache.
 - SQLite: the same writes in one `BEGIN IMMEDIATE` transaction in one hop to aiosqlite's thread
   (`sqlite_adapter.one_hop`), under the store's write lock like any write.
+
+A generation of no chat (a `/v1` gateway call, `Vault.complete`) ends the same way with only its
+record and the cache entry to write (`finish_generation`): on SQLite a lone UPDATE in autocommit
+when there is no entry.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
 from genvault.store.sqlite_adapter import one_hop
 
-__all__ = ["CacheEntry", "finish_chat_turn"]
+__all__ = ["CacheEntry", "finish_chat_turn", "finish_generation"]
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +102,7 @@ def _postgresql_sql() -> str:
     user id, message id, message metadata (JSON text), the parts (one JSON array of records, as
     the append sends them), then the cache entry's key (NULL: none), user, expiry and purge
     time (NULL: no purge)."""
-    sets = []
-    for i, (name, cast, keep) in enumerate(_FINAL_COLUMNS):
-        value = f"${i + 2}::{cast}"
-        sets.append(f"{name} = COALESCE({value}, {name})" if keep else f"{name} = {value}")
+    sets = _sets()
     n = len(_FINAL_COLUMNS) + 2
     chat, user, message, meta, parts_json = (f"${n + i}" for i in range(5))
     key, entry_user, expires, purge = (f"${n + 5 + i}" for i in range(4))
@@ -189,7 +190,7 @@ async def _finish_postgresql(
 
     params = (
         generation_id,
-        *(json.dumps(values.get(name)) if name in _JSON_COLUMNS else values.get(name) for name, _, _ in _FINAL_COLUMNS),
+        *_final_params(values),
         chat_id,
         user_id,
         message["id"],
@@ -237,22 +238,8 @@ async def _finish_sqlite(
     message: dict[str, Any],
     entry: CacheEntry | None,
 ) -> bool:
-    stamp, json_value = _sqlite_binders(store.engine.dialect)
-
-    def bound(name: str) -> Any:
-        value = values.get(name)
-        if name in _JSON_COLUMNS:
-            return json_value(value)
-        if name in _SQLITE_TIMES:
-            return stamp(value)
-        return value
-
-    sets = ", ".join(f"{name} = COALESCE(?, {name})" if keep else f"{name} = ?" for name, _, keep in _FINAL_COLUMNS)
-    final_sql = (
-        f"UPDATE generations SET {sets}, lease_owner = NULL, lease_expires_at = NULL "
-        "WHERE id = ? AND status IN ('pending', 'streaming') RETURNING id"
-    )
-    final_params = (*(bound(name) for name, _, _ in _FINAL_COLUMNS), generation_id)
+    stamp, _ = _sqlite_binders(store.engine.dialect)
+    final_sql, final_params = _sqlite_final(store, generation_id, values)
     now = stamp(values["finished_at"])
     part_sql = (
         f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
@@ -287,17 +274,7 @@ async def _finish_sqlite(
                 if part_rows:
                     db.executemany(part_sql, part_rows)
             if entry is not None:
-                if entry.purge_at is not None:
-                    db.execute(
-                        "DELETE FROM cache_entries WHERE expires_at <= ? AND key != ?",
-                        (stamp(entry.purge_at), entry.key),
-                    )
-                db.execute(
-                    "INSERT INTO cache_entries (key, generation_id, user_id, expires_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET generation_id = excluded.generation_id, "
-                    "user_id = excluded.user_id, expires_at = excluded.expires_at",
-                    (entry.key, generation_id, entry.user_id, stamp(entry.expires_at)),
-                )
+                _sqlite_entry(db, entry, generation_id, stamp)
             db.execute("COMMIT")
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")  # the reply's id is taken: the general path says what to do
@@ -309,3 +286,121 @@ async def _finish_sqlite(
         return True
 
     return await one_hop(store, run)
+
+
+def _sets() -> list[str]:
+    sets = []
+    for i, (name, cast, keep) in enumerate(_FINAL_COLUMNS):
+        value = f"${i + 2}::{cast}"
+        sets.append(f"{name} = COALESCE({value}, {name})" if keep else f"{name} = {value}")
+    return sets
+
+
+@functools.cache
+def _generation_sql() -> str:
+    """Parameters: $1 generation id, $2… the final columns (`_FINAL_COLUMNS`), then the cache
+    entry's key (NULL: none), user, expiry and purge time (NULL: no purge)."""
+    n = len(_FINAL_COLUMNS) + 2
+    key, entry_user, expires, purge = (f"${n + i}" for i in range(4))
+    return f"""
+WITH fin AS (
+    UPDATE generations SET {", ".join(_sets())}, lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = $1::varchar AND status IN ('pending', 'streaming')
+    RETURNING id
+), purged AS (
+    DELETE FROM cache_entries
+    WHERE {purge}::timestamptz IS NOT NULL AND expires_at <= {purge}::timestamptz
+      AND key IS DISTINCT FROM {key}::varchar AND EXISTS (SELECT 1 FROM fin)
+), entry AS (
+    INSERT INTO cache_entries (key, generation_id, user_id, expires_at)
+    SELECT {key}::varchar, fin.id, {entry_user}::varchar, {expires}::timestamptz FROM fin
+    WHERE {key}::varchar IS NOT NULL
+    ON CONFLICT (key) DO UPDATE SET generation_id = excluded.generation_id, user_id = excluded.user_id,
+                                    expires_at = excluded.expires_at
+)
+SELECT EXISTS (SELECT 1 FROM fin)
+"""
+
+
+async def finish_generation(
+    store: Store, *, generation_id: str, values: dict[str, Any], entry: CacheEntry | None
+) -> bool:
+    """Finalize the active generation `generation_id` (of no chat) with `values`
+    (`Engine._finalize`'s) and write the cache `entry`, in one step. False, with nothing
+    written, when the record is final already: the general path decides then."""
+    if not _writes_all(values):
+        return False
+    if store.dialect == "postgresql":
+        params = (
+            generation_id,
+            *_final_params(values),
+            *((entry.key, entry.user_id, entry.expires_at, entry.purge_at) if entry else (None, None, None, None)),
+        )
+        sql = _generation_sql()
+
+        async def run(conn: Any) -> bool:
+            return bool(await conn.fetchval(sql, *params))
+
+        try:
+            async with store.driver(ping=False) as driver:
+                return await driver.run(run, what="write")
+        except ConnectionLost:
+            return False  # committed or not, the general path finds out (see `_finish_postgresql`)
+    final_sql, final_params = _sqlite_final(store, generation_id, values)
+    stamp, _ = _sqlite_binders(store.engine.dialect)
+
+    def write(db: sqlite3.Connection) -> bool:
+        if entry is None:  # one statement, atomic in autocommit
+            return bool(db.execute(final_sql, final_params).fetchall())
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if not db.execute(final_sql, final_params).fetchall():
+                db.execute("ROLLBACK")
+                return False
+            _sqlite_entry(db, entry, generation_id, stamp)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return True
+
+    return await one_hop(store, write)
+
+
+def _final_params(values: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        json.dumps(values.get(name)) if name in _JSON_COLUMNS else values.get(name) for name, _, _ in _FINAL_COLUMNS
+    )
+
+
+def _sqlite_final(store: Store, generation_id: str, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The guarded UPDATE of the record to its final state, and its parameters, for SQLite."""
+    stamp, json_value = _sqlite_binders(store.engine.dialect)
+
+    def bound(name: str) -> Any:
+        value = values.get(name)
+        if name in _JSON_COLUMNS:
+            return json_value(value)
+        if name in _SQLITE_TIMES:
+            return stamp(value)
+        return value
+
+    sets = ", ".join(f"{name} = COALESCE(?, {name})" if keep else f"{name} = ?" for name, _, keep in _FINAL_COLUMNS)
+    sql = (
+        f"UPDATE generations SET {sets}, lease_owner = NULL, lease_expires_at = NULL "
+        "WHERE id = ? AND status IN ('pending', 'streaming') RETURNING id"
+    )
+    return sql, (*(bound(name) for name, _, _ in _FINAL_COLUMNS), generation_id)
+
+
+def _sqlite_entry(db: sqlite3.Connection, entry: CacheEntry, generation_id: str, stamp: Any) -> None:
+    """The SQL cache's entry (and, at most once a minute, the purge of expired ones)."""
+    if entry.purge_at is not None:
+        db.execute("DELETE FROM cache_entries WHERE expires_at <= ? AND key != ?", (stamp(entry.purge_at), entry.key))
+    db.execute(
+        "INSERT INTO cache_entries (key, generation_id, user_id, expires_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET generation_id = excluded.generation_id, "
+        "user_id = excluded.user_id, expires_at = excluded.expires_at",
+        (entry.key, generation_id, entry.user_id, stamp(entry.expires_at)),
+    )

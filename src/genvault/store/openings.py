@@ -21,6 +21,11 @@ writes nothing, and the caller takes the general path, which locks the chat and 
 - SQLite: the same writes in one `BEGIN IMMEDIATE` transaction run in one hop to aiosqlite's
   thread (`sqlite_adapter.one_hop`: one function there does BEGIN, the statements and COMMIT),
   instead of a hop and a pass through SQLAlchemy per statement.
+
+A generation of no chat (a `/v1` gateway call, `Vault.complete`) opens the same way with only
+its pending row to write (`open_generation`): one statement with the dedup cache's lookup on
+PostgreSQL, one hop on SQLite, instead of a SQLAlchemy transaction (ping, BEGIN, INSERT, COMMIT)
+and a lookup of its own.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
 from genvault.store.sqlite_adapter import one_hop
 
-__all__ = ["Opened", "Opening", "open_chat_turn", "read_history", "with_message"]
+__all__ = ["Opened", "Opening", "open_chat_turn", "open_generation", "read_history", "with_message"]
 
 # The pending generation's columns, in the order of the statements' parameters.
 _GENERATION_COLUMNS = (
@@ -399,5 +404,105 @@ async def _open_sqlite(
                 db.execute("ROLLBACK")
             raise
         return opened, hit, probe_params is not None
+
+    return await one_hop(store, run)
+
+
+@functools.cache
+def _generation_sql() -> str:
+    """Parameters: the pending generation's columns (`_GENERATION_COLUMNS`), then the cache
+    probe's key, now, oldest and user (`_PROBE`; a NULL key finds nothing). The probe reads the
+    statement's snapshot, before the insert: it looks for another generation's entry."""
+    casts = {
+        "request": "jsonb",
+        "reservation": "jsonb",
+        "tags": "jsonb",
+        "metadata": "jsonb",
+        "created_at": "timestamptz",
+        "lease_expires_at": "timestamptz",
+    }
+    values = ", ".join(f"${i + 1}::{casts.get(name, 'varchar')}" for i, name in enumerate(_GENERATION_COLUMNS))
+    n = len(_GENERATION_COLUMNS) + 1
+    probe = _PROBE.format(
+        key=f"${n}::varchar", now=f"${n + 1}::timestamptz", oldest=f"${n + 2}::timestamptz", user=f"${n + 3}::varchar"
+    )
+    return f"""
+WITH new_generation AS (
+    INSERT INTO generations (status, {", ".join(_GENERATION_COLUMNS)}) VALUES ('pending', {values})
+)
+SELECT {probe}
+"""
+
+
+async def open_generation(store: Store, generation: dict[str, Any], probe: CacheProbe | None = None) -> None:
+    """Insert the `pending` row of a generation that belongs to no chat (`generation`: its
+    values, with no idempotency key: a key's conflict is the general path's to sort out) and
+    run the dedup cache's `probe` with it, in one step. A budget's refusal (the insert's
+    trigger) raises, with nothing written."""
+    if generation.get("idempotency_key") is not None or generation.get("chat_id") is not None:
+        raise ValueError("open_generation writes a generation of no chat, without an idempotency key")
+    if store.dialect == "postgresql":
+        hit, probed = await _open_generation_postgresql(store, generation, probe)
+    else:
+        hit, probed = await _open_generation_sqlite(store, generation, probe)
+    if probed and probe is not None:
+        probe.hit, probe.ran = hit, True
+
+
+async def _open_generation_postgresql(
+    store: Store, generation: dict[str, Any], probe: CacheProbe | None
+) -> tuple[str | None, bool]:
+    params = (*(_json_or_value(name, generation.get(name)) for name in _GENERATION_COLUMNS), *_probe_params(probe))
+    sql = _generation_sql()
+
+    async def run(conn: Any) -> tuple[str | None, bool]:
+        return await conn.fetchval(sql, *params), True
+
+    try:
+        async with store.driver(ping=False) as driver:
+            return await driver.run(run, what="write")
+    except ConnectionLost as lost:
+        maybe_ran = lost.sent
+    # Once more on a pinged connection; if the first try may have committed, its id (minted for
+    # this call) tells whether it did.
+    async with store.driver() as driver:
+        if maybe_ran:
+            found = await driver.run(
+                lambda conn: conn.fetchval("SELECT EXISTS (SELECT 1 FROM generations WHERE id = $1)", generation["id"]),
+                what="read",
+            )
+            if found:  # the lookup's answer is lost with it: `Dedup.decide` looks again
+                return None, False
+        return await driver.run(run, what="write")
+
+
+async def _open_generation_sqlite(
+    store: Store, generation: dict[str, Any], probe: CacheProbe | None
+) -> tuple[str | None, bool]:
+    stamp, json_value = _sqlite_binders(store.engine.dialect)
+    row = tuple(
+        (None if generation.get(name) is None else json_value(generation[name]))
+        if name in _JSON_COLUMNS
+        else stamp(generation[name])
+        if name in ("created_at", "lease_expires_at")
+        else generation.get(name)
+        for name in _GENERATION_COLUMNS
+    )
+    insert_sql = (
+        f"INSERT INTO generations (status, {', '.join(_GENERATION_COLUMNS)}) "
+        f"VALUES ('pending', {', '.join('?' * len(_GENERATION_COLUMNS))})"
+    )
+    probe_sql = "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")  # the user twice
+    probe_params = (
+        None if probe is None else (probe.key, stamp(probe.now), stamp(probe.oldest), probe.user_id, probe.user_id)
+    )
+
+    def run(db: sqlite3.Connection) -> tuple[str | None, bool]:
+        # On aiosqlite's thread, in one hop; in autocommit the insert commits on its own (its
+        # budget trigger with it), and the lookup after it reads another generation's entry.
+        db.execute(insert_sql, row)
+        if probe_params is None:
+            return None, False
+        return db.execute(probe_sql, probe_params).fetchone()[0], True
 
     return await one_hop(store, run)

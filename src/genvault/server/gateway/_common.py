@@ -241,31 +241,46 @@ async def _rendered(renderer: Renderer, started: Started, done: bytes) -> AsyncI
 
 
 _NOT_CONTENT = frozenset({"start", "start-step"})
+# What a relayed (passed-through) answer still takes from the generation's chunks.
+_RELAY_ENDINGS = frozenset({"error", "abort"})
 
 
 async def _relayed(
     renderer: Renderer, started: Started, done: bytes, relay_done: bytes, tap: WireTap
 ) -> AsyncIterator[bytes]:
-    # One queue, two writers: the provider's tap (synchronously, as it reads each line) and a task
+    # One buffer, two writers: the provider's tap (synchronously, as it reads each line) and a task
     # following the generation's chunks. A line always precedes the chunks made from it, and the
-    # terminal chunk comes after the record's commit, after every line.
-    queue: asyncio.Queue[bytes | dict[str, Any] | None] = asyncio.Queue()
-    tap.attach(queue.put_nowait)
+    # terminal chunk comes after the record's commit, after every line. A list and an event, not
+    # an asyncio.Queue: two appends per upstream event, whatever is here goes in one write.
+    buffer: list[bytes | dict[str, Any] | None] = []
+    ready = asyncio.Event()
+
+    def put(item: bytes | dict[str, Any] | None) -> None:
+        buffer.append(item)
+        ready.set()
+
+    tap.attach(put)
 
     async def follow() -> None:
         try:
             async for chunk in started.chunks:
-                queue.put_nowait(chunk)
+                # Once the upstream's bytes are passed through (the tap opens before the first
+                # content chunk is made), only how it ended matters: the rest is not queued.
+                if tap.opened and chunk["type"] not in _RELAY_ENDINGS:
+                    continue
+                put(chunk)
         finally:
-            queue.put_nowait(None)
+            put(None)
 
     follower = asyncio.create_task(follow())
     relaying = rendering = ended = False
     try:
         while not ended:
-            items = [await queue.get()]
-            while not queue.empty():  # whatever else is already here goes in the same write
-                items.append(queue.get_nowait())
+            if not buffer:
+                ready.clear()
+                await ready.wait()
+            items = buffer[:]
+            del buffer[:]
             out: list[bytes] = []
             for item in items:
                 if item is None:
@@ -278,7 +293,7 @@ async def _relayed(
                         out.append(item)
                     continue
                 if relaying:
-                    if item["type"] in ("error", "abort") and (frame := renderer.feed(item)) is not None:
+                    if item["type"] in _RELAY_ENDINGS and (frame := renderer.feed(item)) is not None:
                         out.append(frame)
                     continue
                 if not rendering and item["type"] not in _NOT_CONTENT:

@@ -194,7 +194,11 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[str, ModelRequest]:
         messages=_model_messages(messages),
         tools=_tools(body.get("tools")),
         params=params,
-        wire=WireRequest(API, {k: v for k, v in body.items() if k not in ("stream", "stream_options")}),
+        wire=WireRequest(
+            API,
+            {k: v for k, v in body.items() if k not in ("stream", "stream_options")},
+            whole=body.get("stream") is not True,
+        ),
     )
     return model, request
 

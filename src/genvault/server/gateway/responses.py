@@ -1,24 +1,30 @@
 """`POST /v1/responses`: the OpenAI Responses API (what the AI SDK's default `openai(...)` model
 and `client.responses.create` call), over the same generation lifecycle.
 
-genvault keeps no server-side conversation state here: `previous_response_id` and
-`item_reference` inputs are refused with a 400 that says to send the whole conversation (as
-`store: false` clients do). Any provider can answer (an OpenAI upstream is called through Chat
+`previous_response_id` continues a conversation from genvault's own records: the earlier
+response (`resp_<generation id>`, the caller's, ended with output) gives its input and its
+output, and its own previous response before it, ahead of this request's input (its
+`instructions` are not carried over, as in the real API). `item_reference` inputs are refused
+with a 400 that says to send the items. Any provider can answer (an OpenAI upstream is called through Chat
 Completions, from the normalized request); the stream has the real API's event types, each with
 its `sequence_number`, in the real order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from genvault.errors import InvalidRequest
+from genvault.errors import InvalidRequest, NotFound
+from genvault.ids import ID_PATTERN
+from genvault.messages.convert import to_model_messages
 from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec
+from genvault.records import Generation
 from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import (
     drain,
@@ -33,14 +39,14 @@ from genvault.server.gateway._common import (
     usage_of,
 )
 from genvault.server.gateway.errors import failed_generation
-from genvault.vault import parse_params
+from genvault.vault import Vault, parse_params
 
 __all__ = ["ResponsesRenderer", "parse_responses_request", "router"]
 
 router = APIRouter(tags=["gateway"])
 
 API = "openai.responses"
-_NO_STATE = "genvault keeps no Responses conversation state: send the whole conversation in `input` (store: false)"
+_NO_STATE = "genvault keeps no Responses items apart from its records: send the items themselves in `input`"
 
 
 # -- request ----------------------------------------------------------------------------------------
@@ -146,8 +152,8 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[str, ModelRequest]:
     model = body.get("model")
     require(isinstance(model, str) and bool(model), "model is required (e.g. offline/test-model)")
     assert isinstance(model, str)
-    if body.get("previous_response_id") is not None:
-        raise InvalidRequest(f"previous_response_id is not supported; {_NO_STATE}")
+    previous = body.get("previous_response_id")
+    require(previous is None or isinstance(previous, str), "previous_response_id must be a string")
     items = body.get("input")
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
@@ -359,6 +365,42 @@ def responses_usage(usage: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# How many earlier responses a `previous_response_id` chain may reach back.
+MAX_PREVIOUS = 100
+
+
+async def earlier_messages(vault: Vault, user_id: str, response_id: str) -> list[dict[str, Any]]:
+    """The conversation before a request with `previous_response_id`: each earlier response's
+    input and output as model messages, oldest first. `InvalidRequest` when the id names no
+    response of this caller's that ended with output."""
+    chain: list[Generation] = []
+    next_id: str | None = response_id
+    while next_id is not None:
+        require(len(chain) < MAX_PREVIOUS, f"previous_response_id reaches back more than {MAX_PREVIOUS} responses")
+        record = None
+        generation_id = next_id.removeprefix("resp_")
+        if ID_PATTERN.fullmatch(generation_id):
+            with contextlib.suppress(NotFound):
+                record = await vault.get_generation(generation_id, user_id=user_id)
+        request = record.request if record is not None else {}
+        earlier = request.get("body") if request.get("api") == API else None
+        if record is None or not isinstance(earlier, dict):
+            raise InvalidRequest(f"previous_response_id {next_id!r}: no such response")
+        if not record.result_message or record.status not in ("complete", "cancelled", "interrupted"):
+            raise InvalidRequest(f"previous_response_id {next_id!r}: that response has no output ({record.status})")
+        chain.append(record)
+        found = earlier.get("previous_response_id")
+        next_id = found if isinstance(found, str) else None
+    messages: list[dict[str, Any]] = []
+    for record in reversed(chain):
+        body = record.request["body"]
+        items = body.get("input")
+        messages += _model_messages([{"role": "user", "content": items}] if isinstance(items, str) else items)
+        assert record.result_message is not None
+        messages += to_model_messages([record.result_message], ignore_incomplete_tool_calls=True)
+    return messages  # an earlier request's `instructions` are not carried over (`system` is this one's)
+
+
 @router.post("/v1/responses", response_class=Response)
 async def responses(request: Request, vault: VaultDep) -> Response:
     """OpenAI Responses. The record exists (`X-Genvault-Generation-Id`) before the model is
@@ -366,6 +408,11 @@ async def responses(request: Request, vault: VaultDep) -> Response:
     user = await gateway_user(request, vault)
     body = await read_body(request)
     model, model_request = parse_responses_request(body)
+    if isinstance(body.get("previous_response_id"), str):
+        model_request.messages = [
+            *await earlier_messages(vault, user, body["previous_response_id"]),
+            *model_request.messages,
+        ]
     started = await start_generation(
         request, vault, user, model=model, model_request=model_request, request_json={"api": API, "body": body}
     )

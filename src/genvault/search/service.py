@@ -364,9 +364,8 @@ async def _hydrate(
     for _, number, keys in page:
         by_source.setdefault(number, []).append(keys)
     found: dict[tuple[int, tuple[Any, ...]], dict[str, Any]] = {}
-    for number, source_keys in by_source.items():
-        for document in await _read_documents(conn, dialect, SOURCES[number], source_keys):
-            found[(number, document["_key"])] = document
+    for number, document in await _read_documents(conn, dialect, by_source):
+        found[(number, document["_key"])] = document
     hits: list[SearchHit] = []
     for score, number, keys in page:
         row = found.get((number, keys))
@@ -407,10 +406,27 @@ async def _hydrate(
 _DATE = UTCDateTime()
 
 
-async def _read_documents(
-    conn: AsyncConnection, dialect: str, kind: Kind, keys: list[tuple[Any, ...]]
-) -> list[dict[str, Any]]:
-    params: dict[str, Any] = {}
+# The columns every source's document query returns, in this order (a source without one returns
+# NULL), so that one statement reads the documents of a page's every source.
+_DOC_COLUMNS = (
+    ("chat_id", "varchar"),
+    ("message_id", "varchar"),
+    ("generation_id", "varchar"),
+    ("user_id", "varchar"),
+    ("body", "text"),
+    ("prompt", "text"),
+    ("output", "text"),
+    ("role", "varchar"),
+    ("created_at", None),
+    ("chat_title", "varchar"),
+    ("model", "varchar"),
+    ("status", "varchar"),
+)
+
+
+def _document_select(dialect: str, kind: Kind, keys: list[tuple[Any, ...]]) -> tuple[str, dict[str, Any], int]:
+    """One source's documents by key: (SQL with `_k0…_k2` and `_DOC_COLUMNS`, params, key width)."""
+    params: dict[str, Any]
     if dialect == "sqlite":
         params = {f"r{i}": k[0] for i, k in enumerate(keys)}
         where = {"message": "p.rowid", "chat": "c.rowid", "generation": "g.rowid"}[kind]
@@ -432,39 +448,84 @@ async def _read_documents(
         else:
             params = {"ids": [k[0] for k in keys]}
             cond = f"{key_cols[0]} = ANY(CAST(:ids AS varchar[]))"
-    keys_sql = ", ".join(f"{c} AS _k{i}" for i, c in enumerate(key_cols))
+    pg = dialect == "postgresql"
+    key_pads = ["NULL::varchar", "NULL::int"] if pg else ["NULL", "NULL"]
+    keys_sql = ", ".join(
+        [f"{c} AS _k{i}" for i, c in enumerate(key_cols)]
+        + [f"{key_pads[i - 1]} AS _k{i}" for i in range(len(key_cols), 3)]
+    )
     if kind == "message":
-        sql = (
-            f"SELECT {keys_sql}, p.chat_id, p.message_id, p.user_id, p.text_text AS body, m.role, "
-            "m.created_at, m.generation_id, c.title AS chat_title, g.model, g.status "
-            "FROM parts p JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id "
-            "JOIN chats c ON c.id = p.chat_id LEFT JOIN generations g ON g.id = m.generation_id "
-            f"WHERE {cond}"
+        values = {
+            "chat_id": "p.chat_id",
+            "message_id": "p.message_id",
+            "user_id": "p.user_id",
+            "body": "p.text_text",
+            "role": "m.role",
+            "created_at": "m.created_at",
+            "chat_title": "c.title",
+            "model": "g.model",
+            "status": "g.status",
+        }
+        frm = (
+            "parts p JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id "
+            "JOIN chats c ON c.id = p.chat_id LEFT JOIN generations g ON g.id = m.generation_id"
         )
+        values["generation_id"] = "m.generation_id"
     elif kind == "chat":
-        sql = (
-            f"SELECT {keys_sql}, c.id AS chat_id, c.user_id, c.title AS body, c.title AS chat_title, "
-            f"c.created_at FROM chats c WHERE {cond}"
-        )
+        values = {
+            "chat_id": "c.id",
+            "user_id": "c.user_id",
+            "body": "c.title",
+            "chat_title": "c.title",
+            "created_at": "c.created_at",
+        }
+        frm = "chats c"
     else:
-        prompt = "json_extract(g.request, '$.prompt')" if dialect == "sqlite" else "g.request ->> 'prompt'"
-        sql = (
-            f"SELECT {keys_sql}, g.id AS generation_id, g.user_id, g.chat_id, {prompt} AS prompt, "
-            "g.result_text AS output, g.model, g.status, g.created_at FROM generations g "
-            f"WHERE {cond}"
-        )
-    rows = (await conn.execute(text(sql), params)).all()
-    width = len(key_cols)
+        values = {
+            "generation_id": "g.id",
+            "user_id": "g.user_id",
+            "chat_id": "g.chat_id",
+            "prompt": "json_extract(g.request, '$.prompt')" if dialect == "sqlite" else "g.request ->> 'prompt'",
+            "output": "g.result_text",
+            "model": "g.model",
+            "status": "g.status",
+            "created_at": "g.created_at",
+        }
+        frm = "generations g"
+    columns = ", ".join(
+        f"{values[name]} AS {name}" if name in values else (f"NULL::{cast} AS {name}" if pg else f"NULL AS {name}")
+        for name, cast in _DOC_COLUMNS
+    )
+    return f"SELECT {keys_sql}, {columns} FROM {frm} WHERE {cond}", params, len(key_cols)
+
+
+async def _read_documents(
+    conn: AsyncConnection, dialect: str, keys: dict[int, list[tuple[Any, ...]]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """The documents of a page, every source's in one statement (one round trip)."""
+    if not keys:
+        return []
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    widths: dict[int, int] = {}
+    for number, source_keys in keys.items():
+        kind = SOURCES[number]
+        sql, source_params, widths[number] = _document_select(dialect, kind, source_keys)
+        sql, source_params = _prefixed(sql, source_params, kind)
+        parts.append(f"SELECT {number} AS _src, d{number}.* FROM ({sql}) AS d{number}")
+        params |= source_params
+    rows = (await conn.execute(text(" UNION ALL ".join(parts)), params)).all()
     out = []
     for row in rows:
-        record = {k: v for k, v in row._mapping.items() if not k.startswith("_k")}
-        record["_key"] = tuple(row[:width])
+        number = int(row[0])
+        record = {k: v for k, v in row._mapping.items() if not k.startswith("_")}
+        record["_key"] = tuple(row[1 : 1 + widths[number]])
         created = record.get("created_at")
         if isinstance(created, str):  # SQLite: text through the column type's own reader
             record["created_at"] = _DATE.process_result_value(datetime.fromisoformat(created), conn.dialect)
         else:
             record["created_at"] = _DATE.process_result_value(created, conn.dialect)
-        out.append(record)
+        out.append((number, record))
     return out
 
 

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +78,16 @@ async def _load_postgres(url: str, corpus: Corpus) -> None:
                 if rows:
                     await conn.copy_records_to_table(table, records=rows, columns=list(COLUMNS[table]))
         await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def _vacuum(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
 
@@ -255,6 +268,35 @@ async def _append(db: str, seconds: float, rounds: int, writers: int) -> list[di
     ]
 
 
+@contextlib.asynccontextmanager
+async def _database(db: str, keep: bool, reuse: dict[str, str] | None) -> AsyncIterator[tuple[str, bool]]:
+    """The database to search: a fresh one (dropped at the end unless `keep`: its URL is printed
+    to pass back as --reuse), or one an earlier run kept (`reuse`), already filled."""
+    if reuse and db in reuse:
+        yield reuse[db], True
+        return
+    if not keep:
+        async with fresh_database(db) as url:
+            yield url, False
+        return
+    if db == "sqlite":
+        url = f"sqlite:///{tempfile.mkdtemp(prefix='genvault-bench-kept-')}/bench.db"
+    else:
+        import asyncpg
+
+        from bench._common import PG_HOST
+
+        name = f"genvault_bench_kept_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(f"postgresql://{PG_HOST}/postgres")
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        url = f"postgresql://{PG_HOST}/{name}"
+    print(f"{db:8} kept: --reuse {url}")
+    yield url, False
+
+
 # -- the run -----------------------------------------------------------------------------------------
 
 
@@ -267,29 +309,40 @@ async def run(
     rounds: int,
     writers: list[int],
     out_dir: Path | None = None,
+    keep: bool = False,
+    reuse: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     queries: list[dict[str, Any]] = []
     builds: list[dict[str, Any]] = []
     appends: list[dict[str, Any]] = []
     for db in dbs:
         corpus = Corpus(**corpus_args)
-        async with fresh_database(db) as url:
+        async with _database(db, keep, reuse) as (url, filled):
             store = Store(url)
             try:
-                await upgrade(store.engine, "0005")
-                start = time.perf_counter()
-                if db == "sqlite":
-                    await asyncio.to_thread(_load_sqlite, url, corpus)
+                if filled:  # a database kept by an earlier run with the same corpus: no load, no build
+                    loaded = built = 0.0
+                    await store.upgrade()  # a revision added since (e.g. a new index) is built here
                 else:
-                    await _load_postgres(url, corpus)
-                loaded = time.perf_counter() - start
-                start = time.perf_counter()
-                await store.upgrade()
-                built = time.perf_counter() - start
+                    await upgrade(store.engine, "0005")
+                    start = time.perf_counter()
+                    if db == "sqlite":
+                        await asyncio.to_thread(_load_sqlite, url, corpus)
+                    else:
+                        await _load_postgres(url, corpus)
+                    loaded = time.perf_counter() - start
+                    start = time.perf_counter()
+                    await store.upgrade()
+                    built = time.perf_counter() - start
                 # Planner statistics for the new vectors, as autovacuum would gather them: without
                 # them PostgreSQL guesses the selectivity of `@@` on a column it has never sampled.
-                async with store.write() as conn:
-                    await conn.execute(text("ANALYZE"))
+                # On PostgreSQL a VACUUM too, as autovacuum would run one after a bulk load: else
+                # the first searches set the hint bits of every row they read (writing the pages).
+                if db == "postgres":
+                    await _vacuum(url)
+                else:
+                    async with store.write() as conn:
+                        await conn.execute(text("ANALYZE"))
                 sizes = await _sizes(store)
                 frequencies = await _document_frequencies(store, corpus)
             finally:
@@ -302,7 +355,7 @@ async def run(
                     queries += await _queries(vault, corpus, samples, db)
                 finally:
                     await vault.aclose()
-        for w in writers:
+        for w in writers if rounds > 0 else []:
             appends += await _append(db, append_seconds, rounds, w)
     data = {
         "params": {
@@ -332,9 +385,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--samples", type=int, default=200, help="timed searches per shape (one user)")
     parser.add_argument("--append-seconds", type=float, default=1.5)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="append rounds (0: no append measurement)")
     parser.add_argument("--writers", action="append", type=int, help="append writers (default: 1)")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop")
+    parser.add_argument("--out", type=Path, help="write search.json here (default: bench/results)")
+    parser.add_argument("--keep", action="store_true", help="keep the filled databases (prints --reuse URLs)")
+    parser.add_argument(
+        "--reuse", action="append", default=[], metavar="URL", help="search a database --keep left (same corpus args)"
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it happens
     run_on(
@@ -352,6 +410,9 @@ def main() -> None:
             append_seconds=args.append_seconds,
             rounds=args.rounds,
             writers=args.writers or [1],
+            keep=args.keep,
+            out_dir=args.out,
+            reuse={("sqlite" if u.startswith("sqlite") else "postgres"): u for u in args.reuse},
         ),
     )
 

@@ -118,6 +118,27 @@ async def test_hits_are_ranked_and_carry_a_snippet_and_what_to_open(vault: Vault
     assert title.snippet == "<mark>Fixing</mark> the migration"
 
 
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (
+            50,
+            "…w42 w43 w44 w45 w46 w47 w48 w49 <mark>Needle</mark> w51 w52 w53 w54 w55 w56 w57 w58 w59 w60 "
+            "w61 w62 w63 w64 w65…",
+        ),
+        (3, "w0 w1 w2 <mark>Needle</mark> w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 w22 w23…"),
+        (97, "…w89 w90 w91 w92 w93 w94 w95 w96 <mark>Needle</mark> w98 w99"),
+    ],
+)
+def test_a_snippet_is_the_window_around_the_first_match(at: int, expected: str) -> None:
+    from genvault.search.snippet import snippet
+
+    words = [f"w{i}" for i in range(100)]
+    words[at] = "Needle"
+    assert snippet(" ".join(words), parse_query("needle")) == expected
+    assert snippet(" ".join(words), parse_query("absent")) is None
+
+
 async def test_snippets_escape_html_and_mark_prefix_matches(vault: Vault) -> None:
     await vault.create_chat("c2", user_id="alice")
     await vault.append_messages("c2", [msg("x1", "<b>Migrating</b> & more")], user_id="alice")

@@ -14,6 +14,7 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, String, column, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import InvalidRequest, StorageError
 from genvault.labels import check_tag
@@ -71,9 +72,20 @@ class Searcher:
             until=until,
             tag=tag,
         )
-        await self.catch_up()
+
+        async def caught_up(conn: AsyncConnection) -> SearchPage | None:
+            # SQLite: the queue is checked in the search's own read (one checkout, not two; and
+            # the same snapshot as the search); None when it must be applied first.
+            if await pending.has_pending(conn):
+                return None
+            return await search(conn, query, filters, limit=limit, cursor=cursor)
+
         # Without the checkout's ping (a round trip): a read, safe to run again on a dead connection.
-        return await self.store.read_retrying(lambda conn: search(conn, query, filters, limit=limit, cursor=cursor))
+        page = await self.store.read_retrying(caught_up)
+        if page is None:
+            await self.catch_up()
+            page = await self.store.read_retrying(lambda conn: search(conn, query, filters, limit=limit, cursor=cursor))
+        return page
 
     async def catch_up(self) -> int:
         """Apply SQLite's queue of message-part changes to the index (`genvault.search.pending`),

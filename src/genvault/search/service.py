@@ -145,6 +145,20 @@ def _pg_tsquery(query: TextQuery, params: dict[str, Any]) -> str:
 PG_CHATS_VECTOR = "(to_tsvector('simple', c.title) || array_to_tsvector(ARRAY['#' || md5(c.user_id)]))"
 
 
+def _pg_matched(table: str, match: str, user_id: str | None, alias: str) -> tuple[str, list[str]]:
+    """The FROM item and conditions that find the rows matching `match` on PostgreSQL.
+
+    For a user's search the match names their owner lexeme, so the GIN index alone narrows the
+    rows to theirs that match (an intersection of posting lists). Left to itself the planner may
+    prefer the btree on `user_id` (about 1/1000 of the rows) and recheck `@@` on each of the
+    user's rows, reading every one of their tsvectors: a subquery with `OFFSET 0` (which
+    PostgreSQL never flattens nor pushes the outer conditions into) makes the index match come
+    first; the exact `user_id` check (a hash is not an identity) and the filters apply on top."""
+    if user_id is None:
+        return table, [match]
+    return f"(SELECT * FROM {table} WHERE {match} OFFSET 0) {alias}", []
+
+
 def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Select:
     params: dict[str, Any] = {}
     where: list[str] = []
@@ -166,9 +180,9 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
     if kind == "message":
         need_messages = any(v is not None for v in (f.role, f.since, f.until, f.model, f.status))
         if pg:
-            frm = "parts p"
+            frm, match_where = _pg_matched("parts p", f"p.search_vector @@ {match_q}", f.user_id, "p")
             score = f"(-ts_rank_cd(p.search_vector, {tsq}))::float8"
-            where.append(f"p.search_vector @@ {match_q}")
+            where += match_where
             keys = ["p.chat_id", "p.message_id", "p.position"]
         else:
             frm = "search_parts f JOIN parts p ON p.rowid = f.rowid"
@@ -188,9 +202,9 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
         date_col = "m.created_at"
     elif kind == "chat":
         if pg:
-            frm = "chats c"
+            frm, match_where = _pg_matched("chats c", f"{PG_CHATS_VECTOR} @@ {match_q}", f.user_id, "c")
             score = f"(-ts_rank_cd(to_tsvector('simple', c.title), {tsq}))::float8"
-            where.append(f"{PG_CHATS_VECTOR} @@ {match_q}")
+            where += match_where
             keys = ["c.id"]
         else:
             frm = "search_chats f JOIN chats c ON c.rowid = f.rowid"
@@ -204,9 +218,9 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
         date_col = "c.created_at"
     else:
         if pg:
-            frm = "generations g"
+            frm, match_where = _pg_matched("generations g", f"g.search_vector @@ {match_q}", f.user_id, "g")
             score = f"(-ts_rank_cd(g.search_vector, {tsq}))::float8"
-            where.append(f"g.search_vector @@ {match_q}")
+            where += match_where
             keys = ["g.id"]
         else:
             frm = "search_generations f JOIN generations g ON g.rowid = f.rowid"
@@ -350,9 +364,8 @@ async def _hydrate(
     for _, number, keys in page:
         by_source.setdefault(number, []).append(keys)
     found: dict[tuple[int, tuple[Any, ...]], dict[str, Any]] = {}
-    for number, source_keys in by_source.items():
-        for document in await _read_documents(conn, dialect, SOURCES[number], source_keys):
-            found[(number, document["_key"])] = document
+    for number, document in await _read_documents(conn, dialect, by_source):
+        found[(number, document["_key"])] = document
     hits: list[SearchHit] = []
     for score, number, keys in page:
         row = found.get((number, keys))
@@ -393,60 +406,126 @@ async def _hydrate(
 _DATE = UTCDateTime()
 
 
-async def _read_documents(
-    conn: AsyncConnection, dialect: str, kind: Kind, keys: list[tuple[Any, ...]]
-) -> list[dict[str, Any]]:
-    params: dict[str, Any] = {}
+# The columns every source's document query returns, in this order (a source without one returns
+# NULL), so that one statement reads the documents of a page's every source.
+_DOC_COLUMNS = (
+    ("chat_id", "varchar"),
+    ("message_id", "varchar"),
+    ("generation_id", "varchar"),
+    ("user_id", "varchar"),
+    ("body", "text"),
+    ("prompt", "text"),
+    ("output", "text"),
+    ("role", "varchar"),
+    ("created_at", None),
+    ("chat_title", "varchar"),
+    ("model", "varchar"),
+    ("status", "varchar"),
+)
+
+
+def _document_select(dialect: str, kind: Kind, keys: list[tuple[Any, ...]]) -> tuple[str, dict[str, Any], int]:
+    """One source's documents by key: (SQL with `_k0…_k2` and `_DOC_COLUMNS`, params, key width)."""
+    params: dict[str, Any]
     if dialect == "sqlite":
         params = {f"r{i}": k[0] for i, k in enumerate(keys)}
         where = {"message": "p.rowid", "chat": "c.rowid", "generation": "g.rowid"}[kind]
         cond = f"{where} IN ({', '.join(':' + n for n in params)})"
         key_cols = [where]
     else:
-        conds = []
-        for i, k in enumerate(keys):
-            names = []
-            for j, v in enumerate(k):
-                params[f"r{i}_{j}"] = v
-                names.append(f":r{i}_{j}")
-            conds.append("(" + ", ".join(names) + ")")
+        # The keys as arrays, so the statement's text is the same for every page (one prepared
+        # statement, planned once, instead of a new `IN ((…), (…))` list to plan on every search:
+        # planning that join took longer than running it).
         key_cols = {"message": ["p.chat_id", "p.message_id", "p.position"], "chat": ["c.id"], "generation": ["g.id"]}[
             kind
         ]
-        cond = f"({', '.join(key_cols)}) IN ({', '.join(conds)})"
-    keys_sql = ", ".join(f"{c} AS _k{i}" for i, c in enumerate(key_cols))
+        if kind == "message":
+            params = {"kc": [k[0] for k in keys], "km": [k[1] for k in keys], "kp": [int(k[2]) for k in keys]}
+            cond = (
+                "(p.chat_id, p.message_id, p.position) IN (SELECT * FROM unnest(CAST(:kc AS varchar[]), "
+                "CAST(:km AS varchar[]), CAST(:kp AS int[])))"
+            )
+        else:
+            params = {"ids": [k[0] for k in keys]}
+            cond = f"{key_cols[0]} = ANY(CAST(:ids AS varchar[]))"
+    pg = dialect == "postgresql"
+    key_pads = ["NULL::varchar", "NULL::int"] if pg else ["NULL", "NULL"]
+    keys_sql = ", ".join(
+        [f"{c} AS _k{i}" for i, c in enumerate(key_cols)]
+        + [f"{key_pads[i - 1]} AS _k{i}" for i in range(len(key_cols), 3)]
+    )
     if kind == "message":
-        sql = (
-            f"SELECT {keys_sql}, p.chat_id, p.message_id, p.user_id, p.text_text AS body, m.role, "
-            "m.created_at, m.generation_id, c.title AS chat_title, g.model, g.status "
-            "FROM parts p JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id "
-            "JOIN chats c ON c.id = p.chat_id LEFT JOIN generations g ON g.id = m.generation_id "
-            f"WHERE {cond}"
+        values = {
+            "chat_id": "p.chat_id",
+            "message_id": "p.message_id",
+            "user_id": "p.user_id",
+            "body": "p.text_text",
+            "role": "m.role",
+            "created_at": "m.created_at",
+            "chat_title": "c.title",
+            "model": "g.model",
+            "status": "g.status",
+        }
+        frm = (
+            "parts p JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id "
+            "JOIN chats c ON c.id = p.chat_id LEFT JOIN generations g ON g.id = m.generation_id"
         )
+        values["generation_id"] = "m.generation_id"
     elif kind == "chat":
-        sql = (
-            f"SELECT {keys_sql}, c.id AS chat_id, c.user_id, c.title AS body, c.title AS chat_title, "
-            f"c.created_at FROM chats c WHERE {cond}"
-        )
+        values = {
+            "chat_id": "c.id",
+            "user_id": "c.user_id",
+            "body": "c.title",
+            "chat_title": "c.title",
+            "created_at": "c.created_at",
+        }
+        frm = "chats c"
     else:
-        prompt = "json_extract(g.request, '$.prompt')" if dialect == "sqlite" else "g.request ->> 'prompt'"
-        sql = (
-            f"SELECT {keys_sql}, g.id AS generation_id, g.user_id, g.chat_id, {prompt} AS prompt, "
-            "g.result_text AS output, g.model, g.status, g.created_at FROM generations g "
-            f"WHERE {cond}"
-        )
-    rows = (await conn.execute(text(sql), params)).all()
-    width = len(key_cols)
+        values = {
+            "generation_id": "g.id",
+            "user_id": "g.user_id",
+            "chat_id": "g.chat_id",
+            "prompt": "json_extract(g.request, '$.prompt')" if dialect == "sqlite" else "g.request ->> 'prompt'",
+            "output": "g.result_text",
+            "model": "g.model",
+            "status": "g.status",
+            "created_at": "g.created_at",
+        }
+        frm = "generations g"
+    columns = ", ".join(
+        f"{values[name]} AS {name}" if name in values else (f"NULL::{cast} AS {name}" if pg else f"NULL AS {name}")
+        for name, cast in _DOC_COLUMNS
+    )
+    return f"SELECT {keys_sql}, {columns} FROM {frm} WHERE {cond}", params, len(key_cols)
+
+
+async def _read_documents(
+    conn: AsyncConnection, dialect: str, keys: dict[int, list[tuple[Any, ...]]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """The documents of a page, every source's in one statement (one round trip)."""
+    if not keys:
+        return []
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    widths: dict[int, int] = {}
+    for number, source_keys in keys.items():
+        kind = SOURCES[number]
+        sql, source_params, widths[number] = _document_select(dialect, kind, source_keys)
+        sql, source_params = _prefixed(sql, source_params, kind)
+        parts.append(f"SELECT {number} AS _src, d{number}.* FROM ({sql}) AS d{number}")
+        params |= source_params
+    rows = (await conn.execute(text(" UNION ALL ".join(parts)), params)).all()
     out = []
     for row in rows:
-        record = {k: v for k, v in row._mapping.items() if not k.startswith("_k")}
-        record["_key"] = tuple(row[:width])
+        number = int(row[0])
+        record = {k: v for k, v in row._mapping.items() if not k.startswith("_")}
+        record["_key"] = tuple(row[1 : 1 + widths[number]])
         created = record.get("created_at")
         if isinstance(created, str):  # SQLite: text through the column type's own reader
             record["created_at"] = _DATE.process_result_value(datetime.fromisoformat(created), conn.dialect)
         else:
             record["created_at"] = _DATE.process_result_value(created, conn.dialect)
-        out.append(record)
+        out.append((number, record))
     return out
 
 

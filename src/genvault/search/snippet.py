@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import deque
 
 from genvault.search.query import TextQuery
 
@@ -21,26 +22,42 @@ _TOKEN = re.compile(r"[^\W_]+")
 
 def snippet(text: str, query: TextQuery, *, width: int = 24) -> str | None:
     """About `width` words of `text` around its first matched word, matches marked; None when
-    no wanted word occurs in `text` (the hit matched in another field)."""
+    no wanted word occurs in `text` (the hit matched in another field).
+
+    Reads the text's words only up to the end of the window (a generation's output can be long,
+    and a page cuts up to twenty of them)."""
     whole, prefixes = query.highlight_words()
-    spans: list[tuple[int, int]] = []
-    for m in _TOKEN.finditer(text):
+
+    def matches(m: re.Match[str]) -> bool:
         word = m.group().lower()
-        if word in whole or word.startswith(prefixes):
-            spans.append(m.span())
-    if not spans:
+        return word in whole or word.startswith(prefixes)
+
+    before = width // 3
+    words = _TOKEN.finditer(text)
+    window: deque[re.Match[str]] = deque(maxlen=before + 1)  # the first match and the words before it
+    first = -1
+    for i, m in enumerate(words):
+        window.append(m)
+        if matches(m):
+            first = i
+            break
+    if first < 0:
         return None
-    tokens = list(_TOKEN.finditer(text))
-    first = next(i for i, t in enumerate(tokens) if t.start() == spans[0][0])
-    lo = max(0, first - width // 3)
-    hi = min(len(tokens), lo + width)
-    start = 0 if lo == 0 else tokens[lo].start()
-    end = len(text) if hi == len(tokens) else tokens[hi - 1].end()
+    shown = list(window)
+    while len(shown) < width:
+        following = next(words, None)
+        if following is None:
+            break
+        shown.append(following)
+    more = len(shown) == width and any(True for _ in words)
+    start = 0 if first <= before else shown[0].start()
+    end = shown[-1].end() if more else len(text)
     out: list[str] = ["…" if start > 0 else ""]
     at = start
-    for s, e in spans:
-        if s < start or e > end:
+    for m in shown:
+        if not matches(m):
             continue
+        s, e = m.span()
         out.append(html.escape(text[at:s]))
         out.append(MARK_OPEN + html.escape(text[s:e]) + MARK_CLOSE)
         at = e

@@ -125,9 +125,14 @@ async def pg_vault(pg_schema: tuple[str, str], tmp_path: Path) -> AsyncIterator[
 
 
 async def _backend_pids(vault: Vault, count: int) -> set[int]:
+    """The backends of `count` connections of each of the store's pools: SQLAlchemy's and the
+    hot paths' (`Store.driver`, where the append runs)."""
     async with contextlib.AsyncExitStack() as stack:
         held = [await stack.enter_async_context(vault.store.read()) for _ in range(count)]
-        return {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held}
+        drivers = [await stack.enter_async_context(vault.store.driver()) for _ in range(count)]
+        return {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held} | {
+            await driver.connection.fetchval("SELECT pg_backend_pid()") for driver in drivers
+        }
 
 
 @pytest.mark.postgres

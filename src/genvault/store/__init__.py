@@ -19,16 +19,31 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from genvault.errors import Busy, StorageError
-from genvault.store.db import SKIP_PING, WRITE_OPTION, create_engine, upgrade
-from genvault.store.driver import ConnectionLost, PooledDriver
+from genvault.store.db import SKIP_PING, WRITE_OPTION, async_url, create_engine, upgrade
+from genvault.store.driver import ConnectionLost, DriverPool, PoolBusy, PooledDriver
 
-__all__ = ["Store"]
+__all__ = ["Store", "split_pool"]
 
 T = TypeVar("T")
 
 
-def _busy(exc: PoolTimeout) -> Busy:
+def _busy(exc: PoolTimeout | PoolBusy) -> Busy:
     return Busy(f"the server is busy (no database connection free within the wait): {exc}", retry_after=2)
+
+
+def split_pool(pool_size: int | None, max_overflow: int | None) -> tuple[int, int, int]:
+    """PostgreSQL: the process's connection budget (`pool_size` + `max_overflow`, default
+    10 + 20) split between SQLAlchemy's pool and the hot paths' `DriverPool`, which takes half
+    of it (rounded down), out of the overflow first: (pool size, overflow, driver pool size).
+    The total stays the configured one. Below 4 connections in all there is no driver pool
+    (size 0): the hot paths then check out of SQLAlchemy's pool as the other paths do (so does
+    the heartbeat's store of 2, which runs no hot path)."""
+    size = 10 if pool_size is None else pool_size
+    overflow = 20 if max_overflow is None else max_overflow
+    drivers = (size + overflow) // 2 if size + overflow >= 4 else 0
+    from_overflow = min(overflow, drivers)
+    from_size = drivers - from_overflow
+    return size - from_size, overflow - from_overflow, drivers
 
 
 class Store:
@@ -49,9 +64,20 @@ class Store:
         # writers queue here instead, first come first served; only other processes (and a
         # `Store` not sharing this lock) still meet the busy handler.
         self.write_lock: asyncio.Lock | None = None
+        # PostgreSQL: the hot paths' statements (`driver()`) go to a pool of asyncpg connections
+        # of their own, half of the configured connections (`split_pool`).
+        self._drivers: DriverPool | None = None
+        drivers = 0
+        if async_url(url).get_backend_name() == "postgresql":
+            pool_size, max_overflow, drivers = split_pool(pool_size, max_overflow)
         self.engine: AsyncEngine = create_engine(
             url, schema=schema, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
         )
+        if drivers:
+            pool = self.engine.sync_engine.pool
+            self._drivers = DriverPool(
+                lambda: greenlet_spawn(pool._create_connection), size=drivers, timeout=pool_timeout
+            )
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         if self.engine.dialect.name == "sqlite":
             self.write_lock = asyncio.Lock()
@@ -124,11 +150,33 @@ class Store:
 
     @asynccontextmanager
     async def driver(self, *, ping: bool = True) -> AsyncIterator[PooledDriver]:
-        """PostgreSQL: a pooled connection's asyncpg connection itself, each statement in its
+        """PostgreSQL: an asyncpg connection of the store's `DriverPool`, each statement in its
         own transaction (autocommit). For a hot path that is one prebuilt statement, atomic on
-        its own: no BEGIN and COMMIT round trips, no SQLAlchemy Connection around it.
-        `ping=False` skips the checkout's liveness ping: for a caller that handles a dead
-        connection (`ConnectionLost`) itself."""
+        its own: no BEGIN and COMMIT round trips, no SQLAlchemy Connection around it, and a
+        checkout that is a list pop. `ping=False` skips the checkout's liveness ping: for a
+        caller that handles a dead connection (`ConnectionLost`) itself. A connection that died
+        or whose statement was cancelled midway is closed on its return, never reused."""
+        drivers = self._drivers
+        if drivers is None:
+            async with self._pooled_driver(ping=ping) as driver:
+                yield driver
+            return
+        try:
+            held = await drivers.acquire(ping=ping)
+        except PoolBusy as exc:
+            raise _busy(exc) from exc
+        except StorageError:
+            raise
+        except Exception as exc:  # the driver's own errors: SQLAlchemy does not wrap a pool's connect
+            raise StorageError(f"database connection failed: {exc}") from exc
+        try:
+            yield PooledDriver(held)
+        finally:
+            drivers.release(held)
+
+    @asynccontextmanager
+    async def _pooled_driver(self, *, ping: bool) -> AsyncIterator[PooledDriver]:
+        """`driver()` on a connection of SQLAlchemy's pool (a store too small for a `DriverPool`)."""
         if self.dialect != "postgresql":
             raise RuntimeError("driver connections are asyncpg's: PostgreSQL only")
         token = SKIP_PING.set(not ping)
@@ -169,4 +217,6 @@ class Store:
             raise _busy(exc) from exc
 
     async def aclose(self) -> None:
+        if self._drivers is not None:
+            await self._drivers.aclose()
         await self.engine.dispose()

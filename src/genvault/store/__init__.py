@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.util import greenlet_spawn
 
 from genvault.errors import Busy, StorageError
@@ -81,6 +82,8 @@ class Store:
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         if self.engine.dialect.name == "sqlite":
             self.write_lock = asyncio.Lock()
+        # SQLite: the connection `sqlite_adapter.one_hop` writes on, opened at the first write.
+        self._sqlite_writer: Any = None
         # PostgreSQL reads run in autocommit: under its default READ COMMITTED every statement takes
         # its own snapshot with or without BEGIN, so the BEGIN/ROLLBACK round trips bought nothing.
         # SQLite keeps its read transaction: there it is what gives one snapshot across statements.
@@ -216,7 +219,24 @@ class Store:
         except PoolTimeout as exc:
             raise _busy(exc) from exc
 
+    async def sqlite_writer(self) -> Any:
+        """SQLite: the store's own writer connection (SQLAlchemy's adapted aiosqlite connection,
+        made by the engine's pool machinery, so with its PRAGMAs), for `sqlite_adapter.one_hop`
+        under the write lock; None for an in-memory database (no pool: each connection is a
+        database of its own). Opened at the first call, reopened if it was closed."""
+        writer = self._sqlite_writer
+        if writer is not None and writer.driver_connection._running:
+            return writer.dbapi_connection
+        pool = self.engine.sync_engine.pool
+        if isinstance(pool, NullPool):
+            return None
+        self._sqlite_writer = await greenlet_spawn(pool._create_connection)
+        return self._sqlite_writer.dbapi_connection
+
     async def aclose(self) -> None:
         if self._drivers is not None:
             await self._drivers.aclose()
+        writer, self._sqlite_writer = self._sqlite_writer, None
+        if writer is not None:
+            await greenlet_spawn(writer.close)
         await self.engine.dispose()

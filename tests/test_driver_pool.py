@@ -44,6 +44,8 @@ def test_the_driver_pool_takes_half_of_the_configured_connections_out_of_the_ove
     assert split_pool(4, 0) == (2, 0, 2)
     assert split_pool(1, 3) == (1, 1, 2)
     assert split_pool(2, 0) == (2, 0, 0)  # too small to split: the hot paths use SQLAlchemy's pool
+    assert split_pool(2, 0, drivers=1) == (1, 0, 1)  # the heartbeat's: one of its two for the first tokens
+    assert split_pool(1, 0, drivers=1) == (1, 0, 0)  # SQLAlchemy's pool keeps one
     for size in range(1, 12):
         for overflow in range(0, 12):
             pool, over, drivers = split_pool(size, overflow)

@@ -32,16 +32,18 @@ def _busy(exc: PoolTimeout | PoolBusy) -> Busy:
     return Busy(f"the server is busy (no database connection free within the wait): {exc}", retry_after=2)
 
 
-def split_pool(pool_size: int | None, max_overflow: int | None) -> tuple[int, int, int]:
+def split_pool(pool_size: int | None, max_overflow: int | None, drivers: int | None = None) -> tuple[int, int, int]:
     """PostgreSQL: the process's connection budget (`pool_size` + `max_overflow`, default
-    10 + 20) split between SQLAlchemy's pool and the hot paths' `DriverPool`, which takes half
-    of it (rounded down), out of the overflow first: (pool size, overflow, driver pool size).
-    The total stays the configured one. Below 4 connections in all there is no driver pool
-    (size 0): the hot paths then check out of SQLAlchemy's pool as the other paths do (so does
-    the heartbeat's store of 2, which runs no hot path)."""
+    10 + 20) split between SQLAlchemy's pool and the hot paths' `DriverPool`, which takes
+    `drivers` of it (default half, rounded down), out of the overflow first: (pool size,
+    overflow, driver pool size). The total stays the configured one, and SQLAlchemy's pool
+    keeps at least one. By default a budget below 4 is not split (driver pool size 0): the hot
+    paths then check out of SQLAlchemy's pool as the other paths do."""
     size = 10 if pool_size is None else pool_size
     overflow = 20 if max_overflow is None else max_overflow
-    drivers = (size + overflow) // 2 if size + overflow >= 4 else 0
+    if drivers is None:
+        drivers = (size + overflow) // 2 if size + overflow >= 4 else 0
+    drivers = max(0, min(drivers, size + overflow - 1))
     from_overflow = min(overflow, drivers)
     from_size = drivers - from_overflow
     return size - from_size, overflow - from_overflow, drivers
@@ -56,7 +58,10 @@ class Store:
         pool_size: int | None = None,
         max_overflow: int | None = None,
         pool_timeout: float = 30.0,
+        drivers: int | None = None,
     ) -> None:
+        """`pool_size` + `max_overflow` connections in all (PostgreSQL: `drivers` of them, by
+        default half, for `driver()`; see `split_pool`)."""
         self.url = url
         self.schema = schema
         # SQLite has one writer at a time. Its busy handler makes the others poll with sleeps, in
@@ -68,13 +73,12 @@ class Store:
         # PostgreSQL: the hot paths' statements (`driver()`) go to a pool of asyncpg connections
         # of their own, half of the configured connections (`split_pool`).
         self._drivers: DriverPool | None = None
-        drivers = 0
         if async_url(url).get_backend_name() == "postgresql":
-            pool_size, max_overflow, drivers = split_pool(pool_size, max_overflow)
+            pool_size, max_overflow, drivers = split_pool(pool_size, max_overflow, drivers)
         self.engine: AsyncEngine = create_engine(
             url, schema=schema, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
         )
-        if drivers:
+        if drivers and self.engine.dialect.name == "postgresql":
             pool = self.engine.sync_engine.pool
             self._drivers = DriverPool(
                 lambda: greenlet_spawn(pool._create_connection), size=drivers, timeout=pool_timeout

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.records import Generation
 from genvault.store import generations as gen_store
+from genvault.store.driver import PooledDriver
 from genvault.store.schema import generations, processes
 
 __all__ = [
@@ -188,6 +189,29 @@ _MARK_STREAMING = (
         lease_expires_at=bindparam("until", type_=generations.c.lease_expires_at.type),
     )
 )
+
+
+# The same on asyncpg itself (`Store.driver`): one prepared statement over arrays, no SQLAlchemy
+# execution around it (a turn's first token is one of these on PostgreSQL).
+_MARK_STREAMING_PG = (
+    "UPDATE generations AS g SET status = 'streaming', started_at = m.started, first_token_at = m.first, "
+    "lease_owner = $4, lease_expires_at = $5 "
+    "FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS m(id, started, first) "
+    f"WHERE g.id = m.id AND g.status IN ({_ACTIVE_SQL})"
+)
+
+
+async def mark_streaming_alone(
+    driver: PooledDriver, marks: Sequence[tuple[str, datetime, datetime]], *, owner: str, lease_until: datetime
+) -> None:
+    """`mark_streaming_many` on PostgreSQL's driver connection, one statement in autocommit
+    (guarded by the status, so running it twice changes nothing more)."""
+    if not marks:
+        return
+    ids, started, first = ([m[k] for m in marks] for k in range(3))
+    await driver.run(
+        lambda conn: conn.execute(_MARK_STREAMING_PG, ids, started, first, owner, lease_until), what="write"
+    )
 
 
 async def mark_streaming_many(

@@ -239,10 +239,8 @@ class Liveness:
                 await self.store.driver_retrying(
                     lambda driver: processes.mark_streaming_alone(driver, marks, owner=self.owner_id, lease_until=until)
                 )
-            else:
-                await self.store.write_statement(
-                    lambda conn: processes.mark_streaming_many(conn, marks, owner=self.owner_id, lease_until=until)
-                )
+            else:  # one hop to the writer connection's thread
+                await processes.mark_streaming_sqlite(self.store, marks, owner=self.owner_id, lease_until=until)
         except BaseException:
             self._marks[:0] = marks  # kept for the next try (or lost with the process, as the run is)
             self._marks_queued.set()

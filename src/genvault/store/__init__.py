@@ -83,6 +83,7 @@ class Store:
             self._drivers = DriverPool(
                 lambda: greenlet_spawn(pool._create_connection), size=drivers, timeout=pool_timeout
             )
+        self._dialect: str = self.engine.dialect.name  # read on every hot path: a plain attribute
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         if self.engine.dialect.name == "sqlite":
             self.write_lock = asyncio.Lock()
@@ -99,7 +100,7 @@ class Store:
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return self._dialect
 
     async def upgrade(self) -> None:
         await upgrade(self.engine)

@@ -141,6 +141,9 @@ async def test_appends_survive_connections_the_server_killed(
 ) -> None:
     await pg_vault.append_messages("c1", [user("u0")], user_id="alice")
     pids = await _backend_pids(pg_vault, 4)  # every pooled connection by now
+    drivers = pg_vault.store._drivers
+    assert drivers is not None
+    dropped = drivers.discarded
     killer = Store(*pg_schema[:1], schema=pg_schema[1])
     try:
         async with killer.read() as conn:
@@ -161,7 +164,10 @@ async def test_appends_survive_connections_the_server_killed(
     monkeypatch.setattr(chat_store, "append_alone", watched)
     for i in range(1, 4):
         assert await pg_vault.append_messages("c1", [user(f"u{i}")], user_id="alice") == [i + 1]
-    assert lost  # the unpinged connection was a dead one, and the append went again
+    # The unpinged connection was a dead one and the append went again, or the pool saw it
+    # closed at the checkout and dropped it (which of the two depends on when the event loop
+    # reads the socket's end).
+    assert lost or drivers.discarded > dropped
     assert [m["id"] for m in await everything(pg_vault)] == ["u0", "u1", "u2", "u3"]
 
 

@@ -106,6 +106,7 @@ class DriverPool:
         self._open = 0  # connections open or being opened
         self._waiters: collections.deque[asyncio.Future[_Held | None]] = collections.deque()
         self._closed = False
+        self.discarded = 0  # connections terminated: found closed, lost, cancelled, failed the ping
 
     @property
     def open(self) -> int:
@@ -197,6 +198,7 @@ class DriverPool:
 
     def _discard(self, held: _Held) -> None:
         self._open -= 1
+        self.discarded += 1
         held.driver_connection.terminate()
         self._wake()
 

@@ -21,6 +21,15 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 async def store(pg_schema: tuple[str, str]) -> AsyncIterator[Store]:
+    """Two connections for the driver pool, and a wait long enough never to run out under load."""
+    s = Store(pg_schema[0], schema=pg_schema[1], pool_size=2, max_overflow=2, pool_timeout=60)
+    yield s
+    await s.aclose()
+
+
+@pytest.fixture
+async def impatient(pg_schema: tuple[str, str]) -> AsyncIterator[Store]:
+    """The same with a short wait, for the tests that run out."""
     s = Store(pg_schema[0], schema=pg_schema[1], pool_size=2, max_overflow=2, pool_timeout=0.3)
     yield s
     await s.aclose()
@@ -54,7 +63,8 @@ def test_the_driver_pool_takes_half_of_the_configured_connections_out_of_the_ove
             assert pool + over + drivers == size + overflow
 
 
-async def test_the_store_keeps_within_its_configured_connections(store: Store) -> None:
+async def test_the_store_keeps_within_its_configured_connections(impatient: Store) -> None:
+    store = impatient
     pool = store.engine.sync_engine.pool
     assert (pool.size(), pool._max_overflow) == (2, 0)  # type: ignore[attr-defined]
     async with contextlib.AsyncExitStack() as stack:
@@ -115,7 +125,8 @@ async def test_a_statement_cancelled_midway_never_leaves_its_connection_to_the_n
         assert await driver.run(lambda conn: conn.fetchval("SELECT 1"), what="read") == 1
 
 
-async def test_a_wait_that_times_out_leaves_no_connection_behind(store: Store) -> None:
+async def test_a_wait_that_times_out_leaves_no_connection_behind(impatient: Store) -> None:
+    store = impatient
     async with store.driver(), store.driver():
         with pytest.raises(Busy):
             async with store.driver():

@@ -482,10 +482,13 @@ async def test_connections_killed_by_the_server_are_replaced_before_use(pg_schem
 
 
 async def kill_pooled(store: Store, killer: Store) -> None:
-    """Terminate every connection in `store`'s pool (at most 4 by then) from another store."""
+    """Terminate every connection in `store`'s pools (at most 4 in each by then: SQLAlchemy's
+    and the hot paths' `Store.driver`) from another store."""
     async with contextlib.AsyncExitStack() as stack:
         held = [await stack.enter_async_context(store.read()) for _ in range(4)]
+        drivers = [await stack.enter_async_context(store.driver()) for _ in range(4)]
         pids = {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held}
+        pids |= {await driver.connection.fetchval("SELECT pg_backend_pid()") for driver in drivers}
     async with killer.read() as conn:
         for pid in pids:
             await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")

@@ -125,9 +125,14 @@ async def pg_vault(pg_schema: tuple[str, str], tmp_path: Path) -> AsyncIterator[
 
 
 async def _backend_pids(vault: Vault, count: int) -> set[int]:
+    """The backends of `count` connections of each of the store's pools: SQLAlchemy's and the
+    hot paths' (`Store.driver`, where the append runs)."""
     async with contextlib.AsyncExitStack() as stack:
         held = [await stack.enter_async_context(vault.store.read()) for _ in range(count)]
-        return {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held}
+        drivers = [await stack.enter_async_context(vault.store.driver()) for _ in range(count)]
+        return {(await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for conn in held} | {
+            await driver.connection.fetchval("SELECT pg_backend_pid()") for driver in drivers
+        }
 
 
 @pytest.mark.postgres
@@ -136,6 +141,9 @@ async def test_appends_survive_connections_the_server_killed(
 ) -> None:
     await pg_vault.append_messages("c1", [user("u0")], user_id="alice")
     pids = await _backend_pids(pg_vault, 4)  # every pooled connection by now
+    drivers = pg_vault.store._drivers
+    assert drivers is not None
+    dropped = drivers.discarded
     killer = Store(*pg_schema[:1], schema=pg_schema[1])
     try:
         async with killer.read() as conn:
@@ -156,7 +164,10 @@ async def test_appends_survive_connections_the_server_killed(
     monkeypatch.setattr(chat_store, "append_alone", watched)
     for i in range(1, 4):
         assert await pg_vault.append_messages("c1", [user(f"u{i}")], user_id="alice") == [i + 1]
-    assert lost  # the unpinged connection was a dead one, and the append went again
+    # The unpinged connection was a dead one and the append went again, or the pool saw it
+    # closed at the checkout and dropped it (which of the two depends on when the event loop
+    # reads the socket's end).
+    assert lost or drivers.discarded > dropped
     assert [m["id"] for m in await everything(pg_vault)] == ["u0", "u1", "u2", "u3"]
 
 

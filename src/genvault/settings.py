@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
     webhook_max_attempts: int = Field(default=10, ge=1, le=100)
     webhook_lease_seconds: float = Field(default=60.0, gt=0)
-    # The database pool of each process (PostgreSQL default 10 + 20 overflow; SQLite 5 + 10). A
+    # The database pool of each process (PostgreSQL default 10 + 20 overflow; SQLite 5 + 10). On
+    # PostgreSQL half of it, out of the overflow first, is the hot paths' asyncpg pool (a turn's
+    # opening and finalize, the page read: `store.split_pool`); the total stays this. A
     # request waits at most `db_pool_timeout_seconds` for a connection, then gets 503 with
     # Retry-After. New turns may hold at most two thirds of the pool at once, so running streams
     # always find a connection to finalize; checkpoints and heartbeats have their own connection.

@@ -80,7 +80,8 @@ class Liveness:
         # Completes each swept record inside the sweep's transaction (usage, a turn's partial reply).
         self.on_interrupted = on_interrupted
         # Its own small pool: a checkpoint or heartbeat never queues behind new turns.
-        self.store = Store(store.url, schema=store.schema, pool_size=2, max_overflow=0, pool_timeout=60.0)
+        # (PostgreSQL: one of its two connections is the first-token writer's, `Store.driver`.)
+        self.store = Store(store.url, schema=store.schema, pool_size=2, max_overflow=0, pool_timeout=60.0, drivers=1)
         self.store.write_lock = store.write_lock  # SQLite: one queue of writers per process
         self.owner_id = new_owner_id()
         self.on_lost = on_lost
@@ -238,9 +239,12 @@ class Liveness:
             return
         until = _now() + self.lease
         try:
-            await self.store.write_statement(
-                lambda conn: processes.mark_streaming_many(conn, marks, owner=self.owner_id, lease_until=until)
-            )
+            if self.store.dialect == "postgresql":  # on asyncpg itself; safe to run twice
+                await self.store.driver_retrying(
+                    lambda driver: processes.mark_streaming_alone(driver, marks, owner=self.owner_id, lease_until=until)
+                )
+            else:  # one hop to the writer connection's thread
+                await processes.mark_streaming_sqlite(self.store, marks, owner=self.owner_id, lease_until=until)
         except BaseException:
             self._marks[:0] = marks  # kept for the next try (or lost with the process, as the run is)
             self._marks_queued.set()

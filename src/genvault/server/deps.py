@@ -13,11 +13,16 @@ from genvault.store.keys import find_key
 from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
 
-__all__ = ["OptionalUserDep", "UserDep", "VaultDep", "current_user", "key_user", "optional_user"]
+__all__ = ["OptionalUserDep", "UserDep", "VaultDep", "current_user", "get_vault_now", "key_user", "optional_user"]
 
 
 async def get_vault(request: Request) -> Vault:
     # `async`: FastAPI runs a plain `def` dependency in a worker thread, a hop per request.
+    return get_vault_now(request)
+
+
+def get_vault_now(request: Request) -> Vault:
+    """The app's Vault (`VaultDep`), for a hot route that resolves its caller itself."""
     vault: Vault = request.app.state.vault
     return vault
 

@@ -11,24 +11,42 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.util import greenlet_spawn
 
 from genvault.errors import Busy, StorageError
-from genvault.store.db import SKIP_PING, WRITE_OPTION, create_engine, upgrade
-from genvault.store.driver import ConnectionLost, PooledDriver
+from genvault.store.db import SKIP_PING, WRITE_OPTION, async_url, create_engine, upgrade
+from genvault.store.driver import ConnectionLost, DriverPool, PoolBusy, PooledDriver
 
-__all__ = ["Store"]
+__all__ = ["Store", "split_pool"]
 
 T = TypeVar("T")
 
 
-def _busy(exc: PoolTimeout) -> Busy:
+def _busy(exc: PoolTimeout | PoolBusy) -> Busy:
     return Busy(f"the server is busy (no database connection free within the wait): {exc}", retry_after=2)
+
+
+def split_pool(pool_size: int | None, max_overflow: int | None, drivers: int | None = None) -> tuple[int, int, int]:
+    """PostgreSQL: the process's connection budget (`pool_size` + `max_overflow`, default
+    10 + 20) split between SQLAlchemy's pool and the hot paths' `DriverPool`, which takes
+    `drivers` of it (default half, rounded down), out of the overflow first: (pool size,
+    overflow, driver pool size). The total stays the configured one, and SQLAlchemy's pool
+    keeps at least one. By default a budget below 4 is not split (driver pool size 0): the hot
+    paths then check out of SQLAlchemy's pool as the other paths do."""
+    size = 10 if pool_size is None else pool_size
+    overflow = 20 if max_overflow is None else max_overflow
+    if drivers is None:
+        drivers = (size + overflow) // 2 if size + overflow >= 4 else 0
+    drivers = max(0, min(drivers, size + overflow - 1))
+    from_overflow = min(overflow, drivers)
+    from_size = drivers - from_overflow
+    return size - from_size, overflow - from_overflow, drivers
 
 
 class Store:
@@ -40,7 +58,10 @@ class Store:
         pool_size: int | None = None,
         max_overflow: int | None = None,
         pool_timeout: float = 30.0,
+        drivers: int | None = None,
     ) -> None:
+        """`pool_size` + `max_overflow` connections in all (PostgreSQL: `drivers` of them, by
+        default half, for `driver()`; see `split_pool`)."""
         self.url = url
         self.schema = schema
         # SQLite has one writer at a time. Its busy handler makes the others poll with sleeps, in
@@ -49,12 +70,25 @@ class Store:
         # writers queue here instead, first come first served; only other processes (and a
         # `Store` not sharing this lock) still meet the busy handler.
         self.write_lock: asyncio.Lock | None = None
+        # PostgreSQL: the hot paths' statements (`driver()`) go to a pool of asyncpg connections
+        # of their own, half of the configured connections (`split_pool`).
+        self._drivers: DriverPool | None = None
+        if async_url(url).get_backend_name() == "postgresql":
+            pool_size, max_overflow, drivers = split_pool(pool_size, max_overflow, drivers)
         self.engine: AsyncEngine = create_engine(
             url, schema=schema, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
         )
+        if drivers and self.engine.dialect.name == "postgresql":
+            pool = self.engine.sync_engine.pool
+            self._drivers = DriverPool(
+                lambda: greenlet_spawn(pool._create_connection), size=drivers, timeout=pool_timeout
+            )
+        self._dialect: str = self.engine.dialect.name  # read on every hot path: a plain attribute
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         if self.engine.dialect.name == "sqlite":
             self.write_lock = asyncio.Lock()
+        # SQLite: the connection `sqlite_adapter.one_hop` writes on, opened at the first write.
+        self._sqlite_writer: Any = None
         # PostgreSQL reads run in autocommit: under its default READ COMMITTED every statement takes
         # its own snapshot with or without BEGIN, so the BEGIN/ROLLBACK round trips bought nothing.
         # SQLite keeps its read transaction: there it is what gives one snapshot across statements.
@@ -66,7 +100,7 @@ class Store:
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return self._dialect
 
     async def upgrade(self) -> None:
         await upgrade(self.engine)
@@ -124,11 +158,33 @@ class Store:
 
     @asynccontextmanager
     async def driver(self, *, ping: bool = True) -> AsyncIterator[PooledDriver]:
-        """PostgreSQL: a pooled connection's asyncpg connection itself, each statement in its
+        """PostgreSQL: an asyncpg connection of the store's `DriverPool`, each statement in its
         own transaction (autocommit). For a hot path that is one prebuilt statement, atomic on
-        its own: no BEGIN and COMMIT round trips, no SQLAlchemy Connection around it.
-        `ping=False` skips the checkout's liveness ping: for a caller that handles a dead
-        connection (`ConnectionLost`) itself."""
+        its own: no BEGIN and COMMIT round trips, no SQLAlchemy Connection around it, and a
+        checkout that is a list pop. `ping=False` skips the checkout's liveness ping: for a
+        caller that handles a dead connection (`ConnectionLost`) itself. A connection that died
+        or whose statement was cancelled midway is closed on its return, never reused."""
+        drivers = self._drivers
+        if drivers is None:
+            async with self._pooled_driver(ping=ping) as driver:
+                yield driver
+            return
+        try:
+            held = await drivers.acquire(ping=ping)
+        except PoolBusy as exc:
+            raise _busy(exc) from exc
+        except StorageError:
+            raise
+        except Exception as exc:  # the driver's own errors: SQLAlchemy does not wrap a pool's connect
+            raise StorageError(f"database connection failed: {exc}") from exc
+        try:
+            yield PooledDriver(held)
+        finally:
+            drivers.release(held)
+
+    @asynccontextmanager
+    async def _pooled_driver(self, *, ping: bool) -> AsyncIterator[PooledDriver]:
+        """`driver()` on a connection of SQLAlchemy's pool (a store too small for a `DriverPool`)."""
         if self.dialect != "postgresql":
             raise RuntimeError("driver connections are asyncpg's: PostgreSQL only")
         token = SKIP_PING.set(not ping)
@@ -168,5 +224,24 @@ class Store:
         except PoolTimeout as exc:
             raise _busy(exc) from exc
 
+    async def sqlite_writer(self) -> Any:
+        """SQLite: the store's own writer connection (SQLAlchemy's adapted aiosqlite connection,
+        made by the engine's pool machinery, so with its PRAGMAs), for `sqlite_adapter.one_hop`
+        under the write lock; None for an in-memory database (no pool: each connection is a
+        database of its own). Opened at the first call, reopened if it was closed."""
+        writer = self._sqlite_writer
+        if writer is not None and writer.driver_connection._running:
+            return writer.dbapi_connection
+        pool = self.engine.sync_engine.pool
+        if isinstance(pool, NullPool):
+            return None
+        self._sqlite_writer = await greenlet_spawn(pool._create_connection)
+        return self._sqlite_writer.dbapi_connection
+
     async def aclose(self) -> None:
+        if self._drivers is not None:
+            await self._drivers.aclose()
+        writer, self._sqlite_writer = self._sqlite_writer, None
+        if writer is not None:
+            await greenlet_spawn(writer.close)
         await self.engine.dispose()

@@ -1,20 +1,26 @@
-"""The asyncpg connection of a pooled connection, for the hot paths (`Store.driver`).
+"""asyncpg connections for the hot paths (`Store.driver`), and the pool they come from.
 
-The page read and a standalone append each send one prebuilt statement straight to asyncpg: its
-prepared-statement cache makes that one round trip, with no SQLAlchemy Connection, cursor or
-result around it (the SQLite page read goes to aiosqlite the same way). What SQLAlchemy would do
-on an error is done here: a lost connection is invalidated, so the pool never hands it out
-again, and database errors become `StorageError`.
+A turn's opening and finalize, the page read and a standalone append each send one prebuilt
+statement straight to asyncpg: its prepared-statement cache makes that one round trip, with no
+SQLAlchemy Connection, cursor or result around it (the SQLite page read goes to aiosqlite the
+same way). What SQLAlchemy would do on an error is done here: a lost connection is invalidated,
+so the pool never hands it out again, and database errors become `StorageError`.
+
+`DriverPool` holds those connections apart from the engine's pool: checking one out of
+SQLAlchemy's pool and returning it (greenlet, queue, events, reset) cost about as much client CPU
+as the statement itself (docs/benchmarks.md, issue 16's third round).
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from genvault.errors import StorageError
 
-__all__ = ["ConnectionLost", "PooledDriver"]
+__all__ = ["ConnectionLost", "DriverPool", "PoolBusy", "PooledDriver"]
 
 T = TypeVar("T")
 
@@ -30,11 +36,12 @@ class ConnectionLost(StorageError):
 
 
 class PooledDriver:
-    """A checked-out pooled connection's asyncpg connection, outside any transaction: asyncpg
-    runs each statement in a transaction of its own (autocommit)."""
+    """A checked-out connection's asyncpg connection (`DriverPool`'s, or SQLAlchemy's pool's
+    when the store has no `DriverPool`), outside any transaction: asyncpg runs each statement in
+    a transaction of its own (autocommit)."""
 
     def __init__(self, pooled: Any) -> None:
-        self._pooled = pooled  # SQLAlchemy's pool proxy: invalidate() drops it from the pool
+        self._pooled = pooled  # invalidate() drops it from its pool
         self.connection: Any = pooled.driver_connection
 
     async def run(self, call: Callable[[Any], Awaitable[T]], *, what: str) -> T:
@@ -58,3 +65,147 @@ class PooledDriver:
             # never hand that connection to the next caller.
             self._pooled.invalidate()
             raise
+
+
+class PoolBusy(StorageError):
+    """No connection of a `DriverPool` came free within its timeout (`Store` raises `Busy`)."""
+
+
+class _Held:
+    """A `DriverPool` connection while checked out, as `PooledDriver` sees a pooled one:
+    `driver_connection`, and `invalidate()` to have it closed instead of reused."""
+
+    __slots__ = ("driver_connection", "lost", "record")
+
+    def __init__(self, record: Any) -> None:
+        self.record = record  # SQLAlchemy's connection record: the connection as its pool sets one up
+        self.driver_connection: Any = record.driver_connection
+        self.lost = False
+
+    def invalidate(self) -> None:
+        self.lost = True
+
+
+class DriverPool:
+    """asyncpg connections for the hot-path statements (`Store.driver`), with a checkout that
+    is a list pop and a return that is a list append: no greenlet, no pool events, no reset.
+
+    Each connection is made by SQLAlchemy's own pool machinery (`_create_connection`: the
+    dialect's connect and its `connect` events, so the same JSON codecs and search path as the
+    engine's connections) but belongs to this pool, which keeps at most `size` of them open,
+    opened on demand and kept once opened. A checkout waits at most `timeout` seconds for one
+    to come free, then raises `PoolBusy`. A connection found closed, marked lost by
+    `PooledDriver` (a lost connection, a statement cancelled midway) or failing the ping is
+    terminated, never handed out again, and its place goes to the next waiter."""
+
+    def __init__(self, connect: Callable[[], Awaitable[Any]], *, size: int, timeout: float) -> None:
+        self._connect = connect
+        self.size = size
+        self.timeout = timeout
+        self._idle: list[_Held] = []  # most recently returned last: the warm ones go out first
+        self._open = 0  # connections open or being opened
+        self._waiters: collections.deque[asyncio.Future[_Held | None]] = collections.deque()
+        self._closed = False
+        self.discarded = 0  # connections terminated: found closed, lost, cancelled, failed the ping
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    async def acquire(self, *, ping: bool) -> _Held:
+        deadline: float | None = None
+        while True:
+            if self._closed:
+                raise StorageError("the database pool is closed")
+            if self._idle:
+                held = self._idle.pop()
+                if held.driver_connection.is_closed():
+                    self._discard(held)
+                    continue
+            elif self._open < self.size:
+                return await self._new()
+            else:
+                if deadline is None:
+                    deadline = asyncio.get_running_loop().time() + self.timeout
+                got = await self._wait(deadline)
+                if got is None:
+                    continue  # a place came free: open a connection there (or take an idle one)
+                held = got
+            if not ping:
+                return held
+            try:
+                await held.driver_connection.fetchrow(";")
+            except Exception:
+                self._discard(held)  # dead: the next one, or a new one in its place
+                continue
+            except BaseException:
+                self._discard(held)  # cancelled mid-ping: its protocol may still be waiting
+                raise
+            return held
+
+    def release(self, held: _Held) -> None:
+        if held.lost or self._closed or held.driver_connection.is_closed():
+            self._discard(held)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(held)
+                return
+        self._idle.append(held)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for held in idle:
+            self._open -= 1
+            try:
+                await asyncio.wait_for(held.driver_connection.close(), 5)
+            except Exception:
+                held.driver_connection.terminate()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # woken to find the pool closed
+
+    async def _new(self) -> _Held:
+        self._open += 1
+        try:
+            return _Held(await self._connect())
+        except BaseException:
+            self._open -= 1
+            self._wake()
+            raise
+
+    async def _wait(self, deadline: float) -> _Held | None:
+        """The connection (or, None, the free place) handed to this waiter, first come first served."""
+        waiter: asyncio.Future[_Held | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                # Handed over just as the wait ended (timed out, cancelled): pass it on.
+                handed = waiter.result()
+                if handed is not None:
+                    self.release(handed)
+                else:
+                    self._wake()
+            if isinstance(exc, TimeoutError):
+                raise PoolBusy(f"no connection of {self.size} came free within {self.timeout:g} s") from None
+            raise
+
+    def _discard(self, held: _Held) -> None:
+        self._open -= 1
+        self.discarded += 1
+        held.driver_connection.terminate()
+        self._wake()
+
+    def _wake(self) -> None:
+        """A place came free: the first waiter still waiting opens a connection there."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return

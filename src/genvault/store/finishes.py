@@ -28,6 +28,7 @@ import functools
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -229,6 +230,31 @@ def _sqlite_binders(dialect: Any) -> tuple[Any, Any]:
 _SQLITE_TIMES = ("started_at", "first_token_at", "finished_at")
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _sqlite_statements(dialect: Any) -> tuple[str, str, tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """The SQLite finalize's UPDATE of the generation and INSERT of a part (built once), and
+    each final column's name with its binder."""
+    stamp, json_value = _sqlite_binders(dialect)
+    sets = ", ".join(f"{name} = COALESCE(?, {name})" if keep else f"{name} = ?" for name, _, keep in _FINAL_COLUMNS)
+    final_sql = (
+        f"UPDATE generations SET {sets}, lease_owner = NULL, lease_expires_at = NULL "
+        "WHERE id = ? AND status IN ('pending', 'streaming') RETURNING id"
+    )
+    part_sql = (
+        f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * (4 + len(PAGE_PART_COLUMNS)))})"
+    )
+    binders = tuple(
+        (name, json_value if name in _JSON_COLUMNS else stamp if name in _SQLITE_TIMES else _as_is)
+        for name, _, _ in _FINAL_COLUMNS
+    )
+    return final_sql, part_sql, binders
+
+
 async def _finish_sqlite(
     store: Store,
     generation_id: str,
@@ -240,11 +266,8 @@ async def _finish_sqlite(
 ) -> bool:
     stamp, _ = _sqlite_binders(store.engine.dialect)
     final_sql, final_params = _sqlite_final(store, generation_id, values)
+    _, part_sql, _ = _sqlite_statements(store.engine.dialect)
     now = stamp(values["finished_at"])
-    part_sql = (
-        f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
-        f"VALUES ({', '.join('?' * (4 + len(PAGE_PART_COLUMNS)))})"
-    )
     part_rows = [
         (chat_id, message["id"], position, user_id, *(record.get(c) for c in PAGE_PART_COLUMNS))
         for position, record in enumerate(part_record(part) for part in message["parts"])
@@ -376,22 +399,8 @@ def _final_params(values: dict[str, Any]) -> tuple[Any, ...]:
 
 def _sqlite_final(store: Store, generation_id: str, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     """The guarded UPDATE of the record to its final state, and its parameters, for SQLite."""
-    stamp, json_value = _sqlite_binders(store.engine.dialect)
-
-    def bound(name: str) -> Any:
-        value = values.get(name)
-        if name in _JSON_COLUMNS:
-            return json_value(value)
-        if name in _SQLITE_TIMES:
-            return stamp(value)
-        return value
-
-    sets = ", ".join(f"{name} = COALESCE(?, {name})" if keep else f"{name} = ?" for name, _, keep in _FINAL_COLUMNS)
-    sql = (
-        f"UPDATE generations SET {sets}, lease_owner = NULL, lease_expires_at = NULL "
-        "WHERE id = ? AND status IN ('pending', 'streaming') RETURNING id"
-    )
-    return sql, (*(bound(name) for name, _, _ in _FINAL_COLUMNS), generation_id)
+    final_sql, _, binders = _sqlite_statements(store.engine.dialect)
+    return final_sql, (*(bind(values.get(name)) for name, bind in binders), generation_id)
 
 
 def _sqlite_entry(db: sqlite3.Connection, entry: CacheEntry, generation_id: str, stamp: Any) -> None:

@@ -13,10 +13,12 @@ backup) fall back to their own `lease_expires_at`, as before.
 
 from __future__ import annotations
 
+import functools
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import ColumnElement, and_, bindparam, delete, insert, not_, or_, select, text, update
@@ -24,6 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.records import Generation
 from genvault.store import generations as gen_store
+from genvault.store.driver import PooledDriver
+from genvault.store.sqlite_adapter import one_hop
+
+if TYPE_CHECKING:
+    from genvault.store import Store
 from genvault.store.schema import generations, processes
 
 __all__ = [
@@ -31,7 +38,8 @@ __all__ = [
     "declare_dead",
     "gone_owner",
     "heartbeat",
-    "mark_streaming_many",
+    "mark_streaming_alone",
+    "mark_streaming_sqlite",
     "no_longer_active",
     "register",
     "retire",
@@ -173,32 +181,63 @@ async def checkpoint_many(
     return set(result.scalars().all())
 
 
-# The move to `streaming` at a generation's first token, for many at once (executemany: one call
-# and, on PostgreSQL, one pipelined round trip). Guarded by the status: one that ended meanwhile
-# (a short reply finalized first, a cancel) is left as it is.
-_MARK_STREAMING = (
-    update(generations)
-    # The status list as SQL text: an expanding IN cannot go with executemany.
-    .where(generations.c.id == bindparam("gid"), text(f"generations.status IN ({_ACTIVE_SQL})"))
-    .values(
-        status="streaming",
-        started_at=bindparam("started", type_=generations.c.started_at.type),
-        first_token_at=bindparam("first", type_=generations.c.first_token_at.type),
-        lease_owner=bindparam("owner", type_=generations.c.lease_owner.type),
-        lease_expires_at=bindparam("until", type_=generations.c.lease_expires_at.type),
-    )
+# The move to `streaming` at a generation's first token, for many at once. Guarded by the status:
+# one that ended meanwhile (a short reply finalized first, a cancel) is left as it is. PostgreSQL:
+# on asyncpg itself (`Store.driver`), one prepared statement over arrays, one round trip, no
+# SQLAlchemy execution around it; SQLite: one hop (`sqlite_adapter.one_hop`).
+_MARK_STREAMING_PG = (
+    "UPDATE generations AS g SET status = 'streaming', started_at = m.started, first_token_at = m.first, "
+    "lease_owner = $4, lease_expires_at = $5 "
+    "FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS m(id, started, first) "
+    f"WHERE g.id = m.id AND g.status IN ({_ACTIVE_SQL})"
 )
 
 
-async def mark_streaming_many(
-    conn: AsyncConnection, marks: Sequence[tuple[str, datetime, datetime]], *, owner: str, lease_until: datetime
+async def mark_streaming_alone(
+    driver: PooledDriver, marks: Sequence[tuple[str, datetime, datetime]], *, owner: str, lease_until: datetime
 ) -> None:
-    """Move each (id, started_at, first_token_at) still active to `streaming`, owned by `owner`."""
-    if marks:
-        await conn.execute(
-            _MARK_STREAMING,
-            [
-                {"gid": i, "started": started, "first": first, "owner": owner, "until": lease_until}
-                for i, started, first in marks
-            ],
-        )
+    """Move each (id, started_at, first_token_at) still active to `streaming`, owned by `owner`:
+    PostgreSQL, on the driver connection, one statement in autocommit (guarded by the status,
+    so running it twice changes nothing more)."""
+    if not marks:
+        return
+    ids, started, first = ([m[k] for m in marks] for k in range(3))
+    await driver.run(
+        lambda conn: conn.execute(_MARK_STREAMING_PG, ids, started, first, owner, lease_until), what="write"
+    )
+
+
+async def mark_streaming_sqlite(
+    store: Store, marks: Sequence[tuple[str, datetime, datetime]], *, owner: str, lease_until: datetime
+) -> None:
+    """`mark_streaming_alone` on SQLite, in one hop to the store's writer connection
+    (`sqlite_adapter.one_hop`, under the write lock): BEGIN IMMEDIATE, the updates, COMMIT."""
+    if not marks:
+        return
+    stamp = _sqlite_stamp(store.engine.dialect)
+    until = stamp(lease_until)
+    rows = [(stamp(started), stamp(first), owner, until, i) for i, started, first in marks]
+
+    def run(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(_MARK_STREAMING_SQLITE, rows)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    await one_hop(store, run)
+
+
+_MARK_STREAMING_SQLITE = (
+    "UPDATE generations SET status = 'streaming', started_at = ?, first_token_at = ?, lease_owner = ?, "
+    f"lease_expires_at = ? WHERE id = ? AND status IN ({_ACTIVE_SQL})"
+)
+
+
+@functools.cache
+def _sqlite_stamp(dialect: Any) -> Any:
+    """How SQLAlchemy binds a timestamp on SQLite, as a function."""
+    return generations.c.started_at.type.bind_processor(dialect)

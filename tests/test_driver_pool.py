@@ -1,0 +1,137 @@
+"""The hot paths' own asyncpg connections (`Store.driver`, `store.driver.DriverPool`): the
+configured connections split with SQLAlchemy's pool, a dead or cancelled connection never
+handed out again, a full pool a `Busy` after the pool timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from genvault.errors import Busy
+from genvault.store import Store, split_pool
+from genvault.store.driver import ConnectionLost
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def store(pg_schema: tuple[str, str]) -> AsyncIterator[Store]:
+    """Two connections for the driver pool, and a wait long enough never to run out under load."""
+    s = Store(pg_schema[0], schema=pg_schema[1], pool_size=2, max_overflow=2, pool_timeout=60)
+    yield s
+    await s.aclose()
+
+
+@pytest.fixture
+async def impatient(pg_schema: tuple[str, str]) -> AsyncIterator[Store]:
+    """The same with a short wait, for the tests that run out."""
+    s = Store(pg_schema[0], schema=pg_schema[1], pool_size=2, max_overflow=2, pool_timeout=0.3)
+    yield s
+    await s.aclose()
+
+
+async def pid(store: Store) -> int:
+    async with store.driver(ping=False) as driver:
+        return int(await driver.run(lambda conn: conn.fetchval("SELECT pg_backend_pid()"), what="read"))
+
+
+async def terminate(url: str, backend: int) -> None:
+    admin = await asyncpg.connect(url)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", backend)
+    finally:
+        await admin.close()
+
+
+def test_the_driver_pool_takes_half_of_the_configured_connections_out_of_the_overflow_first() -> None:
+    assert split_pool(None, None) == (10, 5, 15)  # 30 in all, as configured
+    assert split_pool(4, 0) == (2, 0, 2)
+    assert split_pool(1, 3) == (1, 1, 2)
+    assert split_pool(2, 0) == (2, 0, 0)  # too small to split: the hot paths use SQLAlchemy's pool
+    assert split_pool(2, 0, drivers=1) == (1, 0, 1)  # the heartbeat's: one of its two for the first tokens
+    assert split_pool(1, 0, drivers=1) == (1, 0, 0)  # SQLAlchemy's pool keeps one
+    for size in range(1, 12):
+        for overflow in range(0, 12):
+            pool, over, drivers = split_pool(size, overflow)
+            assert pool >= 1
+            assert over >= 0
+            assert pool + over + drivers == size + overflow
+
+
+async def test_the_store_keeps_within_its_configured_connections(impatient: Store) -> None:
+    store = impatient
+    pool = store.engine.sync_engine.pool
+    assert (pool.size(), pool._max_overflow) == (2, 0)  # type: ignore[attr-defined]
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(store.driver())
+        with pytest.raises(Busy) as busy:
+            await stack.enter_async_context(store.driver())
+        assert busy.value.retry_after
+    assert store._drivers is not None
+    assert store._drivers.open == 2
+
+
+async def test_a_connection_comes_back_warm_and_a_waiter_gets_one_freed(store: Store) -> None:
+    first = await pid(store)
+    assert await pid(store) == first  # the same connection, not a new one per checkout
+    async with store.driver() as one, store.driver() as two:
+        held = {await driver.connection.fetchval("SELECT pg_backend_pid()") for driver in (one, two)}
+        waiting = asyncio.create_task(pid(store))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+    assert await waiting in held
+    assert store._drivers is not None
+    assert store._drivers.open == 2
+
+
+async def test_a_killed_connection_is_lost_once_and_never_handed_out_again(
+    store: Store, pg_schema: tuple[str, str]
+) -> None:
+    dead = await pid(store)
+    await terminate(pg_schema[0], dead)
+    await asyncio.sleep(0.1)
+    # Unpinged: a connection seen closed is dropped at checkout, or the statement finds it dead
+    # (`ConnectionLost`) and it is dropped on return; either way the next one is another.
+    with contextlib.suppress(ConnectionLost):
+        assert await pid(store) != dead
+    assert await pid(store) != dead
+    # A pinged checkout finds a dead connection itself and hands out a live one.
+    dead = await pid(store)
+    await terminate(pg_schema[0], dead)
+    async with store.driver() as driver:
+        assert await driver.run(lambda conn: conn.fetchval("SELECT pg_backend_pid()"), what="read") != dead
+
+
+async def test_a_statement_cancelled_midway_never_leaves_its_connection_to_the_next(store: Store) -> None:
+    async def sleeps(conn: Any) -> Any:
+        return await conn.execute("SELECT pg_sleep(2)")
+
+    async with store.driver() as driver:
+        cancelled = driver.connection
+        task = asyncio.create_task(driver.run(sleeps, what="read"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert cancelled.is_closed()
+    async with store.driver() as driver:
+        assert driver.connection is not cancelled
+        assert await driver.run(lambda conn: conn.fetchval("SELECT 1"), what="read") == 1
+
+
+async def test_a_wait_that_times_out_leaves_no_connection_behind(impatient: Store) -> None:
+    store = impatient
+    async with store.driver(), store.driver():
+        with pytest.raises(Busy):
+            async with store.driver():
+                pass
+    async with store.driver(), store.driver():  # both places free again
+        pass
+    assert store._drivers is not None
+    assert store._drivers.open == 2

@@ -3,8 +3,7 @@
 A stream is the ordered list of UI message stream chunks (JSON objects) of one generation. The
 producer `open`s it, `publish`es chunks and `close`s it; followers `follow` it from any index:
 first the chunks already published, then live ones, until it closes. Chunk `i` is the same
-JSON for every follower (the same keys in the same order), so a replay is byte-identical to the
-original stream.
+object for every follower, so a replay is byte-identical to the original stream.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class RedisHub:
         self._synced.pop(stream_id, None)
 
     async def _push(self, stream_id: str, *, end: bool = False) -> None:
-        count = self.local.count(stream_id)
+        chunks = self.local.chunks(stream_id)
         synced = self._synced.get(stream_id, -1)
         key = self._key(stream_id)
         try:
@@ -89,14 +89,14 @@ class RedisHub:
                     pipe.delete(key)
                     pipe.xadd(key, {"k": "open"})
                     synced = 0
-                for index, chunk in enumerate(self.local.chunks(stream_id, synced), start=synced):
-                    fields = {"k": "c", "i": index, "d": json.dumps(chunk, separators=(",", ":"))}
+                for index in range(synced, len(chunks)):
+                    fields = {"k": "c", "i": index, "d": json.dumps(chunks[index], separators=(",", ":"))}
                     pipe.xadd(key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
                 if end:
-                    pipe.xadd(key, {"k": "end", "n": count})
+                    pipe.xadd(key, {"k": "end", "n": len(chunks)})
                 pipe.expire(key, max(1, round(self.retain_seconds)))
                 await pipe.execute()
-            self._synced[stream_id] = count
+            self._synced[stream_id] = len(chunks)
             self.health.ok()
         except REDIS_ERRORS as exc:
             self._synced[stream_id] = -1

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.errors import InvalidRequest, NotFound
 from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
-from genvault.messages.ui import message_to_json
 from genvault.store import Store
 from genvault.store import chats as chat_store
 from genvault.store.finishes import CacheEntry, finish_chat_turn
@@ -46,7 +45,7 @@ class TurnHooks:
 
     def snapshot(self) -> dict[str, Any]:
         assert self.assembler is not None
-        return message_to_json(self.assembler.message)
+        return self.assembler.message_json()
 
     def next_messages(self) -> list[dict[str, Any]]:
         current = self.snapshot()

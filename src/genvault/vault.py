@@ -439,7 +439,7 @@ class Vault(FilesMixin):
             model_request=model_request,
             idempotency_key=idempotency_key,
             chunk_sink=assembler.feed,
-            snapshot=lambda: message_to_json(assembler.message),
+            snapshot=assembler.message_json,
             file_sink=self._file_sink(None, None),
             cache=cache_policy(cache, cache_ttl),
             labels=given_labels,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -703,6 +704,32 @@ class TestEncodeMessage:
             assembler.feed(chunk)
             if end % 3 == 0 or end == len(chunks):  # snapshots are cached; take them at varying points
                 assert assembler.message == assemble(chunks[:end])
+
+    @settings(max_examples=100, deadline=None)
+    @given(streamable_assistant_messages())
+    def test_the_checkpoint_json_after_each_chunk_is_the_json_of_the_message_snapshot(self, message: UIMessage) -> None:
+        chunks = encode_message(message)
+        assembler = MessageAssembler()
+        for end, chunk in enumerate(chunks, start=1):
+            assembler.feed(chunk)
+            if end % 2 == 0 or end == len(chunks):  # the JSON is cached too: at varying points
+                expected = message_to_json(assemble(chunks[:end]))
+                assert assembler.message_json() == expected
+                assert json.dumps(assembler.message_json()) == json.dumps(expected)  # same keys, same order
+                if end % 4 == 0:  # the model's cache and the JSON's agree whichever is taken first
+                    assert message_to_json(assembler.message) == expected
+
+    def test_the_checkpoint_json_keeps_a_continued_messages_metadata_and_parts(self) -> None:
+        start = parse_ui_message(
+            {"id": "m1", "role": "assistant", "metadata": {"a": 1}, "parts": [{"type": "text", "text": "hi"}]}
+        )
+        assembler = MessageAssembler(start)
+        for chunk in ({"type": "reasoning-start", "id": "r1"}, {"type": "reasoning-delta", "id": "r1", "delta": "x"}):
+            assembler.feed(chunk)
+        assert assembler.message_json() == message_to_json(assembler.message)
+        assert [json.dumps(p) for p in assembler.message_json()["parts"]] == [
+            json.dumps(p) for p in message_to_json(assembler.message)["parts"]
+        ]
 
 
 # Plain deltas (dicts from the engine) skip chunk validation; the message and the errors must be

@@ -27,7 +27,7 @@ def serve(
         f"{settings.default_model}",
         highlight=False,
     )
-    app_ = create_app(settings)
+    app_ = create_app(settings, freeze_gc=True)
     if app_.state.vault.telemetry is not None:  # the standard OTEL_* variables: see the README
         import os
 

@@ -39,7 +39,7 @@ def merge_metadata(base: Any, override: Any) -> Any:
 class TextBuilder:
     """A text or reasoning part that may still grow; deltas are joined only when a snapshot is taken."""
 
-    __slots__ = ("_built", "chunks", "id", "provider_metadata", "reasoning", "state")
+    __slots__ = ("_built", "_json", "chunks", "id", "provider_metadata", "reasoning", "state")
 
     def __init__(self, *, reasoning: bool, stream_id: str, provider_metadata: ProviderMetadata | None) -> None:
         self.reasoning = reasoning
@@ -48,14 +48,34 @@ class TextBuilder:
         self.state: TextState = "streaming"
         self.provider_metadata = provider_metadata
         self._built: TextPart | ReasoningPart | None = None
+        self._json: dict[str, Any] | None = None
 
     def touch(self) -> None:
         self._built = None
+        self._json = None
+
+    def _text(self) -> str:
+        text = "".join(self.chunks)
+        self.chunks = [text] if text else []
+        return text
+
+    def build_json(self) -> dict[str, Any]:
+        """`build().to_json()`, without the model: what a checkpoint takes of a streaming part."""
+        if self._json is None:
+            if self._built is not None:
+                self._json = self._built.to_json()
+            else:
+                json: dict[str, Any] = {"type": "reasoning", "id": self.id} if self.reasoning else {"type": "text"}
+                json["text"] = self._text()
+                json["state"] = self.state
+                if self.provider_metadata is not None:
+                    json["providerMetadata"] = self.provider_metadata
+                self._json = json
+        return self._json
 
     def build(self) -> TextPart | ReasoningPart:
         if self._built is None:
-            text = "".join(self.chunks)
-            self.chunks = [text] if text else []
+            text = self._text()
             if self.reasoning:
                 self._built = ReasoningPart.model_construct(
                     type="reasoning", id=self.id, text=text, state=self.state, provider_metadata=self.provider_metadata

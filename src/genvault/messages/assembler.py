@@ -113,6 +113,21 @@ class MessageAssembler:
         parts = [slot.build() if isinstance(slot, TextBuilder | ToolBuilder) else slot for slot in self._parts]
         return UIMessage.model_construct(id=self._id, role="assistant", metadata=self._metadata, parts=parts)
 
+    def message_json(self) -> dict[str, Any]:
+        """`message_to_json(self.message)`, the same JSON, without building a model for the
+        message and its growing text parts: the process's checkpoint writer takes this of every
+        running reply each interval."""
+        out: dict[str, Any] = {"id": self._id, "role": "assistant"}
+        if self._metadata is not ABSENT:
+            out["metadata"] = self._metadata
+        parts = out["parts"] = []
+        for slot in self._parts:
+            if isinstance(slot, TextBuilder):
+                parts.append(slot.build_json())
+            else:
+                parts.append((slot.build() if isinstance(slot, ToolBuilder) else slot).to_json())
+        return out
+
     @property
     def finish_reason(self) -> FinishReason | None:
         return self._finish_reason

@@ -14,6 +14,7 @@ background and after an erasure (so a deleted text does not wait in the queue).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import text
@@ -21,7 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["flush", "has_pending"]
 
-_CHUNK = 500
+_INDEX_ROWS = text(
+    "INSERT INTO search_parts (rowid, body, owner) SELECT id, body, owner FROM search_parts_source "
+    "WHERE id IN (SELECT value FROM json_each(:ids))"
+)
 
 
 async def has_pending(conn: AsyncConnection) -> bool:
@@ -47,15 +51,10 @@ async def flush(conn: AsyncConnection) -> int:
             removals,
         )
     rids = list(first)
-    for start in range(0, len(rids), _CHUNK):
-        chunk = rids[start : start + _CHUNK]
-        names = {f"r{i}": rid for i, rid in enumerate(chunk)}
-        await conn.execute(
-            text(
-                "INSERT INTO search_parts (rowid, body, owner) SELECT id, body, owner FROM search_parts_source "
-                f"WHERE id IN ({', '.join(':' + n for n in names)})"
-            ),
-            names,
-        )
+    # One statement text whatever the number of rows (the ids as one JSON array): a statement
+    # per count would be compiled and cached anew (SQLAlchemy's cache, sqlite3's) each time a
+    # flush names a new number of rows, and those long-lived objects, made while hundreds of
+    # replies stream, keep the allocator's arenas of that moment from being given back.
+    await conn.execute(_INDEX_ROWS, {"ids": json.dumps(rids)})
     await conn.execute(text("DELETE FROM search_parts_pending WHERE seq <= :last"), {"last": rows[-1][0]})
     return len(rids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,9 +47,16 @@ __all__ = ["create_app"]
 STATIC = Path(__file__).with_name("static")
 
 
-def create_app(settings: Settings | None = None, *, vault: Vault | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, vault: Vault | None = None, freeze_gc: bool = False) -> FastAPI:
     """The app. Pass a `vault` to share one (tests inject scripted providers that way); otherwise
-    the app builds one from `settings` and owns it."""
+    the app builds one from `settings` and owns it.
+
+    `freeze_gc` (`genvault serve`'s): once started, the objects that exist then (the imported
+    modules, the warmed caches: ~200,000) move out of the cyclic garbage collector's sight
+    (`gc.freeze`), so its full collections while hundreds of replies stream visit only what the
+    requests made. Each such collection held the event loop for 100-180 ms of CPU at 300 streams
+    before (docs/benchmarks.md, issue 15's third round). For a process that owns its interpreter:
+    tests and embedding applications leave it off."""
     owned = vault is None
     the_vault = vault or Vault(settings or Settings())
     metrics = Metrics(refusals=the_vault.limits.refusals)
@@ -57,6 +65,9 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_vault.start()
+        if freeze_gc:
+            gc.collect()  # start-up's garbage first: frozen, it would never be freed
+            gc.freeze()
         try:
             yield
         finally:

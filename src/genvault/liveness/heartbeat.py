@@ -92,6 +92,11 @@ class Liveness:
         # task that writes them: one statement for every stream that started meanwhile.
         self._marks: list[tuple[str, datetime, datetime]] = []
         self._marks_queued = asyncio.Event()
+        # The checkpoint flush and the first-token write each update many of this process's
+        # generation rows in one statement, locking them in whatever order the plan visits them:
+        # run side by side on their two connections they deadlocked on PostgreSQL at 1,000
+        # streams (one was aborted and retried). One at a time, they never wait on each other.
+        self._row_writes = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._registered = False
         # Counters (tests, metrics, the benchmark).
@@ -185,7 +190,8 @@ class Liveness:
             batch.append((run.generation_id, run.result_text, run.snapshot() if run.snapshot else None))
         at = _now()
         try:
-            active = await self.store.write_statement(lambda conn: processes.checkpoint_many(conn, batch, at=at))
+            async with self._row_writes:
+                active = await self.store.write_statement(lambda conn: processes.checkpoint_many(conn, batch, at=at))
         except GenvaultError:
             # A failed flush must not kill the generations; the next one tries again.
             log.warning("checkpoint of %d generations failed", len(batch), exc_info=True)
@@ -239,12 +245,15 @@ class Liveness:
             return
         until = _now() + self.lease
         try:
-            if self.store.dialect == "postgresql":  # on asyncpg itself; safe to run twice
-                await self.store.driver_retrying(
-                    lambda driver: processes.mark_streaming_alone(driver, marks, owner=self.owner_id, lease_until=until)
-                )
-            else:  # one hop to the writer connection's thread
-                await processes.mark_streaming_sqlite(self.store, marks, owner=self.owner_id, lease_until=until)
+            async with self._row_writes:
+                if self.store.dialect == "postgresql":  # on asyncpg itself; safe to run twice
+                    await self.store.driver_retrying(
+                        lambda driver: processes.mark_streaming_alone(
+                            driver, marks, owner=self.owner_id, lease_until=until
+                        )
+                    )
+                else:  # one hop to the writer connection's thread
+                    await processes.mark_streaming_sqlite(self.store, marks, owner=self.owner_id, lease_until=until)
         except BaseException:
             self._marks[:0] = marks  # kept for the next try (or lost with the process, as the run is)
             self._marks_queued.set()

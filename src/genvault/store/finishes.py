@@ -97,24 +97,55 @@ def _writes_all(values: dict[str, Any]) -> bool:
     return not unknown
 
 
+def _sets() -> list[str]:
+    sets = []
+    for i, (name, cast, keep) in enumerate(_FINAL_COLUMNS):
+        value = f"${i + 2}::{cast}"
+        sets.append(f"{name} = COALESCE({value}, {name})" if keep else f"{name} = {value}")
+    return sets
+
+
+# The one-step finalize's first step, shared by a chat turn's and a lone generation's: the guarded
+# UPDATE of the record ($1 its id, $2… the final columns) that every later write hangs on.
+_FIN = f"""WITH fin AS (
+    UPDATE generations SET {", ".join(_sets())}, lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = $1::varchar AND status IN ('pending', 'streaming')
+    RETURNING id
+)"""
+
+
+def _cache_entry(key: str, entry_user: str, expires: str, purge: str) -> str:
+    """The one-step finalize's last steps (parameters named by their `$n`): the purge of expired
+    cache entries (when `purge` is not NULL) and the record's own entry (when `key` is not NULL),
+    both only if `fin` wrote; then the statement's answer, whether it did."""
+    return f""", purged AS (
+    DELETE FROM cache_entries
+    WHERE {purge}::timestamptz IS NOT NULL AND expires_at <= {purge}::timestamptz
+      AND key IS DISTINCT FROM {key}::varchar AND EXISTS (SELECT 1 FROM fin)
+), entry AS (
+    INSERT INTO cache_entries (key, generation_id, user_id, expires_at)
+    SELECT {key}::varchar, fin.id, {entry_user}::varchar, {expires}::timestamptz FROM fin
+    WHERE {key}::varchar IS NOT NULL
+    ON CONFLICT (key) DO UPDATE SET generation_id = excluded.generation_id, user_id = excluded.user_id,
+                                    expires_at = excluded.expires_at
+)
+SELECT EXISTS (SELECT 1 FROM fin)
+"""
+
+
 @functools.cache
 def _postgresql_sql() -> str:
     """Parameters: $1 generation id, $2… the final columns (`_FINAL_COLUMNS`), then chat id,
     user id, message id, message metadata (JSON text), the parts (one JSON array of records, as
     the append sends them), then the cache entry's key (NULL: none), user, expiry and purge
     time (NULL: no purge)."""
-    sets = _sets()
     n = len(_FINAL_COLUMNS) + 2
     chat, user, message, meta, parts_json = (f"${n + i}" for i in range(5))
     key, entry_user, expires, purge = (f"${n + 5 + i}" for i in range(4))
     now = f"${2 + [c[0] for c in _FINAL_COLUMNS].index('finished_at')}::timestamptz"
     columns = PAGE_PART_COLUMNS
     return f"""
-WITH fin AS (
-    UPDATE generations SET {", ".join(sets)}, lease_owner = NULL, lease_expires_at = NULL
-    WHERE id = $1::varchar AND status IN ('pending', 'streaming')
-    RETURNING id
-), bump AS (
+{_FIN}, bump AS (
     UPDATE chats SET last_seq = last_seq + 1, updated_at = {now},
            active_generation_id = CASE WHEN active_generation_id = $1::varchar THEN NULL
                                        ELSE active_generation_id END
@@ -129,19 +160,7 @@ WITH fin AS (
     INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
     SELECT {chat}::varchar, p.message_id, p.position, {user}::varchar, {", ".join("p." + c for c in columns)}
     FROM bump, json_populate_recordset(NULL::parts, {parts_json}::json) AS p
-), purged AS (
-    DELETE FROM cache_entries
-    WHERE {purge}::timestamptz IS NOT NULL AND expires_at <= {purge}::timestamptz
-      AND key IS DISTINCT FROM {key}::varchar AND EXISTS (SELECT 1 FROM fin)
-), entry AS (
-    INSERT INTO cache_entries (key, generation_id, user_id, expires_at)
-    SELECT {key}::varchar, fin.id, {entry_user}::varchar, {expires}::timestamptz FROM fin
-    WHERE {key}::varchar IS NOT NULL
-    ON CONFLICT (key) DO UPDATE SET generation_id = excluded.generation_id, user_id = excluded.user_id,
-                                    expires_at = excluded.expires_at
-)
-SELECT EXISTS (SELECT 1 FROM fin)
-"""
+){_cache_entry(key, entry_user, expires, purge)}"""
 
 
 def _parts_json(message: dict[str, Any]) -> str:
@@ -311,14 +330,6 @@ async def _finish_sqlite(
     return await one_hop(store, run)
 
 
-def _sets() -> list[str]:
-    sets = []
-    for i, (name, cast, keep) in enumerate(_FINAL_COLUMNS):
-        value = f"${i + 2}::{cast}"
-        sets.append(f"{name} = COALESCE({value}, {name})" if keep else f"{name} = {value}")
-    return sets
-
-
 @functools.cache
 def _generation_sql() -> str:
     """Parameters: $1 generation id, $2… the final columns (`_FINAL_COLUMNS`), then the cache
@@ -326,23 +337,7 @@ def _generation_sql() -> str:
     n = len(_FINAL_COLUMNS) + 2
     key, entry_user, expires, purge = (f"${n + i}" for i in range(4))
     return f"""
-WITH fin AS (
-    UPDATE generations SET {", ".join(_sets())}, lease_owner = NULL, lease_expires_at = NULL
-    WHERE id = $1::varchar AND status IN ('pending', 'streaming')
-    RETURNING id
-), purged AS (
-    DELETE FROM cache_entries
-    WHERE {purge}::timestamptz IS NOT NULL AND expires_at <= {purge}::timestamptz
-      AND key IS DISTINCT FROM {key}::varchar AND EXISTS (SELECT 1 FROM fin)
-), entry AS (
-    INSERT INTO cache_entries (key, generation_id, user_id, expires_at)
-    SELECT {key}::varchar, fin.id, {entry_user}::varchar, {expires}::timestamptz FROM fin
-    WHERE {key}::varchar IS NOT NULL
-    ON CONFLICT (key) DO UPDATE SET generation_id = excluded.generation_id, user_id = excluded.user_id,
-                                    expires_at = excluded.expires_at
-)
-SELECT EXISTS (SELECT 1 FROM fin)
-"""
+{_FIN}{_cache_entry(key, entry_user, expires, purge)}"""
 
 
 async def finish_generation(

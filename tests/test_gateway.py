@@ -635,6 +635,10 @@ async def test_previous_response_id_continues_the_conversation_from_the_records(
     for unknown in ("resp_gen_00000000000000000000000000", "nonsense"):
         with pytest.raises(openai.BadRequestError, match="no such response"):
             await oai.responses.create(model="offline/test-model", input="more", previous_response_id=unknown)
+    for bad in ("r" * 100_000, "resp_\x00x", ""):
+        with pytest.raises(openai.BadRequestError, match="previous_response_id must be") as refused:
+            await oai.responses.create(model="offline/test-model", input="more", previous_response_id=bad)
+        assert len(str(refused.value)) < 1_000  # said what is wrong without echoing the id back
 
 
 # -- the AI SDK in Node ----------------------------------------------------------------------------------

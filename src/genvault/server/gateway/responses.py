@@ -39,6 +39,7 @@ from genvault.server.gateway._common import (
     usage_of,
 )
 from genvault.server.gateway.errors import failed_generation
+from genvault.validation import check_id
 from genvault.vault import Vault, parse_params
 
 __all__ = ["ResponsesRenderer", "parse_responses_request", "router"]
@@ -153,7 +154,8 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[str, ModelRequest]:
     require(isinstance(model, str) and bool(model), "model is required (e.g. offline/test-model)")
     assert isinstance(model, str)
     previous = body.get("previous_response_id")
-    require(previous is None or isinstance(previous, str), "previous_response_id must be a string")
+    if previous is not None:  # an id's rules: an oversized or NUL-laden one is refused, never echoed back
+        check_id(previous, "previous_response_id")
     items = body.get("input")
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]

@@ -25,12 +25,12 @@ from genvault.server import create_app
 from genvault.store.keys import create_key
 from genvault.vault import Vault
 from live_server import serve
-from test_browser import DESKTOP, IN_CI, PHONE, PageProblems, browser, screenshot, settle
+from test_browser import DESKTOP, IN_CI, PHONE, PageProblems, browser, chromium, screenshot, settle
 
-__all__ = ["browser"]  # the fixture, shared with tests/test_browser.py
+__all__ = ["browser", "chromium"]  # the fixtures, shared with tests/test_browser.py
 
 AXE = Path(__file__).parent / "client" / "node_modules" / "axe-core" / "axe.min.js"
-TIMEOUT = 30_000  # generous: the machine running the tests may be loaded
+TIMEOUT = 60_000  # generous: the machine running the tests may be loaded
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
 

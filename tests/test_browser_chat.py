@@ -24,6 +24,7 @@ from test_browser import (  # noqa: F401  (fixtures are used by name)
     PNG,
     base_url,
     browser,
+    chromium,
     page,
     provider,
     screenshot,
@@ -456,7 +457,7 @@ async def test_at_phone_width_wide_code_and_tables_scroll_inside_their_own_box(
     context = await browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
     try:
         page = await context.new_page()
-        page.set_default_timeout(10_000)
+        page.set_default_timeout(60_000)
         await page.goto(f"{base_url}/chat/wide-chat")
         await expect(page.locator(".md-table table")).to_have_count(1)
         widths = await page.evaluate(

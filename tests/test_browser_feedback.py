@@ -7,7 +7,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from genvault.vault import Vault
-from test_browser import base_url, browser, page, provider, vault  # noqa: F401  (the browser fixtures)
+from test_browser import base_url, browser, chromium, page, provider, vault  # noqa: F401  (the browser fixtures)
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
 

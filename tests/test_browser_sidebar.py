@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], 
 
 # Debian's Chromium, launched once per test (skipped locally without it, a failure under CI).
 browser = test_browser.browser
+chromium = test_browser.chromium
 PHONE = {"width": 390, "height": 844}
 ALT_MODEL = "second/alt-model"
 
@@ -63,7 +64,7 @@ async def api(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
 async def open_page(browser: Browser, viewport: dict[str, int] | None = None) -> Page:
     context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
     opened = await context.new_page()
-    opened.set_default_timeout(20_000)
+    opened.set_default_timeout(60_000)
     opened.problems = PageProblems(opened)  # type: ignore[attr-defined]
     return opened
 

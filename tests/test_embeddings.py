@@ -66,7 +66,7 @@ async def base_url(vault: Vault) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def oai(base_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(api_key="unused", base_url=f"{base_url}/v1", max_retries=0) as client:
+    async with openai.AsyncOpenAI(api_key="unused", base_url=f"{base_url}/v1", max_retries=0, timeout=60) as client:
         yield client
 
 

@@ -96,13 +96,13 @@ async def base_url(vault: Vault) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def oai(base_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(api_key="unused", base_url=f"{base_url}/v1", max_retries=0) as client:
+    async with openai.AsyncOpenAI(api_key="unused", base_url=f"{base_url}/v1", max_retries=0, timeout=60) as client:
         yield client
 
 
 @pytest.fixture
 async def claude(base_url: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(api_key="unused", base_url=base_url, max_retries=0) as client:
+    async with anthropic.AsyncAnthropic(api_key="unused", base_url=base_url, max_retries=0, timeout=60) as client:
         yield client
 
 
@@ -261,10 +261,10 @@ async def test_api_keys_are_read_from_each_sdks_own_header(vault_factory: Any, p
         _key_id, secret = await create_key(conn, "ada", "sdk")
     async with serve(create_app(vault=vault)) as url:  # noqa: SIM117 - the clients need the server's URL
         async with (
-            openai.AsyncOpenAI(api_key="wrong", base_url=f"{url}/v1", max_retries=0) as bad_openai,
-            anthropic.AsyncAnthropic(api_key="wrong", base_url=url, max_retries=0) as bad_anthropic,
-            openai.AsyncOpenAI(api_key=secret, base_url=f"{url}/v1") as good_openai,
-            anthropic.AsyncAnthropic(api_key=secret, base_url=url) as good_anthropic,
+            openai.AsyncOpenAI(api_key="wrong", base_url=f"{url}/v1", max_retries=0, timeout=60) as bad_openai,
+            anthropic.AsyncAnthropic(api_key="wrong", base_url=url, max_retries=0, timeout=60) as bad_anthropic,
+            openai.AsyncOpenAI(api_key=secret, base_url=f"{url}/v1", timeout=60) as good_openai,
+            anthropic.AsyncAnthropic(api_key=secret, base_url=url, timeout=60) as good_anthropic,
         ):
             with pytest.raises(openai.AuthenticationError):
                 await bad_openai.chat.completions.create(
@@ -771,7 +771,10 @@ async def test_models_lists_the_configured_models_with_their_prices(
 ) -> None:
     overrides = {"price_overrides": {"openai/house-model": {"input_mtok": "1.5", "output_mtok": "6"}}}
     vault = await vault_factory(providers={"offline": provider}, settings_overrides=overrides)
-    async with serve(create_app(vault=vault)) as url, openai.AsyncOpenAI(api_key="x", base_url=f"{url}/v1") as client:
+    async with (
+        serve(create_app(vault=vault)) as url,
+        openai.AsyncOpenAI(api_key="x", base_url=f"{url}/v1", timeout=60) as client,
+    ):
         listed = {model.id: model async for model in client.models.list()}
     assert {"offline/test-model", "offline/test-image", "openai/house-model"} <= set(listed)
     assert listed["openai/house-model"].pricing == {  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import String, column, inspect, table
@@ -25,6 +26,7 @@ from genvault.store.schema import JSONValue, UTCDateTime, metadata, users
 from traces import rows_mentioning
 
 
+@pytest.mark.empty_database
 async def test_upgrade_head_on_an_empty_database_matches_the_metadata_exactly(
     database: tuple[str, str | None],
 ) -> None:
@@ -69,6 +71,7 @@ async def test_upgrade_head_on_an_empty_database_matches_the_metadata_exactly(
         await store.aclose()
 
 
+@pytest.mark.empty_database
 async def test_0005_replaces_the_ids_in_existing_audit_events_by_their_pseudonyms(
     database: tuple[str, str | None],
 ) -> None:

@@ -373,6 +373,7 @@ def store_settings(vault: Vault, tmp_path: Path, url: str) -> Any:
     return vault.settings.model_copy(update={"database_url": url, "data_dir": tmp_path / "restored-data"})
 
 
+@pytest.mark.empty_database
 async def test_upgrade_builds_the_index_for_rows_written_before_it(database: tuple[str, str | None]) -> None:
     """Revision 0009 over existing data (on PostgreSQL the CREATE INDEX CONCURRENTLY path)."""
     from genvault.store.db import upgrade

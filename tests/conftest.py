@@ -51,6 +51,18 @@ def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # argon2id at its RFC 9106 default costs ~0.35 s of CPU per hash and check, paid by every sign-in
+    # a test makes (the suite's largest CPU item after the browsers). The tests are about what the
+    # hash guards, not its cost: same algorithm, minimal work factors.
+    from argon2 import PasswordHasher
+
+    import genvault.sessions
+
+    monkeypatch.setattr(genvault.sessions, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 # -- PostgreSQL ----------------------------------------------------------------------------------
 
 

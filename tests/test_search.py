@@ -422,3 +422,28 @@ async def test_upgrade_builds_the_index_for_rows_written_before_it(database: tup
             await vault.aclose(grace_seconds=0)
     finally:
         await store.aclose()
+
+
+async def test_an_unfiltered_search_of_everyone_ranks_a_window_and_a_filtered_one_is_exact(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin's unfiltered search ranks at most ADMIN_WINDOW candidates per source (so it stays
+    fast at a million messages); a user's search, or any filter, still finds every match."""
+    from genvault.search import service
+
+    monkeypatch.setattr(service, "ADMIN_WINDOW", 2)
+    for i, user in enumerate(("alice", "bob", "alice", "bob", "alice")):
+        await vault.import_chat(f"c{i}", [msg(f"m{i}", f"narwhal sighting {i}")], user_id=user)
+    everyone = await found(vault, "narwhal", user_id=None, kind="message")
+    assert len(everyone) == 2
+    assert {k for _, k in everyone} <= {f"m{i}" for i in range(5)}
+    page = await vault.search("narwhal", user_id=None, kind="message", limit=1)
+    assert page.next_cursor is not None
+    rest = await vault.search("narwhal", user_id=None, kind="message", limit=1, cursor=page.next_cursor)
+    assert [h.message_id for h in rest.items] != [h.message_id for h in page.items]
+    assert {k for _, k in await found(vault, "narwhal", kind="message")} == {"m0", "m2", "m4"}
+    assert {k for _, k in await found(vault, "narwhal", user_id="bob", kind="message")} == {"m1", "m3"}
+    chat = await found(vault, "narwhal", user_id=None, chat_id="c3")
+    assert chat == [("message", "m3")]
+    since = datetime.now(UTC) - timedelta(days=1)
+    assert len(await found(vault, "narwhal", user_id=None, kind="message", since=since)) == 5

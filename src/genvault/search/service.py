@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 MAX_LIMIT = 100
+# How many matches per source an unfiltered search of everyone ranks (`_windowed`).
+ADMIN_WINDOW = 1000
 Kind = Literal["message", "chat", "generation"]
 SOURCES: tuple[Kind, ...] = ("message", "chat", "generation")
 
@@ -115,7 +117,7 @@ class _Select:
         keys = ", ".join(f"{k} AS k{i}" for i, k in enumerate(self.keys))
         order = ", ".join(["score", *self.keys])
         return (
-            f"SELECT {self.score} AS score, {keys} FROM {self.frm} WHERE {' AND '.join(self.where)} "
+            f"SELECT {self.score} AS score, {keys} FROM {self.frm} WHERE {' AND '.join(self.where) or 'true'} "
             f"ORDER BY {order} LIMIT {int(limit)}"
         )
 
@@ -145,7 +147,9 @@ def _pg_tsquery(query: TextQuery, params: dict[str, Any]) -> str:
 PG_CHATS_VECTOR = "(to_tsvector('simple', c.title) || array_to_tsvector(ARRAY['#' || md5(c.user_id)]))"
 
 
-def _pg_matched(table: str, match: str, user_id: str | None, alias: str) -> tuple[str, list[str]]:
+def _pg_matched(
+    table: str, match: str, user_id: str | None, alias: str, window: int | None = None
+) -> tuple[str, list[str]]:
     """The FROM item and conditions that find the rows matching `match` on PostgreSQL.
 
     For a user's search the match names their owner lexeme, so the GIN index alone narrows the
@@ -155,14 +159,48 @@ def _pg_matched(table: str, match: str, user_id: str | None, alias: str) -> tupl
     PostgreSQL never flattens nor pushes the outer conditions into) makes the index match come
     first; the exact `user_id` check (a hash is not an identity) and the filters apply on top."""
     if user_id is None:
+        if window is not None:  # an unfiltered search of everyone: the first `window` the index yields
+            return f"(SELECT * FROM {table} WHERE {match} LIMIT {int(window)}) {alias}", []
         return table, [match]
     return f"(SELECT * FROM {table} WHERE {match} OFFSET 0) {alias}", []
 
 
-def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Select:
+def _sqlite_matched(
+    fts: str, score: str, table: str, window: int | None, where: list[str]
+) -> tuple[str, str, list[str]]:
+    """The FROM item, score and key of the rows of `table` matching `:match` on SQLite; with a
+    window, only the newest `window` matches (by rowid) are scored."""
+    alias = table.split()[1]
+    if window is None:
+        where.append(f"{fts} MATCH :match")
+        return f"{fts} f JOIN {table} ON {alias}.rowid = f.rowid", score, ["f.rowid"]
+    candidates = (
+        f"SELECT rowid AS rid, {score} AS rank_score FROM {fts} WHERE {fts} MATCH :match "
+        f"ORDER BY rowid DESC LIMIT {int(window)}"
+    )
+    return f"({candidates}) f JOIN {table} ON {alias}.rowid = f.rid", "f.rank_score", ["f.rid"]
+
+
+def _windowed(f: SearchFilters) -> int | None:
+    """The number of candidates an unfiltered search of everyone ranks per source (None: all).
+
+    Ranking every match in the corpus is what makes an admin's search of common words slow (at a
+    million messages `migra*` matches over a hundred thousand parts, each scored and sorted):
+    instead it ranks a window of them, the newest `ADMIN_WINDOW` on SQLite (FTS5 walks its
+    doclists by rowid, descending, and stops), the first `ADMIN_WINDOW` the GIN bitmap yields in
+    table order on PostgreSQL. Any filter (a user, a chat, role, model, status, tag, dates) turns
+    it off, so a narrower search is always exact; paging an unfiltered one ends with its window."""
+    narrowed = (f.user_id, f.chat_id, f.role, f.model, f.status, f.since, f.until, f.tag)
+    return ADMIN_WINDOW if all(v is None for v in narrowed) else None
+
+
+def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ranked: bool = False) -> _Select:
+    """One source's query; `ranked` (a search's, not a list filter's): an unfiltered search of
+    everyone ranks a window of candidates (`_windowed`)."""
     params: dict[str, Any] = {}
     where: list[str] = []
     pg = dialect == "postgresql"
+    window = _windowed(f) if ranked else None
     if pg:
         tsq = _pg_tsquery(query, params)
         if f.user_id is not None:
@@ -180,15 +218,12 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
     if kind == "message":
         need_messages = any(v is not None for v in (f.role, f.since, f.until, f.model, f.status))
         if pg:
-            frm, match_where = _pg_matched("parts p", f"p.search_vector @@ {match_q}", f.user_id, "p")
+            frm, match_where = _pg_matched("parts p", f"p.search_vector @@ {match_q}", f.user_id, "p", window)
             score = f"(-ts_rank_cd(p.search_vector, {tsq}))::float8"
             where += match_where
             keys = ["p.chat_id", "p.message_id", "p.position"]
         else:
-            frm = "search_parts f JOIN parts p ON p.rowid = f.rowid"
-            score = "bm25(search_parts, 1.0, 0.0)"
-            where.append("search_parts MATCH :match")
-            keys = ["f.rowid"]
+            frm, score, keys = _sqlite_matched("search_parts", "bm25(search_parts, 1.0, 0.0)", "parts p", window, where)
         if need_messages:
             frm += " JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id"
         if f.model is not None or f.status is not None:
@@ -202,15 +237,12 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
         date_col = "m.created_at"
     elif kind == "chat":
         if pg:
-            frm, match_where = _pg_matched("chats c", f"{PG_CHATS_VECTOR} @@ {match_q}", f.user_id, "c")
+            frm, match_where = _pg_matched("chats c", f"{PG_CHATS_VECTOR} @@ {match_q}", f.user_id, "c", window)
             score = f"(-ts_rank_cd(to_tsvector('simple', c.title), {tsq}))::float8"
             where += match_where
             keys = ["c.id"]
         else:
-            frm = "search_chats f JOIN chats c ON c.rowid = f.rowid"
-            score = "bm25(search_chats, 1.0, 0.0)"
-            where.append("search_chats MATCH :match")
-            keys = ["f.rowid"]
+            frm, score, keys = _sqlite_matched("search_chats", "bm25(search_chats, 1.0, 0.0)", "chats c", window, where)
         if f.user_id is not None:
             where.append("c.user_id = :user_id")
         if f.chat_id is not None:
@@ -218,15 +250,14 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
         date_col = "c.created_at"
     else:
         if pg:
-            frm, match_where = _pg_matched("generations g", f"g.search_vector @@ {match_q}", f.user_id, "g")
+            frm, match_where = _pg_matched("generations g", f"g.search_vector @@ {match_q}", f.user_id, "g", window)
             score = f"(-ts_rank_cd(g.search_vector, {tsq}))::float8"
             where += match_where
             keys = ["g.id"]
         else:
-            frm = "search_generations f JOIN generations g ON g.rowid = f.rowid"
-            score = "bm25(search_generations, 1.0, 1.0, 0.0)"
-            where.append("search_generations MATCH :match")
-            keys = ["f.rowid"]
+            frm, score, keys = _sqlite_matched(
+                "search_generations", "bm25(search_generations, 1.0, 1.0, 0.0)", "generations g", window, where
+            )
         if f.user_id is not None:
             where.append("g.user_id = :user_id")
         if f.chat_id is not None:
@@ -332,7 +363,7 @@ async def search(
     pads = ["NULL::varchar", "NULL::int"]
     for kind in filters.sources():
         number = SOURCES.index(kind)
-        select = _source(dialect, kind, query, filters)
+        select = _source(dialect, kind, query, filters, ranked=True)
         for name in ("since", "until"):
             value = getattr(filters, name)
             if value is not None:

@@ -447,3 +447,48 @@ async def test_an_unfiltered_search_of_everyone_ranks_a_window_and_a_filtered_on
     assert chat == [("message", "m3")]
     since = datetime.now(UTC) - timedelta(days=1)
     assert len(await found(vault, "narwhal", user_id=None, kind="message", since=since)) == 5
+
+
+def test_the_own_rank_favours_more_occurrences_shorter_texts_and_counts_prefixes() -> None:
+    from genvault.search.rank import rank, rank_terms
+
+    terms = rank_terms(parse_query('table "foreign key" migra* -draft'))
+    assert terms == "table foreign key migra*"
+    assert rank("nothing to see", terms) == 0.0
+    assert rank(None, terms) == 0.0
+    once = rank("the table " + "filler " * 20, terms)
+    twice = rank("the table and the table " + "filler " * 17, terms)
+    assert twice < once < 0
+    assert rank("the table", terms) < rank("the table " + "filler " * 200, terms)
+    assert rank("Migrations, migrated", terms) < rank("migrations", terms) < 0
+    assert rank("the table's foreign key migrates", terms) < rank("the table", terms)
+
+
+async def test_a_users_search_scores_with_the_own_rank_on_sqlite(vault: Vault) -> None:
+    from genvault.search.rank import rank, rank_terms
+
+    await alice_chat(vault)
+    page = await vault.search("migra*", user_id="alice", kind="message")
+    assert page.items
+    if vault.store.dialect == "sqlite":
+        terms = rank_terms(parse_query("migra*"))
+        texts = {
+            "m1": "The migration fails on a foreign key to invoice 4711",
+            "m2": "Drop the foreign key first, then migrate the table.",
+            "m3": "Deploy went fine after the migrations ran",
+        }
+        assert [h.score for h in page.items] == sorted(rank(texts[h.message_id or ""], terms) for h in page.items)
+        assert {h.score for h in page.items} == {rank(t, terms) for t in texts.values()}
+
+
+async def test_generations_have_a_prefix_index_and_prefix_searches_find_them(vault: Vault) -> None:
+    """Revision 0024: generations' FTS5 table keeps 3-, 4- and 5-character prefixes (SQLite)."""
+    record = await vault.generate("how to migrate the invoices table", user_id="alice")
+    await vault.wait(record.id, user_id="alice")
+    for q in ("migr*", "migra*", "migrat*", "mi*"):
+        assert ("generation", record.id) in await found(vault, q), q
+    assert ("generation", record.id) not in await found(vault, "migra*", user_id="bob")
+    if vault.store.dialect == "sqlite":
+        async with vault.store.read() as conn:
+            sql = (await conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'search_generations'"))).scalar()
+        assert "prefix = '3 4 5'" in sql

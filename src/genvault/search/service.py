@@ -9,9 +9,12 @@ query (SQLite: the `owner` column; PostgreSQL: the `#md5(user_id)` lexeme), whic
 ranking to their own rows, and checks `user_id` exactly on top. Only a search with `user_id=None`
 (an operator, or an admin through the server) reaches everyone's rows.
 
-Ranking: bm25 on SQLite, ts_rank_cd on PostgreSQL, as a `score` where lower is better (bm25's
-sign; ts_rank_cd negated), then the document's key. A page's cursor is the last hit's (score,
-source, key): the next page continues strictly after it in that order.
+Ranking: ts_rank_cd on PostgreSQL; on SQLite bm25 for a search of everyone and, for a user's,
+`genvault_rank` (`genvault.search.rank`: BM25 from the row's own text, without bm25()'s read of
+the whole index); as a `score` where lower is better (bm25's sign; ts_rank_cd negated), then the
+document's key. An unfiltered search of everyone ranks a window of candidates (`_windowed`).
+A page's cursor is the last hit's (score, source, key): the next page continues strictly after
+it in that order.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import InvalidRequest
 from genvault.search.query import TextQuery, parse_query
+from genvault.search.rank import FUNCTION as RANK_FUNCTION
+from genvault.search.rank import rank_terms
 from genvault.search.snippet import snippet
 from genvault.store.schema import UTCDateTime
 
@@ -201,6 +206,11 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ran
     where: list[str] = []
     pg = dialect == "postgresql"
     window = _windowed(f) if ranked else None
+    # A user's ranked search on SQLite scores their matches by their own text (`genvault.search.
+    # rank`) rather than with bm25(), which reads every user's doclists for its term weights.
+    own_rank = ranked and f.user_id is not None and not pg
+    if own_rank:
+        params["rank_terms"] = rank_terms(query)
     if pg:
         tsq = _pg_tsquery(query, params)
         if f.user_id is not None:
@@ -224,6 +234,8 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ran
             keys = ["p.chat_id", "p.message_id", "p.position"]
         else:
             frm, score, keys = _sqlite_matched("search_parts", "bm25(search_parts, 1.0, 0.0)", "parts p", window, where)
+            if own_rank:
+                score = f"{RANK_FUNCTION}(p.text_text, :rank_terms)"
         if need_messages:
             frm += " JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id"
         if f.model is not None or f.status is not None:
@@ -243,6 +255,8 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ran
             keys = ["c.id"]
         else:
             frm, score, keys = _sqlite_matched("search_chats", "bm25(search_chats, 1.0, 0.0)", "chats c", window, where)
+            if own_rank:
+                score = f"{RANK_FUNCTION}(c.title, :rank_terms)"
         if f.user_id is not None:
             where.append("c.user_id = :user_id")
         if f.chat_id is not None:
@@ -258,6 +272,9 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ran
             frm, score, keys = _sqlite_matched(
                 "search_generations", "bm25(search_generations, 1.0, 1.0, 0.0)", "generations g", window, where
             )
+            if own_rank:
+                texts = "coalesce(json_extract(g.request, '$.prompt'), '') || ' ' || coalesce(g.result_text, '')"
+                score = f"{RANK_FUNCTION}({texts}, :rank_terms)"
         if f.user_id is not None:
             where.append("g.user_id = :user_id")
         if f.chat_id is not None:

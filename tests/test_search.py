@@ -492,3 +492,24 @@ async def test_generations_have_a_prefix_index_and_prefix_searches_find_them(vau
         async with vault.store.read() as conn:
             sql = (await conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'search_generations'"))).scalar()
         assert "prefix = '3 4 5'" in sql
+
+
+@pytest.mark.parametrize("own_rows", [1, 5000])
+async def test_a_users_prefix_search_finds_the_same_by_the_index_or_by_their_rows(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, own_rows: int
+) -> None:
+    """PostgreSQL reads a user's own rows for a prefix below PG_OWN_ROWS rows, else the GIN index
+    with the owner lexeme: the same hits, only the user's, either way (SQLite: one way)."""
+    from genvault.search import service
+
+    monkeypatch.setattr(service, "PG_OWN_ROWS", own_rows)
+    await alice_chat(vault)
+    record = await vault.generate("migrating the ledger", user_id="alice")
+    await vault.wait(record.id, user_id="alice")
+    await vault.import_chat("bobs", [msg("b1", "bob migrates too")], user_id="bob")
+    hits = {k for _, k in await found(vault, "migra*")}
+    assert {"m1", "m2", "m3", "c1", record.id} <= hits
+    assert "b1" not in hits
+    assert {k for _, k in await found(vault, "migra* -foreign")} >= {"m3", "c1", record.id}
+    assert {k for _, k in await found(vault, "migra* -foreign", kind="message")} == {"m3"}
+    assert {k for _, k in await found(vault, "migra*", user_id="bob")} == {"b1"}

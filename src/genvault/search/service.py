@@ -152,8 +152,18 @@ def _pg_tsquery(query: TextQuery, params: dict[str, Any]) -> str:
 PG_CHATS_VECTOR = "(to_tsvector('simple', c.title) || array_to_tsvector(ARRAY['#' || md5(c.user_id)]))"
 
 
+# A user with fewer rows than this in a table has a prefix search read their rows (`_pg_matched`).
+PG_OWN_ROWS = 5000
+
+
 def _pg_matched(
-    table: str, match: str, user_id: str | None, alias: str, window: int | None = None
+    table: str,
+    match: str,
+    user_id: str | None,
+    alias: str,
+    window: int | None = None,
+    *,
+    prefix: str | None = None,
 ) -> tuple[str, list[str]]:
     """The FROM item and conditions that find the rows matching `match` on PostgreSQL.
 
@@ -162,12 +172,33 @@ def _pg_matched(
     prefer the btree on `user_id` (about 1/1000 of the rows) and recheck `@@` on each of the
     user's rows, reading every one of their tsvectors: a subquery with `OFFSET 0` (which
     PostgreSQL never flattens nor pushes the outer conditions into) makes the index match come
-    first; the exact `user_id` check (a hash is not an identity) and the filters apply on top."""
+    first; the exact `user_id` check (a hash is not an identity) and the filters apply on top.
+
+    Except for a prefix (`migra*`, `prefix`: the match without the owner lexeme): GIN answers a
+    prefix by gathering every entry that starts with it, every user's rows, into a bitmap before
+    the owner's posting list narrows it (no skipping for a partial match). At a million parts
+    `migra*` is 46,000 of them: 37-124 ms for one user's 48, under load. Reading the user's own
+    rows by the btree on `user_id` and checking `@@` on each is 2.6-7.7 ms for 1,000 rows, but it
+    grows with the user's rows: so the statement holds both ways, each behind a one-time filter
+    on whether the user has fewer than `PG_OWN_ROWS` rows in the table (an index-only count that
+    stops there), and runs only the one that applies."""
     if user_id is None:
         if window is not None:  # an unfiltered search of everyone: the first `window` the index yields
             return f"(SELECT * FROM {table} WHERE {match} LIMIT {int(window)}) {alias}", []
         return table, [match]
-    return f"(SELECT * FROM {table} WHERE {match} OFFSET 0) {alias}", []
+    if prefix is None:
+        return f"(SELECT * FROM {table} WHERE {match} OFFSET 0) {alias}", []
+    name = table.split()[0]
+    few = (
+        f"(SELECT count(*) < {PG_OWN_ROWS} FROM (SELECT 1 FROM {name} WHERE user_id = :user_id "
+        f"LIMIT {PG_OWN_ROWS}) AS owned)"
+    )
+    by_index = f"(SELECT * FROM {table} WHERE {match} AND NOT {few} OFFSET 0)"
+    by_owner = (
+        f"(SELECT * FROM (SELECT * FROM {table} WHERE {alias}.user_id = :user_id AND {few} OFFSET 0) {alias} "
+        f"WHERE {prefix})"
+    )
+    return f"({by_index} UNION ALL {by_owner}) {alias}", []
 
 
 def _sqlite_matched(
@@ -211,6 +242,13 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ran
     own_rank = ranked and f.user_id is not None and not pg
     if own_rank:
         params["rank_terms"] = rank_terms(query)
+
+    def own_prefix(vector: str) -> str | None:
+        """A PostgreSQL user's search with a prefix term: the match on their own rows (`_pg_matched`)."""
+        if not pg or f.user_id is None or not any(t.kind == "prefix" for t in query.wanted):
+            return None
+        return f"{vector} @@ {tsq}"
+
     if pg:
         tsq = _pg_tsquery(query, params)
         if f.user_id is not None:
@@ -228,7 +266,9 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ran
     if kind == "message":
         need_messages = any(v is not None for v in (f.role, f.since, f.until, f.model, f.status))
         if pg:
-            frm, match_where = _pg_matched("parts p", f"p.search_vector @@ {match_q}", f.user_id, "p", window)
+            frm, match_where = _pg_matched(
+                "parts p", f"p.search_vector @@ {match_q}", f.user_id, "p", window, prefix=own_prefix("p.search_vector")
+            )
             score = f"(-ts_rank_cd(p.search_vector, {tsq}))::float8"
             where += match_where
             keys = ["p.chat_id", "p.message_id", "p.position"]
@@ -264,7 +304,14 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ran
         date_col = "c.created_at"
     else:
         if pg:
-            frm, match_where = _pg_matched("generations g", f"g.search_vector @@ {match_q}", f.user_id, "g", window)
+            frm, match_where = _pg_matched(
+                "generations g",
+                f"g.search_vector @@ {match_q}",
+                f.user_id,
+                "g",
+                window,
+                prefix=own_prefix("g.search_vector"),
+            )
             score = f"(-ts_rank_cd(g.search_vector, {tsq}))::float8"
             where += match_where
             keys = ["g.id"]

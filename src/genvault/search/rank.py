@@ -7,8 +7,8 @@ rank one user's. A user's search ranks with this function instead, registered on
 connection as `genvault_rank(text, terms)`: the same BM25 shape (term frequency saturated by k1,
 normalised by the document's length with b) computed from the matched row's own text, each wanted
 term weighing the same (no corpus-wide frequency). Its cost is per matched row of that user
-(~10 µs for a message), never the corpus. An admin's unfiltered search of everyone ranks its
-window of candidates (`service._windowed`) with it too; a filtered search of everyone keeps bm25().
+(~10 µs for a message), never the corpus. A search of everyone keeps bm25() (its unfiltered
+window, `service._windowed`, is scored inside the index, without reading 200 rows per kind).
 
 `terms` is `rank_terms(query)`: the wanted words, space-separated, a prefix ending with `*`; a
 phrase counts as its words. Lower is better, as bm25()'s sign.

@@ -9,12 +9,12 @@ query (SQLite: the `owner` column; PostgreSQL: the `#md5(user_id)` lexeme), whic
 ranking to their own rows, and checks `user_id` exactly on top. Only a search with `user_id=None`
 (an operator, or an admin through the server) reaches everyone's rows.
 
-Ranking: ts_rank_cd on PostgreSQL; on SQLite bm25 for a filtered search of everyone and, for a
-user's or an unfiltered one's window, `genvault_rank` (`genvault.search.rank`: BM25 from the
-row's own text, without bm25()'s read of the whole index); as a `score` where lower is better
-(bm25's sign; ts_rank_cd negated), then the document's key. An unfiltered search of everyone
-ranks a window of candidates (`_windowed`). A page's cursor is the last hit's (score, source,
-key): the next page continues strictly after it in that order.
+Ranking: ts_rank_cd on PostgreSQL; on SQLite `genvault_rank` for a user's search
+(`genvault.search.rank`: BM25 from the row's own text, without bm25()'s read of the whole index)
+and bm25 for a search of everyone; as a `score` where lower is better (bm25's sign; ts_rank_cd
+negated), then the document's key. An unfiltered search of everyone ranks a window of candidates
+(`_windowed`). A page's cursor is the last hit's (score, source, key): the next page continues
+strictly after it in that order.
 """
 
 from __future__ import annotations
@@ -210,9 +210,14 @@ def _sqlite_matched(
     if window is None:
         where.append(f"{fts} MATCH :match")
         return f"{fts} f JOIN {table} ON {alias}.rowid = f.rowid", score, ["f.rowid"]
-    # (scored by the caller with `genvault_rank`: bm25() would read the terms' whole doclists)
-    candidates = f"SELECT rowid AS rid FROM {fts} WHERE {fts} MATCH :match ORDER BY rowid DESC LIMIT {int(window)}"
-    return f"({candidates}) f JOIN {table} ON {alias}.rowid = f.rid", score, ["f.rid"]
+    # Scored inside the index by bm25() (its term weights read the terms' doclists once, a few ms
+    # for common words): `genvault_rank` would read each candidate's row, 200 random pages per
+    # kind, which cold took 3-6 times as long at 1M.
+    candidates = (
+        f"SELECT rowid AS rid, {score} AS rank_score FROM {fts} WHERE {fts} MATCH :match "
+        f"ORDER BY rowid DESC LIMIT {int(window)}"
+    )
+    return f"({candidates}) f JOIN {table} ON {alias}.rowid = f.rid", "f.rank_score", ["f.rid"]
 
 
 def _windowed(f: SearchFilters) -> int | None:
@@ -221,7 +226,7 @@ def _windowed(f: SearchFilters) -> int | None:
     Ranking every match in the corpus is what makes an admin's search of common words slow (at a
     million messages `migra*` matches 46,000 parts, each scored and sorted):
     instead it ranks a window of them, the newest `ADMIN_WINDOW` on SQLite (FTS5 walks its
-    doclists by rowid, descending, and stops; scored with `genvault_rank`), the first
+    doclists by rowid, descending, and stops; scored with bm25), the first
     `ADMIN_WINDOW` the GIN bitmap yields in table order on PostgreSQL (at 1M, "table error":
     110-218 ms with a window of 1,000, 36-46 ms with 200, under load). Any filter (a user, a
     chat, role, model, status, tag, dates) turns it off, so a narrower search is always exact;
@@ -237,10 +242,10 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ran
     where: list[str] = []
     pg = dialect == "postgresql"
     window = _windowed(f) if ranked else None
-    # A user's ranked search on SQLite, and an admin's window, score the matches by their own text
-    # (`genvault.search.rank`) rather than with bm25(), which reads the terms' whole doclists for
-    # its term weights (every user's rows, to rank one user's or a window's).
-    own_rank = ranked and (f.user_id is not None or window is not None) and not pg
+    # A user's ranked search on SQLite scores their matches by their own text (`genvault.search.
+    # rank`) rather than with bm25(), which reads the terms' whole doclists for its term weights
+    # (every user's rows, to rank one user's).
+    own_rank = ranked and f.user_id is not None and not pg
     if own_rank:
         params["rank_terms"] = rank_terms(query)
 

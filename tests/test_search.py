@@ -513,3 +513,8 @@ async def test_a_users_prefix_search_finds_the_same_by_the_index_or_by_their_row
     assert {k for _, k in await found(vault, "migra* -foreign")} >= {"m3", "c1", record.id}
     assert {k for _, k in await found(vault, "migra* -foreign", kind="message")} == {"m3"}
     assert {k for _, k in await found(vault, "migra*", user_id="bob")} == {"b1"}
+    # The list filters use the same matching.
+    assert {c.id for c in (await vault.list_chats(user_id="alice", q="migra*")).items} == {"c1"}
+    assert {c.id for c in (await vault.list_chats(user_id="bob", q="migra*")).items} == {"bobs"}
+    assert record.id in {g.id for g in (await vault.list_generations(user_id="alice", q="migra*")).items}
+    assert record.id not in {g.id for g in (await vault.list_generations(user_id="bob", q="migra*")).items}

@@ -33,6 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import InvalidRequest
+from genvault.search.ddl import SQLITE_QUEUE
 from genvault.search.query import TextQuery, parse_query
 from genvault.search.rank import FUNCTION as RANK_FUNCTION
 from genvault.search.rank import rank_terms
@@ -399,6 +400,9 @@ def _after(select: _Select, source: int, cursor: tuple[float, int, list[Any]] | 
 
 # -- the search ----------------------------------------------------------------------------------
 
+# The source number of the row that says SQLite's index has queued changes (`unless_pending`).
+_PENDING = -1
+
 
 def _bind(statement: Any, params: dict[str, Any]) -> Any:
     """Bind with the column type of dates (UTC on both databases)."""
@@ -415,8 +419,13 @@ async def search(
     *,
     limit: int = 20,
     cursor: str | None = None,
-) -> SearchPage:
-    """The best `limit` hits after `cursor`, each with its snippet and what to open."""
+    unless_pending: bool = False,
+) -> SearchPage | None:
+    """The best `limit` hits after `cursor`, each with its snippet and what to open.
+
+    `unless_pending` (SQLite): None instead when the index has queued changes to apply first
+    (`genvault.search.pending`), checked in the search statement itself, in its snapshot: one
+    round trip through aiosqlite's thread less than a query of its own (0.3-0.9 ms under load)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     if filters.since is not None and filters.until is not None and filters.since >= filters.until:
@@ -444,11 +453,15 @@ async def search(
         sql, source_params = _prefixed(select.sql(limit + 1), select.params, kind)
         parts.append(f"SELECT {number} AS src, s{number}.*{padding} FROM ({sql}) AS s{number}")
         params |= source_params
+    if unless_pending and dialect == "sqlite":
+        parts.append(f"SELECT {_PENDING} AS src, 0.0 AS score, NULL AS k0 WHERE EXISTS (SELECT 1 FROM {SQLITE_QUEUE})")
     ranked: list[tuple[float, int, tuple[Any, ...]]] = []
     if parts:
         statement = _bind(text(" UNION ALL ".join(parts)), params)
         for row in (await conn.execute(statement, params)).all():
             number = int(row[0])
+            if number == _PENDING:
+                return None
             ranked.append((float(row[1]), number, tuple(row[2 : 2 + widths[number]])))
     ranked.sort()
     page = ranked[:limit]

@@ -184,7 +184,7 @@ def _pg_matched(
     on whether the user has fewer than `PG_OWN_ROWS` rows in the table (an index-only count that
     stops there), and runs only the one that applies."""
     if user_id is None:
-        if window is not None:  # an unfiltered search of everyone: the first `window` the index yields
+        if window is not None:  # an unfiltered search of everyone: the first `window` in table order
             return f"(SELECT * FROM {table} WHERE {match} LIMIT {int(window)}) {alias}", []
         return table, [match]
     if prefix is None:
@@ -228,8 +228,11 @@ def _windowed(f: SearchFilters) -> int | None:
     million messages `migra*` matches 46,000 parts, each scored and sorted):
     instead it ranks a window of them, the newest `ADMIN_WINDOW` on SQLite (FTS5 walks its
     doclists by rowid, descending, and stops; scored with bm25), the first
-    `ADMIN_WINDOW` the GIN bitmap yields in table order on PostgreSQL (at 1M, "table error":
-    110-218 ms with a window of 1,000, 36-46 ms with 200, under load). Any filter (a user, a
+    `ADMIN_WINDOW` in the table's physical order on PostgreSQL (a bitmap heap scan, from the
+    first page: in a table only appended to, the oldest matches; a sequential scan of a big
+    table may start where another scan is, `synchronize_seqscans`; the newest would mean
+    fetching and sorting every match, as no index orders parts by time).
+    At 1M, "table error": 110-218 ms with a window of 1,000, 36-46 ms with 200, under load. Any filter (a user, a
     chat, role, model, status, tag, dates) turns it off, so a narrower search is always exact;
     paging an unfiltered one ends with its window."""
     narrowed = (f.user_id, f.chat_id, f.role, f.model, f.status, f.since, f.until, f.tag)

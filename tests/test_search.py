@@ -139,6 +139,20 @@ def test_a_snippet_is_the_window_around_the_first_match(at: int, expected: str) 
     assert snippet(" ".join(words), parse_query("absent")) is None
 
 
+def test_a_snippet_marks_only_words_that_start_with_the_query_however_the_text_is_cased() -> None:
+    """The first match is found in the lowercased text; a hit inside a word is not one, and a
+    text whose lowercase is longer (İ) is read word by word instead, with the same result."""
+    from genvault.search.snippet import snippet
+
+    query = parse_query("migra* table")
+    text = "untable remigrate TABLES, then the Migration of a Table"
+    expected = "untable remigrate TABLES, then the <mark>Migration</mark> of a <mark>Table</mark>"
+    assert snippet(text, query) == expected
+    assert snippet("İ " + text, query) == "İ " + expected
+    assert snippet("İ untable remigrate", query) is None
+    assert snippet("untable remigrate", query) is None
+
+
 async def test_snippets_escape_html_and_mark_prefix_matches(vault: Vault) -> None:
     await vault.create_chat("c2", user_id="alice")
     await vault.append_messages("c2", [msg("x1", "<b>Migrating</b> & more")], user_id="alice")
@@ -455,6 +469,7 @@ def test_the_own_rank_favours_more_occurrences_shorter_texts_and_counts_prefixes
     terms = rank_terms(parse_query('table "foreign key" migra* -draft'))
     assert terms == "table foreign key migra*"
     assert rank("nothing to see", terms) == 0.0
+    assert rank("untable remigrate keyless", terms) == 0.0  # inside a word is not a match
     assert rank(None, terms) == 0.0
     once = rank("the table " + "filler " * 20, terms)
     twice = rank("the table and the table " + "filler " * 17, terms)

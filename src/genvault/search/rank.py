@@ -13,8 +13,8 @@ never the corpus. A search of everyone keeps bm25() (its unfiltered window,
 It runs once per matched row (a user's common words: hundreds), so it does not split the text
 into words in Python: each term is found by a compiled pattern in the lowercased text (C's
 substring search; a hit counts when it starts a word), and the length is the text's characters
-(no word count to make). Splitting the words one by one took 80-110 µs a message under load;
-this takes 2-12.
+(no word count to make). Splitting the words one by one took 80-250 µs a message under load;
+this takes 8-30.
 
 `terms` is `rank_terms(query)`: the wanted words, space-separated, a prefix ending with `*`; a
 phrase counts as its words. Lower is better, as bm25()'s sign.

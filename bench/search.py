@@ -223,6 +223,51 @@ async def _drop_search(url: str) -> None:
         await store.aclose()
 
 
+_TICK = 100.0  # /proc's clock ticks per second (USER_HZ)
+
+
+def _proc_cpu(pid: int) -> float:
+    """A process's CPU seconds (user + system) from /proc; 0.0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def _backend_pids(url: str) -> list[int]:
+    """The PostgreSQL client backends serving `url`'s database (other than this query's): not
+    autovacuum, whose runs landed in one contender's rounds or the other's (CPU per turn grew
+    from 1.0 to 2.5 ms over nine rounds, on whichever database it was vacuuming). So the GIN
+    pending list's cleanup is counted only when an insert does it, not when autovacuum does."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        return [r[0] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def _cpu(db: str, url: str) -> dict[int, float]:
+    """CPU seconds so far: this process's (key 0; SQLite's work is in its threads) and, on
+    PostgreSQL, each server process serving the database. Under a load of 10+ on 2 cores, wall
+    clock throughput of 1.5 s rounds swung 154-1,169 turns/s; CPU per turn is what the index adds."""
+    out = {0: time.process_time()}
+    if db == "postgres":
+        for pid in await _backend_pids(url):
+            out[pid] = _proc_cpu(pid)
+    return out
+
+
+def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[k] - before.get(k, after[k]) for k in after)
+
+
 async def _append(db: str, seconds: float, rounds: int, writers: int) -> list[dict[str, Any]]:
     from bench._contenders import Genvault
     from bench.append import _analyze, _drive
@@ -236,6 +281,8 @@ async def _append(db: str, seconds: float, rounds: int, writers: int) -> list[di
                 await _drop_search(url)
             contenders[name] = contender
         rates: dict[str, list[float]] = {n: [] for n in contenders}
+        cpu_per_turn: dict[str, list[float]] = {n: [] for n in contenders}
+        urls = {"with index": with_url, "without index": without_url}
         try:
             for c in contenders.values():
                 await _drive(c, writers, min(0.3, seconds))
@@ -245,16 +292,23 @@ async def _append(db: str, seconds: float, rounds: int, writers: int) -> list[di
             order = list(contenders)
             for r in range(rounds):
                 for name in order[r % 2 :] + order[: r % 2]:
+                    cpu_before = await _cpu(db, urls[name])
                     turns, elapsed, _ = await _drive(contenders[name], writers, seconds)
                     rates[name].append(turns / elapsed)
+                    # The index work SQLite defers (its queue) is the round's too: applied here.
+                    await contenders[name].vault.searcher.catch_up()
+                    cpu_per_turn[name].append(_cpu_spent(cpu_before, await _cpu(db, urls[name])) / turns)
         finally:
             for c in contenders.values():
                 await c.close()
     with_rate = statistics.median(rates["with index"])
     without_rate = statistics.median(rates["without index"])
+    with_cpu = statistics.median(cpu_per_turn["with index"])
+    without_cpu = statistics.median(cpu_per_turn["without index"])
     print(
         f"{db:8} append writers={writers} with index {with_rate:8.1f} turns/s, without {without_rate:8.1f} "
-        f"turns/s: x{with_rate / without_rate:.3f}"
+        f"turns/s: x{with_rate / without_rate:.3f}; CPU per turn {with_cpu * 1e3:.3f} / {without_cpu * 1e3:.3f} ms: "
+        f"x{with_cpu / without_cpu:.3f}"
     )
     return [
         {
@@ -264,6 +318,8 @@ async def _append(db: str, seconds: float, rounds: int, writers: int) -> list[di
             "without_index_turns_per_s": without_rate,
             "ratio": with_rate / without_rate,
             "rounds": rates,
+            "cpu_per_turn_s": cpu_per_turn,
+            "cpu_ratio": with_cpu / without_cpu,
         }
     ]
 
@@ -311,12 +367,17 @@ async def run(
     out_dir: Path | None = None,
     keep: bool = False,
     reuse: dict[str, str] | None = None,
+    append_only: bool = False,
 ) -> dict[str, Any]:
     queries: list[dict[str, Any]] = []
     builds: list[dict[str, Any]] = []
     appends: list[dict[str, Any]] = []
     for db in dbs:
         corpus = Corpus(**corpus_args)
+        if append_only:  # no corpus, no searches: the append comparison alone (fresh databases)
+            for w in writers if rounds > 0 else []:
+                appends += await _append(db, append_seconds, rounds, w)
+            continue
         async with _database(db, keep, reuse) as (url, filled):
             store = Store(url)
             try:
@@ -365,6 +426,7 @@ async def run(
             "append_seconds": append_seconds,
             "rounds": rounds,
             "writers": writers,
+            "append_only": append_only,
         },
         "machine": await machine(),
         "builds": builds,
@@ -389,6 +451,7 @@ def main() -> None:
     parser.add_argument("--writers", action="append", type=int, help="append writers (default: 1)")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop")
     parser.add_argument("--out", type=Path, help="write search.json here (default: bench/results)")
+    parser.add_argument("--append-only", action="store_true", help="only the append comparison (no fill, no search)")
     parser.add_argument("--keep", action="store_true", help="keep the filled databases (prints --reuse URLs)")
     parser.add_argument(
         "--reuse", action="append", default=[], metavar="URL", help="search a database --keep left (same corpus args)"
@@ -411,6 +474,7 @@ def main() -> None:
             rounds=args.rounds,
             writers=args.writers or [1],
             keep=args.keep,
+            append_only=args.append_only,
             out_dir=args.out,
             reuse={("sqlite" if u.startswith("sqlite") else "postgres"): u for u in args.reuse},
         ),

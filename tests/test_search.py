@@ -139,6 +139,20 @@ def test_a_snippet_is_the_window_around_the_first_match(at: int, expected: str) 
     assert snippet(" ".join(words), parse_query("absent")) is None
 
 
+def test_a_snippet_marks_only_words_that_start_with_the_query_however_the_text_is_cased() -> None:
+    """The first match is found in the lowercased text; a hit inside a word is not one, and a
+    text whose lowercase is longer (İ) is read word by word instead, with the same result."""
+    from genvault.search.snippet import snippet
+
+    query = parse_query("migra* table")
+    text = "untable remigrate TABLES, then the Migration of a Table"
+    expected = "untable remigrate TABLES, then the <mark>Migration</mark> of a <mark>Table</mark>"
+    assert snippet(text, query) == expected
+    assert snippet("İ " + text, query) == "İ " + expected
+    assert snippet("İ untable remigrate", query) is None
+    assert snippet("untable remigrate", query) is None
+
+
 async def test_snippets_escape_html_and_mark_prefix_matches(vault: Vault) -> None:
     await vault.create_chat("c2", user_id="alice")
     await vault.append_messages("c2", [msg("x1", "<b>Migrating</b> & more")], user_id="alice")
@@ -423,3 +437,100 @@ async def test_upgrade_builds_the_index_for_rows_written_before_it(database: tup
             await vault.aclose(grace_seconds=0)
     finally:
         await store.aclose()
+
+
+async def test_an_unfiltered_search_of_everyone_ranks_a_window_and_a_filtered_one_is_exact(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin's unfiltered search ranks at most ADMIN_WINDOW candidates per source (so it stays
+    fast at a million messages); a user's search, or any filter, still finds every match."""
+    from genvault.search import service
+
+    monkeypatch.setattr(service, "ADMIN_WINDOW", 2)
+    for i, user in enumerate(("alice", "bob", "alice", "bob", "alice")):
+        await vault.import_chat(f"c{i}", [msg(f"m{i}", f"narwhal sighting {i}")], user_id=user)
+    everyone = await found(vault, "narwhal", user_id=None, kind="message")
+    assert len(everyone) == 2
+    assert {k for _, k in everyone} <= {f"m{i}" for i in range(5)}
+    page = await vault.search("narwhal", user_id=None, kind="message", limit=1)
+    assert page.next_cursor is not None
+    rest = await vault.search("narwhal", user_id=None, kind="message", limit=1, cursor=page.next_cursor)
+    assert [h.message_id for h in rest.items] != [h.message_id for h in page.items]
+    assert {k for _, k in await found(vault, "narwhal", kind="message")} == {"m0", "m2", "m4"}
+    assert {k for _, k in await found(vault, "narwhal", user_id="bob", kind="message")} == {"m1", "m3"}
+    chat = await found(vault, "narwhal", user_id=None, chat_id="c3")
+    assert chat == [("message", "m3")]
+    since = datetime.now(UTC) - timedelta(days=1)
+    assert len(await found(vault, "narwhal", user_id=None, kind="message", since=since)) == 5
+
+
+def test_the_own_rank_favours_more_occurrences_shorter_texts_and_counts_prefixes() -> None:
+    from genvault.search.rank import rank, rank_terms
+
+    terms = rank_terms(parse_query('table "foreign key" migra* -draft'))
+    assert terms == "table foreign key migra*"
+    assert rank("nothing to see", terms) == 0.0
+    assert rank("untable remigrate keyless", terms) == 0.0  # inside a word is not a match
+    assert rank(None, terms) == 0.0
+    once = rank("the table " + "filler " * 20, terms)
+    twice = rank("the table and the table " + "filler " * 17, terms)
+    assert twice < once < 0
+    assert rank("the table", terms) < rank("the table " + "filler " * 200, terms)
+    assert rank("Migrations, migrated", terms) < rank("migrations", terms) < 0
+    assert rank("the table's foreign key migrates", terms) < rank("the table", terms)
+
+
+async def test_a_users_search_scores_with_the_own_rank_on_sqlite(vault: Vault) -> None:
+    from genvault.search.rank import rank, rank_terms
+
+    await alice_chat(vault)
+    page = await vault.search("migra*", user_id="alice", kind="message")
+    assert page.items
+    if vault.store.dialect == "sqlite":
+        terms = rank_terms(parse_query("migra*"))
+        texts = {
+            "m1": "The migration fails on a foreign key to invoice 4711",
+            "m2": "Drop the foreign key first, then migrate the table.",
+            "m3": "Deploy went fine after the migrations ran",
+        }
+        assert [h.score for h in page.items] == sorted(rank(texts[h.message_id or ""], terms) for h in page.items)
+        assert {h.score for h in page.items} == {rank(t, terms) for t in texts.values()}
+
+
+async def test_generations_have_a_prefix_index_and_prefix_searches_find_them(vault: Vault) -> None:
+    """Revision 0024: generations' FTS5 table keeps 3-, 4- and 5-character prefixes (SQLite)."""
+    record = await vault.generate("how to migrate the invoices table", user_id="alice")
+    await vault.wait(record.id, user_id="alice")
+    for q in ("migr*", "migra*", "migrat*", "mi*"):
+        assert ("generation", record.id) in await found(vault, q), q
+    assert ("generation", record.id) not in await found(vault, "migra*", user_id="bob")
+    if vault.store.dialect == "sqlite":
+        async with vault.store.read() as conn:
+            sql = (await conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'search_generations'"))).scalar()
+        assert "prefix = '3 4 5'" in sql
+
+
+@pytest.mark.parametrize("own_rows", [1, 5000])
+async def test_a_users_prefix_search_finds_the_same_by_the_index_or_by_their_rows(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, own_rows: int
+) -> None:
+    """PostgreSQL reads a user's own rows for a prefix below PG_OWN_ROWS rows, else the GIN index
+    with the owner lexeme: the same hits, only the user's, either way (SQLite: one way)."""
+    from genvault.search import service
+
+    monkeypatch.setattr(service, "PG_OWN_ROWS", own_rows)
+    await alice_chat(vault)
+    record = await vault.generate("migrating the ledger", user_id="alice")
+    await vault.wait(record.id, user_id="alice")
+    await vault.import_chat("bobs", [msg("b1", "bob migrates too")], user_id="bob")
+    hits = {k for _, k in await found(vault, "migra*")}
+    assert {"m1", "m2", "m3", "c1", record.id} <= hits
+    assert "b1" not in hits
+    assert {k for _, k in await found(vault, "migra* -foreign")} >= {"m3", "c1", record.id}
+    assert {k for _, k in await found(vault, "migra* -foreign", kind="message")} == {"m3"}
+    assert {k for _, k in await found(vault, "migra*", user_id="bob")} == {"b1"}
+    # The list filters use the same matching.
+    assert {c.id for c in (await vault.list_chats(user_id="alice", q="migra*")).items} == {"c1"}
+    assert {c.id for c in (await vault.list_chats(user_id="bob", q="migra*")).items} == {"bobs"}
+    assert record.id in {g.id for g in (await vault.list_generations(user_id="alice", q="migra*")).items}
+    assert record.id not in {g.id for g in (await vault.list_generations(user_id="bob", q="migra*")).items}

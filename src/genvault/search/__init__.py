@@ -74,17 +74,20 @@ class Searcher:
         )
 
         async def caught_up(conn: AsyncConnection) -> SearchPage | None:
-            # SQLite: the queue is checked in the search's own read (one checkout, not two; and
-            # the same snapshot as the search); None when it must be applied first.
-            if await pending.has_pending(conn):
-                return None
-            return await search(conn, query, filters, limit=limit, cursor=cursor)
+            # SQLite: the queue is checked in the search's own statement (one checkout and one
+            # statement, not two; the same snapshot as the search); None when it must be applied first.
+            return await search(conn, query, filters, limit=limit, cursor=cursor, unless_pending=True)
+
+        async def after_catching_up(conn: AsyncConnection) -> SearchPage:
+            page = await search(conn, query, filters, limit=limit, cursor=cursor)
+            assert page is not None  # only `unless_pending` gives None
+            return page
 
         # Without the checkout's ping (a round trip): a read, safe to run again on a dead connection.
         page = await self.store.read_retrying(caught_up)
         if page is None:
             await self.catch_up()
-            page = await self.store.read_retrying(lambda conn: search(conn, query, filters, limit=limit, cursor=cursor))
+            page = await self.store.read_retrying(after_catching_up)
         return page
 
     async def catch_up(self) -> int:

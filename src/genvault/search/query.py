@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from genvault.errors import InvalidRequest
 
-__all__ = ["MAX_QUERY_LENGTH", "MAX_TERMS", "Term", "TextQuery", "parse_query", "words_of"]
+__all__ = [
+    "MAX_QUERY_LENGTH",
+    "MAX_TERMS",
+    "Term",
+    "TextQuery",
+    "count_words",
+    "find_word",
+    "parse_query",
+    "word_patterns",
+    "words_of",
+]
 
 MAX_QUERY_LENGTH = 500
 MAX_TERMS = 16
@@ -28,11 +39,44 @@ MAX_TERMS = 16
 MIN_PREFIX = 2
 
 _WORD = re.compile(r"[^\W_]+")
+_WORD_CHAR = re.compile(r"[^\W_]")
 
 
 def words_of(text: str) -> list[str]:
     """The words of `text` as the indexes see them (lowercase runs of letters and digits)."""
     return [w.lower() for w in _WORD.findall(text)]
+
+
+@lru_cache(maxsize=256)
+def word_patterns(whole: frozenset[str], prefixes: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """Patterns that find, in lowercased text, each of the whole words `whole` and the words
+    starting with each of `prefixes`, one pattern a term; `find_word`/`count_words` keep the hits
+    that start a word. Each pattern begins with its literal text, so `re` skips to candidates by
+    substring search instead of testing every word in Python (the ranking runs per matched row;
+    a snippet may read a long output)."""
+    out = [re.compile(re.escape(w) + r"(?![^\W_])") for w in sorted(whole)]
+    out += [re.compile(re.escape(p) + r"[^\W_]*") for p in prefixes]
+    return tuple(out)
+
+
+def _starts_word(text: str, at: int) -> bool:
+    return at == 0 or _WORD_CHAR.match(text, at - 1) is None
+
+
+def count_words(pattern: re.Pattern[str], lowered: str) -> int:
+    """How many of `pattern`'s hits in `lowered` start a word."""
+    return sum(1 for m in pattern.finditer(lowered) if _starts_word(lowered, m.start()))
+
+
+def find_word(patterns: tuple[re.Pattern[str], ...], lowered: str) -> re.Match[str] | None:
+    """The first hit of any of `patterns` in `lowered` that starts a word (the whole word)."""
+    best: re.Match[str] | None = None
+    for pattern in patterns:
+        for m in pattern.finditer(lowered, 0, best.start() if best else len(lowered)):
+            if _starts_word(lowered, m.start()):
+                best = m
+                break
+    return best
 
 
 @dataclass(frozen=True, slots=True)

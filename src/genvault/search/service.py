@@ -9,9 +9,12 @@ query (SQLite: the `owner` column; PostgreSQL: the `#md5(user_id)` lexeme), whic
 ranking to their own rows, and checks `user_id` exactly on top. Only a search with `user_id=None`
 (an operator, or an admin through the server) reaches everyone's rows.
 
-Ranking: bm25 on SQLite, ts_rank_cd on PostgreSQL, as a `score` where lower is better (bm25's
-sign; ts_rank_cd negated), then the document's key. A page's cursor is the last hit's (score,
-source, key): the next page continues strictly after it in that order.
+Ranking: ts_rank_cd on PostgreSQL; on SQLite `genvault_rank` for a user's search
+(`genvault.search.rank`: BM25 from the row's own text, without bm25()'s read of the whole index)
+and bm25 for a search of everyone; as a `score` where lower is better (bm25's sign; ts_rank_cd
+negated), then the document's key. An unfiltered search of everyone ranks a window of candidates
+(`_windowed`). A page's cursor is the last hit's (score, source, key): the next page continues
+strictly after it in that order.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import InvalidRequest
+from genvault.search.ddl import SQLITE_QUEUE
 from genvault.search.query import TextQuery, parse_query
+from genvault.search.rank import FUNCTION as RANK_FUNCTION
+from genvault.search.rank import rank_terms
 from genvault.search.snippet import snippet
 from genvault.store.schema import UTCDateTime
 
@@ -46,6 +52,8 @@ __all__ = [
 ]
 
 MAX_LIMIT = 100
+# How many matches per source an unfiltered search of everyone ranks (`_windowed`).
+ADMIN_WINDOW = 200
 Kind = Literal["message", "chat", "generation"]
 SOURCES: tuple[Kind, ...] = ("message", "chat", "generation")
 
@@ -115,7 +123,7 @@ class _Select:
         keys = ", ".join(f"{k} AS k{i}" for i, k in enumerate(self.keys))
         order = ", ".join(["score", *self.keys])
         return (
-            f"SELECT {self.score} AS score, {keys} FROM {self.frm} WHERE {' AND '.join(self.where)} "
+            f"SELECT {self.score} AS score, {keys} FROM {self.frm} WHERE {' AND '.join(self.where) or 'true'} "
             f"ORDER BY {order} LIMIT {int(limit)}"
         )
 
@@ -145,7 +153,19 @@ def _pg_tsquery(query: TextQuery, params: dict[str, Any]) -> str:
 PG_CHATS_VECTOR = "(to_tsvector('simple', c.title) || array_to_tsvector(ARRAY['#' || md5(c.user_id)]))"
 
 
-def _pg_matched(table: str, match: str, user_id: str | None, alias: str) -> tuple[str, list[str]]:
+# A user with fewer rows than this in a table has a prefix search read their rows (`_pg_matched`).
+PG_OWN_ROWS = 5000
+
+
+def _pg_matched(
+    table: str,
+    match: str,
+    user_id: str | None,
+    alias: str,
+    window: int | None = None,
+    *,
+    prefix: str | None = None,
+) -> tuple[str, list[str]]:
     """The FROM item and conditions that find the rows matching `match` on PostgreSQL.
 
     For a user's search the match names their owner lexeme, so the GIN index alone narrows the
@@ -153,16 +173,92 @@ def _pg_matched(table: str, match: str, user_id: str | None, alias: str) -> tupl
     prefer the btree on `user_id` (about 1/1000 of the rows) and recheck `@@` on each of the
     user's rows, reading every one of their tsvectors: a subquery with `OFFSET 0` (which
     PostgreSQL never flattens nor pushes the outer conditions into) makes the index match come
-    first; the exact `user_id` check (a hash is not an identity) and the filters apply on top."""
+    first; the exact `user_id` check (a hash is not an identity) and the filters apply on top.
+
+    Except for a prefix (`migra*`, `prefix`: the match without the owner lexeme): GIN answers a
+    prefix by gathering every entry that starts with it, every user's rows, into a bitmap before
+    the owner's posting list narrows it (no skipping for a partial match). At a million parts
+    `migra*` is 46,000 of them: 37-124 ms for one user's 48, under load. Reading the user's own
+    rows by the btree on `user_id` and checking `@@` on each is 2.6-7.7 ms for 1,000 rows, but it
+    grows with the user's rows: so the statement holds both ways, each behind a one-time filter
+    on whether the user has fewer than `PG_OWN_ROWS` rows in the table (an index-only count that
+    stops there), and runs only the one that applies."""
     if user_id is None:
+        if window is not None:  # an unfiltered search of everyone: the first `window` in table order
+            return f"(SELECT * FROM {table} WHERE {match} LIMIT {int(window)}) {alias}", []
         return table, [match]
-    return f"(SELECT * FROM {table} WHERE {match} OFFSET 0) {alias}", []
+    if prefix is None:
+        return f"(SELECT * FROM {table} WHERE {match} OFFSET 0) {alias}", []
+    name = table.split()[0]
+    few = (
+        f"(SELECT count(*) < {PG_OWN_ROWS} FROM (SELECT 1 FROM {name} WHERE user_id = :user_id "
+        f"LIMIT {PG_OWN_ROWS}) AS owned)"
+    )
+    by_index = f"(SELECT * FROM {table} WHERE {match} AND NOT {few} OFFSET 0)"
+    by_owner = (
+        f"(SELECT * FROM (SELECT * FROM {table} WHERE {alias}.user_id = :user_id AND {few} OFFSET 0) {alias} "
+        f"WHERE {prefix})"
+    )
+    return f"({by_index} UNION ALL {by_owner}) {alias}", []
 
 
-def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Select:
+def _sqlite_matched(
+    fts: str, score: str, table: str, window: int | None, where: list[str]
+) -> tuple[str, str, list[str]]:
+    """The FROM item, score and key of the rows of `table` matching `:match` on SQLite; with a
+    window, only the newest `window` matches (by rowid) are scored."""
+    alias = table.split()[1]
+    if window is None:
+        where.append(f"{fts} MATCH :match")
+        return f"{fts} f JOIN {table} ON {alias}.rowid = f.rowid", score, ["f.rowid"]
+    # Scored inside the index by bm25() (its term weights read the terms' doclists once, a few ms
+    # for common words): `genvault_rank` would read each candidate's row, 200 random pages per
+    # kind, which cold took 3-6 times as long at 1M.
+    candidates = (
+        f"SELECT rowid AS rid, {score} AS rank_score FROM {fts} WHERE {fts} MATCH :match "
+        f"ORDER BY rowid DESC LIMIT {int(window)}"
+    )
+    return f"({candidates}) f JOIN {table} ON {alias}.rowid = f.rid", "f.rank_score", ["f.rid"]
+
+
+def _windowed(f: SearchFilters) -> int | None:
+    """The number of candidates an unfiltered search of everyone ranks per source (None: all).
+
+    Ranking every match in the corpus is what makes an admin's search of common words slow (at a
+    million messages `migra*` matches 46,000 parts, each scored and sorted):
+    instead it ranks a window of them, the newest `ADMIN_WINDOW` on SQLite (FTS5 walks its
+    doclists by rowid, descending, and stops; scored with bm25), the first
+    `ADMIN_WINDOW` in the table's physical order on PostgreSQL (a bitmap heap scan, from the
+    first page: in a table only appended to, the oldest matches; a sequential scan of a big
+    table may start where another scan is, `synchronize_seqscans`; the newest would mean
+    fetching and sorting every match, as no index orders parts by time).
+    At 1M, "table error": 110-218 ms with a window of 1,000, 36-46 ms with 200, under load. Any filter (a user, a
+    chat, role, model, status, tag, dates) turns it off, so a narrower search is always exact;
+    paging an unfiltered one ends with its window."""
+    narrowed = (f.user_id, f.chat_id, f.role, f.model, f.status, f.since, f.until, f.tag)
+    return ADMIN_WINDOW if all(v is None for v in narrowed) else None
+
+
+def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ranked: bool = False) -> _Select:
+    """One source's query; `ranked` (a search's, not a list filter's): an unfiltered search of
+    everyone ranks a window of candidates (`_windowed`)."""
     params: dict[str, Any] = {}
     where: list[str] = []
     pg = dialect == "postgresql"
+    window = _windowed(f) if ranked else None
+    # A user's ranked search on SQLite scores their matches by their own text (`genvault.search.
+    # rank`) rather than with bm25(), which reads the terms' whole doclists for its term weights
+    # (every user's rows, to rank one user's).
+    own_rank = ranked and f.user_id is not None and not pg
+    if own_rank:
+        params["rank_terms"] = rank_terms(query)
+
+    def own_prefix(vector: str) -> str | None:
+        """A PostgreSQL user's search with a prefix term: the match on their own rows (`_pg_matched`)."""
+        if not pg or f.user_id is None or not any(t.kind == "prefix" for t in query.wanted):
+            return None
+        return f"{vector} @@ {tsq}"
+
     if pg:
         tsq = _pg_tsquery(query, params)
         if f.user_id is not None:
@@ -180,15 +276,16 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
     if kind == "message":
         need_messages = any(v is not None for v in (f.role, f.since, f.until, f.model, f.status))
         if pg:
-            frm, match_where = _pg_matched("parts p", f"p.search_vector @@ {match_q}", f.user_id, "p")
+            frm, match_where = _pg_matched(
+                "parts p", f"p.search_vector @@ {match_q}", f.user_id, "p", window, prefix=own_prefix("p.search_vector")
+            )
             score = f"(-ts_rank_cd(p.search_vector, {tsq}))::float8"
             where += match_where
             keys = ["p.chat_id", "p.message_id", "p.position"]
         else:
-            frm = "search_parts f JOIN parts p ON p.rowid = f.rowid"
-            score = "bm25(search_parts, 1.0, 0.0)"
-            where.append("search_parts MATCH :match")
-            keys = ["f.rowid"]
+            frm, score, keys = _sqlite_matched("search_parts", "bm25(search_parts, 1.0, 0.0)", "parts p", window, where)
+            if own_rank:
+                score = f"{RANK_FUNCTION}(p.text_text, :rank_terms)"
         if need_messages:
             frm += " JOIN messages m ON m.chat_id = p.chat_id AND m.id = p.message_id"
         if f.model is not None or f.status is not None:
@@ -202,15 +299,14 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
         date_col = "m.created_at"
     elif kind == "chat":
         if pg:
-            frm, match_where = _pg_matched("chats c", f"{PG_CHATS_VECTOR} @@ {match_q}", f.user_id, "c")
+            frm, match_where = _pg_matched("chats c", f"{PG_CHATS_VECTOR} @@ {match_q}", f.user_id, "c", window)
             score = f"(-ts_rank_cd(to_tsvector('simple', c.title), {tsq}))::float8"
             where += match_where
             keys = ["c.id"]
         else:
-            frm = "search_chats f JOIN chats c ON c.rowid = f.rowid"
-            score = "bm25(search_chats, 1.0, 0.0)"
-            where.append("search_chats MATCH :match")
-            keys = ["f.rowid"]
+            frm, score, keys = _sqlite_matched("search_chats", "bm25(search_chats, 1.0, 0.0)", "chats c", window, where)
+            if own_rank:
+                score = f"{RANK_FUNCTION}(c.title, :rank_terms)"
         if f.user_id is not None:
             where.append("c.user_id = :user_id")
         if f.chat_id is not None:
@@ -218,15 +314,24 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters) -> _Se
         date_col = "c.created_at"
     else:
         if pg:
-            frm, match_where = _pg_matched("generations g", f"g.search_vector @@ {match_q}", f.user_id, "g")
+            frm, match_where = _pg_matched(
+                "generations g",
+                f"g.search_vector @@ {match_q}",
+                f.user_id,
+                "g",
+                window,
+                prefix=own_prefix("g.search_vector"),
+            )
             score = f"(-ts_rank_cd(g.search_vector, {tsq}))::float8"
             where += match_where
             keys = ["g.id"]
         else:
-            frm = "search_generations f JOIN generations g ON g.rowid = f.rowid"
-            score = "bm25(search_generations, 1.0, 1.0, 0.0)"
-            where.append("search_generations MATCH :match")
-            keys = ["f.rowid"]
+            frm, score, keys = _sqlite_matched(
+                "search_generations", "bm25(search_generations, 1.0, 1.0, 0.0)", "generations g", window, where
+            )
+            if own_rank:
+                texts = "coalesce(json_extract(g.request, '$.prompt'), '') || ' ' || coalesce(g.result_text, '')"
+                score = f"{RANK_FUNCTION}({texts}, :rank_terms)"
         if f.user_id is not None:
             where.append("g.user_id = :user_id")
         if f.chat_id is not None:
@@ -298,6 +403,9 @@ def _after(select: _Select, source: int, cursor: tuple[float, int, list[Any]] | 
 
 # -- the search ----------------------------------------------------------------------------------
 
+# The source number of the row that says SQLite's index has queued changes (`unless_pending`).
+_PENDING = -1
+
 
 def _bind(statement: Any, params: dict[str, Any]) -> Any:
     """Bind with the column type of dates (UTC on both databases)."""
@@ -314,8 +422,13 @@ async def search(
     *,
     limit: int = 20,
     cursor: str | None = None,
-) -> SearchPage:
-    """The best `limit` hits after `cursor`, each with its snippet and what to open."""
+    unless_pending: bool = False,
+) -> SearchPage | None:
+    """The best `limit` hits after `cursor`, each with its snippet and what to open.
+
+    `unless_pending` (SQLite): None instead when the index has queued changes to apply first
+    (`genvault.search.pending`), checked in the search statement itself, in its snapshot: one
+    round trip through aiosqlite's thread less than a query of its own (0.3-0.9 ms under load)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     if filters.since is not None and filters.until is not None and filters.since >= filters.until:
@@ -332,7 +445,7 @@ async def search(
     pads = ["NULL::varchar", "NULL::int"]
     for kind in filters.sources():
         number = SOURCES.index(kind)
-        select = _source(dialect, kind, query, filters)
+        select = _source(dialect, kind, query, filters, ranked=True)
         for name in ("since", "until"):
             value = getattr(filters, name)
             if value is not None:
@@ -343,11 +456,15 @@ async def search(
         sql, source_params = _prefixed(select.sql(limit + 1), select.params, kind)
         parts.append(f"SELECT {number} AS src, s{number}.*{padding} FROM ({sql}) AS s{number}")
         params |= source_params
+    if unless_pending and dialect == "sqlite":
+        parts.append(f"SELECT {_PENDING} AS src, 0.0 AS score, NULL AS k0 WHERE EXISTS (SELECT 1 FROM {SQLITE_QUEUE})")
     ranked: list[tuple[float, int, tuple[Any, ...]]] = []
     if parts:
         statement = _bind(text(" UNION ALL ".join(parts)), params)
         for row in (await conn.execute(statement, params)).all():
             number = int(row[0])
+            if number == _PENDING:
+                return None
             ranked.append((float(row[1]), number, tuple(row[2 : 2 + widths[number]])))
     ranked.sort()
     page = ranked[:limit]

@@ -138,6 +138,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        # The ranking function of a user's search (imported here: genvault.search imports the store).
+        from genvault.search.rank import register
+
+        register(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "reset")
     def _on_reset(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,10 @@ def main() -> None:
     parser.add_argument("--access-log", action="store_true", help="uvicorn's access log on, as `genvault serve` has it")
     parser.add_argument("--concurrent", action="store_true", help="many streams at once: unpaced sleeps")
     args = parser.parse_args()
+    if probe := os.environ.get("BENCH_MEMORY_PROBE"):
+        from bench._memprobe import install
+
+        install(probe, int(os.environ.get("BENCH_MEMORY_PROBE_FRAMES", "0")))
     app = genvault_app(args) if args.mode == "genvault" else bare_app(args)
     if args.access_log:
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info", workers=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -14,9 +14,11 @@ from sqlalchemy import func, select, update
 
 from genvault.errors import Busy
 from genvault.liveness import TurnGate
+from genvault.liveness.written import SAME, Written, message_append, next_checkpoint
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.store import Store
+from genvault.store import processes as processes_store
 from genvault.store.schema import generations, processes
 
 
@@ -357,3 +359,109 @@ class TestQuietTrim:
             return not vault.hub._streams and (vault.engine.liveness.trim.trims > trims or not malloc_trim())
 
         await wait_for(forgotten, within=60)
+
+
+class _Gate:
+    """The test model's `sleep`: a pause (`tm.delay`) lasts until the test releases it."""
+
+    def __init__(self) -> None:
+        self.paused = asyncio.Event()
+        self._go = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        self._go.clear()
+        self.paused.set()
+        await self._go.wait()
+
+    async def next_pause(self) -> None:
+        await asyncio.wait_for(self.paused.wait(), 20)
+        self.paused.clear()
+
+    def release(self) -> None:
+        self._go.set()
+
+
+class TestAppendOnlyCheckpoints:
+    async def test_each_checkpoint_leaves_the_row_equal_to_the_reply_so_far(self, vault_factory: Any) -> None:
+        gate = _Gate()
+        provider = tm.TestProvider(tokens_per_second=0, sleep=gate)
+        provider.enqueue(
+            tm.reasoning("Thinking ‹é› "),
+            tm.delay(1),
+            tm.reasoning("harder. "),
+            tm.text("Hello "),
+            tm.delay(1),
+            tm.text("wörld 🌍, "),
+            tm.delay(1),
+            tm.delay(1),  # nothing new: the row stays as it was
+            tm.text("and more."),
+            tm.delay(1),
+        )
+        vault = await vault_factory(providers={"offline": provider}, settings_overrides={"checkpoint_ms": 60_000})
+        turn = await vault.chat(
+            "chat-1", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+        )
+        generation_id = turn.generation.id
+        run = vault.engine._runs[generation_id]
+        for _ in range(5):
+            await gate.next_pause()
+            await vault.engine.liveness.flush()
+            await vault.engine.liveness.flush()  # a second flush with nothing new changes nothing
+            stored = await row(vault, generation_id)
+            assert stored["result_text"] == run.result_text
+            assert stored["result_message"] == run.snapshot()
+            gate.release()
+        await vault.wait(generation_id)
+        assert (await row(vault, generation_id))["result_text"] == "Hello wörld 🌍, and more."
+
+    async def test_a_checkpoint_written_twice_writes_the_same_row(self, vault_factory: Any) -> None:
+        provider = tm.TestProvider(tokens_per_second=0)
+        provider.enqueue(tm.text("one two "), tm.delay(60))
+        vault = await vault_factory(providers={"offline": provider}, settings_overrides={"checkpoint_ms": 60_000})
+        generation_id = (await vault.generate("q")).id
+        await wait_for(lambda: streaming(vault, generation_id))
+        await vault.engine.liveness.flush()
+        rows = [{"i": generation_id, "o": 8, "t": "three"}]
+        for _ in range(2):  # as when a write committed but the process saw it fail, and retried
+            async with vault.store.write() as conn:
+                assert await processes_store.checkpoint_many(conn, rows, at=datetime.now(UTC)) == {generation_id}
+        assert (await row(vault, generation_id))["result_text"] == "one two three"
+        await vault.cancel(generation_id)
+
+
+class TestMessageAppend:
+    message: ClassVar[dict[str, Any]] = {
+        "id": "m",
+        "role": "assistant",
+        "parts": [{"type": "step-start"}, {"type": "text", "text": "ab"}],
+    }
+
+    def grown(self, text: str, **changes: Any) -> dict[str, Any]:
+        return {**self.message, "parts": [{"type": "step-start"}, {"type": "text", "text": text, **changes}]}
+
+    def test_only_text_appended_to_one_part_is_an_append(self) -> None:
+        assert message_append(self.message, self.grown("abcd")) == (1, 2, "cd")
+        assert message_append(self.message, self.grown("ab")) is SAME
+
+    def test_anything_else_is_written_whole(self) -> None:
+        assert message_append(None, self.message) is None
+        assert message_append(self.message, self.grown("xbcd")) is None  # not a prefix
+        assert message_append(self.message, self.grown("abc", state="done")) is None
+        assert message_append(self.message, {**self.grown("abc"), "metadata": {"a": 1}}) is None
+        assert message_append(self.message, {**self.message, "parts": [*self.message["parts"], {"type": "x"}]}) is None
+        two = {**self.message, "parts": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+        both = {**self.message, "parts": [{"type": "text", "text": "a1"}, {"type": "text", "text": "b1"}]}
+        assert message_append(two, both) is None
+
+    def test_the_next_checkpoint_sends_the_text_since_the_last_one(self) -> None:
+        text = ["ab", "c"]
+        row, written = next_checkpoint("g", text, None, Written())
+        assert row == {"i": "g", "o": 0, "t": "abc"}
+        text += ["d", "é"]
+        row, written = next_checkpoint("g", text, None, written)
+        assert row == {"i": "g", "o": 3, "t": "dé"}
+        row, _ = next_checkpoint("g", ["replaced"], None, written)  # a new list: written whole
+        assert row == {"i": "g", "o": 0, "t": "replaced"}

@@ -93,6 +93,27 @@ class TestHubContract:
         assert await asyncio.wait_for(staying, 10) == CHUNKS
         assert leaving.cancelled()
 
+    async def test_a_long_stream_replays_every_chunk_as_published_from_any_index(
+        self, hubs: Callable[[], StreamHub]
+    ) -> None:
+        hub = hubs()
+        await hub.open("s")
+        published: list[dict[str, Any]] = [{"type": "start", "messageId": "m"}]
+        for i in range(300):
+            published.append({"type": "text-delta", "id": "t", "delta": f"w{i} "})
+            if i % 100 == 0:  # not a plain delta: kept as it is
+                published.append({"type": "text-delta", "id": "t", "delta": "x", "providerMetadata": {"p": {}}})
+            if i == 150:
+                published.append({"type": "reasoning-delta", "id": "r", "delta": "hm"})
+        published.append({"type": "finish"})
+        live = asyncio.ensure_future(collect(hub, "s"))
+        for chunk in published:
+            await hub.publish("s", chunk)
+        await hub.close("s")
+        assert await live == published
+        assert await collect(hub, "s") == published
+        assert await collect(hub, "s", 123) == published[123:]
+
     async def test_an_unknown_stream_yields_nothing(self, hubs: Callable[[], StreamHub]) -> None:
         hub = hubs()
         assert not await hub.exists("nope")
@@ -208,9 +229,25 @@ async def test_the_memory_hub_forgets_closed_streams_in_close_order_without_scan
     clock[0] += 60
     assert hub.size == 1  # a running stream is never forgotten
     assert hub.chunks("c") == [{"type": "start"}]
+
     await hub.open("b")  # reopened: the old close entry must not evict the new stream
     clock[0] += 60
     assert await hub.exists("b")
+
+
+async def test_the_memory_hub_keeps_old_plain_deltas_compactly() -> None:
+    hub = MemoryHub()
+    await hub.open("s")
+    for i in range(200):
+        await hub.publish("s", {"type": "text-delta", "id": "t", "delta": f"w{i}"})
+    kept = hub.chunks("s")
+    assert kept[0] == ("text-delta", "t", "w0")  # long passed by any live follower
+    assert kept[-1] == {"type": "text-delta", "id": "t", "delta": "w199"}  # recent: as published
+    await hub.close("s")
+    assert [c async for c in hub.follow("s")][:2] == [
+        {"type": "text-delta", "id": "t", "delta": "w0"},
+        {"type": "text-delta", "id": "t", "delta": "w1"},
+    ]
 
 
 async def test_a_late_follower_of_a_finished_generation_replays_it_from_the_database(vault_factory: Any) -> None:

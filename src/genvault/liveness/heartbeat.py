@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import GenvaultError
 from genvault.liveness.memory import QuietTrim
+from genvault.liveness.written import Written, next_checkpoint
 from genvault.records import Generation
 from genvault.settings import Settings
 from genvault.store import Store, processes
@@ -37,10 +38,10 @@ class Tracked(Protocol):
 
     generation_id: str
     dirty: bool
+    # The text deltas so far, only ever appended to (a run that replaces the list is written
+    # whole again).
+    text: list[str]
     snapshot: Callable[[], dict[str, Any]] | None
-
-    @property
-    def result_text(self) -> str: ...
 
 
 def new_owner_id() -> str:
@@ -87,7 +88,8 @@ class Liveness:
         self.on_lost = on_lost
         self.on_dead = on_dead
         self.on_beat = on_beat
-        self._tracked: dict[str, Tracked] = {}
+        # Each running generation, with what the database holds of it after its last checkpoint.
+        self._tracked: dict[str, tuple[Tracked, Written]] = {}
         # First tokens not yet written (id, started_at, first_token_at), and the wake-up of the
         # task that writes them: one statement for every stream that started meanwhile.
         self._marks: list[tuple[str, datetime, datetime]] = []
@@ -147,7 +149,7 @@ class Liveness:
     # -- the checkpoint writer ----------------------------------------------------------------
 
     def track(self, run: Tracked) -> None:
-        self._tracked[run.generation_id] = run
+        self._tracked[run.generation_id] = (run, Written())
 
     def untrack(self, generation_id: str) -> None:
         self._tracked.pop(generation_id, None)
@@ -179,28 +181,38 @@ class Liveness:
                 self.trim.tick(bool(self._tracked) or self.busy())
 
     async def flush(self) -> int:
-        """Write every dirty tracked generation in one statement. Returns how many were written."""
-        dirty = [run for run in self._tracked.values() if run.dirty]
+        """Write every dirty tracked generation in one statement: what grew since its last
+        checkpoint (`genvault.liveness.written`). Returns how many were written."""
+        dirty = [(run, written) for run, written in self._tracked.values() if run.dirty]
         if not dirty:
             return 0
         batch = []
-        for run in dirty:
+        after = []
+        for run, written in dirty:
             run.dirty = False
             # Taken before the write (it may fail and be retried): the output as of now.
-            batch.append((run.generation_id, run.result_text, run.snapshot() if run.snapshot else None))
+            row, now = next_checkpoint(run.generation_id, run.text, run.snapshot() if run.snapshot else None, written)
+            batch.append(row)
+            after.append(now)
         at = _now()
         try:
             async with self._row_writes:
                 active = await self.store.write_statement(lambda conn: processes.checkpoint_many(conn, batch, at=at))
         except GenvaultError:
-            # A failed flush must not kill the generations; the next one tries again.
+            # A failed flush must not kill the generations; the next one tries again, from what
+            # the database held before it.
             log.warning("checkpoint of %d generations failed", len(batch), exc_info=True)
-            for run in dirty:
+            for run, _written in dirty:
                 run.dirty = True
             return 0
+        tracked = self._tracked
+        for (run, _written), now in zip(dirty, after, strict=True):
+            entry = tracked.get(run.generation_id)
+            if entry is not None and entry[0] is run:  # still running (not ended meanwhile)
+                tracked[run.generation_id] = (run, now)
         self.flushes += 1
         self.checkpoints_written += len(active)
-        lost = [run.generation_id for run in dirty if run.generation_id not in active]
+        lost = [run.generation_id for run, _written in dirty if run.generation_id not in active]
         self._lose(lost)
         return len(active)
 

@@ -137,20 +137,35 @@ async def no_longer_active(conn: AsyncConnection, generation_ids: Sequence[str])
 
 
 # One statement for every dirty generation of a process: the checkpoints go as one JSON array of
-# {"i": id, "t": text, "m": message or null} and the database unpacks it, so the cost per flush is
-# one round trip and one statement however many streams are running. Guarded by the status like
-# every state change; RETURNING names the ones still active (the rest were cancelled or swept).
+# rows (`genvault.liveness.written`: what grew since the last checkpoint, appended at the length
+# already written) and the database unpacks it, so the cost per flush is one round trip and one
+# statement however many streams are running, and a stream's text is sent once, not once per
+# interval. `substr(…, 1, o) || t` rather than `… || t`: running it twice changes nothing more.
+# Guarded by the status like every state change; RETURNING names the ones still active (the rest
+# were cancelled or swept).
 _ACTIVE_SQL = ", ".join(f"'{s}'" for s in gen_store.ACTIVE)
 _CHECKPOINT_SQL = {
     "postgresql": text(
-        "UPDATE generations AS g SET result_text = v.t, result_message = COALESCE(v.m, g.result_message), "
+        "UPDATE generations AS g SET result_text = substr(COALESCE(g.result_text, ''), 1, v.o) || v.t, "
+        "result_message = CASE WHEN v.m IS NOT NULL THEN v.m "
+        "WHEN v.k IS NOT NULL THEN jsonb_set(g.result_message, ARRAY['parts', v.k::text, 'text'], "
+        "to_jsonb(substr(g.result_message #>> ARRAY['parts', v.k::text, 'text'], 1, v.q) || v.p)) "
+        "ELSE g.result_message END, "
         "checkpoint_at = :at "
-        "FROM jsonb_to_recordset(CAST(:payload AS jsonb)) AS v(i text, t text, m jsonb) "
+        "FROM jsonb_to_recordset(CAST(:payload AS jsonb)) AS v(i text, o int, t text, m jsonb, k int, q int, p text) "
         f"WHERE g.id = v.i AND g.status IN ({_ACTIVE_SQL}) RETURNING g.id"
     ),
     "sqlite": text(
-        "UPDATE generations SET result_text = json_extract(v.value, '$.t'), "
-        "result_message = COALESCE(json_extract(v.value, '$.m'), result_message), checkpoint_at = :at "
+        "UPDATE generations SET "
+        "result_text = substr(COALESCE(result_text, ''), 1, json_extract(v.value, '$.o')) "
+        "|| json_extract(v.value, '$.t'), "
+        "result_message = CASE WHEN json_extract(v.value, '$.m') IS NOT NULL THEN json_extract(v.value, '$.m') "
+        "WHEN json_extract(v.value, '$.k') IS NOT NULL THEN json_set(result_message, "
+        "'$.parts[' || json_extract(v.value, '$.k') || '].text', "
+        "substr(json_extract(result_message, '$.parts[' || json_extract(v.value, '$.k') || '].text'), 1, "
+        "json_extract(v.value, '$.q')) || json_extract(v.value, '$.p')) "
+        "ELSE result_message END, "
+        "checkpoint_at = :at "
         "FROM json_each(:payload) AS v "
         # `+status`: no index on the status, so SQLite loops over the payload and finds each row by
         # its primary key. With the status index it looped over every active row and, for each,
@@ -163,17 +178,15 @@ for _dialect, _statement in list(_CHECKPOINT_SQL.items()):
     _CHECKPOINT_SQL[_dialect] = _statement.bindparams(bindparam("at", type_=generations.c.checkpoint_at.type))
 
 
-async def checkpoint_many(
-    conn: AsyncConnection, checkpoints: Sequence[tuple[str, str, dict[str, Any] | None]], *, at: datetime
-) -> set[str]:
-    """Save the partial output of many generations at once: (id, text so far, message so far or
-    None). Returns the ids that were still active (and so written)."""
-    if not checkpoints:
+async def checkpoint_many(conn: AsyncConnection, rows: Sequence[dict[str, Any]], *, at: datetime) -> set[str]:
+    """Save the partial output of many generations at once, each row what grew since its last
+    checkpoint (`genvault.liveness.written.next_checkpoint`). Returns the ids that were still
+    active (and so written)."""
+    if not rows:
         return set()
-    rows = [{"i": i, "t": t, "m": m} for i, t, m in checkpoints]
     try:
-        # orjson: ~50x `json.dumps` here, where every running stream's text so far is encoded
-        # each interval (hundreds of kB a flush under a few hundred streams).
+        # orjson: ~50x `json.dumps` here, where every running stream's new text is encoded each
+        # interval.
         payload = orjson.dumps(rows).decode()
     except (orjson.JSONEncodeError, TypeError):  # what only `json` takes (an int over 64 bits)
         payload = json.dumps(rows, ensure_ascii=False)

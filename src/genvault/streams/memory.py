@@ -4,6 +4,12 @@ A closed stream is kept only `retain_seconds` (a few seconds: a follower that as
 ends), then forgotten: its record in the database is final before the stream closes, and a late
 follower replays from it (`genvault.replay`). So memory follows the streams running now, not the
 last minutes of traffic. Forgetting is in close order, from a queue: no scan of every stream.
+
+A running stream keeps every chunk (a follower may start from the first), so its memory grows
+with its tokens: a text or reasoning delta, one per token, was a ~200-byte dict kept for the
+stream's life. Once the live followers are well past it (`_KEEP_RECENT` chunks later) it is kept
+as a `(type, id, delta)` tuple (~80 bytes) and handed out as an equal dict; the live hand-off,
+one per token, still passes the publisher's own dict.
 """
 
 from __future__ import annotations
@@ -15,15 +21,35 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CLOSED_RETAIN_SECONDS", "MemoryHub"]
+from genvault.messages.chunks import plain_delta
+
+__all__ = ["CLOSED_RETAIN_SECONDS", "MemoryHub", "as_chunk"]
 
 # How long a closed stream's chunks stay in memory by default.
 CLOSED_RETAIN_SECONDS = 5.0
+# The most recent chunks kept as published; older plain deltas are compacted, every this many.
+_KEEP_RECENT = 64
+
+
+def as_chunk(kept: dict[str, Any] | tuple[str, str, str]) -> dict[str, Any]:
+    """A chunk as published, from what the hub keeps of it."""
+    if type(kept) is tuple:
+        return {"type": kept[0], "id": kept[1], "delta": kept[2]}
+    return kept  # type: ignore[return-value]
+
+
+def _compact(chunks: list[Any], start: int, end: int) -> None:
+    for index in range(start, end):
+        delta = plain_delta(chunks[index])
+        if delta is not None:
+            chunks[index] = delta
 
 
 @dataclass
 class _Stream:
-    chunks: list[dict[str, Any]] = field(default_factory=list)
+    # Chunks as published, or a plain delta's `(type, id, delta)` (`as_chunk` gives it back).
+    chunks: list[Any] = field(default_factory=list)
+    compacted: int = 0  # chunks before this index were looked at by `_compact`
     closed: bool = False
     closed_at: float = 0.0
     # One future per follower that has to wait, resolved and dropped by the next change: a chunk
@@ -71,7 +97,12 @@ class MemoryHub:
     def publish_nowait(self, stream_id: str, chunk: dict[str, Any]) -> None:
         """`publish` without the coroutine: the engine calls this once per token."""
         stream = self._streams[stream_id]
-        stream.chunks.append(chunk)
+        chunks = stream.chunks
+        chunks.append(chunk)
+        if not len(chunks) % _KEEP_RECENT:
+            end = len(chunks) - _KEEP_RECENT
+            _compact(chunks, stream.compacted, end)
+            stream.compacted = end
         # Wake every waiting follower; each arms a fresh future the next time it waits.
         stream.wake()
 
@@ -89,8 +120,9 @@ class MemoryHub:
         self._evict()
         return stream_id in self._streams
 
-    def chunks(self, stream_id: str) -> list[dict[str, Any]]:
-        """The chunks published so far (empty for an unknown stream)."""
+    def chunks(self, stream_id: str) -> list[Any]:
+        """What is kept of the chunks published so far (empty for an unknown stream): each the
+        chunk, or what `as_chunk` turns back into it."""
         stream = self._streams.get(stream_id)
         return stream.chunks if stream is not None else []
 
@@ -117,7 +149,8 @@ class MemoryHub:
         loop = asyncio.get_running_loop()
         while True:
             while index < len(chunks):
-                yield chunks[index]
+                chunk = chunks[index]
+                yield chunk if type(chunk) is not tuple else as_chunk(chunk)
                 index += 1
             if stream.closed:
                 return

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from genvault._redis import REDIS_ERRORS, RedisHealth
-from genvault.streams.memory import CLOSED_RETAIN_SECONDS, MemoryHub
+from genvault.streams.memory import CLOSED_RETAIN_SECONDS, MemoryHub, as_chunk
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -90,7 +90,7 @@ class RedisHub:
                     pipe.xadd(key, {"k": "open"})
                     synced = 0
                 for index in range(synced, len(chunks)):
-                    fields = {"k": "c", "i": index, "d": json.dumps(chunks[index], separators=(",", ":"))}
+                    fields = {"k": "c", "i": index, "d": json.dumps(as_chunk(chunks[index]), separators=(",", ":"))}
                     pipe.xadd(key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
                 if end:
                     pipe.xadd(key, {"k": "end", "n": len(chunks)})

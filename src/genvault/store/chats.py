@@ -60,6 +60,7 @@ from genvault.store.parts import (
     row_to_part,
 )
 from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
+from genvault.store.sqlite_adapter import SqliteReader
 from genvault.store.text import check_storable
 
 __all__ = [
@@ -841,7 +842,7 @@ def _compiled_page(
 
 
 async def _fetch_page(
-    conn: AsyncConnection | PooledDriver,
+    conn: AsyncConnection | PooledDriver | SqliteReader,
     key: tuple[str, _Anchor, bool, bool],
     statement: Select[Any],
     params: dict[str, Any],
@@ -858,6 +859,10 @@ async def _fetch_page(
         args = [values[name] for name in order]
         rows: Sequence[Any] = await conn.run(lambda driver: driver.fetch(sql, *args), what="read")
         return rows
+    if isinstance(conn, SqliteReader):  # the store's own reader connection: one hop, no checkout
+        sql, order, defaults = _compiled_page(key, statement, conn.dialect)
+        values = {**defaults, **params}
+        return await conn.fetchall(sql, [values[name] for name in order])
     if conn.dialect.name != "sqlite":  # PostgreSQL inside a caller's transaction
         rows = (await conn.execute(statement, params)).all()
         return rows
@@ -934,7 +939,7 @@ def _messages_from_columns(rows: Sequence[Any], limit: int, after: bool) -> tupl
 
 
 async def load_messages(
-    conn: AsyncConnection | PooledDriver,
+    conn: AsyncConnection | PooledDriver | SqliteReader,
     chat_id: str,
     *,
     limit: int = 50,

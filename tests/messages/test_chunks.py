@@ -246,7 +246,8 @@ class TestPlainBoundary:
     def test_a_bare_boundary_is_the_validated_chunk(self, chunk: dict[str, Any]) -> None:
         fast, validated = plain_boundary(chunk), parse_chunk(chunk)
         assert type(fast) is type(validated)
-        assert fast is not None and fast.to_json() == validated.to_json() == chunk
+        assert fast is not None
+        assert fast.to_json() == validated.to_json() == chunk
 
     @pytest.mark.parametrize(
         "chunk",

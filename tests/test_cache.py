@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from genvault.cache import SqlCache, cache_key
+from genvault.cache import CachePolicy, SqlCache, cache_key
 from genvault.errors import InvalidRequest
 from genvault.providers import testmodel as tm
 from genvault.providers.base import ModelRequest, ToolSpec
@@ -348,3 +348,54 @@ async def test_two_leaders_of_one_key_finishing_at_once_both_store_their_result(
         await asyncio.sleep(0.2)
     await asyncio.wait_for(other, 30)
     assert await vault.cache.get("shared-key") == second.id
+
+
+class TestTheSecondLook:
+    """`decide` looks the key up again after a one-step opening's probe only when a result for
+    that key was remembered here in between (the SQL cache: single-flight per process)."""
+
+    async def _decided(self, vault: Any, finished_key: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        dedup = vault.dedup
+        policy = CachePolicy()
+        looked: list[str] = []
+        real_get = dedup.backend.get
+
+        async def counting_get(key: str) -> str | None:
+            looked.append(key)
+            return await real_get(key)
+
+        monkeypatch.setattr(dedup.backend, "get", counting_get)
+        probe = dedup.probe("the-key", "local", policy)
+        probe.ran = True  # as the opening's statement does: found nothing
+        # Another turn leads `finished_key` and remembers its result while this one opens.
+        dedup._leading[finished_key] = "gen_other"
+        await dedup.finished(finished_key, "gen_other", "local", complete=True, policy=policy, stored=True)
+        assert await dedup.decide("the-key", "gen_this", "local", policy, probe=probe) is None
+        return looked
+
+    async def test_another_key_finishing_meanwhile_needs_no_second_look(
+        self, make_vault: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        vault = await make_vault(tm.TestProvider(tokens_per_second=0))
+        if not isinstance(vault.cache, SqlCache):
+            pytest.skip("the SQL cache only (Redis looks up in `decide` always)")
+        assert await self._decided(vault, "another-key", monkeypatch) == []
+
+    async def test_the_same_key_finishing_meanwhile_is_looked_up_again(
+        self, make_vault: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        vault = await make_vault(tm.TestProvider(tokens_per_second=0))
+        if not isinstance(vault.cache, SqlCache):
+            pytest.skip("the SQL cache only (Redis looks up in `decide` always)")
+        assert await self._decided(vault, "the-key", monkeypatch) == ["the-key"]
+
+    async def test_a_key_dropped_from_the_bounded_memory_is_looked_up_again(
+        self, make_vault: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from genvault.cache import dedup as dedup_module
+
+        monkeypatch.setattr(dedup_module, "_REMEMBERED_KEYS", 0)  # every key is dropped at once
+        vault = await make_vault(tm.TestProvider(tokens_per_second=0))
+        if not isinstance(vault.cache, SqlCache):
+            pytest.skip("the SQL cache only (Redis looks up in `decide` always)")
+        assert await self._decided(vault, "another-key", monkeypatch) == ["the-key"]

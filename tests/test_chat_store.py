@@ -17,6 +17,7 @@ from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
 from genvault.store import Store
 from genvault.store import chats as chat_store
 from genvault.store.schema import chats, messages, metadata, parts
+from genvault.store.sqlite_adapter import SqliteReader
 from genvault.store.users import ensure_user
 
 RICH_ASSISTANT: dict[str, Any] = {
@@ -90,12 +91,13 @@ async def load_all(store: Store, chat_id: str = "c1") -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def page_reader(store: Store) -> AsyncIterator[Any]:
-    """What the app's page read runs on: asyncpg itself on PostgreSQL (`Store.driver`)."""
+    """What the app's page read runs on: asyncpg itself on PostgreSQL (`Store.driver`), the
+    store's own reader connection on SQLite (`Store.sqlite_reader`)."""
     if store.dialect == "postgresql":
         async with store.driver() as driver:
             yield driver
     else:
-        async with store.read() as conn:
+        async with store.sqlite_reader() as conn:
             yield conn
 
 
@@ -231,6 +233,29 @@ class TestPages:
         async with store.write() as conn:
             await chat_store.append_messages(conn, "c1", "alice", [user_message(f"m{i:03}") for i in range(100)])
         return store
+
+    async def test_a_reader_connection_sees_what_was_committed_since_its_last_read(self, hundred: Store) -> None:
+        for added in ("m100", "m101"):
+            async with page_reader(hundred) as conn:
+                before = await chat_store.load_messages(conn, "c1", limit=1)
+            async with hundred.write() as conn:
+                await chat_store.append_messages(conn, "c1", "alice", [user_message(added)])
+            async with page_reader(hundred) as conn:  # the same connection again on SQLite
+                after = await chat_store.load_messages(conn, "c1", limit=1)
+            assert [m["id"] for m in after.messages] == [added] != [m["id"] for m in before.messages]
+
+    async def test_reads_beyond_the_readers_go_through_the_pool(self, hundred: Store) -> None:
+        if hundred.dialect != "sqlite":
+            pytest.skip("SQLite's reader connections")
+        readers = hundred._sqlite_readers
+        assert readers is not None
+        async with contextlib.AsyncExitStack() as held:
+            # Every reader connection in use: the next page read still answers, from the pool.
+            conns = [await held.enter_async_context(hundred.sqlite_reader()) for _ in range(readers._size + 1)]
+            assert {type(c).__name__ for c in conns[:-1]} == {"SqliteReader"}
+            assert not isinstance(conns[-1], SqliteReader)
+            pages = [await chat_store.load_messages(c, "c1", limit=2) for c in conns]
+        assert {tuple(m["id"] for m in p.messages) for p in pages} == {("m098", "m099")}
 
     async def test_the_latest_page_comes_oldest_first(self, hundred: Store) -> None:
         async with page_reader(hundred) as conn:

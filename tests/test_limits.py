@@ -507,3 +507,24 @@ async def test_the_in_process_rate_windows_expire_old_entries_on_the_event_loop(
     assert "gone" not in storage.events
     assert len(storage.events["kept"]) == 1
     await windows.clear()
+
+
+async def test_turns_that_find_the_limits_stale_together_read_them_once(
+    vault_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = await vault_factory(providers={"offline": tm.TestProvider(tokens_per_second=0)}, settings_overrides=PRICED)
+    await vault.set_limits({"monthly_usd": WORST_USD}, user_id="local")
+    limits = vault.limits
+    real_load = limits.load
+    loads: list[int] = []
+
+    async def counted_load() -> None:
+        loads.append(1)
+        await asyncio.sleep(0.05)  # a read that takes a while: the others arrive meanwhile
+        await real_load()
+
+    monkeypatch.setattr(limits, "load", counted_load)
+    limits._loaded_at = float("-inf")  # stale, as after the refresh interval
+    admitted = await asyncio.gather(*(limits.admit(user_id="local", model="offline/test-model") for _ in range(8)))
+    assert loads == [1]
+    assert all(a is not None for a in admitted)  # each saw the user's limit

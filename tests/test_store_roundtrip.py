@@ -18,7 +18,7 @@ from genvault.errors import InvalidRequest
 from genvault.messages.ui import UIMessage, message_to_json
 from genvault.store import Store
 from genvault.store import chats as chat_store
-from genvault.store.parts import load_json
+from genvault.store.parts import load_json, load_json_many
 from genvault.store.schema import metadata
 from genvault.store.users import ensure_user
 from messages.strategies import ui_messages
@@ -199,3 +199,25 @@ def test_load_json_refuses_what_json_loads_refuses(text: str) -> None:
         json.loads(text)
     with pytest.raises(json.JSONDecodeError):
         load_json(text)
+
+
+@given(values=st.lists(JSON_VALUES, max_size=6))
+def test_load_json_many_reads_each_text_as_load_json_does(values: list[Any]) -> None:
+    texts = [json.dumps(value, separators=(",", ":"), ensure_ascii=False) for value in values]
+    assert load_json_many(texts) == [load_json(text) for text in texts]
+
+
+def test_load_json_many_keeps_a_long_integer_among_others_exact() -> None:
+    texts = ['{"a":1.5}', "18446744073709551616", '"x"']
+    assert repr(load_json_many(texts)) == repr([json.loads(text) for text in texts])
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [["1,2", "3"], ["[1", "2]"], ["{", "}"], ["1", "nul"]],
+)
+def test_load_json_many_parses_each_text_alone_when_one_is_not_a_single_value(texts: list[str]) -> None:
+    # Joined, these would parse (to the wrong number of values) or fail; each alone, a text that
+    # is not one JSON value fails as load_json fails on it.
+    with pytest.raises(json.JSONDecodeError):
+        load_json_many(texts)

@@ -64,6 +64,7 @@ from genvault.store.finishes import CacheEntry, finish_generation
 from genvault.store.openings import open_generation
 from genvault.store.schema import MISSING, users
 from genvault.store.schema import chats as chats_table
+from genvault.store.sqlite_adapter import SqliteReader
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
@@ -747,7 +748,7 @@ class Vault(FilesMixin):
                 check_id(value, f"{name} (a message id)")
 
         # One statement: the ownership check is part of the page read.
-        def page(conn: AsyncConnection | PooledDriver) -> Awaitable[chat_store.MessagePage]:
+        def page(conn: AsyncConnection | PooledDriver | SqliteReader) -> Awaitable[chat_store.MessagePage]:
             return chat_store.load_messages(
                 conn,
                 chat_id,
@@ -761,7 +762,8 @@ class Vault(FilesMixin):
 
         if self.store.dialect == "postgresql":
             return await self.store.driver_retrying(page)
-        return await self.store.read_retrying(page)
+        async with self.store.sqlite_reader() as reader:
+            return await page(reader)
 
     async def append_messages(
         self,

@@ -17,7 +17,7 @@ from genvault.messages import (
     message_to_json,
     parse_chunk,
 )
-from genvault.messages.chunks import FinishChunk, TextDeltaChunk, ToolOutputAvailableChunk
+from genvault.messages.chunks import FinishChunk, TextDeltaChunk, ToolOutputAvailableChunk, plain_boundary
 
 # One example of every v5 chunk type, with optional keys present.
 EVERY_CHUNK: list[dict[str, Any]] = [
@@ -226,3 +226,39 @@ class TestDowngrade:
             if patch < 92:
                 assert "finishReason" not in out
         assert CLIENT_5_0_0 == "5.0.0"
+
+
+class TestPlainBoundary:
+    """The step and text boundaries the assembler takes without validation are exactly what
+    `parse_chunk` gives for them; anything else is left to `parse_chunk`."""
+
+    @pytest.mark.parametrize(
+        "chunk",
+        [
+            {"type": "start-step"},
+            {"type": "finish-step"},
+            {"type": "text-start", "id": "t1"},
+            {"type": "text-end", "id": "t1"},
+            {"type": "reasoning-start", "id": "r1"},
+            {"type": "reasoning-end", "id": "r1"},
+        ],
+    )
+    def test_a_bare_boundary_is_the_validated_chunk(self, chunk: dict[str, Any]) -> None:
+        fast, validated = plain_boundary(chunk), parse_chunk(chunk)
+        assert type(fast) is type(validated)
+        assert fast is not None
+        assert fast.to_json() == validated.to_json() == chunk
+
+    @pytest.mark.parametrize(
+        "chunk",
+        [
+            {"type": "start-step", "extra": 1},
+            {"type": "text-start", "id": 1},
+            {"type": "text-start"},
+            {"type": "text-end", "id": "t1", "providerMetadata": {"x": {}}},
+            {"type": "start", "messageId": "m"},
+            {"type": "text-delta", "id": "t1", "delta": "a"},
+        ],
+    )
+    def test_anything_else_is_left_to_validation(self, chunk: dict[str, Any]) -> None:
+        assert plain_boundary(chunk) is None

@@ -36,6 +36,10 @@ __all__ = ["CachePolicy", "CacheProbe", "Dedup"]
 
 log = logging.getLogger(__name__)
 
+# Keys of the latest results remembered, for `decide`'s second look (a lookup takes well under
+# a second; thousands of results in that time would only cost extra lookups, never a miss).
+_REMEMBERED_KEYS = 4096
+
 
 @dataclass
 class CachePolicy:
@@ -74,8 +78,13 @@ class Dedup:
         self._degradable: tuple[type[BaseException], ...] = REDIS_ERRORS if health is not None else ()
         self._leading: dict[str, str] = {}  # cache key -> generation id leading it in this process
         # Results this process has remembered (`finished`), counted so `decide` can tell whether
-        # a local leader finished while it looked up.
+        # a local leader finished while it looked up; and, for the latest of them, which key each
+        # was (key -> its count), so only a lookup whose own key finished meanwhile looks again.
+        # With many turns at once some other key nearly always finished in between: a second
+        # read for every turn otherwise.
         self._remembered = 0
+        self._remembered_keys: dict[str, int] = {}
+        self._forgotten_upto = 0  # the highest count dropped from `_remembered_keys` (bounded)
 
     def ttl(self, policy: CachePolicy) -> float:
         return self.settings.cache_ttl_seconds if policy.ttl_seconds is None else policy.ttl_seconds
@@ -123,9 +132,26 @@ class Dedup:
         # We lead; a leader that finished between our lookup and our claim left its result. When
         # claims are per process (the SQL cache), only a leader here can have, and it counted its
         # result before giving up the lead: none counted, no second read.
-        if not getattr(self.backend, "claims_across_processes", True) and self._remembered == remembered:
+        if not getattr(self.backend, "claims_across_processes", True) and not self._remembered_since(key, remembered):
             return None
         return await self._lookup(key, user_id, policy)
+
+    def _remembered_since(self, key: str, remembered: int) -> bool:
+        """Whether a result for `key` may have been remembered here after the count was
+        `remembered` (True when the key's entry was dropped from the bounded memory since)."""
+        if self._remembered == remembered:
+            return False
+        if self._remembered_keys.get(key, 0) > remembered:
+            return True
+        return self._forgotten_upto > remembered
+
+    def _count_remembered(self, key: str) -> None:
+        self._remembered += 1
+        self._remembered_keys.pop(key, None)  # re-inserted last: the dict stays in count order
+        self._remembered_keys[key] = self._remembered
+        if len(self._remembered_keys) > _REMEMBERED_KEYS:
+            oldest = next(iter(self._remembered_keys))
+            self._forgotten_upto = self._remembered_keys.pop(oldest)
 
     async def _lookup(self, key: str, user_id: str, policy: CachePolicy) -> str | None:
         try:
@@ -205,7 +231,7 @@ class Dedup:
             if complete and not stored:
                 await self.backend.put(key, generation_id, user_id, self.ttl(policy))
             if complete:
-                self._remembered += 1
+                self._count_remembered(key)
             await self.backend.release(key, generation_id)
             self.health.ok()
         except self._degradable as exc:

@@ -19,6 +19,7 @@ write the record anyway. Why not in Redis: see `genvault.limits._ledger`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -126,6 +127,10 @@ class Limits:
         self.rates = RateWindows(redis_url, settings.redis_prefix)
         self._caps: dict[str, Caps] = {}
         self._loaded_at = float("-inf")
+        # The refresh under way, which every admission that finds the limits stale awaits: one
+        # read per refresh interval, not one per concurrent turn (eight turns at once all found
+        # them stale together and each read the table).
+        self._loading: asyncio.Future[None] | None = None
         # Refusals by limit name since this process started (the server's metrics read it).
         self.refusals: Counter[str] = Counter()
 
@@ -138,8 +143,18 @@ class Limits:
         self._loaded_at = time.monotonic()
 
     async def _fresh(self) -> None:
-        if time.monotonic() - self._loaded_at > self.settings.limits_refresh_seconds:
+        if time.monotonic() - self._loaded_at <= self.settings.limits_refresh_seconds:
+            return
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load_once())
+        # Shielded: a caller that goes away (its request cancelled) leaves the read to the others.
+        await asyncio.shield(self._loading)
+
+    async def _load_once(self) -> None:
+        try:
             await self.load()
+        finally:
+            self._loading = None
 
     @staticmethod
     def subject(kind: SubjectKind, subject_id: str | None) -> str:

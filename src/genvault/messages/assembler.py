@@ -54,6 +54,7 @@ from genvault.messages.chunks import (
     ToolOutputAvailableChunk,
     ToolOutputErrorChunk,
     parse_chunk,
+    plain_boundary,
     plain_delta,
 )
 from genvault.messages.errors import ChunkValidationError, StreamAssemblyError
@@ -162,6 +163,10 @@ class MessageAssembler:
             builder.touch()
             return
         if isinstance(chunk, Mapping):
+            boundary = plain_boundary(chunk)  # a step or text boundary: valid as it stands
+            if boundary is not None:
+                _HANDLERS[type(boundary)](self, boundary, index)
+                return
             try:
                 chunk = parse_chunk(chunk)
             except ChunkValidationError as exc:

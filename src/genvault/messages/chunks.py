@@ -391,6 +391,36 @@ def plain_delta(chunk: Any) -> tuple[str, str, str] | None:
     return kind, stream_id, delta
 
 
+# Chunks with no field but their type, or only a part id besides it: the engine's translator
+# sends several per reply (step and text boundaries).
+_BARE_TYPES: Final = frozenset({"start-step", "finish-step"})
+_ID_ONLY_TYPES: Final = frozenset({"text-start", "text-end", "reasoning-start", "reasoning-end"})
+
+
+def plain_boundary(chunk: Any) -> Chunk | None:
+    """The chunk model of a JSON object that is exactly `{"type": "start-step"}` or
+    `{"type": "finish-step"}`, or exactly a text or reasoning start or end with its string `id`;
+    else None. Such an object is valid as it stands, so it is built without validation (what
+    `parse_chunk` would give for it, field for field); everything else, any extra key
+    included, takes the validating path."""
+    if type(chunk) is not dict:
+        return None
+    kind = chunk.get("type")
+    if len(chunk) == 1:
+        if kind == "start-step":
+            return StartStepChunk.model_construct()
+        if kind == "finish-step":
+            return FinishStepChunk.model_construct()
+        return None
+    if len(chunk) != 2 or kind not in _ID_ONLY_TYPES:
+        return None
+    stream_id = chunk.get("id")
+    if type(stream_id) is not str:
+        return None
+    model = _ID_ONLY_MODELS[kind]
+    return model.model_construct(id=stream_id)
+
+
 def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5_0_0) -> list[dict[str, Any]]:
     """The chunks to send instead of `chunk` so that an `ai@<level>` client accepts them.
 
@@ -437,3 +467,11 @@ def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5
         )
         return [call.to_json(), error.to_json()]
     return [parsed.to_json()]
+
+
+_ID_ONLY_MODELS: Final[dict[str, type[TextStartChunk | TextEndChunk | ReasoningStartChunk | ReasoningEndChunk]]] = {
+    "text-start": TextStartChunk,
+    "text-end": TextEndChunk,
+    "reasoning-start": ReasoningStartChunk,
+    "reasoning-end": ReasoningEndChunk,
+}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from sqlalchemy.util import greenlet_spawn
 from genvault.errors import Busy, StorageError
 from genvault.store.db import SKIP_PING, WRITE_OPTION, async_url, create_engine, upgrade
 from genvault.store.driver import ConnectionLost, DriverPool, PoolBusy, PooledDriver
+from genvault.store.sqlite_adapter import SqliteReader, SqliteReaders
 
 __all__ = ["Store", "split_pool"]
 
@@ -87,8 +89,21 @@ class Store:
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         if self.engine.dialect.name == "sqlite":
             self.write_lock = asyncio.Lock()
-        # SQLite: the connection `sqlite_adapter.one_hop` writes on, opened at the first write.
+        # SQLite: the connection `sqlite_adapter.one_hop` writes on, opened at the first write;
+        # and reader connections of the store's own for one-statement reads (`sqlite_reader`).
         self._sqlite_writer: Any = None
+        self._sqlite_readers: SqliteReaders | None = None
+        if self.engine.dialect.name == "sqlite" and not isinstance(self.engine.sync_engine.pool, NullPool):
+            sqlite_pool: Any = self.engine.sync_engine.pool  # a QueuePool: file databases only
+
+            async def close(record: Any) -> None:
+                await greenlet_spawn(record.close)
+
+            self._sqlite_readers = SqliteReaders(
+                lambda: greenlet_spawn(sqlite_pool._create_connection),
+                close,
+                size=max(1, sqlite_pool.size() + sqlite_pool._max_overflow),
+            )
         # PostgreSQL reads run in autocommit: under its default READ COMMITTED every statement takes
         # its own snapshot with or without BEGIN, so the BEGIN/ROLLBACK round trips bought nothing.
         # SQLite keeps its read transaction: there it is what gives one snapshot across statements.
@@ -238,9 +253,31 @@ class Store:
         self._sqlite_writer = await greenlet_spawn(pool._create_connection)
         return self._sqlite_writer.dbapi_connection
 
+    @asynccontextmanager
+    async def sqlite_reader(self) -> AsyncIterator[SqliteReader | AsyncConnection]:
+        """SQLite: one of the store's own reader connections (`SqliteReader`: one statement, one
+        hop, no SQLAlchemy checkout), for a read that is one statement; when all of them are in
+        use (or the database is in memory), a connection of SQLAlchemy's pool as `read()`."""
+        readers = self._sqlite_readers
+        record = await readers.checkout() if readers is not None else None
+        if readers is None or record is None:
+            async with self.read() as conn:
+                yield conn
+            return
+        broken = True
+        try:
+            yield SqliteReader(record.dbapi_connection, self.engine.dialect)
+            broken = False
+        except sqlite3.Error as exc:
+            raise StorageError(f"database read failed: {exc}") from exc
+        finally:
+            await readers.checkin(record, broken=broken and not record.dbapi_connection.driver_connection._running)
+
     async def aclose(self) -> None:
         if self._drivers is not None:
             await self._drivers.aclose()
+        if self._sqlite_readers is not None:
+            await self._sqlite_readers.aclose()
         writer, self._sqlite_writer = self._sqlite_writer, None
         if writer is not None:
             await greenlet_spawn(writer.close)

@@ -51,15 +51,19 @@ from genvault.store.db import insert_for
 from genvault.store.driver import PooledDriver
 from genvault.store.parts import (
     PAGE_PART_COLUMNS,
-    decode_part,
+    PART_BOOL,
+    PART_JSON,
     dump_json,
     load_json,
+    load_json_many,
     part_json_sql,
+    part_recipe,
     part_record,
     part_to_row,
     row_to_part,
 )
 from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
+from genvault.store.sqlite_adapter import SqliteReader
 from genvault.store.text import check_storable
 
 __all__ = [
@@ -732,7 +736,7 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
     message id, then on SQLite the message's JSON text up to its parts (`_message_head_sql`) and
     the part's JSON text (`part_json_sql`; NULL for a message without parts), decoded once per
     page; on PostgreSQL the role, the metadata text and the part columns (`PAGE_PART_COLUMNS`,
-    JSON as text), built into messages by `decode_part`."""
+    JSON as text), built into messages by `_messages_from_columns`."""
     key = (dialect, anchor, check_owner, for_reading)
     cached = _page_statements.get(key)
     if cached is not None:
@@ -765,7 +769,7 @@ def _page_statement(dialect: str, anchor: _Anchor, check_owner: bool, for_readin
         source = source.outerjoin(anchor_row, and_(anchor_row.c.chat_id == chats.c.id, anchor_row.c.id == anchor_id))
     page_parts: Any
     if dialect == "postgresql":
-        # The part columns as raw values, JSON as text (decoded by `decode_part`, not per cell
+        # The part columns as raw values, JSON as text (decoded by `_messages_from_columns`, not per cell
         # by a type processor). Built as JSON by the server (`part_json_sql`) they cost its
         # execution more than they spared asyncpg and the client (docs/benchmarks.md).
         part_columns = [
@@ -841,7 +845,7 @@ def _compiled_page(
 
 
 async def _fetch_page(
-    conn: AsyncConnection | PooledDriver,
+    conn: AsyncConnection | PooledDriver | SqliteReader,
     key: tuple[str, _Anchor, bool, bool],
     statement: Select[Any],
     params: dict[str, Any],
@@ -858,6 +862,10 @@ async def _fetch_page(
         args = [values[name] for name in order]
         rows: Sequence[Any] = await conn.run(lambda driver: driver.fetch(sql, *args), what="read")
         return rows
+    if isinstance(conn, SqliteReader):  # the store's own reader connection: one hop, no checkout
+        sql, order, defaults = _compiled_page(key, statement, conn.dialect)
+        values = {**defaults, **params}
+        return await conn.fetchall(sql, [values[name] for name in order])
     if conn.dialect.name != "sqlite":  # PostgreSQL inside a caller's transaction
         rows = (await conn.execute(statement, params)).all()
         return rows
@@ -910,10 +918,24 @@ def _messages_from_json(rows: Sequence[Any], limit: int, after: bool) -> tuple[b
     return more, load_json("[" + ",".join(texts) + "]")
 
 
+_PART_START = 4  # the page row: anchor seq, message id, role, metadata text, then the part columns
+_page_recipes: dict[str, tuple[tuple[str, int, int], ...]] = {}
+
+
 def _messages_from_columns(rows: Sequence[Any], limit: int, after: bool) -> tuple[bool, list[dict[str, Any]]]:
-    """(more, page) from rows of (anchor, message id, role, metadata text, part columns)."""
+    """(more, page) from rows of (anchor, message id, role, metadata text, part columns).
+
+    Each part is built inline from its type's recipe (`part_recipe`: key, row index, kind), no
+    call per row (a call per part, or a dict comprehension, cost more on Python 3.11). A JSON
+    cell (metadata, tool input and output, provider metadata…) gets its key in place, in
+    `row_to_part`'s order, and its value once all the page's JSON texts are decoded in one parse
+    (`load_json_many`: one call instead of ~50). (This loop was most of a PostgreSQL page read's client
+    CPU: docs/benchmarks.md, issue 16's fifth round.)"""
     ordered: list[dict[str, Any]] = []
-    message: dict[str, Any] = {}
+    page_parts: list[dict[str, Any]] = []
+    slots: list[tuple[dict[str, Any], str]] = []  # where each JSON text's value goes
+    texts: list[str] = []
+    recipes = _page_recipes
     current = None
     for row in rows:
         message_id = row[1]
@@ -921,20 +943,42 @@ def _messages_from_columns(rows: Sequence[Any], limit: int, after: bool) -> tupl
             break
         if message_id != current:
             current = message_id
-            message = {"id": message_id, "role": row[2]}
+            message: dict[str, Any] = {"id": message_id, "role": row[2]}
             if row[3] is not None:
-                message["metadata"] = load_json(row[3])
-            message["parts"] = []
+                message["metadata"] = None
+                slots.append((message, "metadata"))
+                texts.append(row[3])
+            page_parts = []
+            message["parts"] = page_parts
             ordered.append(message)
-        if row[4] is not None:  # a message without parts has one row of NULL part columns
-            message["parts"].append(decode_part(row, 4))
+        part_type = row[_PART_START]
+        if part_type is None:  # a message without parts has one row of NULL part columns
+            continue
+        recipe = recipes.get(part_type)
+        if recipe is None:
+            recipe = part_recipe(part_type, _PART_START)
+            if len(recipes) < 1000:  # tool-<name> types are open-ended; keep the cache bounded
+                recipes[part_type] = recipe
+        part: dict[str, Any] = {"type": part_type}
+        for key, index, kind in recipe:
+            value = row[index]
+            if value is not None:
+                part[key] = value  # a JSON cell's text for now (the key keeps its place); its value below
+                if kind == PART_JSON:
+                    slots.append((part, key))
+                    texts.append(value)
+                elif kind == PART_BOOL:
+                    part[key] = bool(value)
+        page_parts.append(part)
+    for (holder, key), value in zip(slots, load_json_many(texts), strict=True):
+        holder[key] = value
     more = len(ordered) > limit
     # The extra row is the one farthest from the anchor: the oldest, or with `after` the newest.
     return more, (ordered[:limit] if after else ordered[-limit:]) if more else ordered
 
 
 async def load_messages(
-    conn: AsyncConnection | PooledDriver,
+    conn: AsyncConnection | PooledDriver | SqliteReader,
     chat_id: str,
     *,
     limit: int = 50,

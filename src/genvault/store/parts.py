@@ -18,11 +18,16 @@ from genvault.store.schema import MISSING
 
 __all__ = [
     "PAGE_PART_COLUMNS",
+    "PART_BOOL",
     "PART_COLUMNS",
+    "PART_JSON",
+    "PART_PLAIN",
     "decode_part",
     "dump_json",
     "load_json",
+    "load_json_many",
     "part_json_sql",
+    "part_recipe",
     "part_record",
     "part_to_row",
     "row_to_part",
@@ -156,23 +161,29 @@ PAGE_PART_COLUMNS: tuple[str, ...] = ("type", *(c for c in PART_COLUMNS if c != 
 _BOOL_COLUMNS = {"tool_provider_executed", "tool_preliminary", "data_transient"}
 _PLAIN, _JSON, _BOOL = 0, 1, 2
 _Recipe = tuple[tuple[str, int, int], ...]
-_recipes: dict[str, _Recipe] = {}
+_recipes: dict[tuple[str, int], _Recipe] = {}
 
 
-def _recipe(part_type: str) -> _Recipe:
-    recipe = _recipes.get(part_type)
+def part_recipe(part_type: str, start: int) -> _Recipe:
+    """How to build a part of `part_type` from a row holding `PAGE_PART_COLUMNS` from index
+    `start` on: (key, the column's index in the row, kind: `PART_PLAIN`, `PART_JSON` text or
+    `PART_BOOL`), in `row_to_part`'s key order. Cached per type and start."""
+    recipe = _recipes.get((part_type, start))
     if recipe is None:
         recipe = tuple(
             (
                 key,
-                PAGE_PART_COLUMNS.index(column),
+                start + PAGE_PART_COLUMNS.index(column),
                 _JSON if column in _JSON_COLUMNS else _BOOL if column in _BOOL_COLUMNS else _PLAIN,
             )
             for key, column in _fields(part_type).items()
         )
         if len(_recipes) < 1000:  # tool-<name> types are open-ended; keep the cache bounded
-            _recipes[part_type] = recipe
+            _recipes[(part_type, start)] = recipe
     return recipe
+
+
+PART_PLAIN, PART_JSON, PART_BOOL = _PLAIN, _JSON, _BOOL
 
 
 def decode_part(row: Any, start: int) -> dict[str, Any]:
@@ -180,8 +191,8 @@ def decode_part(row: Any, start: int) -> dict[str, Any]:
     text. Equal to `row_to_part` of the same row read through the typed columns."""
     part_type = row[start]
     part: dict[str, Any] = {"type": part_type}
-    for key, index, kind in _recipes.get(part_type) or _recipe(part_type):
-        value = row[start + index]
+    for key, index, kind in _recipes.get((part_type, start)) or part_recipe(part_type, start):
+        value = row[index]
         if value is not None:
             part[key] = value if kind == _PLAIN else load_json(value) if kind == _JSON else bool(value)
     return part
@@ -271,6 +282,23 @@ def load_json(text: str) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(text)
+
+
+def load_json_many(texts: list[str]) -> list[Any]:
+    """`[load_json(text) for text in texts]`, decoded as one JSON array where that gives as many
+    values (one parse instead of one per text: a page has ~50 JSON cells, and each call's own
+    overhead is most of a small cell's cost). Any text that is not one JSON value on its own
+    makes the joined parse fail or miscount in the common case; then each text is parsed alone,
+    with its own value or error. Meant for stored JSON text (`dump_json`'s), always one value."""
+    if not texts:
+        return []
+    try:
+        values = load_json("[" + ",".join(texts) + "]")
+    except ValueError:
+        values = None
+    if isinstance(values, list) and len(values) == len(texts):
+        return values
+    return [load_json(text) for text in texts]
 
 
 def dump_json(value: Any) -> str | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 )
 from sqlalchemy.util import EMPTY_DICT
 
-__all__ = ["OneHopCursor", "dbapi", "one_hop"]
+__all__ = ["OneHopCursor", "SqliteReader", "SqliteReaders", "dbapi", "one_hop"]
 
 T = TypeVar("T")
 
@@ -155,3 +155,81 @@ async def _pooled_hop(store: Any, work: Callable[[sqlite3.Connection], T]) -> T:
         async with raw.dbapi_connection._execute_mutex:
             result: T = await driver._execute(work, driver._conn)
             return result
+
+
+class SqliteReader:
+    """One of the store's own SQLite reader connections (`Store.sqlite_reader`), for a read that
+    is one statement: `fetchall` runs it in one hop to the connection's thread, with no
+    SQLAlchemy checkout around it (pool events, and on the way back a rollback: one more hop).
+    `dialect` is the engine's, to compile a statement for it."""
+
+    __slots__ = ("_adapted", "dialect")
+
+    def __init__(self, adapted: Any, dialect: Any) -> None:
+        self._adapted = adapted
+        self.dialect = dialect
+
+    async def fetchall(self, sql: str, args: list[Any]) -> list[Any]:
+        driver = self._adapted.driver_connection
+        async with self._adapted._execute_mutex:
+            rows: list[Any] = await driver._execute(_fetch_then_end, driver._conn, sql, args)
+            return rows
+
+
+def _fetch_then_end(conn: sqlite3.Connection, sql: str, args: list[Any]) -> list[Any]:
+    """The statement's rows; a transaction left open (none in autocommit) rolled back, so the
+    connection's next read sees every commit since (what the pool's reset did)."""
+    try:
+        cursor = conn.execute(sql, args)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+    finally:
+        if conn.in_transaction:
+            conn.rollback()
+
+
+class SqliteReaders:
+    """The store's idle SQLite reader connections: checked out by a list pop, returned by an
+    append; opened on demand by `open_` (the engine's pool machinery, so with its PRAGMAs; it
+    returns the connection record), at most `size` in use. A checkout that finds `size` in use
+    gets None: the caller reads through SQLAlchemy's pool as before."""
+
+    def __init__(self, open_: Callable[[], Awaitable[Any]], close: Callable[[Any], Awaitable[None]], size: int) -> None:
+        self._open = open_
+        self._close = close
+        self._size = size
+        self._idle: list[Any] = []  # connection records
+        self._in_use = 0
+        self._closed = False
+
+    async def checkout(self) -> Any | None:
+        """A connection record, or None."""
+        if self._closed or (not self._idle and self._in_use >= self._size):
+            return None
+        self._in_use += 1
+        while self._idle:
+            record = self._idle.pop()
+            if record.dbapi_connection.driver_connection._running:
+                return record
+            await self._close(record)
+        try:
+            return await self._open()
+        except BaseException:
+            self._in_use -= 1
+            raise
+
+    async def checkin(self, record: Any, *, broken: bool = False) -> None:
+        self._in_use -= 1
+        if broken or self._closed:
+            await self._close(record)
+        else:
+            self._idle.append(record)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for record in idle:
+            with contextlib.suppress(Exception):
+                await self._close(record)

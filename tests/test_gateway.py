@@ -399,6 +399,92 @@ async def test_a_non_streamed_call_is_answered_by_the_upstreams_whole_completion
     assert types.count("reasoning") == types.count("text") == types.count("tool-get_weather") == 1
 
 
+async def test_n_choices_from_the_offline_model_reach_the_sdk_and_are_all_recorded(
+    oai: openai.AsyncOpenAI, vault: Vault
+) -> None:
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="offline/test-model", messages=[{"role": "user", "content": "Three ways"}], n=3, max_tokens=20
+    )
+    completion = raw.parse()
+    assert [choice.index for choice in completion.choices] == [0, 1, 2]
+    texts = [choice.message.content for choice in completion.choices]
+    assert len(set(texts)) == 3  # each choice its own reply
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.result_text == texts[0]
+    assert record.result_message is not None
+    kept = [part["data"] for part in record.result_message["parts"] if part["type"] == "data-choice"]
+    assert [(c["index"], c["message"]["content"]) for c in kept] == [(1, texts[1]), (2, texts[2])]
+    assert record.usage.output_tokens == completion.usage.completion_tokens == 60  # type: ignore[union-attr]
+
+    stream = await oai.chat.completions.create(
+        model="offline/test-model",
+        messages=[{"role": "user", "content": "Three ways"}],
+        n=3,
+        max_tokens=20,
+        stream=True,
+        extra_headers={"X-Genvault-Cache": "off"},
+    )
+    streamed: dict[int, str] = {}
+    async for chunk in stream:
+        for choice in chunk.choices:
+            streamed[choice.index] = streamed.get(choice.index, "") + (choice.delta.content or "")
+    assert [streamed[i] for i in range(3)] == texts
+
+
+async def test_n_is_passed_to_the_upstream_and_every_choice_it_answers_is_kept(
+    base_url: str, oai: openai.AsyncOpenAI, vault: Vault, upstream: FakeUpstream
+) -> None:
+    def choice(index: int, content: str) -> dict[str, Any]:
+        return {"index": index, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+
+    usage = {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+    completion = {"id": "up", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "usage": usage}
+    upstream.enqueue(Answer(body={**completion, "choices": [choice(0, "Yes."), choice(1, "No.")]}))
+    answer = await oai.chat.completions.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Yes or no?"}], n=2
+    )
+    assert upstream.requests[-1]["n"] == 2
+    assert [c.message.content for c in answer.choices] == ["Yes.", "No."]
+
+    # Streamed: the upstream's chunks (each with its choice's `index`) reach the client unchanged.
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Ye"}}]},
+        {"choices": [{"index": 1, "delta": {"role": "assistant", "content": "N"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "s."}, "finish_reason": "stop"}]},
+        {"choices": [{"index": 1, "delta": {"content": "o."}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": usage},
+    ]
+    head = {"id": "up", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+    sse = b"".join(b"data: " + json.dumps({**head, **e}).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    upstream.enqueue(Answer(sse=sse, pieces=3))
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Yes or no?"}],
+        n=2,
+        stream=True,
+        extra_headers={"X-Genvault-Cache": "off"},
+    )
+    streamed: dict[int, str] = {}
+    async for chunk in raw.parse():
+        for c in chunk.choices:
+            streamed[c.index] = streamed.get(c.index, "") + (c.delta.content or "")
+    assert streamed == {0: "Yes.", 1: "No."}
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.result_text == "Yes."
+    assert record.result_message is not None
+    kept = [part["data"] for part in record.result_message["parts"] if part["type"] == "data-choice"]
+    assert kept == [{"index": 1, "message": {"role": "assistant", "content": "No."}, "finish_reason": "stop"}]
+
+
+async def test_n_out_of_range_or_for_an_anthropic_model_is_the_sdks_bad_request(
+    oai: openai.AsyncOpenAI, vault: Vault
+) -> None:
+    for model, n in (("offline/test-model", 0), ("offline/test-model", 129), ("anthropic/claude-x", 2)):
+        with pytest.raises(openai.BadRequestError, match="n "):
+            await oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], n=n)
+    assert await count_generations(vault) == 0
+
+
 @BOTH_DATABASES
 async def test_a_streamed_pass_through_call_relays_the_upstreams_own_bytes(
     base_url: str, vault: Vault, upstream: FakeUpstream

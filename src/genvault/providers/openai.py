@@ -39,6 +39,7 @@ from genvault.providers.base import (
     FinishReason,
     ModelRequest,
     ProviderEvent,
+    StreamData,
     StreamFinish,
     StreamReasoningDelta,
     StreamTextDelta,
@@ -361,6 +362,7 @@ class _ChunkReader:
         self._usage: dict[str, Any] | None = None
         self._finish: str | None = None
         self._called_tools = False
+        self._others: dict[int, _OtherChoice] = {}  # choices after the first (`n` > 1), by index
 
     def feed(self, chunk: dict[str, Any]) -> list[ProviderEvent]:
         """One `chat.completion.chunk`, as parsed JSON."""
@@ -369,8 +371,12 @@ class _ChunkReader:
         if usage:
             self._usage = usage
         for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue  # genvault asks for one choice; extra ones are not ours to keep
+            index = choice.get("index", 0)
+            if index != 0:
+                # Asked for with `n` > 1: kept whole, told once the answer is complete.
+                if isinstance(index, int):
+                    self._others.setdefault(index, _OtherChoice()).feed(choice)
+                continue
             delta = choice.get("delta") or {}
             # vLLM, DeepSeek and Ollama put reasoning in an extra field; one of the two names.
             thought = delta.get("reasoning_content") or delta.get("reasoning")
@@ -391,6 +397,8 @@ class _ChunkReader:
 
     def close(self) -> list[ProviderEvent]:
         events = self._flush_tools()
+        for index in sorted(self._others):
+            events.append(StreamData("choice", self._others[index].json(index)))
         if self._usage is not None:
             events.append(_stream_usage(self._usage))
         reason = map_finish_reason(self._finish)
@@ -436,6 +444,45 @@ class _ChunkReader:
             return []
         self._called_tools = True
         return [StreamToolCall(buffer.call_id, buffer.name, _parse_arguments(buffer.arguments))]
+
+
+class _OtherChoice:
+    """One choice after the first, folded from its deltas into the `choices[i]` of a
+    `chat.completion` (what the record keeps and a client is shown of it)."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish: str | None = None
+
+    def feed(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta") or {}
+        for field_name, into in (("content", self.text), ("refusal", self.text), ("reasoning_content", self.reasoning)):
+            value = delta.get(field_name)
+            if isinstance(value, str) and value:
+                into.append(value)
+        for call in delta.get("tool_calls") or ():
+            if not isinstance(call, dict):
+                continue
+            held = self.calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
+            function = call.get("function") or {}
+            held["id"] = call.get("id") or held["id"]
+            held["name"] += function.get("name") or ""
+            held["arguments"] += function.get("arguments") or ""
+        if choice.get("finish_reason") is not None:
+            self.finish = choice["finish_reason"]
+
+    def json(self, index: int) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) or None}
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if self.calls:
+            message["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for _, c in sorted(self.calls.items())
+            ]
+        return {"index": index, "message": message, "finish_reason": self.finish}
 
 
 def _parse_arguments(arguments: str) -> Any:

@@ -633,6 +633,45 @@ async def test_an_anthropic_upstream_receives_the_body_as_sent(
     assert record.usage.input_tokens > 0
 
 
+async def test_a_non_streamed_anthropic_call_is_answered_by_the_upstreams_whole_message(
+    claude: anthropic.AsyncAnthropic, vault: Vault, upstream: FakeUpstream
+) -> None:
+    content = [
+        {"type": "thinking", "thinking": "Need the weather.", "signature": "sig-9"},
+        {"type": "text", "text": "Checking Paris."},
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+    ]
+    usage = {"input_tokens": 12, "cache_read_input_tokens": 3, "output_tokens": 9}
+    whole = {
+        "id": "msg_up",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-fake-1",
+        "content": content,
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+    upstream.enqueue(Answer(body=whole))
+    raw = await claude.messages.with_raw_response.create(
+        model="anthropic/claude-fake-1",
+        max_tokens=64000,  # would need a stream by the SDK's rule; the client's SDK allowed it
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        timeout=60,
+    )
+    assert upstream.requests[-1]["stream"] is False  # as the client asked: one message, not a stream
+    message = await raw.parse()
+    assert [block.type for block in message.content] == ["thinking", "text", "tool_use"]
+    assert message.content[0].signature == "sig-9"  # type: ignore[union-attr]
+    assert message.content[2].input == {"city": "Paris"}  # type: ignore[union-attr]
+    assert message.stop_reason == "tool_use"
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.status == "complete"
+    assert record.result_text == "Checking Paris."
+    assert (record.usage.input_tokens, record.usage.cached_input_tokens, record.usage.output_tokens) == (15, 3, 9)
+
+
 async def test_a_streamed_anthropic_call_relays_the_upstreams_own_events(
     base_url: str, vault: Vault, upstream: FakeUpstream
 ) -> None:

@@ -169,7 +169,7 @@ def parse_messages_request(body: dict[str, Any]) -> tuple[str, ModelRequest]:
         system=None if system is None else text_of(system, "system"),
         tools=_tools(body.get("tools")),
         params=params,
-        wire=WireRequest(API, {k: v for k, v in body.items() if k != "stream"}),
+        wire=WireRequest(API, {k: v for k, v in body.items() if k != "stream"}, whole=body.get("stream") is not True),
     )
     return model, request
 

@@ -898,6 +898,11 @@ async def test_models_lists_the_configured_models_with_their_prices(
     vault = await vault_factory(providers={"offline": provider}, settings_overrides=overrides)
     async with serve(create_app(vault=vault)) as url, openai.AsyncOpenAI(api_key="x", base_url=f"{url}/v1") as client:
         listed = {model.id: model async for model in client.models.list()}
+        one = await client.models.retrieve("openai/house-model")
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("openai/no-such-model")
+    assert one.id == "openai/house-model"
+    assert one.pricing == listed["openai/house-model"].pricing  # type: ignore[attr-defined]
     assert {"offline/test-model", "offline/test-image", "openai/house-model"} <= set(listed)
     assert listed["openai/house-model"].pricing == {  # type: ignore[attr-defined]
         "input": "1.5",

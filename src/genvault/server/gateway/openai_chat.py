@@ -20,7 +20,7 @@ from genvault.errors import InvalidRequest
 from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec, WireRequest
 from genvault.providers.tap import WireTap
-from genvault.server.deps import VaultDep
+from genvault.server.deps import get_vault_now
 from genvault.server.gateway._common import (
     drain,
     dumps,
@@ -382,9 +382,10 @@ def error_body(message: str, kind: str = "server_error", code: str | None = None
 
 
 @router.post("/v1/chat/completions", response_class=Response)
-async def chat_completions(request: Request, vault: VaultDep) -> Response:
+async def chat_completions(request: Request) -> Response:
     """OpenAI Chat Completions. The record exists (`X-Genvault-Generation-Id`) before the model is
     called; the call goes on if the client disconnects."""
+    vault = get_vault_now(request)  # a hot route: no dependency to solve per call
     user = await gateway_user(request, vault)
     body = await read_body(request)
     model, model_request = parse_chat_request(body)

@@ -174,3 +174,17 @@ async def test_a_streamed_answer_is_read_event_by_event(serve) -> None:
     texts = [e.text async for e in provider.stream(wire_request(stream=True)) if isinstance(e, StreamTextDelta)]
     assert texts == ["he", "llo"]
     await provider.aclose()
+
+
+def test_the_sdks_client_carries_the_calls_behind_a_proxy_or_with_an_injected_http_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    assert OpenAIProvider("openai", api_key="k", base_url="http://127.0.0.1:9/v1")._pool is not None
+    injected = OpenAIProvider("openai", api_key="k", base_url="http://127.0.0.1:9/v1", http_client=httpx.AsyncClient())
+    assert injected._pool is None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert OpenAIProvider("openai", api_key="k", base_url="http://upstream.invalid/v1")._pool is None

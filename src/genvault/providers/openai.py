@@ -127,7 +127,8 @@ class OpenAIProvider:
         self._pool: Http1Pool | None = None
         self._headers = b""
         base_url = str(self._client.base_url)
-        if http_client is None and base_url.startswith(("http://", "https://")) and not uses_proxy(base_url):
+        plain = base_url.startswith(("http://", "https://")) and "?" not in base_url  # no query to merge
+        if http_client is None and plain and not uses_proxy(base_url):
             self._pool = Http1Pool(base_url, read_timeout=600.0)
             sent = {**self._client.default_headers, **self._client.auth_headers, "Accept-Encoding": "gzip, deflate"}
             self._headers = "".join(

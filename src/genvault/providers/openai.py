@@ -1,4 +1,6 @@
-"""OpenAI Chat Completions, streaming, through the official `openai` SDK; also any compatible server.
+"""OpenAI Chat Completions, streaming, for OpenAI and any compatible server: configured by the
+official `openai` SDK, sent over genvault's lean HTTP/1.1 client (`_http1`; the SDK's own client
+with an injected HTTP client or a proxy).
 
 Invariants:
 - One `stream()` is one streamed `chat.completions.create` with `stream_options.include_usage`,

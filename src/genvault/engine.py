@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -389,7 +388,7 @@ class Engine:
         prepare_request: PrepareRequest | None = None,
     ) -> None:
         translator = ChunkTranslator()
-        checkpointer = asyncio.create_task(self._checkpointer(run))
+        self.liveness.track(run)  # the checkpoint writer's until `_end` (no task of its own)
         status, error = "complete", None
         step_open = False
         publish_here = self._publish_nowait is not None
@@ -472,12 +471,12 @@ class Engine:
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
             tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
+            await self._end(run, status, error, finalize_hook, tail, sink)
 
     async def _copy(self, run: Run, source_id: str, sink: ChunkSink | None, finalize_hook: FinalizeHook | None) -> None:
         """Run `run` as a copy of generation `source_id`: its stream from the start (live while it
         runs), then its final text; the provider is not called."""
-        checkpointer = asyncio.create_task(self._checkpointer(run))
+        self.liveness.track(run)
         status, error = "complete", None
         run.started_at = _now()
         run.cached_from = source_id
@@ -514,7 +513,7 @@ class Engine:
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
             tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
+            await self._end(run, status, error, finalize_hook, tail, sink)
 
     async def _source_chunks(self, source_id: str) -> AsyncIterator[Chunk]:
         if await self.hub.exists(source_id):
@@ -544,7 +543,6 @@ class Engine:
     async def _end(
         self,
         run: Run,
-        checkpointer: asyncio.Task[None],
         status: str,
         error: str | None,
         finalize_hook: FinalizeHook | None,
@@ -556,9 +554,8 @@ class Engine:
         `complete` first sends its status (and usage, estimated where the provider sent none) as
         message metadata, which the client merges into the message as the store does. A finalize
         that cannot be committed ends the stream with an `error` chunk instead."""
-        checkpointer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await checkpointer
+        # Out of the checkpoint writer first: no flush touches the run while it finalizes.
+        self.liveness.untrack(run.generation_id)
         committed = False
         try:
             if status != "complete":
@@ -577,6 +574,7 @@ class Engine:
             else:
                 await self._unsaved(run, finalize_hook, sink)
         finally:
+            run.told.set()
             try:
                 # Even when finalize failed: a lead never given up would stall identical requests.
                 if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
@@ -700,15 +698,6 @@ class Engine:
         )
 
     # -- 3. checkpoint -------------------------------------------------------------------------
-
-    async def _checkpointer(self, run: Run) -> None:
-        """The run's place in the process's checkpoint writer, from its first chunk until `_end`
-        cancels this (then no flush touches it while it finalizes)."""
-        self.liveness.track(run)
-        try:
-            await asyncio.get_running_loop().create_future()  # until cancelled
-        finally:
-            self.liveness.untrack(run.generation_id)
 
     def _busy(self) -> bool:
         """Runs here, or streams the in-process hub still holds (looking forgets stale ones)."""
@@ -867,6 +856,11 @@ class Engine:
 
     def is_running_here(self, generation_id: str) -> bool:
         return generation_id in self._tasks
+
+    def run_here(self, generation_id: str) -> Run | None:
+        """The run of a generation running in this process (its `done` is set once its final
+        state is committed and its last chunk published), or None."""
+        return self._runs.get(generation_id)
 
     def provider_status(self, generation_id: str) -> int | None:
         """The HTTP status of the failed provider call of a generation running here, if any."""

@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
     # The gateway's routes first: Starlette tries routes in order, and a `/v1` call (the busiest
     # path) otherwise compared its path with every route above it. None of theirs is under /v1.
     app.include_router(gateway.router)
+    app.router.routes[:0] = gateway.fast_routes()  # in front of their `APIRoute`s (schema only)
     routers = (chat_stream, chats, feedback, files, generations, images, limits, models, search, usage, users, webhooks)
     for module in (*routers, health, login, log_page, pages):
         app.include_router(module.router)

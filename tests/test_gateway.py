@@ -832,6 +832,31 @@ async def test_a_client_that_disconnects_mid_stream_does_not_stop_the_upstream_c
     assert record.result_text == expected
 
 
+async def test_a_non_streamed_call_whose_client_leaves_still_completes_its_record(
+    base_url: str, vault: Vault, provider: tm.TestProvider
+) -> None:
+    called, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold(_request: Any) -> None:
+        called.set()
+        await gate.wait()
+
+    provider.on_request = hold
+    body = {"model": "offline/test-model", "messages": [{"role": "user", "content": "x"}]}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        call = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+        await asyncio.wait_for(called.wait(), 30)
+        call.cancel()  # hang up while the server waits for the model's answer
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    gate.set()
+    async with vault.store.read() as conn:
+        (generation_id,) = (await conn.execute(select(generations.c.id))).scalars().all()
+    record = await vault.wait(generation_id)
+    assert record.status == "complete"
+    assert record.result_text
+
+
 @pytest.mark.slow
 async def test_a_killed_server_leaves_the_gateway_call_interrupted_with_its_checkpointed_text(tmp_path: Path) -> None:
     port = free_port()

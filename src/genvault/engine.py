@@ -482,8 +482,9 @@ class Engine:
         run.cached_from = source_id
         run.cost = pricing.Cost(nano_usd=0, source="cache")
         tail: list[Chunk] = []
+        read: list[Generation] = []  # the source's final record, when `_source_chunks` read it
         try:
-            async for chunk in self._source_chunks(source_id):
+            async for chunk in self._source_chunks(source_id, read):
                 if run.first_token_at is None:
                     self._mark_streaming(run)
                 if chunk["type"] == "text-delta":
@@ -492,9 +493,12 @@ class Engine:
                     tail = [self._retarget(run, chunk)]
                     continue
                 await self._publish(run, [self._retarget(run, chunk)], sink)
-            await self.wait(source_id)
-            async with self.store.read() as conn:
-                source = await gen_store.get(conn, source_id)
+            if read:  # final already: read once for its chunks, not twice
+                source = read[0]
+            else:
+                await self.wait(source_id)
+                async with self.store.read() as conn:
+                    source = await gen_store.get(conn, source_id)
             if source.status == "complete":
                 run.text = [source.result_text or ""]
                 run.finish_reason = source.finish_reason
@@ -515,7 +519,8 @@ class Engine:
         finally:
             await self._end(run, status, error, finalize_hook, tail, sink)
 
-    async def _source_chunks(self, source_id: str) -> AsyncIterator[Chunk]:
+    async def _source_chunks(self, source_id: str, read: list[Generation]) -> AsyncIterator[Chunk]:
+        """The source's chunks: live from the hub, else from its final record (put in `read`)."""
         if await self.hub.exists(source_id):
             async for chunk in self.hub.follow(source_id):
                 yield chunk
@@ -523,6 +528,7 @@ class Engine:
         await self.wait(source_id)  # running where this hub cannot see: its record, once final
         async with self.store.read() as conn:
             record = await gen_store.get(conn, source_id)
+        read.append(record)
         for chunk in chunks_from_record(record):
             yield chunk
 

@@ -3,7 +3,8 @@ streams, no HTTP library (httpx saturates a core long before the servers under t
 
 `concurrency` connections each POST one JSON body after another for `duration` seconds (after a
 `warmup`), reading each response whole (Content-Length or chunked). Every body differs (a counter
-in the prompt), so no server can answer from a cache. Prints one JSON object on stdout:
+in the prompt, with a nonce of the process's own, so not even a later run repeats one), so no
+server can answer from a cache. Prints one JSON object on stdout:
 requests, errors, elapsed seconds and every latency.
 
     python -m bench._rawload --url http://127.0.0.1:P --path /v1/chat/completions --model openai/fake \
@@ -16,15 +17,19 @@ import argparse
 import asyncio
 import itertools
 import json
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 _counter = itertools.count()
+# Per process: every load run is a process of its own, and a counter alone repeats the same
+# prompts in the next run, which genvault's dedup cache then answers as copies.
+_RUN = secrets.token_hex(6)
 
 
 def _body(args: argparse.Namespace) -> bytes:
-    prompt = f"Say something ({next(_counter)})"
+    prompt = f"Say something ({_RUN}-{next(_counter)})"
     body: dict[str, Any] = {"model": args.model, "messages": [{"role": "user", "content": prompt}]}
     if args.path == "/v1/messages":
         body["max_tokens"] = 256

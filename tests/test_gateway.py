@@ -399,6 +399,92 @@ async def test_a_non_streamed_call_is_answered_by_the_upstreams_whole_completion
     assert types.count("reasoning") == types.count("text") == types.count("tool-get_weather") == 1
 
 
+async def test_n_choices_from_the_offline_model_reach_the_sdk_and_are_all_recorded(
+    oai: openai.AsyncOpenAI, vault: Vault
+) -> None:
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="offline/test-model", messages=[{"role": "user", "content": "Three ways"}], n=3, max_tokens=20
+    )
+    completion = raw.parse()
+    assert [choice.index for choice in completion.choices] == [0, 1, 2]
+    texts = [choice.message.content for choice in completion.choices]
+    assert len(set(texts)) == 3  # each choice its own reply
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.result_text == texts[0]
+    assert record.result_message is not None
+    kept = [part["data"] for part in record.result_message["parts"] if part["type"] == "data-choice"]
+    assert [(c["index"], c["message"]["content"]) for c in kept] == [(1, texts[1]), (2, texts[2])]
+    assert record.usage.output_tokens == completion.usage.completion_tokens == 60  # type: ignore[union-attr]
+
+    stream = await oai.chat.completions.create(
+        model="offline/test-model",
+        messages=[{"role": "user", "content": "Three ways"}],
+        n=3,
+        max_tokens=20,
+        stream=True,
+        extra_headers={"X-Genvault-Cache": "off"},
+    )
+    streamed: dict[int, str] = {}
+    async for chunk in stream:
+        for choice in chunk.choices:
+            streamed[choice.index] = streamed.get(choice.index, "") + (choice.delta.content or "")
+    assert [streamed[i] for i in range(3)] == texts
+
+
+async def test_n_is_passed_to_the_upstream_and_every_choice_it_answers_is_kept(
+    base_url: str, oai: openai.AsyncOpenAI, vault: Vault, upstream: FakeUpstream
+) -> None:
+    def choice(index: int, content: str) -> dict[str, Any]:
+        return {"index": index, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+
+    usage = {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+    completion = {"id": "up", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "usage": usage}
+    upstream.enqueue(Answer(body={**completion, "choices": [choice(0, "Yes."), choice(1, "No.")]}))
+    answer = await oai.chat.completions.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Yes or no?"}], n=2
+    )
+    assert upstream.requests[-1]["n"] == 2
+    assert [c.message.content for c in answer.choices] == ["Yes.", "No."]
+
+    # Streamed: the upstream's chunks (each with its choice's `index`) reach the client unchanged.
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Ye"}}]},
+        {"choices": [{"index": 1, "delta": {"role": "assistant", "content": "N"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "s."}, "finish_reason": "stop"}]},
+        {"choices": [{"index": 1, "delta": {"content": "o."}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": usage},
+    ]
+    head = {"id": "up", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+    sse = b"".join(b"data: " + json.dumps({**head, **e}).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    upstream.enqueue(Answer(sse=sse, pieces=3))
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Yes or no?"}],
+        n=2,
+        stream=True,
+        extra_headers={"X-Genvault-Cache": "off"},
+    )
+    streamed: dict[int, str] = {}
+    async for chunk in raw.parse():
+        for c in chunk.choices:
+            streamed[c.index] = streamed.get(c.index, "") + (c.delta.content or "")
+    assert streamed == {0: "Yes.", 1: "No."}
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.result_text == "Yes."
+    assert record.result_message is not None
+    kept = [part["data"] for part in record.result_message["parts"] if part["type"] == "data-choice"]
+    assert kept == [{"index": 1, "message": {"role": "assistant", "content": "No."}, "finish_reason": "stop"}]
+
+
+async def test_n_out_of_range_or_for_an_anthropic_model_is_the_sdks_bad_request(
+    oai: openai.AsyncOpenAI, vault: Vault
+) -> None:
+    for model, n in (("offline/test-model", 0), ("offline/test-model", 129), ("anthropic/claude-x", 2)):
+        with pytest.raises(openai.BadRequestError, match="n "):
+            await oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], n=n)
+    assert await count_generations(vault) == 0
+
+
 @BOTH_DATABASES
 async def test_a_streamed_pass_through_call_relays_the_upstreams_own_bytes(
     base_url: str, vault: Vault, upstream: FakeUpstream
@@ -545,6 +631,45 @@ async def test_an_anthropic_upstream_receives_the_body_as_sent(
     assert record.status == "complete"
     assert record.usage.input_tokens is not None
     assert record.usage.input_tokens > 0
+
+
+async def test_a_non_streamed_anthropic_call_is_answered_by_the_upstreams_whole_message(
+    claude: anthropic.AsyncAnthropic, vault: Vault, upstream: FakeUpstream
+) -> None:
+    content = [
+        {"type": "thinking", "thinking": "Need the weather.", "signature": "sig-9"},
+        {"type": "text", "text": "Checking Paris."},
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+    ]
+    usage = {"input_tokens": 12, "cache_read_input_tokens": 3, "output_tokens": 9}
+    whole = {
+        "id": "msg_up",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-fake-1",
+        "content": content,
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+    upstream.enqueue(Answer(body=whole))
+    raw = await claude.messages.with_raw_response.create(
+        model="anthropic/claude-fake-1",
+        max_tokens=64000,  # would need a stream by the SDK's rule; the client's SDK allowed it
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        timeout=60,
+    )
+    assert upstream.requests[-1]["stream"] is False  # as the client asked: one message, not a stream
+    message = await raw.parse()
+    assert [block.type for block in message.content] == ["thinking", "text", "tool_use"]
+    assert message.content[0].signature == "sig-9"  # type: ignore[union-attr]
+    assert message.content[2].input == {"city": "Paris"}  # type: ignore[union-attr]
+    assert message.stop_reason == "tool_use"
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.status == "complete"
+    assert record.result_text == "Checking Paris."
+    assert (record.usage.input_tokens, record.usage.cached_input_tokens, record.usage.output_tokens) == (15, 3, 9)
 
 
 async def test_a_streamed_anthropic_call_relays_the_upstreams_own_events(
@@ -707,6 +832,31 @@ async def test_a_client_that_disconnects_mid_stream_does_not_stop_the_upstream_c
     assert record.result_text == expected
 
 
+async def test_a_non_streamed_call_whose_client_leaves_still_completes_its_record(
+    base_url: str, vault: Vault, provider: tm.TestProvider
+) -> None:
+    called, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold(_request: Any) -> None:
+        called.set()
+        await gate.wait()
+
+    provider.on_request = hold
+    body = {"model": "offline/test-model", "messages": [{"role": "user", "content": "x"}]}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        call = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+        await asyncio.wait_for(called.wait(), 30)
+        call.cancel()  # hang up while the server waits for the model's answer
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    gate.set()
+    async with vault.store.read() as conn:
+        (generation_id,) = (await conn.execute(select(generations.c.id))).scalars().all()
+    record = await vault.wait(generation_id)
+    assert record.status == "complete"
+    assert record.result_text
+
+
 @pytest.mark.slow
 async def test_a_killed_server_leaves_the_gateway_call_interrupted_with_its_checkpointed_text(tmp_path: Path) -> None:
     port = free_port()
@@ -776,6 +926,11 @@ async def test_models_lists_the_configured_models_with_their_prices(
         openai.AsyncOpenAI(api_key="x", base_url=f"{url}/v1", timeout=60) as client,
     ):
         listed = {model.id: model async for model in client.models.list()}
+        one = await client.models.retrieve("openai/house-model")
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("openai/no-such-model")
+    assert one.id == "openai/house-model"
+    assert one.pricing == listed["openai/house-model"].pricing  # type: ignore[attr-defined]
     assert {"offline/test-model", "offline/test-image", "openai/house-model"} <= set(listed)
     assert listed["openai/house-model"].pricing == {  # type: ignore[attr-defined]
         "input": "1.5",

@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -389,7 +388,7 @@ class Engine:
         prepare_request: PrepareRequest | None = None,
     ) -> None:
         translator = ChunkTranslator()
-        checkpointer = asyncio.create_task(self._checkpointer(run))
+        self.liveness.track(run)  # the checkpoint writer's until `_end` (no task of its own)
         status, error = "complete", None
         step_open = False
         publish_here = self._publish_nowait is not None
@@ -472,19 +471,20 @@ class Engine:
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
             tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
+            await self._end(run, status, error, finalize_hook, tail, sink)
 
     async def _copy(self, run: Run, source_id: str, sink: ChunkSink | None, finalize_hook: FinalizeHook | None) -> None:
         """Run `run` as a copy of generation `source_id`: its stream from the start (live while it
         runs), then its final text; the provider is not called."""
-        checkpointer = asyncio.create_task(self._checkpointer(run))
+        self.liveness.track(run)
         status, error = "complete", None
         run.started_at = _now()
         run.cached_from = source_id
         run.cost = pricing.Cost(nano_usd=0, source="cache")
         tail: list[Chunk] = []
+        read: list[Generation] = []  # the source's final record, when `_source_chunks` read it
         try:
-            async for chunk in self._source_chunks(source_id):
+            async for chunk in self._source_chunks(source_id, read):
                 if run.first_token_at is None:
                     self._mark_streaming(run)
                 if chunk["type"] == "text-delta":
@@ -493,9 +493,12 @@ class Engine:
                     tail = [self._retarget(run, chunk)]
                     continue
                 await self._publish(run, [self._retarget(run, chunk)], sink)
-            await self.wait(source_id)
-            async with self.store.read() as conn:
-                source = await gen_store.get(conn, source_id)
+            if read:  # final already: read once for its chunks, not twice
+                source = read[0]
+            else:
+                await self.wait(source_id)
+                async with self.store.read() as conn:
+                    source = await gen_store.get(conn, source_id)
             if source.status == "complete":
                 run.text = [source.result_text or ""]
                 run.finish_reason = source.finish_reason
@@ -514,9 +517,10 @@ class Engine:
             status, error = "error", f"internal error: {type(exc).__name__}: {exc}"
             tail = [{"type": "error", "errorText": "internal error"}]
         finally:
-            await self._end(run, checkpointer, status, error, finalize_hook, tail, sink)
+            await self._end(run, status, error, finalize_hook, tail, sink)
 
-    async def _source_chunks(self, source_id: str) -> AsyncIterator[Chunk]:
+    async def _source_chunks(self, source_id: str, read: list[Generation]) -> AsyncIterator[Chunk]:
+        """The source's chunks: live from the hub, else from its final record (put in `read`)."""
         if await self.hub.exists(source_id):
             async for chunk in self.hub.follow(source_id):
                 yield chunk
@@ -524,6 +528,7 @@ class Engine:
         await self.wait(source_id)  # running where this hub cannot see: its record, once final
         async with self.store.read() as conn:
             record = await gen_store.get(conn, source_id)
+        read.append(record)
         for chunk in chunks_from_record(record):
             yield chunk
 
@@ -544,7 +549,6 @@ class Engine:
     async def _end(
         self,
         run: Run,
-        checkpointer: asyncio.Task[None],
         status: str,
         error: str | None,
         finalize_hook: FinalizeHook | None,
@@ -556,9 +560,8 @@ class Engine:
         `complete` first sends its status (and usage, estimated where the provider sent none) as
         message metadata, which the client merges into the message as the store does. A finalize
         that cannot be committed ends the stream with an `error` chunk instead."""
-        checkpointer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await checkpointer
+        # Out of the checkpoint writer first: no flush touches the run while it finalizes.
+        self.liveness.untrack(run.generation_id)
         committed = False
         try:
             if status != "complete":
@@ -577,6 +580,7 @@ class Engine:
             else:
                 await self._unsaved(run, finalize_hook, sink)
         finally:
+            run.told.set()
             try:
                 # Even when finalize failed: a lead never given up would stall identical requests.
                 if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
@@ -700,15 +704,6 @@ class Engine:
         )
 
     # -- 3. checkpoint -------------------------------------------------------------------------
-
-    async def _checkpointer(self, run: Run) -> None:
-        """The run's place in the process's checkpoint writer, from its first chunk until `_end`
-        cancels this (then no flush touches it while it finalizes)."""
-        self.liveness.track(run)
-        try:
-            await asyncio.get_running_loop().create_future()  # until cancelled
-        finally:
-            self.liveness.untrack(run.generation_id)
 
     def _busy(self) -> bool:
         """Runs here, or streams the in-process hub still holds (looking forgets stale ones)."""
@@ -867,6 +862,11 @@ class Engine:
 
     def is_running_here(self, generation_id: str) -> bool:
         return generation_id in self._tasks
+
+    def run_here(self, generation_id: str) -> Run | None:
+        """The run of a generation running in this process (its `done` is set once its final
+        state is committed and its last chunk published), or None."""
+        return self._runs.get(generation_id)
 
     def provider_status(self, generation_id: str) -> int | None:
         """The HTTP status of the failed provider call of a generation running here, if any."""

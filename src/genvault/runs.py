@@ -47,6 +47,9 @@ class Run:
     cancel_requested: bool = False
     cost: pricing.Cost | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the last chunk is published (the final state committed, or its failure told),
+    # before the lead in the dedup cache is given up: a non-streamed answer can go out then.
+    told: asyncio.Event = field(default_factory=asyncio.Event)
     cache_key: str | None = None
     cache_policy: CachePolicy | None = None
     # A copy of another generation (a cache hit, or a joined identical request).

@@ -96,6 +96,9 @@ class GenerationParams(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     seed: int | None = None
     stop: list[str] | None = Field(default=None, max_length=4)
+    # Choices asked for (OpenAI's `n`): the first is the reply, the others are kept beside it as
+    # `data-choice` parts of the record's message. None and 1 are the same request.
+    n: int | None = Field(default=None, ge=1, le=128)
 
 
 def invalid(exc: ValidationError, what: str) -> InvalidRequest:

@@ -81,6 +81,9 @@ _ERROR_STATUS = {
 # The wire format this provider passes through unchanged (`ModelRequest.wire`).
 WIRE_API = "anthropic.messages"
 
+# A non-streamed call's: the SDK's own default for one (10 minutes, 5 s to connect).
+_WHOLE_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
+
 _SDK_KEYWORDS = frozenset({"model", "messages", "max_tokens", "stream", "system", "tools", "stop_sequences"})
 
 
@@ -142,11 +145,24 @@ class AnthropicProvider:
         # anthropic 1.x+ dropped sampling keywords (temperature, top_p, top_k) from `create`; the
         # API still takes them, so whatever the SDK has no keyword for travels in `extra_body`.
         extra = {key: body.pop(key) for key in list(body) if key not in _SDK_KEYWORDS}
-        tap = request.wire.tap if request.wire is not None and request.wire.api == WIRE_API else None
+        wire = request.wire if request.wire is not None and request.wire.api == WIRE_API else None
+        tap = wire.tap if wire is not None else None
+        options: dict[str, Any] = {}
+        if wire is not None and wire.whole:
+            # A gateway client's non-streamed call is asked of the upstream as it was sent: one
+            # `message` object, read once. An explicit timeout: the SDK would otherwise refuse a
+            # large `max_tokens` without a stream, which the client's own SDK already allowed.
+            body["stream"] = False
+            options["timeout"] = _WHOLE_TIMEOUT
         reader = _EventReader()
         raw = 0
         try:
-            async with create(**body, extra_body=extra or None) as response:
+            async with create(**body, extra_body=extra or None, **options) as response:
+                http = response.http_response
+                if not body["stream"] and not http.headers.get("content-type", "").startswith("text/event-stream"):
+                    for out in self._whole(await http.aread()):
+                        yield out
+                    return
                 await check_is_stream(response.http_response, self.name, response.close)
                 if tap is not None:
                     tap.open()
@@ -181,6 +197,45 @@ class AnthropicProvider:
             raise ProviderError(f"{self.name} sent an empty stream (no events)", provider=self.name, status=502)
         for out in reader.close():
             yield out
+
+    def _whole(self, data: bytes) -> list[ProviderEvent]:
+        """The events of a whole `message` object: those of the stream that would carry it (each
+        content block opened whole, a tool's input as one delta, a signature after its thinking)."""
+        try:
+            message = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProviderError(f"the answer from {self.name} is not JSON: {exc}", provider=self.name) from exc
+        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+            if isinstance(message, dict) and message.get("type") == "error":
+                status = _ERROR_STATUS.get(error_type(message) or "", 502)
+                raise ProviderError(
+                    error_message(message, "the provider reported an error"), provider=self.name, status=status
+                )
+            raise ProviderError(f"{self.name} answered something other than a message", provider=self.name, status=502)
+        reader = _EventReader()
+        events: list[dict[str, Any]] = [{"type": "message_start", "message": {"usage": message.get("usage")}}]
+        for index, block in enumerate(message["content"]):
+            if not isinstance(block, dict):
+                continue
+            events.append({"type": "content_block_start", "index": index, "content_block": block})
+            kind = block.get("type")
+            if kind in ("tool_use", "server_tool_use") and block.get("input"):
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"], ensure_ascii=False)}
+                events.append({"type": "content_block_delta", "index": index, "delta": delta})
+            elif kind == "thinking" and isinstance(block.get("signature"), str):
+                delta = {"type": "signature_delta", "signature": block["signature"]}
+                events.append({"type": "content_block_delta", "index": index, "delta": delta})
+            elif kind == "text":
+                for citation in block.get("citations") or ():
+                    delta = {"type": "citations_delta", "citation": citation}
+                    events.append({"type": "content_block_delta", "index": index, "delta": delta})
+            events.append({"type": "content_block_stop", "index": index})
+        ending = {"stop_reason": message.get("stop_reason")}
+        events.append({"type": "message_delta", "delta": ending, "usage": message.get("usage")})
+        out: list[ProviderEvent] = []
+        for event in events:
+            out.extend(reader.feed(_Fields(event)))
+        return out + reader.close()
 
     async def aclose(self) -> None:
         if self._owns_sdk_client:

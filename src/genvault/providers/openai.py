@@ -1,4 +1,6 @@
-"""OpenAI Chat Completions, streaming, through the official `openai` SDK; also any compatible server.
+"""OpenAI Chat Completions, streaming, for OpenAI and any compatible server: configured by the
+official `openai` SDK, sent over genvault's lean HTTP/1.1 client (`_http1`; the SDK's own client
+with an injected HTTP client or a proxy).
 
 Invariants:
 - One `stream()` is one streamed `chat.completions.create` with `stream_options.include_usage`,
@@ -14,26 +16,32 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import httpx
 import openai
+import orjson
 from openai._constants import RAW_RESPONSE_HEADER
 from openai._response import AsyncResponseContextManager
 
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message
+from genvault.providers._http1 import Http1Error, Http1Pool, uses_proxy
 from genvault.providers._sse import sse_lines
 from genvault.providers._stream_check import check_is_stream
 from genvault.providers.base import (
     FinishReason,
     ModelRequest,
     ProviderEvent,
+    StreamData,
     StreamFinish,
     StreamReasoningDelta,
     StreamTextDelta,
@@ -114,6 +122,22 @@ class OpenAIProvider:
             )
         except openai.OpenAIError as exc:
             raise InvalidRequest(f"cannot configure provider {name!r}: {exc}") from exc
+        self._max_retries = max_retries
+        # The calls themselves go over genvault's lean HTTP/1.1 client (`_http1`: a third of the
+        # gateway's CPU per call was the SDK's request stack), with the SDK's own headers; the
+        # SDK's client stays for an injected HTTP client (tests' transports) or a proxy.
+        self._pool: Http1Pool | None = None
+        self._headers = b""
+        base_url = str(self._client.base_url)
+        plain = base_url.startswith(("http://", "https://")) and "?" not in base_url  # no query to merge
+        if http_client is None and plain and not uses_proxy(base_url):
+            self._pool = Http1Pool(base_url, read_timeout=600.0)
+            sent = {**self._client.default_headers, **self._client.auth_headers, "Accept-Encoding": "gzip, deflate"}
+            self._headers = "".join(
+                f"{key}: {value}\r\n"
+                for key, value in sent.items()
+                if isinstance(value, str) and not key.lower().startswith("x-stainless")
+            ).encode("latin-1")
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(name={self.name!r}, base_url={str(self._client.base_url)!r})"
@@ -156,6 +180,52 @@ class OpenAIProvider:
         )
         return AsyncResponseContextManager(cast(Any, sent))
 
+    @asynccontextmanager
+    async def _open(self, body: dict[str, Any]) -> AsyncIterator[Any]:
+        """The upstream's answer to `body` once its status is a success (headers read; the body
+        is read by the caller), through the lean client or the SDK; closed on exit."""
+        if self._pool is None:
+            async with self._send(body) as response:
+                yield response.http_response
+            return
+        try:
+            data = orjson.dumps(body)
+        except TypeError:  # an integer orjson does not take (beyond 64 bits)
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        attempt = 0
+        while True:
+            try:
+                answer = await self._pool.request("POST", "/chat/completions", self._headers, data)
+                if answer.status < 400 and answer.headers.get("x-should-retry") != "true":
+                    break
+                text = await answer.aread()
+            except Http1Error as exc:
+                if attempt < self._max_retries:
+                    attempt += 1
+                    await asyncio.sleep(_retry_delay(attempt, None))
+                    continue
+                what = "Request timed out" if exc.timeout else "Connection error"
+                raise ProviderError(f"{what} ({self.name}): {exc}", provider=self.name) from exc
+            if attempt < self._max_retries and _should_retry(answer.status, answer.headers):
+                attempt += 1
+                await asyncio.sleep(_retry_delay(attempt, answer.headers))
+                continue
+            raise self._status_error(answer.status, text)
+        try:
+            yield answer
+        finally:
+            await answer.aclose()
+
+    def _status_error(self, status: int, text: bytes) -> ProviderError:
+        """An HTTP error answer as the SDK path reports it: the provider's own message."""
+        try:
+            parsed: Any = json.loads(text)
+        except ValueError:
+            parsed = text.decode("utf-8", "replace")
+        message = error_message(parsed, f"Error code: {status}")
+        logger.debug("%s: provider error (status %s): %s", self.name, status, message)
+        return ProviderError(message, provider=self.name, status=status)
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         body = self.request_body(request)
         wire = request.wire if request.wire is not None and request.wire.api == WIRE_API else None
@@ -169,14 +239,13 @@ class OpenAIProvider:
         # The gateway's live caller of a passed-through request gets the upstream's own lines.
         tap = wire.tap if wire is not None else None
         try:
-            async with self._send(body) as response:
-                http = response.http_response
+            async with self._open(body) as http:
                 if not body["stream"] and not http.headers.get("content-type", "").startswith("text/event-stream"):
                     # (A compatible server that streams anyway is read as a stream, below.)
                     for event in self._whole(await http.aread()):
                         yield event
                     return
-                await check_is_stream(http, self.name, response.close)
+                await check_is_stream(http, self.name, http.aclose)
                 if tap is not None:
                     tap.open()
                 async for line in sse_lines(http):
@@ -202,7 +271,7 @@ class OpenAIProvider:
                         yield event
         except openai.OpenAIError as exc:
             raise self._provider_error(exc) from exc
-        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        except (httpx.HTTPError, Http1Error, json.JSONDecodeError) as exc:
             raise ProviderError(f"the stream from {self.name} broke off: {exc}", provider=self.name) from exc
         if raw == 0:  # not even the stream's opening event: never an empty success
             raise ProviderError(f"{self.name} sent an empty stream (no events)", provider=self.name, status=502)
@@ -237,6 +306,8 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         """Close the SDK client's connections, unless the HTTP client was the caller's."""
+        if self._pool is not None:
+            await self._pool.aclose()
         if self._owns_http_client:
             await self._client.close()
 
@@ -256,6 +327,28 @@ class OpenAIProvider:
         return ProviderError(message, provider=self.name, status=status)
 
 
+def _should_retry(status: int, headers: dict[str, str]) -> bool:
+    """The SDK's rule: the server's `x-should-retry` if it says, else 408, 409, 429 and 5xx."""
+    said = headers.get("x-should-retry")
+    if said in ("true", "false"):
+        return said == "true"
+    return status in (408, 409, 429) or status >= 500
+
+
+def _retry_delay(attempt: int, headers: dict[str, str] | None) -> float:
+    """The SDK's backoff: the server's `retry-after(-ms)` up to a minute, else 0.5 s doubling
+    to 8 s, less up to a quarter of jitter."""
+    if headers is not None:
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            try:
+                seconds = float(headers.get(name, "")) * scale
+            except ValueError:
+                continue
+            if 0 < seconds <= 60:
+                return seconds
+    return min(0.5 * 2.0 ** (attempt - 1), 8.0) * (1 - 0.25 * random.random())
+
+
 @dataclass(slots=True)
 class _ToolCallBuffer:
     call_id: str
@@ -272,6 +365,7 @@ class _ChunkReader:
         self._usage: dict[str, Any] | None = None
         self._finish: str | None = None
         self._called_tools = False
+        self._others: dict[int, _OtherChoice] = {}  # choices after the first (`n` > 1), by index
 
     def feed(self, chunk: dict[str, Any]) -> list[ProviderEvent]:
         """One `chat.completion.chunk`, as parsed JSON."""
@@ -280,8 +374,12 @@ class _ChunkReader:
         if usage:
             self._usage = usage
         for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue  # genvault asks for one choice; extra ones are not ours to keep
+            index = choice.get("index", 0)
+            if index != 0:
+                # Asked for with `n` > 1: kept whole, told once the answer is complete.
+                if isinstance(index, int):
+                    self._others.setdefault(index, _OtherChoice()).feed(choice)
+                continue
             delta = choice.get("delta") or {}
             # vLLM, DeepSeek and Ollama put reasoning in an extra field; one of the two names.
             thought = delta.get("reasoning_content") or delta.get("reasoning")
@@ -302,6 +400,8 @@ class _ChunkReader:
 
     def close(self) -> list[ProviderEvent]:
         events = self._flush_tools()
+        for index in sorted(self._others):
+            events.append(StreamData("choice", self._others[index].json(index)))
         if self._usage is not None:
             events.append(_stream_usage(self._usage))
         reason = map_finish_reason(self._finish)
@@ -347,6 +447,45 @@ class _ChunkReader:
             return []
         self._called_tools = True
         return [StreamToolCall(buffer.call_id, buffer.name, _parse_arguments(buffer.arguments))]
+
+
+class _OtherChoice:
+    """One choice after the first, folded from its deltas into the `choices[i]` of a
+    `chat.completion` (what the record keeps and a client is shown of it)."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish: str | None = None
+
+    def feed(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta") or {}
+        for field_name, into in (("content", self.text), ("refusal", self.text), ("reasoning_content", self.reasoning)):
+            value = delta.get(field_name)
+            if isinstance(value, str) and value:
+                into.append(value)
+        for call in delta.get("tool_calls") or ():
+            if not isinstance(call, dict):
+                continue
+            held = self.calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
+            function = call.get("function") or {}
+            held["id"] = call.get("id") or held["id"]
+            held["name"] += function.get("name") or ""
+            held["arguments"] += function.get("arguments") or ""
+        if choice.get("finish_reason") is not None:
+            self.finish = choice["finish_reason"]
+
+    def json(self, index: int) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) or None}
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if self.calls:
+            message["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for _, c in sorted(self.calls.items())
+            ]
+        return {"index": index, "message": message, "finish_reason": self.finish}
 
 
 def _parse_arguments(arguments: str) -> Any:

@@ -73,7 +73,7 @@ def to_openai_params(params: dict[str, Any], *, max_tokens_field: str = "max_com
     for key, value in params.items():
         if value is None:
             continue
-        if key in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
+        if key in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "n"):
             result[key] = value
         elif key == "max_tokens":
             result[max_tokens_field] = value

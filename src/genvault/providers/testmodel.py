@@ -35,6 +35,7 @@ from genvault.providers.base import (
     FinishReason,
     ModelRequest,
     ProviderEvent,
+    StreamData,
     StreamFile,
     StreamFinish,
     StreamReasoningDelta,
@@ -241,10 +242,14 @@ _WORDS = (  # noqa: SIM905 - a word list reads better as words
 ).split()
 
 
-def default_reply(request: ModelRequest) -> str:
-    """The reply to a request with nothing enqueued: 40 to 80 tokens chosen by a hash of the prompt."""
+def default_reply(request: ModelRequest, choice: int = 0) -> str:
+    """The reply to a request with nothing enqueued: 40 to 80 tokens chosen by a hash of the prompt
+    (and, for the choices after the first that `n` asks for, of the choice's index)."""
+    identity: dict[str, Any] = {"system": request.system, "messages": request.messages}
+    if choice:
+        identity["choice"] = choice
     prompt = json.dumps(
-        {"system": request.system, "messages": request.messages},
+        identity,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -329,17 +334,32 @@ class TestProvider:
             yield token
 
     async def _default(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
-        tokens = split_tokens(default_reply(request))
-        reason: FinishReason = "stop"
-        max_tokens = request.params.get("max_tokens")
-        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens < len(tokens):
-            tokens, reason = tokens[: max(max_tokens, 0)], "length"
+        tokens, reason = self._choice(request, 0)
         for token in tokens:
             await self._pace()
             yield StreamTextDelta(token)
+        output_tokens = len(tokens)
+        # `n` > 1: the other choices, each whole, as an OpenAI-compatible provider tells them.
+        n = request.params.get("n")
+        for index in range(1, n if isinstance(n, int) and not isinstance(n, bool) else 1):
+            await self._pace()
+            more, more_reason = self._choice(request, index)
+            output_tokens += len(more)
+            finish = "length" if more_reason == "length" else "stop"
+            message = {"role": "assistant", "content": "".join(more)}
+            yield StreamData("choice", {"index": index, "message": message, "finish_reason": finish})
         input_tokens = count_tokens(_prompt_text(request))
-        yield StreamUsage(input_tokens=input_tokens, output_tokens=len(tokens), total_tokens=input_tokens + len(tokens))
+        total = input_tokens + output_tokens
+        yield StreamUsage(input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total)
         yield StreamFinish(reason)
+
+    @staticmethod
+    def _choice(request: ModelRequest, index: int) -> tuple[list[str], FinishReason]:
+        tokens = split_tokens(default_reply(request, index))
+        max_tokens = request.params.get("max_tokens")
+        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens < len(tokens):
+            return tokens[: max(max_tokens, 0)], "length"
+        return tokens, "stop"
 
     async def _scripted(
         self, request: ModelRequest, steps: Iterable[Step], call_number: int

@@ -114,23 +114,37 @@ class Metrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        self._series: dict[tuple[str, str], tuple[Any, Any, tuple[Any, ...], Any, Any]] = {}
 
     def observe(self, record: Generation) -> None:
         """A finalize listener: count one final record (called once per finished generation)."""
-        self.finished.labels(record.status, record.model).inc()
+        finished, latency, tokens, cost, ttft = self._children(record.model, record.status)
+        finished.inc()
         usage = record.usage
         values = (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_tokens)
-        for kind, value in zip(_KINDS, values, strict=True):
+        for counter, value in zip(tokens, values, strict=True):
             if value:  # never negative: a counter refuses a negative increment
-                self.tokens.labels(record.model, kind).inc(max(0, value))
+                counter.inc(max(0, value))
         if record.cost_nano_usd:
-            self.cost.labels(record.model).inc(max(0, record.cost_nano_usd) / 1e9)
+            cost.inc(max(0, record.cost_nano_usd) / 1e9)
         if record.finished_at is not None:
-            self.latency.labels(record.model, record.status).observe(
-                (record.finished_at - record.created_at).total_seconds()
-            )
+            latency.observe((record.finished_at - record.created_at).total_seconds())
         if record.first_token_at is not None:
-            self.ttft.labels(record.model).observe((record.first_token_at - record.created_at).total_seconds())
+            ttft.observe((record.first_token_at - record.created_at).total_seconds())
+
+    def _children(self, model: str, status: str) -> tuple[Any, Any, tuple[Any, ...], Any, Any]:
+        """The labelled series of one model and status, looked up once (`labels()` takes a lock
+        and builds its key on every call; this runs once per generation)."""
+        found = self._series.get((model, status))
+        if found is None:
+            found = self._series[(model, status)] = (
+                self.finished.labels(status, model),
+                self.latency.labels(model, status),
+                tuple(self.tokens.labels(model, kind) for kind in _KINDS),
+                self.cost.labels(model),
+                self.ttft.labels(model),
+            )
+        return found
 
     async def render(self, conn: Any) -> bytes:
         rows = (

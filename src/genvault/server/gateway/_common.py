@@ -27,6 +27,7 @@ from genvault.records import Generation
 from genvault.server.deps import key_user
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID
+from genvault.streams.memory import MemoryHub
 from genvault.vault import Vault
 
 __all__ = [
@@ -145,6 +146,20 @@ async def start_generation(
 async def drain(vault: Vault, started: Started, feed: Callable[[dict[str, Any]], object]) -> int | None:
     """Feed every chunk of a non-streamed call to its renderer; returns the upstream's HTTP status
     when the provider call failed here (an error answer carries it), else None."""
+    run = vault.engine.run_here(started.record.id)
+    hub = vault.hub
+    if run is not None and isinstance(hub, MemoryHub):
+        # Nothing goes out before the end: wake once, when the final state is committed and the
+        # last chunk published (`told`), rather than once per burst of chunks and again at the
+        # stream's close, which waits for the dedup cache's release. The run goes on without
+        # this if the client leaves: it is its own task.
+        await run.told.wait()
+        status = None
+        for chunk in hub.chunks(started.record.id):  # all of them, the last one included
+            if chunk["type"] == "error":
+                status = run.provider_status
+            feed(chunk)
+        return status
     status = None
     async for chunk in started.chunks:
         if chunk["type"] == "error":

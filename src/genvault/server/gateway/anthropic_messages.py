@@ -19,7 +19,7 @@ from genvault.errors import InvalidRequest
 from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec, WireRequest
 from genvault.providers.tap import WireTap
-from genvault.server.deps import VaultDep
+from genvault.server.deps import get_vault_now
 from genvault.server.gateway._common import (
     drain,
     dumps,
@@ -169,7 +169,7 @@ def parse_messages_request(body: dict[str, Any]) -> tuple[str, ModelRequest]:
         system=None if system is None else text_of(system, "system"),
         tools=_tools(body.get("tools")),
         params=params,
-        wire=WireRequest(API, {k: v for k, v in body.items() if k != "stream"}),
+        wire=WireRequest(API, {k: v for k, v in body.items() if k != "stream"}, whole=body.get("stream") is not True),
     )
     return model, request
 
@@ -316,9 +316,10 @@ _MESSAGE_STOP = _event("message_stop", {"type": "message_stop"})
 
 
 @router.post("/v1/messages", response_class=Response)
-async def messages(request: Request, vault: VaultDep) -> Response:
+async def messages(request: Request) -> Response:
     """Anthropic Messages. The record exists (`X-Genvault-Generation-Id`) before the model is
     called; the call goes on if the client disconnects."""
+    vault = get_vault_now(request)  # a hot route: no dependency to solve per call
     user = await gateway_user(request, vault)
     body = await read_body(request)
     model, model_request = parse_messages_request(body)

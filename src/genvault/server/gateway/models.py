@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from genvault.errors import InvalidRequest, ProviderError
+from genvault.errors import InvalidRequest, NotFound, ProviderError
 from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import GENERATION_HEADER, gateway_user, read_body, require
 from genvault.vault import Vault
@@ -45,6 +45,16 @@ def configured_models(vault: Vault) -> list[dict[str, Any]]:
 async def list_models(request: Request, vault: VaultDep) -> JSONResponse:
     await gateway_user(request, vault)
     return JSONResponse({"object": "list", "data": configured_models(vault)})
+
+
+@router.get("/v1/models/{model:path}")
+async def retrieve_model(model: str, request: Request, vault: VaultDep) -> JSONResponse:
+    """One configured model (the SDKs' `models.retrieve`); its name may hold slashes."""
+    await gateway_user(request, vault)
+    for entry in configured_models(vault):
+        if entry["id"] == model:
+            return JSONResponse(entry)
+    raise NotFound(f"no model {model[:200]!r} is configured here; GET /v1/models lists them")
 
 
 @router.post("/v1/images/generations")

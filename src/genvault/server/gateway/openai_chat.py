@@ -20,7 +20,7 @@ from genvault.errors import InvalidRequest
 from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec, WireRequest
 from genvault.providers.tap import WireTap
-from genvault.server.deps import VaultDep
+from genvault.server.deps import get_vault_now
 from genvault.server.gateway._common import (
     drain,
     dumps,
@@ -178,7 +178,13 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[str, ModelRequest]:
     require(isinstance(messages, list) and bool(messages), "messages must be a non-empty list")
     assert isinstance(messages, list)
     n = body.get("n")
-    require(n in (None, 1), "n must be 1: genvault keeps one choice per generation")
+    require(
+        n is None or (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 128),
+        "n must be a whole number from 1 to 128",
+    )
+    # Anthropic's API answers one choice; every other route (OpenAI, a compatible server, the
+    # offline model) answers `n`.
+    require(n in (None, 1) or not model.startswith("anthropic/"), "n above 1 needs an OpenAI-compatible model")
     stop = body.get("stop")
     params = parse_params(
         {
@@ -187,6 +193,7 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[str, ModelRequest]:
             "max_tokens": body.get("max_completion_tokens", body.get("max_tokens")),
             "seed": body.get("seed"),
             "stop": [stop] if isinstance(stop, str) else stop,
+            "n": None if n == 1 else n,
         }
     ).model_dump(exclude_none=True)
     request = ModelRequest(
@@ -223,14 +230,28 @@ class ChatCompletionRenderer:
         self.usage: dict[str, Any] | None = None
         self.error: str | None = None
         self.aborted = False
+        self.others: list[dict[str, Any]] = []  # the choices after the first (`n` > 1), whole
         head = f'{{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},"model":{dumps(model)},'
         self._head = (head + '"choices":').encode()
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> bytes:
         if not self.streaming:
             return b""
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return b"data: " + self._head + dumps([choice]).encode() + b"}\n\n"
+
+    def _other_choice(self, data: Any) -> bytes | None:
+        """A whole choice after the first (`data-choice`): kept for the completion, and streamed
+        as one chunk with its `index`, its whole message as the delta and its finish reason."""
+        if not isinstance(data, dict) or not isinstance(data.get("index"), int):
+            return None
+        said = data.get("message")
+        message: dict[str, Any] = said if isinstance(said, dict) else {}
+        self.others.append({"index": data["index"], "message": message, "finish_reason": data.get("finish_reason")})
+        delta = dict(message)
+        if isinstance(delta.get("tool_calls"), list):
+            delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(delta["tool_calls"])]
+        return self._chunk(delta, data.get("finish_reason") or "stop", data["index"])
 
     def first(self) -> bytes:
         return self._chunk({"role": "assistant", "content": ""})
@@ -272,6 +293,8 @@ class ChatCompletionRenderer:
             )
         if kind == "tool-input-available":
             return self._tool_call(chunk)
+        if kind == "data-choice":
+            return self._other_choice(chunk.get("data"))
         if kind == "finish":
             self.finish_reason = _FINISH.get(str(chunk.get("finishReason")), "tool_calls" if self.calls else "stop")
             usage = usage_of(chunk)
@@ -327,7 +350,16 @@ class ChatCompletionRenderer:
             "created": self.created,
             "model": self.model,
             "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish_reason or "stop"}
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish_reason or "stop"},
+                *(
+                    {
+                        "index": other["index"],
+                        "message": {"refusal": None, **other["message"]},
+                        "logprobs": None,
+                        "finish_reason": other["finish_reason"] or "stop",
+                    }
+                    for other in sorted(self.others, key=lambda other: int(other["index"]))
+                ),
             ],
             "usage": self.usage or openai_usage({}),
             "system_fingerprint": None,
@@ -350,9 +382,10 @@ def error_body(message: str, kind: str = "server_error", code: str | None = None
 
 
 @router.post("/v1/chat/completions", response_class=Response)
-async def chat_completions(request: Request, vault: VaultDep) -> Response:
+async def chat_completions(request: Request) -> Response:
     """OpenAI Chat Completions. The record exists (`X-Genvault-Generation-Id`) before the model is
     called; the call goes on if the client disconnects."""
+    vault = get_vault_now(request)  # a hot route: no dependency to solve per call
     user = await gateway_user(request, vault)
     body = await read_body(request)
     model, model_request = parse_chat_request(body)

@@ -25,7 +25,7 @@ from genvault.messages.convert import to_model_messages
 from genvault.providers._parts import read_file_part
 from genvault.providers.base import ModelRequest, ToolSpec
 from genvault.records import Generation
-from genvault.server.deps import VaultDep
+from genvault.server.deps import get_vault_now
 from genvault.server.gateway._common import (
     drain,
     dumps,
@@ -404,9 +404,10 @@ async def earlier_messages(vault: Vault, user_id: str, response_id: str) -> list
 
 
 @router.post("/v1/responses", response_class=Response)
-async def responses(request: Request, vault: VaultDep) -> Response:
+async def responses(request: Request) -> Response:
     """OpenAI Responses. The record exists (`X-Genvault-Generation-Id`) before the model is
     called; the call goes on if the client disconnects."""
+    vault = get_vault_now(request)  # a hot route: no dependency to solve per call
     user = await gateway_user(request, vault)
     body = await read_body(request)
     model, model_request = parse_responses_request(body)

@@ -27,6 +27,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
+async def create_pg_database(name: str) -> str:
+    """Create the PostgreSQL database `name` on the bench's server; its URL."""
+    import asyncpg
+
+    admin = await asyncpg.connect(f"postgresql://{PG_HOST}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return f"postgresql://{PG_HOST}/{name}"
+
+
 @contextlib.asynccontextmanager
 async def fresh_database(kind: str) -> AsyncIterator[str]:
     """The URL of an empty database made for this run, dropped (or deleted) at the end."""
@@ -39,13 +51,9 @@ async def fresh_database(kind: str) -> AsyncIterator[str]:
     import asyncpg
 
     name = f"genvault_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"postgresql://{PG_HOST}/postgres")
+    url = await create_pg_database(name)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"postgresql://{PG_HOST}/{name}"
+        yield url
     finally:
         admin = await asyncpg.connect(f"postgresql://{PG_HOST}/postgres")
         try:

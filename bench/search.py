@@ -338,17 +338,9 @@ async def _database(db: str, keep: bool, reuse: dict[str, str] | None) -> AsyncI
     if db == "sqlite":
         url = f"sqlite:///{tempfile.mkdtemp(prefix='genvault-bench-kept-')}/bench.db"
     else:
-        import asyncpg
+        from bench._common import create_pg_database
 
-        from bench._common import PG_HOST
-
-        name = f"genvault_bench_kept_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(f"postgresql://{PG_HOST}/postgres")
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        url = f"postgresql://{PG_HOST}/{name}"
+        url = await create_pg_database(f"genvault_bench_kept_{uuid.uuid4().hex[:8]}")
     print(f"{db:8} kept: --reuse {url}")
     yield url, False
 

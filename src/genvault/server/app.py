@@ -100,14 +100,13 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
     app.add_middleware(SameOrigin, public_url=the_vault.settings.public_url)
     # The gateway's routes first: Starlette tries routes in order, and a `/v1` call (the busiest
     # path) otherwise compared its path with every route above it. None of theirs is under /v1.
-    # A chat turn's route first, as a plain Starlette route (`post_chat_direct`): the same
-    # endpoint as the chat router's `POST /api/chat`, which stays for the OpenAPI document.
-    app.router.add_route("/api/chat", chat_stream.post_chat_direct, methods=["POST"], include_in_schema=False)
     app.include_router(gateway.router)
-    app.router.routes[:0] = gateway.fast_routes()  # in front of their `APIRoute`s (schema only)
     routers = (chat_stream, chats, feedback, files, generations, images, limits, models, search, usage, users, webhooks)
     for module in (*routers, health, login, log_page, pages):
         app.include_router(module.router)
+    # In front of all: the busiest POSTs (a chat turn, the three /v1 generation calls) as plain
+    # Starlette routes to the same endpoints; their `APIRoute`s stay behind for the schema.
+    app.router.routes[:0] = [*gateway.fast_routes(), *chat_stream.fast_routes()]
     _offline_docs(app)  # before /static, whose mount would answer /static/swagger-ui/... first
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

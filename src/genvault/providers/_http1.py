@@ -10,8 +10,9 @@ uvicorn already uses for genvault's own side, parses the upstream's answer here.
 
 Invariants:
 - Only what the providers need: `POST` (or any method) to one origin, `Content-Length` bodies
-  out; `Content-Length`, chunked or close-delimited answers in; gzip/deflate decoded if a server
-  sends it anyway (`Accept-Encoding: identity` is asked). No proxies, redirects or cookies: the
+  out; `Content-Length`, chunked or close-delimited answers in; gzip/deflate decoded (the
+  caller's headers say what it accepts; the OpenAI provider asks for both, as the SDK's client
+  did). No proxies, redirects or cookies: the
   provider uses the SDK's client when a proxy is configured.
 - A connection goes back to the pool only after its answer was read to the end and the server
   allows keep-alive; a response closed early closes its connection.

@@ -24,6 +24,7 @@ from genvault.errors import Busy, StorageError
 from genvault.store.db import SKIP_PING, WRITE_OPTION, async_url, create_engine, upgrade
 from genvault.store.driver import ConnectionLost, DriverPool, PoolBusy, PooledDriver
 from genvault.store.sqlite_adapter import SqliteReader, SqliteReaders
+from genvault.store.sqlite_groups import WriteGroups
 
 __all__ = ["Store", "split_pool"]
 
@@ -89,9 +90,10 @@ class Store:
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         if self.engine.dialect.name == "sqlite":
             self.write_lock = asyncio.Lock()
-        # SQLite: the connection `sqlite_adapter.one_hop` writes on, opened at the first write;
+        # SQLite: the connection `sqlite_groups.write_in_group` writes on, opened at the first write;
         # and reader connections of the store's own for one-statement reads (`sqlite_reader`).
         self._sqlite_writer: Any = None
+        self._sqlite_groups: WriteGroups | None = None  # the writes on it, grouped (`sqlite_groups`)
         self._sqlite_readers: SqliteReaders | None = None
         if self.engine.dialect.name == "sqlite" and not isinstance(self.engine.sync_engine.pool, NullPool):
             sqlite_pool: Any = self.engine.sync_engine.pool  # a QueuePool: file databases only
@@ -241,7 +243,7 @@ class Store:
 
     async def sqlite_writer(self) -> Any:
         """SQLite: the store's own writer connection (SQLAlchemy's adapted aiosqlite connection,
-        made by the engine's pool machinery, so with its PRAGMAs), for `sqlite_adapter.one_hop`
+        made by the engine's pool machinery, so with its PRAGMAs), for `sqlite_groups.write_in_group`
         under the write lock; None for an in-memory database (no pool: each connection is a
         database of its own). Opened at the first call, reopened if it was closed."""
         writer = self._sqlite_writer
@@ -252,6 +254,14 @@ class Store:
             return None
         self._sqlite_writer = await greenlet_spawn(pool._create_connection)
         return self._sqlite_writer.dbapi_connection
+
+    def sqlite_groups(self) -> WriteGroups:
+        """SQLite: the queue of the hot paths' writes on the writer connection, run several to a
+        transaction when they arrive together (`sqlite_groups.write_in_group`)."""
+        groups = self._sqlite_groups
+        if groups is None:
+            groups = self._sqlite_groups = WriteGroups(self)
+        return groups
 
     @asynccontextmanager
     async def sqlite_reader(self) -> AsyncIterator[SqliteReader | AsyncConnection]:
@@ -278,6 +288,8 @@ class Store:
             await self._drivers.aclose()
         if self._sqlite_readers is not None:
             await self._sqlite_readers.aclose()
+        if self._sqlite_groups is not None:
+            await self._sqlite_groups.aclose()
         writer, self._sqlite_writer = self._sqlite_writer, None
         if writer is not None:
             await greenlet_spawn(writer.close)

@@ -14,12 +14,12 @@ out, as before.
   trip instead of seven (ping, BEGIN, generation, reply append, chat freed, cache entry,
   COMMIT). A taken message id fails the messages insert on its primary key and undoes the whole
   statement. Prepared once per connection by asyncpg's statement cache.
-- SQLite: the same writes in one `BEGIN IMMEDIATE` transaction in one hop to aiosqlite's thread
-  (`sqlite_adapter.one_hop`), under the store's write lock like any write.
+- SQLite: the same writes in one hop to aiosqlite's thread, under the store's write lock like any
+  write, in a `BEGIN IMMEDIATE` transaction shared with the other writes queued meanwhile
+  (`sqlite_groups.write_in_group`: group commit, each write under a savepoint of its own).
 
 A generation of no chat (a `/v1` gateway call, `Vault.complete`) ends the same way with only its
-record and the cache entry to write (`finish_generation`): on SQLite a lone UPDATE in autocommit
-when there is no entry.
+record and the cache entry to write (`finish_generation`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from genvault.store.chats import check_message_storable
 from genvault.store.driver import ConnectionLost
 from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
-from genvault.store.sqlite_adapter import one_hop
+from genvault.store.sqlite_groups import UndoWrites, write_in_group
 
 __all__ = ["CacheEntry", "finish_chat_turn", "finish_generation"]
 
@@ -294,13 +294,10 @@ async def _finish_sqlite(
     metadata = dump_json(message.get("metadata", MISSING))
 
     def run(db: sqlite3.Connection) -> bool:
-        # On aiosqlite's thread, in one hop; the connection is in autocommit between
-        # SQLAlchemy's transactions, so BEGIN IMMEDIATE starts ours.
-        db.execute("BEGIN IMMEDIATE")
+        # On aiosqlite's thread, inside the transaction of a group of writes (`write_in_group`).
         try:
             if not db.execute(final_sql, final_params).fetchall():
-                db.execute("ROLLBACK")
-                return False
+                return False  # nothing written
             bumped = db.execute(
                 "UPDATE chats SET last_seq = last_seq + 1, updated_at = ?, active_generation_id = "
                 "CASE WHEN active_generation_id = ? THEN NULL ELSE active_generation_id END "
@@ -317,17 +314,11 @@ async def _finish_sqlite(
                     db.executemany(part_sql, part_rows)
             if entry is not None:
                 _sqlite_entry(db, entry, generation_id, stamp)
-            db.execute("COMMIT")
         except sqlite3.IntegrityError:
-            db.execute("ROLLBACK")  # the reply's id is taken: the general path says what to do
-            return False
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            raise UndoWrites(False) from None  # the reply's id is taken: the general path says what to do
         return True
 
-    return await one_hop(store, run)
+    return await write_in_group(store, run)
 
 
 @functools.cache
@@ -368,22 +359,14 @@ async def finish_generation(
     stamp, _ = _sqlite_binders(store.engine.dialect)
 
     def write(db: sqlite3.Connection) -> bool:
-        if entry is None:  # one statement, atomic in autocommit
-            return bool(db.execute(final_sql, final_params).fetchall())
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if not db.execute(final_sql, final_params).fetchall():
-                db.execute("ROLLBACK")
-                return False
+        # In a group's transaction (`write_in_group`).
+        if not db.execute(final_sql, final_params).fetchall():
+            return False  # nothing written
+        if entry is not None:
             _sqlite_entry(db, entry, generation_id, stamp)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return True
 
-    return await one_hop(store, write)
+    return await write_in_group(store, write)
 
 
 def _final_params(values: dict[str, Any]) -> tuple[Any, ...]:

@@ -18,9 +18,9 @@ writes nothing, and the caller takes the general path, which locks the chat and 
   of twelve or more for an existing one (the same with the message probe and the history read);
   an existing chat's history is then one page read (`read_history`). The foreign keys are
   checked at the end of the statement, after every insert.
-- SQLite: the same writes in one `BEGIN IMMEDIATE` transaction run in one hop to aiosqlite's
-  thread (`sqlite_adapter.one_hop`: one function there does BEGIN, the statements and COMMIT),
-  instead of a hop and a pass through SQLAlchemy per statement.
+- SQLite: the same writes in one hop to aiosqlite's thread, instead of a hop and a pass through
+  SQLAlchemy per statement, in a `BEGIN IMMEDIATE` transaction shared with the other writes
+  queued meanwhile (`sqlite_groups.write_in_group`: group commit, each write under a savepoint).
 
 A generation of no chat (a `/v1` gateway call, `Vault.complete`) opens the same way with only
 its pending row to write (`open_generation`): one statement with the dedup cache's lookup on
@@ -45,7 +45,7 @@ from genvault.store.chats import MAX_PAGE, load_messages
 from genvault.store.driver import ConnectionLost
 from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
-from genvault.store.sqlite_adapter import one_hop
+from genvault.store.sqlite_groups import UndoWrites, write_in_group
 
 __all__ = ["Opened", "Opening", "open_chat_turn", "open_generation", "read_history", "with_message"]
 
@@ -358,54 +358,45 @@ async def _open_sqlite(
     )
 
     def run(db: sqlite3.Connection) -> tuple[Opened, str | None, bool]:
-        # On aiosqlite's thread, in one hop. The connection is in autocommit as SQLAlchemy's
-        # pool hands it out between transactions, so BEGIN IMMEDIATE starts ours.
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            opened: Opened = "new"
-            seq, before = 1, 0
-            created = db.execute(
-                "INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, "
-                "updated_at, tags, metadata) VALUES (?, ?, ?, 'private', 1, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO NOTHING RETURNING id",
-                (chat_id, user_id, title, generation["id"], now, now, *chat_labels),
+        # On aiosqlite's thread, inside the transaction of a group of writes (`write_in_group`).
+        opened: Opened = "new"
+        seq, before = 1, 0
+        created = db.execute(
+            "INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, "
+            "updated_at, tags, metadata) VALUES (?, ?, ?, 'private', 1, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING RETURNING id",
+            (chat_id, user_id, title, generation["id"], now, now, *chat_labels),
+        ).fetchall()
+        if not created:
+            # The user's chat, running no reply, without this message id (see `_postgresql_sql`;
+            # here the write lock orders the turns).
+            claimed = db.execute(
+                "UPDATE chats SET last_seq = last_seq + 1, updated_at = ?, active_generation_id = ? "
+                "WHERE id = ? AND user_id = ? AND active_generation_id IS NULL AND tags IS NULL "
+                "AND metadata IS NULL AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = ? AND id = ?) "
+                "RETURNING last_seq",
+                (now, generation["id"], chat_id, user_id, chat_id, message["id"]),
             ).fetchall()
-            if not created:
-                # The user's chat, running no reply, without this message id (see `_postgresql_sql`;
-                # here the write lock orders the turns).
-                claimed = db.execute(
-                    "UPDATE chats SET last_seq = last_seq + 1, updated_at = ?, active_generation_id = ? "
-                    "WHERE id = ? AND user_id = ? AND active_generation_id IS NULL AND tags IS NULL "
-                    "AND metadata IS NULL AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = ? AND id = ?) "
-                    "RETURNING last_seq",
-                    (now, generation["id"], chat_id, user_id, chat_id, message["id"]),
-                ).fetchall()
-                if not claimed:
-                    db.execute("ROLLBACK")
-                    return None, None, False
-                opened, seq = "existing", claimed[0][0]
-                before = db.execute("SELECT count(*) FROM messages WHERE chat_id = ?", (chat_id,)).fetchone()[0]
-            db.execute(
-                "INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at) "
-                "VALUES (?, ?, ?, ?, 'user', ?, NULL, ?)",
-                (chat_id, message["id"], seq, user_id, metadata, now),
-            )
-            if part_rows:
-                db.executemany(part_sql, part_rows)
-            db.execute(
-                f"INSERT INTO generations (status, {', '.join(_GENERATION_COLUMNS)}) "
-                f"VALUES ('pending', {', '.join('?' * len(_GENERATION_COLUMNS))})",
-                generation_row(before + 1),
-            )
-            hit = db.execute(probe_sql, probe_params).fetchone()[0] if probe_params is not None else None
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            if not claimed:
+                raise UndoWrites((None, None, False))
+            opened, seq = "existing", claimed[0][0]
+            before = db.execute("SELECT count(*) FROM messages WHERE chat_id = ?", (chat_id,)).fetchone()[0]
+        db.execute(
+            "INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at) "
+            "VALUES (?, ?, ?, ?, 'user', ?, NULL, ?)",
+            (chat_id, message["id"], seq, user_id, metadata, now),
+        )
+        if part_rows:
+            db.executemany(part_sql, part_rows)
+        db.execute(
+            f"INSERT INTO generations (status, {', '.join(_GENERATION_COLUMNS)}) "
+            f"VALUES ('pending', {', '.join('?' * len(_GENERATION_COLUMNS))})",
+            generation_row(before + 1),
+        )
+        hit = db.execute(probe_sql, probe_params).fetchone()[0] if probe_params is not None else None
         return opened, hit, probe_params is not None
 
-    return await one_hop(store, run)
+    return await write_in_group(store, run)
 
 
 @functools.cache
@@ -498,11 +489,11 @@ async def _open_generation_sqlite(
     )
 
     def run(db: sqlite3.Connection) -> tuple[str | None, bool]:
-        # On aiosqlite's thread, in one hop; in autocommit the insert commits on its own (its
-        # budget trigger with it), and the lookup after it reads another generation's entry.
+        # On aiosqlite's thread, in a group's transaction (`write_in_group`); the lookup after
+        # the insert (and its budget trigger) reads another generation's entry.
         db.execute(insert_sql, row)
         if probe_params is None:
             return None, False
         return db.execute(probe_sql, probe_params).fetchone()[0], True
 
-    return await one_hop(store, run)
+    return await write_in_group(store, run)

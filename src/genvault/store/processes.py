@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.records import Generation
 from genvault.store import generations as gen_store
 from genvault.store.driver import PooledDriver
-from genvault.store.sqlite_adapter import one_hop
+from genvault.store.sqlite_groups import write_in_group
 
 if TYPE_CHECKING:
     from genvault.store import Store
@@ -197,7 +197,7 @@ async def checkpoint_many(conn: AsyncConnection, rows: Sequence[dict[str, Any]],
 # The move to `streaming` at a generation's first token, for many at once. Guarded by the status:
 # one that ended meanwhile (a short reply finalized first, a cancel) is left as it is. PostgreSQL:
 # on asyncpg itself (`Store.driver`), one prepared statement over arrays, one round trip, no
-# SQLAlchemy execution around it; SQLite: one hop (`sqlite_adapter.one_hop`).
+# SQLAlchemy execution around it; SQLite: one hop (`sqlite_groups.write_in_group`).
 _MARK_STREAMING_PG = (
     "UPDATE generations AS g SET status = 'streaming', started_at = m.started, first_token_at = m.first, "
     "lease_owner = $4, lease_expires_at = $5 "
@@ -223,8 +223,8 @@ async def mark_streaming_alone(
 async def mark_streaming_sqlite(
     store: Store, marks: Sequence[tuple[str, datetime, datetime]], *, owner: str, lease_until: datetime
 ) -> None:
-    """`mark_streaming_alone` on SQLite, in one hop to the store's writer connection
-    (`sqlite_adapter.one_hop`, under the write lock): BEGIN IMMEDIATE, the updates, COMMIT."""
+    """`mark_streaming_alone` on SQLite, in one hop to the store's writer connection, in a
+    transaction of the writes queued there meanwhile (`sqlite_groups.write_in_group`)."""
     if not marks:
         return
     stamp = _sqlite_stamp(store.engine.dialect)
@@ -232,16 +232,9 @@ async def mark_streaming_sqlite(
     rows = [(stamp(started), stamp(first), owner, until, i) for i, started, first in marks]
 
     def run(db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(_MARK_STREAMING_SQLITE, rows)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        db.executemany(_MARK_STREAMING_SQLITE, rows)
 
-    await one_hop(store, run)
+    await write_in_group(store, run)
 
 
 _MARK_STREAMING_SQLITE = (

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 )
 from sqlalchemy.util import EMPTY_DICT
 
-__all__ = ["OneHopCursor", "SqliteReader", "SqliteReaders", "dbapi", "one_hop"]
+__all__ = ["OneHopCursor", "SqliteReader", "SqliteReaders", "dbapi"]
 
 T = TypeVar("T")
 
@@ -112,49 +112,6 @@ def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
     import aiosqlite
 
     return _OneHopDBAPI(aiosqlite, sqlite3)
-
-
-async def one_hop(store: Any, work: Callable[[sqlite3.Connection], T]) -> T:
-    """`work(connection)` on the store's writer connection's thread in one hop, under the
-    store's write lock (`Store.write_lock`: writers of this process queue there, first come
-    first served). For a write of several statements that `work` wraps in its own
-    `BEGIN IMMEDIATE` … `COMMIT` (the connection is in autocommit outside them): no SQLAlchemy
-    execution and no hop per statement. The writer connection is the store's own
-    (`Store.sqlite_writer`): the write lock already makes these writes one at a time, so there
-    is nothing to check out of a pool. `sqlite3.Error` becomes `StorageError`."""
-    from genvault.errors import StorageError
-
-    try:
-        async with store.write_lock or contextlib.nullcontext():
-            adapted = await store.sqlite_writer()
-            if adapted is None:  # an in-memory database: every connection is another database
-                return await _pooled_hop(store, work)
-            driver = adapted.driver_connection
-            async with adapted._execute_mutex:
-                result: T = await driver._execute(_rolled_back_on_error, work, driver._conn)
-                return result
-    except sqlite3.Error as exc:
-        raise StorageError(f"database write failed: {exc}") from exc
-
-
-def _rolled_back_on_error(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
-    """`work(conn)`, and a transaction it left open rolled back (the writer connection is used
-    again by the next write; SQLAlchemy's pool did this on a connection's return)."""
-    try:
-        return work(conn)
-    finally:
-        if conn.in_transaction:
-            conn.rollback()
-
-
-async def _pooled_hop(store: Any, work: Callable[[sqlite3.Connection], T]) -> T:
-    async with store.engine.connect() as conn:
-        raw: Any = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        # Not beside a statement of SQLAlchemy's adapter on this connection.
-        async with raw.dbapi_connection._execute_mutex:
-            result: T = await driver._execute(work, driver._conn)
-            return result
 
 
 class SqliteReader:

@@ -1,0 +1,172 @@
+"""SQLite's grouped writes (`store/sqlite_groups.py`): writes queued while the writer connection is
+busy run in one transaction, and each keeps its own outcome. The groups are made deterministic by
+holding the store's write lock while the writes queue."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genvault.errors import StorageError
+from genvault.store import Store
+from genvault.store.sqlite_groups import UndoWrites, write_in_group
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store(f"sqlite:///{tmp_path / 'groups.db'}")
+    async with store.write() as conn:
+        await conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)")
+        await conn.exec_driver_sql("CREATE TABLE child (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id))")
+    yield store
+    await store.aclose()
+
+
+def insert(*names: str, returns: Any = None) -> Any:
+    def work(db: sqlite3.Connection) -> Any:
+        for name in names:
+            db.execute("INSERT INTO t (name) VALUES (?)", (name,))
+        return returns if returns is not None else names
+
+    return work
+
+
+async def names(store: Store) -> list[str]:
+    return await write_in_group(store, lambda db: [r[0] for r in db.execute("SELECT name FROM t ORDER BY name")])
+
+
+async def turns_of_the_loop() -> None:
+    """Enough for each task just started to queue its write (and a drain task to take a group)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def together(store: Store, *writes: Any) -> list[Any]:
+    """Each write queued while the write lock is held, then run: one group."""
+    assert store.write_lock is not None
+    async with store.write_lock:
+        tasks = [asyncio.ensure_future(write_in_group(store, work)) for work in writes]
+        await turns_of_the_loop()
+        assert len(store.sqlite_groups()._queue) == len(writes)
+    return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+
+async def test_writes_queued_together_commit_in_one_transaction(store: Store) -> None:
+    await names(store)  # the writer connection opened
+    groups = store.sqlite_groups()
+    before = groups.groups
+    results = await together(store, insert("a"), insert("b", "c"), insert("d"))
+    assert results == [("a",), ("b", "c"), ("d",)]
+    assert groups.groups == before + 1
+    assert await names(store) == ["a", "b", "c", "d"]
+
+
+async def test_a_failed_write_fails_only_its_caller(store: Store) -> None:
+    await write_in_group(store, insert("taken"))
+    results = await together(store, insert("a"), insert("b", "taken"), insert("c"))
+    assert results[0] == ("a",)
+    assert isinstance(results[1], StorageError)
+    assert "UNIQUE" in str(results[1])
+    assert results[2] == ("c",)
+    # "b" was written before the failing statement: rolled back with its write, not the others.
+    assert await names(store) == ["a", "c", "taken"]
+
+
+async def test_a_write_undoes_itself_and_returns_its_value(store: Store) -> None:
+    def undone(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO t (name) VALUES ('undone')")
+        raise UndoWrites("nothing written")
+
+    results = await together(store, insert("a"), undone, insert("b"))
+    assert results == [("a",), "nothing written", ("b",)]
+    assert await names(store) == ["a", "b"]
+    # Alone, the same.
+    assert await write_in_group(store, undone) == "nothing written"
+    assert await names(store) == ["a", "b"]
+
+
+async def test_a_lone_failed_write_is_rolled_back(store: Store) -> None:
+    with pytest.raises(StorageError):
+        await write_in_group(store, insert("x", "x"))
+    assert await names(store) == []
+    with pytest.raises(ValueError, match="a bug"):
+        await write_in_group(store, lambda db: (insert("y")(db), int("a bug")))
+    assert await names(store) == []
+
+
+async def test_writes_before_one_that_lost_the_transaction_are_run_again(store: Store) -> None:
+    """An error on which SQLite rolls back the whole transaction (a full disk, an I/O error)
+    takes the group's earlier writes with it: they run again, each committed exactly once."""
+    ran: list[str] = []
+
+    def counted(name: str) -> Any:
+        def work(db: sqlite3.Connection) -> str:
+            ran.append(name)
+            db.execute("INSERT INTO t (name) VALUES (?)", (name,))
+            return name
+
+        return work
+
+    def loses_the_transaction(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO t (name) VALUES ('lost')")
+        db.execute("ROLLBACK")  # what SQLite does itself on SQLITE_FULL
+        raise sqlite3.OperationalError("database or disk is full")
+
+    results = await together(store, counted("a"), counted("b"), loses_the_transaction, counted("c"))
+    assert results[:2] == ["a", "b"]
+    assert isinstance(results[2], StorageError)
+    assert "disk is full" in str(results[2])
+    assert results[3] == "c"
+    assert ran == ["a", "b", "a", "b", "c"]
+    assert await names(store) == ["a", "b", "c"]
+
+
+async def test_a_failed_commit_fails_every_write_of_the_group(store: Store) -> None:
+    """Nobody is told a write committed when its transaction did not: a foreign key checked at
+    the COMMIT (deferred here on purpose; the schema defers none) fails the whole group."""
+
+    def deferred_violation(db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA defer_foreign_keys = ON")
+        db.execute("INSERT INTO child (t_id) VALUES (12345)")
+
+    results = await together(store, insert("a"), deferred_violation, insert("b"))
+    assert all(isinstance(r, StorageError) for r in results), results
+    assert await names(store) == []
+    assert await write_in_group(store, insert("after")) == ("after",)  # the connection still writes
+
+
+async def test_a_write_cancelled_before_its_group_does_not_run(store: Store) -> None:
+    assert store.write_lock is not None
+    async with store.write_lock:
+        kept = asyncio.ensure_future(write_in_group(store, insert("kept")))
+        cancelled = asyncio.ensure_future(write_in_group(store, insert("cancelled")))
+        await turns_of_the_loop()
+        assert len(store.sqlite_groups()._queue) == 2
+        cancelled.cancel()
+        await asyncio.sleep(0)
+    assert await kept == ("kept",)
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await names(store) == ["kept"]
+
+
+async def test_writes_that_queue_while_a_group_runs_form_the_next(store: Store) -> None:
+    """No timer: the first write runs alone at once, and what queues meanwhile runs next, together."""
+    await names(store)
+    groups = store.sqlite_groups()
+    before = groups.groups
+    first: Awaitable[Any] = write_in_group(store, insert("first"))
+    task = asyncio.ensure_future(first)
+    await turns_of_the_loop()
+    assert groups._drain is not None  # the first taken into its group, running
+    assert not groups._queue
+    rest = [asyncio.ensure_future(write_in_group(store, insert(n))) for n in ("x", "y", "z")]
+    assert await task == ("first",)
+    assert [await r for r in rest] == [("x",), ("y",), ("z",)]
+    assert groups.groups == before + 2
+    assert await names(store) == ["first", "x", "y", "z"]

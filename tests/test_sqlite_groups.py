@@ -99,11 +99,7 @@ async def test_a_lone_failed_write_is_rolled_back(store: Store) -> None:
     assert await names(store) == []
 
 
-async def test_writes_before_one_that_lost_the_transaction_are_run_again(store: Store) -> None:
-    """An error on which SQLite rolls back the whole transaction (a full disk, an I/O error)
-    takes the group's earlier writes with it: they run again, each committed exactly once."""
-    ran: list[str] = []
-
+def counting(ran: list[str]) -> Any:
     def counted(name: str) -> Any:
         def work(db: sqlite3.Connection) -> str:
             ran.append(name)
@@ -111,6 +107,39 @@ async def test_writes_before_one_that_lost_the_transaction_are_run_again(store: 
             return name
 
         return work
+
+    return counted
+
+
+async def test_a_write_that_failed_before_writing_leaves_the_transaction_to_the_others(store: Store) -> None:
+    await write_in_group(store, insert("taken"))
+    ran: list[str] = []
+    counted = counting(ran)
+    results = await together(store, counted("a"), insert("taken"), counted("b"))
+    assert results[0] == "a"
+    assert isinstance(results[1], StorageError)
+    assert results[2] == "b"
+    assert ran == ["a", "b"]  # nothing to undo: the others ran once
+    assert await names(store) == ["a", "b", "taken"]
+
+
+async def test_a_write_that_failed_after_writing_has_the_others_run_again_without_it(store: Store) -> None:
+    await write_in_group(store, insert("taken"))
+    ran: list[str] = []
+    counted = counting(ran)
+    results = await together(store, counted("a"), insert("b", "taken"), counted("c"))
+    assert results[0] == "a"
+    assert isinstance(results[1], StorageError)
+    assert results[2] == "c"
+    assert ran == ["a", "a", "c"]  # its row "b" undone with the transaction; "a" ran again
+    assert await names(store) == ["a", "c", "taken"]
+
+
+async def test_writes_before_one_that_lost_the_transaction_are_run_again(store: Store) -> None:
+    """An error on which SQLite rolls back the whole transaction (a full disk, an I/O error)
+    takes the group's earlier writes with it: they run again, each committed exactly once."""
+    ran: list[str] = []
+    counted = counting(ran)
 
     def loses_the_transaction(db: sqlite3.Connection) -> None:
         db.execute("INSERT INTO t (name) VALUES ('lost')")

@@ -12,21 +12,23 @@ thread wake-up and one new FTS5 segment, and the pages they share are written to
 
 What each write keeps, exactly as alone:
 
-- **Its own outcome.** Each write runs under a `SAVEPOINT` of its own (none for a lone write: the
-  transaction is its own). A write that raises has its statements rolled back to that savepoint
-  and its caller gets the error; the others go on and commit. `UndoWrites(value)` rolls a write
-  back the same way and gives its caller `value` (a turn that found its chat taken).
+- **Its own outcome.** A write that raises, or raises `UndoWrites(value)` to roll itself back
+  (a turn that found its chat taken), has its caller get the error (or `value`), and nothing of
+  it is committed; the others commit. When it wrote nothing (SQLite's change counter did not
+  move: a failing statement undoes itself) the transaction goes on. When it did, the whole
+  transaction is rolled back and the other writes run again in a new one, without it: nothing of
+  theirs was committed, and a write is a function of its arguments, so the second run is their
+  first as far as the database and their callers know. Writes therefore change rows only by
+  INSERT, UPDATE and DELETE (what the counter counts). No `SAVEPOINT` per write: measured, one
+  per write cost 30–90 µs of the writer's CPU per write (a sub-journal of every page it changes,
+  spilled to a temporary file), about what grouping saves (docs/benchmarks.md, issue 16).
 - **Durability.** A caller's await returns only after the `COMMIT` of the transaction that holds
   its write has returned; a failed `COMMIT` fails every write of the group, none of which was
-  committed. If SQLite rolls back the whole transaction itself on a write's error (a full disk,
-  an I/O error: not a constraint), the writes before it lost their statements too: they run
-  again, in a transaction of their own (nothing of theirs was committed, so it is their first).
+  committed (a deferred foreign key would; none is deferred).
 - **Order and the write lock.** Writes run in the order they were queued, under the store's write
   lock (`Store.write_lock`, shared with SQLAlchemy's `write()` transactions), taken once a group.
 - **Cancellation.** A caller cancelled before its group started is left out of it; once started,
   its write runs and commits (as a cancelled hop's always did: the thread cannot be stopped).
-
-Foreign keys are immediate (none is deferred), so no write's violation waits for the `COMMIT`.
 """
 
 from __future__ import annotations
@@ -156,53 +158,35 @@ async def write_in_group(store: Store, work: Callable[[sqlite3.Connection], T]) 
 
 
 def _run_group(conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]) -> list[Outcome]:
-    """On the connection's thread: the works in one transaction, each under a savepoint of its
-    own (a lone one without: the transaction is its own); a failure of BEGIN or COMMIT raises."""
-    alone = len(works) == 1
+    """On the connection's thread: the works in one transaction. A work that fails (or undoes
+    itself) after writing takes the transaction down with it, and the others run again in a
+    new one without it; a failure of BEGIN or COMMIT raises."""
     outcomes: list[Outcome] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for index, work in enumerate(works):
-            if not alone:
-                conn.execute("SAVEPOINT grouped_write")
+            changes = conn.total_changes
             try:
                 value = work(conn)
             except BaseException as exc:
-                if not conn.in_transaction:
-                    # SQLite rolled the whole transaction back (SQLITE_FULL, an I/O error): the
-                    # writes before this one lost theirs too. They run again; this one failed.
-                    rest = _run_group_again(conn, works[:index] + works[index + 1 :])
-                    failed: Outcome = (True, exc.value) if isinstance(exc, UndoWrites) else (False, exc)
-                    return [*rest[:index], failed, *rest[index:]]
-                if alone:
+                failed: Outcome = (True, exc.value) if isinstance(exc, UndoWrites) else (False, exc)
+                if conn.in_transaction and conn.total_changes == changes:
+                    outcomes.append(failed)  # it wrote nothing: nothing to undo
+                    continue
+                # Its rows must go, and only the whole transaction can take them back: the works
+                # before it lost theirs too (nothing of theirs was committed), so they all run
+                # again without it, as if it had come first. (SQLite may have rolled back the
+                # transaction itself already: a full disk, an I/O error.)
+                if conn.in_transaction:
                     conn.rollback()
-                else:
-                    conn.execute("ROLLBACK TO grouped_write")
-                    conn.execute("RELEASE grouped_write")
-                outcomes.append((True, exc.value) if isinstance(exc, UndoWrites) else (False, exc))
-                if alone:
-                    return outcomes
-                continue
-            if not alone:
-                conn.execute("RELEASE grouped_write")
+                rest = _run_group(conn, works[:index] + works[index + 1 :]) if len(works) > 1 else []
+                return [*rest[:index], failed, *rest[index:]]
             outcomes.append((True, value))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.rollback()
         raise
-    return outcomes
-
-
-def _run_group_again(conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]) -> list[Outcome]:
-    """The works of a transaction SQLite rolled back, each in a transaction of its own: its
-    error is its own then, and a failed BEGIN or COMMIT fails only it."""
-    outcomes: list[Outcome] = []
-    for work in works:
-        try:
-            outcomes.extend(_run_group(conn, [work]))
-        except Exception as exc:
-            outcomes.append((False, exc))
     return outcomes
 
 

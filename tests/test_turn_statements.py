@@ -23,7 +23,8 @@ from genvault.store.driver import ConnectionLost, PooledDriver
 # no BEGIN and COMMIT around it); the finalize (`store/finishes.py`) 8 in one hop. (31 before
 # the one-step opening of a new chat, 28 before the finalize stopped purging expired cache
 # entries every time, 27 before the lookup went into the opening, 25 before the finalize's and
-# the streaming mark's one hop.)
+# the streaming mark's one hop.) A turn alone, as here; turns that write at the same time share
+# the BEGIN IMMEDIATE and COMMIT (and the hop) of one transaction (`store/sqlite_groups.py`).
 SQLITE_NEW_CHAT_FIRST_TURN = 22
 
 # PostgreSQL, round trips of `Vault.chat` and the reply: the opening is 1 statement (chat,

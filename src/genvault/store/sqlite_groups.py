@@ -127,7 +127,7 @@ class WriteGroups:
                     write.future.cancel()
                 else:
                     write.future.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
+            if not isinstance(exc, Exception):  # cancelled (the loop closing), an interrupt
                 raise
             return
         self.groups += 1
@@ -174,8 +174,9 @@ def _run_group(conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connectio
                     outcomes.append(failed)  # it wrote nothing: nothing to undo
                     continue
                 # Its rows must go, and only the whole transaction can take them back: the works
-                # before it lost theirs too (nothing of theirs was committed), so they all run
-                # again without it, as if it had come first. (SQLite may have rolled back the
+                # before it lose theirs too (nothing of theirs was committed), so they all run
+                # again without it, leaving what running one after another would have: its
+                # failure undoes its own writes only. (SQLite may have rolled back the
                 # transaction itself already: a full disk, an I/O error.)
                 if conn.in_transaction:
                     conn.rollback()

@@ -20,8 +20,8 @@ What each write keeps, exactly as alone:
   theirs was committed, and a write is a function of its arguments, so the second run is their
   first as far as the database and their callers know. Writes therefore change rows only by
   INSERT, UPDATE and DELETE (what the counter counts). No `SAVEPOINT` per write: measured, one
-  per write cost 30–90 µs of the writer's CPU per write (a sub-journal of every page it changes,
-  spilled to a temporary file), about what grouping saves (docs/benchmarks.md, issue 16).
+  per write cost 30–90 µs of the writer's CPU per write (a sub-journal of every page it
+  changes), about what grouping saves (docs/benchmarks.md, issue 16).
 - **Durability.** A caller's await returns only after the `COMMIT` of the transaction that holds
   its write has returned; a failed `COMMIT` fails every write of the group, none of which was
   committed (a deferred foreign key would; none is deferred).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -11,11 +11,13 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from genvault.server import gateway
 from genvault.server.errors import ERROR_RESPONSES, install_error_handlers
 from genvault.server.guard import InputGuard, check_path_ids
+from genvault.server.hot_route import TurnFront
 from genvault.server.key_scope import KeyScope
 from genvault.server.limits import BodySizeLimit
 from genvault.server.metrics import Metrics
@@ -47,6 +49,16 @@ __all__ = ["create_app"]
 STATIC = Path(__file__).with_name("static")
 
 
+class GenvaultApp(FastAPI):
+    """FastAPI with `front` (when set) in front of its whole middleware stack."""
+
+    front: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.front is None else self.front(stack)
+
+
 def create_app(settings: Settings | None = None, *, vault: Vault | None = None, freeze_gc: bool = False) -> FastAPI:
     """The app. Pass a `vault` to share one (tests inject scripted providers that way); otherwise
     the app builds one from `settings` and owns it.
@@ -74,7 +86,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
             if owned:
                 await the_vault.aclose()
 
-    app = FastAPI(
+    app = GenvaultApp(
         title="genvault",
         summary="Keeps every AI generation: IDs before the call, saved while streaming, resumable.",
         version="0.1.0",
@@ -90,14 +102,26 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
     app.state.vault = the_vault
     app.state.metrics = metrics
     install_error_handlers(app)
+    public_url, max_bytes = the_vault.settings.public_url, the_vault.settings.max_body_bytes
     # Outermost last: the size limit bounds what the guard reads whole.
     app.add_middleware(InputGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=the_vault.settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_bytes)
     app.add_middleware(KeyScope)
     if the_vault.telemetry is not None:  # a caller's `traceparent` is the generations' parent
         app.add_middleware(TraceContext)
     # Outermost: a cross-site state-changing request is refused before anything reads it.
-    app.add_middleware(SameOrigin, public_url=the_vault.settings.public_url)
+    app.add_middleware(SameOrigin, public_url=public_url)
+
+    def genvault_middlewares(endpoint: ASGIApp) -> ASGIApp:
+        """The same middlewares as above, in the same order, around a hot route's endpoint."""
+        wrapped: ASGIApp = KeyScope(BodySizeLimit(InputGuard(endpoint), max_bytes=max_bytes))
+        if the_vault.telemetry is not None:
+            wrapped = TraceContext(wrapped)
+        return SameOrigin(wrapped, public_url=public_url)
+
+    # `POST /api/chat` past the framework's layers (`server/hot_route.py`), errors still answered
+    # by the handlers installed above.
+    app.front = lambda stack: TurnFront(stack, genvault_middlewares, app, chat_stream.post_chat_direct)
     # The gateway's routes first: Starlette tries routes in order, and a `/v1` call (the busiest
     # path) otherwise compared its path with every route above it. None of theirs is under /v1.
     app.include_router(gateway.router)

@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import tracemalloc
+import weakref
 from collections import Counter
 from pathlib import Path
 from types import FrameType
@@ -88,9 +89,13 @@ def _maps() -> str:
     return "\n".join(lines)
 
 
+def _name(o: object) -> str:
+    return f"{type(o).__module__}.{type(o).__qualname__}"
+
+
 def _objects() -> Counter[str]:
-    """Objects the cyclic collector tracks, by type."""
-    return Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+    """Objects the cyclic collector tracks, by type (a weak reference by its referent's type)."""
+    return Counter(f"weakref to {_name(o())}" if type(o) is weakref.ref else _name(o) for o in gc.get_objects())
 
 
 def _since(state: dict[str, Any]) -> str:

@@ -96,23 +96,3 @@ async def test_rollback_undoes_statements(engine: AsyncEngine) -> None:
         await conn.rollback()
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
-
-
-async def test_statements_reuse_the_connections_own_cursor(engine: AsyncEngine) -> None:
-    """No cursor per statement: `sqlite3` keeps a weak reference to each cursor a connection made
-    and drops the dead ones only every 200, long-lived leftovers of every burst of statements."""
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
-        raw = (await conn.get_raw_connection()).dbapi_connection
-        sqlite_conn = raw.driver_connection._conn  # type: ignore[union-attr]
-        own = sqlite_conn.own
-        assert own is not None
-        for i in range(5):
-            await conn.execute(text("INSERT INTO t (name) VALUES (:n)"), {"n": f"n{i}"})
-            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == i + 1
-        assert sqlite_conn.own is own
-        with pytest.raises(IntegrityError):  # a failed statement's cursor is replaced
-            await conn.execute(text("INSERT INTO t (name) VALUES ('n0')"))
-        assert sqlite_conn.own is not own
-        names = (await conn.execute(text("SELECT name FROM t ORDER BY id"))).scalars().all()
-        assert names == [f"n{i}" for i in range(5)]

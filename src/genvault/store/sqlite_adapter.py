@@ -46,43 +46,9 @@ class _Ran:
         self.arraysize = 1
 
 
-class _Connection(sqlite3.Connection):
-    """A connection with a cursor of its own for the one-statement hops (`_run`,
-    `_fetch_then_end`), which always read their statement to its end.
-
-    `sqlite3` keeps a weak reference to every cursor a connection makes and drops the dead ones
-    only every 200 cursors: a cursor per statement left up to 200 dead references per connection,
-    made while a burst of turns ran and living on after it, each keeping a 1 MiB arena of
-    Python's allocator from going back to the system (docs/benchmarks.md, "What stays in memory
-    after a run"). One cursor reused makes none."""
-
-    own: sqlite3.Cursor | None = None
-
-
-def _cursor(conn: sqlite3.Connection) -> sqlite3.Cursor:
-    """The connection's own cursor (made once), or a new one on a plain `sqlite3.Connection`."""
-    if type(conn) is not _Connection:
-        return conn.cursor()
-    cursor = conn.own
-    if cursor is None:
-        cursor = conn.own = conn.cursor()
-    return cursor
-
-
-def _done(conn: sqlite3.Connection, cursor: sqlite3.Cursor, ok: bool) -> None:
-    """After a statement: a plain cursor is closed; the connection's own is kept when its
-    statement ran to its end, else closed and replaced next time."""
-    if type(conn) is _Connection and ok:
-        return
-    cursor.close()
-    if type(conn) is _Connection and conn.own is cursor:
-        conn.own = None
-
-
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[_Ran, list[Any]]:
-    """One statement on the connection's own thread, its rows fetched (to its end)."""
-    cursor = _cursor(conn)
-    ok = False
+    """One statement on the connection's own thread, its rows fetched and its cursor closed."""
+    cursor = conn.cursor()
     try:
         if many:
             cursor.executemany(operation, parameters)
@@ -92,11 +58,9 @@ def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) 
             cursor.execute(operation, parameters)
         rows = cursor.fetchall() if cursor.description else []
         # rowcount after the fetch: an UPDATE … RETURNING counts its rows as they are stepped.
-        ran = _Ran(cursor.description, cursor.rowcount, cursor.lastrowid)
-        ok = True
-        return ran, rows
+        return _Ran(cursor.description, cursor.rowcount, cursor.lastrowid), rows
     finally:
-        _done(conn, cursor, ok)
+        cursor.close()
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -139,7 +103,6 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
 class _OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
-        kw.setdefault("factory", _Connection)
         adapted = super().connect(*arg, **kw)
         return _OneHopConnection(self, adapted._connection)
 
@@ -217,14 +180,11 @@ def _fetch_then_end(conn: sqlite3.Connection, sql: str, args: list[Any]) -> list
     """The statement's rows; a transaction left open (none in autocommit) rolled back, so the
     connection's next read sees every commit since (what the pool's reset did)."""
     try:
-        cursor = _cursor(conn)
-        ok = False
+        cursor = conn.execute(sql, args)
         try:
-            rows = cursor.execute(sql, args).fetchall()
-            ok = True
-            return rows
+            return cursor.fetchall()
         finally:
-            _done(conn, cursor, ok)
+            cursor.close()
     finally:
         if conn.in_transaction:
             conn.rollback()

@@ -3,8 +3,9 @@
 With `BENCH_MEMORY_PROBE=<file>` in its environment, `bench._server` answers SIGUSR1: the first
 signal takes a baseline, each later one appends to `<file>` the RSS (and its anonymous part),
 Python's small-object allocator's arenas (`sys._debugmallocstats`, the lines that count them),
-and, with `BENCH_MEMORY_PROBE_FRAMES=<n>`, the 25 places holding the most memory allocated
-since the baseline and still live (tracemalloc starts at the first signal, so the start-up is
+the modules imported and the collector-tracked objects (by type) gained since the baseline,
+and, with `BENCH_MEMORY_PROBE_FRAMES=<n>`, the 25 places holding the most memory allocated since
+the baseline and still live (tracemalloc starts at the first signal, so the start-up is
 neither slowed nor counted). Signal it at the server's start and 30 s after a run:
 
     BENCH_MEMORY_PROBE=/tmp/probe.txt BENCH_MEMORY_PROBE_FRAMES=8 python -m bench._server --mode genvault ...
@@ -21,6 +22,8 @@ import signal
 import sys
 import tempfile
 import tracemalloc
+import weakref
+from collections import Counter
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -86,6 +89,25 @@ def _maps() -> str:
     return "\n".join(lines)
 
 
+def _name(o: object) -> str:
+    return f"{type(o).__module__}.{type(o).__qualname__}"
+
+
+def _objects() -> Counter[str]:
+    """Objects the cyclic collector tracks, by type (a weak reference by its referent's type)."""
+    return Counter(f"weakref to {_name(o())}" if type(o) is weakref.ref else _name(o) for o in gc.get_objects())
+
+
+def _since(state: dict[str, Any]) -> str:
+    """Modules imported and tracked objects made since the baseline (net, the 20 largest counts)."""
+    modules = sorted(set(sys.modules) - state["modules"])
+    grown = (_objects() - state["objects"]).most_common(20)
+    return (
+        f"modules imported since the baseline ({len(modules)}): {' '.join(modules)}\n"
+        f"tracked objects more than at the baseline: {', '.join(f'{k} +{n}' for k, n in grown)}\n"
+    )
+
+
 def install(path: str, frames: int = 0) -> None:
     state: dict[str, Any] = {"n": 0}
 
@@ -93,6 +115,11 @@ def install(path: str, frames: int = 0) -> None:
         gc.collect()
         with open(path, "a") as out:
             out.write(f"--- probe {state['n']}: {_status()}\n{_maps()}\n{_arenas()}\n")
+            if state["n"] == 0:
+                state["modules"] = set(sys.modules)
+                state["objects"] = _objects()
+            else:
+                out.write(_since(state))
             if tracemalloc.is_tracing():
                 snapshot = tracemalloc.take_snapshot()
                 total = sum(stat.size for stat in snapshot.statistics("filename"))

@@ -15,6 +15,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# The servers' import path: this tree's own `src` first. The venv installs genvault editable,
+# pointing at one worktree, so with the root alone a bench run from an exported copy (a "before"
+# tree) imported the worktree's genvault and measured it instead of the copy's.
+PYTHONPATH = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -52,7 +56,7 @@ def server(
     proc = subprocess.Popen(
         [sys.executable, "-m", *args, "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **(env or {})},
         stdout=subprocess.DEVNULL if quiet else None,
         stderr=subprocess.DEVNULL if quiet else None,
     )

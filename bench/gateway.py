@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import percentile, write_result
-from bench._proc import ROOT, cpu_seconds, free_port, wait_healthy
+from bench._proc import PYTHONPATH, ROOT, cpu_seconds, free_port, wait_healthy
 
 MODEL = "fake-model"
 # LiteLLM's proxy refuses to start without a strong master key; every contender is sent it.
@@ -93,7 +93,7 @@ def _load(base: str, model: str, clients: int, duration: float, *, stream: bool 
 
 def _env(**extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GENVAULT_", "OPENAI_"))}
-    return {**base, "PYTHONPATH": str(ROOT), **extra}
+    return {**base, "PYTHONPATH": PYTHONPATH, **extra}
 
 
 def _measure(base: str, model: str, pid: int, clients: int, duration: float, stream: bool) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench._common import DATABASES, fresh_database, machine, summarize, write_result
 from bench._contenders import Genvault
-from bench._proc import ROOT, server
+from bench._proc import PYTHONPATH, ROOT, server
 
 REPLY_TOKENS = 20
 
@@ -62,7 +62,7 @@ def _load(base: str, pid: int, kind: str, chat: str, concurrency: int, duration:
         check=True,
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": PYTHONPATH, "PATH": "/usr/bin:/bin"},
     )
     return dict(json.loads(out.stdout))
 

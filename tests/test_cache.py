@@ -389,12 +389,12 @@ class TestTheSecondLook:
             pytest.skip("the SQL cache only (Redis looks up in `decide` always)")
         assert await self._decided(vault, "the-key", monkeypatch) == ["the-key"]
 
-    async def test_a_key_dropped_from_the_bounded_memory_is_looked_up_again(
+    async def test_a_key_sharing_its_slot_with_one_that_finished_meanwhile_is_looked_up_again(
         self, make_vault: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         from genvault.cache import dedup as dedup_module
 
-        monkeypatch.setattr(dedup_module, "_REMEMBERED_KEYS", 0)  # every key is dropped at once
+        monkeypatch.setattr(dedup_module, "_REMEMBERED_SLOTS", 1)  # every key shares the one slot
         vault = await make_vault(tm.TestProvider(tokens_per_second=0))
         if not isinstance(vault.cache, SqlCache):
             pytest.skip("the SQL cache only (Redis looks up in `decide` always)")

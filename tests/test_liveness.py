@@ -465,3 +465,17 @@ class TestMessageAppend:
         assert row == {"i": "g", "o": 3, "t": "dé"}
         row, _ = next_checkpoint("g", ["replaced"], None, written)  # a new list: written whole
         assert row == {"i": "g", "o": 0, "t": "replaced"}
+
+    def test_a_checkpoint_leaves_the_run_one_piece_of_text_per_checkpoint(self) -> None:
+        text = ["a", "b", "c"]
+        row, written = next_checkpoint("g", text, None, Written())
+        assert text == ["abc"]
+        text += ["d", "e"]
+        row, _unsaved = next_checkpoint("g", text, None, written)  # say this write fails
+        assert (row["o"], row["t"], text) == (3, "de", ["abc", "de"])
+        text.append("f")
+        row, written = next_checkpoint("g", text, None, written)  # the write above failed: again
+        assert (row["o"], row["t"], text) == (3, "def", ["abc", "def"])
+        row, _ = next_checkpoint("g", text, None, written)
+        assert (row["o"], row["t"], text) == (6, "", ["abc", "def"])
+        assert "".join(text) == "abcdef"

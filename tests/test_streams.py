@@ -4,6 +4,7 @@ following from another process, and surviving an outage without a hole in the st
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -235,19 +236,49 @@ async def test_the_memory_hub_forgets_closed_streams_in_close_order_without_scan
     assert await hub.exists("b")
 
 
-async def test_the_memory_hub_keeps_old_plain_deltas_compactly() -> None:
+async def test_the_memory_hub_hands_out_every_chunk_as_published_after_compacting_them() -> None:
     hub = MemoryHub()
     await hub.open("s")
+    published: list[dict[str, Any]] = [{"type": "start", "messageId": "m"}, {"type": "text-start", "id": "t"}]
     for i in range(200):
-        await hub.publish("s", {"type": "text-delta", "id": "t", "delta": f"w{i}"})
-    kept = hub.chunks("s")
-    assert kept[0] == ("text-delta", "t", "w0")  # long passed by any live follower
-    assert kept[-1] == {"type": "text-delta", "id": "t", "delta": "w199"}  # recent: as published
+        published.append({"type": "text-delta", "id": "t", "delta": f"w{i} é" if i == 70 else f"w{i} "})
+        if i == 50:
+            published.append({"type": "reasoning-delta", "id": "t", "delta": "hm"})  # same id, other kind
+        if i == 90:
+            published.append({"type": "text-delta", "id": "t", "delta": "x", "providerMetadata": {"p": {}}})
+        if i == 120:
+            published.append({"type": "text-delta", "id": "u", "delta": ""})
+    for chunk in published:
+        await hub.publish("s", chunk)
+    following = asyncio.ensure_future(collect(hub, "s", 5))  # starts late, while it runs
+    await asyncio.sleep(0)
+    await hub.publish("s", {"type": "finish"})
+    published.append({"type": "finish"})
     await hub.close("s")
-    assert [c async for c in hub.follow("s")][:2] == [
-        {"type": "text-delta", "id": "t", "delta": "w0"},
-        {"type": "text-delta", "id": "t", "delta": "w1"},
-    ]
+    assert hub.count("s") == len(published)
+    for start in (0, 1, 2, 60, 123, len(published) - 1, len(published)):
+        assert hub.chunks("s", start) == published[start:]
+        assert [c async for c in hub.follow("s", start)] == published[start:]
+    assert await following == published[5:]
+    assert [list(c) for c in hub.chunks("s")] == [list(c) for c in published]  # keys in the same order
+
+
+async def test_a_running_stream_holds_a_few_bytes_per_token_in_the_memory_hub() -> None:
+    """Memory per running stream, measured: its aged deltas (dicts of ~200 bytes with their own
+    strings) are kept as text end to end plus offsets."""
+    hub = MemoryHub()
+    await hub.open("s")
+    await hub.publish("s", {"type": "text-start", "id": "t"})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(2000):
+            await hub.publish("s", {"type": "text-delta", "id": "t", "delta": f" w{i % 10}"})
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # ~3 bytes of text, 8 of offsets and 8 of list slot a token, and the newest chunks as published.
+    assert held < 2000 * 40, held
 
 
 async def test_a_late_follower_of_a_finished_generation_replays_it_from_the_database(vault_factory: Any) -> None:

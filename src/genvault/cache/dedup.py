@@ -17,6 +17,8 @@ failures degrade to step 2 only, with a rate-limited warning: generating never d
 from __future__ import annotations
 
 import logging
+import zlib
+from array import array
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -36,9 +38,11 @@ __all__ = ["CachePolicy", "CacheProbe", "Dedup"]
 
 log = logging.getLogger(__name__)
 
-# Keys of the latest results remembered, for `decide`'s second look (a lookup takes well under
-# a second; thousands of results in that time would only cost extra lookups, never a miss).
-_REMEMBERED_KEYS = 4096
+# Slots of the counts of the results remembered, for `decide`'s second look: a key's slot holds
+# the count of the latest result whose key hashes there, so keys sharing a slot only cost an extra
+# lookup, never a miss (a lookup takes well under a second; thousands of results in that time
+# would make most looks extra, none wrong).
+_REMEMBERED_SLOTS = 4096
 
 
 @dataclass
@@ -78,13 +82,15 @@ class Dedup:
         self._degradable: tuple[type[BaseException], ...] = REDIS_ERRORS if health is not None else ()
         self._leading: dict[str, str] = {}  # cache key -> generation id leading it in this process
         # Results this process has remembered (`finished`), counted so `decide` can tell whether
-        # a local leader finished while it looked up; and, for the latest of them, which key each
-        # was (key -> its count), so only a lookup whose own key finished meanwhile looks again.
-        # With many turns at once some other key nearly always finished in between: a second
-        # read for every turn otherwise.
+        # a local leader finished while it looked up; and by a slot of their key's hash, the
+        # latest count there, so only a lookup whose own key (or a key sharing its slot) finished
+        # meanwhile looks again. With many turns at once some other key nearly always finished in
+        # between: a second read for every turn otherwise. A fixed array made once, not a dict of
+        # the keys: each turn's key and count would otherwise be small objects made mid-burst that
+        # outlive it, each keeping a 1 MiB arena of Python's allocator from going back to the
+        # system after the burst (docs/benchmarks.md, "What stays in memory after a run").
         self._remembered = 0
-        self._remembered_keys: dict[str, int] = {}
-        self._forgotten_upto = 0  # the highest count dropped from `_remembered_keys` (bounded)
+        self._remembered_slots = array("Q", bytes(8 * max(1, _REMEMBERED_SLOTS)))
 
     def ttl(self, policy: CachePolicy) -> float:
         return self.settings.cache_ttl_seconds if policy.ttl_seconds is None else policy.ttl_seconds
@@ -136,22 +142,20 @@ class Dedup:
             return None
         return await self._lookup(key, user_id, policy)
 
+    def _slot(self, key: str) -> int:
+        # crc32, not `hash`: the same slots in every process (`hash` of a str is salted per run).
+        return zlib.crc32(key.encode()) % len(self._remembered_slots)
+
     def _remembered_since(self, key: str, remembered: int) -> bool:
         """Whether a result for `key` may have been remembered here after the count was
-        `remembered` (True when the key's entry was dropped from the bounded memory since)."""
+        `remembered` (True too when a key sharing its slot was)."""
         if self._remembered == remembered:
             return False
-        if self._remembered_keys.get(key, 0) > remembered:
-            return True
-        return self._forgotten_upto > remembered
+        return self._remembered_slots[self._slot(key)] > remembered
 
     def _count_remembered(self, key: str) -> None:
         self._remembered += 1
-        self._remembered_keys.pop(key, None)  # re-inserted last: the dict stays in count order
-        self._remembered_keys[key] = self._remembered
-        if len(self._remembered_keys) > _REMEMBERED_KEYS:
-            oldest = next(iter(self._remembered_keys))
-            self._forgotten_upto = self._remembered_keys.pop(oldest)
+        self._remembered_slots[self._slot(key)] = self._remembered
 
     async def _lookup(self, key: str, user_id: str, policy: CachePolicy) -> str | None:
         try:

@@ -46,8 +46,16 @@ def next_checkpoint(
     the text appended to it), and what the database holds once it is written."""
     if text is written.text and len(text) >= written.items:
         kept, new = written.chars, "".join(text[written.items :])
+        start = written.items
     else:
         kept, new = 0, "".join(text)
+        start = 0
+    if len(text) - start > 1:
+        # The deltas just joined become that one piece, in the run's own list (it goes on
+        # appending to it): the run holds a piece per checkpoint, not a string per token for its
+        # whole life. Done before the write is known to succeed, and still right if it fails:
+        # the list before `start` is as it was, so a retry from the old `written` sends the same.
+        text[start:] = [new]
     row: dict[str, Any] = {"i": generation_id, "o": kept, "t": new}
     if message is not None:
         edit = message_append(written.message, message)

@@ -41,6 +41,7 @@ from genvault.server.routes import (
 )
 from genvault.server.sessions import SameOrigin
 from genvault.server.tracing import TraceContext
+from genvault.server.warm import warm_asgi
 from genvault.settings import Settings
 from genvault.vault import Vault
 
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_vault.start()
+        await warm_asgi()  # before the first requests, and before the freeze
         if freeze_gc:
             gc.collect()  # start-up's garbage first: frozen, it would never be freed
             gc.freeze()

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from genvault._redis import REDIS_ERRORS, RedisHealth
-from genvault.streams.memory import CLOSED_RETAIN_SECONDS, MemoryHub, as_chunk
+from genvault.streams.memory import CLOSED_RETAIN_SECONDS, MemoryHub
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -78,8 +78,9 @@ class RedisHub:
         self._synced.pop(stream_id, None)
 
     async def _push(self, stream_id: str, *, end: bool = False) -> None:
-        chunks = self.local.chunks(stream_id)
         synced = self._synced.get(stream_id, -1)
+        new = self.local.chunks(stream_id, max(synced, 0))  # what Redis lacks, taken before any await
+        count = max(synced, 0) + len(new)
         key = self._key(stream_id)
         try:
             if not end:  # the end marker is always tried: followers elsewhere wait for it
@@ -89,14 +90,14 @@ class RedisHub:
                     pipe.delete(key)
                     pipe.xadd(key, {"k": "open"})
                     synced = 0
-                for index in range(synced, len(chunks)):
-                    fields = {"k": "c", "i": index, "d": json.dumps(as_chunk(chunks[index]), separators=(",", ":"))}
+                for index, chunk in enumerate(new, synced):
+                    fields = {"k": "c", "i": index, "d": json.dumps(chunk, separators=(",", ":"))}
                     pipe.xadd(key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
                 if end:
-                    pipe.xadd(key, {"k": "end", "n": len(chunks)})
+                    pipe.xadd(key, {"k": "end", "n": count})
                 pipe.expire(key, max(1, round(self.retain_seconds)))
                 await pipe.execute()
-            self._synced[stream_id] = len(chunks)
+            self._synced[stream_id] = count
             self.health.ok()
         except REDIS_ERRORS as exc:
             self._synced[stream_id] = -1

@@ -11,6 +11,7 @@ import pytest
 
 from genvault._redis import connect
 from genvault.streams import MemoryHub, RedisHub, StreamHub
+from genvault.streams.memory import as_chunk
 from redis_server import RedisServer
 
 CHUNKS = [
@@ -241,13 +242,31 @@ async def test_the_memory_hub_keeps_old_plain_deltas_compactly() -> None:
     for i in range(200):
         await hub.publish("s", {"type": "text-delta", "id": "t", "delta": f"w{i}"})
     kept = hub.chunks("s")
-    assert kept[0] == ("text-delta", "t", "w0")  # long passed by any live follower
+    assert type(kept[0]) is str  # long passed by any live follower: packed, no container
+    assert as_chunk(kept[0]) == {"type": "text-delta", "id": "t", "delta": "w0"}
     assert kept[-1] == {"type": "text-delta", "id": "t", "delta": "w199"}  # recent: as published
     await hub.close("s")
     assert [c async for c in hub.follow("s")][:2] == [
         {"type": "text-delta", "id": "t", "delta": "w0"},
         {"type": "text-delta", "id": "t", "delta": "w1"},
     ]
+
+
+async def test_a_packed_delta_gives_back_the_published_chunk_whatever_its_id_and_text_hold() -> None:
+    hub = MemoryHub()
+    await hub.open("s")
+    published = [
+        {"type": "text-delta" if i % 2 else "reasoning-delta", "id": f"{i}:{i}", "delta": f"{i}:\x00\n é"}
+        for i in range(130)
+    ]
+    for chunk in published:
+        hub.publish_nowait("s", chunk)
+    kept = hub.chunks("s")
+    assert sum(type(k) is str for k in kept) == 64
+    assert [as_chunk(k) for k in kept] == published
+    assert [list(as_chunk(k)) for k in kept] == [["type", "id", "delta"]] * 130  # key order too
+    await hub.close("s")
+    assert [c async for c in hub.follow("s", 3)] == published[3:]
 
 
 async def test_a_late_follower_of_a_finished_generation_replays_it_from_the_database(vault_factory: Any) -> None:

@@ -27,7 +27,7 @@ from genvault.records import Generation
 from genvault.server.deps import key_user
 from genvault.store.text import check_storable
 from genvault.store.users import LOCAL_USER_ID
-from genvault.streams.memory import MemoryHub
+from genvault.streams.memory import MemoryHub, as_chunk
 from genvault.vault import Vault
 
 __all__ = [
@@ -155,7 +155,8 @@ async def drain(vault: Vault, started: Started, feed: Callable[[dict[str, Any]],
         # this if the client leaves: it is its own task.
         await run.told.wait()
         status = None
-        for chunk in hub.chunks(started.record.id):  # all of them, the last one included
+        for kept in hub.chunks(started.record.id):  # all of them, the last one included
+            chunk = as_chunk(kept)  # an old text delta is kept packed
             if chunk["type"] == "error":
                 status = run.provider_status
             feed(chunk)

@@ -144,6 +144,21 @@ async def test_chat_completion_with_the_offline_model_is_a_complete_record(
     assert record.request["body"]["messages"] == [{"role": "user", "content": "Say hello"}]
 
 
+async def test_a_non_streamed_reply_longer_than_the_hubs_recent_window_is_whole(
+    oai: openai.AsyncOpenAI, vault: Vault, provider: tm.TestProvider
+) -> None:
+    # More deltas than the in-process hub keeps as published (64): the older ones are kept packed,
+    # and the non-streamed answer, read from the hub's chunks, must unpack them.
+    words = [f"w{i}:" for i in range(150)]
+    provider.enqueue(tm.delay(0.3), tm.text(" ".join(words)))  # still running when the route reads it
+    raw = await oai.chat.completions.with_raw_response.create(
+        model="offline/test-model", messages=[{"role": "user", "content": "Count"}]
+    )
+    record = await vault.wait(raw.headers["x-genvault-generation-id"])
+    assert record.status == "complete"
+    assert raw.parse().choices[0].message.content == record.result_text == " ".join(words)
+
+
 async def test_streamed_tool_calls_and_usage_reach_the_sdk_and_the_record(
     oai: openai.AsyncOpenAI, vault: Vault, provider: tm.TestProvider
 ) -> None:

@@ -281,6 +281,21 @@ async def test_a_running_stream_holds_a_few_bytes_per_token_in_the_memory_hub() 
     assert held < 2000 * 40, held
 
 
+async def test_a_compacted_delta_gives_back_the_published_chunk_whatever_its_id_and_text_hold() -> None:
+    hub = MemoryHub()
+    await hub.open("s")
+    published = [
+        {"type": "text-delta" if i % 2 else "reasoning-delta", "id": f"{i}:{i}", "delta": f"{i}:\x00\n é"}
+        for i in range(130)
+    ]
+    for chunk in published:
+        hub.publish_nowait("s", chunk)
+    assert hub.chunks("s") == published
+    assert [list(c) for c in hub.chunks("s")] == [["type", "id", "delta"]] * 130  # key order too
+    await hub.close("s")
+    assert [c async for c in hub.follow("s", 3)] == published[3:]
+
+
 async def test_a_late_follower_of_a_finished_generation_replays_it_from_the_database(vault_factory: Any) -> None:
     vault = await vault_factory()
     vault.hub.retain_seconds = 0  # forgotten as soon as it closes

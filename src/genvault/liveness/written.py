@@ -86,8 +86,9 @@ def message_append(old: dict[str, Any] | None, new: dict[str, Any]) -> tuple[int
             continue
         if edit is not SAME or was.keys() != now.keys() or now.get("type") not in ("text", "reasoning"):
             return None
-        if any(value != now[key] for key, value in was.items() if key != "text"):
-            return None
+        for key, value in was.items():  # a loop, not `any(<generator>)`: once per stream per interval
+            if key != "text" and value != now[key]:
+                return None
         text_was, text_now = was["text"], now["text"]
         if not (isinstance(text_was, str) and isinstance(text_now, str) and text_now.startswith(text_was)):
             return None

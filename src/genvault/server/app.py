@@ -48,6 +48,10 @@ from genvault.vault import Vault
 __all__ = ["create_app"]
 
 STATIC = Path(__file__).with_name("static")
+# Container allocations (net of frees) between two young collections in `genvault serve` (Python's
+# default is 700). 300 streams at 20 tokens/s: 0.9 → 0.2 µs of CPU per token in collections
+# (docs/benchmarks.md, "Many slow streams: the per-token path").
+YOUNG_COLLECTION_THRESHOLD = 7000
 
 
 class GenvaultApp(FastAPI):
@@ -69,7 +73,13 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
     (`gc.freeze`), so its full collections while hundreds of replies stream visit only what the
     requests made. Each such collection held the event loop for 100-180 ms of CPU at 300 streams
     before (docs/benchmarks.md, issue 15's third round). For a process that owns its interpreter:
-    tests and embedding applications leave it off."""
+    tests and embedding applications leave it off.
+
+    It also raises the young generation's threshold (`YOUNG_COLLECTION_THRESHOLD`), for the same
+    reason: a young collection walks every object made since the last one that is still alive,
+    and while hundreds of replies stream that is each suspended task's coroutines, futures and
+    generator hand-offs (~5,000 objects), so each cost ~1.4 ms whatever triggered it; at Python's
+    700 they came every few hundred tokens."""
     owned = vault is None
     the_vault = vault or Vault(settings or Settings())
     metrics = Metrics(refusals=the_vault.limits.refusals)
@@ -82,6 +92,7 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
         if freeze_gc:
             gc.collect()  # start-up's garbage first: frozen, it would never be freed
             gc.freeze()
+            gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
         try:
             yield
         finally:

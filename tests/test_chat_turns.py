@@ -256,7 +256,7 @@ class TestResumeAndCancel:
         self, vault_factory: Any, provider: tm.TestProvider
     ) -> None:
 
-        provider.enqueue(tm.text("one two"), tm.delay(0.5), tm.text(" three"))
+        provider.enqueue(tm.text("one two"), tm.delay(2.0), tm.text(" three"))
         vault = await vault_factory(providers={"offline": provider})
         async with serve(create_app(vault=vault)) as base, httpx.AsyncClient(base_url=base) as http:
             body = {"id": "c", "messages": [user("u1", "x")], "trigger": "submit-message"}

@@ -152,6 +152,24 @@ class TestCoalescedCheckpoints:
         for generation_id in ids:
             await vault.cancel(generation_id)
 
+    async def test_on_sqlite_checkpoints_and_first_tokens_are_grouped_writes(self, vault_factory: Any) -> None:
+        # One hop and one transaction on the liveness store's writer connection, shared by the
+        # checkpoints and the first-token marks when they queue together (store/sqlite_groups.py).
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await vault_factory(providers={"offline": provider}, settings_overrides={"checkpoint_ms": 60_000})
+        if vault.store.dialect != "sqlite":
+            pytest.skip("SQLite's write groups")
+        groups = vault.engine.liveness.store.sqlite_groups()
+        provider.enqueue(tm.text("so far "), tm.delay(60))
+        generation_id = (await vault.generate("q")).id
+        await wait_for(lambda: streaming(vault, generation_id))  # its first-token mark, in a group
+        await wait_for(lambda: _true(groups._drain is None))  # that group's task has ended
+        writes = groups.writes
+        assert await vault.engine.liveness.flush() == 1
+        assert groups.writes == writes + 1
+        assert (await row(vault, generation_id))["result_text"] == "so far "
+        await vault.cancel(generation_id)
+
     async def test_a_chat_turns_checkpoint_carries_its_message_so_far(self, vault_factory: Any) -> None:
         provider = tm.TestProvider(tokens_per_second=0)
         provider.enqueue(tm.text("Partial answer "), tm.delay(60))

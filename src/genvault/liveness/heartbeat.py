@@ -84,6 +84,13 @@ class Liveness:
         # (PostgreSQL: one of its two connections is the first-token writer's, `Store.driver`.)
         self.store = Store(store.url, schema=store.schema, pool_size=2, max_overflow=0, pool_timeout=60.0, drivers=1)
         self.store.write_lock = store.write_lock  # SQLite: one queue of writers per process
+        # SQLite: the checkpoints and the first-token marks go to this store's writer connection,
+        # in one hop and one transaction each (`sqlite_groups`; together when they queue together).
+        # Through SQLAlchemy's `write()` a flush cost ~0.7 ms more of the loop's CPU and ~0.2 ms
+        # more of the writer's (10 streams). Measured and dropped: the main store's writer, in
+        # the turns' transactions, cost the writer threads ~1 µs per token more at 300 streams
+        # (docs/benchmarks.md, issue 15).
+        self._sqlite_writes = self.store if store.dialect == "sqlite" else None
         self.owner_id = new_owner_id()
         self.on_lost = on_lost
         self.on_dead = on_dead
@@ -197,7 +204,12 @@ class Liveness:
         at = _now()
         try:
             async with self._row_writes:
-                active = await self.store.write_statement(lambda conn: processes.checkpoint_many(conn, batch, at=at))
+                if self._sqlite_writes is not None:
+                    active = await processes.checkpoint_many_sqlite(self._sqlite_writes, batch, at=at)
+                else:
+                    active = await self.store.write_statement(
+                        lambda conn: processes.checkpoint_many(conn, batch, at=at)
+                    )
         except GenvaultError:
             # A failed flush must not kill the generations; the next one tries again, from what
             # the database held before it.
@@ -265,7 +277,10 @@ class Liveness:
                         )
                     )
                 else:  # one hop to the writer connection's thread
-                    await processes.mark_streaming_sqlite(self.store, marks, owner=self.owner_id, lease_until=until)
+                    assert self._sqlite_writes is not None
+                    await processes.mark_streaming_sqlite(
+                        self._sqlite_writes, marks, owner=self.owner_id, lease_until=until
+                    )
         except BaseException:
             self._marks[:0] = marks  # kept for the next try (or lost with the process, as the run is)
             self._marks_queued.set()

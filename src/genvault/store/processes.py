@@ -35,6 +35,7 @@ from genvault.store.schema import generations, processes
 
 __all__ = [
     "checkpoint_many",
+    "checkpoint_many_sqlite",
     "declare_dead",
     "gone_owner",
     "heartbeat",
@@ -144,6 +145,24 @@ async def no_longer_active(conn: AsyncConnection, generation_ids: Sequence[str])
 # Guarded by the status like every state change; RETURNING names the ones still active (the rest
 # were cancelled or swept).
 _ACTIVE_SQL = ", ".join(f"'{s}'" for s in gen_store.ACTIVE)
+_CHECKPOINT_SQLITE = (
+    "UPDATE generations SET "
+    "result_text = substr(COALESCE(result_text, ''), 1, json_extract(v.value, '$.o')) "
+    "|| json_extract(v.value, '$.t'), "
+    "result_message = CASE WHEN json_extract(v.value, '$.m') IS NOT NULL THEN json_extract(v.value, '$.m') "
+    "WHEN json_extract(v.value, '$.k') IS NOT NULL THEN json_set(result_message, "
+    "'$.parts[' || json_extract(v.value, '$.k') || '].text', "
+    "substr(json_extract(result_message, '$.parts[' || json_extract(v.value, '$.k') || '].text'), 1, "
+    "json_extract(v.value, '$.q')) || json_extract(v.value, '$.p')) "
+    "ELSE result_message END, "
+    "checkpoint_at = :at "
+    "FROM json_each(:payload) AS v "
+    # `+status`: no index on the status, so SQLite loops over the payload and finds each row by
+    # its primary key. With the status index it looped over every active row and, for each,
+    # over the whole payload: quadratic in the running streams (21 ms a flush of 100, 1.5 now).
+    f"WHERE generations.id = json_extract(v.value, '$.i') AND +generations.status IN ({_ACTIVE_SQL}) "
+    "RETURNING generations.id"
+)
 _CHECKPOINT_SQL = {
     "postgresql": text(
         "UPDATE generations AS g SET result_text = substr(COALESCE(g.result_text, ''), 1, v.o) || v.t, "
@@ -155,24 +174,7 @@ _CHECKPOINT_SQL = {
         "FROM jsonb_to_recordset(CAST(:payload AS jsonb)) AS v(i text, o int, t text, m jsonb, k int, q int, p text) "
         f"WHERE g.id = v.i AND g.status IN ({_ACTIVE_SQL}) RETURNING g.id"
     ),
-    "sqlite": text(
-        "UPDATE generations SET "
-        "result_text = substr(COALESCE(result_text, ''), 1, json_extract(v.value, '$.o')) "
-        "|| json_extract(v.value, '$.t'), "
-        "result_message = CASE WHEN json_extract(v.value, '$.m') IS NOT NULL THEN json_extract(v.value, '$.m') "
-        "WHEN json_extract(v.value, '$.k') IS NOT NULL THEN json_set(result_message, "
-        "'$.parts[' || json_extract(v.value, '$.k') || '].text', "
-        "substr(json_extract(result_message, '$.parts[' || json_extract(v.value, '$.k') || '].text'), 1, "
-        "json_extract(v.value, '$.q')) || json_extract(v.value, '$.p')) "
-        "ELSE result_message END, "
-        "checkpoint_at = :at "
-        "FROM json_each(:payload) AS v "
-        # `+status`: no index on the status, so SQLite loops over the payload and finds each row by
-        # its primary key. With the status index it looped over every active row and, for each,
-        # over the whole payload: quadratic in the running streams (21 ms a flush of 100, 1.5 now).
-        f"WHERE generations.id = json_extract(v.value, '$.i') AND +generations.status IN ({_ACTIVE_SQL}) "
-        "RETURNING generations.id"
-    ),
+    "sqlite": text(_CHECKPOINT_SQLITE),
 }
 for _dialect, _statement in list(_CHECKPOINT_SQL.items()):
     _CHECKPOINT_SQL[_dialect] = _statement.bindparams(bindparam("at", type_=generations.c.checkpoint_at.type))
@@ -192,6 +194,25 @@ async def checkpoint_many(conn: AsyncConnection, rows: Sequence[dict[str, Any]],
         payload = json.dumps(rows, ensure_ascii=False)
     result = await conn.execute(_CHECKPOINT_SQL[conn.dialect.name], {"payload": payload, "at": at})
     return set(result.scalars().all())
+
+
+async def checkpoint_many_sqlite(store: Store, rows: Sequence[dict[str, Any]], *, at: datetime) -> set[str]:
+    """`checkpoint_many` on SQLite, in one hop to the store's writer connection, in a transaction
+    of the writes queued there meanwhile (`sqlite_groups.write_in_group`): no SQLAlchemy
+    execution around it, and not a hop to the connection's thread for each of BEGIN, the
+    statement, its rows and COMMIT."""
+    if not rows:
+        return set()
+    try:
+        payload = orjson.dumps(rows).decode()
+    except (orjson.JSONEncodeError, TypeError):  # what only `json` takes (an int over 64 bits)
+        payload = json.dumps(rows, ensure_ascii=False)
+    params = {"payload": payload, "at": _sqlite_stamp(store.engine.dialect)(at)}
+
+    def run(db: sqlite3.Connection) -> set[str]:
+        return {row[0] for row in db.execute(_CHECKPOINT_SQLITE, params).fetchall()}
+
+    return await write_in_group(store, run)
 
 
 # The move to `streaming` at a generation's first token, for many at once. Guarded by the status:

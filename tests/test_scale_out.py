@@ -107,10 +107,6 @@ def env(pg_schema: tuple[str, str], redis_settings: dict[str, str], tmp_path: Pa
         "GENVAULT_DATA_DIR": str(tmp_path),
         "GENVAULT_TEST_MODEL_TPS": "8",  # a reply of a few dozen tokens streams for several seconds
         "GENVAULT_CHECKPOINT_MS": "100",
-        # Each process opens its whole pool at start (warm start): 10 connections, not the default
-        # 30, so that two such tests on other workers stay within the server's max_connections.
-        "GENVAULT_DB_POOL_SIZE": "5",
-        "GENVAULT_DB_MAX_OVERFLOW": "5",
         # Heartbeat every 2 s, sweep every 3 s: the resumes below reach b before it sweeps.
         "GENVAULT_LEASE_SECONDS": "6",
     }

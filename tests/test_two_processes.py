@@ -79,10 +79,6 @@ def env(pg_schema: tuple[str, str], redis_settings: dict[str, str], tmp_path: Pa
         "GENVAULT_DATA_DIR": str(tmp_path),
         "GENVAULT_TEST_MODEL_TPS": "12",  # a reply of a few dozen tokens streams for a few seconds
         "GENVAULT_CHECKPOINT_MS": "100",
-        # Each process opens its whole pool at start (warm start): 10 connections, not the default
-        # 30, so that two such tests on other workers stay within the server's max_connections.
-        "GENVAULT_DB_POOL_SIZE": "5",
-        "GENVAULT_DB_MAX_OVERFLOW": "5",
         "GENVAULT_LEASE_SECONDS": "2",
     }
 

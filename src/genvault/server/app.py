@@ -39,7 +39,7 @@ from genvault.server.routes import (
 )
 from genvault.server.sessions import SameOrigin
 from genvault.server.tracing import TraceContext
-from genvault.server.warm import warm_asgi, warm_store
+from genvault.server.warm import warm_asgi
 from genvault.settings import Settings
 from genvault.vault import Vault
 
@@ -68,11 +68,6 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
         await the_vault.start()
         await warm_asgi()  # before the first requests, and before the freeze
         if freeze_gc:
-            # What lives as long as the process, made before a burst fills memory (warm.py).
-            # Only for a process that owns its interpreter: tests' apps open no idle pools.
-            await warm_store(the_vault.store)
-            s = the_vault.settings
-            metrics.prepare(dict.fromkeys((s.default_model, s.default_image_model, s.default_embedding_model)))
             gc.collect()  # start-up's garbage first: frozen, it would never be freed
             gc.freeze()
         try:

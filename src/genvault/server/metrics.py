@@ -14,7 +14,7 @@ Latency and time-to-first-token histograms are observed in this process as gener
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -29,7 +29,6 @@ __all__ = ["Metrics"]
 
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 _KINDS = ("input", "output", "cached_input", "reasoning")
-_FINAL_STATUSES = ("complete", "error", "cancelled", "interrupted")
 
 
 class _Stored(Collector):
@@ -132,14 +131,6 @@ class Metrics:
             latency.observe((record.finished_at - record.created_at).total_seconds())
         if record.first_token_at is not None:
             ttft.observe((record.first_token_at - record.created_at).total_seconds())
-
-    def prepare(self, models: Iterable[str]) -> None:
-        """The series of `models` (the configured defaults: known at start) made now, for every
-        final status, rather than by the first turns that finish mid-burst, where they would
-        pin the burst's memory arenas for the process's life (docs/benchmarks.md, issue 15)."""
-        for model in models:
-            for status in _FINAL_STATUSES:
-                self._children(model, status)
 
     def _children(self, model: str, status: str) -> tuple[Any, Any, tuple[Any, ...], Any, Any]:
         """The labelled series of one model and status, looked up once (`labels()` takes a lock

@@ -7,35 +7,16 @@ land in the small-object arenas that the burst fills, and each keeps its 1 MiB a
 back to the system once the burst is over (docs/benchmarks.md, "What stays in memory after a
 run"). Loaded before the server reports healthy, they sit with the rest of the start-up, frozen
 with it (`gc.freeze`).
-
-The same holds for what lives as long as the process but is made on first use: the database
-pools' connections (`warm_store`) and the metrics' labelled series (`Metrics.prepare`).
 """
 
 from __future__ import annotations
 
-import logging
-
 import anyio
 
-from genvault.store import Store
-
-__all__ = ["warm_asgi", "warm_store"]
-
-log = logging.getLogger(__name__)
+__all__ = ["warm_asgi"]
 
 
 async def warm_asgi() -> None:
     """Load what the first streaming response would: anyio's backend (and what it imports)."""
     async with anyio.create_task_group():
         pass
-
-
-async def warm_store(store: Store) -> None:
-    """Open the pools' connections now (`Store.open_connections`). Best effort: the start has
-    just written to the database, so this fails only on a database lost meanwhile or refusing
-    more connections; then the pools open them on demand, as they would have."""
-    try:
-        await store.open_connections()
-    except Exception:
-        log.warning("could not open the database pools' connections at start", exc_info=True)

@@ -273,24 +273,6 @@ class Store:
         finally:
             await readers.checkin(record, broken=broken and not record.dbapi_connection.driver_connection._running)
 
-    async def open_connections(self) -> None:
-        """Open now the connections a burst of turns would open (warm start): the `DriverPool`'s
-        or the SQLite writer's and readers', and SQLAlchemy's pool up to its size (overflow
-        connections are closed on return anyway). Each stays open for the process's life; opened
-        while hundreds of replies stream, their objects (aiosqlite's thread, locks, queue;
-        asyncpg's protocol and caches) would pin the small-object arenas the burst filled."""
-        if self._drivers is not None:
-            await self._drivers.fill()
-        if self._sqlite_readers is not None:
-            await self.sqlite_writer()
-            await self._sqlite_readers.fill()
-        pool = self.engine.sync_engine.pool
-        if isinstance(pool, NullPool):
-            return
-        async with contextlib.AsyncExitStack() as held:
-            for _ in range(pool.size()):  # type: ignore[attr-defined]
-                await held.enter_async_context(self.read())
-
     async def aclose(self) -> None:
         if self._drivers is not None:
             await self._drivers.aclose()

@@ -143,13 +143,6 @@ class DriverPool:
                 raise
             return held
 
-    async def fill(self) -> None:
-        """Open every connection the pool may hold, now (warm start): a connection opened
-        mid-burst lives on, and its objects keep the burst's memory arenas from being returned
-        (docs/benchmarks.md, issue 15's sixth round)."""
-        while not self._closed and self._open < self.size:
-            self.release(await self._new())
-
     def release(self, held: _Held) -> None:
         if held.lost or self._closed or held.driver_connection.is_closed():
             self._discard(held)

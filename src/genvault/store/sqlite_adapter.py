@@ -220,11 +220,6 @@ class SqliteReaders:
             self._in_use -= 1
             raise
 
-    async def fill(self) -> None:
-        """Open every reader connection now (warm start), not mid-burst (see `DriverPool.fill`)."""
-        while not self._closed and len(self._idle) + self._in_use < self._size:
-            self._idle.append(await self._open())
-
     async def checkin(self, record: Any, *, broken: bool = False) -> None:
         self._in_use -= 1
         if broken or self._closed:

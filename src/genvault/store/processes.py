@@ -180,18 +180,23 @@ for _dialect, _statement in list(_CHECKPOINT_SQL.items()):
     _CHECKPOINT_SQL[_dialect] = _statement.bindparams(bindparam("at", type_=generations.c.checkpoint_at.type))
 
 
+def _checkpoint_payload(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as one JSON text for the checkpoint statement."""
+    try:
+        # orjson: ~50x `json.dumps` here, where every running stream's new text is encoded each
+        # interval.
+        return orjson.dumps(rows).decode()
+    except (orjson.JSONEncodeError, TypeError):  # what only `json` takes (an int over 64 bits)
+        return json.dumps(rows, ensure_ascii=False)
+
+
 async def checkpoint_many(conn: AsyncConnection, rows: Sequence[dict[str, Any]], *, at: datetime) -> set[str]:
     """Save the partial output of many generations at once, each row what grew since its last
     checkpoint (`genvault.liveness.written.next_checkpoint`). Returns the ids that were still
     active (and so written)."""
     if not rows:
         return set()
-    try:
-        # orjson: ~50x `json.dumps` here, where every running stream's new text is encoded each
-        # interval.
-        payload = orjson.dumps(rows).decode()
-    except (orjson.JSONEncodeError, TypeError):  # what only `json` takes (an int over 64 bits)
-        payload = json.dumps(rows, ensure_ascii=False)
+    payload = _checkpoint_payload(rows)
     result = await conn.execute(_CHECKPOINT_SQL[conn.dialect.name], {"payload": payload, "at": at})
     return set(result.scalars().all())
 
@@ -203,11 +208,7 @@ async def checkpoint_many_sqlite(store: Store, rows: Sequence[dict[str, Any]], *
     statement, its rows and COMMIT."""
     if not rows:
         return set()
-    try:
-        payload = orjson.dumps(rows).decode()
-    except (orjson.JSONEncodeError, TypeError):  # what only `json` takes (an int over 64 bits)
-        payload = json.dumps(rows, ensure_ascii=False)
-    params = {"payload": payload, "at": _sqlite_stamp(store.engine.dialect)(at)}
+    params = {"payload": _checkpoint_payload(rows), "at": _sqlite_stamp(store.engine.dialect)(at)}
 
     def run(db: sqlite3.Connection) -> set[str]:
         return {row[0] for row in db.execute(_CHECKPOINT_SQLITE, params).fetchall()}

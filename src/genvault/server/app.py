@@ -6,6 +6,7 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
@@ -115,22 +116,27 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
     app.state.vault = the_vault
     app.state.metrics = metrics
     install_error_handlers(app)
-    public_url, max_bytes = the_vault.settings.public_url, the_vault.settings.max_body_bytes
-    # Outermost last: the size limit bounds what the guard reads whole.
-    app.add_middleware(InputGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=max_bytes)
-    app.add_middleware(KeyScope)
-    if the_vault.telemetry is not None:  # a caller's `traceparent` is the generations' parent
-        app.add_middleware(TraceContext)
-    # Outermost: a cross-site state-changing request is refused before anything reads it.
-    app.add_middleware(SameOrigin, public_url=public_url)
+    # genvault's middlewares, innermost first (each wraps the ones before it): the size limit
+    # bounds what the guard reads whole; a caller's `traceparent` is the generations' parent; and
+    # outermost, a cross-site state-changing request is refused before anything reads it. One
+    # list for the app's stack and for the hot route in front of it, so both run the same ones.
+    middlewares: list[tuple[Any, dict[str, Any]]] = [
+        (InputGuard, {}),
+        (BodySizeLimit, {"max_bytes": the_vault.settings.max_body_bytes}),
+        (KeyScope, {}),
+    ]
+    if the_vault.telemetry is not None:
+        middlewares.append((TraceContext, {}))
+    middlewares.append((SameOrigin, {"public_url": the_vault.settings.public_url}))
+    for middleware, options in middlewares:
+        app.add_middleware(middleware, **options)
 
     def genvault_middlewares(endpoint: ASGIApp) -> ASGIApp:
-        """The same middlewares as above, in the same order, around a hot route's endpoint."""
-        wrapped: ASGIApp = KeyScope(BodySizeLimit(InputGuard(endpoint), max_bytes=max_bytes))
-        if the_vault.telemetry is not None:
-            wrapped = TraceContext(wrapped)
-        return SameOrigin(wrapped, public_url=public_url)
+        """The same middlewares, in the same order, around a hot route's endpoint."""
+        wrapped = endpoint
+        for middleware, options in middlewares:
+            wrapped = middleware(wrapped, **options)
+        return wrapped
 
     # `POST /api/chat` past the framework's layers (`server/hot_route.py`), errors still answered
     # by the handlers installed above.
@@ -141,9 +147,10 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
     routers = (chat_stream, chats, feedback, files, generations, images, limits, models, search, usage, users, webhooks)
     for module in (*routers, health, login, log_page, pages):
         app.include_router(module.router)
-    # In front of all: the busiest POSTs (a chat turn, the three /v1 generation calls) as plain
-    # Starlette routes to the same endpoints; their `APIRoute`s stay behind for the schema.
-    app.router.routes[:0] = [*gateway.fast_routes(), *chat_stream.fast_routes()]
+    # In front of all: the three /v1 generation calls as plain Starlette routes to the same
+    # endpoints; their `APIRoute`s stay behind for the schema. (A chat turn's POST does not reach
+    # the routes at all: `TurnFront` takes it first.)
+    app.router.routes[:0] = gateway.fast_routes()
     _offline_docs(app)  # before /static, whose mount would answer /static/swagger-ui/... first
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.routing import Route
 
 from genvault import labels
 from genvault.errors import InvalidRequest
@@ -143,17 +142,8 @@ async def post_chat(
 
 
 async def post_chat_direct(request: Request) -> Response:
-    """`post_chat` as a plain Starlette endpoint, routed ahead of the routers (`fast_routes`)."""
+    """`post_chat` as a plain ASGI endpoint: what `server.hot_route.TurnFront` hands a chat turn to."""
     return await post_chat(request, request.headers.get("idempotency-key"))
-
-
-def fast_routes() -> list[Route]:
-    """`POST /api/chat` as a plain Starlette route, for the front of the app's routes: FastAPI's
-    router walks its included routers (each a nested match and a second one to handle it) and
-    solves the header parameter's dependency before it reaches the endpoint, ~10 % of a turn's
-    CPU on this path. The `APIRoute` below stays behind it for the OpenAPI document; errors still
-    go through the app's exception handlers."""
-    return [Route("/api/chat", post_chat_direct, methods=["POST"], include_in_schema=False)]
 
 
 router.add_api_route(

@@ -128,6 +128,57 @@ class TestHeartbeat:
         assert dead_at is not None
 
 
+class TestCancelledElsewhere:
+    """A reply cancelled from another process that ends here before this process notices (no
+    checkpoint flush or heartbeat in between): its record stays `cancelled`, and still gets what
+    was produced and paid for, so usage and budgets count it."""
+
+    @staticmethod
+    def gated_provider(gate: asyncio.Event) -> tm.TestProvider:
+        async def sleep(seconds: float) -> None:
+            if seconds >= 60:  # the scripted pause: until the test opens the gate
+                await gate.wait()
+            else:
+                await asyncio.sleep(seconds)
+
+        provider = tm.TestProvider(tokens_per_second=0, sleep=sleep)
+        provider.enqueue(tm.text("first words "), tm.delay(60), tm.text("and the rest"))
+        return provider
+
+    @pytest.mark.parametrize("kind", ["generation", "chat turn"])
+    async def test_a_reply_ending_before_its_process_notices_keeps_output_usage_and_cost(
+        self, vault_factory: Any, kind: str
+    ) -> None:
+        gate = asyncio.Event()
+        overrides = {"checkpoint_ms": 60_000, "price_overrides": _PRICES}
+        a = await vault_factory(providers={"offline": self.gated_provider(gate)}, settings_overrides=overrides)
+        b = await vault_factory(settings_overrides=overrides)
+        if kind == "chat turn":
+            message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello"}]}
+            generation_id = (await a.chat("c", message=message)).generation.id
+        else:
+            generation_id = (await a.generate("q")).id
+        await wait_for(lambda: streaming(a, generation_id))
+        assert (await b.cancel(generation_id)).status == "cancelled"  # in the database only
+        gate.set()  # the reply ends on A, which has not seen the cancel
+        await a.engine.wait(generation_id)
+        record = await a.get_generation(generation_id)
+        assert record.status == "cancelled"
+        assert record.result_text == "first words and the rest"
+        produced = len(tm.split_tokens("first words ")) + len(tm.split_tokens("and the rest"))
+        assert record.usage.output_tokens == produced
+        # $1 / $2 per million tokens: 1,000 / 2,000 nano-USD a token.
+        assert record.cost_nano_usd == 1_000 * record.usage.input_tokens + 2_000 * record.usage.output_tokens
+        if kind == "chat turn":
+            history = await a.chat_messages("c")
+            assert [m["role"] for m in history.messages] == ["user", "assistant"]
+            assert history.messages[-1]["parts"][-1]["text"] == "first words and the rest"
+            assert await a.active_generation("c") is None  # the chat takes a new turn
+
+
+_PRICES = {"offline/test-model": {"input_mtok": "1", "output_mtok": "2"}}
+
+
 async def _not_running(vault: Any, generation_id: str) -> bool:
     return not vault.engine.is_running_here(generation_id)
 

@@ -632,7 +632,10 @@ class Engine:
 
     @staticmethod
     def _ended_elsewhere_chunk(run: Run, outcome: str) -> Chunk:
-        text = f"this generation was ended elsewhere ({outcome}) before its result was saved"
+        if outcome == "cancelled":  # its output was kept under that status (`_finalize`)
+            text = "this generation was cancelled elsewhere before it ended here; its output is kept, cancelled"
+        else:
+            text = f"this generation was ended elsewhere ({outcome}) before its result was saved"
         log.warning("generation %s: %s", run.generation_id, text)
         return {"type": "error", "errorText": text}
 
@@ -791,13 +794,16 @@ class Engine:
                 # Already final: an earlier try of this one whose commit's answer was lost (same
                 # status), or cancelled or swept elsewhere (that outcome is kept).
                 current = await gen_store.status_of(conn, run.generation_id)
-                if current == status == "cancelled":
+                if current == "cancelled":
                     # Cancelled from another process, which could write only the status: the
-                    # partial reply, its usage and the chat message are here (idempotent).
+                    # reply, its usage and cost and the chat message are here (idempotent). Also
+                    # when the reply ended here before this process noticed the cancel: the
+                    # record stays `cancelled`, but what was produced and paid for is kept and
+                    # counted (usage, budgets: the late cost's trigger, revision 0015).
                     await gen_store.complete_cancelled(conn, run.generation_id, values)
                     if hook is not None:
                         run.ended_elsewhere = True
-                        await hook(conn, run, status)
+                        await hook(conn, run, current)
                 return current
             if hook is not None:
                 await hook(conn, run, status)

@@ -42,6 +42,22 @@ def _block_network() -> Iterator[None]:
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _patient_http_clients() -> Iterator[None]:
+    # httpx's default 5 s timeout is a deadline for a loaded machine (4 workers on 2 cores, the
+    # servers under test in the same processes): a slow answer there is not the failure a test is
+    # about, and tests of a timeout set their own. A ceiling, as the SDK and browser tests use.
+    import httpx
+
+    defaults = [httpx.AsyncClient.__init__.__kwdefaults__, httpx.Client.__init__.__kwdefaults__]
+    before = [d["timeout"] for d in defaults]
+    for d in defaults:
+        d["timeout"] = httpx.Timeout(60.0)
+    yield
+    for d, timeout in zip(defaults, before, strict=True):
+        d["timeout"] = timeout
+
+
 @pytest.fixture(autouse=True)
 def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's real keys must never make a test reach a real provider.

@@ -83,16 +83,36 @@ async def test_a_turns_reply_ends_with_done_in_the_bodys_last_send(app_client: t
         "server": ("test", 80),
         "state": {},
     }
-    await app(scope, receive, send)
+    loop = asyncio.get_running_loop()
+    tasks: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        tasks.append(getattr(coro, "__qualname__", type(coro).__name__))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    try:
+        await app(scope, receive, send)
+        generation_id = dict(sent[0]["headers"])[b"x-genvault-generation-id"].decode()
+        await vault.engine.wait(generation_id)  # the run's end, its dedup release included
+    finally:
+        loop.set_task_factory(None)
     bodies = [m for m in sent if m["type"] == "http.response.body"]
-    assert bodies[-1] == {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False}
+    # `finish`, `[DONE]` and the end of the body in one send: the hub closed right after `finish`.
+    last = parse_sse(bodies[-1]["body"])
+    assert bodies[-1]["more_body"] is False
+    assert last[-1] == "[DONE]"
+    assert isinstance(last[0], dict)
+    assert last[0]["type"] == "finish"
     assert all(m["more_body"] for m in bodies[:-1])
     events = parse_sse(b"".join(m["body"] for m in bodies))
-    assert events[-1] == "[DONE]"
-    assert events[-2]["type"] == "finish"
     # start with start-step, text-start with the first delta, text-end with finish-step: each pair
     # was published at once, so each went out in one send.
-    assert len(bodies) < len(events) - 2, [m["body"] for m in bodies]
+    assert len(bodies) < len(events) - 3, [m["body"] for m in bodies]
+    # The dedup lead given up without a task of its own (SQL cache, result stored by the
+    # finalize), and no follower left for the loop's async-generator finalizer to close.
+    assert "async_generator_athrow" not in tasks, tasks
+    assert "Dedup.finished" not in tasks, tasks
 
 
 async def test_the_last_frame_goes_out_with_the_end_of_the_body() -> None:

@@ -53,14 +53,14 @@ async def _sse(chunks: AsyncIterator[dict[str, Any]], compat: str, first_id: int
 async def _sse_batches(batches: AsyncIterator[tuple[list[dict[str, Any]], bool]], compat: str) -> AsyncIterator[bytes]:
     """`_sse` (no `id:` lines) over a follower's batches (`MemoryHub.follow_batches`): one
     bytes object per batch, the last one with `[DONE]` and as a `LastFrame`."""
+    last = b""
     async for batch, closed in batches:
         frames = b"".join([_frames(chunk, compat) for chunk in batch])
-        if closed:
-            yield LastFrame(frames + SSE_DONE)
-            return
-        if frames:
+        if closed:  # the follower ends at the next step, at once: left to end, not to the collector
+            last = frames
+        elif frames:
             yield frames
-    yield LastFrame(SSE_DONE)  # the stream was gone already
+    yield LastFrame(last + SSE_DONE)
 
 
 def ui_message_stream_response(

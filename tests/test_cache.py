@@ -399,3 +399,22 @@ class TestTheSecondLook:
         if not isinstance(vault.cache, SqlCache):
             pytest.skip("the SQL cache only (Redis looks up in `decide` always)")
         assert await self._decided(vault, "another-key", monkeypatch) == ["the-key"]
+
+
+async def test_a_leads_release_needs_no_await_on_the_sql_cache_when_its_result_is_stored(vault_factory: Any) -> None:
+    vault = await vault_factory()
+    dedup = vault.dedup
+    assert isinstance(dedup.backend, SqlCache)
+    dedup._leading["k"] = "gen_1"
+    assert dedup.finished_at_once("k", "gen_2", complete=True, stored=False)  # a follower: nothing
+    assert dedup._leading["k"] == "gen_1"
+    assert not dedup.finished_at_once("k", "gen_1", complete=True, stored=False)  # a `put` to await
+    assert dedup._leading["k"] == "gen_1"
+    remembered = dedup._remembered
+    assert dedup.finished_at_once("k", "gen_1", complete=True, stored=True)
+    assert "k" not in dedup._leading
+    assert dedup._remembered == remembered + 1  # counted as `finished` counts it
+    dedup._leading["k"] = "gen_3"
+    assert dedup.finished_at_once("k", "gen_3", complete=False, stored=False)
+    assert "k" not in dedup._leading
+    assert dedup._remembered == remembered + 1

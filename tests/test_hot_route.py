@@ -5,6 +5,7 @@ everything else to the stack, and a reply whose client goes away ends its reques
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from genvault.messages.sse import parse_sse
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.server.hot_route import send_following
+from genvault.server.streaming import LastFrame
 
 
 def user(message_id: str, text: str = "hello") -> dict[str, Any]:
@@ -46,6 +48,93 @@ async def test_a_turn_streams_through_the_front(app_client: tuple[Any, httpx.Asy
     assert events[-2]["type"] == "finish"
     generation = await vault.get_generation(response.headers["x-genvault-generation-id"])
     assert generation.status == "complete"
+
+
+async def test_a_turns_reply_ends_with_done_in_the_bodys_last_send(app_client: tuple[Any, httpx.AsyncClient]) -> None:
+    """What was published together goes out in one send, and `[DONE]` with the end of the body:
+    fewer writes than chunks, the same bytes."""
+    vault, _client = app_client
+    app = create_app(vault=vault)
+    sent: list[Message] = []
+    request = json.dumps({"id": "c2", "messages": [user("u1", "one two three")], "trigger": "submit-message"})
+    messages = [{"type": "http.request", "body": request.encode(), "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # the client stays until the end
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/chat",
+        "raw_path": b"/api/chat",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+        "state": {},
+    }
+    loop = asyncio.get_running_loop()
+    tasks: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        tasks.append(getattr(coro, "__qualname__", type(coro).__name__))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    try:
+        await app(scope, receive, send)
+        generation_id = dict(sent[0]["headers"])[b"x-genvault-generation-id"].decode()
+        await vault.engine.wait(generation_id)  # the run's end, its dedup release included
+    finally:
+        loop.set_task_factory(None)
+    bodies = [m for m in sent if m["type"] == "http.response.body"]
+    # `finish`, `[DONE]` and the end of the body in one send: the hub closed right after `finish`.
+    last = parse_sse(bodies[-1]["body"])
+    assert bodies[-1]["more_body"] is False
+    assert last[-1] == "[DONE]"
+    assert isinstance(last[0], dict)
+    assert last[0]["type"] == "finish"
+    assert all(m["more_body"] for m in bodies[:-1])
+    events = parse_sse(b"".join(m["body"] for m in bodies))
+    # start with start-step, text-start with the first delta, text-end with finish-step: each pair
+    # was published at once, so each went out in one send.
+    assert len(bodies) < len(events) - 3, [m["body"] for m in bodies]
+    # The dedup lead given up without a task of its own (SQL cache, result stored by the
+    # finalize), and no follower left for the loop's async-generator finalizer to close.
+    assert "async_generator_athrow" not in tasks, tasks
+    assert "Dedup.finished" not in tasks, tasks
+
+
+async def test_the_last_frame_goes_out_with_the_end_of_the_body() -> None:
+    sent: list[Message] = []
+
+    async def follower() -> AsyncIterator[bytes]:
+        yield b"data: first\n\n"
+        yield LastFrame(b"data: [DONE]\n\n")
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    response = StreamingResponse(follower(), media_type="text/event-stream")
+    await send_following(response, {"type": "http"}, receive, send)
+    assert [(m.get("body"), m.get("more_body")) for m in sent[1:]] == [
+        (b"data: first\n\n", True),
+        (b"data: [DONE]\n\n", False),
+    ]
 
 
 async def test_errors_are_the_app_handlers_plain_text(app_client: tuple[Any, httpx.AsyncClient]) -> None:

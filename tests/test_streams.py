@@ -296,6 +296,29 @@ async def test_a_compacted_delta_gives_back_the_published_chunk_whatever_its_id_
     assert [c async for c in hub.follow("s", 3)] == published[3:]
 
 
+async def test_the_memory_hubs_batch_follower_takes_every_chunk_published_since_its_last_batch() -> None:
+    hub = MemoryHub()
+    await hub.open("s")
+    published = [{"type": "text-delta", "id": "t", "delta": f"w{i} "} for i in range(40)]
+    for chunk in published[:3]:  # before the follower runs: one batch
+        hub.publish_nowait("s", chunk)
+    batches = hub.follow_batches("s")
+    assert await anext(batches) == (published[:3], False)
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)
+    assert not waiting.done()  # nothing new: it waits, it does not hand out an empty batch
+    hub.publish_nowait("s", published[3])
+    hub.publish_nowait("s", published[4])
+    assert await waiting == (published[3:5], False)
+    for chunk in published[5:]:  # compacted meanwhile: handed out as published
+        hub.publish_nowait("s", chunk)
+    await hub.close("s")
+    assert await anext(batches) == (published[5:], True)  # the last batch says so
+    assert [batch async for batch in batches] == []
+    assert [b async for b in hub.follow_batches("s")] == [(published, True)]  # a late one: all at once
+    assert [b async for b in hub.follow_batches("unknown")] == []
+
+
 async def test_a_late_follower_of_a_finished_generation_replays_it_from_the_database(vault_factory: Any) -> None:
     vault = await vault_factory()
     vault.hub.retain_seconds = 0  # forgotten as soon as it closes

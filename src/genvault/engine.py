@@ -585,16 +585,22 @@ class Engine:
                 # Even when finalize failed: a lead never given up would stall identical requests.
                 if self.dedup is not None and run.cache_key is not None and run.cache_policy is not None:
                     complete = committed and status == "complete" and run.cached_from is None and _has_output(run)
-                    await asyncio.shield(
-                        self.dedup.finished(
-                            run.cache_key,
-                            run.generation_id,
-                            run.user_id,
-                            complete=complete,
-                            policy=run.cache_policy,
-                            stored=run.cache_stored,
+                    # Mostly nothing to await (the SQL cache, the result stored with the finalize):
+                    # then no task, and the hub closes right after the tail, so a follower takes
+                    # both in one wake-up.
+                    if not self.dedup.finished_at_once(
+                        run.cache_key, run.generation_id, complete=complete, stored=run.cache_stored
+                    ):
+                        await asyncio.shield(
+                            self.dedup.finished(
+                                run.cache_key,
+                                run.generation_id,
+                                run.user_id,
+                                complete=complete,
+                                policy=run.cache_policy,
+                                stored=run.cache_stored,
+                            )
                         )
-                    )
             finally:
                 await self.hub.close(run.generation_id)
                 self._runs.pop(run.generation_id, None)

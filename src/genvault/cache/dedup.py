@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault._redis import REDIS_ERRORS, RedisHealth
 from genvault.cache.base import Cache
 from genvault.cache.key import cache_key
+from genvault.cache.sql import SqlCache
 from genvault.errors import NotFound
 from genvault.providers.base import ModelRequest
 from genvault.settings import Settings
@@ -215,6 +216,21 @@ class Dedup:
             return None
         made: CacheEntry = entry(key, generation_id, user_id, self.ttl(policy))
         return made
+
+    def finished_at_once(self, key: str, generation_id: str, *, complete: bool, stored: bool) -> bool:
+        """`finished` when it has nothing to await, done here: True then. That is a follower, or a
+        leader whose result needs no `put` (not complete, or stored by `remember_in`) on the SQL
+        cache, whose lead is this process's own (`release` writes nothing) and which has no Redis
+        health to check. False: call
+        `finished`. (A chat turn's reply ends with no task and no suspension for this.)"""
+        if self._leading.get(key) != generation_id:
+            return True  # a follower: nothing of its own to remember
+        if type(self.backend) is not SqlCache or self._degradable or (complete and not stored):
+            return False
+        if complete:
+            self._count_remembered(key)
+        self._leading.pop(key, None)
+        return True
 
     async def finished(
         self,

@@ -27,6 +27,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from genvault.server.streaming import LastFrame
+
 __all__ = ["TurnFront", "send_following"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -95,10 +97,16 @@ async def send_following(response: StreamingResponse, scope: Scope, receive: Rec
     iterator = response.body_iterator
     try:
         await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+        ended = False
         async for chunk in iterator:
+            if type(chunk) is LastFrame:  # `[DONE]`: with the end of the body, in one write
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                ended = True
+                break
             body = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(response.charset)
             await send({"type": "http.response.body", "body": body, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         if not state["gone"]:
             raise

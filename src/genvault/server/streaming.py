@@ -14,7 +14,21 @@ from fastapi.responses import StreamingResponse
 from genvault.messages.chunks import downgrade_for_client, plain_delta
 from genvault.messages.sse import SSE_DONE, UI_MESSAGE_STREAM_HEADERS, encode_delta_sse, encode_sse
 
-__all__ = ["ui_message_stream_response"]
+__all__ = ["LastFrame", "ui_message_stream_response"]
+
+
+class LastFrame(bytes):
+    """The stream's last bytes (`[DONE]`, with the last chunks when they came together): a
+    response that knows it (`hot_route.send_following`) sends them with the end of the body, in
+    one write; to any other, plain bytes."""
+
+
+def _frames(chunk: dict[str, Any], compat: str) -> bytes:
+    """One chunk's SSE event(s), as `_sse` writes them without `id:` lines."""
+    delta = plain_delta(chunk)
+    if delta is not None:
+        return encode_delta_sse(*delta)
+    return b"".join([encode_sse(wire) for wire in downgrade_for_client(chunk, compat)])
 
 
 async def _sse(chunks: AsyncIterator[dict[str, Any]], compat: str, first_id: int | None) -> AsyncIterator[bytes]:
@@ -33,19 +47,40 @@ async def _sse(chunks: AsyncIterator[dict[str, Any]], compat: str, first_id: int
                 yield frame if index is None or n < len(wires) - 1 else b"id: %d\n" % index + frame
         if index is not None:
             index += 1
-    yield SSE_DONE
+    yield LastFrame(SSE_DONE)
+
+
+async def _sse_batches(batches: AsyncIterator[tuple[list[dict[str, Any]], bool]], compat: str) -> AsyncIterator[bytes]:
+    """`_sse` (no `id:` lines) over a follower's batches (`MemoryHub.follow_batches`): one
+    bytes object per batch, the last one with `[DONE]` and as a `LastFrame`."""
+    last = b""
+    async for batch, closed in batches:
+        frames = b"".join([_frames(chunk, compat) for chunk in batch])
+        if closed:  # the follower ends at the next step, at once: left to end, not to the collector
+            last = frames
+        elif frames:
+            yield frames
+    yield LastFrame(last + SSE_DONE)
 
 
 def ui_message_stream_response(
-    chunks: AsyncIterator[dict[str, Any]],
+    chunks: AsyncIterator[dict[str, Any]] | None,
     *,
     compat: str,
     headers: dict[str, str] | None = None,
     first_id: int | None = None,
+    batches: AsyncIterator[tuple[list[dict[str, Any]], bool]] | None = None,
 ) -> StreamingResponse:
-    """The SSE response; `first_id` (the index of the first chunk) adds `id:` lines."""
+    """The SSE response; `first_id` (the index of the first chunk) adds `id:` lines. With
+    `batches` (a follower's batches, `MemoryHub.follow_batches`) instead of `chunks`, one frame
+    per batch (no `id:` lines)."""
+    if batches is not None:
+        body = _sse_batches(batches, compat)
+    else:
+        assert chunks is not None
+        body = _sse(chunks, compat, first_id)
     return StreamingResponse(
-        _sse(chunks, compat, first_id),
+        body,
         headers={**UI_MESSAGE_STREAM_HEADERS, **(headers or {})},
         media_type="text/event-stream",
     )

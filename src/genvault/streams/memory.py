@@ -201,6 +201,35 @@ class MemoryHub:
             stream.waiters.append(waiter)
             await waiter
 
+    async def follow_batches(self, stream_id: str) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+        """`follow` from the first chunk, a batch at a time: every chunk published since the last
+        batch, as soon as there is one (nothing waits for more), with whether the stream had
+        closed by then (then it is the last batch, possibly empty). A reply's response writes each
+        batch in one send: chunks published together (a step's boundaries, a text part's start
+        and first delta) go out in one write rather than one each."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        index = 0
+        chunks = stream.chunks  # only ever appended to (a compacted slot is replaced in place)
+        loop = asyncio.get_running_loop()
+        while True:
+            end = len(chunks)
+            closed = stream.closed  # read with `end`: nothing is published after the close
+            if end > index or closed:
+                batch = chunks[index:end]
+                for n, chunk in enumerate(batch):
+                    if type(chunk) is tuple:
+                        batch[n] = stream.chunk(index + n)
+                index = end
+                yield batch, closed
+                if closed:
+                    return
+                continue
+            waiter = loop.create_future()
+            stream.waiters.append(waiter)
+            await waiter
+
     async def aclose(self) -> None:
         for stream in self._streams.values():
             stream.closed = True

@@ -132,13 +132,14 @@ async def post_chat(
         tags=parsed["tags"] if parsed["tags"] is not None else header_tags,
         metadata=parsed["metadata"] if parsed["metadata"] is not None else header_metadata,
     )
-    # The turn usually runs here: follow its stream directly, without replay's record read.
+    headers = {"X-Genvault-Generation-Id": turn.generation.id}
+    # The turn usually runs here: follow its stream directly, without replay's record read, and a
+    # batch at a time (what was published together goes out in one write).
+    batches = vault.follow_batches_here(turn.generation.id)
+    if batches is not None:
+        return ui_message_stream_response(None, batches=batches, compat=vault.settings.stream_compat, headers=headers)
     chunks = vault.follow_here(turn.generation.id, user_id=None) or vault.replay(turn.generation.id, user_id=None)
-    return ui_message_stream_response(
-        chunks,
-        compat=vault.settings.stream_compat,
-        headers={"X-Genvault-Generation-Id": turn.generation.id},
-    )
+    return ui_message_stream_response(chunks, compat=vault.settings.stream_compat, headers=headers)
 
 
 async def post_chat_direct(request: Request) -> Response:

@@ -1,22 +1,28 @@
-"""The plans PostgreSQL keeps for the chat turn's statements find their rows by primary key, even
-with no planner statistics (a new database, a server with autovacuum off) and under the generic
-plan a pooled connection keeps for a prepared statement for as long as it lives.
+"""The chat turn's PostgreSQL statements: how they are planned and committed.
+
+The plans PostgreSQL keeps for them find their rows by primary key, even with no planner
+statistics (a new database, a server with autovacuum off) and under the generic plan a pooled
+connection keeps for a prepared statement for as long as it lives.
 
 Without statistics the planner costs an equality on `chats.user_id` like the one on the primary
 key, and the generic plans it made when the tables were small looked the chat up through
 `(user_id, updated_at)` and filtered every chat of the user on every turn (twice: the opening
 and the finalize), so each turn cost the database more than the last. Checked by the plan's
-text, not by timing."""
+text, not by timing.
+
+The first-token mark, no durability promise, commits without waiting for its WAL flush; the
+opening and the finalize, which the client is told about, keep the server's synchronous commit."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from genvault.store import finishes, openings
+from genvault.store import finishes, openings, processes
 from genvault.store.chats import _append_statement
 
 pytestmark = pytest.mark.postgres
@@ -76,3 +82,25 @@ async def test_the_chat_row_is_found_by_its_key_not_among_the_users_chats(conn: 
     plan = await generic_plan(conn, statement())
     assert "pk_chats" in plan
     assert "ix_chats_user_id_updated_at" not in plan
+
+
+async def test_the_first_token_mark_commits_without_waiting_for_its_flush(conn: Any) -> None:
+    # What the mark's own transaction runs with, as a trigger on the row sees it.
+    await conn.execute("CREATE TABLE seen (setting text)")
+    await conn.execute(
+        "CREATE FUNCTION note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO seen VALUES (current_setting('synchronous_commit')); RETURN NEW; END $$"
+    )
+    await conn.execute(
+        "CREATE TRIGGER note BEFORE UPDATE ON generations FOR EACH ROW EXECUTE FUNCTION note_commit_mode()"
+    )
+    await conn.execute(
+        "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at) "
+        "VALUES ('g1', 'chat', 'alice', 'pending', 'm', 'p', '{}', now())"
+    )
+    now = datetime.now(UTC)
+    await conn.execute(processes._MARK_STREAMING_PG, ["g1"], [now], [now], "me", now)
+    assert await conn.fetchval("SELECT status FROM generations WHERE id = 'g1'") == "streaming"
+    assert [r["setting"] for r in await conn.fetch("SELECT setting FROM seen")] == ["off"]
+    # Only that transaction: the connection's next statements commit as the server says.
+    assert await conn.fetchval("SHOW synchronous_commit") == "on"

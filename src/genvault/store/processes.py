@@ -220,10 +220,19 @@ async def checkpoint_many_sqlite(store: Store, rows: Sequence[dict[str, Any]], *
 # one that ended meanwhile (a short reply finalized first, a cancel) is left as it is. PostgreSQL:
 # on asyncpg itself (`Store.driver`), one prepared statement over arrays, one round trip, no
 # SQLAlchemy execution around it; SQLite: one hop (`sqlite_groups.write_in_group`).
+#
+# PostgreSQL commits it without waiting for its WAL flush (`synchronous_commit` off for this
+# statement's own transaction, by `set_config(…, true)` in the statement: one round trip still).
+# The mark is no promise to anyone: lost in a crash, the record stays `pending` and the sweeper
+# ends it `interrupted` as it would a `streaming` one, and the finalize's commit, which is
+# synchronous, flushes the WAL up to itself, the mark's commit included. Waiting for the flush
+# held the batch's rows locked meanwhile, so a finalize of one of them waited for another
+# turn's flush as well as its own (a flush took several ms on the shared server under load).
 _MARK_STREAMING_PG = (
+    "WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true)) "
     "UPDATE generations AS g SET status = 'streaming', started_at = m.started, first_token_at = m.first, "
     "lease_owner = $4, lease_expires_at = $5 "
-    "FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS m(id, started, first) "
+    "FROM no_flush_wait, unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS m(id, started, first) "
     f"WHERE g.id = m.id AND g.status IN ({_ACTIVE_SQL})"
 )
 

@@ -104,3 +104,80 @@ async def test_the_first_token_mark_commits_without_waiting_for_its_flush(conn: 
     assert [r["setting"] for r in await conn.fetch("SELECT setting FROM seen")] == ["off"]
     # Only that transaction: the connection's next statements commit as the server says.
     assert await conn.fetchval("SHOW synchronous_commit") == "on"
+
+
+async def add_generations(conn: Any, count: int) -> None:
+    """`count` generations, finished and active, never analyzed."""
+    await conn.execute(
+        "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at) "
+        "SELECT 'g' || i, 'chat', 'alice', CASE WHEN i % 10 = 0 THEN 'streaming' ELSE 'complete' END, "
+        "'m', 'p', '{}', now() FROM generate_series(1, $1) AS i",
+        count,
+    )
+
+
+def scans(plan: str) -> list[tuple[str, str | None]]:
+    """Each node of a JSON plan reading `generations` or an index: (node type, index name)."""
+    found: list[tuple[str, str | None]] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        reads_table = node.get("Relation Name") == "generations" and node["Node Type"] != "ModifyTable"
+        if reads_table or "Index Name" in node:
+            found.append((node["Node Type"], node.get("Index Name")))
+        for child in node.get("Plans", []):
+            walk(child)
+
+    document = json.loads(plan)
+    if isinstance(document, str):  # `generic_plan` quotes asyncpg's JSON text again
+        document = json.loads(document)
+    walk(document[0]["Plan"])
+    return found
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param(lambda: processes._MARK_STREAMING_PG, id="first-token mark"),
+        pytest.param(
+            lambda: (
+                processes._CHECKPOINT_PG.replace(":payload", "$1")
+                .replace(":at", "$2::timestamptz")
+                .replace(":ids", "$3")
+            ),
+            id="checkpoint",
+        ),
+    ],
+)
+@pytest.mark.parametrize("count", [0, 2000])
+async def test_each_generation_is_found_by_its_key_not_among_the_active_ones(
+    conn: Any, statement: Any, count: int
+) -> None:
+    await add_generations(conn, count)
+    plan = await generic_plan(conn, statement())
+    # Only by primary key, in the plan made on an empty table as on a bigger one: not through the
+    # status index (its entries include every version of a row ever active not yet vacuumed
+    # away), not a sequential scan (every row of the table).
+    assert scans(plan) == [("Index Scan", "pk_generations")], scans(plan)
+
+
+async def test_the_batch_statements_write_each_active_generation_and_only_those(conn: Any) -> None:
+    await conn.execute(
+        "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at, result_text) "
+        "VALUES ('a', 'chat', 'alice', 'pending', 'm', 'p', '{}', now(), 'x'), "
+        "('b', 'chat', 'alice', 'complete', 'm', 'p', '{}', now(), 'x'), "
+        "('c', 'chat', 'alice', 'pending', 'm', 'p', '{}', now(), 'x')"
+    )
+    t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    await conn.execute(processes._MARK_STREAMING_PG, ["a", "b", "c"], [t1, t1, t2], [t1, t2, t2], "me", t2)
+    rows = await conn.fetch("SELECT id, status, started_at, first_token_at FROM generations ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        ("a", "streaming", t1, t1),
+        ("b", "complete", None, None),
+        ("c", "streaming", t2, t2),
+    ]
+    checkpoint = processes._CHECKPOINT_PG.replace(":payload", "$1").replace(":at", "$2").replace(":ids", "$3")
+    payload = [{"i": "c", "o": 1, "t": "yz"}, {"i": "b", "o": 1, "t": "!"}, {"i": "a", "o": 0, "t": "new"}]
+    written = await conn.fetch(checkpoint, json.dumps(payload), t2, [r["i"] for r in payload])
+    assert {r["id"] for r in written} == {"a", "c"}
+    texts = await conn.fetch("SELECT id, result_text FROM generations ORDER BY id")
+    assert [tuple(r) for r in texts] == [("a", "new"), ("b", "x"), ("c", "xyz")]

@@ -3,6 +3,11 @@ keep-alive connections, for `duration` seconds. Prints one JSON object on stdout
 
     python -m bench._load --url http://127.0.0.1:P --kind messages --chat CHAT --concurrency 8 --duration 8
     python -m bench._load --url http://127.0.0.1:P --kind chat --concurrency 8 --duration 8 --server-pid PID
+                          [--database-url postgresql://…]
+
+With `--database-url` (PostgreSQL), the CPU of the database server's backends serving that
+database over the measured window is reported too: what a request costs PostgreSQL's own
+processes, which share the machine's cores with the server and the load generator.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import time
 import uuid
@@ -18,6 +24,26 @@ from typing import Any
 import httpx
 
 from bench._proc import cpu_seconds
+
+
+async def _backends(url: str) -> tuple[Any, dict[int, float]]:
+    """A connection to the database at `url`, and the CPU seconds so far of every other backend
+    serving that database (from /proc: the database server runs on this machine)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    return conn, await _backend_cpu(conn)
+
+
+async def _backend_cpu(conn: Any) -> dict[int, float]:
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    cpu = {}
+    for row in rows:
+        with contextlib.suppress(FileNotFoundError):  # ended meanwhile
+            cpu[row["pid"]] = cpu_seconds(row["pid"])
+    return cpu
 
 
 def _chat_body() -> dict[str, Any]:
@@ -69,11 +95,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         latencies.clear()
         errors = 0
         kinds.clear()
+        database, db_start = await _backends(args.database_url) if args.database_url else (None, {})
         cpu_start = cpu_seconds(args.server_pid) if args.server_pid else None
         start = time.perf_counter()
         await asyncio.gather(*(worker(start + args.duration) for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - start
         cpu = cpu_seconds(args.server_pid) - cpu_start if cpu_start is not None else None
+        db_cpu = None
+        if database is not None:
+            # A backend that started in the window counts from zero (its connection's setup included).
+            db_end = await _backend_cpu(database)
+            db_cpu = sum(seconds - db_start.get(pid, 0.0) for pid, seconds in db_end.items())
+            await database.close()
     return {
         "requests": len(latencies),
         "errors": errors,
@@ -82,6 +115,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "latencies_s": latencies,
         # The server's user + system CPU over the measured window (not the warm-up).
         "server_cpu_s": cpu,
+        # The database's backends' user + system CPU over the same window (`--database-url`).
+        "database_cpu_s": db_cpu,
     }
 
 
@@ -94,4 +129,5 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--server-pid", type=int, help="report this process's CPU time over the measured window")
+    parser.add_argument("--database-url", help="PostgreSQL: report its backends' CPU time over the window too")
     print(json.dumps(asyncio.run(main(parser.parse_args()))))

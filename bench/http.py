@@ -53,9 +53,13 @@ async def _seed(url: str, size: int) -> str:
     return genvault.chat_ids[0]
 
 
-def _load(base: str, pid: int, kind: str, chat: str, concurrency: int, duration: float) -> dict[str, Any]:
+def _load(
+    base: str, pid: int, kind: str, chat: str, concurrency: int, duration: float, database: str | None = None
+) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench._load", "--url", base, "--kind", kind, "--chat", chat]
     command += ["--concurrency", str(concurrency), "--duration", str(duration), "--server-pid", str(pid)]
+    if database is not None:
+        command += ["--database-url", database]
     out = subprocess.run(
         command,
         cwd=ROOT,
@@ -70,6 +74,7 @@ def _load(base: str, pid: int, kind: str, chat: str, concurrency: int, duration:
 def _row(db: str, server_name: str, kind: str, concurrency: int, round_: int, got: dict[str, Any]) -> dict[str, Any]:
     requests = got["requests"]
     cpu = got.get("server_cpu_s")
+    db_cpu = got.get("database_cpu_s")
     return {
         "db": db,
         "server": server_name,
@@ -81,6 +86,8 @@ def _row(db: str, server_name: str, kind: str, concurrency: int, round_: int, go
         "errors": got["errors"],
         "error_kinds": got.get("error_kinds", {}),
         "server_cpu_ms_per_request": cpu * 1000 / requests if cpu is not None and requests else None,
+        # PostgreSQL's backends serving genvault's database (None for SQLite and the bare relay).
+        "database_cpu_ms_per_request": db_cpu * 1000 / requests if db_cpu is not None and requests else None,
         "latency_s": summarize(got["latencies_s"]) if got["latencies_s"] else None,
     }
 
@@ -91,7 +98,9 @@ def _print(row: dict[str, Any]) -> None:
     print(
         f"{row['db']:8} {row['server']:8} {row['endpoint'][:24]:24} c={row['concurrency']:<3} "
         f"{row['requests_per_s']:7.1f} req/s  p50 {lat['p50'] * 1000:7.1f} ms  p99 {lat['p99'] * 1000:7.1f} ms  "
-        f"cpu {cpu or 0:6.2f} ms/req  errors {row['errors']}"
+        f"cpu {cpu or 0:6.2f} ms/req  "
+        + (f"db {row['database_cpu_ms_per_request']:5.2f} ms/req  " if row.get("database_cpu_ms_per_request") else "")
+        + f"errors {row['errors']}"
         + (f" {row['error_kinds']}" if row.get("error_kinds") else ""),
         flush=True,
     )
@@ -143,6 +152,7 @@ def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "errors": sum(g["errors"] for g, _ in pairs),
                 "genvault_cpu_ms": med([g["server_cpu_ms_per_request"] for g, _ in pairs]),
                 "bare_cpu_ms": med([b["server_cpu_ms_per_request"] for _, b in pairs]),
+                "genvault_database_cpu_ms": med([g.get("database_cpu_ms_per_request") for g, _ in pairs]),
             }
         )
     return out
@@ -178,7 +188,10 @@ async def run(
                         for round_ in range(rounds):
                             # Alternate which server goes first, so drift hits both.
                             for name, base, pid in servers if round_ % 2 == 0 else servers[::-1]:
-                                got = await asyncio.to_thread(_load, base, pid, "chat", chat, clients, duration)
+                                database = url if name == "genvault" and db == "postgres" else None
+                                got = await asyncio.to_thread(
+                                    _load, base, pid, "chat", chat, clients, duration, database
+                                )
                                 results.append(_row(db, name, "chat", clients, round_, got))
                                 _print(results[-1])
     turn = summary(results)
@@ -187,6 +200,7 @@ async def run(
             f"{s['db']:8} c={s['concurrency']:<3} genvault/bare (median of {s['rounds']}): "
             f"CPU/turn ×{s['cpu_ratio'] or 0:.2f} ({s['genvault_cpu_ms'] or 0:.2f} vs {s['bare_cpu_ms'] or 0:.2f} ms), "
             f"req/s ×{s['rps_ratio'] or 0:.2f}, p99 ×{s['p99_ratio'] or 0:.2f}, errors {s['errors']}"
+            + (f"; database CPU/turn {s['genvault_database_cpu_ms']:.2f} ms" if s["genvault_database_cpu_ms"] else "")
         )
     data = {
         "params": {

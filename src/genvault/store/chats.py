@@ -598,7 +598,13 @@ def _append_sql(*, check_ids: bool) -> str:
     whole statement is undone, the seqs too. That is for a statement of its own (autocommit),
     where nothing else is lost with it; the up-front check is an extra probe of the chat's
     messages, and without planner statistics (a new table, autovacuum off) PostgreSQL probes
-    the `(chat_id, seq)` index and filters every row of the chat."""
+    the `(chat_id, seq)` index and filters every row of the chat.
+
+    The owner is checked as `IS NOT DISTINCT FROM` (the same test: `user_id` is never NULL), which
+    is no index condition: so the chat row is found by its primary key. Without statistics the
+    planner costs `user_id = $2` like `id = $1`, and the generic plan a pooled connection keeps
+    could look the chat up through `(user_id, updated_at)` and filter every chat of the user
+    (`tests/test_pg_turn_plans.py`; the opening and the finalize do the same)."""
     columns = PAGE_PART_COLUMNS
     id_check = (
         "\n      AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1::varchar AND id = ANY($5::varchar[]))"
@@ -608,7 +614,7 @@ def _append_sql(*, check_ids: bool) -> str:
     return f"""
 WITH bump AS (
     UPDATE chats SET last_seq = last_seq + $3::bigint, updated_at = $4::timestamptz
-    WHERE id = $1::varchar AND user_id = $2::varchar{id_check}
+    WHERE id = $1::varchar AND user_id IS NOT DISTINCT FROM $2::varchar{id_check}
     RETURNING last_seq
 ), new_messages AS (
     INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at)
@@ -624,7 +630,8 @@ WITH bump AS (
 )
 SELECT last_seq,
        CASE WHEN last_seq IS NULL THEN {_TAKEN_ID.format(chat="$1", ids="$5")} END,
-       CASE WHEN last_seq IS NULL THEN EXISTS (SELECT 1 FROM chats WHERE id = $1::varchar AND user_id = $2::varchar) END
+       CASE WHEN last_seq IS NULL THEN EXISTS (
+           SELECT 1 FROM chats WHERE id = $1::varchar AND user_id IS NOT DISTINCT FROM $2::varchar) END
 FROM (SELECT (SELECT last_seq FROM bump) AS last_seq) AS result
 """
 

@@ -138,7 +138,9 @@ def _postgresql_sql() -> str:
     """Parameters: $1 generation id, $2… the final columns (`_FINAL_COLUMNS`), then chat id,
     user id, message id, message metadata (JSON text), the parts (one JSON array of records, as
     the append sends them), then the cache entry's key (NULL: none), user, expiry and purge
-    time (NULL: no purge)."""
+    time (NULL: no purge). The chat's owner is compared with `IS NOT DISTINCT FROM` (no index
+    condition), so the chat is found by its primary key whatever the statistics (see
+    `chats._append_sql`)."""
     n = len(_FINAL_COLUMNS) + 2
     chat, user, message, meta, parts_json = (f"${n + i}" for i in range(5))
     key, entry_user, expires, purge = (f"${n + 5 + i}" for i in range(4))
@@ -149,7 +151,7 @@ def _postgresql_sql() -> str:
     UPDATE chats SET last_seq = last_seq + 1, updated_at = {now},
            active_generation_id = CASE WHEN active_generation_id = $1::varchar THEN NULL
                                        ELSE active_generation_id END
-    WHERE id = {chat}::varchar AND user_id = {user}::varchar AND EXISTS (SELECT 1 FROM fin)
+    WHERE id = {chat}::varchar AND user_id IS NOT DISTINCT FROM {user}::varchar AND EXISTS (SELECT 1 FROM fin)
     RETURNING last_seq
 ), new_message AS (
     INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at)

@@ -102,7 +102,8 @@ def _postgresql_sql() -> str:
     the same chat waits on the chat row and then finds its active generation set (PostgreSQL
     re-checks the row's new version), so it claims nothing and takes the general path. A chat
     with labels of its own is not claimed either: the general path merges them into the turn's
-    (`labels.merged`)."""
+    (`labels.merged`). The owner is compared with `IS NOT DISTINCT FROM` (no index condition), so
+    the chat is found by its primary key whatever the statistics (see `chats._append_sql`)."""
     columns = PAGE_PART_COLUMNS
     gen = {name: f"${8 + i}" for i, name in enumerate(_GENERATION_COLUMNS)}
     n = 8 + len(_GENERATION_COLUMNS)
@@ -124,7 +125,7 @@ WITH new_chat AS (
     RETURNING id, last_seq
 ), claim AS (
     UPDATE chats SET last_seq = last_seq + 1, updated_at = $4::timestamptz, active_generation_id = {gen["id"]}::varchar
-    WHERE id = $1::varchar AND user_id = $2::varchar AND active_generation_id IS NULL
+    WHERE id = $1::varchar AND user_id IS NOT DISTINCT FROM $2::varchar AND active_generation_id IS NULL
       AND tags IS NULL AND metadata IS NULL
       AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1::varchar AND id = $5::varchar)
     RETURNING id, last_seq

@@ -31,7 +31,7 @@ from genvault.store.sqlite_groups import write_in_group
 
 if TYPE_CHECKING:
     from genvault.store import Store
-from genvault.store.schema import generations, processes
+from genvault.store.schema import GENERATION_STATUSES, generations, processes
 
 __all__ = [
     "checkpoint_many",
@@ -145,6 +145,23 @@ async def no_longer_active(conn: AsyncConnection, generation_ids: Sequence[str])
 # Guarded by the status like every state change; RETURNING names the ones still active (the rest
 # were cancelled or swept).
 _ACTIVE_SQL = ", ".join(f"'{s}'" for s in gen_store.ACTIVE)
+# PostgreSQL's batch updates of `generations` (the first-token mark, the checkpoint) find each row
+# by primary key, one probe per entry of the batch, under any plan PostgreSQL may keep: a pooled
+# connection keeps the generic plan it made after a prepared statement's first executions,
+# perhaps on a new database with empty tables and no statistics (autovacuum off: never any). The
+# plain form (`g.id = m.id AND g.status IN (…)` over `unnest`) got a bitmap scan of the status
+# index there (which holds an entry for every version of a row ever active until a vacuum
+# removes it: growing with every turn on a server without autovacuum) or, with the status test
+# made unindexable, a hash join over a sequential scan of the table, kept as the table grew.
+# What makes the probe the cheapest plan even on an empty table (tests/test_pg_turn_plans.py):
+# the join test `g.id = ANY(ARRAY[(<ids array>)[s.i]])` over `generate_subscripts` (no hash or
+# merge join can use it; an index scan can, evaluating it once an entry, where a scan evaluates
+# it for every row and entry), and the status test as `NOT IN` the final statuses (no index
+# condition, costed as keeping most rows; the same test as `IN (ACTIVE)` under the status check
+# constraint).
+_STILL_ACTIVE_PG = "g.status NOT IN ({})".format(
+    ", ".join(f"'{s}'" for s in GENERATION_STATUSES if s not in gen_store.ACTIVE)
+)
 _CHECKPOINT_SQLITE = (
     "UPDATE generations SET "
     "result_text = substr(COALESCE(result_text, ''), 1, json_extract(v.value, '$.o')) "
@@ -163,17 +180,22 @@ _CHECKPOINT_SQLITE = (
     f"WHERE generations.id = json_extract(v.value, '$.i') AND +generations.status IN ({_ACTIVE_SQL}) "
     "RETURNING generations.id"
 )
+# PostgreSQL: each row of the payload finds its generation by primary key, whatever the planner
+# knows (see `_STILL_ACTIVE_PG`).
+_CHECKPOINT_PG = (
+    "WITH p AS MATERIALIZED (SELECT CAST(:payload AS jsonb) AS j) "
+    "UPDATE generations AS g SET result_text = substr(COALESCE(g.result_text, ''), 1, v.o) || v.t, "
+    "result_message = CASE WHEN v.m IS NOT NULL THEN v.m "
+    "WHEN v.k IS NOT NULL THEN jsonb_set(g.result_message, ARRAY['parts', v.k::text, 'text'], "
+    "to_jsonb(substr(g.result_message #>> ARRAY['parts', v.k::text, 'text'], 1, v.q) || v.p)) "
+    "ELSE g.result_message END, "
+    "checkpoint_at = :at "
+    "FROM p, generate_subscripts(CAST(:ids AS text[]), 1) AS s(n), "
+    "jsonb_to_record(p.j -> (s.n - 1)) AS v(i text, o int, t text, m jsonb, k int, q int, p text) "
+    f"WHERE g.id = ANY(ARRAY[(CAST(:ids AS text[]))[s.n]]) AND {_STILL_ACTIVE_PG} RETURNING g.id"
+)
 _CHECKPOINT_SQL = {
-    "postgresql": text(
-        "UPDATE generations AS g SET result_text = substr(COALESCE(g.result_text, ''), 1, v.o) || v.t, "
-        "result_message = CASE WHEN v.m IS NOT NULL THEN v.m "
-        "WHEN v.k IS NOT NULL THEN jsonb_set(g.result_message, ARRAY['parts', v.k::text, 'text'], "
-        "to_jsonb(substr(g.result_message #>> ARRAY['parts', v.k::text, 'text'], 1, v.q) || v.p)) "
-        "ELSE g.result_message END, "
-        "checkpoint_at = :at "
-        "FROM jsonb_to_recordset(CAST(:payload AS jsonb)) AS v(i text, o int, t text, m jsonb, k int, q int, p text) "
-        f"WHERE g.id = v.i AND g.status IN ({_ACTIVE_SQL}) RETURNING g.id"
-    ),
+    "postgresql": text(_CHECKPOINT_PG),
     "sqlite": text(_CHECKPOINT_SQLITE),
 }
 for _dialect, _statement in list(_CHECKPOINT_SQL.items()):
@@ -196,8 +218,10 @@ async def checkpoint_many(conn: AsyncConnection, rows: Sequence[dict[str, Any]],
     active (and so written)."""
     if not rows:
         return set()
-    payload = _checkpoint_payload(rows)
-    result = await conn.execute(_CHECKPOINT_SQL[conn.dialect.name], {"payload": payload, "at": at})
+    params: dict[str, Any] = {"payload": _checkpoint_payload(rows), "at": at}
+    if conn.dialect.name == "postgresql":
+        params["ids"] = [row["i"] for row in rows]
+    result = await conn.execute(_CHECKPOINT_SQL[conn.dialect.name], params)
     return set(result.scalars().all())
 
 
@@ -220,11 +244,22 @@ async def checkpoint_many_sqlite(store: Store, rows: Sequence[dict[str, Any]], *
 # one that ended meanwhile (a short reply finalized first, a cancel) is left as it is. PostgreSQL:
 # on asyncpg itself (`Store.driver`), one prepared statement over arrays, one round trip, no
 # SQLAlchemy execution around it; SQLite: one hop (`sqlite_groups.write_in_group`).
+#
+# PostgreSQL commits it without waiting for its WAL flush (`synchronous_commit` off for this
+# statement's own transaction, by `set_config(…, true)` in the statement: one round trip still).
+# The mark is no promise to anyone: lost in a crash, the record stays `pending` and the sweeper
+# ends it `interrupted` as it would a `streaming` one, and the finalize's commit, which is
+# synchronous, flushes the WAL up to itself, the mark's commit included. Waiting for the flush
+# held the batch's rows locked meanwhile, so a finalize of one of them waited for another
+# turn's flush as well as its own (a flush took several ms on the shared server under load).
+#
+# Each generation found by primary key (`_STILL_ACTIVE_PG`): the arrays by subscript.
 _MARK_STREAMING_PG = (
-    "UPDATE generations AS g SET status = 'streaming', started_at = m.started, first_token_at = m.first, "
-    "lease_owner = $4, lease_expires_at = $5 "
-    "FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS m(id, started, first) "
-    f"WHERE g.id = m.id AND g.status IN ({_ACTIVE_SQL})"
+    "WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true)) "
+    "UPDATE generations AS g SET status = 'streaming', started_at = ($2::timestamptz[])[s.i], "
+    "first_token_at = ($3::timestamptz[])[s.i], lease_owner = $4, lease_expires_at = $5 "
+    "FROM no_flush_wait, generate_subscripts($1::text[], 1) AS s(i) "
+    f"WHERE g.id = ANY(ARRAY[($1::text[])[s.i]]) AND {_STILL_ACTIVE_PG}"
 )
 
 

@@ -1,0 +1,183 @@
+"""The chat turn's PostgreSQL statements: how they are planned and committed.
+
+The plans PostgreSQL keeps for them find their rows by primary key, even with no planner
+statistics (a new database, a server with autovacuum off) and under the generic plan a pooled
+connection keeps for a prepared statement for as long as it lives.
+
+Without statistics the planner costs an equality on `chats.user_id` like the one on the primary
+key, and the generic plans it made when the tables were small looked the chat up through
+`(user_id, updated_at)` and filtered every chat of the user on every turn (twice: the opening
+and the finalize), so each turn cost the database more than the last. Checked by the plan's
+text, not by timing.
+
+The first-token mark, no durability promise, commits without waiting for its WAL flush; the
+opening and the finalize, which the client is told about, keep the server's synchronous commit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from genvault.store import finishes, openings, processes
+from genvault.store.chats import _append_statement
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def conn(pg_schema: tuple[str, str], pg_template: str) -> AsyncIterator[Any]:
+    """A connection to a migrated schema holding a user with many chats, never analyzed."""
+    import asyncpg
+
+    url, schema = pg_schema
+    connection = await asyncpg.connect(url)
+    try:
+        if pg_template:
+            await connection.execute(pg_template.format(schema=schema))
+        else:  # no pg_dump: migrate it here
+            from genvault.store import Store
+
+            store = Store(url, schema=schema)
+            try:
+                await store.upgrade()
+            finally:
+                await store.aclose()
+        await connection.execute(f'SET search_path TO "{schema}"')
+        await connection.execute(
+            "INSERT INTO users (id, name, is_admin, created_at) VALUES ('alice', 'a', false, now())"
+        )
+        await connection.execute(
+            "INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at) "
+            "SELECT 'c' || i, 'alice', 'private', 0, now(), now() FROM generate_series(1, 200) AS i"
+        )
+        # The plan a pooled connection settles on after its first executions.
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def generic_plan(conn: Any, sql: str) -> str:
+    await conn.execute(f"PREPARE probe AS {sql}")
+    count = await conn.fetchval("SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = 'probe'")
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE probe({', '.join(['NULL'] * count)})")
+    await conn.execute("DEALLOCATE probe")
+    return json.dumps(plan)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param(openings._postgresql_sql, id="opening"),
+        pytest.param(finishes._postgresql_sql, id="finalize"),
+        pytest.param(lambda: _append_statement(check_ids=False), id="append alone"),
+        pytest.param(lambda: _append_statement(check_ids=True), id="append in a transaction"),
+    ],
+)
+async def test_the_chat_row_is_found_by_its_key_not_among_the_users_chats(conn: Any, statement: Any) -> None:
+    plan = await generic_plan(conn, statement())
+    assert "pk_chats" in plan
+    assert "ix_chats_user_id_updated_at" not in plan
+
+
+async def test_the_first_token_mark_commits_without_waiting_for_its_flush(conn: Any) -> None:
+    # What the mark's own transaction runs with, as a trigger on the row sees it.
+    await conn.execute("CREATE TABLE seen (setting text)")
+    await conn.execute(
+        "CREATE FUNCTION note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO seen VALUES (current_setting('synchronous_commit')); RETURN NEW; END $$"
+    )
+    await conn.execute(
+        "CREATE TRIGGER note BEFORE UPDATE ON generations FOR EACH ROW EXECUTE FUNCTION note_commit_mode()"
+    )
+    await conn.execute(
+        "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at) "
+        "VALUES ('g1', 'chat', 'alice', 'pending', 'm', 'p', '{}', now())"
+    )
+    now = datetime.now(UTC)
+    await conn.execute(processes._MARK_STREAMING_PG, ["g1"], [now], [now], "me", now)
+    assert await conn.fetchval("SELECT status FROM generations WHERE id = 'g1'") == "streaming"
+    assert [r["setting"] for r in await conn.fetch("SELECT setting FROM seen")] == ["off"]
+    # Only that transaction: the connection's next statements commit as the server says.
+    assert await conn.fetchval("SHOW synchronous_commit") == "on"
+
+
+async def add_generations(conn: Any, count: int) -> None:
+    """`count` generations, finished and active, never analyzed."""
+    await conn.execute(
+        "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at) "
+        "SELECT 'g' || i, 'chat', 'alice', CASE WHEN i % 10 = 0 THEN 'streaming' ELSE 'complete' END, "
+        "'m', 'p', '{}', now() FROM generate_series(1, $1) AS i",
+        count,
+    )
+
+
+def scans(plan: str) -> list[tuple[str, str | None]]:
+    """Each node of a JSON plan reading `generations` or an index: (node type, index name)."""
+    found: list[tuple[str, str | None]] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        reads_table = node.get("Relation Name") == "generations" and node["Node Type"] != "ModifyTable"
+        if reads_table or "Index Name" in node:
+            found.append((node["Node Type"], node.get("Index Name")))
+        for child in node.get("Plans", []):
+            walk(child)
+
+    document = json.loads(plan)
+    if isinstance(document, str):  # `generic_plan` quotes asyncpg's JSON text again
+        document = json.loads(document)
+    walk(document[0]["Plan"])
+    return found
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param(lambda: processes._MARK_STREAMING_PG, id="first-token mark"),
+        pytest.param(
+            lambda: (
+                processes._CHECKPOINT_PG.replace(":payload", "$1")
+                .replace(":at", "$2::timestamptz")
+                .replace(":ids", "$3")
+            ),
+            id="checkpoint",
+        ),
+    ],
+)
+@pytest.mark.parametrize("count", [0, 2000])
+async def test_each_generation_is_found_by_its_key_not_among_the_active_ones(
+    conn: Any, statement: Any, count: int
+) -> None:
+    await add_generations(conn, count)
+    plan = await generic_plan(conn, statement())
+    # Only by primary key, in the plan made on an empty table as on a bigger one: not through the
+    # status index (its entries include every version of a row ever active not yet vacuumed
+    # away), not a sequential scan (every row of the table).
+    assert scans(plan) == [("Index Scan", "pk_generations")], scans(plan)
+
+
+async def test_the_batch_statements_write_each_active_generation_and_only_those(conn: Any) -> None:
+    await conn.execute(
+        "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at, result_text) "
+        "VALUES ('a', 'chat', 'alice', 'pending', 'm', 'p', '{}', now(), 'x'), "
+        "('b', 'chat', 'alice', 'complete', 'm', 'p', '{}', now(), 'x'), "
+        "('c', 'chat', 'alice', 'pending', 'm', 'p', '{}', now(), 'x')"
+    )
+    t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    await conn.execute(processes._MARK_STREAMING_PG, ["a", "b", "c"], [t1, t1, t2], [t1, t2, t2], "me", t2)
+    rows = await conn.fetch("SELECT id, status, started_at, first_token_at FROM generations ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        ("a", "streaming", t1, t1),
+        ("b", "complete", None, None),
+        ("c", "streaming", t2, t2),
+    ]
+    checkpoint = processes._CHECKPOINT_PG.replace(":payload", "$1").replace(":at", "$2").replace(":ids", "$3")
+    payload = [{"i": "c", "o": 1, "t": "yz"}, {"i": "b", "o": 1, "t": "!"}, {"i": "a", "o": 0, "t": "new"}]
+    written = await conn.fetch(checkpoint, json.dumps(payload), t2, [r["i"] for r in payload])
+    assert {r["id"] for r in written} == {"a", "c"}
+    texts = await conn.fetch("SELECT id, result_text FROM generations ORDER BY id")
+    assert [tuple(r) for r in texts] == [("a", "new"), ("b", "x"), ("c", "xyz")]

@@ -46,13 +46,12 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+def database(request: pytest.FixtureRequest, database_maker: Any) -> tuple[str, str | None]:
     """SQLite for most tests (the record path below the gateway is the engine's, whose suites run
-    on both backends); PostgreSQL too for the tests marked `BOTH_DATABASES`."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        return f"sqlite:///{tmp_path / 'genvault.db'}", None
-    url, schema = request.getfixturevalue("pg_schema")
-    return url, schema
+    on both backends); PostgreSQL too for the tests marked `BOTH_DATABASES`. Migrated copies, as
+    conftest's `database` gives."""
+    made: tuple[str, str | None] = database_maker(getattr(request, "param", "sqlite"))
+    return made
 
 
 BOTH_DATABASES = pytest.mark.parametrize(

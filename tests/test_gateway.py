@@ -253,7 +253,8 @@ async def test_bad_requests_raise_the_sdks_own_errors_and_write_nothing(
             model="offline/test-model", max_tokens=5, messages=[{"role": "robot", "content": "x"}]
         )
     assert anthropic_caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
-    async with httpx.AsyncClient(base_url=base_url) as http:
+    # The SDK clients' ceiling (60 s), not httpx's default 5 s: a connect timed out at load 13.
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         raw = await http.post(
             "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
         )

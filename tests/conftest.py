@@ -79,6 +79,91 @@ def _cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(genvault.sessions, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
+# -- FastAPI's per-app route state, built once per worker ----------------------------------------
+#
+# FastAPI (0.165) builds each included route's state (its dependant, and a pydantic TypeAdapter
+# per parameter and response field) lazily, the first time a request is matched against it, and
+# keeps it on that app's inclusion of the router. genvault's routers are module-level, but every
+# test makes a new app (`create_app`), so every test rebuilt the state of each route its requests
+# passed: 40-180 ms of CPU per first request to a route, about a quarter of the workers' own CPU
+# in the HTTP test files. The state depends only on the route and the inclusion's settings (path
+# prefix, dependencies, responses, ...), which are the same for every app, except for the app
+# itself (`dependency_overrides_provider`). So the first build per worker is kept, and each app
+# gets a copy with its own app and its own request handler, made as FastAPI makes it. Applied
+# only to the FastAPI version it was written against (a private API); any other runs unpatched.
+# GENVAULT_TEST_FRESH_ROUTES=1 turns it off.
+
+_ROUTE_STATE_FASTAPI = "0.165.0"
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for `value` that is equal for equal settings (identity otherwise)."""
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *map(_frozen, value))
+    if isinstance(value, dict):
+        return ("dict", *sorted(((repr(k), _frozen(v)) for k, v in value.items()), key=lambda kv: kv[0]))
+    try:
+        hash(value)
+    except TypeError:
+        if hasattr(value, "__dict__"):
+            return (type(value), _frozen(vars(value)))
+        return ("id", id(value))
+    return value
+
+
+def _share_route_state() -> Any:
+    import copy
+    import dataclasses
+
+    import fastapi
+    import fastapi.routing as routing
+
+    context_class = getattr(routing, "_EffectiveRouteContext", None)
+    if fastapi.__version__ != _ROUTE_STATE_FASTAPI or context_class is None:
+        return None
+    original = context_class.__dict__["from_api_route"]
+    built: dict[Any, tuple[Any, Any, Any]] = {}
+
+    def from_api_route(cls: Any, *, original_route: Any, include_context: Any) -> Any:
+        settings = tuple(
+            (f.name, _frozen(getattr(include_context, f.name)))
+            for f in dataclasses.fields(include_context)
+            if f.name not in ("dependency_overrides_provider", "included_router")
+        )
+        key = (id(original_route), id(include_context.included_router), settings)
+        hit = built.get(key)
+        if hit is None or hit[0] is not original_route or hit[1] is not include_context.included_router:
+            context = original.__func__(cls, original_route=original_route, include_context=include_context)
+            # The objects themselves are kept, so their ids are never reused for others.
+            built[key] = (original_route, include_context.included_router, context)
+            return context
+        # What `from_api_route` does after the state: this app's provider, a handler of its own.
+        context = copy.copy(hit[2])
+        context.dependency_overrides_provider = include_context.dependency_overrides_provider
+        token = routing._effective_route_context_var.set(context)
+        try:
+            context.app = routing.wrap_app_with_body_limit(
+                routing.request_response(original_route.get_route_handler()), context.max_body_size
+            )
+        finally:
+            routing._effective_route_context_var.reset(token)
+        return context
+
+    context_class.from_api_route = classmethod(from_api_route)
+    return lambda: setattr(context_class, "from_api_route", original)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _route_state_once() -> Iterator[None]:
+    if os.environ.get("GENVAULT_TEST_FRESH_ROUTES") == "1":
+        yield
+        return
+    restore = _share_route_state()
+    yield
+    if restore is not None:
+        restore()
+
+
 # -- PostgreSQL ----------------------------------------------------------------------------------
 
 
@@ -219,29 +304,42 @@ def _copy_sqlite(template: Path, target: Path) -> None:
         source.close()
 
 
+@pytest.fixture
+def database_maker(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """`make(backend)` -> (url, schema) of this test's fresh database on "sqlite" or "postgres":
+    the templated copy (or empty under `@pytest.mark.empty_database`), as `database` gives. For a
+    module whose own `database` fixture picks the backend (SQLite unless a test asks for both)."""
+    empty = request.node.get_closest_marker("empty_database") is not None
+
+    def make(backend: str) -> tuple[str, str | None]:
+        if backend == "sqlite":
+            path = tmp_path / "genvault.db"
+            if not empty:
+                _copy_sqlite(request.getfixturevalue("sqlite_template"), path)
+            return f"sqlite:///{path}", None
+        url, schema = request.getfixturevalue("pg_schema")
+        if not empty and (build := request.getfixturevalue("pg_template")):
+            import asyncpg
+
+            async def run() -> None:
+                conn = await asyncpg.connect(url)
+                try:
+                    await conn.execute(build.format(schema=schema))
+                finally:
+                    await conn.close()
+
+            asyncio.run(run())
+        return url, schema
+
+    return make
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+def database(request: pytest.FixtureRequest, database_maker: Any) -> tuple[str, str | None]:
     """(url, schema) of a fresh database: a new SQLite file, or a new PostgreSQL schema; migrated
     to the head revision, or empty under `@pytest.mark.empty_database`."""
-    empty = request.node.get_closest_marker("empty_database") is not None
-    if request.param == "sqlite":
-        path = tmp_path / "genvault.db"
-        if not empty:
-            _copy_sqlite(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}", None
-    url, schema = request.getfixturevalue("pg_schema")
-    if not empty and (build := request.getfixturevalue("pg_template")):
-        import asyncpg
-
-        async def run() -> None:
-            conn = await asyncpg.connect(url)
-            try:
-                await conn.execute(build.format(schema=schema))
-            finally:
-                await conn.close()
-
-        asyncio.run(run())
-    return url, schema
+    made: tuple[str, str | None] = database_maker(request.param)
+    return made
 
 
 # -- S3 (moto's standalone server on loopback) ------------------------------------------------

@@ -90,9 +90,10 @@ def node() -> Path:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> tuple[str, str | None]:
+def database(database_maker: Any) -> tuple[str, str | None]:
     # The client contract does not depend on the backend (test_chat_turns runs on both).
-    return f"sqlite:///{tmp_path / 'genvault.db'}", None
+    made: tuple[str, str | None] = database_maker("sqlite")
+    return made
 
 
 @pytest.fixture

@@ -30,12 +30,10 @@ from test_aisdk_client import CLIENT_DIR, node  # noqa: F401 - `node` is a fixtu
 
 
 @pytest.fixture
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+def database(request: pytest.FixtureRequest, database_maker: Any) -> tuple[str, str | None]:
     """SQLite unless a test asks for both (the record path is the engine's, tested on both)."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        return f"sqlite:///{tmp_path / 'genvault.db'}", None
-    url, schema = request.getfixturevalue("pg_schema")
-    return url, schema
+    made: tuple[str, str | None] = database_maker(getattr(request, "param", "sqlite"))
+    return made
 
 
 BOTH_DATABASES = pytest.mark.parametrize(

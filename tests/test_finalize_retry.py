@@ -25,8 +25,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
-def database(pg_schema: tuple[str, str]) -> tuple[str, str | None]:
-    return pg_schema
+def database(database_maker: Any) -> tuple[str, str | None]:
+    made: tuple[str, str | None] = database_maker("postgres")
+    return made
 
 
 class Terminator:

@@ -46,13 +46,12 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+def database(request: pytest.FixtureRequest, database_maker: Any) -> tuple[str, str | None]:
     """SQLite for most tests (the record path below the gateway is the engine's, whose suites run
-    on both backends); PostgreSQL too for the tests marked `BOTH_DATABASES`."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        return f"sqlite:///{tmp_path / 'genvault.db'}", None
-    url, schema = request.getfixturevalue("pg_schema")
-    return url, schema
+    on both backends); PostgreSQL too for the tests marked `BOTH_DATABASES`. Migrated copies, as
+    conftest's `database` gives."""
+    made: tuple[str, str | None] = database_maker(getattr(request, "param", "sqlite"))
+    return made
 
 
 BOTH_DATABASES = pytest.mark.parametrize(
@@ -254,7 +253,8 @@ async def test_bad_requests_raise_the_sdks_own_errors_and_write_nothing(
             model="offline/test-model", max_tokens=5, messages=[{"role": "robot", "content": "x"}]
         )
     assert anthropic_caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
-    async with httpx.AsyncClient(base_url=base_url) as http:
+    # The SDK clients' ceiling (60 s), not httpx's default 5 s: a connect timed out at load 13.
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         raw = await http.post(
             "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
         )

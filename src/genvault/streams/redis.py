@@ -16,6 +16,7 @@ on in its own process and its record has the result.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -127,8 +128,13 @@ class RedisHub:
             self.health.check()
             if not await self.client.exists(key):
                 return
+            task = asyncio.current_task()
             while True:
                 response: Any = await self.client.xread({key: last_id}, count=500, block=self.block_ms)
+                if task is not None and task.cancelling():
+                    # A cancel that arrived during the blocking read can be lost inside redis-py
+                    # (seen under load: the follower of a gone client read its stream to the end).
+                    raise asyncio.CancelledError
                 if not response:
                     if not await self.client.exists(key):
                         # Expired before its end: the producer is gone; the record has the rest.

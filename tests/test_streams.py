@@ -248,6 +248,8 @@ async def test_the_memory_hub_hands_out_every_chunk_as_published_after_compactin
             published.append({"type": "text-delta", "id": "t", "delta": "x", "providerMetadata": {"p": {}}})
         if i == 120:
             published.append({"type": "text-delta", "id": "u", "delta": ""})
+        if i == 130:
+            published.append({"type": "text-delta", "id": 7, "delta": "y"})  # kept as published
     for chunk in published:
         await hub.publish("s", chunk)
     following = asyncio.ensure_future(collect(hub, "s", 5))  # starts late, while it runs

@@ -358,7 +358,6 @@ class Engine:
             if sink is not None:
                 sink(chunk)
             await self.hub.publish(run.generation_id, chunk)
-            run.chunk_count += 1
         if chunks:
             run.dirty = True
 
@@ -370,7 +369,6 @@ class Engine:
             if sink is not None:
                 sink(chunk)
             publish(run.generation_id, chunk)
-            run.chunk_count += 1
         if chunks:
             run.dirty = True
 
@@ -391,7 +389,8 @@ class Engine:
         self.liveness.track(run)  # the checkpoint writer's until `_end` (no task of its own)
         status, error = "complete", None
         step_open = False
-        publish_here = self._publish_nowait is not None
+        publish_here = self._publish_nowait
+        generation_id = run.generation_id
         run.started_at = _now()
         run.request = request
         tail: list[Chunk] = []
@@ -403,16 +402,27 @@ class Engine:
                 calls: list[StreamToolCall] = []
                 if prepare_request is not None:
                     await prepare_request(request)
-                events = 0
+                answered = False
                 async for event in provider.stream(request):
-                    events += 1
-                    if run.first_token_at is None:
-                        self._mark_streaming(run)
-                    if type(event) is StreamTextDelta and publish_here:
+                    if not answered:  # the step's first event (the run's first token: only once)
+                        answered = True
+                        if run.first_token_at is None:
+                            self._mark_streaming(run)
+                    if type(event) is StreamTextDelta and publish_here is not None:
                         # One per token: what the general branch below does for a text delta,
-                        # without its isinstance chain and the publishing coroutine.
-                        run.text.append(event.text)
-                        self._publish_here(run, translator.translate(event), sink)
+                        # without its isinstance chain and the publishing coroutine, and for the
+                        # delta of an open text part without the translator's list and the loop
+                        # of `_publish_here`.
+                        text = event.text
+                        run.text.append(text)
+                        chunk = translator.text_delta(text)
+                        if chunk is None:  # it opens a text part (or is empty)
+                            self._publish_here(run, translator.translate(event), sink)
+                            continue
+                        if sink is not None:
+                            sink(chunk)
+                        publish_here(generation_id, chunk)
+                        run.dirty = True
                         continue
                     if isinstance(event, StreamUsage):
                         run.add_usage(event)
@@ -428,7 +438,7 @@ class Engine:
                             await self._publish(run, translator.stored_file(event.media_type, url), sink)
                             continue
                         await self._publish(run, translator.translate(event), sink)
-                if events == 0:  # not even a finish reason: never a silent, empty `complete`
+                if not answered:  # not even a finish reason: never a silent, empty `complete`
                     raise ProviderError(f"{run.provider} sent an empty answer (no events in its stream)")
                 runnable = [c for c in calls if c.name in tools and tools[c.name].runs_on_server]
                 for call in calls:

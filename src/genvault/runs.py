@@ -40,7 +40,6 @@ class Run:
     finish_reason: str | None = None
     started_at: datetime | None = None
     first_token_at: datetime | None = None
-    chunk_count: int = 0
     dirty: bool = False
     # For chat turns: returns the assistant UIMessage JSON assembled so far.
     snapshot: Callable[[], dict[str, Any]] | None = None

@@ -71,6 +71,15 @@ class ChunkTranslator:
             self._open_metadata = provider_metadata
         return out
 
+    def text_delta(self, text: str) -> Chunk | None:
+        """`translate(StreamTextDelta(text))` when that is one `text-delta` chunk (a text part is
+        open and `text` is not empty): the chunk, without the list and the `match`. None
+        otherwise, and nothing changed: then `translate` gives the chunks. One per token."""
+        open_run = self._open
+        if open_run is None or not text or open_run[0] != "text":
+            return None
+        return {"type": "text-delta", "id": open_run[1], "delta": text}
+
     def start_step(self) -> list[Chunk]:
         return [{"type": "start-step"}]
 

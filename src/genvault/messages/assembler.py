@@ -172,7 +172,7 @@ class MessageAssembler:
                 open_part = self._active_text.get(stream_id)
                 if open_part is not None:
                     open_part.chunks.append(text)
-                    open_part.touch()
+                    open_part._built = open_part._json = None  # `touch()`, without the call
                     return
         delta = plain_delta(chunk)
         if delta is not None:

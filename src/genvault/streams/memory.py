@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from genvault.messages.chunks import plain_delta
+from genvault.messages.chunks import DELTA_TYPES
 
 __all__ = ["CLOSED_RETAIN_SECONDS", "MemoryHub"]
 
@@ -87,11 +87,15 @@ class _Stream:
         offset = len(self.text)
         key: tuple[str, str] | None = None
         for index in range(self.compacted, end):
-            delta = plain_delta(chunks[index])
-            if delta is None:
+            chunk = chunks[index]
+            # `plain_delta(chunk)` written out (one per token): no call, no tuple.
+            if type(chunk) is not dict or len(chunk) != 3 or (kind := chunk.get("type")) not in DELTA_TYPES:
                 spans.extend((0, 0))
                 continue
-            kind, part, text = delta
+            part, text = chunk.get("id"), chunk.get("delta")
+            if type(part) is not str or type(text) is not str:
+                spans.extend((0, 0))
+                continue
             if key is None or key[0] != kind or key[1] != part:
                 key = parts.setdefault((kind, part), (kind, part))
             pieces.append(text)
@@ -140,7 +144,8 @@ class MemoryHub:
         if not len(chunks) % _KEEP_RECENT:
             stream.compact()
         # Wake every waiting follower; each arms a fresh future the next time it waits.
-        stream.wake()
+        if stream.waiters:
+            stream.wake()
 
     async def close(self, stream_id: str) -> None:
         stream = self._streams.get(stream_id)

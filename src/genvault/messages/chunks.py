@@ -427,6 +427,23 @@ def plain_boundary(chunk: Any) -> Chunk | None:
     return model.model_construct(id=stream_id)
 
 
+def _boundary_wire(chunk: Any) -> dict[str, Any] | None:
+    """The wire JSON of a chunk `plain_boundary` takes (`plain_boundary(chunk).to_json()`, key
+    order included), written out without the model; else None."""
+    if type(chunk) is not dict:
+        return None
+    kind = chunk.get("type")
+    if len(chunk) == 1:
+        return {"type": kind} if kind in _BARE_TYPES else None
+    if len(chunk) != 2:
+        return None
+    if kind == "start":
+        message_id = chunk.get("messageId")
+        return {"type": kind, "messageId": message_id} if type(message_id) is str else None
+    stream_id = chunk.get("id")
+    return {"type": kind, "id": stream_id} if kind in _ID_ONLY_TYPES and type(stream_id) is str else None
+
+
 def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5_0_0) -> list[dict[str, Any]]:
     """The chunks to send instead of `chunk` so that an `ai@<level>` client accepts them.
 
@@ -449,12 +466,10 @@ def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5
         _patch_level(level)  # still rejects a bad level
         return [{"type": delta[0], "id": delta[1], "delta": delta[2]}]
     patch = _patch_level(level)
-    if isinstance(chunk, Mapping):
-        # A step, text or start boundary (a few per turn) is valid as it stands: no validation.
-        boundary = plain_boundary(chunk)
-        parsed = parse_chunk(chunk) if boundary is None else boundary
-    else:
-        parsed = chunk
+    wire = _boundary_wire(chunk)
+    if wire is not None:  # a step, text or start boundary (five a turn): no client level changes it
+        return [wire]
+    parsed = parse_chunk(chunk) if isinstance(chunk, Mapping) else chunk
     if isinstance(parsed, FinishChunk) and patch < _FINISH_REASON and parsed.finish_reason is not None:
         parsed = parsed.model_copy(update={"finish_reason": None})
     elif isinstance(parsed, ToolOutputAvailableChunk) and patch < _PRELIMINARY and parsed.preliminary is not None:

@@ -427,7 +427,7 @@ def plain_boundary(chunk: Any) -> Chunk | None:
     return model.model_construct(id=stream_id)
 
 
-def _boundary_wire(chunk: Any) -> dict[str, Any] | None:
+def boundary_wire(chunk: Any) -> dict[str, Any] | None:
     """The wire JSON of a chunk `plain_boundary` takes (`plain_boundary(chunk).to_json()`, key
     order included), written out without the model; else None."""
     if type(chunk) is not dict:
@@ -466,7 +466,7 @@ def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5
         _patch_level(level)  # still rejects a bad level
         return [{"type": delta[0], "id": delta[1], "delta": delta[2]}]
     patch = _patch_level(level)
-    wire = _boundary_wire(chunk)
+    wire = boundary_wire(chunk)
     if wire is not None:  # a step, text or start boundary (five a turn): no client level changes it
         return [wire]
     parsed = parse_chunk(chunk) if isinstance(chunk, Mapping) else chunk

@@ -17,6 +17,7 @@ from genvault.messages.sse import parse_sse
 from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
+from genvault.store.openings import copy_json, with_message
 from live_server import serve
 
 
@@ -446,3 +447,26 @@ async def test_first_turns_of_one_new_chat_at_once_get_one_chat_and_clear_answer
     assert [c["id"] for c in chats] == ["fresh"]
     stored_users = [m["id"] for m in await stored(client, "fresh") if m["role"] == "user"]
     assert len(stored_users) == statuses.count(200)
+
+
+def test_a_turns_message_copy_is_a_deep_copy_of_its_json() -> None:
+    """The history's copy of the user message (`copy_json`, in place of `copy.deepcopy`) is equal
+    to it, key order included, and shares no dict or list with it; a value that is not JSON is
+    deep-copied as before."""
+    when = datetime(2026, 1, 1)
+    message = {
+        "id": "m1",
+        "role": "user",
+        "metadata": {"n": [1, 2.5, True, None, {"deep": ["x"]}], "when": when},
+        "parts": [{"type": "text", "text": "hé"}],
+    }
+    history = with_message([{"id": "m0"}], message)
+    copied = history[-1]
+    assert copied == message
+    assert list(copied) == list(message)
+    assert list(copied["metadata"]) == list(message["metadata"])
+    assert copied is not message
+    assert copied["parts"] is not message["parts"]
+    assert copied["parts"][0] is not message["parts"][0]
+    assert copied["metadata"]["n"][4]["deep"] is not message["metadata"]["n"][4]["deep"]
+    assert copy_json([when])[0] == when

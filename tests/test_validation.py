@@ -4,6 +4,7 @@ hold; the id rule; loads_json's messages."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -80,3 +81,21 @@ def test_ids_outside_the_rule_name_the_problem(bad: str, said: str) -> None:
     with pytest.raises(InvalidRequest, match="chat id must be 1 to 200 visible ASCII characters") as info:
         check_id(bad, "chat id")
     assert said in str(info.value)
+
+
+def test_a_minted_id_is_a_lower_case_ulid_of_now() -> None:
+    """`new_id` writes the ULID's digits itself: the same text as python-ulid's for any value,
+    with this millisecond's time and fresh randomness."""
+    from ulid import ULID
+
+    from genvault import ids
+
+    for value in (0, 1, 2**128 - 1, 0x0123456789ABCDEF0123456789ABCDEF, int(ULID())):
+        assert ids._encode(value) == str(ULID.from_int(value)).lower()
+    before = time.time_ns() // 1_000_000
+    minted = ids.new_id("gen")
+    after = time.time_ns() // 1_000_000
+    assert ids.ID_PATTERN.match(minted)
+    stamp = int(ULID.from_str(minted.removeprefix("gen_").upper()).milliseconds)
+    assert before <= stamp <= after
+    assert minted != ids.new_id("gen")

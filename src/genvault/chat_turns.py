@@ -17,7 +17,6 @@ and reads everything else from the database.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,7 +31,7 @@ from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.store import Store
 from genvault.store import chats as chat_store
 from genvault.store import generations as gen_store
-from genvault.store.openings import open_chat_turn, read_history, with_message
+from genvault.store.openings import copy_json, open_chat_turn, read_history, with_message
 from genvault.tools import Tool
 
 __all__ = ["Trigger", "TurnPlan", "merge_tool_outputs", "one_step_opening", "prepare_turn"]
@@ -76,9 +75,7 @@ def one_step_opening(
     chat_store.check_chat_fields(chat_id, title)
     # A new chat's history is the message itself; the store keeps JSON exactly, so it is not
     # read back. A copy: the caller keeps `message` in the request record.
-    plan = TurnPlan(
-        assistant_id=new_id("msg"), continued=None, history=[copy.deepcopy(message)], labels=dict(labels or {})
-    )
+    plan = TurnPlan(assistant_id=new_id("msg"), continued=None, history=[copy_json(message)], labels=dict(labels or {}))
     planned(plan)
 
     async def open_(generation: dict[str, Any], probe: CacheProbe | None) -> bool:
@@ -184,9 +181,7 @@ async def prepare_turn(
             # The whole chat is the message just appended; the store keeps JSON exactly (a read
             # gives back what was appended), so it is not read back. A copy: the caller keeps
             # `message` in the request record.
-            return TurnPlan(
-                assistant_id=assistant_id, continued=None, history=[copy.deepcopy(message)], labels=turn_labels
-            )
+            return TurnPlan(assistant_id=assistant_id, continued=None, history=[copy_json(message)], labels=turn_labels)
     elif message["role"] == "assistant":
         history = await chat_store.load_messages(conn, chat_id, limit=1)
         last = history.messages[-1] if history.messages else None

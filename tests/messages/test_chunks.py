@@ -17,6 +17,7 @@ from genvault.messages import (
     message_to_json,
     parse_chunk,
 )
+from genvault.messages import chunks as chunks_module
 from genvault.messages.chunks import FinishChunk, TextDeltaChunk, ToolOutputAvailableChunk, plain_boundary
 
 # One example of every v5 chunk type, with optional keys present.
@@ -241,6 +242,7 @@ class TestPlainBoundary:
             {"type": "text-end", "id": "t1"},
             {"type": "reasoning-start", "id": "r1"},
             {"type": "reasoning-end", "id": "r1"},
+            {"type": "start", "messageId": "m"},
         ],
     )
     def test_a_bare_boundary_is_the_validated_chunk(self, chunk: dict[str, Any]) -> None:
@@ -256,9 +258,37 @@ class TestPlainBoundary:
             {"type": "text-start", "id": 1},
             {"type": "text-start"},
             {"type": "text-end", "id": "t1", "providerMetadata": {"x": {}}},
-            {"type": "start", "messageId": "m"},
+            {"type": "start"},
+            {"type": "start", "messageId": None},
+            {"type": "start", "messageId": 1},
+            {"type": "start", "messageId": "m", "messageMetadata": {"a": 1}},
+            {"type": "start", "id": "m"},
             {"type": "text-delta", "id": "t1", "delta": "a"},
         ],
     )
     def test_anything_else_is_left_to_validation(self, chunk: dict[str, Any]) -> None:
         assert plain_boundary(chunk) is None
+
+    @pytest.mark.parametrize(
+        "chunk",
+        [
+            {"type": "start", "messageId": "m"},
+            {"messageId": "m", "type": "start"},
+            {"type": "start-step"},
+            {"id": "t1", "type": "text-start"},
+            {"type": "text-end", "id": "t1"},
+        ],
+    )
+    @pytest.mark.parametrize("level", ["5.0.0", "latest"])
+    def test_a_boundarys_downgrade_needs_no_validation(
+        self, chunk: dict[str, Any], level: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        expected = downgrade_for_client(parse_chunk(chunk), level)
+        monkeypatch.setattr(chunks_module, "parse_chunk", _no_validation)
+        got = downgrade_for_client(chunk, level)
+        assert got == expected
+        assert [list(wire) for wire in got] == [list(wire) for wire in expected]  # key order: the wire bytes
+
+
+def _no_validation(obj: Any, *, strict: bool = False) -> Any:
+    raise AssertionError(f"validated: {obj}")

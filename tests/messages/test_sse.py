@@ -14,8 +14,8 @@ from genvault.messages import (
     parse_chunk,
     parse_sse,
 )
-from genvault.messages.chunks import downgrade_for_client, plain_delta
-from genvault.messages.sse import encode_delta_sse
+from genvault.messages.chunks import boundary_wire, downgrade_for_client, plain_delta
+from genvault.messages.sse import encode_boundary_sse, encode_delta_sse
 
 from .strategies import json_values
 
@@ -157,3 +157,24 @@ def test_the_delta_fast_path_writes_the_general_paths_bytes(kind: str, stream_id
 )
 def test_anything_but_a_plain_delta_takes_the_validating_path(chunk: dict[str, Any]) -> None:
     assert plain_delta(chunk) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(["text-start", "text-end", "reasoning-start", "reasoning-end", "start"]),
+    value=st.text(),
+)
+def test_a_boundarys_event_is_the_validated_chunks_event(kind: str, value: str) -> None:
+    """The boundaries' SSE bytes, written out (`encode_boundary_sse`), are `encode_sse` of the
+    validated chunk's wire JSON, whatever the id holds (quotes, controls, non-ASCII)."""
+    chunk = {"type": kind, "messageId" if kind == "start" else "id": value}
+    wire = boundary_wire(chunk)
+    assert wire is not None
+    assert encode_boundary_sse(wire) == encode_sse(parse_chunk(chunk).to_json())
+
+
+@pytest.mark.parametrize("kind", ["start-step", "finish-step"])
+def test_a_bare_boundarys_event_is_the_validated_chunks_event(kind: str) -> None:
+    wire = boundary_wire({"type": kind})
+    assert wire is not None
+    assert encode_boundary_sse(wire) == encode_sse(parse_chunk({"type": kind}).to_json())

@@ -400,10 +400,11 @@ _ID_ONLY_TYPES: Final = frozenset({"text-start", "text-end", "reasoning-start", 
 
 def plain_boundary(chunk: Any) -> Chunk | None:
     """The chunk model of a JSON object that is exactly `{"type": "start-step"}` or
-    `{"type": "finish-step"}`, or exactly a text or reasoning start or end with its string `id`;
-    else None. Such an object is valid as it stands, so it is built without validation (what
-    `parse_chunk` would give for it, field for field); everything else, any extra key
-    included, takes the validating path."""
+    `{"type": "finish-step"}`, exactly a text or reasoning start or end with its string `id`, or
+    exactly a `start` with its string `messageId` (the engine's, once a turn); else None. Such an
+    object is valid as it stands, so it is built without validation (what `parse_chunk` would
+    give for it, field for field); everything else, any extra key included, takes the
+    validating path."""
     if type(chunk) is not dict:
         return None
     kind = chunk.get("type")
@@ -413,13 +414,35 @@ def plain_boundary(chunk: Any) -> Chunk | None:
         if kind == "finish-step":
             return FinishStepChunk.model_construct()
         return None
-    if len(chunk) != 2 or kind not in _ID_ONLY_TYPES:
+    if len(chunk) != 2:
+        return None
+    if kind == "start":
+        message_id = chunk.get("messageId")
+        return StartChunk.model_construct(message_id=message_id) if type(message_id) is str else None
+    if kind not in _ID_ONLY_TYPES:
         return None
     stream_id = chunk.get("id")
     if type(stream_id) is not str:
         return None
     model = _ID_ONLY_MODELS[kind]
     return model.model_construct(id=stream_id)
+
+
+def boundary_wire(chunk: Any) -> dict[str, Any] | None:
+    """The wire JSON of a chunk `plain_boundary` takes (`plain_boundary(chunk).to_json()`, key
+    order included), written out without the model; else None."""
+    if type(chunk) is not dict:
+        return None
+    kind = chunk.get("type")
+    if len(chunk) == 1:
+        return {"type": kind} if kind in _BARE_TYPES else None
+    if len(chunk) != 2:
+        return None
+    if kind == "start":
+        message_id = chunk.get("messageId")
+        return {"type": kind, "messageId": message_id} if type(message_id) is str else None
+    stream_id = chunk.get("id")
+    return {"type": kind, "id": stream_id} if kind in _ID_ONLY_TYPES and type(stream_id) is str else None
 
 
 def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5_0_0) -> list[dict[str, Any]]:
@@ -444,6 +467,9 @@ def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5
         _patch_level(level)  # still rejects a bad level
         return [{"type": delta[0], "id": delta[1], "delta": delta[2]}]
     patch = _patch_level(level)
+    wire = boundary_wire(chunk)
+    if wire is not None:  # a step, text or start boundary (five a turn): no client level changes it
+        return [wire]
     parsed = parse_chunk(chunk) if isinstance(chunk, Mapping) else chunk
     if isinstance(parsed, FinishChunk) and patch < _FINISH_REASON and parsed.finish_reason is not None:
         parsed = parsed.model_copy(update={"finish_reason": None})

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from json.encoder import encode_basestring
 from typing import Any, Final
 
-__all__ = ["SSE_DONE", "UI_MESSAGE_STREAM_HEADERS", "encode_delta_sse", "encode_sse", "parse_sse"]
+__all__ = [
+    "SSE_DONE",
+    "UI_MESSAGE_STREAM_HEADERS",
+    "encode_boundary_sse",
+    "encode_delta_sse",
+    "encode_sse",
+    "parse_sse",
+]
 
 SSE_DONE: Final = b"data: [DONE]\n\n"
 
@@ -45,6 +52,18 @@ def encode_delta_sse(kind: str, stream_id: str, delta: str) -> bytes:
     # `encode_basestring` is what `json.dumps(str, ensure_ascii=False)` runs for a string.
     body = f'{_DELTA_PREFIX[kind]}{encode_basestring(stream_id)},"delta":{encode_basestring(delta)}}}\n\n'
     return body.encode("utf-8")
+
+
+def encode_boundary_sse(wire: Mapping[str, Any]) -> bytes:
+    """`encode_sse(wire)`, the same bytes, for a boundary's wire JSON (`chunks.boundary_wire`:
+    `{"type": kind}` or `{"type": kind, key: <str>}`, kind and key from fixed sets that JSON
+    writes as they are): five events a turn."""
+    items = iter(wire.items())
+    kind = next(items)[1]
+    extra = next(items, None)
+    if extra is None:
+        return f'data: {{"type":"{kind}"}}\n\n'.encode()
+    return f'data: {{"type":"{kind}","{extra[0]}":{encode_basestring(extra[1])}}}\n\n'.encode()
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

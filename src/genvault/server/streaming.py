@@ -11,8 +11,14 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from genvault.messages.chunks import downgrade_for_client, plain_delta
-from genvault.messages.sse import SSE_DONE, UI_MESSAGE_STREAM_HEADERS, encode_delta_sse, encode_sse
+from genvault.messages.chunks import boundary_wire, downgrade_for_client, plain_delta
+from genvault.messages.sse import (
+    SSE_DONE,
+    UI_MESSAGE_STREAM_HEADERS,
+    encode_boundary_sse,
+    encode_delta_sse,
+    encode_sse,
+)
 
 __all__ = ["LastFrame", "ui_message_stream_response"]
 
@@ -28,6 +34,9 @@ def _frames(chunk: dict[str, Any], compat: str) -> bytes:
     delta = plain_delta(chunk)
     if delta is not None:
         return encode_delta_sse(*delta)
+    wire = boundary_wire(chunk)
+    if wire is not None:  # a step, text or start boundary: every client level takes it as it is
+        return encode_boundary_sse(wire)
     return b"".join([encode_sse(wire) for wire in downgrade_for_client(chunk, compat)])
 
 

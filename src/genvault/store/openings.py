@@ -210,7 +210,25 @@ async def read_history(store: Store, chat_id: str, message: dict[str, Any]) -> l
 
 def with_message(earlier: list[dict[str, Any]], message: dict[str, Any]) -> list[dict[str, Any]]:
     """The history: the messages before `message`, then a copy of it (the caller keeps it)."""
-    return [*earlier, copy.deepcopy(message)]
+    return [*earlier, copy_json(message)]
+
+
+_ATOMS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value, equal to `copy.deepcopy`'s, without its memo and per-object
+    dispatch (a turn's user message is copied once or twice a turn). Plain dicts and lists are
+    copied, str, numbers, booleans and None kept; anything else goes to `copy.deepcopy`. Unlike
+    `deepcopy` a sub-object that appears twice is copied twice (JSON has no shared objects)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)
 
 
 async def _messages_before(conn: Any, chat_id: str, message_id: str) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from genvault.providers._sse import loads_event
+from genvault._json import load_json_bytes as loads_event
 
 CHUNKS = [
     b'{"id":"c1","object":"chat.completion.chunk","created":1733480000,"choices":[{"index":0,'

@@ -27,10 +27,11 @@ import anthropic
 import httpx
 import httpx2
 
+from genvault._json import load_json_bytes
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message, error_type
 from genvault.providers._httpx_bridge import bridge_client
-from genvault.providers._sse import loads_event, sse_lines
+from genvault.providers._sse import sse_lines
 from genvault.providers._stream_check import check_is_stream
 from genvault.providers.anthropic_messages import to_anthropic_messages, to_anthropic_params, to_anthropic_tools
 from genvault.providers.base import (
@@ -177,7 +178,7 @@ class AnthropicProvider:
                         if tap is not None:
                             tap.feed(event_bytes)
                         continue
-                    event = loads_event(data)
+                    event = load_json_bytes(data)
                     if not isinstance(event, dict):
                         continue
                     raw += 1

@@ -32,10 +32,11 @@ import orjson
 from openai._constants import RAW_RESPONSE_HEADER
 from openai._response import AsyncResponseContextManager
 
+from genvault._json import load_json_bytes
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers._errors import error_message
 from genvault.providers._http1 import Http1Error, Http1Pool, uses_proxy
-from genvault.providers._sse import loads_event, sse_lines
+from genvault.providers._sse import sse_lines
 from genvault.providers._stream_check import check_is_stream
 from genvault.providers.base import (
     FinishReason,
@@ -259,7 +260,7 @@ class OpenAIProvider:
                         # gateway sends its own [DONE], once the record is committed.
                         continue
                     raw += 1
-                    chunk = loads_event(data)
+                    chunk = load_json_bytes(data)
                     if not isinstance(chunk, dict):
                         continue
                     if chunk.get("error"):  # an error event in the middle of the stream

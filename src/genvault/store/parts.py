@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import orjson
-
+from genvault._json import load_json
 from genvault.errors import InvalidRequest
 from genvault.store.schema import MISSING
 
@@ -258,30 +257,6 @@ def part_json_sql(dialect: str) -> str:
         branches.append(f"WHEN {condition} THEN {' || '.join(pieces)}")
     # Types outside the v5 set are never stored (`_fields` refuses them on write).
     return f"CASE {' '.join(branches)} END"
-
-
-# Every byte to a space but ASCII digits (to "0"): a run of 19 zeros in the translated text is
-# a number orjson may not read as `json` does (it reads an integer beyond 64 bits as a float).
-_DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
-_LONG_NUMBER = b"0" * 19
-
-
-def load_json(text: str) -> Any:
-    """`json.loads(text)`: its value or its error, parsed by orjson (several times faster) where
-    that gives the same value. Not where the text holds a run of 19 or more digits (an integer
-    orjson would turn into a float; no float `json.dumps` writes has one) or anything orjson
-    refuses: non-standard numbers (`NaN`, `Infinity`), escaped lone surrogates, invalid JSON —
-    those go through `json.loads`."""
-    try:
-        data = text.encode()
-    except UnicodeEncodeError:  # a lone surrogate in the text itself
-        return json.loads(text)
-    if _LONG_NUMBER not in data.translate(_DIGITS_ONLY):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
 
 
 def load_json_many(texts: list[str]) -> list[Any]:

@@ -1,0 +1,51 @@
+"""`json.loads` with orjson's speed where orjson reads the same value: stored JSON cells (a page
+read) and a streamed reply's events (one per token) both take this path."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+__all__ = ["load_json", "load_json_bytes"]
+
+# Every byte to a space but ASCII digits (to "0"): a run of 19 zeros in the translated text is
+# a number orjson may not read as `json` does (it reads an integer beyond 64 bits as a float).
+# Two C passes over the bytes, a few times cheaper than a regular expression's search.
+_DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+_SLOW = object()  # `_fast`'s answer when `json.loads` must read it
+
+
+def _fast(data: bytes) -> Any:
+    if _LONG_NUMBER not in data.translate(_DIGITS_ONLY):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return _SLOW
+
+
+def load_json_bytes(data: bytes) -> Any:
+    """`json.loads(data)`: its value or its error, parsed by orjson (about a third of the
+    instructions: 14.9k against 35.2k for a 248-byte OpenAI chunk) where that gives the same
+    value. What orjson reads differently goes to `json.loads`: NaN and Infinity, lone surrogates,
+    invalid UTF-8 or JSON, a byte-order mark (raised or read as `json` does), and any run of 19 or
+    more digits (an integer beyond 64 bits, which orjson would read as a float; no float
+    `json.dumps` writes has one)."""
+    value = _fast(data)
+    return json.loads(data) if value is _SLOW else value
+
+
+def load_json(text: str) -> Any:
+    """`json.loads(text)`, the same way (`json` refuses a text's byte-order mark, which it reads
+    past in bytes: the text itself goes to it)."""
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate in the text itself
+        return json.loads(text)
+    value = _fast(data)
+    return json.loads(text) if value is _SLOW else value

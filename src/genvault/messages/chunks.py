@@ -405,32 +405,23 @@ def plain_boundary(chunk: Any) -> Chunk | None:
     object is valid as it stands, so it is built without validation (what `parse_chunk` would
     give for it, field for field); everything else, any extra key included, takes the
     validating path."""
-    if type(chunk) is not dict:
+    wire = boundary_wire(chunk)
+    if wire is None:
         return None
-    kind = chunk.get("type")
-    if len(chunk) == 1:
-        if kind == "start-step":
-            return StartStepChunk.model_construct()
-        if kind == "finish-step":
-            return FinishStepChunk.model_construct()
-        return None
-    if len(chunk) != 2:
-        return None
+    kind = wire["type"]
+    if kind == "start-step":
+        return StartStepChunk.model_construct()
+    if kind == "finish-step":
+        return FinishStepChunk.model_construct()
     if kind == "start":
-        message_id = chunk.get("messageId")
-        return StartChunk.model_construct(message_id=message_id) if type(message_id) is str else None
-    if kind not in _ID_ONLY_TYPES:
-        return None
-    stream_id = chunk.get("id")
-    if type(stream_id) is not str:
-        return None
-    model = _ID_ONLY_MODELS[kind]
-    return model.model_construct(id=stream_id)
+        return StartChunk.model_construct(message_id=wire["messageId"])
+    return _ID_ONLY_MODELS[kind].model_construct(id=wire["id"])
 
 
 def boundary_wire(chunk: Any) -> dict[str, Any] | None:
-    """The wire JSON of a chunk `plain_boundary` takes (`plain_boundary(chunk).to_json()`, key
-    order included), written out without the model; else None."""
+    """The wire JSON of a boundary chunk (what `plain_boundary` describes: its
+    `plain_boundary(chunk).to_json()`, key order included), written out without the model; else
+    None. The one place that decides which objects are such boundaries."""
     if type(chunk) is not dict:
         return None
     kind = chunk.get("type")

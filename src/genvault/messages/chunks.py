@@ -368,8 +368,7 @@ def _patch_level(level: str) -> float:
     return int(match.group(1))
 
 
-# The chunk types `plain_delta` takes.
-DELTA_TYPES: Final = frozenset({"text-delta", "reasoning-delta"})
+_DELTA_TYPES: Final = frozenset({"text-delta", "reasoning-delta"})
 
 
 def plain_delta(chunk: Any) -> tuple[str, str, str] | None:
@@ -383,7 +382,7 @@ def plain_delta(chunk: Any) -> tuple[str, str, str] | None:
     if type(chunk) is not dict or len(chunk) != 3:
         return None
     kind = chunk.get("type")
-    if kind not in DELTA_TYPES:
+    if kind not in _DELTA_TYPES:
         return None
     stream_id = chunk.get("id")
     delta = chunk.get("delta")

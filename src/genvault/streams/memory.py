@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from genvault.messages.chunks import DELTA_TYPES
+from genvault.messages.chunks import plain_delta
 
 __all__ = ["CLOSED_RETAIN_SECONDS", "MemoryHub"]
 
@@ -87,15 +87,11 @@ class _Stream:
         offset = len(self.text)
         key: tuple[str, str] | None = None
         for index in range(self.compacted, end):
-            chunk = chunks[index]
-            # `plain_delta(chunk)` written out (one per token): no call, no tuple.
-            if type(chunk) is not dict or len(chunk) != 3 or (kind := chunk.get("type")) not in DELTA_TYPES:
+            delta = plain_delta(chunks[index])
+            if delta is None:
                 spans.extend((0, 0))
                 continue
-            part, text = chunk.get("id"), chunk.get("delta")
-            if type(part) is not str or type(text) is not str:
-                spans.extend((0, 0))
-                continue
+            kind, part, text = delta
             if key is None or key[0] != kind or key[1] != part:
                 key = parts.setdefault((kind, part), (kind, part))
             pieces.append(text)
@@ -189,25 +185,12 @@ class MemoryHub:
             stream.wake()
 
     async def follow(self, stream_id: str, start: int = 0) -> AsyncIterator[dict[str, Any]]:
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return
-        index = max(start, 0)
-        chunks = stream.chunks  # only ever appended to (a compacted slot is replaced in place)
-        loop = asyncio.get_running_loop()
-        while True:
-            while index < len(chunks):
-                chunk = chunks[index]
-                yield chunk if type(chunk) is not tuple else stream.chunk(index)
-                index += 1
-            if stream.closed:
-                return
-            waiter = loop.create_future()
-            stream.waiters.append(waiter)
-            await waiter
+        async for batch, _closed in self.follow_batches(stream_id, start):
+            for chunk in batch:
+                yield chunk
 
-    async def follow_batches(self, stream_id: str) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
-        """`follow` from the first chunk, a batch at a time: every chunk published since the last
+    async def follow_batches(self, stream_id: str, start: int = 0) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+        """`follow` from index `start`, a batch at a time: every chunk published since the last
         batch, as soon as there is one (nothing waits for more), with whether the stream had
         closed by then (then it is the last batch, possibly empty). A reply's response writes each
         batch in one send: chunks published together (a step's boundaries, a text part's start
@@ -215,7 +198,7 @@ class MemoryHub:
         stream = self._streams.get(stream_id)
         if stream is None:
             return
-        index = 0
+        index = max(start, 0)
         chunks = stream.chunks  # only ever appended to (a compacted slot is replaced in place)
         loop = asyncio.get_running_loop()
         while True:

@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from genvault.server.streaming import LastFrame
+from genvault.server.streaming import DirectSend, HubReply, LastFrame
 
 __all__ = ["TurnFront", "send_following"]
 
@@ -85,16 +85,22 @@ async def send_following(response: StreamingResponse, scope: Scope, receive: Rec
     task = asyncio.current_task()
     assert task is not None
     state = {"sending": True, "gone": False}
+    iterator = response.body_iterator
+    direct: DirectSend | None = None
+    if type(iterator) is HubReply:  # a token's event written by the generation's task (`DirectSend`)
+        iterator, direct = iterator.writing_to(send)
+        send = direct.send
 
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         if state["sending"]:
             state["gone"] = True
+            if direct is not None:
+                direct.stop()  # now, not when the cancel reaches the response: nothing more is written
             task.cancel()
 
     watcher = asyncio.get_running_loop().create_task(watch())
-    iterator = response.body_iterator
     try:
         await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
         ended = False
@@ -114,6 +120,8 @@ async def send_following(response: StreamingResponse, scope: Scope, receive: Rec
     finally:
         state["sending"] = False
         watcher.cancel()
+        if direct is not None:
+            direct.stop()
         close = getattr(iterator, "aclose", None)
         if close is not None:
             await close()  # the follower's own cleanup, when it stopped at a send

@@ -14,7 +14,15 @@ The reply is sent by `send_following` rather than Starlette's `StreamingResponse
 which under uvicorn's ASGI spec 2.3 opens an anyio task group with a second task per response to
 listen for the disconnect. Here one plain asyncio task listens and cancels the response's own
 task when the client goes: the follower stops, and the generation, which belongs to the engine,
-carries on (as before).
+carries on (as before). A reply this process runs is followed in its hub with a sink
+(`streaming.HubReply`, `streaming.DirectSend`): once the response has sent what was published, the
+generation's task writes each later token to the client itself, without waking this one.
+
+That sink calls the server's `send` from the generation's task. Nothing between the server and
+this endpoint wraps `send` (`TurnFront` is the app's outermost layer, and genvault's middlewares
+pass it on as they got it; tested), so no wrapper's context variables are involved here; a
+wrapper outside the app would see the generation task's context, a copy of this request's taken
+when the turn started.
 """
 
 from __future__ import annotations

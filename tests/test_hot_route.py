@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -263,9 +263,11 @@ async def settle() -> None:
 
 
 class Client:
-    """A reply's client for `send_following`: records what is sent; `leave()` disconnects it."""
+    """A reply's client for `send_following`: records what is sent (after `before(message)`, a
+    send's own wait or failure); `gone.set()` disconnects it."""
 
-    def __init__(self) -> None:
+    def __init__(self, before: Callable[[Message], Awaitable[None]] | None = None) -> None:
+        self.before = before
         self.sent: list[Message] = []
         self.gone = asyncio.Event()
         self.left_at: int | None = None  # how many messages had been sent when the response saw it leave
@@ -276,11 +278,22 @@ class Client:
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
+        if self.before is not None:
+            await self.before(message)
         self.sent.append(message)
 
     @property
     def body(self) -> bytes:
         return b"".join(m["body"] for m in self.sent if m["type"] == "http.response.body")
+
+
+async def opened() -> MemoryHub:
+    """A hub whose stream "s" has its opening chunks."""
+    hub = MemoryHub()
+    await hub.open("s")
+    for chunk in OPENING:
+        hub.publish_nowait("s", chunk)
+    return hub
 
 
 async def following(hub: MemoryHub, client: Client, compat: str = "5.0.0") -> asyncio.Task[None]:
@@ -297,10 +310,7 @@ async def old_path_body(hub: MemoryHub, compat: str = "5.0.0") -> bytes:
 
 
 async def test_a_token_published_once_the_response_caught_up_is_written_at_once_by_the_publisher() -> None:
-    hub = MemoryHub()
-    await hub.open("s")
-    for chunk in OPENING:
-        hub.publish_nowait("s", chunk)
+    hub = await opened()
     client = Client()
     task = await following(hub, client)
     written = len(client.sent)
@@ -327,21 +337,15 @@ async def test_a_token_published_once_the_response_caught_up_is_written_at_once_
 
 
 async def test_a_client_that_holds_up_a_write_never_holds_up_the_publisher_and_misses_nothing() -> None:
-    hub = MemoryHub()
-    await hub.open("s")
-    for chunk in OPENING:
-        hub.publish_nowait("s", chunk)
-    client = Client()
     held = encode_delta_sse("text-delta", "t", DELTAS[2]["delta"])
     drained = asyncio.Event()
-    send = client.send
 
-    async def paused_send(message: Message) -> None:
+    async def paused(message: Message) -> None:
         if message.get("body") == held:
             await drained.wait()  # as uvicorn's `send` while the transport is paused
-        await send(message)
 
-    client.send = paused_send  # type: ignore[method-assign]
+    hub = await opened()
+    client = Client(paused)
     task = await following(hub, client)
     for chunk in DELTAS:
         hub.publish_nowait("s", chunk)  # returns at once, the held write included
@@ -358,20 +362,14 @@ async def test_a_client_that_holds_up_a_write_never_holds_up_the_publisher_and_m
 
 
 async def test_a_failing_write_ends_the_response_with_its_error_and_the_publisher_goes_on() -> None:
-    hub = MemoryHub()
-    await hub.open("s")
-    for chunk in OPENING:
-        hub.publish_nowait("s", chunk)
-    client = Client()
     broken = encode_delta_sse("text-delta", "t", DELTAS[1]["delta"])
-    send = client.send
 
-    async def failing_send(message: Message) -> None:
+    async def failing(message: Message) -> None:
         if message.get("body") == broken:
             raise ConnectionResetError("the client's socket broke")
-        await send(message)
 
-    client.send = failing_send  # type: ignore[method-assign]
+    hub = await opened()
+    client = Client(failing)
     task = await following(hub, client)
     for chunk in DELTAS + ENDING:
         hub.publish_nowait("s", chunk)  # never raises
@@ -382,10 +380,7 @@ async def test_a_failing_write_ends_the_response_with_its_error_and_the_publishe
 
 
 async def test_after_a_disconnect_the_publisher_writes_nothing_more() -> None:
-    hub = MemoryHub()
-    await hub.open("s")
-    for chunk in OPENING:
-        hub.publish_nowait("s", chunk)
+    hub = await opened()
     client = Client()
     task = await following(hub, client)
     hub.publish_nowait("s", DELTAS[0])
@@ -401,23 +396,14 @@ async def test_after_a_disconnect_the_publisher_writes_nothing_more() -> None:
     assert hub.chunks("s")[-1] == ENDING[-1]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def hub_settings(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Settings overrides selecting the live-stream hub: the in-process one or Redis's."""
-    if request.param == "memory":
-        return {}
-    settings: dict[str, str] = request.getfixturevalue("redis_settings")
-    return settings
-
-
 @pytest.mark.parametrize("compat", ["5.0.0", "latest"])
 async def test_a_turns_body_is_the_same_bytes_with_its_tokens_written_by_the_generations_task(
-    vault_factory: Any, monkeypatch: pytest.MonkeyPatch, hub_settings: dict[str, str], compat: str
+    vault_factory: Any, monkeypatch: pytest.MonkeyPatch, cache_backend: dict[str, str], compat: str
 ) -> None:
     """With the in-process hub the tokens go out from the generation's task, everything else from
     the response's (`finish` once the record is final); with Redis's, all from the response's, as
     before. Either way the body is what a plain follower of the stream would have sent."""
-    settings = {**hub_settings, "stream_compat": compat}
+    settings = {**cache_backend, "stream_compat": compat}  # Redis's settings: its hub too
     provider = tm.TestProvider(tokens_per_second=0)
     provider.enqueue(
         tm.reasoning("First, think it over.", provider_metadata={"anthropic": {"signature": "sig"}}),

@@ -379,6 +379,18 @@ async def test_a_failing_write_ends_the_response_with_its_error_and_the_publishe
     assert len(hub.chunks("s")) == len(OPENING + DELTAS + ENDING)
 
 
+async def test_a_token_that_cannot_be_encoded_fails_the_response_not_the_publisher() -> None:
+    hub = await opened()
+    client = Client()
+    task = await following(hub, client)
+    hub.publish_nowait("s", {"type": "text-delta", "id": "t", "delta": "\ud800"})  # never raises
+    for chunk in ENDING:
+        hub.publish_nowait("s", chunk)
+    await hub.close("s")
+    with pytest.raises(UnicodeEncodeError):  # as when the response encoded it itself
+        await task
+
+
 async def test_after_a_disconnect_the_publisher_writes_nothing_more() -> None:
     hub = await opened()
     client = Client()

@@ -132,8 +132,8 @@ class DirectSend:
         delta = plain_delta(chunk)
         if delta is None:
             return False
-        message = {"type": "http.response.body", "body": encode_delta_sse(*delta), "more_body": True}
-        try:
+        try:  # the encoding too: a lone surrogate in a delta fails it, and that is the response's error
+            message = {"type": "http.response.body", "body": encode_delta_sse(*delta), "more_body": True}
             steps = self._send(message).__await__()
             waits_on = next(steps, _DONE)
         except Exception as exc:

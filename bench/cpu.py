@@ -41,10 +41,11 @@ The replies are paced by a shared tick instead of the clock: each tick releases 
 stream, and the next waits until every generation waits again and every response has sent every
 token so far. So each token finds its response idle, as at 20 tokens/s, however slowly the process
 runs (under valgrind too), and the instructions per token do not depend on the machine's load.
-Checkpoints every 60 s (none in the run). CPU per token is the whole process's over one round
-after a warm-up round, with `gc.freeze()` and the young threshold as `genvault serve` sets them;
-`--callgrind` switches callgrind's instrumentation on for that round only (run under `valgrind
---tool=callgrind --instr-atstart=no`; docs/benchmarks.md, "direct").
+Checkpoints every 60 s (none in the run) and the per-second loops slowed likewise. CPU per token
+is the whole process's over one round after a warm-up round, with `gc.freeze()` and the young
+threshold as `genvault serve` sets them; `--callgrind` switches callgrind's instrumentation on for
+that round only (run under `valgrind --tool=callgrind --instr-atstart=no`; docs/benchmarks.md,
+"direct").
 
 Runs on uvloop (`--loop asyncio` for the standard loop); a PostgreSQL run uses a fresh database.
 Nothing is written to `bench/results`: these are the micro-runs behind the fixes table in
@@ -81,10 +82,13 @@ async def _timed(label: str, count: int, unit: str, op: Callable[[], Awaitable[A
     return row
 
 
-async def _vault(url: str, tmp: str, checkpoint_ms: int = 250, **providers: Any) -> Any:
+async def _vault(url: str, tmp: str, checkpoint_ms: int = 250, *, quiet: bool = False, **providers: Any) -> Any:
+    """A started Vault; `quiet`: without its per-second loops (webhook poll, limits refresh, lease
+    renewal), whose work would follow the run's wall time rather than what it measures."""
     from genvault import Settings, Vault
 
-    settings = Settings(database_url=url, data_dir=Path(tmp), checkpoint_ms=checkpoint_ms)
+    loops = {"webhook_poll_seconds": 3600, "limits_refresh_seconds": 3600, "lease_seconds": 600} if quiet else {}
+    settings = Settings(database_url=url, data_dir=Path(tmp), checkpoint_ms=checkpoint_ms, **loops)
     vault = Vault(settings, providers=providers or None)
     await vault.start()
     await vault.ensure_user(USER)
@@ -338,7 +342,7 @@ async def slow(url: str, streams: int, tokens: int, *, callgrind: bool = False) 
     scope = {"type": "http", "method": "POST", "path": "/api/chat", "headers": headers, "query_string": b""}
     model = LongReplyModel(20, tokens, paced=False)
     with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
-        vault = await _vault(url, tmp, 60_000, offline=model)
+        vault = await _vault(url, tmp, 60_000, quiet=True, offline=model)
         app = create_app(vault=vault)
         never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

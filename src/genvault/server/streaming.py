@@ -106,8 +106,9 @@ class HubReply:
 
 
 class DirectSend:
-    """A response's `send` (`send`) shared with the hub sink (`write`) that writes a token's event
-    from the generation's task, so that every write to the client goes out once, in order.
+    """The server's `send` as a response uses it (`send`), shared with the hub sink (`write`) that
+    writes a token's event from the generation's task, so that every write to the client goes out
+    once, in order.
 
     `write` runs only while the response waits for the hub with nothing of its own being sent
     (`MemoryHub.follow_batches`), and takes a chunk only when it can write it at once: a plain

@@ -8,6 +8,7 @@
                                          [--profile FILE]
     .venv/bin/python -m bench.cpu gateway [--db sqlite|postgres] [--n 300] [--stream] [--profile FILE]
     .venv/bin/python -m bench.cpu slow   [--db sqlite|postgres] [--n 50] [--tokens 200] [--callgrind]
+                                         [--checkpoint-ticks 5]
 
 `append`: `Vault.append_messages` of the bench turn (validation off), after 300 warm-up appends.
 `page`: `Vault.chat_messages(limit=50)` of a 200-message chat. Both report the process's CPU time
@@ -41,7 +42,10 @@ The replies are paced by a shared tick instead of the clock: each tick releases 
 stream, and the next waits until every generation waits again and every response has sent every
 token so far. So each token finds its response idle, as at 20 tokens/s, however slowly the process
 runs (under valgrind too), and the instructions per token do not depend on the machine's load.
-Checkpoints every 60 s (none in the run) and the per-second loops slowed likewise. CPU per token
+The checkpoints follow the tick too: every `--checkpoint-ticks` ticks (default 5: 250 ms at
+20 tokens/s; 0: none) the ticker flushes the checkpoint writer while every generation waits, so
+each flush writes 5 tokens of every stream, as the writer's own 250 ms loop would at that pace
+(that loop and the per-second loops are slowed to 60 s: they follow wall time). CPU per token
 is the whole process's over one round after a warm-up round, with `gc.freeze()` and the young
 threshold as `genvault serve` sets them; `--callgrind` switches callgrind's instrumentation on for
 that round only (run under `valgrind --tool=callgrind --instr-atstart=no`; docs/benchmarks.md,
@@ -297,8 +301,9 @@ async def gateway(url: str, calls: int, *, stream: bool = False, profile: str | 
 class _Ticker:
     """The `slow` mode's pace: the model's sleep before each token waits for the next tick."""
 
-    def __init__(self, streams: int) -> None:
+    def __init__(self, streams: int, checkpoint: Callable[[], Awaitable[Any]] | None, every: int) -> None:
         self.streams = streams
+        self.checkpoint, self.every = checkpoint, every
         self.waiting = 0  # generations waiting for the tick
         self.sent = 0  # text-delta events sent, all streams
         self.target = 0  # what `sent` reaches when every response caught up with the last tick
@@ -321,12 +326,14 @@ class _Ticker:
             self.ready = loop.create_future()
             self.check()
             await self.ready
+            if self.checkpoint is not None and n % self.every == 0:
+                await self.checkpoint()
             self.waiting, self.target = 0, n * self.streams
             tick, self.tick = self.tick, loop.create_future()
             tick.set_result(None)
 
 
-async def slow(url: str, streams: int, tokens: int, *, callgrind: bool = False) -> list[Row]:
+async def slow(url: str, streams: int, tokens: int, *, checkpoint_ticks: int = 5, callgrind: bool = False) -> list[Row]:
     import gc
     import json
     import os
@@ -366,7 +373,8 @@ async def slow(url: str, streams: int, tokens: int, *, callgrind: bool = False) 
 
         async def round_of(length: int) -> None:
             model.reply = long_reply(length)
-            ticker = _Ticker(streams)
+            flush = vault.engine.liveness.flush if checkpoint_ticks else None
+            ticker = _Ticker(streams, flush, checkpoint_ticks)
             model._sleep = ticker.sleep
             ticks = asyncio.ensure_future(ticker.run(length))
             await asyncio.gather(*[turn(ticker) for _ in range(streams)])
@@ -384,11 +392,13 @@ async def slow(url: str, streams: int, tokens: int, *, callgrind: bool = False) 
                 subprocess.run(command, check=True, capture_output=True)
 
         instrument("on")
+        flushes = vault.engine.liveness.flushes
         main_thread = time.thread_time()
         row = await _timed("genvault", streams * tokens, "token", lambda: round_of(tokens), 1)
         main_thread = time.thread_time() - main_thread
         instrument("off")
         row["main_thread_cpu_us"] = main_thread / (streams * tokens) * 1e6
+        row["checkpoints"] = vault.engine.liveness.flushes - flushes
         print(f"{'':10} main thread {row['main_thread_cpu_us']:9.1f} µs/token")
         gc.unfreeze()
         await vault.aclose()
@@ -445,7 +455,9 @@ async def run(args: argparse.Namespace) -> list[Row]:
         if args.what == "gateway":
             return await gateway(url, args.n or 300, stream=args.stream, profile=args.profile)
         if args.what == "slow":
-            return await slow(url, args.n or 50, args.tokens, callgrind=args.callgrind)
+            return await slow(
+                url, args.n or 50, args.tokens, checkpoint_ticks=args.checkpoint_ticks, callgrind=args.callgrind
+            )
         if args.what == "append":
             return await append(url, args.n or 2000)
         if args.what == "page":
@@ -465,6 +477,7 @@ def main() -> None:
     parser.add_argument("--existing", action="store_true", help="turn: the second turn of a chat, not the first")
     parser.add_argument("--stream", action="store_true", help="gateway: streamed calls")
     parser.add_argument("--profile", help="turn: profile genvault's turns into this file (cProfile, CPU clock)")
+    parser.add_argument("--checkpoint-ticks", type=int, default=5, help="slow: ticks between checkpoints (0: none)")
     parser.add_argument("--callgrind", action="store_true", help="slow: instrument the measured round only")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop (default: uvloop)")
     args = parser.parse_args()

@@ -7,6 +7,8 @@
     .venv/bin/python -m bench.cpu turn   [--db sqlite|postgres] [--n 300] [--tokens-turn 20] [--existing]
                                          [--profile FILE]
     .venv/bin/python -m bench.cpu gateway [--db sqlite|postgres] [--n 300] [--stream] [--profile FILE]
+    .venv/bin/python -m bench.cpu slow   [--db sqlite|postgres] [--n 50] [--tokens 200] [--callgrind]
+                                         [--checkpoint-ticks 5]
 
 `append`: `Vault.append_messages` of the bench turn (validation off), after 300 warm-up appends.
 `page`: `Vault.chat_messages(limit=50)` of a 200-message chat. Both report the process's CPU time
@@ -32,6 +34,22 @@ process, answered by the fake upstream (`bench.fake_upstream`, 50 words, its own
 to its end, non-streamed (or `--stream`ed); each call a record. CPU per call is this process's
 (client included, the upstream's not); `direct` is the same POST sent to the upstream itself by
 this process's client (the client's share of the anchor).
+
+`slow`: `--n` concurrent `POST /api/chat` turns through the ASGI app (`create_app`: the hot route,
+`server/hot_route.py`), each a `--tokens`-token reply of the offline test model, the server's
+`send` a plain coroutine that takes the bytes (as uvicorn's writes to its transport), no client.
+The replies are paced by a shared tick instead of the clock: each tick releases one token of every
+stream, and the next waits until every generation waits again and every response has sent every
+token so far. So each token finds its response idle, as at 20 tokens/s, however slowly the process
+runs (under valgrind too), and the instructions per token do not depend on the machine's load.
+The checkpoints follow the tick too: every `--checkpoint-ticks` ticks (default 5: 250 ms at
+20 tokens/s; 0: none) the ticker flushes the checkpoint writer while every generation waits, so
+each flush writes 5 tokens of every stream, as the writer's own 250 ms loop would at that pace
+(that loop and the per-second loops are slowed to 60 s: they follow wall time). CPU per token
+is the whole process's over one round after a warm-up round, with `gc.freeze()` and the young
+threshold as `genvault serve` sets them; `--callgrind` switches callgrind's instrumentation on for
+that round only (run under `valgrind --tool=callgrind --instr-atstart=no`; docs/benchmarks.md,
+"direct").
 
 Runs on uvloop (`--loop asyncio` for the standard loop); a PostgreSQL run uses a fresh database.
 Nothing is written to `bench/results`: these are the micro-runs behind the fixes table in
@@ -68,10 +86,13 @@ async def _timed(label: str, count: int, unit: str, op: Callable[[], Awaitable[A
     return row
 
 
-async def _vault(url: str, tmp: str, checkpoint_ms: int = 250, **providers: Any) -> Any:
+async def _vault(url: str, tmp: str, checkpoint_ms: int = 250, *, quiet: bool = False, **providers: Any) -> Any:
+    """A started Vault; `quiet`: without its per-second loops (webhook poll, limits refresh, lease
+    renewal), whose work would follow the run's wall time rather than what it measures."""
     from genvault import Settings, Vault
 
-    settings = Settings(database_url=url, data_dir=Path(tmp), checkpoint_ms=checkpoint_ms)
+    loops = {"webhook_poll_seconds": 3600, "limits_refresh_seconds": 3600, "lease_seconds": 600} if quiet else {}
+    settings = Settings(database_url=url, data_dir=Path(tmp), checkpoint_ms=checkpoint_ms, **loops)
     vault = Vault(settings, providers=providers or None)
     await vault.start()
     await vault.ensure_user(USER)
@@ -277,6 +298,113 @@ async def gateway(url: str, calls: int, *, stream: bool = False, profile: str | 
     return rows
 
 
+class _Ticker:
+    """The `slow` mode's pace: the model's sleep before each token waits for the next tick."""
+
+    def __init__(self, streams: int, checkpoint: Callable[[], Awaitable[Any]] | None, every: int) -> None:
+        self.streams = streams
+        self.checkpoint, self.every = checkpoint, every
+        self.waiting = 0  # generations waiting for the tick
+        self.sent = 0  # text-delta events sent, all streams
+        self.target = 0  # what `sent` reaches when every response caught up with the last tick
+        self.tick: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ready: asyncio.Future[None] | None = None
+
+    def check(self) -> None:
+        ready = self.ready
+        if ready is not None and not ready.done() and self.waiting == self.streams and self.sent >= self.target:
+            ready.set_result(None)
+
+    async def sleep(self, _seconds: float) -> None:
+        self.waiting += 1
+        self.check()
+        await self.tick
+
+    async def run(self, ticks: int) -> None:
+        loop = asyncio.get_running_loop()
+        for n in range(1, ticks + 1):
+            self.ready = loop.create_future()
+            self.check()
+            await self.ready
+            if self.checkpoint is not None and n % self.every == 0:
+                await self.checkpoint()
+            self.waiting, self.target = 0, n * self.streams
+            tick, self.tick = self.tick, loop.create_future()
+            tick.set_result(None)
+
+
+async def slow(url: str, streams: int, tokens: int, *, checkpoint_ticks: int = 5, callgrind: bool = False) -> list[Row]:
+    import gc
+    import json
+    import os
+    import subprocess
+
+    from bench._server import long_reply
+    from genvault.ids import new_id
+    from genvault.server import create_app
+    from genvault.server.app import YOUNG_COLLECTION_THRESHOLD
+
+    # What the route reads of uvicorn's scope.
+    headers = [(b"content-type", b"application/json"), (b"host", b"t")]
+    scope = {"type": "http", "method": "POST", "path": "/api/chat", "headers": headers, "query_string": b""}
+    model = LongReplyModel(20, tokens, paced=False)
+    with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
+        vault = await _vault(url, tmp, 60_000, quiet=True, offline=model)
+        app = create_app(vault=vault)
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def turn(ticker: _Ticker) -> None:
+            message = {"id": new_id("msg"), "role": "user", "parts": [{"type": "text", "text": new_id("q")}]}
+            body = json.dumps({"id": new_id("chat"), "messages": [message], "trigger": "submit-message"})
+            requests = [{"type": "http.request", "body": body.encode(), "more_body": False}]
+
+            async def receive() -> dict[str, Any]:
+                if requests:
+                    return requests.pop()
+                await never  # the client stays
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                if message.get("body"):
+                    ticker.sent += message["body"].count(b'"type":"text-delta"')
+                    ticker.check()
+
+            await app({**scope, "state": {}}, receive, send)
+
+        async def round_of(length: int) -> None:
+            model.reply = long_reply(length)
+            flush = vault.engine.liveness.flush if checkpoint_ticks else None
+            ticker = _Ticker(streams, flush, checkpoint_ticks)
+            model._sleep = ticker.sleep
+            ticks = asyncio.ensure_future(ticker.run(length))
+            await asyncio.gather(*[turn(ticker) for _ in range(streams)])
+            await ticks
+            await _idle(vault)
+
+        await round_of(20)  # warm-up
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+
+        def instrument(state: str) -> None:
+            if callgrind:
+                command = ["callgrind_control", "-i", state, str(os.getpid())]
+                subprocess.run(command, check=True, capture_output=True)
+
+        instrument("on")
+        flushes = vault.engine.liveness.flushes
+        main_thread = time.thread_time()
+        row = await _timed("genvault", streams * tokens, "token", lambda: round_of(tokens), 1)
+        main_thread = time.thread_time() - main_thread
+        instrument("off")
+        row["main_thread_cpu_us"] = main_thread / (streams * tokens) * 1e6
+        row["checkpoints"] = vault.engine.liveness.flushes - flushes
+        print(f"{'':10} main thread {row['main_thread_cpu_us']:9.1f} µs/token")
+        gc.unfreeze()
+        await vault.aclose()
+    return [row]
+
+
 async def _idle(vault: Any) -> None:
     """Until the turn's generation task ended (its finalize is part of the turn's cost)."""
     tasks = list(vault.engine._tasks.values())
@@ -326,6 +454,10 @@ async def run(args: argparse.Namespace) -> list[Row]:
             return await turn(url, args.n or 300, args.tokens_turn, existing=args.existing, profile=args.profile)
         if args.what == "gateway":
             return await gateway(url, args.n or 300, stream=args.stream, profile=args.profile)
+        if args.what == "slow":
+            return await slow(
+                url, args.n or 50, args.tokens, checkpoint_ticks=args.checkpoint_ticks, callgrind=args.callgrind
+            )
         if args.what == "append":
             return await append(url, args.n or 2000)
         if args.what == "page":
@@ -335,16 +467,18 @@ async def run(args: argparse.Namespace) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("append", "gateway", "page", "stream", "turn"))
+    parser.add_argument("what", choices=("append", "gateway", "page", "slow", "stream", "turn"))
     parser.add_argument("--db", choices=DATABASES, default="sqlite")
-    parser.add_argument("--n", type=int, help="operations (append, page: 2000) or turns (stream: 3)")
-    parser.add_argument("--tokens", type=int, default=2000, help="stream: tokens per reply")
+    parser.add_argument("--n", type=int, help="operations (append, page: 2000) or turns (stream: 3, slow: 50)")
+    parser.add_argument("--tokens", type=int, default=2000, help="stream, slow: tokens per reply")
     parser.add_argument("--tps", type=float, default=1000, help="stream: tokens/s (0: unpaced)")
     parser.add_argument("--checkpoint-ms", type=int, default=250, help="stream: checkpoint interval")
     parser.add_argument("--tokens-turn", type=int, default=20, help="turn: tokens per reply")
     parser.add_argument("--existing", action="store_true", help="turn: the second turn of a chat, not the first")
     parser.add_argument("--stream", action="store_true", help="gateway: streamed calls")
     parser.add_argument("--profile", help="turn: profile genvault's turns into this file (cProfile, CPU clock)")
+    parser.add_argument("--checkpoint-ticks", type=int, default=5, help="slow: ticks between checkpoints (0: none)")
+    parser.add_argument("--callgrind", action="store_true", help="slow: instrument the measured round only")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop (default: uvloop)")
     args = parser.parse_args()
     run_on(args.loop, run(args))

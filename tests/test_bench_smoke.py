@@ -81,6 +81,17 @@ async def test_cpu_micro_runs_run_each_path(what: str, expected: list[str]) -> N
     assert all(r["cpu_us"] >= 0 and r["wall_us"] > 0 for r in rows)
 
 
+async def test_cpu_slow_streams_run_every_token_of_every_stream_through_the_hot_route() -> None:
+    import argparse
+
+    args = argparse.Namespace(what="slow", db="sqlite", n=3, tokens=30, checkpoint_ticks=5, callgrind=False)
+    [row] = await cpu.run(args)
+    assert row["what"] == "genvault"
+    assert row["cpu_us"] > 0
+    assert row["main_thread_cpu_us"] > 0
+    assert row["checkpoints"] == 30 // 5  # paced by the tick, not the clock
+
+
 def test_gateway_benchmark_runs_genvault_and_the_direct_upstream(tmp_path: Path) -> None:
     from bench import gateway
 

@@ -12,9 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from genvault.errors import Busy
+from genvault._json import dump_json
+from genvault.errors import Busy, GenvaultError
 from genvault.liveness import TurnGate
-from genvault.liveness.written import SAME, Written, message_append, next_checkpoint
+from genvault.liveness.written import SAME, Written, common_prefix, message_append, next_checkpoint
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.store import Store
@@ -486,6 +487,82 @@ class TestAppendOnlyCheckpoints:
         await vault.wait(generation_id)
         assert (await row(vault, generation_id))["result_text"] == "Hello wörld 🌍, and more."
 
+    async def test_after_a_flush_that_committed_but_failed_the_next_leaves_the_row_equal_to_the_reply(
+        self, vault_factory: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        gate = _Gate()
+        provider = tm.TestProvider(tokens_per_second=0, sleep=gate)
+        words = [tm.text("Hello "), tm.delay(1), tm.text("wörld, "), tm.delay(1), tm.text("again."), tm.delay(1)]
+        provider.enqueue(*words)
+        vault = await vault_factory(providers={"offline": provider}, settings_overrides={"checkpoint_ms": 60_000})
+        if vault.store.dialect != "sqlite":
+            pytest.skip("a commit the process sees fail: SQLite's grouped write, run then raised")
+        turn = await vault.chat(
+            "chat-1", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+        )
+        generation_id = turn.generation.id
+        run = vault.engine._runs[generation_id]
+        write = processes_store.checkpoint_many_sqlite
+
+        async def committed_then_failed(*args: Any, **kwargs: Any) -> set[str]:
+            await write(*args, **kwargs)
+            raise GenvaultError("the commit's answer was lost")
+
+        await gate.next_pause()
+        assert await vault.engine.liveness.flush() == 1
+        gate.release()
+        await gate.next_pause()
+        with monkeypatch.context() as patched:
+            patched.setattr(processes_store, "checkpoint_many_sqlite", committed_then_failed)
+            assert await vault.engine.liveness.flush() == 0
+        gate.release()
+        await gate.next_pause()
+        assert await vault.engine.liveness.flush() == 1
+        stored = await row(vault, generation_id)
+        assert stored["result_text"] == run.result_text == "Hello wörld, again."
+        assert stored["result_message"] == run.snapshot()
+        gate.release()
+        await vault.wait(generation_id)
+
+    async def test_after_a_flush_that_committed_but_failed_any_change_of_the_message_is_written_right(
+        self, vault_factory: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A message whose change undoes the one the lost commit wrote: kept characters counted
+        # against the text before that commit would keep the wrong ones.
+        settings = {"checkpoint_ms": 60_000}
+        vault = await vault_factory(providers={"offline": slow_provider()}, settings_overrides=settings)
+        if vault.store.dialect != "sqlite":
+            pytest.skip("a commit the process sees fail: SQLite's grouped write, run then raised")
+        generation_id = (await vault.generate("q")).id
+        await wait_for(lambda: streaming(vault, generation_id))
+        liveness = vault.engine.liveness
+        messages = iter(
+            {"id": "m", "role": "assistant", "parts": [{"type": "text", "text": text}]} for text in ("ab", "xb", "abcd")
+        )
+
+        class Scripted:
+            def __init__(self) -> None:
+                self.generation_id, self.dirty, self.text = generation_id, True, ["first words "]
+                self.snapshot = lambda: next(messages)
+
+        scripted = Scripted()
+        liveness.track(scripted)
+        assert await liveness.flush() == 1
+        write = processes_store.checkpoint_many_sqlite
+
+        async def committed_then_failed(*args: Any, **kwargs: Any) -> set[str]:
+            await write(*args, **kwargs)
+            raise GenvaultError("the commit's answer was lost")
+
+        scripted.dirty = True
+        with monkeypatch.context() as patched:
+            patched.setattr(processes_store, "checkpoint_many_sqlite", committed_then_failed)
+            assert await liveness.flush() == 0
+        assert (await row(vault, generation_id))["result_message"]["parts"][0]["text"] == "xb"
+        assert await liveness.flush() == 1
+        assert (await row(vault, generation_id))["result_message"]["parts"][0]["text"] == "abcd"
+        await vault.cancel(generation_id)
+
     async def test_a_checkpoint_written_twice_writes_the_same_row(self, vault_factory: Any) -> None:
         provider = tm.TestProvider(tokens_per_second=0)
         provider.enqueue(tm.text("one two "), tm.delay(60))
@@ -524,6 +601,27 @@ class TestMessageAppend:
         two = {**self.message, "parts": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
         both = {**self.message, "parts": [{"type": "text", "text": "a1"}, {"type": "text", "text": "b1"}]}
         assert message_append(two, both) is None
+
+    def test_as_text_the_message_sends_only_what_follows_the_characters_it_keeps(self) -> None:
+        row, written = next_checkpoint("g", [], self.message, Written(), as_text=True)
+        assert (row["x"], row["r"]) == (0, dump_json(self.message))
+        row, grown = next_checkpoint("g", [], self.grown("abcé"), written, as_text=True)
+        assert row["r"] == 'cé"}]}'  # the text appended, and what closes the part and the message
+        assert dump_json(self.message)[: row["x"]] + row["r"] == dump_json(self.grown("abcé"))
+        row, _ = next_checkpoint("g", [], self.grown("abcé"), grown, as_text=True)
+        assert row.keys() == {"i", "o", "t"}  # nothing changed: the column stays
+        row, _ = next_checkpoint("g", [], self.grown("xbc"), grown, as_text=True)  # not an append
+        assert dump_json(self.grown("abcé"))[: row["x"]] + row["r"] == dump_json(self.grown("xbc"))
+
+    def test_common_prefix_is_the_length_both_start_with(self) -> None:
+        import random
+
+        rng = random.Random(15)
+        for _ in range(500):
+            a = "".join(rng.choice("ab") for _ in range(rng.randrange(0, 200)))
+            b = a[: rng.randrange(0, len(a) + 1)] + "".join(rng.choice("abc") for _ in range(rng.randrange(0, 80)))
+            expected = next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            assert common_prefix(a, b) == common_prefix(b, a) == expected
 
     def test_the_next_checkpoint_sends_the_text_since_the_last_one(self) -> None:
         text = ["ab", "c"]

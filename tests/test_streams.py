@@ -321,6 +321,57 @@ async def test_the_memory_hubs_batch_follower_takes_every_chunk_published_since_
     assert [b async for b in hub.follow_batches("unknown")] == []
 
 
+async def test_a_followers_sink_takes_what_is_published_once_it_caught_up_until_it_declines_one() -> None:
+    hub = MemoryHub()
+    await hub.open("s")
+    published = [{"type": "text-delta", "id": "t", "delta": f"w{i} "} for i in range(6)]
+    hub.publish_nowait("s", published[0])
+    taken: list[dict[str, Any]] = []
+
+    def sink(chunk: dict[str, Any]) -> bool:
+        if chunk is published[3]:
+            return False  # declined: the follower's
+        taken.append(chunk)
+        return True
+
+    batches = hub.follow_batches("s", sink=sink)
+    assert await anext(batches) == (published[:1], False)
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)  # caught up: the sink is set
+    hub.publish_nowait("s", published[1])
+    hub.publish_nowait("s", published[2])
+    assert taken == published[1:3]  # handed over at once, the follower not woken
+    assert not waiting.done()
+    hub.publish_nowait("s", published[3])
+    hub.publish_nowait("s", published[4])  # after a decline: the follower's too
+    assert await waiting == (published[3:5], False)
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)  # caught up again: the sink again
+    hub.publish_nowait("s", published[5])
+    await hub.close("s")
+    assert taken == [*published[1:3], published[5]]
+    assert await waiting == ([], True)  # the close ends the sink's turn: the last batch
+
+
+async def test_a_cancelled_followers_sink_is_removed() -> None:
+    hub = MemoryHub()
+    await hub.open("s")
+    taken: list[dict[str, Any]] = []
+
+    def sink(chunk: dict[str, Any]) -> bool:
+        taken.append(chunk)
+        return True
+
+    batches = hub.follow_batches("s", sink=sink)
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    hub.publish_nowait("s", {"type": "text-delta", "id": "t", "delta": "x"})
+    assert taken == []
+
+
 async def test_a_late_follower_of_a_finished_generation_replays_it_from_the_database(vault_factory: Any) -> None:
     vault = await vault_factory()
     vault.hub.retain_seconds = 0  # forgotten as soon as it closes

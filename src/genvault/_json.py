@@ -1,5 +1,6 @@
 """`json.loads` with orjson's speed where orjson reads the same value: stored JSON cells (a page
-read) and a streamed reply's events (one per token) both take this path."""
+read) and a streamed reply's events (one per token) both take this path; and `json.dumps` with
+orjson's where it writes JSON (the checkpoint writer's payload and messages, every interval)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["load_json", "load_json_bytes"]
+__all__ = ["dump_json", "load_json", "load_json_bytes"]
 
 # Every byte to a space but ASCII digits (to "0"): a run of 19 zeros in the translated text is
 # a number orjson may not read as `json` does (it reads an integer beyond 64 bits as a float).
@@ -49,3 +50,12 @@ def load_json(text: str) -> Any:
         return json.loads(text)
     value = _fast(data)
     return json.loads(text) if value is _SLOW else value
+
+
+def dump_json(value: Any) -> str:
+    """`value` as compact JSON text: orjson's (~50x `json.dumps`), or `json.dumps`'s for what only
+    `json` takes (an integer over 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, ensure_ascii=False)

@@ -1023,13 +1023,13 @@ class Vault(FilesMixin):
             return None
         return self.hub.follow(generation_id)
 
-    def follow_batches_here(self, generation_id: str) -> AsyncIterator[tuple[list[dict[str, Any]], bool]] | None:
-        """`follow_here` (owner check skipped: `user_id=None`) a batch at a time
-        (`MemoryHub.follow_batches`), for a response that writes each batch in one send; None
-        when the generation does not run here or the hub is not the in-process one."""
+    def hub_here(self, generation_id: str) -> MemoryHub | None:
+        """The in-process hub, to follow a generation this process runs in it (`follow_here`, owner
+        check skipped, for `MemoryHub.follow_batches`); None when the generation does not run
+        here or the hub is not the in-process one."""
         if not isinstance(self.hub, MemoryHub) or self.engine.owner_here(generation_id) is None:
             return None
-        return self.hub.follow_batches(generation_id)
+        return self.hub
 
     async def replay(
         self, generation_id: str, *, start: int = 0, user_id: str | None = LOCAL_USER_ID

@@ -195,10 +195,12 @@ class Liveness:
             return 0
         batch = []
         after = []
+        as_text = self._sqlite_writes is not None  # SQLite's message column is text: spliced
         for run, written in dirty:
             run.dirty = False
             # Taken before the write (it may fail and be retried): the output as of now.
-            row, now = next_checkpoint(run.generation_id, run.text, run.snapshot() if run.snapshot else None, written)
+            message = run.snapshot() if run.snapshot else None
+            row, now = next_checkpoint(run.generation_id, run.text, message, written, as_text=as_text)
             batch.append(row)
             after.append(now)
         at = _now()
@@ -214,8 +216,11 @@ class Liveness:
             # A failed flush must not kill the generations; the next one tries again, from what
             # the database held before it.
             log.warning("checkpoint of %d generations failed", len(batch), exc_info=True)
-            for run, _written in dirty:
+            for run, written in dirty:
                 run.dirty = True
+                # It may have committed all the same: the message's text no longer known, the
+                # next checkpoint writes it whole (the result text is a prefix either way).
+                written.message_text = None
             return 0
         tracked = self._tracked
         for (run, _written), now in zip(dirty, after, strict=True):

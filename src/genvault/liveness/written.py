@@ -9,9 +9,13 @@ twice, or after a write that committed although the process saw it fail, gives t
 
 The message is sent whole only when something other than one text part's text changed (a new
 part, a tool call, metadata, a part's state); when only the text of one text or reasoning part
-grew, the database appends to that part's text the same way. `Written` is what the database holds
-as of the last successful checkpoint; a failed one leaves it as it was, and the next sends again
-from there.
+grew, the database appends to that part's text the same way. On SQLite the message goes as its
+JSON text instead (`as_text`): the characters it shares with the text last written are kept
+(`substr(message, 1, x)`) and the rest is sent (`r`), so the database copies the column rather
+than parsing it (`json_set` parsed the whole message twice and wrote it out again, every row and
+interval: half the statement's cost). `Written` is what the database holds as of the last
+successful checkpoint; a failed one leaves it as it was, and the next sends again from there
+(the message's text whole: the failed write may have committed).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["SAME", "Written", "message_append", "next_checkpoint"]
+from genvault._json import dump_json
+
+__all__ = ["SAME", "Written", "common_prefix", "message_append", "next_checkpoint"]
 
 # `message_append`'s answer when the message did not change at all.
 SAME: Final = (-1, 0, "")
@@ -34,16 +40,19 @@ class Written:
     text: list[str] | None = None
     items: int = 0
     chars: int = 0
-    # The message JSON as last written (None: never written, the next one goes whole).
+    # The message JSON as last written (None: never written, the next one goes whole), and with
+    # `as_text`, its text as the column holds it.
     message: dict[str, Any] | None = None
+    message_text: str | None = None
 
 
 def next_checkpoint(
-    generation_id: str, text: list[str], message: dict[str, Any] | None, written: Written
+    generation_id: str, text: list[str], message: dict[str, Any] | None, written: Written, *, as_text: bool = False
 ) -> tuple[dict[str, Any], Written]:
     """The checkpoint row for `checkpoint_many` (`i` id, `o` characters kept, `t` text appended;
     `m` the whole message, or `k`/`q`/`p` the part index, the characters of its text kept and
-    the text appended to it), and what the database holds once it is written."""
+    the text appended to it; `as_text`: `x` the characters of the message's text kept, `r` the
+    text after them), and what the database holds once it is written."""
     if text is written.text and len(text) >= written.items:
         kept, new = written.chars, "".join(text[written.items :])
         start = written.items
@@ -57,13 +66,38 @@ def next_checkpoint(
         # the list before `start` is as it was, so a retry from the old `written` sends the same.
         text[start:] = [new]
     row: dict[str, Any] = {"i": generation_id, "o": kept, "t": new}
-    if message is not None:
+    message_text = written.message_text
+    if message is not None and as_text:
+        message_text = dump_json(message)
+        before = written.message_text
+        if message_text != before:
+            shared = 0 if before is None else common_prefix(before, message_text)
+            row["x"], row["r"] = shared, message_text[shared:]
+    elif message is not None:
         edit = message_append(written.message, message)
         if edit is None:
             row["m"] = message
         elif edit is not SAME:
             row["k"], row["q"], row["p"] = edit
-    return row, Written(text, len(text), kept + len(new), message if message is not None else written.message)
+    message = message if message is not None else written.message
+    return row, Written(text, len(text), kept + len(new), message, message_text)
+
+
+def common_prefix(a: str, b: str) -> int:
+    """How many leading characters `a` and `b` share. A binary search of slice comparisons (each
+    a `memcmp`), after a first probe near the end, where a running message changes (the growing
+    part's text, then its closing characters)."""
+    low, high = 0, min(len(a), len(b))
+    probe = high - 64
+    if probe > 0 and b.startswith(a[:probe]):
+        low = probe
+    while low < high:  # the answer is in [low, high]
+        middle = (low + high + 1) // 2
+        if b.startswith(a[low:middle], low):
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def message_append(old: dict[str, Any] | None, new: dict[str, Any]) -> tuple[int, int, str] | None:

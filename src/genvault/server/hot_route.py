@@ -14,7 +14,15 @@ The reply is sent by `send_following` rather than Starlette's `StreamingResponse
 which under uvicorn's ASGI spec 2.3 opens an anyio task group with a second task per response to
 listen for the disconnect. Here one plain asyncio task listens and cancels the response's own
 task when the client goes: the follower stops, and the generation, which belongs to the engine,
-carries on (as before).
+carries on (as before). A reply this process runs is followed in its hub with a sink
+(`streaming.HubReply`, `streaming.DirectSend`): once the response has sent what was published, the
+generation's task writes each later token to the client itself, without waking this one.
+
+That sink calls the server's `send` from the generation's task. Nothing between the server and
+this endpoint wraps `send` (`TurnFront` is the app's outermost layer, and genvault's middlewares
+pass it on as they got it; tested), so no wrapper's context variables are involved here; a
+wrapper outside the app would see the generation task's context, a copy of this request's taken
+when the turn started.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from genvault.server.streaming import LastFrame
+from genvault.server.streaming import DirectSend, HubReply, LastFrame
 
 __all__ = ["TurnFront", "send_following"]
 
@@ -85,16 +93,22 @@ async def send_following(response: StreamingResponse, scope: Scope, receive: Rec
     task = asyncio.current_task()
     assert task is not None
     state = {"sending": True, "gone": False}
+    iterator = response.body_iterator
+    direct: DirectSend | None = None
+    if type(iterator) is HubReply:  # a token's event written by the generation's task (`DirectSend`)
+        iterator, direct = iterator.writing_to(send)
+        send = direct.send
 
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         if state["sending"]:
             state["gone"] = True
+            if direct is not None:
+                direct.stop()  # now, not when the cancel reaches the response: nothing more is written
             task.cancel()
 
     watcher = asyncio.get_running_loop().create_task(watch())
-    iterator = response.body_iterator
     try:
         await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
         ended = False
@@ -114,6 +128,8 @@ async def send_following(response: StreamingResponse, scope: Scope, receive: Rec
     finally:
         state["sending"] = False
         watcher.cancel()
+        if direct is not None:
+            direct.stop()
         close = getattr(iterator, "aclose", None)
         if close is not None:
             await close()  # the follower's own cleanup, when it stopped at a send

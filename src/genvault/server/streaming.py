@@ -2,14 +2,23 @@
 
 A response only *follows* a generation through the hub. When the client goes away Starlette
 cancels this iterator, and the generation, which belongs to the engine, carries on.
+
+One exception to "only follows", for the busiest path: a chat turn's own response in this process
+(`HubReply` under `hot_route.send_following`) lets the generation's task write each token's event
+to that client at once (`DirectSend`), instead of waking the response's task for it: one loop
+wake-up per token instead of two. The generation never waits for the client: a write that would
+wait (the client reads slowly) finishes in a task of its own, and the response goes back to
+following the hub from the next chunk.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 from fastapi.responses import StreamingResponse
+from starlette.types import Message, Send
 
 from genvault.messages.chunks import boundary_wire, downgrade_for_client, plain_delta
 from genvault.messages.sse import (
@@ -19,8 +28,12 @@ from genvault.messages.sse import (
     encode_delta_sse,
     encode_sse,
 )
+from genvault.streams.memory import MemoryHub
 
-__all__ = ["LastFrame", "ui_message_stream_response"]
+__all__ = ["DirectSend", "HubReply", "LastFrame", "ui_message_stream_response"]
+
+# What `next` gives back for an awaitable that finished without waiting.
+_DONE = object()
 
 
 class LastFrame(bytes):
@@ -72,22 +85,120 @@ async def _sse_batches(batches: AsyncIterator[tuple[list[dict[str, Any]], bool]]
     yield LastFrame(last + SSE_DONE)
 
 
+class HubReply:
+    """The SSE body of a generation this process runs, followed in its in-process hub a batch at a
+    time (`MemoryHub.follow_batches`, no `id:` lines). Iterated (Starlette's `StreamingResponse`),
+    `_sse_batches`' bytes; `hot_route.send_following` takes `writing_to(send)` instead."""
+
+    def __init__(self, hub: MemoryHub, stream_id: str, compat: str) -> None:
+        self.hub = hub
+        self.stream_id = stream_id
+        self.compat = compat
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _sse_batches(self.hub.follow_batches(self.stream_id), self.compat)
+
+    def writing_to(self, send: Send) -> tuple[AsyncIterator[bytes], DirectSend]:
+        """The same bytes for the response to send with the returned `DirectSend.send`, except the
+        token events its sink wrote from the generation's task (the same bytes, in their place)."""
+        direct = DirectSend(send)
+        return _sse_batches(self.hub.follow_batches(self.stream_id, sink=direct.write), self.compat), direct
+
+
+class DirectSend:
+    """The server's `send` as a response uses it (`send`), shared with the hub sink (`write`) that
+    writes a token's event from the generation's task, so that every write to the client goes out
+    once, in order.
+
+    `write` runs only while the response waits for the hub with nothing of its own being sent
+    (`MemoryHub.follow_batches`), and takes a chunk only when it can write it at once: a plain
+    delta (a boundary or the end is declined, so it goes out with what was published along with
+    it, in one write with `[DONE]` at the end, as before), the client still there, nothing of its
+    own still waiting and no earlier failure. The server's `send` is driven by hand: uvicorn's
+    returns without suspending unless the client's transport is paused (flow control); then the
+    rest of that write goes on in a task of its own, `write` declines every later chunk, and the
+    response's next `send` waits for it first. An error of the server's `send` is raised to the
+    response by its next `send`, as if it had made that write itself; the generation goes on."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._waiting: asyncio.Future[None] | None = None  # the sink's write the client held up
+        self._failed: Exception | None = None
+        self._gone = False
+
+    def write(self, chunk: dict[str, Any]) -> bool:
+        """The hub's sink, in the generation's task: True when the chunk is taken."""
+        if self._gone or self._waiting is not None or self._failed is not None:
+            return False
+        delta = plain_delta(chunk)
+        if delta is None:
+            return False
+        try:  # the encoding too: a lone surrogate in a delta fails it, and that is the response's error
+            message = {"type": "http.response.body", "body": encode_delta_sse(*delta), "more_body": True}
+            steps = self._send(message).__await__()
+            waits_on = next(steps, _DONE)
+        except Exception as exc:
+            self._failed = exc
+            return True
+        if waits_on is not _DONE:
+            self._waiting = asyncio.ensure_future(_Rest(steps, waits_on))
+        return True
+
+    async def send(self, message: Message) -> None:
+        """The response's own writes, each after the sink's write still going on, if any."""
+        if self._waiting is not None:
+            await self._waiting
+            self._waiting = None
+        if self._failed is not None:
+            raise self._failed
+        await self._send(message)
+
+    def stop(self) -> None:
+        """The client went away, or the response ended: the sink writes nothing more, and a write
+        of its still waiting for the client is dropped."""
+        self._gone = True
+        waiting = self._waiting
+        if waiting is not None:
+            if waiting.done():
+                if not waiting.cancelled():
+                    waiting.exception()  # retrieved: the response that would have raised it is gone
+            else:
+                waiting.cancel()
+
+
+class _Rest:
+    """The rest of an awaitable that `DirectSend.write` drove by hand up to its first wait (on
+    `waits_on`), to be awaited in a task: resumed, or thrown a cancellation into, as that task's
+    own step would have."""
+
+    def __init__(self, steps: Generator[Any, None, Any], waits_on: Any) -> None:
+        self.steps = steps
+        self.waits_on = waits_on
+
+    def __await__(self) -> Generator[Any, None, None]:
+        steps, waits_on = self.steps, self.waits_on
+        while waits_on is not _DONE:
+            try:
+                yield waits_on
+            except BaseException as exc:
+                try:
+                    waits_on = steps.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                waits_on = next(steps, _DONE)
+
+
 def ui_message_stream_response(
-    chunks: AsyncIterator[dict[str, Any]] | None,
+    chunks: AsyncIterator[dict[str, Any]] | HubReply,
     *,
     compat: str,
     headers: dict[str, str] | None = None,
     first_id: int | None = None,
-    batches: AsyncIterator[tuple[list[dict[str, Any]], bool]] | None = None,
 ) -> StreamingResponse:
-    """The SSE response; `first_id` (the index of the first chunk) adds `id:` lines. With
-    `batches` (a follower's batches, `MemoryHub.follow_batches`) instead of `chunks`, one frame
-    per batch (no `id:` lines)."""
-    if batches is not None:
-        body = _sse_batches(batches, compat)
-    else:
-        assert chunks is not None
-        body = _sse(chunks, compat, first_id)
+    """The SSE response; `first_id` (the index of the first chunk) adds `id:` lines. A `HubReply`
+    is the body as it is (one frame per batch, no `id:` lines)."""
+    body = chunks if isinstance(chunks, HubReply) else _sse(chunks, compat, first_id)
     return StreamingResponse(
         body,
         headers={**UI_MESSAGE_STREAM_HEADERS, **(headers or {})},

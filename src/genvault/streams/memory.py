@@ -24,7 +24,7 @@ import asyncio
 import time
 from array import array
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,24 @@ class _Stream:
     # its own (not a shared one, not an `asyncio.Event`): a follower cancelled while waiting
     # cancels only its own future, and the per-token wake-up is one C-level `set_result`.
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    # A follower's sink (`MemoryHub.follow_batches`): while set, the publisher hands it each chunk
+    # at once; `sink_end` is what that follower waits on, resolved when the sink is removed with the
+    # index of the first chunk it did not take.
+    sink: Callable[[dict[str, Any]], bool] | None = None
+    sink_end: asyncio.Future[int] | None = None
+
+    def detach(self, end: int) -> None:
+        """Remove the sink; its follower goes on from chunk `end`."""
+        waiting = self.sink_end
+        self.sink = self.sink_end = None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(end)
+
+    def end(self) -> None:
+        """Closed (or discarded): the sink's and the waiting followers' last wake-up."""
+        self.closed = True
+        self.detach(len(self.chunks))
+        self.wake()
 
     def wake(self) -> None:
         if self.waiters:
@@ -139,6 +157,9 @@ class MemoryHub:
         chunks.append(chunk)
         if not len(chunks) % _KEEP_RECENT:
             stream.compact()
+        sink = stream.sink
+        if sink is not None and not sink(chunk):  # declined: its follower takes it from here
+            stream.detach(len(chunks) - 1)
         # Wake every waiting follower; each arms a fresh future the next time it waits.
         if stream.waiters:
             stream.wake()
@@ -147,10 +168,9 @@ class MemoryHub:
         stream = self._streams.get(stream_id)
         if stream is None or stream.closed:
             return
-        stream.closed = True
         stream.closed_at = time.monotonic()
         self._closed.append((stream.closed_at, stream_id, stream))
-        stream.wake()
+        stream.end()
         self._evict()
 
     async def exists(self, stream_id: str) -> bool:
@@ -181,20 +201,27 @@ class MemoryHub:
         """Forget a stream now (erasure); its followers end."""
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
-            stream.closed = True
-            stream.wake()
+            stream.end()
 
     async def follow(self, stream_id: str, start: int = 0) -> AsyncIterator[dict[str, Any]]:
         async for batch, _closed in self.follow_batches(stream_id, start):
             for chunk in batch:
                 yield chunk
 
-    async def follow_batches(self, stream_id: str, start: int = 0) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+    async def follow_batches(
+        self, stream_id: str, start: int = 0, sink: Callable[[dict[str, Any]], bool] | None = None
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
         """`follow` from index `start`, a batch at a time: every chunk published since the last
         batch, as soon as there is one (nothing waits for more), with whether the stream had
         closed by then (then it is the last batch, possibly empty). A reply's response writes each
         batch in one send: chunks published together (a step's boundaries, a text part's start
-        and first delta) go out in one write rather than one each."""
+        and first delta) go out in one write rather than one each.
+
+        With `sink`, each time this follower has caught up with the open stream (and no other
+        follower's sink is set), the publisher hands every chunk it publishes to `sink(chunk)` at
+        once, in its own task, instead of waking this follower; this follower's batches skip what
+        the sink took. A chunk it declines (`False`) ends that: the follower wakes and goes on from
+        that chunk. The sink must not raise: it runs in the generation's task."""
         stream = self._streams.get(stream_id)
         if stream is None:
             return
@@ -214,11 +241,19 @@ class MemoryHub:
                 if closed:
                     return
                 continue
+            if sink is not None and stream.sink is None:
+                stream.sink = sink
+                taken = stream.sink_end = loop.create_future()
+                try:
+                    index = await taken
+                finally:
+                    if stream.sink_end is taken:  # still set: this follower was cancelled (its client left)
+                        stream.detach(index)
+                continue
             waiter = loop.create_future()
             stream.waiters.append(waiter)
             await waiter
 
     async def aclose(self) -> None:
         for stream in self._streams.values():
-            stream.closed = True
-            stream.wake()
+            stream.end()

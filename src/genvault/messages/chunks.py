@@ -397,30 +397,14 @@ _BARE_TYPES: Final = frozenset({"start-step", "finish-step"})
 _ID_ONLY_TYPES: Final = frozenset({"text-start", "text-end", "reasoning-start", "reasoning-end"})
 
 
-def plain_boundary(chunk: Any) -> Chunk | None:
-    """The chunk model of a JSON object that is exactly `{"type": "start-step"}` or
-    `{"type": "finish-step"}`, exactly a text or reasoning start or end with its string `id`, or
-    exactly a `start` with its string `messageId` (the engine's, once a turn); else None. Such an
-    object is valid as it stands, so it is built without validation (what `parse_chunk` would
-    give for it, field for field); everything else, any extra key included, takes the
-    validating path."""
-    wire = boundary_wire(chunk)
-    if wire is None:
-        return None
-    kind = wire["type"]
-    if kind == "start-step":
-        return StartStepChunk.model_construct()
-    if kind == "finish-step":
-        return FinishStepChunk.model_construct()
-    if kind == "start":
-        return StartChunk.model_construct(message_id=wire["messageId"])
-    return _ID_ONLY_MODELS[kind].model_construct(id=wire["id"])
-
-
 def boundary_wire(chunk: Any) -> dict[str, Any] | None:
-    """The wire JSON of a boundary chunk (what `plain_boundary` describes: its
-    `plain_boundary(chunk).to_json()`, key order included), written out without the model; else
-    None. The one place that decides which objects are such boundaries."""
+    """The wire JSON of a boundary chunk, written out without the model, when `chunk` is a JSON
+    object that is exactly `{"type": "start-step"}` or `{"type": "finish-step"}`, exactly a text
+    or reasoning start or end with its string `id`, or exactly a `start` with its string
+    `messageId` (the engine's, once a turn); else None. Such an object is valid as it stands, and
+    this is its validated chunk's `to_json()`, key order included; anything else, any extra key
+    included, takes the validating path. The one place that decides which objects are such
+    boundaries (the assembler and the response take them without a model)."""
     if type(chunk) is not dict:
         return None
     kind = chunk.get("type")
@@ -484,11 +468,3 @@ def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5
         )
         return [call.to_json(), error.to_json()]
     return [parsed.to_json()]
-
-
-_ID_ONLY_MODELS: Final[dict[str, type[TextStartChunk | TextEndChunk | ReasoningStartChunk | ReasoningEndChunk]]] = {
-    "text-start": TextStartChunk,
-    "text-end": TextEndChunk,
-    "reasoning-start": ReasoningStartChunk,
-    "reasoning-end": ReasoningEndChunk,
-}

@@ -815,3 +815,33 @@ def _boundaries_unvalidated(obj: Any, *, strict: bool = False) -> Any:
     if obj["type"] not in ("text-delta", "reasoning-delta"):
         raise AssertionError(f"validated: {obj}")
     return parse_chunk(obj, strict=strict)
+
+
+@pytest.mark.parametrize(
+    "finish",
+    [
+        {"type": "finish"},
+        {"type": "finish", "finishReason": "length"},
+        {"type": "finish", "messageMetadata": None},
+        {"type": "finish", "finishReason": "stop", "messageMetadata": {"genvault": {"costUsd": None, "n": [1, 2.5]}}},
+    ],
+)
+@pytest.mark.parametrize("start", [START, {"type": "start", "messageId": "m", "messageMetadata": {"a": {"b": 1}}}])
+def test_a_plain_finish_assembles_like_the_validated_chunk(
+    finish: dict[str, Any], start: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fed(wrap: Any) -> tuple[Any, ...]:
+        assembler = MessageAssembler()
+        for chunk in (start, {"type": "start-step"}, {"type": "finish-step"}, finish):
+            assembler.feed(wrap(chunk))
+        return message_to_json(assembler.message), assembler.finish_reason, assembler.finished
+
+    validated = fed(parse_chunk)
+    monkeypatch.setattr(assembler_module, "parse_chunk", _finish_unvalidated)
+    assert fed(dict) == validated
+
+
+def _finish_unvalidated(obj: Any, *, strict: bool = False) -> Any:
+    if obj["type"] == "finish":
+        raise AssertionError(f"validated: {obj}")
+    return parse_chunk(obj, strict=strict)

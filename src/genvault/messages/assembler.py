@@ -56,6 +56,7 @@ from genvault.messages.chunks import (
     boundary_wire,
     parse_chunk,
     plain_delta,
+    plain_finish,
 )
 from genvault.messages.errors import ChunkValidationError, StreamAssemblyError
 from genvault.messages.ui import (
@@ -187,6 +188,10 @@ class MessageAssembler:
             wire = boundary_wire(chunk)  # a start, step or text boundary: valid as it stands
             if wire is not None:
                 self._on_boundary(wire, index)
+                return
+            finish = plain_finish(chunk)  # the engine's finish: valid as it stands
+            if finish is not None:
+                self._finish(*finish)
                 return
             try:
                 chunk = parse_chunk(chunk)
@@ -451,10 +456,13 @@ class MessageAssembler:
         self._append(DataPart.model_construct(type=chunk.type, id=chunk.id, data=chunk.data, transient=chunk.transient))
 
     def _on_finish(self, chunk: FinishChunk, index: int) -> None:
+        self._finish(chunk.finish_reason, chunk.message_metadata)
+
+    def _finish(self, reason: FinishReason | None, metadata: Any) -> None:
         self._finished = True
-        if chunk.finish_reason is not None:
-            self._finish_reason = chunk.finish_reason
-        self._merge(chunk.message_metadata)
+        if reason is not None:
+            self._finish_reason = reason
+        self._merge(metadata)
 
     def _on_message_metadata(self, chunk: MessageMetadataChunk, index: int) -> None:
         self._merge(chunk.message_metadata)

@@ -407,14 +407,17 @@ def plain_finish(chunk: Any) -> tuple[FinishReason | None, Any] | None:
     exact types, at most 32 deep), else None. Such an object is valid as it stands: what
     `parse_chunk` gives for it, field for field, the metadata a copy as validation's is, so the
     engine's own finish (one a reply) skips model validation; anything else is validated."""
-    if type(chunk) is not dict or chunk.get("type") != "finish" or not chunk.keys() <= _FINISH_KEYS:
+    if type(chunk) is not dict or chunk.get("type") != "finish":
         return None
+    for key in chunk:
+        if key not in _FINISH_KEYS:
+            return None
     given = chunk.get("finishReason", None)
     if given is not None and (type(given) is not str or given not in _FINISH_REASONS):
         return None
     if "finishReason" in chunk and given is None:
         return None  # null: validation says it must be omitted
-    reason = cast(FinishReason | None, given)
+    reason = cast("FinishReason | None", given)  # a string: the union is not built at run time
     if "messageMetadata" not in chunk:
         return reason, ABSENT
     metadata = _json_copy(chunk["messageMetadata"], _PLAIN_DEPTH)

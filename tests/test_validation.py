@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from genvault.errors import InvalidRequest
-from genvault.validation import check_id, json_depth_exceeds, loads_json
+from genvault.validation import check_id, check_json_depth, json_depth_exceeds, loads_json
 
 
 def depth(value: Any) -> int:
@@ -60,6 +60,20 @@ def test_loads_json_names_what_is_wrong() -> None:
     with pytest.raises(InvalidRequest, match="not valid JSON"):
         loads_json(b"{nope")
     assert loads_json(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}  # a UTF-8 BOM is allowed
+
+
+@pytest.mark.parametrize("outer", [dict, list])
+def test_check_json_depth_counts_dicts_and_lists(outer: type) -> None:
+    def nested(levels: int) -> Any:
+        value: Any = "x"
+        for level in range(levels):
+            value = {"k": value} if (level % 2 == 0) == (outer is dict) else [value, 1]
+        return value
+
+    check_json_depth(nested(64), "the message")
+    with pytest.raises(InvalidRequest, match="the message nests arrays and objects more than 64 deep"):
+        check_json_depth(nested(65), "the message")
+    check_json_depth([("tuple", ("not", "walked"))] * 3, "the message", limit=1)
 
 
 @pytest.mark.parametrize("good", ["c", "chat_01jd", "x" * 200, "a.b:c@d~e!f$g'h(i)j*k+l,m;n=o%p", "~"])

@@ -4,6 +4,7 @@ description, errors) is what the stock adapter gives."""
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from genvault.store.db import create_engine
-from genvault.store.sqlite_adapter import OneHopCursor, bind_none_directly
+from genvault.store.sqlite_adapter import OneHopCursor, bind_datetimes_by_str, bind_none_directly
 
 
 @pytest.fixture
@@ -135,3 +136,28 @@ def test_an_applications_own_none_adapter_is_kept(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sqlite3.adapters, key, lambda value: "none")
     bind_none_directly()
     assert sqlite3.adapters[key](None) == "none"
+
+
+async def test_datetimes_are_bound_by_str_as_the_default_adapter_binds_them(engine: AsyncEngine) -> None:
+    # A SQLite engine binds a datetime through `str` (a C call) in place of sqlite3's default
+    # adapter, `value.isoformat(" ")`: the same text stored, naive or aware, with or without
+    # microseconds.
+    assert sqlite3.adapters[(datetime.datetime, sqlite3.PrepareProtocol)] is str
+    values = [
+        datetime.datetime(2026, 12, 6, 11, 2, 3),
+        datetime.datetime(2026, 12, 6, 11, 2, 3, 45),
+        datetime.datetime(1999, 1, 2, 0, 0, 0, 999999, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=-5, minutes=-30))),
+    ]
+    async with engine.begin() as conn:
+        for i, value in enumerate(values):
+            await conn.exec_driver_sql("INSERT INTO t (id, name) VALUES (?, ?)", (i, value))
+        stored = (await conn.exec_driver_sql("SELECT name, typeof(name) FROM t ORDER BY id")).all()
+    assert stored == [(value.isoformat(" "), "text") for value in values]
+
+
+def test_an_applications_own_datetime_adapter_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = (datetime.datetime, sqlite3.PrepareProtocol)
+    monkeypatch.setitem(sqlite3.adapters, key, lambda value: "mine")
+    bind_datetimes_by_str()
+    assert sqlite3.adapters[key](datetime.datetime(2026, 1, 1)) == "mine"

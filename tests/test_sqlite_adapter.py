@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from genvault.store.db import create_engine
-from genvault.store.sqlite_adapter import OneHopCursor, bind_datetimes_by_str, bind_none_directly
+from genvault.store.sqlite_adapter import OneHopCursor, bind_datetimes_explicitly, bind_none_directly
 
 
 @pytest.fixture
@@ -138,11 +138,12 @@ def test_an_applications_own_none_adapter_is_kept(monkeypatch: pytest.MonkeyPatc
     assert sqlite3.adapters[key](None) == "none"
 
 
-async def test_datetimes_are_bound_by_str_as_the_default_adapter_binds_them(engine: AsyncEngine) -> None:
-    # A SQLite engine binds a datetime through `str` (a C call) in place of sqlite3's default
-    # adapter, `value.isoformat(" ")`: the same text stored, naive or aware, with or without
-    # microseconds.
-    assert sqlite3.adapters[(datetime.datetime, sqlite3.PrepareProtocol)] is str
+async def test_datetimes_are_bound_by_genvaults_adapter_as_the_default_binds_them(engine: AsyncEngine) -> None:
+    # A SQLite engine binds a datetime through genvault's own adapter in place of sqlite3's
+    # default (deprecated in Python 3.12): the default's text, `value.isoformat(" ")`, stored,
+    # naive or aware, with or without microseconds.
+    adapter = sqlite3.adapters[(datetime.datetime, sqlite3.PrepareProtocol)]
+    assert adapter.__module__ == "genvault.store.sqlite_adapter"
     values = [
         datetime.datetime(2026, 12, 6, 11, 2, 3),
         datetime.datetime(2026, 12, 6, 11, 2, 3, 45),
@@ -159,5 +160,5 @@ async def test_datetimes_are_bound_by_str_as_the_default_adapter_binds_them(engi
 def test_an_applications_own_datetime_adapter_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     key = (datetime.datetime, sqlite3.PrepareProtocol)
     monkeypatch.setitem(sqlite3.adapters, key, lambda value: "mine")
-    bind_datetimes_by_str()
+    bind_datetimes_explicitly()
     assert sqlite3.adapters[key](datetime.datetime(2026, 1, 1)) == "mine"

@@ -61,6 +61,20 @@ class TestTheCacheKey:
         base = cache_key(model="offline/test-model", request=self.request(), user_id="u")
         assert cache_key(model="offline/test-model", request=self.request(**changes), user_id="u") != base
 
+    def test_a_key_is_what_it_was_when_stored(self) -> None:
+        # Keys are stored (the SQL cache, Redis): the material's canonical JSON and its hash may not drift.
+        schema = {"type": "object", "b": 1, "a": [1.5, None]}
+        request = self.request(
+            messages=[{"role": "user", "content": [{"type": "text", "text": "héllo ✓"}]}],
+            system="be brief",
+            params={"temperature": 0.5, "max_tokens": 3},
+            tools=[ToolSpec(name="weather", description="d", input_schema=schema)],
+        )
+        assert (
+            cache_key(model="offline/test-model", request=request, user_id="u")
+            == "sha256:ce4b9f2f81e3bc522f4278af88c5c896985b81f61ec421bc4ccf0d216a3e21e2"
+        )
+
     def test_the_model_and_the_user_scope_change_the_key(self) -> None:
         base = cache_key(model="offline/test-model", request=self.request(), user_id="u")
         assert cache_key(model="openai/gpt-4o", request=self.request(), user_id="u") != base

@@ -98,3 +98,100 @@ async def test_the_metrics_key_is_enforced_when_set(vault_factory: Any) -> None:
 async def test_the_metrics_are_open_when_no_key_is_set(open_client: tuple[httpx.AsyncClient, Any]) -> None:
     http, _vault = open_client
     assert (await http.get("/metrics")).status_code == 200
+
+
+def test_the_finished_series_are_what_prometheus_clients_classes_expose(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `Metrics` keeps the finished counters and histograms in plain floats; its exposition is the
+    # one prometheus_client's Counter and Histogram give for the same records, byte for byte
+    # (series order, `_created`, bucket edges included).
+    from datetime import UTC, datetime, timedelta
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from genvault.records import Generation, Usage
+    from genvault.server.metrics import _BUCKETS, _KINDS, Metrics
+
+    monkeypatch.setattr("time.time", lambda: 1_765_000_000.25)
+    registry = CollectorRegistry(auto_describe=True)
+    finished = Counter(
+        "genvault_generations_finished",
+        "Generations this process finished, by final status and model",
+        ["status", "model"],
+        registry=registry,
+    )
+    tokens = Counter(
+        "genvault_tokens",
+        "Tokens of the generations this process finished, by model and kind",
+        ["model", "kind"],
+        registry=registry,
+    )
+    cost = Counter(
+        "genvault_cost_usd",
+        "Cost in USD of the generations this process finished (priced ones), by model",
+        ["model"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "genvault_generation_seconds",
+        "Time from record creation to final state",
+        ["model", "status"],
+        buckets=_BUCKETS,
+        registry=registry,
+    )
+    ttft = Histogram(
+        "genvault_time_to_first_token_seconds",
+        "Time from record creation to the first streamed event",
+        ["model"],
+        buckets=_BUCKETS,
+        registry=registry,
+    )
+    metrics = Metrics()
+    assert generate_latest(metrics.registry) == generate_latest(registry)  # nothing finished yet
+
+    start = datetime(2026, 12, 6, 11, 0, tzinfo=UTC)
+    # seconds to the end and to the first token: on, under and over bucket edges, and none
+    timings = [(0.05, 0.01), (0.050001, None), (1.0, 0.5), (2.5, 0.25), (299.9, 120.0), (301.0, 0.0), (7.0, None)]
+    usages = [
+        Usage(input_tokens=3, output_tokens=20),
+        Usage(),
+        Usage(input_tokens=-1, output_tokens=5, reasoning_tokens=7, cached_input_tokens=2),
+    ]
+    for i, (total, first) in enumerate(timings):
+        record = Generation(
+            id=f"gen_{i}",
+            kind="chat",
+            user_id="u",
+            status=("complete", "error", "cancelled")[i % 3],
+            model=("offline/a", "offline/b")[i % 2],
+            provider="offline",
+            request={},
+            usage=usages[i % 3],
+            cost_nano_usd=(None, 0, 1_234_567, -5)[i % 4],
+            created_at=start,
+            finished_at=start + timedelta(seconds=total),
+            first_token_at=None if first is None else start + timedelta(seconds=first),
+        )
+        metrics.observe(record)
+        child = finished.labels(record.status, record.model)
+        latency_child = latency.labels(record.model, record.status)
+        token_children = [tokens.labels(record.model, kind) for kind in _KINDS]
+        cost_child = cost.labels(record.model)
+        ttft_child = ttft.labels(record.model)
+        child.inc()
+        usage = record.usage
+        for counter, value in zip(
+            token_children,
+            (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_tokens),
+            strict=True,
+        ):
+            if value:
+                counter.inc(max(0, value))
+        if record.cost_nano_usd:
+            cost_child.inc(max(0, record.cost_nano_usd) / 1e9)
+        latency_child.observe((record.finished_at - start).total_seconds())  # type: ignore[operator]
+        if record.first_token_at is not None:
+            ttft_child.observe((record.first_token_at - start).total_seconds())
+        assert generate_latest(metrics.registry) == generate_latest(registry)
+    assert b'genvault_generation_seconds_bucket{le="0.05",model="offline/a",status="complete"} 1.0' in generate_latest(
+        metrics.registry
+    )

@@ -4,6 +4,8 @@ description, errors) is what the stock adapter gives."""
 
 from __future__ import annotations
 
+import datetime
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from genvault.store.db import create_engine
-from genvault.store.sqlite_adapter import OneHopCursor
+from genvault.store.sqlite_adapter import OneHopCursor, bind_datetimes_explicitly, bind_none_directly
 
 
 @pytest.fixture
@@ -96,3 +98,67 @@ async def test_rollback_undoes_statements(engine: AsyncEngine) -> None:
         await conn.rollback()
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+
+
+def _bound(values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The row sqlite3 stores for `values`, with each value's SQLite type."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE TABLE v (a, b, c, d)")
+        db.execute("INSERT INTO v VALUES (?, ?, ?, ?)", values)
+        db.executemany("INSERT INTO v VALUES (:a, :b, :c, :d)", [dict(zip("abcd", values, strict=True))])
+        return db.execute("SELECT a, typeof(a), b, typeof(b), c, typeof(c), d, typeof(d) FROM v").fetchall()
+    finally:
+        db.close()
+
+
+async def test_none_is_bound_without_sqlite3s_adapter_search(engine: AsyncEngine) -> None:
+    # A SQLite engine registers None's adapter (one dict hit per None bound instead of two failed
+    # attribute lookups); what is stored is SQL NULL, exactly as without it.
+    key = (type(None), sqlite3.PrepareProtocol)
+    assert key in sqlite3.adapters
+    values = (None, 1, "x", None)
+    with_adapter = _bound(values)
+    adapter = sqlite3.adapters.pop(key)
+    try:
+        without = _bound(values)
+    finally:
+        sqlite3.adapters[key] = adapter
+    assert with_adapter == without == [(None, "null", 1, "integer", "x", "text", None, "null")] * 2
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (id, name) VALUES (:id, :name)"), {"id": None, "name": "n"})
+        stored = (await conn.execute(text("SELECT typeof(id), name FROM t WHERE name = 'n'"))).all()
+    assert stored == [("integer", "n")]  # NULL into an INTEGER PRIMARY KEY: a rowid, as before
+
+
+def test_an_applications_own_none_adapter_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = (type(None), sqlite3.PrepareProtocol)
+    monkeypatch.setitem(sqlite3.adapters, key, lambda value: "none")
+    bind_none_directly()
+    assert sqlite3.adapters[key](None) == "none"
+
+
+async def test_datetimes_are_bound_by_genvaults_adapter_as_the_default_binds_them(engine: AsyncEngine) -> None:
+    # A SQLite engine binds a datetime through genvault's own adapter in place of sqlite3's
+    # default (deprecated in Python 3.12): the default's text, `value.isoformat(" ")`, stored,
+    # naive or aware, with or without microseconds.
+    adapter = sqlite3.adapters[(datetime.datetime, sqlite3.PrepareProtocol)]
+    assert adapter.__module__ == "genvault.store.sqlite_adapter"
+    values = [
+        datetime.datetime(2026, 12, 6, 11, 2, 3),
+        datetime.datetime(2026, 12, 6, 11, 2, 3, 45),
+        datetime.datetime(1999, 1, 2, 0, 0, 0, 999999, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=-5, minutes=-30))),
+    ]
+    async with engine.begin() as conn:
+        for i, value in enumerate(values):
+            await conn.exec_driver_sql("INSERT INTO t (id, name) VALUES (?, ?)", (i, value))
+        stored = (await conn.exec_driver_sql("SELECT name, typeof(name) FROM t ORDER BY id")).all()
+    assert stored == [(value.isoformat(" "), "text") for value in values]
+
+
+def test_an_applications_own_datetime_adapter_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = (datetime.datetime, sqlite3.PrepareProtocol)
+    monkeypatch.setitem(sqlite3.adapters, key, lambda value: "mine")
+    bind_datetimes_explicitly()
+    assert sqlite3.adapters[key](datetime.datetime(2026, 1, 1)) == "mine"

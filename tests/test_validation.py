@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from genvault.errors import InvalidRequest
-from genvault.validation import check_id, json_depth_exceeds, loads_json
+from genvault.validation import check_id, check_json_depth, check_message_ids, json_depth_exceeds, loads_json
 
 
 def depth(value: Any) -> int:
@@ -62,6 +62,20 @@ def test_loads_json_names_what_is_wrong() -> None:
     assert loads_json(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}  # a UTF-8 BOM is allowed
 
 
+@pytest.mark.parametrize("outer", [dict, list])
+def test_check_json_depth_counts_dicts_and_lists(outer: type) -> None:
+    def nested(levels: int) -> Any:
+        value: Any = "x"
+        for level in range(levels):
+            value = {"k": value} if (level % 2 == 0) == (outer is dict) else [value, 1]
+        return value
+
+    check_json_depth(nested(64), "the message")
+    with pytest.raises(InvalidRequest, match="the message nests arrays and objects more than 64 deep"):
+        check_json_depth(nested(65), "the message")
+    check_json_depth([("tuple", ("not", "walked"))] * 3, "the message", limit=1)
+
+
 @pytest.mark.parametrize("good", ["c", "chat_01jd", "x" * 200, "a.b:c@d~e!f$g'h(i)j*k+l,m;n=o%p", "~"])
 def test_ids_within_the_rule_pass(good: str) -> None:
     assert check_id(good, "chat id") == good
@@ -99,3 +113,48 @@ def test_a_minted_id_is_a_lower_case_ulid_of_now() -> None:
     stamp = int(ULID.from_str(minted.removeprefix("gen_").upper()).milliseconds)
     assert before <= stamp <= after
     assert minted != ids.new_id("gen")
+
+
+_WIDTHS = [("toolCallId", 200), ("toolName", 200), ("type", 200), ("mediaType", 200), ("filename", 500)]
+_WIDTHS += [("sourceId", 500), ("title", 500), ("state", 32), ("id", 200)]  # the order they are reported in
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from([key for key, _ in _WIDTHS] + ["text", "input"]),
+            st.one_of(st.integers(0, 2), st.none(), st.just({"x": 1})),
+            max_size=6,
+        ),
+        max_size=3,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_check_message_ids_reports_the_first_too_wide_field_in_the_limits_order(
+    shapes: list[dict[str, Any]], rng: Any
+) -> None:
+    # Each string field is its limit -1, +0 or +1 characters long; the part's key order is shuffled.
+    # The error names the first part with a too-wide field and, in it, the first such field in
+    # the limits' order (as a walk of the limits, part by part, finds it), whatever the key order.
+    limits = dict(_WIDTHS)
+    parts = []
+    expected = None
+    for position, shape in enumerate(shapes):
+        part = {
+            key: "a" * (limits.get(key, 10) - 1 + over) if isinstance(over, int) else over
+            for key, over in shape.items()
+        }
+        keys = list(part)
+        rng.shuffle(keys)
+        parts.append({key: part[key] for key in keys})
+        wide = [(key, n) for key, n in _WIDTHS if isinstance(part.get(key), str) and len(part[key]) > n]
+        if expected is None and wide:
+            key, n = wide[0]
+            expected = f"message 'm' parts[{position}].{key} has {n + 1} characters; the limit is {n}"
+    message = {"id": "m", "parts": parts}
+    if expected is None:
+        check_message_ids(message)
+    else:
+        with pytest.raises(InvalidRequest) as raised:
+            check_message_ids(message)
+        assert str(raised.value) == expected

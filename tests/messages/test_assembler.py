@@ -20,6 +20,7 @@ from genvault.messages import (
     parse_chunk,
     parse_ui_message,
 )
+from genvault.messages import assembler as assembler_module
 
 from .strategies import assistant_messages, streamable_assistant_messages
 
@@ -772,3 +773,75 @@ def test_plain_deltas_assemble_like_validated_chunks(chunks: list[dict[str, Any]
     fast = _feed_all(chunks, dict)
     assert fast == _feed_all(chunks, NotPlain)
     assert fast == _feed_all(chunks, parse_chunk)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [
+            {"type": "start", "messageId": "m2"},
+            {"type": "start-step"},
+            {"type": "reasoning-start", "id": "r1"},
+            {"type": "reasoning-delta", "id": "r1", "delta": "think"},
+            {"type": "reasoning-end", "id": "r1"},
+            {"type": "text-start", "id": "t1"},
+            {"type": "text-delta", "id": "t1", "delta": "Hi"},
+            {"type": "text-end", "id": "t1"},
+            {"type": "finish-step"},
+            {"type": "start-step"},
+            {"type": "text-start", "id": "t1"},
+            {"type": "text-delta", "id": "t1", "delta": "again: ids are per step"},
+        ],
+        [{"type": "start-step"}, {"type": "text-end", "id": "t1"}],
+        [{"type": "start-step"}, {"type": "reasoning-start", "id": "r1"}, {"type": "text-end", "id": "r1"}],
+        [
+            {"type": "start-step"},
+            {"type": "text-start", "id": "t1"},
+            {"type": "finish-step"},
+            {"type": "text-end", "id": "t1"},
+        ],
+    ],
+)
+def test_boundaries_assemble_like_validated_chunks_without_a_model(
+    chunks: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The message, or the error and the chunk it names, as the validated chunks give them.
+    validated = _feed_all(chunks, parse_chunk)
+    monkeypatch.setattr(assembler_module, "parse_chunk", _boundaries_unvalidated)
+    assert _feed_all(chunks, dict) == validated
+
+
+def _boundaries_unvalidated(obj: Any, *, strict: bool = False) -> Any:
+    if obj["type"] not in ("text-delta", "reasoning-delta"):
+        raise AssertionError(f"validated: {obj}")
+    return parse_chunk(obj, strict=strict)
+
+
+@pytest.mark.parametrize(
+    "finish",
+    [
+        {"type": "finish"},
+        {"type": "finish", "finishReason": "length"},
+        {"type": "finish", "messageMetadata": None},
+        {"type": "finish", "finishReason": "stop", "messageMetadata": {"genvault": {"costUsd": None, "n": [1, 2.5]}}},
+    ],
+)
+@pytest.mark.parametrize("start", [START, {"type": "start", "messageId": "m", "messageMetadata": {"a": {"b": 1}}}])
+def test_a_plain_finish_assembles_like_the_validated_chunk(
+    finish: dict[str, Any], start: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fed(wrap: Any) -> tuple[Any, ...]:
+        assembler = MessageAssembler()
+        for chunk in (start, {"type": "start-step"}, {"type": "finish-step"}, finish):
+            assembler.feed(wrap(chunk))
+        return message_to_json(assembler.message), assembler.finish_reason, assembler.finished
+
+    validated = fed(parse_chunk)
+    monkeypatch.setattr(assembler_module, "parse_chunk", _finish_unvalidated)
+    assert fed(dict) == validated
+
+
+def _finish_unvalidated(obj: Any, *, strict: bool = False) -> Any:
+    if obj["type"] == "finish":
+        raise AssertionError(f"validated: {obj}")
+    return parse_chunk(obj, strict=strict)

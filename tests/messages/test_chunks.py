@@ -18,7 +18,13 @@ from genvault.messages import (
     parse_chunk,
 )
 from genvault.messages import chunks as chunks_module
-from genvault.messages.chunks import FinishChunk, TextDeltaChunk, ToolOutputAvailableChunk, plain_boundary
+from genvault.messages.chunks import (
+    FinishChunk,
+    TextDeltaChunk,
+    ToolOutputAvailableChunk,
+    boundary_wire,
+    plain_finish,
+)
 
 # One example of every v5 chunk type, with optional keys present.
 EVERY_CHUNK: list[dict[str, Any]] = [
@@ -229,9 +235,9 @@ class TestDowngrade:
         assert CLIENT_5_0_0 == "5.0.0"
 
 
-class TestPlainBoundary:
-    """The step and text boundaries the assembler takes without validation are exactly what
-    `parse_chunk` gives for them; anything else is left to `parse_chunk`."""
+class TestBoundaryWire:
+    """The start, step and text boundaries the assembler and the response take without
+    validation are exactly what `parse_chunk` gives for them; anything else is left to it."""
 
     @pytest.mark.parametrize(
         "chunk",
@@ -246,10 +252,10 @@ class TestPlainBoundary:
         ],
     )
     def test_a_bare_boundary_is_the_validated_chunk(self, chunk: dict[str, Any]) -> None:
-        fast, validated = plain_boundary(chunk), parse_chunk(chunk)
-        assert type(fast) is type(validated)
+        fast, validated = boundary_wire(chunk), parse_chunk(chunk).to_json()
+        assert fast == validated == chunk
         assert fast is not None
-        assert fast.to_json() == validated.to_json() == chunk
+        assert list(fast) == list(validated)  # key order
 
     @pytest.mark.parametrize(
         "chunk",
@@ -267,7 +273,7 @@ class TestPlainBoundary:
         ],
     )
     def test_anything_else_is_left_to_validation(self, chunk: dict[str, Any]) -> None:
-        assert plain_boundary(chunk) is None
+        assert boundary_wire(chunk) is None
 
     @pytest.mark.parametrize(
         "chunk",
@@ -288,6 +294,72 @@ class TestPlainBoundary:
         got = downgrade_for_client(chunk, level)
         assert got == expected
         assert [list(wire) for wire in got] == [list(wire) for wire in expected]  # key order: the wire bytes
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=12,
+)
+_FINISHES = st.fixed_dictionaries(
+    {"type": st.just("finish")},
+    optional={"finishReason": st.sampled_from(["stop", "length", "tool-calls", "other"]), "messageMetadata": _JSON},
+)
+_LEVELS = ["5.0.0", "5.0.91", "5.0.92", "latest"]
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+class TestPlainFinish:
+    """A finish chunk of plain JSON values (the engine's, once a reply) is taken without model
+    validation by the assembler and the downgrade: the same fields, the same wire JSON."""
+
+    @given(_FINISHES)
+    def test_a_plain_finish_is_the_validated_chunk(self, chunk: dict[str, Any]) -> None:
+        validated = parse_chunk(chunk)
+        assert isinstance(validated, FinishChunk)
+        fast = plain_finish(chunk)
+        assert fast == (validated.finish_reason, validated.message_metadata)
+        if isinstance(chunk.get("messageMetadata"), dict | list):
+            assert fast[1] is not chunk["messageMetadata"]  # a copy, as validation's
+
+    @given(_FINISHES, st.sampled_from(_LEVELS))
+    def test_its_downgrade_is_the_validated_ones_without_validation(self, chunk: dict[str, Any], level: str) -> None:
+        expected = downgrade_for_client(parse_chunk(chunk), level)
+        original = chunks_module.parse_chunk
+        chunks_module.parse_chunk = _no_validation  # (no monkeypatch fixture under @given)
+        try:
+            got = downgrade_for_client(chunk, level)
+        finally:
+            chunks_module.parse_chunk = original
+        assert got == expected
+        assert [list(wire) for wire in got] == [list(wire) for wire in expected]  # key order: the wire bytes
+
+    class Text(str):
+        """A str subclass: validation gives a plain str for it, so it is left to validation."""
+
+    @pytest.mark.parametrize(
+        "chunk",
+        [
+            {"type": "finish", "finishReason": None},
+            {"type": "finish", "finishReason": "done"},
+            {"type": "finish", "finishReason": 1},
+            {"type": "finish", "extra": 1},
+            {"type": "finish", "messageMetadata": (1, 2)},
+            {"type": "finish", "messageMetadata": {1: "a"}},
+            {"type": "finish", "messageMetadata": {"a": b"x"}},
+            {"type": "finish", "messageMetadata": {"a": Text("x")}},
+            {"type": "finish", "messageMetadata": _nested(40)},
+            {"type": "finish-step"},
+        ],
+    )
+    def test_anything_else_is_left_to_validation(self, chunk: dict[str, Any]) -> None:
+        assert plain_finish(chunk) is None
 
 
 def _no_validation(obj: Any, *, strict: bool = False) -> Any:

@@ -18,6 +18,8 @@ from genvault.providers.base import ModelRequest
 __all__ = ["cache_key"]
 
 _VERSION = 1
+# What `json.dumps(material, sort_keys=True, ...)` builds on every call, built once: the same text.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def cache_key(*, model: str, request: ModelRequest, user_id: str | None) -> str:
@@ -35,5 +37,5 @@ def cache_key(*, model: str, request: ModelRequest, user_id: str | None) -> str:
     if request.wire is not None:
         # A gateway request goes to the upstream as sent: every field of it can change the output.
         material["wire"] = {"api": request.wire.api, "body": request.wire.body}
-    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    canonical = _CANONICAL.encode(material)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

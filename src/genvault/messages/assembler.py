@@ -53,9 +53,10 @@ from genvault.messages.chunks import (
     ToolInputStartChunk,
     ToolOutputAvailableChunk,
     ToolOutputErrorChunk,
+    boundary_wire,
     parse_chunk,
-    plain_boundary,
     plain_delta,
+    plain_finish,
 )
 from genvault.messages.errors import ChunkValidationError, StreamAssemblyError
 from genvault.messages.ui import (
@@ -184,9 +185,13 @@ class MessageAssembler:
             builder.touch()
             return
         if isinstance(chunk, Mapping):
-            boundary = plain_boundary(chunk)  # a step or text boundary: valid as it stands
-            if boundary is not None:
-                _HANDLERS[type(boundary)](self, boundary, index)
+            wire = boundary_wire(chunk)  # a start, step or text boundary: valid as it stands
+            if wire is not None:
+                self._on_boundary(wire, index)
+                return
+            finish = plain_finish(chunk)  # the engine's finish: valid as it stands
+            if finish is not None:
+                self._finish(*finish)
                 return
             try:
                 chunk = parse_chunk(chunk)
@@ -215,6 +220,21 @@ class MessageAssembler:
             self._parts[index] = slot
         return slot
 
+    def _on_boundary(self, wire: dict[str, Any], index: int) -> None:
+        """A boundary chunk as its wire JSON (`boundary_wire`: no other key), applied as its
+        model's handler would apply it, without building the model (five a reply)."""
+        kind = wire["type"]
+        if kind == "start-step":
+            self._append(StepStartPart())
+        elif kind == "finish-step":
+            self._end_step()
+        elif kind == "start":
+            self._id = wire["messageId"]
+        elif kind.endswith("-start"):
+            self._open_text(kind == "reasoning-start", wire["id"], None)
+        else:
+            self._close_text(kind, wire["id"], index, None)
+
     def _on_start(self, chunk: StartChunk, index: int) -> None:
         if chunk.message_id is not None:
             self._id = chunk.message_id
@@ -230,15 +250,20 @@ class MessageAssembler:
         self._append(StepStartPart())
 
     def _on_finish_step(self, chunk: FinishStepChunk, index: int) -> None:
+        self._end_step()
+
+    def _end_step(self) -> None:
         # Text/reasoning ids are scoped to a step; the parts stay in the message.
         self._active_text.clear()
         self._active_reasoning.clear()
 
     def _on_text_start(self, chunk: TextStartChunk | ReasoningStartChunk, index: int) -> None:
-        reasoning = isinstance(chunk, ReasoningStartChunk)
-        builder = TextBuilder(reasoning=reasoning, stream_id=chunk.id, provider_metadata=chunk.provider_metadata)
+        self._open_text(isinstance(chunk, ReasoningStartChunk), chunk.id, chunk.provider_metadata)
+
+    def _open_text(self, reasoning: bool, stream_id: str, provider_metadata: ProviderMetadata | None) -> None:
+        builder = TextBuilder(reasoning=reasoning, stream_id=stream_id, provider_metadata=provider_metadata)
         self._append(builder)
-        (self._active_reasoning if reasoning else self._active_text)[chunk.id] = builder
+        (self._active_reasoning if reasoning else self._active_text)[stream_id] = builder
 
     def _active(self, chunk_type: str, stream_id: str, index: int) -> TextBuilder:
         reasoning = chunk_type.startswith("reasoning")
@@ -261,12 +286,17 @@ class MessageAssembler:
         builder.touch()
 
     def _on_text_end(self, chunk: TextEndChunk | ReasoningEndChunk, index: int) -> None:
-        builder = self._active(chunk.type, chunk.id, index)
+        self._close_text(chunk.type, chunk.id, index, chunk.provider_metadata)
+
+    def _close_text(
+        self, chunk_type: str, stream_id: str, index: int, provider_metadata: ProviderMetadata | None
+    ) -> None:
+        builder = self._active(chunk_type, stream_id, index)
         builder.state = "done"
-        if chunk.provider_metadata is not None:
-            builder.provider_metadata = chunk.provider_metadata
+        if provider_metadata is not None:
+            builder.provider_metadata = provider_metadata
         builder.touch()
-        del (self._active_reasoning if isinstance(chunk, ReasoningEndChunk) else self._active_text)[chunk.id]
+        del (self._active_reasoning if chunk_type == "reasoning-end" else self._active_text)[stream_id]
 
     def _input_update(
         self,
@@ -426,10 +456,13 @@ class MessageAssembler:
         self._append(DataPart.model_construct(type=chunk.type, id=chunk.id, data=chunk.data, transient=chunk.transient))
 
     def _on_finish(self, chunk: FinishChunk, index: int) -> None:
+        self._finish(chunk.finish_reason, chunk.message_metadata)
+
+    def _finish(self, reason: FinishReason | None, metadata: Any) -> None:
         self._finished = True
-        if chunk.finish_reason is not None:
-            self._finish_reason = chunk.finish_reason
-        self._merge(chunk.message_metadata)
+        if reason is not None:
+            self._finish_reason = reason
+        self._merge(metadata)
 
     def _on_message_metadata(self, chunk: MessageMetadataChunk, index: int) -> None:
         self._merge(chunk.message_metadata)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal, cast, get_args
 
 from pydantic import Discriminator, Field, StrictStr, Tag, TypeAdapter, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -60,6 +60,7 @@ __all__ = [
     "downgrade_for_client",
     "parse_chunk",
     "plain_delta",
+    "plain_finish",
 ]
 
 
@@ -391,36 +392,73 @@ def plain_delta(chunk: Any) -> tuple[str, str, str] | None:
     return kind, stream_id, delta
 
 
+_FINISH_REASONS: Final = frozenset(get_args(FinishReason))
+_FINISH_KEYS: Final = frozenset({"type", "finishReason", "messageMetadata"})
+# What `_json_copy` returns for a value that is not plain JSON (the validating path decides).
+_NOT_PLAIN: Final = object()
+# Deeper metadata is left to validation (the engine's is two levels deep).
+_PLAIN_DEPTH: Final = 32
+
+
+def plain_finish(chunk: Any) -> tuple[FinishReason | None, Any] | None:
+    """`(finishReason or None, messageMetadata or ABSENT)` when `chunk` is a `finish` chunk's
+    JSON object of plain values: a dict with no key but `type`, `finishReason` (one of the v5
+    reasons) and `messageMetadata` (dicts with str keys, lists, str, int, float, bool, None:
+    exact types, at most 32 deep), else None. Such an object is valid as it stands: what
+    `parse_chunk` gives for it, field for field, the metadata a copy as validation's is, so the
+    engine's own finish (one a reply) skips model validation; anything else is validated."""
+    if type(chunk) is not dict or chunk.get("type") != "finish":
+        return None
+    for key in chunk:
+        if key not in _FINISH_KEYS:
+            return None
+    given = chunk.get("finishReason", None)
+    if given is not None and (type(given) is not str or given not in _FINISH_REASONS):
+        return None
+    if "finishReason" in chunk and given is None:
+        return None  # null: validation says it must be omitted
+    reason = cast("FinishReason | None", given)  # a string: the union is not built at run time
+    if "messageMetadata" not in chunk:
+        return reason, ABSENT
+    metadata = _json_copy(chunk["messageMetadata"], _PLAIN_DEPTH)
+    return None if metadata is _NOT_PLAIN else (reason, metadata)
+
+
+def _json_copy(value: Any, depth: int) -> Any:
+    """A copy of a JSON value of exact plain types, or `_NOT_PLAIN`."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if depth == 0:
+        return _NOT_PLAIN
+    if kind is dict:
+        copied: dict[str, Any] = {}
+        for key, item in value.items():
+            item = _json_copy(item, depth - 1)
+            if type(key) is not str or item is _NOT_PLAIN:
+                return _NOT_PLAIN
+            copied[key] = item
+        return copied
+    if kind is list:
+        items = [_json_copy(item, depth - 1) for item in value]
+        return _NOT_PLAIN if any(item is _NOT_PLAIN for item in items) else items
+    return _NOT_PLAIN
+
+
 # Chunks with no field but their type, or only a part id besides it: the engine's translator
 # sends several per reply (step and text boundaries).
 _BARE_TYPES: Final = frozenset({"start-step", "finish-step"})
 _ID_ONLY_TYPES: Final = frozenset({"text-start", "text-end", "reasoning-start", "reasoning-end"})
 
 
-def plain_boundary(chunk: Any) -> Chunk | None:
-    """The chunk model of a JSON object that is exactly `{"type": "start-step"}` or
-    `{"type": "finish-step"}`, exactly a text or reasoning start or end with its string `id`, or
-    exactly a `start` with its string `messageId` (the engine's, once a turn); else None. Such an
-    object is valid as it stands, so it is built without validation (what `parse_chunk` would
-    give for it, field for field); everything else, any extra key included, takes the
-    validating path."""
-    wire = boundary_wire(chunk)
-    if wire is None:
-        return None
-    kind = wire["type"]
-    if kind == "start-step":
-        return StartStepChunk.model_construct()
-    if kind == "finish-step":
-        return FinishStepChunk.model_construct()
-    if kind == "start":
-        return StartChunk.model_construct(message_id=wire["messageId"])
-    return _ID_ONLY_MODELS[kind].model_construct(id=wire["id"])
-
-
 def boundary_wire(chunk: Any) -> dict[str, Any] | None:
-    """The wire JSON of a boundary chunk (what `plain_boundary` describes: its
-    `plain_boundary(chunk).to_json()`, key order included), written out without the model; else
-    None. The one place that decides which objects are such boundaries."""
+    """The wire JSON of a boundary chunk, written out without the model, when `chunk` is a JSON
+    object that is exactly `{"type": "start-step"}` or `{"type": "finish-step"}`, exactly a text
+    or reasoning start or end with its string `id`, or exactly a `start` with its string
+    `messageId` (the engine's, once a turn); else None. Such an object is valid as it stands, and
+    this is its validated chunk's `to_json()`, key order included; anything else, any extra key
+    included, takes the validating path. The one place that decides which objects are such
+    boundaries (the assembler and the response take them without a model)."""
     if type(chunk) is not dict:
         return None
     kind = chunk.get("type")
@@ -460,6 +498,15 @@ def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5
     wire = boundary_wire(chunk)
     if wire is not None:  # a step, text or start boundary (five a turn): no client level changes it
         return [wire]
+    finish = plain_finish(chunk)
+    if finish is not None:  # the engine's finish (once a turn): its wire JSON, in `to_json`'s key order
+        reason, metadata = finish
+        out: dict[str, Any] = {"type": "finish"}
+        if reason is not None and patch >= _FINISH_REASON:
+            out["finishReason"] = reason
+        if metadata is not ABSENT:
+            out["messageMetadata"] = metadata
+        return [out]
     parsed = parse_chunk(chunk) if isinstance(chunk, Mapping) else chunk
     if isinstance(parsed, FinishChunk) and patch < _FINISH_REASON and parsed.finish_reason is not None:
         parsed = parsed.model_copy(update={"finish_reason": None})
@@ -484,11 +531,3 @@ def downgrade_for_client(chunk: Mapping[str, Any] | Chunk, level: str = CLIENT_5
         )
         return [call.to_json(), error.to_json()]
     return [parsed.to_json()]
-
-
-_ID_ONLY_MODELS: Final[dict[str, type[TextStartChunk | TextEndChunk | ReasoningStartChunk | ReasoningEndChunk]]] = {
-    "text-start": TextStartChunk,
-    "text-end": TextEndChunk,
-    "reasoning-start": ReasoningStartChunk,
-    "reasoning-end": ReasoningEndChunk,
-}

@@ -14,12 +14,16 @@ Latency and time-to-first-token histograms are observed in this process as gener
 
 from __future__ import annotations
 
+import bisect
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
 
 from genvault.records import Generation
@@ -29,6 +33,8 @@ __all__ = ["Metrics"]
 
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 _KINDS = ("input", "output", "cached_input", "reasoning")
+_BOUNDS = (*map(float, _BUCKETS), float("inf"))  # the histograms' upper bounds, +Inf last
+_LE = tuple(map(floatToGoString, _BOUNDS))  # as the `le` label writes them
 
 
 class _Stored(Collector):
@@ -77,74 +83,162 @@ class _Refusals(Collector):
         yield family
 
 
+class _Series:
+    """One series' values, kept as prometheus_client's child keeps them (floats from 0.0, the
+    time it was created), without its lock: a finalize listener updates it and `/metrics` reads it,
+    both on the event loop's thread."""
+
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+
+class _HistogramSeries:
+    """One histogram series: the count in each bucket (not cumulative), the sum, the time it was
+    created."""
+
+    __slots__ = ("counts", "created", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0.0] * len(_BOUNDS)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        self.sum += amount
+        # the first bucket whose bound is >= amount: prometheus_client's loop, by bisection in C
+        self.counts[bisect.bisect_left(_BOUNDS, amount)] += 1.0
+
+
+# one model and status's series: finished, latency, tokens by kind, cost, time to first token
+_Children = tuple[_Series, _HistogramSeries, tuple[_Series, ...], _Series, _HistogramSeries]
+
+
+class _Finished(Collector):
+    """What this process saw finish, as counters and histograms: exactly the families, samples,
+    order and values prometheus_client's `Counter` and `Histogram` would give for the same
+    increments and observations (with their `_created` series), kept in plain floats.
+
+    Those classes take a lock per increment and walk the buckets in Python per observation:
+    ~54,000 instructions per finished generation, in a chat turn of ~7.4 M (docs/benchmarks.md,
+    liteturn4); this is a dict lookup and a few float additions."""
+
+    def __init__(self) -> None:
+        # by label values, in the order the series were first seen (the order they are exposed)
+        self.finished: dict[tuple[str, str], _Series] = {}  # (status, model)
+        self.tokens: dict[tuple[str, str], _Series] = {}  # (model, kind)
+        self.cost: dict[tuple[str], _Series] = {}  # (model,)
+        self.latency: dict[tuple[str, str], _HistogramSeries] = {}  # (model, status)
+        self.ttft: dict[tuple[str], _HistogramSeries] = {}  # (model,)
+        self._series: dict[tuple[str, str], _Children] = {}  # (model, status)
+
+    def children(self, model: str, status: str) -> _Children:
+        """The series of one model and status, created (all five families) when first seen."""
+        found = self._series.get((model, status))
+        if found is None:
+            finished = self.finished.setdefault((status, model), _Series())
+            latency = self.latency.setdefault((model, status), _HistogramSeries())
+            tokens = tuple(self.tokens.setdefault((model, kind), _Series()) for kind in _KINDS)
+            cost = self.cost.setdefault((model,), _Series())
+            ttft = self.ttft.setdefault((model,), _HistogramSeries())
+            found = self._series[(model, status)] = (finished, latency, tokens, cost, ttft)
+        return found
+
+    def collect(self) -> Any:
+        created = prometheus_metrics._use_created  # PROMETHEUS_DISABLE_CREATED_SERIES, as the classes read it
+        yield _family(
+            "counter",
+            "genvault_generations_finished",
+            "Generations this process finished, by final status and model",
+            ("status", "model"),
+            self.finished,
+            created,
+        )
+        yield _family(
+            "counter",
+            "genvault_tokens",
+            "Tokens of the generations this process finished, by model and kind",
+            ("model", "kind"),
+            self.tokens,
+            created,
+        )
+        yield _family(
+            "counter",
+            "genvault_cost_usd",
+            "Cost in USD of the generations this process finished (priced ones), by model",
+            ("model",),
+            self.cost,
+            created,
+        )
+        yield _family(
+            "histogram",
+            "genvault_generation_seconds",
+            "Time from record creation to final state",
+            ("model", "status"),
+            self.latency,
+            created,
+        )
+        yield _family(
+            "histogram",
+            "genvault_time_to_first_token_seconds",
+            "Time from record creation to the first streamed event",
+            ("model",),
+            self.ttft,
+            created,
+        )
+
+
+def _family(
+    kind: str,
+    name: str,
+    documentation: str,
+    labelnames: tuple[str, ...],
+    series: dict[Any, _Series] | dict[Any, _HistogramSeries],
+    created: bool,
+) -> Metric:
+    """A counter's or histogram's family with its series' samples, as the classes expose them."""
+    family = Metric(name, documentation, kind)
+    for labelvalues, one in series.items():
+        labels = dict(zip(labelnames, labelvalues, strict=True))
+        if isinstance(one, _Series):
+            family.add_sample(name + "_total", labels, one.value)
+        else:
+            cumulative = 0.0
+            for le, count in zip(_LE, one.counts, strict=True):
+                cumulative += count
+                family.add_sample(name + "_bucket", {**labels, "le": le}, cumulative)
+            family.add_sample(name + "_count", labels, cumulative)
+            family.add_sample(name + "_sum", labels, one.sum)
+        if created:
+            family.add_sample(name + "_created", labels, one.created)
+    return family
+
+
 class Metrics:
     def __init__(self, refusals: Mapping[str, int] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         if refusals is not None:
             self.registry.register(_Refusals(refusals))
-        self.finished = Counter(
-            "genvault_generations_finished",
-            "Generations this process finished, by final status and model",
-            ["status", "model"],
-            registry=self.registry,
-        )
-        self.tokens = Counter(
-            "genvault_tokens",
-            "Tokens of the generations this process finished, by model and kind",
-            ["model", "kind"],
-            registry=self.registry,
-        )
-        self.cost = Counter(
-            "genvault_cost_usd",
-            "Cost in USD of the generations this process finished (priced ones), by model",
-            ["model"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "genvault_generation_seconds",
-            "Time from record creation to final state",
-            ["model", "status"],
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
-        self.ttft = Histogram(
-            "genvault_time_to_first_token_seconds",
-            "Time from record creation to the first streamed event",
-            ["model"],
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
-        self._series: dict[tuple[str, str], tuple[Any, Any, tuple[Any, ...], Any, Any]] = {}
+        self._finished = _Finished()
+        self.registry.register(self._finished)
 
     def observe(self, record: Generation) -> None:
         """A finalize listener: count one final record (called once per finished generation)."""
-        finished, latency, tokens, cost, ttft = self._children(record.model, record.status)
-        finished.inc()
+        finished, latency, tokens, cost, ttft = self._finished.children(record.model, record.status)
+        finished.value += 1.0
         usage = record.usage
         values = (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_tokens)
         for counter, value in zip(tokens, values, strict=True):
-            if value:  # never negative: a counter refuses a negative increment
-                counter.inc(max(0, value))
+            if value:  # never negative: a counter never goes down
+                counter.value += max(0, value)
         if record.cost_nano_usd:
-            cost.inc(max(0, record.cost_nano_usd) / 1e9)
+            cost.value += max(0, record.cost_nano_usd) / 1e9
         if record.finished_at is not None:
             latency.observe((record.finished_at - record.created_at).total_seconds())
         if record.first_token_at is not None:
             ttft.observe((record.first_token_at - record.created_at).total_seconds())
-
-    def _children(self, model: str, status: str) -> tuple[Any, Any, tuple[Any, ...], Any, Any]:
-        """The labelled series of one model and status, looked up once (`labels()` takes a lock
-        and builds its key on every call; this runs once per generation)."""
-        found = self._series.get((model, status))
-        if found is None:
-            found = self._series[(model, status)] = (
-                self.finished.labels(status, model),
-                self.latency.labels(model, status),
-                tuple(self.tokens.labels(model, kind) for kind in _KINDS),
-                self.cost.labels(model),
-                self.ttft.labels(model),
-            )
-        return found
 
     async def render(self, conn: Any) -> bytes:
         rows = (

@@ -437,10 +437,7 @@ async def _append_sqlite(
             await driver.executemany(
                 f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * (4 + len(PAGE_PART_COLUMNS)))})",
-                [
-                    (chat_id, r["message_id"], r["position"], user_id, *(r.get(c) for c in PAGE_PART_COLUMNS))
-                    for r in records
-                ],
+                [(chat_id, r["message_id"], r["position"], user_id, *map(r.get, PAGE_PART_COLUMNS)) for r in records],
             )
     except sqlite3.Error as exc:  # the caller's transaction rolls back
         raise StorageError(f"database write failed: {exc}") from exc

@@ -128,6 +128,9 @@ def _ping_on_checkout(engine: AsyncEngine) -> None:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
+    sqlite_adapter.bind_none_directly()
+    sqlite_adapter.bind_datetimes_explicitly()
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # pysqlite's implicit transactions fight SQLAlchemy's; let SQLAlchemy emit BEGIN itself.

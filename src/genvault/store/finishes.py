@@ -290,7 +290,7 @@ async def _finish_sqlite(
     _, part_sql, _ = _sqlite_statements(store.engine.dialect)
     now = stamp(values["finished_at"])
     part_rows = [
-        (chat_id, message["id"], position, user_id, *(record.get(c) for c in PAGE_PART_COLUMNS))
+        (chat_id, message["id"], position, user_id, *map(record.get, PAGE_PART_COLUMNS))
         for position, record in enumerate(part_record(part) for part in message["parts"])
     ]
     metadata = dump_json(message.get("metadata", MISSING))

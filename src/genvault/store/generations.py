@@ -50,6 +50,9 @@ _USAGE_COLUMNS = (
     "total_tokens",
 )
 
+# The finalize's values that are not `Generation` fields as they stand: `usage` is built of them.
+_USAGE_VALUES = frozenset({*_USAGE_COLUMNS, "usage_estimated"})
+
 
 def to_record(row: RowMapping) -> Generation:
     data = dict(row)
@@ -106,7 +109,7 @@ def final_record(pending: Generation, values: dict[str, Any]) -> Generation:
     usage = Usage(
         **{name: values.get(name) for name in _USAGE_COLUMNS}, estimated=bool(values.get("usage_estimated", False))
     )
-    update = {k: v for k, v in values.items() if k not in _USAGE_COLUMNS and k != "usage_estimated"}
+    update = {k: v for k, v in values.items() if k not in _USAGE_VALUES}
     return pending.model_copy(update={**update, "usage": usage})
 
 

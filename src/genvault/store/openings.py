@@ -352,9 +352,7 @@ async def _open_sqlite(
         f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
         f"VALUES ({', '.join('?' * (4 + len(PAGE_PART_COLUMNS)))})"
     )
-    part_rows = [
-        (chat_id, r["message_id"], r["position"], user_id, *(r.get(c) for c in PAGE_PART_COLUMNS)) for r in records
-    ]
+    part_rows = [(chat_id, r["message_id"], r["position"], user_id, *map(r.get, PAGE_PART_COLUMNS)) for r in records]
 
     def generation_row(messages_before: int) -> tuple[Any, ...]:
         return tuple(

@@ -182,6 +182,12 @@ async def test_0027_rebuilds_the_indexes_of_a_filled_database_and_keeps_every_ve
             for name in ("ix_parts_search", "ix_generations_search"):
                 assert by_name[name]["indisvalid"]
                 assert by_name[name]["definition"].endswith("WHERE (search_vector IS NOT NULL)")
+            assert "ix_generations_cache_key" not in {
+                r["relname"]
+                for r in await conn.fetch(
+                    "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
+                )
+            }
             assert await _generation(conn, "gen_chat_2", "chat") == {}
         finally:
             await conn.close()

@@ -1,4 +1,5 @@
-"""search: PostgreSQL's search indexes and triggers skip the rows that have no vector
+"""a chat turn's row writes: no search index entries or trigger calls for rows without a search
+vector, no index on generations.cache_key
 
 Revision ID: 0027
 Revises: 0024
@@ -19,11 +20,17 @@ only set NULL, and added a NULL item to the GIN index, which no search reads (a 
   set NULL where NULL already is, so every row keeps the vector it had.
 
 Measured per chat turn (docs/benchmarks.md, "pgturn2"): 4 of 15 trigger calls, 4 of 54 WAL
-records, 10 % of the WAL bytes and 8 % of the buffers its row writes touch. SQLite: nothing (its
-FTS5 tables index only the rows their views select).
+records, 10 % of the WAL bytes and 8 % of the buffers its row writes touch. SQLite: nothing here
+(its FTS5 tables index only the rows their views select).
+
+Both databases: `ix_generations_cache_key` is dropped. Nothing has ever looked a generation up
+by its cache key (the dedup cache keeps `cache_entries`), yet the index took an entry for every
+row and, on PostgreSQL, for every row version too (none of a turn's three writes of its
+generation is a HOT update): three index insertions a chat turn for no reader.
 
 A database with rows gets its new indexes built CONCURRENTLY beside the old ones, which are then
-dropped: searches keep an index and writers are never blocked for the build.
+dropped (and the cache key's index dropped CONCURRENTLY): searches keep an index and writers are
+never blocked for the build.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ down_revision = "0024"
 branch_labels = None
 depends_on = None
 
+_CACHE_KEY_INDEX = "ix_generations_cache_key"
+_CREATE_CACHE_KEY_INDEX = f"CREATE INDEX {_CACHE_KEY_INDEX} ON generations (cache_key)"
 _TERMINAL = "('complete', 'error', 'cancelled', 'interrupted')"
 # (table, index, the trigger function's condition for a vector (revision 0009), watched columns)
 _TABLES = [
@@ -59,15 +68,17 @@ def _triggers(only_with_vector: bool) -> None:
         )
 
 
-def _indexes(partial: bool) -> None:
-    """Each search index on `search_vector` made again, partial or whole."""
-    where = " WHERE search_vector IS NOT NULL" if partial else ""
+def _pg_indexes(upgrading: bool) -> None:
+    """Each search index on `search_vector` made again, partial (upgrading) or whole, and the
+    cache key's index dropped (upgrading) or made again."""
+    where = " WHERE search_vector IS NOT NULL" if upgrading else ""
     bind = op.get_bind()
     filled = any(bind.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {t})")).scalar() for t, *_ in _TABLES)
     if not filled:  # nothing to index: plain statements, in the revision's transaction
         for table, index, *_ in _TABLES:
             op.execute(f"DROP INDEX IF EXISTS {index}")
             op.execute(f"CREATE INDEX {index} ON {table} USING gin (search_vector){where}")
+        op.execute(f"DROP INDEX IF EXISTS {_CACHE_KEY_INDEX}" if upgrading else _CREATE_CACHE_KEY_INDEX)
         return
     with op.get_context().autocommit_block():
         for table, index, *_ in _TABLES:
@@ -77,17 +88,22 @@ def _indexes(partial: bool) -> None:
             op.execute(f"CREATE INDEX CONCURRENTLY {new} ON {table} USING gin (search_vector){where}")
             op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
             op.execute(f"ALTER INDEX {new} RENAME TO {index}")
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_CACHE_KEY_INDEX}")
+        if not upgrading:
+            op.execute(_CREATE_CACHE_KEY_INDEX.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY"))
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
+        op.execute(f"DROP INDEX IF EXISTS {_CACHE_KEY_INDEX}")
         return
     _triggers(only_with_vector=True)
-    _indexes(partial=True)
+    _pg_indexes(upgrading=True)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
+        op.execute(_CREATE_CACHE_KEY_INDEX)
         return
     _triggers(only_with_vector=False)
-    _indexes(partial=False)
+    _pg_indexes(upgrading=False)

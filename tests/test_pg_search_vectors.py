@@ -8,7 +8,6 @@ counts them and by the indexes' definitions and plans, not by timing."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,26 +21,10 @@ _ALICE_OWNS = "array_to_tsvector(ARRAY['#' || md5('alice')])"
 
 
 @pytest.fixture
-async def conn(pg_schema: tuple[str, str], pg_template: str) -> AsyncIterator[Any]:
+async def conn(pg_connection: Any) -> Any:
     """A connection to a migrated schema holding a user and a chat with one message."""
-    import asyncpg
-
-    url, schema = pg_schema
-    connection = await asyncpg.connect(url)
-    try:
-        if pg_template:
-            await connection.execute(pg_template.format(schema=schema))
-        else:  # no pg_dump: migrate it here
-            store = Store(url, schema=schema)
-            try:
-                await store.upgrade()
-            finally:
-                await store.aclose()
-        await connection.execute(f'SET search_path TO "{schema}"')
-        await _chat(connection)
-        yield connection
-    finally:
-        await connection.close()
+    await _chat(pg_connection)
+    return pg_connection
 
 
 async def _chat(conn: Any) -> None:

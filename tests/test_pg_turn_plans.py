@@ -16,7 +16,6 @@ opening and the finalize, which the client is told about, keep the server's sync
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,36 +28,18 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-async def conn(pg_schema: tuple[str, str], pg_template: str) -> AsyncIterator[Any]:
+async def conn(pg_connection: Any) -> Any:
     """A connection to a migrated schema holding a user with many chats, never analyzed."""
-    import asyncpg
-
-    url, schema = pg_schema
-    connection = await asyncpg.connect(url)
-    try:
-        if pg_template:
-            await connection.execute(pg_template.format(schema=schema))
-        else:  # no pg_dump: migrate it here
-            from genvault.store import Store
-
-            store = Store(url, schema=schema)
-            try:
-                await store.upgrade()
-            finally:
-                await store.aclose()
-        await connection.execute(f'SET search_path TO "{schema}"')
-        await connection.execute(
-            "INSERT INTO users (id, name, is_admin, created_at) VALUES ('alice', 'a', false, now())"
-        )
-        await connection.execute(
-            "INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at) "
-            "SELECT 'c' || i, 'alice', 'private', 0, now(), now() FROM generate_series(1, 200) AS i"
-        )
-        # The plan a pooled connection settles on after its first executions.
-        await connection.execute("SET plan_cache_mode = force_generic_plan")
-        yield connection
-    finally:
-        await connection.close()
+    await pg_connection.execute(
+        "INSERT INTO users (id, name, is_admin, created_at) VALUES ('alice', 'a', false, now())"
+    )
+    await pg_connection.execute(
+        "INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at) "
+        "SELECT 'c' || i, 'alice', 'private', 0, now(), now() FROM generate_series(1, 200) AS i"
+    )
+    # The plan a pooled connection settles on after its first executions.
+    await pg_connection.execute("SET plan_cache_mode = force_generic_plan")
+    return pg_connection
 
 
 async def generic_plan(conn: Any, sql: str) -> str:

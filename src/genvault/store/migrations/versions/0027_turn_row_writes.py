@@ -19,14 +19,15 @@ only set NULL, and added a NULL item to the GIN index, which no search reads (a 
   function's own condition> OR NEW.search_vector IS NOT NULL)`. Skipped, the function would have
   set NULL where NULL already is, so every row keeps the vector it had.
 
-Measured per chat turn (docs/benchmarks.md, "pgturn2"): 4 of 15 trigger calls, 4 of 54 WAL
-records, 10 % of the WAL bytes and 8 % of the buffers its row writes touch. SQLite: nothing here
-(its FTS5 tables index only the rows their views select).
+SQLite: nothing of this (its FTS5 tables index only the rows their views select).
 
 Both databases: `ix_generations_cache_key` is dropped. Nothing has ever looked a generation up
 by its cache key (the dedup cache keeps `cache_entries`), yet the index took an entry for every
 row and, on PostgreSQL, for every row version too (none of a turn's three writes of its
 generation is a HOT update): three index insertions a chat turn for no reader.
+
+Measured on a chat turn's row writes (docs/benchmarks.md, "pgturn2"): trigger calls 15 → 11, WAL
+records 54 → 47, WAL bytes and buffers touched −10…−13 %.
 
 A database with rows gets its new indexes built CONCURRENTLY beside the old ones, which are then
 dropped (and the cache key's index dropped CONCURRENTLY): searches keep an index and writers are

@@ -103,12 +103,19 @@ async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
             to_base = statistics.median(results[name][i][0] / results["base"][i][0] for i in rounds)
             lower = sum(results[name][i][0] < results["base"][i][0] for i in rounds)
             rps = statistics.median(results[name][i][1] / results["bare"][i][1] for i in rounds)
-            database_ms = [r[3] for r in results[name] if r[3] is not None]
+            database = ""
+            if args.db == "postgres":
+                db_ms, base_db_ms = [r[3] or 0.0 for r in results[name]], [r[3] or 0.0 for r in results["base"]]
+                db_to_base = statistics.median(db_ms[i] / base_db_ms[i] for i in rounds)
+                db_lower = sum(db_ms[i] < base_db_ms[i] for i in rounds)
+                database = (
+                    f"; database CPU/turn median {statistics.median(db_ms):.2f} ms, "
+                    f"×{db_to_base:.2f} of base (lower in {db_lower} of {args.rounds} rounds)"
+                )
             print(
                 f"{args.db} {name}: CPU/turn median {statistics.median(r[0] for r in results[name]):.2f} ms, "
                 f"×{to_bare:.2f} of bare, ×{to_base:.2f} of base (lower in {lower} of {args.rounds} rounds), "
-                f"req/s ×{rps:.2f} of bare"
-                + (f"; database CPU/turn median {statistics.median(database_ms):.2f} ms" if database_ms else "")
+                f"req/s ×{rps:.2f} of bare{database}"
             )
 
 

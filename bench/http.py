@@ -47,8 +47,9 @@ async def _seed(url: str, size: int) -> str:
         # cache entry, and every plan a pooled connection (and its backend's foreign-key checks)
         # settled on from them scanned `chats`, `messages` and `cache_entries` whole, tables the
         # chat rounds grow to thousands of rows, with no autovacuum here to analyze them again:
-        # the database's CPU per turn grew round after round. Unanalyzed, the run measures a new
-        # deployment, as `bench.turn_ab` does (docs/benchmarks.md, "pgturn2").
+        # the database's CPU per turn grew round after round. Left unanalyzed (but `messages`,
+        # which the seeding analyzes for its own inserts), the turns find every row by an index,
+        # as on a new deployment (docs/benchmarks.md, "pgturn2").
         async with genvault.vault.store.write() as conn:
             for table in ("parts", "messages", "chats"):
                 await conn.exec_driver_sql(f"UPDATE {table} SET user_id = 'local'")

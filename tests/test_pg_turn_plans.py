@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from genvault.store import finishes, openings, processes
+from genvault.store import Store, finishes, openings, processes
 from genvault.store.chats import _append_statement
 
 pytestmark = pytest.mark.postgres
@@ -162,3 +162,47 @@ async def test_the_batch_statements_write_each_active_generation_and_only_those(
     assert {r["id"] for r in written} == {"a", "c"}
     texts = await conn.fetch("SELECT id, result_text FROM generations ORDER BY id")
     assert [tuple(r) for r in texts] == [("a", "new"), ("b", "x"), ("c", "xyz")]
+
+
+async def test_a_new_chats_opening_reads_no_message_of_any_chat(pg_schema: tuple[str, str], conn: Any) -> None:
+    """The history count runs for a claimed chat only: a new chat has no message, and its count,
+    whose generic plan under statistics of a one-chat `messages` is a scan of the whole table,
+    is not run at all. Two probes of `messages` by primary key remain: the claim's test that the
+    chat does not hold the message id (uncorrelated, so run before the chat is looked up) and the
+    foreign-key check of the message's part."""
+    url, schema = pg_schema
+    # Statistics in which every message is one chat's (`chat_id = $1` costed as the whole table).
+    await conn.execute(
+        "INSERT INTO messages (chat_id, id, seq, user_id, role, created_at) "
+        "SELECT 'c1', 'm' || i, i, 'alice', 'user', now() FROM generate_series(1, 300) AS i"
+    )
+    await conn.execute("ANALYZE messages")
+    scans_sql = "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relid = 'messages'::regclass"
+    store = Store(url, schema=schema)
+    try:
+        before = await conn.fetchval(scans_sql)
+        now = datetime.now(UTC)
+        message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+        generation = {
+            "id": "gen_1",
+            "kind": "chat",
+            "user_id": "alice",
+            "chat_id": "c-new",
+            "message_id": "a1",
+            "model": "offline/test-model",
+            "provider": "offline",
+            "request": {"model": "test-model"},
+            "created_at": now,
+        }
+        opening = await openings.open_chat_turn(
+            store, chat_id="c-new", user_id="alice", title=None, message=message, generation=generation
+        )
+        assert opening.how == "new"
+        async with store.driver() as driver:  # the opening's connection reports its counts now
+            await driver.run(lambda c: c.execute("SELECT pg_stat_force_next_flush()"), what="read")
+            await driver.run(lambda c: c.execute("SELECT 1"), what="read")
+        assert await conn.fetchval(scans_sql) - before == 2
+        request = json.loads(await conn.fetchval("SELECT request FROM generations WHERE id = 'gen_1'"))
+        assert request["messages_before"] == 1
+    finally:
+        await store.aclose()

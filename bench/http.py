@@ -42,12 +42,17 @@ async def _seed(url: str, size: int) -> str:
     try:
         await genvault.vault.ensure_user("local")
         await _seed_genvault(genvault, genvault.chat_ids[0], size)
-        # The server with auth none serves the local user: give the chat to it.
+        # The server with auth none serves the local user: give the chat to it. No ANALYZE: its
+        # statistics would describe a database of one chat, one message-holding chat id and no
+        # cache entry, and every plan a pooled connection (and its backend's foreign-key checks)
+        # settled on from them scanned `chats`, `messages` and `cache_entries` whole, tables the
+        # chat rounds grow to thousands of rows, with no autovacuum here to analyze them again:
+        # the database's CPU per turn grew round after round. Left unanalyzed (but `messages`,
+        # which the seeding analyzes for its own inserts), the turns find every row by an index,
+        # as on a new deployment (docs/benchmarks.md, "pgturn2").
         async with genvault.vault.store.write() as conn:
             for table in ("parts", "messages", "chats"):
                 await conn.exec_driver_sql(f"UPDATE {table} SET user_id = 'local'")
-            if not url.startswith("sqlite"):
-                await conn.exec_driver_sql("ANALYZE")
     finally:
         await genvault.close()
     return genvault.chat_ids[0]

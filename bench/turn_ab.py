@@ -11,8 +11,10 @@ third between its rounds).
 speed) with its tree's own `src` first on `PYTHONPATH` (so the venv's editable install does not
 supply this tree's genvault to the base), on a fresh database of its own. Each round loads every
 server in turn with `bench._load` (`--clients` clients for `--duration` s), the order rotating from
-round to round; CPU per turn is the server's from /proc over the measured window. Printed: each
-round, then per tree the median of its same-round ratios to the bare relay and to the base.
+round to round; CPU per turn is the server's from /proc over the measured window (on PostgreSQL
+also the database's: the backends serving the tree's database, `bench._load --database-url`).
+Printed: each round, then per tree the median of its same-round ratios to the bare relay and to
+the base.
 Nothing is written to `bench/results`.
 """
 
@@ -35,13 +37,21 @@ from bench._common import DATABASES, fresh_database
 HERE = _proc.ROOT
 
 
-def _load(base_url: str, pid: int, clients: int, duration: float) -> tuple[float, float, int]:
+def _load(
+    base_url: str, pid: int, clients: int, duration: float, database: str | None = None
+) -> tuple[float, float, int, float | None]:
+    """CPU ms per turn, turns/s, errors, and the database's backends' CPU ms per turn (given
+    `database`, a PostgreSQL URL)."""
     command = [sys.executable, "-m", "bench._load", "--url", base_url, "--kind", "chat"]
     command += ["--concurrency", str(clients), "--duration", str(duration), "--server-pid", str(pid)]
+    if database is not None:
+        command += ["--database-url", database]
     env = {"PYTHONPATH": str(HERE), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(command, cwd=HERE, check=True, capture_output=True, text=True, env=env).stdout
     got = json.loads(out)
-    return 1000 * got["server_cpu_s"] / got["requests"], got["requests"] / got["elapsed_s"], got["errors"]
+    turns = got["requests"]
+    db_ms = 1000 * got["database_cpu_s"] / turns if got.get("database_cpu_s") is not None else None
+    return 1000 * got["server_cpu_s"] / turns, turns / got["elapsed_s"], got["errors"], db_ms
 
 
 async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
@@ -49,8 +59,11 @@ async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
     async with contextlib.AsyncExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="genvault-turn-ab-"))
         servers: dict[str, tuple[str, int]] = {}
+        databases: dict[str, str] = {}  # PostgreSQL: each tree's, for its backends' CPU
         for name, root in trees.items():
             url = await stack.enter_async_context(fresh_database(args.db))
+            if args.db == "postgres":
+                databases[name] = url
             os.makedirs(f"{tmp}/{name}")
             _proc.ROOT = root  # the server runs from its own tree
             try:
@@ -66,18 +79,20 @@ async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
         names = list(servers)
         for url, pid in servers.values():  # warm-up
             await asyncio.to_thread(_load, url, pid, args.clients, 1.0)
-        results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in names}
+        results: dict[str, list[tuple[float, float, int, float | None]]] = {name: [] for name in names}
         for round_ in range(args.rounds):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order if round_ % 2 == 0 else order[::-1]:
                 url, pid = servers[name]
-                results[name].append(await asyncio.to_thread(_load, url, pid, args.clients, args.duration))
+                database = databases.get(name)
+                results[name].append(await asyncio.to_thread(_load, url, pid, args.clients, args.duration, database))
             bare = results["bare"][-1][0]
             print(
                 f"round {round_}: "
                 + "  ".join(
                     f"{n} {results[n][-1][0]:.2f} ms ×{results[n][-1][0] / bare:.2f} "
                     f"{results[n][-1][1]:.0f}/s errors {results[n][-1][2]}"
+                    + (f" db {db:.2f} ms" if (db := results[n][-1][3]) is not None else "")
                     for n in names
                 ),
                 flush=True,
@@ -88,10 +103,19 @@ async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
             to_base = statistics.median(results[name][i][0] / results["base"][i][0] for i in rounds)
             lower = sum(results[name][i][0] < results["base"][i][0] for i in rounds)
             rps = statistics.median(results[name][i][1] / results["bare"][i][1] for i in rounds)
+            database = ""
+            if args.db == "postgres":
+                db_ms, base_db_ms = [r[3] or 0.0 for r in results[name]], [r[3] or 0.0 for r in results["base"]]
+                db_to_base = statistics.median(db_ms[i] / base_db_ms[i] for i in rounds)
+                db_lower = sum(db_ms[i] < base_db_ms[i] for i in rounds)
+                database = (
+                    f"; database CPU/turn median {statistics.median(db_ms):.2f} ms, "
+                    f"×{db_to_base:.2f} of base (lower in {db_lower} of {args.rounds} rounds)"
+                )
             print(
                 f"{args.db} {name}: CPU/turn median {statistics.median(r[0] for r in results[name]):.2f} ms, "
                 f"×{to_bare:.2f} of bare, ×{to_base:.2f} of base (lower in {lower} of {args.rounds} rounds), "
-                f"req/s ×{rps:.2f} of bare"
+                f"req/s ×{rps:.2f} of bare{database}"
             )
 
 

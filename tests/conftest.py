@@ -293,6 +293,31 @@ def pg_template(pg_database: str) -> str:
     return statements.replace("{", "{{").replace("}", "}}").replace(template, "{schema}")
 
 
+@pytest.fixture
+async def pg_connection(pg_schema: tuple[str, str], pg_template: str) -> AsyncIterator[Any]:
+    """An asyncpg connection to this test's migrated schema (the template's copy), on its search
+    path: for tests of the SQL PostgreSQL runs (plans, triggers), below the store."""
+    import asyncpg
+
+    url, schema = pg_schema
+    connection = await asyncpg.connect(url)
+    try:
+        if pg_template:
+            await connection.execute(pg_template.format(schema=schema))
+        else:  # no pg_dump: migrate it here
+            from genvault.store import Store
+
+            store = Store(url, schema=schema)
+            try:
+                await store.upgrade()
+            finally:
+                await store.aclose()
+        await connection.execute(f'SET search_path TO "{schema}"')
+        yield connection
+    finally:
+        await connection.close()
+
+
 def _copy_sqlite(template: Path, target: Path) -> None:
     import sqlite3
 

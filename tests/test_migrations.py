@@ -71,6 +71,24 @@ async def test_upgrade_head_on_an_empty_database_matches_the_metadata_exactly(
         await store.aclose()
 
 
+async def test_generations_keep_no_index_on_the_cache_key(database: tuple[str, str | None]) -> None:
+    """Revision 0027: nothing looks a generation up by its cache key (the dedup cache keeps
+    `cache_entries`), so no index takes an entry for each row (each row version on PostgreSQL)."""
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        await store.upgrade()
+        async with store.engine.connect() as conn:
+            indexes = await conn.run_sync(lambda c: inspect(c).get_indexes("generations"))
+        assert [i["name"] for i in indexes if "cache_key" in i["column_names"]] == []
+        assert {i["name"] for i in indexes} >= {
+            "ix_generations_user_id_created_at",
+            "ix_generations_chat_id_created_at",
+        }
+    finally:
+        await store.aclose()
+
+
 @pytest.mark.empty_database
 async def test_0005_replaces_the_ids_in_existing_audit_events_by_their_pseudonyms(
     database: tuple[str, str | None],

@@ -1,8 +1,9 @@
 """The chat turn's PostgreSQL statements: how they are planned and committed.
 
 The plans PostgreSQL keeps for them find their rows by primary key, even with no planner
-statistics (a new database, a server with autovacuum off) and under the generic plan a pooled
-connection keeps for a prepared statement for as long as it lives.
+statistics (a new database, a server with autovacuum off) or with those of a grown database,
+and under the generic plan a pooled connection keeps for a prepared statement for as long as it
+lives.
 
 Without statistics the planner costs an equality on `chats.user_id` like the one on the primary
 key, and the generic plans it made when the tables were small looked the chat up through
@@ -16,49 +17,30 @@ opening and the finalize, which the client is told about, keep the server's sync
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from genvault.store import finishes, openings, processes
+from genvault.store import Store, finishes, openings, processes
 from genvault.store.chats import _append_statement
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-async def conn(pg_schema: tuple[str, str], pg_template: str) -> AsyncIterator[Any]:
+async def conn(pg_connection: Any) -> Any:
     """A connection to a migrated schema holding a user with many chats, never analyzed."""
-    import asyncpg
-
-    url, schema = pg_schema
-    connection = await asyncpg.connect(url)
-    try:
-        if pg_template:
-            await connection.execute(pg_template.format(schema=schema))
-        else:  # no pg_dump: migrate it here
-            from genvault.store import Store
-
-            store = Store(url, schema=schema)
-            try:
-                await store.upgrade()
-            finally:
-                await store.aclose()
-        await connection.execute(f'SET search_path TO "{schema}"')
-        await connection.execute(
-            "INSERT INTO users (id, name, is_admin, created_at) VALUES ('alice', 'a', false, now())"
-        )
-        await connection.execute(
-            "INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at) "
-            "SELECT 'c' || i, 'alice', 'private', 0, now(), now() FROM generate_series(1, 200) AS i"
-        )
-        # The plan a pooled connection settles on after its first executions.
-        await connection.execute("SET plan_cache_mode = force_generic_plan")
-        yield connection
-    finally:
-        await connection.close()
+    await pg_connection.execute(
+        "INSERT INTO users (id, name, is_admin, created_at) VALUES ('alice', 'a', false, now())"
+    )
+    await pg_connection.execute(
+        "INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at) "
+        "SELECT 'c' || i, 'alice', 'private', 0, now(), now() FROM generate_series(1, 200) AS i"
+    )
+    # The plan a pooled connection settles on after its first executions.
+    await pg_connection.execute("SET plan_cache_mode = force_generic_plan")
+    return pg_connection
 
 
 async def generic_plan(conn: Any, sql: str) -> str:
@@ -106,13 +88,14 @@ async def test_the_first_token_mark_commits_without_waiting_for_its_flush(conn: 
     assert await conn.fetchval("SHOW synchronous_commit") == "on"
 
 
-async def add_generations(conn: Any, count: int) -> None:
-    """`count` generations, finished and active, never analyzed."""
+async def add_generations(conn: Any, count: int, *, active_every: int = 10) -> None:
+    """`count` generations, finished and (one in `active_every`) active, never analyzed."""
     await conn.execute(
         "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at) "
-        "SELECT 'g' || i, 'chat', 'alice', CASE WHEN i % 10 = 0 THEN 'streaming' ELSE 'complete' END, "
+        "SELECT 'g' || i, 'chat', 'alice', CASE WHEN i % $2 = 0 THEN 'streaming' ELSE 'complete' END, "
         "'m', 'p', '{}', now() FROM generate_series(1, $1) AS i",
         count,
+        active_every,
     )
 
 
@@ -148,11 +131,23 @@ def scans(plan: str) -> list[tuple[str, str | None]]:
         ),
     ],
 )
-@pytest.mark.parametrize("count", [0, 2000])
+@pytest.mark.parametrize(
+    ("count", "analyzed"),
+    [
+        pytest.param(0, False, id="empty"),
+        pytest.param(2000, False, id="never analyzed"),
+        # A grown database as autovacuum's ANALYZE sees it: nearly every generation finished.
+        # The statistics then put the active ones at a row or so, and a sequential scan of
+        # the table for them (then matched against the batch) looked cheapest.
+        pytest.param(2000, True, id="analyzed"),
+    ],
+)
 async def test_each_generation_is_found_by_its_key_not_among_the_active_ones(
-    conn: Any, statement: Any, count: int
+    conn: Any, statement: Any, count: int, analyzed: bool
 ) -> None:
-    await add_generations(conn, count)
+    await add_generations(conn, count, active_every=500 if analyzed else 10)
+    if analyzed:
+        await conn.execute("ANALYZE generations")
     plan = await generic_plan(conn, statement())
     # Only by primary key, in the plan made on an empty table as on a bigger one: not through the
     # status index (its entries include every version of a row ever active not yet vacuumed
@@ -181,3 +176,47 @@ async def test_the_batch_statements_write_each_active_generation_and_only_those(
     assert {r["id"] for r in written} == {"a", "c"}
     texts = await conn.fetch("SELECT id, result_text FROM generations ORDER BY id")
     assert [tuple(r) for r in texts] == [("a", "new"), ("b", "x"), ("c", "xyz")]
+
+
+async def test_a_new_chats_opening_reads_no_message_of_any_chat(pg_schema: tuple[str, str], conn: Any) -> None:
+    """The history count runs for a claimed chat only: a new chat has no message, and its count,
+    whose generic plan under statistics of a one-chat `messages` is a scan of the whole table,
+    is not run at all. Two probes of `messages` by primary key remain: the claim's test that the
+    chat does not hold the message id (uncorrelated, so run before the chat is looked up) and the
+    foreign-key check of the message's part."""
+    url, schema = pg_schema
+    # Statistics in which every message is one chat's (`chat_id = $1` costed as the whole table).
+    await conn.execute(
+        "INSERT INTO messages (chat_id, id, seq, user_id, role, created_at) "
+        "SELECT 'c1', 'm' || i, i, 'alice', 'user', now() FROM generate_series(1, 300) AS i"
+    )
+    await conn.execute("ANALYZE messages")
+    scans_sql = "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relid = 'messages'::regclass"
+    store = Store(url, schema=schema)
+    try:
+        before = await conn.fetchval(scans_sql)
+        now = datetime.now(UTC)
+        message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+        generation = {
+            "id": "gen_1",
+            "kind": "chat",
+            "user_id": "alice",
+            "chat_id": "c-new",
+            "message_id": "a1",
+            "model": "offline/test-model",
+            "provider": "offline",
+            "request": {"model": "test-model"},
+            "created_at": now,
+        }
+        opening = await openings.open_chat_turn(
+            store, chat_id="c-new", user_id="alice", title=None, message=message, generation=generation
+        )
+        assert opening.how == "new"
+        async with store.driver() as driver:  # the opening's connection reports its counts now
+            await driver.run(lambda c: c.execute("SELECT pg_stat_force_next_flush()"), what="read")
+            await driver.run(lambda c: c.execute("SELECT 1"), what="read")
+        assert await conn.fetchval(scans_sql) - before == 2
+        request = json.loads(await conn.fetchval("SELECT request FROM generations WHERE id = 'gen_1'"))
+        assert request["messages_before"] == 1
+    finally:
+        await store.aclose()

@@ -111,9 +111,13 @@ def _postgresql_sql() -> str:
         key=f"${n}::varchar", now=f"${n + 1}::timestamptz", oldest=f"${n + 2}::timestamptz", user=f"${n + 3}::varchar"
     )
     # The request records how long the history was: the chat's messages before this one, + 1.
+    # Counted only for a claimed chat (a one-time filter: a new chat has none), so a new chat's
+    # opening reads no message whatever plan the count has: under statistics that put every
+    # message in one chat (`chat_id = $1` costed as the whole table) its generic plan is a scan
+    # of `messages`, which a pooled connection keeps as the table grows.
     request = (
-        f"jsonb_set({gen['request']}::jsonb, '{{messages_before}}', "
-        "to_jsonb((SELECT count(*) FROM messages WHERE chat_id = $1::varchar) + 1))"
+        f"jsonb_set({gen['request']}::jsonb, '{{messages_before}}', to_jsonb((SELECT count(*) FROM messages "
+        "WHERE chat_id = $1::varchar AND EXISTS (SELECT 1 FROM claim)) + 1))"
     )
     return f"""
 WITH new_chat AS (

@@ -160,8 +160,11 @@ _ACTIVE_SQL = ", ".join(f"'{s}'" for s in gen_store.ACTIVE)
 # merge join can use it; an index scan can, evaluating it once an entry, where a scan evaluates
 # it for every row and entry), and the status test as `NOT IN` the final statuses (no index
 # condition, costed as keeping most rows; the same test as `IN (ACTIVE)` under the status check
-# constraint).
-_STILL_ACTIVE_PG = "g.status NOT IN ({})".format(
+# constraint) on `g.status || ''`, an expression, not the column: no statistics apply to it, so
+# it is costed as keeping most rows after an ANALYZE too. On the column, the statistics of a
+# grown database (nearly every generation finished) put the active ones at a row or so, and the
+# generic plan scanned the whole table for them on every mark and checkpoint.
+_STILL_ACTIVE_PG = "(g.status || '') NOT IN ({})".format(
     ", ".join(f"'{s}'" for s in GENERATION_STATUSES if s not in gen_store.ACTIVE)
 )
 # SQLite: one JSON array per field, the generations' ids the rows (`json_each`), each field read

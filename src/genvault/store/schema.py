@@ -361,7 +361,9 @@ generations = Table(
     Index(None, "model", "created_at"),
     Index(None, "status", "lease_expires_at"),
     Index(None, "chat_id", "created_at"),
-    Index(None, "cache_key"),
+    # No index on `cache_key`: nothing looks a generation up by it (the dedup cache keeps its own
+    # table, `cache_entries`), and an index would take an entry for every version of every row
+    # (revision 0027 dropped it).
 )
 
 # One row per reference to a stored file: an upload in a chat message, an image a generation made.

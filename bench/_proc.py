@@ -15,7 +15,7 @@ from typing import cast
 
 import httpx
 
-from genvault.liveness.allocator import Allocator, allocator_env, resolve
+from genvault.allocator import Allocator, allocator_env, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 # The servers' import path: this tree's own `src` first. The venv installs genvault editable,

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genvault.liveness import allocator
-from genvault.liveness.allocator import APPLIED_ENV, allocator_exec, resolve
+from genvault import allocator
+from genvault.allocator import APPLIED_ENV, allocator_exec, resolve
 from redis_server import free_port
 
 ARGV = ["python", "-m", "genvault", "serve", "--port", "8000"]
@@ -40,7 +40,7 @@ class TestChoice:
     def test_a_named_library_that_is_missing_falls_back_to_pythons_allocator_with_a_warning(
         self, installed: set[str], caplog: pytest.LogCaptureFixture
     ) -> None:
-        with caplog.at_level(logging.WARNING, logger="genvault.liveness.allocator"):
+        with caplog.at_level(logging.WARNING, logger="genvault.allocator"):
             assert resolve("mimalloc") == "pymalloc"
         assert "mimalloc is not installed" in caplog.text
         assert allocator_exec("mimalloc", {}, ARGV) is None  # nothing to change: serves as it is

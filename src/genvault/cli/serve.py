@@ -1,6 +1,6 @@
 """`genvault serve`: the HTTP server (uvicorn) on the configured database.
 
-It runs on the allocator `--allocator` names (`genvault.liveness.allocator`: jemalloc where
+It runs on the allocator `--allocator` names (`genvault.allocator`: jemalloc where
 installed), applied by re-executing its own command line with the environment that selects it
 (same interpreter, arguments and process id, so signals and the exit status are the command's).
 """
@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
+from genvault.allocator import ALLOCATORS, Allocator, allocator_exec
 from genvault.cli._app import app, err_console, settings_from, state
-from genvault.liveness.allocator import ALLOCATORS, Allocator, allocator_exec
 
 
 def _restart_on(allocator: Allocator) -> None:

@@ -4,7 +4,7 @@ A burst of streams leaves freed memory that the allocator keeps for reuse: after
 the process stayed ~30 MB above its start although no finished stream was held (the hub forgets
 them). When the process has run nothing for a moment and its hub holds no stream, the
 `QuietTrim` forgets the hub's stale streams and asks the allocator the process runs on
-(`genvault.liveness.allocator`) to return its free pages, once per quiet spell: jemalloc purges
+(`genvault.allocator`) to return its free pages, once per quiet spell: jemalloc purges
 every arena's unused pages now rather than after their decay, mimalloc collects, glibc trims
 (`malloc_trim`). Never while streams run, where it would stall the loop for memory about to be
 reused. Elsewhere it does nothing.

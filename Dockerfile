@@ -12,6 +12,10 @@ RUN mkdir -p /dist \
  && uv build --wheel --out-dir /dist
 
 FROM python:3.11-slim
+# jemalloc: `genvault serve` runs on it where installed (it gives a burst's memory back).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libjemalloc2 \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /dist /dist
 RUN pip install --no-cache-dir -r /dist/requirements.txt \
  && pip install --no-cache-dir --no-deps /dist/genvault-*.whl \

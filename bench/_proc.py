@@ -11,8 +11,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
+
+from genvault.allocator import Allocator, allocator_env, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 # The servers' import path: this tree's own `src` first. The venv installs genvault editable,
@@ -20,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # tree) imported the worktree's genvault and measured it instead of the copy's.
 PYTHONPATH = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
 _TICK = os.sysconf("SC_CLK_TCK")
+# The servers' allocator: the one `genvault serve` runs on by default (`auto`: jemalloc where
+# installed), so the benchmarks measure the default; BENCH_ALLOCATOR=pymalloc|malloc|jemalloc|
+# mimalloc for another (its own variables, MALLOC_CONF or MIMALLOC_*, pass through). Every server
+# of a run on the same one, the bare relay's too, so a ratio compares like with like.
+ALLOCATOR = resolve(cast(Allocator, os.environ.get("BENCH_ALLOCATOR", "auto")))
 
 
 def free_port() -> int:
@@ -56,7 +64,7 @@ def server(
     proc = subprocess.Popen(
         [sys.executable, "-m", *args, "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": PYTHONPATH, **(env or {})},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **allocator_env(ALLOCATOR, os.environ), **(env or {})},
         stdout=subprocess.DEVNULL if quiet else None,
         stderr=subprocess.DEVNULL if quiet else None,
     )

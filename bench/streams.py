@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -37,12 +36,9 @@ from typing import Any
 import httpx
 
 from bench._common import DATABASES, fresh_database, machine, new_id, percentile, write_result
-from bench._proc import ROOT, cpu_seconds, server
+from bench._proc import ALLOCATOR, ROOT, cpu_seconds, server
 
 SERVERS = ("bare", *DATABASES)
-# The servers' allocator: Python's own, as `genvault serve` runs, unless BENCH_ALLOCATOR=malloc
-# (glibc's for everything: PYTHONMALLOC=malloc; see docs/benchmarks.md for what it changes).
-ALLOCATOR = os.environ.get("BENCH_ALLOCATOR", "pymalloc")
 
 
 def _body() -> dict[str, Any]:
@@ -175,8 +171,7 @@ async def one_run(
     name: str, args: list[str], *, n: int, tokens: int, starts_per_s: float, settle: float, db_url: str | None
 ) -> dict[str, Any]:
     before_records = await _records(db_url) if db_url else {}
-    # Both servers on the same allocator, so the CPU ratio compares like with like.
-    with server(args, env={"PYTHONMALLOC": ALLOCATOR}) as (base, proc):
+    with server(args) as (base, proc):  # on `genvault serve`'s allocator (bench._proc.ALLOCATOR)
         await asyncio.sleep(3)  # let start-up settle (and its garbage go back) before the baseline reading
         rss_start = rss_kib(proc.pid)
         peak = rss_start

@@ -26,7 +26,7 @@ from genvault.cli import (  # noqa: F401  (registers the commands)
     users,
     webhooks,
 )
-from genvault.cli._app import app
+from genvault.cli._app import app, state
 from genvault.cli._help import polish
 
 polish(app)
@@ -35,4 +35,5 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
+    state.own_process = True
     app()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # imported where used: `genvault --help` loads none of the en
     from genvault.settings import Settings
     from genvault.vault import Vault
 
-__all__ = ["app", "console", "err_console", "parse_time", "run_async", "run_with_vault", "settings_from"]
+__all__ = ["app", "console", "err_console", "parse_time", "run_async", "run_with_vault", "settings_from", "state"]
 
 app = typer.Typer(
     name="genvault",
@@ -48,6 +48,9 @@ T = TypeVar("T")
 class _State:
     database_url: str | None = None
     data_dir: Path | None = None
+    # True when this process is the `genvault` command (`main()`), not a CLI called in process:
+    # only then may `serve` re-execute it (on its allocator).
+    own_process: bool = False
 
 
 state = _State()

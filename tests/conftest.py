@@ -17,9 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 PG_ADMIN_URL = os.environ.get("GENVAULT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+# -- hypothesis on a loaded machine -------------------------------------------------------------
+
+# Hypothesis's per-example deadline (200 ms) and its "input generation is slow" health check are
+# wall-clock limits: with 4 workers on 2 cores, a worker paused for a few seconds failed a test
+# whose inputs are small (seen: 2 examples in 3.6 s). Neither is what a property test is about;
+# a test that cares about its own speed says so itself.
+settings.register_profile("genvault", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("genvault")
 
 
 # -- no real network in tests ------------------------------------------------------------------

@@ -30,10 +30,37 @@ _TICK = os.sysconf("SC_CLK_TCK")
 ALLOCATOR = resolve(cast(Allocator, os.environ.get("BENCH_ALLOCATOR", "auto")))
 
 
+# Under pytest-xdist each worker hands out ports from a block of its own below the kernel's
+# ephemeral range (32768+ on Linux), so no other worker, and no outgoing connection, is ever given
+# the same one. A port from `bind(0)` is free only at the moment of the check: two workers could
+# both be handed it before either server bound it; the loser's server exited, while its wait for
+# /healthz was answered by the winner's server (a smoke test then read 404s from the other test's
+# database and, once that server stopped, connection errors).
+_PORT_BLOCK = 1000
+_PORT_BASE = 20000
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+_next_port = (
+    _PORT_BASE + int(_worker.removeprefix("gw")) % 12 * _PORT_BLOCK + os.getpid() % _PORT_BLOCK
+    if _worker.startswith("gw") and _worker[2:].isdigit()
+    else None
+)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on now (a worker's own block under xdist, else the kernel's)."""
+    global _next_port
+    if _next_port is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    block = _next_port - _next_port % _PORT_BLOCK
+    for _ in range(_PORT_BLOCK):
+        port = _next_port
+        _next_port = block + (port + 1 - block) % _PORT_BLOCK
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError(f"no free port in {block}-{block + _PORT_BLOCK - 1}")
 
 
 def cpu_seconds(pid: int) -> float:

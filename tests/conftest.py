@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from bench._proc import free_port
+
 PG_ADMIN_URL = os.environ.get("GENVAULT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -381,12 +383,6 @@ def database(request: pytest.FixtureRequest, database_maker: Any) -> tuple[str, 
 # -- S3 (moto's standalone server on loopback) ------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3-protocol server for this test session: moto's standalone server, in its own
@@ -397,7 +393,7 @@ def s3_endpoint() -> Iterator[str]:
 
     import httpx
 
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     process = subprocess.Popen(

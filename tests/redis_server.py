@@ -9,11 +9,9 @@ import time
 
 import pytest
 
+from bench._proc import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["RedisServer", "free_port"]
 
 
 class RedisServer:

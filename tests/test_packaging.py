@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from bench._proc import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +35,6 @@ def _uv() -> list[str]:
         if subprocess.run([python, "-m", "uv", "--version"], capture_output=True).returncode == 0:
             return [python, "-m", "uv"]
     pytest.skip("uv is not installed (./scripts/test installs it)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.timeout(900)  # building and installing on a loaded machine: a ceiling
@@ -64,7 +59,7 @@ def test_the_built_wheel_installs_in_a_fresh_venv_and_serves(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
 
     # The first command on the fresh install: serve (it creates the database), then /healthz.
-    port = _free_port()
+    port = free_port()
     home = tmp_path / "home"
     server_env = {**env, "HOME": str(home), "GENVAULT_PORT": str(port)}
     log = (tmp_path / "serve.log").open("wb")

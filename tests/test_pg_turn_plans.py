@@ -56,6 +56,7 @@ async def generic_plan(conn: Any, sql: str) -> str:
     [
         pytest.param(openings._postgresql_sql, id="opening"),
         pytest.param(finishes._postgresql_sql, id="finalize"),
+        pytest.param(lambda: finishes._postgresql_sql(purging=False), id="finalize without a purge"),
         pytest.param(lambda: _append_statement(check_ids=False), id="append alone"),
         pytest.param(lambda: _append_statement(check_ids=True), id="append in a transaction"),
     ],

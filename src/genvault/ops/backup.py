@@ -46,7 +46,7 @@ from genvault.errors import Conflict, InvalidRequest, StorageError
 from genvault.ops.archive import count_rows, export_lines, import_lines, read_archive_lines, snapshot
 from genvault.ops.verify import VerifyReport, verify
 from genvault.store import Store
-from genvault.store.generations import ACTIVE_ROWS, sweep_expired
+from genvault.store.generations import ACTIVE, sweep_expired
 from genvault.store.schema import LOCAL_USER_ID, blobs, data_tables, generations, users
 
 __all__ = ["BACKUP_FORMAT", "BackupManifest", "RestoreReport", "backup", "restore"]
@@ -272,7 +272,9 @@ async def restore(
         async with target.write() as out:
             await import_lines(out, read_archive_lines(source), progress=progress)
     async with target.write() as conn:
-        owners = (await conn.execute(select(generations.c.lease_owner).where(ACTIVE_ROWS).distinct())).scalars()
+        owners = (
+            await conn.execute(select(generations.c.lease_owner).where(generations.c.status.in_(ACTIVE)).distinct())
+        ).scalars()
         swept = await sweep_expired(conn, now=datetime.now(UTC), dead_owners=[o for o in owners if o is not None])
     counts = await _table_counts(target)
     wrong = {

@@ -69,7 +69,7 @@ async def verify_conn(
     stuck = (
         select(generations.c.id, generations.c.status)
         .where(
-            gen_store.ACTIVE_ROWS,
+            generations.c.status.in_(gen_store.ACTIVE),
             gone_owner(now, expired_counts=True),
         )
         .order_by(generations.c.id)

@@ -42,10 +42,12 @@ __all__ = [
 ]
 
 ACTIVE = ("pending", "streaming")
-# The condition "still running" for a query that looks for such records among all the others:
-# the status, and `finished_at IS NULL` (true of every active record: each change that ends one
-# sets it), the predicate of the partial index that holds only them (`ix_generations_active`,
-# revision 0029), so the query reads that index and not the table.
+# The condition "still running" for a query that looks for such records among all the others,
+# periodically (the sweeper): the status, and `finished_at IS NULL` (true of every active record:
+# each change that ends one sets it), the predicate of the partial index that holds only them
+# (`ix_generations_active`, revision 0029), so the query reads that index and not the table.
+# The tools that check or repair a whole database (`ops.verify`, a restore's sweep) test the
+# status alone: they read every row anyway, and must find a record left in an impossible state.
 ACTIVE_ROWS: ColumnElement[bool] = and_(generations.c.status.in_(ACTIVE), generations.c.finished_at.is_(None))
 _USAGE_COLUMNS = (
     "input_tokens",
@@ -213,7 +215,11 @@ async def sweep_expired(conn: AsyncConnection, *, now: datetime, dead_owners: Se
     condition: ColumnElement[bool] = expired
     if dead_owners:
         condition = or_(expired, generations.c.lease_owner.in_(list(dead_owners)))
-    ids = (await conn.execute(select(generations.c.id).where(ACTIVE_ROWS, condition))).scalars().all()
+    ids = (
+        (await conn.execute(select(generations.c.id).where(generations.c.status.in_(ACTIVE), condition)))
+        .scalars()
+        .all()
+    )
     return await interrupt(conn, ids, now=now)
 
 

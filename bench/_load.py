@@ -46,6 +46,19 @@ async def _backend_cpu(conn: Any) -> dict[int, float]:
     return cpu
 
 
+# How long the client keeps an idle connection for reuse: well under the servers' keep-alive
+# timeout. The servers (`bench._server`, as `genvault serve`) run uvicorn with its default, 5 s,
+# counted from when the server has written a response; httpx's default expiry is also 5 s but
+# counted from when the client has read the response, which on a loaded machine is later (0.36 s
+# and more at load 20). A connection idle between the two was reused after the server had closed it: the
+# request went into a closed socket and failed as `httpx.ReadError('')`, for the bare relay as
+# for genvault, however long the response had taken (docs/benchmarks.md, "pgturn3", "Round 2").
+# Connections only sit idle at the end of the warm-up, while the slowest worker finishes (in the
+# measured window each is reused at once); one idle for longer than this is reopened instead.
+# Failures at 4.64 s of client-side idle put the lag at 0.36 s or more: 2 s is over five times that.
+KEEPALIVE_EXPIRY_S = 3.0
+
+
 def _chat_body() -> dict[str, Any]:
     # A new question each time: an identical one would be answered by the dedup cache, not the model.
     text = f"Hi! ({uuid.uuid4().hex[:8]})"
@@ -60,7 +73,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     kinds: collections.Counter[str] = collections.Counter()  # what the errors were
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    limits = httpx.Limits(
+        max_connections=args.concurrency,
+        max_keepalive_connections=args.concurrency,
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,
+    )
     async with httpx.AsyncClient(base_url=args.url, timeout=60, limits=limits) as client:
 
         async def one() -> None:

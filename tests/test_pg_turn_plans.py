@@ -56,6 +56,7 @@ async def generic_plan(conn: Any, sql: str) -> str:
     [
         pytest.param(openings._postgresql_sql, id="opening"),
         pytest.param(finishes._postgresql_sql, id="finalize"),
+        pytest.param(lambda: finishes._postgresql_sql(purging=False), id="finalize without a purge"),
         pytest.param(lambda: _append_statement(check_ids=False), id="append alone"),
         pytest.param(lambda: _append_statement(check_ids=True), id="append in a transaction"),
     ],
@@ -220,3 +221,44 @@ async def test_a_new_chats_opening_reads_no_message_of_any_chat(pg_schema: tuple
         assert request["messages_before"] == 1
     finally:
         await store.aclose()
+
+
+async def test_the_first_token_mark_writes_no_index_entry(conn: Any) -> None:
+    """No index of `generations` holds the status or the lease (revision 0029), so the move to
+    `streaming` is a HOT update: the row's new version on its page, no entry in any index. The
+    finalize's version leaves the index of running records (its predicate no longer holds)."""
+    await conn.execute(
+        "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at, "
+        "lease_owner, lease_expires_at) VALUES ('g1', 'chat', 'alice', 'pending', 'm', 'p', '{}', now(), 'me', now())"
+    )
+    now = datetime.now(UTC)
+    async with conn.transaction():  # this transaction's own counts (`pg_stat_xact_user_tables`)
+        await conn.execute(processes._MARK_STREAMING_PG, ["g1"], [now], [now], "me", now)
+        updated, hot = await conn.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'generations'::regclass"
+        )
+    assert (updated, hot) == (1, 1)
+    running = "SELECT count(*) FROM generations WHERE finished_at IS NULL AND status IN ('pending', 'streaming')"
+    assert await conn.fetchval(running) == 1
+    await conn.execute("UPDATE generations SET status = 'complete', finished_at = now() WHERE id = 'g1'")
+    assert await conn.fetchval(running) == 0
+
+
+async def test_the_sweepers_search_for_running_records_reads_only_their_index(conn: Any) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.dialects import postgresql
+
+    from genvault.store.generations import ACTIVE_ROWS
+    from genvault.store.schema import generations
+
+    await conn.execute(
+        "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at, finished_at) "
+        "SELECT 'g' || i, 'chat', 'alice', CASE WHEN i % 500 = 0 THEN 'streaming' ELSE 'complete' END, "
+        "'m', 'p', '{}', now(), CASE WHEN i % 500 = 0 THEN NULL ELSE now() END FROM generate_series(1, 5000) AS i"
+    )
+    await conn.execute("ANALYZE generations")
+    query = select(generations.c.id).where(ACTIVE_ROWS)
+    sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}")
+    assert scans(plan) == [("Index Scan", "ix_generations_active")], scans(plan)
+    assert len(await conn.fetch(sql)) == 10

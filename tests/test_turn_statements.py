@@ -441,3 +441,37 @@ async def test_a_generation_whose_opening_connection_died_after_sending_is_not_r
     assert final.status == "complete"
     page = await vault.list_generations()
     assert [g.id for g in page.items if g.request.get("prompt") == "once only"] == [record.id]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)
+async def test_a_finalize_purges_the_expired_cache_entries_only_when_a_purge_is_due(vault_factory: Any) -> None:
+    """The one-step finalize writes the turn's cache entry every time and deletes the expired
+    ones at most once a minute: on PostgreSQL the statement without the purge step otherwise."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+
+    from genvault.store.schema import cache_entries
+
+    vault = await _vault(vault_factory)  # its warm-up turn ran the process's first purge
+    warm = (await vault.list_generations(user_id="local")).items[0]
+    async with vault.store.write() as conn:
+        await conn.execute(
+            insert(cache_entries).values(
+                key="expired", generation_id=warm.id, user_id="local", expires_at=datetime.now(UTC) - timedelta(hours=1)
+            )
+        )
+
+    async def keys_after_a_turn(chat_id: str, text: str) -> set[str]:
+        message = {**MESSAGE, "id": f"m-{chat_id}", "parts": [{"type": "text", "text": text}]}
+        turn = await vault.chat(chat_id, message=message)
+        await vault.engine.wait(turn.generation.id)
+        async with vault.store.read() as conn:
+            return set((await conn.execute(select(cache_entries.c.key))).scalars().all())
+
+    kept = await keys_after_a_turn("c1", "no purge is due")
+    assert "expired" in kept
+    vault.cache._next_purge = None  # a minute has passed
+    purged = await keys_after_a_turn("c2", "a purge is due")
+    assert "expired" not in purged
+    assert len(purged) == len(kept)  # the turn's own entry came, the expired one went

@@ -342,7 +342,7 @@ class Liveness:
                 (
                     await conn.execute(
                         select(generations.c.lease_owner)
-                        .where(generations.c.status.in_(gen_store.ACTIVE), generations.c.lease_owner.is_not(None))
+                        .where(gen_store.ACTIVE_ROWS, generations.c.lease_owner.is_not(None))
                         .distinct()
                     )
                 )

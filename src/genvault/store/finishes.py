@@ -114,15 +114,25 @@ _FIN = f"""WITH fin AS (
 )"""
 
 
-def _cache_entry(key: str, entry_user: str, expires: str, purge: str) -> str:
+def _cache_entry(key: str, entry_user: str, expires: str, purge: str | None) -> str:
     """The one-step finalize's last steps (parameters named by their `$n`): the purge of expired
-    cache entries (when `purge` is not NULL) and the record's own entry (when `key` is not NULL),
-    both only if `fin` wrote; then the statement's answer, whether it did."""
-    return f""", purged AS (
+    cache entries (given `purge`, when it is not NULL) and the record's own entry (when `key` is
+    not NULL), both only if `fin` wrote; then the statement's answer, whether it did.
+
+    Without `purge` the statement has no purge step at all: a purge runs at most once a minute,
+    and a step that deletes nothing still costs PostgreSQL its executor's setup (a `DELETE` node
+    and its scan) in every finalize, so the other finalizes send the statement without it, one
+    parameter shorter (both prepared once per connection)."""
+    purged = (
+        f""", purged AS (
     DELETE FROM cache_entries
     WHERE {purge}::timestamptz IS NOT NULL AND expires_at <= {purge}::timestamptz
       AND key IS DISTINCT FROM {key}::varchar AND EXISTS (SELECT 1 FROM fin)
-), entry AS (
+)"""
+        if purge is not None
+        else ""
+    )
+    return f"""{purged}, entry AS (
     INSERT INTO cache_entries (key, generation_id, user_id, expires_at)
     SELECT {key}::varchar, fin.id, {entry_user}::varchar, {expires}::timestamptz FROM fin
     WHERE {key}::varchar IS NOT NULL
@@ -134,13 +144,13 @@ SELECT EXISTS (SELECT 1 FROM fin)
 
 
 @functools.cache
-def _postgresql_sql() -> str:
+def _postgresql_sql(purging: bool = True) -> str:
     """Parameters: $1 generation id, $2… the final columns (`_FINAL_COLUMNS`), then chat id,
     user id, message id, message metadata (JSON text), the parts (one JSON array of records, as
-    the append sends them), then the cache entry's key (NULL: none), user, expiry and purge
-    time (NULL: no purge). The chat's owner is compared with `IS NOT DISTINCT FROM` (no index
-    condition), so the chat is found by its primary key whatever the statistics (see
-    `chats._append_sql`)."""
+    the append sends them), then the cache entry's key (NULL: none), user, expiry and, if
+    `purging`, the purge time (NULL: no purge; see `_cache_entry`). The chat's owner is compared
+    with `IS NOT DISTINCT FROM` (no index condition), so the chat is found by its primary key
+    whatever the statistics (see `chats._append_sql`)."""
     n = len(_FINAL_COLUMNS) + 2
     chat, user, message, meta, parts_json = (f"${n + i}" for i in range(5))
     key, entry_user, expires, purge = (f"${n + 5 + i}" for i in range(4))
@@ -162,7 +172,7 @@ def _postgresql_sql() -> str:
     INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
     SELECT {chat}::varchar, p.message_id, p.position, {user}::varchar, {", ".join("p." + c for c in columns)}
     FROM bump, json_populate_recordset(NULL::parts, {parts_json}::json) AS p
-){_cache_entry(key, entry_user, expires, purge)}"""
+){_cache_entry(key, entry_user, expires, purge if purging else None)}"""
 
 
 def _parts_json(message: dict[str, Any]) -> str:
@@ -218,9 +228,9 @@ async def _finish_postgresql(
         message["id"],
         dump_json(message.get("metadata", MISSING)),
         _parts_json(message),
-        *((entry.key, entry.user_id, entry.expires_at, entry.purge_at) if entry else (None, None, None, None)),
+        *_entry_params(entry),
     )
-    sql = _postgresql_sql()
+    sql = _postgresql_sql(purging=entry is not None and entry.purge_at is not None)
 
     async def run(conn: Any) -> bool:
         try:
@@ -324,13 +334,23 @@ async def _finish_sqlite(
 
 
 @functools.cache
-def _generation_sql() -> str:
+def _generation_sql(purging: bool = True) -> str:
     """Parameters: $1 generation id, $2… the final columns (`_FINAL_COLUMNS`), then the cache
-    entry's key (NULL: none), user, expiry and purge time (NULL: no purge)."""
+    entry's key (NULL: none), user, expiry and, if `purging`, the purge time (NULL: no purge)."""
     n = len(_FINAL_COLUMNS) + 2
     key, entry_user, expires, purge = (f"${n + i}" for i in range(4))
     return f"""
-{_FIN}{_cache_entry(key, entry_user, expires, purge)}"""
+{_FIN}{_cache_entry(key, entry_user, expires, purge if purging else None)}"""
+
+
+def _entry_params(entry: CacheEntry | None) -> tuple[Any, ...]:
+    """The cache entry's parameters: key, user, expiry, and the purge time when there is one
+    (the statement without a purge step takes one parameter less)."""
+    if entry is None:
+        return (None, None, None)
+    if entry.purge_at is None:
+        return (entry.key, entry.user_id, entry.expires_at)
+    return (entry.key, entry.user_id, entry.expires_at, entry.purge_at)
 
 
 async def finish_generation(
@@ -345,9 +365,9 @@ async def finish_generation(
         params = (
             generation_id,
             *_final_params(values),
-            *((entry.key, entry.user_id, entry.expires_at, entry.purge_at) if entry else (None, None, None, None)),
+            *_entry_params(entry),
         )
-        sql = _generation_sql()
+        sql = _generation_sql(purging=entry is not None and entry.purge_at is not None)
 
         async def run(conn: Any) -> bool:
             return bool(await conn.fetchval(sql, *params))

@@ -24,6 +24,7 @@ from genvault.store.schema import LIMIT_REFUSED, feedback, generations, messages
 
 __all__ = [
     "ACTIVE",
+    "ACTIVE_ROWS",
     "checkpoint",
     "complete_cancelled",
     "final_record",
@@ -41,6 +42,13 @@ __all__ = [
 ]
 
 ACTIVE = ("pending", "streaming")
+# The condition "still running" for a query that looks for such records among all the others,
+# periodically (the sweeper): the status, and `finished_at IS NULL` (true of every active record:
+# each change that ends one sets it), the predicate of the partial index that holds only them
+# (`ix_generations_active`, revision 0029), so the query reads that index and not the table.
+# The tools that check or repair a whole database (`ops.verify`, a restore's sweep) test the
+# status alone: they read every row anyway, and must find a record left in an impossible state.
+ACTIVE_ROWS: ColumnElement[bool] = and_(generations.c.status.in_(ACTIVE), generations.c.finished_at.is_(None))
 _USAGE_COLUMNS = (
     "input_tokens",
     "output_tokens",

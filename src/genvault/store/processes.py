@@ -117,7 +117,7 @@ async def sweep(
     `me`'s), in the caller's transaction. Returns the records it changed."""
     await declare_dead(conn, now=now, me=me, also=dead_owners)
     where: list[ColumnElement[bool]] = [
-        generations.c.status.in_(gen_store.ACTIVE),
+        gen_store.ACTIVE_ROWS,
         gone_owner(now, expired_counts=False, dead_owners=dead_owners),
     ]
     if me is not None:

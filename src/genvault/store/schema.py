@@ -37,6 +37,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -359,7 +360,16 @@ generations = Table(
     UniqueConstraint("user_id", "idempotency_key"),
     Index(None, "user_id", "created_at"),
     Index(None, "model", "created_at"),
-    Index(None, "status", "lease_expires_at"),
+    # The sweeper's (and its kin's: `store.generations.ACTIVE_ROWS`): the records still running,
+    # which have no `finished_at` (every change that ends a record sets it). Keyed and filtered by
+    # columns the move to `streaming` does not change, so on PostgreSQL that update can be HOT (no
+    # index entry); an index on the status took an entry for each of a turn's row versions (0029).
+    Index(
+        "ix_generations_active",
+        "created_at",
+        postgresql_where=text("finished_at IS NULL"),
+        sqlite_where=text("finished_at IS NULL"),
+    ),
     Index(None, "chat_id", "created_at"),
     # No index on `cache_key`: nothing looks a generation up by it (the dedup cache keeps its own
     # table, `cache_entries`), and an index would take an entry for every version of every row

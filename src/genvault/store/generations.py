@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import InvalidRequest, NotFound
-from genvault.records import Generation, Page, Usage, UsageRow
+from genvault.records import Generation, Page, Usage, UsageRow, copied_generation, trusted_generation, trusted_usage
 from genvault.store.cursors import decode_cursor, encode_cursor
 from genvault.store.schema import LIMIT_REFUSED, feedback, generations, messages
 
@@ -99,18 +99,18 @@ async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Gener
 def pending_record(values: dict[str, Any]) -> Generation:
     """The record a `pending` row inserted with `values` reads back as (every other column at its
     default), without reading it."""
-    data = {k: v for k, v in values.items() if k not in ("lease_owner", "lease_expires_at")}
-    return Generation.model_validate({"status": "pending", **data})
+    # The lease's columns are not fields (ignored as validation ignores them); values made by the
+    # engine itself, so not validated again (`records.trusted_generation`).
+    return trusted_generation({"status": "pending", **values})
 
 
 def final_record(pending: Generation, values: dict[str, Any]) -> Generation:
     """The record `pending` becomes when `finalize` writes `values`, without reading it (its
     `checkpoint_at` stays as it was when inserted)."""
-    usage = Usage(
-        **{name: values.get(name) for name in _USAGE_COLUMNS}, estimated=bool(values.get("usage_estimated", False))
-    )
+    usage = trusted_usage(values, bool(values.get("usage_estimated", False)))
     update = {k: v for k, v in values.items() if k not in _USAGE_VALUES}
-    return pending.model_copy(update={**update, "usage": usage})
+    update["usage"] = usage
+    return copied_generation(pending, update)
 
 
 async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str) -> Generation | None:

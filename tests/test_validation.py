@@ -115,6 +115,21 @@ def test_a_minted_id_is_a_lower_case_ulid_of_now() -> None:
     assert minted != ids.new_id("gen")
 
 
+@given(ms=st.integers(min_value=0, max_value=2**48 - 1), randomness=st.binary(min_size=10, max_size=10))
+def test_a_minted_id_is_the_encoding_of_its_time_and_randomness(ms: int, randomness: bytes) -> None:
+    """`new_id` writes the two halves' digits itself: the same text as `_encode(ms << 80 | r)`."""
+    from unittest import mock
+
+    from genvault import ids
+
+    with (
+        mock.patch.object(ids.time, "time_ns", return_value=ms * 1_000_000 + 999_999),
+        mock.patch.object(ids.os, "urandom", return_value=randomness),
+    ):
+        minted = ids.new_id("msg")
+    assert minted == "msg_" + ids._encode(ms << 80 | int.from_bytes(randomness))
+
+
 _WIDTHS = [("toolCallId", 200), ("toolName", 200), ("type", 200), ("mediaType", 200), ("filename", 500)]
 _WIDTHS += [("sourceId", 500), ("title", 500), ("state", 32), ("id", 200)]  # the order they are reported in
 

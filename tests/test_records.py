@@ -1,17 +1,16 @@
-"""The records built without validation (`records.trusted_generation`, `trusted_usage`,
-`copied_generation`, used by `store.generations.pending_record` / `final_record`) are the records
-the validated path builds: the same values, key order, fields set and JSON."""
+"""`store.generations.pending_record` / `final_record` (the validators called directly, the
+values' filtering without a comprehension) build the records the earlier code built: the same
+values, key order, fields set and JSON."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from genvault.records import Generation, Usage, trusted_generation
+from genvault.records import Generation, Usage
 from genvault.store.generations import _USAGE_COLUMNS, _USAGE_VALUES, final_record, pending_record
 
 _ids = st.text(alphabet="abcdefghjkmnpqrstvwxyz0123456789_", min_size=1, max_size=30)
@@ -56,7 +55,7 @@ def pending_values(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _validated_pending(values: dict[str, Any]) -> Generation:
-    """`pending_record` as it was: validation of the row's values."""
+    """`pending_record` as it was: the lease's columns dropped, then validation."""
     data = {k: v for k, v in values.items() if k not in ("lease_owner", "lease_expires_at")}
     return Generation.model_validate({"status": "pending", **data})
 
@@ -133,23 +132,3 @@ def test_the_final_record_is_the_validated_pending_ones_copy(pending: dict[str, 
     _same(built, _validated_final(record, values))
     assert record.status == "pending"  # the pending record is left as it was
     assert built.usage.estimated is bool(values.get("usage_estimated", False))
-
-
-def test_a_required_field_left_out_is_an_error() -> None:
-    with pytest.raises(KeyError):
-        trusted_generation({"id": "g", "kind": "chat", "status": "pending"})
-
-
-def test_the_plan_follows_the_model() -> None:
-    """Every field of `Generation`, in order: a field added to the model is built too."""
-    values = {
-        "id": "g",
-        "kind": "chat",
-        "user_id": "u",
-        "status": "pending",
-        "model": "m",
-        "provider": "p",
-        "request": {},
-        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
-    }
-    assert list(trusted_generation(values).__dict__) == list(Generation.model_fields)

@@ -6,10 +6,9 @@ Money is `Decimal` in Python and a string in JSON; the database keeps integer na
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, Literal, TypeVar, get_args, get_origin
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
@@ -21,17 +20,13 @@ __all__ = [
     "Page",
     "Usage",
     "UsageRow",
-    "copied_generation",
     "nano_to_usd",
-    "trusted_generation",
-    "trusted_usage",
 ]
 
 GenerationKind = Literal["text", "chat", "image", "embedding"]
 GenerationStatus = Literal["pending", "streaming", "complete", "error", "cancelled", "interrupted"]
 
 NANO_PER_USD = Decimal(1_000_000_000)
-_M = TypeVar("_M", bound=BaseModel)
 
 
 def nano_to_usd(nano: int | None) -> Decimal | None:
@@ -135,90 +130,6 @@ class Generation(BaseModel):
     @property
     def is_final(self) -> bool:
         return self.status not in ("pending", "streaming")
-
-
-# `trusted_generation`'s plan of `Generation`: each field's name, whether its value is copied as
-# validation copies it (a dict or list field gets a new container of the same items), and the
-# default of one left out (`_REQUIRED`: none; a callable: the default factory's).
-_REQUIRED = object()
-
-
-def _field_plan(model: type[BaseModel]) -> tuple[tuple[str, Any, Any], ...]:
-    plan = []
-    for name, info in model.model_fields.items():
-        origins = {get_origin(arg) or arg for arg in (get_args(info.annotation) or (info.annotation,))}
-        origins.add(get_origin(info.annotation) or info.annotation)
-        copy = dict if dict in origins else list if list in origins else None
-        if info.default_factory is not None:
-            default: Any = info.default_factory
-        elif info.is_required():
-            default = _REQUIRED
-        else:
-            default = info.default
-            if callable(default):  # pragma: no cover - no field has one; it would read as a factory
-                raise TypeError(f"{model.__name__}.{name}: a callable default")
-        plan.append((name, copy, default))
-    return tuple(plan)
-
-
-_GENERATION_PLAN = _field_plan(Generation)
-_USAGE_FIELDS = tuple(Usage.model_fields)
-
-
-def _built(model: type[_M], data: dict[str, Any], fields_set: set[str]) -> _M:
-    """An instance of `model` holding `data` (every field, in the fields' order), as validation
-    leaves one (no extra, no private values), without validating."""
-    record = model.__new__(model)
-    object.__setattr__(record, "__dict__", data)
-    object.__setattr__(record, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(record, "__pydantic_extra__", None)
-    object.__setattr__(record, "__pydantic_private__", None)
-    return record
-
-
-def trusted_generation(values: Mapping[str, Any]) -> Generation:
-    """`Generation.model_validate(values)` for values genvault made itself (its ids, its clock,
-    labels already checked, the request it built), without validating them again: a chat turn
-    built its pending record that way twice a turn, ~60,000 instructions each (docs/benchmarks.md,
-    "liteloop"). The same record: each field in order, a dict or list value copied as validation
-    copies it, keys that are not fields ignored, the fields given counted as set, `tags` None read
-    as `[]` (the model's validator); a required field left out is a KeyError. Pinned to the
-    validated path by tests (tests/test_records.py)."""
-    data: dict[str, Any] = {}
-    given = set()
-    for name, copy, default in _GENERATION_PLAN:
-        if name in values:
-            value = values[name]
-            given.add(name)
-            if copy is not None and value is not None:
-                value = copy(value)
-        elif default is _REQUIRED:
-            raise KeyError(name)
-        elif callable(default):
-            value = default()
-        else:
-            value = default
-        data[name] = value
-    if data["tags"] is None:
-        data["tags"] = []
-    return _built(Generation, data, given)
-
-
-def trusted_usage(counts: Mapping[str, Any], estimated: bool) -> Usage:
-    """`Usage(**{name: counts.get(name) for each count}, estimated=estimated)` for counts genvault
-    read from a provider's usage (ints or None), without validating them again."""
-    data = {name: counts.get(name) for name in _USAGE_FIELDS}
-    data["estimated"] = estimated
-    return _built(Usage, data, set(_USAGE_FIELDS))
-
-
-def copied_generation(record: Generation, update: Mapping[str, Any]) -> Generation:
-    """`record.model_copy(update=update)` without pydantic's Python-level copy: a new record with
-    `update`'s keys set (each as given, as `model_copy` sets them: not validated) and counted as
-    set."""
-    data = record.__dict__.copy()
-    data.update(update)
-    return _built(Generation, data, record.__pydantic_fields_set__ | update.keys())
 
 
 class FileRecord(BaseModel):

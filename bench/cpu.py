@@ -44,6 +44,10 @@ each in turn with a dump after each (`callgrind_control -d floor|bare|genvault`:
 each, one file per thread), then `-i off`. The timers are quietened as in docs/benchmarks.md
 "liteturn4" (checkpoint interval 60 s, webhook poll and limits refresh 3,600 s, lease 600 s):
 under valgrind a turn takes ~50x its wall time, and those loops' work would follow the wall time.
+So does the search index's catch-up (once a second, `vault.SEARCH_CATCH_UP_SECONDS`): its timer
+is set to an hour and the harness runs `Searcher.catch_up` after every 10th genvault turn
+(`SEARCH_EVERY`), so its work is counted, the same in every sitting (with the timer, a turn
+took as many catch-ups as its wall time under that sitting's load allowed).
 `bench.cgturns OUT` prints instructions per turn per phase and thread (thread 1: the event loop)
 and the genvault/bare ratios. Compare trees only side by side (started together): a turn's
 first-token mark depends on its wall time, so the same code's genvault count moves by a few per
@@ -229,6 +233,11 @@ async def turn(
 
     with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
         if callgrind:  # the timers quietened: under valgrind a turn takes ~50x its wall time
+            import genvault.vault
+
+            # The search index's catch-up too (once a second: one per turn or two under valgrind,
+            # as many as the sitting's load made it): run every `SEARCH_EVERY` turns below instead.
+            genvault.vault.SEARCH_CATCH_UP_SECONDS = 3600.0
             vault = await _vault(url, tmp, 60_000, quiet=True, offline=LongReplyModel(0, tokens))
         else:
             vault = await _vault(url, tmp, offline=LongReplyModel(0, tokens))
@@ -243,9 +252,15 @@ async def turn(
                 await _idle(vault)
         ids = iter(chats)
 
+        done = 0
+
         async def one() -> None:
+            nonlocal done
             await post(genvault_client, next(ids))
             await _idle(vault)
+            done += 1
+            if callgrind and done % SEARCH_EVERY == 0:
+                await vault.searcher.catch_up()
 
         async def one_bare() -> None:
             await post(bare_client, "bare")
@@ -271,6 +286,11 @@ async def turn(
         await bare_client.aclose()
         await vault.aclose()
     return rows
+
+
+# `turn --callgrind`: the search index caught up every this many genvault turns (its timer's
+# work, counted the same in every sitting).
+SEARCH_EVERY = 10
 
 
 async def _floor_app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:

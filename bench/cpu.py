@@ -40,7 +40,8 @@ callgrind with instrumentation off at the start and one file per thread:
 Three apps on the same httpx ASGI transport in one process: the *floor* (a raw ASGI app that
 reads the body and answers 200 with an empty body: the client and the transport alone), the bare
 relay and genvault. After 20 warm-ups of each, `callgrind_control -i on`, then `--n` requests of
-each in turn with a dump after each (`callgrind_control -d floor|bare|genvault`: one dump part
+each in turn with a dump after each (the garbage collector frozen and its young threshold raised
+before, as `genvault serve` sets them) (`callgrind_control -d floor|bare|genvault`: one dump part
 each, one file per thread), then `-i off`. The timers are quietened as in docs/benchmarks.md
 "liteturn4" (checkpoint interval 60 s, webhook poll and limits refresh 3,600 s, lease 600 s):
 under valgrind a turn takes ~50x its wall time, and those loops' work would follow the wall time.
@@ -313,9 +314,21 @@ async def _instrumented(n: int, phases: list[tuple[str, Callable[[], Awaitable[N
     def callgrind(*args: str) -> None:
         subprocess.run(["callgrind_control", *args, str(os.getpid())], check=True, capture_output=True)
 
+    import gc
+
+    from genvault.server.app import YOUNG_COLLECTION_THRESHOLD
+
     for _ in range(20):
         for _, op in phases:
             await op()
+    # The garbage collector as `genvault serve` sets it (`create_app(freeze_gc=True)`): what
+    # exists now frozen, the young generation's threshold raised. Without it a full collection
+    # (~10-20 M instructions, by the objects alive) fell into whichever phase the allocation
+    # counts happened to reach it in: the bare relay's read 3.2 M a turn in one run, 3.8 M in
+    # another.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
     callgrind("-z")  # the warm-ups' counts (none while instrumentation is off) out of the first part
     callgrind("-i", "on")
     rows = []

@@ -129,7 +129,8 @@ async def _run(reps: int) -> None:
 def read(out: str, reps: int) -> None:
     """Each step's instructions a call, less the `nothing` step's (the loop and the dump)."""
     counts: dict[str, float] = {}
-    for path in sorted(glob.glob(f"{glob.escape(out)}.*"), key=lambda p: int(p.rsplit(".", 1)[1] or 0)):
+    dumps = [path for path in glob.glob(f"{glob.escape(out)}.*") if path.rsplit(".", 1)[1].isdigit()]
+    for path in sorted(dumps, key=lambda p: int(p.rsplit(".", 1)[1])):
         label, summary = "", 0
         with open(path, encoding="utf-8", errors="replace") as lines:
             for line in lines:

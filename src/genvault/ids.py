@@ -30,7 +30,7 @@ def new_id(prefix: str) -> str:
     """Mint a new `prefix_<ulid>` ID: `_encode(ms << 80 | random)` written out on the two halves
     (the 48-bit milliseconds, then the 80 random bits as two 40-bit ints), so no digit pair is
     cut out of the 128-bit int (each of `_encode`'s 13 shifts of it made a new big int): ~40 %
-    fewer instructions, two IDs a chat turn. The same text (tests/test_ids.py)."""
+    fewer instructions, two IDs a chat turn. The same text (tests/test_validation.py)."""
     ms = time.time_ns() // 1_000_000
     randomness = int.from_bytes(os.urandom(10))
     hi, lo = randomness >> 40, randomness & 0xFFFFFFFFFF

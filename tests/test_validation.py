@@ -115,6 +115,21 @@ def test_a_minted_id_is_a_lower_case_ulid_of_now() -> None:
     assert minted != ids.new_id("gen")
 
 
+@given(ms=st.integers(min_value=0, max_value=2**48 - 1), randomness=st.binary(min_size=10, max_size=10))
+def test_a_minted_id_is_the_encoding_of_its_time_and_randomness(ms: int, randomness: bytes) -> None:
+    """`new_id` writes the two halves' digits itself: the same text as `_encode(ms << 80 | r)`."""
+    from unittest import mock
+
+    from genvault import ids
+
+    with (
+        mock.patch.object(ids.time, "time_ns", return_value=ms * 1_000_000 + 999_999),
+        mock.patch.object(ids.os, "urandom", return_value=randomness),
+    ):
+        minted = ids.new_id("msg")
+    assert minted == "msg_" + ids._encode(ms << 80 | int.from_bytes(randomness))
+
+
 _WIDTHS = [("toolCallId", 200), ("toolName", 200), ("type", 200), ("mediaType", 200), ("filename", 500)]
 _WIDTHS += [("sourceId", 500), ("title", 500), ("state", 32), ("id", 200)]  # the order they are reported in
 
@@ -158,3 +173,45 @@ def test_check_message_ids_reports_the_first_too_wide_field_in_the_limits_order(
         with pytest.raises(InvalidRequest) as raised:
             check_message_ids(message)
         assert str(raised.value) == expected
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _stdlib_loads(raw: bytes, checked: bool) -> tuple[str, Any]:
+    """`loads_json` as it was: the same checks, then `json.loads`."""
+    from unittest import mock
+
+    from genvault import validation
+
+    with mock.patch.object(validation, "load_json_bytes", json.loads):
+        return _outcome(raw, checked)
+
+
+def _outcome(raw: bytes, checked: bool) -> tuple[str, Any]:
+    try:
+        return "value", json.dumps(loads_json(raw, checked=checked), sort_keys=True)
+    except InvalidRequest as exc:
+        return "error", exc.message
+    except ValueError as exc:  # `checked` with bytes the guard would have refused: json's own error
+        return type(exc).__name__, str(exc)
+
+
+@given(
+    value=_json_values,
+    cut=st.none() | st.integers(min_value=0, max_value=200),
+    junk=st.binary(max_size=3),
+    checked=st.booleans(),
+)
+def test_a_body_parses_as_json_loads_parses_it(value: Any, cut: int | None, junk: bytes, checked: bool) -> None:
+    """orjson reads a body where it reads what `json.loads` reads; the rest (NaN, big integers,
+    lone surrogates, broken JSON, bytes json reads as UTF-16) goes to `json.loads`: the same
+    value or the same 400 message, whole and cut short."""
+    raw = json.dumps(value, ensure_ascii=bool(cut is None)).encode("utf-8", "surrogatepass")
+    if cut is not None:
+        raw = raw[:cut] + junk
+    assert _outcome(raw, checked) == _stdlib_loads(raw, checked)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from genvault.errors import InvalidRequest, ProviderError
 from genvault.providers.anthropic import AnthropicProvider
@@ -47,6 +49,23 @@ class TestParseModelName:
 
         assert problem in caught.value.message
         assert "provider/model" in caught.value.message
+
+
+@given(st.text(alphabet=st.sampled_from("ab/\t\n \u00a0\u2003\u3000\x1c\x85\u200b"), min_size=1, max_size=8))
+def test_a_name_with_whitespace_is_refused_as_by_each_character(name: str) -> None:
+    """The whitespace check (`str.split`) refuses exactly the names with a character for which
+    `str.isspace` holds, with the same message."""
+    has_space = bool(name.strip()) and any(char.isspace() for char in name)
+    if has_space:
+        with pytest.raises(InvalidRequest, match="contains whitespace"):
+            parse_model_name(name)
+        return
+    message = ""
+    try:
+        parse_model_name(name)
+    except InvalidRequest as exc:
+        message = exc.message
+    assert "whitespace" not in message
 
 
 def registry(environ: dict[str, str] | None = None, **settings: object) -> ProviderRegistry:

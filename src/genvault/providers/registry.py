@@ -41,7 +41,10 @@ def parse_model_name(name: str) -> tuple[str, str]:
     """Split `provider/model` (the model may contain further slashes, as OpenRouter's do)."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest(f"the model name is empty; {_EXPECTED}")
-    if any(char.isspace() for char in name):
+    # With some text in it (above), `name` holds whitespace exactly when splitting on whitespace
+    # does not give it back whole (str.split's whitespace is str.isspace's): one C call, not a
+    # generator over the characters.
+    if name.split() != [name]:
         raise InvalidRequest(f"model name {name!r} contains whitespace; {_EXPECTED}")
     provider, slash, model = name.partition("/")
     if not slash:

@@ -104,21 +104,44 @@ async def insert_pending(conn: AsyncConnection, values: dict[str, Any]) -> Gener
     return to_record(inserted)
 
 
+# The validators themselves: `model_validate`'s Python wrapper (its keyword handling) skipped.
+_VALIDATE_GENERATION = Generation.__pydantic_validator__.validate_python
+_VALIDATE_USAGE = Usage.__pydantic_validator__.validate_python
+
+
 def pending_record(values: dict[str, Any]) -> Generation:
     """The record a `pending` row inserted with `values` reads back as (every other column at its
     default), without reading it."""
-    data = {k: v for k, v in values.items() if k not in ("lease_owner", "lease_expires_at")}
-    return Generation.model_validate({"status": "pending", **data})
+    # The lease's columns (and the reservation) are not fields: validation leaves them out, as a
+    # comprehension dropping them did first (~15,000 instructions a turn, docs/benchmarks.md
+    # "liteloop").
+    record: Generation = _VALIDATE_GENERATION({"status": "pending", **values})
+    return record
 
 
 def final_record(pending: Generation, values: dict[str, Any]) -> Generation:
     """The record `pending` becomes when `finalize` writes `values`, without reading it (its
     `checkpoint_at` stays as it was when inserted)."""
-    usage = Usage(
-        **{name: values.get(name) for name in _USAGE_COLUMNS}, estimated=bool(values.get("usage_estimated", False))
+    get = values.get
+    usage = _VALIDATE_USAGE(
+        {
+            "input_tokens": get("input_tokens"),
+            "output_tokens": get("output_tokens"),
+            "cached_input_tokens": get("cached_input_tokens"),
+            "cache_write_tokens": get("cache_write_tokens"),
+            "reasoning_tokens": get("reasoning_tokens"),
+            "total_tokens": get("total_tokens"),
+            "estimated": bool(get("usage_estimated", False)),
+        }
     )
-    update = {k: v for k, v in values.items() if k not in _USAGE_VALUES}
-    return pending.model_copy(update={**update, "usage": usage})
+    # `values` without the usage's columns (a copy, and the few of them deleted: cheaper than a
+    # comprehension over all the values); every other key is a field, so its place in the
+    # record's `__dict__` is the field's whatever order the update is in.
+    update = dict(values)
+    for name in _USAGE_VALUES.intersection(values):
+        del update[name]
+    update["usage"] = usage
+    return pending.model_copy(update=update)
 
 
 async def find_by_idempotency_key(conn: AsyncConnection, user_id: str, key: str) -> Generation | None:

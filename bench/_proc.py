@@ -42,16 +42,53 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on loopback `port` (Linux's /proc)."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    sockets.add(f"socket:[{fields[9]}]")
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                    return True
+    return False
+
+
+class PortTaken(RuntimeError):
+    """Another process listened on the port first (it was free when picked): start again elsewhere."""
+
+
 def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    # A 200 counts only from `proc` itself: the port is picked free, then bound by the server a
+    # second or more later, and in between another process (a parallel test worker's server) can
+    # take it. Its /healthz answered for ours once, and the run measured that server (404s for a
+    # chat it never had, then refused connections once it stopped).
+    port = int(base.rsplit(":", 1)[1])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if _listens_elsewhere(port):
+                raise PortTaken(f"port {port} was taken by another process")
             raise RuntimeError(f"server exited with {proc.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200 and _listens(proc.pid, port):
                 return
         time.sleep(0.05)
     raise RuntimeError(f"server at {base} did not become healthy")
+
+
+def _listens_elsewhere(port: int) -> bool:
+    try:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+    except OSError:
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -60,17 +97,29 @@ def server(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run `python -m <args>` (with `--port` appended) and yield (base URL, process); `quiet`
     discards its output (an access log)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", *args, "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": PYTHONPATH, **allocator_env(ALLOCATOR, os.environ), **(env or {})},
-        stdout=subprocess.DEVNULL if quiet else None,
-        stderr=subprocess.DEVNULL if quiet else None,
-    )
-    base = f"http://127.0.0.1:{port}"
+    for attempt in range(3):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *args, "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": PYTHONPATH, **allocator_env(ALLOCATOR, os.environ), **(env or {})},
+            stdout=subprocess.DEVNULL if quiet else None,
+            stderr=subprocess.DEVNULL if quiet else None,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(base, proc)
+            break
+        except PortTaken:
+            proc.wait()
+            if attempt == 2:
+                raise
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
     try:
-        wait_healthy(base, proc)
         yield base, proc
     finally:
         if proc.poll() is None:

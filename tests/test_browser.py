@@ -178,7 +178,7 @@ async def screenshot(page: Page, name: str, tmp_path: Path) -> None:
     """For a person to look at: taken only when GENVAULT_TEST_SCREENSHOTS names a directory.
 
     Nothing asserts on one, and a full-page PNG costs Chromium 0.1-0.6 s of CPU (a long page): the
-    suite took ~80 of them per run into temporary directories nobody opened."""
+    suite took ~70 of them per run into temporary directories nobody opened."""
     del tmp_path  # the signature the tests call with; the pictures go to SCREENSHOTS only
     if not SCREENSHOTS:
         return

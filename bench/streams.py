@@ -168,11 +168,21 @@ async def _records(url: str) -> dict[str, int]:
 
 
 async def one_run(
-    name: str, args: list[str], *, n: int, tokens: int, starts_per_s: float, settle: float, db_url: str | None
+    name: str,
+    args: list[str],
+    *,
+    n: int,
+    tokens: int,
+    starts_per_s: float,
+    settle: float,
+    db_url: str | None,
+    start_settle: float = 3.0,
 ) -> dict[str, Any]:
     before_records = await _records(db_url) if db_url else {}
     with server(args) as (base, proc):  # on `genvault serve`'s allocator (bench._proc.ALLOCATOR)
-        await asyncio.sleep(3)  # let start-up settle (and its garbage go back) before the baseline reading
+        # Let start-up settle (and its garbage go back) before the baseline reading; the test
+        # suite's smoke run, which reads no number, passes 0.
+        await asyncio.sleep(start_settle)
         rss_start = rss_kib(proc.pid)
         peak = rss_start
         cpu_before = cpu_seconds(proc.pid)
@@ -258,6 +268,7 @@ async def run(
     settle: float = 30.0,
     rounds: int = 1,
     out_dir: Path | None = None,
+    start_settle: float = 3.0,
 ) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     params = {
@@ -285,7 +296,14 @@ async def run(
                             args = ["bench._server", "--mode", "genvault", "--db", url]
                             args += ["--data-dir", f"{tmp}/{name}", *common]
                         row = await one_run(
-                            name, args, n=n, tokens=tokens, starts_per_s=starts_per_s, settle=settle, db_url=url
+                            name,
+                            args,
+                            n=n,
+                            tokens=tokens,
+                            starts_per_s=starts_per_s,
+                            settle=settle,
+                            db_url=url,
+                            start_settle=start_settle,
                         )
                         results.append({"round": round_no, **row})
                         await _write(results, params, out_dir)  # as it goes: a long run leaves what it measured

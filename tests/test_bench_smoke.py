@@ -106,7 +106,7 @@ def test_gateway_benchmark_runs_genvault_and_the_direct_upstream(tmp_path: Path)
 async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_genvault(tmp_path: Path) -> None:
     from bench import streams
 
-    data = await streams.run(ns=[3], dbs=["sqlite"], tokens=5, tps=50, settle=0, out_dir=tmp_path)
+    data = await streams.run(ns=[3], dbs=["sqlite"], tokens=5, tps=50, settle=0, start_settle=0, out_dir=tmp_path)
     rows = {r["server"]: r for r in data["results"]}
     assert set(rows) == {"bare", "sqlite"}
     assert all(r["completed"] == 3 and r["errors"] == {} for r in rows.values())

@@ -11,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
+from genvault.settings import Settings
 from genvault.store.keys import create_key
 from genvault.vault import Vault
 from live_server import serve
@@ -32,7 +36,14 @@ __all__ = ["browser", "chromium"]  # the fixtures, shared with tests/test_browse
 AXE = Path(__file__).parent / "client" / "node_modules" / "axe-core" / "axe.min.js"
 TIMEOUT = 60_000  # generous: the machine running the tests may be loaded
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def database(database_maker: Any) -> tuple[str, str | None]:
+    # Only SQLite: what is tested here is the browser side; the routes run on both backends elsewhere.
+    made: tuple[str, str | None] = database_maker("sqlite")
+    return made
 
 
 @pytest.fixture
@@ -300,43 +311,104 @@ AXE_SWEEPS = {
 }
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def axe_world(
+    chromium: str, sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, Any]]:
+    """What every axe sweep reads, made once per worker for all of them: a server on a vault with
+    a chat, a generation and an image, a Playwright connection to the worker's Chromium, and a
+    signed-in session (its cookies, for each sweep's own browser context).
+
+    The sweeps only look at pages, so none of them changes what another sees. Each one had built
+    all of this for itself (a vault, three generations, a server, a Playwright driver and a sign-in
+    per test: ten times per run); the sign-in through the form is still the "entry" sweep's."""
+    with pytest.MonkeyPatch.context() as env:
+        # What the function-scoped autouse fixtures of conftest do per test, for this world's
+        # lifetime (it is made before them): no developer's GENVAULT_* settings, no provider keys.
+        for name in [n for n in os.environ if n.startswith("GENVAULT_")]:
+            env.delenv(name)
+        for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL"):
+            env.delenv(name, raising=False)
+        folder = tmp_path_factory.mktemp("axe-world")
+        database = folder / "genvault.db"
+        source, copy = sqlite3.connect(sqlite_template), sqlite3.connect(database)
+        try:
+            source.backup(copy)  # the migrated template, as conftest's `database` copies it
+        finally:
+            copy.close()
+            source.close()
+        settings = Settings(
+            data_dir=folder / "data",
+            database_url=f"sqlite:///{database}",
+            test_model_tps=0,
+            db_pool_timeout_seconds=120,
+            auth="api_key",
+        )
+        provider = tm.TestProvider(tokens_per_second=0)
+        async with Vault(settings, providers={"offline": provider}) as vault:
+            await vault.create_user("root", is_admin=True)
+            async with vault.store.write() as conn:
+                _key_id, key = await create_key(conn, "root", "browser")
+            provider.enqueue(tm.text("A reply with **markdown** and `code`."), tm.usage(input=12, output=8))
+            turn = await vault.chat(
+                "axe-chat",
+                message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello"}]},
+                user_id="root",
+            )
+            await vault.wait(turn.generation.id, user_id="root")
+            provider.enqueue(tm.text("a generated answer"), tm.usage(input=10, output=5))
+            record = await vault.wait((await vault.generate("a prompt", user_id="root")).id, user_id="root")
+            image = await vault.wait(
+                (await vault.generate_image("a lighthouse", size="64x32", user_id="root")).id, user_id="root"
+            )
+            pages = {
+                "home": "/",
+                "chat": "/chat/axe-chat",
+                "new-chat": "/chat/a-new-chat",
+                "generation": f"/generate/{record.id}",
+                "image": f"/image/{image.id}",
+                "usage": "/usage",
+                "log": "/generations",
+                "search": "/search?q=reply",
+                "not-found": "/generate/gen_unknown",
+                "docs": "/docs",
+            }
+            async with serve(create_app(vault=vault)) as base_url, async_playwright() as playwright:
+                browser = await playwright.chromium.connect_over_cdp(chromium)
+                try:
+                    context = await browser.new_context()
+                    context.set_default_timeout(TIMEOUT)
+                    try:
+                        await sign_in(await context.new_page(), base_url, key)
+                        signed_in = await context.storage_state()
+                    finally:
+                        await context.close()
+                    yield {
+                        "browser": browser,
+                        "base_url": base_url,
+                        "key": key,
+                        "pages": pages,
+                        "signed_in": signed_in,
+                    }
+                finally:
+                    await browser.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")  # the loop `axe_world` lives in
 @pytest.mark.parametrize("sweep", list(AXE_SWEEPS))
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 async def test_every_page_passes_axe_and_fits_the_screen(
-    browser: Browser,
-    base_url: str,
-    world: dict[str, Any],
-    provider: tm.TestProvider,
-    tmp_path: Path,
-    viewport: dict[str, int],
-    sweep: str,
+    axe_world: dict[str, Any], tmp_path: Path, viewport: dict[str, int], sweep: str
 ) -> None:
     source = axe_source()
-    vault: Vault = world["vault"]
-    provider.enqueue(tm.text("A reply with **markdown** and `code`."), tm.usage(input=12, output=8))
-    turn = await vault.chat(
-        "axe-chat", message={"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello"}]}, user_id="root"
-    )
-    await vault.wait(turn.generation.id, user_id="root")
-    provider.enqueue(tm.text("a generated answer"), tm.usage(input=10, output=5))
-    record = await vault.wait((await vault.generate("a prompt", user_id="root")).id, user_id="root")
-    image = await vault.wait(
-        (await vault.generate_image("a lighthouse", size="64x32", user_id="root")).id, user_id="root"
-    )
-    pages = {
-        "home": "/",
-        "chat": "/chat/axe-chat",
-        "new-chat": "/chat/a-new-chat",
-        "generation": f"/generate/{record.id}",
-        "image": f"/image/{image.id}",
-        "usage": "/usage",
-        "log": "/generations",
-        "search": "/search?q=reply",
-        "not-found": "/generate/gen_unknown",
-        "docs": "/docs",
-    }
+    browser: Browser = axe_world["browser"]
+    base_url: str = axe_world["base_url"]
+    labels = AXE_SWEEPS[sweep]
     name = "phone" if viewport is PHONE else "desktop"
-    context = await browser.new_context(viewport=viewport)
+    # "entry" starts signed out (the login page, then the sign-in form); the others start in the
+    # world's signed-in session.
+    entry = "login" in labels
+    context = await browser.new_context(viewport=viewport, storage_state=None if entry else axe_world["signed_in"])
     context.set_default_timeout(TIMEOUT)
     problems: list[str] = []
     try:
@@ -360,17 +432,18 @@ async def test_every_page_passes_axe_and_fits_the_screen(
                 problems.append(f"{label} scrolls sideways")
             await screenshot(page, f"axe-{name}-{label}", tmp_path)
 
-        labels = AXE_SWEEPS[sweep]
-        if "login" in labels:
+        if entry:
             await page.goto(f"{base_url}/login")
             await check("login")
-        await sign_in(page, base_url, world["keys"]["root"][1])
+            await sign_in(page, base_url, axe_world["key"])
         for label in labels:
             if label == "login":
                 continue
             page_name, dark = label.removesuffix("-dark"), label.endswith("-dark")
             await page.emulate_media(color_scheme="dark" if dark else "light")
-            await page.goto(f"{base_url}{pages[page_name]}")
+            await page.goto(f"{base_url}{axe_world['pages'][page_name]}")
+            if not entry:  # the session's cookie signed this page in: not sent to /login
+                assert page.url == f"{base_url}{axe_world['pages'][page_name]}", page.url
             await check(label)
     finally:
         await context.close()

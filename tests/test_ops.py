@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 
 from genvault.blobs import BlobStore
 from genvault.errors import Conflict, InvalidRequest
+from genvault.ops import archive as archive_module
 from genvault.ops.backup import restore
 from genvault.providers import testmodel as tm
 from genvault.settings import Settings
@@ -513,16 +514,22 @@ async def test_a_started_vault_applies_retention_in_the_background(vault_factory
     assert (await vault_factory(settings_overrides={"retention_days_text": 2}, run_retention=False))._retention is None
 
 
-async def test_an_account_larger_than_one_batch_round_trips(vault: Any, tmp_path: Path) -> None:
+async def test_an_account_larger_than_one_batch_round_trips(
+    vault: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two whole batches and a part of one, for the export's reads and the import's writes: at a
+    # batch of 50 rather than 500, 120 messages (it was 1,200) are what crosses the same edges.
+    monkeypatch.setattr(archive_module, "BATCH", 50)
     messages = [
-        {"id": f"m{i:04}", "role": "user", "parts": [{"type": "text", "text": f"message {i}"}]} for i in range(1200)
+        {"id": f"m{i:04}", "role": "user", "parts": [{"type": "text", "text": f"message {i}"}]} for i in range(120)
     ]
     await vault.import_chat("big", messages, user_id="carol")
     progress: list[int] = []
     archive = b"".join(
         [line async for line in vault.export(user_id="carol", progress=lambda _t, n: progress.append(n))]
     )
-    assert sum(progress) == 1 + 1 + 1200 + 1200  # user, chat, messages, parts
+    assert sum(progress) == 1 + 1 + 120 + 120  # user, chat, messages, parts
+    assert progress.count(50) == 4  # read in whole batches (two of messages, two of parts)
     other = Settings(data_dir=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}")
     async with Vault(other) as target:
         await target.import_archive(archive.splitlines(keepends=True))

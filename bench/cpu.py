@@ -5,7 +5,7 @@
     .venv/bin/python -m bench.cpu stream [--db sqlite|postgres] [--n 3] [--tokens 2000] [--tps 1000]
                                          [--checkpoint-ms 250]
     .venv/bin/python -m bench.cpu turn   [--db sqlite|postgres] [--n 300] [--tokens-turn 20] [--existing]
-                                         [--profile FILE]
+                                         [--profile FILE] [--callgrind]
     .venv/bin/python -m bench.cpu gateway [--db sqlite|postgres] [--n 300] [--stream] [--profile FILE]
     .venv/bin/python -m bench.cpu slow   [--db sqlite|postgres] [--n 50] [--tokens 200] [--callgrind]
                                          [--checkpoint-ticks 5]
@@ -28,6 +28,26 @@ new chat's first (or, with `--existing`, the second turn of a chat that holds on
 `bare`, the bare relay's app (`bench._server.bare_app`) answering the same POST. CPU per turn is
 the whole process's (client included). `--profile FILE`: the genvault turns under cProfile (CPU
 clock), saved to FILE, with the top costs and each package's share printed.
+
+`turn --callgrind` (default `--n 100`): instructions per turn instead of time, run under
+callgrind with instrumentation off at the start and one file per thread:
+
+    cd /tmp && PYTHONHASHSEED=0 PYTHONPATH=TREE/src:TREE valgrind --tool=callgrind \
+        --instr-atstart=no --separate-threads=yes --callgrind-out-file=OUT \
+        TREE/.venv/bin/python -m bench.cpu turn --callgrind --n 100
+    .venv/bin/python -m bench.cgturns OUT --n 100
+
+Three apps on the same httpx ASGI transport in one process: the *floor* (a raw ASGI app that
+reads the body and answers 200 with an empty body: the client and the transport alone), the bare
+relay and genvault. After 20 warm-ups of each, `callgrind_control -i on`, then `--n` requests of
+each in turn with a dump after each (`callgrind_control -d floor|bare|genvault`: one dump part
+each, one file per thread), then `-i off`. The timers are quietened as in docs/benchmarks.md
+"liteturn4" (checkpoint interval 60 s, webhook poll and limits refresh 3,600 s, lease 600 s):
+under valgrind a turn takes ~50x its wall time, and those loops' work would follow the wall time.
+`bench.cgturns OUT` prints instructions per turn per phase and thread (thread 1: the event loop)
+and the genvault/bare ratios. Compare trees only side by side (started together): a turn's
+first-token mark depends on its wall time, so the same code's genvault count moves by a few per
+cent between sittings; the floor and the bare relay move by < 2 %.
 
 `gateway`: `POST /v1/chat/completions` (model `openai/fake-model`) through the ASGI app in
 process, answered by the fake upstream (`bench.fake_upstream`, 50 words, its own process), read
@@ -188,7 +208,9 @@ async def stream(url: str, turns: int, tokens: int, tps: float, checkpoint_ms: i
     return rows
 
 
-async def turn(url: str, turns: int, tokens: int, *, existing: bool = False, profile: str | None = None) -> list[Row]:
+async def turn(
+    url: str, turns: int, tokens: int, *, existing: bool = False, profile: str | None = None, callgrind: bool = False
+) -> list[Row]:
     import httpx
 
     from bench._server import bare_app
@@ -206,7 +228,10 @@ async def turn(url: str, turns: int, tokens: int, *, existing: bool = False, pro
                 pass
 
     with tempfile.TemporaryDirectory(prefix="genvault-bench-") as tmp:
-        vault = await _vault(url, tmp, offline=LongReplyModel(0, tokens))
+        if callgrind:  # the timers quietened: under valgrind a turn takes ~50x its wall time
+            vault = await _vault(url, tmp, 60_000, quiet=True, offline=LongReplyModel(0, tokens))
+        else:
+            vault = await _vault(url, tmp, offline=LongReplyModel(0, tokens))
         app = create_app(vault=vault)
         bare = bare_app(argparse.Namespace(tps=0, tokens=tokens, concurrent=False))
         genvault_client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
@@ -225,17 +250,60 @@ async def turn(url: str, turns: int, tokens: int, *, existing: bool = False, pro
         async def one_bare() -> None:
             await post(bare_client, "bare")
 
-        for _ in range(30):  # warm-up
-            await one()
-            await one_bare()
-        rows = [await _timed("bare", turns, "turn", one_bare, turns)]
-        if profile is None:
-            rows.append(await _timed("genvault", turns, "turn", one, turns))
+        if callgrind:
+            floor_client = httpx.AsyncClient(transport=httpx.ASGITransport(_floor_app), base_url="http://t")
+
+            async def one_floor() -> None:
+                await post(floor_client, "floor")
+
+            rows = await _instrumented(turns, [("floor", one_floor), ("bare", one_bare), ("genvault", one)])
+            await floor_client.aclose()
         else:
-            rows.append(await _profiled(profile, turns, one))
+            for _ in range(30):  # warm-up
+                await one()
+                await one_bare()
+            rows = [await _timed("bare", turns, "turn", one_bare, turns)]
+            if profile is None:
+                rows.append(await _timed("genvault", turns, "turn", one, turns))
+            else:
+                rows.append(await _profiled(profile, turns, one))
         await genvault_client.aclose()
         await bare_client.aclose()
         await vault.aclose()
+    return rows
+
+
+async def _floor_app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+    """The floor: a raw ASGI app that reads the request's body and answers 200 with none (the
+    client and the transport alone)."""
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _instrumented(n: int, phases: list[tuple[str, Callable[[], Awaitable[None]]]]) -> list[Row]:
+    """`turn --callgrind`: 20 warm-ups of each phase, then callgrind's instrumentation on for `n`
+    operations of each phase in turn, its counters dumped (`callgrind_control -d PHASE`) after
+    each, so each phase's instructions are one dump part (one file per thread with
+    `--separate-threads=yes`); `bench.cgturns` reads them."""
+    import os
+    import subprocess
+
+    def callgrind(*args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(os.getpid())], check=True, capture_output=True)
+
+    for _ in range(20):
+        for _, op in phases:
+            await op()
+    callgrind("-z")  # the warm-ups' counts (none while instrumentation is off) out of the first part
+    callgrind("-i", "on")
+    rows = []
+    for label, op in phases:
+        row = await _timed(label, n, "turn (under callgrind)", op, n)
+        callgrind("-d", label)
+        rows.append(row)
+    callgrind("-i", "off")
     return rows
 
 
@@ -451,7 +519,10 @@ def _package(filename: str) -> str:
 async def run(args: argparse.Namespace) -> list[Row]:
     async with fresh_database(args.db) as url:
         if args.what == "turn":
-            return await turn(url, args.n or 300, args.tokens_turn, existing=args.existing, profile=args.profile)
+            n = args.n or (100 if args.callgrind else 300)
+            return await turn(
+                url, n, args.tokens_turn, existing=args.existing, profile=args.profile, callgrind=args.callgrind
+            )
         if args.what == "gateway":
             return await gateway(url, args.n or 300, stream=args.stream, profile=args.profile)
         if args.what == "slow":
@@ -478,7 +549,11 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="gateway: streamed calls")
     parser.add_argument("--profile", help="turn: profile genvault's turns into this file (cProfile, CPU clock)")
     parser.add_argument("--checkpoint-ticks", type=int, default=5, help="slow: ticks between checkpoints (0: none)")
-    parser.add_argument("--callgrind", action="store_true", help="slow: instrument the measured round only")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="slow: instrument the measured round only; turn: floor, bare and genvault phases, each dumped",
+    )
     parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="event loop (default: uvloop)")
     args = parser.parse_args()
     run_on(args.loop, run(args))

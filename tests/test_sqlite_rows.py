@@ -126,7 +126,8 @@ def test_the_finalize_update_stores_what_every_column_bound_stored(tmp_path: Pat
                 (f"{copy}{n}",),
             )
         sql, params = finishes._sqlite_final(store, f"new{n}", values)
-        assert db.execute(sql, params).fetchall() == [(f"new{n}",)]
+        assert db.execute(sql, params).rowcount == 1
+        assert db.execute(sql, params).rowcount == 0  # final already: the guard holds
         old_params = tuple(
             json_value(values.get(name))
             if name in ("result_message", "unit_prices")
@@ -136,6 +137,7 @@ def test_the_finalize_update_stores_what_every_column_bound_stored(tmp_path: Pat
             for name, _, _ in finishes._FINAL_COLUMNS
         )
         assert db.execute(old_sql, (*old_params, f"old{n}")).fetchall() == [(f"old{n}",)]
+        db.execute(old_sql, (*old_params, f"old{n}")).fetchall()
         new, old = _rows(db, "generations", "id = ?", (f"new{n}",)), _rows(db, "generations", "id = ?", (f"old{n}",))
         assert new[0][2:] == old[0][2:]  # all but the id and its type
         assert None not in params
@@ -181,3 +183,31 @@ def test_no_column_a_turn_leaves_out_has_a_default_other_than_null(tmp_path: Pat
         columns = inspect(engine).get_columns(table)
         assert [c["name"] for c in columns if c["default"] is not None] == [], table
     engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_turns_row_counts_count_its_own_rows_not_its_triggers(database: tuple[str, str | None]) -> None:
+    """The opening tells a new chat by the chats INSERT's row count and the finalize its write by
+    the UPDATE's (no RETURNING): sqlite3's rowcount is the statement's own rows, whatever its
+    triggers wrote (the title's search queue, the search and budget triggers of a generation)."""
+    url, _ = database  # migrated to the head revision
+    db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    db.execute("INSERT OR IGNORE INTO users (id, name, is_admin, created_at) VALUES ('u', 'u', 0, '2026-01-01')")
+    chat = (
+        "INSERT INTO chats (id, user_id, title, visibility, last_seq, created_at, updated_at) "
+        "VALUES ('c', 'u', 'a title', 'private', 1, '2026-01-01', '2026-01-01') ON CONFLICT (id) DO NOTHING"
+    )
+    assert db.execute(chat).rowcount == 1
+    assert db.execute("SELECT count(*) FROM search_parts_pending").fetchone() == (1,)  # its trigger's row
+    assert db.execute(chat).rowcount == 0
+    db.execute(
+        "INSERT INTO generations (id, kind, user_id, chat_id, status, model, provider, request, created_at) "
+        "VALUES ('g', 'chat', 'u', 'c', 'streaming', 'm', 'p', '{}', '2026-01-01')"
+    )
+    final = (
+        "UPDATE generations SET status = 'complete', result_text = 'x' "
+        "WHERE id = 'g' AND status IN ('pending', 'streaming')"
+    )
+    assert db.execute(final).rowcount == 1
+    assert db.execute(final).rowcount == 0
+    db.close()

@@ -272,7 +272,9 @@ def _sqlite_binders_by_column(dialect: Any) -> tuple[tuple[str, Callable[[Any], 
 def _sqlite_final_sql(nulls: tuple[bool, ...]) -> str:
     """The guarded UPDATE of the record to its final state, for the final values of which those
     flagged in `nulls` are None: those are written as `NULL` (no parameter; `sqlite_rows`), or,
-    for a column kept when no value is given (the COALESCE of `_FINAL_COLUMNS`), left out."""
+    for a column kept when no value is given (the COALESCE of `_FINAL_COLUMNS`), left out.
+    Whether it wrote is its row count (sqlite3_changes: no trigger's rows), not a RETURNING,
+    which costs an ephemeral table per statement (docs/benchmarks.md, litewriter)."""
     sets = []
     for (name, _, keep), null in zip(_FINAL_COLUMNS, nulls, strict=True):
         if not null:
@@ -281,11 +283,11 @@ def _sqlite_final_sql(nulls: tuple[bool, ...]) -> str:
             sets.append(f"{name} = NULL")
     return (
         f"UPDATE generations SET {', '.join(sets)}, lease_owner = NULL, lease_expires_at = NULL "
-        "WHERE id = ? AND status IN ('pending', 'streaming') RETURNING id"
+        "WHERE id = ? AND status IN ('pending', 'streaming')"
     )
 
 
-_ASSISTANT_MESSAGE = (("role", "'assistant'"),)
+_ASSISTANT_MESSAGE = (("seq", "(SELECT last_seq FROM chats WHERE id = ?)"), ("role", "'assistant'"))
 
 
 async def _finish_sqlite(
@@ -315,31 +317,29 @@ async def _finish_sqlite(
         (
             ("chat_id", chat_id),
             ("id", message["id"]),
-            ("seq", 0),
             ("user_id", user_id),
             ("metadata", metadata),
             ("generation_id", generation_id),
             ("created_at", now),
         )
     )
+    # Its seq, the chat's `last_seq` just bumped, read by the insert itself (its first parameter).
     message_sql = insert_sql("messages", message_names, _ASSISTANT_MESSAGE)
-    seq_at = message_names.index("seq")
+    message_row = (chat_id, *message_values)
 
     def run(db: sqlite3.Connection) -> bool:
         # On aiosqlite's thread, inside the transaction of a group of writes (`write_in_group`).
         try:
-            if not db.execute(final_sql, final_params).fetchall():
+            if not db.execute(final_sql, final_params).rowcount:
                 return False  # nothing written
             bumped = db.execute(
                 "UPDATE chats SET last_seq = last_seq + 1, updated_at = ?, active_generation_id = "
                 "CASE WHEN active_generation_id = ? THEN NULL ELSE active_generation_id END "
-                "WHERE id = ? AND user_id = ? RETURNING last_seq",
+                "WHERE id = ? AND user_id = ?",
                 (now, generation_id, chat_id, user_id),
-            ).fetchall()
+            ).rowcount
             if bumped:  # else the chat was deleted while the reply ran: the record alone
-                row = list(message_values)
-                row[seq_at] = bumped[0][0]
-                db.execute(message_sql, row)
+                db.execute(message_sql, message_row)
                 for part_sql, part_row in part_rows:
                     db.execute(part_sql, part_row)
             if entry is not None:
@@ -394,7 +394,7 @@ async def finish_generation(
 
     def write(db: sqlite3.Connection) -> bool:
         # In a group's transaction (`write_in_group`).
-        if not db.execute(final_sql, final_params).fetchall():
+        if not db.execute(final_sql, final_params).rowcount:
             return False  # nothing written
         if entry is not None:
             _sqlite_entry(db, entry, generation_id, stamp)

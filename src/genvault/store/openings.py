@@ -383,7 +383,9 @@ async def _open_sqlite(
             *((n, None if generation.get(n) is None else json_value(generation[n])) for n in ("tags", "metadata")),
         )
     )
-    chat_sql = insert_sql("chats", chat_names, _CHAT_CONSTANTS, " ON CONFLICT (id) DO NOTHING RETURNING id")
+    # Whether it inserted: the statement's row count (sqlite3_changes, which counts no trigger's
+    # rows), not a RETURNING, which costs an ephemeral table per statement (docs/benchmarks.md).
+    chat_sql = insert_sql("chats", chat_names, _CHAT_CONSTANTS, " ON CONFLICT (id) DO NOTHING")
     metadata = dump_json(message.get("metadata", MISSING))
     probe_sql = "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")  # the user twice
     probe_params = (
@@ -394,7 +396,7 @@ async def _open_sqlite(
         # On aiosqlite's thread, inside the transaction of a group of writes (`write_in_group`).
         opened: Opened = "new"
         seq, before = 1, 0
-        created = db.execute(chat_sql, chat_values).fetchall()
+        created = db.execute(chat_sql, chat_values).rowcount
         if not created:
             # The user's chat, running no reply, without this message id (see `_postgresql_sql`;
             # here the write lock orders the turns).

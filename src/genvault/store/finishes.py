@@ -274,7 +274,7 @@ def _sqlite_final_sql(nulls: tuple[bool, ...]) -> str:
     flagged in `nulls` are None: those are written as `NULL` (no parameter; `sqlite_rows`), or,
     for a column kept when no value is given (the COALESCE of `_FINAL_COLUMNS`), left out.
     Whether it wrote is its row count (sqlite3_changes: no trigger's rows), not a RETURNING,
-    which costs an ephemeral table per statement (docs/benchmarks.md, litewriter)."""
+    whose program and row fetch cost ~26 k instructions a statement (docs/benchmarks.md, litewriter)."""
     sets = []
     for (name, _, keep), null in zip(_FINAL_COLUMNS, nulls, strict=True):
         if not null:

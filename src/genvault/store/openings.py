@@ -384,7 +384,7 @@ async def _open_sqlite(
         )
     )
     # Whether it inserted: the statement's row count (sqlite3_changes, which counts no trigger's
-    # rows), not a RETURNING, which costs an ephemeral table per statement (docs/benchmarks.md).
+    # rows), not a RETURNING: its program and row fetch cost ~26 k instructions (docs/benchmarks.md).
     chat_sql = insert_sql("chats", chat_names, _CHAT_CONSTANTS, " ON CONFLICT (id) DO NOTHING")
     metadata = dump_json(message.get("metadata", MISSING))
     probe_sql = "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")  # the user twice

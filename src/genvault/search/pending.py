@@ -18,39 +18,34 @@ background and after an erasure (so a deleted text does not wait in the queue).
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-__all__ = ["flush", "has_pending"]
+__all__ = ["flush"]
 
 # Each queued kind: its ops (added, removed) and its FTS5 index (with its content view).
 _KINDS = (("+", "-", "search_parts"), ("c+", "c-", "search_chats"))
 _KIND_OF = {op: index for added, removed, index in _KINDS for op in (added, removed)}
 
-
-def _index_rows(index: str) -> Any:
-    return text(
-        f"INSERT INTO {index} (rowid, body, owner) SELECT id, body, owner FROM {index}_source "
-        "WHERE id IN (SELECT value FROM json_each(:ids))"
-    )
-
-
-_INDEX_ROWS = {index: _index_rows(index) for _, _, index in _KINDS}
-
-
-async def has_pending(conn: AsyncConnection) -> bool:
-    if conn.dialect.name != "sqlite":
-        return False
-    return (await conn.execute(text("SELECT EXISTS (SELECT 1 FROM search_parts_pending)"))).scalar() == 1
+# One statement text per index whatever the number of rows (the ids as one JSON array): a
+# statement per count would be compiled and cached anew each time a flush names a new number of
+# rows, and those long-lived objects, made while hundreds of replies stream, keep the allocator's
+# arenas of that moment from being given back.
+_INDEX_ROWS = {
+    index: f"INSERT INTO {index} (rowid, body, owner) SELECT id, body, owner FROM {index}_source "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+    for _, _, index in _KINDS
+}
+_UNINDEX_ROWS = {
+    index: f"INSERT INTO {index} ({index}, rowid, body, owner) VALUES ('delete', ?, ?, ?)" for _, _, index in _KINDS
+}
 
 
-async def flush(conn: AsyncConnection) -> int:
-    """Apply the queue inside the caller's write transaction; returns how many rows it named."""
-    if conn.dialect.name != "sqlite":
-        return 0
-    rows = (await conn.execute(text("SELECT seq, rid, op, body, owner FROM search_parts_pending ORDER BY seq"))).all()
+def flush(conn: sqlite3.Connection) -> int:
+    """Apply the queue inside the caller's write transaction, on the writer connection's thread
+    (`sqlite_groups.write_in_group`: the read, the index writes and the queue's delete in one hop
+    and the group's commit); returns how many rows it named."""
+    rows = conn.execute("SELECT seq, rid, op, body, owner FROM search_parts_pending ORDER BY seq").fetchall()
     if not rows:
         return 0
     first: dict[tuple[str, int], tuple[str, Any, Any]] = {}
@@ -61,19 +56,10 @@ async def flush(conn: AsyncConnection) -> int:
         mine = {rid: change for (kind, rid), change in first.items() if kind == index}
         if not mine:
             continue
-        removals = [
-            {"rid": rid, "body": body, "owner": owner} for rid, (op, body, owner) in mine.items() if op != added
-        ]
+        removals = [(rid, body, owner) for rid, (op, body, owner) in mine.items() if op != added]
         if removals:
-            await conn.execute(
-                text(f"INSERT INTO {index} ({index}, rowid, body, owner) VALUES ('delete', :rid, :body, :owner)"),
-                removals,
-            )
-        # One statement text whatever the number of rows (the ids as one JSON array): a statement
-        # per count would be compiled and cached anew (SQLAlchemy's cache, sqlite3's) each time a
-        # flush names a new number of rows, and those long-lived objects, made while hundreds of
-        # replies stream, keep the allocator's arenas of that moment from being given back.
-        await conn.execute(_INDEX_ROWS[index], {"ids": json.dumps(list(mine))})
+            conn.executemany(_UNINDEX_ROWS[index], removals)
+        conn.execute(_INDEX_ROWS[index], (json.dumps(list(mine)),))
         named += len(mine)
-    await conn.execute(text("DELETE FROM search_parts_pending WHERE seq <= :last"), {"last": rows[-1][0]})
+    conn.execute("DELETE FROM search_parts_pending WHERE seq <= ?", (rows[-1][0],))
     return named

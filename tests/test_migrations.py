@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import String, column, inspect, table
+from sqlalchemy import text as sa_text
 
 from genvault.search.ddl import (
     PG_INDEXES,
@@ -141,5 +142,146 @@ async def test_0005_replaces_the_ids_in_existing_audit_events_by_their_pseudonym
         }
         for user in ("alice", "carol", "dave", "eve"):
             assert await rows_mentioning(store, user) == {}
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_0028_queues_chat_titles_and_its_downgrade_indexes_them_again(database: tuple[str, str | None]) -> None:
+    """SQLite: from revision 0028 the chat triggers queue a title (`c+`/`c-` in the search queue)
+    instead of writing the index; going back to 0027 drops the queued chat changes, rebuilds the
+    titles' index from the table and writes it directly again."""
+    from alembic import command
+
+    from genvault.store.db import _config
+
+    url, _ = database
+    store = Store(url)
+    chat = (
+        "INSERT INTO chats (id, user_id, title, visibility, last_seq, created_at, updated_at) "
+        "VALUES (:id, 'local', :title, 'private', 0, '2026-12-06 13:00:00', '2026-12-06 13:00:00')"
+    )
+    matching = "SELECT count(*) FROM search_chats WHERE search_chats MATCH :q"
+    queued = "SELECT op FROM search_parts_pending WHERE op LIKE 'c%' ORDER BY seq"
+
+    async def run(revision: str, step: Any) -> None:
+        async with store.engine.connect() as conn:
+
+            def _run(sync_conn: Any) -> None:
+                config = _config()
+                config.attributes["connection"] = sync_conn
+                step(config, revision)
+
+            await conn.run_sync(_run)
+            await conn.commit()
+
+    try:
+        await store.upgrade()
+        async with store.write() as conn:
+            await conn.execute(
+                sa_text(
+                    "INSERT OR IGNORE INTO users (id, name, is_admin, created_at) "
+                    "VALUES ('local', 'local', 0, '2026-12-06 13:00:00')"
+                )
+            )
+            await conn.execute(sa_text(chat), {"id": "a", "title": "walrus"})
+            await conn.execute(sa_text(chat), {"id": "b", "title": "narwhal"})
+            await conn.execute(sa_text("UPDATE chats SET title = 'orca' WHERE id = 'b'"))
+            assert (await conn.execute(sa_text(queued))).scalars().all() == ["c+", "c+", "c-", "c+"]
+            assert (await conn.execute(sa_text(matching), {"q": "walrus"})).scalar() == 0
+        await run("0027", command.downgrade)
+        async with store.write() as conn:
+            assert (await conn.execute(sa_text(queued))).scalars().all() == []
+            for q, n in (("walrus", 1), ("orca", 1), ("narwhal", 0)):
+                assert (await conn.execute(sa_text(matching), {"q": q})).scalar() == n, q
+            await conn.execute(sa_text(chat), {"id": "c", "title": "beluga"})
+            assert (await conn.execute(sa_text(matching), {"q": "beluga"})).scalar() == 1  # direct again
+            assert (await conn.execute(sa_text(queued))).scalars().all() == []
+            await conn.execute(sa_text("INSERT INTO search_chats (search_chats, rank) VALUES ('integrity-check', 1)"))
+        await run("head", command.upgrade)
+        async with store.write() as conn:
+            await conn.execute(sa_text(chat), {"id": "d", "title": "dolphin"})
+            assert (await conn.execute(sa_text(queued))).scalars().all() == ["c+"]
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.empty_database
+async def test_0028_writes_the_turns_checks_as_comparisons_and_its_downgrade_restores_them(
+    database: tuple[str, str | None],
+) -> None:
+    """SQLite: from revision 0028 the CHECKs a turn's rows meet are comparisons, not IN lists
+    (an IN list of more than two constants builds an ephemeral table per statement run), they
+    still refuse what they refused, and going back to 0027 restores the stored schema text exactly."""
+    from alembic import command
+
+    from genvault.store.db import _config
+
+    url, _ = database
+    if not url.startswith("sqlite"):
+        pytest.skip("SQLite's stored schema text")
+    store = Store(url)
+    tables = ("chats", "messages", "generations", "parts")
+    stored = (
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' "
+        "AND name IN ('chats', 'messages', 'generations', 'parts')"
+    )
+
+    async def run(revision: str, step: Any) -> None:
+        async with store.engine.connect() as conn:
+
+            def _run(sync_conn: Any) -> None:
+                config = _config()
+                config.attributes["connection"] = sync_conn
+                step(config, revision)
+
+            await conn.run_sync(_run)
+            await conn.commit()
+
+    async def texts() -> dict[str, str]:
+        async with store.read() as conn:
+            return {name: sql for name, sql in (await conn.execute(sa_text(stored))).all()}
+
+    try:
+        await run("0027", command.upgrade)
+        before = await texts()
+        assert all(" IN (" in before[t] for t in tables)
+        await run("head", command.upgrade)
+        after = await texts()
+        for t in tables:
+            assert " IN (" not in after[t], t
+        assert "CHECK (visibility = 'private' OR visibility = 'link' OR visibility = 'public')" in after["chats"]
+        async with store.write() as conn:
+            program = (
+                await conn.execute(
+                    sa_text(
+                        "EXPLAIN INSERT INTO messages (chat_id, id, seq, user_id, role, created_at) "
+                        "VALUES ('c', 'm', 1, 'local', 'user', '2026-12-06 13:00:00')"
+                    )
+                )
+            ).all()
+            assert [row for row in program if row[1] == "OpenEphemeral"] == []
+            await conn.execute(
+                sa_text(
+                    "INSERT OR IGNORE INTO users (id, name, is_admin, created_at) "
+                    "VALUES ('local', 'local', 0, '2026-12-06 13:00:00')"
+                )
+            )
+        refused = (
+            "INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at) "
+            "VALUES ('x', 'local', 'secret', 0, '2026-12-06 13:00:00', '2026-12-06 13:00:00')",
+            "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at) "
+            "VALUES ('g', 'chat', 'local', 'done', 'm', 'p', '{}', '2026-12-06 13:00:00')",
+            "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at) "
+            "VALUES ('g', 'audio', 'local', 'pending', 'm', 'p', '{}', '2026-12-06 13:00:00')",
+        )
+        for statement in refused:
+            with pytest.raises(Exception, match="CHECK constraint failed"):
+                async with store.write() as conn:
+                    await conn.execute(sa_text(statement))
+        await run("0027", command.downgrade)
+        assert await texts() == before
+        await run("head", command.upgrade)
+        assert await texts() == after
     finally:
         await store.aclose()

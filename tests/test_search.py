@@ -534,3 +534,35 @@ async def test_a_users_prefix_search_finds_the_same_by_the_index_or_by_their_row
     assert {c.id for c in (await vault.list_chats(user_id="bob", q="migra*")).items} == {"bobs"}
     assert record.id in {g.id for g in (await vault.list_generations(user_id="alice", q="migra*")).items}
     assert record.id not in {g.id for g in (await vault.list_generations(user_id="bob", q="migra*")).items}
+
+
+async def test_chat_titles_reach_the_index_through_the_queue_whatever_happened_before_a_search(
+    vault: Vault,
+) -> None:
+    """Revision 0028: on SQLite a chat's title is queued (`c+`, `c-`) rather than indexed in the
+    writer's transaction, like message parts; a search and the chat list's filter see every
+    committed title all the same, and the index ends up holding what the table holds."""
+    await vault.create_chat("t1", title="Walrus planning", user_id="alice")
+    if vault.store.dialect == "sqlite":
+        async with vault.store.read() as conn:
+            ops = (await conn.execute(text("SELECT op FROM search_parts_pending"))).scalars().all()
+            assert ops == ["c+"]
+            indexed = "SELECT count(*) FROM search_chats WHERE search_chats MATCH 'walrus'"
+            assert (await conn.execute(text(indexed))).scalar() == 0  # not yet: queued
+    assert await found(vault, "walrus") == [("chat", "t1")]
+    # Between two searches: a title renamed twice, a chat made and deleted, one deleted, a title
+    # taken away, and the list's filter before any search.
+    await vault.update_chat("t1", title="Narwhal plans", user_id="alice")
+    await vault.update_chat("t1", title="Orca plans", user_id="alice")
+    await vault.create_chat("t2", title="Walrus again", user_id="alice")
+    await vault.delete_chat("t2", user_id="alice")
+    await vault.create_chat("t3", title="Beluga notes", user_id="alice")
+    await vault.create_chat("t4", title="Dolphin notes", user_id="alice")
+    assert [c.id for c in (await vault.list_chats(user_id="alice", q="orca")).items] == ["t1"]
+    await vault.delete_chat("t3", user_id="alice")
+    for gone in ("walrus", "narwhal", "beluga"):
+        assert await found(vault, gone) == [], gone
+    assert await found(vault, "orca") == [("chat", "t1")]
+    assert await found(vault, "dolphin") == [("chat", "t4")]
+    assert await found(vault, "orca", user_id="bob") == []
+    await assert_index_consistent(vault)

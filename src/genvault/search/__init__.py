@@ -23,6 +23,7 @@ from genvault.search.query import Term, TextQuery, parse_query
 from genvault.search.service import SearchFilters, SearchHit, SearchPage, matching_chats, matching_generations, search
 from genvault.store import Store
 from genvault.store.schema import chats, generations
+from genvault.store.sqlite_groups import write_in_group
 from genvault.validation import check_aware
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,11 @@ class Searcher:
         so what follows sees every committed write. Nothing to do on PostgreSQL."""
         if self.store.dialect != "sqlite":
             return 0
-        async with self.store.read() as conn:
-            if not await pending.has_pending(conn):
-                return 0
-        async with self.store.write() as conn:
-            return await pending.flush(conn)
+        # One hop to the writer connection's thread, in a group's transaction (and its commit)
+        # shared with the turns' writes: the queue's read, the index writes and the queue's
+        # delete. An empty queue costs one SELECT there (no read connection, no SQLAlchemy
+        # statement on the loop); a transaction that wrote nothing commits without a WAL frame.
+        return await write_in_group(self.store, pending.flush)
 
     async def catch_up_forever(self, interval: float) -> None:
         """`catch_up` every `interval` seconds (the Vault runs this while started)."""

@@ -23,7 +23,8 @@ __all__ = [
 ]
 
 SQLITE_FTS_TABLES = ("search_parts", "search_chats", "search_generations")
-# Changes to message parts wait here for the index (`genvault.search.pending`).
+# Changes to message parts and chat titles wait here for the index (`genvault.search.pending`,
+# revisions 0009 and 0028).
 SQLITE_QUEUE = "search_parts_pending"
 SQLITE_VIEWS = tuple(f"{t}_source" for t in SQLITE_FTS_TABLES)
 SQLITE_TRIGGERS = tuple(f"{t}_{event}" for t in SQLITE_FTS_TABLES for event in ("insert", "delete", "update"))

@@ -1,7 +1,10 @@
-"""Applying SQLite's queue of message-part changes to the FTS5 index (revision 0009).
+"""Applying SQLite's queue of message-part and chat-title changes to the FTS5 indexes (revisions
+0009 and 0028).
 
 The triggers on `parts` queue each change (`+` a row now to index; `-` a row that was indexed,
-with the values it was indexed with) instead of writing the index in the writer's transaction.
+with the values it was indexed with) instead of writing the index in the writer's transaction;
+those on `chats` do the same with `c+` and `c-` (a chat's rowid is not a part's: each index
+takes its own).
 `flush` applies the queue in one transaction: for every row named, remove what the index holds
 (the values of its first `-`, when its first change was a removal: the row was indexed before the
 queue began) and index what the table holds now. Order within the queue no longer matters after
@@ -15,46 +18,48 @@ background and after an erasure (so a deleted text does not wait in the queue).
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+__all__ = ["flush"]
 
-__all__ = ["flush", "has_pending"]
+# Each queued kind: its ops (added, removed) and its FTS5 index (with its content view).
+_KINDS = (("+", "-", "search_parts"), ("c+", "c-", "search_chats"))
+_KIND_OF = {op: index for added, removed, index in _KINDS for op in (added, removed)}
 
-_INDEX_ROWS = text(
-    "INSERT INTO search_parts (rowid, body, owner) SELECT id, body, owner FROM search_parts_source "
-    "WHERE id IN (SELECT value FROM json_each(:ids))"
-)
+# One statement text per index whatever the number of rows (the ids as one JSON array): a
+# statement per count would be compiled and cached anew each time a flush names a new number of
+# rows, and those long-lived objects, made while hundreds of replies stream, keep the allocator's
+# arenas of that moment from being given back.
+_INDEX_ROWS = {
+    index: f"INSERT INTO {index} (rowid, body, owner) SELECT id, body, owner FROM {index}_source "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+    for _, _, index in _KINDS
+}
+_UNINDEX_ROWS = {
+    index: f"INSERT INTO {index} ({index}, rowid, body, owner) VALUES ('delete', ?, ?, ?)" for _, _, index in _KINDS
+}
 
 
-async def has_pending(conn: AsyncConnection) -> bool:
-    if conn.dialect.name != "sqlite":
-        return False
-    return (await conn.execute(text("SELECT EXISTS (SELECT 1 FROM search_parts_pending)"))).scalar() == 1
-
-
-async def flush(conn: AsyncConnection) -> int:
-    """Apply the queue inside the caller's write transaction; returns how many rows it named."""
-    if conn.dialect.name != "sqlite":
-        return 0
-    rows = (await conn.execute(text("SELECT seq, rid, op, body, owner FROM search_parts_pending ORDER BY seq"))).all()
+def flush(conn: sqlite3.Connection) -> int:
+    """Apply the queue inside the caller's write transaction, on the writer connection's thread
+    (`sqlite_groups.write_in_group`: the read, the index writes and the queue's delete in one hop
+    and the group's commit); returns how many rows it named."""
+    rows = conn.execute("SELECT seq, rid, op, body, owner FROM search_parts_pending ORDER BY seq").fetchall()
     if not rows:
         return 0
-    first: dict[int, tuple[str, Any, Any]] = {}
+    first: dict[tuple[str, int], tuple[str, Any, Any]] = {}
     for _seq, rid, op, body, owner in rows:
-        first.setdefault(rid, (op, body, owner))
-    removals = [{"rid": rid, "body": body, "owner": owner} for rid, (op, body, owner) in first.items() if op == "-"]
-    if removals:
-        await conn.execute(
-            text("INSERT INTO search_parts (search_parts, rowid, body, owner) VALUES ('delete', :rid, :body, :owner)"),
-            removals,
-        )
-    rids = list(first)
-    # One statement text whatever the number of rows (the ids as one JSON array): a statement
-    # per count would be compiled and cached anew (SQLAlchemy's cache, sqlite3's) each time a
-    # flush names a new number of rows, and those long-lived objects, made while hundreds of
-    # replies stream, keep the allocator's arenas of that moment from being given back.
-    await conn.execute(_INDEX_ROWS, {"ids": json.dumps(rids)})
-    await conn.execute(text("DELETE FROM search_parts_pending WHERE seq <= :last"), {"last": rows[-1][0]})
-    return len(rids)
+        first.setdefault((_KIND_OF[op], rid), (op, body, owner))
+    named = 0
+    for added, _removed, index in _KINDS:
+        mine = {rid: change for (kind, rid), change in first.items() if kind == index}
+        if not mine:
+            continue
+        removals = [(rid, body, owner) for rid, (op, body, owner) in mine.items() if op != added]
+        if removals:
+            conn.executemany(_UNINDEX_ROWS[index], removals)
+        conn.execute(_INDEX_ROWS[index], (json.dumps(list(mine)),))
+        named += len(mine)
+    conn.execute("DELETE FROM search_parts_pending WHERE seq <= ?", (rows[-1][0],))
+    return named

@@ -40,6 +40,7 @@ from genvault.store.driver import ConnectionLost
 from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
 from genvault.store.sqlite_groups import UndoWrites, write_in_group
+from genvault.store.sqlite_rows import insert_sql, present, stamp_text
 
 __all__ = ["CacheEntry", "finish_chat_turn", "finish_generation"]
 
@@ -266,24 +267,37 @@ def _as_is(value: Any) -> Any:
 
 
 @functools.cache
-def _sqlite_statements(dialect: Any) -> tuple[str, str, tuple[tuple[str, Callable[[Any], Any]], ...]]:
-    """The SQLite finalize's UPDATE of the generation and INSERT of a part (built once), and
-    each final column's name with its binder."""
-    stamp, json_value = _sqlite_binders(dialect)
-    sets = ", ".join(f"{name} = COALESCE(?, {name})" if keep else f"{name} = ?" for name, _, keep in _FINAL_COLUMNS)
-    final_sql = (
-        f"UPDATE generations SET {sets}, lease_owner = NULL, lease_expires_at = NULL "
-        "WHERE id = ? AND status IN ('pending', 'streaming') RETURNING id"
-    )
-    part_sql = (
-        f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
-        f"VALUES ({', '.join('?' * (4 + len(PAGE_PART_COLUMNS)))})"
-    )
-    binders = tuple(
+def _sqlite_binders_by_column(dialect: Any) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Each final column's name with its binder on SQLite (a timestamp as its stored text,
+    `sqlite_rows.stamp_text`)."""
+    _, json_value = _sqlite_binders(dialect)
+    stamp = stamp_text(dialect)
+    return tuple(
         (name, json_value if name in _JSON_COLUMNS else stamp if name in _SQLITE_TIMES else _as_is)
         for name, _, _ in _FINAL_COLUMNS
     )
-    return final_sql, part_sql, binders
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_final_sql(nulls: tuple[bool, ...]) -> str:
+    """The guarded UPDATE of the record to its final state, for the final values of which those
+    flagged in `nulls` are None: those are written as `NULL` (no parameter; `sqlite_rows`), or,
+    for a column kept when no value is given (the COALESCE of `_FINAL_COLUMNS`), left out.
+    Whether it wrote is its row count (sqlite3_changes: no trigger's rows), not a RETURNING,
+    whose program and row fetch cost ~26 k instructions a statement (docs/benchmarks.md, litewriter)."""
+    sets = []
+    for (name, _, keep), null in zip(_FINAL_COLUMNS, nulls, strict=True):
+        if not null:
+            sets.append(f"{name} = ?")
+        elif not keep:
+            sets.append(f"{name} = NULL")
+    return (
+        f"UPDATE generations SET {', '.join(sets)}, lease_owner = NULL, lease_expires_at = NULL "
+        "WHERE id = ? AND status IN ('pending', 'streaming')"
+    )
+
+
+_ASSISTANT_MESSAGE = (("seq", "(SELECT last_seq FROM chats WHERE id = ?)"), ("role", "'assistant'"))
 
 
 async def _finish_sqlite(
@@ -295,35 +309,49 @@ async def _finish_sqlite(
     message: dict[str, Any],
     entry: CacheEntry | None,
 ) -> bool:
-    stamp, _ = _sqlite_binders(store.engine.dialect)
-    final_sql, final_params = _sqlite_final(store, generation_id, values)
-    _, part_sql, _ = _sqlite_statements(store.engine.dialect)
-    now = stamp(values["finished_at"])
-    part_rows = [
-        (chat_id, message["id"], position, user_id, *map(record.get, PAGE_PART_COLUMNS))
-        for position, record in enumerate(part_record(part) for part in message["parts"])
-    ]
+    stamp = stamp_text(store.engine.dialect)
+    bound = _sqlite_bound(store, values)
+    final_sql, final_params = _sqlite_final_statement(generation_id, bound)
+    now = bound[_FINISHED_AT]  # the finalize's instant, as the record's `finished_at` holds it
+    part_rows = []
+    for position, part in enumerate(message["parts"]):
+        names, row = present((c, v) for c, v in part_record(part).items() if c in _PART_COLUMNS)
+        part_rows.append(
+            (
+                insert_sql("parts", ("chat_id", "message_id", "position", "user_id", *names)),
+                (chat_id, message["id"], position, user_id, *row),
+            )
+        )
     metadata = dump_json(message.get("metadata", MISSING))
+    message_names, message_values = present(
+        (
+            ("chat_id", chat_id),
+            ("id", message["id"]),
+            ("user_id", user_id),
+            ("metadata", metadata),
+            ("generation_id", generation_id),
+            ("created_at", now),
+        )
+    )
+    # Its seq, the chat's `last_seq` just bumped, read by the insert itself (its first parameter).
+    message_sql = insert_sql("messages", message_names, _ASSISTANT_MESSAGE)
+    message_row = (chat_id, *message_values)
 
     def run(db: sqlite3.Connection) -> bool:
         # On aiosqlite's thread, inside the transaction of a group of writes (`write_in_group`).
         try:
-            if not db.execute(final_sql, final_params).fetchall():
+            if not db.execute(final_sql, final_params).rowcount:
                 return False  # nothing written
             bumped = db.execute(
                 "UPDATE chats SET last_seq = last_seq + 1, updated_at = ?, active_generation_id = "
                 "CASE WHEN active_generation_id = ? THEN NULL ELSE active_generation_id END "
-                "WHERE id = ? AND user_id = ? RETURNING last_seq",
+                "WHERE id = ? AND user_id = ?",
                 (now, generation_id, chat_id, user_id),
-            ).fetchall()
+            ).rowcount
             if bumped:  # else the chat was deleted while the reply ran: the record alone
-                db.execute(
-                    "INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at) "
-                    "VALUES (?, ?, ?, ?, 'assistant', ?, ?, ?)",
-                    (chat_id, message["id"], bumped[0][0], user_id, metadata, generation_id, now),
-                )
-                if part_rows:
-                    db.executemany(part_sql, part_rows)
+                db.execute(message_sql, message_row)
+                for part_sql, part_row in part_rows:
+                    db.execute(part_sql, part_row)
             if entry is not None:
                 _sqlite_entry(db, entry, generation_id, stamp)
         except sqlite3.IntegrityError:
@@ -331,6 +359,10 @@ async def _finish_sqlite(
         return True
 
     return await write_in_group(store, run)
+
+
+_PART_COLUMNS = frozenset(PAGE_PART_COLUMNS)
+_FINISHED_AT = [name for name, _, _ in _FINAL_COLUMNS].index("finished_at")
 
 
 @functools.cache
@@ -378,11 +410,11 @@ async def finish_generation(
         except ConnectionLost:
             return False  # committed or not, the general path finds out (see `_finish_postgresql`)
     final_sql, final_params = _sqlite_final(store, generation_id, values)
-    stamp, _ = _sqlite_binders(store.engine.dialect)
+    stamp = stamp_text(store.engine.dialect)
 
     def write(db: sqlite3.Connection) -> bool:
         # In a group's transaction (`write_in_group`).
-        if not db.execute(final_sql, final_params).fetchall():
+        if not db.execute(final_sql, final_params).rowcount:
             return False  # nothing written
         if entry is not None:
             _sqlite_entry(db, entry, generation_id, stamp)
@@ -399,8 +431,17 @@ def _final_params(values: dict[str, Any]) -> tuple[Any, ...]:
 
 def _sqlite_final(store: Store, generation_id: str, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     """The guarded UPDATE of the record to its final state, and its parameters, for SQLite."""
-    final_sql, _, binders = _sqlite_statements(store.engine.dialect)
-    return final_sql, (*(bind(values.get(name)) for name, bind in binders), generation_id)
+    return _sqlite_final_statement(generation_id, _sqlite_bound(store, values))
+
+
+def _sqlite_bound(store: Store, values: dict[str, Any]) -> list[Any]:
+    """The final columns' values as SQLite binds them, in `_FINAL_COLUMNS`' order."""
+    return [bind(values.get(name)) for name, bind in _sqlite_binders_by_column(store.engine.dialect)]
+
+
+def _sqlite_final_statement(generation_id: str, bound: list[Any]) -> tuple[str, tuple[Any, ...]]:
+    sql = _sqlite_final_sql(tuple(value is None for value in bound))
+    return sql, (*(value for value in bound if value is not None), generation_id)
 
 
 def _sqlite_entry(db: sqlite3.Connection, entry: CacheEntry, generation_id: str, stamp: Any) -> None:

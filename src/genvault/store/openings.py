@@ -46,6 +46,7 @@ from genvault.store.driver import ConnectionLost
 from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
 from genvault.store.sqlite_groups import UndoWrites, write_in_group
+from genvault.store.sqlite_rows import insert_sql, present, stamp_text
 
 __all__ = ["Opened", "Opening", "open_chat_turn", "open_generation", "read_history", "with_message"]
 
@@ -349,29 +350,42 @@ async def _open_sqlite(
     generation: dict[str, Any],
     probe: CacheProbe | None,
 ) -> tuple[Opened, str | None, bool]:
-    stamp, json_value = _sqlite_binders(store.engine.dialect)
+    # No parameter for a NULL, each timestamp formatted once (`sqlite_rows`).
+    _, json_value = _sqlite_binders(store.engine.dialect)
+    stamp = stamp_text(store.engine.dialect)
     now = stamp(generation["created_at"])
-    records = _parts_records(message)
-    part_sql = (
-        f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(PAGE_PART_COLUMNS)}) "
-        f"VALUES ({', '.join('?' * (4 + len(PAGE_PART_COLUMNS)))})"
-    )
-    part_rows = [(chat_id, r["message_id"], r["position"], user_id, *map(r.get, PAGE_PART_COLUMNS)) for r in records]
+    part_rows = _sqlite_part_rows(chat_id, user_id, message)
 
-    def generation_row(messages_before: int) -> tuple[Any, ...]:
-        return tuple(
-            json_value({**generation[name], "messages_before": messages_before})
-            if name == "request"
-            else (None if generation.get(name) is None else json_value(generation[name]))
-            if name in _JSON_COLUMNS
-            else stamp(generation[name])
-            if name in ("created_at", "lease_expires_at")
-            else generation.get(name)
+    def generation_row(messages_before: int) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        return present(
+            (
+                name,
+                json_value({**generation[name], "messages_before": messages_before})
+                if name == "request"
+                else (None if generation.get(name) is None else json_value(generation[name]))
+                if name in _JSON_COLUMNS
+                else stamp(generation[name])
+                if name in ("created_at", "lease_expires_at")
+                else generation.get(name),
+            )
             for name in _GENERATION_COLUMNS
         )
 
     # A new chat's labels are its first turn's (`chat_turns.one_step_opening`).
-    chat_labels = tuple(None if generation.get(n) is None else json_value(generation[n]) for n in ("tags", "metadata"))
+    chat_names, chat_values = present(
+        (
+            ("id", chat_id),
+            ("user_id", user_id),
+            ("title", title),
+            ("active_generation_id", generation["id"]),
+            ("created_at", now),
+            ("updated_at", now),
+            *((n, None if generation.get(n) is None else json_value(generation[n])) for n in ("tags", "metadata")),
+        )
+    )
+    # Whether it inserted: the statement's row count (sqlite3_changes, which counts no trigger's
+    # rows), not a RETURNING: its program and row fetch cost ~26 k instructions (docs/benchmarks.md).
+    chat_sql = insert_sql("chats", chat_names, _CHAT_CONSTANTS, " ON CONFLICT (id) DO NOTHING")
     metadata = dump_json(message.get("metadata", MISSING))
     probe_sql = "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")  # the user twice
     probe_params = (
@@ -382,12 +396,7 @@ async def _open_sqlite(
         # On aiosqlite's thread, inside the transaction of a group of writes (`write_in_group`).
         opened: Opened = "new"
         seq, before = 1, 0
-        created = db.execute(
-            "INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, "
-            "updated_at, tags, metadata) VALUES (?, ?, ?, 'private', 1, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO NOTHING RETURNING id",
-            (chat_id, user_id, title, generation["id"], now, now, *chat_labels),
-        ).fetchall()
+        created = db.execute(chat_sql, chat_values).rowcount
         if not created:
             # The user's chat, running no reply, without this message id (see `_postgresql_sql`;
             # here the write lock orders the turns).
@@ -402,22 +411,38 @@ async def _open_sqlite(
                 raise UndoWrites((None, None, False))
             opened, seq = "existing", claimed[0][0]
             before = db.execute("SELECT count(*) FROM messages WHERE chat_id = ?", (chat_id,)).fetchone()[0]
-        db.execute(
-            "INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at) "
-            "VALUES (?, ?, ?, ?, 'user', ?, NULL, ?)",
-            (chat_id, message["id"], seq, user_id, metadata, now),
-        )
-        if part_rows:
-            db.executemany(part_sql, part_rows)
-        db.execute(
-            f"INSERT INTO generations (status, {', '.join(_GENERATION_COLUMNS)}) "
-            f"VALUES ('pending', {', '.join('?' * len(_GENERATION_COLUMNS))})",
-            generation_row(before + 1),
-        )
+        if metadata is None:
+            db.execute(_USER_MESSAGE_SQL, (chat_id, message["id"], seq, user_id, now))
+        else:
+            db.execute(_USER_MESSAGE_WITH_METADATA_SQL, (chat_id, message["id"], seq, user_id, metadata, now))
+        for part_sql, row in part_rows:
+            db.execute(part_sql, row)
+        names, values = generation_row(before + 1)
+        db.execute(insert_sql("generations", names, _PENDING), values)
         hit = db.execute(probe_sql, probe_params).fetchone()[0] if probe_params is not None else None
         return opened, hit, probe_params is not None
 
     return await write_in_group(store, run)
+
+
+_CHAT_CONSTANTS = (("visibility", "'private'"), ("last_seq", "1"))
+_PENDING = (("status", "'pending'"),)
+_USER_MESSAGE_SQL = "INSERT INTO messages (chat_id, id, seq, user_id, role, created_at) VALUES (?, ?, ?, ?, 'user', ?)"
+_USER_MESSAGE_WITH_METADATA_SQL = (
+    "INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, created_at) VALUES (?, ?, ?, ?, 'user', ?, ?)"
+)
+_PART_COLUMNS = frozenset(PAGE_PART_COLUMNS)
+
+
+def _sqlite_part_rows(chat_id: str, user_id: str, message: dict[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
+    """Each part's INSERT (naming only its non-NULL columns, `sqlite_rows`) and parameters: the
+    row `part_record` gives, as the SQLite appends write it."""
+    rows = []
+    for position, part in enumerate(message["parts"]):
+        names, values = present((c, v) for c, v in part_record(part).items() if c in _PART_COLUMNS)
+        sql = insert_sql("parts", ("chat_id", "message_id", "position", "user_id", *names))
+        rows.append((sql, (chat_id, message["id"], position, user_id, *values)))
+    return rows
 
 
 @functools.cache

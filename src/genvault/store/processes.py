@@ -27,6 +27,7 @@ from genvault.records import Generation
 from genvault.store import generations as gen_store
 from genvault.store.driver import PooledDriver
 from genvault.store.sqlite_groups import write_in_group
+from genvault.store.sqlite_rows import stamp_text
 
 if TYPE_CHECKING:
     from genvault.store import Store
@@ -292,7 +293,7 @@ async def mark_streaming_sqlite(
     transaction of the writes queued there meanwhile (`sqlite_groups.write_in_group`)."""
     if not marks:
         return
-    stamp = _sqlite_stamp(store.engine.dialect)
+    stamp = stamp_text(store.engine.dialect)  # as text: no adapter call per bind (`sqlite_rows`)
     until = stamp(lease_until)
     rows = [(stamp(started), stamp(first), owner, until, i) for i, started, first in marks]
 

@@ -1,0 +1,63 @@
+"""SQLite: a chat turn's rows written without a parameter for each NULL, and its timestamps bound
+as text formatted once.
+
+sqlite3 binds an int, float, str or bytearray as it is; anything else goes through its adapter
+registry (a key tuple built, a dict hit, a call: `sqlite_adapter.bind_none_directly`), about
+1,400 instructions for each `None` and, for a `datetime`, `isoformat(" ")` on top (~7,000).
+A chat turn's opening and finalize bound ~90 `None`s (the parts' unused columns above all: a
+text part fills 3 of 31) and 13 datetimes (the same instant up to four times), on the writer
+connection's thread (docs/benchmarks.md, litewriter). Here an INSERT names only the columns that
+have a value (the others take the column's default, NULL: no column the hot paths write has
+another default) and an UPDATE writes `NULL` in its text, so the statement's text depends on
+which values are NULL: one text per such shape, built once (`functools.lru_cache`) and kept
+prepared by sqlite3's statement cache (128 a connection); a turn has a handful of shapes. The
+stored rows are the same, and so is every timestamp's text: `stamp_text` gives what sqlite3's
+datetime adapter stored (`sqlite_adapter.bind_datetimes_explicitly`: `isoformat(" ")` of
+SQLAlchemy's naive UTC value).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from genvault.store.schema import generations
+
+__all__ = ["insert_sql", "present", "stamp_text"]
+
+
+def stamp_text(dialect: Any) -> Callable[[datetime | None], str | None]:
+    """How a `UTCDateTime` is stored on SQLite, as text: SQLAlchemy's bind (an aware datetime
+    to naive UTC; a naive one raises) then sqlite3's adapter's `isoformat(" ")`."""
+    return _stamp_text(_stamp(dialect))
+
+
+@functools.cache
+def _stamp(dialect: Any) -> Callable[[datetime], datetime]:
+    processor = generations.c.created_at.type.bind_processor(dialect)
+    assert processor is not None  # a TypeDecorator's
+    return processor
+
+
+@functools.cache
+def _stamp_text(stamp: Callable[[datetime], datetime]) -> Callable[[datetime | None], str | None]:
+    def text(value: datetime | None) -> str | None:
+        return None if value is None else stamp(value).isoformat(" ")
+
+    return text
+
+
+def present(pairs: Iterable[tuple[str, Any]]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The names and values of `pairs` whose value is not None, in order."""
+    kept = [(name, value) for name, value in pairs if value is not None]
+    return tuple(name for name, _ in kept), tuple(value for _, value in kept)
+
+
+@functools.lru_cache(maxsize=256)
+def insert_sql(table: str, names: tuple[str, ...], constants: tuple[tuple[str, str], ...] = (), tail: str = "") -> str:
+    """`INSERT INTO table (constants' columns, names) VALUES (constants' SQL, ?…) tail`."""
+    columns = [name for name, _ in constants] + list(names)
+    values = [sql for _, sql in constants] + ["?"] * len(names)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}){tail}"

@@ -2,7 +2,7 @@
 move to `streaming` can be a HOT update on PostgreSQL
 
 Revision ID: 0029
-Revises: 0027
+Revises: 0028
 Create Date: 2026-12-06 13:45:00
 
 `ix_generations_status_lease_expires_at` existed for the sweeper and its kin, which look for the
@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0029"
-down_revision = "0027"
+down_revision = "0028"
 branch_labels = None
 depends_on = None
 

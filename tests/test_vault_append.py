@@ -154,9 +154,9 @@ async def test_appends_survive_connections_the_server_killed(
     real = chat_store.append_alone
     lost: list[bool] = []
 
-    async def watched(conn: Any, *args: Any) -> list[int]:
+    async def watched(conn: Any, *args: Any, **kwargs: Any) -> list[int]:
         try:
-            return await real(conn, *args)
+            return await real(conn, *args, **kwargs)
         except ConnectionLost as exc:
             lost.append(exc.sent)
             raise
@@ -176,13 +176,13 @@ def _lose_the_connection_after(monkeypatch: pytest.MonkeyPatch, *, run_first: bo
     real = chat_store.append_alone
     calls: list[int] = []
 
-    async def flaky(conn: Any, *args: Any) -> list[int]:
+    async def flaky(conn: Any, *args: Any, **kwargs: Any) -> list[int]:
         calls.append(1)
         if len(calls) == 1:
             if run_first:
-                await real(conn, *args)
+                await real(conn, *args, **kwargs)
             raise ConnectionLost("database write failed: connection reset", sent=sent)
-        return await real(conn, *args)
+        return await real(conn, *args, **kwargs)
 
     monkeypatch.setattr(chat_store, "append_alone", flaky)
     return calls
@@ -224,7 +224,7 @@ async def test_a_statement_never_sent_is_retried_as_a_plain_append(
 
 @pytest.mark.postgres
 async def test_a_second_lost_connection_is_a_storage_error(pg_vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def dead(conn: Any, *args: Any) -> list[int]:
+    async def dead(conn: Any, *args: Any, **kwargs: Any) -> list[int]:
         raise ConnectionLost("database write failed: connection reset", sent=True)
 
     monkeypatch.setattr(chat_store, "append_alone", dead)

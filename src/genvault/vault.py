@@ -65,7 +65,7 @@ from genvault.store.openings import open_generation
 from genvault.store.schema import MISSING, users
 from genvault.store.schema import chats as chats_table
 from genvault.store.sqlite_adapter import SqliteReader
-from genvault.store.text import check_storable
+from genvault.store.text import check_storable, plain_json
 from genvault.store.users import LOCAL_USER_ID, ensure_user
 from genvault.streams import MemoryHub, RedisHub, StreamHub
 from genvault.streams.memory import CLOSED_RETAIN_SECONDS
@@ -788,22 +788,27 @@ class Vault(FilesMixin):
         if not messages:
             return []
         check_id(chat_id, "chat id")
-        check_json_depth(messages, "messages")
+        # One orjson encode answers the depth and storable checks for the usual messages; the
+        # exact walks run only when it cannot (and then decide and word errors as before).
+        plain = plain_json(messages)
+        if not plain:
+            check_json_depth(messages, "messages")
         for message in messages:
             check_message_ids(message)
         if validate:
             messages = [message_to_json(m) for m in validate_ui_messages(messages)]
+            plain = False  # new values: the store checks those
         if self.store.dialect != "postgresql":
             async with self.store.write() as conn:
                 return await chat_store.append_messages(conn, chat_id, user_id, messages)
         try:
             async with self.store.driver(ping=False) as driver:
-                return await chat_store.append_alone(driver, chat_id, user_id, messages)
+                return await chat_store.append_alone(driver, chat_id, user_id, messages, storable=plain)
         except ConnectionLost as lost:
             maybe_stored = lost.sent
         try:
             async with self.store.driver() as driver:
-                return await chat_store.append_alone(driver, chat_id, user_id, messages)
+                return await chat_store.append_alone(driver, chat_id, user_id, messages, storable=plain)
         except Conflict:
             if not maybe_stored:
                 raise

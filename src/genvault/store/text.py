@@ -14,8 +14,23 @@ from typing import Any
 import orjson
 
 from genvault.errors import InvalidRequest
+from genvault.validation import MAX_JSON_DEPTH, json_depth_exceeds
 
-__all__ = ["check_storable"]
+__all__ = ["check_storable", "plain_json"]
+
+
+def plain_json(value: Any, *, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if `value` certainly passes both `validation.check_json_depth` (at `limit`) and
+    `check_storable`, found in one C-speed encode instead of two Python walks over the value:
+    orjson encodes it (so it holds no unpaired surrogate), without a `\\u0000` escape (so no
+    NUL), and the text nests at most `limit` deep (every dict and list is a bracket pair there,
+    so the value nests no deeper). False says only "run the exact checks", which then decide
+    (and word the error) as before."""
+    try:
+        raw = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return False
+    return b"\\u0000" not in raw and not json_depth_exceeds(raw, limit)
 
 
 def check_storable(value: Any, what: str) -> None:

@@ -553,3 +553,20 @@ def _serial_guard(request: pytest.FixtureRequest) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
             if serial:
                 fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+# -- the run's tail ------------------------------------------------------------------------------
+#
+# xdist hands tests out in collection order, so a test of 30-60 s collected late starts near the
+# end and the other workers sit idle while it runs. Tests marked `long` (~10 s or more on CI,
+# from the run's `--durations`) are moved to the front, in their collected order, and the short
+# ones fill the tail. The sort is stable and keeps each `long` test beside the others of its
+# module (the ten axe sweeps stay consecutive, so a worker keeps their module-scoped world).
+# `xdist_group` is unaffected: loadgroup keys a group by the `@name` suffix xdist gives its node
+# ids, not by position. (xdist 3.8 sets that suffix through `item._nodeid`, which pytest 9.2 no
+# longer reads: the mark groups nothing today, with or without this hook; no test uses it yet.)
+# `serial` is a lock taken when a test runs (`_serial_guard`), not an order.
+# Last, after pytest's own reordering by parametrized fixtures and xdist's group suffixes.
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

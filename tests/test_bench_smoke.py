@@ -30,6 +30,7 @@ async def test_pageload_benchmark_reads_a_page_of_each_chat_size(tmp_path: Path)
     }
 
 
+@pytest.mark.long
 async def test_streaming_benchmark_relays_the_whole_stream_and_measures_a_crash(tmp_path: Path) -> None:
     data = await streaming.run(
         dbs=["sqlite"], tps_list=[400.0], tokens=300, repeats=1, kills=1, checkpoint_ms=50, out_dir=tmp_path
@@ -41,6 +42,7 @@ async def test_streaming_benchmark_relays_the_whole_stream_and_measures_a_crash(
     assert len(crash["windows_s"]) == 1
 
 
+@pytest.mark.long
 async def test_http_benchmark_drives_genvault_and_the_bare_relay_from_a_second_process(tmp_path: Path) -> None:
     data = await http.run(dbs=["sqlite"], concurrency=[2], duration=0.3, chat_size=60, rounds=1, out_dir=tmp_path)
     assert [(r["server"], r["endpoint"]) for r in data["results"]] == [
@@ -92,6 +94,7 @@ async def test_cpu_slow_streams_run_every_token_of_every_stream_through_the_hot_
     assert row["checkpoints"] == 30 // 5  # paced by the tick, not the clock
 
 
+@pytest.mark.long
 def test_gateway_benchmark_runs_genvault_and_the_direct_upstream(tmp_path: Path) -> None:
     from bench import gateway
 
@@ -103,6 +106,7 @@ def test_gateway_benchmark_runs_genvault_and_the_direct_upstream(tmp_path: Path)
     assert json.loads((tmp_path / "gateway.json").read_text())["benchmark"] == "gateway"
 
 
+@pytest.mark.long
 async def test_streams_benchmark_holds_concurrent_slow_streams_against_bare_and_genvault(tmp_path: Path) -> None:
     from bench import streams
 
@@ -126,6 +130,7 @@ async def test_limits_benchmark_runs_turns_with_and_without_limits(tmp_path: Pat
     assert result["limits_in_force"] == 6
 
 
+@pytest.mark.long
 async def test_search_benchmark_loads_a_corpus_builds_the_index_and_times_every_query_shape(tmp_path: Path) -> None:
     corpus = {"seed": 3, "users": 4, "chats": 12, "messages": 240, "generations": 40}
     data = await search.run(

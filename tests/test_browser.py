@@ -429,6 +429,7 @@ async def test_an_unknown_record_is_the_404_page(page: Page, base_url: str, tmp_
     await screenshot(page, "not-found", tmp_path)
 
 
+@pytest.mark.long
 async def test_an_attached_image_is_sent_stored_as_a_blob_and_drawn_from_its_url_after_reload(
     page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
 ) -> None:
@@ -455,6 +456,7 @@ async def test_an_attached_image_is_sent_stored_as_a_blob_and_drawn_from_its_url
     assert await image.evaluate("img => img.complete && img.naturalWidth") == 1
 
 
+@pytest.mark.long
 async def test_a_search_from_the_top_bar_links_to_the_message_loading_earlier_pages_to_show_it(
     page: Page, base_url: str, vault: Vault, tmp_path: Path
 ) -> None:
@@ -495,6 +497,7 @@ async def test_a_search_from_the_top_bar_links_to_the_message_loading_earlier_pa
     problems.errors.clear()  # that 400 was the point
 
 
+@pytest.mark.long
 async def test_the_api_docs_render_with_nothing_fetched_from_elsewhere(
     page: Page, base_url: str, tmp_path: Path
 ) -> None:
@@ -521,6 +524,7 @@ DESKTOP = {"width": 1280, "height": 800}
 LONG_WORD = "supercalifragilistic" * 8
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 async def test_every_page_fits_the_screen_and_the_composer_is_in_view(
     browser: Browser, vault: Vault, base_url: str, provider: tm.TestProvider, tmp_path: Path, viewport: dict[str, int]

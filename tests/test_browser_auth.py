@@ -131,6 +131,7 @@ async def test_sign_in_with_a_key_chat_and_sign_out(
     await page.wait_for_url(re.compile(r"/login\?next=%2Fchat%2Fsigned-in-chat"))
 
 
+@pytest.mark.long
 async def test_sign_in_and_the_log_filters_work_from_the_keyboard_alone(
     page: Page, base_url: str, world: dict[str, Any], provider: tm.TestProvider
 ) -> None:
@@ -206,6 +207,7 @@ async def test_a_forged_cross_site_form_post_is_refused_and_changes_nothing(
     assert (await vault.list_generations(user_id="alice")).items == []
 
 
+@pytest.mark.long
 async def test_a_revoked_session_sends_the_page_to_sign_in(
     page: Page, base_url: str, world: dict[str, Any], provider: tm.TestProvider
 ) -> None:
@@ -232,6 +234,7 @@ async def test_a_revoked_session_sends_the_page_to_sign_in(
     assert (await vault.list_generations(user_id="alice")).items == []
 
 
+@pytest.mark.long
 async def test_the_log_browser_filters_and_pages_at_phone_width(
     browser: Browser, base_url: str, world: dict[str, Any], provider: tm.TestProvider, tmp_path: Path
 ) -> None:
@@ -394,6 +397,7 @@ async def axe_world(
                     await browser.close()
 
 
+@pytest.mark.long
 @pytest.mark.asyncio(loop_scope="module")  # the loop `axe_world` lives in
 @pytest.mark.parametrize("sweep", list(AXE_SWEEPS))
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])

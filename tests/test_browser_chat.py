@@ -66,6 +66,7 @@ def texts(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(m["role"], "".join(p.get("text", "") for p in m["parts"] if p["type"] == "text")) for m in messages]
 
 
+@pytest.mark.long
 async def test_a_reply_renders_markdown_code_and_a_table_as_it_streams_with_its_footer(
     page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
 ) -> None:
@@ -202,6 +203,7 @@ async def assert_nothing_ran(page: Page) -> None:
     assert found == []
 
 
+@pytest.mark.long
 async def test_an_xss_corpus_in_model_output_and_user_text_runs_nothing(
     page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
 ) -> None:
@@ -232,6 +234,7 @@ async def test_an_xss_corpus_in_model_output_and_user_text_runs_nothing(
     await screenshot(page, "chat-xss", tmp_path)
 
 
+@pytest.mark.long
 async def test_regenerate_edit_and_retry_from_the_page_change_the_store_as_the_api_would(
     page: Page, base_url: str, vault: Vault, provider: tm.TestProvider
 ) -> None:
@@ -327,6 +330,7 @@ async def test_regenerate_edit_and_retry_from_the_page_change_the_store_as_the_a
     assert await page.locator(".msg").evaluate_all("nodes => nodes.map(n => n.dataset.id)") == [m["id"] for m in final]
 
 
+@pytest.mark.long
 async def test_files_preview_and_an_edit_keeps_the_attachment_of_the_message_it_edits(
     page: Page, base_url: str, vault: Vault, provider: tm.TestProvider, tmp_path: Path
 ) -> None:
@@ -400,6 +404,7 @@ async def test_an_interrupted_reply_is_marked_and_retry_replaces_it(
     assert stored[1]["id"] != "a1"
 
 
+@pytest.mark.long
 async def test_older_messages_load_as_the_reader_scrolls_up(page: Page, base_url: str, vault: Vault) -> None:
     await vault.create_chat("scroll-chat", title="A long chat")
     history = [

@@ -12,6 +12,7 @@ from test_browser import base_url, browser, chromium, page, provider, vault  # n
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
 
 
+@pytest.mark.long
 async def test_the_record_page_rates_comments_and_clears(page: Page, base_url: str, vault: Vault) -> None:  # noqa: F811
     record = await vault.wait((await vault.generate("rate me in the browser")).id)
     await page.goto(f"{base_url}/generate/{record.id}")
@@ -39,6 +40,7 @@ async def test_the_record_page_rates_comments_and_clears(page: Page, base_url: s
     assert await vault.feedback.generation_rating(record.id, user_id="local") is None
 
 
+@pytest.mark.long
 async def test_each_assistant_message_of_a_chat_has_its_own_thumbs(page: Page, base_url: str, vault: Vault) -> None:  # noqa: F811
     message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello"}]}
     turn = await vault.chat("rated-chat", message=message)

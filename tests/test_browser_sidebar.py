@@ -94,6 +94,7 @@ def row(page: Page, chat_id: str) -> Any:
     return page.locator(f'.chat-item[data-chat-id="{chat_id}"]')
 
 
+@pytest.mark.long
 async def test_the_sidebar_lists_every_chat_newest_first_and_loads_more_as_it_scrolls(
     page: Page, base_url: str, vault: Vault, tmp_path: Path
 ) -> None:
@@ -113,6 +114,7 @@ async def test_the_sidebar_lists_every_chat_newest_first_and_loads_more_as_it_sc
     await expect(page.locator("#sidebar-more")).to_be_hidden()  # nothing more to load
 
 
+@pytest.mark.long
 async def test_rename_share_and_delete_from_the_sidebar_change_the_store_as_the_api_would(
     page: Page, base_url: str, vault: Vault, api: httpx.AsyncClient, tmp_path: Path
 ) -> None:
@@ -215,6 +217,7 @@ async def test_a_refused_rename_shows_the_servers_reason_and_changes_nothing(
     page.problems.errors.clear()  # type: ignore[attr-defined]  # the 400 in the console is the point
 
 
+@pytest.mark.long
 async def test_the_sidebar_search_box_filters_the_list_through_the_search_index(
     page: Page, base_url: str, vault: Vault
 ) -> None:

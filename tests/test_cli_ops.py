@@ -103,6 +103,7 @@ def test_importing_a_damaged_archive_writes_nothing(cli: CliRunner, tmp_path: Pa
     assert '"table":"chats"' not in empty.stdout
 
 
+@pytest.mark.long
 def test_erase_user_asks_first_then_prints_the_receipt_and_a_repeat_writes_nothing(cli: CliRunner) -> None:
     declined = cli.invoke(app, ["erase-user", "alice"], input="n\n")
     assert declined.exit_code == 1

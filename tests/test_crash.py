@@ -30,6 +30,7 @@ async def latest_row(store: Store) -> Any:
         return (await conn.execute(select(generations))).mappings().first()
 
 
+@pytest.mark.long
 @pytest.mark.slow
 async def test_a_killed_process_leaves_an_interrupted_record_with_every_checkpointed_token(
     database: tuple[str, str | None], tmp_path: Path
@@ -105,6 +106,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.long
 @pytest.mark.slow
 async def test_a_killed_chat_turn_leaves_its_partial_reply_in_the_chat_marked_interrupted(
     database: tuple[str, str | None], tmp_path: Path

@@ -784,6 +784,7 @@ async def test_previous_response_id_continues_the_conversation_from_the_records(
 # -- the AI SDK in Node ----------------------------------------------------------------------------------
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
 async def test_the_ai_sdk_providers_generate_and_stream_through_the_gateway(
@@ -872,6 +873,7 @@ async def test_a_non_streamed_call_whose_client_leaves_still_completes_its_recor
     assert record.result_text
 
 
+@pytest.mark.long
 @pytest.mark.slow
 async def test_a_killed_server_leaves_the_gateway_call_interrupted_with_its_checkpointed_text(tmp_path: Path) -> None:
     port = free_port()

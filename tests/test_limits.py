@@ -89,6 +89,7 @@ def auth(world: dict[str, Any], who: str = "alice") -> dict[str, str]:
 # -- concurrency cannot overshoot a budget ---------------------------------------------------------
 
 
+@pytest.mark.long
 async def test_fifty_concurrent_chat_turns_admit_exactly_the_ten_the_budget_covers(world: dict[str, Any]) -> None:
     vault, http = world["vault"], world["http"]
     await vault.set_limits({"monthly_usd": WORST_USD * 10}, user_id="alice")
@@ -115,6 +116,7 @@ async def test_fifty_concurrent_chat_turns_admit_exactly_the_ten_the_budget_cove
     assert len((await vault.list_chats(user_id="alice", limit=100)).items) == 10
 
 
+@pytest.mark.long
 async def test_fifty_concurrent_generate_requests_admit_exactly_ten(world: dict[str, Any]) -> None:
     vault, http = world["vault"], world["http"]
     await vault.set_limits({"daily_usd": WORST_USD * 10}, user_id="alice")
@@ -402,6 +404,7 @@ async def test_limits_set_later_count_the_spend_already_made(vault_factory: Any)
 # -- surfaces ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.long
 async def test_admins_set_limits_over_http_and_users_read_their_own(world: dict[str, Any]) -> None:
     http = world["http"]
     denied = await http.put("/api/limits/users/alice", json={"monthly_usd": "20"}, headers=auth(world))

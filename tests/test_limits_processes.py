@@ -104,6 +104,7 @@ def as_user(name: str) -> dict[str, str]:
     return {"X-Forwarded-User": name}
 
 
+@pytest.mark.long
 async def test_a_budget_admits_exactly_ten_of_fifty_across_two_processes(
     env: dict[str, str], vault: Vault, two: tuple[Server, Server]
 ) -> None:
@@ -176,6 +177,7 @@ async def requests_per_minute_count_across_both(vault: Vault, a: Server, b: Serv
     assert int(response.headers["Retry-After"]) > 0
 
 
+@pytest.mark.long
 async def test_a_killed_process_holds_nothing_once_another_sweeps_its_generation(
     env: dict[str, str], vault: Vault, tmp_path: Path
 ) -> None:
@@ -235,6 +237,7 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
     return values
 
 
+@pytest.mark.long
 async def test_a_budget_admits_exactly_ten_of_fifty_across_two_processes_on_one_sqlite_file(
     sqlite_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -52,6 +52,7 @@ def slow_provider() -> tm.TestProvider:
 
 
 class TestHeartbeat:
+    @pytest.mark.long
     async def test_a_process_never_sweeps_its_own_live_generation_even_with_its_lease_long_expired(
         self, vault_factory: Any
     ) -> None:
@@ -395,6 +396,7 @@ async def test_sqlite_writers_of_one_process_queue_first_come_first_served(tmp_p
 
 
 class TestQuietTrim:
+    @pytest.mark.long
     def test_it_trims_once_per_quiet_spell_never_while_busy(self) -> None:
         from genvault.liveness.memory import QuietTrim, malloc_trim
 
@@ -416,6 +418,7 @@ class TestQuietTrim:
         assert trim.tick(busy=False) is glibc
         assert trim.trims == (2 if glibc else 0)
 
+    @pytest.mark.long
     async def test_a_quiet_server_forgets_finished_streams_and_gives_memory_back(self, vault_factory: Any) -> None:
         from genvault.liveness.memory import malloc_trim
 

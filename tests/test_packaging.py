@@ -38,6 +38,7 @@ def _uv() -> list[str]:
 
 
 @pytest.mark.timeout(900)  # building and installing on a loaded machine: a ceiling
+@pytest.mark.long
 def test_the_built_wheel_installs_in_a_fresh_venv_and_serves(tmp_path: Path) -> None:
     uv = _uv()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GENVAULT_", "VIRTUAL_ENV"))}

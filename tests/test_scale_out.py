@@ -165,6 +165,7 @@ async def owners(store: Store) -> dict[str, str]:
     return {row.id: row.lease_owner or "" for row in rows}
 
 
+@pytest.mark.long
 async def test_a_killed_process_behind_haproxy_loses_nothing_acknowledged(
     env: dict[str, str], stack: list[Any], tmp_path: Path
 ) -> None:

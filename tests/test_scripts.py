@@ -76,6 +76,7 @@ def stock_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return copy, env
 
 
+@pytest.mark.long
 @pytest.mark.timeout(1200)  # installs uv and the environment on a loaded machine: a ceiling
 def test_quick_start_on_an_externally_managed_python(stock_copy: tuple[Path, dict[str, str]]) -> None:
     copy, env = stock_copy

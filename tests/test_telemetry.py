@@ -288,6 +288,7 @@ def start_serve(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[b
         )
 
 
+@pytest.mark.long
 @pytest.mark.slow
 async def test_genvault_serve_exports_spans_that_join_the_callers_traceparent(tmp_path: Path) -> None:
     port = free_port()

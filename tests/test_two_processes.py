@@ -119,6 +119,7 @@ async def start_reply(server: Server, chat_id: str, text: str) -> str:
     raise AssertionError("the reply never streamed")
 
 
+@pytest.mark.long
 async def test_a_reply_started_on_one_process_resumes_whole_on_another(
     env: dict[str, str], servers: list[Server], tmp_path: Path
 ) -> None:

@@ -70,6 +70,7 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.long
 @pytest.mark.slow
 async def test_an_event_committed_before_the_process_was_killed_is_delivered_after_a_restart(
     database: tuple[str, str | None], tmp_path: Path
@@ -113,6 +114,7 @@ async def test_an_event_committed_before_the_process_was_killed_is_delivered_aft
             assert (delivery.status, delivery.attempts) == ("delivered", 1)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 async def test_a_process_killed_in_the_middle_of_a_send_leaves_it_to_the_next_once_the_lease_expires(
     database: tuple[str, str | None], tmp_path: Path

@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from bench.cgturns import read_dump
+
 # (label, module, attribute path): each wrapped where its caller looks it up.
 STEPS: list[tuple[str, str, str]] = [
     ("parse_chat_request", "genvault.server.routes.chat_stream", "_parse_chat_request"),
@@ -131,14 +133,7 @@ def read(out: str, reps: int) -> None:
     counts: dict[str, float] = {}
     dumps = [path for path in glob.glob(f"{glob.escape(out)}.*") if path.rsplit(".", 1)[1].isdigit()]
     for path in sorted(dumps, key=lambda p: int(p.rsplit(".", 1)[1])):
-        label, summary = "", 0
-        with open(path, encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                if line.startswith("desc: Trigger: "):
-                    label = line.removeprefix("desc: Trigger: ").strip().removeprefix("dump ").strip()
-                elif line.startswith("summary: "):
-                    summary = int(line.split()[1])
-                    break
+        label, summary, _ = read_dump(path)
         if label and not label.startswith("Program termination"):
             counts[label] = summary / reps
     floor = counts.pop("nothing", 0.0)

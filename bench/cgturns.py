@@ -34,6 +34,24 @@ class Phase:
         return sum(self.threads.values())
 
 
+def read_dump(path: str, *, look_for: str | None = None) -> tuple[str, int, bool]:
+    """A callgrind dump's label (`callgrind_control -d LABEL`), its instruction total, and whether
+    `look_for` (a function's name) occurs in it; without `look_for` the file is read only as far
+    as the total."""
+    label, summary, found = "", 0, False
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if line.startswith("desc: Trigger: "):
+                label = line.removeprefix("desc: Trigger: ").strip().removeprefix("dump ").strip()
+            elif line.startswith("summary: "):
+                summary = int(line.split()[1])
+                if look_for is None:
+                    break
+            elif look_for is not None and not found and look_for in line:
+                found = True
+    return label, summary, found
+
+
 def phases(out: str) -> dict[str, Phase]:
     """Each dump's label to its counts, from `out`'s per-dump, per-thread files."""
     found: dict[int, Phase] = {}
@@ -42,15 +60,7 @@ def phases(out: str) -> dict[str, Phase]:
         if match is None:
             continue
         part, thread = int(match.group(1)), int(match.group(2))
-        label, summary, sqlite = "", 0, False
-        with open(path, encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                if line.startswith("desc: Trigger: "):
-                    label = line.removeprefix("desc: Trigger: ").strip().removeprefix("dump ").strip()
-                elif line.startswith("summary: "):
-                    summary = int(line.split()[1])
-                elif not sqlite and "sqlite3_step" in line:
-                    sqlite = True
+        label, summary, sqlite = read_dump(path, look_for="sqlite3_step")
         phase = found.setdefault(part, Phase(label))
         phase.threads[thread] = summary
         if sqlite:

@@ -275,14 +275,7 @@ async def turn(
             rows = await _instrumented(turns, [("floor", one_floor), ("bare", one_bare), ("genvault", one)])
             await floor_client.aclose()
         else:
-            for _ in range(30):  # warm-up
-                await one()
-                await one_bare()
-            rows = [await _timed("bare", turns, "turn", one_bare, turns)]
-            if profile is None:
-                rows.append(await _timed("genvault", turns, "turn", one, turns))
-            else:
-                rows.append(await _profiled(profile, turns, one))
+            rows = await _beside(("bare", one_bare), one, turns, "turn", profile)
         await genvault_client.aclose()
         await bare_client.aclose()
         await vault.aclose()
@@ -382,14 +375,7 @@ async def gateway(url: str, calls: int, *, stream: bool = False, profile: str | 
             async def one_direct() -> None:
                 await post(direct, "fake-model")
 
-            for _ in range(30):  # warm-up
-                await one()
-                await one_direct()
-            rows = [await _timed("direct", calls, "call", one_direct, calls)]
-            if profile is None:
-                rows.append(await _timed("genvault", calls, "call", one, calls))
-            else:
-                rows.append(await _profiled(profile, calls, one))
+            rows = await _beside(("direct", one_direct), one, calls, "call", profile)
             await client.aclose()
             await direct.aclose()
             await vault.aclose()
@@ -511,6 +497,25 @@ async def _idle(vault: Any) -> None:
     tasks = list(vault.engine._tasks.values())
     if tasks:
         await asyncio.wait(tasks)
+
+
+async def _beside(
+    baseline: tuple[str, Callable[[], Awaitable[Any]]],
+    one: Callable[[], Awaitable[Any]],
+    count: int,
+    unit: str,
+    profile: str | None,
+) -> list[Row]:
+    """After 30 warm-ups of each, the baseline's row, then genvault's: timed, or profiled into
+    `profile`."""
+    name, other = baseline
+    for _ in range(30):  # warm-up
+        await one()
+        await other()
+    first = await _timed(name, count, unit, other, count)
+    if profile is None:
+        return [first, await _timed("genvault", count, unit, one, count)]
+    return [first, await _profiled(profile, count, one)]
 
 
 async def _profiled(path: str, turns: int, op: Callable[[], Awaitable[Any]]) -> Row:

@@ -151,10 +151,6 @@ async def test_0028_queues_chat_titles_and_its_downgrade_indexes_them_again(data
     """SQLite: from revision 0028 the chat triggers queue a title (`c+`/`c-` in the search queue)
     instead of writing the index; going back to 0027 drops the queued chat changes, rebuilds the
     titles' index from the table and writes it directly again."""
-    from alembic import command
-
-    from genvault.store.db import _config
-
     url, _ = database
     store = Store(url)
     chat = (
@@ -163,17 +159,6 @@ async def test_0028_queues_chat_titles_and_its_downgrade_indexes_them_again(data
     )
     matching = "SELECT count(*) FROM search_chats WHERE search_chats MATCH :q"
     queued = "SELECT op FROM search_parts_pending WHERE op LIKE 'c%' ORDER BY seq"
-
-    async def run(revision: str, step: Any) -> None:
-        async with store.engine.connect() as conn:
-
-            def _run(sync_conn: Any) -> None:
-                config = _config()
-                config.attributes["connection"] = sync_conn
-                step(config, revision)
-
-            await conn.run_sync(_run)
-            await conn.commit()
 
     try:
         await store.upgrade()
@@ -189,7 +174,7 @@ async def test_0028_queues_chat_titles_and_its_downgrade_indexes_them_again(data
             await conn.execute(sa_text("UPDATE chats SET title = 'orca' WHERE id = 'b'"))
             assert (await conn.execute(sa_text(queued))).scalars().all() == ["c+", "c+", "c-", "c+"]
             assert (await conn.execute(sa_text(matching), {"q": "walrus"})).scalar() == 0
-        await run("0027", command.downgrade)
+        await _downgrade(store, "0027")
         async with store.write() as conn:
             assert (await conn.execute(sa_text(queued))).scalars().all() == []
             for q, n in (("walrus", 1), ("orca", 1), ("narwhal", 0)):
@@ -198,7 +183,7 @@ async def test_0028_queues_chat_titles_and_its_downgrade_indexes_them_again(data
             assert (await conn.execute(sa_text(matching), {"q": "beluga"})).scalar() == 1  # direct again
             assert (await conn.execute(sa_text(queued))).scalars().all() == []
             await conn.execute(sa_text("INSERT INTO search_chats (search_chats, rank) VALUES ('integrity-check', 1)"))
-        await run("head", command.upgrade)
+        await upgrade(store.engine)
         async with store.write() as conn:
             await conn.execute(sa_text(chat), {"id": "d", "title": "dolphin"})
             assert (await conn.execute(sa_text(queued))).scalars().all() == ["c+"]
@@ -213,10 +198,6 @@ async def test_0028_writes_the_turns_checks_as_comparisons_and_its_downgrade_res
     """SQLite: from revision 0028 the CHECKs a turn's rows meet are comparisons, not IN lists
     (an IN list of more than two constants builds an ephemeral table per statement run), they
     still refuse what they refused, and going back to 0027 restores the stored schema text exactly."""
-    from alembic import command
-
-    from genvault.store.db import _config
-
     url, _ = database
     if not url.startswith("sqlite"):
         pytest.skip("SQLite's stored schema text")
@@ -227,26 +208,15 @@ async def test_0028_writes_the_turns_checks_as_comparisons_and_its_downgrade_res
         "AND name IN ('chats', 'messages', 'generations', 'parts')"
     )
 
-    async def run(revision: str, step: Any) -> None:
-        async with store.engine.connect() as conn:
-
-            def _run(sync_conn: Any) -> None:
-                config = _config()
-                config.attributes["connection"] = sync_conn
-                step(config, revision)
-
-            await conn.run_sync(_run)
-            await conn.commit()
-
     async def texts() -> dict[str, str]:
         async with store.read() as conn:
             return {name: sql for name, sql in (await conn.execute(sa_text(stored))).all()}
 
     try:
-        await run("0027", command.upgrade)
+        await upgrade(store.engine, "0027")
         before = await texts()
         assert all(" IN (" in before[t] for t in tables)
-        await run("head", command.upgrade)
+        await upgrade(store.engine)
         after = await texts()
         for t in tables:
             assert " IN (" not in after[t], t
@@ -279,9 +249,27 @@ async def test_0028_writes_the_turns_checks_as_comparisons_and_its_downgrade_res
             with pytest.raises(Exception, match="CHECK constraint failed"):
                 async with store.write() as conn:
                     await conn.execute(sa_text(statement))
-        await run("0027", command.downgrade)
+        await _downgrade(store, "0027")
         assert await texts() == before
-        await run("head", command.upgrade)
+        await upgrade(store.engine)
         assert await texts() == after
     finally:
         await store.aclose()
+
+
+async def _downgrade(store: Store, revision: str) -> None:
+    """Alembic's downgrade to `revision` on the store's engine (the tests' counterpart of
+    `genvault.store.db.upgrade`)."""
+    from alembic import command
+
+    from genvault.store.db import _config
+
+    async with store.engine.connect() as conn:
+
+        def _run(sync_conn: Any) -> None:
+            config = _config()
+            config.attributes["connection"] = sync_conn
+            command.downgrade(config, revision)
+
+        await conn.run_sync(_run)
+        await conn.commit()

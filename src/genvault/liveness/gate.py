@@ -45,25 +45,38 @@ class TurnGate:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait_seconds
         self.waiting += 1
+        # One acquire for the whole wait, so the turn keeps its place in the semaphore's queue. A
+        # `wait_for` per stall period cancelled it at each period's end and queued it again behind
+        # every turn that had arrived meanwhile: the oldest waiters went to the back every
+        # `stall_seconds`, and a newer turn was let in first.
+        acquiring = asyncio.ensure_future(self._free.acquire())
         try:
             while True:
                 passed = self._passed
-                wait = min(self.stall_seconds, deadline - loop.time())
-                try:
-                    await asyncio.wait_for(self._free.acquire(), wait)
+                wait = max(0.0, min(self.stall_seconds, deadline - loop.time()))
+                done, _ = await asyncio.wait((acquiring,), timeout=wait)
+                if done:
+                    acquiring.result()
                     return
-                except TimeoutError:
-                    if loop.time() >= deadline:
-                        why = f"this one waited {self.max_wait_seconds:g} s"
-                    elif self._passed == passed:
-                        why = f"none got through within {self.stall_seconds:g} s"
-                    else:
-                        continue  # the queue moved: wait on
-                    self.refused += 1
-                    raise Busy(
-                        f"the server is busy: {self.slots} turns are starting and {why}; retry shortly",
-                        retry_after=max(1, round(min(self.stall_seconds, self.max_wait_seconds) / 4)),
-                    ) from None
+                if loop.time() >= deadline:
+                    why = f"this one waited {self.max_wait_seconds:g} s"
+                elif self._passed == passed:
+                    why = f"none got through within {self.stall_seconds:g} s"
+                else:
+                    continue  # the queue moved: wait on
+                self.refused += 1
+                raise Busy(
+                    f"the server is busy: {self.slots} turns are starting and {why}; retry shortly",
+                    retry_after=max(1, round(min(self.stall_seconds, self.max_wait_seconds) / 4)),
+                )
+        except BaseException:
+            # Refused or cancelled: give up the place, or the slot if it was granted meanwhile
+            # (a cancelled acquire that had been granted hands its slot on by itself).
+            if not acquiring.done():
+                acquiring.cancel()
+            elif not acquiring.cancelled() and acquiring.exception() is None:
+                self._free.release()
+            raise
         finally:
             self.waiting -= 1
 

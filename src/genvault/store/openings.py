@@ -46,7 +46,7 @@ from genvault.store.driver import ConnectionLost
 from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
 from genvault.store.sqlite_groups import UndoWrites, write_in_group
-from genvault.store.sqlite_rows import insert_sql, present, stamp_text
+from genvault.store.sqlite_rows import insert_sql, present, present_in, stamp_text
 
 __all__ = ["Opened", "Opening", "open_chat_turn", "open_generation", "read_history", "with_message"]
 
@@ -439,7 +439,7 @@ def _sqlite_part_rows(chat_id: str, user_id: str, message: dict[str, Any]) -> li
     row `part_record` gives, as the SQLite appends write it."""
     rows = []
     for position, part in enumerate(message["parts"]):
-        names, values = present((c, v) for c, v in part_record(part).items() if c in _PART_COLUMNS)
+        names, values = present_in(part_record(part), _PART_COLUMNS)
         sql = insert_sql("parts", ("chat_id", "message_id", "position", "user_id", *names))
         rows.append((sql, (chat_id, message["id"], position, user_id, *values)))
     return rows

@@ -470,3 +470,28 @@ def test_a_turns_message_copy_is_a_deep_copy_of_its_json() -> None:
     assert copied["parts"][0] is not message["parts"][0]
     assert copied["metadata"]["n"][4]["deep"] is not message["metadata"]["n"][4]["deep"]
     assert copy_json([when])[0] == when
+
+
+async def test_a_turns_tokens_reach_its_message_through_the_text_sink(
+    client: httpx.AsyncClient, provider: tm.TestProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine hands each token of the open text part to the turn's assembler as `(id, text)`
+    (`TurnHooks.text_sink`, one call a token): the stored reply is the streamed one."""
+    from genvault.messages.assembler import MessageAssembler
+
+    taken: list[tuple[str, str]] = []
+    original = MessageAssembler.feed_text
+
+    def counted(self: MessageAssembler, stream_id: str, text: str) -> None:
+        taken.append((stream_id, text))
+        original(self, stream_id, text)
+
+    monkeypatch.setattr(MessageAssembler, "feed_text", counted)
+    provider.enqueue(tm.text("one two three four"))
+    events = await post_chat(client, {"id": "c", "messages": [user("u1", "hi")], "trigger": "submit-message"})
+    streamed = "".join(e["delta"] for e in events if isinstance(e, dict) and e["type"] == "text-delta")
+    assert streamed == "one two three four"
+    assert len(taken) >= 2
+    assert "".join(text for _, text in taken) in streamed
+    reply = next(m for m in await stored(client, "c") if m["role"] == "assistant")
+    assert "".join(p["text"] for p in reply["parts"] if p["type"] == "text") == streamed

@@ -660,7 +660,7 @@ class Vault(FilesMixin):
             message_id_factory=lambda: hooks.message_id,
             before_insert=before_insert,
             open_alone=open_alone,
-            chunk_sink=hooks.feed,
+            chunk_sink=hooks,
             snapshot=hooks.snapshot,
             finalize_hook=hooks.finalize,
             finish_alone=hooks.finish_alone,

@@ -262,15 +262,19 @@ def _sqlite_binders(dialect: Any) -> tuple[Any, Any]:
 _SQLITE_TIMES = ("started_at", "first_token_at", "finished_at")
 
 
+_FINAL_NAMES = tuple(name for name, _, _ in _FINAL_COLUMNS)
+
+
 @functools.cache
-def _sqlite_binders_by_column(dialect: Any) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
-    """Each final column's name with its binder on SQLite (a timestamp as its stored text,
-    `sqlite_rows.stamp_text`), None for a value bound as it is."""
+def _sqlite_binders_by_column(dialect: Any) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """The final columns bound otherwise than as they are on SQLite, by position: the JSON
+    values, and the timestamps as their stored text (`sqlite_rows.stamp_text`)."""
     _, json_value = _sqlite_binders(dialect)
     stamp = stamp_text(dialect)
     return tuple(
-        (name, json_value if name in _JSON_COLUMNS else stamp if name in _SQLITE_TIMES else None)
-        for name, _, _ in _FINAL_COLUMNS
+        (index, json_value if name in _JSON_COLUMNS else stamp)
+        for index, name in enumerate(_FINAL_NAMES)
+        if name in _JSON_COLUMNS or name in _SQLITE_TIMES
     )
 
 
@@ -433,9 +437,10 @@ def _sqlite_final(store: Store, generation_id: str, values: dict[str, Any]) -> t
 def _sqlite_bound(store: Store, values: dict[str, Any]) -> list[Any]:
     """The final columns' values as SQLite binds them, in `_FINAL_COLUMNS`' order."""
     get = values.get
-    return [
-        get(name) if bind is None else bind(get(name)) for name, bind in _sqlite_binders_by_column(store.engine.dialect)
-    ]
+    bound = [get(name) for name in _FINAL_NAMES]
+    for index, bind in _sqlite_binders_by_column(store.engine.dialect):
+        bound[index] = bind(bound[index])
+    return bound
 
 
 def _sqlite_final_statement(generation_id: str, bound: list[Any]) -> tuple[str, tuple[Any, ...]]:

@@ -112,9 +112,11 @@ class WriteGroups:
                 if adapted is None:  # an in-memory database: every connection is another database
                     outcomes = await _pooled_group(store, works)
                 else:
+                    # The store's own connection, made outside the pool's queue: only these groups
+                    # use it, one at a time under the write lock, so SQLAlchemy's adapter mutex (an
+                    # uncontended asyncio.Lock taken and released, ~10 k instructions a write) is not.
                     driver = adapted.driver_connection
-                    async with adapted._execute_mutex:
-                        outcomes = await driver._execute(_run_group, driver._conn, works)
+                    outcomes = await driver._execute(_run_group, driver._conn, works)
         except BaseException as exc:
             # The group as a whole failed (its BEGIN or COMMIT, the connection), or the task was
             # cancelled (the loop closing) before it took one: then every write queued fails.

@@ -357,19 +357,23 @@ async def _open_sqlite(
     part_rows = _sqlite_part_rows(chat_id, user_id, message)
 
     def generation_row(messages_before: int) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-        return present(
-            (
-                name,
-                json_value({**generation[name], "messages_before": messages_before})
-                if name == "request"
-                else (None if generation.get(name) is None else json_value(generation[name]))
-                if name in _JSON_COLUMNS
-                else stamp(generation[name])
-                if name in ("created_at", "lease_expires_at")
-                else generation.get(name),
-            )
-            for name in _GENERATION_COLUMNS
-        )
+        # `present` of each column's bound value (`_SQLITE_GENERATION_BINDS`), in one loop.
+        get = generation.get
+        names: list[str] = []
+        values: list[Any] = []
+        for name, bind in _SQLITE_GENERATION_BINDS:
+            if bind == _BIND_REQUEST:
+                value = json_value({**generation[name], "messages_before": messages_before})
+            elif bind == _BIND_STAMP:
+                value = stamp(generation[name])
+            else:
+                value = get(name)
+                if value is not None and bind == _BIND_JSON:
+                    value = json_value(value)
+            if value is not None:
+                names.append(name)
+                values.append(value)
+        return tuple(names), tuple(values)
 
     # A new chat's labels are its first turn's (`chat_turns.one_step_opening`).
     chat_names, chat_values = present(
@@ -425,6 +429,22 @@ async def _open_sqlite(
     return await write_in_group(store, run)
 
 
+# How `_open_sqlite` binds each pending generation column: as it is, as JSON text, as a
+# timestamp's text, or (the request) as JSON with the history's length added.
+_BIND_AS_IS, _BIND_JSON, _BIND_STAMP, _BIND_REQUEST = range(4)
+_SQLITE_GENERATION_BINDS = tuple(
+    (
+        name,
+        _BIND_REQUEST
+        if name == "request"
+        else _BIND_JSON
+        if name in _JSON_COLUMNS
+        else _BIND_STAMP
+        if name in ("created_at", "lease_expires_at")
+        else _BIND_AS_IS,
+    )
+    for name in _GENERATION_COLUMNS
+)
 _CHAT_CONSTANTS = (("visibility", "'private'"), ("last_seq", "1"))
 _PENDING = (("status", "'pending'"),)
 _USER_MESSAGE_SQL = "INSERT INTO messages (chat_id, id, seq, user_id, role, created_at) VALUES (?, ?, ?, ?, 'user', ?)"

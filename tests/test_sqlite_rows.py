@@ -117,7 +117,7 @@ def test_the_finalize_update_stores_what_every_column_bound_stored(tmp_path: Pat
         {"status": "cancelled", "usage_estimated": False, "saved_nano_usd": 0, "finished_at": at},
     ]
 
-    store: Any = SimpleNamespace(engine=SimpleNamespace(dialect=dialect))  # what `_sqlite_final` reads
+    store: Any = SimpleNamespace(sa_dialect=dialect)  # what `_sqlite_final` reads
     for n, values in enumerate(finals):
         for copy in ("new", "old"):
             db.execute(

@@ -309,7 +309,7 @@ async def _finish_sqlite(
     message: dict[str, Any],
     entry: CacheEntry | None,
 ) -> bool:
-    stamp = stamp_text(store.engine.dialect)
+    stamp = stamp_text(store.sa_dialect)
     bound = _sqlite_bound(store, values)
     final_sql, final_params = _sqlite_final_statement(generation_id, bound)
     now = bound[_FINISHED_AT]  # the finalize's instant, as the record's `finished_at` holds it
@@ -410,7 +410,7 @@ async def finish_generation(
         except ConnectionLost:
             return False  # committed or not, the general path finds out (see `_finish_postgresql`)
     final_sql, final_params = _sqlite_final(store, generation_id, values)
-    stamp = stamp_text(store.engine.dialect)
+    stamp = stamp_text(store.sa_dialect)
 
     def write(db: sqlite3.Connection) -> bool:
         # In a group's transaction (`write_in_group`).
@@ -438,7 +438,7 @@ def _sqlite_bound(store: Store, values: dict[str, Any]) -> list[Any]:
     """The final columns' values as SQLite binds them, in `_FINAL_COLUMNS`' order."""
     get = values.get
     bound = [get(name) for name in _FINAL_NAMES]
-    for index, bind in _sqlite_binders_by_column(store.engine.dialect):
+    for index, bind in _sqlite_binders_by_column(store.sa_dialect):
         bound[index] = bind(bound[index])
     return bound
 

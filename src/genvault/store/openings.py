@@ -351,8 +351,8 @@ async def _open_sqlite(
     probe: CacheProbe | None,
 ) -> tuple[Opened, str | None, bool]:
     # No parameter for a NULL, each timestamp formatted once (`sqlite_rows`).
-    _, json_value = _sqlite_binders(store.engine.dialect)
-    stamp = stamp_text(store.engine.dialect)
+    _, json_value = _sqlite_binders(store.sa_dialect)
+    stamp = stamp_text(store.sa_dialect)
     now = stamp(generation["created_at"])
     part_rows = _sqlite_part_rows(chat_id, user_id, message)
 
@@ -536,7 +536,7 @@ async def _open_generation_postgresql(
 async def _open_generation_sqlite(
     store: Store, generation: dict[str, Any], probe: CacheProbe | None
 ) -> tuple[str | None, bool]:
-    stamp, json_value = _sqlite_binders(store.engine.dialect)
+    stamp, json_value = _sqlite_binders(store.sa_dialect)
     row = tuple(
         (None if generation.get(name) is None else json_value(generation[name]))
         if name in _JSON_COLUMNS

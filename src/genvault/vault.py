@@ -30,7 +30,7 @@ from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
 from genvault.cache.dedup import CacheProbe
 from genvault.catalog import CatalogModel, configured_models
-from genvault.chat_turns import Trigger, TurnPlan, one_step_opening, prepare_turn
+from genvault.chat_turns import Trigger, TurnPlan, check_turn_depth, one_step_opening, prepare_turn
 from genvault.embeddings import Embeddings
 from genvault.engine import Engine
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
@@ -556,7 +556,7 @@ class Vault(FilesMixin):
             check_id(message_id, "messageId")
         if idempotency_key is not None:
             check_id(idempotency_key, "the idempotency key")
-        check_json_depth([message, params], "the message")
+        check_turn_depth(message, params)
         given_labels = labels.checked(tags, metadata)
         # Filled once the turn is planned (the chat's labels are known then), before the pending
         # row is written from it.

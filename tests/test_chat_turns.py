@@ -470,3 +470,75 @@ def test_a_turns_message_copy_is_a_deep_copy_of_its_json() -> None:
     assert copied["parts"][0] is not message["parts"][0]
     assert copied["metadata"]["n"][4]["deep"] is not message["metadata"]["n"][4]["deep"]
     assert copy_json([when])[0] == when
+
+
+async def test_a_turns_tokens_reach_its_message_through_the_text_sink(
+    client: httpx.AsyncClient, provider: tm.TestProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine hands each token of the open text part to the turn's assembler as `(id, text)`
+    (`TurnHooks.text_sink`, one call a token): the stored reply is the streamed one."""
+    from genvault.messages.assembler import MessageAssembler
+
+    taken: list[tuple[str, str]] = []
+    original = MessageAssembler.feed_text
+
+    def counted(self: MessageAssembler, stream_id: str, text: str) -> None:
+        taken.append((stream_id, text))
+        original(self, stream_id, text)
+
+    monkeypatch.setattr(MessageAssembler, "feed_text", counted)
+    provider.enqueue(tm.text("one two three four"))
+    events = await post_chat(client, {"id": "c", "messages": [user("u1", "hi")], "trigger": "submit-message"})
+    streamed = "".join(e["delta"] for e in events if isinstance(e, dict) and e["type"] == "text-delta")
+    assert streamed == "one two three four"
+    assert len(taken) >= 2
+    assert "".join(text for _, text in taken) in streamed
+    reply = next(m for m in await stored(client, "c") if m["role"] == "assistant")
+    assert "".join(p["text"] for p in reply["parts"] if p["type"] == "text") == streamed
+
+
+def _deep(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
+async def test_a_served_turns_message_is_walked_for_depth_once_and_the_library_path_still_is(
+    client: httpx.AsyncClient, provider: tm.TestProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP the input guard checks the whole body's depth, and `Vault.chat` does not walk the
+    message again; called directly (no server), or with another object than the one the server
+    marked, it walks and refuses a message nested too deep."""
+    from genvault import chat_turns
+    from genvault.errors import InvalidRequest
+
+    walked: list[str] = []
+    original = chat_turns.check_json_depth
+
+    def counted(value: Any, what: str, **kwargs: Any) -> None:
+        walked.append(what)
+        original(value, what, **kwargs)
+
+    monkeypatch.setattr(chat_turns, "check_json_depth", counted)
+    provider.enqueue(tm.text("hello"))
+    await post_chat(client, {"id": "c", "messages": [user("u1", "hi")], "trigger": "submit-message"})
+    assert "the message" not in walked
+    assert chat_turns.DEPTH_CHECKED.get() is None  # reset after the request
+
+    vault: Any = client.vault  # type: ignore[attr-defined]
+    deep = user("u2", "hi")
+    deep["metadata"] = _deep(70)
+    with pytest.raises(InvalidRequest, match="the message nests arrays and objects more than 64 deep"):
+        await vault.chat("c2", message=deep)
+    assert walked == ["the message"]
+    marked = user("u3", "hi")
+    token = chat_turns.DEPTH_CHECKED.set(marked)
+    try:
+        with pytest.raises(InvalidRequest, match="more than 64 deep"):
+            await vault.chat("c2", message=deep)  # not the marked object
+        with pytest.raises(InvalidRequest, match="more than 64 deep"):
+            await vault.chat("c2", message=marked, params={"temperature": _deep(70)})  # params: walked
+    finally:
+        chat_turns.DEPTH_CHECKED.reset(token)
+    assert walked == ["the message"] * 3

@@ -6,14 +6,18 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
+from starlette.datastructures import Headers
 
 from genvault.errors import InvalidRequest, NotFound, Unauthorized
 from genvault.server import create_app
-from genvault.server.sessions import SESSION_COOKIE, safe_next
+from genvault.server.sessions import SESSION_COOKIE, _browser_headers, _foreign, safe_next
 from genvault.sessions import FAILED_SIGN_INS_PER_MINUTE
 from genvault.store.keys import create_key, revoke_key
 from genvault.store.schema import sessions, user_passwords
@@ -331,3 +335,45 @@ async def test_after_ten_wrong_passwords_in_a_minute_a_user_name_is_refused_with
     assert "too many wrong passwords" in refused.text
     assert SESSION_COOKIE not in http.cookies
     assert (await vault.sessions.sign_in_with_password("bob", "bob's own password")).session.user_id == "bob"
+
+
+def _foreign_origin_by_headers(raw: list[tuple[bytes, bytes]], public_url: str | None) -> str | bool | None:
+    """`SameOrigin`'s decision as it read the headers before (a Starlette `Headers` view and its
+    look-ups): False for a request with a key header, else why it is foreign (None: it is not)."""
+    headers = Headers(raw=raw)
+    if "authorization" in headers or "x-api-key" in headers:
+        return False
+    site = headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"Sec-Fetch-Site is {site!r}"
+    origin = headers.get("origin")
+    hosts = {h for h in (headers.get("host"), headers.get("x-forwarded-host")) if h}
+    if public_url:
+        hosts.add(urlsplit(public_url).netloc)
+    if origin is not None and urlsplit(origin).netloc not in hosts:
+        return f"Origin {origin[:100]!r} is not this server"
+    return None
+
+
+_HEADER_NAMES = st.sampled_from(
+    [b"authorization", b"x-api-key", b"sec-fetch-site", b"origin", b"host", b"x-forwarded-host", b"accept", b"cookie"]
+)
+_HEADER_VALUES = st.sampled_from(
+    [b"", b"same-origin", b"none", b"cross-site", b"http://a.test", b"https://b.test:8", b"a.test", b"\xe9"]
+)
+
+
+@given(
+    raw=st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=8),
+    public_url=st.sampled_from([None, "", "https://b.test:8", "http://c.test"]),
+)
+def test_the_same_origin_check_reads_the_headers_as_a_headers_view_did(
+    raw: list[tuple[bytes, bytes]], public_url: str | None
+) -> None:
+    # One pass over the raw headers (`_browser_headers`), the first value of each, as before.
+    found = _browser_headers(raw)
+    expected = _foreign_origin_by_headers(raw, public_url)
+    if found is None:
+        assert expected is False
+    else:
+        assert _foreign(found[1], found[2], found[3], found[4], public_url) == expected

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ async def names(store: Store) -> list[str]:
 
 
 async def turns_of_the_loop() -> None:
-    """Enough for each task just started to queue its write (and a drain task to take a group)."""
+    """Enough for each task just started to queue its write (and the first to start a group)."""
     for _ in range(3):
         await asyncio.sleep(0)
 
@@ -192,10 +193,93 @@ async def test_writes_that_queue_while_a_group_runs_form_the_next(store: Store) 
     first: Awaitable[Any] = write_in_group(store, insert("first"))
     task = asyncio.ensure_future(first)
     await turns_of_the_loop()
-    assert groups._drain is not None  # the first taken into its group, running
+    assert groups._running  # the first taken into its group, running
     assert not groups._queue
     rest = [asyncio.ensure_future(write_in_group(store, insert(n))) for n in ("x", "y", "z")]
     assert await task == ("first",)
     assert [await r for r in rest] == [("x",), ("y",), ("z",)]
     assert groups.groups == before + 2
     assert await names(store) == ["first", "x", "y", "z"]
+
+
+class _Gate:
+    """A write whose work waits on the writer's thread until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.open = threading.Event()
+
+    def work(self, name: str) -> Any:
+        def work(db: sqlite3.Connection) -> Any:
+            self.entered.set()
+            assert self.open.wait(30)
+            db.execute("INSERT INTO t (name) VALUES (?)", (name,))
+            return name
+
+        return work
+
+
+async def test_a_caller_cancelled_while_its_group_runs_leaves_the_others_their_outcomes(store: Store) -> None:
+    """The caller that started a group is not what ends it: cancelled while the group runs on the
+    writer's thread, its write still commits, the others in the group get their values, and the
+    writes queued behind the group run next."""
+    await names(store)
+    gate = _Gate()
+    groups = store.sqlite_groups()
+    starter = asyncio.ensure_future(write_in_group(store, gate.work("starter")))
+    await asyncio.to_thread(gate.entered.wait, 30)
+    behind = [asyncio.ensure_future(write_in_group(store, insert(n))) for n in ("x", "y")]
+    await turns_of_the_loop()
+    starter.cancel()
+    await turns_of_the_loop()
+    gate.open.set()
+    with pytest.raises(asyncio.CancelledError):
+        await starter
+    assert [await r for r in behind] == [("x",), ("y",)]
+    assert await names(store) == ["starter", "x", "y"]
+    assert not groups._running
+
+
+async def test_a_caller_cancelled_waiting_to_start_a_group_hands_the_queue_on(store: Store) -> None:
+    """The caller that would start a group, cancelled while it waits for the write lock: its own
+    write is left out, and the writes queued with it still run (in a task of the groups')."""
+    assert store.write_lock is not None
+    async with store.write_lock:
+        starter = asyncio.ensure_future(write_in_group(store, insert("starter")))
+        await turns_of_the_loop()
+        others = [asyncio.ensure_future(write_in_group(store, insert(n))) for n in ("x", "y")]
+        await turns_of_the_loop()
+        starter.cancel()
+        await turns_of_the_loop()
+    with pytest.raises(asyncio.CancelledError):
+        await starter
+    assert [await r for r in others] == [("x",), ("y",)]
+    assert await names(store) == ["x", "y"]
+
+
+async def test_aclose_waits_for_the_group_in_flight_and_the_writes_queued_behind_it(tmp_path: Path) -> None:
+    """Shutdown with a turn's write on the writer's thread and another queued behind it (no task
+    of the caller's holds either): both commit before the writer connection closes, and neither
+    caller is left waiting."""
+    path = tmp_path / "close.db"
+    store = Store(f"sqlite:///{path}")
+    async with store.write() as conn:
+        await conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)")
+    await write_in_group(store, insert("before"))
+    gate = _Gate()
+    in_flight = asyncio.ensure_future(write_in_group(store, gate.work("in flight")))
+    await asyncio.to_thread(gate.entered.wait, 30)
+    queued = asyncio.ensure_future(write_in_group(store, insert("queued")))
+    await turns_of_the_loop()
+    closing = asyncio.ensure_future(store.aclose())
+    await turns_of_the_loop()
+    assert not closing.done()  # waits for the group on the thread
+    gate.open.set()
+    await asyncio.wait_for(closing, 30)
+    assert in_flight.done()
+    assert queued.done()
+    assert await in_flight == "in flight"
+    assert await queued == ("queued",)
+    assert store._sqlite_writer is None  # closed after the last group, not reopened by one
+    with sqlite3.connect(path) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM t ORDER BY id")] == ["before", "in flight", "queued"]

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import inspect
 
@@ -20,7 +22,7 @@ from genvault.store.openings import _sqlite_part_rows
 from genvault.store.parts import PAGE_PART_COLUMNS, part_record
 from genvault.store.schema import generations, metadata
 from genvault.store.sqlite_adapter import bind_datetimes_explicitly, bind_none_directly
-from genvault.store.sqlite_rows import insert_sql, present, stamp_text
+from genvault.store.sqlite_rows import insert_sql, present, present_in, stamp_text
 
 PARTS: list[dict[str, Any]] = [
     {"type": "step-start"},
@@ -115,7 +117,7 @@ def test_the_finalize_update_stores_what_every_column_bound_stored(tmp_path: Pat
         {"status": "cancelled", "usage_estimated": False, "saved_nano_usd": 0, "finished_at": at},
     ]
 
-    store: Any = SimpleNamespace(engine=SimpleNamespace(dialect=dialect))  # what `_sqlite_final` reads
+    store: Any = SimpleNamespace(sa_dialect=dialect)  # what `_sqlite_final` reads
     for n, values in enumerate(finals):
         for copy in ("new", "old"):
             db.execute(
@@ -211,3 +213,39 @@ def test_a_turns_row_counts_count_its_own_rows_not_its_triggers(database: tuple[
     assert db.execute(final).rowcount == 1
     assert db.execute(final).rowcount == 0
     db.close()
+
+
+_ZONES = st.builds(lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-23 * 60 - 59, 23 * 60 + 59))
+
+
+@given(
+    value=st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.one_of(st.just(UTC), _ZONES)
+    )
+)
+def test_a_timestamp_as_text_is_sqlalchemys_bind_then_the_adapters_isoformat(value: datetime) -> None:
+    # `stamp_text` on SQLite writes `UTCDateTime`'s bind out (one call instead of three): the
+    # same text as SQLAlchemy's processor then sqlite3's adapter (`isoformat(" ")`), any zone.
+    engine = create_engine("sqlite:///unused.db")
+    processor = generations.c.created_at.type.bind_processor(engine.dialect)
+    assert stamp_text(engine.dialect)(value) == processor(value).isoformat(" ")
+    with pytest.raises(ValueError, match="naive datetime given to a UTC column"):
+        processor(value.replace(tzinfo=None))
+    with pytest.raises(ValueError, match="naive datetime given to a UTC column"):
+        stamp_text(engine.dialect)(value.replace(tzinfo=None))
+
+
+_VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.just(""), st.just(0), st.just(False))
+
+
+@given(
+    record=st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "x", "y"]), _VALUES),
+    columns=st.frozensets(st.sampled_from(["a", "b", "c", "d", "z"])),
+)
+def test_present_in_is_present_of_the_records_columns(record: dict[str, Any], columns: frozenset[str]) -> None:
+    expected = present((c, v) for c, v in record.items() if c in columns)
+    assert present_in(record, columns) == expected
+    assert present(list(record.items())) == (
+        tuple(c for c, v in record.items() if v is not None),
+        tuple(v for v in record.values() if v is not None),
+    )

@@ -446,3 +446,91 @@ async def test_an_endpoint_without_the_otel_extra_stops_start_up_with_how_to_ins
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if not installed
     with pytest.raises(RuntimeError, match=r"genvault\[otel\]"):
         Telemetry.from_env()
+
+
+class TestFastApisRequestCheck:
+    """FastAPI asks on every request whether OpenTelemetry is configured (`NativeTelemetry.enabled`);
+    genvault answers False itself only when nothing could be (`server/otel_gate.py`), and asks
+    FastAPI's own method otherwise: a provider set after the app was made still gets FastAPI's
+    HTTP server spans."""
+
+    def test_the_fast_answer_is_false_only_when_nothing_is_configured(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from opentelemetry._logs import _internal as logs_internal
+        from opentelemetry.metrics import _internal as metrics_internal
+
+        from genvault.server.otel_gate import fast_enabled
+
+        asked: list[bool] = []
+
+        class Native:
+            def __init__(self) -> None:
+                self.config: dict[str, Any] = {"tracer_provider": None, "meter_provider": None, "logger_provider": None}
+
+            def enabled(self) -> bool:
+                asked.append(True)
+                return True
+
+        names = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER", "OTEL_PYTHON_LOGGER_PROVIDER")
+        globals_ = (
+            (trace, "_TRACER_PROVIDER"),
+            (metrics_internal, "_METER_PROVIDER"),
+            (logs_internal, "_LOGGER_PROVIDER"),
+        )
+        cases: list[tuple[str, Any]] = [
+            *(("env", name) for name in names),
+            *(("global", where) for where in globals_),
+            *(("config", key) for key in ("tracer_provider", "meter_provider", "logger_provider")),
+        ]
+        for kind, what in cases:
+            with monkeypatch.context() as patch:
+                for name in names:
+                    patch.delenv(name, raising=False)
+                for module, name in globals_:
+                    patch.setattr(module, name, None)
+                native = Native()
+                enabled = fast_enabled(native)
+                assert enabled is not None
+                assert enabled() is False  # nothing configured: FastAPI's method not asked
+                assert asked == []
+                if kind == "env":
+                    patch.setenv(what, "sdk_tracer_provider")
+                elif kind == "global":
+                    patch.setattr(*what, object())
+                else:
+                    native.config[what] = object()
+                assert enabled() is True, (kind, what)  # FastAPI's own method decided
+                assert asked == [True]
+                asked.clear()
+
+    async def test_a_tracer_provider_set_after_the_app_was_made_gets_fastapis_http_span(
+        self, vault_factory: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from genvault.server import create_app
+
+        monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await vault_factory(providers={"offline": provider})
+        app = create_app(vault=vault)
+        body = {"id": "c", "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]}
+        exporter = InMemorySpanExporter()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://genvault.test") as http:
+            provider.enqueue(tm.text("one"))
+            assert (await http.post("/api/chat", json=body)).status_code == 200
+            assert exporter.get_finished_spans() == ()
+            tracer_provider = TracerProvider()
+            tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+            monkeypatch.setattr(trace, "_TRACER_PROVIDER", tracer_provider)  # as set_tracer_provider does
+            provider.enqueue(tm.text("two"))
+            body["messages"].append({"id": "u2", "role": "user", "parts": [{"type": "text", "text": "again"}]})
+            assert (await http.post("/api/chat", json=body)).status_code == 200
+        # The hot route (`server/hot_route.py`) answers past the router, so the span has no route.
+        spans = [s for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+        assert [s.name for s in spans] == ["POST"], exporter.get_finished_spans()
+        assert spans[0].attributes is not None
+        assert spans[0].attributes["http.request.method"] == "POST"
+        assert spans[0].attributes["url.path"] == "/api/chat"

@@ -18,6 +18,7 @@ and reads everything else from the database.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,8 +34,34 @@ from genvault.store import chats as chat_store
 from genvault.store import generations as gen_store
 from genvault.store.openings import copy_json, open_chat_turn, read_history, with_message
 from genvault.tools import Tool
+from genvault.validation import check_json_depth
 
-__all__ = ["Trigger", "TurnPlan", "merge_tool_outputs", "one_step_opening", "prepare_turn"]
+__all__ = [
+    "DEPTH_CHECKED",
+    "Trigger",
+    "TurnPlan",
+    "check_turn_depth",
+    "merge_tool_outputs",
+    "one_step_opening",
+    "prepare_turn",
+]
+
+# For the server: the message of the request being served, when the server's input guard found
+# its whole JSON body within `validation.MAX_JSON_DEPTH` (`server.guard`). A body within the limit
+# holds the message at least two levels down (`{"messages": [message]}`), so `[message, None]` is
+# within it too, and `Vault.chat` skips its second walk for that very object (nothing else
+# passes). Set around the `Vault.chat` call and reset after it (`server/routes/chat_stream.py`).
+DEPTH_CHECKED: ContextVar[Any] = ContextVar("genvault.depth_checked", default=None)
+
+
+def check_turn_depth(message: dict[str, Any] | None, params: Any) -> None:
+    """`Vault.chat`'s depth check of its message and params (`validation.check_json_depth`),
+    skipped only for the very message the server marked as part of a checked body (`DEPTH_CHECKED`)
+    with no params: the library path (no server) always walks."""
+    if params is None and message is not None and message is DEPTH_CHECKED.get():
+        return
+    check_json_depth([message, params], "the message")
+
 
 Trigger = Literal["submit-message", "regenerate-message"]
 TITLE_CHARS = 80

@@ -386,6 +386,9 @@ class Engine:
         prepare_request: PrepareRequest | None = None,
     ) -> None:
         translator = ChunkTranslator()
+        # A sink may take each token's text delta as `(id, text)` (`TurnHooks.text_sink`).
+        offer = getattr(sink, "text_sink", None)
+        text_sink: Callable[[str, str], None] | None = None if offer is None else offer()
         self.liveness.track(run)  # the checkpoint writer's until `_end` (no task of its own)
         status, error = "complete", None
         step_open = False
@@ -419,7 +422,9 @@ class Engine:
                         if chunk is None:  # it opens a text part (or is empty)
                             self._publish_here(run, translator.translate(event), sink)
                             continue
-                        if sink is not None:
+                        if text_sink is not None and type(text) is str:  # else the sink's checks decide
+                            text_sink(chunk["id"], text)
+                        elif sink is not None:
                             sink(chunk)
                         publish_here(generation_id, chunk)
                         run.dirty = True

@@ -10,6 +10,7 @@ engine's finalize transaction runs `finalize`, which saves it within that transa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,15 @@ class TurnHooks:
     def feed(self, chunk: dict[str, Any]) -> None:
         if self.assembler is not None:
             self.assembler.feed(chunk)
+
+    # The engine's chunk sink is the hooks themselves (`Vault.chat`).
+    __call__ = feed
+
+    def text_sink(self) -> Callable[[str, str], None] | None:
+        """For the engine, once its run starts (the turn planned): where each token's text delta
+        of the open text part goes, as `(id, text)` without its chunk (`MessageAssembler.feed_text`,
+        one call a token where the sink took two); None before the turn was planned."""
+        return None if self.assembler is None else self.assembler.feed_text
 
     def snapshot(self) -> dict[str, Any]:
         assert self.assembler is not None

@@ -30,7 +30,7 @@ from genvault.blobs import BlobStore, blob_store_from_settings
 from genvault.cache import Cache, CachePolicy, Dedup, RedisCache, SqlCache
 from genvault.cache.dedup import CacheProbe
 from genvault.catalog import CatalogModel, configured_models
-from genvault.chat_turns import Trigger, TurnPlan, one_step_opening, prepare_turn
+from genvault.chat_turns import Trigger, TurnPlan, check_turn_depth, one_step_opening, prepare_turn
 from genvault.embeddings import Embeddings
 from genvault.engine import Engine
 from genvault.errors import Conflict, InvalidRequest, NotFound, StorageError
@@ -556,7 +556,7 @@ class Vault(FilesMixin):
             check_id(message_id, "messageId")
         if idempotency_key is not None:
             check_id(idempotency_key, "the idempotency key")
-        check_json_depth([message, params], "the message")
+        check_turn_depth(message, params)
         given_labels = labels.checked(tags, metadata)
         # Filled once the turn is planned (the chat's labels are known then), before the pending
         # row is written from it.
@@ -660,7 +660,7 @@ class Vault(FilesMixin):
             message_id_factory=lambda: hooks.message_id,
             before_insert=before_insert,
             open_alone=open_alone,
-            chunk_sink=hooks.feed,
+            chunk_sink=hooks,
             snapshot=hooks.snapshot,
             finalize_hook=hooks.finalize,
             finish_alone=hooks.finish_alone,

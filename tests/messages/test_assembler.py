@@ -845,3 +845,50 @@ def _finish_unvalidated(obj: Any, *, strict: bool = False) -> Any:
     if obj["type"] == "finish":
         raise AssertionError(f"validated: {obj}")
     return parse_chunk(obj, strict=strict)
+
+
+def _feed_texts(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None, int | None]:
+    """`_feed_all`, each text delta given to `feed_text` as the engine gives its own."""
+    assembler = MessageAssembler(message_id="m1")
+    try:
+        for chunk in chunks:
+            if chunk["type"] == "text-delta" and len(chunk) == 3:
+                assembler.feed_text(chunk["id"], chunk["delta"])
+            else:
+                assembler.feed(chunk)
+    except StreamAssemblyError as exc:
+        return None, str(exc), exc.chunk_index
+    return message_to_json(assembler.message), None, None
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [
+            {"type": "start-step"},
+            {"type": "text-start", "id": "t1"},
+            {"type": "text-delta", "id": "t1", "delta": "Hel"},
+            {"type": "text-delta", "id": "t1", "delta": "lo"},
+            {"type": "text-end", "id": "t1"},
+            {"type": "text-start", "id": "t2"},
+            {"type": "text-delta", "id": "t2", "delta": "again"},
+            {"type": "finish-step"},
+        ],
+        [{"type": "start-step"}, {"type": "text-delta", "id": "t1", "delta": "no start"}],
+        [
+            {"type": "start-step"},
+            {"type": "reasoning-start", "id": "r1"},
+            {"type": "text-delta", "id": "r1", "delta": "wrong kind"},
+        ],
+        [
+            {"type": "start-step"},
+            {"type": "text-start", "id": "t1"},
+            {"type": "text-delta", "id": "t1", "delta": "a"},
+            {"type": "text-delta", "id": "t1", "delta": "b"},
+            {"type": "text-end", "id": "t1"},
+            {"type": "text-end", "id": "t1"},  # an error: its index counts the deltas before it
+        ],
+    ],
+)
+def test_a_text_delta_given_as_id_and_text_assembles_like_its_chunk(chunks: list[dict[str, Any]]) -> None:
+    assert _feed_texts(chunks) == _feed_all(chunks, dict)

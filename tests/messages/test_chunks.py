@@ -364,3 +364,46 @@ class TestPlainFinish:
 
 def _no_validation(obj: Any, *, strict: bool = False) -> Any:
     raise AssertionError(f"validated: {obj}")
+
+
+def _json_copy_by_calls(value: Any, depth: int) -> Any:
+    """`chunks._json_copy` as it was written first (a call per value, leaves included)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if depth == 0:
+        return chunks_module._NOT_PLAIN
+    if kind is dict:
+        copied: dict[str, Any] = {}
+        for key, item in value.items():
+            item = _json_copy_by_calls(item, depth - 1)
+            if type(key) is not str or item is chunks_module._NOT_PLAIN:
+                return chunks_module._NOT_PLAIN
+            copied[key] = item
+        return copied
+    if kind is list:
+        items = [_json_copy_by_calls(item, depth - 1) for item in value]
+        return chunks_module._NOT_PLAIN if any(item is chunks_module._NOT_PLAIN for item in items) else items
+    return chunks_module._NOT_PLAIN
+
+
+_ODD_VALUES = st.one_of(
+    st.binary(max_size=2), st.tuples(st.integers()), st.just(TestPlainFinish.Text("x")), st.sets(st.integers())
+)
+_ANY_KEYS = st.one_of(st.text(max_size=3), st.integers(), st.just(TestPlainFinish.Text("k")))
+_NEARLY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3) | _ODD_VALUES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_ANY_KEYS, inner, max_size=4),
+    max_leaves=16,
+)
+
+
+@given(_NEARLY_JSON, st.integers(0, 5))
+def test_a_json_copy_takes_leaves_without_a_call_and_gives_the_same_copy(value: Any, depth: int) -> None:
+    expected = _json_copy_by_calls(value, depth)
+    got = chunks_module._json_copy(value, depth)
+    if expected is chunks_module._NOT_PLAIN:
+        assert got is chunks_module._NOT_PLAIN
+    else:
+        assert got == expected or (got != got and expected != expected)  # NaN
+        assert repr(got) == repr(expected)

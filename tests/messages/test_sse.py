@@ -15,7 +15,7 @@ from genvault.messages import (
     parse_sse,
 )
 from genvault.messages.chunks import boundary_wire, downgrade_for_client, plain_delta
-from genvault.messages.sse import encode_boundary_sse, encode_delta_sse
+from genvault.messages.sse import delta_event, encode_boundary_sse, encode_delta_sse
 
 from .strategies import json_values
 
@@ -178,3 +178,39 @@ def test_a_bare_boundarys_event_is_the_validated_chunks_event(kind: str) -> None
     wire = boundary_wire({"type": kind})
     assert wire is not None
     assert encode_boundary_sse(wire) == encode_sse(parse_chunk({"type": kind}).to_json())
+
+
+_DELTA_KEYS = st.sampled_from(["type", "id", "delta", "providerMetadata"])
+_DELTA_TYPES = st.sampled_from(["text-delta", "reasoning-delta", "text-start", "tool-input-delta"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    chunk=st.one_of(
+        st.fixed_dictionaries({"type": _DELTA_TYPES, "id": st.text(max_size=4), "delta": st.text(max_size=4)}),
+        st.dictionaries(_DELTA_KEYS, st.one_of(_DELTA_TYPES, st.text(max_size=3), st.integers(), st.none())),
+    )
+)
+def test_a_delta_event_is_the_plain_delta_encoded_or_none(chunk: dict[str, Any]) -> None:
+    """`delta_event` (the hub sink's one call a token) is `encode_delta_sse(*plain_delta(chunk))`,
+    the same bytes or the same encoding error, and None exactly when `plain_delta` is."""
+    found = plain_delta(chunk)
+    if found is None:
+        assert delta_event(chunk) is None
+        return
+    try:
+        expected = encode_delta_sse(*found)
+    except UnicodeEncodeError:  # a lone surrogate
+        with pytest.raises(UnicodeEncodeError):
+            delta_event(chunk)
+        return
+    assert delta_event(chunk) == expected
+    assert delta_event(dict(chunk)) == expected
+
+
+def test_a_delta_event_declines_what_is_not_a_dict_of_three_keys() -> None:
+    assert delta_event([("type", "text-delta"), ("id", "t"), ("delta", "x")]) is None
+    assert delta_event({"type": "text-delta", "id": "t", "delta": "x", "x": 1}) is None
+    assert delta_event({"type": ["text-delta"], "id": "t", "delta": "x"}) is None  # no hash taken
+    event = b'data: {"type":"text-delta","id":"t","delta":"x"}\n\n'
+    assert delta_event({"type": "text-delta", "id": "t", "delta": "x"}) == event

@@ -199,6 +199,18 @@ class MessageAssembler:
                 raise ChunkValidationError(f"chunk {index}: {exc.message}") from None
         _HANDLERS[type(chunk)](self, chunk, index)
 
+    def feed_text(self, stream_id: str, text: str) -> None:
+        """`feed({"type": "text-delta", "id": stream_id, "delta": text})`, for the engine's own
+        text delta (one per token, `TurnHooks.text_sink`): the dict's checks skipped, which the
+        engine's chunk meets by construction."""
+        open_part = self._active_text.get(stream_id)
+        if open_part is None:  # no open part of that id: as `feed` takes it (an error, or a new part)
+            self.feed({"type": "text-delta", "id": stream_id, "delta": text})
+            return
+        self._fed += 1
+        open_part.chunks.append(text)
+        open_part._built = open_part._json = None  # `touch()`, without the call
+
     def _append(self, slot: _Slot) -> None:
         index = len(self._parts)
         self._parts.append(slot)

@@ -434,9 +434,14 @@ def _json_copy(value: Any, depth: int) -> Any:
     if kind is dict:
         copied: dict[str, Any] = {}
         for key, item in value.items():
-            item = _json_copy(item, depth - 1)
-            if type(key) is not str or item is _NOT_PLAIN:
+            if type(key) is not str:
                 return _NOT_PLAIN
+            leaf = type(item)
+            # A plain leaf as the call below would give it back, without the call (most values).
+            if not (leaf is str or leaf is int or leaf is float or leaf is bool or item is None):
+                item = _json_copy(item, depth - 1)
+                if item is _NOT_PLAIN:
+                    return _NOT_PLAIN
             copied[key] = item
         return copied
     if kind is list:

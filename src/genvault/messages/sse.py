@@ -17,6 +17,7 @@ from typing import Any, Final
 __all__ = [
     "SSE_DONE",
     "UI_MESSAGE_STREAM_HEADERS",
+    "delta_event",
     "encode_boundary_sse",
     "encode_delta_sse",
     "encode_sse",
@@ -50,6 +51,24 @@ def encode_delta_sse(kind: str, stream_id: str, delta: str) -> bytes:
     """`encode_sse({"type": kind, "id": stream_id, "delta": delta})`, the same bytes, built from
     a fixed prefix and two string encodings (one event per token: this is the hot path)."""
     # `encode_basestring` is what `json.dumps(str, ensure_ascii=False)` runs for a string.
+    body = f'{_DELTA_PREFIX[kind]}{encode_basestring(stream_id)},"delta":{encode_basestring(delta)}}}\n\n'
+    return body.encode("utf-8")
+
+
+def delta_event(chunk: Any) -> bytes | None:
+    """`encode_delta_sse(*plain_delta(chunk))`, or None when `chunks.plain_delta(chunk)` is None
+    (anything but exactly a text or reasoning delta's three keys with string values): the test
+    and the encoding in one call, for the hub sink that writes each token's event
+    (`server.streaming.DirectSend.write`)."""
+    if type(chunk) is not dict or len(chunk) != 3:
+        return None
+    kind = chunk.get("type")
+    if kind != "text-delta" and kind != "reasoning-delta":
+        return None
+    stream_id = chunk.get("id")
+    delta = chunk.get("delta")
+    if type(stream_id) is not str or type(delta) is not str:
+        return None
     body = f'{_DELTA_PREFIX[kind]}{encode_basestring(stream_id)},"delta":{encode_basestring(delta)}}}\n\n'
     return body.encode("utf-8")
 

@@ -20,12 +20,12 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Send
 
-from genvault.messages.chunks import boundary_wire, downgrade_for_client, plain_delta
+from genvault.messages.chunks import boundary_wire, downgrade_for_client
 from genvault.messages.sse import (
     SSE_DONE,
     UI_MESSAGE_STREAM_HEADERS,
+    delta_event,
     encode_boundary_sse,
-    encode_delta_sse,
     encode_sse,
 )
 from genvault.streams.memory import MemoryHub
@@ -44,9 +44,9 @@ class LastFrame(bytes):
 
 def _frames(chunk: dict[str, Any], compat: str) -> bytes:
     """One chunk's SSE event(s), as `_sse` writes them without `id:` lines."""
-    delta = plain_delta(chunk)
-    if delta is not None:
-        return encode_delta_sse(*delta)
+    event = delta_event(chunk)
+    if event is not None:
+        return event
     wire = boundary_wire(chunk)
     if wire is not None:  # a step, text or start boundary: every client level takes it as it is
         return encode_boundary_sse(wire)
@@ -58,9 +58,8 @@ async def _sse(chunks: AsyncIterator[dict[str, Any]], compat: str, first_id: int
     # reconnects sends `Last-Event-ID: N` and the route resumes at chunk N + 1.
     index = first_id
     async for chunk in chunks:
-        delta = plain_delta(chunk)
-        if delta is not None:  # one per token; every client level takes it as it is
-            frame = encode_delta_sse(*delta)
+        frame = delta_event(chunk)
+        if frame is not None:  # one per token; every client level takes it as it is
             yield frame if index is None else b"id: %d\n" % index + frame
         else:
             wires = downgrade_for_client(chunk, compat)
@@ -130,11 +129,11 @@ class DirectSend:
         """The hub's sink, in the generation's task: True when the chunk is taken."""
         if self._gone or self._waiting is not None or self._failed is not None:
             return False
-        delta = plain_delta(chunk)
-        if delta is None:
-            return False
         try:  # the encoding too: a lone surrogate in a delta fails it, and that is the response's error
-            message = {"type": "http.response.body", "body": encode_delta_sse(*delta), "more_body": True}
+            body = delta_event(chunk)
+            if body is None:
+                return False
+            message = {"type": "http.response.body", "body": body, "more_body": True}
             steps = self._send(message).__await__()
             waits_on = next(steps, _DONE)
         except Exception as exc:

@@ -40,7 +40,7 @@ from genvault.store.driver import ConnectionLost
 from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
 from genvault.store.sqlite_groups import UndoWrites, write_in_group
-from genvault.store.sqlite_rows import insert_sql, present, stamp_text
+from genvault.store.sqlite_rows import insert_sql, present, present_in, stamp_text
 
 __all__ = ["CacheEntry", "finish_chat_turn", "finish_generation"]
 
@@ -262,19 +262,19 @@ def _sqlite_binders(dialect: Any) -> tuple[Any, Any]:
 _SQLITE_TIMES = ("started_at", "first_token_at", "finished_at")
 
 
-def _as_is(value: Any) -> Any:
-    return value
+_FINAL_NAMES = tuple(name for name, _, _ in _FINAL_COLUMNS)
 
 
 @functools.cache
-def _sqlite_binders_by_column(dialect: Any) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    """Each final column's name with its binder on SQLite (a timestamp as its stored text,
-    `sqlite_rows.stamp_text`)."""
+def _sqlite_binders_by_column(dialect: Any) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """The final columns bound otherwise than as they are on SQLite, by position: the JSON
+    values, and the timestamps as their stored text (`sqlite_rows.stamp_text`)."""
     _, json_value = _sqlite_binders(dialect)
     stamp = stamp_text(dialect)
     return tuple(
-        (name, json_value if name in _JSON_COLUMNS else stamp if name in _SQLITE_TIMES else _as_is)
-        for name, _, _ in _FINAL_COLUMNS
+        (index, json_value if name in _JSON_COLUMNS else stamp)
+        for index, name in enumerate(_FINAL_NAMES)
+        if name in _JSON_COLUMNS or name in _SQLITE_TIMES
     )
 
 
@@ -309,13 +309,13 @@ async def _finish_sqlite(
     message: dict[str, Any],
     entry: CacheEntry | None,
 ) -> bool:
-    stamp = stamp_text(store.engine.dialect)
+    stamp = stamp_text(store.sa_dialect)
     bound = _sqlite_bound(store, values)
     final_sql, final_params = _sqlite_final_statement(generation_id, bound)
     now = bound[_FINISHED_AT]  # the finalize's instant, as the record's `finished_at` holds it
     part_rows = []
     for position, part in enumerate(message["parts"]):
-        names, row = present((c, v) for c, v in part_record(part).items() if c in _PART_COLUMNS)
+        names, row = present_in(part_record(part), _PART_COLUMNS)
         part_rows.append(
             (
                 insert_sql("parts", ("chat_id", "message_id", "position", "user_id", *names)),
@@ -410,7 +410,7 @@ async def finish_generation(
         except ConnectionLost:
             return False  # committed or not, the general path finds out (see `_finish_postgresql`)
     final_sql, final_params = _sqlite_final(store, generation_id, values)
-    stamp = stamp_text(store.engine.dialect)
+    stamp = stamp_text(store.sa_dialect)
 
     def write(db: sqlite3.Connection) -> bool:
         # In a group's transaction (`write_in_group`).
@@ -436,12 +436,16 @@ def _sqlite_final(store: Store, generation_id: str, values: dict[str, Any]) -> t
 
 def _sqlite_bound(store: Store, values: dict[str, Any]) -> list[Any]:
     """The final columns' values as SQLite binds them, in `_FINAL_COLUMNS`' order."""
-    return [bind(values.get(name)) for name, bind in _sqlite_binders_by_column(store.engine.dialect)]
+    get = values.get
+    bound = [get(name) for name in _FINAL_NAMES]
+    for index, bind in _sqlite_binders_by_column(store.sa_dialect):
+        bound[index] = bind(bound[index])
+    return bound
 
 
 def _sqlite_final_statement(generation_id: str, bound: list[Any]) -> tuple[str, tuple[Any, ...]]:
-    sql = _sqlite_final_sql(tuple(value is None for value in bound))
-    return sql, (*(value for value in bound if value is not None), generation_id)
+    sql = _sqlite_final_sql(tuple([value is None for value in bound]))
+    return sql, (*[value for value in bound if value is not None], generation_id)
 
 
 def _sqlite_entry(db: sqlite3.Connection, entry: CacheEntry, generation_id: str, stamp: Any) -> None:

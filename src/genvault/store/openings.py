@@ -46,7 +46,7 @@ from genvault.store.driver import ConnectionLost
 from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
 from genvault.store.schema import MISSING, generations
 from genvault.store.sqlite_groups import UndoWrites, write_in_group
-from genvault.store.sqlite_rows import insert_sql, present, stamp_text
+from genvault.store.sqlite_rows import insert_sql, present, present_in, stamp_text
 
 __all__ = ["Opened", "Opening", "open_chat_turn", "open_generation", "read_history", "with_message"]
 
@@ -351,25 +351,29 @@ async def _open_sqlite(
     probe: CacheProbe | None,
 ) -> tuple[Opened, str | None, bool]:
     # No parameter for a NULL, each timestamp formatted once (`sqlite_rows`).
-    _, json_value = _sqlite_binders(store.engine.dialect)
-    stamp = stamp_text(store.engine.dialect)
+    _, json_value = _sqlite_binders(store.sa_dialect)
+    stamp = stamp_text(store.sa_dialect)
     now = stamp(generation["created_at"])
     part_rows = _sqlite_part_rows(chat_id, user_id, message)
 
     def generation_row(messages_before: int) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-        return present(
-            (
-                name,
-                json_value({**generation[name], "messages_before": messages_before})
-                if name == "request"
-                else (None if generation.get(name) is None else json_value(generation[name]))
-                if name in _JSON_COLUMNS
-                else stamp(generation[name])
-                if name in ("created_at", "lease_expires_at")
-                else generation.get(name),
-            )
-            for name in _GENERATION_COLUMNS
-        )
+        # `present` of each column's bound value (`_SQLITE_GENERATION_BINDS`), in one loop.
+        get = generation.get
+        names: list[str] = []
+        values: list[Any] = []
+        for name, bind in _SQLITE_GENERATION_BINDS:
+            if bind == _BIND_REQUEST:
+                value = json_value({**generation[name], "messages_before": messages_before})
+            elif bind == _BIND_STAMP:
+                value = stamp(generation[name])
+            else:
+                value = get(name)
+                if value is not None and bind == _BIND_JSON:
+                    value = json_value(value)
+            if value is not None:
+                names.append(name)
+                values.append(value)
+        return tuple(names), tuple(values)
 
     # A new chat's labels are its first turn's (`chat_turns.one_step_opening`).
     chat_names, chat_values = present(
@@ -425,6 +429,22 @@ async def _open_sqlite(
     return await write_in_group(store, run)
 
 
+# How `_open_sqlite` binds each pending generation column: as it is, as JSON text, as a
+# timestamp's text, or (the request) as JSON with the history's length added.
+_BIND_AS_IS, _BIND_JSON, _BIND_STAMP, _BIND_REQUEST = range(4)
+_SQLITE_GENERATION_BINDS = tuple(
+    (
+        name,
+        _BIND_REQUEST
+        if name == "request"
+        else _BIND_JSON
+        if name in _JSON_COLUMNS
+        else _BIND_STAMP
+        if name in ("created_at", "lease_expires_at")
+        else _BIND_AS_IS,
+    )
+    for name in _GENERATION_COLUMNS
+)
 _CHAT_CONSTANTS = (("visibility", "'private'"), ("last_seq", "1"))
 _PENDING = (("status", "'pending'"),)
 _USER_MESSAGE_SQL = "INSERT INTO messages (chat_id, id, seq, user_id, role, created_at) VALUES (?, ?, ?, ?, 'user', ?)"
@@ -439,7 +459,7 @@ def _sqlite_part_rows(chat_id: str, user_id: str, message: dict[str, Any]) -> li
     row `part_record` gives, as the SQLite appends write it."""
     rows = []
     for position, part in enumerate(message["parts"]):
-        names, values = present((c, v) for c, v in part_record(part).items() if c in _PART_COLUMNS)
+        names, values = present_in(part_record(part), _PART_COLUMNS)
         sql = insert_sql("parts", ("chat_id", "message_id", "position", "user_id", *names))
         rows.append((sql, (chat_id, message["id"], position, user_id, *values)))
     return rows
@@ -516,7 +536,7 @@ async def _open_generation_postgresql(
 async def _open_generation_sqlite(
     store: Store, generation: dict[str, Any], probe: CacheProbe | None
 ) -> tuple[str | None, bool]:
-    stamp, json_value = _sqlite_binders(store.engine.dialect)
+    stamp, json_value = _sqlite_binders(store.sa_dialect)
     row = tuple(
         (None if generation.get(name) is None else json_value(generation[name]))
         if name in _JSON_COLUMNS

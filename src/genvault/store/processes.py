@@ -241,7 +241,7 @@ async def checkpoint_many_sqlite(store: Store, rows: Sequence[dict[str, Any]], *
     statement, its rows and COMMIT."""
     if not rows:
         return set()
-    params = {**_sqlite_fields(rows), "at": _sqlite_stamp(store.engine.dialect)(at)}
+    params = {**_sqlite_fields(rows), "at": _sqlite_stamp(store.sa_dialect)(at)}
 
     def run(db: sqlite3.Connection) -> set[str]:
         return {row[0] for row in db.execute(_CHECKPOINT_SQLITE, params).fetchall()}
@@ -293,7 +293,7 @@ async def mark_streaming_sqlite(
     transaction of the writes queued there meanwhile (`sqlite_groups.write_in_group`)."""
     if not marks:
         return
-    stamp = stamp_text(store.engine.dialect)  # as text: no adapter call per bind (`sqlite_rows`)
+    stamp = stamp_text(store.sa_dialect)  # as text: no adapter call per bind (`sqlite_rows`)
     until = stamp(lease_until)
     rows = [(stamp(started), stamp(first), owner, until, i) for i, started, first in marks]
 

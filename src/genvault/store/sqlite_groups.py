@@ -34,9 +34,9 @@ What each write keeps, exactly as alone:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from genvault.errors import StorageError
@@ -69,13 +69,25 @@ class _Write(Generic[T]):
 
 
 class WriteGroups:
-    """A store's queue of grouped writes and the task that drains it (one at a time, while there
-    are writes queued)."""
+    """A store's queue of grouped writes. No task of its own: the caller whose write finds no
+    group running starts one (takes the write lock, hands the group to the writer connection's
+    thread) and then waits for its own write like every other caller; the group's end (a callback
+    from that thread's future) gives each write its outcome, releases the lock, and starts the next
+    group when writes queued meanwhile, in a task (`_next_group`), since no caller is on hand then.
+
+    Shutdown and cancellation: a group, once handed to the thread, runs and commits whatever
+    happens to its callers (a cancelled caller's write commits, as a cancelled hop's always did),
+    and its end is not tied to any caller's task; `aclose` waits until no group runs and none is
+    queued, so the writer connection closes after the last commit. A caller cancelled while it
+    waits for the write lock to start a group has its own write left out, and the writes queued
+    with it go on in a task."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._queue: list[_Write[Any]] = []
-        self._drain: asyncio.Task[None] | None = None
+        self._running = False  # a group is being started, runs in the thread, or is to start next
+        self._next: asyncio.Task[None] | None = None  # the task that starts a group no caller started
+        self._idle: asyncio.Future[None] | None = None  # `aclose` waiting for the groups to end
         # Counters (tests, the benchmark): transactions run, writes they held.
         self.groups = 0
         self.writes = 0
@@ -83,69 +95,127 @@ class WriteGroups:
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Write(work, future))
-        if self._drain is None:
-            self._drain = asyncio.create_task(self._drain_queue(), name="genvault:sqlite-writes")
+        if not self._running:
+            self._running = True
+            await self._start_group(future)
         try:
             return await future
         except sqlite3.Error as exc:
             raise StorageError(f"database write failed: {exc}") from exc
 
-    async def _drain_queue(self) -> None:
-        try:
-            while self._queue:
-                await self._run_queued()
-        finally:
-            self._drain = None
-
-    async def _run_queued(self) -> None:
+    async def _start_group(self, own: asyncio.Future[Any] | None) -> None:
+        """Take the write lock and the queued writes, and hand them to the writer connection's
+        thread as one group; returns once handed over (or failed). `own`: the starting caller's
+        future (None in `_next_group`)."""
         store = self._store
+        lock = store.write_lock
         batch: list[_Write[Any]] = []
+        locked = False
         try:
-            async with store.write_lock or contextlib.nullcontext():
-                # Taken under the lock: what queued while it waited joins this group.
-                batch = [write for write in self._queue if not write.future.done()]
-                self._queue.clear()
-                if not batch:
-                    return
-                works = [write.work for write in batch]
-                adapted = await store.sqlite_writer()
-                if adapted is None:  # an in-memory database: every connection is another database
-                    outcomes = await _pooled_group(store, works)
-                else:
-                    driver = adapted.driver_connection
-                    async with adapted._execute_mutex:
-                        outcomes = await driver._execute(_run_group, driver._conn, works)
+            if lock is not None:
+                await lock.acquire()
+                locked = True
+            # Taken under the lock: what queued while it waited joins this group.
+            batch = [write for write in self._queue if not write.future.done()]
+            self._queue.clear()
+            if not batch:
+                if lock is not None and locked:
+                    lock.release()
+                self._group_ended()
+                return
+            works = [write.work for write in batch]
+            adapted = await store.sqlite_writer()
+            if adapted is None:  # an in-memory database: every connection is another database
+                done: asyncio.Future[list[Outcome]] = asyncio.ensure_future(_pooled_group(store, works))
+            else:
+                # The store's own connection, made outside the pool's queue: only these groups
+                # use it, one at a time under the write lock, so SQLAlchemy's adapter mutex (an
+                # uncontended asyncio.Lock taken and released, ~10 k instructions a write) is not.
+                done = _submit(adapted.driver_connection, _run_group, works)
         except BaseException as exc:
-            # The group as a whole failed (its BEGIN or COMMIT, the connection), or the task was
-            # cancelled (the loop closing) before it took one: then every write queued fails.
+            if lock is not None and locked:
+                lock.release()
+            if own is not None and isinstance(exc, asyncio.CancelledError):
+                # The starting caller was cancelled (waiting for the lock, opening the writer):
+                # its write is left out; the others queued with it start in a task.
+                own.cancel()
+                self._queue[:0] = [write for write in batch if not write.future.done()]
+                self._group_ended()
+                raise
+            # The group as a whole failed before it ran (the writer connection), or the task was
+            # cancelled (the loop closing): every write queued fails.
             if not batch:
                 batch, self._queue = self._queue, []
-            for write in batch:
-                if write.future.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    write.future.cancel()
-                else:
-                    write.future.set_exception(exc)
-            if not isinstance(exc, Exception):  # cancelled (the loop closing), an interrupt
+            _fail(batch, exc)
+            self._group_ended()
+            if not isinstance(exc, Exception):
                 raise
             return
-        self.groups += 1
-        self.writes += len(batch)
-        for write, (ok, value) in zip(batch, outcomes, strict=True):
-            if write.future.done():  # its caller was cancelled while the group ran
-                continue
-            if ok:
-                write.future.set_result(value)
-            else:
-                write.future.set_exception(value)
+        done.add_done_callback(lambda ended: self._group_done(batch, ended, lock))
+
+    def _group_done(
+        self, batch: list[_Write[Any]], ended: asyncio.Future[list[Outcome]], lock: asyncio.Lock | None
+    ) -> None:
+        """The group's end (on the loop): outcomes to the callers, the lock released, the next group."""
+        if lock is not None:
+            lock.release()
+        exc = ended.exception() if not ended.cancelled() else asyncio.CancelledError()
+        if exc is not None:
+            _fail(batch, exc)  # its BEGIN or COMMIT, the connection: none of it was committed
+        else:
+            self.groups += 1
+            self.writes += len(batch)
+            for write, (ok, value) in zip(batch, ended.result(), strict=True):
+                if write.future.done():  # its caller was cancelled while the group ran
+                    continue
+                if ok:
+                    write.future.set_result(value)
+                else:
+                    write.future.set_exception(value)
+        self._group_ended()
+
+    def _group_ended(self) -> None:
+        if self._queue:
+            self._next = asyncio.get_running_loop().create_task(self._next_group(), name="genvault:sqlite-writes")
+            return
+        self._running = False
+        idle, self._idle = self._idle, None
+        if idle is not None and not idle.done():
+            idle.set_result(None)
+
+    async def _next_group(self) -> None:
+        try:
+            await self._start_group(None)
+        finally:
+            self._next = None
 
     async def aclose(self) -> None:
-        """Wait for the writes queued (before the writer connection closes)."""
-        drain = self._drain
-        if drain is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(drain)
+        """Wait until no group runs and none is queued (before the writer connection closes)."""
+        while self._running:
+            if self._idle is None:
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)
+
+
+def _fail(batch: list[_Write[Any]], exc: BaseException) -> None:
+    for write in batch:
+        if write.future.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            write.future.cancel()
+        else:
+            write.future.set_exception(exc)
+
+
+def _submit(driver: Any, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """`fn(driver's sqlite3 connection, *args)` queued for aiosqlite's connection thread, as
+    `aiosqlite.Connection._execute` does, but the future is returned, not awaited: no caller's
+    task waits on it, so no caller's cancellation cancels it (the group's outcome always arrives)."""
+    if not driver._running or not driver._connection:
+        raise ValueError("Connection closed")
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    driver._tx.put_nowait((future, partial(fn, driver._conn, *args)))
+    return future
 
 
 async def write_in_group(store: Store, work: Callable[[sqlite3.Connection], T]) -> T:

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from genvault import labels
+from genvault.chat_turns import DEPTH_CHECKED
 from genvault.errors import InvalidRequest
 from genvault.records import Generation
 from genvault.server.deps import OptionalUserDep, UserDep, VaultDep, current_user, get_vault_now, optional_user
@@ -115,7 +116,8 @@ async def post_chat(
     # solving of that dependency tree (three nested dependencies) was ~5 % of a turn's CPU.
     vault = get_vault_now(request)
     user = await current_user(await optional_user(request, vault), vault)
-    parsed = _parse_chat_request(await request.body(), checked=body_checked(request))
+    checked = body_checked(request)
+    parsed = _parse_chat_request(await request.body(), checked=checked)
     # Labels in the body (`useChat`'s `body` option) or, for clients that only set headers, in
     # `X-Genvault-Tags` / `X-Genvault-Metadata`; the body's win. Read (and checked) when either
     # header is there; without them `from_headers` gives (None, None), and its two look-ups in
@@ -123,19 +125,24 @@ async def post_chat(
     header_tags, header_metadata = None, None
     if _has_header(request.scope["headers"], _LABEL_HEADERS):
         header_tags, header_metadata = labels.from_headers(request.headers)
-    turn = await vault.chat(
-        parsed["chat_id"],
-        message=parsed["message"],
-        trigger=parsed["trigger"],
-        message_id=parsed["message_id"],
-        model=parsed["model"],
-        user_id=user,
-        idempotency_key=idempotency_key,
-        cache=parsed["cache"],
-        cache_ttl=parsed["cache_ttl"],
-        tags=parsed["tags"] if parsed["tags"] is not None else header_tags,
-        metadata=parsed["metadata"] if parsed["metadata"] is not None else header_metadata,
-    )
+    # The guard checked the whole body's depth: Vault.chat need not walk its message again.
+    token = DEPTH_CHECKED.set(parsed["message"] if checked else None)
+    try:
+        turn = await vault.chat(
+            parsed["chat_id"],
+            message=parsed["message"],
+            trigger=parsed["trigger"],
+            message_id=parsed["message_id"],
+            model=parsed["model"],
+            user_id=user,
+            idempotency_key=idempotency_key,
+            cache=parsed["cache"],
+            cache_ttl=parsed["cache_ttl"],
+            tags=parsed["tags"] if parsed["tags"] is not None else header_tags,
+            metadata=parsed["metadata"] if parsed["metadata"] is not None else header_metadata,
+        )
+    finally:
+        DEPTH_CHECKED.reset(token)
     headers = {"X-Genvault-Generation-Id": turn.generation.id}
     # The turn usually runs here: follow its stream directly, without replay's record read, and a
     # batch at a time (what was published together goes out in one write); under the hot route,

@@ -52,6 +52,36 @@ def split_pool(pool_size: int | None, max_overflow: int | None, drivers: int | N
     return size - from_size, overflow - from_overflow, drivers
 
 
+class _DriverCheckout:
+    """`Store.driver()` on a `DriverPool`, as a plain async context manager: three turn
+    statements use one each, and `asynccontextmanager`'s generator, wrapper and
+    `StopAsyncIteration` cost more than the checkout itself (docs/benchmarks.md, "pgloop").
+    An idle connection wanted without a ping is taken at once (`DriverPool.take`)."""
+
+    __slots__ = ("_drivers", "_held", "_ping")
+
+    def __init__(self, drivers: DriverPool, ping: bool) -> None:
+        self._drivers = drivers
+        self._ping = ping
+
+    async def __aenter__(self) -> PooledDriver:
+        held = None if self._ping else self._drivers.take()
+        if held is None:
+            try:
+                held = await self._drivers.acquire(ping=self._ping)
+            except PoolBusy as exc:
+                raise _busy(exc) from exc
+            except StorageError:
+                raise
+            except Exception as exc:  # the driver's own errors: SQLAlchemy does not wrap a pool's connect
+                raise StorageError(f"database connection failed: {exc}") from exc
+        self._held = held
+        return PooledDriver(held)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._drivers.release(self._held)
+
+
 class Store:
     def __init__(
         self,
@@ -173,31 +203,16 @@ class Store:
         except PoolTimeout as exc:
             raise _busy(exc) from exc
 
-    @asynccontextmanager
-    async def driver(self, *, ping: bool = True) -> AsyncIterator[PooledDriver]:
+    def driver(self, *, ping: bool = True) -> contextlib.AbstractAsyncContextManager[PooledDriver]:
         """PostgreSQL: an asyncpg connection of the store's `DriverPool`, each statement in its
         own transaction (autocommit). For a hot path that is one prebuilt statement, atomic on
         its own: no BEGIN and COMMIT round trips, no SQLAlchemy Connection around it, and a
         checkout that is a list pop. `ping=False` skips the checkout's liveness ping: for a
         caller that handles a dead connection (`ConnectionLost`) itself. A connection that died
         or whose statement was cancelled midway is closed on its return, never reused."""
-        drivers = self._drivers
-        if drivers is None:
-            async with self._pooled_driver(ping=ping) as driver:
-                yield driver
-            return
-        try:
-            held = await drivers.acquire(ping=ping)
-        except PoolBusy as exc:
-            raise _busy(exc) from exc
-        except StorageError:
-            raise
-        except Exception as exc:  # the driver's own errors: SQLAlchemy does not wrap a pool's connect
-            raise StorageError(f"database connection failed: {exc}") from exc
-        try:
-            yield PooledDriver(held)
-        finally:
-            drivers.release(held)
+        if self._drivers is None:
+            return self._pooled_driver(ping=ping)
+        return _DriverCheckout(self._drivers, ping)
 
     @asynccontextmanager
     async def _pooled_driver(self, *, ping: bool) -> AsyncIterator[PooledDriver]:

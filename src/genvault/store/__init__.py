@@ -22,7 +22,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from genvault.errors import Busy, StorageError
 from genvault.store.db import SKIP_PING, WRITE_OPTION, async_url, create_engine, upgrade
-from genvault.store.driver import ConnectionLost, DriverPool, PoolBusy, PooledDriver
+from genvault.store.driver import ConnectionLost, DriverPool, PoolBusy, PooledDriver, use_timestamp_codec
 from genvault.store.sqlite_adapter import SqliteReader, SqliteReaders
 from genvault.store.sqlite_groups import WriteGroups
 
@@ -113,9 +113,18 @@ class Store:
         )
         if drivers and self.engine.dialect.name == "postgresql":
             pool = self.engine.sync_engine.pool
-            self._drivers = DriverPool(
-                lambda: greenlet_spawn(pool._create_connection), size=drivers, timeout=pool_timeout
-            )
+
+            async def connect() -> Any:
+                record = await greenlet_spawn(pool._create_connection)
+                connection: Any = record.driver_connection
+                try:
+                    await use_timestamp_codec(connection)
+                except BaseException:
+                    connection.terminate()
+                    raise
+                return record
+
+            self._drivers = DriverPool(connect, size=drivers, timeout=pool_timeout)
         self._dialect: str = self.engine.dialect.name  # read on every hot path: a plain attribute
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         if self.engine.dialect.name == "sqlite":

@@ -175,6 +175,11 @@ def timestamps() -> list[Any]:
         dt.datetime(1, 1, 1, tzinfo=utc),
         dt.datetime(9999, 12, 31, 23, 59, 59, 999998, tzinfo=utc),
     ]
+
+    class Stamp(dt.datetime):
+        pass
+
+    values.append(Stamp(2026, 12, 6, 16, 0, 0, 5, tzinfo=utc))  # a subclass: asyncpg takes it too
     span = int((dt.datetime(9999, 1, 1) - dt.datetime(1, 1, 2)).total_seconds() * 1e6)
     for _ in range(200):
         values.append(dt.datetime(1, 1, 2, tzinfo=utc) + dt.timedelta(microseconds=rng.randrange(span)))

@@ -241,6 +241,14 @@ _INFINITY_TS, _NEGATIVE_INFINITY_TS = 252455615999999999, -63082281600000000
 def _encode_timestamptz(value: Any) -> tuple[int]:
     if type(value) is not dt.datetime or value.tzinfo is not _UTC:
         return _encode_other(value)
+    ts = (value - _EPOCH) // _MICROSECOND  # `_since_epoch` written out: a call is a third of it
+    if ts in (_INFINITY_TS, _NEGATIVE_INFINITY_TS):
+        return (_INFINITY if ts > 0 else _NEGATIVE_INFINITY,)
+    return (ts,)
+
+
+def _since_epoch(value: dt.datetime) -> tuple[int]:
+    """An aware datetime's microseconds since PostgreSQL's epoch; asyncpg's infinities' too."""
     ts = (value - _EPOCH) // _MICROSECOND
     if ts in (_INFINITY_TS, _NEGATIVE_INFINITY_TS):
         return (_INFINITY if ts > 0 else _NEGATIVE_INFINITY,)
@@ -259,7 +267,7 @@ def _encode_other(value: Any) -> tuple[int]:
         return (_INFINITY,)
     if value == _NEGATIVE_INFINITY_DATETIME:
         return (_NEGATIVE_INFINITY,)
-    return _encode_timestamptz(value.astimezone(_UTC))
+    return _since_epoch(value.astimezone(_UTC))  # a subclass stays one: not the fast path again
 
 
 def _decode_timestamptz(value: tuple[int]) -> dt.datetime:

@@ -68,7 +68,7 @@ def dump_jsonb(value: Any) -> str:
     is how orjson writes NaN and ±Infinity (`json.dumps` writes `NaN`, which PostgreSQL refuses, as
     it did before). The two texts differ otherwise only in spacing, escapes and a float's exponent
     (`1e16` for `1e+16`), none of which a parsed JSON value keeps. A chat turn's request record
-    costs ~20x less this way (docs/benchmarks.md, "pgloop")."""
+    costs ~15x less this way (docs/benchmarks.md, "pgloop")."""
     try:
         data = orjson.dumps(value)
     except (orjson.JSONEncodeError, TypeError):

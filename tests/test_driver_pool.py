@@ -135,3 +135,83 @@ async def test_a_wait_that_times_out_leaves_no_connection_behind(impatient: Stor
         pass
     assert store._drivers is not None
     assert store._drivers.open == 2
+
+
+async def test_an_unpinged_checkout_takes_an_idle_connection_and_never_a_closed_one(store: Store) -> None:
+    drivers = store._drivers
+    assert drivers is not None
+    assert drivers.take() is None  # nothing idle yet: the checkout opens one (`acquire`)
+    first = await pid(store)
+    assert await pid(store) == first  # taken idle, returned warm
+    with pytest.raises(RuntimeError):
+        async with store.driver(ping=False):
+            raise RuntimeError("the caller's error")
+    assert len(drivers._idle) == 1  # returned on the way out of the error too
+    drivers._idle[-1].driver_connection.terminate()  # closed while idle
+    assert drivers.take() is None
+    assert (drivers.discarded, drivers.open) == (1, 0)
+    assert await pid(store) != first  # a new one in its place
+
+
+def timestamps() -> list[Any]:
+    """Values a `timestamptz` parameter may be given: aware (UTC and not), naive, a date, the
+    extremes asyncpg reads as PostgreSQL's infinities, and random ones across the range."""
+    import datetime as dt
+    import random
+
+    utc = dt.UTC
+    rng = random.Random(16)
+    values: list[Any] = [
+        dt.datetime.now(utc),
+        dt.datetime(2000, 1, 1, tzinfo=utc),
+        dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=utc),
+        dt.datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=utc),
+        dt.datetime(2026, 12, 6, 16, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=-5, minutes=-30))),
+        dt.datetime(2026, 3, 29, 1, 30),  # naive: local time
+        dt.date(2026, 12, 6),  # a date: local midnight
+        dt.datetime.max,
+        dt.datetime.min,
+        dt.datetime.max.replace(tzinfo=utc),
+        dt.datetime(1, 1, 1, tzinfo=utc),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999998, tzinfo=utc),
+    ]
+
+    class Stamp(dt.datetime):
+        pass
+
+    values.append(Stamp(2026, 12, 6, 16, 0, 0, 5, tzinfo=utc))  # a subclass: asyncpg takes it too
+    span = int((dt.datetime(9999, 1, 1) - dt.datetime(1, 1, 2)).total_seconds() * 1e6)
+    for _ in range(200):
+        values.append(dt.datetime(1, 1, 2, tzinfo=utc) + dt.timedelta(microseconds=rng.randrange(span)))
+    return values
+
+
+async def test_the_driver_connections_bind_and_read_timestamps_as_asyncpg_does(store: Store) -> None:
+    """`driver.use_timestamp_codec`: the same `timestamptz` as asyncpg's own codec binds, for
+    every kind of value, and the same value read back (PostgreSQL's infinities too)."""
+    plain = await asyncpg.connect(store.url.replace("postgresql+asyncpg://", "postgresql://"))
+    await plain.execute(f"SET search_path TO {store.schema}")
+    try:
+        async with store.driver(ping=False) as driver:
+            ours = driver.connection
+            for value in timestamps():
+                sql = "SELECT $1::timestamptz::text, $1::timestamptz, ARRAY[$1::timestamptz]"
+                assert tuple(await ours.fetchrow(sql, value)) == tuple(await plain.fetchrow(sql, value)), value
+                arrays = "SELECT $1::timestamptz[]::text"
+                assert await ours.fetchval(arrays, [value, None]) == await plain.fetchval(arrays, [value, None])
+            for text in ("infinity", "-infinity", "4713-01-01 00:00:00+00 BC", "294276-12-31 23:59:59.999999+00"):
+                sql = f"SELECT '{text}'::timestamptz"
+                try:
+                    expected: Any = await plain.fetchval(sql)
+                except Exception as exc:  # out of a datetime's range: the same error
+                    with pytest.raises(type(exc)):
+                        await ours.fetchval(sql)
+                else:
+                    assert await ours.fetchval(sql) == expected
+            for wrong in ("2026-12-06", 1.5):
+                with pytest.raises(asyncpg.DataError):
+                    await plain.fetchval("SELECT $1::timestamptz", wrong)
+                with pytest.raises(asyncpg.DataError):
+                    await ours.fetchval("SELECT $1::timestamptz", wrong)
+    finally:
+        await plain.close()

@@ -22,7 +22,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from genvault.errors import Busy, StorageError
 from genvault.store.db import SKIP_PING, WRITE_OPTION, async_url, create_engine, upgrade
-from genvault.store.driver import ConnectionLost, DriverPool, PoolBusy, PooledDriver
+from genvault.store.driver import ConnectionLost, DriverPool, PoolBusy, PooledDriver, use_timestamp_codec
 from genvault.store.sqlite_adapter import SqliteReader, SqliteReaders
 from genvault.store.sqlite_groups import WriteGroups
 
@@ -50,6 +50,36 @@ def split_pool(pool_size: int | None, max_overflow: int | None, drivers: int | N
     from_overflow = min(overflow, drivers)
     from_size = drivers - from_overflow
     return size - from_size, overflow - from_overflow, drivers
+
+
+class _DriverCheckout:
+    """`Store.driver()` on a `DriverPool`, as a plain async context manager: three turn
+    statements use one each, and `asynccontextmanager`'s generator, wrapper and
+    `StopAsyncIteration` cost more than the checkout itself (docs/benchmarks.md, "pgloop").
+    An idle connection wanted without a ping is taken at once (`DriverPool.take`)."""
+
+    __slots__ = ("_drivers", "_held", "_ping")
+
+    def __init__(self, drivers: DriverPool, ping: bool) -> None:
+        self._drivers = drivers
+        self._ping = ping
+
+    async def __aenter__(self) -> PooledDriver:
+        held = None if self._ping else self._drivers.take()
+        if held is None:
+            try:
+                held = await self._drivers.acquire(ping=self._ping)
+            except PoolBusy as exc:
+                raise _busy(exc) from exc
+            except StorageError:
+                raise
+            except Exception as exc:  # the driver's own errors: SQLAlchemy does not wrap a pool's connect
+                raise StorageError(f"database connection failed: {exc}") from exc
+        self._held = held
+        return PooledDriver(held)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._drivers.release(self._held)
 
 
 class Store:
@@ -83,9 +113,18 @@ class Store:
         )
         if drivers and self.engine.dialect.name == "postgresql":
             pool = self.engine.sync_engine.pool
-            self._drivers = DriverPool(
-                lambda: greenlet_spawn(pool._create_connection), size=drivers, timeout=pool_timeout
-            )
+
+            async def connect() -> Any:
+                record = await greenlet_spawn(pool._create_connection)
+                connection: Any = record.driver_connection
+                try:
+                    await use_timestamp_codec(connection)
+                except BaseException:
+                    connection.terminate()
+                    raise
+                return record
+
+            self._drivers = DriverPool(connect, size=drivers, timeout=pool_timeout)
         self._dialect: str = self.engine.dialect.name  # read on every hot path: a plain attribute
         # SQLAlchemy's dialect object, for the binders of the hot paths' own statements: a plain
         # attribute (`AsyncEngine.dialect` is a proxied property, ~30 bytecodes a read).
@@ -176,31 +215,16 @@ class Store:
         except PoolTimeout as exc:
             raise _busy(exc) from exc
 
-    @asynccontextmanager
-    async def driver(self, *, ping: bool = True) -> AsyncIterator[PooledDriver]:
+    def driver(self, *, ping: bool = True) -> contextlib.AbstractAsyncContextManager[PooledDriver]:
         """PostgreSQL: an asyncpg connection of the store's `DriverPool`, each statement in its
         own transaction (autocommit). For a hot path that is one prebuilt statement, atomic on
         its own: no BEGIN and COMMIT round trips, no SQLAlchemy Connection around it, and a
         checkout that is a list pop. `ping=False` skips the checkout's liveness ping: for a
         caller that handles a dead connection (`ConnectionLost`) itself. A connection that died
         or whose statement was cancelled midway is closed on its return, never reused."""
-        drivers = self._drivers
-        if drivers is None:
-            async with self._pooled_driver(ping=ping) as driver:
-                yield driver
-            return
-        try:
-            held = await drivers.acquire(ping=ping)
-        except PoolBusy as exc:
-            raise _busy(exc) from exc
-        except StorageError:
-            raise
-        except Exception as exc:  # the driver's own errors: SQLAlchemy does not wrap a pool's connect
-            raise StorageError(f"database connection failed: {exc}") from exc
-        try:
-            yield PooledDriver(held)
-        finally:
-            drivers.release(held)
+        if self._drivers is None:
+            return self._pooled_driver(ping=ping)
+        return _DriverCheckout(self._drivers, ping)
 
     @asynccontextmanager
     async def _pooled_driver(self, *, ping: bool) -> AsyncIterator[PooledDriver]:

@@ -135,3 +135,70 @@ async def test_a_wait_that_times_out_leaves_no_connection_behind(impatient: Stor
         pass
     assert store._drivers is not None
     assert store._drivers.open == 2
+
+
+async def test_warming_opens_the_whole_pool_ahead_and_the_first_checkouts_open_none(store: Store) -> None:
+    drivers = store._drivers
+    assert drivers is not None
+    assert drivers.open == 0
+    assert await store.warm() == 2
+    assert drivers.open == 2
+    backends = await asyncio.gather(pid(store), pid(store))
+    assert drivers.open == 2  # both checkouts found an open connection
+    assert await store.warm() == 0  # nothing left to open
+    # They are the warmed ones, and live.
+    async with store.driver() as one, store.driver() as two:
+        held = {await d.run(lambda conn: conn.fetchval("SELECT pg_backend_pid()"), what="read") for d in (one, two)}
+    assert set(backends) <= held
+
+
+async def test_a_connection_that_fails_to_open_ahead_is_left_to_open_on_demand() -> None:
+    from genvault.store.driver import DriverPool
+
+    class Conn:
+        def is_closed(self) -> bool:
+            return False
+
+    class Record:
+        driver_connection = Conn()
+
+    calls = 0
+
+    async def connect() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("connection refused")
+        return Record()
+
+    pool = DriverPool(connect, size=3, timeout=1)
+    assert await pool.fill() == 2  # one failed: no error, its place stays free
+    assert pool.open == 2
+    held = [await pool.acquire(ping=False) for _ in range(3)]  # the third opens on demand
+    assert pool.open == 3
+    assert calls == 4
+    for h in held:
+        pool.release(h)
+    assert await pool.fill() == 0
+
+
+async def test_the_served_app_warms_its_pool_and_a_test_app_does_not(pg_schema: tuple[str, str], tmp_path: Any) -> None:
+    from genvault import Settings, Vault
+    from genvault.server import create_app
+
+    for warm in (False, True):
+        vault = Vault(
+            Settings(
+                database_url=pg_schema[0],
+                database_schema=pg_schema[1],
+                data_dir=tmp_path,
+                db_pool_size=2,
+                db_max_overflow=2,
+            )
+        )
+        app = create_app(vault=vault, warm_pool=warm)
+        async with app.router.lifespan_context(app):
+            drivers = vault.store._drivers
+            assert drivers is not None
+            assert drivers.open == (2 if warm else 0)
+        await vault.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,8 @@ from genvault.store.sqlite_adapter import SqliteReader, SqliteReaders
 from genvault.store.sqlite_groups import WriteGroups
 
 __all__ = ["Store", "split_pool"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -198,6 +201,19 @@ class Store:
             yield PooledDriver(held)
         finally:
             drivers.release(held)
+
+    async def warm(self) -> int:
+        """PostgreSQL: open the hot paths' connections (`DriverPool.fill`) now rather than at
+        the first turns that need them; returns how many opened (0 elsewhere). A connection
+        that fails to open is logged and opens on demand later."""
+        if self._drivers is None:
+            return 0
+        opened = await self._drivers.fill()
+        if self._drivers.open < self._drivers.size:
+            log.warning(
+                "opened %d of %d database connections ahead; the rest open on demand", opened, self._drivers.size
+            )
+        return opened
 
     @asynccontextmanager
     async def _pooled_driver(self, *, ping: bool) -> AsyncIterator[PooledDriver]:

@@ -202,3 +202,32 @@ async def test_the_served_app_warms_its_pool_and_a_test_app_does_not(pg_schema: 
             assert drivers is not None
             assert drivers.open == (2 if warm else 0)
         await vault.aclose()
+
+
+async def test_filling_beside_a_checkout_never_opens_more_than_the_pool_holds() -> None:
+    from genvault.store.driver import DriverPool
+
+    class Conn:
+        def is_closed(self) -> bool:
+            return False
+
+    class Record:
+        def __init__(self) -> None:
+            self.driver_connection = Conn()
+
+    calls = 0
+
+    async def connect() -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return Record()
+
+    pool = DriverPool(connect, size=3, timeout=1)
+    filling = asyncio.create_task(pool.fill())
+    await asyncio.sleep(0)  # the fill has counted three missing; its connects have not started
+    held = await pool.acquire(ping=False)  # opens one of the three meanwhile
+    assert await filling == 2
+    assert pool.open == 3
+    assert calls == 3
+    pool.release(held)

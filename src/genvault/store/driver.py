@@ -159,14 +159,16 @@ class DriverPool:
         handed to a waiter) as soon as it is open; returns how many opened. For a server before
         its first requests: a burst of turns on a cold pool opened every connection while its
         first turns waited. One that fails to open is left to open on demand, as before."""
-        if self._closed:
-            return 0
 
-        async def one() -> None:
+        async def one() -> bool:
+            # Checked when the task runs: a checkout meanwhile may have opened one already.
+            if self._closed or self._open >= self.size:
+                return False
             self.release(await self._new())
+            return True
 
         results = await asyncio.gather(*(one() for _ in range(self.size - self._open)), return_exceptions=True)
-        return sum(1 for result in results if result is None)
+        return sum(1 for result in results if result is True)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -87,7 +87,9 @@ def create_app(
     `warm_pool` (`genvault serve`'s too): on PostgreSQL, the hot paths' connections are opened
     at start (`Store.warm`) instead of by the first turns that need them. A burst of turns on a
     fresh server opened all of them at once, its first turns waiting behind the connects (up to
-    280 ms each under 300 streams started over 3 s, docs/benchmarks.md, pgburst). Tests and
+    280 ms each under 300 streams started over 3 s, docs/benchmarks.md, pgburst). Each is made
+    ready for a turn's statements (`warming.ready`: a backend's first turn cost it ~4 ms more
+    CPU), and the first-token writer's connection for its mark (`Liveness.warm`). Tests and
     embedding applications leave it off: each app would hold its whole pool open."""
     owned = vault is None
     the_vault = vault or Vault(settings or Settings())
@@ -99,6 +101,7 @@ def create_app(
         await the_vault.start()
         if warm_pool:
             await the_vault.store.warm()
+            await the_vault.engine.liveness.warm()
         await warm_asgi()  # before the first requests, and before the freeze
         if freeze_gc:
             gc.collect()  # start-up's garbage first: frozen, it would never be freed

@@ -202,13 +202,17 @@ class Store:
         finally:
             drivers.release(held)
 
-    async def warm(self) -> int:
+    async def warm(self, ready: Callable[[Any], Awaitable[None]] | None = None) -> int:
         """PostgreSQL: open the hot paths' connections (`DriverPool.fill`) now rather than at
-        the first turns that need them; returns how many opened (0 elsewhere). A connection
-        that fails to open is logged and opens on demand later."""
+        the first turns that need them, each made ready by `ready(connection)` (by default for a
+        chat turn's statements: `warming.ready`); returns how many opened (0 elsewhere). A
+        connection that fails to open is logged and opens on demand later."""
         if self._drivers is None:
             return 0
-        opened = await self._drivers.fill()
+        if ready is None:
+            from genvault.store.warming import ready
+
+        opened = await self._drivers.fill(ready)
         if self._drivers.open < self._drivers.size:
             log.warning(
                 "opened %d of %d database connections ahead; the rest open on demand", opened, self._drivers.size

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -23,6 +24,8 @@ from genvault.errors import StorageError
 __all__ = ["ConnectionLost", "DriverPool", "PoolBusy", "PooledDriver"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class ConnectionLost(StorageError):
@@ -154,17 +157,28 @@ class DriverPool:
                 return
         self._idle.append(held)
 
-    async def fill(self) -> int:
+    async def fill(self, ready: Callable[[Any], Awaitable[None]] | None = None) -> int:
         """Open the connections not open yet, all at once, each put with the idle ones (or
-        handed to a waiter) as soon as it is open; returns how many opened. For a server before
-        its first requests: a burst of turns on a cold pool opened every connection while its
-        first turns waited. One that fails to open is left to open on demand, as before."""
+        handed to a waiter) as soon as it is open (and, given `ready`, once `ready(connection)`
+        made it ready for the hot statements); returns how many opened. For a server before its
+        first requests: a burst of turns on a cold pool opened every connection while its first
+        turns waited. One that fails to open is left to open on demand, as before; one whose
+        `ready` fails is kept all the same (logged), unless it failed by losing the connection."""
 
         async def one() -> bool:
             # Checked when the task runs: a checkout meanwhile may have opened one already.
             if self._closed or self._open >= self.size:
                 return False
-            self.release(await self._new())
+            held = await self._new()
+            if ready is not None:
+                try:
+                    await ready(held.driver_connection)
+                except Exception:
+                    log.warning("could not make a new database connection ready ahead", exc_info=True)
+                except BaseException:
+                    self._discard(held)  # cancelled midway: its protocol may still be waiting
+                    raise
+            self.release(held)  # a closed one is discarded there
             return True
 
         results = await asyncio.gather(*(one() for _ in range(self.size - self._open)), return_exceptions=True)

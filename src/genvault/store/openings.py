@@ -265,6 +265,28 @@ def _probe_params(probe: CacheProbe | None) -> tuple[Any, ...]:
     return (probe.key, probe.now, probe.oldest, probe.user_id)
 
 
+def postgresql_params(
+    chat_id: str,
+    user_id: str,
+    title: str | None,
+    message: dict[str, Any],
+    generation: dict[str, Any],
+    probe: CacheProbe | None,
+) -> tuple[Any, ...]:
+    """The one-step opening's parameters on PostgreSQL (`_postgresql_sql`)."""
+    return (
+        chat_id,
+        user_id,
+        title,
+        generation["created_at"],
+        message["id"],
+        dump_json(message.get("metadata", MISSING)),
+        json.dumps(_parts_records(message), separators=(",", ":"), ensure_ascii=False),
+        *(_json_or_value(name, generation.get(name)) for name in _GENERATION_COLUMNS),
+        *_probe_params(probe),
+    )
+
+
 async def _open_postgresql(
     store: Store,
     chat_id: str,
@@ -280,18 +302,7 @@ async def _open_postgresql(
     `opening.earlier`."""
     import asyncpg
 
-    now = generation["created_at"]
-    params = (
-        chat_id,
-        user_id,
-        title,
-        now,
-        message["id"],
-        dump_json(message.get("metadata", MISSING)),
-        json.dumps(_parts_records(message), separators=(",", ":"), ensure_ascii=False),
-        *(_json_or_value(name, generation.get(name)) for name in _GENERATION_COLUMNS),
-        *_probe_params(probe),
-    )
+    params = postgresql_params(chat_id, user_id, title, message, generation, probe)
     sql = _postgresql_sql()
 
     def result(row: Any) -> tuple[Opened, str | None, bool]:

@@ -256,12 +256,14 @@ async def test_the_served_app_readies_each_connection_for_a_turn_and_writes_noth
     turn = {openings._postgresql_sql().strip(), finishes._postgresql_sql(purging=False).strip()}
     async with app.router.lifespan_context(app):
         drivers = vault.store._drivers
-        assert drivers is not None and drivers.open == 2
+        assert drivers is not None
+        assert drivers.open == 2
         for held in drivers._idle:
             prepared = await held.driver_connection.fetch("SELECT statement FROM pg_prepared_statements")
             assert turn <= {row[0].strip() for row in prepared}
         marks = vault.engine.liveness.store._drivers
-        assert marks is not None and marks.open == 1
+        assert marks is not None
+        assert marks.open == 1
         prepared = await marks._idle[0].driver_connection.fetch("SELECT statement FROM pg_prepared_statements")
         assert processes._MARK_STREAMING_PG in {row[0] for row in prepared}
         async with vault.store.read() as conn:
@@ -290,4 +292,5 @@ async def test_a_connection_whose_readying_fails_is_kept() -> None:
 
     pool = DriverPool(connect, size=2, timeout=1)
     assert await pool.fill(ready) == 2
-    assert pool.open == 2 and pool.discarded == 0
+    assert pool.open == 2
+    assert pool.discarded == 0

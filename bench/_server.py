@@ -72,7 +72,7 @@ def genvault_app(args: argparse.Namespace) -> Any:
         database_url=args.db, data_dir=Path(args.data_dir), checkpoint_ms=args.checkpoint_ms, test_model_tps=args.tps
     )
     vault = Vault(settings, providers={"offline": LongReplyModel(args.tps, args.tokens, paced=not args.concurrent)})
-    return create_app(vault=vault, freeze_gc=True)  # as `genvault serve`
+    return create_app(vault=vault, freeze_gc=True, warm_pool=True)  # as `genvault serve`
 
 
 async def bare_chunks(model: TestProvider) -> AsyncIterator[dict[str, Any]]:

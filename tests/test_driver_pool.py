@@ -215,3 +215,162 @@ async def test_the_driver_connections_bind_and_read_timestamps_as_asyncpg_does(s
                     await ours.fetchval("SELECT $1::timestamptz", wrong)
     finally:
         await plain.close()
+
+
+async def test_warming_opens_the_whole_pool_ahead_and_the_first_checkouts_open_none(store: Store) -> None:
+    drivers = store._drivers
+    assert drivers is not None
+    assert drivers.open == 0
+    assert await store.warm() == 2
+    assert drivers.open == 2
+    backends = await asyncio.gather(pid(store), pid(store))
+    assert drivers.open == 2  # both checkouts found an open connection
+    assert await store.warm() == 0  # nothing left to open
+    # They are the warmed ones, and live.
+    async with store.driver() as one, store.driver() as two:
+        held = {await d.run(lambda conn: conn.fetchval("SELECT pg_backend_pid()"), what="read") for d in (one, two)}
+    assert set(backends) <= held
+
+
+async def test_a_connection_that_fails_to_open_ahead_is_left_to_open_on_demand() -> None:
+    from genvault.store.driver import DriverPool
+
+    class Conn:
+        def is_closed(self) -> bool:
+            return False
+
+    class Record:
+        driver_connection = Conn()
+
+    calls = 0
+
+    async def connect() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("connection refused")
+        return Record()
+
+    pool = DriverPool(connect, size=3, timeout=1)
+    assert await pool.fill() == 2  # one failed: no error, its place stays free
+    assert pool.open == 2
+    held = [await pool.acquire(ping=False) for _ in range(3)]  # the third opens on demand
+    assert pool.open == 3
+    assert calls == 4
+    for h in held:
+        pool.release(h)
+    assert await pool.fill() == 0
+
+
+async def test_the_served_app_warms_its_pool_and_a_test_app_does_not(pg_schema: tuple[str, str], tmp_path: Any) -> None:
+    from genvault import Settings, Vault
+    from genvault.server import create_app
+
+    for warm in (False, True):
+        vault = Vault(
+            Settings(
+                database_url=pg_schema[0],
+                database_schema=pg_schema[1],
+                data_dir=tmp_path,
+                db_pool_size=2,
+                db_max_overflow=2,
+            )
+        )
+        app = create_app(vault=vault, warm_pool=warm)
+        async with app.router.lifespan_context(app):
+            drivers = vault.store._drivers
+            assert drivers is not None
+            assert drivers.open == (2 if warm else 0)
+        await vault.aclose()
+
+
+async def test_filling_beside_a_checkout_never_opens_more_than_the_pool_holds() -> None:
+    from genvault.store.driver import DriverPool
+
+    class Conn:
+        def is_closed(self) -> bool:
+            return False
+
+    class Record:
+        def __init__(self) -> None:
+            self.driver_connection = Conn()
+
+    calls = 0
+
+    async def connect() -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return Record()
+
+    pool = DriverPool(connect, size=3, timeout=1)
+    filling = asyncio.create_task(pool.fill())
+    await asyncio.sleep(0)  # the fill has counted three missing; its connects have not started
+    held = await pool.acquire(ping=False)  # opens one of the three meanwhile
+    assert await filling == 2
+    assert pool.open == 3
+    assert calls == 3
+    pool.release(held)
+
+
+async def test_the_served_app_readies_each_connection_for_a_turn_and_writes_nothing(
+    pg_schema: tuple[str, str], tmp_path: Any
+) -> None:
+    """A backend's first turn cost it ~4 ms more CPU (catalogs, foreign-key plans, triggers,
+    asyncpg's prepare): the served app pays that at start, on each connection, and commits
+    nothing of the throwaway turn it runs for it."""
+    from genvault import Settings, Vault
+    from genvault.server import create_app
+    from genvault.store import finishes, openings, processes
+
+    vault = Vault(
+        Settings(
+            database_url=pg_schema[0],
+            database_schema=pg_schema[1],
+            data_dir=tmp_path,
+            db_pool_size=2,
+            db_max_overflow=2,
+        )
+    )
+    app = create_app(vault=vault, warm_pool=True)
+    turn = {openings._postgresql_sql().strip(), finishes._postgresql_sql(purging=False).strip()}
+    async with app.router.lifespan_context(app):
+        drivers = vault.store._drivers
+        assert drivers is not None
+        assert drivers.open == 2
+        for held in drivers._idle:
+            prepared = await held.driver_connection.fetch("SELECT statement FROM pg_prepared_statements")
+            assert turn <= {row[0].strip() for row in prepared}
+        marks = vault.engine.liveness.store._drivers
+        assert marks is not None
+        assert marks.open == 1
+        prepared = await marks._idle[0].driver_connection.fetch("SELECT statement FROM pg_prepared_statements")
+        assert processes._MARK_STREAMING_PG in {row[0] for row in prepared}
+        async with vault.store.read() as conn:
+            for table in ("users", "chats", "messages", "parts", "generations"):
+                rows = (await conn.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar()
+                assert rows == (1 if table == "users" else 0), table  # the local user only
+    await vault.aclose()
+
+
+async def test_a_connection_whose_readying_fails_is_kept() -> None:
+    from genvault.store.driver import DriverPool
+
+    class Conn:
+        def is_closed(self) -> bool:
+            return False
+
+    class Record:
+        def __init__(self) -> None:
+            self.driver_connection = Conn()
+
+    async def connect() -> Any:
+        return Record()
+
+    async def ready(conn: Any) -> None:
+        raise asyncpg.UndefinedTableError("no such table")
+
+    pool = DriverPool(connect, size=2, timeout=1)
+    assert await pool.fill(ready) == 2
+    assert pool.open == 2
+    assert pool.discarded == 0

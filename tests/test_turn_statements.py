@@ -475,3 +475,21 @@ async def test_a_finalize_purges_the_expired_cache_entries_only_when_a_purge_is_
     purged = await keys_after_a_turn("c2", "a purge is due")
     assert "expired" not in purged
     assert len(purged) == len(kept)  # the turn's own entry came, the expired one went
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_the_periodic_reads_of_limits_and_webhooks_send_no_checkout_ping_on_postgresql(
+    vault_factory: Any, asyncpg_round_trips: list[str]
+) -> None:
+    """The census of a chat load's statements (docs/benchmarks.md, pgburst round 2): besides the
+    turns' own, the limits' reload (every 2 s, awaited by a turn) and the webhook worker's read
+    of the subscriptions (every second) each cost a ping and the read. They read without the
+    ping now (`Store.read_retrying`: a dead connection is retried on a pinged one)."""
+    vault = await _vault(vault_factory)
+    await vault.limits.load()
+    await vault.webhooks.refresh()
+    asyncpg_round_trips.clear()
+    await vault.limits.load()
+    await vault.webhooks.refresh()
+    sent = _per_turn(asyncpg_round_trips)
+    assert len(sent) == 2, "\n".join(" ".join(s.split())[:100] for s in sent)

@@ -62,7 +62,7 @@ def serve(
         f"{settings.default_model}",
         highlight=False,
     )
-    app_ = create_app(settings, freeze_gc=True)
+    app_ = create_app(settings, freeze_gc=True, warm_pool=True)
     if app_.state.vault.telemetry is not None:  # the standard OTEL_* variables: see the README
         where = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         content = "with" if app_.state.vault.telemetry.capture_content else "without"

@@ -23,12 +23,12 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.errors import Forbidden, InvalidRequest, LimitExceeded, NotFound, Unauthorized
@@ -137,8 +137,12 @@ class Limits:
     # -- limits themselves ---------------------------------------------------------------------
 
     async def load(self) -> None:
-        async with self.store.read() as conn:
-            rows = (await conn.execute(select(limits))).all()
+        async def read(conn: AsyncConnection) -> Sequence[Row[Any]]:
+            return (await conn.execute(select(limits))).all()
+
+        # Without the checkout's ping (a round trip every `limits_refresh_seconds`, on a turn's
+        # way); a dead connection is retried on a pinged one.
+        rows = await self.store.read_retrying(read)
         self._caps = {row.subject: Caps.of(LimitSet.from_row(row)) for row in rows}
         self._loaded_at = time.monotonic()
 

@@ -291,6 +291,13 @@ class Liveness:
             self._marks_queued.set()
             raise
 
+    async def warm(self) -> None:
+        """PostgreSQL: open the first-token writer's connection now, its statement prepared (with
+        no generation to mark, it writes nothing), so a burst's first marks do not wait for the
+        connect and asyncpg's look-up of the statement's array types (four more statements)."""
+
+        await self.store.warm(lambda conn: processes.prepare_mark_streaming(conn, owner=self.owner_id, now=_now()))
+
     # -- the heartbeat ------------------------------------------------------------------------
 
     async def _beat_forever(self) -> None:

@@ -65,7 +65,9 @@ class GenvaultApp(FastAPI):
         return stack if self.front is None else self.front(stack)
 
 
-def create_app(settings: Settings | None = None, *, vault: Vault | None = None, freeze_gc: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, vault: Vault | None = None, freeze_gc: bool = False, warm_pool: bool = False
+) -> FastAPI:
     """The app. Pass a `vault` to share one (tests inject scripted providers that way); otherwise
     the app builds one from `settings` and owns it.
 
@@ -80,7 +82,15 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
     reason: a young collection walks every object made since the last one that is still alive,
     and while hundreds of replies stream that is each suspended task's coroutines, futures and
     generator hand-offs (~5,000 objects), so each cost ~1.4 ms whatever triggered it; at Python's
-    700 they came every few hundred tokens."""
+    700 they came every few hundred tokens.
+
+    `warm_pool` (`genvault serve`'s too): on PostgreSQL, the hot paths' connections are opened
+    at start (`Store.warm`) instead of by the first turns that need them. A burst of turns on a
+    fresh server opened all of them at once, its first turns waiting behind the connects (up to
+    280 ms each under 300 streams started over 3 s, docs/benchmarks.md, pgburst). Each is made
+    ready for a turn's statements (`warming.ready`: a backend's first turn cost it ~4 ms more
+    CPU), and the first-token writer's connection for its mark (`Liveness.warm`). Tests and
+    embedding applications leave it off: each app would hold its whole pool open."""
     owned = vault is None
     the_vault = vault or Vault(settings or Settings())
     metrics = Metrics(refusals=the_vault.limits.refusals)
@@ -89,6 +99,9 @@ def create_app(settings: Settings | None = None, *, vault: Vault | None = None, 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_vault.start()
+        if warm_pool:
+            await the_vault.store.warm()
+            await the_vault.engine.liveness.warm()
         await warm_asgi()  # before the first requests, and before the freeze
         if freeze_gc:
             gc.collect()  # start-up's garbage first: frozen, it would never be freed

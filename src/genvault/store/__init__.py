@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,8 @@ from genvault.store.sqlite_adapter import SqliteReader, SqliteReaders
 from genvault.store.sqlite_groups import WriteGroups
 
 __all__ = ["Store", "split_pool"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -225,6 +228,23 @@ class Store:
         if self._drivers is None:
             return self._pooled_driver(ping=ping)
         return _DriverCheckout(self._drivers, ping)
+
+    async def warm(self, ready: Callable[[Any], Awaitable[None]] | None = None) -> int:
+        """PostgreSQL: open the hot paths' connections (`DriverPool.fill`) now rather than at
+        the first turns that need them, each made ready by `ready(connection)` (by default for a
+        chat turn's statements: `warming.ready`); returns how many opened (0 elsewhere). A
+        connection that fails to open is logged and opens on demand later."""
+        if self._drivers is None:
+            return 0
+        if ready is None:
+            from genvault.store.warming import ready
+
+        opened = await self._drivers.fill(ready)
+        if self._drivers.open < self._drivers.size:
+            log.warning(
+                "opened %d of %d database connections ahead; the rest open on demand", opened, self._drivers.size
+            )
+        return opened
 
     @asynccontextmanager
     async def _pooled_driver(self, *, ping: bool) -> AsyncIterator[PooledDriver]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ from genvault.errors import StorageError
 __all__ = ["ConnectionLost", "DriverPool", "PoolBusy", "PooledDriver", "use_timestamp_codec"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class ConnectionLost(StorageError):
@@ -164,6 +167,33 @@ class DriverPool:
                 waiter.set_result(held)
                 return
         self._idle.append(held)
+
+    async def fill(self, ready: Callable[[Any], Awaitable[None]] | None = None) -> int:
+        """Open the connections not open yet, all at once, each put with the idle ones (or
+        handed to a waiter) as soon as it is open (and, given `ready`, once `ready(connection)`
+        made it ready for the hot statements); returns how many opened. For a server before its
+        first requests: a burst of turns on a cold pool opened every connection while its first
+        turns waited. One that fails to open is left to open on demand, as before; one whose
+        `ready` fails is kept all the same (logged), unless it failed by losing the connection."""
+
+        async def one() -> bool:
+            # Checked when the task runs: a checkout meanwhile may have opened one already.
+            if self._closed or self._open >= self.size:
+                return False
+            held = await self._new()
+            if ready is not None:
+                try:
+                    await ready(held.driver_connection)
+                except Exception:
+                    log.warning("could not make a new database connection ready ahead", exc_info=True)
+                except BaseException:
+                    self._discard(held)  # cancelled midway: its protocol may still be waiting
+                    raise
+            self.release(held)  # a closed one is discarded there
+            return True
+
+        results = await asyncio.gather(*(one() for _ in range(self.size - self._open)), return_exceptions=True)
+        return sum(1 for result in results if result is True)
 
     async def aclose(self) -> None:
         self._closed = True

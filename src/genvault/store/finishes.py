@@ -210,6 +210,27 @@ async def finish_chat_turn(
     return await _finish_sqlite(store, generation_id, values, chat_id, user_id, message, entry)
 
 
+def postgresql_params(
+    generation_id: str,
+    values: dict[str, Any],
+    chat_id: str,
+    user_id: str,
+    message: dict[str, Any],
+    entry: CacheEntry | None,
+) -> tuple[Any, ...]:
+    """The one-step finalize's parameters on PostgreSQL (`_postgresql_sql`)."""
+    return (
+        generation_id,
+        *_final_params(values),
+        chat_id,
+        user_id,
+        message["id"],
+        dump_json(message.get("metadata", MISSING)),
+        _parts_json(message),
+        *_entry_params(entry),
+    )
+
+
 async def _finish_postgresql(
     store: Store,
     generation_id: str,
@@ -221,16 +242,7 @@ async def _finish_postgresql(
 ) -> bool:
     import asyncpg
 
-    params = (
-        generation_id,
-        *_final_params(values),
-        chat_id,
-        user_id,
-        message["id"],
-        dump_json(message.get("metadata", MISSING)),
-        _parts_json(message),
-        *_entry_params(entry),
-    )
+    params = postgresql_params(generation_id, values, chat_id, user_id, message, entry)
     sql = _postgresql_sql(purging=entry is not None and entry.purge_at is not None)
 
     async def run(conn: Any) -> bool:

@@ -271,6 +271,29 @@ def _probe_params(probe: CacheProbe | None) -> tuple[Any, ...]:
     return (probe.key, probe.now, probe.oldest, probe.user_id)
 
 
+def postgresql_params(
+    chat_id: str,
+    user_id: str,
+    title: str | None,
+    message: dict[str, Any],
+    generation: dict[str, Any],
+    probe: CacheProbe | None,
+) -> tuple[Any, ...]:
+    """The one-step opening's parameters on PostgreSQL (`_postgresql_sql`)."""
+    return (
+        chat_id,
+        user_id,
+        title,
+        generation["created_at"],
+        message["id"],
+        dump_json(message.get("metadata", MISSING)),
+        # Strings, integers and booleans only, as the append's (`chats._append_params_pg`).
+        dump_json_fast(_parts_records(message)),
+        *_generation_params(generation),
+        *_probe_params(probe),
+    )
+
+
 async def _open_postgresql(
     store: Store,
     chat_id: str,
@@ -286,19 +309,7 @@ async def _open_postgresql(
     `opening.earlier`."""
     import asyncpg
 
-    now = generation["created_at"]
-    params = (
-        chat_id,
-        user_id,
-        title,
-        now,
-        message["id"],
-        dump_json(message.get("metadata", MISSING)),
-        # Strings, integers and booleans only, as the append's (`chats._append_params_pg`).
-        dump_json_fast(_parts_records(message)),
-        *_generation_params(generation),
-        *_probe_params(probe),
-    )
+    params = postgresql_params(chat_id, user_id, title, message, generation, probe)
     sql = _postgresql_sql()
 
     def result(row: Any) -> tuple[Opened, str | None, bool]:

@@ -286,6 +286,13 @@ async def mark_streaming_alone(
     )
 
 
+async def prepare_mark_streaming(conn: Any, *, owner: str, now: datetime) -> None:
+    """`mark_streaming_alone`'s statement run with no generation on the asyncpg connection
+    `conn`: it changes no row, and the connection keeps the statement prepared (and asyncpg the
+    codecs of its array parameters, which it looks up with statements of its own)."""
+    await conn.execute(_MARK_STREAMING_PG, [], [], [], owner, now)
+
+
 async def mark_streaming_sqlite(
     store: Store, marks: Sequence[tuple[str, datetime, datetime]], *, owner: str, lease_until: datetime
 ) -> None:

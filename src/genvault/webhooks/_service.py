@@ -217,9 +217,13 @@ class Webhooks:
     async def refresh(self) -> None:
         """Read which events have an active subscriber; the reading counts for a poll interval
         and a second (the worker reads it again every poll)."""
-        async with self.store.read() as conn:
+
+        async def read(conn: AsyncConnection) -> frozenset[str]:
             rows = (await conn.execute(select(webhooks.c.events).where(webhooks.c.active.is_(True)))).scalars()
-            events = frozenset(e for row in rows for e in row.split(",") if e)
+            return frozenset(e for row in rows for e in row.split(",") if e)
+
+        # Without the checkout's ping (a round trip every poll); a dead connection is retried on a pinged one.
+        events = await self.store.read_retrying(read)
         self._subscribed = events
         self._fresh_until = time.monotonic() + self.settings.webhook_poll_seconds + 1.0
 

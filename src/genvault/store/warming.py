@@ -1,0 +1,63 @@
+"""A new PostgreSQL connection made ready for a chat turn's hot statements before a turn needs it.
+
+A backend's first chat turn cost it 3–4 ms more CPU than the next ones, and the turn waited for
+it: the first execution of the opening and of the finalize builds what the backend then keeps
+(the tables' and indexes' catalog entries, the foreign keys' check plans, the triggers'
+functions compiled), and asyncpg prepares each statement once per connection. A burst's first
+turns, one per pooled connection, paid it (docs/benchmarks.md, pgburst round 2).
+
+`ready(conn)` pays it ahead: it runs the turn's one-step opening and finalize (`openings`,
+`finishes`, the very statements and text a turn sends, so asyncpg's statement cache keeps them)
+for a throwaway user, chat, message and reply in a transaction it always rolls back. Nothing it
+writes is ever committed or seen by another transaction; what stays is the backend's caches and
+the connection's prepared statements. `DriverPool.fill` runs it on each connection it opens.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from genvault.ids import new_id
+
+__all__ = ["ready"]
+
+
+class _Undo(Exception):
+    """Raised inside `ready`'s transaction: asyncpg rolls it back."""
+
+
+async def ready(conn: Any) -> None:
+    """Run a chat turn's opening and finalize once on the asyncpg connection `conn` (outside any
+    transaction), in a transaction that is rolled back whatever happens."""
+    from genvault.store import finishes, openings
+
+    now = datetime.now(UTC)
+    user_id, chat_id, generation_id = new_id("warm"), new_id("chat"), new_id("gen")
+    asked = {"id": new_id("msg"), "role": "user", "parts": [{"type": "text", "text": "-"}]}
+    reply = {"id": new_id("msg"), "role": "assistant", "parts": [{"type": "text", "text": "-"}]}
+    generation: dict[str, Any] = {
+        "id": generation_id,
+        "kind": "chat",
+        "user_id": user_id,
+        "chat_id": chat_id,
+        "message_id": reply["id"],
+        "model": "-",
+        "provider": "-",
+        "request": {},
+        "created_at": now,
+    }
+    values: dict[str, Any] = {"status": "complete", "result_text": "-", "result_message": reply}
+    values |= {"started_at": now, "first_token_at": now, "finished_at": now}
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO users (id, name, is_admin, created_at) VALUES ($1, $1, false, $2)", user_id, now
+            )
+            opening = openings.postgresql_params(chat_id, user_id, "-", asked, generation, None)
+            await conn.fetchrow(openings._postgresql_sql(), *opening)
+            finish = finishes.postgresql_params(generation_id, values, chat_id, user_id, reply, None)
+            await conn.fetchval(finishes._postgresql_sql(purging=False), *finish)
+            raise _Undo
+    except _Undo:
+        pass

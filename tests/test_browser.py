@@ -1,8 +1,9 @@
-"""The pages in a real browser: Debian's Chromium, driven by Playwright, against a real uvicorn
-server in the test's event loop, with the scripted offline model.
+"""The pages in a real browser: Debian's Chromium (its headless shell where installed, see
+`CHROMIUM`), driven by Playwright, against a real uvicorn server in the test's event loop, with
+the scripted offline model.
 
-Locally a missing /usr/bin/chromium skips these tests with the reason; under CI (`CI=true`) it
-fails them. Set GENVAULT_TEST_SCREENSHOTS=<dir> to keep a screenshot of every page looked at.
+Locally a missing browser skips these tests with the reason; under CI (`CI=true`) it fails them.
+Set GENVAULT_TEST_SCREENSHOTS=<dir> to keep a screenshot of every page looked at.
 """
 
 from __future__ import annotations
@@ -28,7 +29,19 @@ from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
 from live_server import serve
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's `chromium-headless-shell` where installed (./scripts/test installs it): the same
+# Chromium release, built as Chromium's "old" headless mode, which is what Playwright itself runs
+# for a headless test; else Debian's `chromium` in its new headless mode. Same Blink, same V8, so
+# the same pages; the full browser also builds a window's UI for every new browser context (its
+# toolbar's WebUI renderers among it): 0.39-0.51 s of CPU per context against 0.10 s for the shell
+# (docs/benchmarks.md, ci21). GENVAULT_TEST_CHROMIUM=<path> picks another binary.
+CHROMIUM_CANDIDATES = [Path("/usr/bin/chromium-headless-shell"), Path("/usr/bin/chromium")]
+CHROMIUM = next(
+    (path for path in CHROMIUM_CANDIDATES if path.exists()),
+    CHROMIUM_CANDIDATES[-1],
+)
+if os.environ.get("GENVAULT_TEST_CHROMIUM"):  # read at import, as SCREENSHOTS below
+    CHROMIUM = Path(os.environ["GENVAULT_TEST_CHROMIUM"])
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -81,7 +94,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     the tests rely on. The switches are those Playwright's own headless launch adds that change
     what a page sees (no scrollbars, a touch-less pointer)."""
     if not HAVE_CHROMIUM:
-        reason = f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)"
+        reason = f"{CHROMIUM} is missing: install Debian's chromium-headless-shell package (./scripts/test does)"
         if IN_CI:
             pytest.fail(f"under CI the browser must be installed: {reason}")
         pytest.skip(reason)

@@ -1,7 +1,7 @@
 """The chat list sidebar and the model picker in a real browser (Debian's Chromium, Playwright),
 against a real uvicorn server: what the page does is checked in the store through the JSON API.
 
-Locally a missing /usr/bin/chromium skips these tests; under CI (`CI=true`) it fails them
+Locally a missing browser skips these tests; under CI (`CI=true`) it fails them
 (the `browser` fixture of tests/test_browser.py).
 """
 
@@ -24,7 +24,7 @@ from test_browser import PageProblems, screenshot, settle
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
 
-# Debian's Chromium, launched once per test (skipped locally without it, a failure under CI).
+# Debian's Chromium, launched once per worker (skipped locally without it, a failure under CI).
 browser = test_browser.browser
 chromium = test_browser.chromium
 PHONE = {"width": 390, "height": 844}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from hypothesis import HealthCheck, settings
 
 from bench._proc import free_port
@@ -461,9 +462,7 @@ def settings_factory(tmp_path: Path, database: tuple[str, str | None]) -> Any:
     return make
 
 
-@pytest.fixture
-async def vault_factory(database: tuple[str, str | None], settings_factory: Any) -> AsyncIterator[Any]:
-    """Builds started Vaults on the test's database; all are closed at the end."""
+async def _vaults(database: tuple[str, str | None], settings_factory: Any) -> AsyncIterator[Any]:
     from genvault.vault import Vault
 
     _url, schema = database
@@ -479,6 +478,22 @@ async def vault_factory(database: tuple[str, str | None], settings_factory: Any)
     yield make
     for vault in opened:
         await vault.aclose(grace_seconds=0)
+
+
+@pytest.fixture
+async def vault_factory(database: tuple[str, str | None], settings_factory: Any) -> AsyncIterator[Any]:
+    """Builds started Vaults on the test's database; all are closed at the end."""
+    async for make in _vaults(database, settings_factory):
+        yield make
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def session_loop_vault_factory(database: tuple[str, str | None], settings_factory: Any) -> AsyncIterator[Any]:
+    """`vault_factory` for a test on the worker's session event loop (`asyncio(loop_scope="session")`):
+    the browser tests, which share one Playwright driver per worker (tests/test_browser.py). A
+    Vault is bound to the loop it starts on, so it must start on the test's."""
+    async for make in _vaults(database, settings_factory):
+        yield make
 
 
 # -- Redis ---------------------------------------------------------------------------------------

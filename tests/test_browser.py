@@ -1,16 +1,19 @@
-"""The pages in a real browser: Debian's Chromium, driven by Playwright, against a real uvicorn
-server in the test's event loop, with the scripted offline model.
+"""The pages in a real browser: Debian's Chromium (its headless shell where installed, see
+`CHROMIUM`), driven by Playwright, against a real uvicorn server in the test's event loop, with
+the scripted offline model.
 
-Locally a missing /usr/bin/chromium skips these tests with the reason; under CI (`CI=true`) it
-fails them. Set GENVAULT_TEST_SCREENSHOTS=<dir> to keep a screenshot of every page looked at.
+Locally a missing browser skips these tests with the reason; under CI (`CI=true`) it fails them.
+Set GENVAULT_TEST_SCREENSHOTS=<dir> to keep a screenshot of every page looked at.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_playwright, expect
 
 from genvault.providers import testmodel as tm
@@ -28,7 +32,21 @@ from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
 from live_server import serve
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's `chromium-headless-shell` where installed (./scripts/test installs it): the same
+# Chromium release, built as Chromium's "old" headless mode, which is what Playwright itself runs
+# for a headless test; else Debian's `chromium` in its new headless mode. Same Blink, same V8, so
+# the same pages; the full browser also builds a window's UI for every new browser context (its
+# toolbar's WebUI renderers among it): 0.39-0.51 s of CPU per context against 0.10 s for the shell
+# (docs/benchmarks.md, ci21). GENVAULT_TEST_CHROMIUM=<path> picks another binary.
+# (The shell's binary itself: Debian's /usr/bin/chromium-headless-shell is a `sh -e` wrapper that
+# runs it without `exec`.)
+CHROMIUM_CANDIDATES = [Path("/usr/lib/chromium/chromium-headless-shell"), Path("/usr/bin/chromium")]
+CHROMIUM = next(
+    (path for path in CHROMIUM_CANDIDATES if path.exists()),
+    CHROMIUM_CANDIDATES[-1],
+)
+if os.environ.get("GENVAULT_TEST_CHROMIUM"):  # read at import, as SCREENSHOTS below
+    CHROMIUM = Path(os.environ["GENVAULT_TEST_CHROMIUM"])
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -51,7 +69,14 @@ PNG = base64.b64decode(
 EVIL = '<img src=x onerror=alert(1)><script>alert("xss")</script><b>not bold</b>'
 
 # Only SQLite: what is tested here is the browser side; the routes run on both backends elsewhere.
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
+# On the worker's session event loop, as every browser test module: they share one Playwright
+# connection (a Node driver process) per worker, `browser` below.
+ON_SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [
+    pytest.mark.slow,
+    ON_SESSION_LOOP,
+    pytest.mark.parametrize("database", ["sqlite"], indirect=True),
+]
 
 
 @pytest.fixture
@@ -60,13 +85,13 @@ def provider() -> tm.TestProvider:
     return tm.TestProvider(tokens_per_second=20)
 
 
-@pytest.fixture
-async def vault(vault_factory: Any, provider: tm.TestProvider) -> Vault:
-    made: Vault = await vault_factory(providers={"offline": provider})
+@pytest_asyncio.fixture(loop_scope="session")
+async def vault(session_loop_vault_factory: Any, provider: tm.TestProvider) -> Vault:
+    made: Vault = await session_loop_vault_factory(providers={"offline": provider})
     return made
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def base_url(vault: Vault) -> AsyncIterator[str]:
     async with serve(create_app(vault=vault)) as url:
         yield url
@@ -81,7 +106,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     the tests rely on. The switches are those Playwright's own headless launch adds that change
     what a page sees (no scrollbars, a touch-less pointer)."""
     if not HAVE_CHROMIUM:
-        reason = f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)"
+        reason = f"{CHROMIUM} is missing: install Debian's chromium-headless-shell package (./scripts/test does)"
         if IN_CI:
             pytest.fail(f"under CI the browser must be installed: {reason}")
         pytest.skip(reason)
@@ -101,6 +126,9 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A group of its own, ended whole below: a wrapper script's browser, left running, kept
+        # the log pipe open and the worker waiting on it for ever.
+        start_new_session=True,
     )
     assert process.stderr is not None
     endpoint = None
@@ -117,18 +145,24 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield endpoint
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         drain.join(timeout=10)
         process.stderr.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser(chromium: str) -> AsyncIterator[Browser]:
+    """One Playwright connection to the worker's Chromium for all its browser tests (on the
+    session event loop, which their async fixtures share). Starting Playwright's driver (a Node
+    process) and attaching it over CDP cost ~0.5 s of CPU per test; each test still gets a browser
+    context of its own (`page`), as before."""
     async with async_playwright() as playwright:
         connected = await playwright.chromium.connect_over_cdp(chromium)
         try:
@@ -156,7 +190,7 @@ class PageProblems:
         await dialog.dismiss()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
     # `base_url` first: the server outlives the page, so nothing the page still fetches while it
     # closes meets a server that is already gone (a console error the teardown would count).

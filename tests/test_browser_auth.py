@@ -29,14 +29,25 @@ from genvault.settings import Settings
 from genvault.store.keys import create_key
 from genvault.vault import Vault
 from live_server import serve
-from test_browser import DESKTOP, IN_CI, PHONE, PageProblems, browser, chromium, screenshot, settle
+from test_browser import (
+    DESKTOP,
+    IN_CI,
+    ON_SESSION_LOOP,
+    PHONE,
+    PageProblems,
+    browser,
+    chromium,
+    screenshot,
+    settle,
+)
 
 __all__ = ["browser", "chromium"]  # the fixtures, shared with tests/test_browser.py
 
 AXE = Path(__file__).parent / "client" / "node_modules" / "axe-core" / "axe.min.js"
 TIMEOUT = 60_000  # generous: the machine running the tests may be loaded
 
-pytestmark = pytest.mark.slow
+# The axe sweeps run on their module's loop instead (`axe_world`), marked on the test.
+pytestmark = [pytest.mark.slow, ON_SESSION_LOOP]
 
 
 @pytest.fixture
@@ -51,9 +62,11 @@ def provider() -> tm.TestProvider:
     return tm.TestProvider(tokens_per_second=0)
 
 
-@pytest.fixture
-async def world(vault_factory: Any, provider: tm.TestProvider) -> dict[str, Any]:
-    vault: Vault = await vault_factory(providers={"offline": provider}, settings_overrides={"auth": "api_key"})
+@pytest_asyncio.fixture(loop_scope="session")
+async def world(session_loop_vault_factory: Any, provider: tm.TestProvider) -> dict[str, Any]:
+    vault: Vault = await session_loop_vault_factory(
+        providers={"offline": provider}, settings_overrides={"auth": "api_key"}
+    )
     keys: dict[str, tuple[str, str]] = {}
     for name, admin in (("alice", False), ("root", True)):
         await vault.create_user(name, is_admin=admin)
@@ -62,13 +75,13 @@ async def world(vault_factory: Any, provider: tm.TestProvider) -> dict[str, Any]
     return {"vault": vault, "keys": keys}
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def base_url(world: dict[str, Any]) -> AsyncIterator[str]:
     async with serve(create_app(vault=world["vault"])) as url:
         yield url
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def context(browser: Browser, base_url: str) -> AsyncIterator[BrowserContext]:
     del base_url  # the server outlives the pages (see test_browser.page)
     made = await browser.new_context(viewport=DESKTOP, accept_downloads=True)
@@ -79,7 +92,7 @@ async def context(browser: Browser, base_url: str) -> AsyncIterator[BrowserConte
         await made.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def page(context: BrowserContext) -> AsyncIterator[Page]:
     opened = await context.new_page()
     problems = PageProblems(opened)

@@ -21,6 +21,7 @@ from genvault.store import chats as chat_store
 from genvault.store.users import LOCAL_USER_ID
 from genvault.vault import Vault
 from test_browser import (  # noqa: F401  (fixtures are used by name)
+    ON_SESSION_LOOP,
     PNG,
     base_url,
     browser,
@@ -32,7 +33,7 @@ from test_browser import (  # noqa: F401  (fixtures are used by name)
     vault,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.slow, ON_SESSION_LOOP, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
 
 REPLY = """# Results
 

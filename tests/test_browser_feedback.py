@@ -7,9 +7,17 @@ import pytest
 from playwright.async_api import Page, expect
 
 from genvault.vault import Vault
-from test_browser import base_url, browser, chromium, page, provider, vault  # noqa: F401  (the browser fixtures)
+from test_browser import (  # noqa: F401  (the browser fixtures)
+    ON_SESSION_LOOP,
+    base_url,
+    browser,
+    chromium,
+    page,
+    provider,
+    vault,
+)
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.slow, ON_SESSION_LOOP, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
 
 
 @pytest.mark.long

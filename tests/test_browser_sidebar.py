@@ -1,7 +1,7 @@
 """The chat list sidebar and the model picker in a real browser (Debian's Chromium, Playwright),
 against a real uvicorn server: what the page does is checked in the store through the JSON API.
 
-Locally a missing /usr/bin/chromium skips these tests; under CI (`CI=true`) it fails them
+Locally a missing browser skips these tests; under CI (`CI=true`) it fails them
 (the `browser` fixture of tests/test_browser.py).
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
 import test_browser
@@ -20,11 +21,12 @@ from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.vault import Vault
 from live_server import serve
-from test_browser import PageProblems, screenshot, settle
+from test_browser import ON_SESSION_LOOP, PageProblems, screenshot, settle
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.slow, ON_SESSION_LOOP, pytest.mark.parametrize("database", ["sqlite"], indirect=True)]
 
-# Debian's Chromium, launched once per test (skipped locally without it, a failure under CI).
+# Debian's Chromium, launched once per worker, and one Playwright connection to it (skipped
+# locally without it, a failure under CI).
 browser = test_browser.browser
 chromium = test_browser.chromium
 PHONE = {"width": 390, "height": 844}
@@ -41,21 +43,23 @@ def second() -> tm.TestProvider:
     return tm.TestProvider(tokens_per_second=0)
 
 
-@pytest.fixture
-async def vault(vault_factory: Any, provider: tm.TestProvider, second: tm.TestProvider) -> Vault:
+@pytest_asyncio.fixture(loop_scope="session")
+async def vault(session_loop_vault_factory: Any, provider: tm.TestProvider, second: tm.TestProvider) -> Vault:
     # A second text model, listed through its price override: the picker has two to choose from.
     overrides = {"price_overrides": {ALT_MODEL: {"input_mtok": "1.5", "output_mtok": "6"}}}
-    made: Vault = await vault_factory(providers={"offline": provider, "second": second}, settings_overrides=overrides)
+    made: Vault = await session_loop_vault_factory(
+        providers={"offline": provider, "second": second}, settings_overrides=overrides
+    )
     return made
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def base_url(vault: Vault) -> AsyncIterator[str]:
     async with serve(create_app(vault=vault)) as url:
         yield url
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def api(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
         yield client
@@ -69,7 +73,7 @@ async def open_page(browser: Browser, viewport: dict[str, int] | None = None) ->
     return opened
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
     del base_url  # the server outlives the page (see test_browser.page)
     opened = await open_page(browser)

@@ -398,7 +398,7 @@ async def test_0030_checks_a_turns_rows_in_short_expressions_and_refuses_what_it
             "ck_messages_role",
             "ck_parts_fields",
         ]
-        assert after[0] < before[0] / 5, (before, after)
+        assert after[0] < before[0] / 4, (before, after)
         assert after[1] < before[1] * 3 / 4, (before, after)
         await _refuses_what_the_checks_refuse(store)
         await _downgrade(store, "0029")

@@ -234,8 +234,8 @@ messages = Table(
 # absent, so no CHECK requires it.)
 # On PostgreSQL the seven CHECKs below are one, `ck_parts_fields`, calling the function
 # `genvault_part_fields_ok` with the same conditions (revision 0030: PostgreSQL re-reads a CHECK's
-# expression at every statement that writes the table); as are `generations`' three
-# (`ck_generations_fields`). Alembic's comparison does not look at CHECKs.
+# expression at every statement that writes the table); `generations`' three are one too
+# (`ck_generations_fields`, its lists as array constants). Alembic's comparison does not look at CHECKs.
 parts = Table(
     "parts",
     metadata,

@@ -16,13 +16,17 @@ docs/benchmarks.md "pghot"), more than the checks themselves.
 The same conditions, written small:
 
 - `parts`: the seven per-type checks become one, `ck_parts_fields`, a call of the IMMUTABLE
-  PL/pgSQL function `genvault_part_fields_ok(parts)` on the row (one node: the function caches
-  its own compiled expression per connection). The function says what the seven said: a text
-  part has its text, a reasoning part its text, a tool part (`tool-*`, `dynamic-tool`) its name,
-  call id and one of the four states, a source-url part its id and URL, a source-document part
-  its id, media type and title, a file part its media type and URL; any other type passes.
-- `generations`: kind, status and a cost not negative become one, `ck_generations_fields`, a call
-  of `genvault_generation_fields_ok(kind, status, cost_nano_usd)`.
+  PL/pgSQL function `genvault_part_fields_ok(parts)` on the row (one node; PL/pgSQL keeps its
+  parsed expression per connection and prepares it once per transaction, not per statement
+  run). The function says what the seven said: a text part has its text, a reasoning part its
+  text, a tool part (`tool-*`, `dynamic-tool`) its name, call id and one of the four states, a
+  source-url part its id and URL, a source-document part its id, media type and title, a file
+  part its media type and URL; any other type passes. Measured per autocommit INSERT of 2 (5)
+  parts: 75 (90) µs of backend CPU with the seven, 50 (60) with the call, 65 (85) with the same
+  test as one inline CASE, 40 (55) with no check. The function takes the table's row type: a
+  later revision that rebuilds `parts` drops `ck_parts_fields` and the function first.
+- `generations`: kind, status and a cost not negative become one, `ck_generations_fields`, their
+  lists written as array constants (`= ANY ('{...}'::text[])`: one node, not one per value).
 - `chats.visibility` and `messages.role` keep their names, their lists written as one array
   constant (`= ANY ('{...}'::text[])`) instead of one node per value.
 - The WHEN conditions of the three triggers of `generations` (the search vector's, revision
@@ -76,14 +80,6 @@ BEGIN
     END;
 END $$"""
 
-# NULL where a column is NULL, as the separate checks were (the columns are NOT NULL anyway).
-_GENERATION_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION genvault_generation_fields_ok(kind varchar, status varchar, cost bigint)
-RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    RETURN kind IN ({_listed(_KINDS)}) AND status IN ({_listed(_STATUSES)}) AND (cost IS NULL OR cost >= 0);
-END $$"""
-
 # (table, the constraints before (name, condition), the constraint after (name, condition))
 _CHECKS: list[tuple[str, list[tuple[str, str]], tuple[str, str]]] = [
     (
@@ -117,7 +113,11 @@ _CHECKS: list[tuple[str, list[tuple[str, str]], tuple[str, str]]] = [
             ("ck_generations_status", f"status IN ({_listed(_STATUSES)})"),
             ("ck_generations_cost_not_negative", "cost_nano_usd IS NULL OR cost_nano_usd >= 0"),
         ],
-        ("ck_generations_fields", "genvault_generation_fields_ok(kind, status, cost_nano_usd)"),
+        (
+            "ck_generations_fields",
+            f"kind::text = ANY ({_array(_KINDS)}) AND status::text = ANY ({_array(_STATUSES)}) "
+            "AND (cost_nano_usd IS NULL OR cost_nano_usd >= 0)",
+        ),
     ),
     (
         "chats",
@@ -194,7 +194,6 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         return
     op.execute(_PART_FUNCTION)
-    op.execute(_GENERATION_FUNCTION)
     _triggers(compact=True)
     for table, before, after in _CHECKS:
         _swap(table, [name for name, _ in before], [after])
@@ -207,4 +206,3 @@ def downgrade() -> None:
         _swap(table, [after[0]], before)
     _triggers(compact=False)
     op.execute("DROP FUNCTION IF EXISTS genvault_part_fields_ok(parts)")
-    op.execute("DROP FUNCTION IF EXISTS genvault_generation_fields_ok(varchar, varchar, bigint)")

@@ -412,3 +412,47 @@ async def test_0030_checks_a_turns_rows_in_short_expressions_and_refuses_what_it
         assert await sizes() == after
     finally:
         await store.aclose()
+
+
+@pytest.mark.empty_database
+async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgrade_too(
+    database: tuple[str, str | None],
+) -> None:
+    """PostgreSQL: on tables that hold rows, 0030's constraints are added NOT VALID and validated
+    in a transaction of their own (no writer waits for the scan); they end validated, both ways."""
+    url, schema = database
+    if url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's revision")
+    store = Store(url, schema=schema)
+    validated = (
+        "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'c' AND conrelid IN "
+        "('parts'::regclass, 'generations'::regclass, 'chats'::regclass, 'messages'::regclass) ORDER BY 1"
+    )
+
+    async def constraints() -> dict[str, bool]:
+        async with store.read() as conn:
+            return {name: ok for name, ok in (await conn.execute(sa_text(validated))).all()}
+
+    try:
+        await upgrade(store.engine, "0029")
+        async with store.write() as conn:
+            await conn.execute(sa_text(_USER))
+            await conn.execute(sa_text(_CHAT.format(visibility="'link'")))
+            await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'assistant'")))
+            for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
+                await conn.execute(sa_text(_part(i, type_, columns)))
+            await conn.execute(sa_text(_GENERATION.format(id="'g'", kind="'chat'", status="'complete'", cost="5")))
+        before = await constraints()
+        await upgrade(store.engine)
+        after = await constraints()
+        assert set(after) == {"ck_chats_visibility", "ck_generations_fields", "ck_messages_role", "ck_parts_fields"}
+        assert all(after.values())
+        await _downgrade(store, "0029")
+        assert await constraints() == before
+        assert all(before.values())
+        await upgrade(store.engine)
+        assert await constraints() == after
+        async with store.read() as conn:
+            assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
+    finally:
+        await store.aclose()

@@ -273,3 +273,186 @@ async def _downgrade(store: Store, revision: str) -> None:
 
         await conn.run_sync(_run)
         await conn.commit()
+
+
+_USER = "INSERT INTO users (id, name, is_admin, created_at) VALUES ('u', 'u', false, '2026-12-06 17:00:00+00')"
+_CHAT = (
+    "INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at) "
+    "VALUES ('c', 'u', {visibility}, 0, '2026-12-06 17:00:00+00', '2026-12-06 17:00:00+00')"
+)
+_MESSAGE = (
+    "INSERT INTO messages (chat_id, id, seq, user_id, role, created_at) "
+    "VALUES ('c', {id}, {seq}, 'u', {role}, '2026-12-06 17:00:00+00')"
+)
+_PART = (
+    "INSERT INTO parts (chat_id, message_id, position, user_id, type{names}) "
+    "VALUES ('c', 'm', {position}, 'u', {values})"
+)
+_GENERATION = (
+    "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at, cost_nano_usd) "
+    "VALUES ({id}, {kind}, 'u', {status}, 'm', 'p', '{{}}', '2026-12-06 17:00:00+00', {cost})"
+)
+_TOOL = {"tool_name": "'t'", "tool_call_id": "'call'", "state": "'output-available'"}
+# (type, the columns given): each part a family's required columns would refuse, one left out
+_PARTS_REFUSED = [
+    ("text", {}),
+    ("reasoning", {}),
+    ("tool-search", {"tool_name": "'t'", "tool_call_id": "'call'"}),
+    ("tool-search", {**_TOOL, "state": "'done'"}),
+    ("dynamic-tool", {"tool_call_id": "'call'", "state": "'input-available'"}),
+    ("tool-search", {"tool_name": "'t'", "state": "'input-available'"}),
+    ("source-url", {"source_id": "'s'"}),
+    ("source-document", {"source_id": "'s'", "source_media_type": "'text/plain'"}),
+    ("file", {"file_media_type": "'image/png'"}),
+]
+_PARTS_ACCEPTED = [
+    ("text", {"text_text": "'hi'"}),
+    ("reasoning", {"reasoning_text": "'hm'"}),
+    ("tool-search", _TOOL),
+    ("dynamic-tool", {**_TOOL, "state": "'input-streaming'"}),
+    ("source-url", {"source_id": "'s'", "source_url": "'https://example.com'"}),
+    ("source-document", {"source_id": "'s'", "source_media_type": "'text/plain'", "source_title": "'t'"}),
+    ("file", {"file_media_type": "'image/png'", "file_url": "'https://example.com/a.png'"}),
+    ("step-start", {}),
+    ("data-weather", {}),
+]
+# The serialized CHECK expressions of a chat turn's tables, and the WHEN conditions of the
+# triggers of `generations`, on PostgreSQL (re-read at every statement that writes the table).
+_PG_EXPRESSIONS = (
+    "SELECT coalesce(sum(length(conbin::text)), 0) FROM pg_constraint WHERE contype = 'c' "
+    "AND conrelid IN ('parts'::regclass, 'generations'::regclass, 'chats'::regclass, 'messages'::regclass)",
+    "SELECT coalesce(sum(length(tgqual::text)), 0) FROM pg_trigger WHERE tgrelid = 'generations'::regclass",
+)
+
+
+def _part(position: int, type_: str, columns: dict[str, str]) -> str:
+    names = "".join(f", {name}" for name in columns)
+    values = ", ".join([f"'{type_}'", *columns.values()])
+    return _PART.format(names=names, position=position, values=values)
+
+
+async def _refuses_what_the_checks_refuse(store: Store) -> None:
+    """Every row a chat turn's tables' CHECKs must refuse is refused, and every good one kept."""
+    refused = [_part(100 + i, type_, columns) for i, (type_, columns) in enumerate(_PARTS_REFUSED)]
+    refused += [
+        _CHAT.format(visibility="'secret'").replace("'c'", "'c2'"),
+        _MESSAGE.format(id="'m2'", seq=2, role="'tool'"),
+        _GENERATION.format(id="'g1'", kind="'audio'", status="'pending'", cost="NULL"),
+        _GENERATION.format(id="'g2'", kind="'chat'", status="'done'", cost="NULL"),
+        _GENERATION.format(id="'g3'", kind="'chat'", status="'complete'", cost="-1"),
+    ]
+    async with store.write() as conn:
+        await conn.execute(sa_text(_USER))
+        await conn.execute(sa_text(_CHAT.format(visibility="'link'")))
+        await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'assistant'")))
+        for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
+            await conn.execute(sa_text(_part(i, type_, columns)))
+        await conn.execute(sa_text(_GENERATION.format(id="'g0'", kind="'embedding'", status="'streaming'", cost="0")))
+    for statement in refused:
+        with pytest.raises(Exception, match=r"(?i)check constraint"):
+            async with store.write() as conn:
+                await conn.execute(sa_text(statement))
+    async with store.write() as conn:
+        await conn.execute(sa_text("DELETE FROM users"))  # the chat, its rows and the generation with it
+
+
+@pytest.mark.empty_database
+async def test_0030_checks_a_turns_rows_in_short_expressions_and_refuses_what_it_refused(
+    database: tuple[str, str | None],
+) -> None:
+    """PostgreSQL re-reads a table's CHECK expressions and its triggers' WHEN conditions at every
+    statement that writes it: from revision 0030 those of a chat turn's tables are a fraction of
+    what they were (one call per table for `parts` and `generations`, array constants for the
+    lists), and they refuse exactly what the separate checks refused; going back to 0029 restores
+    them, and upgrading again is the same. SQLite keeps its own (revision 0028) and refuses the same."""
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        if store.dialect == "sqlite":
+            await store.upgrade()
+            await _refuses_what_the_checks_refuse(store)
+            return
+
+        names = (
+            "SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid IN "
+            "('parts'::regclass, 'generations'::regclass, 'chats'::regclass, 'messages'::regclass) ORDER BY 1"
+        )
+
+        async def sizes() -> tuple[int, int]:
+            async with store.read() as conn:
+                checks, whens = [(await conn.execute(sa_text(q))).scalar_one() for q in _PG_EXPRESSIONS]
+            return int(checks), int(whens)
+
+        async def constraints() -> list[str]:
+            async with store.read() as conn:
+                return list((await conn.execute(sa_text(names))).scalars().all())
+
+        await upgrade(store.engine, "0029")
+        before, named = await sizes(), await constraints()
+        await _refuses_what_the_checks_refuse(store)
+        await upgrade(store.engine)
+        after = await sizes()
+        assert await constraints() == [
+            "ck_chats_visibility",
+            "ck_generations_fields",
+            "ck_messages_role",
+            "ck_parts_fields",
+        ]
+        assert after[0] < before[0] / 4, (before, after)
+        assert after[1] < before[1] * 3 / 4, (before, after)
+        await _refuses_what_the_checks_refuse(store)
+        await _downgrade(store, "0029")
+        # The same constraints and conditions (their serialized text differs by a cast's place).
+        assert await constraints() == named
+        restored = await sizes()
+        assert restored[0] > before[0] * 0.9, (before, restored)
+        assert restored[1] > before[1] * 0.9, (before, restored)
+        await _refuses_what_the_checks_refuse(store)
+        await upgrade(store.engine)
+        assert await sizes() == after
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.empty_database
+async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgrade_too(
+    database: tuple[str, str | None],
+) -> None:
+    """PostgreSQL: on tables that hold rows, 0030's constraints are added NOT VALID and validated
+    in a transaction of their own (no writer waits for the scan); they end validated, both ways."""
+    url, schema = database
+    if url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's revision")
+    store = Store(url, schema=schema)
+    validated = (
+        "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'c' AND conrelid IN "
+        "('parts'::regclass, 'generations'::regclass, 'chats'::regclass, 'messages'::regclass) ORDER BY 1"
+    )
+
+    async def constraints() -> dict[str, bool]:
+        async with store.read() as conn:
+            return {name: ok for name, ok in (await conn.execute(sa_text(validated))).all()}
+
+    try:
+        await upgrade(store.engine, "0029")
+        async with store.write() as conn:
+            await conn.execute(sa_text(_USER))
+            await conn.execute(sa_text(_CHAT.format(visibility="'link'")))
+            await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'assistant'")))
+            for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
+                await conn.execute(sa_text(_part(i, type_, columns)))
+            await conn.execute(sa_text(_GENERATION.format(id="'g'", kind="'chat'", status="'complete'", cost="5")))
+        before = await constraints()
+        await upgrade(store.engine)
+        after = await constraints()
+        assert set(after) == {"ck_chats_visibility", "ck_generations_fields", "ck_messages_role", "ck_parts_fields"}
+        assert all(after.values())
+        await _downgrade(store, "0029")
+        assert await constraints() == before
+        assert all(before.values())
+        await upgrade(store.engine)
+        assert await constraints() == after
+        async with store.read() as conn:
+            assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
+    finally:
+        await store.aclose()

@@ -232,6 +232,10 @@ messages = Table(
 # columns (never a column per tool). CHECK constraints make each part type's required fields
 # required in the database too. (A data part's `data` is typed `unknown`: the AI SDK accepts it
 # absent, so no CHECK requires it.)
+# On PostgreSQL the seven CHECKs below are one, `ck_parts_fields`, calling the function
+# `genvault_part_fields_ok` with the same conditions (revision 0030: PostgreSQL re-reads a CHECK's
+# expression at every statement that writes the table); `generations`' three are one too
+# (`ck_generations_fields`, its lists as array constants). Alembic's comparison does not look at CHECKs.
 parts = Table(
     "parts",
     metadata,

@@ -253,7 +253,8 @@ async def test_the_served_app_readies_each_connection_for_a_turn_and_writes_noth
         )
     )
     app = create_app(vault=vault, warm_pool=True)
-    turn = {openings._postgresql_sql().strip(), finishes._postgresql_sql(purging=False).strip()}
+    finalizes = (finishes._postgresql_sql(purging).strip() for purging in (False, True))
+    turn = {openings._postgresql_sql().strip(), *finalizes}
     async with app.router.lifespan_context(app):
         drivers = vault.store._drivers
         assert drivers is not None

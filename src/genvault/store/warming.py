@@ -7,7 +7,8 @@ functions compiled), and asyncpg prepares each statement once per connection. A 
 turns, one per pooled connection, paid it (docs/benchmarks.md, pgburst round 2).
 
 `ready(conn)` pays it ahead: it runs the turn's one-step opening and finalize (`openings`,
-`finishes`, the very statements and text a turn sends, so asyncpg's statement cache keeps them)
+`finishes`: both finalize statements, with a dedup cache entry; the very statements and text a
+turn sends, so asyncpg's statement cache keeps them)
 for a throwaway user, chat, message and reply in a transaction it always rolls back. Nothing it
 writes is ever committed or seen by another transaction; what stays is the backend's caches and
 the connection's prepared statements. `DriverPool.fill` runs it on each connection it opens.
@@ -56,8 +57,15 @@ async def ready(conn: Any) -> None:
             )
             opening = openings.postgresql_params(chat_id, user_id, "-", asked, generation, None)
             await conn.fetchrow(openings._postgresql_sql(), *opening)
-            finish = finishes.postgresql_params(generation_id, values, chat_id, user_id, reply, None)
+            # With a dedup cache entry (a new key: inserted, rolled back). Then the variant that
+            # purges expired entries (once a minute) for its statement; its purge time matches no
+            # entry, and its `fin` nothing (the record is final now), so it writes nothing.
+            entry = finishes.CacheEntry(new_id("warm"), generation_id, user_id, now, None)
+            finish = finishes.postgresql_params(generation_id, values, chat_id, user_id, reply, entry)
             await conn.fetchval(finishes._postgresql_sql(purging=False), *finish)
+            purge = finishes.CacheEntry(new_id("warm"), generation_id, user_id, now, datetime(2000, 1, 1, tzinfo=UTC))
+            finish = finishes.postgresql_params(generation_id, values, chat_id, user_id, reply, purge)
+            await conn.fetchval(finishes._postgresql_sql(purging=True), *finish)
             raise _Undo
     except _Undo:
         pass

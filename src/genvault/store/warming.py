@@ -9,7 +9,8 @@ turns, one per pooled connection, paid it (docs/benchmarks.md, pgburst round 2).
 `ready(conn)` pays it ahead: it runs the turn's one-step opening and finalize (`openings`,
 `finishes`: both finalize statements, with a dedup cache entry; the very statements and text a
 turn sends, so asyncpg's statement cache keeps them)
-for a throwaway user, chat, message and reply in a transaction it always rolls back. Nothing it
+for a throwaway user, chat, message and reply in a transaction it always rolls back, six times:
+PostgreSQL plans each statement afresh for its first five executions on a connection. Nothing it
 writes is ever committed or seen by another transaction; what stays is the backend's caches and
 the connection's prepared statements. `DriverPool.fill` runs it on each connection it opens.
 """
@@ -28,9 +29,21 @@ class _Undo(Exception):
     """Raised inside `ready`'s transaction: asyncpg rolls it back."""
 
 
+# PostgreSQL plans a prepared statement afresh for its first 5 executions (custom plans, 0.66 ms of
+# bind each for the opening) before it settles on a cached generic plan (0.07 ms): counted in
+# pg_prepared_statements (custom_plans 5, then generic_plans) — pgburst round 3.
+_CUSTOM_PLANS = 5
+
+
 async def ready(conn: Any) -> None:
-    """Run a chat turn's opening and finalize once on the asyncpg connection `conn` (outside any
-    transaction), in a transaction that is rolled back whatever happens."""
+    """Run a chat turn's opening and finalize on the asyncpg connection `conn` (outside any
+    transaction), each time in a transaction that is rolled back whatever happens: once more
+    than PostgreSQL's custom-plan phase, so a turn's first statements bind the generic plan."""
+    for _ in range(_CUSTOM_PLANS + 1):
+        await _ready_once(conn)
+
+
+async def _ready_once(conn: Any) -> None:
     from genvault.store import finishes, openings
 
     now = datetime.now(UTC)

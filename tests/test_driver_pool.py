@@ -271,6 +271,16 @@ async def test_the_served_app_readies_each_connection_for_a_turn_and_writes_noth
         assert marks.open == 1
         prepared = await marks._idle[0].driver_connection.fetch("SELECT statement FROM pg_prepared_statements")
         assert processes._MARK_STREAMING_PG in {row[0] for row in prepared}
+        # The checkpoint's and heartbeat's statements, on the liveness store's own connection.
+        async with vault.engine.liveness.store.read() as conn:
+            rows = await conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")
+            statements = [row[0] for row in rows]
+        assert any(s.startswith("WITH p AS MATERIALIZED") for s in statements), statements
+        assert any(s.startswith("UPDATE processes SET heartbeat_at") for s in statements), statements
+        assert await vault.engine.liveness.beat()  # a real heartbeat reuses it: no second prepare
+        async with vault.engine.liveness.store.read() as conn:
+            rows = await conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")
+            assert sorted(row[0] for row in rows) == sorted(statements)
         async with vault.store.read() as conn:
             for table in ("users", "chats", "messages", "parts", "generations"):
                 rows = (await conn.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar()

@@ -333,19 +333,34 @@ async def test_the_served_app_readies_each_connection_for_a_turn_and_writes_noth
         )
     )
     app = create_app(vault=vault, warm_pool=True)
-    turn = {openings._postgresql_sql().strip(), finishes._postgresql_sql(purging=False).strip()}
+    finalizes = (finishes._postgresql_sql(purging).strip() for purging in (False, True))
+    turn = {openings._postgresql_sql().strip(), *finalizes}
+    hot = {openings._postgresql_sql().strip(), finishes._postgresql_sql(purging=False).strip()}
     async with app.router.lifespan_context(app):
         drivers = vault.store._drivers
         assert drivers is not None
         assert drivers.open == 2
         for held in drivers._idle:
-            prepared = await held.driver_connection.fetch("SELECT statement FROM pg_prepared_statements")
+            prepared = await held.driver_connection.fetch("SELECT statement, generic_plans FROM pg_prepared_statements")
             assert turn <= {row[0].strip() for row in prepared}
+            # Past the custom-plan phase (5 executions): a turn's first bind uses the generic plan
+            # (the purging finalize, once a minute, may stay custom: PostgreSQL's cost choice).
+            assert all(row[1] >= 1 for row in prepared if row[0].strip() in hot)
         marks = vault.engine.liveness.store._drivers
         assert marks is not None
         assert marks.open == 1
         prepared = await marks._idle[0].driver_connection.fetch("SELECT statement FROM pg_prepared_statements")
         assert processes._MARK_STREAMING_PG in {row[0] for row in prepared}
+        # The checkpoint's and heartbeat's statements, on the liveness store's own connection.
+        async with vault.engine.liveness.store.read() as conn:
+            rows = await conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")
+            statements = [row[0] for row in rows]
+        assert any(s.startswith("WITH p AS MATERIALIZED") for s in statements), statements
+        assert any(s.startswith("UPDATE processes SET heartbeat_at") for s in statements), statements
+        assert await vault.engine.liveness.beat()  # a real heartbeat reuses it: no second prepare
+        async with vault.engine.liveness.store.read() as conn:
+            rows = await conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")
+            assert sorted(row[0] for row in rows) == sorted(statements)
         async with vault.store.read() as conn:
             for table in ("users", "chats", "messages", "parts", "generations"):
                 rows = (await conn.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar()

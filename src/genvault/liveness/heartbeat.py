@@ -294,9 +294,14 @@ class Liveness:
     async def warm(self) -> None:
         """PostgreSQL: open the first-token writer's connection now, its statement prepared (with
         no generation to mark, it writes nothing), so a burst's first marks do not wait for the
-        connect and asyncpg's look-up of the statement's array types (four more statements)."""
+        connect and asyncpg's look-up of the statement's array types (four more statements); and
+        the checkpoint's and heartbeat's statements on this store's SQLAlchemy connection."""
 
         await self.store.warm(lambda conn: processes.prepare_mark_streaming(conn, owner=self.owner_id, now=_now()))
+        if self.store.dialect == "postgresql":  # and the checkpoint's and heartbeat's statements
+            await self.store.write_statement(
+                lambda conn: processes.prepare_checkpoint_and_heartbeat(conn, now=_now(), lease=self.lease)
+            )
 
     # -- the heartbeat ------------------------------------------------------------------------
 

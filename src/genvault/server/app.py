@@ -88,7 +88,7 @@ def create_app(
     at start (`Store.warm`) instead of by the first turns that need them. A burst of turns on a
     fresh server opened all of them at once, its first turns waiting behind the connects (up to
     280 ms each under 300 streams started over 3 s, docs/benchmarks.md, pgburst). Each is made
-    ready for a turn's statements (`warming.ready`: a backend's first turn cost it ~4 ms more
+    ready for a turn's statements (`warming.ready`: a backend's first turn cost it ~5 ms more
     CPU), and the first-token writer's connection for its mark (`Liveness.warm`). Tests and
     embedding applications leave it off: each app would hold its whole pool open."""
     owned = vault is None

@@ -82,7 +82,7 @@ async def test_the_first_token_mark_commits_without_waiting_for_its_flush(conn: 
         "VALUES ('g1', 'chat', 'alice', 'pending', 'm', 'p', '{}', now())"
     )
     now = datetime.now(UTC)
-    await conn.execute(processes._MARK_STREAMING_PG, *processes.mark_params([("g1", now, now)]), "me", now)
+    await conn.execute(processes._MARK_STREAMING_PG, processes.mark_records([("g1", now, now)]), "me", now)
     assert await conn.fetchval("SELECT status FROM generations WHERE id = 'g1'") == "streaming"
     assert [r["setting"] for r in await conn.fetch("SELECT setting FROM seen")] == ["off"]
     # Only that transaction: the connection's next statements commit as the server says.
@@ -165,7 +165,7 @@ async def test_the_batch_statements_write_each_active_generation_and_only_those(
     )
     t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
     marks = [("a", t1, t1), ("b", t1, t2), ("c", t2, t2)]
-    await conn.execute(processes._MARK_STREAMING_PG, *processes.mark_params(marks), "me", t2)
+    await conn.execute(processes._MARK_STREAMING_PG, processes.mark_records(marks), "me", t2)
     rows = await conn.fetch("SELECT id, status, started_at, first_token_at FROM generations ORDER BY id")
     assert [tuple(r) for r in rows] == [
         ("a", "streaming", t1, t1),
@@ -181,7 +181,7 @@ async def test_the_batch_statements_write_each_active_generation_and_only_those(
 
 
 async def test_the_marks_records_store_each_time_as_asyncpg_binds_it(conn: Any) -> None:
-    """The mark's times go as JSON text (`processes.mark_params`), not asyncpg's binary values:
+    """The mark's times go as JSON text (`processes.mark_records`), not asyncpg's binary values:
     PostgreSQL stores the same instants, to the microsecond, for other offsets, naive times (local,
     as asyncpg takes them), a `datetime` subclass and year 1."""
 
@@ -205,7 +205,7 @@ async def test_the_marks_records_store_each_time_as_asyncpg_binds_it(conn: Any) 
     )
     marks = [(i, t, times[-1 - n]) for n, (i, t) in enumerate(zip(ids, times, strict=True))]
     lease = datetime(2026, 1, 1, tzinfo=UTC)
-    await conn.execute(processes._MARK_STREAMING_PG, *processes.mark_params(marks), "me", lease)
+    await conn.execute(processes._MARK_STREAMING_PG, processes.mark_records(marks), "me", lease)
     stored = {r["id"]: (r["started_at"], r["first_token_at"]) for r in await conn.fetch("SELECT * FROM generations")}
     # What asyncpg itself binds for each time, read back the same way.
     expected = await conn.fetch("SELECT t FROM unnest($1::timestamptz[]) WITH ORDINALITY AS u(t, n) ORDER BY n", times)
@@ -268,7 +268,7 @@ async def test_the_first_token_mark_writes_no_index_entry(conn: Any) -> None:
     )
     now = datetime.now(UTC)
     async with conn.transaction():  # this transaction's own counts (`pg_stat_xact_user_tables`)
-        await conn.execute(processes._MARK_STREAMING_PG, *processes.mark_params([("g1", now, now)]), "me", now)
+        await conn.execute(processes._MARK_STREAMING_PG, processes.mark_records([("g1", now, now)]), "me", now)
         updated, hot = await conn.fetchrow(
             "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'generations'::regclass"
         )

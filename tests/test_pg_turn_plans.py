@@ -17,7 +17,7 @@ opening and the finalize, which the client is told about, keep the server's sync
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -82,7 +82,7 @@ async def test_the_first_token_mark_commits_without_waiting_for_its_flush(conn: 
         "VALUES ('g1', 'chat', 'alice', 'pending', 'm', 'p', '{}', now())"
     )
     now = datetime.now(UTC)
-    await conn.execute(processes._MARK_STREAMING_PG, processes.mark_records([("g1", now, now)]), "me", now)
+    await conn.execute(processes._MARK_STREAMING_PG, ["g1"], [now], [now], "me", now)
     assert await conn.fetchval("SELECT status FROM generations WHERE id = 'g1'") == "streaming"
     assert [r["setting"] for r in await conn.fetch("SELECT setting FROM seen")] == ["off"]
     # Only that transaction: the connection's next statements commit as the server says.
@@ -153,7 +153,7 @@ async def test_each_generation_is_found_by_its_key_not_among_the_active_ones(
     # Only by primary key, in the plan made on an empty table as on a bigger one: not through the
     # status index (its entries include every version of a row ever active not yet vacuumed
     # away), not a sequential scan (every row of the table).
-    assert scans(plan) == [("Index Scan", "pk_generations")], plan
+    assert scans(plan) == [("Index Scan", "pk_generations")], scans(plan)
 
 
 async def test_the_batch_statements_write_each_active_generation_and_only_those(conn: Any) -> None:
@@ -164,8 +164,7 @@ async def test_the_batch_statements_write_each_active_generation_and_only_those(
         "('c', 'chat', 'alice', 'pending', 'm', 'p', '{}', now(), 'x')"
     )
     t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
-    marks = [("a", t1, t1), ("b", t1, t2), ("c", t2, t2)]
-    await conn.execute(processes._MARK_STREAMING_PG, processes.mark_records(marks), "me", t2)
+    await conn.execute(processes._MARK_STREAMING_PG, ["a", "b", "c"], [t1, t1, t2], [t1, t2, t2], "me", t2)
     rows = await conn.fetch("SELECT id, status, started_at, first_token_at FROM generations ORDER BY id")
     assert [tuple(r) for r in rows] == [
         ("a", "streaming", t1, t1),
@@ -178,40 +177,6 @@ async def test_the_batch_statements_write_each_active_generation_and_only_those(
     assert {r["id"] for r in written} == {"a", "c"}
     texts = await conn.fetch("SELECT id, result_text FROM generations ORDER BY id")
     assert [tuple(r) for r in texts] == [("a", "new"), ("b", "x"), ("c", "xyz")]
-
-
-async def test_the_marks_records_store_each_time_as_asyncpg_binds_it(conn: Any) -> None:
-    """The mark's times go as JSON text (`processes.mark_records`), not asyncpg's binary values:
-    PostgreSQL stores the same instants, to the microsecond, for other offsets, naive times (local,
-    as asyncpg takes them), a `datetime` subclass and year 1."""
-
-    class Stamp(datetime):
-        pass
-
-    times = [
-        datetime(2026, 12, 6, 17, 2, 5, 123456, tzinfo=UTC),
-        datetime(2026, 12, 6, 17, 2, 5, tzinfo=UTC),
-        datetime(2026, 3, 29, 1, 30, 0, 1, tzinfo=timezone(timedelta(hours=5, minutes=30))),
-        datetime(2026, 3, 29, 1, 30, 0, 999999, tzinfo=timezone(-timedelta(hours=9, minutes=45))),
-        datetime(2026, 7, 1, 12, 0, 0, 500000),  # naive
-        Stamp(2026, 7, 1, 12, 0, 0, 7, tzinfo=UTC),
-        datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
-    ]
-    ids = [f"t{n}" for n in range(len(times))]
-    await conn.execute(
-        "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at) "
-        "SELECT i, 'chat', 'alice', 'pending', 'm', 'p', '{}', now() FROM unnest($1::text[]) AS i",
-        ids,
-    )
-    marks = [(i, t, times[-1 - n]) for n, (i, t) in enumerate(zip(ids, times, strict=True))]
-    lease = datetime(2026, 1, 1, tzinfo=UTC)
-    await conn.execute(processes._MARK_STREAMING_PG, processes.mark_records(marks), "me", lease)
-    stored = {r["id"]: (r["started_at"], r["first_token_at"]) for r in await conn.fetch("SELECT * FROM generations")}
-    # What asyncpg itself binds for each time, read back the same way.
-    expected = await conn.fetch("SELECT t FROM unnest($1::timestamptz[]) WITH ORDINALITY AS u(t, n) ORDER BY n", times)
-    bound = [r["t"] for r in expected]
-    assert stored == {i: (bound[n], bound[-1 - n]) for n, i in enumerate(ids)}
-    assert bound[0].microsecond == 123456
 
 
 async def test_a_new_chats_opening_reads_no_message_of_any_chat(pg_schema: tuple[str, str], conn: Any) -> None:
@@ -268,7 +233,7 @@ async def test_the_first_token_mark_writes_no_index_entry(conn: Any) -> None:
     )
     now = datetime.now(UTC)
     async with conn.transaction():  # this transaction's own counts (`pg_stat_xact_user_tables`)
-        await conn.execute(processes._MARK_STREAMING_PG, processes.mark_records([("g1", now, now)]), "me", now)
+        await conn.execute(processes._MARK_STREAMING_PG, ["g1"], [now], [now], "me", now)
         updated, hot = await conn.fetchrow(
             "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'generations'::regclass"
         )

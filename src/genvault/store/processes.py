@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from sqlalchemy import ColumnElement, and_, bindparam, delete, insert, not_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -263,37 +262,14 @@ async def checkpoint_many_sqlite(store: Store, rows: Sequence[dict[str, Any]], *
 # held the batch's rows locked meanwhile, so a finalize of one of them waited for another
 # turn's flush as well as its own (a flush took several ms on the shared server under load).
 #
-# Each generation found by primary key (`_STILL_ACTIVE_PG`): one JSON record per mark, `$1`,
-# by subscript (`generate_series`, costed as 1,000 rows), each probe `g.id = ANY(ARRAY[$1 -> n
-# ->> 'i'])`, on the subscript alone (no hash or merge join can use it). With the records as a
-# relation (`json_to_recordset`, `jsonb_to_record`) the generic plan on an empty table joined
-# them to a scan of the whole table (tests/test_pg_turn_plans.py). Three typed arrays cost
-# asyncpg's array encoder about 31 k instructions a turn (an iterable check per element among
-# them: docs/benchmarks.md, pgloop round 2); the records are one orjson call. The times go as
-# RFC 3339 text with their offset (orjson's, to the microsecond), which PostgreSQL reads back to
-# the same instant as asyncpg's binary value.
+# Each generation found by primary key (`_STILL_ACTIVE_PG`): the arrays by subscript.
 _MARK_STREAMING_PG = (
     "WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true)) "
-    "UPDATE generations AS g SET status = 'streaming', started_at = ($1::jsonb -> s.n ->> 's')::timestamptz, "
-    "first_token_at = ($1::jsonb -> s.n ->> 'f')::timestamptz, lease_owner = $2, lease_expires_at = $3 "
-    "FROM no_flush_wait, generate_series(0, jsonb_array_length($1::jsonb) - 1) AS s(n) "
-    f"WHERE g.id = ANY(ARRAY[$1::jsonb -> s.n ->> 'i']) AND {_STILL_ACTIVE_PG}"
+    "UPDATE generations AS g SET status = 'streaming', started_at = ($2::timestamptz[])[s.i], "
+    "first_token_at = ($3::timestamptz[])[s.i], lease_owner = $4, lease_expires_at = $5 "
+    "FROM no_flush_wait, generate_subscripts($1::text[], 1) AS s(i) "
+    f"WHERE g.id = ANY(ARRAY[($1::text[])[s.i]]) AND {_STILL_ACTIVE_PG}"
 )
-
-
-def _iso(value: Any) -> str:
-    """orjson's `default`: a `datetime` subclass (orjson writes only `datetime` itself)."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
-
-
-def mark_records(marks: Sequence[tuple[str, datetime, datetime]]) -> str:
-    """`_MARK_STREAMING_PG`'s `$1`: the (id, started_at, first_token_at) marks as JSON records.
-    A naive time is taken as the local time, as asyncpg binds one (`datetime.astimezone`)."""
-    if any(m[1].tzinfo is None or m[2].tzinfo is None for m in marks):
-        marks = [(i, s.astimezone(), f.astimezone()) for i, s, f in marks]
-    return orjson.dumps([{"i": i, "s": s, "f": f} for i, s, f in marks], default=_iso).decode()
 
 
 async def mark_streaming_alone(
@@ -304,8 +280,10 @@ async def mark_streaming_alone(
     so running it twice changes nothing more)."""
     if not marks:
         return
-    records = mark_records(marks)
-    await driver.run(lambda conn: conn.execute(_MARK_STREAMING_PG, records, owner, lease_until), what="write")
+    ids, started, first = ([m[k] for m in marks] for k in range(3))
+    await driver.run(
+        lambda conn: conn.execute(_MARK_STREAMING_PG, ids, started, first, owner, lease_until), what="write"
+    )
 
 
 async def mark_streaming_sqlite(

@@ -39,7 +39,7 @@ PG_VECTOR_TABLES = ("parts", "generations")
 # A chat title's vector has a table of its own, written by the AFTER trigger `chats_search_vector`
 # when a title or owner is set, so that bumping a chat row writes nothing for search (revision 0031).
 PG_CHAT_TABLE = "chat_search"
-PG_TRIGGERS = (*(f"{t}_search_vector" for t in PG_VECTOR_TABLES), "chats_search_vector")
+PG_TRIGGERS = (*(f"{t}_search_vector" for t in PG_VECTOR_TABLES), "chats_search_vector", "chats_search_vector_insert")
 
 
 def is_search_object(name: str | None) -> bool:

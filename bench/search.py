@@ -219,8 +219,6 @@ async def _drop_search(url: str) -> None:
                 for table in PG_VECTOR_TABLES:
                     await conn.execute(text(f"DROP TRIGGER {table}_search_vector ON {table}"))
                     await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN search_vector"))
-                await conn.execute(text("DROP TRIGGER chats_search_vector ON chats"))
-                await conn.execute(text("DROP TRIGGER chats_search_vector_insert ON chats"))
     finally:
         await store.aclose()
 

@@ -13,7 +13,6 @@ from sqlalchemy import String, column, inspect, table
 from sqlalchemy import text as sa_text
 
 from genvault.search.ddl import (
-    PG_CHAT_TABLE,
     PG_INDEXES,
     PG_VECTOR_COLUMN,
     SQLITE_FTS_TABLES,
@@ -62,16 +61,13 @@ async def test_upgrade_head_on_an_empty_database_matches_the_metadata_exactly(
         assert set(metadata.tables) <= tables
         assert missing == []
         # What was left out is search's and nothing else: the FTS5 tables and their shadow tables,
-        # or the GIN indexes of parts and generations and the table of chat titles' vectors.
+        # or the three GIN indexes.
         if store.dialect == "sqlite":
             shadows = {f"table {t}{s}" for t in SQLITE_FTS_TABLES for s in ("_data", "_idx", "_docsize", "_config")}
             assert left_out == {f"table {t}" for t in (*SQLITE_FTS_TABLES, SQLITE_QUEUE)} | shadows
         else:
             columns = {f"column {PG_VECTOR_COLUMN}"}  # on parts and on generations
-            # chat titles' table (revision 0031), whose index is not compared with the table left out
-            chat_titles = {f"table {PG_CHAT_TABLE}"}
-            indexes = {f"index {name}" for name in PG_INDEXES if name != "ix_chat_search_vector"}
-            assert left_out == indexes | columns | chat_titles
+            assert left_out == {f"index {name}" for name in PG_INDEXES} | columns
     finally:
         await store.aclose()
 
@@ -459,83 +455,5 @@ async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgra
         assert await constraints() == after
         async with store.read() as conn:
             assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
-    finally:
-        await store.aclose()
-
-
-@pytest.mark.empty_database
-async def test_0031_keeps_chat_title_vectors_off_the_chats_row_and_a_bump_writes_none(
-    database: tuple[str, str | None],
-) -> None:
-    """PostgreSQL: 0031 moves a chat title's search vector to `chat_search`, filled from the titled
-    chats; a chat-row bump (`last_seq`, `updated_at`) writes nothing there and no index on `chats`
-    computes a vector; a rename, a cleared title and a deleted chat keep it right; the downgrade
-    restores `ix_chats_search` and the same chats match."""
-    url, schema = database
-    if url.startswith("sqlite"):
-        pytest.skip("PostgreSQL's revision")
-    store = Store(url, schema=schema)
-    chat = (
-        "INSERT INTO chats (id, user_id, title, visibility, last_seq, created_at, updated_at) "
-        "VALUES ('{id}', 'u', {title}, 'private', 0, '2026-12-06 17:00:00+00', '2026-12-06 17:00:00+00')"
-    )
-    vector = "to_tsvector('simple', c.title) || array_to_tsvector(ARRAY['#' || md5(c.user_id)])"
-    matches = f"SELECT c.id FROM chats c WHERE ({vector}) @@ to_tsquery('simple', :q) ORDER BY 1"
-    stored = "SELECT chat_id, search_vector::text, xmin::text FROM chat_search ORDER BY 1"
-    chats_indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'chats' AND schemaname = current_schema()"
-
-    async def rows(sql: str, **params: str) -> list[tuple[Any, ...]]:
-        async with store.read() as conn:
-            return [tuple(r) for r in (await conn.execute(sa_text(sql), params)).all()]
-
-    try:
-        await upgrade(store.engine, "0030")
-        async with store.write() as conn:
-            await conn.execute(sa_text(_USER))
-            await conn.execute(sa_text(chat.format(id="a", title="'Amber birch notes'")))
-            await conn.execute(sa_text(chat.format(id="b", title="'birch'")))
-            await conn.execute(sa_text(chat.format(id="n", title="NULL")))
-        assert ("ix_chats_search",) in await rows(chats_indexes)
-        before = await rows(matches, q="birch")
-        assert before == [("a",), ("b",)]
-
-        await upgrade(store.engine)
-        assert ("ix_chats_search",) not in await rows(chats_indexes)
-        filled = await rows(stored)
-        assert [r[0] for r in filled] == ["a", "b"]  # the titled chats, filled by the migration
-        expected = await rows(f"SELECT c.id, ({vector})::text FROM chats c WHERE c.title IS NOT NULL ORDER BY 1")
-        assert [r[:2] for r in filled] == expected
-        found = (
-            "SELECT c.id FROM chat_search s JOIN chats c ON c.id = s.chat_id "
-            "WHERE s.search_vector @@ (to_tsquery('simple', :q) && ('''#' || md5('u') || '''')::tsquery) ORDER BY 1"
-        )
-        assert await rows(found, q="birch") == before
-
-        async with store.write() as conn:  # a turn's bumps
-            await conn.execute(sa_text("UPDATE chats SET last_seq = last_seq + 1, updated_at = now()"))
-            await conn.execute(sa_text("UPDATE chats SET last_seq = last_seq + 1, active_generation_id = NULL"))
-        assert await rows(stored) == filled  # not even rewritten (same xmin)
-
-        async with store.write() as conn:  # rename, clear, title a new chat and an untitled one
-            await conn.execute(sa_text("UPDATE chats SET title = 'cedar' WHERE id = 'a'"))
-            await conn.execute(sa_text("UPDATE chats SET title = NULL WHERE id = 'b'"))
-            await conn.execute(sa_text("UPDATE chats SET title = 'birch again' WHERE id = 'n'"))
-            await conn.execute(sa_text(chat.format(id="d", title="'Dogwood birch'")))
-        assert await rows(found, q="birch") == [("d",), ("n",)]
-        assert await rows(found, q="cedar") == [("a",)]
-        assert [r[:2] for r in await rows(stored)] == await rows(
-            f"SELECT c.id, ({vector})::text FROM chats c WHERE c.title IS NOT NULL ORDER BY 1"
-        )
-        async with store.write() as conn:
-            await conn.execute(sa_text("DELETE FROM chats WHERE id = 'd'"))
-        assert await rows(found, q="birch") == [("n",)]
-
-        await _downgrade(store, "0030")
-        assert ("ix_chats_search",) in await rows(chats_indexes)
-        assert await rows("SELECT to_regclass('chat_search')::text") == [(None,)]
-        assert await rows(matches, q="birch") == [("n",)]
-        await upgrade(store.engine)
-        assert await rows(found, q="birch") == [("n",)]
-        assert await rows(found, q="cedar") == [("a",)]
     finally:
         await store.aclose()

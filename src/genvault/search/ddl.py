@@ -9,7 +9,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
-    "PG_CHAT_TABLE",
     "PG_INDEXES",
     "PG_TRIGGERS",
     "PG_VECTOR_COLUMN",
@@ -31,15 +30,12 @@ SQLITE_VIEWS = tuple(f"{t}_source" for t in SQLITE_FTS_TABLES)
 SQLITE_TRIGGERS = tuple(f"{t}_{event}" for t in SQLITE_FTS_TABLES for event in ("insert", "delete", "update"))
 # FTS5 keeps each index in shadow tables named after it.
 _SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
-PG_INDEXES = ("ix_parts_search", "ix_chat_search_vector", "ix_generations_search")
+PG_INDEXES = ("ix_parts_search", "ix_chats_search", "ix_generations_search")
 # Parts and generations keep their tsvector in this column, set by a trigger of the same name
 # as its function (`<table>_search_vector`).
 PG_VECTOR_COLUMN = "search_vector"
 PG_VECTOR_TABLES = ("parts", "generations")
-# A chat title's vector has a table of its own, written by the AFTER trigger `chats_search_vector`
-# when a title or owner is set, so that bumping a chat row writes nothing for search (revision 0031).
-PG_CHAT_TABLE = "chat_search"
-PG_TRIGGERS = (*(f"{t}_search_vector" for t in PG_VECTOR_TABLES), "chats_search_vector", "chats_search_vector_insert")
+PG_TRIGGERS = tuple(f"{t}_search_vector" for t in PG_VECTOR_TABLES)
 
 
 def is_search_object(name: str | None) -> bool:
@@ -48,7 +44,7 @@ def is_search_object(name: str | None) -> bool:
         return False
     if (
         name in PG_INDEXES
-        or name in (PG_VECTOR_COLUMN, SQLITE_QUEUE, PG_CHAT_TABLE)
+        or name in (PG_VECTOR_COLUMN, SQLITE_QUEUE)
         or name in SQLITE_VIEWS
         or name in SQLITE_TRIGGERS
         or name in SQLITE_FTS_TABLES
@@ -81,16 +77,7 @@ async def missing_objects(conn: AsyncConnection) -> list[str]:
             {"column": PG_VECTOR_COLUMN},
         )
         present |= {r[0] for r in columns}
-        tables = await conn.execute(
-            text("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
-        )
-        present |= {r[0] for r in tables}
-        wanted = [
-            *PG_INDEXES,
-            *PG_TRIGGERS,
-            *(f"{t}.{PG_VECTOR_COLUMN}" for t in PG_VECTOR_TABLES),
-            PG_CHAT_TABLE,
-        ]
+        wanted = [*PG_INDEXES, *PG_TRIGGERS, *(f"{t}.{PG_VECTOR_COLUMN}" for t in PG_VECTOR_TABLES)]
     return [name for name in wanted if name not in present]
 
 

@@ -148,9 +148,9 @@ def _pg_tsquery(query: TextQuery, params: dict[str, Any]) -> str:
     return "(" + " && ".join(parts) + ")"
 
 
-# The indexed vectors (revision 0009): a stored `search_vector` on parts and generations; a
-# chat title's in `chat_search` (revision 0031), one row per titled chat, joined to its chat.
-PG_CHATS_FROM = "chat_search s JOIN chats c ON c.id = s.chat_id"
+# The indexed vectors (revision 0009): a stored `search_vector` on parts and generations, an
+# expression on chats, which a query must spell exactly as the index does to use it.
+PG_CHATS_VECTOR = "(to_tsvector('simple', c.title) || array_to_tsvector(ARRAY['#' || md5(c.user_id)]))"
 
 
 # A user with fewer rows than this in a table has a prefix search read their rows (`_pg_matched`).
@@ -299,7 +299,7 @@ def _source(dialect: str, kind: Kind, query: TextQuery, f: SearchFilters, *, ran
         date_col = "m.created_at"
     elif kind == "chat":
         if pg:
-            frm, match_where = _pg_matched(PG_CHATS_FROM, f"s.search_vector @@ {match_q}", f.user_id, "c", window)
+            frm, match_where = _pg_matched("chats c", f"{PG_CHATS_VECTOR} @@ {match_q}", f.user_id, "c", window)
             score = f"(-ts_rank_cd(to_tsvector('simple', c.title), {tsq}))::float8"
             where += match_where
             keys = ["c.id"]

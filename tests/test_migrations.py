@@ -362,9 +362,10 @@ async def test_0030_checks_a_turns_rows_in_short_expressions_and_refuses_what_it
 ) -> None:
     """PostgreSQL re-reads a table's CHECK expressions and its triggers' WHEN conditions at every
     statement that writes it: from revision 0030 those of a chat turn's tables are a fraction of
-    what they were (one call per table for `parts` and `generations`, array constants for the
-    lists), and they refuse exactly what the separate checks refused; going back to 0029 restores
-    them, and upgrading again is the same. SQLite keeps its own (revision 0028) and refuses the same."""
+    what they were (one function call for `parts`, one expression for `generations`, array
+    constants for the lists), and they refuse exactly what the separate checks refused; going back
+    to 0029 restores them, and upgrading again is the same. SQLite keeps its own (revision 0028)
+    and refuses the same."""
     url, schema = database
     store = Store(url, schema=schema)
     try:

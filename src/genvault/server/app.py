@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
-from genvault.server import gateway, otel_gate
+from genvault.server import gateway
 from genvault.server.errors import ERROR_RESPONSES, install_error_handlers
 from genvault.server.guard import InputGuard, check_path_ids
 from genvault.server.hot_route import TurnFront
@@ -129,8 +129,6 @@ def create_app(
     app.state.vault = the_vault
     app.state.metrics = metrics
     install_error_handlers(app)
-    # FastAPI's per-request check for configured OpenTelemetry, cheap while none is (`otel_gate`).
-    otel_gate.install(app)
     # genvault's middlewares, innermost first (each wraps the ones before it): the size limit
     # bounds what the guard reads whole; a caller's `traceparent` is the generations' parent; and
     # outermost, a cross-site state-changing request is refused before anything reads it. One

@@ -10,6 +10,7 @@ succeeds after an outage ends the degradation.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -17,18 +18,25 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["REDIS_ERRORS", "RedisHealth", "RedisSkipped", "connect"]
+__all__ = ["RedisHealth", "RedisSkipped", "connect", "redis_errors"]
 
 log = logging.getLogger(__name__)
 
-# What an unreachable or failing Redis raises (connection refused, timeouts, server errors).
-REDIS_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
-try:
-    from redis.exceptions import RedisError
 
-    REDIS_ERRORS = (*REDIS_ERRORS, RedisError)
-except ImportError:  # pragma: no cover - the redis extra is not installed
-    pass
+@functools.cache
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """What an unreachable or failing Redis raises (connection refused, timeouts, server errors).
+
+    A function, not a module constant, so that importing genvault (and `genvault serve` without
+    a Redis URL) does not import redis-py: `redis` imports its whole client, and with it the
+    OpenTelemetry SDK's metrics, ~0.25 s of start-up. Callers ask for it only where a Redis client
+    exists (so redis is imported already), e.g. in an `except` clause, evaluated when raised.
+    """
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - the redis extra is not installed
+        return (OSError, TimeoutError)
+    return (OSError, TimeoutError, RedisError)
 
 
 class RedisSkipped(ConnectionError):

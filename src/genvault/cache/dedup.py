@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from genvault._redis import REDIS_ERRORS, RedisHealth
+from genvault._redis import RedisHealth, redis_errors
 from genvault.cache.base import Cache
 from genvault.cache.key import cache_key
 from genvault.cache.sql import SqlCache
@@ -80,7 +80,7 @@ class Dedup:
         self.store = store
         self.settings = settings
         self.health = health or RedisHealth()
-        self._degradable: tuple[type[BaseException], ...] = REDIS_ERRORS if health is not None else ()
+        self._degradable: tuple[type[BaseException], ...] = redis_errors() if health is not None else ()
         self._leading: dict[str, str] = {}  # cache key -> generation id leading it in this process
         # Results this process has remembered (`finished`), counted so `decide` can tell whether
         # a local leader finished while it looked up; and by a slot of their key's hash, the

@@ -21,7 +21,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from genvault._redis import REDIS_ERRORS, RedisHealth
+from genvault._redis import RedisHealth, redis_errors
 from genvault.streams.memory import CLOSED_RETAIN_SECONDS, MemoryHub
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class RedisHub:
                 await pipe.execute()
             self._synced[stream_id] = count
             self.health.ok()
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self._synced[stream_id] = -1
             self.health.failed(exc, "live streams are followed in this process only until it returns")
 
@@ -112,7 +112,7 @@ class RedisHub:
             found = bool(await self.client.exists(self._key(stream_id)))
             self.health.ok()
             return found
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self.health.failed(exc, "streams of other processes are replayed from their records")
             return False
 
@@ -156,7 +156,7 @@ class RedisHub:
                             yield json.loads(fields["d"])
                     elif kind == "end" and int(fields["n"]) <= expected:
                         return
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self.health.failed(exc, "stopped following %s", stream_id)
             # Never a quiet end: a follower that stopped here would look like a whole reply.
             yield _lost(stream_id, "Redis, which carried its live stream, became unreachable")
@@ -179,7 +179,7 @@ class RedisHub:
                 pipe.xadd(key, {"k": "end", "n": index + 1})
                 pipe.expire(key, max(1, round(self.retain_seconds)))
                 await pipe.execute()
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self.health.failed(exc, "followers of %s stop when its stream expires", stream_id)
 
     async def discard(self, generation_id: str) -> None:
@@ -188,7 +188,7 @@ class RedisHub:
         self._synced.pop(generation_id, None)
         try:
             await self.client.delete(self._key(generation_id))
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self.health.failed(exc, "stream %s was not deleted from Redis", generation_id)
             raise
 

@@ -232,15 +232,22 @@ async def test_warming_opens_the_whole_pool_ahead_and_the_first_checkouts_open_n
     assert set(backends) <= held
 
 
+class _FakeConnection:
+    """An open asyncpg connection, as far as `DriverPool` looks at one."""
+
+    def is_closed(self) -> bool:
+        return False
+
+
+class _FakeRecord:
+    """What a `DriverPool`'s connect returns: a record holding its driver connection."""
+
+    def __init__(self) -> None:
+        self.driver_connection = _FakeConnection()
+
+
 async def test_a_connection_that_fails_to_open_ahead_is_left_to_open_on_demand() -> None:
     from genvault.store.driver import DriverPool
-
-    class Conn:
-        def is_closed(self) -> bool:
-            return False
-
-    class Record:
-        driver_connection = Conn()
 
     calls = 0
 
@@ -249,7 +256,7 @@ async def test_a_connection_that_fails_to_open_ahead_is_left_to_open_on_demand()
         calls += 1
         if calls == 2:
             raise OSError("connection refused")
-        return Record()
+        return _FakeRecord()
 
     pool = DriverPool(connect, size=3, timeout=1)
     assert await pool.fill() == 2  # one failed: no error, its place stays free
@@ -287,21 +294,13 @@ async def test_the_served_app_warms_its_pool_and_a_test_app_does_not(pg_schema: 
 async def test_filling_beside_a_checkout_never_opens_more_than_the_pool_holds() -> None:
     from genvault.store.driver import DriverPool
 
-    class Conn:
-        def is_closed(self) -> bool:
-            return False
-
-    class Record:
-        def __init__(self) -> None:
-            self.driver_connection = Conn()
-
     calls = 0
 
     async def connect() -> Any:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.01)
-        return Record()
+        return _FakeRecord()
 
     pool = DriverPool(connect, size=3, timeout=1)
     filling = asyncio.create_task(pool.fill())
@@ -371,16 +370,8 @@ async def test_the_served_app_readies_each_connection_for_a_turn_and_writes_noth
 async def test_a_connection_whose_readying_fails_is_kept() -> None:
     from genvault.store.driver import DriverPool
 
-    class Conn:
-        def is_closed(self) -> bool:
-            return False
-
-    class Record:
-        def __init__(self) -> None:
-            self.driver_connection = Conn()
-
     async def connect() -> Any:
-        return Record()
+        return _FakeRecord()
 
     async def ready(conn: Any) -> None:
         raise asyncpg.UndefinedTableError("no such table")

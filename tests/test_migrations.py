@@ -209,8 +209,7 @@ async def test_0028_writes_the_turns_checks_as_comparisons_and_its_downgrade_res
     )
 
     async def texts() -> dict[str, str]:
-        async with store.read() as conn:
-            return {name: sql for name, sql in (await conn.execute(sa_text(stored))).all()}
+        return await _by_name(store, stored)
 
     try:
         await upgrade(store.engine, "0027")
@@ -255,6 +254,19 @@ async def test_0028_writes_the_turns_checks_as_comparisons_and_its_downgrade_res
         assert await texts() == after
     finally:
         await store.aclose()
+
+
+# The CHECK constraints of a chat turn's tables on PostgreSQL, by name.
+_TURN_CHECKS = (
+    "FROM pg_constraint WHERE contype = 'c' AND conrelid IN "
+    "('parts'::regclass, 'generations'::regclass, 'chats'::regclass, 'messages'::regclass) ORDER BY 1"
+)
+
+
+async def _by_name(store: Store, sql: str) -> dict[str, Any]:
+    """A two-column query's rows as {first column: second column}."""
+    async with store.read() as conn:
+        return {name: value for name, value in (await conn.execute(sa_text(sql))).all()}
 
 
 async def _downgrade(store: Store, revision: str) -> None:
@@ -374,10 +386,7 @@ async def test_0030_checks_a_turns_rows_in_short_expressions_and_refuses_what_it
             await _refuses_what_the_checks_refuse(store)
             return
 
-        names = (
-            "SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid IN "
-            "('parts'::regclass, 'generations'::regclass, 'chats'::regclass, 'messages'::regclass) ORDER BY 1"
-        )
+        names = f"SELECT conname {_TURN_CHECKS}"
 
         async def sizes() -> tuple[int, int]:
             async with store.read() as conn:
@@ -425,14 +434,9 @@ async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgra
     if url.startswith("sqlite"):
         pytest.skip("PostgreSQL's revision")
     store = Store(url, schema=schema)
-    validated = (
-        "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'c' AND conrelid IN "
-        "('parts'::regclass, 'generations'::regclass, 'chats'::regclass, 'messages'::regclass) ORDER BY 1"
-    )
 
     async def constraints() -> dict[str, bool]:
-        async with store.read() as conn:
-            return {name: ok for name, ok in (await conn.execute(sa_text(validated))).all()}
+        return await _by_name(store, f"SELECT conname, convalidated {_TURN_CHECKS}")
 
     try:
         await upgrade(store.engine, "0029")

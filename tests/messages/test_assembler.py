@@ -735,11 +735,18 @@ class TestEncodeMessage:
 
 # Plain deltas (dicts from the engine) skip chunk validation; the message and the errors must be
 # those of the validating path, which a parsed model or any other mapping still takes.
-def _feed_all(chunks: list[dict[str, Any]], wrap: Any) -> tuple[dict[str, Any] | None, str | None, int | None]:
+def _feed_all(
+    chunks: list[dict[str, Any]], wrap: Any, *, texts: bool = False
+) -> tuple[dict[str, Any] | None, str | None, int | None]:
+    """The message `chunks` assemble to (each through `wrap`), or the error and its chunk's index;
+    with `texts`, each plain text delta goes to `feed_text` as the engine gives its own."""
     assembler = MessageAssembler(message_id="m1")
     try:
         for chunk in chunks:
-            assembler.feed(wrap(chunk))
+            if texts and chunk["type"] == "text-delta" and len(chunk) == 3:
+                assembler.feed_text(chunk["id"], chunk["delta"])
+            else:
+                assembler.feed(wrap(chunk))
     except StreamAssemblyError as exc:
         return None, str(exc), exc.chunk_index
     return message_to_json(assembler.message), None, None
@@ -847,20 +854,6 @@ def _finish_unvalidated(obj: Any, *, strict: bool = False) -> Any:
     return parse_chunk(obj, strict=strict)
 
 
-def _feed_texts(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None, int | None]:
-    """`_feed_all`, each text delta given to `feed_text` as the engine gives its own."""
-    assembler = MessageAssembler(message_id="m1")
-    try:
-        for chunk in chunks:
-            if chunk["type"] == "text-delta" and len(chunk) == 3:
-                assembler.feed_text(chunk["id"], chunk["delta"])
-            else:
-                assembler.feed(chunk)
-    except StreamAssemblyError as exc:
-        return None, str(exc), exc.chunk_index
-    return message_to_json(assembler.message), None, None
-
-
 @pytest.mark.parametrize(
     "chunks",
     [
@@ -891,4 +884,4 @@ def _feed_texts(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, st
     ],
 )
 def test_a_text_delta_given_as_id_and_text_assembles_like_its_chunk(chunks: list[dict[str, Any]]) -> None:
-    assert _feed_texts(chunks) == _feed_all(chunks, dict)
+    assert _feed_all(chunks, dict, texts=True) == _feed_all(chunks, dict)

@@ -190,13 +190,19 @@ async def test_writes_that_queue_while_a_group_runs_form_the_next(store: Store) 
     await names(store)
     groups = store.sqlite_groups()
     before = groups.groups
-    first: Awaitable[Any] = write_in_group(store, insert("first"))
+    # The first write is held on the writer's thread until the others have queued: "meanwhile"
+    # made certain (a first group that ended before they queued left each to a group of its own).
+    gate = _Gate()
+    first: Awaitable[Any] = write_in_group(store, gate.work("first"))
     task = asyncio.ensure_future(first)
-    await turns_of_the_loop()
+    await asyncio.to_thread(gate.entered.wait, 30)
     assert groups._running  # the first taken into its group, running
     assert not groups._queue
     rest = [asyncio.ensure_future(write_in_group(store, insert(n))) for n in ("x", "y", "z")]
-    assert await task == ("first",)
+    await turns_of_the_loop()
+    assert len(groups._queue) == 3
+    gate.open.set()
+    assert await task == "first"
     assert [await r for r in rest] == [("x",), ("y",), ("z",)]
     assert groups.groups == before + 2
     assert await names(store) == ["first", "x", "y", "z"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench._proc import cpu_seconds
+from bench._proc import counters, cpu_seconds
 
 
 async def _backends(url: str) -> tuple[Any, dict[int, float]]:
@@ -114,10 +114,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         kinds.clear()
         database, db_start = await _backends(args.database_url) if args.database_url else (None, {})
         cpu_start = cpu_seconds(args.server_pid) if args.server_pid else None
+        counted = counters(args.server_pid) if args.server_pid else None
         start = time.perf_counter()
         await asyncio.gather(*(worker(start + args.duration) for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - start
         cpu = cpu_seconds(args.server_pid) - cpu_start if cpu_start is not None else None
+        if counted is not None:
+            counted = {name: value - counted[name] for name, value in counters(args.server_pid).items()}
         db_cpu = None
         if database is not None:
             # A backend that started in the window counts from zero (its connection's setup included).
@@ -132,6 +135,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "latencies_s": latencies,
         # The server's user + system CPU over the measured window (not the warm-up).
         "server_cpu_s": cpu,
+        # The same window's split of it (user, system), its minor page faults and context
+        # switches (`_proc.counters`): where CPU time goes that instruction counts do not show.
+        "server_counters": counted,
         # The database's backends' user + system CPU over the same window (`--database-url`).
         "database_cpu_s": db_cpu,
     }

@@ -69,6 +69,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def counters(pid: int) -> dict[str, float]:
+    """What a process's CPU time is made of beside its instructions, so far (from /proc): user and
+    system CPU seconds and minor page faults of all its threads, and their voluntary (waits) and
+    involuntary (preempted) context switches. `bench._load` reports them per window."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    got = {
+        "user_s": int(fields[11]) / _TICK,
+        "system_s": int(fields[12]) / _TICK,
+        "minor_faults": float(fields[7]),
+        "voluntary_switches": 0.0,
+        "involuntary_switches": 0.0,
+    }
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    got["voluntary_switches"] += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    got["involuntary_switches"] += int(line.split()[1])
+    return got
+
+
 def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -35,13 +35,14 @@ from bench import _proc
 from bench._common import DATABASES, fresh_database
 
 HERE = _proc.ROOT
+# One load's figures: CPU ms per turn, turns/s, errors, the database's CPU ms per turn, counters per turn.
+Result = tuple[float, float, int, float | None, dict[str, float]]
 
 
-def _load(
-    base_url: str, pid: int, clients: int, duration: float, database: str | None = None
-) -> tuple[float, float, int, float | None]:
-    """CPU ms per turn, turns/s, errors, and the database's backends' CPU ms per turn (given
-    `database`, a PostgreSQL URL)."""
+def _load(base_url: str, pid: int, clients: int, duration: float, database: str | None = None) -> Result:
+    """CPU ms per turn, turns/s, errors, the database's backends' CPU ms per turn (given
+    `database`, a PostgreSQL URL), and the server's counters per turn (`_proc.counters`: user
+    and system ms, minor faults, context switches)."""
     command = [sys.executable, "-m", "bench._load", "--url", base_url, "--kind", "chat"]
     command += ["--concurrency", str(clients), "--duration", str(duration), "--server-pid", str(pid)]
     if database is not None:
@@ -51,7 +52,8 @@ def _load(
     got = json.loads(out)
     turns = got["requests"]
     db_ms = 1000 * got["database_cpu_s"] / turns if got.get("database_cpu_s") is not None else None
-    return 1000 * got["server_cpu_s"] / turns, turns / got["elapsed_s"], got["errors"], db_ms
+    per_turn = {name: value / turns for name, value in got["server_counters"].items()}
+    return 1000 * got["server_cpu_s"] / turns, turns / got["elapsed_s"], got["errors"], db_ms, per_turn
 
 
 async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
@@ -79,7 +81,7 @@ async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
         names = list(servers)
         for url, pid in servers.values():  # warm-up
             await asyncio.to_thread(_load, url, pid, args.clients, 1.0)
-        results: dict[str, list[tuple[float, float, int, float | None]]] = {name: [] for name in names}
+        results: dict[str, list[Result]] = {name: [] for name in names}
         for round_ in range(args.rounds):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order if round_ % 2 == 0 else order[::-1]:
@@ -98,6 +100,15 @@ async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
                 flush=True,
             )
         rounds = range(args.rounds)
+        for name in names:
+            # What the CPU per turn is made of (medians of the rounds): the system part, page
+            # faults and preemptions are where time exceeds what instruction counts show.
+            split = {key: statistics.median(r[4][key] for r in results[name]) for key in results[name][0][4]}
+            print(
+                f"{args.db} {name} per turn: user {1000 * split['user_s']:.2f} ms, system "
+                f"{1000 * split['system_s']:.2f} ms, minor faults {split['minor_faults']:.2f}, context switches "
+                f"{split['voluntary_switches']:.2f} voluntary, {split['involuntary_switches']:.2f} involuntary"
+            )
         for name in names[1:]:
             to_bare = statistics.median(results[name][i][0] / results["bare"][i][0] for i in rounds)
             to_base = statistics.median(results[name][i][0] / results["base"][i][0] for i in rounds)

@@ -71,8 +71,11 @@ def cpu_seconds(pid: int) -> float:
 
 def counters(pid: int) -> dict[str, float]:
     """What a process's CPU time is made of beside its instructions, so far (from /proc): user and
-    system CPU seconds and minor page faults of all its threads, and their voluntary (waits) and
-    involuntary (preempted) context switches. `bench._load` reports them per window."""
+    system CPU seconds and minor page faults of all its threads, their voluntary (waits) and
+    involuntary (preempted) context switches, and its read and write syscalls (`/proc/PID/io`'s
+    `syscr`/`syscw`: socket reads and writes through read/write/readv/writev, as libuv makes
+    them; counted without strace, which slows the process and so changes how writes batch).
+    `bench._load` reports them per window."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     got = {
         "user_s": int(fields[11]) / _TICK,
@@ -81,6 +84,10 @@ def counters(pid: int) -> dict[str, float]:
         "voluntary_switches": 0.0,
         "involuntary_switches": 0.0,
     }
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        name, _, value = line.partition(": ")
+        if name in ("syscr", "syscw"):
+            got["read_syscalls" if name == "syscr" else "write_syscalls"] = float(value)
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
             for line in (task / "status").read_text().splitlines():

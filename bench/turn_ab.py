@@ -107,7 +107,8 @@ async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
             print(
                 f"{args.db} {name} per turn: user {1000 * split['user_s']:.2f} ms, system "
                 f"{1000 * split['system_s']:.2f} ms, minor faults {split['minor_faults']:.2f}, context switches "
-                f"{split['voluntary_switches']:.2f} voluntary, {split['involuntary_switches']:.2f} involuntary"
+                f"{split['voluntary_switches']:.2f} voluntary, {split['involuntary_switches']:.2f} involuntary, "
+                f"syscalls {split['read_syscalls']:.1f} read, {split['write_syscalls']:.1f} write"
             )
         for name in names[1:]:
             to_bare = statistics.median(results[name][i][0] / results["bare"][i][0] for i in rounds)

@@ -26,7 +26,7 @@ def test_the_load_generator_expires_an_idle_connection_well_before_the_servers_k
     assert server_timeout - KEEPALIVE_EXPIRY_S >= 2
 
 
-def test_a_process_s_counters_show_its_system_time_page_faults_and_waits() -> None:
+def test_a_process_s_counters_show_its_system_time_page_faults_waits_and_read_and_write_syscalls() -> None:
     # `bench._load` reports them over its window (`server_counters`), and `bench.turn_ab` per turn.
     pid = os.getpid()
     before = counters(pid)
@@ -35,9 +35,24 @@ def test_a_process_s_counters_show_its_system_time_page_faults_and_waits() -> No
         for page in range(pages):
             fresh[page * mmap.PAGESIZE] = 1
     time.sleep(0.01)  # a wait: a voluntary context switch
+    reader, writer = os.pipe()
+    os.write(writer, b"x")  # one write syscall and one read
+    os.read(reader, 1)
+    os.close(reader)
+    os.close(writer)
     after = counters(pid)
-    assert set(after) == {"user_s", "system_s", "minor_faults", "voluntary_switches", "involuntary_switches"}
+    assert set(after) == {
+        "user_s",
+        "system_s",
+        "minor_faults",
+        "voluntary_switches",
+        "involuntary_switches",
+        "read_syscalls",
+        "write_syscalls",
+    }
     assert after["minor_faults"] - before["minor_faults"] >= pages
     assert after["voluntary_switches"] > before["voluntary_switches"]
+    assert after["write_syscalls"] > before["write_syscalls"]
+    assert after["read_syscalls"] > before["read_syscalls"]
     assert all(after[name] >= before[name] for name in after)
     assert after["user_s"] + after["system_s"] == pytest.approx(cpu_seconds(pid), abs=0.05)

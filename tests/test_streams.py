@@ -353,6 +353,53 @@ async def test_a_followers_sink_takes_what_is_published_once_it_caught_up_until_
     assert await waiting == ([], True)  # the close ends the sink's turn: the last batch
 
 
+async def test_a_delta_published_as_plain_goes_to_the_followers_delta_sink_under_the_same_rules() -> None:
+    """`publish_nowait(..., delta=True)` (the engine's text deltas): to the follower's `delta_sink`,
+    the other chunks to its `sink`; a decline by either hands the stream back to the follower, and
+    both are removed together. Without a `delta_sink`, the `sink` takes both."""
+    hub = MemoryHub()
+    await hub.open("s")
+    deltas = [{"type": "text-delta", "id": "t", "delta": f"w{i} "} for i in range(4)]
+    end = {"type": "text-end", "id": "t"}
+    by_sink: list[dict[str, Any]] = []
+    by_delta_sink: list[dict[str, Any]] = []
+
+    def sink(chunk: dict[str, Any]) -> bool:
+        by_sink.append(chunk)
+        return chunk is not end
+
+    def delta_sink(chunk: dict[str, Any]) -> bool:
+        by_delta_sink.append(chunk)
+        return chunk is not deltas[2]
+
+    batches = hub.follow_batches("s", sink=sink, delta_sink=delta_sink)
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)  # caught up: the sinks are set
+    hub.publish_nowait("s", deltas[0], delta=True)
+    hub.publish_nowait("s", deltas[1])  # not vouched for: the general sink
+    assert (by_delta_sink, by_sink) == ([deltas[0]], [deltas[1]])
+    assert not waiting.done()
+    hub.publish_nowait("s", deltas[2], delta=True)  # declined: the follower's from here
+    hub.publish_nowait("s", deltas[3], delta=True)
+    assert await waiting == (deltas[2:], False)
+    assert by_delta_sink == [deltas[0], deltas[2]]
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)
+    hub.publish_nowait("s", end)  # declined by the general sink: both removed
+    hub.publish_nowait("s", deltas[0], delta=True)
+    assert await waiting == ([end, deltas[0]], False)
+    assert by_delta_sink == [deltas[0], deltas[2]]
+    await hub.close("s")
+
+    await hub.open("u")
+    alone: list[dict[str, Any]] = []
+    waiting = asyncio.ensure_future(anext(hub.follow_batches("u", sink=lambda chunk: alone.append(chunk) is None)))
+    await asyncio.sleep(0)
+    hub.publish_nowait("u", deltas[0], delta=True)
+    assert alone == [deltas[0]]  # no `delta_sink`: the sink takes it
+    waiting.cancel()
+
+
 async def test_a_cancelled_followers_sink_is_removed() -> None:
     hub = MemoryHub()
     await hub.open("s")

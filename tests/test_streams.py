@@ -283,6 +283,33 @@ async def test_a_running_stream_holds_a_few_bytes_per_token_in_the_memory_hub() 
     assert held < 2000 * 40, held
 
 
+async def test_deltas_published_as_plain_among_other_chunks_are_given_back_as_published() -> None:
+    """Compaction takes the values of the deltas published with `delta=True` without testing
+    them, and tests every chunk published otherwise, whatever came before it."""
+    hub = MemoryHub()
+    await hub.open("s")
+    published: list[tuple[dict[str, Any], bool]] = []
+    for i in range(150):
+        kind = "reasoning-delta" if i % 40 < 5 else "text-delta"
+        published.append(({"type": kind, "id": f"p{i // 20}", "delta": f" w{i}\n é"}, True))
+        if i % 17 == 0:
+            published.append(({"type": "text-delta", "id": "x", "delta": "y", "providerMetadata": {}}, False))
+        if i % 23 == 0:
+            published.append(({"type": "text-delta", "id": f"q{i}", "delta": f"{i}"}, False))  # plain, tested
+        if i % 31 == 0:
+            published.append(({"type": "finish-step"}, False))
+    for chunk, delta in published:
+        hub.publish_nowait("s", chunk, delta=delta)
+    chunks = [chunk for chunk, _ in published]
+    assert hub.chunks("s") == chunks
+    assert [list(c) for c in hub.chunks("s")] == [list(c) for c in chunks]  # key order too
+    stream = hub._streams["s"]
+    assert stream.compacted == len(chunks) - 16 - len(chunks) % 16
+    assert sum(type(slot) is tuple for slot in stream.chunks) > 100  # the plain deltas, compacted
+    await hub.close("s")
+    assert [c async for c in hub.follow("s", 7)] == chunks[7:]
+
+
 async def test_a_compacted_delta_gives_back_the_published_chunk_whatever_its_id_and_text_hold() -> None:
     hub = MemoryHub()
     await hub.open("s")

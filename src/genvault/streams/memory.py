@@ -46,6 +46,9 @@ class _Stream:
     # Chunks as published, or for a compacted plain delta its part's `(type, id)` (see `chunk`).
     chunks: list[Any] = field(default_factory=list)
     compacted: int = 0  # chunks before this index were looked at by `_compact`
+    # Chunks from this index on were published as plain deltas (`publish_nowait(..., delta=True)`):
+    # `compact` takes their three values without testing them.
+    plain_from: int = 0
     # The compacted deltas' text end to end, and each compacted index's `[start, end)` in it at
     # `spans[2 * index]`, `spans[2 * index + 1]` (zeros for a chunk kept as published).
     text: str = ""
@@ -106,8 +109,10 @@ class _Stream:
         pieces: list[str] = []
         offset = len(self.text)
         key: tuple[str, str] | None = None
+        plain_from = self.plain_from
         for index in range(self.compacted, end):
-            delta = plain_delta(chunks[index])
+            chunk = chunks[index]
+            delta = (chunk["type"], chunk["id"], chunk["delta"]) if index >= plain_from else plain_delta(chunk)
             if delta is None:
                 spans.extend((0, 0))
                 continue
@@ -160,6 +165,8 @@ class MemoryHub:
         stream = self._streams[stream_id]
         chunks = stream.chunks
         chunks.append(chunk)
+        if not delta:
+            stream.plain_from = len(chunks)
         if not len(chunks) % _KEEP_RECENT:
             stream.compact()
         sink = stream.delta_sink if delta else stream.sink

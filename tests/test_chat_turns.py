@@ -497,6 +497,30 @@ async def test_a_turns_tokens_reach_its_message_through_the_text_sink(
     assert "".join(p["text"] for p in reply["parts"] if p["type"] == "text") == streamed
 
 
+async def test_a_turns_text_deltas_after_each_parts_first_are_published_as_plain_deltas(
+    client: httpx.AsyncClient, provider: tm.TestProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine builds an open text part's deltas itself and publishes them vouched for
+    (`MemoryHub.publish_nowait(..., delta=True)`, which the response writes without testing
+    them); a part's first delta, and every other chunk, as the translator gives them."""
+    engine = client.vault.engine  # type: ignore[attr-defined]
+    published: list[tuple[dict[str, Any], bool]] = []
+    original = engine._publish_nowait
+
+    def counted(stream_id: str, chunk: dict[str, Any], *, delta: bool = False) -> None:
+        published.append((chunk, delta))
+        original(stream_id, chunk, delta=delta)
+
+    monkeypatch.setattr(engine, "_publish_nowait", counted)
+    provider.enqueue(tm.text("one two three"), tm.reasoning("hm"), tm.text(" four five"))
+    events = await post_chat(client, {"id": "c", "messages": [user("u1", "hi")], "trigger": "submit-message"})
+    sent = [e for e in events if isinstance(e, dict)]
+    assert [chunk for chunk, _ in published][:-1] == sent[:-1]  # the `finish` as this client's level takes it
+    vouched = [chunk["delta"] for chunk, delta in published if delta]
+    assert vouched == [" two", " three", " five"]
+    assert all(chunk["type"] == "text-delta" and list(chunk) == ["type", "id", "delta"] for chunk, d in published if d)
+
+
 def _deep(levels: int) -> Any:
     value: Any = "x"
     for _ in range(levels):

@@ -309,13 +309,14 @@ async def old_path_body(hub: MemoryHub, compat: str = "5.0.0") -> bytes:
     return b"".join([frame async for frame in HubReply(hub, "s", compat)])
 
 
-async def test_a_token_published_once_the_response_caught_up_is_written_at_once_by_the_publisher() -> None:
+@pytest.mark.parametrize("delta", [False, True])  # True: as the engine publishes its text deltas
+async def test_a_token_published_once_the_response_caught_up_is_written_at_once_by_the_publisher(delta: bool) -> None:
     hub = await opened()
     client = Client()
     task = await following(hub, client)
     written = len(client.sent)
     for n, chunk in enumerate(DELTAS, 1):
-        hub.publish_nowait("s", chunk)  # no await: written in this call, by this task
+        hub.publish_nowait("s", chunk, delta=delta)  # no await: written in this call, by this task
         assert len(client.sent) == written + n
         assert client.sent[-1] == {
             "type": "http.response.body",
@@ -333,6 +334,29 @@ async def test_a_token_published_once_the_response_caught_up_is_written_at_once_
     last = client.sent[-1]
     assert last["more_body"] is False
     assert parse_sse(last["body"]) == [ENDING[2], "[DONE]"]  # `finish` with `[DONE]`, as before
+    assert client.body == await old_path_body(hub)
+
+
+async def test_plain_deltas_of_several_parts_are_written_as_the_response_would_write_them() -> None:
+    """`DirectSend.write_delta` keeps each event's start per part (its type and id): parts that
+    change, a reasoning part with a text part's id, ids and texts that JSON escapes."""
+    hub = await opened()
+    client = Client()
+    task = await following(hub, client)
+    published = [
+        {"type": "text-delta", "id": "t", "delta": ' "w0"'},
+        {"type": "reasoning-delta", "id": "t", "delta": "hm\n"},
+        {"type": "reasoning-delta", "id": "t", "delta": "\\ é"},
+        {"type": "text-delta", "id": 'u"\u2028', "delta": "x\x00"},
+        {"type": "text-delta", "id": "t", "delta": "😀"},
+    ]
+    for chunk in published:
+        hub.publish_nowait("s", chunk, delta=True)
+    assert parse_sse(client.body)[len(OPENING) :] == published  # each written at once
+    for chunk in ENDING:
+        hub.publish_nowait("s", chunk)
+    await hub.close("s")
+    await task
     assert client.body == await old_path_body(hub)
 
 
@@ -379,11 +403,12 @@ async def test_a_failing_write_ends_the_response_with_its_error_and_the_publishe
     assert len(hub.chunks("s")) == len(OPENING + DELTAS + ENDING)
 
 
-async def test_a_token_that_cannot_be_encoded_fails_the_response_not_the_publisher() -> None:
+@pytest.mark.parametrize("delta", [False, True])
+async def test_a_token_that_cannot_be_encoded_fails_the_response_not_the_publisher(delta: bool) -> None:
     hub = await opened()
     client = Client()
     task = await following(hub, client)
-    hub.publish_nowait("s", {"type": "text-delta", "id": "t", "delta": "\ud800"})  # never raises
+    hub.publish_nowait("s", {"type": "text-delta", "id": "t", "delta": "\ud800"}, delta=delta)  # never raises
     for chunk in ENDING:
         hub.publish_nowait("s", chunk)
     await hub.close("s")

@@ -283,6 +283,33 @@ async def test_a_running_stream_holds_a_few_bytes_per_token_in_the_memory_hub() 
     assert held < 2000 * 40, held
 
 
+async def test_deltas_published_as_plain_among_other_chunks_are_given_back_as_published() -> None:
+    """Compaction takes the values of the deltas published with `delta=True` without testing
+    them, and tests every chunk published otherwise, whatever came before it."""
+    hub = MemoryHub()
+    await hub.open("s")
+    published: list[tuple[dict[str, Any], bool]] = []
+    for i in range(150):
+        kind = "reasoning-delta" if i % 40 < 5 else "text-delta"
+        published.append(({"type": kind, "id": f"p{i // 20}", "delta": f" w{i}\n é"}, True))
+        if i % 17 == 0:
+            published.append(({"type": "text-delta", "id": "x", "delta": "y", "providerMetadata": {}}, False))
+        if i % 23 == 0:
+            published.append(({"type": "text-delta", "id": f"q{i}", "delta": f"{i}"}, False))  # plain, tested
+        if i % 31 == 0:
+            published.append(({"type": "finish-step"}, False))
+    for chunk, delta in published:
+        hub.publish_nowait("s", chunk, delta=delta)
+    chunks = [chunk for chunk, _ in published]
+    assert hub.chunks("s") == chunks
+    assert [list(c) for c in hub.chunks("s")] == [list(c) for c in chunks]  # key order too
+    stream = hub._streams["s"]
+    assert stream.compacted == len(chunks) - 16 - len(chunks) % 16
+    assert sum(type(slot) is tuple for slot in stream.chunks) > 100  # the plain deltas, compacted
+    await hub.close("s")
+    assert [c async for c in hub.follow("s", 7)] == chunks[7:]
+
+
 async def test_a_compacted_delta_gives_back_the_published_chunk_whatever_its_id_and_text_hold() -> None:
     hub = MemoryHub()
     await hub.open("s")
@@ -351,6 +378,53 @@ async def test_a_followers_sink_takes_what_is_published_once_it_caught_up_until_
     await hub.close("s")
     assert taken == [*published[1:3], published[5]]
     assert await waiting == ([], True)  # the close ends the sink's turn: the last batch
+
+
+async def test_a_delta_published_as_plain_goes_to_the_followers_delta_sink_under_the_same_rules() -> None:
+    """`publish_nowait(..., delta=True)` (the engine's text deltas): to the follower's `delta_sink`,
+    the other chunks to its `sink`; a decline by either hands the stream back to the follower, and
+    both are removed together. Without a `delta_sink`, the `sink` takes both."""
+    hub = MemoryHub()
+    await hub.open("s")
+    deltas = [{"type": "text-delta", "id": "t", "delta": f"w{i} "} for i in range(4)]
+    end = {"type": "text-end", "id": "t"}
+    by_sink: list[dict[str, Any]] = []
+    by_delta_sink: list[dict[str, Any]] = []
+
+    def sink(chunk: dict[str, Any]) -> bool:
+        by_sink.append(chunk)
+        return chunk is not end
+
+    def delta_sink(chunk: dict[str, Any]) -> bool:
+        by_delta_sink.append(chunk)
+        return chunk is not deltas[2]
+
+    batches = hub.follow_batches("s", sink=sink, delta_sink=delta_sink)
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)  # caught up: the sinks are set
+    hub.publish_nowait("s", deltas[0], delta=True)
+    hub.publish_nowait("s", deltas[1])  # not vouched for: the general sink
+    assert (by_delta_sink, by_sink) == ([deltas[0]], [deltas[1]])
+    assert not waiting.done()
+    hub.publish_nowait("s", deltas[2], delta=True)  # declined: the follower's from here
+    hub.publish_nowait("s", deltas[3], delta=True)
+    assert await waiting == (deltas[2:], False)
+    assert by_delta_sink == [deltas[0], deltas[2]]
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)
+    hub.publish_nowait("s", end)  # declined by the general sink: both removed
+    hub.publish_nowait("s", deltas[0], delta=True)
+    assert await waiting == ([end, deltas[0]], False)
+    assert by_delta_sink == [deltas[0], deltas[2]]
+    await hub.close("s")
+
+    await hub.open("u")
+    alone: list[dict[str, Any]] = []
+    waiting = asyncio.ensure_future(anext(hub.follow_batches("u", sink=lambda chunk: alone.append(chunk) is None)))
+    await asyncio.sleep(0)
+    hub.publish_nowait("u", deltas[0], delta=True)
+    assert alone == [deltas[0]]  # no `delta_sink`: the sink takes it
+    waiting.cancel()
 
 
 async def test_a_cancelled_followers_sink_is_removed() -> None:

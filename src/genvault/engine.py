@@ -80,6 +80,12 @@ PrepareRequest = Callable[[ModelRequest], Awaitable[None]]
 _DERIVED_REQUEST_KEYS = ("messages_before",)
 
 
+class _PublishNowait(Protocol):
+    """`MemoryHub.publish_nowait`."""
+
+    def __call__(self, stream_id: str, chunk: Chunk, *, delta: bool = False) -> None: ...
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -119,7 +125,7 @@ class Engine:
         self.dedup = dedup
         # The in-process hub publishes without a coroutine (one per token saved); others are
         # awaited, and so is a subclass that overrides `publish`.
-        self._publish_nowait: Callable[[str, Chunk], None] | None = (
+        self._publish_nowait: _PublishNowait | None = (
             hub.publish_nowait if isinstance(hub, MemoryHub) and type(hub).publish is MemoryHub.publish else None
         )
         # This process's heartbeat, checkpoint writer and sweeper (its own connections).
@@ -406,6 +412,8 @@ class Engine:
                 if prepare_request is not None:
                     await prepare_request(request)
                 answered = False
+                # The translator's open text part, known since it last translated, else None.
+                part: str | None = None
                 async for event in provider.stream(request):
                     if not answered:  # the step's first event (the run's first token: only once)
                         answered = True
@@ -414,21 +422,23 @@ class Engine:
                     if type(event) is StreamTextDelta and publish_here is not None:
                         # One per token: what the general branch below does for a text delta,
                         # without its isinstance chain and the publishing coroutine, and for the
-                        # delta of an open text part without the translator's list and the loop
-                        # of `_publish_here`.
+                        # string delta of an open text part without the translator's list, the
+                        # loop of `_publish_here` and the sinks' tests of the chunk it built.
                         text = event.text
                         run.text.append(text)
-                        chunk = translator.text_delta(text)
-                        if chunk is None:  # it opens a text part (or is empty)
+                        if part is None or not text or type(text) is not str:  # opens a part, or not plain
                             self._publish_here(run, translator.translate(event), sink)
+                            part = translator.open_text()
                             continue
-                        if text_sink is not None and type(text) is str:  # else the sink's checks decide
-                            text_sink(chunk["id"], text)
+                        chunk = {"type": "text-delta", "id": part, "delta": text}  # as `translate` gives it
+                        if text_sink is not None:
+                            text_sink(part, text)
                         elif sink is not None:
                             sink(chunk)
-                        publish_here(generation_id, chunk)
+                        publish_here(generation_id, chunk, delta=True)  # a plain delta, built here
                         run.dirty = True
                         continue
+                    part = None  # whatever the translator does next decides
                     if isinstance(event, StreamUsage):
                         run.add_usage(event)
                     elif isinstance(event, StreamFinish):

@@ -71,14 +71,12 @@ class ChunkTranslator:
             self._open_metadata = provider_metadata
         return out
 
-    def text_delta(self, text: str) -> Chunk | None:
-        """`translate(StreamTextDelta(text))` when that is one `text-delta` chunk (a text part is
-        open and `text` is not empty): the chunk, without the list and the `match`. None
-        otherwise, and nothing changed: then `translate` gives the chunks. One per token."""
+    def open_text(self) -> str | None:
+        """The id of the open text part, if one is. Until this translator is called again, a text
+        delta `text` that is not empty translates to `[{"type": "text-delta", "id": <that id>,
+        "delta": text}]`, which a caller may build itself (the engine, one per token)."""
         open_run = self._open
-        if open_run is None or not text or open_run[0] != "text":
-            return None
-        return {"type": "text-delta", "id": open_run[1], "delta": text}
+        return open_run[1] if open_run is not None and open_run[0] == "text" else None
 
     def start_step(self) -> list[Chunk]:
         return [{"type": "start-step"}]

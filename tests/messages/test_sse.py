@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from json.encoder import encode_basestring
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from genvault.messages import (
     parse_sse,
 )
 from genvault.messages.chunks import boundary_wire, downgrade_for_client, plain_delta
-from genvault.messages.sse import delta_event, encode_boundary_sse, encode_delta_sse
+from genvault.messages.sse import delta_event, delta_prefix, encode_boundary_sse, encode_delta_sse
 
 from .strategies import json_values
 
@@ -206,6 +207,20 @@ def test_a_delta_event_is_the_plain_delta_encoded_or_none(chunk: dict[str, Any])
         return
     assert delta_event(chunk) == expected
     assert delta_event(dict(chunk)) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["text-delta", "reasoning-delta"]), st.text(max_size=6), st.text(max_size=6))
+def test_a_delta_prefix_is_the_start_of_each_of_its_parts_events(kind: str, stream_id: str, delta: str) -> None:
+    """`delta_prefix(kind, id)`, then the delta's JSON string and the event's end: the bytes of
+    `encode_delta_sse`, or its encoding error (a lone surrogate)."""
+    try:
+        expected = encode_delta_sse(kind, stream_id, delta)
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            f"{delta_prefix(kind, stream_id)}{encode_basestring(delta)}}}\n\n".encode()
+        return
+    assert f"{delta_prefix(kind, stream_id)}{encode_basestring(delta)}}}\n\n".encode() == expected
 
 
 def test_a_delta_event_declines_what_is_not_a_dict_of_three_keys() -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "SSE_DONE",
     "UI_MESSAGE_STREAM_HEADERS",
     "delta_event",
+    "delta_prefix",
     "encode_boundary_sse",
     "encode_delta_sse",
     "encode_sse",
@@ -53,6 +54,13 @@ def encode_delta_sse(kind: str, stream_id: str, delta: str) -> bytes:
     # `encode_basestring` is what `json.dumps(str, ensure_ascii=False)` runs for a string.
     body = f'{_DELTA_PREFIX[kind]}{encode_basestring(stream_id)},"delta":{encode_basestring(delta)}}}\n\n'
     return body.encode("utf-8")
+
+
+def delta_prefix(kind: str, stream_id: str) -> str:
+    """What `encode_delta_sse(kind, stream_id, delta)` decodes to before the delta's JSON string,
+    the same for every delta of a part: a writer that keeps it per part encodes only each delta
+    (`server.streaming.DirectSend.write_delta`)."""
+    return f'{_DELTA_PREFIX[kind]}{encode_basestring(stream_id)},"delta":'
 
 
 def delta_event(chunk: Any) -> bytes | None:

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Generator
+from json.encoder import encode_basestring
 from typing import Any
 
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Send
 
-from genvault.messages.chunks import boundary_wire, downgrade_for_client
+from genvault.messages.chunks import boundary_wire, downgrade_for_client, plain_delta
 from genvault.messages.sse import (
     SSE_DONE,
     UI_MESSAGE_STREAM_HEADERS,
     delta_event,
+    delta_prefix,
     encode_boundary_sse,
     encode_sse,
 )
@@ -101,7 +103,8 @@ class HubReply:
         """The same bytes for the response to send with the returned `DirectSend.send`, except the
         token events its sink wrote from the generation's task (the same bytes, in their place)."""
         direct = DirectSend(send)
-        return _sse_batches(self.hub.follow_batches(self.stream_id, sink=direct.write), self.compat), direct
+        batches = self.hub.follow_batches(self.stream_id, sink=direct.write, delta_sink=direct.write_delta)
+        return _sse_batches(batches, self.compat), direct
 
 
 class DirectSend:
@@ -124,17 +127,28 @@ class DirectSend:
         self._waiting: asyncio.Future[None] | None = None  # the sink's write the client held up
         self._failed: Exception | None = None
         self._gone = False
+        # The last delta's part (`(type, id)`) and its events' start (`sse.delta_prefix`).
+        self._part: tuple[str, str] = ("", "")
+        self._prefix = ""
 
     def write(self, chunk: dict[str, Any]) -> bool:
         """The hub's sink, in the generation's task: True when the chunk is taken."""
+        if plain_delta(chunk) is None:  # a boundary or the end: declined
+            return False
+        return self.write_delta(chunk)
+
+    def write_delta(self, chunk: dict[str, Any]) -> bool:
+        """`write` of a plain delta (published with `MemoryHub.publish_nowait(..., delta=True)`: its
+        keys and their types hold, so `delta_event`'s test is skipped), its event's start kept per
+        part: one token's event costs one string encoding, its delta's. The same bytes as `write`."""
         if self._gone or self._waiting is not None or self._failed is not None:
             return False
         try:  # the encoding too: a lone surrogate in a delta fails it, and that is the response's error
-            body = delta_event(chunk)
-            if body is None:
-                return False
-            message = {"type": "http.response.body", "body": body, "more_body": True}
-            steps = self._send(message).__await__()
+            part = (chunk["type"], chunk["id"])
+            if part != self._part:
+                self._part, self._prefix = part, delta_prefix(*part)
+            body = f"{self._prefix}{encode_basestring(chunk['delta'])}}}\n\n".encode()
+            steps = self._send({"type": "http.response.body", "body": body, "more_body": True}).__await__()
             waits_on = next(steps, _DONE)
         except Exception as exc:
             self._failed = exc

@@ -46,6 +46,9 @@ class _Stream:
     # Chunks as published, or for a compacted plain delta its part's `(type, id)` (see `chunk`).
     chunks: list[Any] = field(default_factory=list)
     compacted: int = 0  # chunks before this index were looked at by `_compact`
+    # Chunks from this index on were published as plain deltas (`publish_nowait(..., delta=True)`):
+    # `compact` takes their three values without testing them.
+    plain_from: int = 0
     # The compacted deltas' text end to end, and each compacted index's `[start, end)` in it at
     # `spans[2 * index]`, `spans[2 * index + 1]` (zeros for a chunk kept as published).
     text: str = ""
@@ -63,12 +66,14 @@ class _Stream:
     # at once; `sink_end` is what that follower waits on, resolved when the sink is removed with the
     # index of the first chunk it did not take.
     sink: Callable[[dict[str, Any]], bool] | None = None
+    # The same follower's sink for a plain delta its publisher vouches for (`publish_nowait`).
+    delta_sink: Callable[[dict[str, Any]], bool] | None = None
     sink_end: asyncio.Future[int] | None = None
 
     def detach(self, end: int) -> None:
         """Remove the sink; its follower goes on from chunk `end`."""
         waiting = self.sink_end
-        self.sink = self.sink_end = None
+        self.sink = self.delta_sink = self.sink_end = None
         if waiting is not None and not waiting.done():
             waiting.set_result(end)
 
@@ -104,8 +109,10 @@ class _Stream:
         pieces: list[str] = []
         offset = len(self.text)
         key: tuple[str, str] | None = None
+        plain_from = self.plain_from
         for index in range(self.compacted, end):
-            delta = plain_delta(chunks[index])
+            chunk = chunks[index]
+            delta = (chunk["type"], chunk["id"], chunk["delta"]) if index >= plain_from else plain_delta(chunk)
             if delta is None:
                 spans.extend((0, 0))
                 continue
@@ -150,14 +157,19 @@ class MemoryHub:
     async def publish(self, stream_id: str, chunk: dict[str, Any]) -> None:
         self.publish_nowait(stream_id, chunk)
 
-    def publish_nowait(self, stream_id: str, chunk: dict[str, Any]) -> None:
-        """`publish` without the coroutine: the engine calls this once per token."""
+    def publish_nowait(self, stream_id: str, chunk: dict[str, Any], *, delta: bool = False) -> None:
+        """`publish` without the coroutine (the engine's chunks). `delta`: `chunk` is a plain delta
+        the caller built, exactly `{"type": "text-delta" or "reasoning-delta", "id": <str>,
+        "delta": <str>}` in that order (`chunks.plain_delta` holds for it), which a follower's
+        `delta_sink` takes without testing it: the engine's text deltas, one per token."""
         stream = self._streams[stream_id]
         chunks = stream.chunks
         chunks.append(chunk)
+        if not delta:
+            stream.plain_from = len(chunks)
         if not len(chunks) % _KEEP_RECENT:
             stream.compact()
-        sink = stream.sink
+        sink = stream.delta_sink if delta else stream.sink
         if sink is not None and not sink(chunk):  # declined: its follower takes it from here
             stream.detach(len(chunks) - 1)
         # Wake every waiting follower; each arms a fresh future the next time it waits.
@@ -209,7 +221,11 @@ class MemoryHub:
                 yield chunk
 
     async def follow_batches(
-        self, stream_id: str, start: int = 0, sink: Callable[[dict[str, Any]], bool] | None = None
+        self,
+        stream_id: str,
+        start: int = 0,
+        sink: Callable[[dict[str, Any]], bool] | None = None,
+        delta_sink: Callable[[dict[str, Any]], bool] | None = None,
     ) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
         """`follow` from index `start`, a batch at a time: every chunk published since the last
         batch, as soon as there is one (nothing waits for more), with whether the stream had
@@ -221,7 +237,9 @@ class MemoryHub:
         follower's sink is set), the publisher hands every chunk it publishes to `sink(chunk)` at
         once, in its own task, instead of waking this follower; this follower's batches skip what
         the sink took. A chunk it declines (`False`) ends that: the follower wakes and goes on from
-        that chunk. The sink must not raise: it runs in the generation's task."""
+        that chunk. The sink must not raise: it runs in the generation's task. `delta_sink` (by
+        default `sink`) takes instead the plain deltas published with `publish_nowait(..., delta=True)`,
+        under the same rules."""
         stream = self._streams.get(stream_id)
         if stream is None:
             return
@@ -243,6 +261,7 @@ class MemoryHub:
                 continue
             if sink is not None and stream.sink is None:
                 stream.sink = sink
+                stream.delta_sink = delta_sink or sink
                 taken = stream.sink_end = loop.create_future()
                 try:
                     index = await taken

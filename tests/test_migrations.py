@@ -23,7 +23,7 @@ from genvault.search.ddl import (
 from genvault.store import Store
 from genvault.store.audit import list_events, user_hash
 from genvault.store.db import upgrade
-from genvault.store.schema import JSONValue, UTCDateTime, metadata, users
+from genvault.store.schema import JSONValue, UTCDateTime, in_dialect, metadata, users
 from traces import rows_mentioning
 
 
@@ -50,7 +50,12 @@ async def test_upgrade_head_on_an_empty_database_matches_the_metadata_exactly(
                 # Search's FTS5 tables (SQLite) and GIN expression indexes (PostgreSQL) are not in
                 # the metadata, which cannot express them; they are left out of the comparison
                 # here, by name, and checked below instead.
-                opts = {"compare_type": True, "include_name": not_search}
+                # An index or constraint of the other database only (`ddl_if`) is not looked for;
+                # what this database holds beyond the metadata is still reported.
+                def here(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+                    return reflected or in_dialect(item, sync_conn.dialect.name)
+
+                opts = {"compare_type": True, "include_name": not_search, "include_object": here}
                 context = MigrationContext.configure(sync_conn, opts=opts)
                 return list(compare_metadata(context, metadata))
 
@@ -459,5 +464,120 @@ async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgra
         assert await constraints() == after
         async with store.read() as conn:
             assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
+    finally:
+        await store.aclose()
+
+
+_KEYED_GENERATION = (
+    "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at, idempotency_key) "
+    "VALUES ({id}, 'text', 'u', 'complete', 'm', 'p', '{{}}', '2026-12-06 17:00:00+00', {key})"
+)
+
+
+async def _turn_indexes(store: Store) -> dict[str, str]:
+    """The unique indexes and constraints on `generations` that hold `idempotency_key`, and the
+    indexes by user of `messages` and `cache_entries` if there are: name → definition
+    (PostgreSQL) or kind."""
+    by_user = ("ix_messages_user_id", "ix_cache_entries_user_id")
+    async with store.read() as conn:
+        if store.dialect == "sqlite":
+            listed = (await conn.execute(sa_text("PRAGMA index_list(generations)"))).mappings().all()
+            found = {str(i["name"]): str(i["origin"]) for i in listed if i["unique"] and i["origin"] != "pk"}
+            for table in ("messages", "cache_entries"):
+                others = (await conn.execute(sa_text(f"PRAGMA index_list({table})"))).mappings().all()
+                found |= {str(i["name"]): str(i["origin"]) for i in others if i["name"] in by_user}
+            return found
+        rows = await conn.execute(
+            sa_text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND ((tablename = 'generations' AND indexdef LIKE '%idempotency_key%') "
+                f"OR indexname IN {by_user})"
+            )
+        )
+        found = {str(name): str(definition) for name, definition in rows.all()}
+        constraints = await conn.execute(
+            sa_text("SELECT conname FROM pg_constraint WHERE conrelid = 'generations'::regclass AND contype = 'u'")
+        )
+        return found | {f"constraint {name}": "unique" for name in constraints.scalars().all()}
+
+
+async def _refuses_a_second_use_of_a_key_only(store: Store, n: int) -> None:
+    """Rows without a key never conflict; a user's key is refused a second time."""
+    async with store.write() as conn:
+        for i in range(2):
+            await conn.execute(sa_text(_KEYED_GENERATION.format(id=f"'free{n}-{i}'", key="NULL")))
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        async with store.write() as conn:
+            await conn.execute(sa_text(_KEYED_GENERATION.format(id=f"'again{n}'", key="'k'")))
+
+
+@pytest.mark.empty_database
+async def test_0032_indexes_only_keyed_generations_and_no_message_or_cache_entry_by_user_both_ways(
+    database: tuple[str, str | None],
+) -> None:
+    """Revision 0032 on a database with rows: PostgreSQL's idempotency index holds only the
+    generations that have a key (a partial unique index in place of the table constraint, whose
+    index took an entry for every row version), and refuses what the constraint refused; SQLite
+    keeps its constraint. Neither keeps an index on `user_id` for messages or dedup cache
+    entries. The downgrade restores them all, with the rows."""
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        await upgrade(store.engine, "0030")
+        async with store.write() as conn:
+            await conn.execute(sa_text(_USER))
+            await conn.execute(sa_text(_CHAT.format(visibility="'private'")))
+            await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'user'")))
+            await conn.execute(sa_text(_KEYED_GENERATION.format(id="'g'", key="'k'")))
+            await conn.execute(
+                sa_text(
+                    "INSERT INTO cache_entries (key, generation_id, user_id, expires_at) "
+                    "VALUES ('c', 'g', 'u', '2026-12-07 17:00:00+00')"
+                )
+            )
+        before = await _turn_indexes(store)
+        await _refuses_a_second_use_of_a_key_only(store, 0)
+        await upgrade(store.engine)
+        after = await _turn_indexes(store)
+        if store.dialect == "sqlite":
+            assert before == {
+                "sqlite_autoindex_generations_2": "u",
+                "ix_messages_user_id": "c",
+                "ix_cache_entries_user_id": "c",
+            }
+            assert after == {"sqlite_autoindex_generations_2": "u"}
+        else:
+            assert set(before) == {
+                "uq_generations_user_id_idempotency_key",
+                "constraint uq_generations_user_id_idempotency_key",
+                "ix_messages_user_id",
+                "ix_cache_entries_user_id",
+            }
+            assert after == {
+                "uq_generations_idempotency_key": (
+                    "CREATE UNIQUE INDEX uq_generations_idempotency_key ON "
+                    f"{schema + '.' if schema else 'public.'}generations USING btree (user_id, idempotency_key) "
+                    "WHERE (idempotency_key IS NOT NULL)"
+                )
+            }
+            # The look-up by key (`store.generations.find_by_idempotency_key`) can use it: its
+            # condition implies the predicate.
+            async with store.read() as conn:
+                await conn.execute(sa_text("SET enable_seqscan = off"))  # a few rows: else a scan
+                plan = await conn.execute(
+                    sa_text("EXPLAIN SELECT id FROM generations WHERE user_id = 'u' AND idempotency_key = 'k'")
+                )
+                await conn.execute(sa_text("RESET enable_seqscan"))
+                assert "uq_generations_idempotency_key" in "\n".join(plan.scalars().all())
+        await _refuses_a_second_use_of_a_key_only(store, 1)
+        await _downgrade(store, "0030")
+        assert await _turn_indexes(store) == before
+        await _refuses_a_second_use_of_a_key_only(store, 2)
+        await upgrade(store.engine)
+        assert await _turn_indexes(store) == after
+        async with store.read() as conn:
+            assert (await conn.execute(sa_text("SELECT count(*) FROM generations"))).scalar_one() == 7
+            assert (await conn.execute(sa_text("SELECT count(*) FROM cache_entries"))).scalar_one() == 1
+            assert (await conn.execute(sa_text("SELECT count(*) FROM messages"))).scalar_one() == 1
     finally:
         await store.aclose()

@@ -476,9 +476,9 @@ _KEYED_GENERATION = (
 
 async def _turn_indexes(store: Store) -> dict[str, str]:
     """The unique indexes and constraints on `generations` that hold `idempotency_key`, and the
-    indexes by user of `messages` and `cache_entries` if there are: name → definition
-    (PostgreSQL) or kind."""
-    by_user = ("ix_messages_user_id", "ix_cache_entries_user_id")
+    indexes by user of `messages`, `parts` and `cache_entries` if there are: name → definition
+    (PostgreSQL; SQLite: the parts index's, the others' kind)."""
+    by_user = ("ix_messages_user_id", "ix_cache_entries_user_id", "ix_parts_user_id")
     async with store.read() as conn:
         if store.dialect == "sqlite":
             listed = (await conn.execute(sa_text("PRAGMA index_list(generations)"))).mappings().all()
@@ -486,7 +486,8 @@ async def _turn_indexes(store: Store) -> dict[str, str]:
             for table in ("messages", "cache_entries"):
                 others = (await conn.execute(sa_text(f"PRAGMA index_list({table})"))).mappings().all()
                 found |= {str(i["name"]): str(i["origin"]) for i in others if i["name"] in by_user}
-            return found
+            parts_sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_parts_user_id'"
+            return found | {"ix_parts_user_id": str((await conn.execute(sa_text(parts_sql))).scalar_one())}
         rows = await conn.execute(
             sa_text(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
@@ -512,14 +513,15 @@ async def _refuses_a_second_use_of_a_key_only(store: Store, n: int) -> None:
 
 
 @pytest.mark.empty_database
-async def test_0032_indexes_only_keyed_generations_and_no_message_or_cache_entry_by_user_both_ways(
+async def test_0032_indexes_keyed_generations_text_parts_and_no_message_or_cache_entry_by_user_both_ways(
     database: tuple[str, str | None],
 ) -> None:
     """Revision 0032 on a database with rows: PostgreSQL's idempotency index holds only the
     generations that have a key (a partial unique index in place of the table constraint, whose
     index took an entry for every row version), and refuses what the constraint refused; SQLite
     keeps its constraint. Neither keeps an index on `user_id` for messages or dedup cache
-    entries. The downgrade restores them all, with the rows."""
+    entries, and parts' holds the text parts only. The downgrade restores them all, with the
+    rows."""
     url, schema = database
     store = Store(url, schema=schema)
     try:
@@ -528,6 +530,8 @@ async def test_0032_indexes_only_keyed_generations_and_no_message_or_cache_entry
             await conn.execute(sa_text(_USER))
             await conn.execute(sa_text(_CHAT.format(visibility="'private'")))
             await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'user'")))
+            for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
+                await conn.execute(sa_text(_part(i, type_, columns)))
             await conn.execute(sa_text(_KEYED_GENERATION.format(id="'g'", key="'k'")))
             await conn.execute(
                 sa_text(
@@ -544,21 +548,30 @@ async def test_0032_indexes_only_keyed_generations_and_no_message_or_cache_entry
                 "sqlite_autoindex_generations_2": "u",
                 "ix_messages_user_id": "c",
                 "ix_cache_entries_user_id": "c",
+                "ix_parts_user_id": "CREATE INDEX ix_parts_user_id ON parts (user_id)",
             }
-            assert after == {"sqlite_autoindex_generations_2": "u"}
+            assert after == {
+                "sqlite_autoindex_generations_2": "u",
+                "ix_parts_user_id": "CREATE INDEX ix_parts_user_id ON parts (user_id) WHERE type = 'text'",
+            }
         else:
             assert set(before) == {
                 "uq_generations_user_id_idempotency_key",
                 "constraint uq_generations_user_id_idempotency_key",
                 "ix_messages_user_id",
                 "ix_cache_entries_user_id",
+                "ix_parts_user_id",
             }
+            here = f"{schema or 'public'}."
             assert after == {
                 "uq_generations_idempotency_key": (
-                    "CREATE UNIQUE INDEX uq_generations_idempotency_key ON "
-                    f"{schema + '.' if schema else 'public.'}generations USING btree (user_id, idempotency_key) "
-                    "WHERE (idempotency_key IS NOT NULL)"
-                )
+                    f"CREATE UNIQUE INDEX uq_generations_idempotency_key ON {here}generations USING btree "
+                    "(user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)"
+                ),
+                "ix_parts_user_id": (
+                    f"CREATE INDEX ix_parts_user_id ON {here}parts USING btree (user_id) "
+                    "WHERE ((type)::text = 'text'::text)"
+                ),
             }
             # The look-up by key (`store.generations.find_by_idempotency_key`) can use it: its
             # condition implies the predicate.
@@ -579,5 +592,6 @@ async def test_0032_indexes_only_keyed_generations_and_no_message_or_cache_entry
             assert (await conn.execute(sa_text("SELECT count(*) FROM generations"))).scalar_one() == 7
             assert (await conn.execute(sa_text("SELECT count(*) FROM cache_entries"))).scalar_one() == 1
             assert (await conn.execute(sa_text("SELECT count(*) FROM messages"))).scalar_one() == 1
+            assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
     finally:
         await store.aclose()

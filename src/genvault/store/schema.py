@@ -309,7 +309,11 @@ parts = Table(
         name="source_document",
     ),
     CheckConstraint("type <> 'file' OR (file_media_type IS NOT NULL AND file_url IS NOT NULL)", name="file_fields"),
-    Index(None, "user_id"),
+    # A prefix search's own rows (`search.service._pg_matched`): the text parts only, the ones a
+    # search can match; a chat turn's other parts (a reply's `step-start`, tool calls, reasoning)
+    # take no entry. Erasing and exporting a user reach parts through their chats (`owned_by`;
+    # revision 0032).
+    Index(None, "user_id", postgresql_where=text("type = 'text'"), sqlite_where=text("type = 'text'")),
 )
 
 generations = Table(
@@ -650,13 +654,14 @@ user_passwords = Table(
 )
 
 
-# Tables whose `user_id` has no index, and the column and parent table a user's rows are found
-# through: every row is written by its parent's owner (a message by its chat's, whose ownership
-# the write checks; a cache entry by its generation's finalize), so the parent's `user_id`
-# finds the same rows. A chat turn writes these rows, and an index entry each for what only
-# erasing and exporting a user look up (revision 0032).
+# Tables whose `user_id` has no index over every row, and the column and parent table a user's
+# rows are found through: every row is written by its parent's owner (a message or part by its
+# chat's, whose ownership the write checks; a cache entry by its generation's finalize), so the
+# parent's `user_id` finds the same rows. A chat turn writes these rows, and an index by user took
+# an entry for each, for what only erasing and exporting a user look up (revision 0032).
 _OWNED_THROUGH: dict[str, tuple[str, Table]] = {
     "messages": ("chat_id", chats),
+    "parts": ("chat_id", chats),
     "cache_entries": ("generation_id", generations),
 }
 

@@ -1,5 +1,5 @@
 """fewer index entries per chat turn: the idempotency key's unique index over keyed rows only
-(PostgreSQL), and no index on `user_id` for messages and the dedup cache
+(PostgreSQL), no index on `user_id` for messages and the dedup cache, and parts' over text parts
 
 Revision ID: 0032
 Revises: 0030
@@ -24,6 +24,12 @@ primary key of `messages` leads with `chat_id`), their cache entries through the
 (`ix_cache_entries_generation_id`, which the CASCADE from a deleted generation needs anyway).
 Every such row is written by its parent's owner. Both databases.
 
+`ix_parts_user_id` holds only text parts (`WHERE type = 'text'`), the ones search can match: a
+prefix search reads and counts a user's own text parts by it (`search.service._pg_matched`, whose
+query now says `type = 'text'`). A chat turn's other parts (a reply's `step-start`; tool calls,
+reasoning, sources) took an entry each: one of a plain turn's three. Erasing and exporting a
+user reach parts through their chats too (`pk_parts` leads with `chat_id`). Both databases.
+
 On a PostgreSQL database with rows the partial index is built CONCURRENTLY (writers are not
 blocked for the build) before the constraint goes, as revision 0029 did; the downgrade builds
 the indexes by user the same way, and the full unique index, which it makes the constraint again
@@ -43,6 +49,7 @@ depends_on = None
 _CONSTRAINT = "uq_generations_user_id_idempotency_key"
 _INDEX = "uq_generations_idempotency_key"
 _BY_USER = (("messages", "ix_messages_user_id"), ("cache_entries", "ix_cache_entries_user_id"))
+_PARTS = "ix_parts_user_id"
 
 
 def _build(name: str, table: str, definition: str) -> None:
@@ -63,9 +70,24 @@ def _build(name: str, table: str, definition: str) -> None:
         op.execute(create.format(unique=unique, how="CONCURRENTLY "))
 
 
+def _parts_by_user(where: str) -> None:
+    """`ix_parts_user_id` made again with `where`: built under another name first on a
+    PostgreSQL table with rows, so a search always has one."""
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql" or not bind.execute(sa.text("SELECT EXISTS (SELECT 1 FROM parts)")).scalar():
+        op.execute(f"DROP INDEX {_PARTS}")
+        op.execute(f"CREATE INDEX {_PARTS} ON parts (user_id){where}")
+        return
+    _build(f"{_PARTS}_new", "parts", f"(user_id){where}")
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY {_PARTS}")
+    op.execute(f"ALTER INDEX {_PARTS}_new RENAME TO {_PARTS}")
+
+
 def upgrade() -> None:
     for _, name in _BY_USER:
         op.execute(f"DROP INDEX {name}")
+    _parts_by_user(" WHERE type = 'text'")
     if op.get_bind().dialect.name != "postgresql":
         return
     _build(_INDEX, "generations", "(user_id, idempotency_key) WHERE idempotency_key IS NOT NULL")
@@ -73,6 +95,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _parts_by_user("")
     for table, name in _BY_USER:
         _build(name, table, "(user_id)")
     if op.get_bind().dialect.name != "postgresql":

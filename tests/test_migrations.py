@@ -378,6 +378,18 @@ def _part(position: int, type_: str, columns: dict[str, str]) -> str:
     return _PART.format(names=names, position=position, values=values)
 
 
+async def _a_turns_rows(store: Store, generation: str) -> None:
+    """A user's chat, a message with a part of every kind the checks accept, and the generation
+    the statement `generation` inserts."""
+    async with store.write() as conn:
+        await conn.execute(sa_text(_USER))
+        await conn.execute(sa_text(_CHAT.format(visibility="'link'")))
+        await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'assistant'")))
+        for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
+            await conn.execute(sa_text(_part(i, type_, columns)))
+        await conn.execute(sa_text(generation))
+
+
 async def _refuses_what_the_checks_refuse(store: Store) -> None:
     """Every row a chat turn's tables' CHECKs must refuse is refused, and every good one kept."""
     refused = [_part(100 + i, type_, columns) for i, (type_, columns) in enumerate(_PARTS_REFUSED)]
@@ -388,13 +400,7 @@ async def _refuses_what_the_checks_refuse(store: Store) -> None:
         _GENERATION.format(id="'g2'", kind="'chat'", status="'done'", cost="NULL"),
         _GENERATION.format(id="'g3'", kind="'chat'", status="'complete'", cost="-1"),
     ]
-    async with store.write() as conn:
-        await conn.execute(sa_text(_USER))
-        await conn.execute(sa_text(_CHAT.format(visibility="'link'")))
-        await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'assistant'")))
-        for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
-            await conn.execute(sa_text(_part(i, type_, columns)))
-        await conn.execute(sa_text(_GENERATION.format(id="'g0'", kind="'embedding'", status="'streaming'", cost="0")))
+    await _a_turns_rows(store, _GENERATION.format(id="'g0'", kind="'embedding'", status="'streaming'", cost="0"))
     for statement in refused:
         with pytest.raises(Exception, match=r"(?i)check constraint"):
             async with store.write() as conn:
@@ -475,13 +481,7 @@ async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgra
 
     try:
         await upgrade(store.engine, "0029")
-        async with store.write() as conn:
-            await conn.execute(sa_text(_USER))
-            await conn.execute(sa_text(_CHAT.format(visibility="'link'")))
-            await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'assistant'")))
-            for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
-                await conn.execute(sa_text(_part(i, type_, columns)))
-            await conn.execute(sa_text(_GENERATION.format(id="'g'", kind="'chat'", status="'complete'", cost="5")))
+        await _a_turns_rows(store, _GENERATION.format(id="'g'", kind="'chat'", status="'complete'", cost="5"))
         before = await constraints()
         await upgrade(store.engine)
         after = await constraints()
@@ -556,13 +556,8 @@ async def test_0032_indexes_keyed_generations_text_parts_and_no_message_or_cache
     store = Store(url, schema=schema)
     try:
         await upgrade(store.engine, "0030")
+        await _a_turns_rows(store, _KEYED_GENERATION.format(id="'g'", key="'k'"))
         async with store.write() as conn:
-            await conn.execute(sa_text(_USER))
-            await conn.execute(sa_text(_CHAT.format(visibility="'private'")))
-            await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'user'")))
-            for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
-                await conn.execute(sa_text(_part(i, type_, columns)))
-            await conn.execute(sa_text(_KEYED_GENERATION.format(id="'g'", key="'k'")))
             await conn.execute(
                 sa_text(
                     "INSERT INTO cache_entries (key, generation_id, user_id, expires_at) "

@@ -455,6 +455,34 @@ async def test_fifty_concurrent_writers_on_one_chat_lose_nothing_and_keep_their_
         await store.aclose()
 
 
+async def test_upsert_writes_no_parts_for_a_message_deleted_after_it_read_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`upsert_message` reads the stored message, then replaces it with nothing locked; a delete
+    committed in between leaves its update matching no row, and the parts' foreign key is what
+    refuses its parts (why `fk_parts_message` is not a delete trigger on `messages`)."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite's single writer lock serializes the two transactions")
+    async with store.write() as conn:
+        await chat_store.append_messages(conn, "c1", "alice", [user_message("a"), user_message("m1", "old")])
+    read = chat_store._load_message_rows
+
+    async def read_then_delete(conn: Any, chat_id: str, message_ids: Any) -> list[dict[str, Any]]:
+        rows = await read(conn, chat_id, message_ids)
+        async with store.write() as other:
+            await chat_store.delete_message(other, "c1", "alice", "m1")
+        return rows
+
+    monkeypatch.setattr(chat_store, "_load_message_rows", read_then_delete)
+    with pytest.raises(StorageError, match="fk_parts_message"):
+        async with store.write() as conn:
+            await chat_store.upsert_message(conn, "c1", "alice", user_message("m1", "deleted, written again"))
+    monkeypatch.undo()
+    assert [m["id"] for m in await load_all(store)] == ["a"]
+    async with store.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(parts))).scalar_one() == 1
+
+
 @pytest.mark.postgres
 async def test_connections_killed_by_the_server_are_replaced_before_use(pg_schema: tuple[str, str]) -> None:
     """The checkout ping (one round trip, in place of pool_pre_ping) discards dead pooled

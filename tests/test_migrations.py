@@ -23,7 +23,7 @@ from genvault.search.ddl import (
 from genvault.store import Store
 from genvault.store.audit import list_events, user_hash
 from genvault.store.db import upgrade
-from genvault.store.schema import JSONValue, UTCDateTime, metadata, users
+from genvault.store.schema import JSONValue, UTCDateTime, in_dialect, metadata, users
 from traces import rows_mentioning
 
 
@@ -50,7 +50,12 @@ async def test_upgrade_head_on_an_empty_database_matches_the_metadata_exactly(
                 # Search's FTS5 tables (SQLite) and GIN expression indexes (PostgreSQL) are not in
                 # the metadata, which cannot express them; they are left out of the comparison
                 # here, by name, and checked below instead.
-                opts = {"compare_type": True, "include_name": not_search}
+                # An index or constraint of the other database only (`ddl_if`) is not looked for;
+                # what this database holds beyond the metadata is still reported.
+                def here(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+                    return reflected or in_dialect(item, sync_conn.dialect.name)
+
+                opts = {"compare_type": True, "include_name": not_search, "include_object": here}
                 context = MigrationContext.configure(sync_conn, opts=opts)
                 return list(compare_metadata(context, metadata))
 
@@ -68,6 +73,36 @@ async def test_upgrade_head_on_an_empty_database_matches_the_metadata_exactly(
         else:
             columns = {f"column {PG_VECTOR_COLUMN}"}  # on parts and on generations
             assert left_out == {f"index {name}" for name in PG_INDEXES} | columns
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.empty_database
+async def test_the_partial_indexes_are_the_metadatas_partial_indexes(database: tuple[str, str | None]) -> None:
+    """Alembic's comparison does not look at an index's WHERE: the indexes that have one after
+    `alembic upgrade head` are exactly those the metadata gives one for this database (search's
+    GIN indexes apart, which the metadata cannot express)."""
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        await store.upgrade()
+        dialect = store.dialect
+        expected = {
+            str(index.name)
+            for table in metadata.tables.values()
+            for index in table.indexes
+            if in_dialect(index, dialect) and index.dialect_options[dialect]["where"] is not None
+        }
+        async with store.read() as conn:
+            if dialect == "sqlite":
+                query = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %'"
+            else:
+                query = (
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexdef LIKE '% WHERE %'"
+                )
+            found = {str(name) for name in (await conn.execute(sa_text(query))).scalars().all()}
+        assert found - set(PG_INDEXES) == expected
+        assert expected >= {"ix_generations_active", "ix_parts_user_id"}
     finally:
         await store.aclose()
 
@@ -343,6 +378,18 @@ def _part(position: int, type_: str, columns: dict[str, str]) -> str:
     return _PART.format(names=names, position=position, values=values)
 
 
+async def _a_turns_rows(store: Store, generation: str) -> None:
+    """A user's chat, a message with a part of every kind the checks accept, and the generation
+    the statement `generation` inserts."""
+    async with store.write() as conn:
+        await conn.execute(sa_text(_USER))
+        await conn.execute(sa_text(_CHAT.format(visibility="'link'")))
+        await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'assistant'")))
+        for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
+            await conn.execute(sa_text(_part(i, type_, columns)))
+        await conn.execute(sa_text(generation))
+
+
 async def _refuses_what_the_checks_refuse(store: Store) -> None:
     """Every row a chat turn's tables' CHECKs must refuse is refused, and every good one kept."""
     refused = [_part(100 + i, type_, columns) for i, (type_, columns) in enumerate(_PARTS_REFUSED)]
@@ -353,13 +400,7 @@ async def _refuses_what_the_checks_refuse(store: Store) -> None:
         _GENERATION.format(id="'g2'", kind="'chat'", status="'done'", cost="NULL"),
         _GENERATION.format(id="'g3'", kind="'chat'", status="'complete'", cost="-1"),
     ]
-    async with store.write() as conn:
-        await conn.execute(sa_text(_USER))
-        await conn.execute(sa_text(_CHAT.format(visibility="'link'")))
-        await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'assistant'")))
-        for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
-            await conn.execute(sa_text(_part(i, type_, columns)))
-        await conn.execute(sa_text(_GENERATION.format(id="'g0'", kind="'embedding'", status="'streaming'", cost="0")))
+    await _a_turns_rows(store, _GENERATION.format(id="'g0'", kind="'embedding'", status="'streaming'", cost="0"))
     for statement in refused:
         with pytest.raises(Exception, match=r"(?i)check constraint"):
             async with store.write() as conn:
@@ -440,13 +481,7 @@ async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgra
 
     try:
         await upgrade(store.engine, "0029")
-        async with store.write() as conn:
-            await conn.execute(sa_text(_USER))
-            await conn.execute(sa_text(_CHAT.format(visibility="'link'")))
-            await conn.execute(sa_text(_MESSAGE.format(id="'m'", seq=1, role="'assistant'")))
-            for i, (type_, columns) in enumerate(_PARTS_ACCEPTED):
-                await conn.execute(sa_text(_part(i, type_, columns)))
-            await conn.execute(sa_text(_GENERATION.format(id="'g'", kind="'chat'", status="'complete'", cost="5")))
+        await _a_turns_rows(store, _GENERATION.format(id="'g'", kind="'chat'", status="'complete'", cost="5"))
         before = await constraints()
         await upgrade(store.engine)
         after = await constraints()
@@ -458,6 +493,130 @@ async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgra
         await upgrade(store.engine)
         assert await constraints() == after
         async with store.read() as conn:
+            assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
+    finally:
+        await store.aclose()
+
+
+_KEYED_GENERATION = (
+    "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at, idempotency_key) "
+    "VALUES ({id}, 'text', 'u', 'complete', 'm', 'p', '{{}}', '2026-12-06 17:00:00+00', {key})"
+)
+
+
+async def _turn_indexes(store: Store) -> dict[str, str]:
+    """The unique indexes and constraints on `generations` that hold `idempotency_key`, and the
+    indexes by user of `messages`, `parts` and `cache_entries` if there are: name → definition
+    (PostgreSQL; SQLite: the parts index's, the others' kind)."""
+    by_user = ("ix_messages_user_id", "ix_cache_entries_user_id", "ix_parts_user_id")
+    async with store.read() as conn:
+        if store.dialect == "sqlite":
+            listed = (await conn.execute(sa_text("PRAGMA index_list(generations)"))).mappings().all()
+            found = {str(i["name"]): str(i["origin"]) for i in listed if i["unique"] and i["origin"] != "pk"}
+            for table in ("messages", "cache_entries"):
+                others = (await conn.execute(sa_text(f"PRAGMA index_list({table})"))).mappings().all()
+                found |= {str(i["name"]): str(i["origin"]) for i in others if i["name"] in by_user}
+            parts_sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_parts_user_id'"
+            return found | {"ix_parts_user_id": str((await conn.execute(sa_text(parts_sql))).scalar_one())}
+        rows = await conn.execute(
+            sa_text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND ((tablename = 'generations' AND indexdef LIKE '%idempotency_key%') "
+                f"OR indexname IN {by_user})"
+            )
+        )
+        found = {str(name): str(definition) for name, definition in rows.all()}
+        constraints = await conn.execute(
+            sa_text("SELECT conname FROM pg_constraint WHERE conrelid = 'generations'::regclass AND contype = 'u'")
+        )
+        return found | {f"constraint {name}": "unique" for name in constraints.scalars().all()}
+
+
+async def _refuses_a_second_use_of_a_key_only(store: Store, n: int) -> None:
+    """Rows without a key never conflict; a user's key is refused a second time."""
+    async with store.write() as conn:
+        for i in range(2):
+            await conn.execute(sa_text(_KEYED_GENERATION.format(id=f"'free{n}-{i}'", key="NULL")))
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        async with store.write() as conn:
+            await conn.execute(sa_text(_KEYED_GENERATION.format(id=f"'again{n}'", key="'k'")))
+
+
+@pytest.mark.empty_database
+async def test_0032_indexes_keyed_generations_text_parts_and_no_message_or_cache_entry_by_user_both_ways(
+    database: tuple[str, str | None],
+) -> None:
+    """Revision 0032 on a database with rows: PostgreSQL's idempotency index holds only the
+    generations that have a key (a partial unique index in place of the table constraint, whose
+    index took an entry for every row version), and refuses what the constraint refused; SQLite
+    keeps its constraint. Neither keeps an index on `user_id` for messages or dedup cache
+    entries, and parts' holds the text parts only. The downgrade restores them all, with the
+    rows."""
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        await upgrade(store.engine, "0030")
+        await _a_turns_rows(store, _KEYED_GENERATION.format(id="'g'", key="'k'"))
+        async with store.write() as conn:
+            await conn.execute(
+                sa_text(
+                    "INSERT INTO cache_entries (key, generation_id, user_id, expires_at) "
+                    "VALUES ('c', 'g', 'u', '2026-12-07 17:00:00+00')"
+                )
+            )
+        before = await _turn_indexes(store)
+        await _refuses_a_second_use_of_a_key_only(store, 0)
+        await upgrade(store.engine)
+        after = await _turn_indexes(store)
+        if store.dialect == "sqlite":
+            assert before == {
+                "sqlite_autoindex_generations_2": "u",
+                "ix_messages_user_id": "c",
+                "ix_cache_entries_user_id": "c",
+                "ix_parts_user_id": "CREATE INDEX ix_parts_user_id ON parts (user_id)",
+            }
+            assert after == {
+                "sqlite_autoindex_generations_2": "u",
+                "ix_parts_user_id": "CREATE INDEX ix_parts_user_id ON parts (user_id) WHERE type = 'text'",
+            }
+        else:
+            assert set(before) == {
+                "uq_generations_user_id_idempotency_key",
+                "constraint uq_generations_user_id_idempotency_key",
+                "ix_messages_user_id",
+                "ix_cache_entries_user_id",
+                "ix_parts_user_id",
+            }
+            here = f"{schema or 'public'}."
+            assert after == {
+                "uq_generations_idempotency_key": (
+                    f"CREATE UNIQUE INDEX uq_generations_idempotency_key ON {here}generations USING btree "
+                    "(user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)"
+                ),
+                "ix_parts_user_id": (
+                    f"CREATE INDEX ix_parts_user_id ON {here}parts USING btree (user_id) "
+                    "WHERE ((type)::text = 'text'::text)"
+                ),
+            }
+            # The look-up by key (`store.generations.find_by_idempotency_key`) can use it: its
+            # condition implies the predicate.
+            async with store.read() as conn:
+                await conn.execute(sa_text("SET enable_seqscan = off"))  # a few rows: else a scan
+                plan = await conn.execute(
+                    sa_text("EXPLAIN SELECT id FROM generations WHERE user_id = 'u' AND idempotency_key = 'k'")
+                )
+                await conn.execute(sa_text("RESET enable_seqscan"))
+                assert "uq_generations_idempotency_key" in "\n".join(plan.scalars().all())
+        await _refuses_a_second_use_of_a_key_only(store, 1)
+        await _downgrade(store, "0030")
+        assert await _turn_indexes(store) == before
+        await _refuses_a_second_use_of_a_key_only(store, 2)
+        await upgrade(store.engine)
+        assert await _turn_indexes(store) == after
+        async with store.read() as conn:
+            assert (await conn.execute(sa_text("SELECT count(*) FROM generations"))).scalar_one() == 7
+            assert (await conn.execute(sa_text("SELECT count(*) FROM cache_entries"))).scalar_one() == 1
+            assert (await conn.execute(sa_text("SELECT count(*) FROM messages"))).scalar_one() == 1
             assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
     finally:
         await store.aclose()

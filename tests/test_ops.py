@@ -568,3 +568,32 @@ async def test_a_restore_marks_generations_the_backup_caught_running_interrupted
             assert list(statuses) == ["interrupted"]
     finally:
         await target.aclose()
+
+
+async def test_every_table_a_user_is_erased_and_exported_from_is_reached_through_an_index(vault: Any) -> None:
+    """No by-user statement of erasure or a personal archive reads a whole table: each table's
+    `owned_by` condition has an index to go by (its own `user_id`'s, or its parent's and the
+    column that points there, for the tables whose `user_id` keeps no index: revision 0032)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from genvault.ops.erasure import user_tables
+    from genvault.store.schema import owned_by
+
+    store = vault.store
+    dialect = postgresql.dialect() if store.dialect == "postgresql" else sqlite.dialect()
+    scans = {}
+    async with store.read() as conn:
+        if store.dialect == "postgresql":
+            await conn.exec_driver_sql("SET enable_seqscan = off")  # a near-empty table: else a scan
+        for table in user_tables():
+            query = select(table).where(owned_by(table, "alice"))
+            sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+            explain = "EXPLAIN " if store.dialect == "postgresql" else "EXPLAIN QUERY PLAN "
+            plan = "\n".join(str(row[-1]) for row in (await conn.exec_driver_sql(explain + sql)).all())
+            # PostgreSQL: a sequential scan even with them turned off means no index applies;
+            # SQLite: `SCAN <table>` is a full scan (`SEARCH` goes by an index).
+            if f"Seq Scan on {table.name}" in plan or f"SCAN {table.name}" in plan.replace("SEARCH", ""):
+                scans[table.name] = plan
+        if store.dialect == "postgresql":
+            await conn.exec_driver_sql("RESET enable_seqscan")
+    assert scans == {}

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault.store import Store
 from genvault.store.db import insert_for
 from genvault.store.finishes import CacheEntry
-from genvault.store.schema import cache_entries
+from genvault.store.schema import cache_entries, owned_by
 
 __all__ = ["SqlCache"]
 
@@ -100,7 +100,7 @@ class SqlCache:
 
     async def forget_user(self, user_id: str) -> int:
         async with self.store.write() as conn:
-            result = await conn.execute(delete(cache_entries).where(cache_entries.c.user_id == user_id))
+            result = await conn.execute(delete(cache_entries).where(owned_by(cache_entries, user_id)))
         return int(result.rowcount)
 
     async def claim(self, key: str, generation_id: str, lease_seconds: float) -> str | None:

@@ -45,6 +45,7 @@ from genvault.store.schema import (
     data_tables,
     generations,
     metadata,
+    owned_by,
     users,
 )
 from genvault.store.text import check_storable
@@ -104,10 +105,6 @@ def tables_for(scope: Scope) -> list[Table]:
     if scope == "all":
         return data_tables()
     return [t for t in data_tables() if t.name not in _NOT_PERSONAL and (t is users or "user_id" in t.columns)]
-
-
-def _owned_by(table: Table, user_id: str) -> Any:
-    return table.c.id == user_id if table is users else table.c.user_id == user_id
 
 
 def _encode_row(table: Table, row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -218,7 +215,7 @@ async def count_rows(conn: AsyncConnection, scope: Scope, user_id: str | None) -
         query = select(func.count()).select_from(table)
         if scope == "user":
             assert user_id is not None
-            query = query.where(_owned_by(table, user_id))
+            query = query.where(owned_by(table, user_id))
         counts[table.name] = int((await conn.execute(query)).scalar() or 0)
     return counts
 
@@ -258,7 +255,7 @@ async def export_lines(
     for table in tables_for(scope):
         query = select(table).order_by(*_order(conn, table))
         if user_id is not None:
-            query = query.where(_owned_by(table, user_id))
+            query = query.where(owned_by(table, user_id))
         result = await conn.stream(query)
         n = 0
         async for batch in result.mappings().partitions(BATCH):

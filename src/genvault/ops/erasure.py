@@ -32,7 +32,7 @@ from genvault.ids import new_id
 from genvault.store import files as file_store
 from genvault.store import generations as gen_store
 from genvault.store.audit import pseudonymise_actor, user_hash
-from genvault.store.schema import audit_events, blobs, generations, metadata, users
+from genvault.store.schema import audit_events, blobs, generations, metadata, owned_by, users
 
 if TYPE_CHECKING:
     from genvault.vault import Vault
@@ -140,7 +140,7 @@ async def delete_rows(conn: AsyncConnection, user_id: str) -> dict[str, int]:
         )
         counts[table.name] = counts.get(table.name, 0) + max(result.rowcount, 0)
     for table in user_tables():
-        result = await conn.execute(delete(table).where(table.c.user_id == user_id))
+        result = await conn.execute(delete(table).where(owned_by(table, user_id)))
         counts[table.name] = max(result.rowcount, 0)
     result = await conn.execute(delete(users).where(users.c.id == user_id))
     counts["users"] = max(result.rowcount, 0)

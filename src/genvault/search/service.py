@@ -155,6 +155,10 @@ PG_CHATS_VECTOR = "(to_tsvector('simple', c.title) || array_to_tsvector(ARRAY['#
 
 # A user with fewer rows than this in a table has a prefix search read their rows (`_pg_matched`).
 PG_OWN_ROWS = 5000
+# The rows of a table that can match, where not all can: what a prefix search reads and counts by
+# owner. `parts`' index by user holds only these (revision 0032: a chat turn's other parts took an
+# entry each for nothing but this), and a query must say it to use that index.
+_PG_SEARCHABLE = {"parts": "type = 'text'"}
 
 
 def _pg_matched(
@@ -190,15 +194,14 @@ def _pg_matched(
     if prefix is None:
         return f"(SELECT * FROM {table} WHERE {match} OFFSET 0) {alias}", []
     name = table.split()[0]
+    searchable = _PG_SEARCHABLE.get(name)
     few = (
         f"(SELECT count(*) < {PG_OWN_ROWS} FROM (SELECT 1 FROM {name} WHERE user_id = :user_id "
-        f"LIMIT {PG_OWN_ROWS}) AS owned)"
+        f"{f'AND {searchable} ' if searchable else ''}LIMIT {PG_OWN_ROWS}) AS owned)"
     )
     by_index = f"(SELECT * FROM {table} WHERE {match} AND NOT {few} OFFSET 0)"
-    by_owner = (
-        f"(SELECT * FROM (SELECT * FROM {table} WHERE {alias}.user_id = :user_id AND {few} OFFSET 0) {alias} "
-        f"WHERE {prefix})"
-    )
+    own = f"{alias}.user_id = :user_id" + (f" AND {alias}.{searchable}" if searchable else "")
+    by_owner = f"(SELECT * FROM (SELECT * FROM {table} WHERE {own} AND {few} OFFSET 0) {alias} WHERE {prefix})"
     return f"({by_index} UNION ALL {by_owner}) {alias}", []
 
 

@@ -37,9 +37,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
     "GENERATION_KINDS",
@@ -58,10 +60,12 @@ __all__ = [
     "data_tables",
     "feedback",
     "generations",
+    "in_dialect",
     "limit_usage",
     "limits",
     "messages",
     "metadata",
+    "owned_by",
     "parts",
     "processes",
     "sessions",
@@ -81,6 +85,16 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def in_dialect(item: object, dialect: str) -> bool:
+    """Whether the database of `dialect` holds `item`, an index or constraint of this metadata: one
+    made for one database only says so with `ddl_if` (which `metadata.create_all` follows), and
+    Alembic's comparison with the other database must not look for it (`migrations/env.py`)."""
+    condition = getattr(item, "_ddl_if", None)
+    wanted = getattr(condition, "dialect", None)
+    return wanted is None or dialect == wanted or (not isinstance(wanted, str) and dialect in wanted)
+
 
 LOCAL_USER_ID = "local"
 GENERATION_KINDS = ("text", "chat", "image", "embedding")
@@ -213,6 +227,7 @@ chats = Table(
 messages = Table(
     "messages",
     metadata,
+    # A foreign key rather than an AFTER DELETE trigger on `chats`, for the reasons at `fk_parts_message`.
     Column("chat_id", String(200), ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
     # Message IDs are unique per chat, not globally: client-sent IDs are never trusted across users.
     Column("id", String(200), nullable=False),
@@ -225,7 +240,8 @@ messages = Table(
     PrimaryKeyConstraint("chat_id", "id"),
     UniqueConstraint("chat_id", "seq"),
     CheckConstraint(_in("role", ("system", "user", "assistant")), name="role"),
-    Index(None, "user_id"),
+    # No index on `user_id`: a chat turn writes two messages, and only erasing or exporting a user
+    # looks messages up by user, through their chats (`owned_by`; revision 0032).
 )
 
 # One row per UIMessage part. Typed columns are prefixed by the part family; tools use generic
@@ -272,6 +288,10 @@ parts = Table(
     # Kept only because the client keeps it: a `transient: false` data chunk lands in the part.
     Column("data_transient", Boolean),
     PrimaryKeyConstraint("chat_id", "message_id", "position"),
+    # A foreign key rather than an AFTER DELETE trigger on `messages` (which would cost only at a
+    # delete): its checks are ~3 % of a chat turn's PostgreSQL CPU and two WAL records, but they
+    # are what refuses the parts `upsert_message` writes for a message deleted after it read it
+    # (it locks nothing first), and an imported archive's parts without their message.
     ForeignKeyConstraint(
         ["chat_id", "message_id"], ["messages.chat_id", "messages.id"], ondelete="CASCADE", name="fk_parts_message"
     ),
@@ -294,7 +314,11 @@ parts = Table(
         name="source_document",
     ),
     CheckConstraint("type <> 'file' OR (file_media_type IS NOT NULL AND file_url IS NOT NULL)", name="file_fields"),
-    Index(None, "user_id"),
+    # A prefix search's own rows (`search.service._pg_matched`): the text parts only, the ones a
+    # search can match; a chat turn's other parts (a reply's `step-start`, tool calls, reasoning)
+    # take no entry. Erasing and exporting a user reach parts through their chats (`owned_by`;
+    # revision 0032).
+    Index(None, "user_id", postgresql_where=text("type = 'text'"), sqlite_where=text("type = 'text'")),
 )
 
 generations = Table(
@@ -360,8 +384,21 @@ generations = Table(
     CheckConstraint(_in("kind", GENERATION_KINDS), name="kind"),
     CheckConstraint(_in("status", GENERATION_STATUSES), name="status"),
     CheckConstraint("cost_nano_usd IS NULL OR cost_nano_usd >= 0", name="cost_not_negative"),
-    # A retried request with the same key returns the same record.
-    UniqueConstraint("user_id", "idempotency_key"),
+    # A retried request with the same key returns the same record. On PostgreSQL a partial unique
+    # index over the rows that have a key: most rows have none, and a table constraint took an
+    # entry for each of them and for each new version of it (the finalize's is never HOT), two a
+    # chat turn (revision 0032). SQLite keeps the table's UNIQUE constraint: it cannot drop one
+    # without rebuilding the table, and its finalize leaves the entry alone (SQLite rewrites only
+    # the indexes of the columns an UPDATE sets). Both refuse the same rows (NULLs are distinct).
+    # Two names: Alembic's comparison pairs a constraint and an index of one name.
+    UniqueConstraint("user_id", "idempotency_key").ddl_if(dialect="sqlite"),
+    Index(
+        "uq_generations_idempotency_key",
+        "user_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ).ddl_if(dialect="postgresql"),
     Index(None, "user_id", "created_at"),
     Index(None, "model", "created_at"),
     # The sweeper's (and its kin's: `store.generations.ACTIVE_ROWS`): the records still running,
@@ -478,11 +515,13 @@ cache_entries = Table(
     metadata,
     Column("key", String(100), primary_key=True),
     Column("generation_id", String(40), ForeignKey("generations.id", ondelete="CASCADE"), nullable=False),
+    # The generation's user (an entry is written by its generation's finalize). No index on it:
+    # every completed turn writes an entry, and a user's entries are found through their
+    # generations (`owned_by`; revision 0032).
     Column("user_id", String(64), nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
-    Index(None, "user_id"),
-    Index(None, "expires_at"),
-    Index(None, "generation_id"),
+    Index(None, "expires_at"),  # the purge of expired entries, once a minute
+    Index(None, "generation_id"),  # the CASCADE from a deleted generation, and a user's entries
 )
 
 # One row per running server (or library) process: its heartbeat. A process renews `expires_at`
@@ -618,6 +657,30 @@ user_passwords = Table(
     Column("password_hash", String(200), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+
+# Tables whose `user_id` has no index over every row, and the column and parent table a user's
+# rows are found through: every row is written by its parent's owner (a message or part by its
+# chat's, whose ownership the write checks; a cache entry by its generation's finalize), so the
+# parent's `user_id` finds the same rows. A chat turn writes these rows, and an index by user took
+# an entry for each, for what only erasing and exporting a user look up (revision 0032).
+_OWNED_THROUGH: dict[str, tuple[str, Table]] = {
+    "messages": ("chat_id", chats),
+    "parts": ("chat_id", chats),
+    "cache_entries": ("generation_id", generations),
+}
+
+
+def owned_by(table: Table, user_id: str) -> ColumnElement[bool]:
+    """The condition on `table`'s rows that are the user's, for statements that read or delete a
+    user's rows table by table (erasure, a personal archive), each through an index."""
+    if table is users:
+        return table.c.id == user_id
+    through = _OWNED_THROUGH.get(table.name)
+    if through is None:
+        return table.c.user_id == user_id
+    column, parent = through
+    return table.c[column].in_(select(parent.c.id).where(parent.c.user_id == user_id))
 
 
 def data_tables() -> list[Table]:

@@ -449,6 +449,26 @@ async def test_first_turns_of_one_new_chat_at_once_get_one_chat_and_clear_answer
     assert len(stored_users) == statuses.count(200)
 
 
+async def test_a_turns_reply_leaves_the_chat_where_the_turns_start_put_it_in_the_list(
+    client: httpx.AsyncClient,
+) -> None:
+    """A chat sorts by the start of its latest turn: the opening sets `updated_at` (a new chat's
+    insert, an existing chat's claim) and the reply's one-step finalize leaves it, so on
+    PostgreSQL that update changes no indexed column and can be HOT (`store/finishes.py`)."""
+    vault = client.vault  # type: ignore[attr-defined]
+    for message in (user("u1", "first"), user("u2", "second")):
+        turn = await vault.chat("c", message=message)
+        record = await vault.wait(turn.generation.id)
+        assert record.status == "complete"
+        assert record.finished_at > record.created_at
+        chat = await vault.get_chat("c")
+        assert chat.updated_at == record.created_at
+        assert chat.active_generation_id is None
+        listed = (await client.get("/api/chats")).json()["items"]
+        assert [(c["id"], datetime.fromisoformat(c["updated_at"])) for c in listed] == [("c", record.created_at)]
+    assert [m["role"] for m in await stored(client, "c")] == ["user", "assistant", "user", "assistant"]
+
+
 def test_a_turns_message_copy_is_a_deep_copy_of_its_json() -> None:
     """The history's copy of the user message (`copy_json`, in place of `copy.deepcopy`) is equal
     to it, key order included, and shares no dict or list with it; a value that is not JSON is

@@ -324,7 +324,7 @@ async def list_chats(
     among: ColumnElement[bool] | None = None,
 ) -> Page[Chat]:
     """The user's chats, most recently updated first (`among`: only those meeting it, such as a
-    search's matches)."""
+    search's matches): by `updated_at`, which a turn sets when it starts, not when its reply ends."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     query = select(chats).where(chats.c.user_id == user_id)

@@ -201,6 +201,9 @@ chats = Table(
     # The generation currently streaming a reply into this chat (for resume), if any.
     Column("active_generation_id", String(40)),
     Column("created_at", UTCDateTime, nullable=False),
+    # The list's order (`ix_chats_user_id_updated_at`): set by a turn's start (not by its reply's
+    # one-step save, `store/finishes.py`, which PostgreSQL can then write as a HOT update), an
+    # append, an edit, a label change.
     Column("updated_at", UTCDateTime, nullable=False),
     # The caller's labels (`genvault.labels`), as on generations; a turn's generation carries
     # the chat's tags (and metadata) so usage by tag covers chats. NULL: none given.

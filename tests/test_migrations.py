@@ -461,3 +461,35 @@ async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgra
             assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
     finally:
         await store.aclose()
+
+
+async def test_0031_keeps_room_on_the_chats_pages_as_the_metadata_says_and_its_downgrade_gives_it_back(
+    database: tuple[str, str | None],
+) -> None:
+    """PostgreSQL: from 0031 `chats` fills its pages to the fillfactor the metadata declares (the
+    rest for the finalize's HOT update of a chat row); Alembic's comparison does not look at table
+    options, so this does. Going back to 0030 resets it. SQLite: both ways change nothing."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    from genvault.store.schema import chats
+
+    url, schema = database
+    store = Store(url, schema=schema)
+    options = "SELECT relname, reloptions FROM pg_class WHERE relname = 'chats' AND relnamespace = to_regnamespace({})"
+    try:
+        await store.upgrade()
+        if store.dialect == "sqlite":
+            await _downgrade(store, "0030")
+            await store.upgrade()
+            return
+        where = "current_schema()" if schema is None else f"'{schema}'"
+        declared = chats.dialect_options["postgresql"]["with"]
+        assert "WITH (fillfactor = 90)" in str(CreateTable(chats).compile(dialect=postgresql.dialect()))
+        assert await _by_name(store, options.format(where)) == {"chats": [f"fillfactor={declared['fillfactor']}"]}
+        await _downgrade(store, "0030")
+        assert await _by_name(store, options.format(where)) == {"chats": None}
+        await store.upgrade()
+        assert await _by_name(store, options.format(where)) == {"chats": ["fillfactor=90"]}
+    finally:
+        await store.aclose()

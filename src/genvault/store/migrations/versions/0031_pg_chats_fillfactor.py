@@ -13,8 +13,10 @@ yet updated finds no room (the dead versions of the rows updated before are prun
 is read with less than a tenth free, which makes room most of the time), and its update takes
 the indexes' entries again. A fillfactor of 90 keeps a tenth of each page for updates only:
 inserts stop at 90 % and updates use the rest. Measured (docs/benchmarks.md, "chathot"): 64
-concurrent new chats' turns of 4-second replies, 98.3 % of the finalizes HOT without it, 100 %
-with it; a page filled by inserts, not HOT without it, HOT with it (`test_pg_turn_plans`).
+concurrent new chats' turns of 4-second replies, 97.2–98.3 % of the finalizes HOT without it,
+99.1–100 % with it (two pairs); a page filled by inserts, not HOT without it, HOT with it
+(`test_pg_turn_plans`). With autovacuum on, inserts also refill the room that vacuum frees on
+older pages, which the reserve keeps from them.
 
 The table's existing pages keep their rows: the setting applies to pages filled from now on (a
 `VACUUM FULL` or `CLUSTER` would repack the old ones; nothing here needs it). Setting it takes

@@ -59,6 +59,7 @@ async def generic_plan(conn: Any, sql: str) -> str:
         pytest.param(lambda: finishes._postgresql_sql(purging=False), id="finalize without a purge"),
         pytest.param(lambda: _append_statement(check_ids=False), id="append alone"),
         pytest.param(lambda: _append_statement(check_ids=True), id="append in a transaction"),
+        pytest.param(lambda: _append_statement(touch=False), id="a reply's save in a transaction"),
     ],
 )
 async def test_the_chat_row_is_found_by_its_key_not_among_the_users_chats(conn: Any, statement: Any) -> None:

@@ -8,7 +8,8 @@ only, no column of any `chats` index (`ix_chats_user_id_updated_at`, the primary
 search expression), and PostgreSQL can write it as a HOT update: no index entry, the title's
 vector not computed again (revision 0031 keeps room on the table's pages for it). SQLite skips
 rewriting the list index's entry likewise. The general path (`Engine._finalize`'s transaction:
-a cancel, an error, a continued message) saves the reply as an append, which sets it.
+a record ended elsewhere, a continued message) saves the reply with its generation id, which
+leaves `updated_at` too (`chats.append_messages`, `chats.upsert_message`).
 
 This is the common ending of a chat turn (a reply under a new message id, nothing ended it
 elsewhere; a budget's reservation is settled by the generations update's own trigger).

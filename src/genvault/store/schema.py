@@ -202,7 +202,7 @@ chats = Table(
     Column("active_generation_id", String(40)),
     Column("created_at", UTCDateTime, nullable=False),
     # The list's order (`ix_chats_user_id_updated_at`): set by a turn's start (not by its reply's
-    # one-step save, `store/finishes.py`, which PostgreSQL can then write as a HOT update), an
+    # save, so the one-step finalize's update can be HOT on PostgreSQL: `store/finishes.py`), an
     # append, an edit, a label change.
     Column("updated_at", UTCDateTime, nullable=False),
     # The caller's labels (`genvault.labels`), as on generations; a turn's generation carries

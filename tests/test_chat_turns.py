@@ -449,6 +449,57 @@ async def test_first_turns_of_one_new_chat_at_once_get_one_chat_and_clear_answer
     assert len(stored_users) == statuses.count(200)
 
 
+async def test_a_turns_reply_leaves_the_chat_where_the_turns_start_put_it_in_the_list(
+    client: httpx.AsyncClient,
+) -> None:
+    """A chat sorts by the start of its latest turn: the opening sets `updated_at` (a new chat's
+    insert, an existing chat's claim) and the reply's one-step finalize leaves it, so on
+    PostgreSQL that update changes no indexed column and can be HOT (`store/finishes.py`)."""
+    vault = client.vault  # type: ignore[attr-defined]
+    for message in (user("u1", "first"), user("u2", "second")):
+        turn = await vault.chat("c", message=message)
+        record = await vault.wait(turn.generation.id)
+        assert record.status == "complete"
+        assert record.finished_at > record.created_at
+        chat = await vault.get_chat("c")
+        assert chat.updated_at == record.created_at
+        assert chat.active_generation_id is None
+        listed = (await client.get("/api/chats")).json()["items"]
+        assert [(c["id"], datetime.fromisoformat(c["updated_at"])) for c in listed] == [("c", record.created_at)]
+    assert [m["role"] for m in await stored(client, "c")] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_a_continued_replys_save_by_the_general_path_leaves_the_chat_where_its_turns_start_put_it(
+    client: httpx.AsyncClient, provider: tm.TestProvider
+) -> None:
+    """A reply the one-step finalize does not save (here: it continues a stored message, the
+    client's tool result, so the engine's finalize transaction replaces that message) leaves
+    `updated_at` where the continuing turn's start put it, as the one-step finalize does."""
+    vault = client.vault  # type: ignore[attr-defined]
+    vault.register_tool("getLocation", description="Where the user is", input_schema={"type": "object"})
+    provider.enqueue(tm.text("Let me check."), tm.tool_call("getLocation", {}, call_id="call_1"))
+    provider.enqueue(tm.text("You are in Paris."))
+    await post_chat(client, {"id": "c", "messages": [user("u1", "Where am I?")], "trigger": "submit-message"})
+    await settle(client)
+    question, assistant = await stored(client, "c")
+    answered = {
+        **assistant,
+        "parts": [
+            {**p, "state": "output-available", "output": {"city": "Paris"}} if p["type"] == "tool-getLocation" else p
+            for p in assistant["parts"]
+        ],
+    }
+    body = {"id": "c", "messages": [question, answered], "trigger": "submit-message", "messageId": assistant["id"]}
+    await post_chat(client, body)
+    await settle(client)
+    records = (await vault.list_generations()).items
+    first, continued = sorted(records, key=lambda r: r.created_at)
+    assert (first.status, continued.status) == ("complete", "complete")
+    chat = await vault.get_chat("c")
+    assert first.finished_at < chat.updated_at < continued.finished_at  # moved by the start only
+    assert (await stored(client, "c"))[1]["parts"][-1]["text"] == "You are in Paris."
+
+
 def test_a_turns_message_copy_is_a_deep_copy_of_its_json() -> None:
     """The history's copy of the user message (`copy_json`, in place of `copy.deepcopy`) is equal
     to it, key order included, and shares no dict or list with it; a value that is not JSON is

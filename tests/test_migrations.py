@@ -555,7 +555,7 @@ async def test_0032_indexes_keyed_generations_text_parts_and_no_message_or_cache
     url, schema = database
     store = Store(url, schema=schema)
     try:
-        await upgrade(store.engine, "0030")
+        await upgrade(store.engine, "0031")
         await _a_turns_rows(store, _KEYED_GENERATION.format(id="'g'", key="'k'"))
         async with store.write() as conn:
             await conn.execute(
@@ -608,7 +608,7 @@ async def test_0032_indexes_keyed_generations_text_parts_and_no_message_or_cache
                 await conn.execute(sa_text("RESET enable_seqscan"))
                 assert "uq_generations_idempotency_key" in "\n".join(plan.scalars().all())
         await _refuses_a_second_use_of_a_key_only(store, 1)
-        await _downgrade(store, "0030")
+        await _downgrade(store, "0031")
         assert await _turn_indexes(store) == before
         await _refuses_a_second_use_of_a_key_only(store, 2)
         await upgrade(store.engine)
@@ -618,5 +618,37 @@ async def test_0032_indexes_keyed_generations_text_parts_and_no_message_or_cache
             assert (await conn.execute(sa_text("SELECT count(*) FROM cache_entries"))).scalar_one() == 1
             assert (await conn.execute(sa_text("SELECT count(*) FROM messages"))).scalar_one() == 1
             assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
+    finally:
+        await store.aclose()
+
+
+async def test_0031_keeps_room_on_the_chats_pages_as_the_metadata_says_and_its_downgrade_gives_it_back(
+    database: tuple[str, str | None],
+) -> None:
+    """PostgreSQL: from 0031 `chats` fills its pages to the fillfactor the metadata declares (the
+    rest for the finalize's HOT update of a chat row); Alembic's comparison does not look at table
+    options, so this does. Going back to 0030 resets it. SQLite: both ways change nothing."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    from genvault.store.schema import chats
+
+    url, schema = database
+    store = Store(url, schema=schema)
+    options = "SELECT relname, reloptions FROM pg_class WHERE relname = 'chats' AND relnamespace = to_regnamespace({})"
+    try:
+        await store.upgrade()
+        if store.dialect == "sqlite":
+            await _downgrade(store, "0030")
+            await store.upgrade()
+            return
+        where = "current_schema()" if schema is None else f"'{schema}'"
+        declared = chats.dialect_options["postgresql"]["with"]
+        assert "WITH (fillfactor = 90)" in str(CreateTable(chats).compile(dialect=postgresql.dialect()))
+        assert await _by_name(store, options.format(where)) == {"chats": [f"fillfactor={declared['fillfactor']}"]}
+        await _downgrade(store, "0030")
+        assert await _by_name(store, options.format(where)) == {"chats": None}
+        await store.upgrade()
+        assert await _by_name(store, options.format(where)) == {"chats": ["fillfactor=90"]}
     finally:
         await store.aclose()

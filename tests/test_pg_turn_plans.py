@@ -59,6 +59,7 @@ async def generic_plan(conn: Any, sql: str) -> str:
         pytest.param(lambda: finishes._postgresql_sql(purging=False), id="finalize without a purge"),
         pytest.param(lambda: _append_statement(check_ids=False), id="append alone"),
         pytest.param(lambda: _append_statement(check_ids=True), id="append in a transaction"),
+        pytest.param(lambda: _append_statement(touch=False), id="a reply's save in a transaction"),
     ],
 )
 async def test_the_chat_row_is_found_by_its_key_not_among_the_users_chats(conn: Any, statement: Any) -> None:
@@ -262,3 +263,36 @@ async def test_the_sweepers_search_for_running_records_reads_only_their_index(co
     plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}")
     assert scans(plan) == [("Index Scan", "ix_generations_active")], scans(plan)
     assert len(await conn.fetch(sql)) == 10
+
+
+async def test_the_finalizes_update_of_a_chat_writes_no_index_entry_even_on_a_filled_page(conn: Any) -> None:
+    """The one-step finalize leaves the chat's `updated_at` as the turn's opening set it, so its
+    update of the chat row (`last_seq`, `active_generation_id`) changes no column of any index
+    of `chats` (the list's, the primary key, the title's search expression): with the room
+    revision 0031 keeps on every page, even a page that inserts filled, it is a HOT update."""
+    # Rows of ~500 bytes: inserts fill a page but for less than one row's room (to 100 %), or
+    # leave two rows' room (to 90 %); the first row is on such a page.
+    await conn.execute(
+        "INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, updated_at) "
+        "SELECT 'full' || i, 'alice', rpad('title ' || i, 440, '.'), 'private', 1, 'g' || i, now(), now() "
+        "FROM generate_series(1, 100) AS i"
+    )
+    await conn.execute(
+        "INSERT INTO generations (id, kind, user_id, chat_id, status, model, provider, request, created_at) "
+        "VALUES ('g1', 'chat', 'alice', 'full1', 'pending', 'm', 'p', '{}', now())"
+    )
+    opened = await conn.fetchval("SELECT updated_at FROM chats WHERE id = 'full1'")
+    page = "SELECT (ctid::text::point)[0] FROM chats WHERE id = 'full1'"
+    assert await conn.fetchval(page) < await conn.fetchval("SELECT max((ctid::text::point)[0]) FROM chats")
+    reply = {"id": "a1", "role": "assistant", "parts": [{"type": "text", "text": "hello"}]}
+    final = {"status": "complete", "result_text": "hello", "finished_at": datetime.now(UTC)}
+    params = finishes.postgresql_params("g1", final, "full1", "alice", reply, None)
+    async with conn.transaction():  # this transaction's own counts (`pg_stat_xact_user_tables`)
+        assert await conn.fetchval(finishes._postgresql_sql(purging=False), *params) is True
+        updated, hot = await conn.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'chats'::regclass"
+        )
+    assert (updated, hot) == (1, 1)
+    chat = await conn.fetchrow("SELECT last_seq, active_generation_id, updated_at FROM chats WHERE id = 'full1'")
+    assert tuple(chat) == (2, None, opened)
+    assert await conn.fetchval("SELECT seq FROM messages WHERE chat_id = 'full1' AND id = 'a1'") == 2

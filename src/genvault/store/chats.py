@@ -324,7 +324,7 @@ async def list_chats(
     among: ColumnElement[bool] | None = None,
 ) -> Page[Chat]:
     """The user's chats, most recently updated first (`among`: only those meeting it, such as a
-    search's matches)."""
+    search's matches): by `updated_at`, which a turn sets when it starts, not when its reply ends."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     query = select(chats).where(chats.c.user_id == user_id)
@@ -384,7 +384,9 @@ async def append_messages(
     generation_id: str | None = None,
 ) -> list[int]:
     """Append messages in order, atomically; returns their seqs. An id already in the chat is a
-    `Conflict` (use `upsert_message` to save a message that may exist)."""
+    `Conflict` (use `upsert_message` to save a message that may exist). The chat's `updated_at`
+    moves to now, except for a reply's save (`generation_id` given): a chat sorts by the start
+    of its latest turn, which set it already (`store/finishes.py`)."""
     if not new_messages:
         return []
     _check_append(new_messages)
@@ -412,13 +414,14 @@ async def _append_sqlite(
     records = _part_records(new_messages)
     stamp = _sqlite_stamp(conn.dialect)(now)
     driver: Any = (await conn.get_raw_connection()).driver_connection
+    touch, touched = ("", ()) if generation_id is not None else (", updated_at = ?", (stamp,))
     try:
         row = (
             await driver.execute_fetchall(
-                "UPDATE chats SET last_seq = last_seq + ?, updated_at = ? WHERE id = ? AND user_id = ? "
+                f"UPDATE chats SET last_seq = last_seq + ?{touch} WHERE id = ? AND user_id = ? "
                 "RETURNING last_seq, (SELECT id FROM messages WHERE chat_id = ? "
                 f"AND id IN ({', '.join('?' * count)}) LIMIT 1)",
-                (count, stamp, chat_id, user_id, chat_id, *ids),
+                (count, *touched, chat_id, user_id, chat_id, *ids),
             )
         )[:1]
         if not row:
@@ -454,7 +457,7 @@ def _sqlite_stamp(dialect: Any) -> Any:
     return messages.c.created_at.type.bind_processor(dialect)
 
 
-_append_sql_cache: dict[bool, str] = {}
+_append_sql_cache: dict[tuple[bool, bool], str] = {}
 
 
 async def _append_postgresql(
@@ -468,7 +471,8 @@ async def _append_postgresql(
     Sent as driver SQL with positional parameters (message arrays, the parts as one JSON text):
     nothing for SQLAlchemy to compile or process."""
     params = _append_params_pg(chat_id, user_id, new_messages, generation_id)
-    row: Any = (await conn.exec_driver_sql(_append_statement(), params)).first()
+    statement = _append_statement(touch=generation_id is None)
+    row: Any = (await conn.exec_driver_sql(statement, params)).first()
     return _first_seq(row, chat_id, len(new_messages))
 
 
@@ -544,10 +548,10 @@ async def appended_seqs(
     return seqs
 
 
-def _append_statement(*, check_ids: bool = True) -> str:
-    sql = _append_sql_cache.get(check_ids)
+def _append_statement(*, check_ids: bool = True, touch: bool = True) -> str:
+    sql = _append_sql_cache.get((check_ids, touch))
     if sql is None:
-        sql = _append_sql_cache[check_ids] = _append_sql(check_ids=check_ids)
+        sql = _append_sql_cache[check_ids, touch] = _append_sql(check_ids=check_ids, touch=touch)
     return sql
 
 
@@ -602,7 +606,7 @@ def _first_seq(row: Any, chat_id: str, count: int) -> int:
     return int(first_after) - count + 1
 
 
-def _append_sql(*, check_ids: bool) -> str:
+def _append_sql(*, check_ids: bool, touch: bool = True) -> str:
     """The PostgreSQL append as one statement (so a turn is BEGIN, this, COMMIT: three round
     trips instead of five). In order: `bump` reserves the seqs on the chat row, locking it like
     `_append_sqlite` (no row: not the user's chat — or, with `check_ids`, an id is already in it);
@@ -619,6 +623,8 @@ def _append_sql(*, check_ids: bool) -> str:
     messages, and without planner statistics (a new table, autovacuum off) PostgreSQL probes
     the `(chat_id, seq)` index and filters every row of the chat.
 
+    Without `touch` the bump leaves `updated_at` (a reply's save: its turn's start set it).
+
     The owner is checked as `IS NOT DISTINCT FROM` (the same test: `user_id` is never NULL), which
     is no index condition: so the chat row is found by its primary key. Without statistics the
     planner costs `user_id = $2` like `id = $1`, and the generic plan a pooled connection keeps
@@ -632,7 +638,7 @@ def _append_sql(*, check_ids: bool) -> str:
     )
     return f"""
 WITH bump AS (
-    UPDATE chats SET last_seq = last_seq + $3::bigint, updated_at = $4::timestamptz
+    UPDATE chats SET last_seq = last_seq + $3::bigint{", updated_at = $4::timestamptz" if touch else ""}
     WHERE id = $1::varchar AND user_id IS NOT DISTINCT FROM $2::varchar{id_check}
     RETURNING last_seq
 ), new_messages AS (
@@ -732,7 +738,8 @@ async def upsert_message(
     )
     await conn.execute(delete(parts).where(parts.c.chat_id == chat_id, parts.c.message_id == message["id"]))
     await _insert_parts(conn, chat_id, user_id, [message])
-    await conn.execute(update(chats).where(chats.c.id == chat_id).values(updated_at=_now()))
+    if generation_id is None:  # else a reply's save: its turn's start moved the chat (`append_messages`)
+        await conn.execute(update(chats).where(chats.c.id == chat_id).values(updated_at=_now()))
     return "updated"
 
 

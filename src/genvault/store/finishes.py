@@ -1,5 +1,15 @@
 """A chat turn's finalize in one step: the generation's final state, the assistant message with
-its parts, the chat freed (and its `updated_at`), and the dedup cache's entry, written together.
+its parts, the chat freed, and the dedup cache's entry, written together.
+
+The chat's `updated_at` is left as the turn's opening set it (a new chat's insert, an existing
+chat's claim): a chat sorts in the list by the start of its latest turn, as chat apps move a chat
+up when its user sends. So the chat row's update changes `last_seq` and `active_generation_id`
+only, no column of any `chats` index (`ix_chats_user_id_updated_at`, the primary key, the title's
+search expression), and PostgreSQL can write it as a HOT update: no index entry, the title's
+vector not computed again (revision 0031 keeps room on the table's pages for it). SQLite skips
+rewriting the list index's entry likewise. The general path (`Engine._finalize`'s transaction:
+a record ended elsewhere, a continued message) saves the reply with its generation id, which
+leaves `updated_at` too (`chats.append_messages`, `chats.upsert_message`).
 
 This is the common ending of a chat turn (a reply under a new message id, nothing ended it
 elsewhere; a budget's reservation is settled by the generations update's own trigger).
@@ -159,7 +169,7 @@ def _postgresql_sql(purging: bool = True) -> str:
     columns = PAGE_PART_COLUMNS
     return f"""
 {_FIN}, bump AS (
-    UPDATE chats SET last_seq = last_seq + 1, updated_at = {now},
+    UPDATE chats SET last_seq = last_seq + 1,
            active_generation_id = CASE WHEN active_generation_id = $1::varchar THEN NULL
                                        ELSE active_generation_id END
     WHERE id = {chat}::varchar AND user_id IS NOT DISTINCT FROM {user}::varchar AND EXISTS (SELECT 1 FROM fin)
@@ -309,6 +319,13 @@ def _sqlite_final_sql(nulls: tuple[bool, ...]) -> str:
     )
 
 
+# The chat's seq bumped and the chat freed; `updated_at` left as the turn's opening set it.
+_SQLITE_CHAT_SQL = (
+    "UPDATE chats SET last_seq = last_seq + 1, active_generation_id = "
+    "CASE WHEN active_generation_id = ? THEN NULL ELSE active_generation_id END "
+    "WHERE id = ? AND user_id = ?"
+)
+
 _ASSISTANT_MESSAGE = (("seq", "(SELECT last_seq FROM chats WHERE id = ?)"), ("role", "'assistant'"))
 
 
@@ -354,12 +371,7 @@ async def _finish_sqlite(
         try:
             if not db.execute(final_sql, final_params).rowcount:
                 return False  # nothing written
-            bumped = db.execute(
-                "UPDATE chats SET last_seq = last_seq + 1, updated_at = ?, active_generation_id = "
-                "CASE WHEN active_generation_id = ? THEN NULL ELSE active_generation_id END "
-                "WHERE id = ? AND user_id = ?",
-                (now, generation_id, chat_id, user_id),
-            ).rowcount
+            bumped = db.execute(_SQLITE_CHAT_SQL, (generation_id, chat_id, user_id)).rowcount
             if bumped:  # else the chat was deleted while the reply ran: the record alone
                 db.execute(message_sql, message_row)
                 for part_sql, part_row in part_rows:

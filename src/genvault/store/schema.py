@@ -215,6 +215,9 @@ chats = Table(
     # The generation currently streaming a reply into this chat (for resume), if any.
     Column("active_generation_id", String(40)),
     Column("created_at", UTCDateTime, nullable=False),
+    # The list's order (`ix_chats_user_id_updated_at`): set by a turn's start (not by its reply's
+    # save, so the one-step finalize's update can be HOT on PostgreSQL: `store/finishes.py`), an
+    # append, an edit, a label change.
     Column("updated_at", UTCDateTime, nullable=False),
     # The caller's labels (`genvault.labels`), as on generations; a turn's generation carries
     # the chat's tags (and metadata) so usage by tag covers chats. NULL: none given.
@@ -222,6 +225,9 @@ chats = Table(
     Column("metadata", JSONOrNull),
     CheckConstraint(_in("visibility", ("private", "link", "public")), name="visibility"),
     Index(None, "user_id", "updated_at"),
+    # PostgreSQL: inserts fill a page to 90 %, the rest is for the turn's HOT update of a row
+    # (revision 0031). Alembic compares no table options: `test_migrations` checks it.
+    postgresql_with={"fillfactor": 90},
 )
 
 messages = Table(

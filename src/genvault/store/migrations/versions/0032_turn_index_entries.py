@@ -2,7 +2,7 @@
 (PostgreSQL), no index on `user_id` for messages and the dedup cache, and parts' over text parts
 
 Revision ID: 0032
-Revises: 0030
+Revises: 0031
 Create Date: 2026-12-06 19:15:00
 
 `uq_generations_user_id_idempotency_key` was a table UNIQUE constraint, so its index held an
@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0032"
-down_revision = "0030"
+down_revision = "0031"
 branch_labels = None
 depends_on = None
 

@@ -205,9 +205,9 @@ class TestCoalescedCheckpoints:
         for generation_id in ids:
             await vault.cancel(generation_id)
 
-    async def test_on_sqlite_checkpoints_and_first_tokens_are_grouped_writes(self, vault_factory: Any) -> None:
+    async def test_on_sqlite_checkpoints_are_grouped_writes(self, vault_factory: Any) -> None:
         # One hop and one transaction on the liveness store's writer connection, shared by the
-        # checkpoints and the first-token marks when they queue together (store/sqlite_groups.py).
+        # checkpoints that queue together (store/sqlite_groups.py).
         provider = tm.TestProvider(tokens_per_second=0)
         vault = await vault_factory(providers={"offline": provider}, settings_overrides={"checkpoint_ms": 60_000})
         if vault.store.dialect != "sqlite":
@@ -241,6 +241,25 @@ class TestCoalescedCheckpoints:
 
 
 class TestFirstTokens:
+    async def test_on_sqlite_the_first_token_is_written_in_the_turns_write_groups(self, vault_factory: Any) -> None:
+        # Not on the liveness store's connection: its commits made SQLite drop the turns' writer
+        # connection's page cache (liveness/heartbeat.py).
+        provider = tm.TestProvider(tokens_per_second=0)
+        vault = await vault_factory(providers={"offline": provider}, settings_overrides={"checkpoint_ms": 60_000})
+        if vault.store.dialect != "sqlite":
+            pytest.skip("SQLite's write groups")
+        turns, own = vault.store.sqlite_groups(), vault.engine.liveness.store.sqlite_groups()
+        provider.enqueue(tm.text("so far "), tm.delay(60))
+        before = turns.writes
+        generation_id = (await vault.generate("q")).id
+        await wait_for(lambda: streaming(vault, generation_id))  # its first-token mark, written
+        await wait_for(lambda: _true(not turns._running and not own._running))  # and counted
+        assert own.writes == 0  # no checkpoint is due (60 s), and the mark went elsewhere
+        assert turns.writes >= before + 2  # the opening and the mark
+        stored = await row(vault, generation_id)
+        assert (stored["status"], stored["lease_owner"]) == ("streaming", vault.engine.owner_id)
+        await vault.cancel(generation_id)
+
     async def test_the_writer_moves_started_streams_to_streaming_and_never_revives_an_ended_one(
         self, vault_factory: Any
     ) -> None:

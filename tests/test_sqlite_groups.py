@@ -289,3 +289,10 @@ async def test_aclose_waits_for_the_group_in_flight_and_the_writes_queued_behind
     assert store._sqlite_writer is None  # closed after the last group, not reopened by one
     with sqlite3.connect(path) as db:
         assert [r[0] for r in db.execute("SELECT name FROM t ORDER BY id")] == ["before", "in flight", "queued"]
+
+
+async def test_every_connection_copies_the_wal_back_at_the_longer_length(store: Store) -> None:
+    # Each connection that commits may run the copy (store/db.py): the turns' writer's and a pooled one's.
+    assert await write_in_group(store, lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 4000
+    async with store.read() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 4000

@@ -84,13 +84,21 @@ class Liveness:
         # (PostgreSQL: one of its two connections is the first-token writer's, `Store.driver`.)
         self.store = Store(store.url, schema=store.schema, pool_size=2, max_overflow=0, pool_timeout=60.0, drivers=1)
         self.store.write_lock = store.write_lock  # SQLite: one queue of writers per process
-        # SQLite: the checkpoints and the first-token marks go to this store's writer connection,
-        # in one hop and one transaction each (`sqlite_groups`; together when they queue together).
-        # Through SQLAlchemy's `write()` a flush cost ~0.7 ms more of the loop's CPU and ~0.2 ms
-        # more of the writer's (10 streams). Measured and dropped: the main store's writer, in
-        # the turns' transactions, cost the writer threads ~1 µs per token more at 300 streams
+        # SQLite: the checkpoints go to this store's writer connection, in one hop and one
+        # transaction each (`sqlite_groups`; together when they queue together). Through
+        # SQLAlchemy's `write()` a flush cost ~0.7 ms more of the loop's CPU and ~0.2 ms more of
+        # the writer's (10 streams). Measured and dropped: the main store's writer, in the turns'
+        # transactions, cost the writer threads ~1 µs per token more at 300 streams
         # (docs/benchmarks.md, issue 15).
         self._sqlite_writes = self.store if store.dialect == "sqlite" else None
+        # SQLite: the first-token marks go to the main store's write groups, beside the turns'
+        # openings and finalizes. A commit on any other connection makes SQLite drop a
+        # connection's whole page cache at its next transaction, so each mark written here
+        # (about one a 4-5 turns at 8 clients) had the turns' writer read every page of its next
+        # group again: ~11 `pread`s a turn of 33, with their page checks (docs/benchmarks.md,
+        # "sqlitetime"). A connection of their own bought the marks no concurrency: they take
+        # the same write lock.
+        self._sqlite_marks = store if store.dialect == "sqlite" else None
         self.owner_id = new_owner_id()
         self.on_lost = on_lost
         self.on_dead = on_dead
@@ -245,9 +253,10 @@ class Liveness:
     def first_token(self, generation_id: str, *, started_at: datetime, first_token_at: datetime) -> None:
         """Queue the record's move to `streaming` (with its timings). Nothing waits for it: the
         token goes out at once, and the write follows within a few milliseconds together with the
-        other streams' that started meanwhile, on this writer's own connections (never a
-        connection a new turn waits for). A record cancelled or swept before it is not moved; the
-        next checkpoint finds it ended and stops its run."""
+        other streams' that started meanwhile: on PostgreSQL on this writer's own connection
+        (never one a new turn waits for), on SQLite in the turns' write groups (one statement in
+        a transaction it may share with them). A record cancelled or swept before it is not moved;
+        the next checkpoint finds it ended and stops its run."""
         self._marks.append((generation_id, started_at, first_token_at))
         self._marks_queued.set()
 
@@ -281,10 +290,10 @@ class Liveness:
                             driver, marks, owner=self.owner_id, lease_until=until
                         )
                     )
-                else:  # one hop to the writer connection's thread
-                    assert self._sqlite_writes is not None
+                else:  # one hop to the turns' writer connection's thread
+                    assert self._sqlite_marks is not None
                     await processes.mark_streaming_sqlite(
-                        self._sqlite_writes, marks, owner=self.owner_id, lease_until=until
+                        self._sqlite_marks, marks, owner=self.owner_id, lease_until=until
                     )
         except BaseException:
             self._marks[:0] = marks  # kept for the next try (or lost with the process, as the run is)

@@ -71,12 +71,14 @@ class CacheEntry:
 
 # The final record's columns this statement sets, in the order of its parameters (from $2).
 # COALESCE for those a finalize gives only sometimes (a copy's source, an estimate's flag): an
-# absent value keeps the row's.
+# absent value keeps the row's. A JSON value is bound as text and cast in the statement
+# (`text::jsonb`): asyncpg binds a text parameter in C, where a `jsonb` one goes through the Python
+# encoder SQLAlchemy's dialect gives every connection; PostgreSQL parses the same text either way.
 _FINAL_COLUMNS = (
     ("status", "varchar", False),
     ("error", "text", False),
     ("result_text", "text", False),
-    ("result_message", "jsonb", False),
+    ("result_message", "text::jsonb", False),
     ("finish_reason", "varchar", False),
     ("input_tokens", "int", False),
     ("output_tokens", "int", False),
@@ -85,7 +87,7 @@ _FINAL_COLUMNS = (
     ("reasoning_tokens", "int", False),
     ("total_tokens", "int", False),
     ("cost_nano_usd", "bigint", False),
-    ("unit_prices", "jsonb", False),
+    ("unit_prices", "text::jsonb", False),
     ("price_source", "varchar", False),
     ("started_at", "timestamptz", False),
     ("first_token_at", "timestamptz", False),
@@ -182,7 +184,7 @@ def _postgresql_sql(purging: bool = True) -> str:
 ), new_parts AS (
     INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
     SELECT {chat}::varchar, p.message_id, p.position, {user}::varchar, {", ".join("p." + c for c in columns)}
-    FROM bump, json_populate_recordset(NULL::parts, {parts_json}::json) AS p
+    FROM bump, json_populate_recordset(NULL::parts, {parts_json}::text::json) AS p
 ){_cache_entry(key, entry_user, expires, purge if purging else None)}"""
 
 

@@ -72,6 +72,8 @@ _GENERATION_COLUMNS = (
     "tags",
     "metadata",
 )
+# The chat turn's opening binds them but `created_at`, the turn's instant, bound once ($4).
+_OPENING_GENERATION_COLUMNS = tuple(name for name in _GENERATION_COLUMNS if name != "created_at")
 
 
 def _parts_records(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -93,8 +95,12 @@ _PROBE = """(
 def _postgresql_sql() -> str:
     """Parameters: $1 chat id, $2 user id, $3 title, $4 now, $5 message id, $6 message metadata
     (JSON text), $7 the parts as one JSON array of records (as the append sends them), then the
-    pending generation's columns from $8 (`_GENERATION_COLUMNS`, its id first), then the cache
-    probe's key, now, oldest and user (`_PROBE`; a NULL key finds nothing).
+    pending generation's columns from $8 (`_OPENING_GENERATION_COLUMNS`, its id first), then the cache
+    probe's key, now, oldest and user (`_PROBE`; a NULL key finds nothing). The generation's
+    `created_at` is $4 (not a parameter of its own), and JSON is bound as text and cast in the
+    statement (`text::jsonb`, `text::json`): asyncpg binds text in C, where a `json`/`jsonb`
+    parameter goes through the Python encoder SQLAlchemy's dialect gives every connection;
+    PostgreSQL parses the same text either way.
 
     `new_chat` inserts the chat unless its id is taken; `claim` takes a chat of this user that
     exists (in the statement's snapshot, so never the one `new_chat` inserts) if it runs no
@@ -107,8 +113,10 @@ def _postgresql_sql() -> str:
     (`labels.merged`). The owner is compared with `IS NOT DISTINCT FROM` (no index condition), so
     the chat is found by its primary key whatever the statistics (see `chats._append_sql`)."""
     columns = PAGE_PART_COLUMNS
-    gen = {name: f"${8 + i}" for i, name in enumerate(_GENERATION_COLUMNS)}
-    n = 8 + len(_GENERATION_COLUMNS)
+    # The generation's `created_at` is the turn's instant, $4: not bound a second time.
+    gen = {name: f"${8 + i}" for i, name in enumerate(_OPENING_GENERATION_COLUMNS)}
+    gen["created_at"] = "$4"
+    n = 8 + len(_OPENING_GENERATION_COLUMNS)
     probe = _PROBE.format(
         key=f"${n}::varchar", now=f"${n + 1}::timestamptz", oldest=f"${n + 2}::timestamptz", user=f"${n + 3}::varchar"
     )
@@ -118,7 +126,7 @@ def _postgresql_sql() -> str:
     # message in one chat (`chat_id = $1` costed as the whole table) its generic plan is a scan
     # of `messages`, which a pooled connection keeps as the table grows.
     request = (
-        f"jsonb_set({gen['request']}::jsonb, '{{messages_before}}', to_jsonb((SELECT count(*) FROM messages "
+        f"jsonb_set({gen['request']}::text::jsonb, '{{messages_before}}', to_jsonb((SELECT count(*) FROM messages "
         "WHERE chat_id = $1::varchar AND EXISTS (SELECT 1 FROM claim)) + 1))"
     )
     return f"""
@@ -126,7 +134,7 @@ WITH new_chat AS (
     INSERT INTO chats (id, user_id, title, visibility, last_seq, active_generation_id, created_at, updated_at,
                        tags, metadata)
     VALUES ($1::varchar, $2::varchar, $3::varchar, 'private', 1, {gen["id"]}::varchar, $4::timestamptz,
-            $4::timestamptz, {gen["tags"]}::jsonb, {gen["metadata"]}::jsonb)
+            $4::timestamptz, {gen["tags"]}::text::jsonb, {gen["metadata"]}::text::jsonb)
     ON CONFLICT (id) DO NOTHING
     RETURNING id, last_seq
 ), claim AS (
@@ -143,14 +151,15 @@ WITH new_chat AS (
 ), new_parts AS (
     INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
     SELECT target.id, p.message_id, p.position, $2::varchar, {", ".join("p." + c for c in columns)}
-    FROM target, json_populate_recordset(NULL::parts, $7::json) AS p
+    FROM target, json_populate_recordset(NULL::parts, $7::text::json) AS p
 ), new_generation AS (
     INSERT INTO generations (status, {", ".join(_GENERATION_COLUMNS)})
     SELECT 'pending', {gen["id"]}::varchar, {gen["kind"]}::varchar, {gen["user_id"]}::varchar,
            {gen["chat_id"]}::varchar, {gen["message_id"]}::varchar, {gen["model"]}::varchar, {gen["provider"]}::varchar,
            {request}, {gen["created_at"]}::timestamptz, {gen["lease_owner"]}::varchar,
            {gen["lease_expires_at"]}::timestamptz, {gen["idempotency_key"]}::varchar, {gen["cache_key"]}::varchar,
-           {gen["api_key_id"]}::varchar, {gen["reservation"]}::jsonb, {gen["tags"]}::jsonb, {gen["metadata"]}::jsonb
+           {gen["api_key_id"]}::varchar, {gen["reservation"]}::text::jsonb, {gen["tags"]}::text::jsonb,
+           {gen["metadata"]}::text::jsonb
     FROM target
 )
 SELECT EXISTS (SELECT 1 FROM new_chat), EXISTS (SELECT 1 FROM claim), {probe}
@@ -252,14 +261,19 @@ async def _messages_before(conn: Any, chat_id: str, message_id: str) -> list[dic
 
 _JSON_COLUMNS = ("request", "reservation", "tags", "metadata")
 _JSON_POSITIONS = tuple(_GENERATION_COLUMNS.index(name) for name in _JSON_COLUMNS)
+_OPENING_JSON_POSITIONS = tuple(_OPENING_GENERATION_COLUMNS.index(name) for name in _JSON_COLUMNS)
 
 
-def _generation_params(generation: dict[str, Any]) -> list[Any]:
-    """The pending generation's parameters for asyncpg, in `_GENERATION_COLUMNS`' order: a JSON
-    column's text (`_json.dump_jsonb`; None stays SQL NULL, not JSON null), else the value.
-    (One C `map` and four look-ups, not a generator calling a function for each of 17 columns.)"""
-    params = list(map(generation.get, _GENERATION_COLUMNS))
-    for i in _JSON_POSITIONS:
+def _generation_params(
+    generation: dict[str, Any],
+    columns: tuple[str, ...] = _GENERATION_COLUMNS,
+    json_positions: tuple[int, ...] = _JSON_POSITIONS,
+) -> list[Any]:
+    """The pending generation's parameters for asyncpg, in `columns`' order: a JSON column's
+    text (`_json.dump_jsonb`; None stays SQL NULL, not JSON null), else the value. (One C `map`
+    and four look-ups, not a generator calling a function for each of 17 columns.)"""
+    params = list(map(generation.get, columns))
+    for i in json_positions:
         if params[i] is not None:
             params[i] = dump_jsonb(params[i])
     return params
@@ -289,7 +303,7 @@ def postgresql_params(
         dump_json(message.get("metadata", MISSING)),
         # Strings, integers and booleans only, as the append's (`chats._append_params_pg`).
         dump_json_fast(_parts_records(message)),
-        *_generation_params(generation),
+        *_generation_params(generation, _OPENING_GENERATION_COLUMNS, _OPENING_JSON_POSITIONS),
         *_probe_params(probe),
     )
 
@@ -489,10 +503,10 @@ def _generation_sql() -> str:
     probe's key, now, oldest and user (`_PROBE`; a NULL key finds nothing). The probe reads the
     statement's snapshot, before the insert: it looks for another generation's entry."""
     casts = {
-        "request": "jsonb",
-        "reservation": "jsonb",
-        "tags": "jsonb",
-        "metadata": "jsonb",
+        "request": "text::jsonb",  # JSON as text: see `_postgresql_sql`
+        "reservation": "text::jsonb",
+        "tags": "text::jsonb",
+        "metadata": "text::jsonb",
         "created_at": "timestamptz",
         "lease_expires_at": "timestamptz",
     }

@@ -379,3 +379,59 @@ async def test_a_turn_cancelled_from_another_process_keeps_its_partial_reply_and
     assert "".join(p.get("text", "") for p in stored["parts"]) == "Half a reply"
     assert stored["metadata"]["genvault"]["status"] == "cancelled"
     assert stored["metadata"] == chunks[-2]["messageMetadata"]
+
+
+class _HeldFinalHook:
+    """A final hook (in the finalize's transaction) held until released: the finalize is writing."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.finished = False
+
+    def wants(self, status: str) -> bool:
+        return True
+
+    async def on_final(self, conn: Any, record: Any) -> None:
+        self.entered.set()
+        await self.release.wait()
+        self.finished = True
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.parametrize("stop", ["cancel", "aclose"])
+async def test_a_cancel_arriving_while_the_finalize_writes_never_interrupts_that_write(
+    vault_factory: Any, stop: str
+) -> None:
+    # The finalize runs in the generation's own task (no shielded task): a user's cancel, or the
+    # shutdown's after its grace, must leave it alone, not cancel the write half-way.
+    provider = tm.TestProvider(tokens_per_second=0)
+    vault = await vault_factory(providers={"offline": provider})
+    hook = _HeldFinalHook()
+    vault.engine.final_hooks.append(hook)
+    provider.enqueue(tm.text("the whole reply"))
+    generation_id = (await vault.generate("q")).id
+    await asyncio.wait_for(hook.entered.wait(), 20)
+    run = vault.engine._runs[generation_id]
+    assert run.finalizing
+    if stop == "cancel":
+        stopping = asyncio.create_task(vault.cancel(generation_id))
+        await _until(lambda: run.cancel_requested)
+    else:
+        stopping = asyncio.create_task(vault.engine.aclose(grace_seconds=0))
+        await _until(lambda: vault.engine._shutting_down)
+        await asyncio.sleep(0.05)  # past its (zero) grace: a cancel would have been sent by now
+    assert not stopping.done()  # it waits for the write, which it did not cancel
+    hook.release.set()
+    await asyncio.wait_for(stopping, 20)
+    assert hook.finished
+    record = await vault.get_generation(generation_id)
+    assert (record.status, record.result_text) == ("complete", "the whole reply")
+    assert not run.finalizing

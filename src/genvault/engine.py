@@ -596,7 +596,13 @@ class Engine:
             if sink is not None:
                 for chunk in tail:
                     sink(chunk)
-            outcome = await asyncio.shield(self._finalize_retrying(run, status, error, finalize_hook))
+            # In this task, not a shielded one: every canceller (`_interrupt`) skips a run that
+            # is finalizing, so nothing cancels this write.
+            run.finalizing = True
+            try:
+                outcome = await self._finalize_retrying(run, status, error, finalize_hook)
+            finally:
+                run.finalizing = False
             committed = outcome == status
             if committed:
                 await self._publish(run, tail, None)
@@ -749,7 +755,14 @@ class Engine:
             task, run = self._tasks.get(generation_id), self._runs.get(generation_id)
             if task is not None and run is not None:
                 run.cancel_requested = True
-                task.cancel()
+                self._interrupt(task, run)
+
+    @staticmethod
+    def _interrupt(task: asyncio.Task[None], run: Run) -> None:
+        """Cancel a run's task, unless its finalize is writing: that write must hold (the run
+        ends by itself right after it, as its record now says)."""
+        if not run.finalizing:
+            task.cancel()
 
     async def _stop_all(self) -> None:
         """This process was declared dead: its records are `interrupted` already; stop the runs."""
@@ -940,7 +953,7 @@ class Engine:
         run = self._runs.get(generation.id)
         if task is not None and run is not None:
             run.cancel_requested = True
-            task.cancel()
+            self._interrupt(task, run)
             await run.done.wait()
             return
         # Running in another process (or nowhere): end the record here; the owner's next
@@ -993,7 +1006,11 @@ class Engine:
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
             for task in pending:
-                task.cancel()
+                run = self._runs.get(task.get_name().removeprefix("genvault:"))
+                if run is None:
+                    task.cancel()
+                else:  # one finalizing is waited for (up to `finalize_retry_seconds`)
+                    self._interrupt(task, run)
             if pending:
                 await asyncio.wait(pending)
         await self.liveness.aclose()

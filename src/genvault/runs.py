@@ -68,6 +68,9 @@ class Run:
     # What admission reserved against the limits; settled in the finalize transaction.
     admission: Admission | None = None
     finish_alone: FinishAlone | None = None
+    # Its finalize is writing: the engine's cancellers leave its task alone until it returns
+    # (a cancel would interrupt the write; no `asyncio.shield` task a turn).
+    finalizing: bool = False
 
     @property
     def result_text(self) -> str:

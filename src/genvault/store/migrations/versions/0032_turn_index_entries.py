@@ -52,16 +52,20 @@ _BY_USER = (("messages", "ix_messages_user_id"), ("cache_entries", "ix_cache_ent
 _PARTS = "ix_parts_user_id"
 
 
+def _concurrently(table: str) -> bool:
+    """Whether an index on `table` is built and dropped CONCURRENTLY: on a PostgreSQL table that
+    has rows (writers are not blocked for the build); an empty one takes the plain statement."""
+    bind = op.get_bind()
+    return bind.dialect.name == "postgresql" and bool(
+        bind.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {table})")).scalar()
+    )
+
+
 def _build(name: str, table: str, definition: str) -> None:
-    """CREATE [UNIQUE] INDEX `name` ON `table` `definition`: on PostgreSQL concurrently when the
-    table has rows, so writers are not blocked for the build."""
+    """CREATE [UNIQUE] INDEX `name` ON `table` `definition`, concurrently where `_concurrently`."""
     create = f"CREATE {{unique}}INDEX {{how}}{name} ON {table} {definition}"
     unique = "UNIQUE " if name.startswith("uq_") else ""
-    bind = op.get_bind()
-    if (
-        bind.dialect.name != "postgresql"
-        or not bind.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {table})")).scalar()
-    ):
+    if not _concurrently(table):
         op.execute(create.format(unique=unique, how=""))
         return
     with op.get_context().autocommit_block():
@@ -73,8 +77,7 @@ def _build(name: str, table: str, definition: str) -> None:
 def _parts_by_user(where: str) -> None:
     """`ix_parts_user_id` made again with `where`: built under another name first on a
     PostgreSQL table with rows, so a search always has one."""
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql" or not bind.execute(sa.text("SELECT EXISTS (SELECT 1 FROM parts)")).scalar():
+    if not _concurrently("parts"):
         op.execute(f"DROP INDEX {_PARTS}")
         op.execute(f"CREATE INDEX {_PARTS} ON parts (user_id){where}")
         return

@@ -3,10 +3,20 @@
     python -m bench._server --mode genvault --db URL --port P --tps 1000 --tokens 2000
     python -m bench._server --mode bare --port P --tps 1000 --tokens 2000
 
+    python -m bench._server --mode raw --db POSTGRES_URL --rows one|turn --port P --tps 0 --tokens 20
+
 `genvault` is `genvault serve`'s app (`create_app`) with the offline test model scripted to reply
 with `--tokens` tokens, so every chat turn streams the same long reply. `bare` relays the same
 test-model stream through the same translator and SSE framing with nothing else: no records,
 no hub, no checkpoints. The difference between them is what persistence costs.
+
+`raw` (PostgreSQL, `bench.floor`) is the bare relay plus the least a durable turn needs, written
+by hand on asyncpg with no genvault code: the request's JSON parsed, one autocommit statement
+before the model call (the pending record) and one after its last chunk, before `finish` is sent
+(the final record), each a synchronous commit. `--rows one`: a single row, inserted then updated;
+`--rows turn`: the rows a chat turn stores (chat, user message and its part, pending generation;
+then the generation's end, the reply and its part, the chat freed) in tables with primary keys
+only: no foreign keys, CHECKs, triggers, search or list indexes.
 """
 
 from __future__ import annotations
@@ -111,11 +121,101 @@ def bare_app(args: argparse.Namespace) -> Any:
     return app
 
 
+_RAW_SCHEMA = {
+    "one": """
+CREATE TABLE IF NOT EXISTS raw_turns (id varchar PRIMARY KEY, chat_id varchar NOT NULL, message_id varchar NOT NULL,
+    prompt text NOT NULL, status varchar NOT NULL, reply text, created_at timestamptz NOT NULL,
+    finished_at timestamptz)""",
+    "turn": """
+CREATE TABLE IF NOT EXISTS raw_chats (id varchar PRIMARY KEY, user_id varchar NOT NULL, title varchar,
+    last_seq int NOT NULL, active_generation_id varchar, created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS raw_messages (chat_id varchar NOT NULL, id varchar NOT NULL, seq int NOT NULL,
+    role varchar NOT NULL, generation_id varchar, created_at timestamptz NOT NULL, PRIMARY KEY (chat_id, id));
+CREATE TABLE IF NOT EXISTS raw_parts (chat_id varchar NOT NULL, message_id varchar NOT NULL, position int NOT NULL,
+    type varchar NOT NULL, text_text text, PRIMARY KEY (chat_id, message_id, position));
+CREATE TABLE IF NOT EXISTS raw_generations (id varchar PRIMARY KEY, chat_id varchar, message_id varchar,
+    model varchar NOT NULL, status varchar NOT NULL, request jsonb, result_text text, output_tokens int,
+    created_at timestamptz NOT NULL, finished_at timestamptz)""",
+}
+_RAW_OPEN = {
+    "one": "INSERT INTO raw_turns (id, chat_id, message_id, prompt, status, created_at) "
+    "VALUES ($1, $2, $3, $4, 'pending', now())",
+    "turn": """
+WITH c AS (INSERT INTO raw_chats VALUES ($2, 'local', NULL, 1, $1, now(), now()) RETURNING id),
+m AS (INSERT INTO raw_messages SELECT id, $3, 1, 'user', NULL, now() FROM c),
+p AS (INSERT INTO raw_parts SELECT id, $3, 0, 'text', $4 FROM c)
+INSERT INTO raw_generations (id, chat_id, message_id, model, status, request, created_at)
+SELECT $1, id, $3, 'test-model', 'pending', '{}'::jsonb, now() FROM c""",
+}
+_RAW_FINISH = {
+    "one": "UPDATE raw_turns SET status = 'complete', reply = $2, finished_at = now() WHERE id = $1",
+    "turn": """
+WITH g AS (UPDATE raw_generations SET status = 'complete', result_text = $2, output_tokens = $5, finished_at = now()
+           WHERE id = $1 AND status = 'pending' RETURNING chat_id),
+m AS (INSERT INTO raw_messages SELECT chat_id, $4, 2, 'assistant', $1, now() FROM g),
+p AS (INSERT INTO raw_parts SELECT chat_id, $4, 0, 'text', $2 FROM g)
+UPDATE raw_chats SET last_seq = 2, active_generation_id = NULL WHERE id = $3 AND EXISTS (SELECT 1 FROM g)""",
+}
+
+
+def raw_app(args: argparse.Namespace) -> Any:
+    import contextlib
+    import json
+    import uuid
+
+    import asyncpg
+
+    from genvault.server.streaming import ui_message_stream_response
+
+    model = LongReplyModel(args.tps, args.tokens, paced=not args.concurrent)
+    pool: Any = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nonlocal pool
+        pool = await asyncpg.create_pool(args.db, min_size=8, max_size=16)
+        await pool.execute(_RAW_SCHEMA[args.rows])
+        yield
+        await pool.close()
+
+    app = FastAPI(lifespan=lifespan)
+    opening, finish = _RAW_OPEN[args.rows], _RAW_FINISH[args.rows]
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/api/chat")
+    async def chat(request: Request) -> Response:
+        body = json.loads(await request.body())
+        message = body["messages"][-1]
+        generation_id = uuid.uuid4().hex
+        await pool.execute(opening, generation_id, body["id"], message["id"], message["parts"][0]["text"])
+
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            reply: list[str] = []
+            async for chunk in bare_chunks(model):
+                if chunk["type"] == "text-delta":
+                    reply.append(chunk["delta"])
+                elif chunk["type"] == "finish":  # the final record committed before the client is told
+                    params = [generation_id, "".join(reply)]
+                    if args.rows == "turn":
+                        params += [body["id"], f"msg_{generation_id}", len(reply)]
+                    await pool.execute(finish, *params)
+                yield chunk
+
+        return ui_message_stream_response(stream(), compat="5.0.0")
+
+    return app
+
+
 def main() -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=("genvault", "bare"), required=True)
+    parser.add_argument("--mode", choices=("genvault", "bare", "raw"), required=True)
+    parser.add_argument("--rows", choices=tuple(_RAW_SCHEMA), default="one", help="raw: what the turn writes")
     parser.add_argument("--db")
     parser.add_argument("--data-dir", default=".")
     parser.add_argument("--port", type=int, required=True)
@@ -129,7 +229,7 @@ def main() -> None:
         from bench._memprobe import install
 
         install(probe, int(os.environ.get("BENCH_MEMORY_PROBE_FRAMES", "0")))
-    app = genvault_app(args) if args.mode == "genvault" else bare_app(args)
+    app = {"genvault": genvault_app, "bare": bare_app, "raw": raw_app}[args.mode](args)
     if args.access_log:
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info", workers=1)
     else:

@@ -3,20 +3,22 @@
     python -m bench._server --mode genvault --db URL --port P --tps 1000 --tokens 2000
     python -m bench._server --mode bare --port P --tps 1000 --tokens 2000
 
-    python -m bench._server --mode raw --db POSTGRES_URL --rows one|turn --port P --tps 0 --tokens 20
+    python -m bench._server --mode raw --db URL --rows one|turn --port P --tps 0 --tokens 20
 
 `genvault` is `genvault serve`'s app (`create_app`) with the offline test model scripted to reply
 with `--tokens` tokens, so every chat turn streams the same long reply. `bare` relays the same
 test-model stream through the same translator and SSE framing with nothing else: no records,
 no hub, no checkpoints. The difference between them is what persistence costs.
 
-`raw` (PostgreSQL, `bench.floor`) is the bare relay plus the least a durable turn needs, written
-by hand on asyncpg with no genvault code: the request's JSON parsed, one autocommit statement
-before the model call (the pending record) and one after its last chunk, before `finish` is sent
-(the final record), each a synchronous commit. `--rows one`: a single row, inserted then updated;
-`--rows turn`: the rows a chat turn stores (chat, user message and its part, pending generation;
-then the generation's end, the reply and its part, the chat freed) in tables with primary keys
-only: no foreign keys, CHECKs, triggers, search or list indexes.
+`raw` (`bench.floor`) is the bare relay plus the least a durable turn needs, written by hand
+with no genvault code: the request's JSON parsed, one write before the model call (the pending
+record) and one after its last chunk, before `finish` is sent (the final record), each
+committed; on PostgreSQL an autocommit statement on an asyncpg pool (a synchronous commit).
+`--rows one`: a single row, inserted then updated; `--rows turn`: the rows a chat turn stores
+(chat, user message and its part, pending generation; then the generation's end, the reply and
+its part, the chat freed) in tables with primary keys only: no foreign keys, CHECKs, triggers,
+search or list indexes. On SQLite each end's statements run in one transaction on a connection
+of its own thread, as aiosqlite runs genvault's.
 """
 
 from __future__ import annotations
@@ -159,28 +161,103 @@ UPDATE raw_chats SET last_seq = 2, active_generation_id = NULL WHERE id = $3 AND
 }
 
 
+# SQLite: the same rows, a statement each, in one transaction (no data-modifying CTEs); named
+# parameters, from the turn's values.
+_RAW_SQLITE_OPEN = {
+    "one": [
+        "INSERT INTO raw_turns (id, chat_id, message_id, prompt, status, created_at) "
+        "VALUES (:gen, :chat, :msg, :text, 'pending', :now)"
+    ],
+    "turn": [
+        "INSERT INTO raw_chats VALUES (:chat, 'local', NULL, 1, :gen, :now, :now)",
+        "INSERT INTO raw_messages VALUES (:chat, :msg, 1, 'user', NULL, :now)",
+        "INSERT INTO raw_parts VALUES (:chat, :msg, 0, 'text', :text)",
+        "INSERT INTO raw_generations (id, chat_id, message_id, model, status, request, created_at) "
+        "VALUES (:gen, :chat, :msg, 'test-model', 'pending', '{}', :now)",
+    ],
+}
+_RAW_SQLITE_FINISH = {
+    "one": ["UPDATE raw_turns SET status = 'complete', reply = :reply, finished_at = :now WHERE id = :gen"],
+    "turn": [
+        "UPDATE raw_generations SET status = 'complete', result_text = :reply, output_tokens = :tokens, "
+        "finished_at = :now WHERE id = :gen AND status = 'pending'",
+        "INSERT INTO raw_messages VALUES (:chat, :reply_id, 2, 'assistant', :gen, :now)",
+        "INSERT INTO raw_parts VALUES (:chat, :reply_id, 0, 'text', :reply)",
+        "UPDATE raw_chats SET last_seq = 2, active_generation_id = NULL WHERE id = :chat",
+    ],
+}
+
+
+class _RawSqlite:
+    """One SQLite connection on a thread of its own (as aiosqlite's), WAL and `synchronous=NORMAL`
+    as genvault's: each write a transaction of its own, committed there."""
+
+    def __init__(self, path: str, rows: str) -> None:
+        import concurrent.futures
+        import sqlite3
+
+        self._thread = concurrent.futures.ThreadPoolExecutor(1)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.executescript(_RAW_SCHEMA[rows].replace("jsonb", "text").replace("timestamptz", "text"))
+
+    def _write(self, statements: list[str], values: dict[str, Any]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        for statement in statements:
+            self._db.execute(statement, values)
+        self._db.execute("COMMIT")
+
+    async def write(self, statements: list[str], values: dict[str, Any]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._write, statements, values)
+
+    def close(self) -> None:
+        self._thread.shutdown()
+        self._db.close()
+
+
 def raw_app(args: argparse.Namespace) -> Any:
     import contextlib
     import json
     import uuid
-
-    import asyncpg
+    from datetime import UTC, datetime
 
     from genvault.server.streaming import ui_message_stream_response
 
     model = LongReplyModel(args.tps, args.tokens, paced=not args.concurrent)
-    pool: Any = None
+    sqlite = args.db.startswith("sqlite")
+    store: Any = None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        nonlocal pool
-        pool = await asyncpg.create_pool(args.db, min_size=8, max_size=16)
-        await pool.execute(_RAW_SCHEMA[args.rows])
+        nonlocal store
+        if sqlite:
+            store = _RawSqlite(args.db.removeprefix("sqlite:///"), args.rows)
+            yield
+            store.close()
+            return
+        import asyncpg
+
+        store = await asyncpg.create_pool(args.db, min_size=8, max_size=16)
+        await store.execute(_RAW_SCHEMA[args.rows])
         yield
-        await pool.close()
+        await store.close()
+
+    async def write(ending: bool, turn: dict[str, Any]) -> None:
+        """The opening's or the finish's rows, committed."""
+        if sqlite:
+            statements = (_RAW_SQLITE_FINISH if ending else _RAW_SQLITE_OPEN)[args.rows]
+            await store.write(statements, {**turn, "now": datetime.now(UTC).isoformat()})
+            return
+        if not ending:
+            await store.execute(_RAW_OPEN[args.rows], turn["gen"], turn["chat"], turn["msg"], turn["text"])
+        elif args.rows == "one":
+            await store.execute(_RAW_FINISH["one"], turn["gen"], turn["reply"])
+        else:
+            params = (turn["gen"], turn["reply"], turn["chat"], turn["reply_id"], turn["tokens"])
+            await store.execute(_RAW_FINISH["turn"], *params)
 
     app = FastAPI(lifespan=lifespan)
-    opening, finish = _RAW_OPEN[args.rows], _RAW_FINISH[args.rows]
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -190,8 +267,8 @@ def raw_app(args: argparse.Namespace) -> Any:
     async def chat(request: Request) -> Response:
         body = json.loads(await request.body())
         message = body["messages"][-1]
-        generation_id = uuid.uuid4().hex
-        await pool.execute(opening, generation_id, body["id"], message["id"], message["parts"][0]["text"])
+        turn = {"gen": uuid.uuid4().hex, "chat": body["id"], "msg": message["id"], "text": message["parts"][0]["text"]}
+        await write(False, turn)
 
         async def stream() -> AsyncIterator[dict[str, Any]]:
             reply: list[str] = []
@@ -199,10 +276,8 @@ def raw_app(args: argparse.Namespace) -> Any:
                 if chunk["type"] == "text-delta":
                     reply.append(chunk["delta"])
                 elif chunk["type"] == "finish":  # the final record committed before the client is told
-                    params = [generation_id, "".join(reply)]
-                    if args.rows == "turn":
-                        params += [body["id"], f"msg_{generation_id}", len(reply)]
-                    await pool.execute(finish, *params)
+                    ending = {"reply": "".join(reply), "reply_id": f"msg_{turn['gen']}", "tokens": len(reply)}
+                    await write(True, {**turn, **ending})
                 yield chunk
 
         return ui_message_stream_response(stream(), compat="5.0.0")

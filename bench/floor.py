@@ -1,25 +1,26 @@
-"""What a durable chat turn costs at the least, on PostgreSQL: the bare relay, the bare relay with
-hand-written durable records (`bench._server --mode raw`), and genvault, loaded alike in the same
-rounds (issue 16's targets are ratios to the bare relay; this says how much of the distance any
-server that keeps its records pays on this machine).
+"""What a durable chat turn costs at the least: the bare relay, the bare relay with hand-written
+durable records (`bench._server --mode raw`), and genvault, loaded alike in the same rounds
+(issue 16's targets are ratios to the bare relay; this says how much of the distance any server
+that keeps its records pays on this machine).
 
-    .venv/bin/python -m bench.floor [--rounds 6] [--duration 3] [--clients 8]
+    .venv/bin/python -m bench.floor [--db sqlite --db postgres] [--rounds 6] [--duration 3] [--clients 8]
 
 Servers (`bench._server`, one uvicorn worker, access log on, the offline model replying 20 tokens
-at full speed), each PostgreSQL one on a fresh database of its own:
+at full speed), each with a database but the bare relay on a fresh one of its own:
 
 - `bare`: the bare relay (no records);
 - `raw-one`: the bare relay, the request's JSON parsed, one row inserted `pending` before the
-  model call and updated `complete` with the reply before `finish` is sent, each statement an
-  autocommit on an asyncpg pool with a synchronous commit: the two durable commits alone;
+  model call and updated `complete` with the reply before `finish` is sent, each committed (on
+  PostgreSQL an autocommit on an asyncpg pool, a synchronous commit; on SQLite a transaction on a
+  connection of its own thread, WAL): the two durable commits alone;
 - `raw-turn`: the same with the rows a chat turn stores (chat, user message and part, pending
   generation; the generation's end, reply and part, chat freed), one statement each end, in
   tables with primary keys only (no foreign keys, CHECKs, triggers, search or list indexes);
 - `genvault`: `genvault serve`'s app (this tree).
 
 Each round loads every server in turn with `bench._load` (`--clients` clients, `--duration` s; the
-order rotating and alternating direction from round to round), which reads the server's CPU and
-its database's backends' CPU from /proc over the measured window. Printed: each round, then per
+order rotating and alternating direction from round to round), which reads the server's CPU (and
+on PostgreSQL its database's backends') from /proc over the measured window. Printed: each round, then per
 server the medians of its CPU per turn, the database's CPU per turn, and its same-round ratios to
 the bare relay (CPU per turn, req/s). Nothing is written to `bench/results`.
 """
@@ -36,7 +37,7 @@ import sys
 import tempfile
 
 from bench import _proc
-from bench._common import fresh_database
+from bench._common import DATABASES, fresh_database
 
 COMMON = ["--tokens", "20", "--tps", "0", "--access-log"]
 # name -> the server's arguments beyond COMMON (None: no database)
@@ -66,7 +67,7 @@ def _load(url: str, pid: int, clients: int, duration: float, database: str | Non
     }
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace, db: str) -> None:
     async with contextlib.AsyncExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="genvault-floor-"))
         servers: dict[str, tuple[str, int, str | None]] = {}
@@ -74,10 +75,11 @@ async def run(args: argparse.Namespace) -> None:
             database = None
             argv = ["bench._server", "--mode", "bare", *COMMON]
             if mode is not None:
-                database = await stack.enter_async_context(fresh_database("postgres"))
-                argv = ["bench._server", *mode, "--db", database, "--data-dir", f"{tmp}/{name}", *COMMON]
-            url, proc = stack.enter_context(_proc.server(argv, quiet=True))
-            servers[name] = (url, proc.pid, database)
+                url = await stack.enter_async_context(fresh_database(db))
+                argv = ["bench._server", *mode, "--db", url, "--data-dir", f"{tmp}/{name}", *COMMON]
+                database = url if db == "postgres" else None  # whose backends' CPU to read
+            base, proc = stack.enter_context(_proc.server(argv, quiet=True))
+            servers[name] = (base, proc.pid, database)
         names = list(servers)
         for url, pid, _ in servers.values():  # warm-up
             await asyncio.to_thread(_load, url, pid, args.clients, 1.0, None)
@@ -89,7 +91,7 @@ async def run(args: argparse.Namespace) -> None:
                 results[name].append(await asyncio.to_thread(_load, url, pid, args.clients, args.duration, database))
             bare = results["bare"][-1]
             print(
-                f"round {round_}: "
+                f"{db} round {round_}: "
                 + "  ".join(
                     f"{n} {r['cpu_ms']:.2f} ms ×{r['cpu_ms'] / bare['cpu_ms']:.2f} {r['rps']:.0f}/s "
                     f"(×{r['rps'] / bare['rps']:.2f}) db {r['db_ms']:.2f} ms errors {r['errors']:.0f}"
@@ -102,23 +104,26 @@ async def run(args: argparse.Namespace) -> None:
         for name in names:
             mine, bare_rounds = results[name], results["bare"]
             cpu = statistics.median(r["cpu_ms"] for r in mine)
-            db = statistics.median(r["db_ms"] for r in mine)
+            db_ms = statistics.median(r["db_ms"] for r in mine)
             to_bare = statistics.median(mine[i]["cpu_ms"] / bare_rounds[i]["cpu_ms"] for i in rounds)
             rps = statistics.median(mine[i]["rps"] / bare_rounds[i]["rps"] for i in rounds)
             print(
-                f"postgres {name:9s} CPU/turn {cpu:.2f} ms ×{to_bare:.2f} of bare; req/s "
-                f"{statistics.median(r['rps'] for r in mine):.0f} ×{rps:.2f} of bare; database CPU/turn {db:.2f} ms; "
+                f"{db} {name:9s} CPU/turn {cpu:.2f} ms ×{to_bare:.2f} of bare; req/s "
+                f"{statistics.median(r['rps'] for r in mine):.0f} ×{rps:.2f} of bare; "
+                f"database CPU/turn {db_ms:.2f} ms; "
                 f"errors {sum(r['errors'] for r in mine):.0f}"
             )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", action="append", choices=DATABASES, help="default: both")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
-    asyncio.run(run(args))
+    for db in args.db or DATABASES:
+        asyncio.run(run(args, db))
 
 
 if __name__ == "__main__":

@@ -205,23 +205,21 @@ class TestCoalescedCheckpoints:
         for generation_id in ids:
             await vault.cancel(generation_id)
 
-    async def test_on_sqlite_checkpoints_are_written_in_the_turns_write_groups(self, vault_factory: Any) -> None:
-        # One hop and one transaction on the turns' writer connection, shared with whatever
-        # queued there meanwhile (store/sqlite_groups.py); never on the liveness store's own
-        # connection, whose commits made SQLite drop the turns' writer's page cache.
+    async def test_on_sqlite_checkpoints_are_grouped_writes(self, vault_factory: Any) -> None:
+        # One hop and one transaction on the liveness store's writer connection, shared by the
+        # checkpoints that queue together (store/sqlite_groups.py).
         provider = tm.TestProvider(tokens_per_second=0)
         vault = await vault_factory(providers={"offline": provider}, settings_overrides={"checkpoint_ms": 60_000})
         if vault.store.dialect != "sqlite":
             pytest.skip("SQLite's write groups")
-        turns, own = vault.store.sqlite_groups(), vault.engine.liveness.store.sqlite_groups()
+        groups = vault.engine.liveness.store.sqlite_groups()
         provider.enqueue(tm.text("so far "), tm.delay(60))
         generation_id = (await vault.generate("q")).id
         await wait_for(lambda: streaming(vault, generation_id))  # its first-token mark, in a group
-        await wait_for(lambda: _true(not turns._running))  # that group has ended
-        writes = turns.writes
+        await wait_for(lambda: _true(not groups._running))  # that group has ended
+        writes = groups.writes
         assert await vault.engine.liveness.flush() == 1
-        assert turns.writes == writes + 1
-        assert own.writes == 0
+        assert groups.writes == writes + 1
         assert (await row(vault, generation_id))["result_text"] == "so far "
         await vault.cancel(generation_id)
 

@@ -80,20 +80,17 @@ class Liveness:
         self.trim = QuietTrim()
         # Completes each swept record inside the sweep's transaction (usage, a turn's partial reply).
         self.on_interrupted = on_interrupted
-        # Its own small pool: a heartbeat never queues behind new turns (nor, on PostgreSQL, a
-        # checkpoint; SQLite has one writer at a time whichever connection writes).
+        # Its own small pool: a checkpoint or heartbeat never queues behind new turns.
         # (PostgreSQL: one of its two connections is the first-token writer's, `Store.driver`.)
         self.store = Store(store.url, schema=store.schema, pool_size=2, max_overflow=0, pool_timeout=60.0, drivers=1)
         self.store.write_lock = store.write_lock  # SQLite: one queue of writers per process
-        # SQLite: the checkpoints go to the main store's write groups (`sqlite_groups`: one hop,
-        # in a transaction they may share with the turns' openings and finalizes), as the
-        # first-token marks do (below). A commit on any other connection makes SQLite drop a
-        # connection's whole page cache at its next transaction: with the flushes on this store's
-        # own writer connection, each one had the turns' writer read its next groups' pages again
-        # (at 8 clients ~7 of its 14 `pread`s a turn; docs/benchmarks.md, "sqlwriter"). Issue 15
-        # had measured them in the turns' groups as ~1 µs a token dearer at 300 streams, before
-        # the marks moved there; not seen again (same section).
-        self._sqlite_writes = store if store.dialect == "sqlite" else None
+        # SQLite: the checkpoints go to this store's writer connection, in one hop and one
+        # transaction each (`sqlite_groups`; together when they queue together). Through
+        # SQLAlchemy's `write()` a flush cost ~0.7 ms more of the loop's CPU and ~0.2 ms more of
+        # the writer's (10 streams). Measured and dropped: the main store's writer, in the turns'
+        # transactions, cost the writer threads ~1 µs per token more at 300 streams
+        # (docs/benchmarks.md, issue 15).
+        self._sqlite_writes = self.store if store.dialect == "sqlite" else None
         # SQLite: the first-token marks go to the main store's write groups, beside the turns'
         # openings and finalizes. A commit on any other connection makes SQLite drop a
         # connection's whole page cache at its next transaction, so each mark written here

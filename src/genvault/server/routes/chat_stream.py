@@ -21,7 +21,7 @@ from genvault.records import Generation
 from genvault.server.deps import OptionalUserDep, UserDep, VaultDep, current_user, get_vault_now, optional_user
 from genvault.server.guard import body_checked, checked_body
 from genvault.server.openapi import SSE_RESPONSE, TEXT_ERRORS, json_body
-from genvault.server.streaming import HubReply, ui_message_stream_response
+from genvault.server.streaming import HubReply, hub_reply_response, ui_message_stream_response
 from genvault.validation import loads_json
 
 router = APIRouter(tags=["chat (AI SDK)"])
@@ -146,14 +146,13 @@ async def post_chat(
         )
     finally:
         DEPTH_CHECKED.reset(token)
-    headers = {"X-Genvault-Generation-Id": turn.generation.id}
     # The turn usually runs here: follow its stream directly, without replay's record read, and a
     # batch at a time (what was published together goes out in one write); under the hot route,
     # its tokens written by the generation's task (`streaming.HubReply`).
     hub = vault.hub_here(turn.generation.id)
     if hub is not None:
-        reply = HubReply(hub, turn.generation.id, vault.settings.stream_compat)
-        return ui_message_stream_response(reply, compat=vault.settings.stream_compat, headers=headers)
+        return hub_reply_response(HubReply(hub, turn.generation.id, vault.settings.stream_compat), turn.generation.id)
+    headers = {"X-Genvault-Generation-Id": turn.generation.id}
     chunks = vault.follow_here(turn.generation.id, user_id=None) or vault.replay(turn.generation.id, user_id=None)
     return ui_message_stream_response(chunks, compat=vault.settings.stream_compat, headers=headers)
 

@@ -87,19 +87,21 @@ def one_step_opening(
     labels: Mapping[str, Any] | None = None,
 ) -> Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]] | None:
     """The one-step opening (`store/openings.py`) for a user message submitted to a chat, new or
-    existing; None for any other message. Checks what `prepare_turn` checks of a new chat, in the
-    same order, and tells `planned` the turn's plan as a new chat's first turn at once (the
-    assistant message id goes into the pending row). Returns the engine's `open_alone`: False,
-    nothing written, when the general path must decide; an existing chat's turn is planned
-    again with its history before it returns True. The turn's `labels` (checked) are a new
-    chat's own and its generation's; an existing chat opens in one step only when it has no
-    labels of its own (else the general path merges them), so they are the generation's there
-    too."""
+    existing; None for any other message; `chat_id` passed the id rule (`check_id`). Checks what
+    `prepare_turn` checks of a new chat, in the same order, and tells `planned` the turn's plan
+    as a new chat's first turn at once (the assistant message id goes into the pending row).
+    Returns the engine's `open_alone`: False, nothing written, when the general path must
+    decide; an existing chat's turn is planned again with its history before it returns True.
+    The turn's `labels` (checked) are a new chat's own and its generation's; an existing chat
+    opens in one step only when it has no labels of its own (else the general path merges
+    them), so they are the generation's there too."""
     if message.get("role") != "user":
         return None
     chat_store.check_message_storable(message)
+    # What `chat_store.check_chat_fields` checks of a new chat is settled already: the chat id
+    # passed `Vault.chat`'s `check_id` (1-200 visible ASCII characters), and the title is cut
+    # from the text of the message just found storable (whole code points: no new surrogate).
     title = _title_from(message)
-    chat_store.check_chat_fields(chat_id, title)
     # A new chat's history is the message itself; the store keeps JSON exactly, so it is not
     # read back. A copy: the caller keeps `message` in the request record.
     plan = TurnPlan(assistant_id=new_id("msg"), continued=None, history=[copy_json(message)], labels=dict(labels or {}))

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -142,15 +142,18 @@ class ChatTurn:
     continuation: bool
 
 
-def _known_tools(message: dict[str, Any], schemas: dict[str, ToolSchemas]) -> dict[str, ToolSchemas] | None:
+def _known_tools(message: dict[str, Any], tools: Mapping[str, Tool]) -> dict[str, ToolSchemas] | None:
     """Validate tool parts against registered tools only when every named tool is registered:
-    a message may carry parts of tools this server no longer offers, and those stay valid."""
+    a message may carry parts of tools this server no longer offers, and those stay valid. (The
+    schemas are gathered only for a message with tool parts: a user's text message has none.)"""
     names = {
         p["type"][len("tool-") :]
         for p in message.get("parts", [])
         if isinstance(p, dict) and str(p.get("type", "")).startswith("tool-")
     }
-    return schemas if names and names <= set(schemas) else None
+    if not names or not names <= tools.keys():
+        return None
+    return {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in tools.values()}
 
 
 class Vault(FilesMixin):
@@ -563,8 +566,7 @@ class Vault(FilesMixin):
         turn_labels: dict[str, Any] = dict(given_labels)
         incoming = None
         if message is not None:
-            schemas = {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in self.tools.values()}
-            validated = validate_ui_messages([message], tools=_known_tools(message, schemas))
+            validated = validate_ui_messages([message], tools=_known_tools(message, self.tools))
             incoming = message_to_json(validated[0])
             check_message_ids(incoming)
         uploads: list[Upload] = []

@@ -76,6 +76,9 @@ class TurnPlan:
     history: list[dict[str, Any]]
     # The turn's generation's labels: the chat's, with the turn's own (`labels.merged`).
     labels: dict[str, Any] = field(default_factory=dict)
+    # True when `history` is a copy of the turn's message alone (a new chat's first turn), so the
+    # caller may convert the message it validated instead of parsing the copy again.
+    alone: bool = False
 
 
 def one_step_opening(
@@ -104,7 +107,13 @@ def one_step_opening(
     title = _title_from(message)
     # A new chat's history is the message itself; the store keeps JSON exactly, so it is not
     # read back. A copy: the caller keeps `message` in the request record.
-    plan = TurnPlan(assistant_id=new_id("msg"), continued=None, history=[copy_json(message)], labels=dict(labels or {}))
+    plan = TurnPlan(
+        assistant_id=new_id("msg"),
+        continued=None,
+        history=[copy_json(message)],
+        labels=dict(labels or {}),
+        alone=True,
+    )
     planned(plan)
 
     async def open_(generation: dict[str, Any], probe: CacheProbe | None) -> bool:
@@ -210,7 +219,9 @@ async def prepare_turn(
             # The whole chat is the message just appended; the store keeps JSON exactly (a read
             # gives back what was appended), so it is not read back. A copy: the caller keeps
             # `message` in the request record.
-            return TurnPlan(assistant_id=assistant_id, continued=None, history=[copy_json(message)], labels=turn_labels)
+            return TurnPlan(
+                assistant_id=assistant_id, continued=None, history=[copy_json(message)], labels=turn_labels, alone=True
+            )
     elif message["role"] == "assistant":
         history = await chat_store.load_messages(conn, chat_id, limit=1)
         last = history.messages[-1] if history.messages else None

@@ -19,6 +19,7 @@ from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.store.openings import copy_json, with_message
+from genvault.vault import parse_params
 from live_server import serve
 
 
@@ -641,3 +642,9 @@ async def test_a_served_turns_message_is_walked_for_depth_once_and_the_library_p
     finally:
         chat_turns.DEPTH_CHECKED.reset(token)
     assert walked == ["the message"] * 3
+
+
+def test_no_params_dump_to_an_empty_object() -> None:
+    # `Vault.chat` writes `{}` for a turn without params instead of validating and dumping
+    # `GenerationParams()`: the two must stay the same (a default added later would differ).
+    assert parse_params(None).model_dump(exclude_none=True) == {}

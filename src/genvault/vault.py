@@ -581,8 +581,9 @@ class Vault(FilesMixin):
             if uploads:
                 parsed = None  # `incoming`'s file parts now hold the stored objects' URLs
         model = model or self.settings.default_model
-        sampling = parse_params(params)
-        param_json = sampling.model_dump(exclude_none=True)
+        # No params (a chat turn from `useChat`): what `GenerationParams()` dumps without its
+        # Nones, `{}`, without validating and dumping the model (tests/test_chat_turns.py).
+        param_json = {} if params is None else parse_params(params).model_dump(exclude_none=True)
         model_request = ModelRequest(
             model=model,
             messages=[],

@@ -324,7 +324,8 @@ class Engine:
                     prepare_request,
                 )
             self._tell(self.start_listeners, record)
-            task = asyncio.create_task(work, name=f"genvault:{generation_id}")
+            # The loop's own `create_task` with the name (asyncio's wrapper: two Python calls more).
+            task = asyncio.get_running_loop().create_task(work, name=f"genvault:{generation_id}")
             self._tasks[generation_id] = task
             task.add_done_callback(self._task_done)
             return record

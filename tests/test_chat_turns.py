@@ -13,11 +13,13 @@ import pytest
 
 from genvault.errors import Conflict
 from genvault.messages.assembler import assemble
+from genvault.messages.convert import to_model_messages
 from genvault.messages.sse import parse_sse
 from genvault.messages.ui import message_to_json, parse_ui_message
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.store.openings import copy_json, with_message
+from genvault.vault import parse_params
 from live_server import serve
 
 
@@ -116,6 +118,29 @@ class TestSend:
         texts = [part.get("text") for m in seen for part in m["content"] if isinstance(m["content"], list)]
         assert "FORGED history" not in texts
         assert texts == ["one", "first answer", "two"]
+
+    async def test_a_first_turns_model_messages_are_the_stored_messages_conversion(
+        self, client: httpx.AsyncClient, provider: tm.TestProvider
+    ) -> None:
+        # A new chat's history is its message alone: the model's messages are converted from the
+        # message as `Vault.chat` validated it, not from the stored copy parsed again; they must
+        # be what the stored message converts to (keys the model drops, unknown keys, metadata).
+        message = {
+            "id": "u1",
+            "role": "user",
+            "metadata": {"sent": "by the client", "n": [1, 2.5, None]},
+            "unknown": "stripped",
+            "parts": [
+                {"type": "text", "text": "look at this", "providerMetadata": {"p": {"cache": True}}},
+                {"type": "file", "mediaType": "image/png", "url": "https://example.com/cat.png", "filename": "c.png"},
+                {"type": "text", "text": "and this", "extra": "stripped too"},
+            ],
+        }
+        provider.enqueue(tm.text("answer"))
+        await post_chat(client, {"id": "alone", "messages": [message], "trigger": "submit-message"})
+        await settle(client)
+        stored = (await client.get("/api/chats/alone")).json()["messages"][0]
+        assert provider.calls[-1].messages == to_model_messages([stored], ignore_incomplete_tool_calls=True)
 
     async def test_the_last_message_only_shape_is_accepted(self, client: httpx.AsyncClient) -> None:
         chunks = await post_chat(client, {"id": "c2", "message": user("u1", "hello")})
@@ -617,3 +642,9 @@ async def test_a_served_turns_message_is_walked_for_depth_once_and_the_library_p
     finally:
         chat_turns.DEPTH_CHECKED.reset(token)
     assert walked == ["the message"] * 3
+
+
+def test_no_params_dump_to_an_empty_object() -> None:
+    # `Vault.chat` writes `{}` for a turn without params instead of validating and dumping
+    # `GenerationParams()`: the two must stay the same (a default added later would differ).
+    assert parse_params(None).model_dump(exclude_none=True) == {}

@@ -18,7 +18,7 @@ from genvault.messages.sse import encode_delta_sse, parse_sse
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.server.hot_route import send_following
-from genvault.server.streaming import HubReply, LastFrame, ui_message_stream_response
+from genvault.server.streaming import HubReply, LastFrame, hub_reply_response, ui_message_stream_response
 from genvault.streams import MemoryHub
 
 
@@ -490,3 +490,18 @@ async def test_a_turns_body_is_the_same_bytes_with_its_tokens_written_by_the_gen
         assert all(len(parse_sse(body)) == 1 and b'-delta"' in body for body in by_generation), by_generation
     else:
         assert by_generation == []
+
+
+def test_a_hub_replys_response_is_the_one_starlette_makes() -> None:
+    """`hub_reply_response` skips `StreamingResponse.__init__`: the same object it would make,
+    attribute for attribute, headers in the same order (the body not iterated here)."""
+    reply = HubReply(MemoryHub(), "gen_x", "v5")
+    made = hub_reply_response(reply, "gen_01jd3q0000000000000000000z")
+    starlette = ui_message_stream_response(
+        reply, compat="v5", headers={"X-Genvault-Generation-Id": made.raw_headers[-1][1].decode()}
+    )
+    assert type(made) is type(starlette) is StreamingResponse
+    assert vars(made) == vars(starlette)
+    assert made.headers["content-type"] == "text/event-stream"
+    assert made.headers["x-genvault-generation-id"] == "gen_01jd3q0000000000000000000z"
+    assert made.charset == starlette.charset

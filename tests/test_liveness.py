@@ -333,6 +333,36 @@ class TestBackpressure:
         await asyncio.gather(*ahead)
         assert gate.refused == 0
 
+    async def test_a_slot_is_held_for_the_block_and_released_however_it_ends(self) -> None:
+        # `enter()`'s uncontended step takes a slot without `Semaphore.acquire`: the count, the
+        # release on an error, and a queued turn let in once a slot frees are the semaphore's.
+        gate = TurnGate(2, 5.0)
+        assert gate.enter() is gate.enter()  # one stateless context manager per gate
+        seen: list[int] = []
+
+        async def failing() -> None:
+            async with gate.enter():
+                seen.append(gate.in_use)
+                raise RuntimeError("the block failed")
+
+        with pytest.raises(RuntimeError):
+            await failing()
+        assert seen == [1]
+        assert gate.in_use == 0
+        async with gate.enter(), gate.enter():
+            assert gate.in_use == 2
+            waiter = asyncio.create_task(self._enter_and_count(gate))
+            await wait_for(lambda: _true(gate.waiting == 1))
+        assert await waiter == 1
+        assert gate.in_use == 0
+        assert gate._passed == 4
+        assert gate.refused == 0
+
+    @staticmethod
+    async def _enter_and_count(gate: TurnGate) -> int:
+        async with gate.enter():
+            return gate.in_use
+
     async def test_a_moving_queue_is_still_waited_at_most_max_wait_seconds(self) -> None:
         gate = TurnGate(1, 30.0, max_wait_seconds=0.05)
         async with gate.enter():

@@ -76,6 +76,9 @@ class TurnPlan:
     history: list[dict[str, Any]]
     # The turn's generation's labels: the chat's, with the turn's own (`labels.merged`).
     labels: dict[str, Any] = field(default_factory=dict)
+    # True when `history` is a copy of the turn's message alone (a new chat's first turn), so the
+    # caller may convert the message it validated instead of parsing the copy again.
+    alone: bool = False
 
 
 def one_step_opening(
@@ -87,22 +90,30 @@ def one_step_opening(
     labels: Mapping[str, Any] | None = None,
 ) -> Callable[[dict[str, Any], CacheProbe | None], Awaitable[bool]] | None:
     """The one-step opening (`store/openings.py`) for a user message submitted to a chat, new or
-    existing; None for any other message. Checks what `prepare_turn` checks of a new chat, in the
-    same order, and tells `planned` the turn's plan as a new chat's first turn at once (the
-    assistant message id goes into the pending row). Returns the engine's `open_alone`: False,
-    nothing written, when the general path must decide; an existing chat's turn is planned
-    again with its history before it returns True. The turn's `labels` (checked) are a new
-    chat's own and its generation's; an existing chat opens in one step only when it has no
-    labels of its own (else the general path merges them), so they are the generation's there
-    too."""
+    existing; None for any other message; `chat_id` passed the id rule (`check_id`). Checks what
+    `prepare_turn` checks of a new chat, in the same order, and tells `planned` the turn's plan
+    as a new chat's first turn at once (the assistant message id goes into the pending row).
+    Returns the engine's `open_alone`: False, nothing written, when the general path must
+    decide; an existing chat's turn is planned again with its history before it returns True.
+    The turn's `labels` (checked) are a new chat's own and its generation's; an existing chat
+    opens in one step only when it has no labels of its own (else the general path merges
+    them), so they are the generation's there too."""
     if message.get("role") != "user":
         return None
     chat_store.check_message_storable(message)
+    # What `chat_store.check_chat_fields` checks of a new chat is settled already: the chat id
+    # passed `Vault.chat`'s `check_id` (1-200 visible ASCII characters), and the title is cut
+    # from the text of the message just found storable (whole code points: no new surrogate).
     title = _title_from(message)
-    chat_store.check_chat_fields(chat_id, title)
     # A new chat's history is the message itself; the store keeps JSON exactly, so it is not
     # read back. A copy: the caller keeps `message` in the request record.
-    plan = TurnPlan(assistant_id=new_id("msg"), continued=None, history=[copy_json(message)], labels=dict(labels or {}))
+    plan = TurnPlan(
+        assistant_id=new_id("msg"),
+        continued=None,
+        history=[copy_json(message)],
+        labels=dict(labels or {}),
+        alone=True,
+    )
     planned(plan)
 
     async def open_(generation: dict[str, Any], probe: CacheProbe | None) -> bool:
@@ -208,7 +219,9 @@ async def prepare_turn(
             # The whole chat is the message just appended; the store keeps JSON exactly (a read
             # gives back what was appended), so it is not read back. A copy: the caller keeps
             # `message` in the request record.
-            return TurnPlan(assistant_id=assistant_id, continued=None, history=[copy_json(message)], labels=turn_labels)
+            return TurnPlan(
+                assistant_id=assistant_id, continued=None, history=[copy_json(message)], labels=turn_labels, alone=True
+            )
     elif message["role"] == "assistant":
         history = await chat_store.load_messages(conn, chat_id, limit=1)
         last = history.messages[-1] if history.messages else None

@@ -26,11 +26,10 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -90,21 +89,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-_P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-def _gated(
-    method: Callable[Concatenate[Engine, _P], Awaitable[_T]],
-) -> Callable[Concatenate[Engine, _P], Awaitable[_T]]:
-    """Run `method` holding a slot of the engine's `TurnGate` (backpressure for new turns)."""
-
-    @functools.wraps(method)
-    async def gated(self: Engine, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        async with self.gate.enter():
-            return await method(self, *args, **kwargs)
-
-    return gated
 
 
 class Engine:
@@ -165,7 +150,6 @@ class Engine:
 
     # -- 1. start ------------------------------------------------------------------------------
 
-    @_gated  # bounded: at most `gate.slots` open at once, then Busy (503) rather than a pool timeout
     async def start(
         self,
         *,
@@ -205,135 +189,146 @@ class Engine:
         comes back and nothing runs. With a `cache` policy, an identical earlier or running
         request is copied instead of called.
         """
-        # Raises InvalidRequest: nothing written yet. Image generations bring their own adapter.
-        provider, bare_model = resolved or self.registry.resolve(model)
-        provider_name = model.split("/", 1)[0]  # as asked for; prices are looked up under it
-        model_request.model = bare_model
+        # Bounded: at most `gate.slots` turns open at once, then Busy (503) rather than a pool
+        # timeout. Held here, not by a decorator forwarding the ~20 keyword arguments.
+        async with self.gate.enter():
+            # Raises InvalidRequest: nothing written yet. Image generations bring their own adapter.
+            provider, bare_model = resolved or self.registry.resolve(model)
+            provider_name = model.split("/", 1)[0]  # as asked for; prices are looked up under it
+            model_request.model = bare_model
 
-        if idempotency_key is not None:
-            async with self.store.read() as conn:
-                existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key)
-            if existing is not None:
-                return self._same_request(existing, request_json)
+            if idempotency_key is not None:
+                async with self.store.read() as conn:
+                    existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key)
+                if existing is not None:
+                    return self._same_request(existing, request_json)
 
-        # Limits: the key's models, requests and tokens per minute; refused before any write.
-        admission = await self.limits.admit(user_id=user_id, model=model) if self.limits is not None else None
-        generation_id = new_id("gen")
-        now = _now()
+            # Limits: the key's models, requests and tokens per minute; refused before any write.
+            admission = await self.limits.admit(user_id=user_id, model=model) if self.limits is not None else None
+            generation_id = new_id("gen")
+            now = _now()
 
-        def pending_values(message_id: str, key: str | None) -> dict[str, Any]:
-            return {
-                "id": generation_id,
-                "kind": kind,
-                "user_id": user_id,
-                "chat_id": chat_id,
-                "message_id": message_id,
-                "model": model,
-                "provider": provider_name,
-                "request": request_json,
-                "created_at": now,
-                "lease_owner": self.owner_id,
-                "lease_expires_at": now + self._lease,
-                "idempotency_key": idempotency_key,
-                "cache_key": key,
-                "api_key_id": admission.key_id if admission is not None else None,
-                "reservation": admission.reservation() if admission is not None else None,
-                **(labels or {}),  # tags, metadata: checked by the caller (`genvault.labels`)
-            }
+            def pending_values(message_id: str, key: str | None) -> dict[str, Any]:
+                return {
+                    "id": generation_id,
+                    "kind": kind,
+                    "user_id": user_id,
+                    "chat_id": chat_id,
+                    "message_id": message_id,
+                    "model": model,
+                    "provider": provider_name,
+                    "request": request_json,
+                    "created_at": now,
+                    "lease_owner": self.owner_id,
+                    "lease_expires_at": now + self._lease,
+                    "idempotency_key": idempotency_key,
+                    "cache_key": key,
+                    "api_key_id": admission.key_id if admission is not None else None,
+                    "reservation": admission.reservation() if admission is not None else None,
+                    **(labels or {}),  # tags, metadata: checked by the caller (`genvault.labels`)
+                }
 
-        def cache_key() -> str | None:
-            if self.dedup is None:
-                return None
-            return self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
+            def cache_key() -> str | None:
+                if self.dedup is None:
+                    return None
+                return self.dedup.key_for(model=model, request=model_request, user_id=user_id, policy=cache)
 
-        async def hold() -> None:
-            # The worst-case cost and a running slot, priced now (the request's messages are
-            # known) and written with the pending row, whose insert takes them against every
-            # budget atomically or fails (`genvault.limits`): no statement of its own.
-            if admission is not None and self.limits is not None:
-                await self.limits.reserve(admission, provider_name, bare_model, model_request)
+            async def hold() -> None:
+                # The worst-case cost and a running slot, priced now (the request's messages are
+                # known) and written with the pending row, whose insert takes them against every
+                # budget atomically or fails (`genvault.limits`): no statement of its own.
+                if admission is not None and self.limits is not None:
+                    await self.limits.reserve(admission, provider_name, bare_model, model_request)
 
-        record: Generation | None = None
-        opened = False
-        assistant_id = generation_id
-        probe: CacheProbe | None = None
-        try:
-            if open_alone is not None:
-                assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
-                key = cache_key()
-                await hold()
-                values = pending_values(assistant_id, key)
-                # The dedup cache's lookup goes along in the same step (the SQL cache's).
-                if self.dedup is not None and key is not None and cache is not None:
-                    probe = self.dedup.probe(key, user_id, cache)
-                if await open_alone(values, probe):
-                    opened = True
-                    record = gen_store.pending_record(values)  # as stored: nothing to read back
-            if not opened:
-                async with self.store.write() as conn:
-                    if before_insert is not None:
-                        await before_insert(conn, generation_id)
-                    # A chat turn decides its assistant message id inside the transaction.
+            record: Generation | None = None
+            opened = False
+            assistant_id = generation_id
+            probe: CacheProbe | None = None
+            try:
+                if open_alone is not None:
                     assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
-                    # After before_insert: a chat turn's messages are known only now.
                     key = cache_key()
                     await hold()
-                    record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
-        except Exception as exc:
-            # Refused by a budget: the insert (and its transaction) wrote nothing.
-            if admission is not None and admission.subjects and self.limits is not None and self.limits.refused(exc):
-                raise await self.limits.refusal(admission) from None
-            raise
-        if record is None:  # lost a race for the idempotency key (no row, so nothing was held)
-            async with self.store.read() as conn:
-                existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
-            if existing is None:  # pragma: no cover - the conflicting row cannot vanish
-                raise Conflict(f"idempotency key {idempotency_key!r} is in use")
-            return self._same_request(existing, request_json)
+                    values = pending_values(assistant_id, key)
+                    # The dedup cache's lookup goes along in the same step (the SQL cache's).
+                    if self.dedup is not None and key is not None and cache is not None:
+                        probe = self.dedup.probe(key, user_id, cache)
+                    if await open_alone(values, probe):
+                        opened = True
+                        record = gen_store.pending_record(values)  # as stored: nothing to read back
+                if not opened:
+                    async with self.store.write() as conn:
+                        if before_insert is not None:
+                            await before_insert(conn, generation_id)
+                        # A chat turn decides its assistant message id inside the transaction.
+                        assistant_id = (message_id_factory() if message_id_factory else message_id) or generation_id
+                        # After before_insert: a chat turn's messages are known only now.
+                        key = cache_key()
+                        await hold()
+                        record = await gen_store.insert_pending(conn, pending_values(assistant_id, key))
+            except Exception as exc:
+                # Refused by a budget: the insert (and its transaction) wrote nothing.
+                if (
+                    admission is not None
+                    and admission.subjects
+                    and self.limits is not None
+                    and self.limits.refused(exc)
+                ):
+                    raise await self.limits.refusal(admission) from None
+                raise
+            if record is None:  # lost a race for the idempotency key (no row, so nothing was held)
+                async with self.store.read() as conn:
+                    existing = await gen_store.find_by_idempotency_key(conn, user_id, idempotency_key or "")
+                if existing is None:  # pragma: no cover - the conflicting row cannot vanish
+                    raise Conflict(f"idempotency key {idempotency_key!r} is in use")
+                return self._same_request(existing, request_json)
 
-        run = Run(
-            generation_id=generation_id,
-            kind=kind,
-            user_id=user_id,
-            provider=provider_name,
-            model=model,
-            message_id=assistant_id,
-            snapshot=snapshot,
-            cache_key=key,
-            cache_policy=cache,
-            pending=record,
-            admission=admission,
-            finish_alone=finish_alone,
-        )
-        self._runs[generation_id] = run
-        # Open before deciding, so a request that joins this one finds its stream at once.
-        await self.hub.open(generation_id)
-        source = None
-        if self.dedup is not None and key is not None and cache is not None:
-            try:
-                source = await self.dedup.decide(key, generation_id, user_id, cache, probe=probe if opened else None)
-            except Exception:  # the record is committed: it must run, cache or not
-                log.warning("dedup lookup for %s failed; calling the provider", generation_id, exc_info=True)
-        if source is not None:
-            work = self._copy(run, source, chunk_sink, finalize_hook)
-        else:
-            work = self._run(
-                run,
-                provider,
-                model_request,
-                chunk_sink,
-                finalize_hook,
-                first_chunks or [],
-                tools or {},
-                next_messages,
-                file_sink,
-                prepare_request,
+            run = Run(
+                generation_id=generation_id,
+                kind=kind,
+                user_id=user_id,
+                provider=provider_name,
+                model=model,
+                message_id=assistant_id,
+                snapshot=snapshot,
+                cache_key=key,
+                cache_policy=cache,
+                pending=record,
+                admission=admission,
+                finish_alone=finish_alone,
             )
-        self._tell(self.start_listeners, record)
-        task = asyncio.create_task(work, name=f"genvault:{generation_id}")
-        self._tasks[generation_id] = task
-        task.add_done_callback(self._task_done)
-        return record
+            self._runs[generation_id] = run
+            # Open before deciding, so a request that joins this one finds its stream at once.
+            await self.hub.open(generation_id)
+            source = None
+            if self.dedup is not None and key is not None and cache is not None:
+                try:
+                    source = await self.dedup.decide(
+                        key, generation_id, user_id, cache, probe=probe if opened else None
+                    )
+                except Exception:  # the record is committed: it must run, cache or not
+                    log.warning("dedup lookup for %s failed; calling the provider", generation_id, exc_info=True)
+            if source is not None:
+                work = self._copy(run, source, chunk_sink, finalize_hook)
+            else:
+                work = self._run(
+                    run,
+                    provider,
+                    model_request,
+                    chunk_sink,
+                    finalize_hook,
+                    first_chunks or [],
+                    tools or {},
+                    next_messages,
+                    file_sink,
+                    prepare_request,
+                )
+            self._tell(self.start_listeners, record)
+            # The loop's own `create_task` with the name (asyncio's wrapper: two Python calls more).
+            task = asyncio.get_running_loop().create_task(work, name=f"genvault:{generation_id}")
+            self._tasks[generation_id] = task
+            task.add_done_callback(self._task_done)
+            return record
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         generation_id = task.get_name().removeprefix("genvault:")

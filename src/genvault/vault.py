@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +39,7 @@ from genvault.ids import new_id
 from genvault.limits import Limits, LimitSet, LimitsStatus, SubjectKind, acting_key
 from genvault.messages.assembler import MessageAssembler
 from genvault.messages.convert import to_model_messages
-from genvault.messages.ui import message_to_json, parse_ui_message
+from genvault.messages.ui import UIMessage, message_to_json, parse_ui_message
 from genvault.messages.validate import ToolSchemas, validate_ui_messages
 from genvault.ops import archive
 from genvault.ops.backup import BackupManifest, backup
@@ -142,15 +142,18 @@ class ChatTurn:
     continuation: bool
 
 
-def _known_tools(message: dict[str, Any], schemas: dict[str, ToolSchemas]) -> dict[str, ToolSchemas] | None:
+def _known_tools(message: dict[str, Any], tools: Mapping[str, Tool]) -> dict[str, ToolSchemas] | None:
     """Validate tool parts against registered tools only when every named tool is registered:
-    a message may carry parts of tools this server no longer offers, and those stay valid."""
+    a message may carry parts of tools this server no longer offers, and those stay valid. (The
+    schemas are gathered only for a message with tool parts: a user's text message has none.)"""
     names = {
         p["type"][len("tool-") :]
         for p in message.get("parts", [])
         if isinstance(p, dict) and str(p.get("type", "")).startswith("tool-")
     }
-    return schemas if names and names <= set(schemas) else None
+    if not names or not names <= tools.keys():
+        return None
+    return {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in tools.values()}
 
 
 class Vault(FilesMixin):
@@ -562,10 +565,10 @@ class Vault(FilesMixin):
         # row is written from it.
         turn_labels: dict[str, Any] = dict(given_labels)
         incoming = None
+        parsed: UIMessage | None = None  # `incoming` as the model validated it
         if message is not None:
-            schemas = {t.name: ToolSchemas(t.input_schema, t.output_schema) for t in self.tools.values()}
-            validated = validate_ui_messages([message], tools=_known_tools(message, schemas))
-            incoming = message_to_json(validated[0])
+            parsed = validate_ui_messages([message], tools=_known_tools(message, self.tools))[0]
+            incoming = message_to_json(parsed)
             check_message_ids(incoming)
         uploads: list[Upload] = []
         if incoming is not None:
@@ -575,9 +578,12 @@ class Vault(FilesMixin):
                     if (await self.get_chat(chat_id, user_id=None)).user_id != user_id:
                         raise Conflict(f"chat id {chat_id!r} is taken; start a new chat with another id")
             uploads = await self._stage_uploads(incoming, chat_id, user_id)
+            if uploads:
+                parsed = None  # `incoming`'s file parts now hold the stored objects' URLs
         model = model or self.settings.default_model
-        sampling = parse_params(params)
-        param_json = sampling.model_dump(exclude_none=True)
+        # No params (a chat turn from `useChat`): what `GenerationParams()` dumps without its
+        # Nones, `{}`, without validating and dumping the model (tests/test_chat_turns.py).
+        param_json = {} if params is None else parse_params(params).model_dump(exclude_none=True)
         model_request = ModelRequest(
             model=model,
             messages=[],
@@ -633,7 +639,11 @@ class Vault(FilesMixin):
 
         def planned(turn: TurnPlan) -> None:
             plan["turn"] = turn
-            model_request.messages = to_model_messages(turn.history, ignore_incomplete_tool_calls=True)
+            # A history of the turn's message alone is converted from the message as validated,
+            # not parsed again from its copy (`incoming` is `message_to_json(parsed)`: the same
+            # UIMessage either way; tests/test_chat_turns.py).
+            source = [parsed] if turn.alone and parsed is not None else turn.history
+            model_request.messages = to_model_messages(source, ignore_incomplete_tool_calls=True)
             request_json["messages_before"] = len(turn.history)
             hooks.message_id = turn.assistant_id
             hooks.assembler = MessageAssembler(

@@ -235,10 +235,15 @@ class Limits:
 
     async def admit(self, *, user_id: str, model: str) -> Admission | None:
         """Check the key and the rate limits; None when no limit and no key applies."""
-        await self._fresh()
+        if time.monotonic() - self._loaded_at > self.settings.limits_refresh_seconds:
+            await self._fresh()  # (a coroutine only when the limits are due to be read again)
         grant: KeyGrant | None = acting_key.get()
         if grant is not None and grant.user_id != user_id:
             grant = None  # acting for another user (an admin tool): that user's limits only
+        if grant is None and not self._caps:
+            # No key and no limit on anyone: what the subjects below come to (none), found
+            # without building them.
+            return None
         now = self.clock()
         if grant is not None:
             if grant.expires_at is not None and grant.expires_at <= now:

@@ -27,14 +27,23 @@ from genvault.errors import PayloadTooLarge
 from genvault.server.gateway.errors import gateway_error_body, is_gateway_path
 from genvault.validation import MAX_JSON_DEPTH, check_id, check_user_id, find_bad_char, json_depth_exceeds
 
-__all__ = ["InputGuard", "body_checked", "check_path_ids", "send_error"]
+__all__ = ["InputGuard", "body_checked", "check_path_ids", "checked_body", "send_error"]
 
 # Set in the scope of a request whose JSON body passed the guard: routes need not check it again.
 _CHECKED = "genvault.json_body_checked"
+# And the body itself, as the guard read it whole (what a route's `request.body()` would read
+# again from the replayed message).
+_BODY = "genvault.json_body"
 
 
 def body_checked(request: Request) -> bool:
     return bool(request.scope.get(_CHECKED))
+
+
+def checked_body(scope: Scope) -> bytes | None:
+    """The JSON body this guard read whole and checked, or None (not checked here: read it)."""
+    body: bytes | None = scope.get(_BODY)
+    return body
 
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -125,6 +134,7 @@ class InputGuard:
             return
         if kind == "json":
             scope[_CHECKED] = True
+            scope[_BODY] = body
         await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
 

@@ -32,7 +32,7 @@ from genvault.messages.sse import (
 )
 from genvault.streams.memory import MemoryHub
 
-__all__ = ["DirectSend", "HubReply", "LastFrame", "ui_message_stream_response"]
+__all__ = ["DirectSend", "HubReply", "LastFrame", "hub_reply_response", "ui_message_stream_response"]
 
 # What `next` gives back for an awaitable that finished without waiting.
 _DONE = object()
@@ -217,3 +217,25 @@ def ui_message_stream_response(
         headers={**UI_MESSAGE_STREAM_HEADERS, **(headers or {})},
         media_type="text/event-stream",
     )
+
+
+# `UI_MESSAGE_STREAM_HEADERS` as Starlette's `init_headers` writes them (lower-cased names, latin-1
+# bytes; its `content-type` there, so Starlette adds none), encoded once.
+_SSE_RAW_HEADERS: tuple[tuple[bytes, bytes], ...] = tuple(
+    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in UI_MESSAGE_STREAM_HEADERS.items()
+)
+_GENERATION_ID_HEADER = b"x-genvault-generation-id"
+
+
+def hub_reply_response(reply: HubReply, generation_id: str) -> StreamingResponse:
+    """`ui_message_stream_response(reply, headers={"X-Genvault-Generation-Id": generation_id})`,
+    the same response object (attributes, raw headers in the same order), made without
+    `StreamingResponse.__init__`: its ABC check of the body and `init_headers`' encoding of the
+    six headers on every chat turn (tests/test_hot_route.py holds them equal)."""
+    response: StreamingResponse = StreamingResponse.__new__(StreamingResponse)
+    response.body_iterator = reply
+    response.status_code = 200
+    response.media_type = "text/event-stream"
+    response.background = None
+    response.raw_headers = [*_SSE_RAW_HEADERS, (_GENERATION_ID_HEADER, generation_id.encode("latin-1"))]
+    return response

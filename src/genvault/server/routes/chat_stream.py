@@ -19,9 +19,9 @@ from genvault.chat_turns import DEPTH_CHECKED
 from genvault.errors import InvalidRequest
 from genvault.records import Generation
 from genvault.server.deps import OptionalUserDep, UserDep, VaultDep, current_user, get_vault_now, optional_user
-from genvault.server.guard import body_checked
+from genvault.server.guard import body_checked, checked_body
 from genvault.server.openapi import SSE_RESPONSE, TEXT_ERRORS, json_body
-from genvault.server.streaming import HubReply, ui_message_stream_response
+from genvault.server.streaming import HubReply, hub_reply_response, ui_message_stream_response
 from genvault.validation import loads_json
 
 router = APIRouter(tags=["chat (AI SDK)"])
@@ -117,7 +117,10 @@ async def post_chat(
     vault = get_vault_now(request)
     user = await current_user(await optional_user(request, vault), vault)
     checked = body_checked(request)
-    parsed = _parse_chat_request(await request.body(), checked=checked)
+    # The body the input guard read and checked, not read again through Starlette's
+    # `request.body()` (its async generator and the guard's replayed `receive`).
+    raw = checked_body(request.scope)
+    parsed = _parse_chat_request(await request.body() if raw is None else raw, checked=checked)
     # Labels in the body (`useChat`'s `body` option) or, for clients that only set headers, in
     # `X-Genvault-Tags` / `X-Genvault-Metadata`; the body's win. Read (and checked) when either
     # header is there; without them `from_headers` gives (None, None), and its two look-ups in
@@ -143,14 +146,13 @@ async def post_chat(
         )
     finally:
         DEPTH_CHECKED.reset(token)
-    headers = {"X-Genvault-Generation-Id": turn.generation.id}
     # The turn usually runs here: follow its stream directly, without replay's record read, and a
     # batch at a time (what was published together goes out in one write); under the hot route,
     # its tokens written by the generation's task (`streaming.HubReply`).
     hub = vault.hub_here(turn.generation.id)
     if hub is not None:
-        reply = HubReply(hub, turn.generation.id, vault.settings.stream_compat)
-        return ui_message_stream_response(reply, compat=vault.settings.stream_compat, headers=headers)
+        return hub_reply_response(HubReply(hub, turn.generation.id, vault.settings.stream_compat), turn.generation.id)
+    headers = {"X-Genvault-Generation-Id": turn.generation.id}
     chunks = vault.follow_here(turn.generation.id, user_id=None) or vault.replay(turn.generation.id, user_id=None)
     return ui_message_stream_response(chunks, compat=vault.settings.stream_compat, headers=headers)
 

@@ -12,11 +12,12 @@ re-executing its own command line with them set (`allocator_exec`). `APPLIED_ENV
 re-executed process: it never executes again.
 
 On jemalloc the process also asks for transparent huge pages (`JEMALLOC_CONF`), for its heap
-and jemalloc's own metadata: under `bench.turn_ab`'s load a chat turn took 4–20 % less CPU time
-for the same instructions (docs/benchmarks.md, "cpuclock"), most likely fewer TLB misses and
-page-table walks (not counted: no hardware counters on the machine measured), for a start 20–30
-MiB higher. Where the kernel does not offer them (`transparent_hugepage` `never`) the request
-changes nothing; `MALLOC_CONF=thp:default,metadata_thp:disabled` turns it off.
+and jemalloc's own metadata: under `bench.turn_ab`'s load a chat turn took 12–17 % less CPU time
+on PostgreSQL and 0–20 % on SQLite for the same instructions (docs/benchmarks.md, "cpuclock"),
+most likely fewer TLB misses and page-table walks (not counted: no hardware counters on the
+machine measured), for a start 20–30 MiB higher. Where the kernel does not offer them
+(`transparent_hugepage` `never`) the request changes nothing;
+`MALLOC_CONF=thp:default,metadata_thp:disabled` turns it off.
 """
 
 from __future__ import annotations

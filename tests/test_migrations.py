@@ -696,8 +696,7 @@ async def test_0033_fires_the_limits_triggers_for_reserved_rows_only_and_settles
 ) -> None:
     """PostgreSQL: from 0033 the limits' triggers carry only `reservation IS NOT NULL` as their
     condition (read back at every statement that writes `generations`) and their functions test the
-    rest; `ck_generations_fields` and the search vector trigger's condition are one function call
-    each (test_pg_search_vectors: the vector still set for the same rows). A budgeted generation's reservation and
+    rest; `ck_generations_fields` is one function call. A budgeted generation's reservation and
     settlement, through every edge of the former conditions (a move to streaming, an update that is
     not the status's, a late cost, a cost set twice, a row inserted final, a second end), leave
     `limit_usage` exactly as on 0032, and back on 0032 again after the downgrade."""
@@ -711,7 +710,7 @@ async def test_0033_fires_the_limits_triggers_for_reserved_rows_only_and_settles
             return
         whens = (
             "SELECT tgname, length(tgqual::text) FROM pg_trigger "
-            "WHERE tgname IN ('limit_usage_reserve', 'limit_usage_settle', 'generations_search_vector')"
+            "WHERE tgname IN ('limit_usage_reserve', 'limit_usage_settle')"
         )
         check = "SELECT conname, length(conbin::text) FROM pg_constraint WHERE conname = 'ck_generations_fields'"
         await upgrade(store.engine, "0032")

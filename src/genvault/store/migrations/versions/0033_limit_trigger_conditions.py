@@ -32,12 +32,6 @@ turn. The constraint is added NOT VALID and validated apart (revision 0030's `_s
 takes the table's row type: a later revision that rebuilds `generations` drops the constraint and
 the function first. chats' and messages' one-list CHECKs stay (the same change measured ~22 k a
 turn for both).
-
-The search vector's trigger on `generations` (revision 0027; its WHEN 1,493 characters, read back
-at both of a turn's statements on the table) tests the same condition as a call of the IMMUTABLE
-PL/pgSQL function `genvault_generation_vector_due(NEW)` (271 characters): a further ~50 k a turn.
-It still fires for the same rows only (a finished generation of another kind than a chat, or a row
-holding a vector).
 """
 
 from __future__ import annotations
@@ -73,15 +67,6 @@ BEGIN
     RETURN g.kind IN ({kinds}) AND g.status IN ({statuses})
         AND (g.cost_nano_usd IS NULL OR g.cost_nano_usd >= 0);
 END $$"""
-# The search vector's trigger (revision 0027, its condition compacted by 0030: 1,493 characters read
-# back at each statement that writes `generations`) tests the same condition as one function call.
-_VECTOR = "generations_search_vector"
-_VECTOR_FUNCTION = """
-CREATE OR REPLACE FUNCTION genvault_generation_vector_due(g generations) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    RETURN (g.kind <> 'chat' AND g.status IN ({terminal})) OR g.search_vector IS NOT NULL;
-END $$"""
 _EVENTS = {
     "limit_usage_reserve": "AFTER INSERT",
     "limit_usage_settle": "AFTER UPDATE OF status, cost_nano_usd",
@@ -114,15 +99,6 @@ def _triggers(conditions: dict[str, str]) -> None:
         )
 
 
-def _vector_trigger(condition: str) -> None:
-    compact = _revision("0030_pg_compact_checks.py")
-    ((events, function),) = [(e, f) for name, e, f, _, _ in compact._TRIGGERS if name == _VECTOR]
-    op.execute(f"DROP TRIGGER IF EXISTS {_VECTOR} ON generations")
-    op.execute(
-        f"CREATE TRIGGER {_VECTOR} {events} ON generations FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION {function}()"
-    )
-
-
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         return
@@ -135,8 +111,6 @@ def upgrade() -> None:
         _GENERATION_FUNCTION.format(kinds=compact._listed(compact._KINDS), statuses=compact._listed(compact._STATUSES))
     )
     compact._swap("generations", [_CHECK], [(_CHECK, "genvault_generation_fields_ok(generations)")])
-    op.execute(_VECTOR_FUNCTION.format(terminal=compact._listed(compact._TERMINAL)))
-    _vector_trigger("genvault_generation_vector_due(NEW)")
 
 
 def downgrade() -> None:
@@ -144,9 +118,6 @@ def downgrade() -> None:
         return
     limits = _revision("0015_limit_triggers.py")
     compact = _revision("0030_pg_compact_checks.py")
-    (vector_when,) = [after for name, _, _, _, after in compact._TRIGGERS if name == _VECTOR]
-    _vector_trigger(vector_when)
-    op.execute("DROP FUNCTION IF EXISTS genvault_generation_vector_due(generations)")
     (before,) = [after for table, _, after in compact._CHECKS if table == "generations"]
     compact._swap("generations", [_CHECK], [before])
     op.execute("DROP FUNCTION IF EXISTS genvault_generation_fields_ok(generations)")

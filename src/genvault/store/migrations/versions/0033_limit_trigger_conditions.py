@@ -1,5 +1,5 @@
 """PostgreSQL: the limits' triggers on `generations` fire on `reservation IS NOT NULL` alone, the
-rest of their conditions tested by their functions; `generations`' CHECK is a function call
+rest of their conditions tested by their functions
 
 Revision ID: 0033
 Revises: 0032
@@ -23,15 +23,13 @@ reservation now calls `limit_usage_settle` also on an update of its status that 
 (the first-token mark's move to `streaming`), which returns without writing. SQLite: nothing (its
 trigger conditions are compiled into the statement).
 
-`ck_generations_fields` (kind, status, a cost not negative; revision 0030: 2,135 characters read
-back at each of a turn's two statements that write `generations`) becomes a call of the IMMUTABLE
-PL/pgSQL function `genvault_generation_fields_ok(generations)` on the row (271 characters), as
-revision 0030 made `parts`' CHECK: the same conditions, the same rows refused (NULL kind or status
-cannot occur: the columns are NOT NULL). Measured the same way: a further ~115 k instructions a
-turn. The constraint is added NOT VALID and validated apart (revision 0030's `_swap`). The function
-takes the table's row type: a later revision that rebuilds `generations` drops the constraint and
-the function first. chats' and messages' one-list CHECKs stay (the same change measured ~22 k a
-turn for both).
+Left as they are: `ck_generations_fields` (2,135 characters, read back twice a turn) as a
+whole-row PL/pgSQL call, as revision 0030 made `parts`' CHECK (measured ~115 k fewer instructions
+a turn), and the search vector trigger's WHEN (1,493) as one (~50 k). A CHECK runs for every row an
+UPDATE writes, a WHEN for every row it could fire on, and the checkpoints' and first-token marks'
+batched updates of `generations` then paid a PL/pgSQL call per row: +16.6 k instructions per row
+updated (86.2 k -> 102.8 k with both), which one parse per statement does not repay beyond a few
+rows (docs/benchmarks.md "pgdb").
 """
 
 from __future__ import annotations
@@ -59,14 +57,6 @@ _SETTLE_GUARD = f"""    IF (NEW.status NOT IN {_ACTIVE} AND (OLD.status IN {_ACT
         RETURN NULL;
     END IF;
 """
-_CHECK = "ck_generations_fields"
-_GENERATION_FUNCTION = """
-CREATE OR REPLACE FUNCTION genvault_generation_fields_ok(g generations) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    RETURN g.kind IN ({kinds}) AND g.status IN ({statuses})
-        AND (g.cost_nano_usd IS NULL OR g.cost_nano_usd >= 0);
-END $$"""
 _EVENTS = {
     "limit_usage_reserve": "AFTER INSERT",
     "limit_usage_settle": "AFTER UPDATE OF status, cost_nano_usd",
@@ -106,22 +96,13 @@ def upgrade() -> None:
     op.execute(_guarded(limits._PG_RESERVE, _RESERVE_GUARD))
     op.execute(_guarded(limits._PG_SETTLE, _SETTLE_GUARD))
     _triggers({name: "NEW.reservation IS NOT NULL" for name in _EVENTS})
-    compact = _revision("0030_pg_compact_checks.py")
-    op.execute(
-        _GENERATION_FUNCTION.format(kinds=compact._listed(compact._KINDS), statuses=compact._listed(compact._STATUSES))
-    )
-    compact._swap("generations", [_CHECK], [(_CHECK, "genvault_generation_fields_ok(generations)")])
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         return
     limits = _revision("0015_limit_triggers.py")
-    compact = _revision("0030_pg_compact_checks.py")
-    (before,) = [after for table, _, after in compact._CHECKS if table == "generations"]
-    compact._swap("generations", [_CHECK], [before])
-    op.execute("DROP FUNCTION IF EXISTS genvault_generation_fields_ok(generations)")
-    when = {name: after for name, _, _, _, after in compact._TRIGGERS}
+    when = {name: after for name, _, _, _, after in _revision("0030_pg_compact_checks.py")._TRIGGERS}
     _triggers({name: when[name] for name in _EVENTS})
     op.execute(limits._PG_RESERVE)
     op.execute(limits._PG_SETTLE)

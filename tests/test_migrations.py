@@ -652,3 +652,89 @@ async def test_0031_keeps_room_on_the_chats_pages_as_the_metadata_says_and_its_d
         assert await _by_name(store, options.format(where)) == {"chats": ["fillfactor=90"]}
     finally:
         await store.aclose()
+
+
+_RESERVED = (
+    "INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at, reservation) "
+    "VALUES ({id}, 'chat', 'u', {status}, 'm', 'p', '{{}}', '2026-12-06 17:00:00+00', "
+    """'{{"nano": 100, "day": "2026-12-06", "month": "2026-12", "subjects": ["s"], """
+    """"caps": [[null, null, null, null]]}}')"""
+)
+# A budgeted generation's life and the edges of the limits' triggers: (statement, what it must do).
+_BUDGETED_STEPS = [
+    (_RESERVED.format(id="'g1'", status="'pending'"), "reserves"),
+    ("UPDATE generations SET status = 'streaming' WHERE id = 'g1'", "nothing"),
+    ("UPDATE generations SET result_text = 'x' WHERE id = 'g1'", "nothing"),
+    ("UPDATE generations SET status = 'complete', cost_nano_usd = 40 WHERE id = 'g1'", "settles at 40"),
+    ("UPDATE generations SET cost_nano_usd = 50 WHERE id = 'g1'", "nothing: the cost was set"),
+    (_RESERVED.format(id="'g2'", status="'complete'"), "nothing: not running"),
+    (_RESERVED.format(id="'g3'", status="'pending'"), "reserves"),
+    ("UPDATE generations SET status = 'complete' WHERE id = 'g3'", "settles at the reservation"),
+    ("UPDATE generations SET cost_nano_usd = 30 WHERE id = 'g3'", "settles again: the cost came late"),
+    ("UPDATE generations SET status = 'error' WHERE id = 'g3'", "nothing: it had ended"),
+]
+
+
+async def _budgeted_usage(store: Store) -> list[tuple[Any, ...]]:
+    """`limit_usage`'s row after each of `_BUDGETED_STEPS`, from empty tables."""
+    seen = []
+    async with store.write() as conn:
+        await conn.execute(sa_text(_USER))
+    for statement, _ in _BUDGETED_STEPS:
+        async with store.write() as conn:
+            await conn.execute(sa_text(statement))
+            usage = "SELECT day_nano_usd, month_nano_usd, total_nano_usd, running, reserved_nano_usd FROM limit_usage"
+            seen.append(tuple((await conn.execute(sa_text(usage))).one()))
+    async with store.write() as conn:
+        await conn.execute(sa_text("DELETE FROM users"))  # its generations and usage with it
+    return seen
+
+
+@pytest.mark.empty_database
+async def test_0033_fires_the_limits_triggers_for_reserved_rows_only_and_settles_as_0032_did(
+    database: tuple[str, str | None],
+) -> None:
+    """PostgreSQL: from 0033 the limits' triggers carry only `reservation IS NOT NULL` as their
+    condition (read back at every statement that writes `generations`) and their functions test the
+    rest. A budgeted generation's reservation and
+    settlement, through every edge of the former conditions (a move to streaming, an update that is
+    not the status's, a late cost, a cost set twice, a row inserted final, a second end), leave
+    `limit_usage` exactly as on 0032, and back on 0032 again after the downgrade."""
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        if store.dialect == "sqlite":
+            await store.upgrade()
+            await _downgrade(store, "0032")
+            await store.upgrade()
+            return
+        whens = (
+            "SELECT tgname, length(tgqual::text) FROM pg_trigger "
+            "WHERE tgname IN ('limit_usage_reserve', 'limit_usage_settle')"
+        )
+        await upgrade(store.engine, "0032")
+        before = await _budgeted_usage(store)
+        sizes = await _by_name(store, whens)
+        assert before == [
+            (100, 100, 100, 1, 100),
+            (100, 100, 100, 1, 100),
+            (100, 100, 100, 1, 100),
+            (40, 40, 40, 0, 0),
+            (40, 40, 40, 0, 0),
+            (40, 40, 40, 0, 0),
+            (140, 140, 140, 1, 100),
+            (140, 140, 140, 0, 0),
+            (70, 70, 70, 0, 0),
+            (70, 70, 70, 0, 0),
+        ]
+        await upgrade(store.engine)
+        assert await _budgeted_usage(store) == before
+        smaller = await _by_name(store, whens)
+        assert all(smaller[name] < sizes[name] / 4 for name in sizes), (sizes, smaller)
+        await _downgrade(store, "0032")
+        assert await _by_name(store, whens) == sizes
+        assert await _budgeted_usage(store) == before
+        await store.upgrade()
+        assert await _by_name(store, whens) == smaller
+    finally:
+        await store.aclose()

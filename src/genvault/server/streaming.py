@@ -29,6 +29,7 @@ from genvault.messages.sse import (
     delta_event,
     delta_prefix,
     encode_boundary_sse,
+    encode_sse,
 )
 from genvault.streams.memory import MemoryHub
 
@@ -48,7 +49,9 @@ def _encode_sse(wire: dict[str, Any]) -> bytes:
     """`sse.encode_sse(wire)`, the same bytes (or error), its JSON by `_json.dump_compact_bytes`:
     orjson's for plain values without a float (the engine's `finish` and metadata chunks; a
     turn's `finish` event 80 k → 52 k instructions, docs/benchmarks.md "finloop"). Here, not in
-    `genvault.messages`, which imports nothing beyond the standard library and pydantic."""
+    `genvault.messages`, which imports nothing beyond the standard library and pydantic. Only
+    the hub's batches (`_frames`: a turn's own response) take it; `_sse` (a stream followed from
+    elsewhere, and the bench's bare relay, the issue's yardstick) keeps `encode_sse`."""
     return b"data: " + dump_compact_bytes(wire) + b"\n\n"
 
 
@@ -74,7 +77,7 @@ async def _sse(chunks: AsyncIterator[dict[str, Any]], compat: str, first_id: int
         else:
             wires = downgrade_for_client(chunk, compat)
             for n, wire in enumerate(wires):
-                frame = _encode_sse(wire)
+                frame = encode_sse(wire)
                 yield frame if index is None or n < len(wires) - 1 else b"id: %d\n" % index + frame
         if index is not None:
             index += 1

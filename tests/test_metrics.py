@@ -195,3 +195,73 @@ def test_the_finished_series_are_what_prometheus_clients_classes_expose(monkeypa
     assert b'genvault_generation_seconds_bucket{le="0.05",model="offline/a",status="complete"} 1.0' in generate_latest(
         metrics.registry
     )
+
+
+def _series_values(metrics: Any) -> Any:
+    """Every series' values (not their `_created` times) of what `metrics` saw finish."""
+    finished = metrics._finished
+
+    def histogram(series: Any) -> Any:
+        return {key: (one.counts, one.sum) for key, one in series.items()}
+
+    return (
+        {key: one.value for key, one in finished.finished.items()},
+        {key: one.value for key, one in finished.tokens.items()},
+        {key: one.value for key, one in finished.cost.items()},
+        histogram(finished.latency),
+        histogram(finished.ttft),
+    )
+
+
+def test_observing_the_finalize_values_counts_what_the_final_record_would() -> None:
+    """The server's metrics listen to the finalize's values (`Engine.final_listeners`): the same
+    counts as the final record `final_record(pending, values)` gives `observe`."""
+    from datetime import UTC, datetime, timedelta
+
+    from genvault.server.metrics import Metrics
+    from genvault.store.generations import final_record, pending_record
+
+    start = datetime(2026, 12, 6, 11, 0, tzinfo=UTC)
+    by_record, by_values = Metrics(), Metrics()
+    for i in range(6):
+        pending = pending_record(
+            {
+                "id": f"gen_{i}",
+                "kind": "chat",
+                "user_id": "u",
+                "model": ("offline/a", "offline/b")[i % 2],
+                "provider": "offline",
+                "request": {},
+                "created_at": start,
+            }
+        )
+        values: dict[str, Any] = {
+            "status": ("complete", "error", "cancelled")[i % 3],
+            "error": None,
+            "input_tokens": (3, None, -1)[i % 3],
+            "output_tokens": (20, None, 5)[i % 3],
+            "cached_input_tokens": (None, None, 2)[i % 3],
+            "cache_write_tokens": None,
+            "reasoning_tokens": (None, 0, 7)[i % 3],
+            "total_tokens": None,
+            "cost_nano_usd": (None, 0, 1_234_567, -5)[i % 4],
+            "started_at": start,
+            "first_token_at": None if i % 2 else start + timedelta(seconds=0.25 * i),
+            "finished_at": start + timedelta(seconds=(0.05, 1.0, 301.0)[i % 3]),
+        }
+        if i == 5:
+            values["usage_estimated"] = True
+        by_record.observe(final_record(pending, values))
+        by_values.observe_final(pending, values)
+        assert _series_values(by_values) == _series_values(by_record)
+    assert _series_values(by_values)[0][("complete", "offline/a")] == 1.0
+
+
+async def test_the_server_counts_through_the_finalize_values(open_client: tuple[httpx.AsyncClient, Any]) -> None:
+    http, vault = open_client
+    assert vault.engine.listeners == []  # no final record is built for the metrics
+    assert [listener.__name__ for listener in vault.engine.final_listeners] == ["observe_final"]
+    await _generate(http, vault, "one")
+    samples = _samples((await http.get("/metrics")).text)
+    assert samples[("genvault_generations_finished_total", (("model", MODEL), ("status", "complete")))] == 1
+    assert samples[("genvault_tokens_total", (("kind", "output"), ("model", MODEL)))] == 3

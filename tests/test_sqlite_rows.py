@@ -4,6 +4,7 @@ stored are those the statements with every column bound stored before."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -82,6 +83,17 @@ def test_a_part_row_named_by_its_values_is_the_row_every_column_bound_stored(tmp
     assert [r[:2] + r[4:] for r in new] == [r[:2] + r[4:] for r in old]  # all but message_id and its type
 
 
+def _json_read(db: sqlite3.Connection, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A `_rows` row of `generations` with its JSON columns' text read as JSON."""
+    columns = [r[1] for r in db.execute("PRAGMA table_info(generations)")]
+    values = list(row)
+    for name in ("result_message", "unit_prices"):
+        at = 2 * columns.index(name)
+        if isinstance(values[at], str):
+            values[at] = json.loads(values[at])
+    return tuple(values)
+
+
 def test_the_finalize_update_stores_what_every_column_bound_stored(tmp_path: Path) -> None:
     """NULL values written as NULL, the kept columns (COALESCE) left as they were when not given,
     timestamps as the adapter's text, on rows that held other values before."""
@@ -101,6 +113,12 @@ def test_the_finalize_update_stores_what_every_column_bound_stored(tmp_path: Pat
     at = datetime(2026, 12, 6, 13, 0, 0, tzinfo=UTC)
     finals: list[dict[str, Any]] = [
         {"status": "complete", "result_text": "hi", "result_message": {"a": 1}, "finished_at": at},
+        {
+            "status": "complete",
+            "result_message": {"id": "m", "metadata": {"é": "😀\u2028", "n": None}, "parts": [{"x": 1.5e16}]},
+            "unit_prices": {"input": "0.15"},
+            "finished_at": at,
+        },
         {
             "status": "error",
             "error": "bad",
@@ -141,7 +159,9 @@ def test_the_finalize_update_stores_what_every_column_bound_stored(tmp_path: Pat
         assert db.execute(old_sql, (*old_params, f"old{n}")).fetchall() == [(f"old{n}",)]
         db.execute(old_sql, (*old_params, f"old{n}")).fetchall()
         new, old = _rows(db, "generations", "id = ?", (f"new{n}",)), _rows(db, "generations", "id = ?", (f"old{n}",))
-        assert new[0][2:] == old[0][2:]  # all but the id and its type
+        # all but the id and its type; the JSON columns as the same JSON value (finloop: orjson's
+        # compact text where SQLAlchemy's bind wrote `json.dumps`' spaced, ASCII-escaped text)
+        assert _json_read(db, new[0])[2:] == _json_read(db, old[0])[2:]
         assert None not in params
     engine.sync_engine.dispose()
 

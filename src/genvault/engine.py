@@ -129,8 +129,13 @@ class Engine:
         self._shutting_down = False
         # Finalizes still being tried after their stream ended with an error (`_unsaved`).
         self._late_finalizes: set[asyncio.Task[None]] = set()
-        # Called with each record this process finalizes (metrics, tests).
+        # Called with each record this process finalizes (telemetry, tests).
         self.listeners: list[Callable[[Generation], None]] = []
+        # Called likewise, with the pending record as inserted and the finalize's values (the
+        # final record is `gen_store.final_record(pending, values)`): for a listener that reads a
+        # few of its fields (the server's metrics), without that record built for it (~50,000
+        # instructions a turn, docs/benchmarks.md "finloop").
+        self.final_listeners: list[Callable[[Generation, dict[str, Any]], None]] = []
         # Called with each pending record as its run starts, and with each tool call a run met
         # (`ToolEvent`: timed when it ran here, untimed when the client runs it) (telemetry).
         self.start_listeners: list[Callable[[Generation], None]] = []
@@ -893,6 +898,13 @@ class Engine:
                 log.warning("counting the tokens of %s against its limits failed", run.generation_id, exc_info=True)
         if record is not None:
             self._tell(self.listeners, record)
+        if self.final_listeners and run.pending:
+            pending = run.pending
+            for listener in self.final_listeners:
+                try:
+                    listener(pending, values)
+                except Exception:  # an observer's failure never touches the generation
+                    log.warning("engine listener failed", exc_info=True)
         return status
 
     @staticmethod

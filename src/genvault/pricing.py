@@ -160,6 +160,15 @@ def _source() -> str:
     return f"genai-prices {genai_prices.__version__}"
 
 
+@cache
+def _usage_class() -> Any:
+    """genai-prices' `Usage`, imported once: a `from … import` in the function ran the import
+    system's `_handle_fromlist` (Python) at every finalize (docs/benchmarks.md, "finloop")."""
+    from genai_prices import Usage
+
+    return Usage
+
+
 @lru_cache(maxsize=1024)
 def _find_model(provider: str, model: str) -> tuple[Any, Any] | None:
     """genai-prices' provider and model entries for `provider/model`, None when it knows none.
@@ -174,14 +183,12 @@ def _find_model(provider: str, model: str) -> tuple[Any, Any] | None:
 def _genai_prices_cost(
     provider: str, model: str, input_tokens: int, cache_read: int, cache_write: int, output: int, at: datetime | None
 ) -> Cost:
-    from genai_prices import Usage
-
     found = _find_model(provider, model)
     if found is None:
         logger.debug("no price known for %s/%s", provider, model)
         return UNKNOWN
     found_provider, found_model = found
-    tokens = Usage(
+    tokens = _usage_class()(
         input_tokens=input_tokens, cache_read_tokens=cache_read, cache_write_tokens=cache_write, output_tokens=output
     )
     try:

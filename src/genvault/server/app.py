@@ -94,7 +94,7 @@ def create_app(
     owned = vault is None
     the_vault = vault or Vault(settings or Settings())
     metrics = Metrics(refusals=the_vault.limits.refusals)
-    the_vault.engine.listeners.append(metrics.observe)
+    the_vault.engine.final_listeners.append(metrics.observe_final)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -226,19 +227,52 @@ class Metrics:
 
     def observe(self, record: Generation) -> None:
         """A finalize listener: count one final record (called once per finished generation)."""
-        finished, latency, tokens, cost, ttft = self._finished.children(record.model, record.status)
-        finished.value += 1.0
         usage = record.usage
-        values = (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_tokens)
-        for counter, value in zip(tokens, values, strict=True):
+        self._count(
+            record.model,
+            record.status,
+            (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_tokens),
+            record.cost_nano_usd,
+            record.created_at,
+            record.finished_at,
+            record.first_token_at,
+        )
+
+    def observe_final(self, pending: Generation, values: dict[str, Any]) -> None:
+        """`observe(gen_store.final_record(pending, values))`, the same counts, from the pending
+        record and the finalize's values (`Engine.final_listeners`) without that record built."""
+        get = values.get
+        self._count(
+            pending.model,
+            values["status"],
+            (get("input_tokens"), get("output_tokens"), get("cached_input_tokens"), get("reasoning_tokens")),
+            get("cost_nano_usd"),
+            pending.created_at,
+            get("finished_at"),
+            get("first_token_at"),
+        )
+
+    def _count(
+        self,
+        model: str,
+        status: str,
+        token_values: tuple[int | None, ...],
+        cost_nano_usd: int | None,
+        created_at: datetime,
+        finished_at: datetime | None,
+        first_token_at: datetime | None,
+    ) -> None:
+        finished, latency, tokens, cost, ttft = self._finished.children(model, status)
+        finished.value += 1.0
+        for counter, value in zip(tokens, token_values, strict=True):
             if value:  # never negative: a counter never goes down
                 counter.value += max(0, value)
-        if record.cost_nano_usd:
-            cost.value += max(0, record.cost_nano_usd) / 1e9
-        if record.finished_at is not None:
-            latency.observe((record.finished_at - record.created_at).total_seconds())
-        if record.first_token_at is not None:
-            ttft.observe((record.first_token_at - record.created_at).total_seconds())
+        if cost_nano_usd:
+            cost.value += max(0, cost_nano_usd) / 1e9
+        if finished_at is not None:
+            latency.observe((finished_at - created_at).total_seconds())
+        if first_token_at is not None:
+            ttft.observe((first_token_at - created_at).total_seconds())
 
     async def render(self, conn: Any) -> bytes:
         rows = (

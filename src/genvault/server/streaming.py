@@ -21,6 +21,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Send
 
+from genvault._json import dump_compact_bytes
 from genvault.messages.chunks import boundary_wire, downgrade_for_client, plain_delta
 from genvault.messages.sse import (
     SSE_DONE,
@@ -44,6 +45,16 @@ class LastFrame(bytes):
     one write; to any other, plain bytes."""
 
 
+def _encode_sse(wire: dict[str, Any]) -> bytes:
+    """`sse.encode_sse(wire)`, the same bytes (or error), its JSON by `_json.dump_compact_bytes`:
+    orjson's for plain values without a float (the engine's `finish` and metadata chunks; a
+    turn's `finish` event 80 k → 52 k instructions, docs/benchmarks.md "finloop"). Here, not in
+    `genvault.messages`, which imports nothing beyond the standard library and pydantic. Only
+    the hub's batches (`_frames`: a turn's own response) take it; `_sse` (a stream followed from
+    elsewhere, and the bench's bare relay, the issue's yardstick) keeps `encode_sse`."""
+    return b"data: " + dump_compact_bytes(wire) + b"\n\n"
+
+
 def _frames(chunk: dict[str, Any], compat: str) -> bytes:
     """One chunk's SSE event(s), as `_sse` writes them without `id:` lines."""
     event = delta_event(chunk)
@@ -52,7 +63,7 @@ def _frames(chunk: dict[str, Any], compat: str) -> bytes:
     wire = boundary_wire(chunk)
     if wire is not None:  # a step, text or start boundary: every client level takes it as it is
         return encode_boundary_sse(wire)
-    return b"".join([encode_sse(wire) for wire in downgrade_for_client(chunk, compat)])
+    return b"".join([_encode_sse(wire) for wire in downgrade_for_client(chunk, compat)])
 
 
 async def _sse(chunks: AsyncIterator[dict[str, Any]], compat: str, first_id: int | None) -> AsyncIterator[bytes]:

@@ -43,12 +43,13 @@ from datetime import datetime
 from typing import Any
 
 from genvault._json import dump_json as dump_json_fast
+from genvault._json import dump_json_column
 from genvault.errors import InvalidRequest
 from genvault.store import Store
 from genvault.store.chats import check_message_storable
 from genvault.store.driver import ConnectionLost
 from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
-from genvault.store.schema import MISSING, generations
+from genvault.store.schema import MISSING
 from genvault.store.sqlite_groups import UndoWrites, write_in_group
 from genvault.store.sqlite_rows import insert_sql, present, present_in, stamp_text
 
@@ -274,15 +275,6 @@ async def _finish_postgresql(
         return False
 
 
-@functools.cache
-def _sqlite_binders(dialect: Any) -> tuple[Any, Any]:
-    """How SQLAlchemy binds a timestamp and a JSON value on SQLite, as functions."""
-    return (
-        generations.c.created_at.type.bind_processor(dialect),
-        generations.c.result_message.type.bind_processor(dialect),
-    )
-
-
 _SQLITE_TIMES = ("started_at", "first_token_at", "finished_at")
 
 
@@ -292,11 +284,12 @@ _FINAL_NAMES = tuple(name for name, _, _ in _FINAL_COLUMNS)
 @functools.cache
 def _sqlite_binders_by_column(dialect: Any) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
     """The final columns bound otherwise than as they are on SQLite, by position: the JSON
-    values, and the timestamps as their stored text (`sqlite_rows.stamp_text`)."""
-    _, json_value = _sqlite_binders(dialect)
+    values (`dump_json_column`), and the timestamps as their stored text (`sqlite_rows.stamp_text`)."""
     stamp = stamp_text(dialect)
+    # The JSON values as `dump_json_column` writes them: the value SQLAlchemy's `JSON` bind
+    # (`json.dumps`) writes, in fewer instructions (docs/benchmarks.md, "finloop").
     return tuple(
-        (index, json_value if name in _JSON_COLUMNS else stamp)
+        (index, dump_json_column if name in _JSON_COLUMNS else stamp)
         for index, name in enumerate(_FINAL_NAMES)
         if name in _JSON_COLUMNS or name in _SQLITE_TIMES
     )

@@ -8,10 +8,9 @@ moves fields between the JSON and typed columns.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from genvault._json import load_json
+from genvault._json import dump_compact, load_json
 from genvault.errors import InvalidRequest
 from genvault.store.schema import MISSING
 
@@ -280,7 +279,7 @@ def dump_json(value: Any) -> str | None:
     """A `JSONText` column's stored text (`MISSING` is SQL NULL), as `JSONText` binds it."""
     if value is MISSING:
         return None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return dump_compact(value)  # `json.dumps(value, separators=(",", ":"), ensure_ascii=False)`'s text
 
 
 def part_record(part: dict[str, Any]) -> dict[str, Any]:

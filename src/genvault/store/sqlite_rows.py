@@ -42,6 +42,9 @@ def stamp_text(dialect: Any) -> Callable[[datetime | None], str | None]:
 def _utc_text(value: datetime | None) -> str | None:
     if value is None:
         return None
+    if value.tzinfo is UTC:  # the engine's instants (`datetime.now(UTC)`): its text less "+00:00",
+        # without the conversion and `replace` (~18 k -> ~13 k instructions, docs/benchmarks.md "finloop")
+        return value.isoformat(" ")[:-6]
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")

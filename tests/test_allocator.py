@@ -57,22 +57,8 @@ class TestRestart:
             "HOME": "/h",
             "LD_PRELOAD": "libother.so libjemalloc.so.2",  # a preload of the user's is kept
             "PYTHONMALLOC": "malloc",
-            "MALLOC_CONF": "thp:always,metadata_thp:always",  # transparent huge pages
             APPLIED_ENV: "jemalloc",
         }
-
-    def test_jemalloc_asks_for_huge_pages_and_a_malloc_conf_the_user_set_comes_after_it(
-        self, installed: set[str]
-    ) -> None:
-        # jemalloc takes an option's last value: the user's `thp:default` turns the pages off.
-        installed.add("jemalloc")
-        plan = allocator_exec("jemalloc", {"MALLOC_CONF": "thp:default,narenas:1"}, ARGV)
-        assert plan is not None
-        assert plan[1]["MALLOC_CONF"] == "thp:always,metadata_thp:always,thp:default,narenas:1"
-        installed.add("mimalloc")
-        plan = allocator_exec("mimalloc", {}, ARGV)
-        assert plan is not None
-        assert "MALLOC_CONF" not in plan[1]  # jemalloc's alone
 
     def test_the_restarted_process_never_restarts_again(self, installed: set[str]) -> None:
         installed.add("jemalloc")
@@ -148,8 +134,6 @@ def test_the_serve_process_itself_runs_on_jemalloc(tmp_path: Path) -> None:
     try:
         assert "libjemalloc" in _mapped(proc.pid)  # the same process id: an exec, not a child
         assert httpx.get(f"{url}/healthz").status_code == 200
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-        assert b"MALLOC_CONF=thp:always,metadata_thp:always" in environ
     finally:
         _stop(proc)
 

@@ -10,14 +10,6 @@ The choice is made by environment variables that the interpreter and the dynamic
 when a process starts (`PYTHONMALLOC`, `LD_PRELOAD`), so `genvault serve` applies it by
 re-executing its own command line with them set (`allocator_exec`). `APPLIED_ENV` marks the
 re-executed process: it never executes again.
-
-On jemalloc the process also asks for transparent huge pages (`JEMALLOC_CONF`), for its heap
-and jemalloc's own metadata: under `bench.turn_ab`'s load a chat turn took 12–17 % less CPU time
-on PostgreSQL and 0–20 % on SQLite for the same instructions (docs/benchmarks.md, "cpuclock"),
-most likely fewer TLB misses and page-table walks (not counted: no hardware counters on the
-machine measured), for a start 20–30 MiB higher. Where the kernel does not offer them
-(`transparent_hugepage` `never`) the request changes nothing;
-`MALLOC_CONF=thp:default,metadata_thp:disabled` turns it off.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Literal
 
-__all__ = ["ALLOCATORS", "APPLIED_ENV", "JEMALLOC_CONF", "Allocator", "allocator_env", "allocator_exec", "resolve"]
+__all__ = ["ALLOCATORS", "APPLIED_ENV", "Allocator", "allocator_env", "allocator_exec", "resolve"]
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +28,6 @@ Allocator = Literal["auto", "pymalloc", "malloc", "jemalloc", "mimalloc"]
 ALLOCATORS: tuple[Allocator, ...] = ("auto", "pymalloc", "malloc", "jemalloc", "mimalloc")
 APPLIED_ENV = "GENVAULT_ALLOCATOR_APPLIED"
 _PRELOADED = ("jemalloc", "mimalloc")
-# jemalloc's options (`MALLOC_CONF`): its memory, its own metadata's too, on transparent huge
-# pages (`madvise(MADV_HUGEPAGE)`). A `MALLOC_CONF` the user set goes after: jemalloc takes an
-# option's last value, so theirs wins.
-JEMALLOC_CONF = "thp:always,metadata_thp:always"
 
 
 def _library(name: str) -> str | None:
@@ -67,10 +55,7 @@ def allocator_env(allocator: Allocator, environ: Mapping[str, str]) -> dict[str,
         assert library is not None, "resolve() first"
         # Python's objects through malloc too, or jemalloc would only see the large ones.
         preload = " ".join(filter(None, (environ.get("LD_PRELOAD"), library)))
-        env = {"PYTHONMALLOC": "malloc", "LD_PRELOAD": preload}
-        if allocator == "jemalloc":
-            env["MALLOC_CONF"] = ",".join(filter(None, (JEMALLOC_CONF, environ.get("MALLOC_CONF"))))
-        return env
+        return {"PYTHONMALLOC": "malloc", "LD_PRELOAD": preload}
     return {"PYTHONMALLOC": allocator}
 
 

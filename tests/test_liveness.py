@@ -467,24 +467,6 @@ class TestQuietTrim:
         assert trim.tick(busy=False) is glibc
         assert trim.trims == (2 if glibc else 0)
 
-    def test_huge_pages_are_off_from_the_trim_to_the_next_busy_tick(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        # Under jemalloc with transparent huge pages khugepaged refilled the purged holes: RSS
-        # grew after the trim. So they are off while the process is quiet, on again once busy.
-        from genvault.liveness import memory
-
-        calls: list[str] = []
-        monkeypatch.setattr(memory, "_thp_switch", lambda: lambda off: calls.append(f"thp off {off}") or 0)
-        monkeypatch.setattr(memory, "malloc_trim", lambda: calls.append("purge") or True)
-        now = [0.0]
-        trim = memory.QuietTrim(quiet_seconds=1.0, clock=lambda: now[0])
-        trim.tick(busy=False)
-        now[0] = 2.0
-        assert trim.tick(busy=False) is True
-        assert calls == ["thp off True", "purge"]
-        trim.tick(busy=True)
-        trim.tick(busy=True)  # once
-        assert calls == ["thp off True", "purge", "thp off False"]
-
     @pytest.mark.long
     async def test_a_quiet_server_forgets_finished_streams_and_gives_memory_back(self, vault_factory: Any) -> None:
         from genvault.liveness.memory import malloc_trim

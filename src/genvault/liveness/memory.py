@@ -8,13 +8,6 @@ them). When the process has run nothing for a moment and its hub holds no stream
 every arena's unused pages now rather than after their decay, mimalloc collects, glibc trims
 (`malloc_trim`). Never while streams run, where it would stall the loop for memory about to be
 reused. Elsewhere it does nothing.
-
-On jemalloc with transparent huge pages (`genvault.allocator.JEMALLOC_CONF`) the kernel's
-khugepaged would fill the purged holes back into whole 2 MiB pages (it collapses a range with one
-page of 512 present, by default), so RSS grew again after the purge: +37 and +62 MB 30 s after a
-100,000-token run on PostgreSQL (docs/benchmarks.md, "cpuclock"). So the trim turns huge pages off
-for the process before it purges (`prctl(PR_SET_THP_DISABLE)`: no new ones, no collapsing), and
-the next busy tick turns them on again.
 """
 
 from __future__ import annotations
@@ -24,7 +17,6 @@ import ctypes.util
 import functools
 import gc
 import logging
-import sys
 import time
 from collections.abc import Callable
 
@@ -70,24 +62,6 @@ def _jemalloc_purge() -> Callable[[], int] | None:
     return functools.partial(mallctl, b"arena.4096.purge", None, None, None, 0)
 
 
-PR_SET_THP_DISABLE = 41
-
-
-@functools.cache
-def _thp_switch() -> Callable[[bool], int] | None:
-    """`off(True)` stops transparent huge pages for this process (new ones and khugepaged's
-    collapsing), `off(False)` allows them again; None but on Linux under jemalloc."""
-    if not sys.platform.startswith("linux") or _jemalloc_purge() is None:
-        return None
-    try:
-        prctl = ctypes.CDLL(None).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return lambda off: int(prctl(PR_SET_THP_DISABLE, int(off), 0, 0, 0))
-
-
 def malloc_trim() -> bool:
     """Return the allocator's free memory to the OS (jemalloc, mimalloc or glibc, whichever this
     process runs on); False where there is no such call."""
@@ -115,7 +89,6 @@ class QuietTrim:
         self._clock = clock
         self._quiet_since: float | None = None
         self._dirty = True  # the start-up itself leaves garbage behind
-        self._thp_off = False  # huge pages turned off for the quiet spell
         self.trims = 0  # (tests, metrics)
 
     def tick(self, busy: bool) -> bool:
@@ -124,8 +97,6 @@ class QuietTrim:
         if busy:
             self._quiet_since = None
             self._dirty = True
-            if self._thp_off and (switch := _thp_switch()) is not None:
-                self._thp_off = switch(False) != 0
             return False
         if self._quiet_since is None:
             self._quiet_since = now
@@ -134,8 +105,6 @@ class QuietTrim:
         self._dirty = False
         started = time.perf_counter()
         gc.collect()  # cycles first (a finished run's task, frames and futures), so their memory is free
-        if (switch := _thp_switch()) is not None:  # before the purge: nothing refills its holes
-            self._thp_off = switch(True) == 0
         if malloc_trim():
             self.trims += 1
             log.debug("gave free memory back to the OS in %.1f ms", (time.perf_counter() - started) * 1000)

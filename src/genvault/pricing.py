@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -188,14 +188,33 @@ def _genai_prices_cost(
         logger.debug("no price known for %s/%s", provider, model)
         return UNKNOWN
     found_provider, found_model = found
-    tokens = _usage_class()(
-        input_tokens=input_tokens, cache_read_tokens=cache_read, cache_write_tokens=cache_write, output_tokens=output
-    )
+    # As `ModelInfo.calc_price` does; resolved here once so both paths price the same instant.
+    when = at or datetime.now(tz=UTC)
+    fast = _plain_cost(found_provider, found_model, input_tokens, cache_read, cache_write, output, when)
+    if fast is not None:
+        return Cost(usd_to_nano(fast[0]), fast[1], _source())
     try:
-        calculation = found_model.calc_price(tokens, found_provider, genai_request_timestamp=at)
+        return _library_cost(found_provider, found_model, input_tokens, cache_read, cache_write, output, when)
     except ValueError as exc:  # the library's check that the usage adds up
         logger.warning("cannot price %s/%s: %s", provider, model, exc)
         return UNKNOWN
+
+
+def _library_cost(
+    found_provider: Any,
+    found_model: Any,
+    input_tokens: int,
+    cache_read: int,
+    cache_write: int,
+    output: int,
+    when: datetime,
+) -> Cost:
+    """genai-prices' own calculation (`ModelInfo.calc_price`), for every price it knows; raises
+    its ValueError when the usage does not add up for the price."""
+    tokens = _usage_class()(
+        input_tokens=input_tokens, cache_read_tokens=cache_read, cache_write_tokens=cache_write, output_tokens=output
+    )
+    calculation = found_model.calc_price(tokens, found_provider, genai_request_timestamp=when)
     prices = calculation.model_price
     rates: dict[str, str] = {}
     for key, attr, used in (
@@ -208,6 +227,148 @@ def _genai_prices_cost(
         if used and rate is not None:
             rates[key] = _format(rate)
     return Cost(usd_to_nano(calculation.total_price), rates or None, _source())
+
+
+# The usage genvault reports, by genai-prices' price key: the index of its count in `_plain_cost`.
+# Index 4 is a priced unit the usage never reports (web searches, 1-hour cache writes, …):
+# the library infers 0 of it (see `_plan`) and still adds its `price * 0 / per`.
+_REPORTED = {"input_mtok": 0, "cache_read_mtok": 1, "cache_write_mtok": 2, "output_mtok": 3}
+_UNREPORTED = 4
+
+# (count index, unit size, base rate, base rate formatted, tiers highest first as (start, rate,
+# rate formatted)): one priced unit of a price, in the price's own key order.
+_Term = tuple[int, int, Decimal, str, tuple[tuple[int, Decimal, str], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _PlainPrice:
+    """What `ModelPrice.calc_price` does with one price, resolved once: its priced units in the
+    library's summing order, and whether cache reads/writes are priced (then they leave the
+    input count, as in genai-prices' `compute_leaf_values`)."""
+
+    terms: tuple[_Term, ...]
+    reads_priced: bool
+    writes_priced: bool
+
+
+# (id(ModelInfo), id(ModelPrice)) -> (the ModelPrice, kept so that its id stays its own; its plan,
+# or None when the library has to price it). The bundled snapshot lives as long as the process,
+# so this holds at most one entry per price in it.
+_plans: dict[tuple[int, int], tuple[Any, _PlainPrice | None]] = {}
+
+
+def _plain_cost(
+    found_provider: Any,
+    found_model: Any,
+    input_tokens: int,
+    cache_read: int,
+    cache_write: int,
+    output: int,
+    when: datetime,
+) -> tuple[Decimal, dict[str, str] | None] | None:
+    """The exact Decimal USD total and the rates `_library_cost` would give, without the library's
+    per-call work; None when the price in force at `when` is not one `_plan` accepts.
+
+    The library still chooses the price (`ModelInfo.get_prices`, every call, so a conditional
+    price switches at its own instant); only what follows from that price is memoized. The total
+    is `ModelPrice.calc_price`'s Decimal operations in its order: from `Decimal(0)`, for each
+    priced unit in the price's key order, `+= rate * Decimal(count) / per`, a tiered rate chosen
+    by the input tokens as `calc_unit_price` does.
+    """
+    if type(input_tokens) is not int or type(cache_read) is not int or type(cache_write) is not int:
+        return None
+    if type(output) is not int or min(input_tokens, cache_read, cache_write, output) < 0:
+        return None
+    model_price = found_model.get_prices(when)
+    key = (id(found_model), id(model_price))
+    entry = _plans.get(key)
+    if entry is None or entry[0] is not model_price:
+        entry = (model_price, _plan(found_provider, found_model, model_price))
+        _plans[key] = entry
+    plan = entry[1]
+    if plan is None:
+        return None
+    uncached = input_tokens
+    if plan.reads_priced:
+        uncached -= cache_read
+    if plan.writes_priced:
+        uncached -= cache_write
+    if uncached < 0:
+        return None  # the library raises: usage that does not add up
+    counts = (uncached, cache_read, cache_write, output, 0)
+    shown: list[str | None] = [None] * 5
+    total = Decimal(0)
+    for index, per, rate, text, tiers in plan.terms:
+        for start, tier_rate, tier_text in tiers:
+            if input_tokens > start:
+                rate, text = tier_rate, tier_text
+                break
+        total += rate * Decimal(counts[index]) / per
+        shown[index] = text
+    rates: dict[str, str] = {}
+    for name, index, used in (
+        ("input", 0, True),
+        ("output", 3, True),
+        ("cache_read", 1, cache_read),
+        ("cache_write", 2, cache_write),
+    ):
+        applied = shown[index]
+        if used and applied is not None:
+            rates[name] = applied
+    return total, rates or None
+
+
+def _plan(found_provider: Any, found_model: Any, model_price: Any) -> _PlainPrice | None:
+    """The plan of `model_price`, or None where `_plain_cost` could not follow the library: a
+    request price (its count is 1), a priced unit above one genvault reports (the library
+    would infer it or refuse), prices the library rejects or warns about, Groq's Whisper."""
+    from genai_prices.types import ModelPrice, TieredPrices
+    from genai_prices.units import _get_registry
+    from genai_prices.validation import validate_priced_units
+
+    if type(model_price) is not ModelPrice:
+        return None
+    if found_provider.id == "groq" and found_model.id in ("whisper-large-v3", "whisper-large-v3-turbo"):
+        return None  # the library rewrites these usages (billed audio seconds)
+    registry = _get_registry()
+    reported = [registry.unit_for_price_key(price_key) for price_key in _REPORTED]
+    terms: list[_Term] = []
+    units: list[Any] = []
+    for price_key, value in model_price.__dict__.items():
+        if price_key.startswith("_") or value is None:
+            continue
+        if price_key not in registry._all_price_keys:
+            return None
+        unit = registry.unit_for_price_key(price_key)
+        index = _REPORTED.get(price_key, _UNREPORTED)
+        if index == _UNREPORTED and (
+            unit.usage_key == "requests"
+            or any(unit.dimensions.items() <= other.dimensions.items() for other in reported)
+        ):
+            return None
+        tiers: tuple[tuple[int, Decimal, str], ...] = ()
+        if isinstance(value, TieredPrices):
+            previous = -1
+            for tier in value.tiers:
+                if type(tier.start) is not int or tier.start < previous or not _valid_rate(tier.price):
+                    return None
+                previous = tier.start
+            tiers = tuple((tier.start, tier.price, _format(tier.price)) for tier in reversed(value.tiers))
+            value = value.base
+        if not _valid_rate(value):
+            return None
+        units.append(unit)
+        terms.append((index, unit.per, value, _format(value), tiers))
+    try:
+        validate_priced_units(units, registry)
+    except ValueError:
+        return None  # the library raises it on every call
+    priced = {term[0] for term in terms}
+    return _PlainPrice(tuple(terms), 1 in priced, 2 in priced)
+
+
+def _valid_rate(value: object) -> bool:
+    return type(value) is Decimal and value.is_finite() and value >= 0
 
 
 def _rate(price: Any, input_tokens: int) -> Decimal | None:

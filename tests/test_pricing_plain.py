@@ -104,6 +104,7 @@ def test_most_bundled_models_take_the_fast_path_and_the_common_ones_do():
     assert {("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5")} <= models
 
 
+@pytest.mark.long  # every bundled price, 33 usages: ~25 s on two loaded cores
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(usages())
 @example((0, 0, 0, 0))

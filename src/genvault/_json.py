@@ -119,27 +119,32 @@ def _float_free(value: Any, depth: int) -> bool:
     return kind is str or kind is int or kind is bool or value is None
 
 
+def _plain_orjson(value: Any) -> bytes | None:
+    """orjson's compact text of a value of plain types without a float (`_float_free`), or None:
+    the caller's `json` writes it instead (a float, another type, an int beyond 64 bits)."""
+    if _float_free(value, _PLAIN_DEPTH):
+        try:
+            return orjson.dumps(value)
+        except (orjson.JSONEncodeError, TypeError):  # an int beyond 64 bits
+            pass
+    return None
+
+
 def dump_compact(value: Any) -> str:
     """`json.dumps(value, separators=(",", ":"), ensure_ascii=False)`, the same text (or error):
     orjson's for a value of plain types without a float (`_float_free`), `json`'s otherwise.
     A reply's metadata: ~15 k instructions against ~41 k (the walk ~11 k, orjson ~4 k; `json.dumps`
     builds an encoder per call for these arguments; docs/benchmarks.md, "finloop")."""
-    if _float_free(value, _PLAIN_DEPTH):
-        try:
-            return orjson.dumps(value).decode()
-        except (orjson.JSONEncodeError, TypeError):  # an int beyond 64 bits
-            pass
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    data = _plain_orjson(value)
+    return data.decode() if data is not None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def dump_compact_bytes(value: Any) -> bytes:
     """`json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)` encoded as
     UTF-8, the same bytes (or error), the way `dump_compact` gets them."""
-    if _float_free(value, _PLAIN_DEPTH):
-        try:
-            return orjson.dumps(value)
-        except (orjson.JSONEncodeError, TypeError):
-            pass
+    data = _plain_orjson(value)
+    if data is not None:
+        return data
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
@@ -150,9 +155,5 @@ def dump_json_column(value: Any) -> str:
     the same column), else `json.dumps`'s own. The texts differ only in spacing and in non-ASCII
     characters written as themselves rather than as `\\u` escapes: SQLite's JSON functions and
     the readers (`json.loads`) read the same value from either."""
-    if _float_free(value, _PLAIN_DEPTH):
-        try:
-            return orjson.dumps(value).decode()
-        except (orjson.JSONEncodeError, TypeError):
-            pass
-    return json.dumps(value)
+    data = _plain_orjson(value)
+    return data.decode() if data is not None else json.dumps(value)

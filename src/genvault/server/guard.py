@@ -29,15 +29,14 @@ from genvault.validation import MAX_JSON_DEPTH, check_id, check_user_id, find_ba
 
 __all__ = ["InputGuard", "body_checked", "check_path_ids", "checked_body", "send_error"]
 
-# Set in the scope of a request whose JSON body passed the guard: routes need not check it again.
-_CHECKED = "genvault.json_body_checked"
-# And the body itself, as the guard read it whole (what a route's `request.body()` would read
-# again from the replayed message).
+# Set in the scope of a request whose JSON body passed the guard: the body as the guard read it
+# whole (what a route's `request.body()` would read again from the replayed message). Its
+# presence says the body was checked: routes need not check it again.
 _BODY = "genvault.json_body"
 
 
 def body_checked(request: Request) -> bool:
-    return bool(request.scope.get(_CHECKED))
+    return _BODY in request.scope
 
 
 def checked_body(scope: Scope) -> bytes | None:
@@ -133,7 +132,6 @@ class InputGuard:
             await send_error(scope, send, 400, "invalid_request", problem)
             return
         if kind == "json":
-            scope[_CHECKED] = True
             scope[_BODY] = body
         await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 

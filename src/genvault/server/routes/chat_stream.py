@@ -19,7 +19,7 @@ from genvault.chat_turns import DEPTH_CHECKED
 from genvault.errors import InvalidRequest
 from genvault.records import Generation
 from genvault.server.deps import OptionalUserDep, UserDep, VaultDep, current_user, get_vault_now, optional_user
-from genvault.server.guard import body_checked, checked_body
+from genvault.server.guard import checked_body
 from genvault.server.openapi import SSE_RESPONSE, TEXT_ERRORS, json_body
 from genvault.server.streaming import HubReply, hub_reply_response, ui_message_stream_response
 from genvault.validation import loads_json
@@ -116,11 +116,11 @@ async def post_chat(
     # solving of that dependency tree (three nested dependencies) was ~5 % of a turn's CPU.
     vault = get_vault_now(request)
     user = await current_user(await optional_user(request, vault), vault)
-    checked = body_checked(request)
     # The body the input guard read and checked, not read again through Starlette's
     # `request.body()` (its async generator and the guard's replayed `receive`).
     raw = checked_body(request.scope)
-    parsed = _parse_chat_request(await request.body() if raw is None else raw, checked=checked)
+    checked = raw is not None
+    parsed = _parse_chat_request(raw if raw is not None else await request.body(), checked=checked)
     # Labels in the body (`useChat`'s `body` option) or, for clients that only set headers, in
     # `X-Genvault-Tags` / `X-Genvault-Metadata`; the body's win. Read (and checked) when either
     # header is there; without them `from_headers` gives (None, None), and its two look-ups in

@@ -738,3 +738,114 @@ async def test_0033_fires_the_limits_triggers_for_reserved_rows_only_and_settles
         assert await _by_name(store, whens) == smaller
     finally:
         await store.aclose()
+
+
+_PROBE_KINDS = ("text", "chat", "image", "embedding", "Chat", "other", "")
+_PROBE_STATUSES = ("pending", "streaming", "complete", "error", "cancelled", "interrupted", "done", "")
+# Every kind, status, cost and given search vector of `_PROBE_*` inserted as a generation, and
+# each once more inserted pending then updated to the status, each in its own subtransaction:
+# stored or refused by a CHECK, and the search vector it was stored with (the trigger, when its
+# condition holds, overwrites the one given: computed, or NULL).
+_PROBE_GENERATIONS = f"""
+DO $probe$
+DECLARE k text; s text; c bigint; v text; n int := 0;
+BEGIN
+    FOREACH k IN ARRAY ARRAY[{", ".join(f"'{k}'" for k in _PROBE_KINDS)}] LOOP
+    FOREACH s IN ARRAY ARRAY[{", ".join(f"'{s}'" for s in _PROBE_STATUSES)}] LOOP
+    FOREACH c IN ARRAY ARRAY[NULL, -1, 0, 5]::bigint[] LOOP
+    FOREACH v IN ARRAY ARRAY[NULL, 'zz'] LOOP
+        FOR updated IN 0..1 LOOP
+            n := n + 1;
+            BEGIN
+                INSERT INTO generations (id, kind, user_id, status, model, provider, request, created_at,
+                    cost_nano_usd, search_vector)
+                VALUES ('probe' || n, k, 'u', CASE WHEN updated = 1 THEN 'pending' ELSE s END, 'm', 'p',
+                    '{{"prompt": "a question"}}', now(), c, v::tsvector);
+                IF updated = 1 THEN
+                    UPDATE generations SET status = s WHERE id = 'probe' || n;
+                END IF;
+                INSERT INTO probe_outcomes
+                    SELECT n, true, search_vector::text FROM generations WHERE id = 'probe' || n;
+            EXCEPTION WHEN check_violation THEN
+                INSERT INTO probe_outcomes VALUES (n, false, NULL);
+            END;
+        END LOOP;
+    END LOOP;
+    END LOOP;
+    END LOOP;
+    END LOOP;
+END $probe$
+"""
+
+
+async def _probed_generations(store: Store) -> list[tuple[int, bool, str | None]]:
+    """What `_PROBE_GENERATIONS` stored and refused, twice: with the trigger's function (what is
+    stored), then with a function that marks the row `'fired'` (which rows the trigger's condition
+    fires for); the rows removed and the function restored afterwards."""
+    async with store.write() as conn:
+        await conn.execute(sa_text(_USER))
+        await conn.execute(sa_text("CREATE TEMPORARY TABLE probe_outcomes (n int, stored boolean, vector text)"))
+        await conn.execute(sa_text(_PROBE_GENERATIONS))
+        definition = sa_text("SELECT pg_get_functiondef('generations_search_vector'::regproc)")
+        function = (await conn.execute(definition)).scalar_one()
+        await conn.execute(sa_text("DELETE FROM generations"))
+        await conn.execute(
+            sa_text(
+                "CREATE OR REPLACE FUNCTION generations_search_vector() RETURNS trigger LANGUAGE plpgsql "
+                "AS $f$ BEGIN NEW.search_vector := 'fired'::tsvector; RETURN NEW; END $f$"
+            )
+        )
+        await conn.execute(sa_text("UPDATE probe_outcomes SET n = -n"))  # the first run's rows: n < 0
+        await conn.execute(sa_text(_PROBE_GENERATIONS))
+        await conn.exec_driver_sql(function)
+        rows = (await conn.execute(sa_text("SELECT n, stored, vector FROM probe_outcomes ORDER BY n"))).all()
+        await conn.execute(sa_text("DROP TABLE probe_outcomes"))
+        await conn.execute(sa_text("DELETE FROM users"))
+    return [(n, stored, vector) for n, stored, vector in rows]
+
+
+@pytest.mark.empty_database
+async def test_0035_generations_expressions_are_shorter_and_store_refuse_and_index_as_0033(
+    database: tuple[str, str | None],
+) -> None:
+    """PostgreSQL: from 0035 `ck_generations_fields` and the search vector trigger's WHEN, read
+    back at every statement that writes `generations`, are shorter (the CHECK without the
+    `cost_nano_usd IS NULL OR` a CHECK does not need, the WHEN's terminal statuses as "not pending
+    nor streaming"), and every generation of a product of kinds, statuses (valid and not), costs
+    and given search vectors, inserted or updated to its status, is stored or refused, and stored
+    with the search vector, exactly as on 0033; the downgrade restores 0033's serialized text."""
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        if store.dialect == "sqlite":
+            await store.upgrade()
+            await _downgrade(store, "0033")
+            await store.upgrade()
+            return
+        texts = (
+            "SELECT conname, conbin::text FROM pg_constraint WHERE conname = 'ck_generations_fields' "
+            "UNION ALL SELECT tgname, tgqual::text FROM pg_trigger WHERE tgname = 'generations_search_vector'"
+        )
+        await upgrade(store.engine, "0033")
+        before, probed = await _by_name(store, texts), await _probed_generations(store)
+        assert len(probed) == 2 * 2 * len(_PROBE_KINDS) * len(_PROBE_STATUSES) * 4 * 2
+        # Not a trivial product: some refused; stored with a vector or without; the trigger fired
+        # for some stored rows and not for others.
+        assert {stored for _, stored, _ in probed} == {True, False}
+        stored = [(n, vector) for n, ok, vector in probed if ok]
+        assert any(n < 0 and vector is not None for n, vector in stored)  # the trigger's function
+        assert any(n < 0 and vector is None for n, vector in stored)
+        assert {vector for n, vector in stored if n > 0} == {None, "'fired'"}  # the marking function
+        await upgrade(store.engine, "0035")
+        after = await _by_name(store, texts)
+        assert len(after["ck_generations_fields"]) < len(before["ck_generations_fields"]) * 0.92, (before, after)
+        assert len(after["generations_search_vector"]) < len(before["generations_search_vector"]), (before, after)
+        assert await _probed_generations(store) == probed
+        await _refuses_what_the_checks_refuse(store)
+        await _downgrade(store, "0033")
+        assert await _by_name(store, texts) == before
+        assert await _probed_generations(store) == probed
+        await store.upgrade()
+        assert await _by_name(store, texts) == after
+    finally:
+        await store.aclose()

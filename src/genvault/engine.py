@@ -49,7 +49,8 @@ from genvault.providers.base import (
     StreamUsage,
 )
 from genvault.providers.registry import ProviderRegistry
-from genvault.records import Generation, GenerationKind, nano_to_usd
+from genvault.money import nano_to_usd, usd_text
+from genvault.records import Generation, GenerationKind
 from genvault.replay import chunks_from_record
 from genvault.runs import FinishAlone, Run, sdk_usage
 from genvault.settings import Settings
@@ -655,7 +656,7 @@ class Engine:
             "generationId": run.generation_id,
             "model": run.model,
             "status": status,
-            "costUsd": None if cost.nano_usd is None else str(nano_to_usd(cost.nano_usd)),
+            "costUsd": None if cost.nano_usd is None else usd_text(nano_to_usd(cost.nano_usd)),
             **run.timing(),
         }
         if error is not None:
@@ -723,7 +724,7 @@ class Engine:
             "genvault": {
                 "generationId": run.generation_id,
                 "model": run.model,
-                "costUsd": None if run.cost.nano_usd is None else str(nano_to_usd(run.cost.nano_usd)),
+                "costUsd": None if run.cost.nano_usd is None else usd_text(nano_to_usd(run.cost.nano_usd)),
                 **run.timing(),
             }
         }

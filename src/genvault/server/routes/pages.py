@@ -28,6 +28,7 @@ from fastapi.templating import Jinja2Templates
 
 from genvault.errors import Forbidden, InvalidRequest, NotFound
 from genvault.ids import new_id
+from genvault.money import usd_label
 from genvault.records import UsageRow
 from genvault.server.deps import OptionalUserDep, VaultDep
 from genvault.server.routes.search import EVERYONE, search_scope
@@ -69,12 +70,8 @@ def fmt_num(value: int | None) -> str:
 
 
 def fmt_usd(value: Decimal | None) -> str:
-    """Exact dollars, without trailing zeros past the cents: `$0.00012`, `$1.50`; None is unknown."""
-    if value is None:
-        return "unknown"
-    text = f"{value.quantize(Decimal('0.000000001')):f}".rstrip("0")
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
+    """Exact dollars, at least to the cent: `$0.00012`, `$1.50`; None is unknown (`money.usd_label`)."""
+    return usd_label(value)
 
 
 def fmt_row_cost(row: UsageRow) -> str:

@@ -251,7 +251,8 @@ def usage_charts(rows: Sequence[UsageRow], since: date, until: date) -> tuple[Ba
         "Cost per day (USD)",
         keys,
         [("series-cost", "cost", [float(r.cost_usd) for r in day_rows])],
-        value_label=lambda v: f"${v:.4g}",
+        # An axis scale (4 significant digits), in the display form: `f"{v:.4g}"` alone is "1e-06".
+        value_label=lambda v: usd_label(Decimal(f"{v:.4g}")),
         # Unknown is not free: unpriced use draws no bar, and the chart says why.
         empty_text="no priced generations in this period"
         if any(r.generations for r in rows)

@@ -11,18 +11,17 @@ and its trailing zeros depend on how the amount was computed. Two forms, one bui
 - `usd_label`, the display (pages, the CLI, the chat footer's script): "$" and the same digits,
   at least to the cent: "$0.00", "$20.00", "$1.50", "$0.00000075"; `None` is "unknown".
 
-Neither rounds: a nano-USD amount keeps its ninth decimal. `UsdJson` is a `Decimal` that a
-Pydantic model writes to JSON as `usd_text` (Pydantic's own `str()` would give the exponent).
+Neither rounds: a nano-USD amount keeps its ninth decimal. `records.UsdJson` is a `Decimal` that a
+Pydantic model writes to JSON as `usd_text` (Pydantic's own `str()` would give the exponent). This
+module imports no more than `decimal`: the CLI's quick commands load it without pydantic.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, overload
+from typing import overload
 
-from pydantic import PlainSerializer
-
-__all__ = ["UsdJson", "estimated_cost_cents", "nano_to_usd", "usd_label", "usd_text"]
+__all__ = ["estimated_cost_cents", "nano_to_usd", "usd_label", "usd_text"]
 
 
 @overload
@@ -57,6 +56,3 @@ def usd_label(usd: Decimal | int | None) -> str:
         return "unknown"
     whole, _, fraction = usd_text(usd).partition(".")
     return f"${whole}.{fraction.ljust(2, '0')}"
-
-
-UsdJson = Annotated[Decimal, PlainSerializer(usd_text, return_type=str, when_used="json")]

@@ -8,11 +8,12 @@ exponent); the database keeps integer nano-USD.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, field_validator
 
-from genvault.money import UsdJson, estimated_cost_cents, nano_to_usd
+from genvault.money import estimated_cost_cents, nano_to_usd, usd_text
 
 __all__ = [
     "FileRecord",
@@ -22,8 +23,12 @@ __all__ = [
     "Page",
     "Usage",
     "UsageRow",
+    "UsdJson",
     "nano_to_usd",
 ]
+
+# Money in a model: a `Decimal` in Python, `money.usd_text` in JSON ("0.00000075", never "7.50E-7").
+UsdJson = Annotated[Decimal, PlainSerializer(usd_text, return_type=str, when_used="json")]
 
 GenerationKind = Literal["text", "chat", "image", "embedding"]
 GenerationStatus = Literal["pending", "streaming", "complete", "error", "cancelled", "interrupted"]

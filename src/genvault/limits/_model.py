@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genvault.money import UsdJson, nano_to_usd
+from genvault.money import nano_to_usd
 from genvault.pricing import usd_to_nano
+from genvault.records import UsdJson
 
 __all__ = ["Caps", "LimitName", "LimitSet", "LimitUsage", "LimitsStatus"]
 

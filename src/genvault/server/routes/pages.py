@@ -28,7 +28,7 @@ from fastapi.templating import Jinja2Templates
 
 from genvault.errors import Forbidden, InvalidRequest, NotFound
 from genvault.ids import new_id
-from genvault.money import usd_label
+from genvault.money import usd_label, usd_text
 from genvault.records import UsageRow
 from genvault.server.deps import OptionalUserDep, VaultDep
 from genvault.server.routes.search import EVERYONE, search_scope
@@ -251,8 +251,9 @@ def usage_charts(rows: Sequence[UsageRow], since: date, until: date) -> tuple[Ba
         "Cost per day (USD)",
         keys,
         [("series-cost", "cost", [float(r.cost_usd) for r in day_rows])],
-        # An axis scale (4 significant digits), in the display form: `f"{v:.4g}"` alone is "1e-06".
-        value_label=lambda v: usd_label(Decimal(f"{v:.4g}")),
+        # A scale (4 significant digits), not an amount: "$0", "$0.25", "$0.0000005" (`f"${v:.4g}"`
+        # alone wrote "$5e-07"); no "$0.00", which the page keeps for priced use.
+        value_label=lambda v: f"${usd_text(Decimal(f'{v:.4g}'))}",
         # Unknown is not free: unpriced use draws no bar, and the chart says why.
         empty_text="no priced generations in this period"
         if any(r.generations for r in rows)

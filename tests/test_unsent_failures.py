@@ -23,7 +23,7 @@ from genvault.errors import ProviderError
 from genvault.estimate import input_tokens
 from genvault.messages.sse import parse_sse
 from genvault.providers._errors import never_sent
-from genvault.providers._http1 import Http1Error
+from genvault.providers._http1 import Http1Error, Http1Pool
 from genvault.providers.anthropic import AnthropicProvider
 from genvault.providers.base import ModelRequest
 from genvault.providers.openai import OpenAIProvider
@@ -158,6 +158,42 @@ class TestTheProviderSays:
         error = await failure(provider)
         assert "timed out" in error.message
         assert error.sent is True
+
+    async def test_a_request_written_on_a_kept_alive_connection_counts_as_sent_though_the_next_connect_fails(
+        self,
+    ) -> None:
+        # The first request is answered on a kept-alive connection. The server then stops
+        # listening, reads the second request on that connection and hangs up without an answer.
+        # The pool connects afresh (refused), but the server may have read the request.
+        closing: list[asyncio.StreamWriter] = []
+
+        async def answer_once_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+            server.close()  # no new connections from here on
+            await read_request(reader)
+            closing.append(writer)
+            writer.close()
+
+        server = await asyncio.start_server(answer_once_then_hang_up, "127.0.0.1", 0)
+        pool = Http1Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        try:
+            first = await pool.request("POST", "/x", b"", b"{}")
+            assert await first.aread() == b"ok"
+            with pytest.raises(Http1Error) as caught:
+                await pool.request("POST", "/x", b"", b"{}")
+            assert closing  # the server read the second request
+            assert caught.value.sent is True
+        finally:
+            await pool.aclose()
+            await server.wait_closed()
+
+    async def test_a_fresh_connection_refused_was_never_sent(self) -> None:
+        pool = Http1Pool(f"http://127.0.0.1:{refused_port()}")
+        with pytest.raises(Http1Error) as caught:
+            await pool.request("POST", "/x", b"", b"{}")
+        assert caught.value.sent is False
 
     def test_the_sdks_exceptions_are_told_apart_by_their_cause(self) -> None:
         def wrapped(outer: BaseException, cause: BaseException) -> BaseException:

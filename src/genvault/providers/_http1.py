@@ -245,6 +245,7 @@ class Http1Pool:
             f"{method} {self.path}{path} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: {len(body)}\r\n"
         ).encode("latin-1")
         message = head + headers + b"\r\n" + body
+        written = False  # on an idle connection that then failed: the server may have read it
         while True:
             reused = False
             connection = None
@@ -255,7 +256,11 @@ class Http1Pool:
                     break
                 candidate.close()
             if connection is None:
-                connection = await self._connect()
+                try:
+                    connection = await self._connect()
+                except Http1Error as exc:
+                    exc.sent = written
+                    raise
             response = Http1Response(self, connection, self.read_timeout)
             try:
                 connection.writer.write(message)
@@ -264,6 +269,7 @@ class Http1Pool:
             except (Http1Error, OSError) as exc:
                 connection.close()
                 if reused and not response.received:
+                    written = True
                     continue  # the server had closed the idle connection: a fresh one
                 if isinstance(exc, Http1Error):
                     raise

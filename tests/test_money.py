@@ -72,6 +72,10 @@ class TestTheHelper:
         assert usd_text(Decimal("0E-9")) == "0"
         assert usd_text(Decimal("2.500")) == "2.5"
 
+    def test_a_whole_number_of_dollars_given_as_an_int_is_exact(self) -> None:
+        assert usd_text(10**30) == "1" + "0" * 30  # not through a float
+        assert usd_label(20) == "$20.00"
+
     def test_cents_are_exact_too(self) -> None:
         assert usd_text(estimated_cost_cents(750) or 0) == "0.000075"
         assert usd_text(estimated_cost_cents(7) or 0) == "0.0000007"

@@ -38,13 +38,14 @@ def nano_to_usd(nano: int | None) -> Decimal | None:
 
 def estimated_cost_cents(nano: int | None) -> Decimal | None:
     """The cost in US cents for display (1 cent = 10⁷ nano-USD), exact; `None` stays unknown."""
-    return None if nano is None else Decimal(nano).scaleb(-7)
+    return None if nano is None else Decimal(f"{nano}E-7")
 
 
 def usd_text(usd: Decimal | int) -> str:
     """The value form: exact positional digits without trailing zeros ("0.00000075", "20")."""
-    # `format(…, "f")` without a precision is exact (no context rounding, unlike `normalize()`).
-    text = format(usd, "f")
+    # `format(…, "f")` of a Decimal without a precision is exact (no context rounding, unlike
+    # `normalize()`); an int goes through Decimal, since `format(int, "f")` is a float's.
+    text = format(Decimal(usd), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text

@@ -9,6 +9,7 @@ The fixtures (browser, page, server, vault, provider) are test_browser.py's.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from genvault.money import usd_label
 from genvault.providers import testmodel as tm
 from genvault.store import chats as chat_store
 from genvault.store.users import LOCAL_USER_ID
@@ -403,6 +405,33 @@ async def test_an_interrupted_reply_is_marked_and_retry_replaces_it(
     stored = await stored_messages(base_url, "swept-chat")
     assert texts(stored) == [("user", "Tell me a story"), ("assistant", "Once upon a time, the end.")]
     assert stored[1]["id"] != "a1"
+
+
+async def test_the_footer_shows_an_exact_cost_in_the_server_s_form_even_one_stored_with_an_exponent(
+    page: Page, base_url: str, vault: Vault
+) -> None:
+    # Replies stored before `genvault.money` hold `str(Decimal)`: "7.50E-7" for 750 nano-USD.
+    await vault.create_chat("cost-chat", title="Costs")
+    history = [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}]
+    for message_id, cost in (("a1", "7.50E-7"), ("a2", "0.00000075"), ("a3", "1.5")):
+        metadata = {"genvault": {"model": "offline/test-model", "costUsd": cost}}
+        history.append(
+            {"id": message_id, "role": "assistant", "metadata": metadata, "parts": [{"type": "text", "text": "ok"}]}
+        )
+    async with vault.store.write() as conn:
+        await chat_store.append_messages(conn, "cost-chat", LOCAL_USER_ID, history)
+    await page.goto(f"{base_url}/chat/cost-chat")
+    for message_id, shown in (("a1", "$0.00000075"), ("a2", "$0.00000075"), ("a3", "$1.50")):
+        cost = page.locator(f'.msg-assistant[data-id="{message_id}"] .msg-footer [data-field="cost"]')
+        await expect(cost).to_have_text(shown)
+    # The script's label is the server's (`money.usd_label`) for whatever decimal text it is given.
+    cases = ["0", "0.00000075", "7.50E-7", "75e-8", "1.5", "20", "1E+1", "0E-9", "2.500", "123.456789012", ".5"]
+    labels = await page.evaluate(
+        "async (cases) => { const m = await import('/static/js/message_footer.js');"
+        " return cases.map((c) => m.usdLabel(c)); }",
+        cases,
+    )
+    assert labels == [usd_label(Decimal(case)) for case in cases]
 
 
 @pytest.mark.long

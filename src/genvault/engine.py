@@ -39,6 +39,7 @@ from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
 from genvault.limits import Limits
 from genvault.liveness import Liveness, TurnGate
+from genvault.money import nano_to_usd, usd_text
 from genvault.providers.base import (
     ModelRequest,
     Provider,
@@ -49,7 +50,7 @@ from genvault.providers.base import (
     StreamUsage,
 )
 from genvault.providers.registry import ProviderRegistry
-from genvault.records import Generation, GenerationKind, nano_to_usd
+from genvault.records import Generation, GenerationKind
 from genvault.replay import chunks_from_record
 from genvault.runs import FinishAlone, Run, sdk_usage
 from genvault.settings import Settings
@@ -487,6 +488,7 @@ class Engine:
         except ProviderError as exc:
             status, error = "error", exc.message
             run.provider_status = exc.status
+            run.never_sent = not exc.sent
             tail = [{"type": "error", "errorText": exc.message}]
             if step_open:
                 tail.append({"type": "finish-step"})
@@ -655,7 +657,7 @@ class Engine:
             "generationId": run.generation_id,
             "model": run.model,
             "status": status,
-            "costUsd": None if cost.nano_usd is None else str(nano_to_usd(cost.nano_usd)),
+            "costUsd": None if cost.nano_usd is None else usd_text(nano_to_usd(cost.nano_usd)),
             **run.timing(),
         }
         if error is not None:
@@ -704,9 +706,15 @@ class Engine:
 
     def _settle_usage(self, run: Run) -> None:
         """Usage and cost of a reply that did not complete: the provider's where it sent any, else
-        an estimate (`genvault.estimate`), marked estimated."""
+        an estimate (`genvault.estimate`), marked estimated; none, at cost 0, when its request
+        never reached the provider (`ProviderError.sent`)."""
         if run.cached_from is not None:
             return  # a copy called no model: nothing billed
+        if run.never_sent and run.first_token_at is None and run.usage is None:
+            # Refused before the request left (connect refused, DNS, connect timeout), and no
+            # earlier step answered: the provider never saw it and billed nothing.
+            run.cost = pricing.Cost(0)
+            return
         usage, estimated = estimate.settle(run.usage, run.request, run.result_text)
         run.usage, run.usage_estimated = usage, estimated
         run.cost = pricing.compute_cost(
@@ -723,7 +731,7 @@ class Engine:
             "genvault": {
                 "generationId": run.generation_id,
                 "model": run.model,
-                "costUsd": None if run.cost.nano_usd is None else str(nano_to_usd(run.cost.nano_usd)),
+                "costUsd": None if run.cost.nano_usd is None else usd_text(nano_to_usd(run.cost.nano_usd)),
                 **run.timing(),
             }
         }

@@ -145,11 +145,18 @@ class Busy(StorageError):
 
 
 class ProviderError(RuntimeFailure):
-    """A provider call failed. `status` is the provider's HTTP status when there was one."""
+    """A provider call failed. `status` is the provider's HTTP status when there was one.
+
+    `sent` is False only when the request certainly never reached the provider (the connection
+    was refused, the name did not resolve, connecting timed out: no byte of it went out), so the
+    provider cannot have billed it; True otherwise, including every failure after it was sent."""
 
     code = "provider_error"
 
-    def __init__(self, message: str, *, provider: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, provider: str | None = None, status: int | None = None, sent: bool = True
+    ) -> None:
         super().__init__(message)
         self.provider = provider
         self.status = status
+        self.sent = sent

@@ -28,6 +28,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
+from genvault.money import estimated_cost_cents, nano_to_usd
 from genvault.providers.base import StreamUsage
 
 if TYPE_CHECKING:
@@ -67,16 +68,6 @@ UNKNOWN = Cost(None)
 def usd_to_nano(usd: Decimal) -> int:
     """Whole nano-USD, rounded half to even."""
     return int((usd * NANO_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-def nano_to_usd(nano: int) -> Decimal:
-    """Exact: every nano-USD amount is a finite decimal number of dollars."""
-    return Decimal(nano).scaleb(-9)
-
-
-def estimated_cost_cents(nano: int | None) -> Decimal | None:
-    """The cost in US cents for display (1 cent = 10⁷ nano-USD), exact; `None` stays unknown."""
-    return None if nano is None else Decimal(nano).scaleb(-7)
 
 
 def compute_cost(

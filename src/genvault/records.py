@@ -1,16 +1,19 @@
 """The public value types genvault hands out: generation records, usage, pages.
 
 One JSON form (`model_dump(mode="json")`) serves the HTTP API, the CLI's `--json` and exports.
-Money is `Decimal` in Python and a string in JSON; the database keeps integer nano-USD.
+Money is `Decimal` in Python and a string in JSON (`genvault.money.usd_text`: "0.00000075", never an
+exponent); the database keeps integer nano-USD.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field, field_validator
+
+from genvault.money import estimated_cost_cents, nano_to_usd, usd_text
 
 __all__ = [
     "FileRecord",
@@ -20,18 +23,15 @@ __all__ = [
     "Page",
     "Usage",
     "UsageRow",
+    "UsdJson",
     "nano_to_usd",
 ]
 
+# Money in a model: a `Decimal` in Python, `money.usd_text` in JSON ("0.00000075", never "7.50E-7").
+UsdJson = Annotated[Decimal, PlainSerializer(usd_text, return_type=str, when_used="json")]
+
 GenerationKind = Literal["text", "chat", "image", "embedding"]
 GenerationStatus = Literal["pending", "streaming", "complete", "error", "cancelled", "interrupted"]
-
-NANO_PER_USD = Decimal(1_000_000_000)
-
-
-def nano_to_usd(nano: int | None) -> Decimal | None:
-    """Integer nano-USD to exact `Decimal` USD (`None` stays unknown)."""
-    return None if nano is None else Decimal(nano) / NANO_PER_USD
 
 
 class Usage(BaseModel):
@@ -95,19 +95,19 @@ class Generation(BaseModel):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def cost_usd(self) -> Decimal | None:
+    def cost_usd(self) -> UsdJson | None:
         return nano_to_usd(self.cost_nano_usd)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def saved_usd(self) -> Decimal | None:
+    def saved_usd(self) -> UsdJson | None:
         return nano_to_usd(self.saved_nano_usd)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def estimated_cost_cents(self) -> Decimal | None:
+    def estimated_cost_cents(self) -> UsdJson | None:
         """Cost in US cents, for display (derived; the exact value is `cost_nano_usd`)."""
-        return None if self.cost_nano_usd is None else Decimal(self.cost_nano_usd) / Decimal(10_000_000)
+        return estimated_cost_cents(self.cost_nano_usd)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -189,15 +189,15 @@ class UsageRow(BaseModel):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def cost_usd(self) -> Decimal:
-        return Decimal(self.cost_nano_usd) / NANO_PER_USD
+    def cost_usd(self) -> UsdJson:
+        return nano_to_usd(self.cost_nano_usd)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def saved_usd(self) -> Decimal:
-        return Decimal(self.saved_nano_usd) / NANO_PER_USD
+    def saved_usd(self) -> UsdJson:
+        return nano_to_usd(self.saved_nano_usd)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def estimated_cost_usd(self) -> Decimal:
-        return Decimal(self.estimated_cost_nano_usd) / NANO_PER_USD
+    def estimated_cost_usd(self) -> UsdJson:
+        return nano_to_usd(self.estimated_cost_nano_usd)

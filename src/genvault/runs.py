@@ -63,6 +63,8 @@ class Run:
     # The model request (for a usage estimate when the provider sends no usage).
     request: ModelRequest | None = None
     usage_estimated: bool = False
+    # The run failed before its request reached the provider (`ProviderError.sent` False).
+    never_sent: bool = False
     # The record was already final when this run finalized (cancelled from another process).
     ended_elsewhere: bool = False
     # What admission reserved against the limits; settled in the finalize transaction.

@@ -10,7 +10,6 @@ to one checkpoint interval) and the next turn's history includes it as the clien
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import update
@@ -19,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault import estimate, pricing
 from genvault.errors import InvalidRequest, NotFound
 from genvault.messages.assembler import merge_metadata
+from genvault.money import nano_to_usd, usd_text
 from genvault.providers.base import StreamUsage
-from genvault.records import Generation, nano_to_usd
+from genvault.records import Generation
 from genvault.store import chats as chat_store
 from genvault.store.schema import generations
 
@@ -83,7 +83,7 @@ async def _keep_reply(conn: AsyncConnection, record: Generation, usage: StreamUs
         "generationId": record.id,
         "model": record.model,
         "status": "interrupted",
-        "costUsd": None if cost.nano_usd is None else str(nano_to_usd(cost.nano_usd) or Decimal(0)),
+        "costUsd": None if cost.nano_usd is None else usd_text(nano_to_usd(cost.nano_usd)),
         "error": record.error,
     }
     extra: dict[str, Any] = {"genvault": status}

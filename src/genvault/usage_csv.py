@@ -1,7 +1,8 @@
 """Usage reports as CSV: one row per group (model, user, day, API key or tag), the same numbers as
 `Vault.usage` and `GET /api/usage`, for a spreadsheet.
 
-Money is exact dollars as decimal text (`0.000123`), never a float. A group none of whose
+Money is exact dollars as decimal text (`genvault.money.usd_text`: `0.000123`, `0.00000075`), never
+a float or an exponent. A group none of whose
 generations had a price has an empty `cost_usd` (unknown, not free) and says so in
 `unpriced_generations`; a group with some priced and some unpriced generations shows the priced
 sum there, and the count of the rest beside it.
@@ -12,8 +13,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from decimal import Decimal
 
+from genvault.money import usd_text
 from genvault.records import UsageRow
 
 __all__ = ["COLUMNS", "usage_csv"]
@@ -34,19 +35,15 @@ COLUMNS = (
 )
 
 
-def _usd(value: Decimal) -> str:
-    return f"{value.normalize():f}" if value else "0"
-
-
 def _cells(row: UsageRow) -> list[str]:
     values = row.model_dump()
     cells = []
     for name in COLUMNS:
         if name == "cost_usd":
             unknown = row.generations > 0 and row.unpriced_generations == row.generations
-            cells.append("" if unknown else _usd(row.cost_usd))
+            cells.append("" if unknown else usd_text(row.cost_usd))
         elif name.endswith("_usd"):
-            cells.append(_usd(getattr(row, name)))
+            cells.append(usd_text(getattr(row, name)))
         else:
             cells.append(str(values[name]))
     return cells

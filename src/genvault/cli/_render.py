@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.table import Table
 from rich.text import Text
 
+from genvault.money import usd_label
+
 if TYPE_CHECKING:
     from genvault.records import Generation, UsageRow
 
@@ -24,11 +26,8 @@ STATUS_STYLE = {
 
 
 def usd(value: Decimal | None) -> str:
-    if value is None:
-        return "unknown"
-    if value == 0:
-        return "$0"
-    return f"${value:.6f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.4f}"
+    """Exact dollars, at least to the cent, as on the pages (`money.usd_label`): never rounded."""
+    return usd_label(value)
 
 
 def row_cost(cost: Decimal, generations: int, unpriced: int) -> str:

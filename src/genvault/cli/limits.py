@@ -11,6 +11,7 @@ from rich.table import Table
 
 from genvault.cli._app import app, console, fail, run_with_vault
 from genvault.cli._render import when
+from genvault.money import usd_label
 
 if TYPE_CHECKING:  # imported when the command runs: `genvault --help` loads none of the engine
     from genvault.limits import LimitSet, LimitsStatus, SubjectKind
@@ -106,13 +107,16 @@ def limits_show(
     table = Table("subject", "limit", "limit value", "used", "remaining", "resets", box=None, header_style="bold")
     for usage in status.usage:
         money = usage.limit.endswith("_usd")
-        unit = "$" if money else ""
+
+        def shown(value: str, money: bool = money) -> str:
+            return usd_label(Decimal(value)) if money else value
+
         table.add_row(
             usage.subject,
             usage.limit,
-            unit + usage.limit_value,
-            unit + usage.used,
-            unit + usage.remaining,
+            shown(usage.limit_value),
+            shown(usage.used),
+            shown(usage.remaining),
             when(usage.resets_at) if usage.resets_at else "",
         )
     console.print(table)

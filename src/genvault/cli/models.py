@@ -11,12 +11,13 @@ import typer
 
 from genvault.cli._app import app, console, settings_from
 from genvault.cli._render import Column, fitted_table
+from genvault.money import usd_label
 
 __all__ = ["models"]
 
 
 def _price(value: Decimal | None) -> str:
-    return "-" if value is None else f"${value.normalize():f}"
+    return "-" if value is None else usd_label(value)
 
 
 @app.command()

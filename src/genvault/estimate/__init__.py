@@ -1,10 +1,14 @@
 """Token usage of a generation the provider sent no usage for (cancelled, interrupted, failed).
 
 A real provider bills the tokens of a reply that was cut short, so such a record still gets
-usage and a cost, marked `usage_estimated`. The estimate is a documented heuristic, not a
-tokenizer: no well-kept tokenizer works offline for every model family (`tiktoken` downloads its
-encodings on first use, Anthropic publishes none), and a heuristic that is the same everywhere is
-better than one that changes with what a machine happens to have cached.
+usage and a cost, marked `usage_estimated`. Not a call that never reached the provider
+(`ProviderError.sent` False: connection refused, no such host, connect timeout): nothing was
+billed, and the engine records no usage and cost 0 without asking for an estimate.
+
+The estimate is a documented heuristic, not a tokenizer: no well-kept tokenizer works offline for
+every model family (`tiktoken` downloads its encodings on first use, Anthropic publishes none), and
+a heuristic that is the same everywhere is better than one that changes with what a machine
+happens to have cached.
 
 - input: every string in the request the model was sent (system prompt, messages with their text,
   tool inputs and outputs, tool definitions), `CHARS_PER_TOKEN` characters a token, plus

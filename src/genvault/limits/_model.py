@@ -10,9 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genvault.pricing import nano_to_usd, usd_to_nano
+from genvault.money import nano_to_usd
+from genvault.pricing import usd_to_nano
+from genvault.records import UsdJson
 
-__all__ = ["Caps", "LimitName", "LimitSet", "LimitUsage", "LimitsStatus", "plain_usd"]
+__all__ = ["Caps", "LimitName", "LimitSet", "LimitUsage", "LimitsStatus"]
 
 LimitName = Literal["daily_usd", "monthly_usd", "total_usd", "rpm", "tpm", "concurrent"]
 MONEY_LIMITS: tuple[LimitName, ...] = ("daily_usd", "monthly_usd", "total_usd")
@@ -23,9 +25,9 @@ class LimitSet(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    daily_usd: Decimal | None = Field(default=None, ge=0, description="USD per calendar day (UTC)")
-    monthly_usd: Decimal | None = Field(default=None, ge=0, description="USD per calendar month (UTC)")
-    total_usd: Decimal | None = Field(default=None, ge=0, description="USD in total")
+    daily_usd: UsdJson | None = Field(default=None, ge=0, description="USD per calendar day (UTC)")
+    monthly_usd: UsdJson | None = Field(default=None, ge=0, description="USD per calendar month (UTC)")
+    total_usd: UsdJson | None = Field(default=None, ge=0, description="USD in total")
     rpm: int | None = Field(default=None, ge=0, description="requests per minute")
     tpm: int | None = Field(default=None, ge=0, description="tokens (input + output) per minute")
     concurrent: int | None = Field(default=None, ge=0, description="generations running at once")
@@ -49,23 +51,14 @@ class LimitSet(BaseModel):
 
     @classmethod
     def from_row(cls, row: Any) -> LimitSet:
-        def usd(nano: int | None) -> Decimal | None:
-            return None if nano is None else plain_usd(nano)
-
         return cls(
-            daily_usd=usd(row.daily_nano_usd),
-            monthly_usd=usd(row.monthly_nano_usd),
-            total_usd=usd(row.total_nano_usd),
+            daily_usd=nano_to_usd(row.daily_nano_usd),
+            monthly_usd=nano_to_usd(row.monthly_nano_usd),
+            total_usd=nano_to_usd(row.total_nano_usd),
             rpm=row.rpm,
             tpm=row.tpm,
             concurrent=row.concurrent,
         )
-
-
-def plain_usd(nano: int) -> Decimal:
-    """Exact USD without trailing zeros or an exponent: 20, 0.00002."""
-    usd = nano_to_usd(nano)
-    return usd.quantize(Decimal(1)) if usd == usd.to_integral_value() else usd.normalize()
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,9 @@ from genvault.errors import Forbidden, InvalidRequest, LimitExceeded, NotFound, 
 from genvault.limits import _ledger as ledger
 from genvault.limits._context import KeyGrant, acting_key
 from genvault.limits._cost import worst_case
-from genvault.limits._model import Caps, LimitName, LimitSet, LimitsStatus, LimitUsage, plain_usd
+from genvault.limits._model import Caps, LimitName, LimitSet, LimitsStatus, LimitUsage
 from genvault.limits._rates import RateWindows
+from genvault.money import nano_to_usd, usd_text
 from genvault.providers.base import ModelRequest, StreamUsage
 from genvault.settings import Settings
 from genvault.store import Store
@@ -69,7 +70,7 @@ def _next_month(now: datetime) -> datetime:
 
 
 def _usd(nano: int) -> str:
-    return format(plain_usd(nano), "f")
+    return usd_text(nano_to_usd(nano))
 
 
 @dataclass

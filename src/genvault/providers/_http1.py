@@ -19,7 +19,8 @@ Invariants:
 - A pooled connection the server closed while idle is replaced and the request sent again, once,
   only when not a byte of an answer came back.
 - Every failure to connect, send or read leaves as `Http1Error` (an `OSError` or a timeout as
-  its cause); an HTTP error status is an answer, not an exception.
+  its cause); an HTTP error status is an answer, not an exception. `Http1Error.sent` is False
+  only for a failure to connect: then not a byte of the request left this process.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ _READ = 65536
 
 
 class Http1Error(Exception):
-    """The connection failed (connect, send, or read); `timeout` says whether it timed out."""
+    """The connection failed (connect, send, or read); `timeout` says whether it timed out,
+    `sent` whether any of the request may have gone out (False: the connection was never made)."""
 
-    def __init__(self, message: str, *, timeout: bool = False) -> None:
+    def __init__(self, message: str, *, timeout: bool = False, sent: bool = True) -> None:
         super().__init__(message)
         self.timeout = timeout
+        self.sent = sent
 
 
 def uses_proxy(url: str) -> bool:
@@ -230,9 +233,9 @@ class Http1Pool:
                 self._connect_timeout,
             )
         except TimeoutError as exc:
-            raise Http1Error(f"connecting to {self.host_header} timed out", timeout=True) from exc
-        except OSError as exc:
-            raise Http1Error(f"cannot connect to {self.host_header}: {exc}") from exc
+            raise Http1Error(f"connecting to {self.host_header} timed out", timeout=True, sent=False) from exc
+        except OSError as exc:  # refused, unreachable, a name that does not resolve, a TLS handshake
+            raise Http1Error(f"cannot connect to {self.host_header}: {exc}", sent=False) from exc
         return _Connection(reader, writer)
 
     async def request(self, method: str, path: str, headers: bytes, body: bytes) -> Http1Response:
@@ -242,6 +245,7 @@ class Http1Pool:
             f"{method} {self.path}{path} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: {len(body)}\r\n"
         ).encode("latin-1")
         message = head + headers + b"\r\n" + body
+        written = False  # on an idle connection that then failed: the server may have read it
         while True:
             reused = False
             connection = None
@@ -252,7 +256,11 @@ class Http1Pool:
                     break
                 candidate.close()
             if connection is None:
-                connection = await self._connect()
+                try:
+                    connection = await self._connect()
+                except Http1Error as exc:
+                    exc.sent = written
+                    raise
             response = Http1Response(self, connection, self.read_timeout)
             try:
                 connection.writer.write(message)
@@ -261,6 +269,7 @@ class Http1Pool:
             except (Http1Error, OSError) as exc:
                 connection.close()
                 if reused and not response.received:
+                    written = True
                     continue  # the server had closed the idle connection: a fresh one
                 if isinstance(exc, Http1Error):
                     raise

@@ -29,7 +29,7 @@ import httpx2
 
 from genvault._json import load_json_bytes
 from genvault.errors import InvalidRequest, ProviderError
-from genvault.providers._errors import error_message, error_type
+from genvault.providers._errors import error_message, error_type, never_sent
 from genvault.providers._httpx_bridge import bridge_client
 from genvault.providers._sse import sse_lines
 from genvault.providers._stream_check import check_is_stream
@@ -261,7 +261,7 @@ class AnthropicProvider:
         else:
             message = str(exc)
         logger.debug("%s: provider error (status %s): %s", self.name, status, message)
-        return ProviderError(message, provider=self.name, status=status)
+        return ProviderError(message, provider=self.name, status=status, sent=not never_sent(exc))
 
 
 class _Fields:

@@ -34,7 +34,7 @@ from openai._response import AsyncResponseContextManager
 
 from genvault._json import load_json_bytes
 from genvault.errors import InvalidRequest, ProviderError
-from genvault.providers._errors import error_message
+from genvault.providers._errors import error_message, never_sent
 from genvault.providers._http1 import Http1Error, Http1Pool, uses_proxy
 from genvault.providers._sse import sse_lines
 from genvault.providers._stream_check import check_is_stream
@@ -194,19 +194,22 @@ class OpenAIProvider:
         except TypeError:  # an integer orjson does not take (beyond 64 bits)
             data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         attempt = 0
+        sent = False  # by any attempt: one the provider may have read (and billed)
         while True:
             try:
                 answer = await self._pool.request("POST", "/chat/completions", self._headers, data)
+                sent = True
                 if answer.status < 400 and answer.headers.get("x-should-retry") != "true":
                     break
                 text = await answer.aread()
             except Http1Error as exc:
+                sent = sent or exc.sent
                 if attempt < self._max_retries:
                     attempt += 1
                     await asyncio.sleep(_retry_delay(attempt, None))
                     continue
                 what = "Request timed out" if exc.timeout else "Connection error"
-                raise ProviderError(f"{what} ({self.name}): {exc}", provider=self.name) from exc
+                raise ProviderError(f"{what} ({self.name}): {exc}", provider=self.name, sent=sent) from exc
             if attempt < self._max_retries and _should_retry(answer.status, answer.headers):
                 attempt += 1
                 await asyncio.sleep(_retry_delay(attempt, answer.headers))
@@ -273,7 +276,8 @@ class OpenAIProvider:
         except openai.OpenAIError as exc:
             raise self._provider_error(exc) from exc
         except (httpx.HTTPError, Http1Error, json.JSONDecodeError) as exc:
-            raise ProviderError(f"the stream from {self.name} broke off: {exc}", provider=self.name) from exc
+            message = f"the stream from {self.name} broke off: {exc}"
+            raise ProviderError(message, provider=self.name, sent=not never_sent(exc)) from exc
         if raw == 0:  # not even the stream's opening event: never an empty success
             raise ProviderError(f"{self.name} sent an empty stream (no events)", provider=self.name, status=502)
         for event in reader.close():
@@ -325,7 +329,7 @@ class OpenAIProvider:
         else:
             message = str(exc)
         logger.debug("%s: provider error (status %s): %s", self.name, status, message)
-        return ProviderError(message, provider=self.name, status=status)
+        return ProviderError(message, provider=self.name, status=status, sent=not never_sent(exc))
 
 
 def _should_retry(status: int, headers: dict[str, str]) -> bool:

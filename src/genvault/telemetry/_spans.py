@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from genvault.money import usd_text
 from genvault.records import Generation
 from genvault.tools import ToolEvent
 
@@ -267,7 +268,7 @@ class Telemetry:
         if usage.estimated:
             span.set_attribute("genvault.usage.estimated", True)
         if record.cost_usd is not None:
-            span.set_attribute("genvault.cost_usd", str(record.cost_usd))
+            span.set_attribute("genvault.cost_usd", usd_text(record.cost_usd))
         if record.cached_from:
             span.set_attribute("genvault.cached_from", record.cached_from)
         if record.first_token_at is not None:

@@ -15,7 +15,8 @@ from sqlalchemy import Integer, String, Text, cast, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.ids import new_id
-from genvault.records import Generation, nano_to_usd
+from genvault.money import nano_to_usd, usd_text
+from genvault.records import Generation
 from genvault.store.audit import user_hash
 from genvault.store.schema import UTCDateTime, webhook_deliveries, webhooks
 
@@ -96,7 +97,6 @@ async def enqueue(
 def generation_data(record: Generation) -> dict[str, Any]:
     """What a generation event tells: ids, status, model, usage, cost, timings. Never the prompt or
     the output (personal data): a receiver reads the record by its id if it needs them."""
-    cost = nano_to_usd(record.cost_nano_usd)
     return {
         "generation_id": record.id,
         "kind": record.kind,
@@ -109,7 +109,7 @@ def generation_data(record: Generation) -> dict[str, Any]:
         "finish_reason": record.finish_reason,
         "error": record.error,
         "usage": record.usage.model_dump(mode="json"),
-        "cost_usd": None if cost is None else str(cost),
+        "cost_usd": None if record.cost_nano_usd is None else usd_text(nano_to_usd(record.cost_nano_usd)),
         "tags": record.tags,
         "created_at": record.created_at.isoformat(),
         "finished_at": record.finished_at.isoformat() if record.finished_at else None,

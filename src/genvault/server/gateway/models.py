@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from genvault.errors import InvalidRequest, NotFound, ProviderError
+from genvault.money import usd_text
 from genvault.server.deps import VaultDep
 from genvault.server.gateway._common import GENERATION_HEADER, gateway_user, read_body, require
 from genvault.vault import Vault
@@ -31,8 +32,8 @@ def configured_models(vault: Vault) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"id": model.name, "object": "model", "created": 0, "owned_by": model.provider}
         if model.input_mtok is not None and model.output_mtok is not None:
             entry["pricing"] = {
-                "input": f"{model.input_mtok.normalize():f}",
-                "output": f"{model.output_mtok.normalize():f}",
+                "input": usd_text(model.input_mtok),
+                "output": usd_text(model.output_mtok),
                 "currency": "USD",
                 "per": "1M tokens",
                 "source": model.price_source,

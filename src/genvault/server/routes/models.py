@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from genvault.catalog import CatalogModel
+from genvault.money import usd_text
 from genvault.server.deps import UserDep, VaultDep
 
 router = APIRouter(tags=["models"])
@@ -54,7 +55,7 @@ class ModelsList(BaseModel):
 
 
 def _money(value: Decimal) -> str:
-    return f"{value.normalize():f}"
+    return usd_text(value)
 
 
 @router.get("/api/models", response_model=ModelsList)

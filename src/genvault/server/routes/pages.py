@@ -28,6 +28,7 @@ from fastapi.templating import Jinja2Templates
 
 from genvault.errors import Forbidden, InvalidRequest, NotFound
 from genvault.ids import new_id
+from genvault.money import usd_label, usd_text
 from genvault.records import UsageRow
 from genvault.server.deps import OptionalUserDep, VaultDep
 from genvault.server.routes.search import EVERYONE, search_scope
@@ -69,12 +70,8 @@ def fmt_num(value: int | None) -> str:
 
 
 def fmt_usd(value: Decimal | None) -> str:
-    """Exact dollars, without trailing zeros past the cents: `$0.00012`, `$1.50`; None is unknown."""
-    if value is None:
-        return "unknown"
-    text = f"{value.quantize(Decimal('0.000000001')):f}".rstrip("0")
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
+    """Exact dollars, at least to the cent: `$0.00012`, `$1.50`; None is unknown (`money.usd_label`)."""
+    return usd_label(value)
 
 
 def fmt_row_cost(row: UsageRow) -> str:
@@ -254,7 +251,9 @@ def usage_charts(rows: Sequence[UsageRow], since: date, until: date) -> tuple[Ba
         "Cost per day (USD)",
         keys,
         [("series-cost", "cost", [float(r.cost_usd) for r in day_rows])],
-        value_label=lambda v: f"${v:.4g}",
+        # A scale (4 significant digits), not an amount: "$0", "$0.25", "$0.0000005" (`f"${v:.4g}"`
+        # alone wrote "$5e-07"); no "$0.00", which the page keeps for priced use.
+        value_label=lambda v: f"${usd_text(Decimal(f'{v:.4g}'))}",
         # Unknown is not free: unpriced use draws no bar, and the chart says why.
         empty_text="no priced generations in this period"
         if any(r.generations for r in rows)

@@ -21,11 +21,30 @@ export function formatDuration(ms) {
   return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
 }
 
+/** Exact dollars from a decimal string, as the server's `money.usd_label`: "$" and its digits, at
+ * least to the cent ("$1.50", "$0.00000075"), never rounded and never through a float. Replies
+ * stored before the server wrote plain digits may hold an exponent form ("7.50E-7"): it is moved
+ * into place as text. Anything else is shown as it is, after a "$". */
+export function usdLabel(text) {
+  const found = /^(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text);
+  if (!found || !(found[1] || found[2])) return `$${text}`;
+  let digits = (found[1] ?? "") + (found[2] ?? "");
+  let point = (found[1] ?? "").length + Number(found[3] ?? 0);
+  if (point < 0) {
+    digits = "0".repeat(-point) + digits;
+    point = 0;
+  }
+  digits = digits.padEnd(point, "0");
+  const whole = digits.slice(0, point).replace(/^0+/, "") || "0";
+  const fraction = digits.slice(point).replace(/0+$/, "").padEnd(2, "0");
+  return `$${whole}.${fraction}`;
+}
+
 /** Exact as stored (money is a decimal string); null is "unpriced", never $0. */
 export function formatCost(costUsd, cachedFrom) {
-  if (cachedFrom) return "$0 (cached copy)";
+  if (cachedFrom) return "$0.00 (cached copy)";
   if (costUsd === null || costUsd === undefined) return "unpriced";
-  return `$${costUsd}`;
+  return usdLabel(String(costUsd));
 }
 
 function field(name, text, title) {

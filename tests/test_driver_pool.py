@@ -332,9 +332,10 @@ async def test_the_served_app_readies_each_connection_for_a_turn_and_writes_noth
         )
     )
     app = create_app(vault=vault, warm_pool=True)
-    finalizes = (finishes._postgresql_sql(purging).strip() for purging in (False, True))
-    turn = {openings._postgresql_sql().strip(), *finalizes}
-    hot = {openings._postgresql_sql().strip(), finishes._postgresql_sql(purging=False).strip()}
+    # A turn of text parts' statements (`parts.pg_parts_narrow`): what a chat turn mostly sends.
+    finalizes = (finishes._postgresql_sql(purging, narrow=True).strip() for purging in (False, True))
+    turn = {openings._postgresql_sql(narrow=True).strip(), *finalizes}
+    hot = {openings._postgresql_sql(narrow=True).strip(), finishes._postgresql_sql(False, narrow=True).strip()}
     async with app.router.lifespan_context(app):
         drivers = vault.store._drivers
         assert drivers is not None

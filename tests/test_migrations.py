@@ -849,3 +849,80 @@ async def test_0035_generations_expressions_are_shorter_and_store_refuse_and_ind
         assert await _by_name(store, texts) == after
     finally:
         await store.aclose()
+
+
+_PARTS_TRIGGERS = (
+    "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'parts'::regclass AND NOT tgisinternal"
+)
+# A part row's search vector as revision 0009's `parts_search_vector()` sets it.
+_PART_VECTOR = (
+    "CASE WHEN type = 'text' THEN to_tsvector('simple', text_text) || array_to_tsvector(ARRAY['#' || md5(user_id)]) END"
+)
+
+
+async def _raw_parts_vectors(store: Store, position: int) -> list[tuple[str, bool, bool]]:
+    """Parts written by SQL of one's own (no vector, or a vector on a part that cannot have one),
+    then a text part's text changed: (type, has a vector, the vector is the text's) per row."""
+    statements = [
+        "INSERT INTO users (id, name, is_admin, created_at) VALUES ('alice', 'a', false, now()) ON CONFLICT DO NOTHING",
+        "INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at) "
+        "VALUES ('c1', 'alice', 'private', 1, now(), now()) ON CONFLICT DO NOTHING",
+        "INSERT INTO messages (chat_id, id, seq, user_id, role, created_at) "
+        "VALUES ('c1', 'm1', 1, 'alice', 'user', now()) ON CONFLICT DO NOTHING",
+        "DELETE FROM parts",
+        "INSERT INTO parts (chat_id, message_id, position, user_id, type, text_text) "
+        f"VALUES ('c1', 'm1', {position}, 'alice', 'text', 'amber birch')",
+        "INSERT INTO parts (chat_id, message_id, position, user_id, type, search_vector) "
+        f"VALUES ('c1', 'm1', {position + 1}, 'alice', 'step-start', to_tsvector('simple', 'stray'))",
+        "INSERT INTO parts (chat_id, message_id, position, user_id, type, text_text) "
+        f"VALUES ('c1', 'm1', {position + 2}, 'alice', 'text', 'canyon')",
+        f"UPDATE parts SET text_text = 'delta ember' WHERE position = {position + 2}",
+    ]
+    async with store.write() as conn:
+        for statement in statements:
+            await conn.execute(sa_text(statement))
+        rows = await conn.execute(
+            sa_text(
+                f"SELECT type, search_vector IS NOT NULL, search_vector IS NOT DISTINCT FROM {_PART_VECTOR} "
+                "FROM parts ORDER BY position"
+            )
+        )
+        return [tuple(r) for r in rows.all()]
+
+
+@pytest.mark.empty_database
+async def test_0034_splits_the_parts_vector_trigger_and_every_other_writer_still_gets_the_vectors(
+    database: tuple[str, str | None],
+) -> None:
+    """PostgreSQL: from 0034 a part's insert fires `parts_insert_search_vector` only when the row's
+    vector is not what its type calls for (genvault's own inserts write it in the statement), and
+    its update `parts_search_vector` as before. An insert that does not write the column, one that
+    writes a vector on a part that cannot have one, and an update of a text part's text leave the
+    same vectors on 0033, on 0034 and after the downgrade, which restores 0033's trigger."""
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        if store.dialect == "sqlite":
+            await store.upgrade()
+            await _downgrade(store, "0033")
+            await store.upgrade()
+            return
+        expected = [("text", True, True), ("step-start", False, True), ("text", True, True)]
+        await upgrade(store.engine, "0033")
+        before = await _by_name(store, _PARTS_TRIGGERS)
+        assert list(before) == ["parts_search_vector"]
+        assert "BEFORE INSERT OR UPDATE OF" in before["parts_search_vector"]
+        assert await _raw_parts_vectors(store, 0) == expected
+        await upgrade(store.engine)
+        after = await _by_name(store, _PARTS_TRIGGERS)
+        assert set(after) == {"parts_search_vector", "parts_insert_search_vector"}
+        assert "BEFORE UPDATE OF type, text_text, user_id ON" in after["parts_search_vector"]
+        assert "BEFORE INSERT ON" in after["parts_insert_search_vector"]
+        assert await _raw_parts_vectors(store, 10) == expected
+        await _downgrade(store, "0033")
+        assert await _by_name(store, _PARTS_TRIGGERS) == before
+        assert await _raw_parts_vectors(store, 20) == expected
+        await store.upgrade()
+        assert await _by_name(store, _PARTS_TRIGGERS) == after
+    finally:
+        await store.aclose()

@@ -60,13 +60,26 @@ def _parameters(sql: str) -> int:
     "sql",
     [
         openings._postgresql_sql(),
+        openings._postgresql_sql(narrow=True),
         openings._generation_sql(),
         finishes._postgresql_sql(purging=False),
         finishes._postgresql_sql(purging=True),
+        finishes._postgresql_sql(purging=False, narrow=True),
+        finishes._postgresql_sql(purging=True, narrow=True),
         finishes._generation_sql(purging=False),
         finishes._generation_sql(purging=True),
     ],
-    ids=["opening", "opening-no-chat", "finalize", "finalize-purging", "finish-no-chat", "finish-no-chat-purging"],
+    ids=[
+        "opening",
+        "opening-narrow",
+        "opening-no-chat",
+        "finalize",
+        "finalize-purging",
+        "finalize-narrow",
+        "finalize-narrow-purging",
+        "finish-no-chat",
+        "finish-no-chat-purging",
+    ],
 )
 async def test_the_turn_statements_take_no_json_parameter(pg_connection: Any, sql: str) -> None:
     """A `json`/`jsonb` parameter would go through the connection's Python encoder (SQLAlchemy's

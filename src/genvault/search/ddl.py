@@ -32,10 +32,12 @@ SQLITE_TRIGGERS = tuple(f"{t}_{event}" for t in SQLITE_FTS_TABLES for event in (
 _SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
 PG_INDEXES = ("ix_parts_search", "ix_chats_search", "ix_generations_search")
 # Parts and generations keep their tsvector in this column, set by a trigger of the same name
-# as its function (`<table>_search_vector`).
+# as its function (`<table>_search_vector`); a part's insert by `parts_insert_search_vector`
+# (revision 0034: it fires only for a row whose vector is not what its type calls for, as
+# genvault's own inserts write the vector in the statement) and its update by `parts_search_vector`.
 PG_VECTOR_COLUMN = "search_vector"
 PG_VECTOR_TABLES = ("parts", "generations")
-PG_TRIGGERS = tuple(f"{t}_search_vector" for t in PG_VECTOR_TABLES)
+PG_TRIGGERS = (*(f"{t}_search_vector" for t in PG_VECTOR_TABLES), "parts_insert_search_vector")
 
 
 def is_search_object(name: str | None) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -60,6 +60,8 @@ from genvault.store.parts import (
     part_recipe,
     part_record,
     part_to_row,
+    pg_parts_insert_sql,
+    pg_parts_narrow,
     row_to_part,
 )
 from genvault.store.schema import MISSING, JSONText, chats, generations, messages, parts
@@ -457,7 +459,7 @@ def _sqlite_stamp(dialect: Any) -> Any:
     return messages.c.created_at.type.bind_processor(dialect)
 
 
-_append_sql_cache: dict[tuple[bool, bool], str] = {}
+_append_sql_cache: dict[tuple[bool, bool, bool], str] = {}
 
 
 async def _append_postgresql(
@@ -471,7 +473,7 @@ async def _append_postgresql(
     Sent as driver SQL with positional parameters (message arrays, the parts as one JSON text):
     nothing for SQLAlchemy to compile or process."""
     params = _append_params_pg(chat_id, user_id, new_messages, generation_id)
-    statement = _append_statement(touch=generation_id is None)
+    statement = _append_statement(touch=generation_id is None, narrow=pg_parts_narrow(_parts_of(new_messages)))
     row: Any = (await conn.exec_driver_sql(statement, params)).first()
     return _first_seq(row, chat_id, len(new_messages))
 
@@ -497,7 +499,7 @@ async def append_alone(
     import asyncpg
 
     params = _alone_params(chat_id, user_id, new_messages)
-    sql = _ALONE_SQL
+    sql = _ALONE_SQL[pg_parts_narrow(_parts_of(new_messages))]
 
     async def run(driver: Any) -> Any:
         try:
@@ -548,11 +550,16 @@ async def appended_seqs(
     return seqs
 
 
-def _append_statement(*, check_ids: bool = True, touch: bool = True) -> str:
-    sql = _append_sql_cache.get((check_ids, touch))
+def _append_statement(*, check_ids: bool = True, touch: bool = True, narrow: bool = False) -> str:
+    sql = _append_sql_cache.get((check_ids, touch, narrow))
     if sql is None:
-        sql = _append_sql_cache[check_ids, touch] = _append_sql(check_ids=check_ids, touch=touch)
+        sql = _append_sql(check_ids=check_ids, touch=touch, narrow=narrow)
+        _append_sql_cache[check_ids, touch, narrow] = sql
     return sql
+
+
+def _parts_of(new_messages: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    return (part for m in new_messages for part in m["parts"])
 
 
 def _message_params(
@@ -606,7 +613,7 @@ def _first_seq(row: Any, chat_id: str, count: int) -> int:
     return int(first_after) - count + 1
 
 
-def _append_sql(*, check_ids: bool, touch: bool = True) -> str:
+def _append_sql(*, check_ids: bool, touch: bool = True, narrow: bool = False) -> str:
     """The PostgreSQL append as one statement (so a turn is BEGIN, this, COMMIT: three round
     trips instead of five). In order: `bump` reserves the seqs on the chat row, locking it like
     `_append_sqlite` (no row: not the user's chat — or, with `check_ids`, an id is already in it);
@@ -630,7 +637,6 @@ def _append_sql(*, check_ids: bool, touch: bool = True) -> str:
     planner costs `user_id = $2` like `id = $1`, and the generic plan a pooled connection keeps
     could look the chat up through `(user_id, updated_at)` and filter every chat of the user
     (`tests/test_pg_turn_plans.py`; the opening and the finalize do the same)."""
-    columns = PAGE_PART_COLUMNS
     id_check = (
         "\n      AND NOT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1::varchar AND id = ANY($5::varchar[]))"
         if check_ids
@@ -649,9 +655,7 @@ WITH bump AS (
          unnest($5::varchar[], $6::varchar[], $7::text[], $8::varchar[]) WITH ORDINALITY
          AS m(id, role, metadata, generation_id, ord)
 ), new_parts AS (
-    INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
-    SELECT $1::varchar, p.message_id, p.position, $2::varchar, {", ".join("p." + c for c in columns)}
-    FROM bump, json_populate_recordset(NULL::parts, $9::json) AS p
+    {pg_parts_insert_sql("$1::varchar", "$2::varchar", "bump", "$9::json", narrow=narrow)}
 )
 SELECT last_seq,
        CASE WHEN last_seq IS NULL THEN {_TAKEN_ID.format(chat="$1", ids="$5")} END,
@@ -687,7 +691,8 @@ def _alone_params(chat_id: str, user_id: str, new_messages: Sequence[dict[str, A
 # finds nothing here, as a taken id fails the statement on a primary key). The other variant's
 # reporting subqueries never ran on success, but PostgreSQL initialized their plan nodes (an
 # index scan, a limit, function and sequential scans, four InitPlans) at every execution.
-_ALONE_SQL = f"""
+def _alone_sql(narrow: bool) -> str:
+    return f"""
 WITH bump AS (
     UPDATE chats SET last_seq = last_seq + $3::bigint, updated_at = $4::timestamptz
     WHERE id = $1::varchar AND user_id IS NOT DISTINCT FROM $2::varchar
@@ -697,12 +702,14 @@ WITH bump AS (
     SELECT $1::varchar, m.id, bump.last_seq - $3::bigint + m.i, $2::varchar, m.role, m.metadata, $4::timestamptz
     FROM bump, json_to_recordset($5::json) AS m(id varchar, role varchar, metadata text, i bigint)
 ), new_parts AS (
-    INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(PAGE_PART_COLUMNS)})
-    SELECT $1::varchar, p.message_id, p.position, $2::varchar, {", ".join("p." + c for c in PAGE_PART_COLUMNS)}
-    FROM bump, json_populate_recordset(NULL::parts, $6::json) AS p
+    {pg_parts_insert_sql("$1::varchar", "$2::varchar", "bump", "$6::json", narrow=narrow)}
 )
 SELECT last_seq FROM bump
 """
+
+
+# By `narrow` (`parts.pg_parts_narrow`).
+_ALONE_SQL = {narrow: _alone_sql(narrow) for narrow in (False, True)}
 
 
 # The first of the ids ({ids}, in order) already in the chat ({chat}), or NULL.

@@ -48,7 +48,7 @@ from genvault.errors import InvalidRequest
 from genvault.store import Store
 from genvault.store.chats import check_message_storable
 from genvault.store.driver import ConnectionLost
-from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
+from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record, pg_parts_insert_sql, pg_parts_narrow
 from genvault.store.schema import MISSING
 from genvault.store.sqlite_groups import UndoWrites, write_in_group
 from genvault.store.sqlite_rows import insert_sql, present, present_in, stamp_text
@@ -158,8 +158,11 @@ SELECT EXISTS (SELECT 1 FROM fin)
 
 
 @functools.cache
-def _postgresql_sql(purging: bool = True) -> str:
-    """Parameters: $1 generation id, $2… the final columns (`_FINAL_COLUMNS`), then chat id,
+def _postgresql_sql(purging: bool = True, narrow: bool = False) -> str:
+    """`narrow`: the message's parts are all text, reasoning or step-start parts
+    (`parts.pg_parts_narrow`, `parts.pg_parts_insert_sql`).
+
+    Parameters: $1 generation id, $2… the final columns (`_FINAL_COLUMNS`), then chat id,
     user id, message id, message metadata (JSON text), the parts (one JSON array of records, as
     the append sends them), then the cache entry's key (NULL: none), user, expiry and, if
     `purging`, the purge time (NULL: no purge; see `_cache_entry`). The chat's owner is compared
@@ -169,7 +172,6 @@ def _postgresql_sql(purging: bool = True) -> str:
     chat, user, message, meta, parts_json = (f"${n + i}" for i in range(5))
     key, entry_user, expires, purge = (f"${n + 5 + i}" for i in range(4))
     now = f"${2 + [c[0] for c in _FINAL_COLUMNS].index('finished_at')}::timestamptz"
-    columns = PAGE_PART_COLUMNS
     return f"""
 {_FIN}, bump AS (
     UPDATE chats SET last_seq = last_seq + 1,
@@ -183,9 +185,7 @@ def _postgresql_sql(purging: bool = True) -> str:
            $1::varchar, {now}
     FROM bump
 ), new_parts AS (
-    INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
-    SELECT {chat}::varchar, p.message_id, p.position, {user}::varchar, {", ".join("p." + c for c in columns)}
-    FROM bump, json_populate_recordset(NULL::parts, {parts_json}::text::json) AS p
+    {pg_parts_insert_sql(f"{chat}::varchar", f"{user}::varchar", "bump", f"{parts_json}::text::json", narrow=narrow)}
 ){_cache_entry(key, entry_user, expires, purge if purging else None)}"""
 
 
@@ -256,7 +256,7 @@ async def _finish_postgresql(
     import asyncpg
 
     params = postgresql_params(generation_id, values, chat_id, user_id, message, entry)
-    sql = _postgresql_sql(purging=entry is not None and entry.purge_at is not None)
+    sql = _postgresql_sql(entry is not None and entry.purge_at is not None, pg_parts_narrow(message["parts"]))
 
     async def run(conn: Any) -> bool:
         try:

@@ -44,7 +44,7 @@ from genvault.cache.dedup import CacheProbe
 from genvault.store import Store
 from genvault.store.chats import MAX_PAGE, load_messages
 from genvault.store.driver import ConnectionLost
-from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record
+from genvault.store.parts import PAGE_PART_COLUMNS, dump_json, part_record, pg_parts_insert_sql, pg_parts_narrow
 from genvault.store.schema import MISSING, generations
 from genvault.store.sqlite_groups import UndoWrites, write_in_group
 from genvault.store.sqlite_rows import insert_sql, present, present_in, stamp_text
@@ -92,8 +92,11 @@ _PROBE = """(
 
 
 @functools.cache
-def _postgresql_sql() -> str:
-    """Parameters: $1 chat id, $2 user id, $3 title, $4 now, $5 message id, $6 message metadata
+def _postgresql_sql(narrow: bool = False) -> str:
+    """`narrow`: the message's parts are all text, reasoning or step-start parts
+    (`parts.pg_parts_narrow`, `parts.pg_parts_insert_sql`).
+
+    Parameters: $1 chat id, $2 user id, $3 title, $4 now, $5 message id, $6 message metadata
     (JSON text), $7 the parts as one JSON array of records (as the append sends them), then the
     pending generation's columns from $8 (`_OPENING_GENERATION_COLUMNS`, its id first), then the cache
     probe's key, now, oldest and user (`_PROBE`; a NULL key finds nothing). The generation's
@@ -112,7 +115,6 @@ def _postgresql_sql() -> str:
     with labels of its own is not claimed either: the general path merges them into the turn's
     (`labels.merged`). The owner is compared with `IS NOT DISTINCT FROM` (no index condition), so
     the chat is found by its primary key whatever the statistics (see `chats._append_sql`)."""
-    columns = PAGE_PART_COLUMNS
     # The generation's `created_at` is the turn's instant, $4: not bound a second time.
     gen = {name: f"${8 + i}" for i, name in enumerate(_OPENING_GENERATION_COLUMNS)}
     gen["created_at"] = "$4"
@@ -149,9 +151,7 @@ WITH new_chat AS (
     INSERT INTO messages (chat_id, id, seq, user_id, role, metadata, generation_id, created_at)
     SELECT target.id, $5::varchar, target.last_seq, $2::varchar, 'user', $6::text, NULL, $4::timestamptz FROM target
 ), new_parts AS (
-    INSERT INTO parts (chat_id, message_id, position, user_id, {", ".join(columns)})
-    SELECT target.id, p.message_id, p.position, $2::varchar, {", ".join("p." + c for c in columns)}
-    FROM target, json_populate_recordset(NULL::parts, $7::text::json) AS p
+    {pg_parts_insert_sql("target.id", "$2::varchar", "target", "$7::text::json", narrow=narrow)}
 ), new_generation AS (
     INSERT INTO generations (status, {", ".join(_GENERATION_COLUMNS)})
     SELECT 'pending', {gen["id"]}::varchar, {gen["kind"]}::varchar, {gen["user_id"]}::varchar,
@@ -324,7 +324,7 @@ async def _open_postgresql(
     import asyncpg
 
     params = postgresql_params(chat_id, user_id, title, message, generation, probe)
-    sql = _postgresql_sql()
+    sql = _postgresql_sql(pg_parts_narrow(message["parts"]))
 
     def result(row: Any) -> tuple[Opened, str | None, bool]:
         opened: Opened = "new" if row[0] else "existing" if row[1] else None

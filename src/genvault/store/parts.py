@@ -8,6 +8,7 @@ moves fields between the JSON and typed columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from genvault._json import dump_compact, load_json
@@ -28,6 +29,9 @@ __all__ = [
     "part_recipe",
     "part_record",
     "part_to_row",
+    "pg_part_vector_sql",
+    "pg_parts_insert_sql",
+    "pg_parts_narrow",
     "row_to_part",
 ]
 
@@ -308,3 +312,68 @@ def part_record(part: dict[str, Any]) -> dict[str, Any]:
     for column in json_columns:  # after every key is known good, as before: the same first error
         record[column] = dump_json(record[column])
     return record
+
+
+# -- PostgreSQL's parts inserts ------------------------------------------------------------------
+
+
+def pg_part_vector_sql(part: str, user: str) -> str:
+    """A `parts` row's search vector as `parts_search_vector()` sets it (revision 0009): the
+    words of a text part's text and its owner's lexeme, NULL for any other type. `part` names
+    the row's values (its `type` and `text_text`), `user` its owner's id."""
+    return (
+        f"CASE WHEN {part}.type = 'text' THEN to_tsvector('simple', {part}.text_text) || "
+        f"array_to_tsvector(ARRAY['#' || md5({user})]) END"
+    )
+
+
+# A turn's parts are mostly text, reasoning and step-start parts, whose records hold at most these
+# columns (`part_record`). `json_populate_recordset(NULL::parts, …)` sets up and converts every
+# column of the row type for each record, ~32 of them; a batch of these types only is inserted from
+# `json_to_recordset` over their columns alone (`pg_parts_narrow`): ~84 k fewer backend
+# instructions a chat turn (docs/benchmarks.md "pgparts"). Any other type takes every column.
+_NARROW_TYPES = frozenset({"text", "reasoning", "step-start"})
+_NARROW_COLUMNS = ("type", "state", "provider_metadata", "text_text", "reasoning_id", "reasoning_text")
+assert {"type", *_TEXT.values(), *_REASONING.values()} == set(_NARROW_COLUMNS)
+
+
+def pg_parts_narrow(parts: Iterable[dict[str, Any]]) -> bool:
+    """Whether these parts' records hold only `_NARROW_COLUMNS` (every part a text, reasoning or
+    step-start part; a field its type does not have fails `part_record` before any insert)."""
+    return all(part["type"] in _NARROW_TYPES for part in parts)
+
+
+def _pg_column_types(columns: Iterable[str]) -> str:
+    """`name type, …` of these `parts` columns as PostgreSQL declares them (a `json_to_recordset`
+    column list: each value converted as `json_populate_recordset(NULL::parts, …)` converts it,
+    length limits included)."""
+    from sqlalchemy.dialects import postgresql
+
+    from genvault.store.schema import parts
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return ", ".join(f"{c} {parts.c[c].type.compile(dialect=dialect)}" for c in columns)
+
+
+def pg_parts_insert_sql(chat: str, user: str, source: str, records: str, *, narrow: bool = False) -> str:
+    """The PostgreSQL inserts' `INSERT INTO parts` (the turn's opening and finalize, both
+    appends): one row per record of the JSON array `records` (`part_record`s with their
+    `message_id` and `position`) in chat `chat` for user `user`, once per row of `source` (the
+    CTE that must have returned a row); `narrow`, for records that hold only `_NARROW_COLUMNS`
+    (`pg_parts_narrow`), reads those columns alone. The statement writes each row's search vector
+    itself (revision 0034): a row inserted with the vector its text gets does not fire
+    `parts_insert_search_vector` (its PL/pgSQL call cost ~25 k backend instructions a chat turn
+    more than the same vectors computed here); every other insert (the general path, imports,
+    SQL of one's own) still gets its vectors from the trigger."""
+    if narrow:
+        columns: tuple[str, ...] = _NARROW_COLUMNS
+        rows = f"json_to_recordset({records}) AS p({_pg_column_types(('message_id', 'position', *columns))})"
+    else:
+        columns = PAGE_PART_COLUMNS
+        rows = f"json_populate_recordset(NULL::parts, {records}) AS p"
+    return (
+        f"INSERT INTO parts (chat_id, message_id, position, user_id, {', '.join(columns)}, search_vector)\n"
+        f"    SELECT {chat}, p.message_id, p.position, {user}, {', '.join('p.' + c for c in columns)},\n"
+        f"           {pg_part_vector_sql('p', user)}\n"
+        f"    FROM {source}, {rows}"
+    )

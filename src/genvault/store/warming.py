@@ -69,16 +69,16 @@ async def _ready_once(conn: Any) -> None:
                 "INSERT INTO users (id, name, is_admin, created_at) VALUES ($1, $1, false, $2)", user_id, now
             )
             opening = openings.postgresql_params(chat_id, user_id, "-", asked, generation, None)
-            await conn.fetchrow(openings._postgresql_sql(), *opening)
+            await conn.fetchrow(openings._postgresql_sql(narrow=True), *opening)
             # With a dedup cache entry (a new key: inserted, rolled back). Then the variant that
             # purges expired entries (once a minute) for its statement; its purge time matches no
             # entry, and its `fin` nothing (the record is final now), so it writes nothing.
             entry = finishes.CacheEntry(new_id("warm"), generation_id, user_id, now, None)
             finish = finishes.postgresql_params(generation_id, values, chat_id, user_id, reply, entry)
-            await conn.fetchval(finishes._postgresql_sql(purging=False), *finish)
+            await conn.fetchval(finishes._postgresql_sql(purging=False, narrow=True), *finish)
             purge = finishes.CacheEntry(new_id("warm"), generation_id, user_id, now, datetime(2000, 1, 1, tzinfo=UTC))
             finish = finishes.postgresql_params(generation_id, values, chat_id, user_id, reply, purge)
-            await conn.fetchval(finishes._postgresql_sql(purging=True), *finish)
+            await conn.fetchval(finishes._postgresql_sql(purging=True, narrow=True), *finish)
             raise _Undo
     except _Undo:
         pass

@@ -2,7 +2,7 @@
 accepted and the same rows indexed
 
 Revision ID: 0035
-Revises: 0033
+Revises: 0034
 Create Date: 2026-12-07 00:50:00
 
 PostgreSQL reads a table's CHECK expressions and its triggers' WHEN conditions back from their
@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0035"
-down_revision = "0033"
+down_revision = "0034"
 branch_labels = None
 depends_on = None
 

@@ -710,7 +710,7 @@ async def test_0033_fires_the_limits_triggers_for_reserved_rows_only_and_settles
             return
         whens = (
             "SELECT tgname, length(tgqual::text) FROM pg_trigger "
-            "WHERE tgname IN ('limit_usage_reserve', 'limit_usage_settle')"
+            "WHERE tgrelid = 'generations'::regclass AND tgname IN ('limit_usage_reserve', 'limit_usage_settle')"
         )
         await upgrade(store.engine, "0032")
         before = await _budgeted_usage(store)
@@ -823,8 +823,10 @@ async def test_0035_generations_expressions_are_shorter_and_store_refuse_and_ind
             await store.upgrade()
             return
         texts = (
-            "SELECT conname, conbin::text FROM pg_constraint WHERE conname = 'ck_generations_fields' "
-            "UNION ALL SELECT tgname, tgqual::text FROM pg_trigger WHERE tgname = 'generations_search_vector'"
+            "SELECT conname, conbin::text FROM pg_constraint "
+            "WHERE conrelid = 'generations'::regclass AND conname = 'ck_generations_fields' "
+            "UNION ALL SELECT tgname, tgqual::text FROM pg_trigger "
+            "WHERE tgrelid = 'generations'::regclass AND tgname = 'generations_search_vector'"
         )
         await upgrade(store.engine, "0033")
         before, probed = await _by_name(store, texts), await _probed_generations(store)

@@ -52,9 +52,10 @@ WAL_AUTOCHECKPOINT = 4000
 # SQLite: the page size of a database genvault creates (an existing one keeps its own: SQLite
 # changes it only by a VACUUM, never in WAL mode). Every commit writes each page it changed to the
 # WAL and checksums it there, and a chat turn's rows change one leaf in each of ~20 b-trees a
-# commit: at 2,048 bytes instead of SQLite's 4,096 the turns' writer thread ran ~10 % fewer
-# instructions a turn (docs/benchmarks.md, "sqlitewal", with the cost of the rows that no longer
-# fit a page: a long reply's overflow pages, a history page's reads).
+# commit: at 2,048 bytes instead of SQLite's 4,096 the turns' writer thread ran 7-8 % fewer
+# instructions a turn, for ~15 more `pwrite`s (two a WAL frame); a long reply's turn and a history
+# page's read cost the same within 2.5 % (docs/benchmarks.md, "sqlitewal"). The search indexes'
+# blocks are fitted to the page by revision 0036.
 PAGE_SIZE = 2048
 
 log = logging.getLogger(__name__)

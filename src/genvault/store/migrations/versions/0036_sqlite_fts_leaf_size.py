@@ -11,7 +11,7 @@ overflow pages, so reading a block reads three pages. Here each FTS5 index of a 
 smaller than 4,096 bytes takes blocks that fit its page (`page_size - 48`, as 4,050 is to 4,096);
 blocks written before keep their size until a merge rewrites them. Measured on a 30,000-document
 index (docs/benchmarks.md, "sqlitewal"): with FTS5's default every merged block overflowed (3,096
-overflow pages beside 3,117 leaves), and a term query ran 1.5 % more instructions than on 4 KiB
+overflow pages beside 3,117 leaves), and a term query ran 1.3 % more instructions than on 4 KiB
 pages; with blocks that fit, none overflows and a query runs 14 % fewer than on 4 KiB pages. A
 database of 4 KiB pages (every one created before `PAGE_SIZE`) is left as it is.
 

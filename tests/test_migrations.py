@@ -928,3 +928,52 @@ async def test_0034_splits_the_parts_vector_trigger_and_every_other_writer_still
         assert await _by_name(store, _PARTS_TRIGGERS) == after
     finally:
         await store.aclose()
+
+
+@pytest.mark.empty_database
+async def test_0036_fits_the_search_indexes_leaves_to_2_kib_pages_and_its_downgrade_restores_fts5s_default(
+    database: tuple[str, str | None],
+) -> None:
+    """SQLite: a database genvault creates has 2 KiB pages, and from revision 0036 its FTS5
+    indexes write blocks of `page_size - 48` bytes (no overflow page a block); going back to 0035
+    sets FTS5's default again. PostgreSQL: nothing to see."""
+    url, _ = database
+    store = Store(url)
+    sizes = " UNION ALL ".join(f"SELECT (SELECT v FROM {index}_config WHERE k = 'pgsz')" for index in SQLITE_FTS_TABLES)
+    try:
+        await store.upgrade()
+        if store.dialect != "sqlite":
+            return
+        async with store.write() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA page_size")).scalar() == 2048
+            assert (await conn.exec_driver_sql(sizes)).scalars().all() == [2000, 2000, 2000]
+        await _downgrade(store, "0035")
+        async with store.write() as conn:
+            assert (await conn.exec_driver_sql(sizes)).scalars().all() == [4050, 4050, 4050]
+        await upgrade(store.engine)
+        async with store.write() as conn:
+            assert (await conn.exec_driver_sql(sizes)).scalars().all() == [2000, 2000, 2000]
+    finally:
+        await store.aclose()
+
+
+async def test_0036_leaves_a_database_of_4_kib_pages_with_fts5s_default(tmp_path: Any) -> None:
+    """A database created before `PAGE_SIZE` (SQLite's 4,096 bytes, in WAL mode) keeps its page
+    size through the upgrade, and its indexes FTS5's default block size."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA page_size=4096")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE before_genvault (id INTEGER PRIMARY KEY)")
+    store = Store(f"sqlite:///{path}")
+    try:
+        await store.upgrade()
+        async with store.write() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA page_size")).scalar() == 4096
+            for index in SQLITE_FTS_TABLES:
+                found = await conn.exec_driver_sql(f"SELECT v FROM {index}_config WHERE k = 'pgsz'")
+                assert found.scalar() is None
+    finally:
+        await store.aclose()

@@ -292,7 +292,38 @@ async def test_aclose_waits_for_the_group_in_flight_and_the_writes_queued_behind
 
 
 async def test_every_connection_copies_the_wal_back_at_the_longer_length(store: Store) -> None:
-    # Each connection that commits may run the copy (store/db.py): the turns' writer's and a pooled one's.
-    assert await write_in_group(store, lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 4000
+    # Each connection that commits may run the copy (store/db.py): the turns' writer's and a pooled
+    # one's; 4,000 pages of 4 KiB, so 8,000 of a new database's 2 KiB pages.
+    assert await write_in_group(store, lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 8000
     async with store.read() as conn:
-        assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 4000
+        assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 8000
+
+
+async def test_a_new_database_has_pages_of_2048_bytes_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    """`PAGE_SIZE` for a database genvault creates; one created before (SQLite's 4,096 bytes, in
+    WAL mode) keeps its size, is written and read as before, and copies its WAL back at the same
+    length in bytes."""
+    new = Store(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        async with new.write() as conn:
+            await conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        assert await write_in_group(new, lambda db: db.execute("PRAGMA page_size").fetchone()[0]) == 2048
+    finally:
+        await new.aclose()
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        db.execute("INSERT INTO t (body) VALUES ('before')")
+    old = Store(f"sqlite:///{path}")
+    try:
+        await write_in_group(old, lambda db: db.execute("INSERT INTO t (body) VALUES (?)", ("x" * 3000,)))
+        sizes = await write_in_group(
+            old, lambda db: [db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "wal_autocheckpoint")]
+        )
+        assert sizes == [4096, 4000]
+        async with old.read() as conn:
+            rows = (await conn.exec_driver_sql("SELECT length(body) FROM t ORDER BY id")).scalars().all()
+        assert rows == [6, 3000]
+    finally:
+        await old.aclose()

@@ -218,9 +218,22 @@ async def read_history(store: Store, chat_id: str, message: dict[str, Any]) -> l
     if store.dialect == "postgresql":
         earlier = await store.driver_retrying(read)
     else:
-        async with store.read() as conn:
-            earlier = await read(conn)
+        earlier = await _sqlite_history(store, chat_id, message["id"])
     return with_message(earlier, message)
+
+
+async def _sqlite_history(store: Store, chat_id: str, message_id: str) -> list[dict[str, Any]]:
+    """SQLite: the messages before `message_id`. A history of one page (up to `MAX_PAGE`
+    messages: nearly every chat) is one statement, a snapshot of its own, read on one of the
+    store's reader connections (`Store.sqlite_reader`: one hop, no SQLAlchemy checkout, BEGIN
+    and reset, as the page read's); a longer one is read again whole, a page at a time in one
+    read transaction of SQLAlchemy's, as before (one snapshot for all its pages)."""
+    async with store.sqlite_reader() as reader:
+        page = await load_messages(reader, chat_id, limit=MAX_PAGE, before=message_id)
+    if not page.has_before or not page.messages:
+        return page.messages
+    async with store.read() as conn:
+        return await _messages_before(conn, chat_id, message_id)
 
 
 def with_message(earlier: list[dict[str, Any]], message: dict[str, Any]) -> list[dict[str, Any]]:

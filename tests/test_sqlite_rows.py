@@ -269,3 +269,28 @@ def test_present_in_is_present_of_the_records_columns(record: dict[str, Any], co
         tuple(c for c, v in record.items() if v is not None),
         tuple(v for v in record.values() if v is not None),
     )
+
+
+@given(
+    values=st.lists(
+        st.one_of(
+            st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)),
+            # instants that share a second, or all but their month or year, with the one before
+            st.builds(
+                lambda year, month, second, us: datetime(year, month, 6, 13, 0, second, us, tzinfo=UTC),
+                st.sampled_from([2026, 2027]),
+                st.sampled_from([1, 2]),
+                st.sampled_from([0, 1]),
+                st.sampled_from([0, 1, 999999]),
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_timestamps_in_a_row_are_each_their_own_text(values: list[datetime]) -> None:
+    # `stamp_text` keeps the text of the last second it wrote (sqliteloop): whatever came
+    # before, each value's text is its own `isoformat(" ")` as SQLAlchemy's bind gives it.
+    engine = create_engine("sqlite:///unused.db")
+    processor = generations.c.created_at.type.bind_processor(engine.dialect)
+    stamp = stamp_text(engine.dialect)
+    assert [stamp(value) for value in values] == [processor(value).isoformat(" ") for value in values]

@@ -218,9 +218,22 @@ async def read_history(store: Store, chat_id: str, message: dict[str, Any]) -> l
     if store.dialect == "postgresql":
         earlier = await store.driver_retrying(read)
     else:
-        async with store.read() as conn:
-            earlier = await read(conn)
+        earlier = await _sqlite_history(store, chat_id, message["id"])
     return with_message(earlier, message)
+
+
+async def _sqlite_history(store: Store, chat_id: str, message_id: str) -> list[dict[str, Any]]:
+    """SQLite: the messages before `message_id`. A history of one page (up to `MAX_PAGE`
+    messages: nearly every chat) is one statement, a snapshot of its own, read on one of the
+    store's reader connections (`Store.sqlite_reader`: one hop, no SQLAlchemy checkout, BEGIN
+    and reset, as the page read's); a longer one is read again whole, a page at a time in one
+    read transaction of SQLAlchemy's, as before (one snapshot for all its pages)."""
+    async with store.sqlite_reader() as reader:
+        page = await load_messages(reader, chat_id, limit=MAX_PAGE, before=message_id)
+    if not page.has_before or not page.messages:
+        return page.messages
+    async with store.read() as conn:
+        return await _messages_before(conn, chat_id, message_id)
 
 
 def with_message(earlier: list[dict[str, Any]], message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -397,7 +410,8 @@ async def _open_sqlite(
             if bind == _BIND_REQUEST:
                 value = json_value({**generation[name], "messages_before": messages_before})
             elif bind == _BIND_STAMP:
-                value = stamp(generation[name])
+                # The chat's and the message's instant is the generation's own: formatted once.
+                value = now if name == "created_at" else stamp(generation[name])
             else:
                 value = get(name)
                 if value is not None and bind == _BIND_JSON:
@@ -423,7 +437,7 @@ async def _open_sqlite(
     # rows), not a RETURNING: its program and row fetch cost ~26 k instructions (docs/benchmarks.md).
     chat_sql = insert_sql("chats", chat_names, _CHAT_CONSTANTS, " ON CONFLICT (id) DO NOTHING")
     metadata = dump_json(message.get("metadata", MISSING))
-    probe_sql = "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")  # the user twice
+    probe_sql = _sqlite_probe_sql()
     probe_params = (
         None if probe is None else (probe.key, stamp(probe.now), stamp(probe.oldest), probe.user_id, probe.user_id)
     )
@@ -459,6 +473,13 @@ async def _open_sqlite(
         return opened, hit, probe_params is not None
 
     return await write_in_group(store, run)
+
+
+@functools.cache
+def _sqlite_probe_sql() -> str:
+    """The dedup cache's lookup on SQLite (`_PROBE`), its parameters the key, now, oldest and
+    the user twice; built once, not at every turn."""
+    return "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")
 
 
 # How `_open_sqlite` binds each pending generation column: as it is, as JSON text, as a
@@ -581,7 +602,7 @@ async def _open_generation_sqlite(
         f"INSERT INTO generations (status, {', '.join(_GENERATION_COLUMNS)}) "
         f"VALUES ('pending', {', '.join('?' * len(_GENERATION_COLUMNS))})"
     )
-    probe_sql = "SELECT " + _PROBE.format(key="?", now="?", oldest="?", user="?")  # the user twice
+    probe_sql = _sqlite_probe_sql()
     probe_params = (
         None if probe is None else (probe.key, stamp(probe.now), stamp(probe.oldest), probe.user_id, probe.user_id)
     )

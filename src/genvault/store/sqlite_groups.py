@@ -34,8 +34,9 @@ What each write keeps, exactly as alone:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -88,6 +89,7 @@ class WriteGroups:
         self._running = False  # a group is being started, runs in the thread, or is to start next
         self._next: asyncio.Task[None] | None = None  # the task that starts a group no caller started
         self._idle: asyncio.Future[None] | None = None  # `aclose` waiting for the groups to end
+        self._driver: Any = None  # the writer connection's aiosqlite `Connection`, once opened
         # Counters (tests, the benchmark): transactions run, writes they held.
         self.groups = 0
         self.writes = 0
@@ -97,11 +99,38 @@ class WriteGroups:
         self._queue.append(_Write(work, future))
         if not self._running:
             self._running = True
-            await self._start_group(future)
+            if not self._start_at_once():
+                await self._start_group(future)
         try:
             return await future
         except sqlite3.Error as exc:
             raise StorageError(f"database write failed: {exc}") from exc
+
+    def _start_at_once(self) -> bool:
+        """`_start_group`'s common case without its coroutines: the write lock free with nobody
+        waiting for it, and the writer connection open. Takes the lock as `Lock.acquire` does
+        when it does not wait (its own uncontended step), hands the queue to the writer's thread
+        and returns True; else False, with nothing done (`_start_group` then does it all)."""
+        lock = self._store.write_lock
+        driver = self._driver
+        if (
+            driver is None
+            or not driver._running
+            or driver._connection is None
+            or (lock is not None and (lock.locked() or lock._waiters))
+        ):
+            return False
+        if lock is not None:
+            lock._locked = True  # type: ignore[attr-defined]  # `Lock.acquire`'s step when free
+        batch, self._queue = self._queue, []
+        try:
+            _hand_over(driver, batch, partial(self._group_done, batch, lock))
+        except BaseException as exc:  # the connection closed meanwhile: as `_start_group`'s
+            if lock is not None:
+                lock.release()
+            _fail(batch, exc)
+            self._group_ended()
+        return True
 
     async def _start_group(self, own: asyncio.Future[Any] | None) -> None:
         """Take the write lock and the queued writes, and hand them to the writer connection's
@@ -123,15 +152,18 @@ class WriteGroups:
                     lock.release()
                 self._group_ended()
                 return
-            works = [write.work for write in batch]
             adapted = await store.sqlite_writer()
+            ended = partial(self._group_done, batch, lock)
             if adapted is None:  # an in-memory database: every connection is another database
-                done: asyncio.Future[list[Outcome]] = asyncio.ensure_future(_pooled_group(store, works))
+                works = [write.work for write in batch]
+                done = asyncio.ensure_future(_pooled_group(store, works))
+                done.add_done_callback(partial(_reported, ended))
             else:
                 # The store's own connection, made outside the pool's queue: only these groups
                 # use it, one at a time under the write lock, so SQLAlchemy's adapter mutex (an
                 # uncontended asyncio.Lock taken and released, ~10 k instructions a write) is not.
-                done = _submit(adapted.driver_connection, _run_group, works)
+                self._driver = driver = adapted.driver_connection
+                _hand_over(driver, batch, ended)
         except BaseException as exc:
             if lock is not None and locked:
                 lock.release()
@@ -150,25 +182,22 @@ class WriteGroups:
             self._group_ended()
             if not isinstance(exc, Exception):
                 raise
-            return
-        done.add_done_callback(lambda ended: self._group_done(batch, ended, lock))
 
-    def _group_done(
-        self, batch: list[_Write[Any]], ended: asyncio.Future[list[Outcome]], lock: asyncio.Lock | None
-    ) -> None:
-        """The group's end (on the loop): outcomes to the callers, the lock released, the next group."""
+    def _group_done(self, batch: list[_Write[Any]], lock: asyncio.Lock | None, ok: bool, result: Any) -> None:
+        """The group's end (on the loop): outcomes to the callers, the lock released, the next
+        group. `ok`: `result` is `_run_group`'s outcomes; else it is the exception that ended
+        the group (its BEGIN or COMMIT, the connection: none of it was committed)."""
         if lock is not None:
             lock.release()
-        exc = ended.exception() if not ended.cancelled() else asyncio.CancelledError()
-        if exc is not None:
-            _fail(batch, exc)  # its BEGIN or COMMIT, the connection: none of it was committed
+        if not ok:
+            _fail(batch, result)
         else:
             self.groups += 1
             self.writes += len(batch)
-            for write, (ok, value) in zip(batch, ended.result(), strict=True):
+            for write, (done, value) in zip(batch, result, strict=True):
                 if write.future.done():  # its caller was cancelled while the group ran
                     continue
-                if ok:
+                if done:
                     write.future.set_result(value)
                 else:
                     write.future.set_exception(value)
@@ -207,24 +236,51 @@ def _fail(batch: list[_Write[Any]], exc: BaseException) -> None:
             write.future.set_exception(exc)
 
 
-def _submit(driver: Any, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-    """`fn(driver's sqlite3 connection, *args)` queued for aiosqlite's connection thread, as
-    `aiosqlite.Connection._execute` does, but the future is returned, not awaited: no caller's
-    task waits on it, so no caller's cancellation cancels it (the group's outcome always arrives)."""
+def _hand_over(driver: Any, batch: list[_Write[Any]], ended: Callable[[bool, Any], None]) -> None:
+    """`batch`'s works queued for aiosqlite's connection thread as one group (`_run_group`), as
+    `aiosqlite.Connection._execute` queues a call, but with no future: the thread itself hands
+    the group's end to the loop, `ended(True, outcomes)` or `ended(False, exception)`, in one
+    `call_soon_threadsafe` (aiosqlite's future would take a second turn of the loop, its done
+    callback's). No caller's task waits on it, so no caller's cancellation stops it: the
+    group's outcome always arrives."""
     if not driver._running or not driver._connection:
         raise ValueError("Connection closed")
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    driver._tx.put_nowait((future, partial(fn, driver._conn, *args)))
-    return future
+    works = [write.work for write in batch]
+    driver._tx.put_nowait((None, partial(_run_and_report, driver._conn, works, asyncio.get_running_loop(), ended)))
 
 
-async def write_in_group(store: Store, work: Callable[[sqlite3.Connection], T]) -> T:
+def _run_and_report(
+    conn: sqlite3.Connection,
+    works: list[Callable[[sqlite3.Connection], Any]],
+    loop: asyncio.AbstractEventLoop,
+    ended: Callable[[bool, Any], None],
+) -> None:
+    """On the connection's thread: the group, then its end handed to the loop."""
+    try:
+        outcome: tuple[bool, Any] = (True, _run_group(conn, works))
+    except BaseException as exc:  # the group's outcome, for its callers
+        outcome = (False, exc)
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
+        loop.call_soon_threadsafe(ended, *outcome)
+
+
+def _reported(ended: Callable[[bool, Any], None], done: asyncio.Future[list[Outcome]]) -> None:
+    """A future's outcome (the in-memory path's task) given to `ended` as `_run_and_report` gives it."""
+    if done.cancelled():
+        ended(False, asyncio.CancelledError())
+    elif (exc := done.exception()) is not None:
+        ended(False, exc)
+    else:
+        ended(True, done.result())
+
+
+def write_in_group(store: Store, work: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
     """`work(connection)` on the store's writer connection's thread, inside a `BEGIN IMMEDIATE`
     transaction it shares with the other writes queued meanwhile (see the module's docstring):
     `work` runs statements and neither begins, commits nor rolls back; it raises `UndoWrites` to
     roll back its own statements. Returns once the transaction has committed. `sqlite3.Error`
-    becomes `StorageError`."""
-    return await store.sqlite_groups().run(work)
+    becomes `StorageError`. (The groups' own coroutine, returned: no coroutine of its own.)"""
+    return store.sqlite_groups().run(work)
 
 
 def _run_group(conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]) -> list[Outcome]:

@@ -39,12 +39,29 @@ def stamp_text(dialect: Any) -> Callable[[datetime | None], str | None]:
     return _stamp_text(_stamp(dialect))
 
 
+# The last whole second `_utc_text` formatted, as (year, month, day, hour, minute, second) and
+# its text: one tuple, replaced whole, so a thread reads a key with its own text.
+_last_second: tuple[tuple[int, ...], str] = ((), "")
+
+
 def _utc_text(value: datetime | None) -> str | None:
+    global _last_second
     if value is None:
         return None
-    if value.tzinfo is UTC:  # the engine's instants (`datetime.now(UTC)`): its text less "+00:00",
-        # without the conversion and `replace` (~18 k -> ~13 k instructions, docs/benchmarks.md "finloop")
-        return value.isoformat(" ")[:-6]
+    if value.tzinfo is UTC:  # the engine's instants (`datetime.now(UTC)`): its text less "+00:00"
+        microsecond = value.microsecond
+        if microsecond:
+            # `isoformat` formats every field through `PyUnicode_FromFormat` (sprintf), ~12 k
+            # instructions; a turn's instants mostly share their second, whose text is kept,
+            # and the microseconds are formatted alone (~6 k; docs/benchmarks.md "sqliteloop").
+            second = (value.year, value.month, value.day, value.hour, value.minute, value.second)
+            last = _last_second
+            if last[0] == second:
+                return f"{last[1]}.{microsecond:06d}"
+            text = value.isoformat(" ")[:-6]
+            _last_second = (second, text[:19])
+            return text
+        return value.isoformat(" ")[:-6]  # no fraction written for a whole second
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")

@@ -37,6 +37,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     select,
     text,
 )
@@ -174,15 +175,37 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+class _Listed(TypeDecorator[str]):
+    """`varchar(16)`; on PostgreSQL the domain `domain` over it (DDL, reflection), bound and
+    rendered as the `varchar` it is (a DOMAIN has no literal renderer of its own)."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, domain: DOMAIN) -> None:
+        super().__init__()
+        self.domain = domain
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return self.domain if dialect.name == "postgresql" else dialect.type_descriptor(String(16))
+
+    def literal_processor(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(String(16)).literal_processor(dialect)
+
+
 def _listed(domain: str, constraint: str, values: tuple[str, ...]) -> Any:
     """`varchar(16)`; on PostgreSQL the domain `domain` over it, whose constraint `constraint`
     holds the column to `values` (revision 0037: a domain's CHECK is parsed once per backend, a
     table's at every statement writing the table). On SQLite the table's CHECK does it."""
     array = "'{" + ",".join(values) + "}'::text[]"
     check = f"VALUE::text = ANY ({array})"
-    return String(16).with_variant(DOMAIN(domain, String(16), constraint_name=constraint, check=check), "postgresql")
+    # Made by `_create_domains` (SQLAlchemy's own events for a variant's type run on SQLite too).
+    made = DOMAIN(domain, String(16), constraint_name=constraint, check=check, create_type=False)
+    _DOMAINS.append(made)
+    return _Listed(made)
 
 
+_DOMAINS: list[DOMAIN] = []
 GenerationKind: Any = _listed("generation_kind", "ck_generations_kind", GENERATION_KINDS)
 GenerationStatus: Any = _listed("generation_status", "ck_generations_status", GENERATION_STATUSES)
 ChatVisibility: Any = _listed("chat_visibility", "ck_chats_visibility", ("private", "link", "public"))
@@ -709,3 +732,21 @@ def owned_by(table: Table, user_id: str) -> ColumnElement[bool]:
 def data_tables() -> list[Table]:
     """The tables that hold data (what backups, archives and counts cover), parents first."""
     return [t for t in metadata.sorted_tables if not t.info.get("runtime")]
+
+
+@event.listens_for(metadata, "before_create")
+def _create_domains(target: MetaData, connection: Any, **kw: Any) -> None:
+    """`metadata.create_all` on PostgreSQL: the columns' domains (`_listed`) first, unless there."""
+    if connection.dialect.name != "postgresql":
+        return
+    for domain in _DOMAINS:
+        if not connection.dialect.has_type(connection, domain.name):
+            domain.create(connection, checkfirst=False)
+
+
+@event.listens_for(metadata, "after_drop")
+def _drop_domains(target: MetaData, connection: Any, **kw: Any) -> None:
+    """`metadata.drop_all` on PostgreSQL: the columns' domains after the tables."""
+    if connection.dialect.name == "postgresql":
+        for domain in _DOMAINS:
+            domain.drop(connection, checkfirst=True)

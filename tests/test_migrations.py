@@ -3,6 +3,7 @@ revisions that move data move it right."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -441,7 +442,7 @@ async def test_0030_checks_a_turns_rows_in_short_expressions_and_refuses_what_it
         await upgrade(store.engine, "0029")
         before, named = await sizes(), await constraints()
         await _refuses_what_the_checks_refuse(store)
-        await upgrade(store.engine)
+        await upgrade(store.engine, "0030")  # later revisions change these (0037)
         after = await sizes()
         assert await constraints() == [
             "ck_chats_visibility",
@@ -459,7 +460,7 @@ async def test_0030_checks_a_turns_rows_in_short_expressions_and_refuses_what_it
         assert restored[0] > before[0] * 0.9, (before, restored)
         assert restored[1] > before[1] * 0.9, (before, restored)
         await _refuses_what_the_checks_refuse(store)
-        await upgrade(store.engine)
+        await upgrade(store.engine, "0030")  # later revisions change these (0037)
         assert await sizes() == after
     finally:
         await store.aclose()
@@ -483,14 +484,14 @@ async def test_0030_on_a_database_with_rows_validates_its_checks_and_its_downgra
         await upgrade(store.engine, "0029")
         await _a_turns_rows(store, _GENERATION.format(id="'g'", kind="'chat'", status="'complete'", cost="5"))
         before = await constraints()
-        await upgrade(store.engine)
+        await upgrade(store.engine, "0030")  # later revisions change these (0037)
         after = await constraints()
         assert set(after) == {"ck_chats_visibility", "ck_generations_fields", "ck_messages_role", "ck_parts_fields"}
         assert all(after.values())
         await _downgrade(store, "0029")
         assert await constraints() == before
         assert all(before.values())
-        await upgrade(store.engine)
+        await upgrade(store.engine, "0030")  # later revisions change these (0037)
         assert await constraints() == after
         async with store.read() as conn:
             assert (await conn.execute(sa_text("SELECT count(*) FROM parts"))).scalar_one() == len(_PARTS_ACCEPTED)
@@ -847,8 +848,148 @@ async def test_0035_generations_expressions_are_shorter_and_store_refuse_and_ind
         await _downgrade(store, "0033")
         assert await _by_name(store, texts) == before
         assert await _probed_generations(store) == probed
-        await store.upgrade()
+        await upgrade(store.engine, "0035")
         assert await _by_name(store, texts) == after
+    finally:
+        await store.aclose()
+
+
+_PROBE_VALUES = ("private", "link", "public", "system", "user", "assistant", "Public", "tool", "", None)
+# Every value of `_PROBE_VALUES` as a chat's visibility and as a message's role, inserted, and
+# inserted with a good value then updated to it, each in its own subtransaction: stored or refused.
+_PROBE_LABELS = f"""
+DO $probe$
+DECLARE v text; n int := 0;
+BEGIN
+    INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at)
+    VALUES ('pc', 'u', 'private', 0, now(), now());
+    FOREACH v IN ARRAY ARRAY[{", ".join("NULL" if v is None else f"'{v}'" for v in _PROBE_VALUES)}] LOOP
+        FOR updated IN 0..1 LOOP
+            n := n + 1;
+            BEGIN
+                INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at)
+                VALUES ('pc' || n, 'u', CASE WHEN updated = 1 THEN 'link' ELSE v END, 0, now(), now());
+                IF updated = 1 THEN
+                    UPDATE chats SET visibility = v WHERE id = 'pc' || n;
+                END IF;
+                INSERT INTO probe_labels VALUES ('visibility', n, true);
+            EXCEPTION WHEN check_violation OR not_null_violation THEN
+                INSERT INTO probe_labels VALUES ('visibility', n, false);
+            END;
+            BEGIN
+                INSERT INTO messages (chat_id, id, seq, user_id, role, created_at)
+                VALUES ('pc', 'pm' || n, n, 'u', CASE WHEN updated = 1 THEN 'user' ELSE v END, now());
+                IF updated = 1 THEN
+                    UPDATE messages SET role = v WHERE chat_id = 'pc' AND id = 'pm' || n;
+                END IF;
+                INSERT INTO probe_labels VALUES ('role', n, true);
+            EXCEPTION WHEN check_violation OR not_null_violation THEN
+                INSERT INTO probe_labels VALUES ('role', n, false);
+            END;
+        END LOOP;
+    END LOOP;
+END $probe$
+"""
+
+
+async def _probed_labels(store: Store) -> list[tuple[str, int, bool]]:
+    """What `_PROBE_LABELS` stored and refused (the rows removed afterwards)."""
+    async with store.write() as conn:
+        await conn.execute(sa_text(_USER))
+        await conn.execute(sa_text("CREATE TEMPORARY TABLE probe_labels (field text, n int, stored boolean)"))
+        await conn.execute(sa_text(_PROBE_LABELS))
+        rows = (await conn.execute(sa_text("SELECT field, n, stored FROM probe_labels ORDER BY field, n"))).all()
+        await conn.execute(sa_text("DROP TABLE probe_labels"))
+        await conn.execute(sa_text("DELETE FROM users"))
+    return [(field, n, stored) for field, n, stored in rows]
+
+
+# The files of the three tables and of their indexes: a rewrite or an index rebuild gives a new one.
+_FILES = (
+    "SELECT c.relname, c.relfilenode FROM pg_class c WHERE c.oid IN ('generations'::regclass, 'chats'::regclass, "
+    "'messages'::regclass) OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ('generations'::regclass, "
+    "'chats'::regclass, 'messages'::regclass))"
+)
+# The expressions the downgrade must restore as 0035 had them, and the columns' types.
+_LABEL_TEXTS = (
+    "SELECT conname, conbin::text FROM pg_constraint WHERE contype = 'c' AND conrelid IN ('generations'::regclass, "
+    "'chats'::regclass, 'messages'::regclass) "
+    "UNION ALL SELECT tgname, tgqual::text || ' ' || pg_get_triggerdef(oid) FROM pg_trigger "
+    "WHERE tgrelid = 'generations'::regclass AND NOT tgisinternal "
+    "UNION ALL SELECT table_name || '.' || column_name, coalesce(domain_name, '') || ' ' || data_type || "
+    "coalesce(character_maximum_length::text, '') FROM information_schema.columns "
+    "WHERE table_schema = current_schema() "
+    "AND (table_name, column_name) IN (('generations', 'kind'), ('generations', 'status'), ('chats', 'visibility'), "
+    "('messages', 'role'))"
+)
+_DOMAIN_CONSTRAINTS = (
+    "SELECT t.typname || '.' || c.conname, c.convalidated FROM pg_constraint c JOIN pg_type t ON t.oid = c.contypid "
+    "WHERE t.typnamespace = current_schema()::regnamespace"
+)
+
+
+@pytest.mark.empty_database
+async def test_0037_value_domains_store_and_refuse_as_0035_rewrite_nothing_and_downgrade_to_0035s_text(
+    database: tuple[str, str | None],
+) -> None:
+    """PostgreSQL: from 0037 `generations.kind`/`status`, `chats.visibility` and `messages.role` are
+    typed by domains holding their lists (a domain's CHECK is parsed once per backend, a table's
+    at every statement), `ck_generations_fields` keeps the cost only, and the chats' and messages'
+    CHECKs are gone. The same generations, visibilities and roles are stored and refused as on
+    0035, inserted or updated to the value; on tables holding rows the upgrade gives no table nor
+    index a new file (no rewrite, no index rebuilt); the downgrade restores 0035's serialized
+    expressions and column types."""
+    url, schema = database
+    store = Store(url, schema=schema)
+    try:
+        if store.dialect == "sqlite":
+            await store.upgrade()
+            await _downgrade(store, "0035")
+            await store.upgrade()
+            await _refuses_what_the_checks_refuse(store)
+            return
+        await upgrade(store.engine, "0035")
+        before = await _by_name(store, _LABEL_TEXTS)
+        generations, labels = await _probed_generations(store), await _probed_labels(store)
+        assert {stored for _, _, stored in labels} == {True, False}
+        await _a_turns_rows(store, _GENERATION.format(id="'g'", kind="'chat'", status="'complete'", cost="5"))
+        files = await _by_name(store, _FILES)
+        assert len(files) >= 10, files  # the tables and their indexes
+        await upgrade(store.engine, "0037")
+        assert await _by_name(store, _FILES) == files
+        after = await _by_name(store, _LABEL_TEXTS)
+        assert after["generations.kind"] == "generation_kind character varying16"
+        assert after["chats.visibility"] == "chat_visibility character varying16"
+        assert "ck_chats_visibility" not in after
+        assert "ck_messages_role" not in after
+        assert len(after["ck_generations_fields"]) < len(before["ck_generations_fields"]) / 3
+        assert await _by_name(store, _DOMAIN_CONSTRAINTS) == {
+            "generation_kind.ck_generations_kind": True,
+            "generation_status.ck_generations_status": True,
+            "chat_visibility.ck_chats_visibility": True,
+            "message_role.ck_messages_role": True,
+        }
+        async with store.write() as conn:
+            await conn.execute(sa_text("DELETE FROM users"))
+        assert await _probed_generations(store) == generations
+        assert await _probed_labels(store) == labels
+        await _refuses_what_the_checks_refuse(store)
+        await _a_turns_rows(store, _GENERATION.format(id="'g'", kind="'chat'", status="'complete'", cost="5"))
+        # The downgrade rewrites the three tables (a domain column's values carry no length, so
+        # `varchar(16)` checks each value's again): not compared.
+        await _downgrade(store, "0035")
+        assert await _by_name(store, _LABEL_TEXTS) == before
+        assert await _by_name(store, _DOMAIN_CONSTRAINTS) == {}
+        async with store.write() as conn:
+            await conn.execute(sa_text("DELETE FROM users"))
+        assert await _probed_generations(store) == generations
+        assert await _probed_labels(store) == labels
+        await upgrade(store.engine, "0037")
+        # The same, but for the new domains' type ids in the trigger's serialized condition.
+        again = await _by_name(store, _LABEL_TEXTS)
+        assert {k: re.sub(r":(vartype|resulttype|opresulttype) \d+", "", v) for k, v in again.items()} == {
+            k: re.sub(r":(vartype|resulttype|opresulttype) \d+", "", v) for k, v in after.items()
+        }
     finally:
         await store.aclose()
 

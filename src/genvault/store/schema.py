@@ -37,10 +37,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import DOMAIN, JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
@@ -174,6 +175,43 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+class _Listed(TypeDecorator[str]):
+    """`varchar(16)`; on PostgreSQL the domain `domain` over it (DDL, reflection), bound and
+    rendered as the `varchar` it is (a DOMAIN has no literal renderer of its own)."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, domain: DOMAIN) -> None:
+        super().__init__()
+        self.domain = domain
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return self.domain if dialect.name == "postgresql" else dialect.type_descriptor(String(16))
+
+    def literal_processor(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(String(16)).literal_processor(dialect)
+
+
+def _listed(domain: str, constraint: str, values: tuple[str, ...]) -> Any:
+    """`varchar(16)`; on PostgreSQL the domain `domain` over it, whose constraint `constraint`
+    holds the column to `values` (revision 0037: a domain's CHECK is parsed once per backend, a
+    table's at every statement writing the table). On SQLite the table's CHECK does it."""
+    array = "'{" + ",".join(values) + "}'::text[]"
+    check = f"VALUE::text = ANY ({array})"
+    # Made by `_create_domains` (SQLAlchemy's own events for a variant's type run on SQLite too).
+    made = DOMAIN(domain, String(16), constraint_name=constraint, check=check, create_type=False)
+    _DOMAINS.append(made)
+    return _Listed(made)
+
+
+_DOMAINS: list[DOMAIN] = []
+GenerationKind: Any = _listed("generation_kind", "ck_generations_kind", GENERATION_KINDS)
+GenerationStatus: Any = _listed("generation_status", "ck_generations_status", GENERATION_STATUSES)
+ChatVisibility: Any = _listed("chat_visibility", "ck_chats_visibility", ("private", "link", "public"))
+MessageRole: Any = _listed("message_role", "ck_messages_role", ("system", "user", "assistant"))
+
+
 users = Table(
     "users",
     metadata,
@@ -208,7 +246,7 @@ chats = Table(
     Column("id", String(200), primary_key=True),
     Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("title", String(500)),
-    Column("visibility", String(16), nullable=False, default="private"),
+    Column("visibility", ChatVisibility, nullable=False, default="private"),
     # Messages take their `seq` from here with one atomic UPDATE … RETURNING in the append
     # transaction, so concurrent appends never collide or reorder.
     Column("last_seq", BigInteger, nullable=False, default=0),
@@ -223,7 +261,7 @@ chats = Table(
     # the chat's tags (and metadata) so usage by tag covers chats. NULL: none given.
     Column("tags", JSONOrNull),
     Column("metadata", JSONOrNull),
-    CheckConstraint(_in("visibility", ("private", "link", "public")), name="visibility"),
+    CheckConstraint(_in("visibility", ("private", "link", "public")), name="visibility").ddl_if(dialect="sqlite"),
     Index(None, "user_id", "updated_at"),
     # PostgreSQL: inserts fill a page to 90 %, the rest is for the turn's HOT update of a row
     # (revision 0031). Alembic compares no table options: `test_migrations` checks it.
@@ -239,13 +277,13 @@ messages = Table(
     Column("id", String(200), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("user_id", String(64), nullable=False),
-    Column("role", String(16), nullable=False),
+    Column("role", MessageRole, nullable=False),
     Column("metadata", JSONText),
     Column("generation_id", String(40)),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("chat_id", "id"),
     UniqueConstraint("chat_id", "seq"),
-    CheckConstraint(_in("role", ("system", "user", "assistant")), name="role"),
+    CheckConstraint(_in("role", ("system", "user", "assistant")), name="role").ddl_if(dialect="sqlite"),
     # No index on `user_id`: a chat turn writes two messages, and only erasing or exporting a user
     # looks messages up by user, through their chats (`owned_by`; revision 0032).
 )
@@ -256,8 +294,10 @@ messages = Table(
 # absent, so no CHECK requires it.)
 # On PostgreSQL the seven CHECKs below are one, `ck_parts_fields`, calling the function
 # `genvault_part_fields_ok` with the same conditions (revision 0030: PostgreSQL re-reads a CHECK's
-# expression at every statement that writes the table); `generations`' three are one too
-# (`ck_generations_fields`, its lists as array constants). Alembic's comparison does not look at CHECKs.
+# expression at every statement that writes the table); of `generations`' three only the cost's
+# is a table CHECK (`ck_generations_fields`), the kinds and statuses are the columns' domains, as
+# are the chats' visibilities and the messages' roles (revision 0037: `_listed`); the CHECKs of
+# those four are SQLite's only. Alembic's comparison does not look at CHECKs.
 parts = Table(
     "parts",
     metadata,
@@ -331,12 +371,12 @@ generations = Table(
     "generations",
     metadata,
     Column("id", String(40), primary_key=True),
-    Column("kind", String(16), nullable=False),
+    Column("kind", GenerationKind, nullable=False),
     Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     # A chat's generations hold its content (request messages, reply), so they go with the chat.
     Column("chat_id", String(200), ForeignKey("chats.id", ondelete="CASCADE")),
     Column("message_id", String(200)),  # the assistant message this generation writes
-    Column("status", String(16), nullable=False),
+    Column("status", GenerationStatus, nullable=False),
     Column("model", String(200), nullable=False),  # provider/model as asked for
     Column("provider", String(64), nullable=False),
     # The prompt or messages and every parameter that changes the output.
@@ -387,8 +427,8 @@ generations = Table(
     # object, set at creation and changed by PATCH. NULL: none given.
     Column("tags", JSONOrNull),
     Column("metadata", JSONOrNull),
-    CheckConstraint(_in("kind", GENERATION_KINDS), name="kind"),
-    CheckConstraint(_in("status", GENERATION_STATUSES), name="status"),
+    CheckConstraint(_in("kind", GENERATION_KINDS), name="kind").ddl_if(dialect="sqlite"),
+    CheckConstraint(_in("status", GENERATION_STATUSES), name="status").ddl_if(dialect="sqlite"),
     CheckConstraint("cost_nano_usd IS NULL OR cost_nano_usd >= 0", name="cost_not_negative"),
     # A retried request with the same key returns the same record. On PostgreSQL a partial unique
     # index over the rows that have a key: most rows have none, and a table constraint took an
@@ -692,3 +732,21 @@ def owned_by(table: Table, user_id: str) -> ColumnElement[bool]:
 def data_tables() -> list[Table]:
     """The tables that hold data (what backups, archives and counts cover), parents first."""
     return [t for t in metadata.sorted_tables if not t.info.get("runtime")]
+
+
+@event.listens_for(metadata, "before_create")
+def _create_domains(target: MetaData, connection: Any, **kw: Any) -> None:
+    """`metadata.create_all` on PostgreSQL: the columns' domains (`_listed`) first, unless there."""
+    if connection.dialect.name != "postgresql":
+        return
+    for domain in _DOMAINS:
+        if not connection.dialect.has_type(connection, domain.name):
+            domain.create(connection, checkfirst=False)
+
+
+@event.listens_for(metadata, "after_drop")
+def _drop_domains(target: MetaData, connection: Any, **kw: Any) -> None:
+    """`metadata.drop_all` on PostgreSQL: the columns' domains after the tables."""
+    if connection.dialect.name == "postgresql":
+        for domain in _DOMAINS:
+            domain.drop(connection, checkfirst=True)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from genvault.limits import LimitSet
 from genvault.messages.sse import parse_sse
-from genvault.money import estimated_cost_cents, nano_to_usd, usd_label, usd_text
+from genvault.money import estimated_cost_cents, nano_to_usd, nano_usd_text, usd_label, usd_text
 from genvault.providers import testmodel as tm
 from genvault.server import create_app
 from genvault.webhooks import generation_data
@@ -64,6 +64,9 @@ class TestTheHelper:
         assert str(nano_to_usd(750)) == "7.50E-7"  # what the surfaces used to write
         assert usd_label(None) == "unknown"
         assert nano_to_usd(None) is None
+        assert nano_usd_text(None) is None
+        for nano, (text, _) in cases.items():
+            assert nano_usd_text(nano) == text
 
     def test_any_decimal_however_written_gets_the_same_text(self) -> None:
         for written in ("7.50E-7", "0.000000750", "75E-8", "0.00000075"):

@@ -39,7 +39,7 @@ from genvault.errors import Conflict, GenvaultError, NotFound, ProviderError
 from genvault.ids import new_id
 from genvault.limits import Limits
 from genvault.liveness import Liveness, TurnGate
-from genvault.money import nano_to_usd, usd_text
+from genvault.money import nano_usd_text
 from genvault.providers.base import (
     ModelRequest,
     Provider,
@@ -657,7 +657,7 @@ class Engine:
             "generationId": run.generation_id,
             "model": run.model,
             "status": status,
-            "costUsd": None if cost.nano_usd is None else usd_text(nano_to_usd(cost.nano_usd)),
+            "costUsd": nano_usd_text(cost.nano_usd),
             **run.timing(),
         }
         if error is not None:
@@ -731,7 +731,7 @@ class Engine:
             "genvault": {
                 "generationId": run.generation_id,
                 "model": run.model,
-                "costUsd": None if run.cost.nano_usd is None else usd_text(nano_to_usd(run.cost.nano_usd)),
+                "costUsd": nano_usd_text(run.cost.nano_usd),
                 **run.timing(),
             }
         }

@@ -21,7 +21,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import overload
 
-__all__ = ["estimated_cost_cents", "nano_to_usd", "usd_label", "usd_text"]
+__all__ = ["estimated_cost_cents", "nano_to_usd", "nano_usd_text", "usd_label", "usd_text"]
 
 
 @overload
@@ -49,6 +49,17 @@ def usd_text(usd: Decimal | int) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
+
+
+@overload
+def nano_usd_text(nano: int) -> str: ...
+@overload
+def nano_usd_text(nano: None) -> None: ...
+@overload
+def nano_usd_text(nano: int | None) -> str | None: ...
+def nano_usd_text(nano: int | None) -> str | None:
+    """A stored nano-USD amount in the value form (`usd_text`); `None`, unknown, stays `None`."""
+    return None if nano is None else usd_text(nano_to_usd(nano))
 
 
 def usd_label(usd: Decimal | int | None) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from genvault import estimate, pricing
 from genvault.errors import InvalidRequest, NotFound
 from genvault.messages.assembler import merge_metadata
-from genvault.money import nano_to_usd, usd_text
+from genvault.money import nano_usd_text
 from genvault.providers.base import StreamUsage
 from genvault.records import Generation
 from genvault.store import chats as chat_store
@@ -83,7 +83,7 @@ async def _keep_reply(conn: AsyncConnection, record: Generation, usage: StreamUs
         "generationId": record.id,
         "model": record.model,
         "status": "interrupted",
-        "costUsd": None if cost.nano_usd is None else usd_text(nano_to_usd(cost.nano_usd)),
+        "costUsd": nano_usd_text(cost.nano_usd),
         "error": record.error,
     }
     extra: dict[str, Any] = {"genvault": status}

@@ -37,7 +37,7 @@ from genvault.limits._context import KeyGrant, acting_key
 from genvault.limits._cost import worst_case
 from genvault.limits._model import Caps, LimitName, LimitSet, LimitsStatus, LimitUsage
 from genvault.limits._rates import RateWindows
-from genvault.money import nano_to_usd, usd_text
+from genvault.money import nano_usd_text
 from genvault.providers.base import ModelRequest, StreamUsage
 from genvault.settings import Settings
 from genvault.store import Store
@@ -67,10 +67,6 @@ def _month_start(now: datetime) -> datetime:
 def _next_month(now: datetime) -> datetime:
     start = _month_start(now)
     return (start + timedelta(days=32)).replace(day=1)
-
-
-def _usd(nano: int) -> str:
-    return usd_text(nano_to_usd(nano))
 
 
 @dataclass
@@ -410,10 +406,12 @@ class Limits:
                 if limit_nano != ledger.NO_CAP and used + nano > limit_nano:
                     retry = None if resets_at is None else max(1, int((resets_at - now).total_seconds() + 0.999))
                     detail = (
-                        f"${_usd(used)} of ${_usd(limit_nano)} used or held by running generations, "
-                        f"and this request may cost up to ${_usd(nano)}"
+                        f"${nano_usd_text(used)} of ${nano_usd_text(limit_nano)} used or held by running generations, "
+                        f"and this request may cost up to ${nano_usd_text(nano)}"
                     )
-                    return self._refused(limit, subject, _usd(limit_nano), _usd(used), resets_at, retry, detail)
+                    return self._refused(
+                        limit, subject, nano_usd_text(limit_nano), nano_usd_text(used), resets_at, retry, detail
+                    )
             if caps["concurrent"] != ledger.NO_CAP and running + 1 > caps["concurrent"]:
                 detail = f"{running} of {caps['concurrent']} generations are running"
                 return self._refused("concurrent", subject, str(caps["concurrent"]), str(running), None, 1, detail)
@@ -469,7 +467,7 @@ class Limits:
         usage: list[LimitUsage] = []
         for subject, caps in subjects:
             row = usage_rows.get(subject)
-            reserved = _usd(row.reserved_nano_usd) if row else "0"
+            reserved = nano_usd_text(row.reserved_nano_usd) if row else "0"
             money: list[tuple[LimitName, int | None, int, datetime | None]] = [
                 ("daily_usd", caps.daily, row.used_day(day) if row else 0, _day_start(now) + timedelta(days=1)),
                 ("monthly_usd", caps.monthly, row.used_month(month) if row else 0, _next_month(now)),
@@ -481,9 +479,9 @@ class Limits:
                         LimitUsage(
                             subject=subject,
                             limit=limit,
-                            limit_value=_usd(cap),
-                            used=_usd(used),
-                            remaining=_usd(max(0, cap - used)),
+                            limit_value=nano_usd_text(cap),
+                            used=nano_usd_text(used),
+                            remaining=nano_usd_text(max(0, cap - used)),
                             resets_at=resets_at,
                             reserved=reserved,
                         )

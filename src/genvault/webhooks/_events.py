@@ -15,7 +15,7 @@ from sqlalchemy import Integer, String, Text, cast, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genvault.ids import new_id
-from genvault.money import nano_to_usd, usd_text
+from genvault.money import nano_usd_text
 from genvault.records import Generation
 from genvault.store.audit import user_hash
 from genvault.store.schema import UTCDateTime, webhook_deliveries, webhooks
@@ -109,7 +109,7 @@ def generation_data(record: Generation) -> dict[str, Any]:
         "finish_reason": record.finish_reason,
         "error": record.error,
         "usage": record.usage.model_dump(mode="json"),
-        "cost_usd": None if record.cost_nano_usd is None else usd_text(nano_to_usd(record.cost_nano_usd)),
+        "cost_usd": nano_usd_text(record.cost_nano_usd),
         "tags": record.tags,
         "created_at": record.created_at.isoformat(),
         "finished_at": record.finished_at.isoformat() if record.finished_at else None,

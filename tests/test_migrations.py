@@ -323,6 +323,14 @@ async def _downgrade(store: Store, revision: str) -> None:
         await conn.commit()
 
 
+async def _down_and_up(store: Store, revision: str) -> None:
+    """Upgrade to head, downgrade to `revision`, upgrade again: a PostgreSQL-only revision's
+    round trip on SQLite, where it must run clean (the revision is a no-op there)."""
+    await store.upgrade()
+    await _downgrade(store, revision)
+    await store.upgrade()
+
+
 _USER = "INSERT INTO users (id, name, is_admin, created_at) VALUES ('u', 'u', false, '2026-12-06 17:00:00+00')"
 _CHAT = (
     "INSERT INTO chats (id, user_id, visibility, last_seq, created_at, updated_at) "
@@ -705,9 +713,7 @@ async def test_0033_fires_the_limits_triggers_for_reserved_rows_only_and_settles
     store = Store(url, schema=schema)
     try:
         if store.dialect == "sqlite":
-            await store.upgrade()
-            await _downgrade(store, "0032")
-            await store.upgrade()
+            await _down_and_up(store, "0032")
             return
         whens = (
             "SELECT tgname, length(tgqual::text) FROM pg_trigger "
@@ -819,9 +825,7 @@ async def test_0035_generations_expressions_are_shorter_and_store_refuse_and_ind
     store = Store(url, schema=schema)
     try:
         if store.dialect == "sqlite":
-            await store.upgrade()
-            await _downgrade(store, "0033")
-            await store.upgrade()
+            await _down_and_up(store, "0033")
             return
         texts = (
             "SELECT conname, conbin::text FROM pg_constraint "
@@ -943,9 +947,7 @@ async def test_0037_value_domains_store_and_refuse_as_0035_rewrite_nothing_and_d
     store = Store(url, schema=schema)
     try:
         if store.dialect == "sqlite":
-            await store.upgrade()
-            await _downgrade(store, "0035")
-            await store.upgrade()
+            await _down_and_up(store, "0035")
             await _refuses_what_the_checks_refuse(store)
             return
         await upgrade(store.engine, "0035")
@@ -1046,9 +1048,7 @@ async def test_0034_splits_the_parts_vector_trigger_and_every_other_writer_still
     store = Store(url, schema=schema)
     try:
         if store.dialect == "sqlite":
-            await store.upgrade()
-            await _downgrade(store, "0033")
-            await store.upgrade()
+            await _down_and_up(store, "0033")
             return
         expected = [("text", True, True), ("step-start", False, True), ("text", True, True)]
         await upgrade(store.engine, "0033")
